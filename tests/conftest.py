@@ -1,0 +1,29 @@
+"""Shared fixtures: the real SmolLM2 tokenizer and vocabulary, a tiny random model, the real model."""
+
+from __future__ import annotations
+
+import pytest
+
+import guided
+from guided import models
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    return models.load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def smollm2_vocab(smollm2_tokenizer):
+    return guided.Vocabulary.from_tokenizer(smollm2_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """SmolLM2's architecture and tokenizer with 2 randomly initialised layers: fast, deterministic."""
+    return models.random_model(num_layers=2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def smollm2_model():
+    return models.load_model()
