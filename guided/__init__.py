@@ -1,0 +1,49 @@
+"""guided: constrained generation for language models, with exact token masks.
+
+A constraint (a regex today; grammars and schemas as their front-ends land) compiles against a
+tokenizer's vocabulary into a grammar whose matchers say, at every decoding step, exactly which
+tokens keep the output inside the language.
+
+>>> import guided
+>>> vocab = guided.Vocabulary.from_token_bytes([b"4", b"2", b"42", b"x", b"<eos>"], eos_token_ids=[4])
+>>> m = guided.compile(guided.Regex(r"\\d+"), vocab).matcher()
+>>> m.advance(2); m.accepts_eos()
+True
+"""
+
+from guided.compiler import compile
+from guided.engine.matcher import CompiledGrammar, Matcher
+from guided.errors import (
+    ConstraintViolation,
+    GuidedError,
+    LimitExceeded,
+    ModelUnavailable,
+    RegexError,
+    SpecError,
+    TokenizerMismatch,
+)
+from guided.frontends.regex import Regex
+from guided.generate import generate
+from guided.integrations.hf import LogitsProcessor
+from guided.models import Model, load_model
+from guided.vocab import Vocabulary
+
+__all__ = [
+    "CompiledGrammar",
+    "ConstraintViolation",
+    "GuidedError",
+    "LimitExceeded",
+    "LogitsProcessor",
+    "Matcher",
+    "Model",
+    "ModelUnavailable",
+    "Regex",
+    "RegexError",
+    "SpecError",
+    "TokenizerMismatch",
+    "Vocabulary",
+    "compile",
+    "generate",
+    "load_model",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,83 @@
+"""`compile`: turn any supported constraint spec into a `CompiledGrammar` for a vocabulary.
+
+Compiled grammars are cached per (spec, vocabulary), so calling `compile` again with an equal
+spec is free.
+
+>>> import guided
+>>> vocab = guided.Vocabulary.from_token_bytes([b"yes", b"no", b"y", b"<eos>"], eos_token_ids=[3])
+>>> g = guided.compile(guided.Regex("yes|no"), vocab)
+>>> g is guided.compile(guided.Regex("yes|no"), vocab)
+True
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+from guided.engine.automaton import AutomatonGrammar
+from guided.engine.matcher import CompiledGrammar
+from guided.frontends.regex import Regex, regex_to_dfa
+from guided.vocab import Vocabulary
+
+CACHE_SIZE = 64
+
+_cache: "weakref.WeakKeyDictionary[Vocabulary, OrderedDict[Any, CompiledGrammar]]" = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def compile(spec: Any, vocab: Any, *, cache: bool = True) -> CompiledGrammar:
+    """Compile ``spec`` (a `guided.Regex`, ...) for ``vocab``.
+
+    ``vocab`` may be a `guided.Vocabulary`, a Hugging Face tokenizer or a `guided.Model`.
+    """
+    vocab = as_vocabulary(vocab)
+    if not cache:
+        return _compile(spec, vocab)
+    with _lock:
+        per_vocab = _cache.setdefault(vocab, OrderedDict())
+        hit = per_vocab.get(spec)
+        if hit is not None:
+            per_vocab.move_to_end(spec)
+            return hit
+    grammar = _compile(spec, vocab)
+    with _lock:
+        per_vocab[spec] = grammar
+        while len(per_vocab) > CACHE_SIZE:
+            per_vocab.popitem(last=False)
+    return grammar
+
+
+def _compile(spec: Any, vocab: Vocabulary) -> CompiledGrammar:
+    if isinstance(spec, Regex):
+        return AutomatonGrammar(regex_to_dfa(spec), vocab, source=spec.pattern)
+    if isinstance(spec, str):
+        raise TypeError("a bare string is ambiguous: wrap it as guided.Regex(...)")
+    raise TypeError(f"cannot compile a {type(spec).__name__}; expected guided.Regex")
+
+
+def as_vocabulary(obj: Any) -> Vocabulary:
+    """The `Vocabulary` of a Vocabulary, a `guided.Model` or a Hugging Face tokenizer."""
+    if isinstance(obj, Vocabulary):
+        return obj
+    vocab = getattr(obj, "vocab", None)
+    if isinstance(vocab, Vocabulary):
+        return vocab
+    if hasattr(obj, "convert_ids_to_tokens"):
+        return _tokenizer_vocab(obj)
+    raise TypeError(f"expected a guided.Vocabulary, a guided.Model or a tokenizer, got {type(obj).__name__}")
+
+
+_tokenizer_vocabs: "weakref.WeakKeyDictionary[Any, Vocabulary]" = weakref.WeakKeyDictionary()
+
+
+def _tokenizer_vocab(tokenizer: Any) -> Vocabulary:
+    with _lock:
+        vocab = _tokenizer_vocabs.get(tokenizer)
+    if vocab is None:
+        vocab = Vocabulary.from_tokenizer(tokenizer)
+        with _lock:
+            _tokenizer_vocabs[tokenizer] = vocab
+    return vocab

@@ -1,0 +1,224 @@
+"""Token masks for byte-level automata: vectorised per-state masks, computed lazily and cached.
+
+For a DFA state ``s`` the allowed tokens are those whose bytes, walked from ``s``, do not reach
+the dead state (the DFA is trimmed, so every other state can still finish).  The walk runs over
+the whole vocabulary at once, one numpy gather per byte position, dropping tokens as soon as
+they die, on the `TokenTable` shared by every grammar of the vocabulary.  A state's mask is
+computed the first time a matcher reaches it and kept on the compiled grammar, which is
+immutable otherwise and safe to share between threads.
+
+>>> import guided
+>>> vocab = guided.Vocabulary.from_token_bytes([b"1", b"12", b"x", b"</s>"], eos_token_ids=[3])
+>>> g = guided.compile(guided.Regex(r"[0-9]+"), vocab)
+>>> m = g.matcher(); m.advance(1); m.mask().tolist()
+[True, True, False, True]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from guided.engine.bitmask import pack
+from guided.engine.token_table import TokenTable
+from guided.errors import ConstraintViolation
+from guided.fsm import DEAD, ByteDFA
+from guided.vocab import Vocabulary
+
+FINISHED = -1  # pseudo-state after EOS
+
+
+@dataclass
+class MaskStats:
+    """How much mask work a compiled grammar has done (for benchmarks and diagnostics)."""
+
+    states_computed: int = 0
+    seconds: float = 0.0
+
+
+class AutomatonGrammar:
+    """A `ByteDFA` compiled against a vocabulary: the `CompiledGrammar` of regex constraints."""
+
+    def __init__(self, dfa: ByteDFA, vocab: Vocabulary, source: str = ""):
+        self.dfa = dfa
+        self.vocab = vocab
+        self.source = source
+        self.table = TokenTable.of(vocab)
+        self.stats = MaskStats()
+        self._words: dict[int, np.ndarray] = {}
+        self._bools: dict[int, torch.Tensor] = {}
+        self._forced: dict[int, bytes] = {}
+        eos = np.zeros(vocab.size, dtype=bool)
+        eos[self.table.eos_ids] = True
+        self._words[FINISHED] = pack(eos)
+
+    def __repr__(self) -> str:
+        return f"AutomatonGrammar({self.source!r}, states={self.dfa.num_states}, vocab={self.vocab.size})"
+
+    def matcher(self) -> "AutomatonMatcher":
+        return AutomatonMatcher(self)
+
+    # -- per-state data, computed on first use --------------------------------------------
+
+    def words(self, state: int) -> np.ndarray:
+        """Packed allowed-token bitmask of ``state``."""
+        words = self._words.get(state)
+        if words is None:
+            words = self._words[state] = pack(self._allowed(state))
+        return words
+
+    def bools(self, state: int) -> torch.Tensor:
+        mask = self._bools.get(state)
+        if mask is None:
+            allowed = np.unpackbits(self.words(state).view(np.uint8), bitorder="little", count=self.vocab.size)
+            mask = self._bools[state] = torch.from_numpy(allowed.view(bool))
+        return mask
+
+    def allowed_ids(self, state: int) -> np.ndarray:
+        """Token ids allowed in ``state`` (sorted), EOS included when accepting."""
+        return np.flatnonzero(self.bools(state).numpy())
+
+    def _allowed(self, state: int) -> np.ndarray:
+        start = time.perf_counter()
+        t, tr = self.table, self.dfa.transitions
+        allowed = np.zeros(self.vocab.size, dtype=bool)
+        if t.ids.size:
+            cur = tr[state, t.columns[0]]
+            rows = np.flatnonzero(cur)
+            cur = cur[rows]
+            for p in range(1, t.max_len):
+                # Rows are sorted and tokens sorted longest first, so the ones still being
+                # walked at position p are exactly the first k of the survivors.
+                k = int(np.searchsorted(rows, t.active[p]))
+                if k == 0:
+                    break
+                walking = rows[:k]
+                nxt = tr[cur[:k], t.columns[p][walking]]
+                alive = nxt != DEAD
+                if alive.all():
+                    cur[:k] = nxt
+                else:
+                    rows = np.concatenate([walking[alive], rows[k:]])
+                    cur = np.concatenate([nxt[alive], cur[k:]])
+            allowed[t.ids[rows]] = True
+        if self.dfa.accepting[state]:
+            allowed[t.eos_ids] = True
+        self.stats.states_computed += 1
+        self.stats.seconds += time.perf_counter() - start
+        return allowed
+
+    def forced_bytes(self, state: int) -> bytes:
+        forced = self._forced.get(state)
+        if forced is None:
+            out = bytearray()
+            s, seen = state, set()
+            tr, acc = self.dfa.transitions, self.dfa.accepting
+            while s != FINISHED and not acc[s] and s not in seen:
+                seen.add(s)
+                live = np.flatnonzero(tr[s])
+                if live.size != 1:
+                    break
+                out.append(int(live[0]))
+                s = int(tr[s, live[0]])
+            forced = self._forced[state] = bytes(out)
+        return forced
+
+
+class AutomatonMatcher:
+    """Matcher over an `AutomatonGrammar`; history is a persistent linked list, so copies are O(1)."""
+
+    __slots__ = ("grammar", "_history", "_n")
+
+    def __init__(self, grammar: AutomatonGrammar, history=None, n: int = 0):
+        self.grammar = grammar
+        self._history = history if history is not None else (grammar.dfa.initial, None)
+        self._n = n
+
+    def __repr__(self) -> str:
+        return f"AutomatonMatcher(state={self.state}, tokens={self._n})"
+
+    @property
+    def state(self) -> int:
+        return self._history[0]
+
+    @property
+    def num_tokens(self) -> int:
+        return self._n
+
+    def mask(self) -> torch.Tensor:
+        return self.grammar.bools(self.state).clone()
+
+    def fill_bitmask(self, bitmask, row: int = 0) -> None:
+        words = self.grammar.words(self.state)
+        target = bitmask.numpy() if isinstance(bitmask, torch.Tensor) else bitmask
+        target[row, : words.size] = words
+        target[row, words.size :] = 0
+
+    def is_allowed(self, token_id: int) -> bool:
+        words = self.grammar.words(self.state)
+        if not 0 <= token_id < self.grammar.vocab.size:
+            return False
+        return bool((int(words[token_id >> 5]) >> (token_id & 31)) & 1)
+
+    def advance(self, token_id: int) -> None:
+        g = self.grammar
+        state = self.state
+        if state == FINISHED:
+            if token_id in g.vocab.eos_token_ids:
+                self._push(FINISHED)
+                return
+            raise ConstraintViolation(f"token {token_id} after end of sequence")
+        if token_id in g.vocab.eos_token_ids:
+            if not g.dfa.accepting[state]:
+                raise ConstraintViolation(
+                    f"end of sequence is not allowed here: the text is incomplete (after {self._n} tokens)"
+                )
+            self._push(FINISHED)
+            return
+        data = g.vocab.token_bytes[token_id] if 0 <= token_id < g.vocab.size else b""
+        if not data:
+            raise ConstraintViolation(f"token {token_id} is not a text token of this vocabulary")
+        tr = g.dfa.transitions
+        s = state
+        for b in data:
+            s = tr.item(s, b)
+            if s == DEAD:
+                raise ConstraintViolation(
+                    f"token {token_id} ({g.vocab.token_text(token_id)!r}) leaves the language "
+                    f"after {self._n} tokens"
+                )
+        self._push(s)
+
+    def _push(self, state: int) -> None:
+        self._history = (state, self._history)
+        self._n += 1
+
+    def accepts_eos(self) -> bool:
+        s = self.state
+        return s != FINISHED and bool(self.grammar.dfa.accepting[s])
+
+    def is_finished(self) -> bool:
+        s = self.state
+        if s == FINISHED:
+            return True
+        return bool(self.grammar.dfa.accepting[s]) and not self.grammar.dfa.transitions[s].any()
+
+    def rollback(self, n: int = 1) -> None:
+        if n < 0 or n > self._n:
+            raise ValueError(f"cannot roll back {n} tokens: only {self._n} consumed")
+        h = self._history
+        for _ in range(n):
+            h = h[1]
+        self._history = h
+        self._n -= n
+
+    def copy(self) -> "AutomatonMatcher":
+        return AutomatonMatcher(self.grammar, self._history, self._n)
+
+    def forced_bytes(self) -> bytes:
+        s = self.state
+        return b"" if s == FINISHED else self.grammar.forced_bytes(s)
+

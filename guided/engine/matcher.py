@@ -1,0 +1,90 @@
+"""The Matcher protocol: the one interface between every constraint engine and every decoder.
+
+A *compiled grammar* (`CompiledGrammar`) is immutable and shareable between threads and
+requests; it hands out *matchers*, one per sequence being generated.  A matcher tracks how
+far the sequence has got and answers, for the next step, which token ids may follow.
+
+Contract, for every engine (regex automata now; Lark CFGs, JSON Schema, XML later):
+
+- ``mask()`` is exact: token ``t`` is allowed iff the text so far plus ``t``'s bytes is still a
+  prefix of some document of the language; EOS ids are allowed iff the text so far is a
+  complete document.  Special/added tokens other than EOS are never allowed; ids past the
+  tokenizer's size (padded logits) are never allowed.
+- ``advance(t)`` raises `guided.errors.ConstraintViolation` for a token the mask forbids and
+  leaves the matcher unchanged.  After EOS the matcher is finished and only EOS is allowed.
+- ``rollback(n)`` undoes the last ``n`` advances exactly; ``copy()`` is cheap (persistent
+  history, no deep copies) and independent of the original.
+- ``forced_bytes()`` is the longest byte string every continuation must start with (empty when
+  the next byte is open or EOS is allowed): what jump-forward may append without sampling.
+
+>>> import guided
+>>> vocab = guided.Vocabulary.from_token_bytes([b"a", b"b", b"ab", b"<eos>"], eos_token_ids=[3])
+>>> m = guided.compile(guided.Regex("ab"), vocab).matcher()
+>>> m.mask().tolist()
+[True, False, True, False]
+>>> m.advance(0); m.mask().tolist()
+[False, True, False, False]
+>>> m.advance(1); m.accepts_eos(), m.mask().tolist()
+(True, [False, False, False, True])
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from guided.vocab import Vocabulary
+
+
+@runtime_checkable
+class Matcher(Protocol):
+    """Per-sequence state of a constraint; see the module docstring for the contract."""
+
+    def mask(self) -> torch.Tensor:
+        """Bool tensor ``[vocab.size]``, True where the token is allowed next."""
+        ...
+
+    def fill_bitmask(self, bitmask: torch.Tensor, row: int = 0) -> None:
+        """Write the allowed set into row ``row`` of a packed int32 ``[batch, words]`` bitmask."""
+        ...
+
+    def advance(self, token_id: int) -> None:
+        """Consume one token; raise `ConstraintViolation` if it is not allowed."""
+        ...
+
+    def accepts_eos(self) -> bool:
+        """True when the text so far is a complete document."""
+        ...
+
+    def is_finished(self) -> bool:
+        """True after EOS was consumed, or when EOS is the only thing that may follow."""
+        ...
+
+    def rollback(self, n: int = 1) -> None:
+        """Undo the last ``n`` tokens."""
+        ...
+
+    def copy(self) -> "Matcher":
+        """An independent matcher in the same state."""
+        ...
+
+    def forced_bytes(self) -> bytes:
+        """Bytes every valid continuation starts with."""
+        ...
+
+    @property
+    def num_tokens(self) -> int:
+        """Number of tokens consumed (EOS included)."""
+        ...
+
+
+@runtime_checkable
+class CompiledGrammar(Protocol):
+    """An immutable, thread-safe compiled constraint for one vocabulary."""
+
+    vocab: Vocabulary
+
+    def matcher(self) -> Matcher:
+        """A fresh matcher at the start of the document."""
+        ...

@@ -1,0 +1,310 @@
+"""Byte-level finite automata: the intermediate form regexes compile to and grammar terminals are made of.
+
+Front-ends build a small NFA over byte ranges (`ByteNFA`), which `determinize` turns into a
+`ByteDFA`: a dense ``[n_states, 256]`` transition table where state 0 is the dead state and
+every other state can still reach an accepting state.  That last property is what makes token
+masks exact: a token is allowed in state ``s`` exactly when walking its bytes from ``s`` does
+not end in state 0.
+
+Unicode enters only through `utf8_ranges`, which turns a set of code points into the byte-range
+sequences of their UTF-8 encodings, so that tokens holding half a character are handled like
+any other byte string.
+
+>>> nfa = ByteNFA()
+>>> end = nfa.add_state()
+>>> nfa.add_sequence(nfa.start, [(ord("a"), ord("z"))], end)
+>>> nfa.accepting.add(end)
+>>> dfa = determinize(nfa)
+>>> dfa.fullmatch(b"q"), dfa.fullmatch(b"qq")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from guided.errors import LimitExceeded
+
+DEAD = 0
+MAX_UNICODE = 0x10FFFF
+SURROGATES = (0xD800, 0xDFFF)
+
+ByteRange = tuple[int, int]  # inclusive
+
+
+@dataclass(frozen=True, eq=False)
+class ByteDFA:
+    """A trimmed deterministic automaton over bytes; state 0 is dead, every other state is live.
+
+    ``transitions[s, b]`` is the state after byte ``b`` in state ``s``; ``accepting[s]`` says whether
+    the bytes read so far form a complete match.
+    """
+
+    transitions: np.ndarray  # int32 [n_states, 256]
+    accepting: np.ndarray  # bool [n_states]
+    initial: int
+
+    @property
+    def num_states(self) -> int:
+        return int(self.transitions.shape[0])
+
+    def walk(self, data: bytes, state: int | None = None) -> int:
+        """The state after reading ``data`` (0 once it has left the language)."""
+        s = self.initial if state is None else state
+        rows = self.transitions
+        for b in data:
+            s = int(rows[s, b])
+            if s == DEAD:
+                return DEAD
+        return s
+
+    def fullmatch(self, data: bytes) -> bool:
+        return bool(self.accepting[self.walk(data)])
+
+    def is_prefix(self, data: bytes) -> bool:
+        """True when ``data`` can still be extended to a match (the DFA is trimmed)."""
+        return self.walk(data) != DEAD
+
+
+@dataclass
+class ByteNFA:
+    """An NFA over byte ranges with epsilon moves; a scratch structure for building a `ByteDFA`."""
+
+    ranges: list[list[tuple[int, int, int]]] = field(default_factory=list)  # state -> [(lo, hi, target)]
+    epsilons: list[list[int]] = field(default_factory=list)
+    accepting: set[int] = field(default_factory=set)
+    start: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.ranges:
+            self.add_state()
+
+    @property
+    def num_states(self) -> int:
+        return len(self.ranges)
+
+    def add_state(self) -> int:
+        self.ranges.append([])
+        self.epsilons.append([])
+        return len(self.ranges) - 1
+
+    def add_epsilon(self, source: int, target: int) -> None:
+        self.epsilons[source].append(target)
+
+    def add_sequence(self, source: int, seq: Sequence[ByteRange], target: int) -> None:
+        """Connect ``source`` to ``target`` through one byte range per step."""
+        state = source
+        for i, (lo, hi) in enumerate(seq):
+            nxt = target if i == len(seq) - 1 else self.add_state()
+            self.ranges[state].append((lo, hi, nxt))
+            state = nxt
+
+    def add_codepoints(self, source: int, codepoints: Sequence[tuple[int, int]], target: int) -> None:
+        """Connect ``source`` to ``target`` through the UTF-8 encoding of any code point in the ranges.
+
+        Sequences sharing a tail (``[80-BF][80-BF]`` and so on) share its states, which keeps
+        large classes such as ``[^"]`` down to a dozen NFA states.
+        """
+        tails: dict[tuple[ByteRange, ...], int] = {(): target}
+
+        def tail_state(rest: tuple[ByteRange, ...]) -> int:
+            if rest not in tails:
+                state = self.add_state()
+                lo, hi = rest[0]
+                self.ranges[state].append((lo, hi, tail_state(rest[1:])))
+                tails[rest] = state
+            return tails[rest]
+
+        for lo_cp, hi_cp in codepoints:
+            for seq in utf8_ranges(lo_cp, hi_cp):
+                lo, hi = seq[0]
+                self.ranges[source].append((lo, hi, tail_state(tuple(seq[1:]))))
+
+
+def utf8_ranges(lo: int, hi: int) -> list[list[ByteRange]]:
+    """The UTF-8 encodings of code points ``lo..hi`` as sequences of byte ranges (surrogates excluded).
+
+    Each returned sequence is a cartesian product of byte ranges, the form an automaton needs.
+
+    >>> utf8_ranges(0x61, 0x7A)
+    [[(97, 122)]]
+    >>> utf8_ranges(0x80, 0x7FF)
+    [[(194, 223), (128, 191)]]
+    """
+    out: list[list[ByteRange]] = []
+    stack = [(lo, hi)]
+    while stack:
+        a, b = stack.pop()
+        if a > b:
+            continue
+        if a <= SURROGATES[1] and b >= SURROGATES[0]:  # no UTF-8 text contains a surrogate
+            stack.append((SURROGATES[1] + 1, b))
+            stack.append((a, SURROGATES[0] - 1))
+            continue
+        split = False
+        for limit in (0x7F, 0x7FF, 0xFFFF):  # the boundaries between encoded lengths
+            if a <= limit < b:
+                stack.append((limit + 1, b))
+                stack.append((a, limit))
+                split = True
+                break
+        if split:
+            continue
+        if b <= 0x7F:
+            out.append([(a, b)])
+            continue
+        n = _utf8_len(a)
+        for i in range(1, n):
+            m = (1 << (6 * i)) - 1
+            if a & ~m != b & ~m:
+                if a & m != 0:
+                    stack.append(((a | m) + 1, b))
+                    stack.append((a, a | m))
+                    split = True
+                    break
+                if b & m != m:
+                    stack.append((b & ~m, b))
+                    stack.append((a, (b & ~m) - 1))
+                    split = True
+                    break
+        if split:
+            continue
+        ea, eb = chr(a).encode("utf-8"), chr(b).encode("utf-8")
+        out.append(list(zip(ea, eb)))
+    out.sort()
+    return out
+
+
+def _utf8_len(cp: int) -> int:
+    return 1 if cp <= 0x7F else 2 if cp <= 0x7FF else 3 if cp <= 0xFFFF else 4
+
+
+def complement_codepoints(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """All code points not in ``ranges`` (which must be sorted and disjoint)."""
+    out, nxt = [], 0
+    for lo, hi in ranges:
+        if lo > nxt:
+            out.append((nxt, lo - 1))
+        nxt = max(nxt, hi + 1)
+    if nxt <= MAX_UNICODE:
+        out.append((nxt, MAX_UNICODE))
+    return out
+
+
+def codepoint_ranges(codepoints: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted, merged inclusive ranges covering ``codepoints``."""
+    out: list[list[int]] = []
+    for cp in sorted(set(codepoints)):
+        if out and cp == out[-1][1] + 1:
+            out[-1][1] = cp
+        else:
+            out.append([cp, cp])
+    return [(a, b) for a, b in out]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on automaton construction; exceeding one raises `guided.errors.LimitExceeded`."""
+
+    max_states: int = 100_000
+    max_seconds: float = 10.0
+
+
+def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton") -> ByteDFA:
+    """Subset construction to a trimmed `ByteDFA`, bounded by ``limits``.
+
+    >>> n = ByteNFA(); e = n.add_state(); n.add_sequence(n.start, [(48, 57)], e); n.accepting.add(e)
+    >>> determinize(n).num_states  # dead state, start, after-a-digit
+    3
+    """
+    deadline = time.monotonic() + limits.max_seconds
+    closure_cache: dict[int, frozenset[int]] = {}
+
+    def closure(states: Iterable[int]) -> frozenset[int]:
+        seen: set[int] = set()
+        stack = list(states)
+        while stack:
+            s = stack.pop()
+            if s in seen:
+                continue
+            seen.add(s)
+            stack.extend(nfa.epsilons[s])
+        return frozenset(seen)
+
+    start = closure([nfa.start])
+    index: dict[frozenset[int], int] = {frozenset(): DEAD, start: 1}
+    order: list[frozenset[int]] = [frozenset(), start]
+    rows: list[np.ndarray] = [np.zeros(256, np.int32)]
+    pending = 1
+    while pending < len(order):
+        subset = order[pending]
+        pending += 1
+        if len(order) > limits.max_states:
+            raise LimitExceeded(
+                f"{what}: more than {limits.max_states} automaton states "
+                f"(raise the limit with max_states=, or simplify the pattern)"
+            )
+        if pending % 256 == 0 and time.monotonic() > deadline:
+            raise LimitExceeded(f"{what}: construction took longer than {limits.max_seconds} s")
+        # Split the byte space at every range boundary of every member state, then map each
+        # elementary interval to the closure of its targets.
+        moves: list[tuple[int, int, int]] = [r for s in subset for r in nfa.ranges[s]]
+        row = np.zeros(256, np.int32)
+        if moves:
+            points = sorted({lo for lo, _, _ in moves} | {hi + 1 for _, hi, _ in moves})
+            for a, b in zip(points, points[1:]):
+                targets = [t for lo, hi, t in moves if lo <= a and b - 1 <= hi]
+                if not targets:
+                    continue
+                key = closure_cache.get(targets[0]) if len(targets) == 1 else None
+                if key is None:
+                    key = closure(targets)
+                    if len(targets) == 1:
+                        closure_cache[targets[0]] = key
+                state = index.get(key)
+                if state is None:
+                    state = index[key] = len(order)
+                    order.append(key)
+                row[a:b] = state
+        rows.append(row)
+    transitions = np.stack(rows).astype(np.int32)
+    accepting = np.array([bool(subset & nfa.accepting) for subset in order])
+    return trim(transitions, accepting, initial=1)
+
+
+def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDFA:
+    """Send every state that cannot reach an accepting state to 0 and renumber the rest."""
+    n = transitions.shape[0]
+    live = accepting.copy()
+    live[DEAD] = False
+    # Backward reachability: iterate "has a live successor" to a fixpoint, vectorised.
+    while True:
+        grown = live | live[transitions].any(axis=1)
+        grown[DEAD] = False
+        if (grown == live).all():
+            break
+        live = grown
+    # Forward reachability from the initial state, through live states only.
+    reach = np.zeros(n, bool)
+    if live[initial]:
+        reach[initial] = True
+        frontier = np.array([initial])
+        while frontier.size:
+            nxt = np.unique(transitions[frontier])
+            nxt = nxt[live[nxt] & ~reach[nxt]]
+            reach[nxt] = True
+            frontier = nxt
+    keep = np.flatnonzero(reach)
+    # The initial state becomes 1 (or the DFA is empty: only the dead state and an initial dead 0).
+    keep = np.concatenate([[initial], keep[keep != initial]]) if reach[initial] else keep
+    new_id = np.zeros(n, np.int32)
+    new_id[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
+    table = np.zeros((len(keep) + 1, 256), np.int32)
+    table[1:] = new_id[transitions[keep]]
+    acc = np.zeros(len(keep) + 1, bool)
+    acc[1:] = accepting[keep]
+    return ByteDFA(transitions=table, accepting=acc, initial=1 if reach[initial] else DEAD)

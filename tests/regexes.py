@@ -1,0 +1,37 @@
+"""Practical regexes shared by the regex tests and benchmarks (each fully matched)."""
+
+WORDS = [f"{a}{b}" for a in ("alpha", "beta", "gamma", "delta", "omega") for b in range(200)]
+
+PRACTICAL = {
+    "email": r"[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,6}",
+    "iso_date": r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])",
+    "iso_datetime": r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})",
+    "uuid": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    "ipv4": r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])",
+    "phone_us": r"\(?[0-9]{3}\)?[ .-]?[0-9]{3}[ .-]?[0-9]{4}",
+    "semver": r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?",
+    "json_string": r'"([^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"',
+    "integer": r"-?(0|[1-9][0-9]*)",
+    "json_number": r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?",
+    "hex_color": r"#[0-9a-fA-F]{6}",
+    "url": r"https?://[a-zA-Z0-9.-]+(:[0-9]{1,5})?(/[a-zA-Z0-9._~%-]*)*",
+    "time_hm": r"([01][0-9]|2[0-3]):[0-5][0-9]",
+    "zip_code": r"[0-9]{5}(-[0-9]{4})?",
+    "yes_no": r"(yes|no|maybe)",
+    "words_enum": "(" + "|".join(WORDS) + ")",
+    "long_alternation": "(" + "|".join(f"option_{i:03d}" for i in range(30)) + ")",
+    "sentence": r"[A-Z][a-z]+( [a-z]+){2,8}\.",
+    "unicode_name": r"[A-ZÀ-Ý][a-zà-ÿ]+( [A-ZÀ-Ý][a-zà-ÿ]+)?",
+    "cjk": r"[\u4e00-\u9fff]{1,5}",
+    "emoji": r"[\U0001F600-\U0001F64F]+ ok",
+    "csv_row": r"[a-z]+(,[a-z0-9]+){2}",
+    "key_value": r"[a-z_]+=[0-9]+(;[a-z_]+=[0-9]+)*",
+    "case_insensitive": r"(?i)hello world",
+    "bounded_repeat": r"a{2,5}b{0,3}",
+    "dot_any": r"<.{1,10}>",
+    "negated_class": r"\[[^\]\n]{0,20}\]",
+    "python_call": r"[a-z_][a-z0-9_]*\(([a-z_]+=[0-9]+(, [a-z_]+=[0-9]+)*)?\)",
+    "markdown_heading": r"#{1,3} [A-Za-z ]{1,30}",
+    "empty_or_digits": r"[0-9]*",
+    "nested_groups": r"((ab|cd)(ef|gh)?)+",
+}
