@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import pytest
@@ -15,6 +16,8 @@ from guided.frontends.regex import regex_to_dfa
 from guided.fsm import utf8_ranges
 from tests.regexes import PRACTICAL
 
+compiled = functools.lru_cache(maxsize=None)(regex_to_dfa)
+
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -23,7 +26,7 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 @given(data=st.data())
 def test_samples_fullmatch_and_mutations_agree_with_re(name, data):
     pattern = PRACTICAL[name]
-    dfa = regex_to_dfa(pattern)
+    dfa = compiled(pattern)
     oracle = re.compile(pattern, re.ASCII)
     s = data.draw(st.from_regex(oracle, fullmatch=True))
     assert dfa.fullmatch(s.encode()), s
