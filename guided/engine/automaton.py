@@ -16,6 +16,7 @@ immutable otherwise and safe to share between threads.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from guided.fsm import DEAD, ByteDFA
 from guided.vocab import Vocabulary
 
 FINISHED = -1  # pseudo-state after EOS
+UNREACHABLE = np.iinfo(np.int64).max // 2
 
 
 @dataclass
@@ -85,25 +87,63 @@ class AutomatonGrammar:
 
     def _allowed(self, state: int) -> np.ndarray:
         start = time.perf_counter()
-        t, tr = self.table, self.dfa.transitions
         allowed = np.zeros(self.vocab.size, dtype=bool)
-        if t.token_ids.size:
-            # State of every trie node, level by level; a dead parent (0) keeps its children dead.
-            prev = np.array([state], dtype=tr.dtype)
-            levels = []
-            for parents, last in zip(t.level_parents, t.level_bytes):
-                prev = tr[prev[parents], last]
-                levels.append(prev)
-                if not prev.any():
-                    break
-            node_state = np.concatenate(levels)
-            reached = t.token_nodes < node_state.size
-            ids, nodes = t.token_ids[reached], t.token_nodes[reached]
-            allowed[ids] = node_state[nodes] != DEAD
+        ids, ends = self._token_ends(state)
+        allowed[ids] = ends != DEAD
         if self.dfa.accepting[state]:
-            allowed[t.eos_ids] = True
+            allowed[self.table.eos_ids] = True
         self.stats.states_computed += 1
         self.stats.seconds += time.perf_counter() - start
+        return allowed
+
+    def _token_ends(self, state: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every text token's id and the state its bytes lead to from ``state`` (0: dead)."""
+        t, tr = self.table, self.dfa.transitions
+        if not t.token_ids.size:
+            return t.token_ids, t.token_ids
+        # State of every trie node, level by level; a dead parent (0) keeps its children dead.
+        prev = np.array([state], dtype=tr.dtype)
+        levels = []
+        for parents, last in zip(t.level_parents, t.level_bytes):
+            prev = tr[prev[parents], last]
+            levels.append(prev)
+            if not prev.any():
+                break
+        node_state = np.concatenate(levels)
+        reached = t.token_nodes < node_state.size
+        return t.token_ids[reached], node_state[t.token_nodes[reached]]
+
+    @functools.cached_property
+    def closing_distance(self) -> np.ndarray:
+        """Per state, tokens enough to reach an accepting state, walking single-byte tokens only.
+
+        An upper bound on the true token distance (multi-byte tokens can only shorten the way);
+        ``UNREACHABLE`` where no single-byte path exists.
+        """
+        single = np.zeros(256, dtype=bool)
+        for token_id in self.table.token_ids[self.table.token_nodes < self.table.level_bytes[0].size]:
+            single[self.vocab.token_bytes[token_id][0]] = True
+        tr = self.dfa.transitions[:, single]
+        dist = np.full(self.dfa.num_states, UNREACHABLE, dtype=np.int64)
+        dist[self.dfa.accepting] = 0
+        dist[DEAD] = UNREACHABLE
+        while True:  # Bellman-Ford rounds, vectorised; terminates within num_states rounds
+            step = dist[tr].min(axis=1) + 1 if tr.shape[1] else dist
+            new = np.minimum(dist, step)
+            new[DEAD] = UNREACHABLE
+            if (new == dist).all():
+                return dist
+            dist = new
+
+    def budget_allowed(self, state: int, remaining: int) -> np.ndarray:
+        """Allowed tokens after which a complete document is still reachable within ``remaining - 1`` tokens."""
+        allowed = np.zeros(self.vocab.size, dtype=bool)
+        if state == FINISHED or self.dfa.accepting[state]:
+            allowed[self.table.eos_ids] = True
+        if state == FINISHED or remaining < 1:
+            return allowed
+        ids, ends = self._token_ends(state)
+        allowed[ids] = (ends != DEAD) & (self.closing_distance[ends] <= remaining - 1)
         return allowed
 
     def forced_bytes(self, state: int) -> bytes:
@@ -218,4 +258,7 @@ class AutomatonMatcher:
     def forced_bytes(self) -> bytes:
         s = self.state
         return b"" if s == FINISHED else self.grammar.forced_bytes(s)
+
+    def budget_mask(self, remaining: int) -> torch.Tensor:
+        return torch.from_numpy(self.grammar.budget_allowed(self.state, remaining))
 

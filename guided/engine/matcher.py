@@ -14,6 +14,8 @@ Contract, for every engine (regex automata now; Lark CFGs, JSON Schema, XML late
   leaves the matcher unchanged.  After EOS the matcher is finished and only EOS is allowed.
 - ``rollback(n)`` undoes the last ``n`` advances exactly; ``copy()`` is cheap (persistent
   history, no deep copies) and independent of the original.
+- ``budget_mask(n)`` keeps only the tokens after which the document can still be completed
+  within ``n - 1`` more tokens: what budget-aware decoding uses near ``max_new_tokens``.
 - ``forced_bytes()`` is the longest byte string every continuation must start with (empty when
   the next byte is open or EOS is allowed): what jump-forward may append without sampling.
 
@@ -71,6 +73,16 @@ class Matcher(Protocol):
 
     def forced_bytes(self) -> bytes:
         """Bytes every valid continuation starts with."""
+        ...
+
+    def budget_mask(self, remaining: int) -> torch.Tensor:
+        """The allowed tokens after which a complete document is still reachable within
+        ``remaining - 1`` more tokens (EOS only where the text is already complete).
+
+        A safe under-approximation of "can still finish in time": decoders switch to it as the
+        token budget runs out, so output is never truncated.  It may be empty when no short
+        completion is certain; a decoder then falls back to `mask`.
+        """
         ...
 
     @property
