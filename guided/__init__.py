@@ -22,6 +22,7 @@ from guided.errors import (
     SpecError,
     TokenizerMismatch,
 )
+from guided.frontends.lark import Grammar, GrammarError
 from guided.frontends.regex import Regex
 from guided.generate import generate
 from guided.integrations.hf import LogitsProcessor
@@ -31,6 +32,8 @@ from guided.vocab import Vocabulary
 __all__ = [
     "CompiledGrammar",
     "ConstraintViolation",
+    "Grammar",
+    "GrammarError",
     "GuidedError",
     "LimitExceeded",
     "LogitsProcessor",

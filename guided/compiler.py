@@ -18,6 +18,8 @@ from collections import OrderedDict
 from typing import Any
 
 from guided.engine.automaton import AutomatonGrammar
+from guided.engine.cfg import CfgGrammar
+from guided.frontends.lark import Grammar, lark_to_ir
 from guided.engine.matcher import CompiledGrammar
 from guided.frontends.regex import Regex, regex_to_dfa
 from guided.vocab import Vocabulary
@@ -29,7 +31,7 @@ _lock = threading.Lock()
 
 
 def compile(spec: Any, vocab: Any, *, cache: bool = True) -> CompiledGrammar:
-    """Compile ``spec`` (a `guided.Regex`, ...) for ``vocab``.
+    """Compile ``spec`` (a `guided.Regex` or a `guided.Grammar`) for ``vocab``.
 
     ``vocab`` may be a `guided.Vocabulary`, a Hugging Face tokenizer or a `guided.Model`.
     """
@@ -53,9 +55,11 @@ def compile(spec: Any, vocab: Any, *, cache: bool = True) -> CompiledGrammar:
 def _compile(spec: Any, vocab: Vocabulary) -> CompiledGrammar:
     if isinstance(spec, Regex):
         return AutomatonGrammar(regex_to_dfa(spec), vocab, source=spec.pattern)
+    if isinstance(spec, Grammar):
+        return CfgGrammar(lark_to_ir(spec), vocab)
     if isinstance(spec, str):
-        raise TypeError("a bare string is ambiguous: wrap it as guided.Regex(...)")
-    raise TypeError(f"cannot compile a {type(spec).__name__}; expected guided.Regex")
+        raise TypeError("a bare string is ambiguous: wrap it as guided.Regex(...) or guided.Grammar(...)")
+    raise TypeError(f"cannot compile a {type(spec).__name__}; expected guided.Regex or guided.Grammar")
 
 
 def as_vocabulary(obj: Any) -> Vocabulary:

@@ -1,0 +1,450 @@
+"""Token masks for context-free grammars: a greedy contextual lexer over an LALR(1) parser.
+
+A matcher's configuration is a pair (parser stack, lexer state).  The parser stack is a
+persistent, interned linked list of LR states, so copies and rollbacks are free and equal
+stacks are the same object (their per-stack caches are shared by every matcher of the
+grammar).  The lexer state lives in the union DFA of the terminals the parser accepts in the
+stack's top state (Lark's contextual lexer); all these DFAs are packed into one transition
+table so that the whole vocabulary can be walked in a single vectorised pass.
+
+Masks walk the vocabulary's byte trie level by level (see `guided.engine.token_table`).  Within
+a lexeme a step is one table lookup; where a byte cannot extend the current lexeme the lexeme
+ends (greedy lexing), its terminal is fed to the parser (reductions, then a shift, memoised per
+stack) and the byte starts the next lexeme.  Boundary crossings are handled per distinct
+(stack, terminal) pair, never per token, and finished masks are cached per configuration.
+
+>>> import guided
+>>> vocab = guided.Vocabulary.from_token_bytes([b"[", b"]", b"1", b",", b"1,", b"],", b"<eos>"], eos_token_ids=[6])
+>>> g = guided.compile(guided.Grammar('start: "[" NUMBER ("," NUMBER)* "]"\\n%import common.NUMBER'), vocab)
+>>> m = g.matcher(); m.advance(0); m.advance(2)
+>>> m.mask().tolist()  # "1" may grow, "," and "1," continue, "]" closes; "]," cannot follow
+[False, True, True, True, True, False, False]
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import weakref
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from guided.engine.automaton import MaskStats
+from guided.engine.bitmask import pack, unpack
+from guided.engine.token_table import TokenTable
+from guided.errors import ConstraintViolation, LimitExceeded
+from guided.ir import END, CfgIR
+from guided.vocab import Vocabulary
+
+DEAD = 0
+MASK_CACHE_SIZE = 4096
+
+
+class _Stack:
+    """An interned node of a persistent LR stack."""
+
+    __slots__ = ("state", "parent", "uid", "feeds", "viable", "__weakref__")
+
+    def __init__(self, state: int, parent: "_Stack | None", uid: int):
+        self.state = state
+        self.parent = parent
+        self.uid = uid
+        self.feeds: dict[int, _Stack | None | bool] = {}
+        self.viable: np.ndarray | None | bool = False  # False: not computed yet
+
+
+class _Lexers:
+    """Union DFAs of every contextual terminal set, packed into one global transition table."""
+
+    def __init__(self, ir: CfgIR, max_states: int):
+        terms = ir.terminals
+        self.num_terminals = len(terms)
+        sets: dict[frozenset[int], int] = {}
+        self.set_of_state: list[int] = []
+        for acts in ir.actions:
+            key = frozenset(t for t in acts if t != END) | ir.ignore
+            self.set_of_state.append(sets.setdefault(key, len(sets)))
+        self.sets = list(sets)
+        rows: list[np.ndarray] = [np.zeros(256, np.int32)]
+        chosen: list[int] = [-1]
+        alive: list[np.ndarray] = [np.zeros(len(terms), bool)]
+        self.starts: list[int] = []
+        for members in self.sets:
+            members = sorted(members)
+            base = len(rows)
+            dfas = [terms[i].dfa for i in members]
+            sizes = [d.num_states for d in dfas]
+            radix = None
+            if float(np.prod(sizes, dtype=np.float64)) < 2.0 ** 62:
+                radix = np.cumprod([1] + sizes[:-1], dtype=np.int64) if dfas else np.zeros(0, np.int64)
+            start = tuple(d.initial for d in dfas)
+            # The start state is never a transition target, even when a lexeme leads back to the
+            # same component states: "at a lexeme boundary" must be told apart from "mid-lexeme".
+            ids: dict[tuple, int] = {}
+            queue = [start]
+            local_rows: list[np.ndarray] = []
+            while len(local_rows) < len(queue):
+                tup = queue[len(local_rows)]
+                if len(rows) + len(queue) > max_states:
+                    raise LimitExceeded(f"grammar lexer: more than {max_states} states")
+                nxt = np.stack([d.transitions[s] for d, s in zip(dfas, tup)]) if dfas else np.zeros((0, 256), np.int32)
+                # Distinct successor tuples, found with one vectorised unique over the 256 columns
+                # (each column packed into one int64 by mixed radix when the sizes allow it).
+                if radix is not None:
+                    _, first, inverse = np.unique(radix @ nxt, return_index=True, return_inverse=True)
+                    columns = nxt.T[first]
+                else:
+                    columns, inverse = np.unique(nxt.T, axis=0, return_inverse=True)
+                targets = np.zeros(len(columns), np.int32)
+                for j, col in enumerate(map(tuple, columns.tolist())):
+                    if any(col):
+                        target = ids.get(col)
+                        if target is None:
+                            target = ids[col] = base + len(queue)
+                            queue.append(col)
+                        targets[j] = target
+                row = targets[inverse.reshape(-1)]
+                local_rows.append(row)
+                accepting = [i for i, d, s in zip(members, dfas, tup) if s and d.accepting[s]]
+                chosen.append(min(accepting, key=lambda i: (-terms[i].priority, not terms[i].is_string,
+                                                            terms[i].order)) if accepting else -1)
+                live = np.zeros(len(terms), bool)
+                live[[i for i, s in zip(members, tup) if s]] = True
+                alive.append(live)
+            rows.extend(local_rows)
+            self.starts.append(base)
+        self.table = np.stack(rows)
+        self.chosen = np.array(chosen, np.int64)
+        self.alive = np.stack(alive)
+        self.state_set = np.zeros(len(rows), np.int64)  # which terminal set a global state belongs to
+        for k, start in enumerate(self.starts):
+            end = self.starts[k + 1] if k + 1 < len(self.starts) else len(rows)
+            self.state_set[start:end] = k
+
+    def start(self, lr_state: int) -> int:
+        return self.starts[self.set_of_state[lr_state]]
+
+
+class CfgGrammar:
+    """A `CfgIR` compiled against a vocabulary: the `CompiledGrammar` of Lark grammars."""
+
+    def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
+        self.ir = ir
+        self.vocab = vocab
+        self.table = TokenTable.of(vocab)
+        self.lexers = _Lexers(ir, max_lexer_states)
+        self.stats = MaskStats()
+        self._lock = threading.Lock()
+        self._interned: "weakref.WeakValueDictionary[tuple[int, int], _Stack]" = weakref.WeakValueDictionary()
+        self._uids = itertools.count(1)
+        self.root = self._node(ir.start_state, None)
+        self._masks: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._forced: dict[tuple[int, int], bytes] = {}
+        eos = np.zeros(vocab.size, dtype=bool)
+        eos[self.table.eos_ids] = True
+        self.eos_words = pack(eos)
+
+    def __repr__(self) -> str:
+        return (f"CfgGrammar({self.ir.source!r}, lr_states={self.ir.num_states}, "
+                f"lexer_states={self.lexers.table.shape[0]}, vocab={self.vocab.size})")
+
+    def matcher(self) -> "CfgMatcher":
+        return CfgMatcher(self)
+
+    # -- the parser --------------------------------------------------------------------------
+
+    def _node(self, state: int, parent: _Stack | None) -> _Stack:
+        key = (state, parent.uid if parent is not None else 0)
+        with self._lock:
+            node = self._interned.get(key)
+            if node is None:
+                node = _Stack(state, parent, next(self._uids))
+                self._interned[key] = node
+        return node
+
+    def feed(self, stack: _Stack, terminal: int) -> _Stack | None:
+        """The stack after shifting ``terminal`` (reductions first), or None if it is a syntax error."""
+        if terminal in stack.feeds:
+            return stack.feeds[terminal]  # type: ignore[return-value]
+        ir = self.ir
+        node: _Stack | None = stack
+        result = None
+        while node is not None:
+            action = ir.actions[node.state].get(terminal)
+            if action is None:
+                break
+            if action >= 0:
+                result = self._node(action, node)
+                break
+            lhs, length = ir.rules[-action - 1]
+            for _ in range(length):
+                node = node.parent
+            node = self._node(ir.gotos[node.state][lhs], node)
+        stack.feeds[terminal] = result
+        return result
+
+    def can_end(self, stack: _Stack) -> bool:
+        """Does the input accepted so far form a complete sentence?"""
+        cached = stack.feeds.get(END)
+        if cached is not None:
+            return bool(cached)
+        ir = self.ir
+        node: _Stack | None = stack
+        ok = False
+        while node is not None:
+            if node.state == ir.end_state:
+                ok = True
+                break
+            action = ir.actions[node.state].get(END)
+            if action is None or action >= 0:
+                break
+            lhs, length = ir.rules[-action - 1]
+            for _ in range(length):
+                node = node.parent
+            node = self._node(ir.gotos[node.state][lhs], node)
+        stack.feeds[END] = ok
+        return ok
+
+    def viable_states(self, stack: _Stack) -> np.ndarray | None:
+        """Lexer states from which a lexeme this stack really accepts can still be completed.
+
+        None when that is every live state of the stack's lexer (the usual case); LALR(1)
+        lookaheads merged from other contexts make the exceptions.
+        """
+        if stack.viable is not False:
+            return stack.viable  # type: ignore[return-value]
+        members = self.lexers.sets[self.lexers.set_of_state[stack.state]]
+        accepted = [t for t in members if t in self.ir.ignore or self.feed(stack, t) is not None]
+        if len(accepted) == len(members):
+            stack.viable = None
+        else:
+            viable = self.lexers.alive[:, accepted].any(axis=1)
+            viable[DEAD] = False
+            stack.viable = viable
+        return stack.viable  # type: ignore[return-value]
+
+    def step(self, stack: _Stack, lex: int, byte: int) -> tuple[_Stack, int] | None:
+        """One byte of input: extend the lexeme, or end it and start the next one."""
+        table = self.lexers.table
+        nxt = int(table[lex, byte])
+        if nxt:
+            return stack, nxt
+        terminal = int(self.lexers.chosen[lex])
+        if terminal < 0:
+            return None
+        if terminal not in self.ir.ignore:
+            stack = self.feed(stack, terminal)
+            if stack is None:
+                return None
+        nxt = int(table[self.lexers.start(stack.state), byte])
+        return (stack, nxt) if nxt else None
+
+    def is_viable(self, stack: _Stack, lex: int) -> bool:
+        viable = self.viable_states(stack)
+        return lex != DEAD and (viable is None or bool(viable[lex]))
+
+    def accepts_end(self, stack: _Stack, lex: int) -> bool:
+        if lex == self.lexers.start(stack.state):
+            return self.can_end(stack)
+        terminal = int(self.lexers.chosen[lex])
+        if terminal < 0:
+            return False
+        if terminal not in self.ir.ignore:
+            stack = self.feed(stack, terminal)
+            if stack is None:
+                return False
+        return self.can_end(stack)
+
+    # -- masks -------------------------------------------------------------------------------
+
+    def words(self, stack: _Stack, lex: int) -> np.ndarray:
+        key = (stack.uid, lex)
+        with self._lock:
+            words = self._masks.get(key)
+            if words is not None:
+                self._masks.move_to_end(key)
+                return words
+        words = pack(self._allowed(stack, lex))
+        with self._lock:
+            self._masks[key] = words
+            while len(self._masks) > MASK_CACHE_SIZE:
+                self._masks.popitem(last=False)
+        return words
+
+    def _allowed(self, stack: _Stack, lex: int) -> np.ndarray:
+        start = time.perf_counter()
+        t, lx = self.table, self.lexers
+        table, chosen = lx.table, lx.chosen
+        stacks = [stack]
+        where = {stack.uid: 0}
+        prev_lex = np.array([lex], dtype=np.int32)
+        prev_stk = np.zeros(1, dtype=np.int64)
+        levels_lex, levels_stk = [], []
+        ignore = self.ir.ignore
+        for parents, last in zip(t.level_parents, t.level_bytes):
+            plex, pstk = prev_lex[parents], prev_stk[parents]
+            nlex = table[plex, last]
+            boundary = np.flatnonzero((nlex == DEAD) & (plex != DEAD))
+            if boundary.size:
+                terms = chosen[plex[boundary]]
+                ok = terms >= 0
+                boundary, terms = boundary[ok], terms[ok]
+                if boundary.size:
+                    keys = pstk[boundary] * (lx.num_terminals + 1) + terms
+                    uniq, inverse = np.unique(keys, return_inverse=True)
+                    starts = np.zeros(uniq.size, dtype=np.int32)
+                    new_stk = np.zeros(uniq.size, dtype=np.int64)
+                    for j, key in enumerate(uniq.tolist()):
+                        s_idx, term = divmod(key, lx.num_terminals + 1)
+                        node = stacks[s_idx] if term in ignore else self.feed(stacks[s_idx], term)
+                        if node is None:
+                            continue
+                        if node.uid not in where:
+                            where[node.uid] = len(stacks)
+                            stacks.append(node)
+                        new_stk[j] = where[node.uid]
+                        starts[j] = lx.start(node.state)
+                    nlex[boundary] = table[starts[inverse], last[boundary]]
+                    pstk = pstk.copy()
+                    pstk[boundary] = new_stk[inverse]
+            levels_lex.append(nlex)
+            levels_stk.append(pstk)
+            if not nlex.any():
+                break
+            prev_lex, prev_stk = nlex, pstk
+        node_lex = np.concatenate(levels_lex)
+        node_stk = np.concatenate(levels_stk)
+        reached = t.token_nodes < node_lex.size
+        ids, nodes = t.token_ids[reached], t.token_nodes[reached]
+        end_lex, end_stk = node_lex[nodes], node_stk[nodes]
+        ok = end_lex != DEAD
+        for s_idx, node in enumerate(stacks):
+            viable = self.viable_states(node)
+            if viable is not None:
+                sel = end_stk == s_idx
+                ok[sel] &= viable[end_lex[sel]]
+        allowed = np.zeros(self.vocab.size, dtype=bool)
+        allowed[ids[ok]] = True
+        if self.accepts_end(stack, lex):
+            allowed[t.eos_ids] = True
+        self.stats.states_computed += 1
+        self.stats.seconds += time.perf_counter() - start
+        return allowed
+
+    def forced_bytes(self, stack: _Stack, lex: int) -> bytes:
+        key = (stack.uid, lex)
+        forced = self._forced.get(key)
+        if forced is None:
+            out = bytearray()
+            config: tuple[_Stack, int] | None = (stack, lex)
+            while config is not None and len(out) < 4096 and not self.accepts_end(*config):
+                options = [(b, nxt) for b in range(256)
+                           if (nxt := self.step(config[0], config[1], b)) is not None and self.is_viable(*nxt)]
+                if len(options) != 1:
+                    break
+                out.append(options[0][0])
+                config = options[0][1]
+            forced = self._forced[key] = bytes(out)
+        return forced
+
+
+class CfgMatcher:
+    """Matcher over a `CfgGrammar`: history is a persistent linked list of (stack, lexer state)."""
+
+    __slots__ = ("grammar", "_history", "_n")
+
+    def __init__(self, grammar: CfgGrammar, history=None, n: int = 0):
+        self.grammar = grammar
+        root = grammar.root
+        self._history = history if history is not None else ((root, grammar.lexers.start(root.state)), None)
+        self._n = n
+
+    def __repr__(self) -> str:
+        config = self._history[0]
+        state = "finished" if config is None else f"lr={config[0].state}, lex={config[1]}"
+        return f"CfgMatcher({state}, tokens={self._n})"
+
+    @property
+    def num_tokens(self) -> int:
+        return self._n
+
+    def _words(self) -> np.ndarray:
+        config = self._history[0]
+        if config is None:
+            return self.grammar.eos_words
+        return self.grammar.words(*config)
+
+    def mask(self) -> torch.Tensor:
+        return torch.from_numpy(unpack(self._words(), self.grammar.vocab.size))
+
+    def fill_bitmask(self, bitmask, row: int = 0) -> None:
+        words = self._words()
+        target = bitmask.numpy() if isinstance(bitmask, torch.Tensor) else bitmask
+        target[row, : words.size] = words
+        target[row, words.size :] = 0
+
+    def advance(self, token_id: int) -> None:
+        g = self.grammar
+        config = self._history[0]
+        if token_id in g.vocab.eos_token_ids:
+            if config is not None and not g.accepts_end(*config):
+                raise ConstraintViolation(f"end of sequence is not allowed here: the text is incomplete "
+                                          f"(after {self._n} tokens)")
+            self._push(None)
+            return
+        if config is None:
+            raise ConstraintViolation(f"token {token_id} after end of sequence")
+        data = g.vocab.token_bytes[token_id] if 0 <= token_id < g.vocab.size else b""
+        if not data:
+            raise ConstraintViolation(f"token {token_id} is not a text token of this vocabulary")
+        stack, lex = config
+        for b in data:
+            nxt = g.step(stack, lex, b)
+            if nxt is None:
+                break
+            stack, lex = nxt
+        else:
+            if g.is_viable(stack, lex):
+                self._push((stack, lex))
+                return
+        raise ConstraintViolation(f"token {token_id} ({g.vocab.token_text(token_id)!r}) leaves the grammar "
+                                  f"after {self._n} tokens")
+
+    def _push(self, config) -> None:
+        self._history = (config, self._history)
+        self._n += 1
+
+    def accepts_eos(self) -> bool:
+        config = self._history[0]
+        return config is not None and self.grammar.accepts_end(*config)
+
+    def is_finished(self) -> bool:
+        config = self._history[0]
+        if config is None:
+            return True
+        words = self._words()
+        return self.accepts_eos() and not np.any(words & ~self.grammar.eos_words)
+
+    def rollback(self, n: int = 1) -> None:
+        if n < 0 or n > self._n:
+            raise ValueError(f"cannot roll back {n} tokens: only {self._n} consumed")
+        h = self._history
+        for _ in range(n):
+            h = h[1]
+        self._history = h
+        self._n -= n
+
+    def copy(self) -> "CfgMatcher":
+        return CfgMatcher(self.grammar, self._history, self._n)
+
+    def forced_bytes(self) -> bytes:
+        config = self._history[0]
+        return b"" if config is None else self.grammar.forced_bytes(*config)
+
+    def budget_mask(self, remaining: int) -> torch.Tensor:
+        # Shortest-completion analysis for grammars is not implemented yet: an empty mask tells
+        # decoders to fall back to mask() (see the Matcher protocol).
+        return torch.zeros(self.grammar.vocab.size, dtype=torch.bool)

@@ -1,0 +1,229 @@
+"""The CFG engine against Lark as the oracle, on every grammar shipped in grammars/."""
+
+from __future__ import annotations
+
+import json
+import random
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+
+import guided
+from guided import ConstraintViolation, Grammar, GrammarError
+from tests.grammar_sampler import SentenceSampler
+
+SHIPPED = ["json", "xml", "sql", "arithmetic", "python_call", "tool_call"]
+SAMPLES = 25
+
+
+@pytest.fixture(scope="module")
+def samplers():
+    return {name: SentenceSampler(Grammar(name)) for name in SHIPPED}
+
+
+def tokenize(tokenizer, vocab, text):
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if b"".join(vocab.token_bytes[i] for i in ids) != text.encode():
+        return None  # text with bytes the tokenizer cannot produce
+    return ids
+
+
+def walk(grammar, ids) -> tuple[bool, int]:
+    """Feed ``ids``; (accepted at the end, number of tokens consumed)."""
+    m = grammar.matcher()
+    for k, t in enumerate(ids):
+        allowed = bool(m.mask()[t])
+        try:
+            m.advance(t)
+        except ConstraintViolation:
+            assert not allowed, "mask allowed a token that advance() refused"
+            return False, k
+        assert allowed, "advance() took a token the mask forbade"
+    return m.accepts_eos(), len(ids)
+
+
+def random_segmentation(data: bytes, vocab, rng) -> list[int]:
+    index = {b: i for i, b in enumerate(vocab.token_bytes) if b}
+    out, i = [], 0
+    while i < len(data):
+        options = [index[data[i:j]] for j in range(i + 1, min(len(data), i + 12) + 1) if data[i:j] in index]
+        t = rng.choice(options)
+        out.append(t)
+        i += len(vocab.token_bytes[t])
+    return out
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_sentences_walk_through_under_many_tokenizations(name, samplers, smollm2_tokenizer, smollm2_vocab):
+    grammar = guided.compile(Grammar(name), smollm2_vocab)
+    rng = random.Random(name)
+    walked = 0
+    for _ in range(SAMPLES):
+        text = samplers[name].sample(rng)
+        ids = tokenize(smollm2_tokenizer, smollm2_vocab, text)
+        if ids is None:
+            continue
+        for segmentation in (ids, random_segmentation(text.encode(), smollm2_vocab, rng)):
+            accepted, consumed = walk(grammar, segmentation)
+            assert accepted, (text, consumed)
+        walked += 1
+    assert walked >= SAMPLES // 2
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_mutated_sentences_agree_with_lark(name, samplers, smollm2_tokenizer, smollm2_vocab):
+    """Accepted exactly when Lark parses: no invalidation (accepting what Lark rejects), no false rejection."""
+    grammar = guided.compile(Grammar(name), smollm2_vocab)
+    rng = random.Random(f"mutate-{name}")
+    alphabet = list(" ,:;{}[]()<>/=\"'\\-+*.0123456789aexyzSELECTfromtrue\n") + ["é", "中", "&amp;", "]]>", "--"]
+    checked = rejected = 0
+    for _ in range(SAMPLES * 3):
+        text = samplers[name].sample(rng)
+        pos = rng.randrange(len(text) + 1)
+        op = rng.choice(["insert", "delete", "replace", "truncate"])
+        piece = rng.choice(alphabet)
+        mutated = {"insert": text[:pos] + piece + text[pos:], "delete": text[:pos] + text[pos + 1:],
+                   "replace": text[:pos] + piece + text[pos + 1:], "truncate": text[:pos]}[op]
+        ids = tokenize(smollm2_tokenizer, smollm2_vocab, mutated)
+        if ids is None:
+            continue
+        expected = samplers[name].parses(mutated)
+        accepted, _ = walk(grammar, ids)
+        assert accepted == expected, (mutated, "accepted by guided but not Lark" if accepted else "rejected")
+        checked += 1
+        rejected += not expected
+    assert checked >= SAMPLES and rejected >= SAMPLES // 3
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_vectorised_mask_agrees_with_stepwise_advance(name, samplers, smollm2_tokenizer, smollm2_vocab):
+    """At reachable configurations, every token's mask bit equals whether advance() accepts it."""
+    grammar = guided.compile(Grammar(name), smollm2_vocab)
+    rng = random.Random(f"exact-{name}")
+    text = samplers[name].sample(rng)
+    ids = tokenize(smollm2_tokenizer, smollm2_vocab, text) or []
+    m = grammar.matcher()
+    probe = rng.sample(range(smollm2_vocab.size), 1500)
+    for t in ids[:8]:
+        mask = m.mask()
+        allowed = set(np.flatnonzero(mask.numpy()).tolist())
+        for candidate in set(probe) | set(list(allowed)[:300]):
+            fork = m.copy()
+            try:
+                fork.advance(candidate)
+                ok = True
+            except ConstraintViolation:
+                ok = False
+            assert ok == (candidate in allowed), (text, candidate, smollm2_vocab.token_text(candidate))
+        m.advance(t)
+
+
+def test_tokens_spanning_several_terminals(smollm2_tokenizer, smollm2_vocab):
+    grammar = guided.compile(Grammar("json"), smollm2_vocab)
+    m = grammar.matcher()
+    for t in smollm2_tokenizer.encode('[{"a": 1', add_special_tokens=False):
+        m.advance(t)
+    allowed = {smollm2_vocab.token_bytes[i] for i in np.flatnonzero(m.mask().numpy())}
+    assert {b"},", b"}]", b"0", b",", b"}", b" }"} <= allowed
+    assert b"]" not in allowed and b"}}" not in allowed and b"," in allowed
+    assert not m.accepts_eos()
+    m.advance(smollm2_tokenizer.encode("}]", add_special_tokens=False)[0])
+
+
+def test_terminal_end_decided_by_next_byte_and_eos(smollm2_tokenizer, smollm2_vocab):
+    grammar = guided.compile(Grammar("json"), smollm2_vocab)
+    m = grammar.matcher()
+    m.advance(smollm2_tokenizer.encode("12", add_special_tokens=False)[0])
+    assert m.accepts_eos()  # "12" is a complete document...
+    mask = m.mask()
+    assert mask[smollm2_tokenizer.encode("3", add_special_tokens=False)[0]]  # ...that may still grow
+    assert mask[min(smollm2_vocab.eos_token_ids)]
+    assert not mask[smollm2_tokenizer.encode(",", add_special_tokens=False)[0]]
+
+
+def test_keywords_and_names_in_sql(samplers, smollm2_tokenizer, smollm2_vocab):
+    """Keywords are case-insensitive and win over names where both fit; elsewhere a keyword is a name (as in Lark)."""
+    grammar = guided.compile(Grammar("sql"), smollm2_vocab)
+    cases = [("SELECT a FROM t WHERE a = 1", True), ("select a from t where b in (1, 2)", True),
+             ("SELECT FROM t", False), ("SELECT a FROM t WHERE", False), ("SELECT a, FROM t", False),
+             ("SELECT a FROM select", True), ("SeLeCt a AS b FROM t ORDER BY a DESC LIMIT 5;", True)]
+    for text, ok in cases:
+        assert samplers["sql"].parses(text) == ok, text
+        assert walk(grammar, smollm2_tokenizer.encode(text, add_special_tokens=False))[0] == ok, text
+
+
+def test_rollback_and_copy_are_exact(smollm2_tokenizer, smollm2_vocab):
+    grammar = guided.compile(Grammar("json"), smollm2_vocab)
+    ids = smollm2_tokenizer.encode('{"k": [1, 2.5, "x", {"y": null}], "z": true}', add_special_tokens=False)
+    m = grammar.matcher()
+    snapshots = []
+    for t in ids:
+        snapshots.append((m.mask().clone(), m.accepts_eos()))
+        m.advance(t)
+    assert m.accepts_eos()
+    fork = m.copy()
+    m.rollback(len(ids))
+    for t, (mask, eos) in zip(ids, snapshots):
+        assert torch.equal(m.mask(), mask) and m.accepts_eos() == eos
+        m.advance(t)
+    assert fork.accepts_eos() and fork.num_tokens == len(ids)
+
+
+def test_forced_bytes(smollm2_tokenizer, smollm2_vocab):
+    grammar = guided.compile(Grammar('start: "<call>" NAME "(" ")" "</call>"\nNAME: /[a-z]+/'), smollm2_vocab)
+    m = grammar.matcher()
+    assert m.forced_bytes() == b"<call>"
+    for t in smollm2_tokenizer.encode("<call>ab", add_special_tokens=False):
+        m.advance(t)
+    assert m.forced_bytes() == b""  # the name may go on, or "(" may come
+    m.advance(smollm2_tokenizer.encode("(", add_special_tokens=False)[0])
+    assert m.forced_bytes() == b")</call>"
+    # With %ignore'd whitespace, nothing is forced between tokens: the language allows spaces there.
+    json_m = guided.compile(Grammar("json"), smollm2_vocab).matcher()
+    assert json_m.forced_bytes() == b""
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_random_model_outputs_parse(name, samplers, tiny_model):
+    grammar = guided.compile(Grammar(name), tiny_model.vocab)
+    eos = sorted(tiny_model.vocab.eos_token_ids)
+    finished = 0
+    for seed in range(6):
+        torch.manual_seed(seed)
+        prompt = torch.tensor([[1, 504, 3432, 28, 2]])
+        out = tiny_model.hf.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
+                                     max_new_tokens=40, logits_processor=[guided.LogitsProcessor(grammar)],
+                                     eos_token_id=eos, pad_token_id=eos[0], top_k=None, top_p=None)
+        tokens = out[0, prompt.shape[1]:].tolist()
+        m = grammar.matcher()
+        text = b""
+        for t in tokens:
+            m.advance(t)  # never raises: every sampled token was allowed
+            if t in eos:
+                break
+            text += tiny_model.vocab.token_bytes[t]
+        if m.is_finished() or m.accepts_eos():
+            finished += 1
+            decoded = text.decode()
+            assert samplers[name].parses(decoded), decoded
+            if name == "json":
+                json.loads(decoded)
+            if name == "xml":
+                try:
+                    ET.fromstring(decoded)
+                except ET.ParseError as exc:  # only a mismatched close tag may fail here
+                    assert "mismatched tag" in str(exc), decoded
+
+
+def test_malformed_and_non_lalr_grammars_are_refused():
+    vocab = guided.Vocabulary.from_token_bytes([b"a", b"<eos>"], eos_token_ids=[1])
+    with pytest.raises(GrammarError, match="malformed"):
+        guided.compile(Grammar("start: (\n"), vocab)
+    with pytest.raises(GrammarError, match="LALR"):
+        guided.compile(Grammar('start: a | b\na: "x" "y"\nb: "x" "y"'), vocab)
+    with pytest.raises(GrammarError, match=r"terminal WORD \(line 2\).*lookahead"):
+        guided.compile(Grammar('start: WORD\nWORD: /a(?=b)/'), vocab)
+    with pytest.raises(GrammarError, match="not found"):
+        guided.compile(Grammar("missing.lark"), vocab)
