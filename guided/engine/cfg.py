@@ -41,12 +41,13 @@ from guided.vocab import Vocabulary
 
 DEAD = 0
 MASK_CACHE_SIZE = 4096
+INTERN_LIMIT = 200_000
 
 
 class _Stack:
     """An interned node of a persistent LR stack."""
 
-    __slots__ = ("state", "parent", "uid", "feeds", "viable", "__weakref__")
+    __slots__ = ("state", "parent", "uid", "feeds", "viable", "walks", "__weakref__")
 
     def __init__(self, state: int, parent: "_Stack | None", uid: int):
         self.state = state
@@ -54,6 +55,7 @@ class _Stack:
         self.uid = uid
         self.feeds: dict[int, _Stack | None | bool] = {}
         self.viable: np.ndarray | None | bool = False  # False: not computed yet
+        self.walks: dict[bytes, bool] = {}  # byte strings read from this stack's lexeme start
 
 
 class _Lexers:
@@ -128,6 +130,56 @@ class _Lexers:
         return self.starts[self.set_of_state[lr_state]]
 
 
+class _LexemeInfo:
+    """What a lexer state alone decides about every token (shared by all stacks).
+
+    ``inside``: tokens whose bytes all extend the current lexeme (allowed whatever the stack);
+    ``after_end``: tokens whose first byte ends the lexeme (then allowed as the start of the next
+    lexeme, which depends on the stack); ``seeds``: trie nodes below the first byte where the
+    lexeme ends (level, node, lexer state before the node's byte), resolved per stack.
+    """
+
+    __slots__ = ("inside", "after_end", "seed_level", "seed_node", "seed_lex")
+
+    def __init__(self, inside, after_end, seed_level, seed_node, seed_lex):
+        self.inside = inside
+        self.after_end = after_end
+        self.seed_level = seed_level
+        self.seed_node = seed_node
+        self.seed_lex = seed_lex
+
+
+_first_byte_cache: "weakref.WeakKeyDictionary[TokenTable, np.ndarray]" = weakref.WeakKeyDictionary()
+
+
+def _first_byte_words(vocab: Vocabulary, table: TokenTable) -> np.ndarray:
+    """``[256, words]``: packed masks of the text tokens starting with each byte (cached per vocabulary)."""
+    words = _first_byte_cache.get(table)
+    if words is None:
+        first = np.full(vocab.size, -1, dtype=np.int64)
+        first[table.token_ids] = [vocab.token_bytes[i][0] for i in table.token_ids.tolist()]
+        words = _first_byte_cache[table] = np.stack([pack(first == b) for b in range(256)])
+    return words
+
+
+SCALAR_FRONTIER = 48  # below this many live trie nodes a Python walk beats numpy's per-call cost
+
+_trie_lists_cache: "weakref.WeakKeyDictionary[TokenTable, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _trie_lists(table: TokenTable) -> tuple[list, list, list, list]:
+    """The trie as Python lists (bytes, children offsets, level offsets, node tokens) for scalar walks."""
+    lists = _trie_lists_cache.get(table)
+    if lists is None:
+        lists = _trie_lists_cache[table] = (
+            [b.tolist() for b in table.level_bytes],
+            [c.tolist() for c in table.level_children],
+            table.level_offsets.tolist(),
+            table.node_token.tolist(),
+        )
+    return lists
+
+
 class CfgGrammar:
     """A `CfgIR` compiled against a vocabulary: the `CompiledGrammar` of Lark grammars."""
 
@@ -138,10 +190,15 @@ class CfgGrammar:
         self.lexers = _Lexers(ir, max_lexer_states)
         self.stats = MaskStats()
         self._lock = threading.Lock()
-        self._interned: "weakref.WeakValueDictionary[tuple[int, int], _Stack]" = weakref.WeakValueDictionary()
+        # Strong references keep equal stacks the same object (and their caches warm) across
+        # requests; past INTERN_LIMIT nodes the table restarts, which costs only cache misses.
+        self._interned: dict[tuple[int, int], _Stack] = {}
         self._uids = itertools.count(1)
         self.root = self._node(ir.start_state, None)
         self._masks: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._lexemes: dict[int, _LexemeInfo] = {}
+        self._by_end: dict[int, dict[int, np.ndarray]] = {}
+        self._first_byte = _first_byte_words(vocab, self.table)
         self._forced: dict[tuple[int, int], bytes] = {}
         eos = np.zeros(vocab.size, dtype=bool)
         eos[self.table.eos_ids] = True
@@ -161,6 +218,8 @@ class CfgGrammar:
         with self._lock:
             node = self._interned.get(key)
             if node is None:
+                if len(self._interned) >= INTERN_LIMIT:
+                    self._interned = {}
                 node = _Stack(state, parent, next(self._uids))
                 self._interned[key] = node
         return node
@@ -267,72 +326,313 @@ class CfgGrammar:
             if words is not None:
                 self._masks.move_to_end(key)
                 return words
-        words = pack(self._allowed(stack, lex))
+        start = time.perf_counter()
+        words = self._split_words(stack, lex)
+        self.stats.states_computed += 1
+        self.stats.seconds += time.perf_counter() - start
         with self._lock:
             self._masks[key] = words
             while len(self._masks) > MASK_CACHE_SIZE:
                 self._masks.popitem(last=False)
         return words
 
-    def _allowed(self, stack: _Stack, lex: int) -> np.ndarray:
-        start = time.perf_counter()
+    def _split_words(self, stack: _Stack, lex: int) -> np.ndarray:
+        """The mask from the per-lexer-state parts, resolving only what depends on the stack."""
+        info = self.lexeme_info(lex)
+        viable = self.viable_states(stack)
+        if viable is None:
+            words = info.inside.copy()
+        else:  # LALR(1) lookaheads this stack cannot take: keep lexemes it can still finish
+            words = np.zeros_like(info.inside)
+            for end, group in self.inside_by_end(lex).items():
+                if viable[end]:
+                    words |= group
+        terminal = int(self.lexers.chosen[lex])
+        if terminal >= 0 and info.after_end is not None:
+            following = stack if terminal in self.ir.ignore else self.feed(stack, terminal)
+            if following is not None:
+                words |= info.after_end & self.words(following, self.lexers.start(following.state))
+        if info.seed_node.size:
+            # Each seed ends the lexeme at its byte; that byte starts the next lexeme on the
+            # stack the finished terminal leads to.
+            terms = self.lexers.chosen[info.seed_lex]
+            stacks: list[_Stack] = []
+            where: dict[int, int] = {}
+            stk = np.full(terms.size, -1, dtype=np.int64)
+            starts = np.zeros(terms.size, dtype=np.int32)
+            for term in np.unique(terms).tolist():
+                following = stack if term in self.ir.ignore else self.feed(stack, term)
+                if following is None:
+                    continue
+                if following.uid not in where:
+                    where[following.uid] = len(stacks)
+                    stacks.append(following)
+                sel = terms == term
+                stk[sel] = where[following.uid]
+                starts[sel] = self.lexers.start(following.state)
+            keep = stk >= 0
+            if keep.any():
+                ids = self._walk(stacks, (info.seed_level[keep], info.seed_node[keep], starts[keep], stk[keep]))
+                if ids.size:
+                    np.bitwise_or.at(words.view(np.uint32), ids >> 5, np.uint32(1) << (ids & 31).astype(np.uint32))
+        if self.accepts_end(stack, lex):
+            words |= self.eos_words
+        return words
+
+    def _walk(self, stacks: list[_Stack], seeds) -> np.ndarray:
+        """Tokens readable from the seeds, as a frontier walk down the trie with boundary handling.
+
+        ``seeds`` = (level, node, lexer state before the node's byte, index into ``stacks``);
+        only live nodes are expanded, so the cost follows the part of the trie that survives.
+        """
         t, lx = self.table, self.lexers
-        table, chosen = lx.table, lx.chosen
-        stacks = [stack]
-        where = {stack.uid: 0}
-        prev_lex = np.array([lex], dtype=np.int32)
-        prev_stk = np.zeros(1, dtype=np.int64)
-        levels_lex, levels_stk = [], []
-        ignore = self.ir.ignore
-        for parents, last in zip(t.level_parents, t.level_bytes):
-            plex, pstk = prev_lex[parents], prev_stk[parents]
+        table, chosen, ignore = lx.table, lx.chosen, self.ir.ignore
+        seed_level, seed_node, seed_lex, seed_stk = seeds
+        if seed_node.size <= SCALAR_FRONTIER:
+            return self._seeds_scalar(stacks, seeds)
+        where = {s.uid: i for i, s in enumerate(stacks)}
+        nodes = np.zeros(0, np.int64)
+        plex = np.zeros(0, np.int32)
+        stk = np.zeros(0, np.int64)
+        found: list[np.ndarray] = []
+        for level in range(int(seed_level.min()), len(t.level_bytes)):
+            at = seed_level == level
+            if at.any():
+                nodes = np.concatenate([nodes, seed_node[at]])
+                plex = np.concatenate([plex, seed_lex[at]])
+                stk = np.concatenate([stk, seed_stk[at]])
+            elif not nodes.size:
+                if level > seed_level.max():
+                    break
+                continue
+            last = t.level_bytes[level][nodes]
             nlex = table[plex, last]
-            boundary = np.flatnonzero((nlex == DEAD) & (plex != DEAD))
+            boundary = np.flatnonzero((nlex == DEAD) & (chosen[plex] >= 0))
             if boundary.size:
                 terms = chosen[plex[boundary]]
-                ok = terms >= 0
-                boundary, terms = boundary[ok], terms[ok]
-                if boundary.size:
-                    keys = pstk[boundary] * (lx.num_terminals + 1) + terms
-                    uniq, inverse = np.unique(keys, return_inverse=True)
-                    starts = np.zeros(uniq.size, dtype=np.int32)
-                    new_stk = np.zeros(uniq.size, dtype=np.int64)
-                    for j, key in enumerate(uniq.tolist()):
-                        s_idx, term = divmod(key, lx.num_terminals + 1)
-                        node = stacks[s_idx] if term in ignore else self.feed(stacks[s_idx], term)
-                        if node is None:
-                            continue
-                        if node.uid not in where:
-                            where[node.uid] = len(stacks)
-                            stacks.append(node)
-                        new_stk[j] = where[node.uid]
-                        starts[j] = lx.start(node.state)
-                    nlex[boundary] = table[starts[inverse], last[boundary]]
-                    pstk = pstk.copy()
-                    pstk[boundary] = new_stk[inverse]
-            levels_lex.append(nlex)
-            levels_stk.append(pstk)
-            if not nlex.any():
+                keys = stk[boundary] * (lx.num_terminals + 1) + terms
+                uniq, inverse = np.unique(keys, return_inverse=True)
+                starts = np.zeros(uniq.size, dtype=np.int32)
+                new_stk = np.zeros(uniq.size, dtype=np.int64)
+                for j, key in enumerate(uniq.tolist()):
+                    s_idx, term = divmod(key, lx.num_terminals + 1)
+                    node = stacks[s_idx] if term in ignore else self.feed(stacks[s_idx], term)
+                    if node is None:
+                        continue
+                    if node.uid not in where:
+                        where[node.uid] = len(stacks)
+                        stacks.append(node)
+                    new_stk[j] = where[node.uid]
+                    starts[j] = lx.start(node.state)
+                nlex[boundary] = table[starts[inverse], last[boundary]]
+                stk = stk.copy()
+                stk[boundary] = new_stk[inverse]
+            alive = nlex != DEAD
+            nodes, nlex, stk = nodes[alive], nlex[alive], stk[alive]
+            tokens = t.node_token[t.level_offsets[level] + nodes]
+            ends = tokens >= 0
+            if ends.any():
+                ok = ends.copy()
+                for s_idx in np.unique(stk[ends]).tolist():
+                    viable = self.viable_states(stacks[s_idx])
+                    if viable is not None:
+                        sel = ends & (stk == s_idx)
+                        ok[sel] = viable[nlex[sel]]
+                found.append(tokens[ok])
+            if level + 1 >= len(t.level_bytes) or not nodes.size:
+                if level >= seed_level.max():
+                    break
+                nodes, plex, stk = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
+                continue
+            if nodes.size <= SCALAR_FRONTIER and level >= seed_level.max():
+                found.append(np.array(self._walk_scalar(
+                    [(level, n, lx_, stacks[s_]) for n, lx_, s_ in zip(nodes.tolist(), nlex.tolist(), stk.tolist())]),
+                    dtype=np.int64))
                 break
-            prev_lex, prev_stk = nlex, pstk
-        node_lex = np.concatenate(levels_lex)
-        node_stk = np.concatenate(levels_stk)
-        reached = t.token_nodes < node_lex.size
-        ids, nodes = t.token_ids[reached], t.token_nodes[reached]
-        end_lex, end_stk = node_lex[nodes], node_stk[nodes]
-        ok = end_lex != DEAD
-        for s_idx, node in enumerate(stacks):
-            viable = self.viable_states(node)
-            if viable is not None:
-                sel = end_stk == s_idx
-                ok[sel] &= viable[end_lex[sel]]
-        allowed = np.zeros(self.vocab.size, dtype=bool)
-        allowed[ids[ok]] = True
-        if self.accepts_end(stack, lex):
-            allowed[t.eos_ids] = True
-        self.stats.states_computed += 1
-        self.stats.seconds += time.perf_counter() - start
-        return allowed
+            children = t.level_children[level]
+            first, count = children[nodes], children[nodes + 1] - children[nodes]
+            total = int(count.sum())
+            parent = np.repeat(np.arange(nodes.size), count)
+            nodes = np.repeat(first - np.cumsum(count) + count, count) + np.arange(total)
+            plex, stk = nlex[parent], stk[parent]
+        ids = np.concatenate(found) if found else np.zeros(0, np.int64)
+        dup_ids, dup_primary = t.duplicates
+        if dup_ids.size and ids.size:
+            ids = np.concatenate([ids, dup_ids[np.isin(dup_primary, ids)]])
+        return ids
+
+    def _seeds_scalar(self, stacks: list[_Stack], seeds) -> np.ndarray:
+        """`_walk` for a few seeds, entirely in Python."""
+        level_bytes, _, offsets, node_token = _trie_lists(self.table)
+        out: list[int] = []
+        items = []
+        for level, node, lex, s_idx in zip(*(a.tolist() for a in seeds)):
+            config = self.step(stacks[s_idx], lex, level_bytes[level][node])
+            if config is None:
+                continue
+            token = node_token[offsets[level] + node]
+            if token >= 0 and self.is_viable(*config):
+                out.append(token)
+            items.append((level, node, config[1], config[0]))
+        out.extend(self._walk_scalar(items))
+        ids = np.array(out, dtype=np.int64)
+        dup_ids, dup_primary = self.table.duplicates
+        if dup_ids.size and ids.size:
+            ids = np.concatenate([ids, dup_ids[np.isin(dup_primary, ids)]])
+        return ids
+
+    def _walk_scalar(self, items: list[tuple[int, int, int, _Stack]]) -> list[int]:
+        """Finish a small frontier in Python: (level, node, lexer state after it, stack) items."""
+        level_bytes, level_children, offsets, node_token = _trie_lists(self.table)
+        last_level = len(level_bytes) - 1
+        step, is_viable = self.step, self.is_viable
+        out: list[int] = []
+        todo = items
+        while todo:
+            level, node, lex, stack = todo.pop()
+            if level >= last_level:
+                continue
+            children = level_children[level]
+            nxt_bytes = level_bytes[level + 1]
+            for child in range(children[node], children[node + 1]):
+                config = step(stack, lex, nxt_bytes[child])
+                if config is None:
+                    continue
+                token = node_token[offsets[level + 1] + child]
+                if token >= 0 and is_viable(*config):
+                    out.append(token)
+                todo.append((level + 1, child, config[1], config[0]))
+        return out
+
+    def _reads(self, stack: _Stack, data: bytes) -> bool:
+        """Can ``data`` be read from the start of a lexeme on ``stack`` and leave a viable state?"""
+        known = stack.walks.get(data)
+        if known is None:
+            config: tuple[_Stack, int] | None = (stack, self.lexers.start(stack.state))
+            for b in data:
+                config = self.step(config[0], config[1], b)
+                if config is None:
+                    break
+            known = stack.walks[data] = config is not None and self.is_viable(*config)
+        return known
+
+    def _lexeme_scalar(self, level: int, nodes: list[int], lexes: list[int]):
+        """`_lexeme_info`'s walk finished in Python for a small frontier."""
+        level_bytes, level_children, offsets, node_token = _trie_lists(self.table)
+        table, chosen = self.lexers.table, self.lexers.chosen
+        last_level = len(level_bytes) - 1
+        tokens, ends, seeds = [], [], []
+        todo = list(zip([level] * len(nodes), nodes, lexes))
+        while todo:
+            lvl, node, lex = todo.pop()
+            if lvl >= last_level:
+                continue
+            children = level_children[lvl]
+            nxt_bytes = level_bytes[lvl + 1]
+            for child in range(children[node], children[node + 1]):
+                nxt = int(table[lex, nxt_bytes[child]])
+                if nxt == DEAD:
+                    if chosen[lex] >= 0:
+                        seeds.append((lvl + 1, child, lex))
+                    continue
+                token = node_token[offsets[lvl + 1] + child]
+                if token >= 0:
+                    tokens.append(token)
+                    ends.append(nxt)
+                todo.append((lvl + 1, child, nxt))
+        return tokens, ends, seeds
+
+    def lexeme_info(self, lex: int) -> _LexemeInfo:
+        info = self._lexemes.get(lex)
+        if info is None:
+            info = self._lexemes[lex] = self._lexeme_info(lex)
+        return info
+
+    def _lexeme_info(self, lex: int) -> _LexemeInfo:
+        """Walk the trie inside one lexeme: tokens that stay in it, and where others leave it."""
+        ids, ends, seeds = self._lexeme_walk(lex)
+        inside = np.zeros(self.vocab.size, dtype=bool)
+        inside[ids] = True
+        table, chosen = self.lexers.table, self.lexers.chosen
+        dead_first = table[lex] == DEAD
+        after_end = None
+        if chosen[lex] >= 0 and dead_first.any():
+            after_end = np.bitwise_or.reduce(self._first_byte[dead_first], axis=0)
+        return _LexemeInfo(pack(inside), after_end, *seeds)
+
+    def inside_by_end(self, lex: int) -> dict[int, np.ndarray]:
+        """The lexeme's inside tokens grouped by the lexer state they end in (for LALR-restricted stacks)."""
+        groups = self._by_end.get(lex)
+        if groups is None:
+            ids, ends, _ = self._lexeme_walk(lex)
+            groups = {}
+            for end in np.unique(ends).tolist():
+                allowed = np.zeros(self.vocab.size, dtype=bool)
+                allowed[ids[ends == end]] = True
+                groups[end] = pack(allowed)
+            self._by_end[lex] = groups
+        return groups
+
+    def _lexeme_walk(self, lex: int):
+        """(inside token ids, their end states, seeds) for one lexer state.
+
+        Dense levels are stepped whole (one gather per level); once few nodes survive, only
+        their children are expanded, and the last few nodes finish in Python.
+        """
+        t, lx = self.table, self.lexers
+        table, chosen = lx.table, lx.chosen
+        found_ids, found_ends = [], []
+        seed_level, seed_node, seed_lex = [], [], []
+        levels = len(t.level_bytes)
+        nodes = None  # None: dense mode, `state` covers the whole level
+        state = np.full(t.level_bytes[0].size if levels else 0, lex, dtype=np.int32)  # state before the byte
+        for level in range(levels):
+            last = t.level_bytes[level] if nodes is None else t.level_bytes[level][nodes]
+            nlex = table[state, last]
+            if level:
+                ends = (nlex == DEAD) & (state != DEAD) & (chosen[state] >= 0)
+                if ends.any():
+                    where = np.flatnonzero(ends) if nodes is None else nodes[ends]
+                    seed_level.append(np.full(where.size, level))
+                    seed_node.append(where)
+                    seed_lex.append(state[ends])
+            alive = np.flatnonzero(nlex)
+            live_nodes = alive if nodes is None else nodes[alive]
+            live_lex = nlex[alive]
+            tokens = t.node_token[t.level_offsets[level] + live_nodes]
+            has = tokens >= 0
+            found_ids.append(tokens[has])
+            found_ends.append(live_lex[has])
+            if not live_nodes.size or level + 1 >= levels:
+                break
+            if live_nodes.size <= SCALAR_FRONTIER:
+                ids, ends_, seeds = self._lexeme_scalar(level, live_nodes.tolist(), live_lex.tolist())
+                found_ids.append(np.array(ids, dtype=np.int64))
+                found_ends.append(np.array(ends_, dtype=np.int32))
+                for seed in seeds:
+                    seed_level.append(np.array([seed[0]]))
+                    seed_node.append(np.array([seed[1]]))
+                    seed_lex.append(np.array([seed[2]], dtype=np.int32))
+                break
+            children = t.level_children[level]
+            if nodes is None and live_nodes.size * 4 > t.level_bytes[level].size:
+                state = nlex[t.level_parents[level + 1]]  # stay dense: gather every child's parent state
+                continue
+            first, count = children[live_nodes], children[live_nodes + 1] - children[live_nodes]
+            parent = np.repeat(np.arange(live_nodes.size), count)
+            nodes = np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+            state = live_lex[parent]
+        ids = np.concatenate(found_ids) if found_ids else np.zeros(0, np.int64)
+        ends = np.concatenate(found_ends) if found_ends else np.zeros(0, np.int32)
+        dup_ids, dup_primary = t.duplicates
+        if dup_ids.size and ids.size:
+            has = np.isin(dup_primary, ids)
+            order = {p: e for p, e in zip(ids.tolist(), ends.tolist())}
+            ids = np.concatenate([ids, dup_ids[has]])
+            ends = np.concatenate([ends, np.array([order[p] for p in dup_primary[has].tolist()], np.int32)])
+        cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+        seeds = (cat(seed_level, np.int64), cat(seed_node, np.int64), cat(seed_lex, np.int32))
+        return ids, ends, seeds
 
     def forced_bytes(self, stack: _Stack, lex: int) -> bytes:
         key = (stack.uid, lex)

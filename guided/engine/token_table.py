@@ -35,6 +35,10 @@ class TokenTable:
     token_ids: np.ndarray  # int64 [n]: the text tokens
     token_nodes: np.ndarray  # int64 [n]: each token's node, numbered level by level
     eos_ids: np.ndarray  # int64 [k]
+    level_offsets: np.ndarray  # int64 [levels + 1]: global number of each level's first node
+    level_children: tuple[np.ndarray, ...]  # level d: node i's children are [c[i], c[i+1]) in level d+1
+    node_token: np.ndarray  # int64 [num_nodes]: a token ending at the node, or -1
+    duplicates: tuple[np.ndarray, np.ndarray]  # (token, token with the same bytes listed in node_token)
 
     @property
     def num_nodes(self) -> int:
@@ -72,11 +76,24 @@ def _build(vocab: Vocabulary) -> TokenTable:
         for j, p in enumerate(level):
             index[p] = j
         total += len(level)
+    token_ids = np.fromiter((i for i, _ in tokens), dtype=np.int64, count=len(tokens))
+    token_nodes = np.fromiter((offsets[len(b)] + index[b] for _, b in tokens), dtype=np.int64, count=len(tokens))
+    node_token = np.full(total, -1, dtype=np.int64)
+    node_token[token_nodes[::-1]] = token_ids[::-1]  # the first of duplicate tokens wins
+    dup = node_token[token_nodes] != token_ids
+    children = []
+    for d in range(len(parents)):
+        nxt = parents[d + 1] if d + 1 < len(parents) else np.zeros(0, np.int64)
+        children.append(np.searchsorted(nxt, np.arange(parents[d].size + 1)))
     return TokenTable(
         vocab_size=vocab.size,
+        level_offsets=np.array([offsets[d] for d in sorted(offsets)] + [total], dtype=np.int64),
+        level_children=tuple(children),
+        node_token=node_token,
+        duplicates=(token_ids[dup], node_token[token_nodes[dup]]),
         level_parents=tuple(parents),
         level_bytes=tuple(last_bytes),
-        token_ids=np.fromiter((i for i, _ in tokens), dtype=np.int64, count=len(tokens)),
-        token_nodes=np.fromiter((offsets[len(b)] + index[b] for _, b in tokens), dtype=np.int64, count=len(tokens)),
+        token_ids=token_ids,
+        token_nodes=token_nodes,
         eos_ids=np.array(sorted(vocab.eos_token_ids), dtype=np.int64),
     )
