@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from guided.engine.bitmask import pack, unpack
-from guided.engine.token_table import TokenTable
+from guided.engine.token_table import TokenTable, walk_automaton
 from guided.errors import ConstraintViolation
 from guided.fsm import DEAD, ByteDFA
 from guided.vocab import Vocabulary
@@ -88,8 +88,8 @@ class AutomatonGrammar:
     def _allowed(self, state: int) -> np.ndarray:
         start = time.perf_counter()
         allowed = np.zeros(self.vocab.size, dtype=bool)
-        ids, ends = self._token_ends(state)
-        allowed[ids] = ends != DEAD
+        ids, _ = self._token_ends(state)
+        allowed[ids] = True
         if self.dfa.accepting[state]:
             allowed[self.table.eos_ids] = True
         self.stats.states_computed += 1
@@ -97,21 +97,9 @@ class AutomatonGrammar:
         return allowed
 
     def _token_ends(self, state: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every text token's id and the state its bytes lead to from ``state`` (0: dead)."""
-        t, tr = self.table, self.dfa.transitions
-        if not t.token_ids.size:
-            return t.token_ids, t.token_ids
-        # State of every trie node, level by level; a dead parent (0) keeps its children dead.
-        prev = np.array([state], dtype=tr.dtype)
-        levels = []
-        for parents, last in zip(t.level_parents, t.level_bytes):
-            prev = tr[prev[parents], last]
-            levels.append(prev)
-            if not prev.any():
-                break
-        node_state = np.concatenate(levels)
-        reached = t.token_nodes < node_state.size
-        return t.token_ids[reached], node_state[t.token_nodes[reached]]
+        """The text tokens alive from ``state`` and the state each one's bytes lead to."""
+        ids, ends, _ = walk_automaton(self.table, self.dfa.transitions, state)
+        return ids, ends
 
     @functools.cached_property
     def closing_distance(self) -> np.ndarray:
@@ -143,7 +131,7 @@ class AutomatonGrammar:
         if state == FINISHED or remaining < 1:
             return allowed
         ids, ends = self._token_ends(state)
-        allowed[ids] = (ends != DEAD) & (self.closing_distance[ends] <= remaining - 1)
+        allowed[ids] = self.closing_distance[ends] <= remaining - 1
         return allowed
 
     def forced_bytes(self, state: int) -> bytes:

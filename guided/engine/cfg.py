@@ -34,7 +34,7 @@ import torch
 
 from guided.engine.automaton import MaskStats
 from guided.engine.bitmask import pack, unpack
-from guided.engine.token_table import TokenTable
+from guided.engine.token_table import SCALAR_FRONTIER, TokenTable, trie_lists, walk_automaton
 from guided.errors import ConstraintViolation, LimitExceeded
 from guided.ir import END, CfgIR
 from guided.vocab import Vocabulary
@@ -160,24 +160,6 @@ def _first_byte_words(vocab: Vocabulary, table: TokenTable) -> np.ndarray:
         first[table.token_ids] = [vocab.token_bytes[i][0] for i in table.token_ids.tolist()]
         words = _first_byte_cache[table] = np.stack([pack(first == b) for b in range(256)])
     return words
-
-
-SCALAR_FRONTIER = 48  # below this many live trie nodes a Python walk beats numpy's per-call cost
-
-_trie_lists_cache: "weakref.WeakKeyDictionary[TokenTable, tuple]" = weakref.WeakKeyDictionary()
-
-
-def _trie_lists(table: TokenTable) -> tuple[list, list, list, list]:
-    """The trie as Python lists (bytes, children offsets, level offsets, node tokens) for scalar walks."""
-    lists = _trie_lists_cache.get(table)
-    if lists is None:
-        lists = _trie_lists_cache[table] = (
-            [b.tolist() for b in table.level_bytes],
-            [c.tolist() for c in table.level_children],
-            table.level_offsets.tolist(),
-            table.node_token.tolist(),
-        )
-    return lists
 
 
 class CfgGrammar:
@@ -463,7 +445,7 @@ class CfgGrammar:
 
     def _seeds_scalar(self, stacks: list[_Stack], seeds) -> np.ndarray:
         """`_walk` for a few seeds, entirely in Python."""
-        level_bytes, _, offsets, node_token = _trie_lists(self.table)
+        level_bytes, _, offsets, node_token = trie_lists(self.table)
         out: list[int] = []
         items = []
         for level, node, lex, s_idx in zip(*(a.tolist() for a in seeds)):
@@ -483,7 +465,7 @@ class CfgGrammar:
 
     def _walk_scalar(self, items: list[tuple[int, int, int, _Stack]]) -> list[int]:
         """Finish a small frontier in Python: (level, node, lexer state after it, stack) items."""
-        level_bytes, level_children, offsets, node_token = _trie_lists(self.table)
+        level_bytes, level_children, offsets, node_token = trie_lists(self.table)
         last_level = len(level_bytes) - 1
         step, is_viable = self.step, self.is_viable
         out: list[int] = []
@@ -516,32 +498,6 @@ class CfgGrammar:
             known = stack.walks[data] = config is not None and self.is_viable(*config)
         return known
 
-    def _lexeme_scalar(self, level: int, nodes: list[int], lexes: list[int]):
-        """`_lexeme_info`'s walk finished in Python for a small frontier."""
-        level_bytes, level_children, offsets, node_token = _trie_lists(self.table)
-        table, chosen = self.lexers.table, self.lexers.chosen
-        last_level = len(level_bytes) - 1
-        tokens, ends, seeds = [], [], []
-        todo = list(zip([level] * len(nodes), nodes, lexes))
-        while todo:
-            lvl, node, lex = todo.pop()
-            if lvl >= last_level:
-                continue
-            children = level_children[lvl]
-            nxt_bytes = level_bytes[lvl + 1]
-            for child in range(children[node], children[node + 1]):
-                nxt = int(table[lex, nxt_bytes[child]])
-                if nxt == DEAD:
-                    if chosen[lex] >= 0:
-                        seeds.append((lvl + 1, child, lex))
-                    continue
-                token = node_token[offsets[lvl + 1] + child]
-                if token >= 0:
-                    tokens.append(token)
-                    ends.append(nxt)
-                todo.append((lvl + 1, child, nxt))
-        return tokens, ends, seeds
-
     def lexeme_info(self, lex: int) -> _LexemeInfo:
         info = self._lexemes.get(lex)
         if info is None:
@@ -550,7 +506,7 @@ class CfgGrammar:
 
     def _lexeme_info(self, lex: int) -> _LexemeInfo:
         """Walk the trie inside one lexeme: tokens that stay in it, and where others leave it."""
-        ids, ends, seeds = self._lexeme_walk(lex)
+        ids, ends, seeds = walk_automaton(self.table, self.lexers.table, lex, self.lexers.chosen)
         inside = np.zeros(self.vocab.size, dtype=bool)
         inside[ids] = True
         table, chosen = self.lexers.table, self.lexers.chosen
@@ -564,7 +520,7 @@ class CfgGrammar:
         """The lexeme's inside tokens grouped by the lexer state they end in (for LALR-restricted stacks)."""
         groups = self._by_end.get(lex)
         if groups is None:
-            ids, ends, _ = self._lexeme_walk(lex)
+            ids, ends, _ = walk_automaton(self.table, self.lexers.table, lex, self.lexers.chosen)
             groups = {}
             for end in np.unique(ends).tolist():
                 allowed = np.zeros(self.vocab.size, dtype=bool)
@@ -572,67 +528,6 @@ class CfgGrammar:
                 groups[end] = pack(allowed)
             self._by_end[lex] = groups
         return groups
-
-    def _lexeme_walk(self, lex: int):
-        """(inside token ids, their end states, seeds) for one lexer state.
-
-        Dense levels are stepped whole (one gather per level); once few nodes survive, only
-        their children are expanded, and the last few nodes finish in Python.
-        """
-        t, lx = self.table, self.lexers
-        table, chosen = lx.table, lx.chosen
-        found_ids, found_ends = [], []
-        seed_level, seed_node, seed_lex = [], [], []
-        levels = len(t.level_bytes)
-        nodes = None  # None: dense mode, `state` covers the whole level
-        state = np.full(t.level_bytes[0].size if levels else 0, lex, dtype=np.int32)  # state before the byte
-        for level in range(levels):
-            last = t.level_bytes[level] if nodes is None else t.level_bytes[level][nodes]
-            nlex = table[state, last]
-            if level:
-                ends = (nlex == DEAD) & (state != DEAD) & (chosen[state] >= 0)
-                if ends.any():
-                    where = np.flatnonzero(ends) if nodes is None else nodes[ends]
-                    seed_level.append(np.full(where.size, level))
-                    seed_node.append(where)
-                    seed_lex.append(state[ends])
-            alive = np.flatnonzero(nlex)
-            live_nodes = alive if nodes is None else nodes[alive]
-            live_lex = nlex[alive]
-            tokens = t.node_token[t.level_offsets[level] + live_nodes]
-            has = tokens >= 0
-            found_ids.append(tokens[has])
-            found_ends.append(live_lex[has])
-            if not live_nodes.size or level + 1 >= levels:
-                break
-            if live_nodes.size <= SCALAR_FRONTIER:
-                ids, ends_, seeds = self._lexeme_scalar(level, live_nodes.tolist(), live_lex.tolist())
-                found_ids.append(np.array(ids, dtype=np.int64))
-                found_ends.append(np.array(ends_, dtype=np.int32))
-                for seed in seeds:
-                    seed_level.append(np.array([seed[0]]))
-                    seed_node.append(np.array([seed[1]]))
-                    seed_lex.append(np.array([seed[2]], dtype=np.int32))
-                break
-            children = t.level_children[level]
-            if nodes is None and live_nodes.size * 4 > t.level_bytes[level].size:
-                state = nlex[t.level_parents[level + 1]]  # stay dense: gather every child's parent state
-                continue
-            first, count = children[live_nodes], children[live_nodes + 1] - children[live_nodes]
-            parent = np.repeat(np.arange(live_nodes.size), count)
-            nodes = np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
-            state = live_lex[parent]
-        ids = np.concatenate(found_ids) if found_ids else np.zeros(0, np.int64)
-        ends = np.concatenate(found_ends) if found_ends else np.zeros(0, np.int32)
-        dup_ids, dup_primary = t.duplicates
-        if dup_ids.size and ids.size:
-            has = np.isin(dup_primary, ids)
-            order = {p: e for p, e in zip(ids.tolist(), ends.tolist())}
-            ids = np.concatenate([ids, dup_ids[has]])
-            ends = np.concatenate([ends, np.array([order[p] for p in dup_primary[has].tolist()], np.int32)])
-        cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-        seeds = (cat(seed_level, np.int64), cat(seed_node, np.int64), cat(seed_lex, np.int32))
-        return ids, ends, seeds
 
     def forced_bytes(self, stack: _Stack, lex: int) -> bytes:
         key = (stack.uid, lex)

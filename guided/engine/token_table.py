@@ -97,3 +97,113 @@ def _build(vocab: Vocabulary) -> TokenTable:
         token_nodes=token_nodes,
         eos_ids=np.array(sorted(vocab.eos_token_ids), dtype=np.int64),
     )
+
+
+SCALAR_FRONTIER = 48  # below this many live trie nodes a Python walk beats numpy's per-call cost
+
+_lists: "weakref.WeakKeyDictionary[TokenTable, tuple]" = weakref.WeakKeyDictionary()
+
+
+def trie_lists(table: TokenTable) -> tuple[list, list, list, list]:
+    """The trie as Python lists (level bytes, level children, level offsets, node tokens) for scalar walks."""
+    lists = _lists.get(table)
+    if lists is None:
+        lists = _lists[table] = (
+            [b.tolist() for b in table.level_bytes],
+            [c.tolist() for c in table.level_children],
+            table.level_offsets.tolist(),
+            table.node_token.tolist(),
+        )
+    return lists
+
+
+def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, boundary: np.ndarray | None = None):
+    """Walk every token's bytes from ``state`` through a DFA (state 0 dead).
+
+    Returns ``(ids, ends, seeds)``: the tokens that stay alive and the state each ends in, and,
+    when ``boundary`` is given (``boundary[s] >= 0`` where a lexeme may end in state ``s``), the
+    trie nodes below the first byte where a dying walk could have ended a lexeme, as
+    ``(level, node, state before the node's byte)`` arrays.
+
+    Dense levels are stepped whole (one gather per level); once few nodes survive, only their
+    children are expanded, and the last few nodes finish in Python.
+    """
+    found_ids, found_ends = [], []
+    seed_level, seed_node, seed_state = [], [], []
+    levels = len(table.level_bytes)
+    nodes = None  # None: dense mode, `before` covers the whole level
+    before = np.full(table.level_bytes[0].size if levels else 0, state, dtype=transitions.dtype)
+    for level in range(levels):
+        last = table.level_bytes[level] if nodes is None else table.level_bytes[level][nodes]
+        after = transitions[before, last]
+        if level and boundary is not None:
+            ends = (after == 0) & (before != 0) & (boundary[before] >= 0)
+            if ends.any():
+                where = np.flatnonzero(ends) if nodes is None else nodes[ends]
+                seed_level.append(np.full(where.size, level))
+                seed_node.append(where)
+                seed_state.append(before[ends])
+        alive = np.flatnonzero(after)
+        live_nodes = alive if nodes is None else nodes[alive]
+        live_state = after[alive]
+        tokens = table.node_token[table.level_offsets[level] + live_nodes]
+        has = tokens >= 0
+        found_ids.append(tokens[has])
+        found_ends.append(live_state[has])
+        if not live_nodes.size or level + 1 >= levels:
+            break
+        if live_nodes.size <= SCALAR_FRONTIER:
+            ids, ends_, seeds = _walk_scalar(table, transitions, level, live_nodes.tolist(), live_state.tolist(), boundary)
+            found_ids.append(np.array(ids, dtype=np.int64))
+            found_ends.append(np.array(ends_, dtype=transitions.dtype))
+            for lvl, node, st in seeds:
+                seed_level.append(np.array([lvl]))
+                seed_node.append(np.array([node]))
+                seed_state.append(np.array([st], dtype=transitions.dtype))
+            break
+        if nodes is None and live_nodes.size * 4 > table.level_bytes[level].size:
+            before = after[table.level_parents[level + 1]]  # stay dense
+            continue
+        children = table.level_children[level]
+        first, count = children[live_nodes], children[live_nodes + 1] - children[live_nodes]
+        parent = np.repeat(np.arange(live_nodes.size), count)
+        nodes = np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+        before = live_state[parent]
+    ids = np.concatenate(found_ids) if found_ids else np.zeros(0, np.int64)
+    ends = np.concatenate(found_ends) if found_ends else np.zeros(0, transitions.dtype)
+    dup_ids, dup_primary = table.duplicates
+    if dup_ids.size and ids.size:
+        has = np.isin(dup_primary, ids)
+        end_of = dict(zip(ids.tolist(), ends.tolist()))
+        ids = np.concatenate([ids, dup_ids[has]])
+        ends = np.concatenate([ends, np.array([end_of[p] for p in dup_primary[has].tolist()], transitions.dtype)])
+    cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+    seeds = (cat(seed_level, np.int64), cat(seed_node, np.int64), cat(seed_state, transitions.dtype))
+    return ids, ends, seeds
+
+
+def _walk_scalar(table, transitions, level, nodes, states, boundary):
+    """`walk_automaton` finished in Python for a small frontier."""
+    level_bytes, level_children, offsets, node_token = trie_lists(table)
+    last_level = len(level_bytes) - 1
+    tokens, ends, seeds = [], [], []
+    todo = [(level, n, s) for n, s in zip(nodes, states)]
+    while todo:
+        lvl, node, st = todo.pop()
+        if lvl >= last_level:
+            continue
+        children = level_children[lvl]
+        nxt_bytes = level_bytes[lvl + 1]
+        row = transitions[st]
+        for child in range(children[node], children[node + 1]):
+            nxt = int(row[nxt_bytes[child]])
+            if nxt == 0:
+                if boundary is not None and boundary[st] >= 0:
+                    seeds.append((lvl + 1, child, st))
+                continue
+            token = node_token[offsets[lvl + 1] + child]
+            if token >= 0:
+                tokens.append(token)
+                ends.append(nxt)
+            todo.append((lvl + 1, child, nxt))
+    return tokens, ends, seeds
