@@ -50,7 +50,7 @@ class SentenceSampler:
                         changed = True
         return height
 
-    def sample(self, rng: random.Random, attempts: int = 50) -> str:
+    def sample(self, rng: random.Random, attempts: int = 300) -> str:
         for _ in range(attempts):
             pieces: list[str] = []
             self._expand(self.start, 0, rng, pieces)

@@ -186,6 +186,38 @@ def test_forced_bytes(smollm2_tokenizer, smollm2_vocab):
 
 
 @pytest.mark.parametrize("name", SHIPPED)
+def test_budget_mask_always_finishes_in_time(name, samplers, smollm2_tokenizer, smollm2_vocab):
+    """From prefixes of real sentences, following budget_mask(n) picks ends a document within n tokens."""
+    grammar = guided.compile(Grammar(name), smollm2_vocab)
+    rng = random.Random(f"budget-{name}")
+    eos = min(smollm2_vocab.eos_token_ids)
+    for _ in range(8):
+        text = samplers[name].sample(rng)
+        ids = tokenize(smollm2_tokenizer, smollm2_vocab, text)
+        if not ids:
+            continue
+        m = grammar.matcher()
+        taken = ids[: rng.randrange(len(ids) + 1)]
+        for t in taken:
+            m.advance(t)
+        need = next(n for n in range(1, 200) if m.budget_mask(n).any())
+        remaining = need + rng.randrange(3)
+        while remaining > 0:
+            options = np.flatnonzero(m.budget_mask(remaining).numpy())
+            assert options.size, (text, remaining)
+            assert set(options.tolist()) <= set(np.flatnonzero(m.mask().numpy()).tolist())
+            choice = int(rng.choice(options.tolist()))
+            m.advance(choice)
+            remaining -= 1
+            if choice == eos:
+                break
+            taken.append(choice)
+        assert m.is_finished() or m.accepts_eos()
+        document = b"".join(smollm2_vocab.token_bytes[t] for t in taken).decode()
+        assert samplers[name].parses(document), (text, document)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_random_model_outputs_parse(name, samplers, tiny_model):
     grammar = guided.compile(Grammar(name), tiny_model.vocab)
     eos = sorted(tiny_model.vocab.eos_token_ids)

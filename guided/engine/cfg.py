@@ -162,6 +162,21 @@ def _first_byte_words(vocab: Vocabulary, table: TokenTable) -> np.ndarray:
     return words
 
 
+def _shortest_path(transitions: np.ndarray, start: int, accepting: np.ndarray, usable: np.ndarray) -> bytes | None:
+    """Shortest byte string from ``start`` to an accepting state over ``usable`` bytes (BFS)."""
+    paths = {start: b""}
+    queue = [start]
+    for state in queue:
+        if accepting[state]:
+            return paths[state]
+        for b in np.flatnonzero(usable & (transitions[state] != DEAD)).tolist():
+            nxt = int(transitions[state, b])
+            if nxt not in paths:
+                paths[nxt] = paths[state] + bytes([b])
+                queue.append(nxt)
+    return None
+
+
 class CfgGrammar:
     """A `CfgIR` compiled against a vocabulary: the `CompiledGrammar` of Lark grammars."""
 
@@ -180,6 +195,10 @@ class CfgGrammar:
         self._masks: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._lexemes: dict[int, _LexemeInfo] = {}
         self._by_end: dict[int, dict[int, np.ndarray]] = {}
+        self._completions: dict[tuple[int, int], bytes | None] = {}
+        self._shortest_cache: dict[int, bytes | None] = {}
+        self._index: dict[bytes, list[int]] | None = None
+        self._single = self._single_bytes()
         self._first_byte = _first_byte_words(vocab, self.table)
         self._forced: dict[tuple[int, int], bytes] = {}
         eos = np.zeros(vocab.size, dtype=bool)
@@ -529,6 +548,132 @@ class CfgGrammar:
             self._by_end[lex] = groups
         return groups
 
+    # -- closing within a token budget --------------------------------------------------------
+
+    def closing_tokens(self, stack: _Stack, lex: int, spare: int) -> list[int]:
+        """Tokens that start a verified shortest completion and leave it at most ``spare`` bytes long.
+
+        The completion only uses bytes that exist as single-byte tokens, so ``spare`` more
+        tokens are always enough to finish it.
+        """
+        completion = self.completion(stack, lex)
+        if completion is None:
+            return []
+        index = self._token_index()
+        out = []
+        for k in range(1, len(completion) + 1):
+            if len(completion) - k <= spare:
+                out.extend(index.get(completion[:k], ()))
+        words = self.words(stack, lex)
+        return [t for t in out if words[t >> 5] >> (t & 31) & 1]
+
+    def completion(self, stack: _Stack, lex: int) -> bytes | None:
+        """A short byte string that completes the document from here (verified), or None."""
+        key = (stack.uid, lex)
+        if key in self._completions:
+            return self._completions[key]
+        best = None
+        if lex == self.lexers.start(stack.state):
+            options = [(b"", stack)]
+        else:
+            options = []
+            for term, pending in self._lexeme_endings(lex).items():
+                following = stack if term in self.ir.ignore else self.feed(stack, term)
+                if following is not None:
+                    options.append((pending, following))
+        separator = self._separator()
+        for pending, following in options:
+            terms = self._closing_terminals(following)
+            if terms is None:
+                continue
+            pieces = [self._shortest(t) for t in terms]
+            for sep in (b"", separator):
+                if sep is None:
+                    continue
+                candidate = pending + sep.join([b""] + pieces) if pieces else pending
+                if (best is None or len(candidate) < len(best)) and self._completes(stack, lex, candidate):
+                    best = candidate
+                    break
+        self._completions[key] = best
+        return best
+
+    def _completes(self, stack: _Stack, lex: int, data: bytes) -> bool:
+        config: tuple[_Stack, int] | None = (stack, lex)
+        for b in data:
+            config = self.step(config[0], config[1], b)
+            if config is None:
+                return False
+        return self.accepts_end(*config)
+
+    def _closing_terminals(self, stack: _Stack, max_pops: int = 20_000) -> list[int] | None:
+        """The cheapest terminal sequence (in bytes) that lets the parser accept, by Dijkstra over stacks."""
+        import heapq
+
+        counter = itertools.count()
+        frontier = [(0, next(counter), stack, ())]
+        seen: set[int] = set()
+        while frontier and max_pops:
+            max_pops -= 1
+            cost, _, node, terms = heapq.heappop(frontier)
+            if node.uid in seen:
+                continue
+            seen.add(node.uid)
+            if self.can_end(node):
+                return list(terms)
+            for term in self.lexers.sets[self.lexers.set_of_state[node.state]]:
+                if term in self.ir.ignore:
+                    continue
+                shortest = self._shortest(term)
+                nxt = self.feed(node, term) if shortest is not None else None
+                if nxt is not None and nxt.uid not in seen:
+                    heapq.heappush(frontier, (cost + len(shortest), next(counter), nxt, terms + (term,)))
+        return None
+
+    def _single_bytes(self) -> np.ndarray:
+        single = np.zeros(256, dtype=bool)
+        for token_id in self.table.token_ids.tolist():
+            data = self.vocab.token_bytes[token_id]
+            if len(data) == 1:
+                single[data[0]] = True
+        return single
+
+    def _shortest(self, term: int) -> bytes | None:
+        """A shortest string of a terminal, using only bytes that are tokens by themselves."""
+        if term not in self._shortest_cache:
+            dfa = self.ir.terminals[term].dfa
+            self._shortest_cache[term] = _shortest_path(dfa.transitions, dfa.initial, dfa.accepting, self._single)
+        return self._shortest_cache[term]
+
+    def _lexeme_endings(self, lex: int) -> dict[int, bytes]:
+        """For each terminal the pending lexeme can end as, the shortest bytes that end it so."""
+        out: dict[int, bytes] = {}
+        chosen, table = self.lexers.chosen, self.lexers.table
+        paths = {lex: b""}
+        queue = [lex]
+        for state in queue:
+            term = int(chosen[state])
+            if term >= 0 and term not in out:
+                out[term] = paths[state]
+            for b in np.flatnonzero(self._single & (table[state] != DEAD)).tolist():
+                nxt = int(table[state, b])
+                if nxt not in paths:
+                    paths[nxt] = paths[state] + bytes([b])
+                    queue.append(nxt)
+        return out
+
+    def _separator(self) -> bytes | None:
+        options = [self._shortest(t) for t in self.ir.ignore]
+        options = [o for o in options if o]
+        return min(options, key=len) if options else None
+
+    def _token_index(self) -> dict[bytes, list[int]]:
+        if self._index is None:
+            index: dict[bytes, list[int]] = {}
+            for token_id in self.table.token_ids.tolist():
+                index.setdefault(self.vocab.token_bytes[token_id], []).append(token_id)
+            self._index = index
+        return self._index
+
     def forced_bytes(self, stack: _Stack, lex: int) -> bytes:
         key = (stack.uid, lex)
         forced = self._forced.get(key)
@@ -640,6 +785,11 @@ class CfgMatcher:
         return b"" if config is None else self.grammar.forced_bytes(*config)
 
     def budget_mask(self, remaining: int) -> torch.Tensor:
-        # Shortest-completion analysis for grammars is not implemented yet: an empty mask tells
-        # decoders to fall back to mask() (see the Matcher protocol).
-        return torch.zeros(self.grammar.vocab.size, dtype=torch.bool)
+        allowed = np.zeros(self.grammar.vocab.size, dtype=bool)
+        config = self._history[0]
+        if config is None or self.grammar.accepts_end(*config):
+            allowed[self.grammar.table.eos_ids] = True
+        if config is not None and remaining >= 1:
+            ids = self.grammar.closing_tokens(*config, remaining - 1)
+            allowed[ids] = True
+        return torch.from_numpy(allowed)
