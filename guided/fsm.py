@@ -120,6 +120,9 @@ class ByteNFA:
             return tails[rest]
 
         for lo_cp, hi_cp in codepoints:
+            if hi_cp < 0x80:  # ASCII: one byte range, the common case
+                self.ranges[source].append((lo_cp, hi_cp, target))
+                continue
             for seq in utf8_ranges(lo_cp, hi_cp):
                 lo, hi = seq[0]
                 self.ranges[source].append((lo, hi, tail_state(tuple(seq[1:]))))
@@ -273,7 +276,48 @@ def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton"
         rows.append(row)
     transitions = np.stack(rows).astype(np.int32)
     accepting = np.array([bool(subset & nfa.accepting) for subset in order])
-    return trim(transitions, accepting, initial=1)
+    return minimize(trim(transitions, accepting, initial=1))
+
+
+def minimize(dfa: ByteDFA) -> ByteDFA:
+    """The minimal equivalent DFA (Moore's partition refinement, vectorised over byte classes).
+
+    Fewer states means fewer distinct masks to compute.
+
+    >>> n = ByteNFA(); a = n.add_state(); b = n.add_state()
+    >>> n.add_sequence(n.start, [(97, 97)], a); n.add_sequence(n.start, [(98, 98)], b)
+    >>> n.accepting.update({a, b})
+    >>> determinize(n).num_states  # dead, start, one accepting state for both "a" and "b"
+    3
+    """
+    table = dfa.transitions
+    # Bytes that every state treats alike form one class; refinement only needs one column each.
+    _, first, byte_class = np.unique(table.T, axis=0, return_index=True, return_inverse=True)
+    columns = table[:, np.sort(first)]
+    block = dfa.accepting.astype(np.int64) + 1
+    block[DEAD] = 0
+    count = len(np.unique(block))
+    while True:
+        signature = np.concatenate([block[:, None], block[columns]], axis=1)
+        _, new_block = np.unique(signature, axis=0, return_inverse=True)
+        new_block = new_block.reshape(-1)
+        new_count = int(new_block.max()) + 1
+        block = new_block
+        if new_count == count:
+            break
+        count = new_count
+    if count == dfa.num_states:
+        return dfa
+    # Renumber blocks: the dead state's block stays 0, the initial state's becomes 1.
+    order = [int(block[DEAD]), int(block[dfa.initial])]
+    order += [b for b in dict.fromkeys(block.tolist()) if b not in order]
+    rank = np.empty(count, np.int32)
+    rank[order] = np.arange(count, dtype=np.int32)
+    representative = np.zeros(count, np.int64)
+    representative[block[::-1]] = np.arange(dfa.num_states)[::-1]
+    reps = representative[order]
+    new_table = rank[block[table[reps]]]
+    return ByteDFA(transitions=new_table.astype(np.int32), accepting=dfa.accepting[reps].copy(), initial=1)
 
 
 def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDFA:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from guided.engine.bitmask import pack, unpack
+from guided.engine.bitmask import pack, unpack, write_row
 from guided.engine.token_table import TokenTable, walk_automaton
 from guided.errors import ConstraintViolation
 from guided.fsm import DEAD, ByteDFA
@@ -178,9 +178,7 @@ class AutomatonMatcher:
 
     def fill_bitmask(self, bitmask, row: int = 0) -> None:
         words = self.grammar.words(self.state)
-        target = bitmask.numpy() if isinstance(bitmask, torch.Tensor) else bitmask
-        target[row, : words.size] = words
-        target[row, words.size :] = 0
+        write_row(bitmask, row, words)
 
     def is_allowed(self, token_id: int) -> bool:
         words = self.grammar.words(self.state)

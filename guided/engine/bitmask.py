@@ -35,6 +35,15 @@ def unpack(words: np.ndarray, size: int) -> np.ndarray:
     return np.unpackbits(words.view(np.uint8), bitorder="little", count=size).view(bool)
 
 
+def write_row(bitmask, row: int, words: np.ndarray) -> None:
+    """Write packed ``words`` into row ``row`` of a bitmask (torch CPU tensor or numpy), zeroing the rest."""
+    target = bitmask.numpy() if isinstance(bitmask, torch.Tensor) else bitmask
+    n = words.size
+    target[row, :n] = words
+    if target.shape[1] > n:
+        target[row, n:] = 0
+
+
 def allocate_bitmask(batch: int, vocab_size: int) -> torch.Tensor:
     """A zeroed ``[batch, ceil(vocab_size/32)]`` int32 tensor for `Matcher.fill_bitmask`."""
     return torch.zeros((batch, words_for(vocab_size)), dtype=torch.int32)

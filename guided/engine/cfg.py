@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from guided.engine.automaton import MaskStats
-from guided.engine.bitmask import pack, unpack
+from guided.engine.bitmask import pack, unpack, write_row
 from guided.engine.token_table import SCALAR_FRONTIER, TokenTable, trie_lists, walk_automaton
 from guided.errors import ConstraintViolation, LimitExceeded
 from guided.ir import END, CfgIR
@@ -722,9 +722,7 @@ class CfgMatcher:
 
     def fill_bitmask(self, bitmask, row: int = 0) -> None:
         words = self._words()
-        target = bitmask.numpy() if isinstance(bitmask, torch.Tensor) else bitmask
-        target[row, : words.size] = words
-        target[row, words.size :] = 0
+        write_row(bitmask, row, words)
 
     def advance(self, token_id: int) -> None:
         g = self.grammar

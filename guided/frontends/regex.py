@@ -155,6 +155,9 @@ class _Builder:
 
 
 def _class_ranges(group, flags) -> list[tuple[int, int]]:
+    if len(group.chars) == 1 and not group.negated and not flags & _ip.REFlags.CASE_INSENSITIVE:
+        cp = ord(next(iter(group.chars)))
+        return [(cp, cp)]
     chars = set(group.chars)
     if flags & _ip.REFlags.CASE_INSENSITIVE:
         for c in list(chars):
