@@ -249,6 +249,19 @@ def test_random_model_outputs_parse(name, samplers, tiny_model):
                     assert "mismatched tag" in str(exc), decoded
 
 
+def test_cached_lalr_analysis_gives_the_same_tables(tmp_path, monkeypatch):
+    """Lark's analysis is cached on disk; a cold build and a cached load must agree exactly."""
+    monkeypatch.setenv("GUIDED_CACHE", str(tmp_path))
+    from guided.frontends.lark import lark_to_ir
+
+    cold = lark_to_ir(Grammar("sql"))
+    assert any((tmp_path / "lark").iterdir())
+    cached = lark_to_ir(Grammar("sql"))
+    assert cold.actions == cached.actions and cold.gotos == cached.gotos and cold.rules == cached.rules
+    assert [t.name for t in cold.terminals] == [t.name for t in cached.terminals]
+    assert cold.ignore == cached.ignore and cold.end_state == cached.end_state
+
+
 def test_malformed_and_non_lalr_grammars_are_refused():
     vocab = guided.Vocabulary.from_token_bytes([b"a", b"<eos>"], eos_token_ids=[1])
     with pytest.raises(GrammarError, match="malformed"):

@@ -75,14 +75,9 @@ class _Lexers:
         alive: list[np.ndarray] = [np.zeros(len(terms), bool)]
         self.starts: list[int] = []
         for members in self.sets:
-            members = sorted(members)
             base = len(rows)
-            dfas = [terms[i].dfa for i in members]
-            sizes = [d.num_states for d in dfas]
-            radix = None
-            if float(np.prod(sizes, dtype=np.float64)) < 2.0 ** 62:
-                radix = np.cumprod([1] + sizes[:-1], dtype=np.int64) if dfas else np.zeros(0, np.int64)
-            start = tuple(d.initial for d in dfas)
+            # A union state is the tuple of its live components: (terminal, state of its DFA).
+            start = tuple((i, terms[i].dfa.initial) for i in sorted(members))
             # The start state is never a transition target, even when a lexeme leads back to the
             # same component states: "at a lexeme boundary" must be told apart from "mid-lexeme".
             ids: dict[tuple, int] = {}
@@ -92,29 +87,35 @@ class _Lexers:
                 tup = queue[len(local_rows)]
                 if len(rows) + len(queue) > max_states:
                     raise LimitExceeded(f"grammar lexer: more than {max_states} states")
-                nxt = np.stack([d.transitions[s] for d, s in zip(dfas, tup)]) if dfas else np.zeros((0, 256), np.int32)
-                # Distinct successor tuples, found with one vectorised unique over the 256 columns
-                # (each column packed into one int64 by mixed radix when the sizes allow it).
-                if radix is not None:
-                    _, first, inverse = np.unique(radix @ nxt, return_index=True, return_inverse=True)
-                    columns = nxt.T[first]
-                else:
-                    columns, inverse = np.unique(nxt.T, axis=0, return_inverse=True)
-                targets = np.zeros(len(columns), np.int32)
-                for j, col in enumerate(map(tuple, columns.tolist())):
-                    if any(col):
-                        target = ids.get(col)
-                        if target is None:
-                            target = ids[col] = base + len(queue)
-                            queue.append(col)
-                        targets[j] = target
-                row = targets[inverse.reshape(-1)]
+                row = np.zeros(256, np.int32)
+                if tup:
+                    dfas = [terms[i].dfa for i, _ in tup]
+                    nxt = np.stack([d.transitions[st] for d, (_, st) in zip(dfas, tup)])
+                    # Distinct successor tuples: one vectorised unique over the 256 columns, each
+                    # column packed into one int64 by mixed radix when the sizes allow it.
+                    sizes = [d.num_states for d in dfas]
+                    if float(np.prod(sizes, dtype=np.float64)) < 2.0 ** 62:
+                        radix = np.cumprod([1] + sizes[:-1], dtype=np.int64)
+                        _, first, inverse = np.unique(radix @ nxt, return_index=True, return_inverse=True)
+                        columns = nxt.T[first]
+                    else:
+                        columns, inverse = np.unique(nxt.T, axis=0, return_inverse=True)
+                    targets = np.zeros(len(columns), np.int32)
+                    for j, col in enumerate(columns.tolist()):
+                        key = tuple((i, st) for (i, _), st in zip(tup, col) if st)
+                        if key:
+                            target = ids.get(key)
+                            if target is None:
+                                target = ids[key] = base + len(queue)
+                                queue.append(key)
+                            targets[j] = target
+                    row = targets[inverse.reshape(-1)]
                 local_rows.append(row)
-                accepting = [i for i, d, s in zip(members, dfas, tup) if s and d.accepting[s]]
+                accepting = [i for i, st in tup if terms[i].dfa.accepting[st]]
                 chosen.append(min(accepting, key=lambda i: (-terms[i].priority, not terms[i].is_string,
                                                             terms[i].order)) if accepting else -1)
                 live = np.zeros(len(terms), bool)
-                live[[i for i, s in zip(members, tup) if s]] = True
+                live[[i for i, _ in tup]] = True
                 alive.append(live)
             rows.extend(local_rows)
             self.starts.append(base)
@@ -630,11 +631,12 @@ class CfgGrammar:
         return None
 
     def _single_bytes(self) -> np.ndarray:
+        """Which bytes are tokens by themselves (the trie's first level nodes that end a token)."""
+        t = self.table
         single = np.zeros(256, dtype=bool)
-        for token_id in self.table.token_ids.tolist():
-            data = self.vocab.token_bytes[token_id]
-            if len(data) == 1:
-                single[data[0]] = True
+        if t.level_bytes:
+            first = t.level_bytes[0]
+            single[first[t.node_token[: first.size] >= 0]] = True
         return single
 
     def _shortest(self, term: int) -> bytes | None:

@@ -22,6 +22,8 @@ the common prefix of colliding alternatives).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import pathlib
 import re
@@ -101,6 +103,7 @@ def lark_to_ir(spec: Grammar) -> CfgIR:
             start=spec.start,
             import_paths=[str(path.parent)] if path else [],
             maybe_placeholders=False,
+            cache=_analysis_cache_file(text, spec.start),
         )
     except lark.exceptions.LarkError as exc:
         if "collision" in str(exc).lower():
@@ -151,7 +154,7 @@ def lark_to_ir(spec: Grammar) -> CfgIR:
         gotos.append(gos)
     return CfgIR(
         terminals=terminals,
-        ignore=frozenset(index[name] for name in parser.ignore_tokens if name in index),
+        ignore=frozenset(index[name] for name in parser.lexer_conf.ignore if name in index),
         actions=tuple(actions),
         gotos=tuple(gotos),
         rules=tuple(rule_list),
@@ -161,6 +164,24 @@ def lark_to_ir(spec: Grammar) -> CfgIR:
         source=str(path) if path else text[:200],
         rule_names=tuple(rule_names),
     )
+
+
+def _analysis_cache_file(text: str, start: str) -> str | bool:
+    """Where Lark keeps its LALR analysis of this grammar (it checks the grammar's hash on load)."""
+    from guided.models import cache_dir
+
+    folder = cache_dir() / "lark"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    key = hashlib.sha256(f"{lark.__version__}\0{start}\0{text}".encode()).hexdigest()[:24]
+    return str(folder / f"{key}.lalr")
+
+
+@functools.lru_cache(maxsize=4096)
+def _regex_dfa(regex: str, max_states: int):
+    return regex_to_dfa(Regex(regex, max_states=max_states))
 
 
 def _terminal_dfa(terminal, grammar_text: str, max_states: int):
@@ -173,7 +194,7 @@ def _terminal_dfa(terminal, grammar_text: str, max_states: int):
     if flags:
         regex = f"(?{flags}:{regex})"
     try:
-        return regex_to_dfa(Regex(regex, max_states=max_states))
+        return _regex_dfa(regex, max_states)
     except (RegexError, GuidedError) as exc:
         line = _definition_line(grammar_text, terminal.name)
         where = f" (line {line})" if line else ""
