@@ -33,6 +33,7 @@ test-slow: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PIP) install -q -e ".[bench]"
 	$(PY) benchmarks/regex_masks.py
+	$(PY) benchmarks/cfg_masks.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

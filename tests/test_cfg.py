@@ -154,6 +154,20 @@ def test_keywords_and_names_in_sql(samplers, smollm2_tokenizer, smollm2_vocab):
         assert walk(grammar, smollm2_tokenizer.encode(text, add_special_tokens=False))[0] == ok, text
 
 
+def test_pretty_printed_documents_walk_through(samplers, smollm2_tokenizer, smollm2_vocab):
+    documents = {
+        "xml": '<?xml version="1.0"?>\n<root a="1">\n  <item id=\'x\'>text &amp; more</item>\n  <empty/>\n'
+               '  <![CDATA[ raw <stuff> ]]>\n  <!-- note -->\n</root>\n',
+        "json": json.dumps({"a": [1, 2.5, {"b": None}], "c": "é\n"}, indent=4),
+        "sql": "SELECT a.name, COUNT(*) AS n\nFROM users AS a\n  JOIN orders AS o ON o.user_id = a.id\n"
+               "WHERE a.age >= 18 AND NOT a.banned = 1\nGROUP BY a.name\nORDER BY n DESC\nLIMIT 10;",
+    }
+    for name, text in documents.items():
+        assert samplers[name].parses(text), name
+        grammar = guided.compile(Grammar(name), smollm2_vocab)
+        assert walk(grammar, smollm2_tokenizer.encode(text, add_special_tokens=False))[0], name
+
+
 def test_rollback_and_copy_are_exact(smollm2_tokenizer, smollm2_vocab):
     grammar = guided.compile(Grammar("json"), smollm2_vocab)
     ids = smollm2_tokenizer.encode('{"k": [1, 2.5, "x", {"y": null}], "z": true}', add_special_tokens=False)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from guided.engine.bitmask import pack, unpack, write_row
+from guided.engine.matcher import pop_history
 from guided.engine.token_table import TokenTable, walk_automaton
 from guided.errors import ConstraintViolation
 from guided.fsm import DEAD, ByteDFA
@@ -230,12 +231,7 @@ class AutomatonMatcher:
         return bool(self.grammar.dfa.accepting[s]) and not self.grammar.dfa.transitions[s].any()
 
     def rollback(self, n: int = 1) -> None:
-        if n < 0 or n > self._n:
-            raise ValueError(f"cannot roll back {n} tokens: only {self._n} consumed")
-        h = self._history
-        for _ in range(n):
-            h = h[1]
-        self._history = h
+        self._history = pop_history(self._history, n, self._n)
         self._n -= n
 
     def copy(self) -> "AutomatonMatcher":

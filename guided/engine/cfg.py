@@ -34,7 +34,8 @@ import torch
 
 from guided.engine.automaton import MaskStats
 from guided.engine.bitmask import pack, unpack, write_row
-from guided.engine.token_table import SCALAR_FRONTIER, TokenTable, trie_lists, walk_automaton
+from guided.engine.matcher import pop_history
+from guided.engine.token_table import SCALAR_WORK, TokenTable, small_subtrees, trie_lists, walk_automaton
 from guided.errors import ConstraintViolation, LimitExceeded
 from guided.ir import END, CfgIR
 from guided.vocab import Vocabulary
@@ -240,10 +241,7 @@ class CfgGrammar:
             if action >= 0:
                 result = self._node(action, node)
                 break
-            lhs, length = ir.rules[-action - 1]
-            for _ in range(length):
-                node = node.parent
-            node = self._node(ir.gotos[node.state][lhs], node)
+            node = self._reduce(node, action)
         stack.feeds[terminal] = result
         return result
 
@@ -262,12 +260,16 @@ class CfgGrammar:
             action = ir.actions[node.state].get(END)
             if action is None or action >= 0:
                 break
-            lhs, length = ir.rules[-action - 1]
-            for _ in range(length):
-                node = node.parent
-            node = self._node(ir.gotos[node.state][lhs], node)
+            node = self._reduce(node, action)
         stack.feeds[END] = ok
         return ok
+
+    def _reduce(self, node: _Stack, action: int) -> _Stack:
+        """Pop a rule's right-hand side and push the state its left-hand side leads to."""
+        lhs, length = self.ir.rules[-action - 1]
+        for _ in range(length):
+            node = node.parent
+        return self._node(self.ir.gotos[node.state][lhs], node)
 
     def viable_states(self, stack: _Stack) -> np.ndarray | None:
         """Lexer states from which a lexeme this stack really accepts can still be completed.
@@ -390,7 +392,8 @@ class CfgGrammar:
         t, lx = self.table, self.lexers
         table, chosen, ignore = lx.table, lx.chosen, self.ir.ignore
         seed_level, seed_node, seed_lex, seed_stk = seeds
-        if seed_node.size <= SCALAR_FRONTIER:
+        if seed_node.size <= SCALAR_WORK and int(
+                (t.node_descendants[t.level_offsets[seed_level] + seed_node] + 1).sum()) <= SCALAR_WORK:
             return self._seeds_scalar(stacks, seeds)
         where = {s.uid: i for i, s in enumerate(stacks)}
         nodes = np.zeros(0, np.int64)
@@ -446,7 +449,7 @@ class CfgGrammar:
                     break
                 nodes, plex, stk = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
                 continue
-            if nodes.size <= SCALAR_FRONTIER and level >= seed_level.max():
+            if level >= seed_level.max() and small_subtrees(t, level, nodes):
                 found.append(np.array(self._walk_scalar(
                     [(level, n, lx_, stacks[s_]) for n, lx_, s_ in zip(nodes.tolist(), nlex.tolist(), stk.tolist())]),
                     dtype=np.int64))
@@ -769,12 +772,7 @@ class CfgMatcher:
         return self.accepts_eos() and not np.any(words & ~self.grammar.eos_words)
 
     def rollback(self, n: int = 1) -> None:
-        if n < 0 or n > self._n:
-            raise ValueError(f"cannot roll back {n} tokens: only {self._n} consumed")
-        h = self._history
-        for _ in range(n):
-            h = h[1]
-        self._history = h
+        self._history = pop_history(self._history, n, self._n)
         self._n -= n
 
     def copy(self) -> "CfgMatcher":

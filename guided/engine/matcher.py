@@ -91,6 +91,15 @@ class Matcher(Protocol):
         ...
 
 
+def pop_history(history: tuple, n: int, consumed: int) -> tuple:
+    """Drop the last ``n`` entries of a persistent ``(head, rest)`` history of ``consumed`` tokens."""
+    if n < 0 or n > consumed:
+        raise ValueError(f"cannot roll back {n} tokens: only {consumed} consumed")
+    for _ in range(n):
+        history = history[1]
+    return history
+
+
 @runtime_checkable
 class CompiledGrammar(Protocol):
     """An immutable, thread-safe compiled constraint for one vocabulary."""

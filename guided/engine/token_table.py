@@ -38,6 +38,7 @@ class TokenTable:
     level_offsets: np.ndarray  # int64 [levels + 1]: global number of each level's first node
     level_children: tuple[np.ndarray, ...]  # level d: node i's children are [c[i], c[i+1]) in level d+1
     node_token: np.ndarray  # int64 [num_nodes]: a token ending at the node, or -1
+    node_descendants: np.ndarray  # int64 [num_nodes]: how many nodes lie below each node
     duplicates: tuple[np.ndarray, np.ndarray]  # (token, token with the same bytes listed in node_token)
 
     @property
@@ -81,6 +82,10 @@ def _build(vocab: Vocabulary) -> TokenTable:
     node_token = np.full(total, -1, dtype=np.int64)
     node_token[token_nodes[::-1]] = token_ids[::-1]  # the first of duplicate tokens wins
     dup = node_token[token_nodes] != token_ids
+    descendants = [np.zeros(p.size, np.int64) for p in parents]
+    for d in range(len(parents) - 1, 0, -1):
+        descendants[d - 1] = np.bincount(parents[d], weights=descendants[d] + 1,
+                                         minlength=parents[d - 1].size).astype(np.int64)
     children = []
     for d in range(len(parents)):
         nxt = parents[d + 1] if d + 1 < len(parents) else np.zeros(0, np.int64)
@@ -90,6 +95,7 @@ def _build(vocab: Vocabulary) -> TokenTable:
         level_offsets=np.array([offsets[d] for d in sorted(offsets)] + [total], dtype=np.int64),
         level_children=tuple(children),
         node_token=node_token,
+        node_descendants=np.concatenate(descendants) if descendants else np.zeros(0, np.int64),
         duplicates=(token_ids[dup], node_token[token_nodes[dup]]),
         level_parents=tuple(parents),
         level_bytes=tuple(last_bytes),
@@ -99,7 +105,17 @@ def _build(vocab: Vocabulary) -> TokenTable:
     )
 
 
-SCALAR_FRONTIER = 48  # below this many live trie nodes a Python walk beats numpy's per-call cost
+# A frontier whose subtrees hold at most this many trie nodes finishes in Python: below it the
+# per-node cost of a scalar walk beats numpy's per-call cost over the remaining levels.
+SCALAR_WORK = 400
+
+
+def small_subtrees(table: "TokenTable", level: int, nodes: np.ndarray) -> bool:
+    """Do the subtrees below ``nodes`` (of ``level``) hold at most `SCALAR_WORK` nodes in all?"""
+    if nodes.size > SCALAR_WORK:
+        return False
+    below = table.node_descendants[table.level_offsets[level] + nodes]
+    return int(below.sum()) <= SCALAR_WORK
 
 _lists: "weakref.WeakKeyDictionary[TokenTable, tuple]" = weakref.WeakKeyDictionary()
 
@@ -152,7 +168,7 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
         found_ends.append(live_state[has])
         if not live_nodes.size or level + 1 >= levels:
             break
-        if live_nodes.size <= SCALAR_FRONTIER:
+        if small_subtrees(table, level, live_nodes):
             ids, ends_, seeds = _walk_scalar(table, transitions, level, live_nodes.tolist(), live_state.tolist(), boundary)
             found_ids.append(np.array(ids, dtype=np.int64))
             found_ends.append(np.array(ends_, dtype=transitions.dtype))

@@ -25,6 +25,7 @@ classes ``\\p{...}``.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -161,11 +162,39 @@ def _class_ranges(group, flags) -> list[tuple[int, int]]:
     chars = set(group.chars)
     if flags & _ip.REFlags.CASE_INSENSITIVE:
         for c in list(chars):
-            for v in (c.lower(), c.upper(), c.swapcase()):
-                if len(v) == 1:
-                    chars.add(v)
+            chars.update(_case_variants(c))
     ranges = codepoint_ranges(ord(c) for c in chars)
     return complement_codepoints(ranges) if group.negated else ranges
+
+
+def _case_variants(c: str) -> set[str]:
+    """Characters equal to ``c`` ignoring case, as Python's ``re.IGNORECASE`` decides (ſ ~ s, K ~ k)."""
+    out = {c}
+    for v in (c.lower(), c.upper(), c.swapcase()):
+        if len(v) == 1:
+            out.add(v)
+    for v in list(out):
+        out.update(chr(x) for x in _EXTRA_CASES.get(ord(v), ()))
+        out.update(_lowercase_preimages().get(v.lower(), ()))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _lowercase_preimages() -> dict[str, tuple[str, ...]]:
+    """For each lowercase character, the other characters that lowercase to it (K -> k, İ...)."""
+    out: dict[str, list[str]] = {}
+    for cp in range(0x110000):
+        ch = chr(cp)
+        low = ch.lower()
+        if low != ch and len(low) == 1:
+            out.setdefault(low, []).append(ch)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+try:  # the table Python's re uses for case-insensitive matches beyond lower()/upper()
+    from re._casefix import _EXTRA_CASES
+except ImportError:  # pragma: no cover - other Python versions
+    _EXTRA_CASES = {}
 
 
 # --- checking the pattern text before interegular sees it -------------------------------------
