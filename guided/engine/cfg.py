@@ -23,6 +23,7 @@ stack) and the byte starts the next lexeme.  Boundary crossings are handled per 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 import time
@@ -162,6 +163,55 @@ def _first_byte_words(vocab: Vocabulary, table: TokenTable) -> np.ndarray:
         first[table.token_ids] = [vocab.token_bytes[i][0] for i in table.token_ids.tolist()]
         words = _first_byte_cache[table] = np.stack([pack(first == b) for b in range(256)])
     return words
+
+
+SHARE_LIMIT = 64  # lexer sub-automata up to this many states are shared between grammars
+
+_shared_lexemes: "weakref.WeakKeyDictionary[TokenTable, dict]" = weakref.WeakKeyDictionary()
+
+
+def _sub_automaton(table: np.ndarray, chosen: np.ndarray, lex: int, limit: int = SHARE_LIMIT):
+    """A canonical key for the automaton reachable from ``lex``, and its states in discovery order.
+
+    States are numbered by a breadth-first search that visits successors in byte order, so two
+    grammars with the same sub-automaton get the same key whatever their global numbering.
+    None when more than ``limit`` states are reachable.
+    """
+    order = [lex]
+    index = {lex: 0}
+    i = 0
+    while i < len(order):
+        row = table[order[i]]
+        live = np.flatnonzero(row)
+        if live.size:
+            targets = row[live]
+            _, first = np.unique(targets, return_index=True)
+            for target in targets[np.sort(first)].tolist():
+                if target not in index:
+                    if len(order) >= limit:
+                        return None
+                    index[target] = len(order)
+                    order.append(target)
+        i += 1
+    states = np.array(order, dtype=np.int64)
+    lookup = np.zeros(table.shape[0], dtype=np.int32)
+    lookup[states] = np.arange(1, states.size + 1, dtype=np.int32)
+    local = lookup[table[states]]
+    key = hashlib.blake2b(local.tobytes() + (chosen[states] >= 0).tobytes(), digest_size=16).digest()
+    return key, states
+
+
+def _to_local(global_states: np.ndarray, states: np.ndarray) -> np.ndarray:
+    position = {s: i for i, s in enumerate(states.tolist())}
+    return np.array([position[s] for s in global_states.tolist()], dtype=np.int32)
+
+
+def _to_global(local, states: np.ndarray):
+    """Translate shared per-lexer-state data back to this grammar's state numbers."""
+    if isinstance(local, _LexemeInfo):
+        return _LexemeInfo(local.inside, local.after_end, local.seed_level, local.seed_node,
+                           states[local.seed_lex].astype(np.int32) if local.seed_lex.size else local.seed_lex)
+    return {int(states[end]): words for end, words in local.items()}
 
 
 def _shortest_path(transitions: np.ndarray, start: int, accepting: np.ndarray, usable: np.ndarray) -> bytes | None:
@@ -524,10 +574,35 @@ class CfgGrammar:
     def lexeme_info(self, lex: int) -> _LexemeInfo:
         info = self._lexemes.get(lex)
         if info is None:
-            info = self._lexemes[lex] = self._lexeme_info(lex)
+            info = self._lexemes[lex] = self._shared(lex, "info", self._lexeme_info)
         return info
 
-    def _lexeme_info(self, lex: int) -> _LexemeInfo:
+    def inside_by_end(self, lex: int) -> dict[int, np.ndarray]:
+        """The lexeme's inside tokens grouped by the lexer state they end in (for LALR-restricted stacks)."""
+        groups = self._by_end.get(lex)
+        if groups is None:
+            groups = self._by_end[lex] = self._shared(lex, "by_end", self._inside_by_end)
+        return groups
+
+    def _shared(self, lex: int, kind: str, compute):
+        """Per-lexer-state data, shared between grammars whose lexers agree from ``lex`` on.
+
+        What a lexer state decides about tokens depends only on the part of the automaton it can
+        reach and on where lexemes may end there; grammars built from the same terminals (every
+        JSON grammar's strings and numbers, say) share it through a cache per vocabulary, with
+        states renumbered from ``lex`` so that the stored data is grammar-independent.
+        """
+        sub = _sub_automaton(self.lexers.table, self.lexers.chosen, lex)
+        if sub is None:
+            return compute(lex, None)
+        key, states = sub
+        cache = _shared_lexemes.setdefault(self.table, {})
+        local = cache.get((kind, key))
+        if local is None:
+            local = cache[(kind, key)] = compute(lex, states)
+        return _to_global(local, states)
+
+    def _lexeme_info(self, lex: int, states: np.ndarray | None) -> _LexemeInfo:
         """Walk the trie inside one lexeme: tokens that stay in it, and where others leave it."""
         ids, ends, seeds = walk_automaton(self.table, self.lexers.table, lex, self.lexers.chosen)
         inside = np.zeros(self.vocab.size, dtype=bool)
@@ -537,19 +612,20 @@ class CfgGrammar:
         after_end = None
         if chosen[lex] >= 0 and dead_first.any():
             after_end = np.bitwise_or.reduce(self._first_byte[dead_first], axis=0)
-        return _LexemeInfo(pack(inside), after_end, *seeds)
+        seed_level, seed_node, seed_lex = seeds
+        if states is not None:
+            seed_lex = _to_local(seed_lex, states)
+        return _LexemeInfo(pack(inside), after_end, seed_level, seed_node, seed_lex)
 
-    def inside_by_end(self, lex: int) -> dict[int, np.ndarray]:
-        """The lexeme's inside tokens grouped by the lexer state they end in (for LALR-restricted stacks)."""
-        groups = self._by_end.get(lex)
-        if groups is None:
-            ids, ends, _ = walk_automaton(self.table, self.lexers.table, lex, self.lexers.chosen)
-            groups = {}
-            for end in np.unique(ends).tolist():
-                allowed = np.zeros(self.vocab.size, dtype=bool)
-                allowed[ids[ends == end]] = True
-                groups[end] = pack(allowed)
-            self._by_end[lex] = groups
+    def _inside_by_end(self, lex: int, states: np.ndarray | None) -> dict[int, np.ndarray]:
+        ids, ends, _ = walk_automaton(self.table, self.lexers.table, lex, self.lexers.chosen)
+        groups = {}
+        for end in np.unique(ends).tolist():
+            allowed = np.zeros(self.vocab.size, dtype=bool)
+            allowed[ids[ends == end]] = True
+            groups[end] = pack(allowed)
+        if states is not None:
+            groups = dict(zip(_to_local(np.array(list(groups), np.int64), states).tolist(), groups.values()))
         return groups
 
     # -- closing within a token budget --------------------------------------------------------
