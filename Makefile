@@ -34,6 +34,7 @@ bench: $(VENV)/.dev
 	$(PIP) install -q -e ".[bench]"
 	$(PY) benchmarks/regex_masks.py
 	$(PY) benchmarks/cfg_masks.py
+	$(PY) benchmarks/e2e.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

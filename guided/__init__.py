@@ -12,6 +12,7 @@ True
 """
 
 from guided.compiler import compile
+from guided.decoding import GenerationStats, NoAllowedToken
 from guided.engine.matcher import CompiledGrammar, Matcher
 from guided.errors import (
     ConstraintViolation,
@@ -24,24 +25,30 @@ from guided.errors import (
 )
 from guided.frontends.lark import Grammar, GrammarError
 from guided.frontends.regex import Regex
-from guided.generate import generate
+from guided.generate import IncompleteOutput, generate
 from guided.integrations.hf import LogitsProcessor
 from guided.models import Model, load_model
+from guided.sampling import PhraseOptions, SamplingParams
 from guided.vocab import Vocabulary
 
 __all__ = [
     "CompiledGrammar",
     "ConstraintViolation",
+    "GenerationStats",
     "Grammar",
     "GrammarError",
     "GuidedError",
+    "IncompleteOutput",
     "LimitExceeded",
     "LogitsProcessor",
     "Matcher",
     "Model",
     "ModelUnavailable",
+    "NoAllowedToken",
+    "PhraseOptions",
     "Regex",
     "RegexError",
+    "SamplingParams",
     "SpecError",
     "TokenizerMismatch",
     "Vocabulary",

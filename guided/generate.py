@@ -1,108 +1,360 @@
-"""`generate`: one call from a prompt to constrained text.
-
-This first version drives Hugging Face's own decoding loop with `guided.LogitsProcessor`;
-greedy by default, sampling with ``temperature > 0``.
+"""`generate`: one call from a prompt to constrained, validated output.
 
 >>> import guided
->>> model = guided.models.random_model(num_layers=2, seed=0)   # doctest: +SKIP
->>> guided.generate(model, "Year?", regex=r"(19|20)[0-9]{2}")  # doctest: +SKIP
+>>> model = guided.models.random_model(num_layers=2, seed=0)            # doctest: +SKIP
+>>> guided.generate(model, "Year?", regex=r"(19|20)[0-9]{2}", seed=0)    # doctest: +SKIP
 '2047'
+>>> guided.generate(model, "Pick one", choices=["red", "green"])        # doctest: +SKIP
+'green'
+
+The constraint is one of ``schema=`` (a Pydantic model class: returns a validated instance),
+``json_schema=`` (a dict or JSON text: returns the parsed object), ``regex=``, ``grammar=``
+(Lark text or a path to a ``.lark`` file) or ``choices=`` (returns text); none gives free text.
+Compiled constraints are cached per (spec, tokenizer), so repeated calls don't recompile.
+
+Decoding: greedy when ``temperature=0`` (the default), sampling otherwise, beam search with
+``num_beams > 1``; ``n > 1`` returns a list of the ``n`` best (beams, or of ``best_of``
+samples ranked by log-probability or by ``score=``).  The sampling knobs, their order and the
+ban / must-include / reward options are documented in `guided.sampling`.  Under a constraint
+``max_new_tokens`` never truncates a document: the budget-aware decoder closes it in time (if it
+cannot, `IncompleteOutput` is raised rather than invalid text returned).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import codecs
+import json
+import os
+import pathlib
+import re
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
-import transformers
 
+import guided
 from guided.compiler import compile
+from guided.decoding.beam import beam_search, normalized_score
+from guided.decoding.constraints import DEFAULT_BUDGET_WINDOW, Constraints, NoAllowedToken
+from guided.decoding.runner import ModelRunner
+from guided.decoding.sampler import Completion, iter_decode
+from guided.decoding.stats import GenerationStats
 from guided.errors import GuidedError
 from guided.frontends.regex import Regex
-from guided.integrations.hf import LogitsProcessor
 from guided.models import Model
+from guided.sampling.phrases import PhraseOptions
+from guided.sampling.pipeline import RewardFn, SamplingParams
+
+__all__ = ["IncompleteOutput", "encode_prompt", "generate", "resolve_constraint"]
 
 
 class IncompleteOutput(GuidedError):
-    """Generation stopped (token budget) before the output formed a complete document."""
+    """Generation stopped (token budget, time) before the output formed a complete document."""
 
     def __init__(self, text: str, max_new_tokens: int):
         self.text = text
         super().__init__(
-            f"max_new_tokens={max_new_tokens} was reached before the output was complete: {text!r}"
+            f"max_new_tokens={max_new_tokens} was reached before the output was complete "
+            f"(no completion fits in the budget: raise max_new_tokens): {text!r}"
         )
 
 
-def generate(
-    model: Model,
-    prompt: str | Sequence[dict[str, str]],
+class FrontendUnavailable(GuidedError, NotImplementedError):
+    """The requested kind of constraint has no front-end in this version of guided."""
+
+
+# ------------------------------------------------------------------------------------------
+# Constraint dispatch: the one place that maps generate()'s keywords to specs and parsers.
+
+
+def resolve_constraint(
     *,
-    regex: str | Regex | None = None,
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    seed: int | None = None,
-    chat: bool | None = None,
-) -> str:
-    """Generate text from ``model`` that fully matches ``regex``.
+    schema: Any = None,
+    json_schema: Any = None,
+    regex: Any = None,
+    grammar: Any = None,
+    choices: Sequence[str] | None = None,
+) -> tuple[Any, Callable[[str], Any]]:
+    """``(spec, parse)`` for the one constraint given: ``spec`` goes to `guided.compile`
+    (``None``: free text) and ``parse`` turns the generated text into the return value.
 
-    ``prompt`` is a string or a list of chat messages (``{"role", "content"}``); with ``chat``
-    left to None, a model that has a chat template gets it.  ``temperature=0`` is greedy.
-    Raises `IncompleteOutput` if ``max_new_tokens`` ends the output early.
+    >>> spec, parse = resolve_constraint(choices=["a.b", "c"])
+    >>> spec.pattern, parse("c")
+    ('a\\\\.b|c', 'c')
     """
-    if regex is None:
-        raise TypeError("generate() needs a constraint: regex=...")
-    spec = regex if isinstance(regex, Regex) else Regex(regex)
-    grammar = compile(spec, model.vocab)
-    input_ids = encode_prompt(model, prompt, chat)
-    context = getattr(model.hf.config, "max_position_embeddings", None)
-    if context is not None and input_ids.shape[1] >= context:
-        raise GuidedError(
-            f"the prompt is {input_ids.shape[1]} tokens long but the model's context holds {context}"
-        )
-    if seed is not None:
-        torch.manual_seed(seed)
-    config = transformers.GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=temperature > 0,
-        temperature=temperature if temperature > 0 else None,
-        top_k=None,
-        top_p=None,
-        eos_token_id=sorted(model.vocab.eos_token_ids),
-        pad_token_id=model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None
-        else min(model.vocab.eos_token_ids),
-    )
-    with torch.inference_mode():
-        out = model.hf.generate(
-            input_ids.to(model.device),
-            attention_mask=torch.ones_like(input_ids).to(model.device),
-            generation_config=config,
-            logits_processor=[LogitsProcessor(grammar)],
-        )
-    tokens = out[0, input_ids.shape[1] :].tolist()
-    matcher = grammar.matcher()
-    text_ids = []
-    for token in tokens:
-        if matcher.is_finished() and token not in model.vocab.eos_token_ids:
-            break
-        matcher.advance(token)
-        if token in model.vocab.eos_token_ids:
-            break
-        text_ids.append(token)
-    text = b"".join(model.vocab.token_bytes[t] for t in text_ids).decode("utf-8", errors="replace")
-    if not matcher.accepts_eos() and not matcher.is_finished():
-        raise IncompleteOutput(text, max_new_tokens)
-    return text
+    given = [k for k, v in (("schema", schema), ("json_schema", json_schema), ("regex", regex),
+                            ("grammar", grammar), ("choices", choices)) if v is not None]
+    if len(given) > 1:
+        raise TypeError(f"give at most one constraint, got {', '.join(given)}")
+    identity: Callable[[str], Any] = lambda text: text
+    if regex is not None:
+        return (regex if isinstance(regex, Regex) else Regex(str(regex))), identity
+    if choices is not None:
+        options = [str(c) for c in choices]
+        if not options:
+            raise ValueError("choices must not be empty")
+        return Regex("|".join(re.escape(c) for c in options)), identity
+    if grammar is not None:
+        Grammar = _frontend("Grammar", "Lark grammars (grammar=)")
+        if isinstance(grammar, Grammar):
+            return grammar, identity
+        return Grammar(grammar), identity  # Lark text, a .lark path or a shipped grammar's name
+    if json_schema is not None:
+        JsonSchema = _frontend("JsonSchema", "JSON Schema (json_schema=)")
+        if isinstance(json_schema, JsonSchema):
+            return json_schema, json.loads
+        if isinstance(json_schema, (str, os.PathLike)):
+            text = _read_if_path(json_schema, (".json",))
+            json_schema = json.loads(text)
+        return JsonSchema(json_schema), json.loads
+    if schema is not None:
+        if not (isinstance(schema, type) and hasattr(schema, "model_validate_json")):
+            raise TypeError("schema= takes a Pydantic model class; use json_schema= for a JSON Schema")
+        _frontend("JsonSchema", "Pydantic models (schema=)")
+        return schema, schema.model_validate_json
+    return None, identity
 
 
-def encode_prompt(model: Model, prompt: Any, chat: bool | None) -> torch.Tensor:
-    """Token ids ``[1, n]`` of ``prompt``, through the chat template when there is one (or asked)."""
+def _frontend(name: str, what: str):
+    spec = getattr(guided, name, None)
+    if spec is None:
+        raise FrontendUnavailable(f"{what} are not available in this version of guided yet (guided.{name} is missing)")
+    return spec
+
+
+def _read_if_path(value: Any, suffixes: tuple[str, ...]) -> str:
+    if isinstance(value, os.PathLike) or (
+        isinstance(value, str) and "\n" not in value and value.endswith(suffixes) and pathlib.Path(value).is_file()
+    ):
+        return pathlib.Path(value).read_text(encoding="utf-8")
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def encode_prompt(model: Model, prompt: Any, chat: bool | None = None) -> list[int]:
+    """Token ids of ``prompt`` (a string or a list of ``{"role", "content"}`` messages), through
+    the chat template when the tokenizer has one (or ``chat=True``)."""
     tok = model.tokenizer
     messages = prompt if not isinstance(prompt, str) else [{"role": "user", "content": prompt}]
     use_chat = (getattr(tok, "chat_template", None) is not None) if chat is None else chat
     if use_chat or not isinstance(prompt, str):
-        ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True, return_dict=False)
+        if isinstance(ids, Mapping) or hasattr(ids, "keys"):
             ids = ids["input_ids"]
     else:
         ids = tok(prompt, add_special_tokens=True)["input_ids"]
-    return torch.tensor([list(ids)], dtype=torch.long)
+    ids = [int(i) for i in ids]
+    if not ids:
+        ids = [min(model.vocab.eos_token_ids)]
+    return ids
+
+
+def _is_batch(prompt: Any) -> bool:
+    if isinstance(prompt, str):
+        return False
+    items = list(prompt)
+    if not items:
+        raise ValueError("empty prompt list")
+    if all(isinstance(p, Mapping) for p in items):
+        return False  # one chat
+    return True
+
+
+def generate(
+    model: Model,
+    prompt: str | Sequence[Mapping[str, str]] | Sequence[str | Sequence[Mapping[str, str]]],
+    *,
+    schema: Any = None,
+    json_schema: Any = None,
+    regex: str | Regex | None = None,
+    grammar: Any = None,
+    choices: Sequence[str] | None = None,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    typical_p: float = 1.0,
+    eta: float = 0.0,
+    epsilon: float = 0.0,
+    repetition_penalty: float = 1.0,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    no_repeat_ngram_size: int = 0,
+    logit_bias: Mapping[int, float] | None = None,
+    ban: Sequence[str] = (),
+    ban_case_sensitive: bool = True,
+    ban_whole_words: bool = True,
+    must_include: Sequence[str] = (),
+    reward: RewardFn | None = None,
+    reward_weight: float = 1.0,
+    reward_top_k: int = 16,
+    num_beams: int = 1,
+    length_penalty: float = 1.0,
+    length_normalization: str = "average",
+    early_stopping: bool | str = False,
+    n: int = 1,
+    best_of: int | None = None,
+    score: Callable[[str], float] | None = None,
+    max_new_tokens: int = 256,
+    stop: Sequence[str] | str = (),
+    timeout: float | None = None,
+    stream: bool = False,
+    seed: int | None = None,
+    chat: bool | None = None,
+    stats: GenerationStats | None = None,
+    progress: bool | None = None,
+    budget_window: int = DEFAULT_BUDGET_WINDOW,
+) -> Any:
+    """Generate from ``model`` under at most one constraint; see the module docstring.
+
+    Returns the parsed value (a Pydantic instance for ``schema``, a JSON value for
+    ``json_schema``, text otherwise); a list of ``n`` of them when ``n > 1``; a list per prompt
+    when ``prompt`` is a list of prompts; a generator of text chunks when ``stream=True``.
+
+    ``ban``: words or phrases that never appear in the output, in any tokenization (whole words,
+    case-sensitive by default; ``ban_whole_words=False`` for raw substrings,
+    ``ban_case_sensitive=False`` to ignore case).  ``must_include``: phrases (substrings) that
+    must appear; EOS and any token that would end the document are blocked until they have,
+    and `guided.decoding.NoAllowedToken` is raised if they do not fit in ``max_new_tokens``.
+    ``reward(prefixes, continuations) -> scores`` reweights the ``reward_top_k`` most likely
+    next tokens by ``exp(reward_weight · score)``.  ``stats``: a `GenerationStats` to fill in.
+    """
+    if isinstance(stop, str):
+        stop = [stop]
+    spec, parse = resolve_constraint(schema=schema, json_schema=json_schema, regex=regex, grammar=grammar, choices=choices)
+    params = SamplingParams(
+        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p, epsilon=epsilon,
+        eta=eta, repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
+        presence_penalty=presence_penalty, no_repeat_ngram_size=no_repeat_ngram_size, logit_bias=logit_bias,
+        reward=reward, reward_weight=reward_weight, reward_top_k=reward_top_k,
+    )
+    if n < 1 or (best_of is not None and best_of < n):
+        raise ValueError("need n >= 1 and best_of >= n")
+    if num_beams > 1 and n > num_beams:
+        raise ValueError(f"n={n} is more than num_beams={num_beams}")
+    if max_new_tokens < 1:
+        raise ValueError("max_new_tokens must be >= 1")
+    constraints = Constraints.build(
+        model.vocab,
+        grammar=compile(spec, model.vocab) if spec is not None else None,
+        ban=list(ban),
+        ban_options=PhraseOptions(whole_word=ban_whole_words, case_sensitive=ban_case_sensitive),
+        must_include=list(must_include),
+        budget_window=budget_window,
+    )
+    batch = _is_batch(prompt)
+    prompts = list(prompt) if batch else [prompt]
+    ids = [encode_prompt(model, p, chat) for p in prompts]
+    _check_context(model, ids, max_new_tokens)
+    stats = stats if stats is not None else GenerationStats()
+    runner = ModelRunner(model)
+
+    if stream:
+        if batch or n > 1 or num_beams > 1:
+            raise ValueError("stream=True needs a single prompt, n=1 and num_beams=1")
+        return _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats, model)
+
+    if num_beams > 1:
+        results = beam_search(
+            runner, ids, constraints, params, num_beams=num_beams, num_return=n, length_penalty=length_penalty,
+            length_normalization=length_normalization, early_stopping=early_stopping,
+            max_new_tokens=max_new_tokens, timeout=timeout, stats=stats,
+        )
+    else:
+        copies = best_of or n
+        flat = [row for row in ids for _ in range(copies)]
+        bar = _progress_bar(progress, len(flat), max_new_tokens)
+        gen = iter_decode(
+            runner, flat, constraints, params, max_new_tokens=max_new_tokens, stop=stop, timeout=timeout, seed=seed,
+            stats=stats, progress=bar.update if bar is not None else None,
+        )
+        try:
+            while True:
+                next(gen)
+        except StopIteration as done:
+            completions = done.value
+        finally:
+            if bar is not None:
+                bar.close()
+        results = []
+        for p in range(len(ids)):
+            group = completions[p * copies : (p + 1) * copies]
+            if copies > 1:
+                key = (lambda c: score(c.text)) if score is not None else (lambda c: c.score(length_penalty))
+                group = sorted(group, key=lambda c: (c.complete, key(c)), reverse=True)
+            results.append(group[:n])
+
+    out = []
+    for group in results:
+        values = [_finish(c, constraints, parse, max_new_tokens) for c in group]
+        out.append(values if n > 1 else values[0])
+    return out if batch else out[0]
+
+
+def _finish(c: Completion, constraints: Constraints, parse: Callable[[str], Any], max_new_tokens: int) -> Any:
+    if c.missing:
+        raise NoAllowedToken(
+            f"the must-include phrases {c.missing!r} could not be written within max_new_tokens={max_new_tokens}: "
+            f"{c.text!r}"
+        )
+    if constraints.grammar is not None and not c.complete:
+        raise IncompleteOutput(c.text, max_new_tokens)
+    return parse(c.text)
+
+
+def _check_context(model: Model, ids: list[list[int]], max_new_tokens: int) -> None:
+    context = getattr(model.hf.config, "max_position_embeddings", None)
+    longest = max(len(i) for i in ids)
+    if context is not None and longest >= context:
+        raise GuidedError(f"the prompt is {longest} tokens long but the model's context holds {context}")
+
+
+def _progress_bar(progress: bool | None, rows: int, max_new_tokens: int):
+    """A tqdm bar over generated tokens for long batch generations (``progress=None``: when the
+    batch has 4 rows or more and stderr is a terminal)."""
+    if progress is None:
+        import sys
+
+        progress = rows >= 4 and sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=rows * max_new_tokens, unit="tok", desc="generating", leave=False)
+
+
+def _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats, model) -> Iterator[str]:
+    """Yield text as it is decoded: whole UTF-8 characters, never past the start of a stop
+    string (text that could be one is held back); validated at the end like a plain call."""
+    vocab = constraints.vocab
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    stops = [s for s in stop if s]
+    hold = max((len(s) for s in stops), default=0)
+    gen = iter_decode(
+        runner, ids, constraints, params, max_new_tokens=max_new_tokens, stop=stops, timeout=timeout, seed=seed,
+        stats=stats,
+    )
+    text = ""
+    emitted = 0
+    while True:
+        try:
+            events = next(gen)
+        except StopIteration as done:
+            completion = done.value[0]
+            break
+        for _, tok in events:
+            if tok not in vocab.eos_token_ids:
+                text += decoder.decode(vocab.token_bytes[tok])
+        safe = len(text) - hold
+        for s in stops:
+            found = text.find(s, max(0, emitted - len(s)))
+            if found >= 0:
+                safe = min(safe, found)
+        if safe > emitted:
+            yield text[emitted:safe]
+            emitted = safe
+    final = completion.text
+    _finish(completion, constraints, lambda text: text, max_new_tokens)
+    if len(final) > emitted:
+        yield final[emitted:]

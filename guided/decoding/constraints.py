@@ -1,0 +1,264 @@
+"""Per-row hard constraints: a grammar, a ban list and must-include phrases, intersected.
+
+`Constraints` is compiled once per call and shared by every row; `RowConstraints` holds one
+row's matchers and writes that row's allowed tokens into a packed bitmask, budget-aware:
+
+- **budget-aware closing**: when ``remaining`` (tokens left, the current one included) is
+  within ``budget_window`` the grammar's `budget_mask` replaces its mask, so only tokens that
+  can still finish the document in time are allowed and ``max_new_tokens`` never cuts a
+  document short (falls back to the plain mask only where no short completion is certain);
+- **must-include**: EOS is blocked until every phrase has appeared; a token after which the
+  grammar could only end (`is_finished`) is vetoed while a phrase is missing; when the budget
+  gets short the must-include automaton's own budget mask steers towards the missing phrases;
+- **ban lists** are one more mask in the intersection.
+
+Only the `guided.Matcher` protocol is used on the grammar, so any engine plugs in.
+
+>>> import guided, numpy as np
+>>> vocab = guided.Vocabulary.from_token_bytes([b"a", b"b", b"<eos>"], eos_token_ids=[2])
+>>> cons = Constraints.build(vocab, grammar=guided.compile(guided.Regex("a+b?"), vocab))
+>>> row = cons.start()
+>>> words = np.zeros(1, np.int32); row.fill(words, remaining=1); words.tolist()  # only 1 token left
+[1]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from guided.engine.automaton import AutomatonGrammar
+from guided.engine.bitmask import pack, words_for
+from guided.engine.matcher import CompiledGrammar, Matcher
+from guided.errors import GuidedError
+from guided.sampling.phrases import PhraseOptions, ban_grammar, must_include_grammar
+from guided.vocab import Vocabulary
+
+__all__ = ["Constraints", "NoAllowedToken", "RowConstraints", "DEFAULT_BUDGET_WINDOW"]
+
+DEFAULT_BUDGET_WINDOW = 48
+"""Tokens before the budget ends from which the grammar's budget mask is consulted."""
+
+
+class NoAllowedToken(GuidedError):
+    """No token satisfies every constraint at once (e.g. a ban list against a grammar that needs
+    the banned word, or must-include phrases that do not fit in the budget)."""
+
+
+@dataclass(eq=False)
+class Constraints:
+    """Everything a row must obey, compiled for one vocabulary; `start` gives a row's state."""
+
+    vocab: Vocabulary
+    grammar: CompiledGrammar | None = None
+    ban: AutomatonGrammar | None = None
+    must: AutomatonGrammar | None = None
+    must_phrases: tuple[str, ...] = ()
+    budget_window: int = DEFAULT_BUDGET_WINDOW
+    base_words: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        allowed = np.array([bool(b) for b in self.vocab.token_bytes], dtype=bool)
+        allowed[list(self.vocab.eos_token_ids)] = True
+        self.base_words = pack(allowed)
+
+    @classmethod
+    def build(
+        cls,
+        vocab: Vocabulary,
+        *,
+        grammar: CompiledGrammar | None = None,
+        ban: Sequence[str] = (),
+        ban_options: PhraseOptions = PhraseOptions(),
+        must_include: Sequence[str] = (),
+        must_options: PhraseOptions = PhraseOptions(whole_word=False),
+        budget_window: int = DEFAULT_BUDGET_WINDOW,
+    ) -> "Constraints":
+        return cls(
+            vocab=vocab,
+            grammar=grammar,
+            ban=ban_grammar(list(ban), vocab, ban_options) if ban else None,
+            must=must_include_grammar(list(must_include), vocab, must_options) if must_include else None,
+            must_phrases=tuple(must_include),
+            budget_window=budget_window,
+        )
+
+    @property
+    def words(self) -> int:
+        return words_for(self.vocab.size)
+
+    @property
+    def any(self) -> bool:
+        """True when some row constraint exists (else every text token and EOS are allowed)."""
+        return self.grammar is not None or self.ban is not None or self.must is not None
+
+    def start(self) -> "RowConstraints":
+        return RowConstraints(
+            self,
+            self.grammar.matcher() if self.grammar is not None else None,
+            self.ban.matcher() if self.ban is not None else None,
+            self.must.matcher() if self.must is not None else None,
+        )
+
+
+class RowConstraints:
+    """One row's matchers (grammar, ban list, must-include); copy is O(1) for automata."""
+
+    __slots__ = ("cons", "grammar", "ban", "must", "_tmp")
+
+    def __init__(self, cons: Constraints, grammar: Matcher | None, ban, must):
+        self.cons = cons
+        self.grammar = grammar
+        self.ban = ban
+        self.must = must
+        self._tmp: torch.Tensor | None = None
+
+    def copy(self) -> "RowConstraints":
+        return RowConstraints(
+            self.cons,
+            self.grammar.copy() if self.grammar is not None else None,
+            self.ban.copy() if self.ban is not None else None,
+            self.must.copy() if self.must is not None else None,
+        )
+
+    def _matchers(self):
+        return [m for m in (self.grammar, self.ban, self.must) if m is not None]
+
+    def advance(self, token: int) -> None:
+        for m in self._matchers():
+            m.advance(token)
+
+    def rollback(self, n: int = 1) -> None:
+        for m in self._matchers():
+            m.rollback(n)
+
+    def accepts_eos(self) -> bool:
+        """The text so far may end here (complete document, no pending ban, phrases present)."""
+        return all(m.accepts_eos() for m in self._matchers())
+
+    def is_finished(self) -> bool:
+        """The grammar has ended (EOS consumed, or EOS is all that may follow)."""
+        return self.grammar is not None and self.grammar.is_finished()
+
+    def missing_phrases(self) -> list[str]:
+        """The must-include phrases not present yet (all of them until the text has them all)."""
+        if self.must is None or self.must.accepts_eos() or self.must.is_finished():
+            return []
+        return list(self.cons.must_phrases)
+
+    # -- masks ----------------------------------------------------------------------------
+
+    def _fill_from(self, matcher: Matcher, out: np.ndarray) -> None:
+        tmp = self._tmp
+        if tmp is None:
+            tmp = self._tmp = torch.zeros((1, out.size), dtype=torch.int32)
+        matcher.fill_bitmask(tmp, 0)
+        out[:] = tmp.numpy()[0]
+
+    def fill(self, out: np.ndarray, remaining: int | None = None) -> None:
+        """Write the allowed tokens (packed int32, ``out`` has `Constraints.words` entries).
+
+        ``remaining``: tokens left including this one (``None``: unbounded).  Raises
+        `NoAllowedToken` when the constraints leave nothing.
+        """
+        cons = self.cons
+        words = out
+        if self.grammar is None:
+            words[:] = cons.base_words
+            plain = None
+        else:
+            self._fill_from(self.grammar, words)
+            plain = words.copy()
+            if remaining is not None and remaining <= cons.budget_window:
+                budget = self.grammar.budget_mask(remaining)
+                if bool(budget.any()):
+                    words[:] = pack(budget.numpy())
+        extra = np.empty_like(words)
+        if self.ban is not None:
+            if remaining is not None and remaining <= 1:
+                # the text ends after this token: no match may be left pending on its end
+                extra[:] = pack(self.ban.budget_mask(remaining).numpy())
+            else:
+                self._fill_from(self.ban, extra)
+            words &= extra
+            if plain is not None:
+                plain &= extra
+        if self.must is not None:
+            self._fill_from(self.must, extra)
+            words &= extra
+            if plain is not None:
+                plain &= extra
+            if remaining is not None and not self.must.accepts_eos():
+                self._steer_to_phrases(words, remaining)
+        if not words.any() and plain is not None and plain.any():
+            words[:] = plain  # no certain short completion: keep going on the plain mask
+        if not words.any():
+            missing = self.missing_phrases()
+            if missing and remaining is not None and remaining <= 1:
+                raise NoAllowedToken(
+                    f"the must-include phrases {missing!r} could not all be written within the token budget "
+                    "(raise max_new_tokens)"
+                )
+            raise NoAllowedToken(
+                "no token satisfies every constraint here: the ban list or the must-include phrases "
+                "conflict with the grammar" + (f" (missing phrases: {missing!r})" if missing else "")
+            )
+
+    def _steer_to_phrases(self, words: np.ndarray, remaining: int) -> None:
+        must = self.must
+        distance = int(self.cons.must.closing_distance[must.state])
+        if remaining > distance + 1 + self.cons.budget_window:
+            return
+        reserve = self._grammar_reserve(remaining) if self.grammar is not None else 0
+        if remaining - reserve > distance + 1:
+            return
+        steer = pack(must.budget_mask(max(remaining - reserve, 1)).numpy())
+        if (words & steer).any():
+            words &= steer
+
+    def _grammar_reserve(self, remaining: int) -> int:
+        """Tokens the grammar needs to close from here (doubling probe of `budget_mask`)."""
+        n = 1
+        while n < remaining:
+            if bool(self.grammar.budget_mask(n).any()):
+                return n
+            n *= 2
+        return remaining
+
+    def closing_budget(self, remaining: int) -> int:
+        """Tokens enough to end the text from here by the shortest known way (0: it may end
+        now); used when a timeout asks rows to finish early."""
+        if self.accepts_eos() or self.is_finished():
+            return 0
+        need = self._grammar_reserve(remaining) if self.grammar is not None else 0
+        if self.must is not None and not self.must.accepts_eos():
+            need += int(self.cons.must.closing_distance[self.must.state])
+        if self.ban is not None:
+            need += 1
+        return max(1, min(need, remaining))
+
+    def vetoes(self, token: int, remaining: int | None = None) -> bool:
+        """True when ``token`` passes every mask but leads nowhere: the grammar would end while
+        a must-include phrase is missing or a banned word is pending, or (one token of
+        look-ahead) no token at all could follow.  Only grammar + ban / must-include can
+        disagree this way; deeper dead ends (a grammar that forces a banned word over several
+        tokens) surface as `NoAllowedToken`."""
+        if self.grammar is None or (self.must is None and self.ban is None):
+            return False
+        if token in self.cons.vocab.eos_token_ids:
+            return False
+        after = self.copy()
+        after.advance(token)
+        if after.grammar.is_finished():
+            return not all(m.accepts_eos() for m in (after.must, after.ban) if m is not None)
+        if remaining is not None and remaining <= 1:
+            return False
+        words = np.zeros(self.cons.words, dtype=np.int32)
+        try:
+            after.fill(words, None)  # plain masks: cheap, and enough to see a dead end
+        except NoAllowedToken:
+            return True
+        return False

@@ -1,0 +1,58 @@
+"""Per-call generation statistics: tokens, throughput and where the time went.
+
+>>> s = GenerationStats(new_tokens=50, seconds=2.0, forward_seconds=1.5, mask_seconds=0.1)
+>>> s.tokens_per_second, round(s.mask_share, 3)
+(25.0, 0.05)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class GenerationStats:
+    """Filled in by every decoder; pass one to `guided.generate(..., stats=...)` to read it.
+
+    ``new_tokens`` counts the tokens chosen for every row (EOS included); ``mask_seconds`` is
+    time spent computing constraint masks (grammar, ban list, must-include, budget masks),
+    ``forward_seconds`` time in the model, ``sampling_seconds`` the rest of the pipeline.
+    """
+
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    steps: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    forward_seconds: float = 0.0
+    prefill_seconds: float = 0.0
+    mask_seconds: float = 0.0
+    sampling_seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def decode_ms_per_token(self) -> float:
+        """Wall time per generated token after the prompt was processed (prefill excluded)."""
+        return (self.seconds - self.prefill_seconds) / self.new_tokens * 1e3 if self.new_tokens else 0.0
+
+    @property
+    def mask_share(self) -> float:
+        """Fraction of the wall time spent computing masks."""
+        return self.mask_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["tokens_per_second"] = self.tokens_per_second
+        d["mask_share"] = self.mask_share
+        d["decode_ms_per_token"] = self.decode_ms_per_token
+        return d
+
+    def __str__(self) -> str:
+        return (
+            f"{self.new_tokens} tokens in {self.seconds:.2f} s ({self.tokens_per_second:.1f} tok/s); "
+            f"forward {self.forward_seconds:.2f} s, masks {self.mask_seconds * 1e3:.1f} ms "
+            f"({self.mask_share:.1%}), sampling {self.sampling_seconds * 1e3:.1f} ms"
+        )

@@ -1,0 +1,154 @@
+"""Ban lists and must-include phrases: automaton semantics, and thousands of samples in which
+the model tries hard to spell a banned word with every token split it has."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import guided
+from guided.decoding import Constraints, NoAllowedToken, decode
+from guided.decoding.fake import TableModel
+from guided.sampling import SamplingParams
+from guided.sampling.phrases import PhraseOptions, ban_dfa, find_match, must_include_dfa
+
+WORD = rb"[A-Za-z0-9_\x80-\xfe]"
+
+
+def ref_banned(text: bytes, phrase: bytes, options: PhraseOptions) -> bool:
+    """Reference: does ``text`` hold a match of ``phrase`` (Python's re on bytes)?"""
+    body = re.escape(phrase)
+    flags = 0 if options.case_sensitive else re.IGNORECASE
+    if options.whole_word:
+        left = rb"(?<!" + WORD + rb")" if re.match(WORD, phrase[:1]) else b""
+        right = rb"(?!" + WORD + rb")" if re.match(WORD, phrase[-1:]) else b""
+        body = left + body + right
+    return re.search(body, text, flags) is not None
+
+
+ALPHABET = "caCAtT s._-x"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet=ALPHABET, max_size=14),
+    phrase=st.sampled_from(["cat", "a c", "cat.", "Ta", "-x"]),
+    whole=st.booleans(),
+    case=st.booleans(),
+)
+def test_ban_automaton_matches_reference(text, phrase, whole, case):
+    options = PhraseOptions(whole_word=whole, case_sensitive=case)
+    dfa = ban_dfa([phrase], options)
+    data = text.encode()
+    assert dfa.fullmatch(data) == (not ref_banned(data, phrase.encode(), options))
+    # the prefix automaton dies exactly when a match is already certain without the text's end
+    assert (dfa.walk(data) == 0) == ref_banned(data + b"x" * 0 + b"\x01", phrase.encode(), options) or \
+        (dfa.walk(data) != 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet="redblu ,RB", max_size=16), case=st.booleans())
+def test_must_include_automaton_matches_reference(text, case):
+    options = PhraseOptions(whole_word=False, case_sensitive=case)
+    dfa = must_include_dfa(["red", "blue"], options)
+    t = text if case else text.lower()
+    assert dfa.fullmatch(text.encode()) == ("red" in t and "blue" in t)
+
+
+def test_whole_word_semantics():
+    assert find_match("a cat.", ("cat",)) == "cat"
+    assert find_match("concatenate cats", ("cat",)) is None
+    assert find_match("CAT", ("cat",)) is None
+    assert find_match("CAT", ("cat",), PhraseOptions(case_sensitive=False)) == "cat"
+    assert find_match("concatenate", ("cat",), PhraseOptions(whole_word=False)) == "cat"
+    assert find_match("café au lait", ("caf",)) is None  # é is a word character
+
+
+def split_tokens(vocab: guided.Vocabulary, pieces: list[bytes]) -> list[int]:
+    index = {b: i for i, b in enumerate(vocab.token_bytes) if b}
+    return [index[p] for p in pieces if p in index]
+
+
+@pytest.fixture(scope="module")
+def cat_vocab(smollm2_vocab):
+    """Every SmolLM2 token made only of the letters of 'cat'/'CAT', 's', space and '.': all the
+    ways SmolLM2 can split ' cat', 'Cat', 'cats.', ... (a small vocabulary keeps 3,000 samples fast)."""
+    letters = set(b"catCATs .")
+    pieces = [b for b in smollm2_vocab.token_bytes if b and set(b) <= letters]
+    assert {b" cat", b"cat", b"c", b"at", b"ca", b"t", b" Cat"} <= set(pieces) and len(pieces) > 40
+    return guided.Vocabulary.from_token_bytes(pieces + [b"<eos>"], eos_token_ids=[len(pieces)])
+
+
+@pytest.fixture(scope="module")
+def cat_model(cat_vocab):
+    """A fake model that likes every piece equally and ends now and then."""
+    logits = torch.zeros(cat_vocab.size)
+    logits[min(cat_vocab.eos_token_ids)] = -2.0
+    for piece in (b" cat", b" c", b"at", b"ca", b"t", b" Cat", b" ", b".", b" ca"):
+        logits[cat_vocab.token_bytes.index(piece)] = 2.5
+    return TableModel.fixed(logits)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [PhraseOptions(), PhraseOptions(case_sensitive=False), PhraseOptions(whole_word=False)],
+    ids=["word", "nocase", "substring"],
+)
+def test_no_banned_word_in_thousands_of_samples(cat_model, cat_vocab, options):
+    smollm2_vocab = cat_vocab
+    prompts = [[1]] * 250
+    free = decode(cat_model, prompts, Constraints.build(smollm2_vocab), SamplingParams(), max_new_tokens=8, seed=0)
+    hits = sum(find_match(c.text, ("cat",), options) is not None for c in free)
+    assert hits > 30  # the model does write it when allowed to
+    cons = Constraints.build(smollm2_vocab, ban=["cat"], ban_options=options)
+    total = 0
+    for seed in range(4):
+        for c in decode(cat_model, prompts, cons, SamplingParams(), max_new_tokens=8, seed=seed):
+            total += 1
+            assert find_match(c.text, ("cat",), options) is None, c.text
+    assert total == 1000  # 3,000 samples over the three modes
+
+
+def test_ban_list_with_a_grammar(tiny_model):
+    vocab = tiny_model.vocab
+    pattern = r"(the|a) (cat|dog|bird)( and (the|a) (cat|dog|bird))*\."
+    g = guided.compile(guided.Regex(pattern), vocab)
+    cons = Constraints.build(vocab, grammar=g, ban=["cat", "the"])
+    for c in decode(guided.decoding.ModelRunner(tiny_model), [[1, 2]] * 8, cons, SamplingParams(), max_new_tokens=30,
+                    seed=1):
+        assert re.fullmatch(pattern, c.text) and "cat" not in c.text and "the" not in c.text, c.text
+    with pytest.raises(NoAllowedToken):
+        only = guided.compile(guided.Regex("the cat"), vocab)
+        decode(guided.decoding.ModelRunner(tiny_model), [[1]], Constraints.build(vocab, grammar=only, ban=["cat"]),
+               SamplingParams(), max_new_tokens=10)
+
+
+def test_must_include_in_free_text_and_under_a_grammar(tiny_model):
+    vocab = tiny_model.vocab
+    runner = guided.decoding.ModelRunner(tiny_model)
+    free = Constraints.build(vocab, must_include=["blue sky", "42"])
+    for c in decode(runner, [[1, 2, 3]] * 4, free, SamplingParams(), max_new_tokens=40, seed=0):
+        assert "blue sky" in c.text and "42" in c.text and c.complete, c.text
+    pattern = r"[a-z ]+\."
+    cons = Constraints.build(vocab, grammar=guided.compile(guided.Regex(pattern), vocab), must_include=["tree", "ok"])
+    for c in decode(runner, [[5, 6]] * 4, cons, SamplingParams(), max_new_tokens=40, seed=2):
+        assert re.fullmatch(pattern, c.text) and "tree" in c.text and "ok" in c.text, c.text
+
+
+def test_must_include_that_cannot_fit_is_a_clear_error(tiny_model):
+    vocab = tiny_model.vocab
+    runner = guided.decoding.ModelRunner(tiny_model)
+    out = decode(runner, [[1]], Constraints.build(vocab, must_include=["antidisestablishmentarianism"]),
+                 SamplingParams(), max_new_tokens=3, seed=0)[0]
+    assert not out.complete and out.missing == ["antidisestablishmentarianism"]
+    with pytest.raises(NoAllowedToken, match="must-include phrases"):
+        guided.generate(tiny_model, "hi", must_include=["antidisestablishmentarianism"], max_new_tokens=3)
+    digits = guided.compile(guided.Regex(r"[0-9]+"), vocab)
+    out = decode(runner, [[1]], Constraints.build(vocab, grammar=digits, must_include=["abc"]), SamplingParams(),
+                 max_new_tokens=5, seed=0)[0]
+    assert out.missing == ["abc"] and re.fullmatch("[0-9]+", out.text)
+    with pytest.raises(NoAllowedToken, match="abc"):
+        guided.generate(tiny_model, "hi", regex="[0-9]+", must_include=["abc"], max_new_tokens=5)
