@@ -82,10 +82,6 @@ class AutomatonGrammar:
             self._bools[state] = mask
         return mask
 
-    def allowed_ids(self, state: int) -> np.ndarray:
-        """Token ids allowed in ``state`` (sorted), EOS included when accepting."""
-        return np.flatnonzero(self.bools(state))
-
     def _allowed(self, state: int) -> np.ndarray:
         start = time.perf_counter()
         allowed = np.zeros(self.vocab.size, dtype=bool)

@@ -49,7 +49,7 @@ INTERN_LIMIT = 200_000
 class _Stack:
     """An interned node of a persistent LR stack."""
 
-    __slots__ = ("state", "parent", "uid", "feeds", "viable", "walks", "__weakref__")
+    __slots__ = ("state", "parent", "uid", "feeds", "viable", "__weakref__")
 
     def __init__(self, state: int, parent: "_Stack | None", uid: int):
         self.state = state
@@ -57,7 +57,6 @@ class _Stack:
         self.uid = uid
         self.feeds: dict[int, _Stack | None | bool] = {}
         self.viable: np.ndarray | None | bool = False  # False: not computed yet
-        self.walks: dict[bytes, bool] = {}  # byte strings read from this stack's lexeme start
 
 
 class _Lexers:
@@ -124,10 +123,6 @@ class _Lexers:
         self.table = np.stack(rows)
         self.chosen = np.array(chosen, np.int64)
         self.alive = np.stack(alive)
-        self.state_set = np.zeros(len(rows), np.int64)  # which terminal set a global state belongs to
-        for k, start in enumerate(self.starts):
-            end = self.starts[k + 1] if k + 1 < len(self.starts) else len(rows)
-            self.state_set[start:end] = k
 
     def start(self, lr_state: int) -> int:
         return self.starts[self.set_of_state[lr_state]]
@@ -558,18 +553,6 @@ class CfgGrammar:
                     out.append(token)
                 todo.append((level + 1, child, config[1], config[0]))
         return out
-
-    def _reads(self, stack: _Stack, data: bytes) -> bool:
-        """Can ``data`` be read from the start of a lexeme on ``stack`` and leave a viable state?"""
-        known = stack.walks.get(data)
-        if known is None:
-            config: tuple[_Stack, int] | None = (stack, self.lexers.start(stack.state))
-            for b in data:
-                config = self.step(config[0], config[1], b)
-                if config is None:
-                    break
-            known = stack.walks[data] = config is not None and self.is_viable(*config)
-        return known
 
     def lexeme_info(self, lex: int) -> _LexemeInfo:
         info = self._lexemes.get(lex)

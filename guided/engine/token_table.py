@@ -147,6 +147,7 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
     found_ids, found_ends = [], []
     seed_level, seed_node, seed_state = [], [], []
     levels = len(table.level_bytes)
+    dense: list[np.ndarray] = []  # the states of whole levels, while walking densely
     nodes = None  # None: dense mode, `before` covers the whole level
     before = np.full(table.level_bytes[0].size if levels else 0, state, dtype=transitions.dtype)
     for level in range(levels):
@@ -159,15 +160,28 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
                 seed_level.append(np.full(where.size, level))
                 seed_node.append(where)
                 seed_state.append(before[ends])
-        alive = np.flatnonzero(after)
-        live_nodes = alive if nodes is None else nodes[alive]
-        live_state = after[alive]
-        tokens = table.node_token[table.level_offsets[level] + live_nodes]
-        has = tokens >= 0
-        found_ids.append(tokens[has])
-        found_ends.append(live_state[has])
-        if not live_nodes.size or level + 1 >= levels:
-            break
+        if nodes is None:
+            dense.append(after)
+            live = after != 0
+            if level + 1 >= levels or not live.any():
+                break
+            # Stay dense while the live subtrees hold a good share of what lies below this level.
+            lo, hi = table.level_offsets[level], table.level_offsets[level + 1]
+            covered = int(table.node_descendants[lo:hi] @ live)
+            if covered * 4 > int(table.level_offsets[-1] - hi):
+                before = after[table.level_parents[level + 1]]
+                continue
+            live_nodes = np.flatnonzero(live)
+            live_state = after[live_nodes]
+        else:
+            alive = np.flatnonzero(after)
+            live_nodes, live_state = nodes[alive], after[alive]
+            tokens = table.node_token[table.level_offsets[level] + live_nodes]
+            has = tokens >= 0
+            found_ids.append(tokens[has])
+            found_ends.append(live_state[has])
+            if not live_nodes.size or level + 1 >= levels:
+                break
         if small_subtrees(table, level, live_nodes):
             ids, ends_, seeds = _walk_scalar(table, transitions, level, live_nodes.tolist(), live_state.tolist(), boundary)
             found_ids.append(np.array(ids, dtype=np.int64))
@@ -177,14 +191,19 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
                 seed_node.append(np.array([node]))
                 seed_state.append(np.array([st], dtype=transitions.dtype))
             break
-        if nodes is None and live_nodes.size * 4 > table.level_bytes[level].size:
-            before = after[table.level_parents[level + 1]]  # stay dense
-            continue
         children = table.level_children[level]
         first, count = children[live_nodes], children[live_nodes + 1] - children[live_nodes]
         parent = np.repeat(np.arange(live_nodes.size), count)
         nodes = np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
         before = live_state[parent]
+    if dense:
+        node_state = np.concatenate(dense)
+        by_node, ids_by_node = _tokens_by_node(table)
+        k = int(np.searchsorted(by_node, node_state.size))
+        ids, ends = ids_by_node[:k], node_state[by_node[:k]]
+        alive = ends != 0
+        found_ids.insert(0, ids[alive])
+        found_ends.insert(0, ends[alive])
     ids = np.concatenate(found_ids) if found_ids else np.zeros(0, np.int64)
     ends = np.concatenate(found_ends) if found_ends else np.zeros(0, transitions.dtype)
     dup_ids, dup_primary = table.duplicates
@@ -196,6 +215,18 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
     cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
     seeds = (cat(seed_level, np.int64), cat(seed_node, np.int64), cat(seed_state, transitions.dtype))
     return ids, ends, seeds
+
+
+_by_node: "weakref.WeakKeyDictionary[TokenTable, tuple[np.ndarray, np.ndarray]]" = weakref.WeakKeyDictionary()
+
+
+def _tokens_by_node(table: TokenTable) -> tuple[np.ndarray, np.ndarray]:
+    """Token nodes in increasing order and the matching token ids: a level prefix is a slice."""
+    pair = _by_node.get(table)
+    if pair is None:
+        order = np.argsort(table.token_nodes, kind="stable")
+        pair = _by_node[table] = (table.token_nodes[order], table.token_ids[order])
+    return pair
 
 
 def _walk_scalar(table, transitions, level, nodes, states, boundary):
