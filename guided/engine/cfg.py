@@ -441,6 +441,11 @@ class CfgGrammar:
                 (t.node_descendants[t.level_offsets[seed_level] + seed_node] + 1).sum()) <= SCALAR_WORK:
             return self._seeds_scalar(stacks, seeds)
         where = {s.uid: i for i, s in enumerate(stacks)}
+        restricted = [self.viable_states(s) is not None for s in stacks]
+        width = lx.num_terminals + 1
+        # (stack index, finished terminal) -> (stack index after it << 32 | lexer start), -1 if
+        # the parser refuses the terminal, -2 not resolved yet: a gather instead of a sort.
+        resolved = np.full(len(stacks) * width, -2, dtype=np.int64)
         nodes = np.zeros(0, np.int64)
         plex = np.zeros(0, np.int32)
         stk = np.zeros(0, np.int64)
@@ -459,35 +464,40 @@ class CfgGrammar:
             nlex = table[plex, last]
             boundary = np.flatnonzero((nlex == DEAD) & (chosen[plex] >= 0))
             if boundary.size:
-                terms = chosen[plex[boundary]]
-                keys = stk[boundary] * (lx.num_terminals + 1) + terms
-                uniq, inverse = np.unique(keys, return_inverse=True)
-                starts = np.zeros(uniq.size, dtype=np.int32)
-                new_stk = np.zeros(uniq.size, dtype=np.int64)
-                for j, key in enumerate(uniq.tolist()):
-                    s_idx, term = divmod(key, lx.num_terminals + 1)
-                    node = stacks[s_idx] if term in ignore else self.feed(stacks[s_idx], term)
-                    if node is None:
-                        continue
-                    if node.uid not in where:
-                        where[node.uid] = len(stacks)
-                        stacks.append(node)
-                    new_stk[j] = where[node.uid]
-                    starts[j] = lx.start(node.state)
-                nlex[boundary] = table[starts[inverse], last[boundary]]
+                keys = stk[boundary] * width + chosen[plex[boundary]]
+                if int(keys.max()) >= resolved.size:
+                    resolved = np.concatenate([resolved, np.full(resolved.size + int(keys.max()) + 1, -2, np.int64)])
+                values = resolved[keys]
+                if (values == -2).any():
+                    for key in np.unique(keys[values == -2]).tolist():
+                        s_idx, term = divmod(key, width)
+                        node = stacks[s_idx] if term in ignore else self.feed(stacks[s_idx], term)
+                        if node is None:
+                            resolved[key] = -1
+                            continue
+                        if node.uid not in where:
+                            where[node.uid] = len(stacks)
+                            stacks.append(node)
+                            restricted.append(self.viable_states(node) is not None)
+                        resolved[key] = (where[node.uid] << 32) | lx.start(node.state)
+                    values = resolved[keys]
+                ok = values >= 0
+                boundary, values = boundary[ok], values[ok]
+                nlex[boundary] = table[(values & 0xFFFFFFFF).astype(np.int64), last[boundary]]
                 stk = stk.copy()
-                stk[boundary] = new_stk[inverse]
+                stk[boundary] = values >> 32
             alive = nlex != DEAD
             nodes, nlex, stk = nodes[alive], nlex[alive], stk[alive]
             tokens = t.node_token[t.level_offsets[level] + nodes]
             ends = tokens >= 0
             if ends.any():
                 ok = ends.copy()
-                for s_idx in np.unique(stk[ends]).tolist():
-                    viable = self.viable_states(stacks[s_idx])
-                    if viable is not None:
-                        sel = ends & (stk == s_idx)
-                        ok[sel] = viable[nlex[sel]]
+                if any(restricted):
+                    for s_idx in np.unique(stk[ends]).tolist():
+                        viable = self.viable_states(stacks[s_idx])
+                        if viable is not None:
+                            sel = ends & (stk == s_idx)
+                            ok[sel] = viable[nlex[sel]]
                 found.append(tokens[ok])
             if level + 1 >= len(t.level_bytes) or not nodes.size:
                 if level >= seed_level.max():
