@@ -157,3 +157,12 @@ def test_fuzzed_regexes_compile_or_raise_a_guided_error(pattern):
         return
     for s in ["", "a", "ab", "aa", "b1", " ", "é", "中", "a\n"]:
         assert dfa.fullmatch(s.encode()) == bool(oracle.fullmatch(s)), (pattern, s)
+
+
+@pytest.mark.parametrize("pattern", [r"(?i)select", r"(?i)[a-z]+", r"(?i)straße", r"(?i)ΣΊΣΥΦΟΣ", r"(?i:k)it"])
+def test_case_insensitive_matching_follows_python_re(pattern):
+    dfa = regex_to_dfa(pattern)
+    oracle = re.compile(pattern)
+    for text in ["SELECT", "ſelect", "seleKt", "SeLeCt", "kit", "\u212ait", "KIT", "straße", "STRASSE", "STRAẞE",
+                 "σίσυφος", "ΣΊΣΥΦΟΣ", "σίσυφοσ", "İ", "ı", "i"]:
+        assert dfa.fullmatch(text.encode()) == bool(oracle.fullmatch(text)), (pattern, text)

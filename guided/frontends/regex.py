@@ -170,31 +170,42 @@ def _class_ranges(group, flags) -> list[tuple[int, int]]:
 def _case_variants(c: str) -> set[str]:
     """Characters equal to ``c`` ignoring case, as Python's ``re.IGNORECASE`` decides (ſ ~ s, K ~ k)."""
     out = {c}
-    for v in (c.lower(), c.upper(), c.swapcase()):
-        if len(v) == 1:
-            out.add(v)
-    for v in list(out):
-        out.update(chr(x) for x in _EXTRA_CASES.get(ord(v), ()))
-        out.update(_lowercase_preimages().get(v.lower(), ()))
+    for _ in range(2):  # to a fixpoint: each step can only add lowercase-equivalent characters
+        for v in list(out):
+            out.update(x for x in (v.lower(), v.upper(), v.swapcase()) if len(x) == 1)
+            low = chr(_tolower(ord(v)))
+            out.add(low)
+            out.update(chr(x) for x in _EXTRA_CASES.get(ord(low), ()))
+            # Outside ASCII only KELVIN SIGN and CAPITAL I WITH DOT lowercase (as re sees it) to
+            # ASCII letters; the full table is built only when a pattern needs it.
+            out.update(_ASCII_PREIMAGES.get(low, ()) if low.isascii() else _lowercase_preimages().get(low, ()))
     return out
+
+
+_ASCII_PREIMAGES = {"k": ("\u212a",), "i": ("\u0130",)}
 
 
 @functools.lru_cache(maxsize=1)
 def _lowercase_preimages() -> dict[str, tuple[str, ...]]:
     """For each lowercase character, the other characters that lowercase to it (K -> k, İ...)."""
     out: dict[str, list[str]] = {}
-    for cp in range(0x110000):
-        ch = chr(cp)
-        low = ch.lower()
-        if low != ch and len(low) == 1:
-            out.setdefault(low, []).append(ch)
+    for cp in range(0x1E922):  # no cased character lies above U+1E921
+        low = _tolower(cp)
+        if low != cp:
+            out.setdefault(chr(low), []).append(chr(cp))
     return {k: tuple(v) for k, v in out.items()}
 
 
-try:  # the table Python's re uses for case-insensitive matches beyond lower()/upper()
+try:  # the tables Python's re uses for case-insensitive matching
     from re._casefix import _EXTRA_CASES
 except ImportError:  # pragma: no cover - other Python versions
     _EXTRA_CASES = {}
+try:
+    from _sre import unicode_tolower as _tolower
+except ImportError:  # pragma: no cover - other implementations
+    def _tolower(cp: int) -> int:
+        low = chr(cp).lower()
+        return ord(low) if len(low) == 1 else cp
 
 
 # --- checking the pattern text before interegular sees it -------------------------------------
