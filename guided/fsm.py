@@ -217,7 +217,7 @@ class Limits:
     max_seconds: float = 10.0
 
 
-def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton") -> ByteDFA:
+def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton", minimal: bool = True) -> ByteDFA:
     """Subset construction to a trimmed `ByteDFA`, bounded by ``limits``.
 
     >>> n = ByteNFA(); e = n.add_state(); n.add_sequence(n.start, [(48, 57)], e); n.accepting.add(e)
@@ -276,7 +276,8 @@ def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton"
         rows.append(row)
     transitions = np.stack(rows).astype(np.int32)
     accepting = np.array([bool(subset & nfa.accepting) for subset in order])
-    return minimize(trim(transitions, accepting, initial=1))
+    dfa = trim(transitions, accepting, initial=1)
+    return minimize(dfa) if minimal else dfa
 
 
 def minimize(dfa: ByteDFA) -> ByteDFA:

@@ -166,3 +166,15 @@ def test_case_insensitive_matching_follows_python_re(pattern):
     for text in ["SELECT", "ſelect", "seleKt", "SeLeCt", "kit", "\u212ait", "KIT", "straße", "STRASSE", "STRAẞE",
                  "σίσυφος", "ΣΊΣΥΦΟΣ", "σίσυφοσ", "İ", "ı", "i"]:
         assert dfa.fullmatch(text.encode()) == bool(oracle.fullmatch(text)), (pattern, text)
+
+
+def test_literal_dfas_match_the_regex_route():
+    from guided.frontends.regex import literal_to_dfa
+
+    for text, ignore_case in [("select", True), ("WHERE", True), ("<tool_call>", False), ("é中😀", False),
+                              ("kiss", True), ("a.b*c", False)]:
+        fast = literal_to_dfa(text, ignore_case)
+        slow = regex_to_dfa(("(?i)" if ignore_case else "") + re.escape(text))
+        for probe in [text, text.upper(), text.lower(), text.swapcase(), text[:-1], text + "x",
+                      text.replace("s", "\u017f"), text.replace("k", "\u212a"), text.replace("i", "\u0130")]:
+            assert fast.fullmatch(probe.encode()) == slow.fullmatch(probe.encode()), (text, probe)

@@ -33,7 +33,7 @@ import lark
 from lark.parsers.lalr_analysis import Shift
 
 from guided.errors import GuidedError, RegexError, SpecError
-from guided.frontends.regex import Regex, regex_to_dfa
+from guided.frontends.regex import Regex, literal_to_dfa, regex_to_dfa
 from guided.ir import END, CfgIR, Terminal
 
 GRAMMARS_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "grammars"
@@ -187,6 +187,8 @@ def _regex_dfa(regex: str, max_states: int):
 def _terminal_dfa(terminal, grammar_text: str, max_states: int):
     pattern = terminal.pattern
     if isinstance(pattern, lark.lexer.PatternStr):
+        if not set(pattern.flags) - {"i"}:
+            return literal_to_dfa(pattern.value, "i" in pattern.flags)
         regex = re.escape(pattern.value)
     else:
         regex = _EQUIVALENT_PATTERNS.get(pattern.value, pattern.value)

@@ -70,6 +70,25 @@ def regex_to_dfa(spec: Regex | str) -> ByteDFA:
     return dfa
 
 
+@functools.lru_cache(maxsize=4096)
+def literal_to_dfa(text: str, ignore_case: bool = False) -> ByteDFA:
+    """The DFA of one literal string (optionally case-insensitive, as ``re.IGNORECASE``), built
+    without going through the regex parser: grammars have many keywords.
+
+    >>> literal_to_dfa("select", ignore_case=True).fullmatch(b"SeLeCt")
+    True
+    """
+    nfa = ByteNFA()
+    state = nfa.start
+    for char in text:
+        nxt = nfa.add_state()
+        chars = _case_variants(char) if ignore_case else {char}
+        nfa.add_codepoints(state, codepoint_ranges(ord(c) for c in chars), nxt)
+        state = nxt
+    nfa.accepting.add(state)
+    return determinize(nfa, what=f"literal {text!r}", minimal=False)  # a chain is already minimal
+
+
 def regex_to_nfa(pattern: str) -> ByteNFA:
     """Parse ``pattern`` and build its byte-level NFA (no determinisation)."""
     body = _check_and_normalise(pattern)
@@ -169,6 +188,8 @@ def _class_ranges(group, flags) -> list[tuple[int, int]]:
 
 def _case_variants(c: str) -> set[str]:
     """Characters equal to ``c`` ignoring case, as Python's ``re.IGNORECASE`` decides (ſ ~ s, K ~ k)."""
+    if c.isascii():
+        return set(_ASCII_CLASSES.get(c.lower(), (c, c.swapcase())))
     out = {c}
     for _ in range(2):  # to a fixpoint: each step can only add lowercase-equivalent characters
         for v in list(out):
@@ -183,6 +204,13 @@ def _case_variants(c: str) -> set[str]:
 
 
 _ASCII_PREIMAGES = {"k": ("\u212a",), "i": ("\u0130",)}
+# The only ASCII letters whose case-insensitive class reaches outside ASCII (tests check these
+# against re): the long s, the Kelvin sign, and the dotted / dotless i.
+_ASCII_CLASSES = {
+    "s": ("s", "S", "\u017f"),
+    "k": ("k", "K", "\u212a"),
+    "i": ("i", "I", "\u0130", "\u0131"),
+}
 
 
 @functools.lru_cache(maxsize=1)
