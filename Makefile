@@ -35,6 +35,8 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/regex_masks.py
 	$(PY) benchmarks/cfg_masks.py
 	$(PY) benchmarks/e2e.py
+	$(PY) benchmarks/speculative.py --repeat 1
+	$(PY) benchmarks/maskbench.py --sample 300
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,8 +1,8 @@
 """guided: constrained generation for language models, with exact token masks.
 
-A constraint (a regex today; grammars and schemas as their front-ends land) compiles against a
-tokenizer's vocabulary into a grammar whose matchers say, at every decoding step, exactly which
-tokens keep the output inside the language.
+A constraint (a regex, a Lark grammar, a JSON Schema or Pydantic model, XML, tool calls)
+compiles against a tokenizer's vocabulary into a grammar whose matchers say, at every decoding
+step, exactly which tokens keep the output inside the language.
 
 >>> import guided
 >>> vocab = guided.Vocabulary.from_token_bytes([b"4", b"2", b"42", b"x", b"<eos>"], eos_token_ids=[4])
@@ -12,7 +12,7 @@ True
 """
 
 from guided.compiler import compile
-from guided.decoding import GenerationStats, NoAllowedToken
+from guided.decoding import GenerationStats, NoAllowedToken, SpeculativeStats
 from guided.engine.matcher import CompiledGrammar, Matcher
 from guided.errors import (
     ConstraintViolation,
@@ -23,12 +23,16 @@ from guided.errors import (
     SpecError,
     TokenizerMismatch,
 )
+from guided.engine.xml import Xml
+from guided.frontends.jsonschema import JsonSchema, RelaxedSchemaWarning, SchemaTooLarge, UnsupportedSchema
 from guided.frontends.lark import Grammar, GrammarError
 from guided.frontends.regex import Regex
 from guided.generate import IncompleteOutput, generate
 from guided.integrations.hf import LogitsProcessor
 from guided.models import Model, load_model
 from guided.sampling import PhraseOptions, SamplingParams
+from guided.tools import ToolCall, Tools
+from guided.validate import ValidationResult, validate
 from guided.vocab import Vocabulary
 
 __all__ = [
@@ -39,6 +43,7 @@ __all__ = [
     "GrammarError",
     "GuidedError",
     "IncompleteOutput",
+    "JsonSchema",
     "LimitExceeded",
     "LogitsProcessor",
     "Matcher",
@@ -48,12 +53,21 @@ __all__ = [
     "PhraseOptions",
     "Regex",
     "RegexError",
+    "RelaxedSchemaWarning",
     "SamplingParams",
+    "SchemaTooLarge",
     "SpecError",
+    "SpeculativeStats",
     "TokenizerMismatch",
+    "ToolCall",
+    "Tools",
+    "UnsupportedSchema",
+    "ValidationResult",
     "Vocabulary",
+    "Xml",
     "compile",
     "generate",
     "load_model",
+    "validate",
 ]
 __version__ = "0.1.0"

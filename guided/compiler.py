@@ -19,8 +19,11 @@ from typing import Any
 
 from guided.engine.automaton import AutomatonGrammar
 from guided.engine.cfg import CfgGrammar
+from guided.engine.xml import Xml, compile_xml
+from guided.frontends.jsonschema import JsonSchema, schema_to_ir
 from guided.frontends.lark import Grammar, lark_to_ir
 from guided.engine.matcher import CompiledGrammar
+from guided.frontends.pydantic import is_pydantic_model, pydantic_spec
 from guided.frontends.regex import Regex, regex_to_dfa
 from guided.vocab import Vocabulary
 
@@ -31,11 +34,14 @@ _lock = threading.Lock()
 
 
 def compile(spec: Any, vocab: Any, *, cache: bool = True) -> CompiledGrammar:
-    """Compile ``spec`` (a `guided.Regex` or a `guided.Grammar`) for ``vocab``.
+    """Compile ``spec`` for ``vocab``: a `guided.Regex`, `guided.Grammar`, `guided.JsonSchema`,
+    a Pydantic model class, `guided.Xml` or `guided.Tools`.
 
     ``vocab`` may be a `guided.Vocabulary`, a Hugging Face tokenizer or a `guided.Model`.
     """
     vocab = as_vocabulary(vocab)
+    if is_pydantic_model(spec):
+        spec = pydantic_spec(spec)  # models with the same schema share one compiled grammar
     if not cache:
         return _compile(spec, vocab)
     with _lock:
@@ -57,9 +63,17 @@ def _compile(spec: Any, vocab: Vocabulary) -> CompiledGrammar:
         return AutomatonGrammar(regex_to_dfa(spec), vocab, source=spec.pattern)
     if isinstance(spec, Grammar):
         return CfgGrammar(lark_to_ir(spec), vocab)
+    if isinstance(spec, JsonSchema):
+        return CfgGrammar(schema_to_ir(spec), vocab)
+    if isinstance(spec, Xml):
+        return compile_xml(spec, vocab)
+    if hasattr(spec, "compile_for"):  # guided.tools.Tools
+        return spec.compile_for(vocab)
     if isinstance(spec, str):
-        raise TypeError("a bare string is ambiguous: wrap it as guided.Regex(...) or guided.Grammar(...)")
-    raise TypeError(f"cannot compile a {type(spec).__name__}; expected guided.Regex or guided.Grammar")
+        raise TypeError("a bare string is ambiguous: wrap it as guided.Regex(...), guided.Grammar(...) "
+                        "or guided.JsonSchema(...)")
+    raise TypeError(f"cannot compile a {type(spec).__name__}; expected guided.Regex, guided.Grammar, "
+                    "guided.JsonSchema, guided.Xml, guided.Tools or a Pydantic model class")
 
 
 def as_vocabulary(obj: Any) -> Vocabulary:

@@ -205,6 +205,11 @@ def generate(
     stats: GenerationStats | None = None,
     progress: bool | None = None,
     budget_window: int = DEFAULT_BUDGET_WINDOW,
+    draft: Any = None,
+    jump_forward: bool | None = None,
+    format: str | None = None,
+    tools: Any = None,
+    tool_choice: Any = None,
 ) -> Any:
     """Generate from ``model`` under at most one constraint; see the module docstring.
 
@@ -219,10 +224,31 @@ def generate(
     and `guided.decoding.NoAllowedToken` is raised if they do not fit in ``max_new_tokens``.
     ``reward(prefixes, continuations) -> scores`` reweights the ``reward_top_k`` most likely
     next tokens by ``exp(reward_weight · score)``.  ``stats``: a `GenerationStats` to fill in.
+
+    ``draft``: speculative decoding (`guided.decoding.speculative`), same output as without it
+    (greedy) or the same distribution (sampling): ``None``, a `Model` sharing the tokenizer,
+    ``"early-exit:K"`` (the model's own first K layers) or ``"prompt-lookup"``.
+    ``jump_forward``: draft the bytes the grammar forces, verified in the same pass (default:
+    on when ``draft`` is given).  Pass a `guided.decoding.speculative.SpeculativeStats` as
+    ``stats`` to read drafted / accepted tokens and forward passes saved.  Beam search,
+    streaming, ``reward``, ``timeout`` and ban / must-include with a grammar decode plainly.
+
+    ``format="xml"``: XML instead of JSON: shaped by ``schema``/``json_schema`` (returns the
+    validated instance / data read back from it) or, without one, any well-formed XML (text).
+    ``tools=[...]`` (OpenAI-style definitions, Python functions or a `guided.tools.Tools`):
+    returns a list of `guided.tools.ToolCall`, or the text of a free answer when
+    ``tool_choice="auto"`` (the default; ``"required"`` or a tool's name force a call).
     """
     if isinstance(stop, str):
         stop = [stop]
-    spec, parse = resolve_constraint(schema=schema, json_schema=json_schema, regex=regex, grammar=grammar, choices=choices)
+    if tools is not None or format not in (None, "json"):
+        spec, parse = _resolve_format(format, tools, tool_choice, schema=schema, json_schema=json_schema,
+                                      regex=regex, grammar=grammar, choices=choices)
+    else:
+        if tool_choice is not None:
+            raise TypeError("tool_choice= needs tools=")
+        spec, parse = resolve_constraint(schema=schema, json_schema=json_schema, regex=regex, grammar=grammar,
+                                         choices=choices)
     params = SamplingParams(
         temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p, epsilon=epsilon,
         eta=eta, repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
@@ -237,7 +263,7 @@ def generate(
         raise ValueError("max_new_tokens must be >= 1")
     constraints = Constraints.build(
         model.vocab,
-        grammar=compile(spec, model.vocab) if spec is not None else None,
+        grammar=_compile_spec(spec, model.vocab) if spec is not None else None,
         ban=list(ban),
         ban_options=PhraseOptions(whole_word=ban_whole_words, case_sensitive=ban_case_sensitive),
         must_include=list(must_include),
@@ -248,7 +274,7 @@ def generate(
     ids = [encode_prompt(model, p, chat) for p in prompts]
     _check_context(model, ids, max_new_tokens)
     stats = stats if stats is not None else GenerationStats()
-    runner = ModelRunner(model)
+    runner = model.logits_source() if hasattr(model, "logits_source") else ModelRunner(model)
 
     if stream:
         if batch or n > 1 or num_beams > 1:
@@ -264,8 +290,9 @@ def generate(
     else:
         copies = best_of or n
         flat = [row for row in ids for _ in range(copies)]
-        bar = _progress_bar(progress, len(flat), max_new_tokens)
-        gen = iter_decode(
+        speculative = _speculative(model, draft, jump_forward, params, constraints, timeout)
+        bar = _progress_bar(progress, len(flat), max_new_tokens) if speculative is None else None
+        gen = speculative(runner, flat, constraints, params, max_new_tokens, stop, seed, stats) if speculative else iter_decode(
             runner, flat, constraints, params, max_new_tokens=max_new_tokens, stop=stop, timeout=timeout, seed=seed,
             stats=stats, progress=bar.update if bar is not None else None,
         )
@@ -290,6 +317,68 @@ def generate(
         values = [_finish(c, constraints, parse, max_new_tokens) for c in group]
         out.append(values if n > 1 else values[0])
     return out if batch else out[0]
+
+
+def _speculative(model: Model, draft: Any, jump_forward: bool | None, params, constraints, timeout):
+    """A decoding generator factory for ``draft=`` / ``jump_forward=``, or ``None`` (plain)."""
+    if jump_forward is None:
+        jump_forward = draft is not None
+    if draft is None and not jump_forward:
+        return None
+    from guided.decoding import speculative as S
+    from guided.decoding.drafters import make_drafter
+
+    drafter = make_drafter(draft, model)  # validates draft= even where decoding falls back
+    if not S.supports(params, constraints, timeout):
+        return None
+
+    def run(runner, prompts, constraints, params, max_new_tokens, stop, seed, stats):
+        return S.speculative_decode(
+            runner, prompts, constraints, params, drafter=drafter, jump_forward=bool(jump_forward),
+            tokenize=S.ForcedTokenizer(constraints.vocab, model.tokenizer), max_new_tokens=max_new_tokens,
+            stop=stop, seed=seed, stats=stats,
+        )
+        yield  # pragma: no cover - makes this a generator whose return value is the completions
+
+    return run
+
+
+def _resolve_format(format, tools, tool_choice, **given) -> tuple[Any, Callable[[str], Any]]:
+    """``(spec, parse)`` for ``format="xml"`` and ``tools=`` (see `guided.engine.xml`, `guided.tools`)."""
+    if tools is not None:
+        others = [k for k, v in given.items() if v is not None]
+        if others or format not in (None, "json"):
+            raise TypeError(f"tools= cannot be combined with {', '.join(others) or 'format='}")
+        from guided.tools import tool_constraint
+
+        return tool_constraint(tools, tool_choice if tool_choice is not None else "auto")
+    if format != "xml":
+        raise ValueError(f"format={format!r}: expected 'json' or 'xml'")
+    if tool_choice is not None:
+        raise TypeError("tool_choice= needs tools=")
+    others = [k for k in ("regex", "grammar", "choices") if given[k] is not None]
+    if others:
+        raise TypeError(f"format='xml' cannot be combined with {', '.join(others)}")
+    from guided.engine.xml import Xml
+    from guided.frontends.xml import parse_xml
+
+    shape = given["schema"] if given["schema"] is not None else given["json_schema"]
+    if shape is None:
+        return Xml(), lambda text: text
+    if isinstance(shape, (str, os.PathLike)):
+        shape = json.loads(_read_if_path(shape, (".json",)))
+    return Xml(shape), lambda text: parse_xml(text, shape)
+
+
+def _compile_spec(spec: Any, vocab: Any):
+    """`compile`, plus the specs it does not dispatch yet (XML, tool calls)."""
+    from guided.engine.xml import Xml, compile_xml
+
+    if isinstance(spec, Xml):
+        return compile_xml(spec, vocab)
+    if hasattr(spec, "compile_for"):
+        return spec.compile_for(vocab)
+    return compile(spec, vocab)
 
 
 def _finish(c: Completion, constraints: Constraints, parse: Callable[[str], Any], max_new_tokens: int) -> Any:

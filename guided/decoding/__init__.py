@@ -4,7 +4,9 @@
 - `Constraints` / `RowConstraints`: grammar ∧ ban list ∧ must-include, budget-aware;
 - `decode` / `iter_decode`: greedy and sampling for a batch of prompts;
 - `beam_search`: per-beam matchers, length normalisation, early stopping, n best;
-- `GenerationStats`: tokens, tokens/s, time in masks and in the model.
+- `GenerationStats`: tokens, tokens/s, time in masks and in the model;
+- `speculative_decode` with a `Drafter` (prompt lookup, early exit, a draft model) and
+  jump-forward over grammar-forced bytes: lossless, `SpeculativeStats` counts the passes saved.
 
 >>> import guided
 >>> from guided.decoding import Constraints, decode
@@ -21,18 +23,26 @@ from guided.decoding.constraints import DEFAULT_BUDGET_WINDOW, Constraints, NoAl
 from guided.decoding.runner import LogitsSource, ModelRunner
 from guided.decoding.sampler import Completion, decode, iter_decode
 from guided.decoding.stats import GenerationStats
+from guided.decoding.drafters import DraftModelDrafter, Drafter, EarlyExitDrafter, PromptLookupDrafter
+from guided.decoding.speculative import SpeculativeStats, speculative_decode
 
 __all__ = [
     "DEFAULT_BUDGET_WINDOW",
     "Completion",
     "Constraints",
+    "DraftModelDrafter",
+    "Drafter",
+    "EarlyExitDrafter",
     "GenerationStats",
     "LogitsSource",
     "ModelRunner",
     "NoAllowedToken",
+    "PromptLookupDrafter",
     "RowConstraints",
+    "SpeculativeStats",
     "beam_search",
     "decode",
     "iter_decode",
     "normalized_score",
+    "speculative_decode",
 ]

@@ -200,10 +200,10 @@ def compile_xml(spec: Xml | None, vocab) -> "XmlGrammar | CfgGrammar":
     if spec.schema is None:
         grammar = XmlGrammar(vocab)
     else:
-        from guided.frontends.lark import lark_to_ir
+        from guided.frontends.lark import Grammar, lark_to_ir
         from guided.frontends.xml import schema_grammar
 
-        grammar = CfgGrammar(lark_to_ir(schema_grammar(spec.schema, root=spec.root)), vocab)
+        grammar = CfgGrammar(lark_to_ir(Grammar(schema_grammar(spec.schema, root=spec.root))), vocab)
     with _compiled_lock:
         _compiled[vocab][spec] = grammar
     return grammar

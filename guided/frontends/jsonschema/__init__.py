@@ -1,0 +1,144 @@
+"""The JSON Schema front-end: a JSON Schema to a context-free grammar with exact terminals.
+
+>>> from guided.frontends.jsonschema import JsonSchema, schema_to_ir
+>>> spec = JsonSchema({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}, "required": ["n"]})
+>>> ir = schema_to_ir(spec)
+>>> ir.num_states > 0
+True
+
+Defaults (see ``docs/json-schema-coverage.md`` for every keyword):
+
+- **strict**: a keyword that cannot be enforced exactly raises `UnsupportedSchema` naming its
+  JSON pointer and keyword; ``lenient=True`` relaxes it instead and warns
+  (`RelaxedSchemaWarning`) listing every relaxed keyword.
+- **whitespace**: any JSON whitespace between tokens, each run at most ``max_whitespace``
+  bytes (default 40: enough for indent-4 output at depth 8); ``whitespace="compact"`` allows none.
+- **property order**: the properties listed in ``properties`` come in schema order (each
+  optional one may be skipped, required ones may not); properties that ``required`` names but
+  ``properties`` does not follow them, in ``required`` order; then any number of additional
+  properties (``patternProperties`` / ``additionalProperties``), in any order.
+  ``additionalProperties`` absent means ``true`` (as the specification says) unless
+  ``closed=True``.
+- **open values** (``{}``, ``true``, additional properties without a schema): any JSON value
+  nested at most ``max_depth`` levels (default 8).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from guided.frontends.jsonschema._compiler import (
+    RelaxedSchemaWarning,
+    SchemaTooLarge,
+    UnsupportedSchema,
+    _Compiler,
+    _Options,
+)
+from guided.ir import CfgIR
+
+__all__ = ["JsonSchema", "UnsupportedSchema", "SchemaTooLarge", "RelaxedSchemaWarning", "schema_to_ir",
+           "compile_json_schema"]
+
+
+@dataclass(frozen=True, init=False)
+class JsonSchema:
+    """A JSON Schema constraint: the output must be JSON text valid under ``schema``.
+
+    ``schema`` is a dict, a boolean, or JSON text; it is kept as canonical JSON text so that the
+    spec is hashable (``guided.compile`` caches by spec).  Property order in the text is kept:
+    it is the order the output follows.
+
+    >>> JsonSchema({"type": "string"}) == JsonSchema('{"type":  "string"}')
+    True
+    """
+
+    schema: str
+    lenient: bool = False
+    whitespace: str = "any"  # "any" (bounded runs) or "compact" (none)
+    max_whitespace: int = 40
+    closed: bool = False  # treat absent additionalProperties as false
+    max_depth: int = 8  # nesting bound of open-ended values
+    # limits on the compiled grammar
+    max_states: int = 100_000  # per terminal automaton
+    max_rules: int = 50_000
+    max_seconds: float = 10.0
+    max_repeat: int = 256  # minItems/maxItems/minProperties/maxProperties/prefixItems positions
+    max_alternatives: int = 256  # allOf x anyOf expansion
+    max_multiple_of: int = 10_000
+    max_string_length: int = 4_096  # minLength/maxLength
+
+    def __init__(self, schema: Any, *, lenient: bool = False, whitespace: str = "any", max_whitespace: int = 40,
+                 closed: bool = False, max_depth: int = 8, max_states: int = 100_000, max_rules: int = 50_000,
+                 max_seconds: float = 10.0, max_repeat: int = 256, max_alternatives: int = 256,
+                 max_multiple_of: int = 10_000, max_string_length: int = 4_096):
+        if isinstance(schema, JsonSchema):
+            schema = schema.schema
+        if isinstance(schema, (bytes, bytearray)):
+            schema = schema.decode("utf-8")
+        if isinstance(schema, str):
+            try:
+                parsed = json.loads(schema)
+            except json.JSONDecodeError as exc:
+                raise UnsupportedSchema("#", "schema", f"not valid JSON text: {exc}") from None
+        else:
+            parsed = schema
+        if not isinstance(parsed, (dict, bool)):
+            raise UnsupportedSchema("#", "schema", f"a schema must be an object or a boolean, not "
+                                                   f"{type(parsed).__name__}")
+        if whitespace not in ("any", "compact"):
+            raise ValueError("whitespace must be 'any' or 'compact'")
+        try:
+            text = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise UnsupportedSchema("#", "schema", f"not JSON-serialisable: {exc}") from None
+        for name, value in (("schema", text), ("lenient", bool(lenient)), ("whitespace", whitespace),
+                            ("max_whitespace", int(max_whitespace)), ("closed", bool(closed)),
+                            ("max_depth", int(max_depth)), ("max_states", int(max_states)),
+                            ("max_rules", int(max_rules)), ("max_seconds", float(max_seconds)),
+                            ("max_repeat", int(max_repeat)), ("max_alternatives", int(max_alternatives)),
+                            ("max_multiple_of", int(max_multiple_of)),
+                            ("max_string_length", int(max_string_length))):
+            object.__setattr__(self, name, value)
+
+    @property
+    def value(self) -> Any:
+        """The schema as a Python object."""
+        return json.loads(self.schema)
+
+    @classmethod
+    def from_pydantic(cls, model: Any, **options: Any) -> "JsonSchema":
+        """The JSON Schema of a Pydantic v2 model (validation mode, aliases as the output keys)."""
+        from guided.frontends.pydantic import pydantic_schema
+
+        return cls(pydantic_schema(model), **options)
+
+
+def schema_to_ir(spec: JsonSchema) -> CfgIR:
+    """Compile ``spec`` to the CFG intermediate form; raises `UnsupportedSchema` / `SchemaTooLarge`.
+
+    In lenient mode every relaxed keyword is listed in one `RelaxedSchemaWarning`.
+    """
+    ir, relaxed = schema_to_ir_with_report(spec)
+    if relaxed:
+        warnings.warn(RelaxedSchemaWarning(
+            f"{len(relaxed)} schema keyword(s) relaxed (not enforced exactly):\n  " + "\n  ".join(relaxed)),
+            stacklevel=2)
+    return ir
+
+
+def schema_to_ir_with_report(spec: JsonSchema) -> tuple[CfgIR, list[str]]:
+    """`schema_to_ir` returning the list of relaxed keywords instead of warning."""
+    compiler = _Compiler(json.loads(spec.schema), _Options(spec))
+    ir = compiler.compile()
+    return ir, list(dict.fromkeys(compiler.relaxed))
+
+
+def compile_json_schema(spec: JsonSchema, vocab: Any):
+    """``guided.compile(spec, vocab)`` for a `JsonSchema` (usable before the dispatch lands)."""
+    from guided.compiler import as_vocabulary
+    from guided.engine.cfg import CfgGrammar
+
+    return CfgGrammar(schema_to_ir(spec), as_vocabulary(vocab))

@@ -1,0 +1,477 @@
+"""JSON strings as byte automata, exact on the *escaped* text.
+
+A JSON Schema string constraint (``pattern``, ``format``, ``minLength``/``maxLength``, ``const``)
+speaks about the decoded string, while the output is JSON text where a character may be
+written raw (UTF-8), as a short escape (``\\n``, ``\\"``, ``\\/``...), as ``\\uXXXX`` (hex digits
+in either case) or, above U+FFFF, as a surrogate pair ``\\uD83D\\uDE00``.  Every character class
+of a constraint regex is therefore expanded to all the spellings of its characters
+(`add_json_chars`), so that ``"\\u00e9"`` and ``"é"`` are the same one-character string.
+
+Lone surrogate escapes (``"\\uD800"``) are never accepted: they are not characters.
+
+Patterns use the ECMA-262 dialect with JSON Schema's unanchored ("search") semantics; see
+`pattern_nfa` for what is supported.
+"""
+
+from __future__ import annotations
+
+
+import re
+from functools import lru_cache
+
+import numpy as np
+from interegular import patterns as _ip
+
+from guided.errors import RegexError
+from guided.frontends.jsonschema._dfa import fast_trim as _trim
+from guided.fsm import DEAD, MAX_UNICODE, ByteDFA, ByteNFA, Limits, determinize
+from guided.frontends import regex as _rx
+
+_SHORT_ESCAPES = {0x22: ord('"'), 0x5C: ord("\\"), 0x2F: ord("/"), 0x08: ord("b"), 0x0C: ord("f"),
+                  0x0A: ord("n"), 0x0D: ord("r"), 0x09: ord("t")}
+HEX_DIGIT_RANGES = {}  # value -> byte ranges
+
+
+def _hex_digit_ranges(lo: int, hi: int) -> list[tuple[int, int]]:
+    """Byte ranges of the hex digits with values lo..hi (letters in both cases)."""
+    out = []
+    if lo <= 9:
+        out.append((0x30 + lo, 0x30 + min(hi, 9)))
+    if hi >= 10:
+        a, b = max(lo, 10) - 10, hi - 10
+        out.append((0x61 + a, 0x61 + b))
+        out.append((0x41 + a, 0x41 + b))
+    return out
+
+
+def _add_hex(nfa: ByteNFA, start: int, end: int, lo: int, hi: int, width: int) -> None:
+    """``width`` hex digits whose value is in lo..hi."""
+    if width == 1:
+        for r in _hex_digit_ranges(lo, hi):
+            nfa.ranges[start].append((r[0], r[1], end))
+        return
+    unit = 16 ** (width - 1)
+    dlo, dhi = lo // unit, hi // unit
+    rlo, rhi = lo % unit, hi % unit
+    if dlo == dhi:
+        mid = nfa.add_state()
+        for r in _hex_digit_ranges(dlo, dlo):
+            nfa.ranges[start].append((r[0], r[1], mid))
+        _add_hex(nfa, mid, end, rlo, rhi, width - 1)
+        return
+    first, last = dlo, dhi
+    if rlo != 0:
+        mid = nfa.add_state()
+        for r in _hex_digit_ranges(dlo, dlo):
+            nfa.ranges[start].append((r[0], r[1], mid))
+        _add_hex(nfa, mid, end, rlo, unit - 1, width - 1)
+        first = dlo + 1
+    if rhi != unit - 1:
+        mid = nfa.add_state()
+        for r in _hex_digit_ranges(dhi, dhi):
+            nfa.ranges[start].append((r[0], r[1], mid))
+        _add_hex(nfa, mid, end, 0, rhi, width - 1)
+        last = dhi - 1
+    if first <= last:
+        mid = nfa.add_state()
+        for r in _hex_digit_ranges(first, last):
+            nfa.ranges[start].append((r[0], r[1], mid))
+        _add_hex(nfa, mid, end, 0, unit - 1, width - 1)
+
+
+def _clip(ranges, lo, hi):
+    return [(max(a, lo), min(b, hi)) for a, b in ranges if b >= lo and a <= hi]
+
+
+def _minus(ranges, points):
+    out = []
+    for a, b in ranges:
+        cur = a
+        for p in sorted(points):
+            if cur <= p <= b:
+                if cur <= p - 1:
+                    out.append((cur, p - 1))
+                cur = p + 1
+        if cur <= b:
+            out.append((cur, b))
+    return out
+
+
+def add_json_chars(nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, int]]) -> None:
+    """Every JSON spelling of one character in ``ranges`` (sorted, disjoint code point ranges)."""
+    raw = _minus(_clip(ranges, 0x20, MAX_UNICODE), (0x22, 0x5C))
+    if raw:
+        nfa.add_codepoints(start, raw, end)
+    backslash = None
+
+    def bs():
+        nonlocal backslash
+        if backslash is None:
+            backslash = nfa.add_state()
+            nfa.ranges[start].append((0x5C, 0x5C, backslash))
+        return backslash
+
+    for cp, letter in _SHORT_ESCAPES.items():
+        if any(a <= cp <= b for a, b in ranges):
+            nfa.ranges[bs()].append((letter, letter, end))
+    bmp = _clip(ranges, 0, 0xD7FF) + _clip(ranges, 0xE000, 0xFFFF)
+    astral = _clip(ranges, 0x10000, MAX_UNICODE)
+    if bmp or astral:
+        u = nfa.add_state()
+        nfa.ranges[bs()].append((ord("u"), ord("u"), u))
+        for a, b in bmp:
+            _add_hex(nfa, u, end, a, b, 4)
+        for a, b in astral:
+            # split by high surrogate
+            ha, la = 0xD800 + ((a - 0x10000) >> 10), 0xDC00 + ((a - 0x10000) & 0x3FF)
+            hb, lb = 0xD800 + ((b - 0x10000) >> 10), 0xDC00 + ((b - 0x10000) & 0x3FF)
+            pieces = []
+            if ha == hb:
+                pieces.append((ha, ha, la, lb))
+            else:
+                pieces.append((ha, ha, la, 0xDFFF))
+                if ha + 1 <= hb - 1:
+                    pieces.append((ha + 1, hb - 1, 0xDC00, 0xDFFF))
+                pieces.append((hb, hb, 0xDC00, lb))
+            for h0, h1, l0, l1 in pieces:
+                mid = nfa.add_state()
+                _add_hex(nfa, u, mid, h0, h1, 4)
+                m2, m3 = nfa.add_state(), nfa.add_state()
+                nfa.ranges[mid].append((0x5C, 0x5C, m2))
+                nfa.ranges[m2].append((ord("u"), ord("u"), m3))
+                _add_hex(nfa, m3, end, l0, l1, 4)
+
+
+ALL_CHARS = [(0, MAX_UNICODE)]
+
+
+class _JsonBuilder(_rx._Builder):
+    """The regex front-end's Thompson construction, with each character expanded to its JSON spellings."""
+
+    def build(self, node, start, end, flags):
+        if isinstance(node, _ip._CharGroup):
+            add_json_chars(self.nfa, start, end, _rx._class_ranges(node, flags))
+        elif node is _ip._DOT:
+            # ECMA-262 '.' excludes all line terminators
+            excl = [] if flags & _ip.REFlags.SINGLE_LINE else [(0x0A, 0x0A), (0x0D, 0x0D), (0x2028, 0x2029)]
+            from guided.fsm import complement_codepoints
+            add_json_chars(self.nfa, start, end, complement_codepoints(excl))
+        else:
+            super().build(node, start, end, flags)
+
+
+def _any_loop(nfa: ByteNFA, start: int, end: int) -> None:
+    loop = nfa.add_state()
+    nfa.add_epsilon(start, loop)
+    back = nfa.add_state()
+    add_json_chars(nfa, loop, back, ALL_CHARS)
+    nfa.add_epsilon(back, loop)
+    nfa.add_epsilon(loop, end)
+
+
+# ECMA-262 \s: WhiteSpace and LineTerminator code points
+_ECMA_SPACE = "\\t\\n\\x0b\\x0c\\r \\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
+
+
+def _split_top(pattern: str) -> list[str]:
+    """Split at top-level '|' (outside groups and classes)."""
+    parts, depth, in_class, cur, i = [], 0, False, [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            cur.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+        elif c == "[":
+            in_class = True
+            # a ']' right after '[' or '[^' is literal in Python, but ECMA reads '[]' as empty
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+            i += 1
+            continue
+        cur.append(c)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def _ecma_to_python(pattern: str) -> str:
+    """Rewrite ECMA-262 spellings that differ from Python's ``re`` (refusing the untranslatable)."""
+    out, i, in_class = [], 0, False
+    n = len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n:
+            d = pattern[i + 1]
+            if d == "s":
+                out.append(_ECMA_SPACE if in_class else f"[{_ECMA_SPACE}]")
+            elif d == "S":
+                if in_class:
+                    raise RegexError("\\S inside a character class is not supported", pattern, i)
+                out.append(f"[^{_ECMA_SPACE}]")
+            elif d == "d" and not in_class:
+                out.append("[0-9]")
+            elif d == "d":
+                out.append("0-9")
+            elif d == "D" and not in_class:
+                out.append("[^0-9]")
+            elif d == "c" and i + 2 < n and pattern[i + 2].isalpha():
+                out.append(f"\\x{ord(pattern[i + 2]) % 32:02x}")
+                i += 3
+                continue
+            elif d == "u" and i + 2 < n and pattern[i + 2] == "{":
+                m = re.compile(r"\\u\{([0-9A-Fa-f]{1,6})\}").match(pattern, i)
+                if not m:
+                    raise RegexError("malformed \\u{...} escape", pattern, i)
+                out.append(f"\\x{{{m.group(1)}}}")
+                i = m.end()
+                continue
+            elif d == "/" or d == "-" and not in_class:
+                out.append("\\" + d if d == "-" else "/")
+            elif d == "0" and not (i + 2 < n and pattern[i + 2].isdigit()):
+                out.append("\\x00")
+            else:
+                out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+            elif c == "[":
+                out.append("\\[")
+                i += 1
+                continue
+            out.append(c)
+            i += 1
+            continue
+        if c == "[":
+            if pattern.startswith("[^]", i):
+                out.append("(?s:.)")
+                i += 3
+                continue
+            if pattern.startswith("[]", i):
+                raise RegexError("the empty class [] matches nothing", pattern, i)
+            in_class = True
+            out.append(c)
+            i += 1
+            if i < n and pattern[i] == "^":
+                out.append("^")
+                i += 1
+            if i < n and pattern[i] == "]":
+                raise RegexError("']' first in a class is read differently by ECMA-262 and Python", pattern, i)
+            continue
+        if c == "(" and pattern.startswith("(?<", i) and not pattern.startswith(("(?<=", "(?<!"), i):
+            out.append("(?P<")
+            i += 3
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int) -> None:
+    """JSON-string *content* whose decoded text contains a match of ECMA-262 ``pattern``."""
+    for alt in _split_top(pattern):
+        a_start = alt.startswith("^")
+        body = alt[1:] if a_start else alt
+        a_end = False
+        if body.endswith("$"):
+            k = len(body) - 1
+            slashes = 0
+            while k - 1 - slashes >= 0 and body[k - 1 - slashes] == "\\":
+                slashes += 1
+            if slashes % 2 == 0:
+                a_end = True
+                body = body[:-1]
+        py = _ecma_to_python(body)
+        normal = _rx._check_and_normalise(py)
+        if py.startswith("^") or (normal != py and py.endswith("$")):
+            raise RegexError("anchors inside the pattern are not supported", pattern, None)
+        parser = _ip._ParsePattern(normal)
+        try:
+            tree = parser.parse().simplify()
+        except (_ip.Unsupported, _ip.InvalidSyntax, _ip.NoMatch, ValueError) as exc:
+            raise RegexError(f"unsupported or invalid pattern ({exc})", pattern, None) from None
+        s1 = nfa.add_state()
+        e1 = nfa.add_state()
+        if a_start:
+            nfa.add_epsilon(start, s1)
+        else:
+            _any_loop(nfa, start, s1)
+        _JsonBuilder(nfa, pattern).build(tree, s1, e1, _ip.REFlags(0))
+        if a_end:
+            nfa.add_epsilon(e1, end)
+        else:
+            _any_loop(nfa, e1, end)
+
+
+def fullmatch_nfa(nfa: ByteNFA, regex: str, start: int, end: int) -> None:
+    """JSON-string content whose decoded text fully matches ``regex`` (guided's Python-style dialect)."""
+    normal = _rx._check_and_normalise(regex)
+    tree = _ip._ParsePattern(normal).parse().simplify()
+    _JsonBuilder(nfa, regex).build(tree, start, end, _ip.REFlags(0))
+
+
+def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
+    nfa = ByteNFA()
+    end = nfa.add_state()
+    build(nfa, nfa.start, end)
+    nfa.accepting.add(end)
+    return determinize(nfa, Limits(max_states, 30.0), what=what)
+
+
+@lru_cache(maxsize=4096)
+def pattern_content(pattern: str, max_states: int = 100_000) -> ByteDFA:
+    return _content_dfa(lambda n, s, e: pattern_nfa(n, pattern, s, e), max_states, f"pattern {pattern!r}")
+
+
+@lru_cache(maxsize=4096)
+def regex_content(regex: str, max_states: int = 100_000) -> ByteDFA:
+    return _content_dfa(lambda n, s, e: fullmatch_nfa(n, regex, s, e), max_states, f"regex {regex!r}")
+
+
+@lru_cache(maxsize=8192)
+def literal_content(text: str) -> ByteDFA:
+    """Every JSON spelling of the content of the string ``text``."""
+    def build(nfa, s, e):
+        state = s
+        for i, ch in enumerate(text):
+            nxt = e if i == len(text) - 1 else nfa.add_state()
+            add_json_chars(nfa, state, nxt, [(ord(ch), ord(ch))])
+            state = nxt
+        if not text:
+            nfa.add_epsilon(s, e)
+    return _content_dfa(build, 100_000, "string literal")
+
+
+@lru_cache(maxsize=1)
+def _one_char() -> tuple[np.ndarray, np.ndarray]:
+    """The DFA of exactly one JSON character, as (rows of the non-final states, 'goes to final' mask)."""
+    dfa = _content_dfa(lambda n, s, e: add_json_chars(n, s, e, ALL_CHARS), 10_000, "json char")
+    final = dfa.accepting
+    assert not dfa.transitions[final].any(), "a complete character has no continuation"
+    # renumber: keep the non-final live states, initial first
+    keep = [s for s in range(1, dfa.num_states) if not final[s]]
+    keep.remove(dfa.initial)
+    keep = [dfa.initial] + keep
+    local = {s: i for i, s in enumerate(keep)}
+    rows = np.zeros((len(keep), 256), np.int64)  # local index + 1, or -1 for "char complete"
+    for s, i in local.items():
+        for b in range(256):
+            t = int(dfa.transitions[s, b])
+            if t == DEAD:
+                continue
+            rows[i, b] = -1 if final[t] else local[t] + 1
+    return rows, None
+
+
+def length_content(min_len: int, max_len: int | None) -> ByteDFA:
+    """Content of JSON strings with between ``min_len`` and ``max_len`` characters (None: unbounded)."""
+    return _length_content(min_len, max_len)
+
+
+@lru_cache(maxsize=512)
+def _length_content(min_len: int, max_len: int | None) -> ByteDFA:
+    rows, _ = _one_char()
+    k = rows.shape[0]
+    blocks = (max_len if max_len is not None else min_len) + 1
+    n = 1 + blocks * k
+    table = np.zeros((n, 256), np.int32)
+    acc = np.zeros(n, bool)
+    inner = rows > 0
+    done = rows < 0
+    for blk in range(blocks):
+        base = 1 + blk * k
+        block = np.zeros((k, 256), np.int32)
+        block[inner] = (rows[inner] - 1 + base).astype(np.int32)
+        if max_len is None and blk == blocks - 1:
+            nxt = base
+        elif blk + 1 < blocks:
+            nxt = base + k
+        else:
+            nxt = 0
+        block[done] = nxt
+        table[base:base + k] = block
+        acc[base] = blk >= min_len
+    return _trim(table, acc, initial=1)
+
+
+def any_content() -> ByteDFA:
+    return _length_content(0, None)
+
+
+# --- direct constructions on DFAs ---------------------------------------------------------------
+
+def concat_fast(a: ByteDFA, b: ByteDFA) -> ByteDFA:
+    """``a`` then ``b`` when no accepting state of ``a`` has a move on a first byte of ``b``."""
+    if a.initial == DEAD or b.initial == DEAD:
+        from guided.frontends.jsonschema._dfa import EMPTY
+        return EMPTY
+    na = a.num_states
+    table = np.zeros((na + b.num_states, 256), np.int32)
+    table[:na] = a.transitions
+    bt = b.transitions.copy()
+    bt[bt != 0] += na
+    table[na:] = bt
+    table[na] = 0  # b's dead state stays dead (row na is b's state 0)
+    first = b.transitions[b.initial]
+    cols = np.flatnonzero(first)
+    acc_a = np.flatnonzero(a.accepting)
+    if (a.transitions[np.ix_(acc_a, cols)] != 0).any():
+        from guided.frontends.jsonschema._dfa import concat_dfas
+        return concat_dfas([a, b])
+    for s in acc_a.tolist():
+        table[s, cols] = first[cols] + na
+    acc = np.zeros(na + b.num_states, bool)
+    acc[na:] = b.accepting
+    acc[na] = False
+    if b.accepting[b.initial]:
+        acc[:na] = a.accepting
+    # remap dead state of b (index na) -> 0
+    table[table == na] = 0
+    return _trim(table, acc, initial=a.initial)
+
+
+def quoted(content: ByteDFA) -> ByteDFA:
+    """``"`` + content + ``"`` (content never holds a raw ``"`` byte)."""
+    from guided.frontends.jsonschema._dfa import literal_dfa
+    q = literal_dfa(b'"')
+    return concat_fast(concat_fast(q, content), q)
+
+
+def with_ws(dfa: ByteDFA, n: int) -> ByteDFA:
+    """Up to ``n`` JSON whitespace bytes, then ``dfa`` (whose first byte is never whitespace)."""
+    if n == 0 or dfa.initial == DEAD:
+        return dfa
+    m = dfa.num_states
+    table = np.zeros((m + n, 256), np.int32)
+    table[:m] = dfa.transitions
+    init_row = dfa.transitions[dfa.initial]
+    ws = [9, 10, 13, 32]
+    assert not init_row[ws].any()
+    # ws states m .. m+n-1 : state m+k has read k whitespace bytes (k>=1); the initial reads 0
+    new_initial = m  # read 0
+    for k in range(n + 1):
+        s = dfa.initial if k == n else m + k
+        if k == n:
+            break
+        table[s] = init_row
+        nxt = m + k + 1 if k + 1 < n else None
+        if nxt is not None:
+            table[s, ws] = nxt
+        else:
+            table[s, ws] = dfa.initial + 0  # placeholder; fixed below
+    # The last whitespace byte leads to a copy of the initial row that has no more whitespace:
+    # the original initial state itself (its whitespace columns are dead).
+    acc = np.zeros(m + n, bool)
+    acc[:m] = dfa.accepting
+    acc[m:] = dfa.accepting[dfa.initial]
+    return _trim(table, acc, initial=new_initial)

@@ -1,0 +1,130 @@
+"""`validate`: check a finished text against a constraint and say where it leaves the language.
+
+The constraint is compiled against a one-byte-per-token vocabulary and the text is walked byte
+by byte, so the first failing position is exact: the result gives its character offset, line
+and column, and the continuations that would have been accepted there.
+
+>>> import guided
+>>> r = validate('{"a": 1,}', guided.Grammar("json"))
+>>> r.ok, r.offset, '"' in r.expected
+(False, 8, True)
+>>> validate("2024", regex=r"\\d{4}").ok
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ValidationResult", "validate", "byte_vocabulary"]
+
+
+@dataclass
+class ValidationResult:
+    """Outcome of `validate`: ``ok``, and where and why the text failed when it did."""
+
+    ok: bool
+    text: str
+    offset: int | None = None  # character offset of the first byte outside the language
+    line: int | None = None  # 1-based
+    column: int | None = None  # 1-based
+    expected: list[str] = field(default_factory=list)  # continuations accepted at ``offset``
+    message: str = ""
+    value: Any = None  # the parsed value (schemas) when ok
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        return "ok" if self.ok else self.message
+
+
+@functools.lru_cache(maxsize=1)
+def byte_vocabulary():
+    """256 one-byte tokens plus EOS (id 256): the vocabulary `validate` walks texts with."""
+    from guided.vocab import Vocabulary
+
+    return Vocabulary.from_token_bytes([bytes([b]) for b in range(256)] + [b"<eos>"], eos_token_ids=[256])
+
+
+def _spec_and_parse(spec: Any, schema: Any, json_schema: Any, regex: Any, grammar: Any, format: str | None):
+    from guided.generate import _resolve_format, resolve_constraint
+
+    if spec is not None:
+        if any(v is not None for v in (schema, json_schema, regex, grammar)):
+            raise TypeError("give the spec positionally or by keyword, not both")
+        name = type(spec).__name__
+        if isinstance(spec, type) and hasattr(spec, "model_validate_json"):
+            schema = spec
+        elif isinstance(spec, dict):
+            json_schema = spec
+        elif name == "Regex":
+            regex = spec
+        elif name == "Grammar":
+            grammar = spec
+        else:
+            return spec, (lambda text: text)
+    if format not in (None, "json"):
+        return _resolve_format(format, None, None, schema=schema, json_schema=json_schema, regex=regex,
+                               grammar=grammar, choices=None)
+    return resolve_constraint(schema=schema, json_schema=json_schema, regex=regex, grammar=grammar)
+
+
+def _describe(byte: int) -> str:
+    if byte in b" \t\r\n":
+        return {32: "' '", 9: "'\\t'", 13: "'\\r'", 10: "'\\n'"}[byte]
+    if byte < 0x80:
+        return chr(byte)
+    return f"\\x{byte:02x}"
+
+
+def _expected(mask) -> list[str]:
+    allowed = [b for b in range(256) if mask[b]]
+    out = [_describe(b) for b in allowed if b < 0x80]
+    if any(b >= 0x80 for b in allowed):
+        out.append("<non-ASCII>")
+    if mask[256]:
+        out.append("<end>")
+    return out
+
+
+def validate(text: str | bytes, spec: Any = None, *, schema: Any = None, json_schema: Any = None, regex: Any = None,
+             grammar: Any = None, format: str | None = None) -> ValidationResult:
+    """Check ``text`` against ``spec`` (a `guided.Regex`, `guided.Grammar`, `guided.JsonSchema`, a
+    Pydantic model class, a JSON Schema dict, `guided.engine.xml.Xml`, `guided.tools.Tools`, or the
+    same keywords as `guided.generate`); the `ValidationResult` locates the first error."""
+    from guided.generate import _compile_spec
+
+    spec_, parse = _spec_and_parse(spec, schema, json_schema, regex, grammar, format)
+    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    shown = data.decode("utf-8", "replace")
+    m = _compile_spec(spec_, byte_vocabulary()).matcher()
+    from guided.errors import ConstraintViolation
+
+    def located(pos: int, why: str) -> ValidationResult:
+        before = data[:pos].decode("utf-8", "replace")
+        offset = len(before)
+        line = before.count("\n") + 1
+        column = offset - (before.rfind("\n") + 1) + 1
+        expected = _expected(m.mask().tolist())
+        context = shown[max(0, offset - 20):offset] + "⟨here⟩" + shown[offset:offset + 20]
+        return ValidationResult(False, shown, offset, line, column, expected,
+                                f"{why} at offset {offset} (line {line}, column {column}): {context!r}; "
+                                f"expected one of: {', '.join(expected[:24]) or 'nothing'}")
+
+    for pos, b in enumerate(data):
+        try:
+            m.advance(b)
+        except ConstraintViolation:
+            return located(pos, f"unexpected {_describe(b)!r}")
+    if not m.accepts_eos():
+        return located(len(data), "the text ends too early")
+    try:
+        value = parse(shown)
+    except Exception as exc:  # noqa: BLE001 - validators beyond the grammar (Pydantic, tool arguments)
+        return ValidationResult(False, shown, None, None, None, [], f"the text matches the grammar but does not "
+                                                                      f"validate: {exc}")
+    return ValidationResult(True, shown, value=value)
