@@ -764,8 +764,8 @@ class _Compiler:
             elif k == "_anyOf":
                 res = [self.merge(x, y, ptr) for x in va for y in vb]
                 out[k] = [r for r in res if r is not None]
-            elif _json_eq(va, vb) or k in ANNOTATIONS or k.startswith("x-"):
-                pass
+            elif _json_eq(va, vb) or k in ANNOTATIONS or k not in KNOWN:
+                pass  # equal, an annotation, or an unknown keyword (which constrains nothing)
             else:
                 self.unsupported(ptr, k, f"cannot combine two '{k}' keywords in allOf")
         # cross-object keys: properties of one side under the other's additionalProperties
@@ -1615,11 +1615,28 @@ def _number_spellings(v) -> tuple[bytes, ...]:
 # LALR tables
 
 
+def _productive_rules(rules, is_term) -> list:
+    """The rules whose every symbol derives some terminal string (empty languages pruned)."""
+    productive: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for lhs, rhs in rules:
+            if lhs not in productive and all(is_term(s) or s in productive for s in rhs):
+                productive.add(lhs)
+                changed = True
+    return [(lhs, rhs) for lhs, rhs in rules if lhs in productive and all(is_term(s) or s in productive for s in rhs)]
+
+
 def _to_ir(g: _Grammar, start: str, source) -> CfgIR:
     terms = g.term_keys
-    n_rules = len(g.rules)
+    is_term = lambda s: s.startswith("T") and s[1:].isdigit()  # noqa: E731
+    rules = _productive_rules(g.rules, is_term)
+    if not any(lhs == start for lhs, _ in rules):
+        raise UnsupportedSchema("#", "schema", "the schema accepts no JSON value at all")
+    n_rules = len(rules)
     lark_rules = []
-    for i, (lhs, rhs) in enumerate(g.rules):
+    for i, (lhs, rhs) in enumerate(rules):
         expansion = [LarkTerminal(s) if s.startswith("T") and s[1:].isdigit() else NonTerminal(s) for s in rhs]
         lark_rules.append(Rule(NonTerminal(lhs), expansion, order=i, options=RuleOptions(priority=n_rules - i)))
     conf = ParserConf(lark_rules, {}, [start])
