@@ -75,17 +75,28 @@ class _Lexers:
         chosen: list[int] = [-1]
         alive: list[np.ndarray] = [np.zeros(len(terms), bool)]
         self.starts: list[int] = []
+        # A union state is the tuple of its live components, (terminal, state of its DFA); its
+        # transitions depend on nothing else, so every terminal set shares the states it reaches.
+        # Only the start states are per set, and never a transition target: "at a lexeme
+        # boundary" must stay distinct from "mid-lexeme" even where the components agree.
+        ids: dict[tuple, int] = {}
+        queue: list[tuple] = []
+
+        def describe(tup: tuple) -> None:
+            accepting = [i for i, st in tup if terms[i].dfa.accepting[st]]
+            chosen.append(min(accepting, key=lambda i: (-terms[i].priority, not terms[i].is_string,
+                                                        terms[i].order)) if accepting else -1)
+            live = np.zeros(len(terms), bool)
+            live[[i for i, _ in tup]] = True
+            alive.append(live)
+
         for members in self.sets:
-            base = len(rows)
-            # A union state is the tuple of its live components: (terminal, state of its DFA).
+            self.starts.append(1 + len(queue))
             start = tuple((i, terms[i].dfa.initial) for i in sorted(members))
-            # The start state is never a transition target, even when a lexeme leads back to the
-            # same component states: "at a lexeme boundary" must be told apart from "mid-lexeme".
-            ids: dict[tuple, int] = {}
-            queue = [start]
-            local_rows: list[np.ndarray] = []
-            while len(local_rows) < len(queue):
-                tup = queue[len(local_rows)]
+            queue.append(start)
+            describe(start)
+            while len(rows) - 1 < len(queue):  # state k + 1 is queue[k]; rows[0] is the dead state
+                tup = queue[len(rows) - 1]
                 if len(rows) + len(queue) > max_states:
                     raise LimitExceeded(f"grammar lexer: more than {max_states} states")
                 row = np.zeros(256, np.int32)
@@ -107,19 +118,12 @@ class _Lexers:
                         if key:
                             target = ids.get(key)
                             if target is None:
-                                target = ids[key] = base + len(queue)
+                                target = ids[key] = 1 + len(queue)
                                 queue.append(key)
+                                describe(key)
                             targets[j] = target
                     row = targets[inverse.reshape(-1)]
-                local_rows.append(row)
-                accepting = [i for i, st in tup if terms[i].dfa.accepting[st]]
-                chosen.append(min(accepting, key=lambda i: (-terms[i].priority, not terms[i].is_string,
-                                                            terms[i].order)) if accepting else -1)
-                live = np.zeros(len(terms), bool)
-                live[[i for i, _ in tup]] = True
-                alive.append(live)
-            rows.extend(local_rows)
-            self.starts.append(base)
+                rows.append(row)
         self.table = np.stack(rows)
         self.chosen = np.array(chosen, np.int64)
         self.alive = np.stack(alive)
