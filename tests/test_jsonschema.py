@@ -399,3 +399,10 @@ def test_compile_through_guided_compile(smollm2_vocab, monkeypatch):
     g = guided.compile(spec, smollm2_vocab)
     assert g is guided.compile(JsonSchema({"minimum": 10, "type": "integer"}), smollm2_vocab) or True
     assert g is guided.compile(spec, smollm2_vocab)
+
+
+@pytest.mark.parametrize("schema", [{"$ref": "#"}, {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}},
+                                                   "$ref": "#/$defs/a"}])
+def test_reference_cycles_without_a_schema_are_refused(schema):
+    with pytest.raises(UnsupportedSchema, match="circular reference"):
+        schema_to_ir(JsonSchema(schema))

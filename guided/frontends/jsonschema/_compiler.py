@@ -339,6 +339,7 @@ class _Compiler:
         self.memo: dict[Any, tuple] = {}
         self.referenced: set[str] = set()
         self.in_progress: dict[Any, str] = {}
+        self.ref_chain: set[int] = set()  # bare $ref nodes being resolved (to catch cycles)
         self._validator_cls = None
         self.any_syms: dict[int, str] = {}
 
@@ -829,7 +830,15 @@ class _Compiler:
                     raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {node['$ref']!r} "
                                                          f"({exc.__class__.__name__}); only references inside "
                                                          f"the schema are supported") from None
-                return self.value(resolved.contents, resolved.resolver, f"{ptr}/$ref")
+                # A chain of bare references that comes back to itself never reaches a schema.
+                chain = self.ref_chain
+                if id(node) in chain:
+                    raise UnsupportedSchema(ptr, "$ref", "circular reference with no schema in between")
+                chain.add(id(node))
+                try:
+                    return self.value(resolved.contents, resolved.resolver, f"{ptr}/$ref")
+                finally:
+                    chain.discard(id(node))
             key = ("node", id(node))
             hit = self.memo.get(key)
             if hit is not None:
