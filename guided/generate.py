@@ -29,11 +29,9 @@ import pathlib
 import re
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-import torch
-
 import guided
 from guided.compiler import compile
-from guided.decoding.beam import beam_search, normalized_score
+from guided.decoding.beam import beam_search
 from guided.decoding.constraints import DEFAULT_BUDGET_WINDOW, Constraints, NoAllowedToken
 from guided.decoding.runner import ModelRunner
 from guided.decoding.sampler import Completion, iter_decode

@@ -33,7 +33,7 @@ import re
 import threading
 import typing
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np

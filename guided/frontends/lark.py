@@ -127,6 +127,19 @@ def lark_to_ir(spec: Grammar) -> CfgIR:
     )
 
     table = parser.parser.parser._parse_table
+    tables = lalr_tables(table, index)
+    return CfgIR(
+        terminals=terminals,
+        ignore=frozenset(index[name] for name in parser.lexer_conf.ignore if name in index),
+        start_state=table.start_states[spec.start],
+        end_state=table.end_states[spec.start],
+        source=str(path) if path else text[:200],
+        **tables,
+    )
+
+
+def lalr_tables(table, terminal_index: dict[str, int]) -> dict:
+    """Lark's LALR(1) parse table as `CfgIR` fields (actions, gotos, rules, names)."""
     nonterminals: dict[str, int] = {}
     rules: dict[object, int] = {}
     rule_list: list[tuple[int, int]] = []
@@ -137,8 +150,8 @@ def lark_to_ir(spec: Grammar) -> CfgIR:
         acts: dict[int, int] = {}
         gos: dict[int, int] = {}
         for symbol, (action, arg) in table.states[state].items():
-            if symbol == "$END" or symbol in index:
-                key = END if symbol == "$END" else index[symbol]
+            if symbol == "$END" or symbol in terminal_index:
+                key = END if symbol == "$END" else terminal_index[symbol]
                 if action is Shift:
                     acts[key] = arg
                 else:
@@ -152,16 +165,11 @@ def lark_to_ir(spec: Grammar) -> CfgIR:
                 gos[nonterminals.setdefault(symbol, len(nonterminals))] = arg
         actions.append(acts)
         gotos.append(gos)
-    return CfgIR(
-        terminals=terminals,
-        ignore=frozenset(index[name] for name in parser.lexer_conf.ignore if name in index),
+    return dict(
         actions=tuple(actions),
         gotos=tuple(gotos),
         rules=tuple(rule_list),
         nonterminals=tuple(sorted(nonterminals, key=nonterminals.get)),
-        start_state=table.start_states[spec.start],
-        end_state=table.end_states[spec.start],
-        source=str(path) if path else text[:200],
         rule_names=tuple(rule_names),
     )
 

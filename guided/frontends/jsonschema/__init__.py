@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from guided.frontends.jsonschema._compiler import (

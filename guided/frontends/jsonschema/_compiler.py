@@ -18,27 +18,26 @@ import json
 import math
 import re
 import time
-import warnings
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
 import referencing
 import referencing.exceptions
 import referencing.jsonschema as rjs
 from lark.common import ParserConf
 from lark.exceptions import GrammarError as LarkGrammarError
 from lark.grammar import NonTerminal, Rule, RuleOptions, Terminal as LarkTerminal
-from lark.parsers.lalr_analysis import LALR_Analyzer, Shift
+from lark.parsers.lalr_analysis import LALR_Analyzer
 
 from guided.errors import GuidedError, LimitExceeded, RegexError, SpecError
 from guided.fsm import ByteDFA
 from guided.frontends.jsonschema import _dfa, _numbers, _strings
 from guided.frontends.jsonschema._formats import FORMAT_MAX_LENGTH, FORMATS
 from guided.frontends.regex import Regex, regex_to_dfa
-from guided.ir import END, CfgIR, Terminal
+from guided.frontends.lark import lalr_tables
+from guided.ir import CfgIR, Terminal
 
 
 class UnsupportedSchema(SpecError):
@@ -1664,36 +1663,11 @@ def _to_ir(g: _Grammar, start: str, source) -> CfgIR:
             dfa = g.dfa(key)
         terminals.append(Terminal(name=f"T{i}", dfa=dfa, priority=0, is_string=False, order=i))
     index = {f"T{i}": i for i in range(len(terms))}
-    nonterminals: dict[str, int] = {}
-    rules: dict[object, int] = {}
-    rule_list, rule_names, actions, gotos = [], [], [], []
-    for state in range(len(table.states)):
-        acts, gos = {}, {}
-        for symbol, (action, arg) in table.states[state].items():
-            if symbol == "$END" or symbol in index:
-                key = END if symbol == "$END" else index[symbol]
-                if action is Shift:
-                    acts[key] = arg
-                else:
-                    if arg not in rules:
-                        lhs = nonterminals.setdefault(arg.origin.name, len(nonterminals))
-                        rules[arg] = len(rule_list)
-                        rule_list.append((lhs, len(arg.expansion)))
-                        rule_names.append(str(arg))
-                    acts[key] = -rules[arg] - 1
-            else:
-                gos[nonterminals.setdefault(symbol, len(nonterminals))] = arg
-        actions.append(acts)
-        gotos.append(gos)
     return CfgIR(
         terminals=tuple(terminals),
         ignore=frozenset(),
-        actions=tuple(actions),
-        gotos=tuple(gotos),
-        rules=tuple(rule_list),
-        nonterminals=tuple(sorted(nonterminals, key=nonterminals.get)),
         start_state=table.start_states[start],
         end_state=table.end_states[start],
         source=f"JSON Schema {json.dumps(source)[:180]}",
-        rule_names=tuple(rule_names),
+        **lalr_tables(table, index),
     )
