@@ -200,3 +200,19 @@ def test_constrained_beam_search_on_a_model_is_valid(tiny_model):
                 assert re.fullmatch(pattern, c.text) and c.complete, c.text
             scores = [c.score(1.0) for c in group]
             assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("run", ["decode", "beam"])
+def test_logits_narrower_than_the_vocabulary_are_refused(run):
+    from guided import TokenizerMismatch
+    from guided.decoding import Constraints, beam_search, decode
+    from guided.decoding.fake import TableModel
+
+    vocab = guided.Vocabulary.from_token_bytes([b"a", b"b", b"c", b"<eos>"], eos_token_ids=[3])
+    cons = Constraints.build(vocab, grammar=guided.compile(guided.Regex("a+"), vocab))
+    narrow = TableModel.uniform(2)
+    with pytest.raises(TokenizerMismatch, match="logits have 2 entries"):
+        if run == "decode":
+            decode(narrow, [[0]], cons, guided.SamplingParams(temperature=0), max_new_tokens=2)
+        else:
+            beam_search(narrow, [[0]], cons, num_beams=2, max_new_tokens=2)

@@ -35,7 +35,7 @@ import torch
 
 from guided.decoding.constraints import Constraints, RowConstraints
 from guided.decoding.runner import LogitsSource
-from guided.decoding.sampler import Completion, allowed_mask
+from guided.decoding.sampler import Completion, _token_text, allowed_mask, prefill
 from guided.decoding.stats import GenerationStats
 from guided.sampling.pipeline import LogitsPipeline, SamplingParams
 
@@ -117,11 +117,9 @@ def beam_search(
     stats.rows += len(prompts)
     stats.prompt_tokens += sum(len(p) for p in prompts)
 
-    tp = time.perf_counter()
-    logits = source.prefill(prompts)
-    stats.prefill_seconds += time.perf_counter() - tp
+    logits = prefill(source, prompts, vocab, stats)
     width, device = logits.shape[-1], logits.device
-    pipe = LogitsPipeline(params, prompts, width, device, token_text=lambda t: vocab.token_bytes[t].decode("utf-8", "replace"))
+    pipe = LogitsPipeline(params, prompts, width, device, token_text=_token_text(vocab))
     beams = [_Beam(i, constraints.start(), (), 0.0, b"") for i in range(len(prompts))]
     hyps = [_Hypotheses(num_beams) for _ in prompts]
     done = [False] * len(prompts)

@@ -223,14 +223,8 @@ def iter_decode(
     stats.rows += len(rows)
     stats.prompt_tokens += sum(len(p) for p in prompts)
 
-    tp = time.perf_counter()
-    logits = source.prefill(prompts)
-    stats.prefill_seconds += time.perf_counter() - tp
+    logits = prefill(source, prompts, vocab, stats)
     width, device = logits.shape[-1], logits.device
-    if width < vocab.size:
-        from guided.errors import TokenizerMismatch
-
-        raise TokenizerMismatch(f"the model's logits have {width} entries but the vocabulary has {vocab.size} tokens")
     if generator is None:
         generator = make_generator(seed, device if device.type == "cuda" else torch.device("cpu"))
     pipe = LogitsPipeline(params, prompts, width, device, token_text=_token_text(vocab))
@@ -415,6 +409,20 @@ def _find_stop(data: bytearray, stops: list[bytes], start: int) -> int | None:
         if i >= 0 and (best is None or i < best):
             best = i
     return best
+
+
+def prefill(source: LogitsSource, prompts: Sequence[Sequence[int]], vocab, stats: GenerationStats) -> torch.Tensor:
+    """Run the prompts once (timed into ``stats``); refuse logits narrower than the vocabulary."""
+    tp = time.perf_counter()
+    logits = source.prefill(prompts)
+    stats.prefill_seconds += time.perf_counter() - tp
+    if logits.shape[-1] < vocab.size:
+        from guided.errors import TokenizerMismatch
+
+        raise TokenizerMismatch(
+            f"the model's logits have {logits.shape[-1]} entries but the vocabulary has {vocab.size} tokens"
+        )
+    return logits
 
 
 def _token_text(vocab):

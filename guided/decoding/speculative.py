@@ -74,7 +74,7 @@ import torch
 from guided.decoding.constraints import Constraints, RowConstraints
 from guided.decoding.drafters import Drafter, SyncedSource, make_drafter
 from guided.decoding.runner import LogitsSource
-from guided.decoding.sampler import Completion, _find_stop, _to_bool, _token_text, make_generator
+from guided.decoding.sampler import Completion, _find_stop, _to_bool, _token_text, make_generator, prefill
 from guided.decoding.stats import GenerationStats
 from guided.sampling.pipeline import LogitsPipeline, SamplingParams, sample
 
@@ -287,14 +287,8 @@ def speculative_decode(
     if pad_token_id is None:
         pad_token_id = getattr(source, "pad_token_id", 0)
     target = SyncedSource(source, pad_token_id)
-    tp = time.perf_counter()
-    first_logits = target.prefill(prompts)
-    stats.prefill_seconds += time.perf_counter() - tp
+    first_logits = prefill(target, prompts, vocab, stats)
     width, device = first_logits.shape[-1], first_logits.device
-    if width < vocab.size:
-        from guided.errors import TokenizerMismatch
-
-        raise TokenizerMismatch(f"the model's logits have {width} entries but the vocabulary has {vocab.size} tokens")
     if generator is None:
         generator = make_generator(seed, device if device.type == "cuda" else torch.device("cpu"))
     text = _token_text(vocab)
