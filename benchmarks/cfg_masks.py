@@ -36,7 +36,6 @@ garbage collector paused during timed sections.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import gc
 import io
@@ -59,11 +58,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import guided  # noqa: E402
+from timing import fmt, gc_paused, median, pct, perf_ns  # noqa: E402 (benchmarks/ is on sys.path)
 from guided.engine.bitmask import allocate_bitmask  # noqa: E402
 from guided.engine.token_table import TokenTable  # noqa: E402
 from guided.models import load_tokenizer  # noqa: E402
 
-perf_ns = time.perf_counter_ns
 
 GRAMMARS_DIR = ROOT / "grammars"
 GRAMMARS = ["json", "xml", "sql", "arithmetic", "python_call", "tool_call"]
@@ -488,15 +487,6 @@ def make_documents(name: str, n: int, seed: int) -> list[str]:
 # Statistics and formatting
 
 
-def pct(values: list[int], q: float) -> float:
-    """The ``q``-th percentile (nearest rank) of nanosecond timings, in microseconds."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
-    return ordered[k] / 1000
-
-
 def summary(values: list[int]) -> dict[str, float]:
     return {
         "p50": pct(values, 50),
@@ -506,44 +496,16 @@ def summary(values: list[int]) -> dict[str, float]:
     }
 
 
-def fmt(x: float | None) -> str:
-    if x is None or x != x:
-        return "–"
-    if x >= 100:
-        return f"{x:.0f}"
-    if x >= 10:
-        return f"{x:.1f}"
-    return f"{x:.2f}"
-
-
 def fmt4(s: dict[str, float] | None) -> str:
     if not s:
         return "–"
     return " / ".join(fmt(s[q]) for q in ("p50", "p95", "p99", "max"))
 
 
-def median(xs: list[float | None]) -> float | None:
-    ys = [x for x in xs if x is not None and x == x]
-    return statistics.median(ys) if ys else None
-
-
 def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or a != a or b != b or b == 0:
         return None
     return a / b
-
-
-@contextlib.contextmanager
-def gc_paused():
-    """No garbage collection while timing (as ``timeit`` does): a full collection of this process's
-    objects takes tens of milliseconds and would land on whichever step happens to trigger it."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def allowed(words: np.ndarray, token: int) -> bool:

@@ -30,7 +30,6 @@ Timings use ``time.perf_counter_ns`` on one thread (``torch.set_num_threads(1)``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import gc
 import io
@@ -53,6 +52,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import guided  # noqa: E402
+from timing import fmt, gc_paused, median, pct, perf_ns  # noqa: E402 (benchmarks/ is on sys.path)
 from guided.engine.bitmask import allocate_bitmask  # noqa: E402
 from guided.engine.token_table import TokenTable  # noqa: E402
 from guided.models import load_tokenizer  # noqa: E402
@@ -66,7 +66,6 @@ except ImportError:  # pragma: no cover - Python 3.10
     import sre_constants  # type: ignore[no-redef]
     import sre_parse  # type: ignore[no-redef]
 
-perf_ns = time.perf_counter_ns
 
 CITIES = [
     "New York", "Los Angeles", "Chicago", "Houston", "Phoenix", "Philadelphia", "San Antonio",
@@ -215,27 +214,8 @@ def make_documents(name: str, pattern: str, n: int, seed: int, dfa) -> list[str]
 # Statistics and formatting
 
 
-def pct(values: list[int], q: float) -> float:
-    """The ``q``-th percentile (nearest rank) of nanosecond timings, in microseconds."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
-    return ordered[k] / 1000
-
-
 def summary(values: list[int]) -> dict[str, float]:
     return {"p50": pct(values, 50), "p99": pct(values, 99), "max": (max(values) / 1000 if values else float("nan"))}
-
-
-def fmt(x: float | None) -> str:
-    if x is None or x != x:
-        return "–"
-    if x >= 100:
-        return f"{x:.0f}"
-    if x >= 10:
-        return f"{x:.1f}"
-    return f"{x:.2f}"
 
 
 def fmt3(s: dict[str, float] | None) -> str:
@@ -244,26 +224,8 @@ def fmt3(s: dict[str, float] | None) -> str:
     return f"{fmt(s['p50'])} / {fmt(s['p99'])} / {fmt(s['max'])}"
 
 
-def median(xs: list[float]) -> float | None:
-    xs = [x for x in xs if x is not None and x == x]
-    return statistics.median(xs) if xs else None
-
-
 # ---------------------------------------------------------------------------------------------
 # guided
-
-
-@contextlib.contextmanager
-def gc_paused():
-    """No garbage collection while timing (as ``timeit`` does): a full collection of this process's
-    objects takes tens of milliseconds and would land on whichever step happens to trigger it."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def walk_guided(grammar_for_doc: Callable[[], Any], docs: list[list[int]], bitmask, eos: int):
