@@ -1,0 +1,255 @@
+"""LALR(1) parse tables for generated grammars, built fast enough to run per request.
+
+Lark builds the tables of hand-written grammars (and caches them on disk), but a JSON Schema is
+compiled once per request into a fresh grammar of a few hundred rules, where Lark's analysis
+takes 10-30 ms in pure Python.  This is the same construction, DeRemer and Pennello's LALR(1)
+lookaheads over the LR(0) automaton, on integers: items are ints, terminal sets are int
+bitsets, and conflicts are resolved as Lark resolves them (shift over reduce; between
+reductions, the rule listed first), so the tables are those Lark would build.
+
+>>> t = lalr_tables([("start", ("list",)), ("list", ("NUM",)), ("list", ("list", "COMMA", "NUM"))],
+...                 {"NUM": 0, "COMMA": 1}, "start")
+>>> t.actions[t.start_state][0] >= 0  # NUM is shifted first
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from guided.ir import END
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The `guided.ir.CfgIR` fields of a grammar, plus each state's kernel items."""
+
+    actions: tuple[dict[int, int], ...]
+    gotos: tuple[dict[int, int], ...]
+    rules: tuple[tuple[int, int], ...]
+    nonterminals: tuple[str, ...]
+    rule_names: tuple[str, ...]
+    start_state: int
+    end_state: int
+    kernels: tuple[tuple[tuple[int, int], ...], ...]  # state -> its (rule, dot) kernel items
+
+    def ir_fields(self) -> dict:
+        return dict(actions=self.actions, gotos=self.gotos, rules=self.rules, nonterminals=self.nonterminals,
+                    rule_names=self.rule_names, start_state=self.start_state, end_state=self.end_state)
+
+
+def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, int], start: str) -> Tables:
+    """Tables for ``rules`` (lhs, right-hand side); symbols in ``terminals`` are terminals, mapped to ids.
+
+    Earlier rules win reduce/reduce conflicts; shifts win shift/reduce conflicts.
+    """
+    names = list(dict.fromkeys([start] + [lhs for lhs, _ in rules]))
+    nt_id = {name: i for i, name in enumerate(names)}
+    n_nt = len(names)
+    # Symbols: terminal t -> t, nonterminal A -> BIAS + A; END gets bit END_BIT in terminal sets.
+    bias = max(terminals.values(), default=-1) + 2
+    end_bit = bias - 1
+    rhs_syms: list[tuple[int, ...]] = []
+    lhs_of: list[int] = []
+    for lhs, rhs in rules:
+        lhs_of.append(nt_id[lhs])
+        syms = []
+        for s in rhs:
+            if s in terminals:
+                syms.append(terminals[s])
+            elif s in nt_id:
+                syms.append(bias + nt_id[s])
+            else:
+                raise ValueError(f"symbol {s!r} is neither a terminal nor defined by a rule")
+        rhs_syms.append(tuple(syms))
+    # The augmented rule: accept = the start symbol shifted from the start state.
+    aug = len(rules)
+    lhs_of.append(n_nt)
+    rhs_syms.append((bias + nt_id[start],))
+    by_lhs: list[list[int]] = [[] for _ in range(n_nt + 1)]
+    for r, lhs in enumerate(lhs_of):
+        by_lhs[lhs].append(r)
+
+    nullable = [False] * (n_nt + 1)
+    changed = True
+    while changed:
+        changed = False
+        for r, syms in enumerate(rhs_syms):
+            if not nullable[lhs_of[r]] and all(s >= bias and nullable[s - bias] for s in syms):
+                nullable[lhs_of[r]] = changed = True
+
+    # Rules whose start items join a closure when a nonterminal is next (transitively).
+    closure_of: list[tuple[int, ...]] = []
+    for a in range(n_nt + 1):
+        seen = {a}
+        todo = [a]
+        found: list[int] = []
+        while todo:
+            x = todo.pop()
+            for r in by_lhs[x]:
+                found.append(r)
+                syms = rhs_syms[r]
+                if syms and syms[0] >= bias and syms[0] - bias not in seen:
+                    seen.add(syms[0] - bias)
+                    todo.append(syms[0] - bias)
+        closure_of.append(tuple(found))
+
+    # -- the LR(0) automaton -----------------------------------------------------------------
+    kernels: list[tuple[tuple[int, int], ...]] = [((aug, 0),)]
+    state_of: dict[tuple, int] = {kernels[0]: 0}
+    transitions: list[dict[int, int]] = []
+    completed: list[list[int]] = []  # state -> rules whose item is complete in it
+    i = 0
+    while i < len(kernels):
+        items = list(kernels[i])
+        added: set[int] = set()
+        for r, dot in kernels[i]:
+            syms = rhs_syms[r]
+            if dot < len(syms) and syms[dot] >= bias:
+                for r2 in closure_of[syms[dot] - bias]:
+                    if r2 not in added:
+                        added.add(r2)
+                        items.append((r2, 0))
+        moves: dict[int, list[tuple[int, int]]] = {}
+        done = []
+        for r, dot in items:
+            syms = rhs_syms[r]
+            if dot < len(syms):
+                moves.setdefault(syms[dot], []).append((r, dot + 1))
+            else:
+                done.append(r)
+        row = {}
+        for sym, kernel in moves.items():
+            key = tuple(sorted(kernel))
+            target = state_of.get(key)
+            if target is None:
+                target = state_of[key] = len(kernels)
+                kernels.append(key)
+            row[sym] = target
+        transitions.append(row)
+        completed.append(done)
+        i += 1
+    n_states = len(kernels)
+
+    # -- lookaheads (DeRemer & Pennello) -----------------------------------------------------
+    # Nonterminal transitions (p, A) are numbered; each gets Read and Follow terminal bitsets.
+    nt_trans: dict[tuple[int, int], int] = {}
+    for p in range(n_states):
+        for sym in transitions[p]:
+            if sym >= bias:
+                nt_trans[(p, sym)] = len(nt_trans)
+    pairs = list(nt_trans)
+    direct = [0] * len(pairs)
+    reads: list[list[int]] = [[] for _ in pairs]
+    for x, (p, sym) in enumerate(pairs):
+        r = transitions[p][sym]
+        bits = 0
+        for s2, _ in transitions[r].items():
+            if s2 < bias:
+                bits |= 1 << s2
+            elif nullable[s2 - bias]:
+                reads[x].append(nt_trans[(r, s2)])
+        direct[x] = bits
+    direct[nt_trans[(0, bias + nt_id[start])]] |= 1 << end_bit
+    read_sets = _digraph(direct, reads)
+
+    includes: list[list[int]] = [[] for _ in pairs]
+    lookback: dict[tuple[int, int], list[int]] = {}
+    for x, (p, sym) in enumerate(pairs):
+        for r in by_lhs[sym - bias]:
+            syms = rhs_syms[r]
+            q = p
+            for k, s in enumerate(syms):
+                if s >= bias and all(t >= bias and nullable[t - bias] for t in syms[k + 1:]):
+                    includes[nt_trans[(q, s)]].append(x)
+                q = transitions[q][s]
+            lookback.setdefault((q, r), []).append(x)
+    follow = _digraph(read_sets, includes)
+
+    # -- the action table ----------------------------------------------------------------------
+    actions: list[dict[int, int]] = []
+    gotos: list[dict[int, int]] = []
+    for p in range(n_states):
+        acts: dict[int, int] = {}
+        gos: dict[int, int] = {}
+        for sym, target in transitions[p].items():
+            if sym >= bias:
+                gos[sym - bias] = target
+            else:
+                acts[sym] = target
+        # Lowest rule index first, so an earlier rule wins each reduce/reduce conflict.
+        for r in sorted(completed[p]):
+            if r == aug:
+                continue
+            bits = 0
+            for x in lookback.get((p, r), ()):
+                bits |= follow[x]
+            while bits:
+                low = bits & -bits
+                t = low.bit_length() - 1
+                bits ^= low
+                key = END if t == end_bit else t
+                if key not in acts:
+                    acts[key] = -r - 1
+        actions.append(acts)
+        gotos.append(gos)
+    start_state = 0
+    return Tables(
+        actions=tuple(actions),
+        gotos=tuple(gotos),
+        rules=tuple((lhs_of[r], len(rhs_syms[r])) for r in range(len(rules))),
+        nonterminals=tuple(names),
+        rule_names=tuple(f"<{lhs} : {' '.join(rhs)}>" for lhs, rhs in rules),
+        start_state=start_state,
+        end_state=transitions[start_state][bias + nt_id[start]],
+        kernels=tuple(kernels),
+    )
+
+
+def _digraph(base: list[int], edges: list[list[int]]) -> list[int]:
+    """F(x) = base(x) | F(y) for every edge x -> y; a strongly connected part shares one set.
+
+    DeRemer and Pennello's traversal (Tarjan's), iterative so that deep grammars do not reach
+    Python's recursion limit.
+    """
+    n = len(base)
+    result = list(base)
+    mark = [0] * n
+    done = n + 1
+    stack: list[int] = []
+    for root in range(n):
+        if mark[root]:
+            continue
+        stack.append(root)
+        mark[root] = len(stack)
+        frames = [[root, len(stack), 0]]
+        while frames:
+            frame = frames[-1]
+            x, height, k = frame
+            out = edges[x]
+            if k < len(out):
+                frame[2] = k + 1
+                y = out[k]
+                if not mark[y]:
+                    stack.append(y)
+                    mark[y] = len(stack)
+                    frames.append([y, len(stack), 0])
+                    continue
+                if mark[y] < mark[x]:
+                    mark[x] = mark[y]
+                result[x] |= result[y]
+                continue
+            frames.pop()
+            if mark[x] == height:
+                while True:
+                    z = stack.pop()
+                    mark[z] = done
+                    result[z] = result[x]
+                    if z == x:
+                        break
+            if frames:
+                parent = frames[-1][0]
+                if mark[x] < mark[parent]:
+                    mark[parent] = mark[x]
+                result[parent] |= result[x]
+    return result
