@@ -22,45 +22,47 @@ def is_empty(dfa: ByteDFA) -> bool:
 
 
 def _product(a: ByteDFA, b: ByteDFA, accept, max_states: int, what: str, keep_dead_b: bool) -> ByteDFA:
+    """The reachable pairs of ``a`` x ``b``, built breadth-first one whole level at a time."""
     if a.initial == DEAD:
         return EMPTY
     nb = b.num_states
     ta, tb = a.transitions, b.transitions
-    start = (a.initial, b.initial)
-    index = {start: 1}
-    order = [start]
-    rows = [np.zeros(256, np.int32)]
+    start = a.initial * nb + b.initial
+    ids = {start: 1}
+    pairs = [start]
+    rows = [np.zeros((1, 256), np.int32)]
     deadline = time.monotonic() + 30.0
-    i = 0
-    while i < len(order):
-        sa, sb = order[i]
-        i += 1
-        if len(order) > max_states:
-            raise LimitExceeded(f"{what}: more than {max_states} automaton states")
-        if i % 512 == 0 and time.monotonic() > deadline:
+    frontier = np.array([start], np.int64)
+    while frontier.size:
+        if time.monotonic() > deadline:
             raise LimitExceeded(f"{what}: construction took too long")
-        ra = ta[sa].astype(np.int64)
-        rb = tb[sb].astype(np.int64)
+        ra = ta[frontier // nb].astype(np.int64)
+        rb = tb[frontier % nb].astype(np.int64)
         keys = ra * nb + rb
         valid = ra != DEAD
         if not keep_dead_b:
             valid &= rb != DEAD
-        row = np.zeros(256, np.int32)
-        if valid.any():
-            uniq, inverse = np.unique(keys[valid], return_inverse=True)
-            targets = np.empty(len(uniq), np.int32)
-            for j, k in enumerate(uniq.tolist()):
-                pair = (k // nb, k % nb)
-                t = index.get(pair)
-                if t is None:
-                    t = index[pair] = len(order) + 1
-                    order.append(pair)
-                targets[j] = t
-            row[valid] = targets[inverse]
+        targets = np.unique(keys[valid])
+        fresh = []
+        for key in targets.tolist():
+            if key not in ids:
+                ids[key] = len(pairs) + 1
+                pairs.append(key)
+                fresh.append(key)
+        if len(pairs) > max_states:
+            raise LimitExceeded(f"{what}: more than {max_states} automaton states")
+        target_ids = np.array([ids[k] for k in targets.tolist()], np.int32)
+        row = np.zeros(keys.shape, np.int32)
+        if targets.size:
+            row[valid] = target_ids[np.searchsorted(targets, keys[valid])]
         rows.append(row)
-    acc = np.zeros(len(order) + 1, bool)
-    acc[1:] = [accept(bool(a.accepting[x]), bool(b.accepting[y]) if y else False) for x, y in order]
-    return fast_trim(np.stack(rows), acc, initial=1)
+        frontier = np.array(fresh, np.int64)
+    keys = np.array(pairs, np.int64)
+    acc_a = a.accepting[keys // nb]
+    acc_b = b.accepting[keys % nb] & (keys % nb != DEAD)
+    acc = np.zeros(len(pairs) + 1, bool)
+    acc[1:] = [accept(x, y) for x, y in zip(acc_a.tolist(), acc_b.tolist())]
+    return fast_trim(np.concatenate(rows), acc, initial=1)
 
 
 def intersect(a: ByteDFA, b: ByteDFA, max_states: int = 200_000, what: str = "intersection") -> ByteDFA:
@@ -126,12 +128,39 @@ def union_dfas(parts: list[ByteDFA], max_states: int = 200_000, what: str = "ter
         return EMPTY
     if len(parts) == 1:
         return parts[0]
+    firsts = np.stack([p.transitions[p.initial] != DEAD for p in parts])
+    if (firsts.sum(axis=0) <= 1).all():
+        return _disjoint_union(parts)
     nfa = ByteNFA()
     end = nfa.add_state()
     for p in parts:
         embed(nfa, p, nfa.start, end)
     nfa.accepting.add(end)
     return determinize(nfa, Limits(max_states, 30.0), what=what)
+
+
+def _disjoint_union(parts: list[ByteDFA]) -> ByteDFA:
+    """The union of automata whose first bytes differ: side by side under a new initial state.
+
+    After the first byte only one part is alive, so no subset construction is needed.  The old
+    initial states stay (unreachable unless re-entered).
+    """
+    total = 1 + sum(p.num_states - 1 for p in parts) + 1
+    table = np.zeros((total, 256), np.int32)
+    accepting = np.zeros(total, bool)
+    initial = total - 1
+    base = 0  # part state s > 0 goes to s + base
+    for p in parts:
+        n = p.num_states - 1
+        rows = p.transitions[1:]
+        table[base + 1:base + 1 + n] = np.where(rows != DEAD, rows + base, DEAD)
+        accepting[base + 1:base + 1 + n] = p.accepting[1:]
+        first = table[base + p.initial]
+        live = first != DEAD
+        table[initial, live] = first[live]
+        accepting[initial] |= bool(p.accepting[p.initial])
+        base += n
+    return ByteDFA(transitions=table, accepting=accepting, initial=initial)
 
 
 def literal_dfa(data: bytes) -> ByteDFA:
@@ -168,43 +197,52 @@ def sample_strings(dfa: ByteDFA, limit: int = 3, max_len: int = 64) -> list[byte
     return out
 
 
+def _edges(transitions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct-enough (source, target) edges: one per run of equal targets along the byte axis."""
+    runs = transitions != DEAD
+    runs[:, 1:] &= transitions[:, 1:] != transitions[:, :-1]
+    runs[DEAD] = False
+    src, col = np.nonzero(runs)
+    return src, transitions[src, col].astype(np.int64)
+
+
+def _search(src: np.ndarray, dst: np.ndarray, n: int, seeds: np.ndarray) -> np.ndarray:
+    """States reachable from ``seeds`` along the edges (``src`` sorted), one frontier at a time."""
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=offsets[1:])
+    seen = np.zeros(n, bool)
+    seen[seeds] = True
+    frontier = np.unique(seeds)
+    while frontier.size:
+        first, count = offsets[frontier], offsets[frontier + 1] - offsets[frontier]
+        total = int(count.sum())
+        if not total:
+            break
+        idx = np.repeat(first - np.cumsum(count) + count, count) + np.arange(total)
+        nxt = dst[idx]
+        nxt = np.unique(nxt[~seen[nxt]])
+        seen[nxt] = True
+        frontier = nxt
+    return seen
+
+
 def fast_trim(transitions: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDFA:
-    """`guided.fsm.trim` by graph search instead of a dense fixpoint (fast on long chains)."""
+    """`guided.fsm.trim` by two vectorised graph searches instead of a dense fixpoint."""
     n = transitions.shape[0]
-    src = np.repeat(np.arange(n), 256)
-    dst = transitions.reshape(-1).astype(np.int64)
-    keep = (dst != DEAD) & (src != DEAD)
-    pairs = np.unique(src[keep] * n + dst[keep])
-    s_arr, d_arr = pairs // n, pairs % n
-    preds: dict[int, list[int]] = {}
-    for s, d in zip(s_arr.tolist(), d_arr.tolist()):
-        preds.setdefault(d, []).append(s)
-    live = np.zeros(n, bool)
-    stack = [int(s) for s in np.flatnonzero(accepting) if s != DEAD]
-    for s in stack:
-        live[s] = True
-    while stack:
-        d = stack.pop()
-        for s in preds.get(d, ()):
-            if not live[s]:
-                live[s] = True
-                stack.append(s)
-    succs: dict[int, list[int]] = {}
-    for s, d in zip(s_arr.tolist(), d_arr.tolist()):
-        succs.setdefault(s, []).append(d)
-    reach = np.zeros(n, bool)
-    if initial != DEAD and live[initial]:
-        reach[initial] = True
-        stack = [initial]
-        while stack:
-            s = stack.pop()
-            for d in succs.get(s, ()):
-                if live[d] and not reach[d]:
-                    reach[d] = True
-                    stack.append(d)
-    if not reach.any():
+    if initial == DEAD:
         return EMPTY
-    order = np.flatnonzero(reach)
+    src, dst = _edges(transitions)
+    reach = _search(src, dst, n, np.array([initial]))
+    finals = np.flatnonzero(accepting & reach)
+    finals = finals[finals != DEAD]
+    if not finals.size:
+        return EMPTY
+    keep = reach[src]
+    back = np.argsort(dst[keep], kind="stable")
+    live = _search(dst[keep][back], src[keep][back], n, finals)
+    keep_states = reach & live
+    keep_states[DEAD] = False
+    order = np.flatnonzero(keep_states)
     order = np.concatenate([[initial], order[order != initial]])
     new_id = np.zeros(n, np.int32)
     new_id[order] = np.arange(1, len(order) + 1, dtype=np.int32)

@@ -338,18 +338,71 @@ def regex_content(regex: str, max_states: int = 100_000) -> ByteDFA:
     return _content_dfa(lambda n, s, e: fullmatch_nfa(n, regex, s, e), max_states, f"regex {regex!r}")
 
 
+def _spellings(ch: str) -> list[tuple[tuple[int, ...], ...]]:
+    """Every JSON spelling of one character, as sequences of byte choices (hex letters in either case)."""
+    cp = ord(ch)
+
+    def hex4(value: int) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(sorted({ord(c) for c in (f"{value:04x}"[k], f"{value:04X}"[k])})) for k in range(4))
+
+    out = []
+    if cp >= 0x20 and ch not in '"\\':
+        out.append(tuple((b,) for b in ch.encode("utf-8")))
+    if cp in _SHORT_ESCAPES:
+        out.append(((0x5C,), (_SHORT_ESCAPES[cp],)))
+    if cp < 0x10000:
+        out.append(((0x5C,), (ord("u"),)) + hex4(cp))
+    else:
+        high, low = 0xD800 + ((cp - 0x10000) >> 10), 0xDC00 + ((cp - 0x10000) & 0x3FF)
+        out.append(((0x5C,), (ord("u"),)) + hex4(high) + ((0x5C,), (ord("u"),)) + hex4(low))
+    return out
+
+
 @lru_cache(maxsize=8192)
 def literal_content(text: str) -> ByteDFA:
     """Every JSON spelling of the content of the string ``text``."""
-    def build(nfa, s, e):
-        state = s
-        for i, ch in enumerate(text):
-            nxt = e if i == len(text) - 1 else nfa.add_state()
-            add_json_chars(nfa, state, nxt, [(ord(ch), ord(ch))])
-            state = nxt
-        if not text:
-            nfa.add_epsilon(s, e)
-    return _content_dfa(build, 100_000, "string literal")
+    return literals_content((text,))
+
+
+@lru_cache(maxsize=1024)
+def literals_content(texts: tuple[str, ...]) -> ByteDFA:
+    """Every JSON spelling of the content of any of ``texts``, built directly as a trie.
+
+    A trie node is a decoded prefix plus the bytes of the current character spelled so far.
+    No subset construction is needed: the spellings of one character never share a first byte
+    except through the backslash (then ``u`` or one escape letter), and UTF-8 and the escapes
+    are prefix-free, so two characters' spellings part before either ends.
+    """
+    rows: list[np.ndarray] = [np.zeros(256, np.int32)]
+    accepting = [False]
+
+    def state() -> int:
+        rows.append(np.zeros(256, np.int32))
+        accepting.append(False)
+        return len(rows) - 1
+
+    at_boundary = {"": state()}
+    inside: dict[tuple, int] = {}
+    for text in sorted(set(texts)):
+        prefix = ""
+        for ch in text:
+            target = at_boundary.get(prefix + ch)
+            if target is None:
+                target = at_boundary[prefix + ch] = state()
+            for spelling in _spellings(ch):
+                at = at_boundary[prefix]
+                for k, options in enumerate(spelling):
+                    if k == len(spelling) - 1:
+                        nxt = target
+                    else:
+                        nxt = inside.get((prefix, spelling[:k + 1]))
+                        if nxt is None:
+                            nxt = inside[(prefix, spelling[:k + 1])] = state()
+                    rows[at][list(options)] = nxt
+                    at = nxt
+            prefix += ch
+        accepting[at_boundary[text]] = True
+    return ByteDFA(transitions=np.stack(rows), accepting=np.array(accepting), initial=1)
 
 
 @lru_cache(maxsize=1)
@@ -411,33 +464,35 @@ def any_content() -> ByteDFA:
 # --- direct constructions on DFAs ---------------------------------------------------------------
 
 def concat_fast(a: ByteDFA, b: ByteDFA) -> ByteDFA:
-    """``a`` then ``b`` when no accepting state of ``a`` has a move on a first byte of ``b``."""
+    """``a`` then ``b`` when no accepting state of ``a`` has a move on a first byte of ``b``.
+
+    Both parts are trimmed, so every state of the result stays live and all but ``b``'s initial
+    state stay reachable; that one is kept even when nothing re-enters it (an unreachable state
+    costs nothing, renumbering the table to drop it would cost a copy).
+    """
     if a.initial == DEAD or b.initial == DEAD:
         from guided.frontends.jsonschema._dfa import EMPTY
         return EMPTY
-    na = a.num_states
-    table = np.zeros((na + b.num_states, 256), np.int32)
-    table[:na] = a.transitions
-    bt = b.transitions.copy()
-    bt[bt != 0] += na
-    table[na:] = bt
-    table[na] = 0  # b's dead state stays dead (row na is b's state 0)
     first = b.transitions[b.initial]
     cols = np.flatnonzero(first)
     acc_a = np.flatnonzero(a.accepting)
     if (a.transitions[np.ix_(acc_a, cols)] != 0).any():
         from guided.frontends.jsonschema._dfa import concat_dfas
         return concat_dfas([a, b])
+    na = a.num_states
+    shift = na - 1  # b's state s > 0 becomes s + shift; its dead state merges with a's
+    table = np.empty((na + b.num_states - 1, 256), np.int32)
+    table[:na] = a.transitions
+    bt = b.transitions[1:]
+    table[na:] = np.where(bt != DEAD, bt + shift, DEAD)
+    entry = np.where(first[cols] != DEAD, first[cols] + shift, DEAD)
     for s in acc_a.tolist():
-        table[s, cols] = first[cols] + na
-    acc = np.zeros(na + b.num_states, bool)
-    acc[na:] = b.accepting
-    acc[na] = False
+        table[s, cols] = entry
+    acc = np.zeros(table.shape[0], bool)
+    acc[na:] = b.accepting[1:]
     if b.accepting[b.initial]:
         acc[:na] = a.accepting
-    # remap dead state of b (index na) -> 0
-    table[table == na] = 0
-    return _trim(table, acc, initial=a.initial)
+    return ByteDFA(transitions=table, accepting=acc, initial=a.initial)
 
 
 def quoted(content: ByteDFA) -> ByteDFA:
@@ -457,21 +512,14 @@ def with_ws(dfa: ByteDFA, n: int) -> ByteDFA:
     init_row = dfa.transitions[dfa.initial]
     ws = [9, 10, 13, 32]
     assert not init_row[ws].any()
-    # ws states m .. m+n-1 : state m+k has read k whitespace bytes (k>=1); the initial reads 0
-    new_initial = m  # read 0
-    for k in range(n + 1):
-        s = dfa.initial if k == n else m + k
-        if k == n:
-            break
-        table[s] = init_row
-        nxt = m + k + 1 if k + 1 < n else None
-        if nxt is not None:
-            table[s, ws] = nxt
-        else:
-            table[s, ws] = dfa.initial + 0  # placeholder; fixed below
-    # The last whitespace byte leads to a copy of the initial row that has no more whitespace:
-    # the original initial state itself (its whitespace columns are dead).
+    # State m + k has read k whitespace bytes; after the n-th only ``dfa``'s own initial state
+    # is left, whose whitespace columns are dead.
+    new_initial = m
+    for k in range(n):
+        table[m + k] = init_row
+        table[m + k, ws] = m + k + 1 if k + 1 < n else dfa.initial
     acc = np.zeros(m + n, bool)
     acc[:m] = dfa.accepting
     acc[m:] = dfa.accepting[dfa.initial]
-    return _trim(table, acc, initial=new_initial)
+    # Every whitespace state leads into ``dfa``, which is trimmed: nothing to trim.
+    return ByteDFA(transitions=table, accepting=acc, initial=new_initial)
