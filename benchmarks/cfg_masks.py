@@ -622,7 +622,7 @@ def bench_guided(name: str, vocab, docs: list[list[int]], eos: int, repeat: int,
     warm_mask, warm_adv, _, _ = walk_guided(lambda: shared, docs, bitmask, eos)
     return {
         "lr_states": g.ir.num_states,
-        "lexer_states": int(g.lexers.table.shape[0]),
+        "lexer_states": int(g.lexers.size),
         "terminals": len(g.ir.terminals),
         "compile_ms": statistics.median(compile_ns) / 1e6,
         "compile_ns": compile_ns,

@@ -491,14 +491,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", default=None, help="write a PNG chart here")
     ap.add_argument("--json", default=None, help="write per-case results here")
     ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--report-from", default=None, help="print the report (and --plot) from a --json file, no run")
+    ap.add_argument("--report-from", nargs="+", default=None, metavar="JSON",
+                    help="print the report (and --plot) from --json files, no run; several files (runs of "
+                         "different engines on the same cases) are reported side by side")
     args = ap.parse_args(argv)
     if args.report_from:
-        saved = json.loads(pathlib.Path(args.report_from).read_text())
-        runs = saved["runs"]
+        runs = [run for path in args.report_from for run in json.loads(pathlib.Path(path).read_text())["runs"]]
+        if len({tuple(sorted(r["case"] for r in run["results"])) for run in runs}) > 1:
+            ap.error("the --report-from files hold runs over different cases")
         summaries = [summarize(r) for r in runs]
         n = len(runs[0]["results"]) if runs else 0
-        header = f"MaskBench: {n} cases, from {args.report_from}"
+        header = f"MaskBench: {n} cases, from {', '.join(args.report_from)}"
         print(report(summaries, runs, header))
         if args.plot:
             plot(summaries, args.plot, header)

@@ -43,6 +43,14 @@ class CfgIR:
     end_state: int
     source: str = ""
     rule_names: tuple[str, ...] = field(default=())
+    # May an ignored lexeme directly follow another of the same terminal?  Lark's lexer allows
+    # it; the JSON Schema front-end does not, so that each whitespace run is one bounded lexeme.
+    ignore_repeats: bool = True
+    no_ignore_states: frozenset[int] = frozenset()  # parser states where nothing is ignored
+    # A nesting bound the tables cannot express: at most ``max_nesting`` of the parser states in
+    # ``nesting_states`` (those just after an opening bracket) on the stack at once; 0: none.
+    nesting_states: frozenset[int] = frozenset()
+    max_nesting: int = 0
 
     @property
     def num_states(self) -> int:

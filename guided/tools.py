@@ -339,4 +339,8 @@ def wrap_calls(inner: CfgIR, fmt: ToolFormat, *, parallel: bool, free_text: bool
         terminals=tuple(terminals), ignore=inner.ignore, actions=tuple(actions), gotos=tuple(gotos),
         rules=tuple(rules), nonterminals=tuple(nonterminals), start_state=initial, end_state=final,
         source=f"tool calls {fmt.open}...{fmt.close}: {inner.source[:150]}", rule_names=tuple(rule_names),
+        ignore_repeats=inner.ignore_repeats, nesting_states=inner.nesting_states, max_nesting=inner.max_nesting,
+        # The call's whitespace is ignored inside the call only; around the tags the tag
+        # terminals decide.
+        no_ignore_states=frozenset(range(initial, len(actions))),
     )

@@ -49,87 +49,163 @@ INTERN_LIMIT = 200_000
 class _Stack:
     """An interned node of a persistent LR stack."""
 
-    __slots__ = ("state", "parent", "uid", "feeds", "viable", "__weakref__")
+    __slots__ = ("state", "parent", "uid", "depth", "feeds", "viable", "__weakref__")
 
-    def __init__(self, state: int, parent: "_Stack | None", uid: int):
+    def __init__(self, state: int, parent: "_Stack | None", uid: int, depth: int):
         self.state = state
         self.parent = parent
         self.uid = uid
+        self.depth = depth  # nodes of `CfgIR.nesting_states` in the stack
         self.feeds: dict[int, _Stack | None | bool] = {}
         self.viable: np.ndarray | None | bool = False  # False: not computed yet
 
 
 class _Lexers:
-    """Union DFAs of every contextual terminal set, packed into one global transition table."""
+    """Union DFAs of the contextual terminal sets, packed into one global transition table.
+
+    A set's states are built the first time a parser state that uses it is reached (`start`),
+    so compiling a grammar costs nothing per context and a request pays only for the contexts
+    it visits.  Rows are only ever appended and a built row never changes, so arrays read
+    before a later `start` stay valid for every state they already held.
+    """
 
     def __init__(self, ir: CfgIR, max_states: int):
-        terms = ir.terminals
-        self.num_terminals = len(terms)
+        self.terminals = ir.terminals
+        self.num_terminals = len(self.terminals)
+        self.max_states = max_states
         sets: dict[frozenset[int], int] = {}
         self.set_of_state: list[int] = []
-        for acts in ir.actions:
-            key = frozenset(t for t in acts if t != END) | ir.ignore
+        self.set_after_ignore: list[int] = []  # the same without the ignored terminals
+        for state, acts in enumerate(ir.actions):
+            key = frozenset(t for t in acts if t != END)
+            if state not in ir.no_ignore_states:
+                key |= ir.ignore
             self.set_of_state.append(sets.setdefault(key, len(sets)))
+            if not ir.ignore_repeats:
+                key -= ir.ignore
+            self.set_after_ignore.append(sets.setdefault(key, len(sets)))
         self.sets = list(sets)
-        rows: list[np.ndarray] = [np.zeros(256, np.int32)]
-        chosen: list[int] = [-1]
-        alive: list[np.ndarray] = [np.zeros(len(terms), bool)]
-        self.starts: list[int] = []
+        self._starts: list[int | None] = [None] * len(self.sets)
+        self.start_states: set[int] = set()  # lexeme boundaries
         # A union state is the tuple of its live components, (terminal, state of its DFA); its
         # transitions depend on nothing else, so every terminal set shares the states it reaches.
         # Only the start states are per set, and never a transition target: "at a lexeme
         # boundary" must stay distinct from "mid-lexeme" even where the components agree.
-        ids: dict[tuple, int] = {}
-        queue: list[tuple] = []
+        self._ids: dict[tuple, int] = {}
+        # A single live terminal stays single: its states are its own DFA's, laid out as one
+        # block of rows (DFA state s at base + s - 1) the first time one of them is reached.
+        self._block: dict[int, int] = {}
+        self.size = 1  # rows in use; row 0 is the dead state
+        self.table = np.zeros((64, 256), np.int32)
+        self.chosen = np.full(64, -1, np.int64)
+        self.alive = np.zeros((64, self.num_terminals), bool)
+        self._lock = threading.RLock()
 
-        def describe(tup: tuple) -> None:
-            accepting = [i for i, st in tup if terms[i].dfa.accepting[st]]
-            chosen.append(min(accepting, key=lambda i: (-terms[i].priority, not terms[i].is_string,
-                                                        terms[i].order)) if accepting else -1)
-            live = np.zeros(len(terms), bool)
-            live[[i for i, _ in tup]] = True
-            alive.append(live)
+    def start(self, lr_state: int, after_ignore: bool = False) -> int:
+        """The lexer state at a lexeme boundary in ``lr_state`` (its terminal set built on first use).
 
-        for members in self.sets:
-            self.starts.append(1 + len(queue))
-            start = tuple((i, terms[i].dfa.initial) for i in sorted(members))
-            queue.append(start)
-            describe(start)
-            while len(rows) - 1 < len(queue):  # state k + 1 is queue[k]; rows[0] is the dead state
-                tup = queue[len(rows) - 1]
-                if len(rows) + len(queue) > max_states:
-                    raise LimitExceeded(f"grammar lexer: more than {max_states} states")
-                row = np.zeros(256, np.int32)
-                if tup:
-                    dfas = [terms[i].dfa for i, _ in tup]
-                    nxt = np.stack([d.transitions[st] for d, (_, st) in zip(dfas, tup)])
-                    # Distinct successor tuples: one vectorised unique over the 256 columns, each
-                    # column packed into one int64 by mixed radix when the sizes allow it.
-                    sizes = [d.num_states for d in dfas]
-                    if float(np.prod(sizes, dtype=np.float64)) < 2.0 ** 62:
-                        radix = np.cumprod([1] + sizes[:-1], dtype=np.int64)
-                        _, first, inverse = np.unique(radix @ nxt, return_index=True, return_inverse=True)
-                        columns = nxt.T[first]
-                    else:
-                        columns, inverse = np.unique(nxt.T, axis=0, return_inverse=True)
-                    targets = np.zeros(len(columns), np.int32)
-                    for j, col in enumerate(columns.tolist()):
-                        key = tuple((i, st) for (i, _), st in zip(tup, col) if st)
-                        if key:
-                            target = ids.get(key)
-                            if target is None:
-                                target = ids[key] = 1 + len(queue)
-                                queue.append(key)
-                                describe(key)
-                            targets[j] = target
-                    row = targets[inverse.reshape(-1)]
-                rows.append(row)
-        self.table = np.stack(rows)
-        self.chosen = np.array(chosen, np.int64)
-        self.alive = np.stack(alive)
+        ``after_ignore``: the lexeme just ended was an ignored one (see `CfgIR.ignore_repeats`).
+        """
+        members = (self.set_after_ignore if after_ignore else self.set_of_state)[lr_state]
+        start = self._starts[members]
+        if start is None:
+            with self._lock:
+                start = self._starts[members]
+                if start is None:
+                    start = self._build(self.sets[members])
+                    self.start_states.add(start)
+                    self._starts[members] = start
+        return start
 
-    def start(self, lr_state: int) -> int:
-        return self.starts[self.set_of_state[lr_state]]
+    def build_all(self) -> None:
+        """Build every context's states now (for callers that keep the arrays)."""
+        for lr_state in range(len(self.set_of_state)):
+            self.start(lr_state)
+            self.start(lr_state, after_ignore=True)
+
+    def _reserve(self, rows: int) -> int:
+        """Room for ``rows`` more states; their first index."""
+        first = self.size
+        need = first + rows
+        if need > self.max_states:
+            raise LimitExceeded(f"grammar lexer: more than {self.max_states} states")
+        if need > self.table.shape[0]:
+            capacity = max(need, 2 * self.table.shape[0])
+            table = np.zeros((capacity, 256), np.int32)
+            table[:first] = self.table[:first]
+            chosen = np.full(capacity, -1, np.int64)
+            chosen[:first] = self.chosen[:first]
+            alive = np.zeros((capacity, self.num_terminals), bool)
+            alive[:first] = self.alive[:first]
+            # Publish the copies before the references: readers may hold either.
+            self.table, self.chosen, self.alive = table, chosen, alive
+        self.size = need
+        return first
+
+    def _single(self, term: int, dfa_state: int) -> int:
+        base = self._block.get(term)
+        if base is None:
+            dfa = self.terminals[term].dfa
+            n = dfa.num_states - 1
+            base = self._block[term] = self._reserve(n) - 1
+            rows = dfa.transitions[1:]
+            self.table[base + 1:base + 1 + n] = np.where(rows != DEAD, rows + base, DEAD)
+            self.chosen[base + 1:base + 1 + n] = np.where(dfa.accepting[1:], term, -1)
+            self.alive[base + 1:base + 1 + n, term] = True
+        return base + dfa_state
+
+    def _state(self, tup: tuple, queue: list[tuple]) -> int:
+        """The index of a non-start union state, queued for its row when new."""
+        if len(tup) == 1:
+            return self._single(*tup[0])
+        target = self._ids.get(tup)
+        if target is None:
+            target = self._ids[tup] = self._new(tup)
+            queue.append((target, tup))
+        return target
+
+    def _new(self, tup: tuple) -> int:
+        terms = self.terminals
+        index = self._reserve(1)
+        accepting = [i for i, st in tup if terms[i].dfa.accepting[st]]
+        if accepting:
+            self.chosen[index] = min(accepting, key=lambda i: (-terms[i].priority, not terms[i].is_string,
+                                                                terms[i].order))
+        self.alive[index, [i for i, _ in tup]] = True
+        return index
+
+    def _build(self, members: frozenset[int]) -> int:
+        terms = self.terminals
+        start_tup = tuple((i, terms[i].dfa.initial) for i in sorted(members))
+        start = self._new(start_tup)
+        queue = [(start, start_tup)]
+        while queue:
+            index, tup = queue.pop()
+            if not tup:
+                continue
+            dfas = [terms[i].dfa for i, _ in tup]
+            if len(tup) == 1:  # a single-terminal start state: its block's initial row
+                row = dfas[0].transitions[tup[0][1]]
+                base = self._single(tup[0][0], 1) - 1
+                self.table[index] = np.where(row != DEAD, row + base, DEAD)
+                continue
+            nxt = np.stack([d.transitions[st] for d, (_, st) in zip(dfas, tup)])
+            # Distinct successor tuples: one vectorised unique over the 256 columns, each
+            # column packed into one int64 by mixed radix when the sizes allow it.
+            sizes = [d.num_states for d in dfas]
+            if float(np.prod(sizes, dtype=np.float64)) < 2.0 ** 62:
+                radix = np.cumprod([1] + sizes[:-1], dtype=np.int64)
+                _, first, inverse = np.unique(radix @ nxt, return_index=True, return_inverse=True)
+                columns = nxt.T[first]
+            else:
+                columns, inverse = np.unique(nxt.T, axis=0, return_inverse=True)
+            targets = np.zeros(len(columns), np.int32)
+            for j, col in enumerate(columns.tolist()):
+                key = tuple((i, st) for (i, _), st in zip(tup, col) if st)
+                if key:
+                    targets[j] = self._state(key, queue)
+            self.table[index] = targets[inverse.reshape(-1)]
+        return start
 
 
 class _LexemeInfo:
@@ -258,7 +334,7 @@ class CfgGrammar:
 
     def __repr__(self) -> str:
         return (f"CfgGrammar({self.ir.source!r}, lr_states={self.ir.num_states}, "
-                f"lexer_states={self.lexers.table.shape[0]}, vocab={self.vocab.size})")
+                f"lexer_states={self.lexers.size} built, vocab={self.vocab.size})")
 
     def matcher(self) -> "CfgMatcher":
         return CfgMatcher(self)
@@ -272,7 +348,8 @@ class CfgGrammar:
             if node is None:
                 if len(self._interned) >= INTERN_LIMIT:
                     self._interned = {}
-                node = _Stack(state, parent, next(self._uids))
+                depth = (parent.depth if parent is not None else 0) + (state in self.ir.nesting_states)
+                node = _Stack(state, parent, next(self._uids), depth)
                 self._interned[key] = node
         return node
 
@@ -289,6 +366,8 @@ class CfgGrammar:
                 break
             if action >= 0:
                 result = self._node(action, node)
+                if self.ir.max_nesting and result.depth > self.ir.max_nesting:
+                    result = None
                 break
             node = self._reduce(node, action)
         stack.feeds[terminal] = result
@@ -328,6 +407,9 @@ class CfgGrammar:
         """
         if stack.viable is not False:
             return stack.viable  # type: ignore[return-value]
+        # Both of the stack's terminal sets must exist before their viability is read.
+        self.lexers.start(stack.state)
+        self.lexers.start(stack.state, after_ignore=True)
         members = self.lexers.sets[self.lexers.set_of_state[stack.state]]
         accepted = [t for t in members if t in self.ir.ignore or self.feed(stack, t) is not None]
         if len(accepted) == len(members):
@@ -347,11 +429,13 @@ class CfgGrammar:
         terminal = int(self.lexers.chosen[lex])
         if terminal < 0:
             return None
-        if terminal not in self.ir.ignore:
+        ignored = terminal in self.ir.ignore
+        if not ignored:
             stack = self.feed(stack, terminal)
             if stack is None:
                 return None
-        nxt = int(table[self.lexers.start(stack.state), byte])
+        start = self.lexers.start(stack.state, ignored)
+        nxt = int(self.lexers.table[start, byte])  # re-read: `start` may have grown the table
         return (stack, nxt) if nxt else None
 
     def is_viable(self, stack: _Stack, lex: int) -> bool:
@@ -359,7 +443,7 @@ class CfgGrammar:
         return lex != DEAD and (viable is None or bool(viable[lex]))
 
     def accepts_end(self, stack: _Stack, lex: int) -> bool:
-        if lex == self.lexers.start(stack.state):
+        if lex in self.lexers.start_states:
             return self.can_end(stack)
         terminal = int(self.lexers.chosen[lex])
         if terminal < 0:
@@ -404,7 +488,8 @@ class CfgGrammar:
         if terminal >= 0 and info.after_end is not None:
             following = stack if terminal in self.ir.ignore else self.feed(stack, terminal)
             if following is not None:
-                words |= info.after_end & self.words(following, self.lexers.start(following.state))
+                start = self.lexers.start(following.state, terminal in self.ir.ignore)
+                words |= info.after_end & self.words(following, start)
         if info.seed_node.size:
             # Each seed ends the lexeme at its byte; that byte starts the next lexeme on the
             # stack the finished terminal leads to.
@@ -422,7 +507,7 @@ class CfgGrammar:
                     stacks.append(following)
                 sel = terms == term
                 stk[sel] = where[following.uid]
-                starts[sel] = self.lexers.start(following.state)
+                starts[sel] = self.lexers.start(following.state, term in self.ir.ignore)
             keep = stk >= 0
             if keep.any():
                 ids = self._walk(stacks, (info.seed_level[keep], info.seed_node[keep], starts[keep], stk[keep]))
@@ -483,8 +568,9 @@ class CfgGrammar:
                             where[node.uid] = len(stacks)
                             stacks.append(node)
                             restricted.append(self.viable_states(node) is not None)
-                        resolved[key] = (where[node.uid] << 32) | lx.start(node.state)
+                        resolved[key] = (where[node.uid] << 32) | lx.start(node.state, term in ignore)
                     values = resolved[keys]
+                    table, chosen = lx.table, lx.chosen  # `lx.start` may have grown them
                 ok = values >= 0
                 boundary, values = boundary[ok], values[ok]
                 nlex[boundary] = table[(values & 0xFFFFFFFF).astype(np.int64), last[boundary]]
@@ -650,7 +736,7 @@ class CfgGrammar:
         if key in self._completions:
             return self._completions[key]
         best = None
-        if lex == self.lexers.start(stack.state):
+        if lex in self.lexers.start_states:
             options = [(b"", stack)]
         else:
             options = []

@@ -302,6 +302,7 @@ class XmlGrammar:
         names = {t.name: i for i, t in enumerate(ir.terminals)}
         self.T_NAME, self.T_LT, self.T_LTSLASH = names["NAME"], names["LT"], names["LTSLASH"]
         self.T_GT, self.T_SLASHGT = names["GT"], names["SLASHGT"]
+        self.cfg.lexers.build_all()  # the arrays below are kept, so they must be complete
         self._table = self.cfg.lexers.table
         self._chosen = self.cfg.lexers.chosen
         self._ignore = ir.ignore
@@ -381,7 +382,7 @@ class XmlGrammar:
                 mode, attrs, pending = OUT, frozenset(), None
             elif term == self.T_SLASHGT:
                 mode, attrs, pending = OUT, frozenset(), None
-        nxt = int(self._table[self.cfg.lexers.start(stack.state), b])
+        nxt = int(self._table[self.cfg.lexers.start(stack.state, term in self._ignore), b])
         if not nxt:
             return None
         lexbuf = bytes((b,))

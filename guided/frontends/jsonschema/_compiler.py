@@ -1,12 +1,13 @@
 """JSON Schema to `guided.ir.CfgIR`: the schema becomes a context-free grammar over exact terminals.
 
 Terminals are byte automata for the lexemes of JSON text under the schema: a string or number
-with all its constraints, an object key *with* its colon (``"name" :``), a key preceded by its
-comma (``, "name" :``), punctuation.  Every terminal starts with a bounded run of JSON whitespace,
-so whitespace needs no ignored terminal and can never loop.  Nonterminals carry the structure:
-objects as a chain over their properties in schema order, arrays as a chain over item counts,
-unions as alternatives, ``$ref`` cycles as recursion.  The LALR(1) tables come from Lark's
-analyser, driven with rule objects (no grammar text is parsed).
+with all its constraints, an object key *with* its colon (``"name" :``), punctuation.
+Whitespace between lexemes is one ignored terminal of at most ``max_whitespace`` bytes that may
+not follow itself, so every run is bounded and a model can never loop on it.  Nonterminals carry
+the structure: objects as a chain over their properties in schema order, arrays as a chain over
+item counts, unions as alternatives, ``$ref`` cycles as recursion; open-ended values are one
+recursive rule set whose nesting the engine bounds (`CfgIR.max_nesting`).  The LALR(1) tables
+come from `guided.lalr` (Lark's construction, fast enough for a grammar per request).
 
 Soundness does not depend on the grammar being conflict-free: conflicts are resolved (shift
 over reduce; earlier rule over later), which can only *lose* documents, never admit one.
@@ -26,18 +27,14 @@ from typing import Any
 import referencing
 import referencing.exceptions
 import referencing.jsonschema as rjs
-from lark.common import ParserConf
-from lark.exceptions import GrammarError as LarkGrammarError
-from lark.grammar import NonTerminal, Rule, RuleOptions, Terminal as LarkTerminal
-from lark.parsers.lalr_analysis import LALR_Analyzer
 
 from guided.errors import GuidedError, LimitExceeded, RegexError, SpecError
 from guided.fsm import ByteDFA
 from guided.frontends.jsonschema import _dfa, _numbers, _strings
 from guided.frontends.jsonschema._formats import FORMAT_MAX_LENGTH, FORMATS
 from guided.frontends.regex import Regex, regex_to_dfa
-from guided.frontends.lark import lalr_tables
 from guided.ir import CfgIR, Terminal
+from guided.lalr import Tables, lalr_tables
 
 
 class UnsupportedSchema(SpecError):
@@ -140,7 +137,7 @@ class _Options:
 
 
 _BARE_CACHE: dict[tuple, ByteDFA] = {}
-_WS_CACHE: dict[tuple, ByteDFA] = {}
+_EMPTY_SCHEMA: dict = {}  # one object: schemas are memoised by identity
 _CACHE_LIMIT = 20_000
 
 
@@ -170,6 +167,7 @@ class _Grammar:
         self.rules: list[tuple[str, tuple[str, ...]]] = []
         self.rule_set: set = set()
         self.nt_count = 0
+        self.open_containers: tuple[str, ...] = ()  # the open value's object and array symbols
         self.deadline = time.monotonic() + opts.max_seconds
         self.total_states = 0
 
@@ -200,9 +198,11 @@ class _Grammar:
 
     def bare(self, key: tuple, pointer: str = "") -> ByteDFA:
         """The automaton of a terminal description, without leading whitespace."""
-        dfa = _BARE_CACHE.get(key)
+        # A key's automaton holds the whitespace before its colon, so the bound is part of its name.
+        name = (key, self.opts.ws) if key[0] == "key" else key
+        dfa = _BARE_CACHE.get(name)
         if dfa is None:
-            dfa = _cache_put(_BARE_CACHE, key, self._build(key, pointer))
+            dfa = _cache_put(_BARE_CACHE, name, self._build(key, pointer))
         return dfa
 
     def _build(self, key: tuple, pointer: str) -> ByteDFA:
@@ -220,12 +220,17 @@ class _Grammar:
             return _strings.quoted(self.string_content(key[1], pointer))
         if kind == "key":  # "name" ws :
             return _strings.concat_fast(self.bare(key[1], pointer), _strings.with_ws(_dfa.literal_dfa(b":"), ws))
-        if kind == "ckey":  # , ws "name" ws :
-            return _strings.concat_fast(_dfa.literal_dfa(b","), _strings.with_ws(self.bare(("key", key[1]), pointer), ws))
         if kind == "dfa":
             return key[1]
         if kind == "union":
-            return _dfa.union_dfas([self.bare(k, pointer) for k in key[1]], self.opts.max_states)
+            # An enum's strings share one trie instead of a subset construction over many parts.
+            texts = tuple(k[1] for k in key[1] if k[0] == "strlit")
+            parts = [self.bare(k, pointer) for k in key[1] if k[0] != "strlit"]
+            if len(texts) > 1:
+                parts.append(_strings.quoted(_strings.literals_content(texts)))
+            elif texts:
+                parts.append(self.bare(("strlit", texts[0]), pointer))
+            return _dfa.union_dfas(parts, self.opts.max_states)
         if kind == "minus":
             return _dfa.difference(self.bare(key[1], pointer), self.bare(key[2], pointer), self.opts.max_states)
         if kind == "int":
@@ -233,15 +238,6 @@ class _Grammar:
         if kind == "num":
             return self.num_dfa(*key[1:], pointer=pointer)
         raise AssertionError(key)
-
-    def dfa(self, key: tuple, pointer: str = "") -> ByteDFA:
-        """A terminal's automaton: bounded whitespace, then the lexeme."""
-        ws = self.opts.ws
-        k = (key, ws)
-        dfa = _WS_CACHE.get(k)
-        if dfa is None:
-            dfa = _cache_put(_WS_CACHE, k, _strings.with_ws(self.bare(key, pointer), ws))
-        return dfa
 
     def string_content(self, c: tuple, pointer: str) -> ByteDFA:
         patterns, min_len, max_len, formats, literals_out = c
@@ -268,8 +264,8 @@ class _Grammar:
         out = parts[0]
         for p in parts[1:]:
             out = _dfa.intersect(out, p, ms, what=f"string constraints at {pointer or '#'}")
-        for lit in literals_out:
-            out = _dfa.difference(out, _strings.literal_content(lit), ms)
+        if literals_out:
+            out = _dfa.difference(out, _strings.literals_content(tuple(sorted(set(literals_out)))), ms)
         return out
 
     def int_dfa(self, lo, hi, mult, pointer=""):
@@ -340,7 +336,8 @@ class _Compiler:
         self.in_progress: dict[Any, str] = {}
         self.ref_chain: set[int] = set()  # bare $ref nodes being resolved (to catch cycles)
         self._validator_cls = None
-        self.any_syms: dict[int, str] = {}
+        self.any_sym: str | None = None
+        self.alternatives: dict[tuple, str] = {}
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -847,7 +844,8 @@ class _Compiler:
                 self.referenced.add(nt)
                 return [nt]
         elif node is True:
-            return [self.any_value(self.opts.max_depth)]
+            # As ``{}``: its own container counts towards ``max_depth`` like any schema's.
+            return self.value(_EMPTY_SCHEMA, resolver, ptr)
         elif node is False:
             return []
         nt = self.g.nt("v")
@@ -1087,19 +1085,24 @@ class _Compiler:
 
     # -- the open-ended value ------------------------------------------------------------------
 
-    def any_value(self, depth: int) -> str:
-        sym = self.any_syms.get(depth)
-        if sym is not None:
-            return sym
+    def any_value(self) -> str:
+        """Any JSON value inside a schema's container, nested at most ``max_depth - 1`` levels.
+
+        One recursive rule set: the bound is not in the rules but in the IR (`_opening_states`),
+        which the engine enforces on the parser stack.
+        """
+        if self.any_sym is not None:
+            return self.any_sym
         g = self.g
-        sym = self.any_syms[depth] = g.nt(f"any{depth}")
+        sym = self.any_sym = g.nt("any")
         scalars = g.term(("union", tuple(sorted([("lit", b"null"), ("alt", (b"true", b"false")),
                                                   ("string", ((), 0, None, (), ())),
                                                   ("num", None, False, None, False, None)], key=repr))))
         g.rule(sym, (scalars,))
-        if depth > 0:
-            inner = self.any_value(depth - 1)
+        if self.opts.max_depth > 1:
+            inner = sym
             obj, arr = g.nt("anyobj"), g.nt("anyarr")
+            g.open_containers = (obj, arr)
             more_o, more_a = g.nt("anyobj_more"), g.nt("anyarr_more")
             key = g.term(("key", ("string", ((), 0, None, (), ()))))
             ob, cb, lb, rb, comma = (g.term(("lit", b"{")), g.term(("lit", b"}")), g.term(("lit", b"[")),
@@ -1122,9 +1125,14 @@ class _Compiler:
             return None
         if len(syms) == 1:
             return syms[0]
-        nt = self.g.nt("alt")
-        for s in syms:
-            self.g.rule(nt, (s,), ptr)
+        # Equal alternatives share one symbol: two symbols deriving the same text in one parser
+        # context would be a reduce/reduce conflict, which would drop one of them.
+        key = tuple(syms)
+        nt = self.alternatives.get(key)
+        if nt is None:
+            nt = self.alternatives[key] = self.g.nt("alt")
+            for s in syms:
+                self.g.rule(nt, (s,), ptr)
         return nt
 
     # -- objects ---------------------------------------------------------------------------------
@@ -1243,7 +1251,7 @@ class _Compiler:
                 for _, pk, _ in pattern_keys:
                     k = ("minus", k, pk)
                 if additional is True:
-                    sym = self.any_value(self.opts.max_depth - 1)
+                    sym = self.any_value()
                 else:
                     sym = self.one(self.value(additional, res, f"{ptr}/additionalProperties"), ptr)
                 if sym is not None and not _dfa.is_empty(g.bare(k)):
@@ -1343,7 +1351,7 @@ class _Compiler:
         for i, sub in enumerate(prefix):
             prefix_syms.append(self.one(self.value(sub, res, f"{ptr}/prefixItems/{i}"), ptr))
         item_sym = self.one(self.value(items, res, f"{ptr}/items"), ptr) if items is not True else \
-            self.any_value(self.opts.max_depth - 1)
+            self.any_value()
         # the longest possible array
         limit = None
         for i, s in enumerate(prefix_syms):
@@ -1531,8 +1539,6 @@ class _Compiler:
         start = "start"
         for s in syms:
             g.rule(start, (s,))
-            if self.opts.ws:
-                g.rule(start, (s, g.term(("ws_end",))))
         return _to_ir(g, start, self.root)
 
 
@@ -1636,38 +1642,37 @@ def _productive_rules(rules, is_term) -> list:
     return [(lhs, rhs) for lhs, rhs in rules if lhs in productive and all(is_term(s) or s in productive for s in rhs)]
 
 
+def _opening_states(tables: Tables, containers: tuple[str, ...]) -> frozenset[int]:
+    """Parser states just after the opening bracket of an open value's object or array.
+
+    Each open container keeps one of them on the parser stack until it closes, so counting them
+    bounds the nesting.
+    """
+    lhs = {tables.nonterminals.index(name) for name in containers if name in tables.nonterminals}
+    return frozenset(state for state, kernel in enumerate(tables.kernels)
+                     if any(dot == 1 and r < len(tables.rules) and tables.rules[r][0] in lhs for r, dot in kernel))
+
+
 def _to_ir(g: _Grammar, start: str, source) -> CfgIR:
     terms = g.term_keys
     is_term = lambda s: s.startswith("T") and s[1:].isdigit()  # noqa: E731
     rules = _productive_rules(g.rules, is_term)
     if not any(lhs == start for lhs, _ in rules):
         raise UnsupportedSchema("#", "schema", "the schema accepts no JSON value at all")
-    n_rules = len(rules)
-    lark_rules = []
-    for i, (lhs, rhs) in enumerate(rules):
-        expansion = [LarkTerminal(s) if s.startswith("T") and s[1:].isdigit() else NonTerminal(s) for s in rhs]
-        lark_rules.append(Rule(NonTerminal(lhs), expansion, order=i, options=RuleOptions(priority=n_rules - i)))
-    conf = ParserConf(lark_rules, {}, [start])
-    analyzer = LALR_Analyzer(conf, debug=False, strict=False)
-    try:
-        analyzer.compute_lalr()
-    except LarkGrammarError as exc:  # pragma: no cover - priorities resolve every conflict
-        raise SchemaTooLarge("#", f"the schema's grammar is not LALR(1): {exc}") from None
-    table = analyzer.parse_table
-    ws = g.opts.ws
-    terminals = []
-    for i, key in enumerate(terms):
-        if key == ("ws_end",):
-            dfa = _ws_dfa(ws)
-        else:
-            dfa = g.dfa(key)
-        terminals.append(Terminal(name=f"T{i}", dfa=dfa, priority=0, is_string=False, order=i))
-    index = {f"T{i}": i for i in range(len(terms))}
+    tables = lalr_tables(rules, {f"T{i}": i for i in range(len(terms))}, start)
+    terminals = [Terminal(name=f"T{i}", dfa=g.bare(key), order=i) for i, key in enumerate(terms)]
+    ignore = frozenset()
+    if g.opts.ws:
+        # Whitespace between tokens is one ignored lexeme of at most ``ws`` bytes, which may not
+        # follow another (``ignore_repeats=False``): every run is bounded.
+        ignore = frozenset([len(terminals)])
+        terminals.append(Terminal(name="WS", dfa=_ws_dfa(g.opts.ws), order=len(terminals)))
     return CfgIR(
         terminals=tuple(terminals),
-        ignore=frozenset(),
-        start_state=table.start_states[start],
-        end_state=table.end_states[start],
+        ignore=ignore,
+        ignore_repeats=False,
+        nesting_states=_opening_states(tables, g.open_containers),
+        max_nesting=max(0, g.opts.max_depth - 1),
         source=f"JSON Schema {json.dumps(source)[:180]}",
-        **lalr_tables(table, index),
+        **tables.ir_fields(),
     )

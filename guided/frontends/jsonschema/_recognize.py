@@ -20,6 +20,8 @@ def _feed(ir: CfgIR, stack: list[int], terminal: int) -> list[int] | None:
             return None
         if action >= 0:
             stack.append(action)
+            if ir.max_nesting and sum(s in ir.nesting_states for s in stack) > ir.max_nesting:
+                return None
             return stack
         lhs, length = ir.rules[-action - 1]
         if length:
@@ -46,13 +48,15 @@ def accepts(ir: CfgIR, data: bytes) -> bool:
     terms = ir.terminals
     stack = [ir.start_state]
     i, n = 0, len(data)
+    after_ignore = False
     while True:
-        members = [t for t in ir.actions[stack[-1]] if t != END] + sorted(ir.ignore)
+        members = [t for t in ir.actions[stack[-1]] if t != END]
+        if (ir.ignore_repeats or not after_ignore) and stack[-1] not in ir.no_ignore_states:
+            members += sorted(ir.ignore)
         if i == n:
             return _can_end(ir, stack)
         states = {t: terms[t].dfa.initial for t in members}
         j = i
-        last_ok = None
         while j < n:
             nxt = {}
             b = data[j]
@@ -70,10 +74,10 @@ def accepts(ir: CfgIR, data: bytes) -> bool:
         if not accepting:
             return False
         chosen = min(accepting, key=lambda t: (-terms[t].priority, not terms[t].is_string, terms[t].order))
-        if chosen not in ir.ignore:
+        after_ignore = chosen in ir.ignore
+        if not after_ignore:
             new = _feed(ir, stack, chosen)
             if new is None:
                 return False
             stack = new
         i = j
-        del last_ok
