@@ -257,16 +257,13 @@ def _sub_automaton(table: np.ndarray, chosen: np.ndarray, lex: int, limit: int =
     i = 0
     while i < len(order):
         row = table[order[i]]
-        live = np.flatnonzero(row)
-        if live.size:
-            targets = row[live]
-            _, first = np.unique(targets, return_index=True)
-            for target in targets[np.sort(first)].tolist():
-                if target not in index:
-                    if len(order) >= limit:
-                        return None
-                    index[target] = len(order)
-                    order.append(target)
+        # dict.fromkeys keeps first occurrences in byte order, as the search needs
+        for target in dict.fromkeys(row[row != DEAD].tolist()):
+            if target not in index:
+                if len(order) >= limit:
+                    return None
+                index[target] = len(order)
+                order.append(target)
         i += 1
     states = np.array(order, dtype=np.int64)
     lookup = np.zeros(table.shape[0], dtype=np.int32)
@@ -277,8 +274,11 @@ def _sub_automaton(table: np.ndarray, chosen: np.ndarray, lex: int, limit: int =
 
 
 def _to_local(global_states: np.ndarray, states: np.ndarray) -> np.ndarray:
-    position = {s: i for i, s in enumerate(states.tolist())}
-    return np.array([position[s] for s in global_states.tolist()], dtype=np.int32)
+    if not global_states.size:
+        return global_states.astype(np.int32)
+    lookup = np.full(int(max(states.max(), global_states.max())) + 1, -1, np.int32)
+    lookup[states] = np.arange(states.size, dtype=np.int32)
+    return lookup[global_states]
 
 
 def _to_global(local, states: np.ndarray):
