@@ -194,6 +194,25 @@ def test_property_order_required_and_additional():
 def test_open_values_depth_bound():
     ir = schema_to_ir(JsonSchema({}, max_depth=2))
     assert accepts(ir, b"[[1]]") and not accepts(ir, b"[[[1]]]")
+    assert accepts(schema_to_ir(JsonSchema(True, max_depth=2)), b'{"a": [1]}')
+    assert not accepts(schema_to_ir(JsonSchema(True, max_depth=2)), b'{"a": [[1]]}')
+    # Each open value has its own bound: siblings and values after a deep one are not charged.
+    ir = schema_to_ir(JsonSchema({"type": "object"}, max_depth=3))
+    assert accepts(ir, b'{"a": [[1]], "b": {"c": [2]}}') and not accepts(ir, b'{"a": [[[1]]]}')
+
+
+def test_deep_schemas_are_not_bounded_by_the_open_value_depth():
+    # Schema objects are open (additionalProperties absent) at every level, yet only open
+    # values count towards max_depth: a schema nested deeper than it stays usable.
+    schema: dict = {"type": "integer"}
+    value: object = 1
+    for _ in range(12):
+        schema = {"type": "object", "properties": {"x": schema}, "required": ["x"]}
+        value = {"x": value}
+    ir = schema_to_ir(JsonSchema(schema, max_depth=3))
+    assert accepts(ir, json.dumps(value).encode())
+    assert accepts(ir, json.dumps({"x": {"x": value["x"]["x"], "extra": [[1]]}}).encode())
+    assert not accepts(ir, json.dumps({"x": {"x": value["x"]["x"], "extra": [[[1]]]}}).encode())
 
 
 def test_limits_name_the_part_of_the_schema():
@@ -406,3 +425,14 @@ def test_compile_through_guided_compile(smollm2_vocab, monkeypatch):
 def test_reference_cycles_without_a_schema_are_refused(schema):
     with pytest.raises(UnsupportedSchema, match="circular reference"):
         schema_to_ir(JsonSchema(schema))
+
+
+def test_engine_masks_enforce_the_depth_bound(smollm2_vocab):
+    grammar = guided.compile(JsonSchema({}, max_depth=2), smollm2_vocab)
+    ids = {smollm2_vocab.token_bytes[i]: i for i in range(smollm2_vocab.size)}
+    m = grammar.matcher()
+    m.advance(ids[b"["])
+    assert m.mask()[ids[b"["]]  # one open container inside the root array is allowed
+    m.advance(ids[b"["])
+    allowed = m.mask()
+    assert not allowed[ids[b"["]] and not allowed[ids[b"{"]] and allowed[ids[b"1"]] and allowed[ids[b"]"]]

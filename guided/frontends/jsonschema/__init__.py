@@ -19,8 +19,9 @@ Defaults (see ``docs/json-schema-coverage.md`` for every keyword):
   properties (``patternProperties`` / ``additionalProperties``), in any order.
   ``additionalProperties`` absent means ``true`` (as the specification says) unless
   ``closed=True``.
-- **open values** (``{}``, ``true``, additional properties without a schema): any JSON value
-  nested at most ``max_depth`` levels (default 8).
+- **open values** (``{}``, ``true``, additional properties and items without a schema): any
+  JSON value; the document ``{}`` allows is at most ``max_depth`` levels deep (default 8), and an
+  open value inside one of the schema's objects or arrays nests at most ``max_depth - 1`` more.
 """
 
 from __future__ import annotations
