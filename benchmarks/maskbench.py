@@ -34,9 +34,7 @@ import argparse
 import collections
 import hashlib
 import json
-import math
 import multiprocessing as mp
-import os
 import pathlib
 import re
 import sys
@@ -324,7 +322,9 @@ def worker(engine_name: str, tokenizer_name: str, conn) -> None:
             return
         try:
             result = run_case(engine, tokenizer, pathlib.Path(path))
-        except Exception as exc:  # noqa: BLE001
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a peer's native panic is a BaseException
             result = {"case": pathlib.Path(path).name, "error": f"crash: {type(exc).__name__}: {exc}",
                       "crash": traceback.format_exc()[-2000:], "tbm": [], "ttfm": None, "tests": 0,
                       "validation": 0, "invalidation": 0}
@@ -357,17 +357,23 @@ def run_engine(engine_name: str, cases: list[pathlib.Path], tokenizer_name: str,
         return {"engine": engine_name, "unavailable": str(exc), "results": []}
     t_start = time.time()
     for i, path in enumerate(cases):
+        if progress and i and i % 100 == 0:
+            print(f"  {engine_name}: {i}/{len(cases)} cases, {time.time() - t_start:.0f} s", file=sys.stderr)
         conn.send(str(path))
-        if conn.poll(timeout):
-            results.append(conn.recv())
-        else:
+        if not conn.poll(timeout):
             proc.kill()
             proc.join()
             results.append({"case": path.name, "timeout": True, "error": f"timeout ({timeout:g} s)", "tbm": [],
                             "ttfm": None, "tests": 0, "validation": 0, "invalidation": 0})
             start()
-        if progress and (i + 1) % 100 == 0:
-            print(f"  {engine_name}: {i + 1}/{len(cases)} cases, {time.time() - t_start:.0f} s", file=sys.stderr)
+            continue
+        try:
+            results.append(conn.recv())
+        except (EOFError, OSError):  # the worker died (a native crash): count it, start another
+            proc.join()
+            results.append({"case": path.name, "error": f"crash: worker exited ({proc.exitcode})", "tbm": [],
+                            "ttfm": None, "tests": 0, "validation": 0, "invalidation": 0})
+            start()
     conn.send(None)
     proc.join(timeout=10)
     return {"engine": engine_name, "version": version, "results": results}

@@ -46,7 +46,7 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     names = list(dict.fromkeys([start] + [lhs for lhs, _ in rules]))
     nt_id = {name: i for i, name in enumerate(names)}
     n_nt = len(names)
-    # Symbols: terminal t -> t, nonterminal A -> BIAS + A; END gets bit END_BIT in terminal sets.
+    # Symbols: terminal t is t, nonterminal A is bias + A; END is bit end_bit of a terminal bitset.
     bias = max(terminals.values(), default=-1) + 2
     end_bit = bias - 1
     rhs_syms: list[tuple[int, ...]] = []

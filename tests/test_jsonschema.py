@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import pathlib
 import random
-import warnings
 
 import jsonschema
 import pytest
@@ -436,3 +435,12 @@ def test_engine_masks_enforce_the_depth_bound(smollm2_vocab):
     m.advance(ids[b"["])
     allowed = m.mask()
     assert not allowed[ids[b"["]] and not allowed[ids[b"{"]] and allowed[ids[b"1"]] and allowed[ids[b"]"]]
+
+
+def test_runaway_nesting_is_a_clear_error_not_a_crash():
+    schema: dict = {"type": "integer"}
+    for _ in range(400):
+        schema = {"type": "object", "properties": {"x": schema}}
+    with pytest.raises(SchemaTooLarge) as exc:
+        schema_to_ir(JsonSchema(schema))
+    assert "/properties/x/properties/x" in str(exc.value) and "nest" in str(exc.value)

@@ -3,7 +3,6 @@ distribution, rollback of matchers and caches, drafters, stats and the generate(
 
 from __future__ import annotations
 
-import itertools
 import math
 import zlib
 

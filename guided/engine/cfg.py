@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import threading
 import time
 import weakref
@@ -193,7 +194,7 @@ class _Lexers:
             # Distinct successor tuples: one vectorised unique over the 256 columns, each
             # column packed into one int64 by mixed radix when the sizes allow it.
             sizes = [d.num_states for d in dfas]
-            if float(np.prod(sizes, dtype=np.float64)) < 2.0 ** 62:
+            if math.prod(sizes) < 2 ** 62:
                 radix = np.cumprod([1] + sizes[:-1], dtype=np.int64)
                 _, first, inverse = np.unique(radix @ nxt, return_index=True, return_inverse=True)
                 columns = nxt.T[first]

@@ -138,6 +138,7 @@ class _Options:
 
 _BARE_CACHE: dict[tuple, ByteDFA] = {}
 _EMPTY_SCHEMA: dict = {}  # one object: schemas are memoised by identity
+MAX_NESTING = 120  # subschemas inside one another (each costs a few Python frames)
 _CACHE_LIMIT = 20_000
 
 
@@ -335,6 +336,7 @@ class _Compiler:
         self.referenced: set[str] = set()
         self.in_progress: dict[Any, str] = {}
         self.ref_chain: set[int] = set()  # bare $ref nodes being resolved (to catch cycles)
+        self.nesting = 0  # value() calls in progress
         self._validator_cls = None
         self.any_sym: str | None = None
         self.alternatives: dict[tuple, str] = {}
@@ -767,7 +769,6 @@ class _Compiler:
                 self.unsupported(ptr, k, f"cannot combine two '{k}' keywords in allOf")
         # cross-object keys: properties of one side under the other's additionalProperties
         if "properties" in a or "properties" in b or "additionalProperties" in a or "additionalProperties" in b:
-            pa, pb = a.get("properties", {}), b.get("properties", {})
             props = dict(out.get("properties", {}))
             for side, other in ((a, b), (b, a)):
                 for name in other.get("properties", {}):
@@ -851,10 +852,17 @@ class _Compiler:
         nt = self.g.nt("v")
         if key is not None:
             self.in_progress[key] = nt
+        # Recursion is caught by node identity; a cycle that rebuilds its nodes on the way (a
+        # $ref under a oneOf merge, say) would expand forever, so nesting is bounded as well.
+        self.nesting += 1
         try:
+            if self.nesting > MAX_NESTING:
+                raise SchemaTooLarge(ptr, f"subschemas nest more than {MAX_NESTING} levels (a recursion that "
+                                          f"guided does not recognise as one)")
             alts = self.flat(node, resolver, ptr)
             syms = self.alts_symbols(alts, ptr)
         finally:
+            self.nesting -= 1
             if key is not None:
                 del self.in_progress[key]
         if nt in self.referenced:
@@ -893,10 +901,6 @@ class _Compiler:
 
     def flat_value(self, flat: dict) -> tuple[list, list]:
         """(terminal descriptions, nonterminal symbols) for one flat schema."""
-        ptr = flat.get("_ptr", "")
-        for k in flat:
-            if k not in KNOWN and not k.startswith("x-") and not k.startswith("_"):
-                pass  # unknown keywords are annotations (JSON Schema ignores them)
         if "enum" in flat or "const" in flat:
             return self.finite(flat)
         types = self.types_of(flat)
