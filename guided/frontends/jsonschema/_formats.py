@@ -11,11 +11,22 @@ _LEAP = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][2
 _DATE = (rf"(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
          rf"|02-(?:0[1-9]|1[0-9]|2[0-8]))|{_LEAP}-02-29)")
 _TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
-_DUR_TIME = r"T(?:[0-9]+H(?:[0-9]+M)?(?:[0-9]+S)?|[0-9]+M(?:[0-9]+S)?|[0-9]+S)"
-_DUR = (rf"P(?:(?:[0-9]+Y(?:[0-9]+M)?(?:[0-9]+D)?|[0-9]+M(?:[0-9]+D)?|[0-9]+D)(?:{_DUR_TIME})?"
+# RFC 3339 appendix A: a unit may only follow the next larger one (no "P1Y2D", no "PT1H2S")
+_DUR_TIME = r"T(?:[0-9]+H(?:[0-9]+M(?:[0-9]+S)?)?|[0-9]+M(?:[0-9]+S)?|[0-9]+S)"
+_DUR = (rf"P(?:(?:[0-9]+Y(?:[0-9]+M(?:[0-9]+D)?)?|[0-9]+M(?:[0-9]+D)?|[0-9]+D)(?:{_DUR_TIME})?"
         rf"|{_DUR_TIME}|[0-9]+W)")
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = rf"{_LABEL}(?:\.{_LABEL})*"
+# An LDH label without "--" in its 3rd and 4th places: those are reserved for IDNA A-labels
+# ("xn--"), whose punycode a regex cannot check, so they are refused.  RFC 1123 allows labels of
+# 63 characters and names of 253; counting both over every JSON spelling takes too many states,
+# so guided bounds the shape instead (stricter): at most 7 labels of at most 35 characters,
+# which is never longer than 251.
+_A = "[A-Za-z0-9]"
+_LABEL = (rf"(?:{_A}|{_A}{_A}|{_A}[A-Za-z0-9-]{_A}|{_A}[A-Za-z0-9-]{{2}}{_A}"
+          rf"|{_A}[A-Za-z0-9-](?:{_A}[A-Za-z0-9-]|-{_A})[A-Za-z0-9-]{{0,30}}{_A})")
+_HOSTNAME = rf"{_LABEL}(?:\.{_LABEL}){{0,6}}"
+# An email's domain: the same labels, any number of them (RFC 5321 bounds the whole address, which
+# the suite does not test and guided does not count).
+_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 _H16 = r"[0-9A-Fa-f]{1,4}"
@@ -32,11 +43,22 @@ _IPV6 = ("(?:" + "|".join([
     rf"(?:(?:{_H16}:){{0,6}}{_H16})?::",
 ]) + ")")
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_EMAIL = rf"{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_HOSTNAME}|\[{_IPV4}\])"
+_EMAIL = rf"{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_DOMAIN}|\[{_IPV4}\])"
 _PCT = r"%[0-9A-Fa-f]{2}"
-_UCHAR = r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?]"
-_URI = rf"[A-Za-z][A-Za-z0-9+.\-]*:(?:{_UCHAR}|{_PCT})*(?:#(?:{_UCHAR}|{_PCT})*)?"
-_URI_REF = rf"(?:{_URI}|(?:{_UCHAR}|{_PCT})*(?:#(?:{_UCHAR}|{_PCT})*)?)"
+# RFC 3986, collected grammar (IP-literals limited to IPv6: IPvFuture is refused, which is stricter)
+_UNRESERVED_SUB = r"A-Za-z0-9\-._~!$&'()*+,;="
+_PCHAR = rf"(?:[{_UNRESERVED_SUB}:@]|{_PCT})"
+_SEGMENT_NZ_NC = rf"(?:[{_UNRESERVED_SUB}@]|{_PCT})+"
+_QUERY = rf"(?:{_PCHAR}|[/?])*"  # query and fragment share the grammar
+_AUTHORITY = (rf"(?:(?:[{_UNRESERVED_SUB}:]|{_PCT})*@)?(?:\[{_IPV6}\]|(?:[{_UNRESERVED_SUB}]|{_PCT})*)"
+              r"(?::[0-9]*)?")
+_PATH_ABEMPTY = rf"(?:/{_PCHAR}*)*"
+_PATH_ABSOLUTE = rf"/(?:{_PCHAR}+{_PATH_ABEMPTY})?"
+_TAIL = rf"(?:\?{_QUERY})?(?:#{_QUERY})?"
+_URI = (rf"[A-Za-z][A-Za-z0-9+.\-]*:(?://{_AUTHORITY}{_PATH_ABEMPTY}|{_PATH_ABSOLUTE}|{_PCHAR}+{_PATH_ABEMPTY}|)"
+        rf"{_TAIL}")
+_RELATIVE_REF = rf"(?://{_AUTHORITY}{_PATH_ABEMPTY}|{_PATH_ABSOLUTE}|{_SEGMENT_NZ_NC}{_PATH_ABEMPTY}|){_TAIL}"
+_URI_REF = rf"(?:{_URI}|{_RELATIVE_REF})"
 _UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 _JSON_POINTER = r"(?:/(?:[^~/]|~[01])*)*"
 
