@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("the --report-from files hold runs over different cases")
         summaries = [summarize(r) for r in runs]
         n = len(runs[0]["results"]) if runs else 0
-        header = f"MaskBench: {n} cases, from {', '.join(args.report_from)}"
+        header = f"MaskBench: {n} cases, from {', '.join(pathlib.Path(p).name for p in args.report_from)}"
         print(report(summaries, runs, header))
         if args.plot:
             plot(summaries, args.plot, header)
