@@ -21,12 +21,18 @@ _DUR = (rf"P(?:(?:[0-9]+Y(?:[0-9]+M(?:[0-9]+D)?)?|[0-9]+M(?:[0-9]+D)?|[0-9]+D)(?
 # so guided bounds the shape instead (stricter): at most 7 labels of at most 35 characters,
 # which is never longer than 251.
 _A = "[A-Za-z0-9]"
-_LABEL = (rf"(?:{_A}|{_A}{_A}|{_A}[A-Za-z0-9-]{_A}|{_A}[A-Za-z0-9-]{{2}}{_A}"
-          rf"|{_A}[A-Za-z0-9-](?:{_A}[A-Za-z0-9-]|-{_A})[A-Za-z0-9-]{{0,30}}{_A})")
-_HOSTNAME = rf"{_LABEL}(?:\.{_LABEL}){{0,6}}"
-# An email's domain: the same labels, any number of them (RFC 5321 bounds the whole address, which
-# the suite does not test and guided does not count).
-_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
+
+
+def _label(longest: int) -> str:
+    """An LDH label of 1 to ``longest`` characters with no "--" in its 3rd and 4th places."""
+    return (rf"(?:{_A}|{_A}{_A}|{_A}[A-Za-z0-9-]{_A}|{_A}[A-Za-z0-9-]{{2}}{_A}"
+            rf"|{_A}[A-Za-z0-9-](?:{_A}[A-Za-z0-9-]|-{_A})[A-Za-z0-9-]{{0,{longest - 5}}}{_A})")
+
+
+_HOSTNAME = rf"{_label(35)}(?:\.{_label(35)}){{0,6}}"
+# An email's domain: labels of up to 63 characters, any number of them (RFC 5321 bounds the whole
+# address, which the suite does not test and guided does not count).
+_DOMAIN = rf"{_label(63)}(?:\.{_label(63)})*"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 _H16 = r"[0-9A-Fa-f]{1,4}"
