@@ -857,8 +857,8 @@ class _Compiler:
         self.nesting += 1
         try:
             if self.nesting > MAX_NESTING:
-                raise SchemaTooLarge(ptr, f"subschemas nest more than {MAX_NESTING} levels (a recursion that "
-                                          f"guided does not recognise as one)")
+                raise SchemaTooLarge(ptr, f"subschemas nest more than {MAX_NESTING} levels (or recurse in a way that "
+                                          f"guided does not recognise as recursion)")
             alts = self.flat(node, resolver, ptr)
             syms = self.alts_symbols(alts, ptr)
         finally:
