@@ -333,35 +333,61 @@ def minimize(dfa: ByteDFA) -> ByteDFA:
     return ByteDFA(transitions=new_table.astype(np.int32), accepting=dfa.accepting[reps].copy(), initial=1)
 
 
-def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDFA:
-    """Send every state that cannot reach an accepting state to 0 and renumber the rest."""
-    n = transitions.shape[0]
-    live = accepting.copy()
-    live[DEAD] = False
-    # Backward reachability: iterate "has a live successor" to a fixpoint, vectorised.
-    while True:
-        grown = live | live[transitions].any(axis=1)
-        grown[DEAD] = False
-        if (grown == live).all():
+def _edges(transitions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct-enough (source, target) edges: one per run of equal targets along the byte axis."""
+    runs = transitions != DEAD
+    runs[:, 1:] &= transitions[:, 1:] != transitions[:, :-1]
+    runs[DEAD] = False
+    src, col = np.nonzero(runs)
+    return src, transitions[src, col].astype(np.int64)
+
+
+def _search(src: np.ndarray, dst: np.ndarray, n: int, seeds: np.ndarray) -> np.ndarray:
+    """States reachable from ``seeds`` along the edges (``src`` sorted), one frontier at a time."""
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=offsets[1:])
+    seen = np.zeros(n, bool)
+    seen[seeds] = True
+    frontier = np.unique(seeds)
+    while frontier.size:
+        first, count = offsets[frontier], offsets[frontier + 1] - offsets[frontier]
+        total = int(count.sum())
+        if not total:
             break
-        live = grown
-    # Forward reachability from the initial state, through live states only.
-    reach = np.zeros(n, bool)
-    if live[initial]:
-        reach[initial] = True
-        frontier = np.array([initial])
-        while frontier.size:
-            nxt = np.unique(transitions[frontier])
-            nxt = nxt[live[nxt] & ~reach[nxt]]
-            reach[nxt] = True
-            frontier = nxt
-    keep = np.flatnonzero(reach)
-    # The initial state becomes 1 (or the DFA is empty: only the dead state and an initial dead 0).
-    keep = np.concatenate([[initial], keep[keep != initial]]) if reach[initial] else keep
+        idx = np.repeat(first - np.cumsum(count) + count, count) + np.arange(total)
+        nxt = dst[idx]
+        nxt = np.unique(nxt[~seen[nxt]])
+        seen[nxt] = True
+        frontier = nxt
+    return seen
+
+
+def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDFA:
+    """Drop the states that cannot reach an accepting state or cannot be reached, and renumber.
+
+    Two graph searches over the distinct edges, one frontier at a time: a dense fixpoint would
+    take one pass over the whole table per step of the longest chain.
+    """
+    n = transitions.shape[0]
+    if initial == DEAD:
+        return ByteDFA(transitions=np.zeros((1, 256), np.int32), accepting=np.zeros(1, bool), initial=DEAD)
+    src, dst = _edges(transitions)
+    reach = _search(src, dst, n, np.array([initial]))
+    finals = np.flatnonzero(accepting & reach)
+    finals = finals[finals != DEAD]
+    if not finals.size:
+        return ByteDFA(transitions=np.zeros((1, 256), np.int32), accepting=np.zeros(1, bool), initial=DEAD)
+    keep = reach[src]
+    back = np.argsort(dst[keep], kind="stable")
+    live = _search(dst[keep][back], src[keep][back], n, finals)
+    keep_states = reach & live
+    keep_states[DEAD] = False
+    order = np.flatnonzero(keep_states)
+    order = np.concatenate([[initial], order[order != initial]])
     new_id = np.zeros(n, np.int32)
-    new_id[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    table = np.zeros((len(keep) + 1, 256), np.int32)
-    table[1:] = new_id[transitions[keep]]
-    acc = np.zeros(len(keep) + 1, bool)
-    acc[1:] = accepting[keep]
-    return ByteDFA(transitions=table, accepting=acc, initial=1 if reach[initial] else DEAD)
+    new_id[order] = np.arange(1, len(order) + 1, dtype=np.int32)
+    table = np.zeros((len(order) + 1, 256), np.int32)
+    table[1:] = new_id[transitions[order]]
+    acc = np.zeros(len(order) + 1, bool)
+    acc[1:] = accepting[order]
+    return ByteDFA(transitions=table, accepting=acc, initial=1)

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from guided.errors import LimitExceeded
-from guided.fsm import DEAD, ByteDFA, ByteNFA
+from guided.fsm import DEAD, ByteDFA, ByteNFA, trim
 
 EMPTY = ByteDFA(transitions=np.zeros((1, 256), np.int32), accepting=np.zeros(1, bool), initial=DEAD)
 
@@ -62,7 +62,7 @@ def _product(a: ByteDFA, b: ByteDFA, accept, max_states: int, what: str, keep_de
     acc_b = b.accepting[keys % nb] & (keys % nb != DEAD)
     acc = np.zeros(len(pairs) + 1, bool)
     acc[1:] = [accept(x, y) for x, y in zip(acc_a.tolist(), acc_b.tolist())]
-    return fast_trim(np.concatenate(rows), acc, initial=1)
+    return trim(np.concatenate(rows), acc, initial=1)
 
 
 def intersect(a: ByteDFA, b: ByteDFA, max_states: int = 200_000, what: str = "intersection") -> ByteDFA:
@@ -195,59 +195,3 @@ def sample_strings(dfa: ByteDFA, limit: int = 3, max_len: int = 64) -> list[byte
                     nxt.append((t, text + bytes([b])))
         frontier = nxt
     return out
-
-
-def _edges(transitions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct-enough (source, target) edges: one per run of equal targets along the byte axis."""
-    runs = transitions != DEAD
-    runs[:, 1:] &= transitions[:, 1:] != transitions[:, :-1]
-    runs[DEAD] = False
-    src, col = np.nonzero(runs)
-    return src, transitions[src, col].astype(np.int64)
-
-
-def _search(src: np.ndarray, dst: np.ndarray, n: int, seeds: np.ndarray) -> np.ndarray:
-    """States reachable from ``seeds`` along the edges (``src`` sorted), one frontier at a time."""
-    offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(src, minlength=n), out=offsets[1:])
-    seen = np.zeros(n, bool)
-    seen[seeds] = True
-    frontier = np.unique(seeds)
-    while frontier.size:
-        first, count = offsets[frontier], offsets[frontier + 1] - offsets[frontier]
-        total = int(count.sum())
-        if not total:
-            break
-        idx = np.repeat(first - np.cumsum(count) + count, count) + np.arange(total)
-        nxt = dst[idx]
-        nxt = np.unique(nxt[~seen[nxt]])
-        seen[nxt] = True
-        frontier = nxt
-    return seen
-
-
-def fast_trim(transitions: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDFA:
-    """`guided.fsm.trim` by two vectorised graph searches instead of a dense fixpoint."""
-    n = transitions.shape[0]
-    if initial == DEAD:
-        return EMPTY
-    src, dst = _edges(transitions)
-    reach = _search(src, dst, n, np.array([initial]))
-    finals = np.flatnonzero(accepting & reach)
-    finals = finals[finals != DEAD]
-    if not finals.size:
-        return EMPTY
-    keep = reach[src]
-    back = np.argsort(dst[keep], kind="stable")
-    live = _search(dst[keep][back], src[keep][back], n, finals)
-    keep_states = reach & live
-    keep_states[DEAD] = False
-    order = np.flatnonzero(keep_states)
-    order = np.concatenate([[initial], order[order != initial]])
-    new_id = np.zeros(n, np.int32)
-    new_id[order] = np.arange(1, len(order) + 1, dtype=np.int32)
-    table = np.zeros((len(order) + 1, 256), np.int32)
-    table[1:] = new_id[transitions[order]]
-    acc = np.zeros(len(order) + 1, bool)
-    acc[1:] = accepting[order]
-    return ByteDFA(transitions=table, accepting=acc, initial=1)

@@ -14,8 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from guided.frontends.jsonschema._dfa import fast_trim as _trim
-from guided.fsm import ByteDFA
+from guided.fsm import ByteDFA, trim
 
 INT = r"-?(?:0|[1-9][0-9]*)"
 NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
@@ -257,7 +256,7 @@ def multiple_of_dfa(p: int, q: int, allow_fraction: bool) -> ByteDFA:
             t[s, b] = target
     a = np.zeros(n, bool)
     a[1:] = acc
-    return _trim(t, a, initial=start)
+    return trim(t, a, initial=start)
 
 
 def decimal_ratio(d: Decimal) -> tuple[int, int]:

@@ -23,8 +23,7 @@ import numpy as np
 from interegular import patterns as _ip
 
 from guided.errors import RegexError
-from guided.frontends.jsonschema._dfa import fast_trim as _trim
-from guided.fsm import DEAD, MAX_UNICODE, ByteDFA, ByteNFA, Limits, determinize
+from guided.fsm import DEAD, MAX_UNICODE, ByteDFA, ByteNFA, Limits, determinize, trim
 from guided.frontends import regex as _rx
 
 _SHORT_ESCAPES = {0x22: ord('"'), 0x5C: ord("\\"), 0x2F: ord("/"), 0x08: ord("b"), 0x0C: ord("f"),
@@ -454,7 +453,7 @@ def _length_content(min_len: int, max_len: int | None) -> ByteDFA:
         block[done] = nxt
         table[base:base + k] = block
         acc[base] = blk >= min_len
-    return _trim(table, acc, initial=1)
+    return trim(table, acc, initial=1)
 
 
 def any_content() -> ByteDFA:
