@@ -120,6 +120,55 @@ def test_vectorised_mask_agrees_with_stepwise_advance(name, samplers, smollm2_to
         m.advance(t)
 
 
+def test_states_derived_from_a_reference_equal_a_full_walk(smollm2_tokenizer, smollm2_vocab):
+    """A wide lexer state's data taken from its usual successor's is what a whole-trie walk finds."""
+    from guided.engine.bitmask import pack
+    from guided.engine.token_table import walk_automaton
+
+    schema = {"type": "object", "properties": {n: {"type": "integer"} for n in ("name", "nat", "id", "n\u00e9")},
+              "additionalProperties": {"type": "string", "pattern": "^[a-z ]*$"}}
+    grammar = guided.compile(guided.JsonSchema(schema), smollm2_vocab, cache=False)
+    text = json.dumps({"name": 1, "id": 2, "nam": "x", "nbx": "a b", "n\u00e9e": "c", "\"q": ""})
+    m = grammar.matcher()
+    for t in smollm2_tokenizer.encode(text, add_special_tokens=False):
+        m.mask()
+        m.advance(t)
+    derived = 0
+    lexers = grammar.lexers
+    for lex in range(1, lexers.size):
+        found = grammar._from_reference(lex)
+        if found is None:
+            continue
+        derived += 1
+        ids, _, seeds = walk_automaton(grammar.table, lexers.table, lex, lexers.chosen)
+        inside = np.zeros(smollm2_vocab.size, dtype=bool)
+        inside[ids] = True
+        assert np.array_equal(found[0], pack(inside)), lex
+        assert set(zip(*(a.tolist() for a in found[1]))) == set(zip(*(a.tolist() for a in seeds))), lex
+    assert derived >= 3
+
+
+def test_rows_filled_on_demand_give_the_masks_of_a_complete_lexer(smollm2_tokenizer, smollm2_vocab):
+    """Lexer rows filled as walks reach them give the masks a fully built lexer gives."""
+    names = [f"property_number_{i}_of_the_object" for i in range(30)] + ["\u00e9t\u00e9", "a\"b"]
+    schema = {"type": "object", "properties": {n: {"type": "string", "maxLength": 12} for n in names},
+              "additionalProperties": {"type": "integer"}}
+    lazy = guided.compile(guided.JsonSchema(schema), smollm2_vocab, cache=False)
+    eager = guided.compile(guided.JsonSchema(schema), smollm2_vocab, cache=False)
+    eager.lexers.build_all()
+    doc = {names[3]: "abc", names[30]: "x\u00e9", names[31]: "", "property_number_3_": 5, "zz": -1}
+    for text in (json.dumps(doc), json.dumps(doc, indent=2, ensure_ascii=False)):
+        a, b = lazy.matcher(), eager.matcher()
+        for t in smollm2_tokenizer.encode(text, add_special_tokens=False) + [None]:
+            assert torch.equal(a.mask(), b.mask()), text
+            if t is None:
+                assert a.accepts_eos()
+                break
+            a.advance(t)
+            b.advance(t)
+    assert not lazy.lexers.filled[:lazy.lexers.size].all()  # some rows were never needed
+
+
 def test_tokens_spanning_several_terminals(smollm2_tokenizer, smollm2_vocab):
     grammar = guided.compile(Grammar("json"), smollm2_vocab)
     m = grammar.matcher()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 import threading
 import time
 import weakref
@@ -37,7 +36,8 @@ import torch
 from guided.engine.automaton import MaskStats
 from guided.engine.bitmask import pack, unpack, write_row
 from guided.engine.matcher import pop_history
-from guided.engine.token_table import SCALAR_WORK, TokenTable, small_subtrees, trie_lists, walk_automaton
+from guided.engine.token_table import (SCALAR_WORK, TokenTable, small_subtrees, subtree_tokens, trie_lists,
+                                       trie_order, walk_automaton, walk_divergence)
 from guided.errors import ConstraintViolation, LimitExceeded
 from guided.ir import END, CfgIR
 from guided.vocab import Vocabulary
@@ -66,9 +66,15 @@ class _Lexers:
 
     A set's states are built the first time a parser state that uses it is reached (`start`),
     so compiling a grammar costs nothing per context and a request pays only for the contexts
-    it visits.  Rows are only ever appended and a built row never changes, so arrays read
-    before a later `start` stay valid for every state they already held.
+    it visits.  Within a context, rows beyond the first `EAGER_ROWS` (and the rows of large
+    terminal DFAs) are filled when a walk first reads them (`ready`): a context of many long
+    property names spelt every way JSON allows has tens of thousands of states, of which a
+    document visits a few dozen.  Rows are only ever appended and a filled row never changes,
+    so arrays read before a later `start` or `ready` stay valid for every row they held filled.
     """
+
+    EAGER_ROWS = 64  # union rows filled when a context is first built
+    EAGER_BLOCK = 256  # terminal DFAs up to this size are copied whole when first reached
 
     def __init__(self, ir: CfgIR, max_states: int):
         self.terminals = ir.terminals
@@ -93,13 +99,22 @@ class _Lexers:
         # Only the start states are per set, and never a transition target: "at a lexeme
         # boundary" must stay distinct from "mid-lexeme" even where the components agree.
         self._ids: dict[tuple, int] = {}
+        self._pending: dict[int, tuple] = {}  # union states whose row is not filled yet
         # A single live terminal stays single: its states are its own DFA's, laid out as one
         # block of rows (DFA state s at base + s - 1) the first time one of them is reached.
         self._block: dict[int, int] = {}
+        self._lazy_bases: list[int] = []  # blocks filled row by row, by base
+        self._lazy_terms: list[int] = []
         self.size = 1  # rows in use; row 0 is the dead state
-        self.table = np.zeros((64, 256), np.int32)
-        self.chosen = np.full(64, -1, np.int64)
-        self.alive = np.zeros((64, self.num_terminals), bool)
+        # Room for every terminal's block and a margin of union states from the start: zeroed
+        # memory is only committed where it is written, and growing later copies the table
+        # (tens of milliseconds for a large grammar, inside one mask).
+        capacity = min(max_states, 1 + 2 * sum(t.dfa.num_states for t in self.terminals) + 4096)
+        self.table = np.zeros((capacity, 256), np.int32)
+        self.chosen = np.full(capacity, -1, np.int64)
+        self.alive = np.zeros((capacity, self.num_terminals), bool)
+        self.filled = np.zeros(capacity, bool)
+        self.filled[0] = True
         self._lock = threading.RLock()
 
     def start(self, lr_state: int, after_ignore: bool = False) -> int:
@@ -118,11 +133,34 @@ class _Lexers:
                     self._starts[members] = start
         return start
 
+    def ready(self, states) -> np.ndarray:
+        """Fill the rows of ``states`` (an int or an array) if need be; the table to read them from."""
+        filled = self.filled[states]
+        if filled if isinstance(states, int) else filled.all():
+            return self.table
+        with self._lock:
+            todo = np.unique(np.asarray(states)[~self.filled[states]]).tolist()
+            unions = [i for i in todo if i in self._pending]
+            for index in unions:
+                self._fill(index)
+            blocks = np.array([i for i in todo if i not in self._pending and not self.filled[i]], np.int64)
+            if blocks.size:
+                which = np.searchsorted(self._lazy_bases, blocks, side="right") - 1
+                for j in np.unique(which).tolist():
+                    rows = blocks[which == j]
+                    base = self._lazy_bases[j]
+                    part = self.terminals[self._lazy_terms[j]].dfa.transitions[rows - base]
+                    self.table[rows] = np.where(part != DEAD, part + base, DEAD)
+                    self.filled[rows] = True
+        return self.table
+
     def build_all(self) -> None:
-        """Build every context's states now (for callers that keep the arrays)."""
+        """Build and fill every context's states now (for callers that keep the arrays)."""
         for lr_state in range(len(self.set_of_state)):
             self.start(lr_state)
             self.start(lr_state, after_ignore=True)
+        while not self.filled[:self.size].all():
+            self.ready(np.arange(self.size))
 
     def _reserve(self, rows: int) -> int:
         """Room for ``rows`` more states; their first index."""
@@ -138,8 +176,10 @@ class _Lexers:
             chosen[:first] = self.chosen[:first]
             alive = np.zeros((capacity, self.num_terminals), bool)
             alive[:first] = self.alive[:first]
+            filled = np.zeros(capacity, bool)
+            filled[:first] = self.filled[:first]
             # Publish the copies before the references: readers may hold either.
-            self.table, self.chosen, self.alive = table, chosen, alive
+            self.table, self.chosen, self.alive, self.filled = table, chosen, alive, filled
         self.size = need
         return first
 
@@ -149,20 +189,24 @@ class _Lexers:
             dfa = self.terminals[term].dfa
             n = dfa.num_states - 1
             base = self._block[term] = self._reserve(n) - 1
-            rows = dfa.transitions[1:]
-            self.table[base + 1:base + 1 + n] = np.where(rows != DEAD, rows + base, DEAD)
             self.chosen[base + 1:base + 1 + n] = np.where(dfa.accepting[1:], term, -1)
             self.alive[base + 1:base + 1 + n, term] = True
+            if n <= self.EAGER_BLOCK:
+                rows = dfa.transitions[1:]
+                self.table[base + 1:base + 1 + n] = np.where(rows != DEAD, rows + base, DEAD)
+                self.filled[base + 1:base + 1 + n] = True
+            else:
+                self._lazy_bases.append(base)
+                self._lazy_terms.append(term)
         return base + dfa_state
 
-    def _state(self, tup: tuple, queue: list[tuple]) -> int:
-        """The index of a non-start union state, queued for its row when new."""
+    def _state(self, tup: tuple) -> int:
+        """The index of a non-start union state (its row pending when new)."""
         if len(tup) == 1:
             return self._single(*tup[0])
         target = self._ids.get(tup)
         if target is None:
             target = self._ids[tup] = self._new(tup)
-            queue.append((target, tup))
         return target
 
     def _new(self, tup: tuple) -> int:
@@ -173,40 +217,65 @@ class _Lexers:
             self.chosen[index] = min(accepting, key=lambda i: (-terms[i].priority, not terms[i].is_string,
                                                                 terms[i].order))
         self.alive[index, [i for i, _ in tup]] = True
+        if tup:
+            self._pending[index] = tup
+        else:
+            self.filled[index] = True
         return index
 
     def _build(self, members: frozenset[int]) -> int:
         terms = self.terminals
-        start_tup = tuple((i, terms[i].dfa.initial) for i in sorted(members))
-        start = self._new(start_tup)
-        queue = [(start, start_tup)]
-        while queue:
-            index, tup = queue.pop()
-            if not tup:
-                continue
-            dfas = [terms[i].dfa for i, _ in tup]
-            if len(tup) == 1:  # a single-terminal start state: its block's initial row
-                row = dfas[0].transitions[tup[0][1]]
-                base = self._single(tup[0][0], 1) - 1
-                self.table[index] = np.where(row != DEAD, row + base, DEAD)
-                continue
-            nxt = np.stack([d.transitions[st] for d, (_, st) in zip(dfas, tup)])
-            # Distinct successor tuples: one vectorised unique over the 256 columns, each
-            # column packed into one int64 by mixed radix when the sizes allow it.
-            sizes = [d.num_states for d in dfas]
-            if math.prod(sizes) < 2 ** 62:
-                radix = np.cumprod([1] + sizes[:-1], dtype=np.int64)
-                _, first, inverse = np.unique(radix @ nxt, return_index=True, return_inverse=True)
-                columns = nxt.T[first]
-            else:
-                columns, inverse = np.unique(nxt.T, axis=0, return_inverse=True)
-            targets = np.zeros(len(columns), np.int32)
-            for j, col in enumerate(columns.tolist()):
-                key = tuple((i, st) for (i, _), st in zip(tup, col) if st)
-                if key:
-                    targets[j] = self._state(key, queue)
-            self.table[index] = targets[inverse.reshape(-1)]
+        start = self._new(tuple((i, terms[i].dfa.initial) for i in sorted(members)))
+        queue, budget = [start], self.EAGER_ROWS
+        for index in queue:  # breadth first, so that the rows a walk reads first are filled
+            if index in self._pending and budget:
+                budget -= 1
+                queue.extend(self._fill(index))
         return start
+
+    def _fill(self, index: int) -> list[int]:
+        """Fill a union state's row; the union states it leads to."""
+        tup = self._pending.pop(index)
+        terms = self.terminals
+        dfas = [terms[i].dfa for i, _ in tup]
+        if len(tup) == 1:  # a single-terminal start state: its block's initial row
+            row = dfas[0].transitions[tup[0][1]]
+            base = self._single(tup[0][0], 1) - 1
+            self.table[index] = np.where(row != DEAD, row + base, DEAD)
+            self.filled[index] = True
+            return []
+        nxt = np.stack([d.transitions[st] for d, (_, st) in zip(dfas, tup)])
+        # Distinct successor tuples, from one vectorised unique over the 256 columns: each
+        # column hashed to one int64 by random weights, and the grouping checked exactly.
+        _, first, inverse = np.unique(_column_weights(len(tup)) @ nxt, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        columns = nxt[:, first]
+        if not np.array_equal(columns[:, inverse], nxt):  # a hash collision: group exactly
+            columns, inverse = np.unique(nxt.T, axis=0, return_inverse=True)
+            columns, inverse = columns.T, inverse.reshape(-1)
+        targets = np.zeros(columns.shape[1], np.int32)
+        parts: list[list] = [[] for _ in range(columns.shape[1])]
+        live = np.nonzero(columns)
+        for i, j, st in zip(live[0].tolist(), live[1].tolist(), columns[live].tolist()):
+            parts[j].append((tup[i][0], st))  # the live components of each successor, in order
+        for j, key in enumerate(parts):
+            if key:
+                targets[j] = self._state(tuple(key))
+        self.table[index] = targets[inverse]
+        self.filled[index] = True
+        return [t for t in targets.tolist() if t in self._pending]
+
+
+_weights = np.zeros(0, np.int64)
+
+
+def _column_weights(n: int) -> np.ndarray:
+    """``n`` fixed odd random int64 weights (products wrap around, as a hash may)."""
+    global _weights
+    if _weights.size < n:
+        rng = np.random.default_rng(0x9E3779B9)
+        _weights = rng.integers(1, 2 ** 62, size=max(n, 2 * _weights.size, 64), dtype=np.int64) | 1
+    return _weights[:n]
 
 
 class _LexemeInfo:
@@ -241,22 +310,29 @@ def _first_byte_words(vocab: Vocabulary, table: TokenTable) -> np.ndarray:
     return words
 
 
-SHARE_LIMIT = 64  # lexer sub-automata up to this many states are shared between grammars
+SHARE_LIMIT = 64
+# A state moving to one other state on at least this many bytes is derived from that state's
+# data (`CfgGrammar._from_reference`), if at most DIVERGENCE_BUDGET trie nodes tell them apart.
+REFERENCE_MIN_BYTES = 32
+DIVERGENCE_BUDGET = 4000  # lexer sub-automata up to this many states are shared between grammars
 
 _shared_lexemes: "weakref.WeakKeyDictionary[TokenTable, dict]" = weakref.WeakKeyDictionary()
 
 
-def _sub_automaton(table: np.ndarray, chosen: np.ndarray, lex: int, limit: int = SHARE_LIMIT):
+def _sub_automaton(table: np.ndarray, chosen: np.ndarray, lex: int, filled: np.ndarray, limit: int = SHARE_LIMIT):
     """A canonical key for the automaton reachable from ``lex``, and its states in discovery order.
 
     States are numbered by a breadth-first search that visits successors in byte order, so two
     grammars with the same sub-automaton get the same key whatever their global numbering.
-    None when more than ``limit`` states are reachable.
+    None when more than ``limit`` states are reachable, or one of them is not filled yet (such
+    states belong to contexts too large to be worth sharing).
     """
     order = [lex]
     index = {lex: 0}
     i = 0
     while i < len(order):
+        if not filled[order[i]]:
+            return None
         row = table[order[i]]
         # dict.fromkeys keeps first occurrences in byte order, as the search needs
         for target in dict.fromkeys(row[row != DEAD].tolist()):
@@ -400,11 +476,11 @@ class CfgGrammar:
             node = node.parent
         return self._node(self.ir.gotos[node.state][lhs], node)
 
-    def viable_states(self, stack: _Stack) -> np.ndarray | None:
-        """Lexer states from which a lexeme this stack really accepts can still be completed.
+    def viable_terminals(self, stack: _Stack) -> np.ndarray | None:
+        """The terminals of the stack's lexer that the parser really accepts here.
 
-        None when that is every live state of the stack's lexer (the usual case); LALR(1)
-        lookaheads merged from other contexts make the exceptions.
+        None when that is all of them (the usual case); LALR(1) lookaheads merged from other
+        contexts make the exceptions.  A lexer state is viable while one of them is alive in it.
         """
         if stack.viable is not False:
             return stack.viable  # type: ignore[return-value]
@@ -413,18 +489,20 @@ class CfgGrammar:
         self.lexers.start(stack.state, after_ignore=True)
         members = self.lexers.sets[self.lexers.set_of_state[stack.state]]
         accepted = [t for t in members if t in self.ir.ignore or self.feed(stack, t) is not None]
-        if len(accepted) == len(members):
-            stack.viable = None
-        else:
-            viable = self.lexers.alive[:, accepted].any(axis=1)
-            viable[DEAD] = False
-            stack.viable = viable
+        stack.viable = None if len(accepted) == len(members) else np.array(accepted, np.int64)
         return stack.viable  # type: ignore[return-value]
+
+    def viable(self, stack: _Stack, lexes: np.ndarray) -> np.ndarray:
+        """Which of the lexer states ``lexes`` can still complete a lexeme ``stack`` accepts."""
+        accepted = self.viable_terminals(stack)
+        if accepted is None:
+            return lexes != DEAD
+        return self.lexers.alive[lexes][:, accepted].any(axis=1) & (lexes != DEAD)
 
     def step(self, stack: _Stack, lex: int, byte: int) -> tuple[_Stack, int] | None:
         """One byte of input: extend the lexeme, or end it and start the next one."""
-        table = self.lexers.table
-        nxt = int(table[lex, byte])
+        lexers = self.lexers
+        nxt = int((lexers.table if lexers.filled[lex] else lexers.ready(lex))[lex, byte])
         if nxt:
             return stack, nxt
         terminal = int(self.lexers.chosen[lex])
@@ -440,8 +518,8 @@ class CfgGrammar:
         return (stack, nxt) if nxt else None
 
     def is_viable(self, stack: _Stack, lex: int) -> bool:
-        viable = self.viable_states(stack)
-        return lex != DEAD and (viable is None or bool(viable[lex]))
+        accepted = self.viable_terminals(stack)
+        return lex != DEAD and (accepted is None or bool(self.lexers.alive[lex, accepted].any()))
 
     def accepts_end(self, stack: _Stack, lex: int) -> bool:
         if lex in self.lexers.start_states:
@@ -477,13 +555,12 @@ class CfgGrammar:
     def _split_words(self, stack: _Stack, lex: int) -> np.ndarray:
         """The mask from the per-lexer-state parts, resolving only what depends on the stack."""
         info = self.lexeme_info(lex)
-        viable = self.viable_states(stack)
-        if viable is None:
+        if self.viable_terminals(stack) is None:
             words = info.inside.copy()
         else:  # LALR(1) lookaheads this stack cannot take: keep lexemes it can still finish
             words = np.zeros_like(info.inside)
             for end, group in self.inside_by_end(lex).items():
-                if viable[end]:
+                if self.is_viable(stack, end):
                     words |= group
         terminal = int(self.lexers.chosen[lex])
         if terminal >= 0 and info.after_end is not None:
@@ -531,7 +608,7 @@ class CfgGrammar:
                 (t.node_descendants[t.level_offsets[seed_level] + seed_node] + 1).sum()) <= SCALAR_WORK:
             return self._seeds_scalar(stacks, seeds)
         where = {s.uid: i for i, s in enumerate(stacks)}
-        restricted = [self.viable_states(s) is not None for s in stacks]
+        restricted = [self.viable_terminals(s) is not None for s in stacks]
         width = lx.num_terminals + 1
         # (stack index, finished terminal) -> (stack index after it << 32 | lexer start), -1 if
         # the parser refuses the terminal, -2 not resolved yet: a gather instead of a sort.
@@ -551,6 +628,8 @@ class CfgGrammar:
                     break
                 continue
             last = t.level_bytes[level][nodes]
+            table = lx.ready(plex)
+            chosen = lx.chosen
             nlex = table[plex, last]
             boundary = np.flatnonzero((nlex == DEAD) & (chosen[plex] >= 0))
             if boundary.size:
@@ -568,13 +647,14 @@ class CfgGrammar:
                         if node.uid not in where:
                             where[node.uid] = len(stacks)
                             stacks.append(node)
-                            restricted.append(self.viable_states(node) is not None)
+                            restricted.append(self.viable_terminals(node) is not None)
                         resolved[key] = (where[node.uid] << 32) | lx.start(node.state, term in ignore)
                     values = resolved[keys]
                     table, chosen = lx.table, lx.chosen  # `lx.start` may have grown them
                 ok = values >= 0
                 boundary, values = boundary[ok], values[ok]
-                nlex[boundary] = table[(values & 0xFFFFFFFF).astype(np.int64), last[boundary]]
+                starts = (values & 0xFFFFFFFF).astype(np.int64)
+                nlex[boundary] = lx.ready(starts)[starts, last[boundary]]
                 stk = stk.copy()
                 stk[boundary] = values >> 32
             alive = nlex != DEAD
@@ -585,10 +665,9 @@ class CfgGrammar:
                 ok = ends.copy()
                 if any(restricted):
                     for s_idx in np.unique(stk[ends]).tolist():
-                        viable = self.viable_states(stacks[s_idx])
-                        if viable is not None:
+                        if restricted[s_idx]:
                             sel = ends & (stk == s_idx)
-                            ok[sel] = viable[nlex[sel]]
+                            ok[sel] = self.viable(stacks[s_idx], nlex[sel])
                 found.append(tokens[ok])
             if level + 1 >= len(t.level_bytes) or not nodes.size:
                 if level >= seed_level.max():
@@ -676,7 +755,7 @@ class CfgGrammar:
         JSON grammar's strings and numbers, say) share it through a cache per vocabulary, with
         states renumbered from ``lex`` so that the stored data is grammar-independent.
         """
-        sub = _sub_automaton(self.lexers.table, self.lexers.chosen, lex)
+        sub = _sub_automaton(self.lexers.ready(lex), self.lexers.chosen, lex, self.lexers.filled)
         if sub is None:
             return compute(lex, None)
         key, states = sub
@@ -688,10 +767,16 @@ class CfgGrammar:
 
     def _lexeme_info(self, lex: int, states: np.ndarray | None) -> _LexemeInfo:
         """Walk the trie inside one lexeme: tokens that stay in it, and where others leave it."""
-        ids, ends, seeds = walk_automaton(self.table, self.lexers.table, lex, self.lexers.chosen)
-        inside = np.zeros(self.vocab.size, dtype=bool)
-        inside[ids] = True
-        table, chosen = self.lexers.table, self.lexers.chosen
+        found = self._from_reference(lex)
+        table, chosen = self.lexers.ready(lex), self.lexers.chosen
+        if found is None:
+            ids, _, seeds = walk_automaton(self.table, table, lex, chosen, self._prepare)
+            table, chosen = self.lexers.table, self.lexers.chosen
+            inside = np.zeros(self.vocab.size, dtype=bool)
+            inside[ids] = True
+            inside = pack(inside)
+        else:
+            inside, seeds = found
         dead_first = table[lex] == DEAD
         after_end = None
         if chosen[lex] >= 0 and dead_first.any():
@@ -699,10 +784,68 @@ class CfgGrammar:
         seed_level, seed_node, seed_lex = seeds
         if states is not None:
             seed_lex = _to_local(seed_lex, states)
-        return _LexemeInfo(pack(inside), after_end, seed_level, seed_node, seed_lex)
+        return _LexemeInfo(inside, after_end, seed_level, seed_node, seed_lex)
+
+    def _from_reference(self, lex: int):
+        """``lex``'s inside tokens and seeds derived from a similar state's, or None.
+
+        A wide state usually moves on most bytes to one state (a free property name that has left
+        every declared name behind, say); from there on the two agree, so only the trie paths
+        where they still differ are walked (`walk_divergence`).
+        """
+        reference = self._usual_successor(lex)
+        # Only a reference already known, or one that is its own usual successor (a loop such as
+        # "any character of a string", whose walk is shared by most states that lead to it): a
+        # chain of distinct states (counting characters for maxLength) would walk each anyway.
+        if reference is None or reference == lex or (
+                reference not in self._lexemes and self._usual_successor(reference) != reference):
+            return None
+        ref = self.lexeme_info(reference)
+        walk = walk_divergence(self.table, self.lexers.table, lex, reference, self.lexers.chosen,
+                               DIVERGENCE_BUDGET, self._prepare)
+        if walk is None:
+            return None
+        alive, cut, expanded, (seed_level, seed_node, seed_lex) = walk
+        words = ref.inside.copy()
+        bits = words.view(np.uint32)
+        dup_ids, dup_primary = self.table.duplicates
+        removed = subtree_tokens(self.table, cut)
+        if dup_ids.size and alive.size:
+            alive = np.concatenate([alive, dup_ids[np.isin(dup_primary, alive)]])
+        for ids, op in ((removed, np.bitwise_and), (alive, np.bitwise_or)):
+            if ids.size:
+                one = np.uint32(1) << (ids & 31).astype(np.uint32)
+                op.at(bits, ids >> 5, ~one if op is np.bitwise_and else one)
+        # The reference's seeds stand where the walks had met above them; the others are redone.
+        if ref.seed_node.size:
+            order = trie_order(self.table)
+            parents = order.parent[self.table.level_offsets[ref.seed_level] + ref.seed_node]
+            keep = ~np.isin(parents, expanded)
+            if cut.size:
+                starts = np.sort(order.pre[cut])
+                ends = starts + self.table.node_descendants[cut][np.argsort(order.pre[cut])]
+                rank = order.pre[parents]
+                j = np.searchsorted(starts, rank, side="right") - 1
+                keep &= ~((j >= 0) & (rank <= ends[np.maximum(j, 0)]))
+            seed_level = np.concatenate([ref.seed_level[keep], seed_level])
+            seed_node = np.concatenate([ref.seed_node[keep], seed_node])
+            seed_lex = np.concatenate([ref.seed_lex[keep].astype(seed_lex.dtype), seed_lex])
+        return words, (seed_level, seed_node, seed_lex)
+
+    def _prepare(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For the trie walks: fill the rows they are about to read; the arrays to read them from."""
+        return self.lexers.ready(states), self.lexers.chosen
+
+    def _usual_successor(self, lex: int) -> int | None:
+        """The state ``lex`` moves to on most bytes, if at least `REFERENCE_MIN_BYTES` of them."""
+        row = self.lexers.ready(lex)[lex]
+        targets, counts = np.unique(row[row != DEAD], return_counts=True)
+        if not counts.size or counts.max() < REFERENCE_MIN_BYTES:
+            return None
+        return int(targets[counts.argmax()])
 
     def _inside_by_end(self, lex: int, states: np.ndarray | None) -> dict[int, np.ndarray]:
-        ids, ends, _ = walk_automaton(self.table, self.lexers.table, lex, self.lexers.chosen)
+        ids, ends, _ = walk_automaton(self.table, self.lexers.ready(lex), lex, self.lexers.chosen, self._prepare)
         groups = {}
         for end in np.unique(ends).tolist():
             allowed = np.zeros(self.vocab.size, dtype=bool)
@@ -812,10 +955,10 @@ class CfgGrammar:
     def _lexeme_endings(self, lex: int) -> dict[int, bytes]:
         """For each terminal the pending lexeme can end as, the shortest bytes that end it so."""
         out: dict[int, bytes] = {}
-        chosen, table = self.lexers.chosen, self.lexers.table
         paths = {lex: b""}
         queue = [lex]
         for state in queue:
+            table, chosen = self.lexers.ready(state), self.lexers.chosen
             term = int(chosen[state])
             if term >= 0 and term not in out:
                 out[term] = paths[state]

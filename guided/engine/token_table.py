@@ -133,7 +133,8 @@ def trie_lists(table: TokenTable) -> tuple[list, list, list, list]:
     return lists
 
 
-def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, boundary: np.ndarray | None = None):
+def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, boundary: np.ndarray | None = None,
+                   prepare=None):
     """Walk every token's bytes from ``state`` through a DFA (state 0 dead).
 
     Returns ``(ids, ends, seeds)``: the tokens that stay alive and the state each ends in, and,
@@ -142,7 +143,9 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
     ``(level, node, state before the node's byte)`` arrays.
 
     Dense levels are stepped whole (one gather per level); once few nodes survive, only their
-    children are expanded, and the last few nodes finish in Python.
+    children are expanded, and the last few nodes finish in Python.  ``prepare(states)``, if
+    given, is called before rows of ``states`` are read and returns ``(transitions, boundary)``
+    to read them from (for automata whose rows are filled on demand).
     """
     found_ids, found_ends = [], []
     seed_level, seed_node, seed_state = [], [], []
@@ -152,6 +155,8 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
     before = np.full(table.level_bytes[0].size if levels else 0, state, dtype=transitions.dtype)
     for level in range(levels):
         last = table.level_bytes[level] if nodes is None else table.level_bytes[level][nodes]
+        if prepare is not None:
+            transitions, boundary = prepare(before)
         after = transitions[before, last]
         if level and boundary is not None:
             ends = (after == 0) & (before != 0) & (boundary[before] >= 0)
@@ -183,7 +188,8 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
             if not live_nodes.size or level + 1 >= levels:
                 break
         if small_subtrees(table, level, live_nodes):
-            ids, ends_, seeds = _walk_scalar(table, transitions, level, live_nodes.tolist(), live_state.tolist(), boundary)
+            ids, ends_, seeds = _walk_scalar(table, transitions, level, live_nodes.tolist(), live_state.tolist(),
+                                             boundary, prepare)
             found_ids.append(np.array(ids, dtype=np.int64))
             found_ends.append(np.array(ends_, dtype=transitions.dtype))
             for lvl, node, st in seeds:
@@ -229,11 +235,12 @@ def _tokens_by_node(table: TokenTable) -> tuple[np.ndarray, np.ndarray]:
     return pair
 
 
-def _walk_scalar(table, transitions, level, nodes, states, boundary):
+def _walk_scalar(table, transitions, level, nodes, states, boundary, prepare=None):
     """`walk_automaton` finished in Python for a small frontier."""
     level_bytes, level_children, offsets, node_token = trie_lists(table)
     last_level = len(level_bytes) - 1
     tokens, ends, seeds = [], [], []
+    prepared: set[int] = set()
     todo = [(level, n, s) for n, s in zip(nodes, states)]
     while todo:
         lvl, node, st = todo.pop()
@@ -241,6 +248,9 @@ def _walk_scalar(table, transitions, level, nodes, states, boundary):
             continue
         children = level_children[lvl]
         nxt_bytes = level_bytes[lvl + 1]
+        if prepare is not None and st not in prepared:
+            transitions, boundary = prepare(st)
+            prepared.add(st)
         row = transitions[st]
         for child in range(children[node], children[node + 1]):
             nxt = int(row[nxt_bytes[child]])
@@ -254,3 +264,117 @@ def _walk_scalar(table, transitions, level, nodes, states, boundary):
                 ends.append(nxt)
             todo.append((lvl + 1, child, nxt))
     return tokens, ends, seeds
+
+
+@dataclass(frozen=True, eq=False)
+class TrieOrder:
+    """The trie's nodes in depth-first (lexicographic) order, for subtree queries.
+
+    The subtree of global node ``n`` is the pre-order interval ``[pre[n], pre[n] + descendants[n]]``.
+    """
+
+    pre: np.ndarray  # int64 [num_nodes]: each node's rank in pre-order
+    parent: np.ndarray  # int64 [num_nodes]: global index of each node's parent, -1 at level 0
+    token_pre: np.ndarray  # int64 [n]: pre-order ranks of the token nodes, sorted
+    token_ids: np.ndarray  # int64 [n]: the token at each of those nodes, duplicates included
+
+
+_orders: "weakref.WeakKeyDictionary[TokenTable, TrieOrder]" = weakref.WeakKeyDictionary()
+
+
+def trie_order(table: TokenTable) -> TrieOrder:
+    """The table's `TrieOrder` (built once per vocabulary)."""
+    order = _orders.get(table)
+    if order is None:
+        sizes = table.node_descendants + 1
+        pre = np.zeros(sizes.size, np.int64)
+        parent = np.full(sizes.size, -1, np.int64)
+        offsets = table.level_offsets
+        if table.level_bytes:
+            pre[:offsets[1]] = np.cumsum(sizes[:offsets[1]]) - sizes[:offsets[1]]
+        for level in range(1, len(table.level_bytes)):
+            lo, hi = offsets[level], offsets[level + 1]
+            parents = table.level_parents[level] + offsets[level - 1]
+            # Siblings are contiguous: a child's rank is its parent's plus one plus the sizes of
+            # the siblings before it.
+            before = np.cumsum(sizes[lo:hi]) - sizes[lo:hi]
+            first = np.r_[True, parents[1:] != parents[:-1]]
+            group_start = np.maximum.accumulate(np.where(first, np.arange(hi - lo), 0))
+            pre[lo:hi] = pre[parents] + 1 + before - before[group_start]
+            parent[lo:hi] = parents
+        nodes = np.concatenate([table.token_nodes])
+        by = np.argsort(pre[nodes], kind="stable")
+        order = _orders[table] = TrieOrder(pre, parent, pre[nodes][by], table.token_ids[by])
+    return order
+
+
+def subtree_tokens(table: TokenTable, nodes: np.ndarray) -> np.ndarray:
+    """Every token (duplicates included) at or below the given global nodes, which must not nest."""
+    if not nodes.size:
+        return np.zeros(0, np.int64)
+    order = trie_order(table)
+    lo = np.searchsorted(order.token_pre, order.pre[nodes])
+    hi = np.searchsorted(order.token_pre, order.pre[nodes] + table.node_descendants[nodes], side="right")
+    count = hi - lo
+    total = int(count.sum())
+    index = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(total)
+    return order.token_ids[index]
+
+
+def walk_divergence(table: TokenTable, transitions: np.ndarray, state: int, reference: int,
+                    boundary: np.ndarray, budget: int, prepare=None):
+    """Walk the trie from ``state`` only where it behaves differently from ``reference``.
+
+    Where the two walks reach the same automaton state, every token below is decided as it is
+    from ``reference``; so a state that differs from a wide reference in a few byte paths (a free
+    property name that must avoid a handful of declared names, say) costs a walk of those paths
+    rather than of the whole vocabulary.  Returns None when more than ``budget`` nodes diverge,
+    else ``(alive, cut, expanded, seeds)``: tokens alive from ``state`` among those decided on
+    diverging paths; global nodes below which every token dies from ``state`` although it lives
+    from ``reference``; the global nodes expanded; and ``state``'s lexeme-ending seeds on them
+    (as `walk_automaton`'s).  Duplicated tokens are not included in ``alive``.  ``prepare`` is
+    `walk_automaton`'s.
+    """
+    offsets = table.level_offsets
+    nodes = np.arange(table.level_bytes[0].size if table.level_bytes else 0, dtype=np.int64)
+    before = np.full(nodes.size, state, dtype=transitions.dtype)
+    before_ref = np.full(nodes.size, reference, dtype=transitions.dtype)
+    alive, cut, expanded = [], [], []
+    seed_level, seed_node, seed_state = [], [], []
+    spent = 0
+    for level in range(len(table.level_bytes)):
+        last = table.level_bytes[level][nodes]
+        if prepare is not None:
+            transitions, boundary = prepare(np.concatenate([before, before_ref]))
+        after = transitions[before, last]
+        after_ref = transitions[before_ref, last]
+        if level:
+            ends = (after == 0) & (boundary[before] >= 0)
+            if ends.any():
+                seed_level.append(np.full(int(ends.sum()), level))
+                seed_node.append(nodes[ends])
+                seed_state.append(before[ends])
+        differ = after != after_ref
+        dies = differ & (after == 0)
+        if dies.any():
+            cut.append(offsets[level] + nodes[dies])
+        grow = np.flatnonzero(differ & (after != 0))
+        if not grow.size:
+            break
+        spent += grow.size
+        if spent > budget:
+            return None
+        live = nodes[grow]
+        expanded.append(offsets[level] + live)
+        tokens = table.node_token[offsets[level] + live]
+        alive.append(tokens[tokens >= 0])
+        if level + 1 >= len(table.level_bytes):
+            break
+        children = table.level_children[level]
+        first, count = children[live], children[live + 1] - children[live]
+        parent = np.repeat(np.arange(live.size), count)
+        nodes = np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+        before, before_ref = after[grow][parent], after_ref[grow][parent]
+    cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+    seeds = (cat(seed_level, np.int64), cat(seed_node, np.int64), cat(seed_state, transitions.dtype))
+    return cat(alive, np.int64), cat(cut, np.int64), cat(expanded, np.int64), seeds
