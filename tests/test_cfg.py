@@ -140,7 +140,7 @@ def test_states_derived_from_a_reference_equal_a_full_walk(smollm2_tokenizer, sm
         if found is None:
             continue
         derived += 1
-        ids, _, seeds = walk_automaton(grammar.table, lexers.table, lex, lexers.chosen)
+        ids, _, seeds = walk_automaton(grammar.table, lexers.ready(lex), lex, lexers.chosen, grammar._prepare)
         inside = np.zeros(smollm2_vocab.size, dtype=bool)
         inside[ids] = True
         assert np.array_equal(found[0], pack(inside)), lex
@@ -166,7 +166,15 @@ def test_rows_filled_on_demand_give_the_masks_of_a_complete_lexer(smollm2_tokeni
                 break
             a.advance(t)
             b.advance(t)
-    assert not lazy.lexers.filled[:lazy.lexers.size].all()  # some rows were never needed
+    lexers = lazy.lexers
+    assert not lexers.filled[:lexers.size].all()  # some rows were never needed
+    blocks = 0
+    for row in range(1, lexers.size):  # rows named as a terminal's own are that terminal's alone
+        block = lexers.block_at(row)
+        if block is not None:
+            blocks += 1
+            assert np.flatnonzero(lexers.alive[row]).tolist() == [block[0]] and row not in lexers.start_states
+    assert blocks > 0
 
 
 def test_tokens_spanning_several_terminals(smollm2_tokenizer, smollm2_vocab):

@@ -23,8 +23,10 @@ stack) and the byte starts the next lexeme.  Boundary crossings are handled per 
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
+import math
 import threading
 import time
 import weakref
@@ -36,8 +38,8 @@ import torch
 from guided.engine.automaton import MaskStats
 from guided.engine.bitmask import pack, unpack, write_row
 from guided.engine.matcher import pop_history
-from guided.engine.token_table import (SCALAR_WORK, TokenTable, small_subtrees, subtree_tokens, trie_lists,
-                                       trie_order, walk_automaton, walk_divergence)
+from guided.engine.token_table import (SCALAR_WORK, TokenTable, subtree_tokens, trie_lists, trie_nodes, trie_order,
+                                       walk_automaton, walk_divergence)
 from guided.errors import ConstraintViolation, LimitExceeded
 from guided.ir import END, CfgIR
 from guided.vocab import Vocabulary
@@ -74,7 +76,8 @@ class _Lexers:
     """
 
     EAGER_ROWS = 64  # union rows filled when a context is first built
-    EAGER_BLOCK = 256  # terminal DFAs up to this size are copied whole when first reached
+    EAGER_BLOCK = 16  # terminal DFAs up to this size are copied whole when first reached
+    WHOLE_BLOCK = 256  # and up to this size when one of their rows is first read
 
     def __init__(self, ir: CfgIR, max_states: int):
         self.terminals = ir.terminals
@@ -105,16 +108,19 @@ class _Lexers:
         self._block: dict[int, int] = {}
         self._lazy_bases: list[int] = []  # blocks filled row by row, by base
         self._lazy_terms: list[int] = []
+        self._bases: list[int] = []  # every block, by base
+        self._base_terms: list[int] = []
         self.size = 1  # rows in use; row 0 is the dead state
-        # Room for every terminal's block and a margin of union states from the start: zeroed
-        # memory is only committed where it is written, and growing later copies the table
-        # (tens of milliseconds for a large grammar, inside one mask).
+        # Room for every terminal's block and a margin of union states from the start, since
+        # growing copies the table (tens of milliseconds for a large grammar, inside one mask).
+        # The arrays are left uninitialised, so memory costs only where rows are reserved or
+        # filled: a row is read only once `filled` says so.
         capacity = min(max_states, 1 + 2 * sum(t.dfa.num_states for t in self.terminals) + 4096)
-        self.table = np.zeros((capacity, 256), np.int32)
-        self.chosen = np.full(capacity, -1, np.int64)
-        self.alive = np.zeros((capacity, self.num_terminals), bool)
+        self.table = np.empty((capacity, 256), np.int32)
+        self.chosen = np.empty(capacity, np.int64)
+        self.alive = np.empty((capacity, self.num_terminals), bool)
         self.filled = np.zeros(capacity, bool)
-        self.filled[0] = True
+        self.table[0], self.chosen[0], self.alive[0], self.filled[0] = DEAD, -1, False, True
         self._lock = threading.RLock()
 
     def start(self, lr_state: int, after_ignore: bool = False) -> int:
@@ -136,23 +142,35 @@ class _Lexers:
     def ready(self, states) -> np.ndarray:
         """Fill the rows of ``states`` (an int or an array) if need be; the table to read them from."""
         filled = self.filled[states]
-        if filled if isinstance(states, int) else filled.all():
+        if filled if np.ndim(filled) == 0 else filled.all():
             return self.table
         with self._lock:
-            todo = np.unique(np.asarray(states)[~self.filled[states]]).tolist()
-            unions = [i for i in todo if i in self._pending]
-            for index in unions:
-                self._fill(index)
-            blocks = np.array([i for i in todo if i not in self._pending and not self.filled[i]], np.int64)
-            if blocks.size:
-                which = np.searchsorted(self._lazy_bases, blocks, side="right") - 1
-                for j in np.unique(which).tolist():
-                    rows = blocks[which == j]
-                    base = self._lazy_bases[j]
-                    part = self.terminals[self._lazy_terms[j]].dfa.transitions[rows - base]
-                    self.table[rows] = np.where(part != DEAD, part + base, DEAD)
-                    self.filled[rows] = True
+            todo = np.atleast_1d(states)
+            todo = np.unique(todo[~self.filled[todo]]).tolist()
+            by_block: dict[int, list[int]] = {}
+            for index in todo:
+                if index in self._pending:
+                    self._fill(index)
+                elif not self.filled[index]:
+                    by_block.setdefault(bisect.bisect_right(self._lazy_bases, index) - 1, []).append(index)
+            for j, rows in by_block.items():
+                base, dfa = self._lazy_bases[j], self.terminals[self._lazy_terms[j]].dfa
+                # A block of moderate size is filled whole: one copy instead of one per visit.
+                index = np.arange(base + 1, base + dfa.num_states) if dfa.num_states <= self.WHOLE_BLOCK \
+                    else np.array(rows, np.int64)
+                part = dfa.transitions[index - base]
+                self.table[index] = np.where(part != DEAD, part + base, DEAD)
+                self.filled[index] = True
         return self.table
+
+    def block_at(self, lex: int) -> tuple[int, int] | None:
+        """``(terminal, base)`` when ``lex`` is a state of a terminal's block, else None."""
+        # A block's rows are base + 1 ... base + n: row ``base`` itself belongs to what came before.
+        j = bisect.bisect_left(self._bases, lex) - 1
+        if j < 0:
+            return None
+        term, base = self._base_terms[j], self._bases[j]
+        return (term, base) if lex - base < self.terminals[term].dfa.num_states else None
 
     def build_all(self) -> None:
         """Build and fill every context's states now (for callers that keep the arrays)."""
@@ -169,17 +187,19 @@ class _Lexers:
         if need > self.max_states:
             raise LimitExceeded(f"grammar lexer: more than {self.max_states} states")
         if need > self.table.shape[0]:
-            capacity = max(need, 2 * self.table.shape[0])
-            table = np.zeros((capacity, 256), np.int32)
+            capacity = min(self.max_states, max(need, 2 * self.table.shape[0]))
+            table = np.empty((capacity, 256), np.int32)
             table[:first] = self.table[:first]
-            chosen = np.full(capacity, -1, np.int64)
+            chosen = np.empty(capacity, np.int64)
             chosen[:first] = self.chosen[:first]
-            alive = np.zeros((capacity, self.num_terminals), bool)
+            alive = np.empty((capacity, self.num_terminals), bool)
             alive[:first] = self.alive[:first]
             filled = np.zeros(capacity, bool)
             filled[:first] = self.filled[:first]
             # Publish the copies before the references: readers may hold either.
             self.table, self.chosen, self.alive, self.filled = table, chosen, alive, filled
+        self.chosen[first:need] = -1
+        self.alive[first:need] = False
         self.size = need
         return first
 
@@ -189,6 +209,8 @@ class _Lexers:
             dfa = self.terminals[term].dfa
             n = dfa.num_states - 1
             base = self._block[term] = self._reserve(n) - 1
+            self._bases.append(base)
+            self._base_terms.append(term)
             self.chosen[base + 1:base + 1 + n] = np.where(dfa.accepting[1:], term, -1)
             self.alive[base + 1:base + 1 + n, term] = True
             if n <= self.EAGER_BLOCK:
@@ -220,6 +242,7 @@ class _Lexers:
         if tup:
             self._pending[index] = tup
         else:
+            self.table[index] = DEAD
             self.filled[index] = True
         return index
 
@@ -244,24 +267,31 @@ class _Lexers:
             self.table[index] = np.where(row != DEAD, row + base, DEAD)
             self.filled[index] = True
             return []
-        nxt = np.stack([d.transitions[st] for d, (_, st) in zip(dfas, tup)])
-        # Distinct successor tuples, from one vectorised unique over the 256 columns: each
-        # column hashed to one int64 by random weights, and the grouping checked exactly.
-        _, first, inverse = np.unique(_column_weights(len(tup)) @ nxt, return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        columns = nxt[:, first]
-        if not np.array_equal(columns[:, inverse], nxt):  # a hash collision: group exactly
-            columns, inverse = np.unique(nxt.T, axis=0, return_inverse=True)
+        nxt = np.empty((len(tup), 256), np.int32)
+        for r, (d, (_, st)) in enumerate(zip(dfas, tup)):
+            nxt[r] = d.transitions[st]
+        live = np.flatnonzero(nxt.any(axis=0))  # the bytes some component survives
+        sub = nxt[:, live]
+        # Group equal successor columns by one int64 code each: mixed radix (exact) when the
+        # component sizes allow it, else random weights (a hash) with the grouping checked.
+        sizes = [d.num_states for d in dfas]
+        exact = math.prod(sizes) < 2 ** 62
+        weights = np.cumprod([1] + sizes[:-1], dtype=np.int64) if exact else _column_weights(len(tup))
+        group_of: dict[int, int] = {}
+        inverse = np.fromiter((group_of.setdefault(c, len(group_of)) for c in (weights @ sub).tolist()),
+                              np.int64, count=live.size)
+        first = np.zeros(len(group_of), np.int64)
+        first[inverse[::-1]] = np.arange(live.size - 1, -1, -1)
+        columns = sub[:, first]
+        if not exact and not np.array_equal(columns[:, inverse], sub):  # a hash collision: group exactly
+            columns, inverse = np.unique(sub.T, axis=0, return_inverse=True)
             columns, inverse = columns.T, inverse.reshape(-1)
         targets = np.zeros(columns.shape[1], np.int32)
-        parts: list[list] = [[] for _ in range(columns.shape[1])]
-        live = np.nonzero(columns)
-        for i, j, st in zip(live[0].tolist(), live[1].tolist(), columns[live].tolist()):
-            parts[j].append((tup[i][0], st))  # the live components of each successor, in order
-        for j, key in enumerate(parts):
-            if key:
-                targets[j] = self._state(tuple(key))
-        self.table[index] = targets[inverse]
+        for j, col in enumerate(columns.T.tolist()):
+            targets[j] = self._state(tuple((tup[i][0], st) for i, st in enumerate(col) if st))
+        row = np.zeros(256, np.int32)
+        row[live] = targets[inverse]
+        self.table[index] = row
         self.filled[index] = True
         return [t for t in targets.tolist() if t in self._pending]
 
@@ -311,6 +341,7 @@ def _first_byte_words(vocab: Vocabulary, table: TokenTable) -> np.ndarray:
 
 
 SHARE_LIMIT = 64
+SHARED_LIMIT = 100_000  # entries in the per-vocabulary cache of lexer-state data
 # A state moving to one other state on at least this many bytes is derived from that state's
 # data (`CfgGrammar._from_reference`), if at most DIVERGENCE_BUDGET trie nodes tell them apart.
 REFERENCE_MIN_BYTES = 32
@@ -319,20 +350,21 @@ DIVERGENCE_BUDGET = 4000  # lexer sub-automata up to this many states are shared
 _shared_lexemes: "weakref.WeakKeyDictionary[TokenTable, dict]" = weakref.WeakKeyDictionary()
 
 
-def _sub_automaton(table: np.ndarray, chosen: np.ndarray, lex: int, filled: np.ndarray, limit: int = SHARE_LIMIT):
+def _sub_automaton(table: np.ndarray, chosen: np.ndarray, lex: int, lexers: "_Lexers | None" = None,
+                   limit: int = SHARE_LIMIT):
     """A canonical key for the automaton reachable from ``lex``, and its states in discovery order.
 
     States are numbered by a breadth-first search that visits successors in byte order, so two
     grammars with the same sub-automaton get the same key whatever their global numbering.
-    None when more than ``limit`` states are reachable, or one of them is not filled yet (such
-    states belong to contexts too large to be worth sharing).
+    None when more than ``limit`` states are reachable.  With ``lexers``, ``table`` is theirs and
+    rows are filled as the search reaches them.
     """
     order = [lex]
     index = {lex: 0}
     i = 0
     while i < len(order):
-        if not filled[order[i]]:
-            return None
+        if lexers is not None and not lexers.filled[order[i]]:
+            table = lexers.ready(order[i])
         row = table[order[i]]
         # dict.fromkeys keeps first occurrences in byte order, as the search needs
         for target in dict.fromkeys(row[row != DEAD].tolist()):
@@ -342,6 +374,8 @@ def _sub_automaton(table: np.ndarray, chosen: np.ndarray, lex: int, filled: np.n
                 index[target] = len(order)
                 order.append(target)
         i += 1
+    if lexers is not None:  # filling rows may have grown the arrays
+        table, chosen = lexers.table, lexers.chosen
     states = np.array(order, dtype=np.int64)
     lookup = np.zeros(table.shape[0], dtype=np.int32)
     lookup[states] = np.arange(1, states.size + 1, dtype=np.int32)
@@ -364,6 +398,23 @@ def _to_global(local, states: np.ndarray):
         return _LexemeInfo(local.inside, local.after_end, local.seed_level, local.seed_node,
                            states[local.seed_lex].astype(np.int32) if local.seed_lex.size else local.seed_lex)
     return {int(states[end]): words for end, words in local.items()}
+
+
+_block_subs: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
+
+
+def _block_sub_automaton(dfa, state: int):
+    """`_sub_automaton` of a terminal DFA's state, in the DFA's numbering (memoised per DFA).
+
+    A block of lexer rows is its DFA shifted by a base, so the key is the one a search of the
+    lexer table finds, and every grammar using the DFA object reuses it.
+    """
+    subs = _block_subs.get(dfa)
+    if subs is None:
+        subs = _block_subs[dfa] = {}
+    if state not in subs:
+        subs[state] = _sub_automaton(dfa.transitions, dfa.accepting.astype(np.int64) - 1, state)
+    return subs[state]
 
 
 def _shortest_path(transitions: np.ndarray, start: int, accepting: np.ndarray, usable: np.ndarray) -> bytes | None:
@@ -613,21 +664,14 @@ class CfgGrammar:
         # (stack index, finished terminal) -> (stack index after it << 32 | lexer start), -1 if
         # the parser refuses the terminal, -2 not resolved yet: a gather instead of a sort.
         resolved = np.full(len(stacks) * width, -2, dtype=np.int64)
-        nodes = np.zeros(0, np.int64)
-        plex = np.zeros(0, np.int32)
-        stk = np.zeros(0, np.int64)
+        # Nodes by global number, so that seeds of every depth take their first step together:
+        # most die there, and the few that live are finished in Python.
+        trie = trie_nodes(t)
+        nodes = t.level_offsets[seed_level] + seed_node
+        plex, stk = seed_lex, seed_stk
         found: list[np.ndarray] = []
-        for level in range(int(seed_level.min()), len(t.level_bytes)):
-            at = seed_level == level
-            if at.any():
-                nodes = np.concatenate([nodes, seed_node[at]])
-                plex = np.concatenate([plex, seed_lex[at]])
-                stk = np.concatenate([stk, seed_stk[at]])
-            elif not nodes.size:
-                if level > seed_level.max():
-                    break
-                continue
-            last = t.level_bytes[level][nodes]
+        while nodes.size:
+            last = trie.byte[nodes]
             table = lx.ready(plex)
             chosen = lx.chosen
             nlex = table[plex, last]
@@ -650,7 +694,6 @@ class CfgGrammar:
                             restricted.append(self.viable_terminals(node) is not None)
                         resolved[key] = (where[node.uid] << 32) | lx.start(node.state, term in ignore)
                     values = resolved[keys]
-                    table, chosen = lx.table, lx.chosen  # `lx.start` may have grown them
                 ok = values >= 0
                 boundary, values = boundary[ok], values[ok]
                 starts = (values & 0xFFFFFFFF).astype(np.int64)
@@ -659,7 +702,7 @@ class CfgGrammar:
                 stk[boundary] = values >> 32
             alive = nlex != DEAD
             nodes, nlex, stk = nodes[alive], nlex[alive], stk[alive]
-            tokens = t.node_token[t.level_offsets[level] + nodes]
+            tokens = t.node_token[nodes]
             ends = tokens >= 0
             if ends.any():
                 ok = ends.copy()
@@ -669,21 +712,16 @@ class CfgGrammar:
                             sel = ends & (stk == s_idx)
                             ok[sel] = self.viable(stacks[s_idx], nlex[sel])
                 found.append(tokens[ok])
-            if level + 1 >= len(t.level_bytes) or not nodes.size:
-                if level >= seed_level.max():
-                    break
-                nodes, plex, stk = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
-                continue
-            if level >= seed_level.max() and small_subtrees(t, level, nodes):
+            if nodes.size <= SCALAR_WORK and int(t.node_descendants[nodes].sum()) <= SCALAR_WORK:
+                levels = np.searchsorted(t.level_offsets, nodes, side="right") - 1
                 found.append(np.array(self._walk_scalar(
-                    [(level, n, lx_, stacks[s_]) for n, lx_, s_ in zip(nodes.tolist(), nlex.tolist(), stk.tolist())]),
+                    [(level, n - t.level_offsets[level], lx_, stacks[s_])
+                     for level, n, lx_, s_ in zip(levels.tolist(), nodes.tolist(), nlex.tolist(), stk.tolist())]),
                     dtype=np.int64))
                 break
-            children = t.level_children[level]
-            first, count = children[nodes], children[nodes + 1] - children[nodes]
-            total = int(count.sum())
+            first, count = trie.first_child[nodes], trie.end_child[nodes] - trie.first_child[nodes]
             parent = np.repeat(np.arange(nodes.size), count)
-            nodes = np.repeat(first - np.cumsum(count) + count, count) + np.arange(total)
+            nodes = np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
             plex, stk = nlex[parent], stk[parent]
         ids = np.concatenate(found) if found else np.zeros(0, np.int64)
         dup_ids, dup_primary = t.duplicates
@@ -755,13 +793,24 @@ class CfgGrammar:
         JSON grammar's strings and numbers, say) share it through a cache per vocabulary, with
         states renumbered from ``lex`` so that the stored data is grammar-independent.
         """
-        sub = _sub_automaton(self.lexers.ready(lex), self.lexers.chosen, lex, self.lexers.filled)
+        block = self.lexers.block_at(lex)
+        if block is not None:  # within one terminal's DFA: its search is done once per DFA state
+            term, base = block
+            sub = _block_sub_automaton(self.ir.terminals[term].dfa, lex - base)
+            if sub is not None:
+                sub = (sub[0], sub[1] + base)
+        elif lex in self.lexers.start_states:
+            sub = _sub_automaton(self.lexers.ready(lex), self.lexers.chosen, lex, self.lexers)
+        else:  # inside a union of terminals: measured, these are practically never shared
+            sub = None
         if sub is None:
             return compute(lex, None)
         key, states = sub
         cache = _shared_lexemes.setdefault(self.table, {})
         local = cache.get((kind, key))
         if local is None:
+            if len(cache) >= SHARED_LIMIT:
+                cache.clear()
             local = cache[(kind, key)] = compute(lex, states)
         return _to_global(local, states)
 

@@ -16,6 +16,7 @@ grammar compiled for it.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import weakref
 from dataclasses import dataclass
@@ -151,8 +152,16 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
     seed_level, seed_node, seed_state = [], [], []
     levels = len(table.level_bytes)
     dense: list[np.ndarray] = []  # the states of whole levels, while walking densely
+    if prepare is not None:
+        transitions, boundary = prepare(state)
+    if not levels or not transitions[state].any():
+        return np.zeros(0, np.int64), np.zeros(0, transitions.dtype), (
+            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, transitions.dtype))
+    narrow = _walk_narrow(table, transitions, state, boundary, prepare)
+    if narrow is not None:
+        return narrow
     nodes = None  # None: dense mode, `before` covers the whole level
-    before = np.full(table.level_bytes[0].size if levels else 0, state, dtype=transitions.dtype)
+    before = np.full(table.level_bytes[0].size, state, dtype=transitions.dtype)
     for level in range(levels):
         last = table.level_bytes[level] if nodes is None else table.level_bytes[level][nodes]
         if prepare is not None:
@@ -235,27 +244,104 @@ def _tokens_by_node(table: TokenTable) -> tuple[np.ndarray, np.ndarray]:
     return pair
 
 
-def _walk_scalar(table, transitions, level, nodes, states, boundary, prepare=None):
-    """`walk_automaton` finished in Python for a small frontier."""
+NARROW_BYTES = 8  # a state leaving on at most this many bytes is first tried in Python
+NARROW_BUDGET = 600  # trie children such a try may look at before it gives up
+
+
+def _walk_narrow(table, transitions, state, boundary, prepare):
+    """`walk_automaton` entirely in Python for a state few bytes leave, or None past the budget.
+
+    Numpy costs a few microseconds per call whatever the size, which is most of the walk of a
+    state inside a property name; a scalar walk of its few live paths costs less.
+    """
+    row = transitions[state]
+    live = np.flatnonzero(row)
+    if live.size > NARROW_BYTES:
+        return None
+    level_bytes, level_children, _, node_token = trie_lists(table)
+    first_level, children = level_bytes[0], level_children[0]
+    items, tokens, ends = [], [], []
+    work = 0
+    for byte, nxt in zip(live.tolist(), row[live].tolist()):
+        node = bisect.bisect_left(first_level, byte)
+        if node < len(first_level) and first_level[node] == byte:
+            items.append((0, node, nxt))
+            work += children[node + 1] - children[node]
+            if node_token[node] >= 0:
+                tokens.append(node_token[node])
+                ends.append(nxt)
+    if work > NARROW_BUDGET:  # the next level alone would exceed the budget
+        return None
+    walked = _walk_scalar(table, transitions, 0, [n for _, n, _ in items], [s for _, _, s in items], boundary,
+                          prepare, budget=NARROW_BUDGET)
+    if walked is None:
+        return None
+    more, more_ends, seeds = walked
+    ids = np.array(tokens + more, np.int64)
+    ends_ = np.array(ends + more_ends, transitions.dtype)
+    dup_ids, dup_primary = table.duplicates
+    if dup_ids.size and ids.size:
+        has = np.isin(dup_primary, ids)
+        if has.any():
+            end_of = dict(zip(ids.tolist(), ends_.tolist()))
+            ids = np.concatenate([ids, dup_ids[has]])
+            ends_ = np.concatenate([ends_, np.array([end_of[p] for p in dup_primary[has].tolist()], transitions.dtype)])
+    seed_level = np.array([x[0] for x in seeds], np.int64)
+    seed_node = np.array([x[1] for x in seeds], np.int64)
+    seed_state = np.array([x[2] for x in seeds], transitions.dtype)
+    return ids, ends_, (seed_level, seed_node, seed_state)
+
+
+def _walk_scalar(table, transitions, level, nodes, states, boundary, prepare=None, budget=None):
+    """`walk_automaton` finished in Python for a small frontier (None if ``budget`` nodes do not suffice)."""
     level_bytes, level_children, offsets, node_token = trie_lists(table)
     last_level = len(level_bytes) - 1
     tokens, ends, seeds = [], [], []
-    prepared: set[int] = set()
+    # Per state: its row as a list, and its live (byte, target) pairs.  Where a node has many
+    # more children than the state has live bytes (a name spelt one byte at a time, say), the
+    # children are found by binary search on their sorted bytes instead of all being tried.
+    rows: dict[int, np.ndarray] = {}
+    lives: dict[int, list] = {}
     todo = [(level, n, s) for n, s in zip(nodes, states)]
     while todo:
         lvl, node, st = todo.pop()
         if lvl >= last_level:
             continue
-        children = level_children[lvl]
+        first, end = level_children[lvl][node], level_children[lvl][node + 1]
+        if first == end:
+            continue
         nxt_bytes = level_bytes[lvl + 1]
-        if prepare is not None and st not in prepared:
-            transitions, boundary = prepare(st)
-            prepared.add(st)
-        row = transitions[st]
-        for child in range(children[node], children[node + 1]):
+        row = rows.get(st)
+        if row is None:
+            if prepare is not None:
+                transitions, boundary = prepare(st)
+            row = rows[st] = transitions[st]
+        ending = boundary is not None and boundary[st] >= 0
+        live = None
+        if not ending and end - first > 16:
+            live = lives.get(st)
+            if live is None:
+                nz = np.flatnonzero(row)
+                live = lives[st] = list(zip(nz.tolist(), row[nz].tolist()))
+        sparse = live is not None and 4 * len(live) < end - first
+        if budget is not None:  # the children this node will look at
+            budget -= len(live) if sparse else end - first
+            if budget < 0:
+                return None
+        if sparse:
+            for byte, nxt in live:
+                child = bisect.bisect_left(nxt_bytes, byte, first, end)
+                if child < end and nxt_bytes[child] == byte:
+                    token = node_token[offsets[lvl + 1] + child]
+                    if token >= 0:
+                        tokens.append(token)
+                        ends.append(nxt)
+                    todo.append((lvl + 1, child, nxt))
+            continue
+        for child in range(first, end):
             nxt = int(row[nxt_bytes[child]])
             if nxt == 0:
-                if boundary is not None and boundary[st] >= 0:
+                if ending:
                     seeds.append((lvl + 1, child, st))
                 continue
             token = node_token[offsets[lvl + 1] + child]
@@ -264,6 +350,34 @@ def _walk_scalar(table, transitions, level, nodes, states, boundary, prepare=Non
                 ends.append(nxt)
             todo.append((lvl + 1, child, nxt))
     return tokens, ends, seeds
+
+
+@dataclass(frozen=True, eq=False)
+class TrieNodes:
+    """Per-node arrays over global node numbers, for walks whose frontier mixes levels."""
+
+    byte: np.ndarray  # uint8 [num_nodes]: each node's last byte
+    first_child: np.ndarray  # int64 [num_nodes]: global number of its first child
+    end_child: np.ndarray  # int64 [num_nodes]: one past its last child
+
+
+_globals: "weakref.WeakKeyDictionary[TokenTable, TrieNodes]" = weakref.WeakKeyDictionary()
+
+
+def trie_nodes(table: TokenTable) -> TrieNodes:
+    """The table's `TrieNodes` (built once per vocabulary)."""
+    nodes = _globals.get(table)
+    if nodes is None:
+        offsets = table.level_offsets
+        first, end = [], []
+        for level, children in enumerate(table.level_children):
+            below = offsets[level + 1] if level + 1 < len(table.level_bytes) else 0
+            first.append(below + children[:-1])
+            end.append(below + children[1:])
+        cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
+        nodes = _globals[table] = TrieNodes(cat(list(table.level_bytes), np.uint8), cat(first, np.int64),
+                                            cat(end, np.int64))
+    return nodes
 
 
 @dataclass(frozen=True, eq=False)
