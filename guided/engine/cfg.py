@@ -75,7 +75,7 @@ class _Lexers:
     so arrays read before a later `start` or `ready` stay valid for every row they held filled.
     """
 
-    EAGER_ROWS = 64  # union rows filled when a context is first built
+    EAGER_ROWS = 16  # union rows filled when a context is first built
     EAGER_BLOCK = 16  # terminal DFAs up to this size are copied whole when first reached
     WHOLE_BLOCK = 256  # and up to this size when one of their rows is first read
 
@@ -102,7 +102,7 @@ class _Lexers:
         # Only the start states are per set, and never a transition target: "at a lexeme
         # boundary" must stay distinct from "mid-lexeme" even where the components agree.
         self._ids: dict[tuple, int] = {}
-        self._pending: dict[int, tuple] = {}  # union states whose row is not filled yet
+        self.pending: dict[int, tuple] = {}  # union states whose row is not filled yet
         # A single live terminal stays single: its states are its own DFA's, laid out as one
         # block of rows (DFA state s at base + s - 1) the first time one of them is reached.
         self._block: dict[int, int] = {}
@@ -142,14 +142,14 @@ class _Lexers:
     def ready(self, states) -> np.ndarray:
         """Fill the rows of ``states`` (an int or an array) if need be; the table to read them from."""
         filled = self.filled[states]
-        if filled if np.ndim(filled) == 0 else filled.all():
+        if filled.all() if isinstance(filled, np.ndarray) else filled:
             return self.table
         with self._lock:
             todo = np.atleast_1d(states)
             todo = np.unique(todo[~self.filled[todo]]).tolist()
             by_block: dict[int, list[int]] = {}
             for index in todo:
-                if index in self._pending:
+                if index in self.pending:
                     self._fill(index)
                 elif not self.filled[index]:
                     by_block.setdefault(bisect.bisect_right(self._lazy_bases, index) - 1, []).append(index)
@@ -240,7 +240,7 @@ class _Lexers:
                                                                 terms[i].order))
         self.alive[index, [i for i, _ in tup]] = True
         if tup:
-            self._pending[index] = tup
+            self.pending[index] = tup
         else:
             self.table[index] = DEAD
             self.filled[index] = True
@@ -251,14 +251,14 @@ class _Lexers:
         start = self._new(tuple((i, terms[i].dfa.initial) for i in sorted(members)))
         queue, budget = [start], self.EAGER_ROWS
         for index in queue:  # breadth first, so that the rows a walk reads first are filled
-            if index in self._pending and budget:
+            if index in self.pending and budget:
                 budget -= 1
                 queue.extend(self._fill(index))
         return start
 
     def _fill(self, index: int) -> list[int]:
         """Fill a union state's row; the union states it leads to."""
-        tup = self._pending.pop(index)
+        tup = self.pending.pop(index)
         terms = self.terminals
         dfas = [terms[i].dfa for i, _ in tup]
         if len(tup) == 1:  # a single-terminal start state: its block's initial row
@@ -270,30 +270,42 @@ class _Lexers:
         nxt = np.empty((len(tup), 256), np.int32)
         for r, (d, (_, st)) in enumerate(zip(dfas, tup)):
             nxt[r] = d.transitions[st]
-        live = np.flatnonzero(nxt.any(axis=0))  # the bytes some component survives
-        sub = nxt[:, live]
-        # Group equal successor columns by one int64 code each: mixed radix (exact) when the
-        # component sizes allow it, else random weights (a hash) with the grouping checked.
-        sizes = [d.num_states for d in dfas]
-        exact = math.prod(sizes) < 2 ** 62
-        weights = np.cumprod([1] + sizes[:-1], dtype=np.int64) if exact else _column_weights(len(tup))
-        group_of: dict[int, int] = {}
-        inverse = np.fromiter((group_of.setdefault(c, len(group_of)) for c in (weights @ sub).tolist()),
-                              np.int64, count=live.size)
-        first = np.zeros(len(group_of), np.int64)
-        first[inverse[::-1]] = np.arange(live.size - 1, -1, -1)
-        columns = sub[:, first]
-        if not exact and not np.array_equal(columns[:, inverse], sub):  # a hash collision: group exactly
-            columns, inverse = np.unique(sub.T, axis=0, return_inverse=True)
-            columns, inverse = columns.T, inverse.reshape(-1)
-        targets = np.zeros(columns.shape[1], np.int32)
-        for j, col in enumerate(columns.T.tolist()):
-            targets[j] = self._state(tuple((tup[i][0], st) for i, st in enumerate(col) if st))
+        live = nxt != DEAD
+        count = live.sum(axis=0)
         row = np.zeros(256, np.int32)
-        row[live] = targets[inverse]
+        # Bytes one component alone survives lead into that terminal's block: no tuple needed.
+        single = np.flatnonzero(count == 1)
+        if single.size:
+            which = live[:, single].argmax(axis=0)
+            bases = np.zeros(len(tup), np.int64)
+            for i in np.unique(which).tolist():
+                bases[i] = self._single(tup[i][0], 0)
+            row[single] = bases[which] + nxt[which, single]
+        # The others are groups of equal columns: one int64 code each, mixed radix (exact) when
+        # the component sizes allow it, else random weights (a hash) with the grouping checked.
+        multi = np.flatnonzero(count > 1)
+        targets = np.zeros(0, np.int32)
+        if multi.size:
+            sub = nxt[:, multi]
+            sizes = [d.num_states for d in dfas]
+            exact = math.prod(sizes) < 2 ** 62
+            weights = np.cumprod([1] + sizes[:-1], dtype=np.int64) if exact else _column_weights(len(tup))
+            group_of: dict[int, int] = {}
+            inverse = np.fromiter((group_of.setdefault(c, len(group_of)) for c in (weights @ sub).tolist()),
+                                  np.int64, count=multi.size)
+            first = np.zeros(len(group_of), np.int64)
+            first[inverse[::-1]] = np.arange(multi.size - 1, -1, -1)
+            columns = sub[:, first]
+            if not exact and not np.array_equal(columns[:, inverse], sub):  # a hash collision: group exactly
+                columns, inverse = np.unique(sub.T, axis=0, return_inverse=True)
+                columns, inverse = columns.T, inverse.reshape(-1)
+            targets = np.zeros(columns.shape[1], np.int32)
+            for j, col in enumerate(columns.T.tolist()):
+                targets[j] = self._state(tuple((tup[i][0], st) for i, st in enumerate(col) if st))
+            row[multi] = targets[inverse]
         self.table[index] = row
         self.filled[index] = True
-        return [t for t in targets.tolist() if t in self._pending]
+        return [t for t in targets.tolist() if t in self.pending]
 
 
 _weights = np.zeros(0, np.int64)
@@ -357,13 +369,15 @@ def _sub_automaton(table: np.ndarray, chosen: np.ndarray, lex: int, lexers: "_Le
     States are numbered by a breadth-first search that visits successors in byte order, so two
     grammars with the same sub-automaton get the same key whatever their global numbering.
     None when more than ``limit`` states are reachable.  With ``lexers``, ``table`` is theirs and
-    rows are filled as the search reaches them.
+    the rows of terminal blocks are filled as the search reaches them.
     """
     order = [lex]
     index = {lex: 0}
     i = 0
     while i < len(order):
         if lexers is not None and not lexers.filled[order[i]]:
+            if order[i] in lexers.pending:  # past the union rows built with the context: too large
+                return None
             table = lexers.ready(order[i])
         row = table[order[i]]
         # dict.fromkeys keeps first occurrences in byte order, as the search needs
@@ -869,7 +883,7 @@ class CfgGrammar:
         if ref.seed_node.size:
             order = trie_order(self.table)
             parents = order.parent[self.table.level_offsets[ref.seed_level] + ref.seed_node]
-            keep = ~np.isin(parents, expanded)
+            keep = ~np.isin(parents, expanded, kind="table") if expanded.size else np.ones(parents.size, bool)
             if cut.size:
                 starts = np.sort(order.pre[cut])
                 ends = starts + self.table.node_descendants[cut][np.argsort(order.pre[cut])]
@@ -888,6 +902,8 @@ class CfgGrammar:
     def _usual_successor(self, lex: int) -> int | None:
         """The state ``lex`` moves to on most bytes, if at least `REFERENCE_MIN_BYTES` of them."""
         row = self.lexers.ready(lex)[lex]
+        if np.count_nonzero(row) < REFERENCE_MIN_BYTES:
+            return None
         targets, counts = np.unique(row[row != DEAD], return_counts=True)
         if not counts.size or counts.max() < REFERENCE_MIN_BYTES:
             return None

@@ -435,6 +435,52 @@ def subtree_tokens(table: TokenTable, nodes: np.ndarray) -> np.ndarray:
     return order.token_ids[index]
 
 
+SCALAR_DIVERGENCE = 32  # diverging nodes below which `walk_divergence` goes on in Python
+SCALAR_DIVERGENCE_WORK = 1500  # children it may look at there before handing back to numpy
+
+
+def _diverge_scalar(table, transitions, boundary, prepare, level, nodes, states, ref_states, budget):
+    """`walk_divergence` finished in Python from diverging ``nodes`` of ``level``, or None past its limits."""
+    level_bytes, level_children, offsets, node_token = trie_lists(table)
+    rows: dict[int, list] = {}
+    alive, cut, expanded, seeds = [], [], [], []
+    todo = [(level, n, a, b) for n, a, b in zip(nodes, states, ref_states)]
+    work = 0
+    while todo:
+        lvl, node, st, ref = todo.pop()
+        if lvl + 1 >= len(level_bytes):
+            continue
+        first, end = level_children[lvl][node], level_children[lvl][node + 1]
+        work += end - first
+        if work > SCALAR_DIVERGENCE_WORK:
+            return None
+        for s in (st, ref):
+            if s not in rows:
+                if prepare is not None:
+                    transitions, boundary = prepare(s)
+                rows[s] = transitions[s].tolist()
+        row, row_ref = rows[st], rows[ref]
+        ending = boundary[st] >= 0
+        next_bytes, offset = level_bytes[lvl + 1], offsets[lvl + 1]
+        for child in range(first, end):
+            byte = next_bytes[child]
+            a, b = row[byte], row_ref[byte]
+            if a == 0:
+                if ending:
+                    seeds.append((lvl + 1, child, st))
+                if b != 0:
+                    cut.append(offset + child)
+            elif a != b:
+                expanded.append(offset + child)
+                if len(expanded) > budget:
+                    return None
+                token = node_token[offset + child]
+                if token >= 0:
+                    alive.append(token)
+                todo.append((lvl + 1, child, a, b))
+    return alive, cut, expanded, seeds
+
+
 def walk_divergence(table: TokenTable, transitions: np.ndarray, state: int, reference: int,
                     boundary: np.ndarray, budget: int, prepare=None):
     """Walk the trie from ``state`` only where it behaves differently from ``reference``.
@@ -484,6 +530,17 @@ def walk_divergence(table: TokenTable, transitions: np.ndarray, state: int, refe
         alive.append(tokens[tokens >= 0])
         if level + 1 >= len(table.level_bytes):
             break
+        if live.size <= SCALAR_DIVERGENCE:
+            done = _diverge_scalar(table, transitions, boundary, prepare, level, live.tolist(),
+                                   after[grow].tolist(), after_ref[grow].tolist(), budget - spent)
+            if done is not None:
+                for part, found in zip((alive, cut, expanded), done[:3]):
+                    part.append(np.array(found, np.int64))
+                if done[3]:
+                    seed_level.append(np.array([x[0] for x in done[3]]))
+                    seed_node.append(np.array([x[1] for x in done[3]]))
+                    seed_state.append(np.array([x[2] for x in done[3]]))
+                break
         children = table.level_children[level]
         first, count = children[live], children[live + 1] - children[live]
         parent = np.repeat(np.arange(live.size), count)
