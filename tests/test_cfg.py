@@ -175,6 +175,29 @@ def test_rows_filled_on_demand_give_the_masks_of_a_complete_lexer(smollm2_tokeni
             blocks += 1
             assert np.flatnonzero(lexers.alive[row]).tolist() == [block[0]] and row not in lexers.start_states
     assert blocks > 0
+    # Filling every row at once gives each block row its DFA's (blocks sit back to back, so a
+    # block's first row index is the previous block's last row).
+    # Two large blocks laid out back to back: the first one's last row is the second one's base.
+    fresh = guided.compile(guided.JsonSchema(schema), smollm2_vocab, cache=False).lexers
+    big = [t for t, term in enumerate(fresh.terminals) if term.dfa.num_states > fresh.WHOLE_BLOCK][:2]
+    if len(big) < 2:
+        big = [t for t, term in enumerate(fresh.terminals) if term.dfa.num_states > fresh.EAGER_BLOCK][:2]
+    first, second = (fresh._single(t, 0) for t in big)
+    last = first + fresh.terminals[big[0]].dfa.num_states - 1
+    assert last == second
+    transitions = fresh.terminals[big[0]].dfa.transitions[-1]
+    assert np.array_equal(fresh.ready(last)[last], np.where(transitions != 0, transitions + first, 0))
+    assert fresh.filled[last] and not fresh.filled[second + 1]
+    for _ in range(1000):  # filling unions creates more
+        if lexers.filled[:lexers.size].all():
+            break
+        lexers.ready(np.arange(1, lexers.size))
+    assert lexers.filled[:lexers.size].all()
+    for row in range(1, lexers.size):
+        block = lexers.block_at(row)
+        if block is not None:
+            dfa = lexers.terminals[block[0]].dfa.transitions[row - block[1]]
+            assert np.array_equal(lexers.table[row], np.where(dfa != 0, dfa + block[1], 0)), row
 
 
 def test_tokens_spanning_several_terminals(smollm2_tokenizer, smollm2_vocab):

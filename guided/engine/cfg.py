@@ -113,8 +113,7 @@ class _Lexers:
         self.size = 1  # rows in use; row 0 is the dead state
         # Room for every terminal's block and a margin of union states from the start, since
         # growing copies the table (tens of milliseconds for a large grammar, inside one mask).
-        # The arrays are left uninitialised, so memory costs only where rows are reserved or
-        # filled: a row is read only once `filled` says so.
+        # The arrays are initialised as rows are reserved, so memory costs only where used.
         capacity = min(max_states, 1 + 2 * sum(t.dfa.num_states for t in self.terminals) + 4096)
         self.table = np.empty((capacity, 256), np.int32)
         self.chosen = np.empty(capacity, np.int64)
@@ -152,7 +151,8 @@ class _Lexers:
                 if index in self.pending:
                     self._fill(index)
                 elif not self.filled[index]:
-                    by_block.setdefault(bisect.bisect_right(self._lazy_bases, index) - 1, []).append(index)
+                    # The block with the largest base below the row: row ``base`` is not its own.
+                    by_block.setdefault(bisect.bisect_left(self._lazy_bases, index) - 1, []).append(index)
             for j, rows in by_block.items():
                 base, dfa = self._lazy_bases[j], self.terminals[self._lazy_terms[j]].dfa
                 # A block of moderate size is filled whole: one copy instead of one per visit.
@@ -198,6 +198,8 @@ class _Lexers:
             filled[:first] = self.filled[:first]
             # Publish the copies before the references: readers may hold either.
             self.table, self.chosen, self.alive, self.filled = table, chosen, alive, filled
+        # A row read before it is filled would be a bug; it reads as dead, which can only refuse.
+        self.table[first:need] = DEAD
         self.chosen[first:need] = -1
         self.alive[first:need] = False
         self.size = need
@@ -279,7 +281,7 @@ class _Lexers:
             which = live[:, single].argmax(axis=0)
             bases = np.zeros(len(tup), np.int64)
             for i in np.unique(which).tolist():
-                bases[i] = self._single(tup[i][0], 0)
+                bases[i] = self._single(tup[i][0], 0)  # DFA state s is row base + s
             row[single] = bases[which] + nxt[which, single]
         # The others are groups of equal columns: one int64 code each, mixed radix (exact) when
         # the component sizes allow it, else random weights (a hash) with the grouping checked.
@@ -352,12 +354,12 @@ def _first_byte_words(vocab: Vocabulary, table: TokenTable) -> np.ndarray:
     return words
 
 
-SHARE_LIMIT = 64
+SHARE_LIMIT = 64  # lexer sub-automata up to this many states are shared between grammars
 SHARED_LIMIT = 100_000  # entries in the per-vocabulary cache of lexer-state data
 # A state moving to one other state on at least this many bytes is derived from that state's
 # data (`CfgGrammar._from_reference`), if at most DIVERGENCE_BUDGET trie nodes tell them apart.
 REFERENCE_MIN_BYTES = 32
-DIVERGENCE_BUDGET = 4000  # lexer sub-automata up to this many states are shared between grammars
+DIVERGENCE_BUDGET = 4000
 
 _shared_lexemes: "weakref.WeakKeyDictionary[TokenTable, dict]" = weakref.WeakKeyDictionary()
 
