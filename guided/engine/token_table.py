@@ -53,6 +53,8 @@ class TokenTable:
             table = _tables.get(vocab)
             if table is None:
                 table = _tables[vocab] = _build(vocab)
+                trie_nodes(table)  # the walks' other per-vocabulary arrays, so no mask pays for them
+                trie_order(table)
             return table
 
 
@@ -221,15 +223,22 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
         found_ends.insert(0, ends[alive])
     ids = np.concatenate(found_ids) if found_ids else np.zeros(0, np.int64)
     ends = np.concatenate(found_ends) if found_ends else np.zeros(0, transitions.dtype)
-    dup_ids, dup_primary = table.duplicates
-    if dup_ids.size and ids.size:
-        has = np.isin(dup_primary, ids)
-        end_of = dict(zip(ids.tolist(), ends.tolist()))
-        ids = np.concatenate([ids, dup_ids[has]])
-        ends = np.concatenate([ends, np.array([end_of[p] for p in dup_primary[has].tolist()], transitions.dtype)])
+    ids, ends = _with_duplicates(table, ids, ends)
     cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
     seeds = (cat(seed_level, np.int64), cat(seed_node, np.int64), cat(seed_state, transitions.dtype))
     return ids, ends, seeds
+
+
+def _with_duplicates(table: TokenTable, ids: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Add the tokens that spell the same bytes as found ones (the trie holds one per node)."""
+    dup_ids, dup_primary = table.duplicates
+    if dup_ids.size and ids.size:
+        has = np.isin(dup_primary, ids)
+        if has.any():
+            end_of = dict(zip(ids.tolist(), ends.tolist()))
+            ids = np.concatenate([ids, dup_ids[has]])
+            ends = np.concatenate([ends, np.array([end_of[p] for p in dup_primary[has].tolist()], ends.dtype)])
+    return ids, ends
 
 
 _by_node: "weakref.WeakKeyDictionary[TokenTable, tuple[np.ndarray, np.ndarray]]" = weakref.WeakKeyDictionary()
@@ -279,13 +288,7 @@ def _walk_narrow(table, transitions, state, boundary, prepare):
     more, more_ends, seeds = walked
     ids = np.array(tokens + more, np.int64)
     ends_ = np.array(ends + more_ends, transitions.dtype)
-    dup_ids, dup_primary = table.duplicates
-    if dup_ids.size and ids.size:
-        has = np.isin(dup_primary, ids)
-        if has.any():
-            end_of = dict(zip(ids.tolist(), ends_.tolist()))
-            ids = np.concatenate([ids, dup_ids[has]])
-            ends_ = np.concatenate([ends_, np.array([end_of[p] for p in dup_primary[has].tolist()], transitions.dtype)])
+    ids, ends_ = _with_duplicates(table, ids, ends_)
     seed_level = np.array([x[0] for x in seeds], np.int64)
     seed_node = np.array([x[1] for x in seeds], np.int64)
     seed_state = np.array([x[2] for x in seeds], transitions.dtype)
