@@ -269,6 +269,9 @@ class _Lexers:
             self.table[index] = np.where(row != DEAD, row + base, DEAD)
             self.filled[index] = True
             return []
+        sparse = [_live_bytes(d, st) for d, (_, st) in zip(dfas, tup)]
+        if sum(len(b) for b, _ in sparse) <= SPARSE_FILL:
+            return self._fill_sparse(index, tup, sparse)
         nxt = np.empty((len(tup), 256), np.int32)
         for r, (d, (_, st)) in enumerate(zip(dfas, tup)):
             nxt[r] = d.transitions[st]
@@ -308,6 +311,45 @@ class _Lexers:
         self.table[index] = row
         self.filled[index] = True
         return [t for t in targets.tolist() if t in self.pending]
+
+    def _fill_sparse(self, index: int, tup: tuple, sparse: list[tuple[list, list]]) -> list[int]:
+        """`_fill` in Python, for components that few bytes let live (property names, say)."""
+        by_byte: dict[int, list] = {}
+        for (term, _), (live, targets) in zip(tup, sparse):
+            for byte, target in zip(live, targets):
+                by_byte.setdefault(byte, []).append((term, target))
+        row = np.zeros(256, np.int32)
+        unions = []
+        if by_byte:
+            successors = []
+            for parts in by_byte.values():
+                if len(parts) == 1:
+                    successors.append(self._single(*parts[0]))
+                else:
+                    successors.append(self._state(tuple(parts)))
+                    unions.append(successors[-1])
+            row[list(by_byte)] = successors
+        self.table[index] = row
+        self.filled[index] = True
+        return [t for t in unions if t in self.pending]
+
+
+SPARSE_FILL = 48  # unions whose components live on at most this many bytes in all are built in Python
+
+_live: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
+
+
+def _live_bytes(dfa, state: int) -> tuple[list, list]:
+    """The bytes ``state`` of ``dfa`` survives and the states they lead to (memoised per DFA)."""
+    rows = _live.get(dfa)
+    if rows is None:
+        rows = _live[dfa] = {}
+    found = rows.get(state)
+    if found is None:
+        row = dfa.transitions[state]
+        live = np.flatnonzero(row)
+        found = rows[state] = (live.tolist(), row[live].tolist())
+    return found
 
 
 _weights = np.zeros(0, np.int64)
