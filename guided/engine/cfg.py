@@ -38,8 +38,8 @@ import torch
 from guided.engine.automaton import MaskStats
 from guided.engine.bitmask import pack, unpack, write_row
 from guided.engine.matcher import pop_history
-from guided.engine.token_table import (SCALAR_WORK, TokenTable, subtree_tokens, trie_lists, trie_nodes, trie_order,
-                                       walk_automaton, walk_divergence)
+from guided.engine.token_table import (SCALAR_WORK, TokenTable, children_of, subtree_tokens, trie_lists, trie_nodes,
+                                       trie_order, walk_automaton, walk_divergence)
 from guided.errors import ConstraintViolation, LimitExceeded
 from guided.ir import END, CfgIR
 from guided.vocab import Vocabulary
@@ -106,8 +106,6 @@ class _Lexers:
         # A single live terminal stays single: its states are its own DFA's, laid out as one
         # block of rows (DFA state s at base + s - 1) the first time one of them is reached.
         self._block: dict[int, int] = {}
-        self._lazy_bases: list[int] = []  # blocks filled row by row, by base
-        self._lazy_terms: list[int] = []
         self._bases: list[int] = []  # every block, by base
         self._base_terms: list[int] = []
         self.size = 1  # rows in use; row 0 is the dead state
@@ -146,15 +144,14 @@ class _Lexers:
         with self._lock:
             todo = np.atleast_1d(states)
             todo = np.unique(todo[~self.filled[todo]]).tolist()
-            by_block: dict[int, list[int]] = {}
+            by_block: dict[tuple[int, int], list[int]] = {}
             for index in todo:
                 if index in self.pending:
                     self._fill(index)
                 elif not self.filled[index]:
-                    # The block with the largest base below the row: row ``base`` is not its own.
-                    by_block.setdefault(bisect.bisect_left(self._lazy_bases, index) - 1, []).append(index)
-            for j, rows in by_block.items():
-                base, dfa = self._lazy_bases[j], self.terminals[self._lazy_terms[j]].dfa
+                    by_block.setdefault(self.block_at(index), []).append(index)
+            for (term, base), rows in by_block.items():
+                dfa = self.terminals[term].dfa
                 # A block of moderate size is filled whole: one copy instead of one per visit.
                 index = np.arange(base + 1, base + dfa.num_states) if dfa.num_states <= self.WHOLE_BLOCK \
                     else np.array(rows, np.int64)
@@ -219,9 +216,6 @@ class _Lexers:
                 rows = dfa.transitions[1:]
                 self.table[base + 1:base + 1 + n] = np.where(rows != DEAD, rows + base, DEAD)
                 self.filled[base + 1:base + 1 + n] = True
-            else:
-                self._lazy_bases.append(base)
-                self._lazy_terms.append(term)
         return base + dfa_state
 
     def _state(self, tup: tuple) -> int:
@@ -777,9 +771,7 @@ class CfgGrammar:
                      for level, n, lx_, s_ in zip(levels.tolist(), nodes.tolist(), nlex.tolist(), stk.tolist())]),
                     dtype=np.int64))
                 break
-            first, count = trie.first_child[nodes], trie.end_child[nodes] - trie.first_child[nodes]
-            parent = np.repeat(np.arange(nodes.size), count)
-            nodes = np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+            parent, nodes = children_of(trie.first_child[nodes], trie.end_child[nodes])
             plex, stk = nlex[parent], stk[parent]
         ids = np.concatenate(found) if found else np.zeros(0, np.int64)
         dup_ids, dup_primary = t.duplicates

@@ -113,6 +113,27 @@ def _build(vocab: Vocabulary) -> TokenTable:
 SCALAR_WORK = 400
 
 
+def concat_ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``[start[0], start[0] + count[0]) + [start[1], ...) + ...`` as one array, without a loop."""
+    return np.repeat(start - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+
+
+def children_of(first: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For nodes whose children are ``[first, end)``: each child's parent position, and the children."""
+    count = end - first
+    return np.repeat(np.arange(first.size), count), concat_ranges(first, count)
+
+
+def _cat(parts: list, dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+
+def _seed_arrays(seeds: list[tuple[int, int, int]], dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(level, node, state)`` tuples as the three arrays walks return."""
+    return (np.array([x[0] for x in seeds], np.int64), np.array([x[1] for x in seeds], np.int64),
+            np.array([x[2] for x in seeds], dtype))
+
+
 def small_subtrees(table: "TokenTable", level: int, nodes: np.ndarray) -> bool:
     """Do the subtrees below ``nodes`` (of ``level``) hold at most `SCALAR_WORK` nodes in all?"""
     if nodes.size > SCALAR_WORK:
@@ -203,15 +224,12 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
                                              boundary, prepare)
             found_ids.append(np.array(ids, dtype=np.int64))
             found_ends.append(np.array(ends_, dtype=transitions.dtype))
-            for lvl, node, st in seeds:
-                seed_level.append(np.array([lvl]))
-                seed_node.append(np.array([node]))
-                seed_state.append(np.array([st], dtype=transitions.dtype))
+            if seeds:
+                for part, array in zip((seed_level, seed_node, seed_state), _seed_arrays(seeds, transitions.dtype)):
+                    part.append(array)
             break
         children = table.level_children[level]
-        first, count = children[live_nodes], children[live_nodes + 1] - children[live_nodes]
-        parent = np.repeat(np.arange(live_nodes.size), count)
-        nodes = np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+        parent, nodes = children_of(children[live_nodes], children[live_nodes + 1])
         before = live_state[parent]
     if dense:
         node_state = np.concatenate(dense)
@@ -224,9 +242,7 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
     ids = np.concatenate(found_ids) if found_ids else np.zeros(0, np.int64)
     ends = np.concatenate(found_ends) if found_ends else np.zeros(0, transitions.dtype)
     ids, ends = _with_duplicates(table, ids, ends)
-    cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-    seeds = (cat(seed_level, np.int64), cat(seed_node, np.int64), cat(seed_state, transitions.dtype))
-    return ids, ends, seeds
+    return ids, ends, (_cat(seed_level, np.int64), _cat(seed_node, np.int64), _cat(seed_state, transitions.dtype))
 
 
 def _with_duplicates(table: TokenTable, ids: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -289,10 +305,7 @@ def _walk_narrow(table, transitions, state, boundary, prepare):
     ids = np.array(tokens + more, np.int64)
     ends_ = np.array(ends + more_ends, transitions.dtype)
     ids, ends_ = _with_duplicates(table, ids, ends_)
-    seed_level = np.array([x[0] for x in seeds], np.int64)
-    seed_node = np.array([x[1] for x in seeds], np.int64)
-    seed_state = np.array([x[2] for x in seeds], transitions.dtype)
-    return ids, ends_, (seed_level, seed_node, seed_state)
+    return ids, ends_, _seed_arrays(seeds, transitions.dtype)
 
 
 def _walk_scalar(table, transitions, level, nodes, states, boundary, prepare=None, budget=None):
@@ -300,7 +313,7 @@ def _walk_scalar(table, transitions, level, nodes, states, boundary, prepare=Non
     level_bytes, level_children, offsets, node_token = trie_lists(table)
     last_level = len(level_bytes) - 1
     tokens, ends, seeds = [], [], []
-    # Per state: its row as a list, and its live (byte, target) pairs.  Where a node has many
+    # Per state: its row, and its live (byte, target) pairs.  Where a node has many
     # more children than the state has live bytes (a name spelt one byte at a time, say), the
     # children are found by binary search on their sorted bytes instead of all being tried.
     rows: dict[int, np.ndarray] = {}
@@ -377,9 +390,8 @@ def trie_nodes(table: TokenTable) -> TrieNodes:
             below = offsets[level + 1] if level + 1 < len(table.level_bytes) else 0
             first.append(below + children[:-1])
             end.append(below + children[1:])
-        cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
-        nodes = _globals[table] = TrieNodes(cat(list(table.level_bytes), np.uint8), cat(first, np.int64),
-                                            cat(end, np.int64))
+        nodes = _globals[table] = TrieNodes(_cat(list(table.level_bytes), np.uint8), _cat(first, np.int64),
+                                            _cat(end, np.int64))
     return nodes
 
 
@@ -419,9 +431,9 @@ def trie_order(table: TokenTable) -> TrieOrder:
             group_start = np.maximum.accumulate(np.where(first, np.arange(hi - lo), 0))
             pre[lo:hi] = pre[parents] + 1 + before - before[group_start]
             parent[lo:hi] = parents
-        nodes = np.concatenate([table.token_nodes])
-        by = np.argsort(pre[nodes], kind="stable")
-        order = _orders[table] = TrieOrder(pre, parent, pre[nodes][by], table.token_ids[by])
+        token_pre = pre[table.token_nodes]
+        by = np.argsort(token_pre, kind="stable")
+        order = _orders[table] = TrieOrder(pre, parent, token_pre[by], table.token_ids[by])
     return order
 
 
@@ -432,10 +444,7 @@ def subtree_tokens(table: TokenTable, nodes: np.ndarray) -> np.ndarray:
     order = trie_order(table)
     lo = np.searchsorted(order.token_pre, order.pre[nodes])
     hi = np.searchsorted(order.token_pre, order.pre[nodes] + table.node_descendants[nodes], side="right")
-    count = hi - lo
-    total = int(count.sum())
-    index = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(total)
-    return order.token_ids[index]
+    return order.token_ids[concat_ranges(lo, hi - lo)]
 
 
 SCALAR_DIVERGENCE = 32  # diverging nodes below which `walk_divergence` goes on in Python
@@ -540,15 +549,12 @@ def walk_divergence(table: TokenTable, transitions: np.ndarray, state: int, refe
                 for part, found in zip((alive, cut, expanded), done[:3]):
                     part.append(np.array(found, np.int64))
                 if done[3]:
-                    seed_level.append(np.array([x[0] for x in done[3]]))
-                    seed_node.append(np.array([x[1] for x in done[3]]))
-                    seed_state.append(np.array([x[2] for x in done[3]]))
+                    arrays = _seed_arrays(done[3], transitions.dtype)
+                    for part, array in zip((seed_level, seed_node, seed_state), arrays):
+                        part.append(array)
                 break
         children = table.level_children[level]
-        first, count = children[live], children[live + 1] - children[live]
-        parent = np.repeat(np.arange(live.size), count)
-        nodes = np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+        parent, nodes = children_of(children[live], children[live + 1])
         before, before_ref = after[grow][parent], after_ref[grow][parent]
-    cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-    seeds = (cat(seed_level, np.int64), cat(seed_node, np.int64), cat(seed_state, transitions.dtype))
-    return cat(alive, np.int64), cat(cut, np.int64), cat(expanded, np.int64), seeds
+    seeds = (_cat(seed_level, np.int64), _cat(seed_node, np.int64), _cat(seed_state, transitions.dtype))
+    return _cat(alive, np.int64), _cat(cut, np.int64), _cat(expanded, np.int64), seeds
