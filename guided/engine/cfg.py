@@ -102,6 +102,11 @@ class _Lexers:
         # Only the start states are per set, and never a transition target: "at a lexeme
         # boundary" must stay distinct from "mid-lexeme" even where the components agree.
         self._ids: dict[tuple, int] = {}
+        # Per terminal: its DFA's `_DfaMemo` (shared by every grammar built from the DFA), and the
+        # DFA's accepting flags as a list.
+        self._memos: list[_DfaMemo | None] = [None] * self.num_terminals
+        self._successors: dict[int, tuple] = {}  # filled row -> its distinct targets, in byte order
+        self._accepting_lists: list[list[bool] | None] = [None] * self.num_terminals
         self.pending: dict[int, tuple] = {}  # union states whose row is not filled yet
         # A single live terminal stays single: its states are its own DFA's, laid out as one
         # block of rows (DFA state s at base + s - 1) the first time one of them is reached.
@@ -111,13 +116,14 @@ class _Lexers:
         self.size = 1  # rows in use; row 0 is the dead state
         # Room for every terminal's block and a margin of union states from the start, since
         # growing copies the table (tens of milliseconds for a large grammar, inside one mask).
-        # The arrays are initialised as rows are reserved, so memory costs only where used.
         capacity = min(max_states, 1 + 2 * sum(t.dfa.num_states for t in self.terminals) + 4096)
-        self.table = np.empty((capacity, 256), np.int32)
+        # Zeroed arrays cost nothing until a page is written (the OS maps them lazily), and zero
+        # is DEAD and False: a reserved row needs no writing, and rows never filled never cost.
+        self.table = np.zeros((capacity, 256), np.int32)
         self.chosen = np.empty(capacity, np.int64)
-        self.alive = np.empty((capacity, self.num_terminals), bool)
+        self.alive = np.zeros((capacity, self.num_terminals), bool)
         self.filled = np.zeros(capacity, bool)
-        self.table[0], self.chosen[0], self.alive[0], self.filled[0] = DEAD, -1, False, True
+        self.chosen[0], self.filled[0] = -1, True
         self._lock = threading.RLock()
 
     def start(self, lr_state: int, after_ignore: bool = False) -> int:
@@ -169,6 +175,23 @@ class _Lexers:
         term, base = self._base_terms[j], self._bases[j]
         return (term, base) if lex - base < self.terminals[term].dfa.num_states else None
 
+    def sub_automaton(self, lex: int):
+        """`_sub_automaton` of a start state, filling the block rows the search reaches.
+
+        Union rows not built with the context mean a large context: not worth a key.
+        """
+        def successors(state: int):
+            if not self.filled[state]:
+                if state in self.pending:
+                    return None
+                self.ready(state)
+            found = self._successors.get(state)
+            if found is None:
+                row = self.table[state]
+                found = self._successors[state] = tuple(dict.fromkeys(row[row != DEAD].tolist()))
+            return found
+        return _sub_automaton(lex, successors, lambda: (self.table, self.chosen))
+
     def build_all(self) -> None:
         """Build and fill every context's states now (for callers that keep the arrays)."""
         for lr_state in range(len(self.set_of_state)):
@@ -185,20 +208,19 @@ class _Lexers:
             raise LimitExceeded(f"grammar lexer: more than {self.max_states} states")
         if need > self.table.shape[0]:
             capacity = min(self.max_states, max(need, 2 * self.table.shape[0]))
-            table = np.empty((capacity, 256), np.int32)
+            table = np.zeros((capacity, 256), np.int32)
             table[:first] = self.table[:first]
             chosen = np.empty(capacity, np.int64)
             chosen[:first] = self.chosen[:first]
-            alive = np.empty((capacity, self.num_terminals), bool)
+            alive = np.zeros((capacity, self.num_terminals), bool)
             alive[:first] = self.alive[:first]
             filled = np.zeros(capacity, bool)
             filled[:first] = self.filled[:first]
             # Publish the copies before the references: readers may hold either.
             self.table, self.chosen, self.alive, self.filled = table, chosen, alive, filled
-        # A row read before it is filled would be a bug; it reads as dead, which can only refuse.
-        self.table[first:need] = DEAD
+        # A row read before it is filled would be a bug; it reads as dead (still zero), which can
+        # only refuse.
         self.chosen[first:need] = -1
-        self.alive[first:need] = False
         self.size = need
         return first
 
@@ -230,7 +252,7 @@ class _Lexers:
     def _new(self, tup: tuple) -> int:
         terms = self.terminals
         index = self._reserve(1)
-        accepting = [i for i, st in tup if terms[i].dfa.accepting[st]]
+        accepting = [i for i, st in tup if self._accepting(i)[st]]
         if accepting:
             self.chosen[index] = min(accepting, key=lambda i: (-terms[i].priority, not terms[i].is_string,
                                                                 terms[i].order))
@@ -241,6 +263,20 @@ class _Lexers:
             self.table[index] = DEAD
             self.filled[index] = True
         return index
+
+    def _accepting(self, term: int) -> list[bool]:
+        flags = self._accepting_lists[term]
+        if flags is None:
+            flags = self._accepting_lists[term] = self.terminals[term].dfa.accepting.tolist()
+        return flags
+
+    def _live(self, term: int, state: int) -> tuple[tuple, tuple]:
+        """The bytes ``state`` of the terminal's DFA survives and the states they lead to."""
+        memo = self._memos[term]
+        if memo is None:
+            memo = self._memos[term] = _memo(self.terminals[term].dfa)
+        found = memo.live.get(state)
+        return found if found is not None else memo.live_bytes(state)
 
     def _build(self, members: frozenset[int]) -> int:
         terms = self.terminals
@@ -263,9 +299,14 @@ class _Lexers:
             self.table[index] = np.where(row != DEAD, row + base, DEAD)
             self.filled[index] = True
             return []
-        sparse = [_live_bytes(d, st) for d, (_, st) in zip(dfas, tup)]
-        if sum(len(b) for b, _ in sparse) <= SPARSE_FILL:
+        sparse = [self._live(term, st) for term, st in tup]
+        sizes = [len(b) for b, _ in sparse]
+        narrow = sum(sizes)
+        if narrow <= SPARSE_FILL:
             return self._fill_sparse(index, tup, sparse)
+        widest = max(range(len(tup)), key=sizes.__getitem__)
+        if narrow - sizes[widest] <= SPARSE_FILL:
+            return self._fill_sparse(index, tup, sparse, widest)
         nxt = np.empty((len(tup), 256), np.int32)
         for r, (d, (_, st)) in enumerate(zip(dfas, tup)):
             nxt[r] = d.transitions[st]
@@ -306,45 +347,49 @@ class _Lexers:
         self.filled[index] = True
         return [t for t in targets.tolist() if t in self.pending]
 
-    def _fill_sparse(self, index: int, tup: tuple, sparse: list[tuple[list, list]]) -> list[int]:
-        """`_fill` in Python, for components that few bytes let live (property names, say)."""
+    def _fill_sparse(self, index: int, tup: tuple, sparse: list[tuple[tuple, tuple]], wide: int = -1) -> list[int]:
+        """`_fill` in Python, for components that few bytes let live (property names, say).
+
+        ``wide``: one component that may live on many bytes (a free property name beside
+        declared ones): its bytes lead into its own block, except where another component lives.
+        """
         by_byte: dict[int, list] = {}
-        for (term, _), (live, targets) in zip(tup, sparse):
+        for j, ((term, _), (live, targets)) in enumerate(zip(tup, sparse)):
+            if j == wide:
+                continue
             for byte, target in zip(live, targets):
-                by_byte.setdefault(byte, []).append((term, target))
-        row = np.zeros(256, np.int32)
-        unions = []
-        if by_byte:
-            successors = []
-            for parts in by_byte.values():
-                if len(parts) == 1:
-                    successors.append(self._single(*parts[0]))
+                parts = by_byte.get(byte)
+                if parts is None:
+                    by_byte[byte] = [(j, term, target)]
                 else:
-                    successors.append(self._state(tuple(parts)))
-                    unions.append(successors[-1])
-            row[list(by_byte)] = successors
-        self.table[index] = row
+                    parts.append((j, term, target))
+        if wide >= 0:
+            term, state = tup[wide]
+            row = self.terminals[term].dfa.transitions[state]
+            base = self._single(term, 0)
+            self.table[index] = np.where(row != DEAD, row + base, DEAD)
+            for byte, parts in by_byte.items():
+                target = int(row[byte])
+                if target:
+                    parts.append((wide, term, target))
+                    if wide < parts[-2][0]:  # keep the components in the union's order
+                        parts.sort()
+        successors, unions = [], []
+        for parts in by_byte.values():
+            if len(parts) == 1:
+                _, term, target = parts[0]
+                base = self._block.get(term)
+                successors.append(self._single(term, target) if base is None else base + target)
+            else:
+                successors.append(self._state(tuple((term, target) for _, term, target in parts)))
+                unions.append(successors[-1])
+        if by_byte:
+            self.table[index, list(by_byte)] = successors
         self.filled[index] = True
         return [t for t in unions if t in self.pending]
 
 
 SPARSE_FILL = 48  # unions whose components live on at most this many bytes in all are built in Python
-
-_live: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
-
-
-def _live_bytes(dfa, state: int) -> tuple[list, list]:
-    """The bytes ``state`` of ``dfa`` survives and the states they lead to (memoised per DFA)."""
-    rows = _live.get(dfa)
-    if rows is None:
-        rows = _live[dfa] = {}
-    found = rows.get(state)
-    if found is None:
-        row = dfa.transitions[state]
-        live = np.flatnonzero(row)
-        found = rows[state] = (live.tolist(), row[live].tolist())
-    return found
-
 
 _weights = np.zeros(0, np.int64)
 
@@ -400,38 +445,73 @@ DIVERGENCE_BUDGET = 4000
 _shared_lexemes: "weakref.WeakKeyDictionary[TokenTable, dict]" = weakref.WeakKeyDictionary()
 
 
-def _sub_automaton(table: np.ndarray, chosen: np.ndarray, lex: int, lexers: "_Lexers | None" = None,
-                   limit: int = SHARE_LIMIT):
+class _DfaMemo:
+    """What the lexer reads often of one terminal DFA, per state, computed once per DFA object.
+
+    Held in tuples, not lists: the collector stops tracking tuples of ints, and these caches
+    grow to hundreds of thousands of entries that it would otherwise walk at every full pass.
+    """
+
+    __slots__ = ("transitions", "live", "successors", "subs", "accepting")
+
+    def __init__(self, dfa):
+        self.transitions = dfa.transitions  # not the DFA: the memo is its weak dictionary's value
+        self.live: dict[int, tuple[tuple, tuple]] = {}  # state -> its live bytes and their targets
+        self.successors: dict[int, tuple] = {}  # state -> its distinct targets, in byte order
+        self.subs: dict[int, tuple | None] = {}  # state -> `_block_sub_automaton`
+        self.accepting = dfa.accepting.astype(np.int64) - 1  # `chosen`-like: >= 0 where accepting
+
+    def live_bytes(self, state: int) -> tuple[tuple, tuple]:
+        found = self.live.get(state)
+        if found is None:
+            row = self.transitions[state]
+            live = np.flatnonzero(row)
+            found = self.live[state] = (tuple(live.tolist()), tuple(row[live].tolist()))
+        return found
+
+    def successors_of(self, state: int) -> tuple:
+        found = self.successors.get(state)
+        if found is None:
+            found = self.successors[state] = tuple(dict.fromkeys(self.live_bytes(state)[1]))
+        return found
+
+
+_memos: "weakref.WeakKeyDictionary[object, _DfaMemo]" = weakref.WeakKeyDictionary()
+
+
+def _memo(dfa) -> _DfaMemo:
+    memo = _memos.get(dfa)
+    if memo is None:
+        memo = _memos[dfa] = _DfaMemo(dfa)
+    return memo
+
+
+def _sub_automaton(lex: int, successors, arrays, limit: int = SHARE_LIMIT):
     """A canonical key for the automaton reachable from ``lex``, and its states in discovery order.
 
     States are numbered by a breadth-first search that visits successors in byte order, so two
     grammars with the same sub-automaton get the same key whatever their global numbering.
-    None when more than ``limit`` states are reachable.  With ``lexers``, ``table`` is theirs and
-    the rows of terminal blocks are filled as the search reaches them.
+    ``successors(state)`` lists a state's distinct targets in byte order, or is None to give up;
+    ``arrays()`` returns the transition table and the accepted terminals (read after the search,
+    which may fill rows).  None when more than ``limit`` states are reachable.
     """
     order = [lex]
     index = {lex: 0}
-    i = 0
-    while i < len(order):
-        if lexers is not None and not lexers.filled[order[i]]:
-            if order[i] in lexers.pending:  # past the union rows built with the context: too large
-                return None
-            table = lexers.ready(order[i])
-        row = table[order[i]]
-        # dict.fromkeys keeps first occurrences in byte order, as the search needs
-        for target in dict.fromkeys(row[row != DEAD].tolist()):
+    for state in order:
+        targets = successors(state)
+        if targets is None:
+            return None
+        for target in targets:
             if target not in index:
                 if len(order) >= limit:
                     return None
                 index[target] = len(order)
                 order.append(target)
-        i += 1
-    if lexers is not None:  # filling rows may have grown the arrays
-        table, chosen = lexers.table, lexers.chosen
+    table, chosen = arrays()
     states = np.array(order, dtype=np.int64)
-    lookup = np.zeros(table.shape[0], dtype=np.int32)
+    lookup = np.zeros(int(states.max()) + 1, dtype=np.int32)
     lookup[states] = np.arange(1, states.size + 1, dtype=np.int32)
-    local = lookup[table[states]]
+    local = lookup[table[states]]  # dead stays 0, and the states reach none beyond themselves
     key = hashlib.blake2b(local.tobytes() + (chosen[states] >= 0).tobytes(), digest_size=16).digest()
     return key, states
 
@@ -452,21 +532,16 @@ def _to_global(local, states: np.ndarray):
     return {int(states[end]): words for end, words in local.items()}
 
 
-_block_subs: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
-
-
 def _block_sub_automaton(dfa, state: int):
     """`_sub_automaton` of a terminal DFA's state, in the DFA's numbering (memoised per DFA).
 
     A block of lexer rows is its DFA shifted by a base, so the key is the one a search of the
     lexer table finds, and every grammar using the DFA object reuses it.
     """
-    subs = _block_subs.get(dfa)
-    if subs is None:
-        subs = _block_subs[dfa] = {}
-    if state not in subs:
-        subs[state] = _sub_automaton(dfa.transitions, dfa.accepting.astype(np.int64) - 1, state)
-    return subs[state]
+    memo = _memo(dfa)
+    if state not in memo.subs:
+        memo.subs[state] = _sub_automaton(state, memo.successors_of, lambda: (memo.transitions, memo.accepting))
+    return memo.subs[state]
 
 
 def _shortest_path(transitions: np.ndarray, start: int, accepting: np.ndarray, usable: np.ndarray) -> bytes | None:
@@ -850,7 +925,7 @@ class CfgGrammar:
             if sub is not None:
                 sub = (sub[0], sub[1] + base)
         elif lex in self.lexers.start_states:
-            sub = _sub_automaton(self.lexers.ready(lex), self.lexers.chosen, lex, self.lexers)
+            sub = self.lexers.sub_automaton(lex)
         else:  # inside a union of terminals: measured, these are practically never shared
             sub = None
         if sub is None:

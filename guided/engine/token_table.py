@@ -454,7 +454,10 @@ SCALAR_DIVERGENCE_WORK = 1500  # children it may look at there before handing ba
 def _diverge_scalar(table, transitions, boundary, prepare, level, nodes, states, ref_states, budget):
     """`walk_divergence` finished in Python from diverging ``nodes`` of ``level``, or None past its limits."""
     level_bytes, level_children, offsets, node_token = trie_lists(table)
-    rows: dict[int, list] = {}
+    # Per (state, reference) pair: the bytes where anything is decided, with both targets.
+    # Mostly a handful (the next letters of declared names), so a node with hundreds of
+    # children finds those few by binary search instead of trying every child.
+    pairs: dict[tuple[int, int], list] = {}
     alive, cut, expanded, seeds = [], [], [], []
     todo = [(level, n, a, b) for n, a, b in zip(nodes, states, ref_states)]
     work = 0
@@ -463,26 +466,40 @@ def _diverge_scalar(table, transitions, boundary, prepare, level, nodes, states,
         if lvl + 1 >= len(level_bytes):
             continue
         first, end = level_children[lvl][node], level_children[lvl][node + 1]
-        work += end - first
+        if first == end:
+            continue
+        decided = pairs.get((st, ref))
+        if decided is None:
+            if prepare is not None:
+                transitions, boundary = prepare(np.array([st, ref]))
+            row, row_ref = transitions[st], transitions[ref]
+            interesting = row != row_ref
+            if boundary[st] >= 0:
+                interesting |= row == 0
+            nz = np.flatnonzero(interesting)
+            decided = pairs[(st, ref)] = list(zip(nz.tolist(), row[nz].tolist(), row_ref[nz].tolist()))
+        next_bytes, offset = level_bytes[lvl + 1], offsets[lvl + 1]
+        if 4 * len(decided) < end - first:
+            work += len(decided)
+            found = []
+            for byte, a, b in decided:
+                child = bisect.bisect_left(next_bytes, byte, first, end)
+                if child < end and next_bytes[child] == byte:
+                    found.append((child, a, b))
+        else:
+            work += end - first
+            targets = {byte: (a, b) for byte, a, b in decided}
+            found = [(child, *targets[next_bytes[child]]) for child in range(first, end)
+                     if next_bytes[child] in targets]
         if work > SCALAR_DIVERGENCE_WORK:
             return None
-        for s in (st, ref):
-            if s not in rows:
-                if prepare is not None:
-                    transitions, boundary = prepare(s)
-                rows[s] = transitions[s].tolist()
-        row, row_ref = rows[st], rows[ref]
-        ending = boundary[st] >= 0
-        next_bytes, offset = level_bytes[lvl + 1], offsets[lvl + 1]
-        for child in range(first, end):
-            byte = next_bytes[child]
-            a, b = row[byte], row_ref[byte]
+        for child, a, b in found:
             if a == 0:
-                if ending:
+                if boundary[st] >= 0:
                     seeds.append((lvl + 1, child, st))
                 if b != 0:
                     cut.append(offset + child)
-            elif a != b:
+            else:  # a != b here
                 expanded.append(offset + child)
                 if len(expanded) > budget:
                     return None
