@@ -78,6 +78,7 @@ class _Lexers:
     EAGER_ROWS = 16  # union rows filled when a context is first built
     EAGER_BLOCK = 16  # terminal DFAs up to this size are copied whole when first reached
     WHOLE_BLOCK = 256  # and up to this size when one of their rows is first read
+    BLOCK_CHUNK = 32  # larger ones by aligned chunks of this many rows
 
     def __init__(self, ir: CfgIR, max_states: int):
         self.terminals = ir.terminals
@@ -148,8 +149,10 @@ class _Lexers:
         if filled.all() if isinstance(filled, np.ndarray) else filled:
             return self.table
         with self._lock:
-            todo = np.atleast_1d(states)
-            todo = np.unique(todo[~self.filled[todo]]).tolist()
+            if isinstance(states, (int, np.integer)):
+                todo = [int(states)]
+            else:
+                todo = np.unique(states[~self.filled[states]]).tolist()
             by_block: dict[tuple[int, int], list[int]] = {}
             for index in todo:
                 if index in self.pending:
@@ -158,10 +161,16 @@ class _Lexers:
                     by_block.setdefault(self.block_at(index), []).append(index)
             for (term, base), rows in by_block.items():
                 dfa = self.terminals[term].dfa
-                # A block of moderate size is filled whole: one copy instead of one per visit.
-                index = np.arange(base + 1, base + dfa.num_states) if dfa.num_states <= self.WHOLE_BLOCK \
-                    else np.array(rows, np.int64)
-                part = dfa.transitions[index - base]
+                # A block of moderate size is filled whole: one copy instead of one per visit;
+                # a large one by aligned chunks, since a walk reads states numbered close together.
+                if dfa.num_states <= self.WHOLE_BLOCK:
+                    local = np.arange(1, dfa.num_states)
+                else:
+                    chunks = np.unique((np.array(rows, np.int64) - base) // self.BLOCK_CHUNK) * self.BLOCK_CHUNK
+                    local = (chunks[:, None] + np.arange(self.BLOCK_CHUNK)).reshape(-1)
+                    local = local[(local >= 1) & (local < dfa.num_states)]
+                index = local + base
+                part = dfa.transitions[local]
                 self.table[index] = np.where(part != DEAD, part + base, DEAD)
                 self.filled[index] = True
         return self.table

@@ -471,7 +471,8 @@ def _diverge_scalar(table, transitions, boundary, prepare, level, nodes, states,
         decided = pairs.get((st, ref))
         if decided is None:
             if prepare is not None:
-                transitions, boundary = prepare(np.array([st, ref]))
+                prepare(ref)
+                transitions, boundary = prepare(st)
             row, row_ref = transitions[st], transitions[ref]
             interesting = row != row_ref
             if boundary[st] >= 0:
