@@ -12,7 +12,7 @@ from lark.grammar import NonTerminal, Rule, RuleOptions, Terminal
 from lark.parsers.lalr_analysis import LALR_Analyzer
 
 from guided.frontends.jsonschema import JsonSchema, _compiler
-from guided.frontends.lark import lalr_tables as lark_ir_tables
+from guided.frontends.lark import ir_tables_from_lark as lark_ir_tables
 from guided.lalr import lalr_tables
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import pathlib
-import time
 
 import pytest
 import torch
@@ -50,24 +48,21 @@ def assert_same_tokenizer(a, b):
     )
 
 
-class Stopwatch:
-    """Wall and CPU time of a block. Speed checks use the smaller of the two: wall time is inflated
-    when other processes load this small machine, CPU time when torch runs several threads.  The
-    garbage collector is paused inside, as `timeit` does: a full collection of the objects earlier
-    tests left behind would otherwise be charged to whichever block happens to trigger it."""
+@pytest.fixture
+def no_conversion(monkeypatch):
+    """Fail any attempt to build a cache folder: what is cached must be loaded as it is.
 
-    def __enter__(self):
-        self._gc = gc.isenabled()
-        gc.disable()
-        self._wall, self._cpu = time.perf_counter(), time.process_time()
-        return self
+    This checks what made cached loads fast (no GGUF conversion, no AutoTokenizer config lookup)
+    rather than timing them: timings belong in benchmarks.
+    """
+    def refuse(dest, build):
+        if not dest.is_dir():
+            raise AssertionError(f"tried to rebuild {dest}")
+        return dest
 
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self._wall
-        self.cpu = time.process_time() - self._cpu
-        self.seconds = min(self.wall, self.cpu)
-        if self._gc:
-            gc.enable()
+    monkeypatch.setattr(models, "_build_atomically", refuse)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: pytest.fail("AutoTokenizer used for a cached folder")))
 
 
 def logits_of(model: models.Model, text: str = "The quick brown fox jumps over") -> torch.Tensor:
@@ -180,10 +175,8 @@ def test_load_tokenizer_is_smollm2(smollm2_tokenizer):
     assert tok.decode(tok("Hello world").input_ids) == "Hello world"
 
 
-def test_load_tokenizer_is_fast_once_cached(smollm2_tokenizer):
-    with Stopwatch() as t:
-        tok = models.load_tokenizer()
-    assert t.seconds < 1.0, f"cached load_tokenizer took {t.wall:.2f} s ({t.cpu:.2f} s CPU)"
+def test_load_tokenizer_once_cached_converts_nothing(smollm2_tokenizer, no_conversion):
+    tok = models.load_tokenizer()
     assert_same_tokenizer(tok, smollm2_tokenizer)
 
 
@@ -216,11 +209,9 @@ def test_random_model_shape(tiny_model):
     assert len(tiny_model.tokenizer) == 49152
 
 
-def test_random_model_is_deterministic_and_fast(tiny_model):
+def test_random_model_is_deterministic_and_converts_nothing(tiny_model, no_conversion):
     rng = torch.get_rng_state()
-    with Stopwatch() as t:
-        again = models.random_model(num_layers=2, seed=0)
-    assert t.seconds < 2.0, f"cached random_model took {t.wall:.2f} s ({t.cpu:.2f} s CPU)"
+    again = models.random_model(num_layers=2, seed=0)
     assert torch.equal(torch.get_rng_state(), rng), "random_model must not disturb the global RNG"
     a, b = logits_of(tiny_model), logits_of(again)
     assert torch.equal(a, b)
@@ -343,10 +334,8 @@ def test_model_and_tokenizer_folders_agree(smollm2_model, smollm2_tokenizer):
 
 
 @pytest.mark.model
-def test_cached_model_loads_fast(smollm2_model, restore_threads):
-    with Stopwatch() as t:
-        m = models.load_model(device="cpu")
-    assert t.seconds < 5, f"cached load_model took {t.wall:.2f} s ({t.cpu:.2f} s CPU)"
+def test_cached_model_loads_without_conversion(smollm2_model, restore_threads, no_conversion):
+    m = models.load_model(device="cpu")
     assert m.hf.dtype == torch.float32
 
 

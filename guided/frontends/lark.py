@@ -127,7 +127,7 @@ def lark_to_ir(spec: Grammar) -> CfgIR:
     )
 
     table = parser.parser.parser._parse_table
-    tables = lalr_tables(table, index)
+    tables = ir_tables_from_lark(table, index)
     return CfgIR(
         terminals=terminals,
         ignore=frozenset(index[name] for name in parser.lexer_conf.ignore if name in index),
@@ -138,7 +138,7 @@ def lark_to_ir(spec: Grammar) -> CfgIR:
     )
 
 
-def lalr_tables(table, terminal_index: dict[str, int]) -> dict:
+def ir_tables_from_lark(table, terminal_index: dict[str, int]) -> dict:
     """Lark's LALR(1) parse table as `CfgIR` fields (actions, gotos, rules, names)."""
     nonterminals: dict[str, int] = {}
     rules: dict[object, int] = {}
