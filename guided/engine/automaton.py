@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from guided.engine.bitmask import pack, unpack, write_row
-from guided.engine.matcher import pop_history
+from guided.engine.matcher import HistoryMatcher, text_bytes
 from guided.engine.token_table import TokenTable, walk_automaton
 from guided.errors import ConstraintViolation
 from guided.fsm import DEAD, ByteDFA
@@ -148,15 +148,13 @@ class AutomatonGrammar:
         return forced
 
 
-class AutomatonMatcher:
-    """Matcher over an `AutomatonGrammar`; history is a persistent linked list, so copies are O(1)."""
+class AutomatonMatcher(HistoryMatcher):
+    """Matcher over an `AutomatonGrammar`: its history holds DFA states."""
 
-    __slots__ = ("grammar", "_history", "_n")
+    __slots__ = ()
 
-    def __init__(self, grammar: AutomatonGrammar, history=None, n: int = 0):
-        self.grammar = grammar
-        self._history = history if history is not None else (grammar.dfa.initial, None)
-        self._n = n
+    def __init__(self, grammar: AutomatonGrammar):
+        super().__init__(grammar, (grammar.dfa.initial, None))
 
     def __repr__(self) -> str:
         return f"AutomatonMatcher(state={self.state}, tokens={self._n})"
@@ -164,10 +162,6 @@ class AutomatonMatcher:
     @property
     def state(self) -> int:
         return self._history[0]
-
-    @property
-    def num_tokens(self) -> int:
-        return self._n
 
     def mask(self) -> torch.Tensor:
         # A numpy copy is ~20x cheaper than Tensor.clone() for a 49k-entry bool tensor here.
@@ -198,12 +192,9 @@ class AutomatonMatcher:
                 )
             self._push(FINISHED)
             return
-        data = g.vocab.token_bytes[token_id] if 0 <= token_id < g.vocab.size else b""
-        if not data:
-            raise ConstraintViolation(f"token {token_id} is not a text token of this vocabulary")
         tr = g.dfa.transitions
         s = state
-        for b in data:
+        for b in text_bytes(g.vocab, token_id, self._n):
             s = tr.item(s, b)
             if s == DEAD:
                 raise ConstraintViolation(
@@ -211,10 +202,6 @@ class AutomatonMatcher:
                     f"after {self._n} tokens"
                 )
         self._push(s)
-
-    def _push(self, state: int) -> None:
-        self._history = (state, self._history)
-        self._n += 1
 
     def accepts_eos(self) -> bool:
         s = self.state
@@ -225,13 +212,6 @@ class AutomatonMatcher:
         if s == FINISHED:
             return True
         return bool(self.grammar.dfa.accepting[s]) and not self.grammar.dfa.transitions[s].any()
-
-    def rollback(self, n: int = 1) -> None:
-        self._history = pop_history(self._history, n, self._n)
-        self._n -= n
-
-    def copy(self) -> "AutomatonMatcher":
-        return AutomatonMatcher(self.grammar, self._history, self._n)
 
     def forced_bytes(self) -> bytes:
         s = self.state

@@ -27,6 +27,7 @@ import bisect
 import hashlib
 import itertools
 import math
+import mmap
 import threading
 import time
 import weakref
@@ -37,7 +38,7 @@ import torch
 
 from guided.engine.automaton import MaskStats
 from guided.engine.bitmask import pack, unpack, write_row
-from guided.engine.matcher import pop_history
+from guided.engine.matcher import HistoryMatcher, text_bytes
 from guided.engine.token_table import (SCALAR_WORK, TokenTable, children_of, subtree_tokens, trie_lists, trie_nodes,
                                        trie_order, walk_automaton, walk_divergence)
 from guided.errors import ConstraintViolation, LimitExceeded
@@ -118,11 +119,11 @@ class _Lexers:
         # Room for every terminal's block and a margin of union states from the start, since
         # growing copies the table (tens of milliseconds for a large grammar, inside one mask).
         capacity = min(max_states, 1 + 2 * sum(t.dfa.num_states for t in self.terminals) + 4096)
-        # Zeroed arrays cost nothing until a page is written (the OS maps them lazily), and zero
-        # is DEAD and False: a reserved row needs no writing, and rows never filled never cost.
-        self.table = np.zeros((capacity, 256), np.int32)
+        # Zero is DEAD and False, and fresh pages cost nothing until written: a reserved row needs
+        # no writing, and rows never filled never cost.
+        self.table = _fresh_zeros((capacity, 256), np.int32)
         self.chosen = np.empty(capacity, np.int64)
-        self.alive = np.zeros((capacity, self.num_terminals), bool)
+        self.alive = _fresh_zeros((capacity, self.num_terminals), bool)
         self.filled = np.zeros(capacity, bool)
         self.chosen[0], self.filled[0] = -1, True
         self._lock = threading.RLock()
@@ -217,11 +218,11 @@ class _Lexers:
             raise LimitExceeded(f"grammar lexer: more than {self.max_states} states")
         if need > self.table.shape[0]:
             capacity = min(self.max_states, max(need, 2 * self.table.shape[0]))
-            table = np.zeros((capacity, 256), np.int32)
+            table = _fresh_zeros((capacity, 256), np.int32)
             table[:first] = self.table[:first]
             chosen = np.empty(capacity, np.int64)
             chosen[:first] = self.chosen[:first]
-            alive = np.zeros((capacity, self.num_terminals), bool)
+            alive = _fresh_zeros((capacity, self.num_terminals), bool)
             alive[:first] = self.alive[:first]
             filled = np.zeros(capacity, bool)
             filled[:first] = self.filled[:first]
@@ -399,6 +400,18 @@ class _Lexers:
 
 
 SPARSE_FILL = 48  # unions whose components live on at most this many bytes in all are built in Python
+
+
+def _fresh_zeros(shape: tuple[int, int], dtype) -> np.ndarray:
+    """A zeroed array on fresh pages: the OS zeroes a page when it is first written.
+
+    ``np.zeros`` may instead reuse memory a freed grammar left and clear all of it at once:
+    tens of megabytes for a lexer sized for large terminal automata, most of it never used.
+    """
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    if size < 1 << 20:
+        return np.zeros(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, size), dtype).reshape(shape)
 
 _weights = np.zeros(0, np.int64)
 
@@ -1184,25 +1197,19 @@ class CfgGrammar:
         return forced
 
 
-class CfgMatcher:
-    """Matcher over a `CfgGrammar`: history is a persistent linked list of (stack, lexer state)."""
+class CfgMatcher(HistoryMatcher):
+    """Matcher over a `CfgGrammar`: its history holds (parser stack, lexer state) pairs."""
 
-    __slots__ = ("grammar", "_history", "_n")
+    __slots__ = ()
 
-    def __init__(self, grammar: CfgGrammar, history=None, n: int = 0):
-        self.grammar = grammar
+    def __init__(self, grammar: CfgGrammar):
         root = grammar.root
-        self._history = history if history is not None else ((root, grammar.lexers.start(root.state)), None)
-        self._n = n
+        super().__init__(grammar, ((root, grammar.lexers.start(root.state)), None))
 
     def __repr__(self) -> str:
         config = self._history[0]
         state = "finished" if config is None else f"lr={config[0].state}, lex={config[1]}"
         return f"CfgMatcher({state}, tokens={self._n})"
-
-    @property
-    def num_tokens(self) -> int:
-        return self._n
 
     def _words(self) -> np.ndarray:
         config = self._history[0]
@@ -1228,11 +1235,8 @@ class CfgMatcher:
             return
         if config is None:
             raise ConstraintViolation(f"token {token_id} after end of sequence")
-        data = g.vocab.token_bytes[token_id] if 0 <= token_id < g.vocab.size else b""
-        if not data:
-            raise ConstraintViolation(f"token {token_id} is not a text token of this vocabulary")
         stack, lex = config
-        for b in data:
+        for b in text_bytes(g.vocab, token_id, self._n):
             nxt = g.step(stack, lex, b)
             if nxt is None:
                 break
@@ -1244,10 +1248,6 @@ class CfgMatcher:
         raise ConstraintViolation(f"token {token_id} ({g.vocab.token_text(token_id)!r}) leaves the grammar "
                                   f"after {self._n} tokens")
 
-    def _push(self, config) -> None:
-        self._history = (config, self._history)
-        self._n += 1
-
     def accepts_eos(self) -> bool:
         config = self._history[0]
         return config is not None and self.grammar.accepts_end(*config)
@@ -1258,13 +1258,6 @@ class CfgMatcher:
             return True
         words = self._words()
         return self.accepts_eos() and not np.any(words & ~self.grammar.eos_words)
-
-    def rollback(self, n: int = 1) -> None:
-        self._history = pop_history(self._history, n, self._n)
-        self._n -= n
-
-    def copy(self) -> "CfgMatcher":
-        return CfgMatcher(self.grammar, self._history, self._n)
 
     def forced_bytes(self) -> bytes:
         config = self._history[0]

@@ -36,6 +36,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from guided.errors import ConstraintViolation
 from guided.vocab import Vocabulary
 
 
@@ -91,13 +92,50 @@ class Matcher(Protocol):
         ...
 
 
-def pop_history(history: tuple, n: int, consumed: int) -> tuple:
-    """Drop the last ``n`` entries of a persistent ``(head, rest)`` history of ``consumed`` tokens."""
-    if n < 0 or n > consumed:
-        raise ValueError(f"cannot roll back {n} tokens: only {consumed} consumed")
-    for _ in range(n):
-        history = history[1]
-    return history
+class HistoryMatcher:
+    """What every engine's matcher shares: a persistent ``(state, rest)`` history of its states.
+
+    One entry per consumed token, so ``rollback`` pops entries and ``copy`` shares the history
+    (O(1)).  A subclass passes its grammar and start state and implements the masks.
+    """
+
+    __slots__ = ("grammar", "_history", "_n")
+
+    def __init__(self, grammar, history: tuple, n: int = 0):
+        self.grammar = grammar
+        self._history = history
+        self._n = n
+
+    @property
+    def num_tokens(self) -> int:
+        return self._n
+
+    def _push(self, state) -> None:
+        self._history = (state, self._history)
+        self._n += 1
+
+    def rollback(self, n: int = 1) -> None:
+        if n < 0 or n > self._n:
+            raise ValueError(f"cannot roll back {n} tokens: only {self._n} consumed")
+        history = self._history
+        for _ in range(n):
+            history = history[1]
+        self._history = history
+        self._n -= n
+
+    def copy(self):
+        clone = object.__new__(type(self))
+        HistoryMatcher.__init__(clone, self.grammar, self._history, self._n)
+        return clone
+
+
+def text_bytes(vocab: Vocabulary, token_id: int, consumed: int) -> bytes:
+    """The bytes of a text token, for ``advance``; `ConstraintViolation` for any other id."""
+    data = vocab.token_bytes[token_id] if 0 <= token_id < vocab.size else b""
+    if not data:
+        raise ConstraintViolation(f"token {token_id} is not a text token of this vocabulary "
+                                  f"(after {consumed} tokens)")
+    return data
 
 
 @runtime_checkable

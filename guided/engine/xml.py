@@ -37,7 +37,7 @@ import torch
 
 from guided.engine.bitmask import pack, unpack, write_row
 from guided.engine.cfg import CfgGrammar
-from guided.engine.matcher import pop_history
+from guided.engine.matcher import HistoryMatcher, text_bytes
 from guided.errors import ConstraintViolation
 from guided.vocab import Vocabulary
 
@@ -512,24 +512,18 @@ class XmlGrammar:
         return None
 
 
-class XmlMatcher:
-    """Matcher over an `XmlGrammar`: a persistent history of configurations."""
+class XmlMatcher(HistoryMatcher):
+    """Matcher over an `XmlGrammar`: its history holds XML parser configurations."""
 
-    __slots__ = ("grammar", "_history", "_n")
+    __slots__ = ()
 
-    def __init__(self, grammar: XmlGrammar, history=None, n: int = 0):
-        self.grammar = grammar
-        self._history = history if history is not None else (grammar.start, None)
-        self._n = n
+    def __init__(self, grammar: XmlGrammar):
+        super().__init__(grammar, (grammar.start, None))
 
     def __repr__(self) -> str:
         config = self._history[0]
         depth = "finished" if config is None else f"depth={config[2].depth}"
         return f"XmlMatcher({depth}, tokens={self._n})"
-
-    @property
-    def num_tokens(self) -> int:
-        return self._n
 
     def _words(self) -> np.ndarray:
         config = self._history[0]
@@ -555,18 +549,11 @@ class XmlMatcher:
             return
         if config is None:
             raise ConstraintViolation(f"token {token_id} after end of sequence")
-        data = g.vocab.token_bytes[token_id] if 0 <= token_id < g.vocab.size else b""
-        if not data:
-            raise ConstraintViolation(f"token {token_id} is not a text token of this vocabulary")
-        nxt = g.walk(config, data)
+        nxt = g.walk(config, text_bytes(g.vocab, token_id, self._n))
         if nxt is None:
             raise ConstraintViolation(f"token {token_id} ({g.vocab.token_text(token_id)!r}) leaves well-formed XML "
                                       f"after {self._n} tokens")
         self._push(nxt)
-
-    def _push(self, config) -> None:
-        self._history = (config, self._history)
-        self._n += 1
 
     def accepts_eos(self) -> bool:
         config = self._history[0]
@@ -577,13 +564,6 @@ class XmlMatcher:
         if config is None:
             return True
         return self.accepts_eos() and not np.any(self._words() & ~self.grammar.cfg.eos_words)
-
-    def rollback(self, n: int = 1) -> None:
-        self._history = pop_history(self._history, n, self._n)
-        self._n -= n
-
-    def copy(self) -> "XmlMatcher":
-        return XmlMatcher(self.grammar, self._history, self._n)
 
     def forced_bytes(self) -> bytes:
         config = self._history[0]
