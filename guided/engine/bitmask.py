@@ -35,6 +35,18 @@ def unpack(words: np.ndarray, size: int) -> np.ndarray:
     return np.unpackbits(words.view(np.uint8), bitorder="little", count=size).view(bool)
 
 
+def set_bits(words: np.ndarray, ids: np.ndarray) -> None:
+    """Allow the tokens ``ids`` (int64, repeats fine) in packed ``words``, in place."""
+    if ids.size:
+        np.bitwise_or.at(words.view(np.uint32), ids >> 5, np.uint32(1) << (ids & 31).astype(np.uint32))
+
+
+def clear_bits(words: np.ndarray, ids: np.ndarray) -> None:
+    """Forbid the tokens ``ids`` (int64, repeats fine) in packed ``words``, in place."""
+    if ids.size:
+        np.bitwise_and.at(words.view(np.uint32), ids >> 5, ~(np.uint32(1) << (ids & 31).astype(np.uint32)))
+
+
 def write_row(bitmask, row: int, words: np.ndarray) -> None:
     """Write packed ``words`` into row ``row`` of a bitmask (torch CPU tensor or numpy), zeroing the rest."""
     target = bitmask.numpy() if isinstance(bitmask, torch.Tensor) else bitmask

@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 from guided.engine.automaton import MaskStats
-from guided.engine.bitmask import pack, unpack, write_row
+from guided.engine.bitmask import clear_bits, pack, set_bits, unpack, write_row
 from guided.engine.matcher import HistoryMatcher, text_bytes
 from guided.engine.token_table import (SCALAR_WORK, TokenTable, children_of, subtree_tokens, trie_lists, trie_nodes,
-                                       trie_order, walk_automaton, walk_divergence)
+                                       trie_order, walk_automaton, walk_divergence, with_duplicate_ids)
 from guided.errors import ConstraintViolation, LimitExceeded
 from guided.ir import END, CfgIR
 from guided.vocab import Vocabulary
@@ -104,11 +104,9 @@ class _Lexers:
         # Only the start states are per set, and never a transition target: "at a lexeme
         # boundary" must stay distinct from "mid-lexeme" even where the components agree.
         self._ids: dict[tuple, int] = {}
-        # Per terminal: its DFA's `_DfaMemo` (shared by every grammar built from the DFA), and the
-        # DFA's accepting flags as a list.
+        # Per terminal: its DFA's `_DfaMemo` (shared by every grammar built from the DFA).
         self._memos: list[_DfaMemo | None] = [None] * self.num_terminals
         self._successors: dict[int, tuple] = {}  # filled row -> its distinct targets, in byte order
-        self._accepting_lists: list[list[bool] | None] = [None] * self.num_terminals
         self.pending: dict[int, tuple] = {}  # union states whose row is not filled yet
         # A single live terminal stays single: its states are its own DFA's, laid out as one
         # block of rows (DFA state s at base + s - 1) the first time one of them is reached.
@@ -172,7 +170,7 @@ class _Lexers:
                     local = local[(local >= 1) & (local < dfa.num_states)]
                 index = local + base
                 part = dfa.transitions[local]
-                self.table[index] = np.where(part != DEAD, part + base, DEAD)
+                self.table[index] = _into_block(part, base)
                 self.filled[index] = True
         return self.table
 
@@ -245,8 +243,7 @@ class _Lexers:
             self.chosen[base + 1:base + 1 + n] = np.where(dfa.accepting[1:], term, -1)
             self.alive[base + 1:base + 1 + n, term] = True
             if n <= self.EAGER_BLOCK:
-                rows = dfa.transitions[1:]
-                self.table[base + 1:base + 1 + n] = np.where(rows != DEAD, rows + base, DEAD)
+                self.table[base + 1:base + 1 + n] = _into_block(dfa.transitions[1:], base)
                 self.filled[base + 1:base + 1 + n] = True
         return base + dfa_state
 
@@ -262,7 +259,7 @@ class _Lexers:
     def _new(self, tup: tuple) -> int:
         terms = self.terminals
         index = self._reserve(1)
-        accepting = [i for i, st in tup if self._accepting(i)[st]]
+        accepting = [i for i, st in tup if self._memo(i).accepting_flags[st]]
         if accepting:
             self.chosen[index] = min(accepting, key=lambda i: (-terms[i].priority, not terms[i].is_string,
                                                                 terms[i].order))
@@ -274,19 +271,11 @@ class _Lexers:
             self.filled[index] = True
         return index
 
-    def _accepting(self, term: int) -> list[bool]:
-        flags = self._accepting_lists[term]
-        if flags is None:
-            flags = self._accepting_lists[term] = self.terminals[term].dfa.accepting.tolist()
-        return flags
-
-    def _live(self, term: int, state: int) -> tuple[tuple, tuple]:
-        """The bytes ``state`` of the terminal's DFA survives and the states they lead to."""
+    def _memo(self, term: int) -> "_DfaMemo":
         memo = self._memos[term]
         if memo is None:
             memo = self._memos[term] = _memo(self.terminals[term].dfa)
-        found = memo.live.get(state)
-        return found if found is not None else memo.live_bytes(state)
+        return memo
 
     def _build(self, members: frozenset[int]) -> int:
         terms = self.terminals
@@ -304,12 +293,11 @@ class _Lexers:
         terms = self.terminals
         dfas = [terms[i].dfa for i, _ in tup]
         if len(tup) == 1:  # a single-terminal start state: its block's initial row
-            row = dfas[0].transitions[tup[0][1]]
             base = self._single(tup[0][0], 1) - 1
-            self.table[index] = np.where(row != DEAD, row + base, DEAD)
+            self.table[index] = _into_block(dfas[0].transitions[tup[0][1]], base)
             self.filled[index] = True
             return []
-        sparse = [self._live(term, st) for term, st in tup]
+        sparse = [self._memo(term).live_bytes(st) for term, st in tup]
         sizes = [len(b) for b, _ in sparse]
         narrow = sum(sizes)
         if narrow <= SPARSE_FILL:
@@ -376,8 +364,7 @@ class _Lexers:
         if wide >= 0:
             term, state = tup[wide]
             row = self.terminals[term].dfa.transitions[state]
-            base = self._single(term, 0)
-            self.table[index] = np.where(row != DEAD, row + base, DEAD)
+            self.table[index] = _into_block(row, self._single(term, 0))
             for byte, parts in by_byte.items():
                 target = int(row[byte])
                 if target:
@@ -402,6 +389,11 @@ class _Lexers:
 SPARSE_FILL = 48  # unions whose components live on at most this many bytes in all are built in Python
 
 
+def _into_block(rows: np.ndarray, base: int) -> np.ndarray:
+    """A terminal DFA's rows as lexer rows of its block: state s is row base + s, dead stays dead."""
+    return np.where(rows != DEAD, rows + base, DEAD)
+
+
 def _fresh_zeros(shape: tuple[int, int], dtype) -> np.ndarray:
     """A zeroed array on fresh pages: the OS zeroes a page when it is first written.
 
@@ -412,6 +404,7 @@ def _fresh_zeros(shape: tuple[int, int], dtype) -> np.ndarray:
     if size < 1 << 20:
         return np.zeros(shape, dtype)
     return np.frombuffer(mmap.mmap(-1, size), dtype).reshape(shape)
+
 
 _weights = np.zeros(0, np.int64)
 
@@ -474,7 +467,7 @@ class _DfaMemo:
     grow to hundreds of thousands of entries that it would otherwise walk at every full pass.
     """
 
-    __slots__ = ("transitions", "live", "successors", "subs", "accepting")
+    __slots__ = ("transitions", "live", "successors", "subs", "accepting", "accepting_flags")
 
     def __init__(self, dfa):
         self.transitions = dfa.transitions  # not the DFA: the memo is its weak dictionary's value
@@ -482,6 +475,7 @@ class _DfaMemo:
         self.successors: dict[int, tuple] = {}  # state -> its distinct targets, in byte order
         self.subs: dict[int, tuple | None] = {}  # state -> `_block_sub_automaton`
         self.accepting = dfa.accepting.astype(np.int64) - 1  # `chosen`-like: >= 0 where accepting
+        self.accepting_flags: list[bool] = dfa.accepting.tolist()
 
     def live_bytes(self, state: int) -> tuple[tuple, tuple]:
         found = self.live.get(state)
@@ -788,9 +782,8 @@ class CfgGrammar:
                 starts[sel] = self.lexers.start(following.state, term in self.ir.ignore)
             keep = stk >= 0
             if keep.any():
-                ids = self._walk(stacks, (info.seed_level[keep], info.seed_node[keep], starts[keep], stk[keep]))
-                if ids.size:
-                    np.bitwise_or.at(words.view(np.uint32), ids >> 5, np.uint32(1) << (ids & 31).astype(np.uint32))
+                set_bits(words, self._walk(stacks, (info.seed_level[keep], info.seed_node[keep], starts[keep],
+                                                    stk[keep])))
         if self.accepts_end(stack, lex):
             words |= self.eos_words
         return words
@@ -870,11 +863,7 @@ class CfgGrammar:
                 break
             parent, nodes = children_of(trie.first_child[nodes], trie.end_child[nodes])
             plex, stk = nlex[parent], stk[parent]
-        ids = np.concatenate(found) if found else np.zeros(0, np.int64)
-        dup_ids, dup_primary = t.duplicates
-        if dup_ids.size and ids.size:
-            ids = np.concatenate([ids, dup_ids[np.isin(dup_primary, ids)]])
-        return ids
+        return with_duplicate_ids(t, np.concatenate(found) if found else np.zeros(0, np.int64))
 
     def _seeds_scalar(self, stacks: list[_Stack], seeds) -> np.ndarray:
         """`_walk` for a few seeds, entirely in Python."""
@@ -890,11 +879,7 @@ class CfgGrammar:
                 out.append(token)
             items.append((level, node, config[1], config[0]))
         out.extend(self._walk_scalar(items))
-        ids = np.array(out, dtype=np.int64)
-        dup_ids, dup_primary = self.table.duplicates
-        if dup_ids.size and ids.size:
-            ids = np.concatenate([ids, dup_ids[np.isin(dup_primary, ids)]])
-        return ids
+        return with_duplicate_ids(self.table, np.array(out, dtype=np.int64))
 
     def _walk_scalar(self, items: list[tuple[int, int, int, _Stack]]) -> list[int]:
         """Finish a small frontier in Python: (level, node, lexer state after it, stack) items."""
@@ -1003,15 +988,8 @@ class CfgGrammar:
             return None
         alive, cut, expanded, (seed_level, seed_node, seed_lex) = walk
         words = ref.inside.copy()
-        bits = words.view(np.uint32)
-        dup_ids, dup_primary = self.table.duplicates
-        removed = subtree_tokens(self.table, cut)
-        if dup_ids.size and alive.size:
-            alive = np.concatenate([alive, dup_ids[np.isin(dup_primary, alive)]])
-        for ids, op in ((removed, np.bitwise_and), (alive, np.bitwise_or)):
-            if ids.size:
-                one = np.uint32(1) << (ids & 31).astype(np.uint32)
-                op.at(bits, ids >> 5, ~one if op is np.bitwise_and else one)
+        clear_bits(words, subtree_tokens(self.table, cut))
+        set_bits(words, with_duplicate_ids(self.table, alive))
         # The reference's seeds stand where the walks had met above them; the others are redone.
         if ref.seed_node.size:
             order = trie_order(self.table)

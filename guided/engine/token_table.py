@@ -245,6 +245,14 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
     return ids, ends, (_cat(seed_level, np.int64), _cat(seed_node, np.int64), _cat(seed_state, transitions.dtype))
 
 
+def with_duplicate_ids(table: TokenTable, ids: np.ndarray) -> np.ndarray:
+    """``ids`` and the tokens that spell the same bytes as one of them (the trie holds one per node)."""
+    dup_ids, dup_primary = table.duplicates
+    if dup_ids.size and ids.size:
+        ids = np.concatenate([ids, dup_ids[np.isin(dup_primary, ids)]])
+    return ids
+
+
 def _with_duplicates(table: TokenTable, ids: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Add the tokens that spell the same bytes as found ones (the trie holds one per node)."""
     dup_ids, dup_primary = table.duplicates

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from guided.engine.bitmask import pack, unpack, write_row
+from guided.engine.bitmask import pack, set_bits, unpack, write_row
 from guided.engine.cfg import CfgGrammar
 from guided.engine.matcher import HistoryMatcher, text_bytes
 from guided.errors import ConstraintViolation
@@ -472,7 +472,7 @@ class XmlGrammar:
                 ok.append(i)
         if ok:
             ids = np.array(ok, dtype=np.int64)
-            np.bitwise_or.at(words.view(np.uint32), ids >> 5, np.uint32(1) << (ids & 31).astype(np.uint32))
+            set_bits(words, ids)
         if self.accepts_end(config):
             words |= self.cfg.eos_words
         else:
