@@ -1,0 +1,7 @@
+"""Collection rules for the whole repository: modules that need an optional serving engine are
+only collected (for their doctests) where that engine is installed (`make test-vllm`)."""
+
+import importlib.util
+
+collect_ignore = [path for module, path in [("vllm", "guided/integrations/vllm.py")]
+                  if importlib.util.find_spec(module) is None]
