@@ -3,5 +3,6 @@ only collected (for their doctests) where that engine is installed (`make test-v
 
 import importlib.util
 
-collect_ignore = [path for module, path in [("vllm", "guided/integrations/vllm.py")]
+collect_ignore = [path for module, path in [("vllm", "guided/integrations/vllm.py"),
+                                              ("sglang", "guided/integrations/sglang.py")]
                   if importlib.util.find_spec(module) is None]
