@@ -8,7 +8,6 @@ import json
 import re
 
 import jsonschema
-import lark
 import pytest
 
 llama_cpp = pytest.importorskip("llama_cpp")
@@ -16,13 +15,7 @@ llama_cpp = pytest.importorskip("llama_cpp")
 import guided
 from guided import models
 from guided.integrations.llama_cpp import GuidedLlamaProcessor, vocabulary_from_llama
-
-PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 24},
-                                           "age": {"type": "integer", "minimum": 0, "maximum": 120}},
-          "required": ["name", "age"], "additionalProperties": False}
-PHONE = r"\(\d{3}\) \d{3}-\d{4}"
-LIST_LARK = 'start: "[" NUMBER ("," " "? NUMBER)* "]"\nNUMBER: /[0-9]{1,4}/'
-COLOURS = ["red", "green", "light blue"]
+from tests.serving_cases import COLOURS, LIST_LARK, PERSON, PHONE, check_output
 
 CASES = {
     "schema": ("Describe a person as JSON.", guided.JsonSchema(PERSON)),
@@ -30,17 +23,6 @@ CASES = {
     "grammar": ("List some numbers.", guided.Grammar(LIST_LARK)),
     "choice": ("Pick a colour.", guided.Regex("|".join(re.escape(c) for c in COLOURS))),
 }
-
-
-def check(kind: str, text: str) -> None:
-    if kind == "schema":
-        jsonschema.validate(json.loads(text), PERSON)
-    elif kind == "regex":
-        assert re.fullmatch(PHONE, text), text
-    elif kind == "grammar":
-        lark.Lark(LIST_LARK).parse(text)
-    else:
-        assert text in COLOURS, text
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +58,7 @@ def test_constrained_completions_are_valid(llm, vocab, kind):
         out = llm.create_completion(prompt_for(prompt), max_tokens=120, temperature=1.0, seed=seed,
                                     logits_processor=llama_cpp.LogitsProcessorList([proc]))
         choice = out["choices"][0]
-        check(kind, choice["text"])
+        check_output(kind, choice["text"])
 
 
 def test_one_processor_serves_consecutive_generations(llm, vocab):
@@ -84,7 +66,7 @@ def test_one_processor_serves_consecutive_generations(llm, vocab):
     for seed in range(2):
         out = llm.create_completion(prompt_for("Another phone number, please."), max_tokens=30, temperature=1.0,
                                     seed=seed, logits_processor=llama_cpp.LogitsProcessorList([proc]))
-        check("regex", out["choices"][0]["text"])
+        check_output("regex", out["choices"][0]["text"])
 
 
 def test_budget_closes_the_document_within_max_tokens(llm, vocab):

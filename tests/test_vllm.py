@@ -8,7 +8,6 @@ import concurrent.futures
 import json
 import os
 import random
-import re
 import signal
 import socket
 import subprocess
@@ -18,7 +17,6 @@ import urllib.request
 from types import SimpleNamespace
 
 import jsonschema
-import lark
 import numpy as np
 import pytest
 
@@ -35,16 +33,9 @@ from guided import models
 from guided.integrations.serving import constraint_from_args
 from guided.integrations.vllm import GuidedLogitsProcessor, collect_stats
 from tests.batch_driver import FakeBatch, Request, oracle_words
+from tests.serving_cases import COLOURS, LIST_LARK, PERSON, PHONE, check_output
 
 PROCESSOR = "guided.integrations.vllm:GuidedLogitsProcessor"
-PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 24},
-                                           "age": {"type": "integer", "minimum": 0, "maximum": 120},
-                                           "email": {"type": "string", "pattern": "^[a-z]+@[a-z]+\\.com$"}},
-          "required": ["name", "age", "email"], "additionalProperties": False}
-PHONE = r"\(\d{3}\) \d{3}-\d{4}"
-LIST_LARK = 'start: "[" NUMBER ("," " "? NUMBER)* "]"\nNUMBER: /[0-9]{1,4}/'
-COLOURS = ["red", "green", "light blue"]
-
 KINDS = {
     "schema": ("Describe a person as JSON.", {"guided_json": PERSON}),
     "regex": ("Give me a phone number.", {"guided_regex": PHONE}),
@@ -53,20 +44,6 @@ KINDS = {
     "choice": ("Pick a colour.", {"guided_choice": COLOURS}),
     "free": ("Tell me about cats.", None),
 }
-
-
-def check_output(kind: str, text: str) -> None:
-    """Fail unless ``text`` is a complete document of ``kind``'s constraint."""
-    if kind == "schema":
-        jsonschema.validate(json.loads(text), PERSON)
-    elif kind == "regex":
-        assert re.fullmatch(PHONE, text), text
-    elif kind == "grammar":
-        lark.Lark(LIST_LARK).parse(text)
-    elif kind == "shipped grammar":
-        json.loads(text)
-    elif kind == "choice":
-        assert text in COLOURS, text
 
 
 def chat(tokenizer, prompt: str) -> str:
