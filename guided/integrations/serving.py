@@ -204,6 +204,8 @@ def check_constraint(constraint: RequestConstraint) -> None:
 def fill_bitmasks(matchers: Sequence[Matcher], bitmask: np.ndarray) -> None:
     """Row ``i`` of the int32 ``bitmask`` gets ``matchers[i]``'s allowed tokens: the one call
     through which a batch's masks are filled."""
+    # The native mask core's parallel `guided.fill_bitmasks(matchers, bitmask)` takes this
+    # loop's place once it is in guided: the engines' adapters all fill through here.
     for row, matcher in enumerate(matchers):
         matcher.fill_bitmask(bitmask, row)
 
