@@ -10,7 +10,7 @@ own processes as when serving) serves every request; a request is constrained by
 
 1. **Throughput**: N requests (N = 16, 64) submitted at once, so all N run concurrently in one
    batch; generated tokens / wall time, median of ``--repeat`` alternating runs (schema compiled
-   beforehand).  guided runs twice: by default (budget-aware closing in the last 48 tokens before
+   beforehand; each repeat samples with new seeds, the same for every backend).  guided runs twice: by default (budget-aware closing in the last 48 tokens before
    ``max_tokens``, which XGrammar does not do) and with ``close_before_max_tokens=false``.  The *mask share* is the time spent on masks over the wall time: for guided,
    the processor's ``apply`` (catching matchers up, filling masks, masking logits) and row starts,
    counted in the worker; for XGrammar, ``StructuredOutputManager.grammar_bitmask`` and
@@ -114,10 +114,13 @@ def chat(tokenizer, prompt: str) -> str:
                                          add_generation_prompt=True)
 
 
-def throughput(llm, backend: str, n: int, max_tokens: int) -> tuple[float, float]:
+def throughput(llm, backend: str, n: int, max_tokens: int, seed: int) -> tuple[float, float]:
+    """Each run draws new texts (``seed``): masks of states visited in an earlier run are cached,
+    and a server does not see the same texts again either."""
     tok = llm.get_tokenizer()
     prompts = [chat(tok, f"Invent person number {i} and describe them as JSON.") for i in range(n)]
-    params = [params_for(backend, "json", PERSON, max_tokens=max_tokens, temperature=0.7, seed=i) for i in range(n)]
+    params = [params_for(backend, "json", PERSON, max_tokens=max_tokens, temperature=0.7, seed=seed + i)
+              for i in range(n)]
     before = mask_seconds(llm, backend)
     started = time.perf_counter()
     outs = llm.generate(prompts, params, use_tqdm=False)
@@ -198,16 +201,16 @@ def main() -> None:
           f"{time.perf_counter() - started:.0f} s\n")
 
     for backend in ("guided", "guided-open", "xgrammar"):  # compile the schema once per backend before timing
-        throughput(llm, backend, 2, 8)
+        throughput(llm, backend, 2, 8, seed=0)
 
     print("## Constrained JSON throughput (the same schema, prompts and seeds for both)\n")
     print("| concurrent requests | backend | tokens/s (median) | runs | mask share of wall time |")
     print("|---|---|---|---|---|")
     for n in [int(x) for x in args.concurrency.split(",")]:
         results: dict[str, list[tuple[float, float]]] = {"free": [], "guided": [], "guided-open": [], "xgrammar": []}
-        for _ in range(args.repeat):
-            for backend, runs in results.items():
-                runs.append(throughput(llm, backend, n, args.max_tokens))
+        for repeat in range(args.repeat):
+            for backend, runs in results.items():  # the same seeds for every backend within a repeat
+                runs.append(throughput(llm, backend, n, args.max_tokens, seed=100_000 * (repeat + 1) + 1000 * n))
         for backend, runs in results.items():
             rates = [r for r, _ in runs]
             share = statistics.median(s for _, s in runs)
