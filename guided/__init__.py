@@ -31,7 +31,7 @@ from guided.generate import IncompleteOutput, generate
 from guided.integrations.hf import LogitsProcessor
 from guided.models import Model, load_model
 from guided.sampling import PhraseOptions, SamplingParams
-from guided.tools import ToolCall, Tools
+from guided.frontends.tools import ToolCall, Tools
 from guided.validate import ValidationResult, validate
 from guided.vocab import Vocabulary
 

@@ -67,7 +67,7 @@ def _compile(spec: Any, vocab: Vocabulary) -> CompiledGrammar:
         return CfgGrammar(schema_to_ir(spec), vocab)
     if isinstance(spec, Xml):
         return compile_xml(spec, vocab)
-    if hasattr(spec, "compile_for"):  # guided.tools.Tools
+    if hasattr(spec, "compile_for"):  # guided.frontends.tools.Tools
         return spec.compile_for(vocab)
     if isinstance(spec, str):
         raise TypeError("a bare string is ambiguous: wrap it as guided.Regex(...), guided.Grammar(...) "

@@ -233,8 +233,8 @@ def generate(
 
     ``format="xml"``: XML instead of JSON: shaped by ``schema``/``json_schema`` (returns the
     validated instance / data read back from it) or, without one, any well-formed XML (text).
-    ``tools=[...]`` (OpenAI-style definitions, Python functions or a `guided.tools.Tools`):
-    returns a list of `guided.tools.ToolCall`, or the text of a free answer when
+    ``tools=[...]`` (OpenAI-style definitions, Python functions or a `guided.frontends.tools.Tools`):
+    returns a list of `guided.frontends.tools.ToolCall`, or the text of a free answer when
     ``tool_choice="auto"`` (the default; ``"required"`` or a tool's name force a call).
     """
     if isinstance(stop, str):
@@ -342,12 +342,12 @@ def _speculative(model: Model, draft: Any, jump_forward: bool | None, params, co
 
 
 def _resolve_format(format, tools, tool_choice, **given) -> tuple[Any, Callable[[str], Any]]:
-    """``(spec, parse)`` for ``format="xml"`` and ``tools=`` (see `guided.engine.xml`, `guided.tools`)."""
+    """``(spec, parse)`` for ``format="xml"`` and ``tools=`` (see `guided.engine.xml`, `guided.frontends.tools`)."""
     if tools is not None:
         others = [k for k, v in given.items() if v is not None]
         if others or format not in (None, "json"):
             raise TypeError(f"tools= cannot be combined with {', '.join(others) or 'format='}")
-        from guided.tools import tool_constraint
+        from guided.frontends.tools import tool_constraint
 
         return tool_constraint(tools, tool_choice if tool_choice is not None else "auto")
     if format != "xml":

@@ -93,7 +93,7 @@ def _expected(mask) -> list[str]:
 def validate(text: str | bytes, spec: Any = None, *, schema: Any = None, json_schema: Any = None, regex: Any = None,
              grammar: Any = None, format: str | None = None) -> ValidationResult:
     """Check ``text`` against ``spec`` (a `guided.Regex`, `guided.Grammar`, `guided.JsonSchema`, a
-    Pydantic model class, a JSON Schema dict, `guided.engine.xml.Xml`, `guided.tools.Tools`, or the
+    Pydantic model class, a JSON Schema dict, `guided.engine.xml.Xml`, `guided.frontends.tools.Tools`, or the
     same keywords as `guided.generate`); the `ValidationResult` locates the first error."""
     from guided.generate import _compile_spec
 

@@ -9,7 +9,7 @@ import pytest
 
 import guided
 from guided.errors import SpecError
-from guided.tools import ToolCall, ToolFormat, Tools, parse_tool_calls
+from guided.frontends.tools import ToolCall, ToolFormat, Tools, parse_tool_calls
 from guided.validate import validate
 
 

@@ -27,7 +27,7 @@ from guided.engine.bitmask import pack, unpack, write_row
 from guided.engine.matcher import HistoryMatcher, text_bytes
 from guided.engine.token_table import TokenTable, walk_automaton
 from guided.errors import ConstraintViolation
-from guided.fsm import DEAD, ByteDFA
+from guided.ir.dfa import DEAD, ByteDFA
 from guided.vocab import Vocabulary
 
 FINISHED = -1  # pseudo-state after EOS

@@ -39,7 +39,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from guided.errors import SpecError
-from guided.fsm import ByteDFA
+from guided.ir.dfa import ByteDFA
 from guided.ir import END, CfgIR, Terminal
 
 __all__ = ["ToolCall", "ToolFormat", "Tools", "function_tool", "parse_tool_calls", "tool_constraint", "wrap_calls"]

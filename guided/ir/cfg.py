@@ -2,7 +2,7 @@
 
 Every grammar-shaped front-end (Lark today; JSON Schema and XML build on it) produces a
 `CfgIR`; the CFG engine (`guided.engine.cfg`) turns it into token masks.  Regex constraints
-skip this layer: their intermediate form is a single `guided.fsm.ByteDFA`.
+skip this layer: their intermediate form is a single `guided.ir.dfa.ByteDFA`.
 
 Symbols are small integers.  Terminal ``i`` is ``terminals[i]``; ``END`` is the end of input.
 Actions are encoded as ints: ``a >= 0`` shifts to state ``a``; ``a < 0`` reduces by rule
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from guided.fsm import ByteDFA
+from guided.ir.dfa import ByteDFA
 
 END = -1  # the end-of-input pseudo-terminal
 
