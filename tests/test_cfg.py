@@ -12,6 +12,7 @@ import torch
 
 import guided
 from guided import ConstraintViolation, Grammar, GrammarError
+from guided.frontends.jsonschema._recognize import accepts
 from tests.grammar_sampler import SentenceSampler
 
 SHIPPED = ["json", "xml", "sql", "arithmetic", "python_call", "tool_call"]
@@ -343,17 +344,48 @@ def test_random_model_outputs_parse(name, samplers, tiny_model):
                     assert "mismatched tag" in str(exc), decoded
 
 
-def test_cached_lalr_analysis_gives_the_same_tables(tmp_path, monkeypatch):
-    """Lark's analysis is cached on disk; a cold build and a cached load must agree exactly."""
-    monkeypatch.setenv("GUIDED_CACHE", str(tmp_path))
+class _Planted:
+    """Unpickling this runs code: it creates ``marker`` (what a planted cache file could do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_lark_cache_files_are_never_loaded(tmp_path, monkeypatch):
+    """Lark's on-disk cache unpickles its file before checking the grammar's hash (issue 21): guided
+    no longer uses it, so a pickle planted where it was kept never runs, and builds still agree."""
+    import hashlib
+    import pickle
+
+    import lark
+
     from guided.frontends.lark import lark_to_ir
 
+    proof = tmp_path / "payload-works"
+    pickle.loads(pickle.dumps(_Planted(proof)))
+    assert proof.exists()  # the payload would run if anything unpickled it
+    monkeypatch.setenv("GUIDED_CACHE", str(tmp_path))
+    marker = tmp_path / "planted-pickle-ran"
+    folder = tmp_path / "lark"
+    folder.mkdir()
+    text = Grammar("sql").text_and_path()[0]
+    old_key = hashlib.sha256(f"{lark.__version__}\0start\0{text}".encode()).hexdigest()[:24]
+    planted = [f"{old_key}.lalr", "planted.lalr"]
+    for name in planted:
+        (folder / name).write_bytes(pickle.dumps(_Planted(marker)))
     cold = lark_to_ir(Grammar("sql"))
-    assert any((tmp_path / "lark").iterdir())
-    cached = lark_to_ir(Grammar("sql"))
-    assert cold.actions == cached.actions and cold.gotos == cached.gotos and cold.rules == cached.rules
-    assert [t.name for t in cold.terminals] == [t.name for t in cached.terminals]
-    assert cold.ignore == cached.ignore and cold.end_state == cached.end_state
+    again = lark_to_ir(Grammar("sql"))
+    assert not marker.exists()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(planted)  # nothing read, nothing written
+    # Lark numbers LALR states differently from one build to the next; the languages agree.
+    assert cold.num_states == again.num_states and sorted(cold.rule_names) == sorted(again.rule_names)
+    assert [t.name for t in cold.terminals] == [t.name for t in again.terminals] and cold.ignore == again.ignore
+    for text, ok in ((b"SELECT a, b AS c FROM t WHERE a > 1 AND b LIKE 'x%' ORDER BY a DESC LIMIT 3;", True),
+                     (b"select * from t join u on t.a = u.b", True), (b"SELECT FROM t", False)):
+        assert accepts(cold, text) == accepts(again, text) == ok, text
 
 
 def test_malformed_and_non_lalr_grammars_are_refused():
