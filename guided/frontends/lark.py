@@ -90,6 +90,10 @@ class Grammar:
                 raise GrammarError(f"grammar file not found: {src}")
         return src, None
 
+    def to_ir(self) -> CfgIR:
+        """The intermediate form: terminal DFAs and LALR(1) tables (`lark_to_ir`)."""
+        return lark_to_ir(self)
+
 
 def lark_to_ir(spec: Grammar) -> CfgIR:
     """Build the intermediate form of ``spec``, or raise `GrammarError` naming the cause."""

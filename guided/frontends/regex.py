@@ -58,6 +58,10 @@ class Regex:
     max_states: int = 100_000
     max_seconds: float = 10.0
 
+    def to_ir(self) -> ByteDFA:
+        """The intermediate form: a trimmed byte DFA (`regex_to_dfa`)."""
+        return regex_to_dfa(self)
+
 
 def regex_to_dfa(spec: Regex | str) -> ByteDFA:
     """Compile a regex to a trimmed byte-level DFA, or raise `RegexError` / `LimitExceeded`."""

@@ -1,5 +1,10 @@
-"""The CFG engine: token masks for a `guided.ir.CfgIR` (greedy contextual lexer over LALR(1) tables)."""
+"""The CFG engine: token masks for a `guided.ir.CfgIR` (greedy contextual lexer over LALR(1) tables).
 
-from guided.engine.cfg.grammar import CfgGrammar, CfgMatcher
+One module per concept (`grammar` lists them); `CfgGrammar` is the compiled grammar.
+"""
 
-__all__ = ["CfgGrammar", "CfgMatcher"]
+from guided.engine.cfg.grammar import CfgGrammar
+from guided.engine.cfg.matcher import CfgMatcher
+from guided.engine.cfg.stacks import Stack
+
+__all__ = ["CfgGrammar", "CfgMatcher", "Stack"]
