@@ -190,3 +190,20 @@ def test_json_schema_dict_xml(tiny_model):
               "required": ["x"]}
     out = guided.generate(tiny_model, "Point", json_schema=schema, format="xml", seed=0, max_new_tokens=60)
     assert isinstance(out["x"], float)
+
+
+def test_the_xml_engine_takes_its_names_from_the_ir(small_vocab):
+    """Matched names are an IR feature: the engine refuses an IR without them, or whose tag
+    terminals are not spelt as XML's, with a clear error."""
+    import dataclasses
+
+    from guided.errors import SpecError
+
+    ir = Xml().to_ir()
+    names = ir.matched_names
+    assert [ir.terminals[i].name for i in (names.open_start, names.close_start, names.name)] == ["LT", "LTSLASH", "NAME"]
+    with pytest.raises(SpecError, match="matched_names"):
+        XmlGrammar(guided.Grammar("json").to_ir(), small_vocab)
+    swapped = dataclasses.replace(ir, matched_names=dataclasses.replace(names, open_start=names.close_start))
+    with pytest.raises(SpecError, match="open_start"):
+        XmlGrammar(swapped, small_vocab)

@@ -29,7 +29,6 @@ from typing import Sequence
 
 import numpy as np
 
-from guided.engine.automaton import AutomatonGrammar
 from guided.engine.bitmask import pack, words_for
 from guided.engine.matcher import CompiledGrammar, Matcher
 from guided.errors import GuidedError
@@ -53,8 +52,8 @@ class Constraints:
 
     vocab: Vocabulary
     grammar: CompiledGrammar | None = None
-    ban: AutomatonGrammar | None = None
-    must: AutomatonGrammar | None = None
+    ban: CompiledGrammar | None = None
+    must: CompiledGrammar | None = None
     must_phrases: tuple[str, ...] = ()
     budget_window: int = DEFAULT_BUDGET_WINDOW
     base_words: np.ndarray = field(init=False, repr=False)

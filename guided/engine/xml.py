@@ -167,7 +167,6 @@ _risks: "weakref.WeakKeyDictionary[Vocabulary, dict[frozenset[int], _Risk]]" = w
 _risks_lock = threading.Lock()
 
 
-
 class XmlGrammar:
     """A `CfgIR` with matched names compiled for one vocabulary: the `CompiledGrammar` of ``guided.Xml()``."""
 
