@@ -12,10 +12,10 @@ import pytest
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
-import guided
-from guided import models
-from guided.integrations.llama_cpp import GuidedLlamaProcessor, vocabulary_from_llama
-from tests.serving_cases import COLOURS, LIST_LARK, PERSON, PHONE, check_output
+import guided  # noqa: E402
+from guided import models  # noqa: E402
+from guided.integrations.llama_cpp import GuidedLlamaProcessor, vocabulary_from_llama  # noqa: E402
+from tests.serving_cases import COLOURS, LIST_LARK, PERSON, PHONE, check_output  # noqa: E402
 
 CASES = {
     "schema": ("Describe a person as JSON.", guided.JsonSchema(PERSON)),

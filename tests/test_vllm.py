@@ -23,17 +23,17 @@ import pytest
 vllm = pytest.importorskip("vllm")
 torch = pytest.importorskip("torch")
 
-from vllm import SamplingParams
-from vllm.exceptions import VLLMValidationError
-from vllm.sampling_params import StructuredOutputsParams
-from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
+from vllm import SamplingParams  # noqa: E402
+from vllm.exceptions import VLLMValidationError  # noqa: E402
+from vllm.sampling_params import StructuredOutputsParams  # noqa: E402
+from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality  # noqa: E402
 
-import guided
-from guided import models
-from guided.integrations.serving import constraint_from_args
-from guided.integrations.vllm import GuidedLogitsProcessor, collect_stats
-from tests.batch_driver import FakeBatch, Request, oracle_words
-from tests.serving_cases import COLOURS, LIST_LARK, PERSON, PHONE, check_output
+import guided  # noqa: E402
+from guided import models  # noqa: E402
+from guided.integrations.serving import constraint_from_args  # noqa: E402
+from guided.integrations.vllm import GuidedLogitsProcessor, collect_stats  # noqa: E402
+from tests.batch_driver import FakeBatch, Request, oracle_words  # noqa: E402
+from tests.serving_cases import COLOURS, LIST_LARK, PERSON, PHONE, check_output  # noqa: E402
 
 PROCESSOR = "guided.integrations.vllm:GuidedLogitsProcessor"
 KINDS = {

@@ -38,9 +38,9 @@ from guided.decoding.constraints import DEFAULT_BUDGET_WINDOW
 from guided.engine.bitmask import pack, set_bits, words_for
 from guided.engine.matcher import Matcher
 from guided.errors import ConstraintViolation, GuidedError, SpecError
-from guided.frontends.jsonschema import JsonSchema, schema_to_ir
-from guided.frontends.lark import Grammar, lark_to_ir
-from guided.frontends.regex import Regex, regex_to_dfa
+from guided.frontends.jsonschema import JsonSchema
+from guided.frontends.lark import Grammar
+from guided.frontends.regex import Regex
 from guided.vocab import Vocabulary
 
 __all__ = [
@@ -190,15 +190,7 @@ def check_constraint(constraint: RequestConstraint) -> None:
     intermediate form), where every spec error is found, so an engine can refuse a bad request
     before it reaches the batch.  Valid specs are remembered, so a spec is checked once.
     """
-    spec = constraint.spec
-    if isinstance(spec, Regex):
-        regex_to_dfa(spec)
-    elif isinstance(spec, Grammar):
-        lark_to_ir(spec)
-    elif isinstance(spec, JsonSchema):
-        schema_to_ir(spec)
-    else:  # pragma: no cover - constraint_from_args makes only the three
-        raise TypeError(f"unexpected spec {type(spec).__name__}")
+    constraint.spec.to_ir()
 
 
 def fill_bitmasks(matchers: Sequence[Matcher], bitmask: np.ndarray) -> None:
