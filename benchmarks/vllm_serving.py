@@ -182,7 +182,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="16,64")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--validity", type=int, default=200)
+    parser.add_argument("--parts", default="throughput,validity,ttft", help="which measurements to run")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
     os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # collect_stats travels to the worker
     handle, clock = tempfile.mkstemp(prefix="xgrammar-clock-")
@@ -203,6 +205,17 @@ def main() -> None:
     for backend in ("guided", "guided-open", "xgrammar"):  # compile the schema once per backend before timing
         throughput(llm, backend, 2, 8, seed=0)
 
+    if "throughput" in parts:
+        report_throughput(llm, args)
+    if "validity" in parts:
+        report_validity(llm, args)
+    if "ttft" in parts:
+        report_ttft(llm)
+    llm.llm_engine.engine_core.shutdown()
+    os.unlink(clock)
+
+
+def report_throughput(llm, args) -> None:
     print("## Constrained JSON throughput (the same schema, prompts and seeds for both)\n")
     print("| concurrent requests | backend | tokens/s (median) | runs | mask share of wall time |")
     print("|---|---|---|---|---|")
@@ -223,6 +236,8 @@ def main() -> None:
             g = statistics.median(r for r, _ in results[backend])
             print(f"| {n} | {LABELS[backend]} / xgrammar | {g / x:.2f}x | | |", flush=True)
 
+
+def report_validity(llm, args) -> None:
     print(f"\n## Validity: {args.validity} requests (JSON Schema, regex, Lark grammar, choice), temperature 1\n")
     print("| backend | requests | invalid | of which cut off by max_tokens |")
     print("|---|---|---|---|")
@@ -230,6 +245,8 @@ def main() -> None:
         total, invalid, truncated = validity(llm, backend, args.validity, 128)
         print(f"| {backend} | {total} | {invalid} | {truncated} |", flush=True)
 
+
+def report_ttft(llm) -> None:
     print("\n## Time to first token, one request (max_tokens=1), median of 5\n")
     print("| backend | new schema (ms) | cached schema (ms) |")
     print("|---|---|---|")
@@ -239,8 +256,6 @@ def main() -> None:
         cached = statistics.median(ttft(llm, backend, False) for _ in range(5))
         print(f"| {backend} | {new * 1000:.0f} | {cached * 1000:.0f} |", flush=True)
     print(f"| unconstrained | – | {free * 1000:.0f} |")
-    llm.llm_engine.engine_core.shutdown()
-    os.unlink(clock)
 
 
 if __name__ == "__main__":
