@@ -21,6 +21,10 @@ worker before any timing.
     .venv/bin/python benchmarks/maskbench.py --sample 300 --engines guided,llguidance
     .venv/bin/python benchmarks/maskbench.py --engines guided,llguidance,xgrammar --plot docs/maskbench.png
     .venv/bin/python benchmarks/maskbench.py --sample 300 --tokenizer llama3
+    .venv/bin/python benchmarks/maskbench.py --engines guided-native,guided-python,llguidance
+
+``guided`` is guided's default engine (the native core where it is built); ``guided-native`` and
+``guided-python`` name one engine each.
 
 guided compiles with its defaults (strict: a schema with a keyword it cannot enforce exactly is a
 compile error; any whitespace, bounded runs); peers with theirs (llguidance: its JSON defaults;
@@ -44,7 +48,7 @@ from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "maskbench"
-ENGINES = ("guided", "llguidance", "xgrammar", "outlines_core")
+ENGINES = ("guided", "guided-native", "guided-python", "llguidance", "xgrammar", "outlines_core")
 PCTS = (25, 50, 75, 90, 95, 99, 99.9)
 
 
@@ -90,6 +94,8 @@ def load_tokenizer(name: str):
 
 
 class GuidedEngine:
+    engine = None  # guided's default: native where built (or $GUIDED_ENGINE)
+
     def __init__(self, tokenizer):
         import numpy as np
         import torch
@@ -109,14 +115,25 @@ class GuidedEngine:
 
     def version(self):
         import guided
+        from guided.compiler import resolve_engine
 
-        return guided.__version__
+        return f"{guided.__version__} ({resolve_engine(self.engine)})"
+
+
+class GuidedNativeEngine(GuidedEngine):
+    engine = "native"
+
+
+class GuidedPythonEngine(GuidedEngine):
+    engine = "python"
 
     def compile(self, schema):
         compile_fn = getattr(__import__("guided"), "compile")
         spec = self.JsonSchema(schema)
         try:
-            return compile_fn(spec, self.vocab, cache=False)
+            if self.engine is None:
+                return compile_fn(spec, self.vocab, cache=False)
+            return compile_fn(spec, self.vocab, cache=False, engine=self.engine)
         except TypeError:  # the dispatch for JsonSchema has not landed: call the front-end directly
             return self.compile_fn(spec, self.vocab)
 
@@ -249,7 +266,8 @@ class OutlinesEngine:
         return self.allowed(m, self.eos)
 
 
-ENGINE_CLASSES = {"guided": GuidedEngine, "llguidance": LLGuidanceEngine, "xgrammar": XGrammarEngine,
+ENGINE_CLASSES = {"guided": GuidedEngine, "guided-native": GuidedNativeEngine, "guided-python": GuidedPythonEngine,
+                  "llguidance": LLGuidanceEngine, "xgrammar": XGrammarEngine,
                   "outlines_core": OutlinesEngine}
 
 

@@ -14,6 +14,7 @@ True
 from guided.compiler import compile
 from guided.decoding import GenerationStats, NoAllowedToken, SpeculativeStats
 from guided.engine.matcher import CompiledGrammar, Matcher
+from guided.engine.native import fill_bitmasks
 from guided.errors import (
     ConstraintViolation,
     GuidedError,
@@ -66,6 +67,7 @@ __all__ = [
     "Vocabulary",
     "Xml",
     "compile",
+    "fill_bitmasks",
     "generate",
     "load_model",
     "validate",

@@ -37,11 +37,31 @@ from guided.fsm import ByteDFA
 from guided.ir import END, CfgIR
 from guided.vocab import Vocabulary
 
-try:
-    from guided import _native
-except ImportError:  # built with GUIDED_NATIVE=OFF, or no compiler at install time
-    _native = None
-else:
+
+
+def _load():
+    """The extension module; ``$GUIDED_NATIVE_PATH`` names another build of it (the sanitizer build)."""
+    path = os.environ.get("GUIDED_NATIVE_PATH")
+    if path:
+        import importlib.util
+        import sys
+
+        spec = importlib.util.spec_from_file_location("guided._native", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"GUIDED_NATIVE_PATH={path!r} is not an extension module")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["guided._native"] = module
+        return module
+    try:
+        from guided import _native as module
+    except ImportError:  # built with GUIDED_NATIVE=OFF, or no compiler at install time
+        return None
+    return module
+
+
+_native = _load()
+if _native is not None:
     _native.set_error_types(SpecError, ConstraintViolation, LimitExceeded, TokenizerMismatch)
 
 __all__ = ["NativeCfgGrammar", "NativeMatcher", "NativeRegexGrammar", "available", "fill_bitmasks", "lower_cfg"]
@@ -66,14 +86,25 @@ _dfas: "weakref.WeakKeyDictionary[ByteDFA, Any]" = weakref.WeakKeyDictionary()
 
 def native_trie(vocab: Vocabulary):
     """The core's token trie of ``vocab`` (built once per vocabulary, shared by its grammars)."""
+    return _per_vocabulary(vocab)[0]
+
+
+def native_shared(vocab: Vocabulary):
+    """The core's cache of lexer-state data shared by every grammar of ``vocab``."""
+    return _per_vocabulary(vocab)[1]
+
+
+def _per_vocabulary(vocab: Vocabulary):
     with _lock:
-        trie = _tries.get(vocab)
-    if trie is None:
+        found = _tries.get(vocab)
+    if found is None:
+        core = _require()
         excluded = sorted(vocab.special_token_ids | vocab.eos_token_ids)
-        trie = _require().token_trie(list(vocab.token_bytes), excluded, sorted(vocab.eos_token_ids))
+        found = (core.token_trie(list(vocab.token_bytes), excluded, sorted(vocab.eos_token_ids)),
+                 core.shared_lexemes())
         with _lock:
-            trie = _tries.setdefault(vocab, trie)
-    return trie
+            found = _tries.setdefault(vocab, found)
+    return found
 
 
 def native_dfa(dfa: ByteDFA):
@@ -161,7 +192,8 @@ class NativeCfgGrammar:
     def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
         self.ir = ir
         self.vocab = vocab
-        self._native = _require().cfg_grammar(native_trie(vocab), max_lexer_states=max_lexer_states, **lower_cfg(ir))
+        self._native = _require().cfg_grammar(native_trie(vocab), native_shared(vocab),
+                                             max_lexer_states=max_lexer_states, **lower_cfg(ir))
         self._reference = None
 
     def __repr__(self) -> str:

@@ -19,6 +19,7 @@
 #include "lexer.h"
 #include "matcher.h"
 #include "parser.h"
+#include "shared_lexemes.h"
 #include "token_trie.h"
 
 namespace guided_native {
@@ -29,21 +30,17 @@ struct Config {
   explicit operator bool() const { return lex != 0; }
 };
 
-struct LexemeInfo {
-  Words inside;
-  Words after_end;  // empty: no token's first byte ends the lexeme here
-  std::vector<std::pair<uint32_t, int32_t>> seeds;  // (trie node, lexer state before its byte)
-};
-
 class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
  public:
   static constexpr size_t kMaskCacheSize = 4096;
   static constexpr int kMaxNestedMasks = 256;
 
-  CfgGrammar(std::shared_ptr<const TokenTrie> trie, std::vector<Terminal> terminals, std::vector<int32_t> ignore,
+  CfgGrammar(std::shared_ptr<const TokenTrie> trie, std::shared_ptr<SharedLexemes> shared,
+             std::vector<Terminal> terminals, std::vector<int32_t> ignore,
              bool ignore_repeats, const std::vector<int32_t>& no_ignore_states, ParseTables tables,
              int32_t max_lexer_states)
       : trie_(std::move(trie)),
+        shared_(std::move(shared)),
         parser_(std::move(tables)),
         lexer_(terminals, members(parser_.tables(), terminals.size(), ignore, no_ignore_states, false, ignore_repeats),
                members(parser_.tables(), terminals.size(), ignore, no_ignore_states, true, ignore_repeats),
@@ -139,7 +136,7 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
   std::shared_ptr<const LexemeInfo> lexeme_info(int32_t lex) {
     std::shared_ptr<const LexemeInfo> found;
     if (lexemes_.find(lex, found)) return found;
-    return lexemes_.insert(lex, compute_info(lex));
+    return lexemes_.insert(lex, shared_info(lex));
   }
 
   std::string forced_bytes(Config c) {
@@ -196,29 +193,93 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
     return out;
   }
 
+  // The canonical form of the automaton reachable from `lex` (see shared_lexemes.h): per state in
+  // breadth-first order, whether a lexeme may end there, then its row as runs (first byte, target
+  // in the canonical numbering, 0 dead).  False past `SharedLexemes::kMaxSubStates` states.
+  bool canonical(int32_t lex, std::vector<uint32_t>& encoding, std::vector<int32_t>& states) {
+    encoding.clear();
+    states.assign(1, lex);
+    std::unordered_map<int32_t, uint32_t> index{{lex, 1}};
+    for (size_t i = 0; i < states.size(); ++i) {
+      const LexState& st = lexer_.ready(states[i]);
+      encoding.push_back(st.chosen >= 0 ? 0xFFFFFFFEu : 0xFFFFFFFFu);
+      for (int b = 0; b < 256;) {
+        const int32_t raw = st.row[b];
+        int e = b + 1;
+        while (e < 256 && st.row[e] == raw) ++e;
+        uint32_t local = 0;
+        if (raw) {
+          const int32_t target = raw + st.base;
+          auto [it, fresh] = index.emplace(target, static_cast<uint32_t>(states.size() + 1));
+          if (fresh) {
+            if (states.size() >= SharedLexemes::kMaxSubStates) return false;
+            states.push_back(target);
+          }
+          local = it->second;
+        }
+        encoding.push_back(static_cast<uint32_t>(b) << 24 | local);
+        b = e;
+      }
+    }
+    return true;
+  }
+
+  // `lex`'s data from the per-vocabulary cache when its sub-automaton is small (a terminal's own
+  // states, or a lexeme boundary), else computed here.
+  std::shared_ptr<const LexemeInfo> shared_info(int32_t lex) {
+    const LexState& st = lexer_.ready(lex);
+    std::vector<uint32_t> encoding;
+    std::vector<int32_t> states;
+    if (!shared_ || !(st.is_block || st.is_start) || !canonical(lex, encoding, states)) return compute_info(lex);
+    const uint64_t h = SharedLexemes::hash(encoding);
+    if (SharedLexemes::EntryPtr entry = shared_->find(h, encoding)) {
+      auto info = std::make_shared<LexemeInfo>();
+      info->inside = entry->info.inside;
+      info->after_end = entry->info.after_end;
+      info->seeds.reserve(entry->info.seeds.size());
+      for (const auto& [node, local] : entry->info.seeds) info->seeds.emplace_back(node, states[local]);
+      return info;
+    }
+    std::shared_ptr<const LexemeInfo> info = compute_info(lex);
+    auto entry = std::make_shared<SharedLexemes::Entry>();
+    entry->encoding = std::move(encoding);
+    entry->info.inside = info->inside;
+    entry->info.after_end = info->after_end;
+    std::unordered_map<int32_t, int32_t> local;
+    for (size_t i = 0; i < states.size(); ++i) local.emplace(states[i], static_cast<int32_t>(i));
+    for (const auto& [node, before] : info->seeds) {
+      auto it = local.find(before);
+      if (it == local.end()) return info;  // not reachable from lex: cannot happen; do not share
+      entry->info.seeds.emplace_back(node, it->second);
+    }
+    shared_->insert(h, std::move(entry));
+    return info;
+  }
+
   std::shared_ptr<const LexemeInfo> compute_info(int32_t lex) {
     auto info = std::make_shared<LexemeInfo>();
     const int32_t n_words = trie_->n_words();
-    info->inside.assign(n_words, 0);
+    auto inside = std::make_shared<Words>(n_words, 0);
     const TrieNode* base = trie_->nodes().data();
     std::vector<int32_t> scratch;
     trie_->walk(
         lex, [&](int32_t s, uint8_t b) { return lexer_.next(s, b); },
-        [&](const TrieNode& n, int32_t) { trie_->mark(info->inside.data(), n); },
+        [&](const TrieNode& n, int32_t) { trie_->mark(inside->data(), n); },
         [&](const TrieNode& n, int32_t parent) {
           if (n.depth >= 2 && lexer_.chosen(parent) >= 0)
             info->seeds.emplace_back(static_cast<uint32_t>(&n - base), parent);
         },
         scratch);
+    info->inside = std::move(inside);
     if (lexer_.chosen(lex) >= 0) {
-      bool any = false;
+      std::shared_ptr<Words> after;
       for (int b = 0; b < 256; ++b)
         if (lexer_.next(lex, static_cast<uint8_t>(b)) == 0) {
-          if (!any) info->after_end.assign(n_words, 0);
-          any = true;
+          if (!after) after = std::make_shared<Words>(n_words, 0);
           const uint32_t* fb = trie_->first_byte_words(b);
-          for (int32_t k = 0; k < n_words; ++k) info->after_end[k] |= fb[k];
+          for (int32_t k = 0; k < n_words; ++k) (*after)[k] |= fb[k];
         }
+      info->after_end = std::move(after);
     }
     return info;
   }
@@ -229,7 +290,7 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
     const std::vector<uint64_t>* acc = accepted(c.stack);
     Words w;
     if (acc == all_accepted_.get()) {
-      w = info->inside;
+      w = *info->inside;
     } else {  // keep the inside tokens whose lexeme some accepted terminal can still finish
       w.assign(n_words, 0);
       std::vector<int32_t> scratch;
@@ -241,12 +302,13 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
           [](const TrieNode&, int32_t) {}, scratch);
     }
     const int32_t term = lexer_.chosen(c.lex);
-    if (term >= 0 && !info->after_end.empty()) {
+    if (term >= 0 && info->after_end) {
       const bool ignored = ignored_[term] != 0;
       const StackNode* following = ignored ? c.stack : parser_.feed(c.stack, term);
       if (following != nullptr) {
         WordsPtr next = words(Config{following, lexer_.start(following->state, ignored)}, nested + 1);
-        for (int32_t k = 0; k < n_words; ++k) w[k] |= info->after_end[k] & (*next)[k];
+        const Words& after = *info->after_end;
+        for (int32_t k = 0; k < n_words; ++k) w[k] |= after[k] & (*next)[k];
       }
     }
     if (!info->seeds.empty()) {
@@ -282,6 +344,7 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
   }
 
   std::shared_ptr<const TokenTrie> trie_;
+  std::shared_ptr<SharedLexemes> shared_;
   Parser parser_;
   Lexer lexer_;
   std::vector<uint8_t> ignored_;

@@ -75,6 +75,25 @@ class StripedMap {
     return value;
   }
 
+  // Store `value` under `key`, replacing what was there.
+  void replace(const K& key, V value) {
+    Stripe& s = stripe(key);
+    std::lock_guard<std::mutex> lock(s.mu);
+    auto it = s.map.find(key);
+    if (it != s.map.end()) {
+      it->second = std::move(value);
+      return;
+    }
+    if (capacity_ && s.map.size() >= capacity_) {
+      while (s.map.size() >= capacity_ && !s.order.empty()) {
+        s.map.erase(s.order.front());
+        s.order.erase(s.order.begin());
+      }
+    }
+    s.map.emplace(key, std::move(value));
+    if (capacity_) s.order.push_back(key);
+  }
+
   size_t size() const {
     size_t n = 0;
     for (const Stripe& s : stripes_) {

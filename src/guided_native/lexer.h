@@ -37,6 +37,7 @@ struct LexState {
   int32_t n_terms = 0;
   std::atomic<uint8_t> filled{0};
   uint8_t is_start = 0;
+  uint8_t is_block = 0;  // a state of one terminal's DFA
 };
 
 class Lexer {
@@ -161,6 +162,7 @@ class Lexer {
         st.chosen = dfa.accepting(k) ? term : -1;
         st.terms = &single_term_[term];
         st.n_terms = 1;
+        st.is_block = 1;
         st.filled.store(1, std::memory_order_relaxed);
       }
       block_base_[term] = base;
@@ -208,8 +210,8 @@ class Lexer {
     if (st.filled.load(std::memory_order_relaxed)) return;
     auto it = pending_.find(id);
     if (it == pending_.end()) invalid("lexer state " + std::to_string(id) + " has no row");  // not reachable
-    const Components comps = std::move(it->second);
-    pending_.erase(it);
+    const Components comps = it->second;  // erased only once the row is complete: a limit hit
+                                          // half-way leaves the state pending, not broken
     int32_t* row = const_cast<int32_t*>(st.row);
     Components next;
     std::map<Components, int32_t> local;
@@ -235,6 +237,7 @@ class Lexer {
         row[b] = target;
       }
     }
+    pending_.erase(id);
     st.filled.store(1, std::memory_order_release);
   }
 

@@ -1,6 +1,7 @@
 // guided._native: the Python face of the native mask core (thin; `guided.engine.native` wraps it).
 //
-// Every call that computes masks releases the GIL.  Arrays from Python are copied or checked on
+// Every call that computes masks releases the GIL.  Bitmask arguments are never converted (a
+// converted copy would silently swallow the write): a wrong dtype or layout is a TypeError.  Arrays from Python are copied or checked on
 // entry (shape, dtype, contiguity, every index), so nothing Python does later can make the core
 // read out of bounds.
 
@@ -81,6 +82,10 @@ NB_MODULE(_native, m) {
       },
       nb::arg("token_bytes"), nb::arg("excluded"), nb::arg("eos"));
 
+  nb::class_<SharedLexemes>(m, "SharedLexemes");
+  m.def("shared_lexemes", [] { return std::make_shared<SharedLexemes>(); },
+        "A per-vocabulary cache of lexer-state data, shared by the grammars given it.");
+
   nb::class_<ByteDfa>(m, "ByteDfa").def_prop_ro("num_states", &ByteDfa::num_states);
   m.def(
       "byte_dfa",
@@ -100,7 +105,7 @@ NB_MODULE(_native, m) {
             nb::gil_scoped_release release;
             self.fill_row(data, rows, cols, row);
           },
-          nb::arg("bitmask"), nb::arg("row") = 0)
+          nb::arg("bitmask").noconvert(), nb::arg("row") = 0)
       .def(
           "words",
           [](const Matcher& self) {
@@ -163,7 +168,7 @@ NB_MODULE(_native, m) {
       .def_prop_ro("stack_nodes", [](CfgGrammar& g) { return g.parser().num_nodes(); });
   m.def(
       "cfg_grammar",
-      [](std::shared_ptr<TokenTrie> trie, std::vector<std::tuple<std::shared_ptr<ByteDfa>, int32_t, bool, int32_t>> terms,
+      [](std::shared_ptr<TokenTrie> trie, std::shared_ptr<SharedLexemes> shared, std::vector<std::tuple<std::shared_ptr<ByteDfa>, int32_t, bool, int32_t>> terms,
          const std::vector<int32_t>& ignore, bool ignore_repeats, const std::vector<int32_t>& no_ignore_states,
          Int64s action_offsets, Int32s action_symbols, Int32s action_values, Int64s goto_offsets, Int32s goto_symbols,
          Int32s goto_values, Int32s rule_lhs, Int32s rule_len, int32_t n_nonterminals, int32_t start_state,
@@ -196,10 +201,10 @@ NB_MODULE(_native, m) {
         if (max_nesting < 0) invalid("malformed IR: negative max_nesting");
         t.max_nesting = max_nesting;
         nb::gil_scoped_release release;
-        return std::make_shared<CfgGrammar>(std::move(trie), std::move(terminals), ignore, ignore_repeats,
+        return std::make_shared<CfgGrammar>(std::move(trie), std::move(shared), std::move(terminals), ignore, ignore_repeats,
                                             no_ignore_states, std::move(t), max_lexer_states);
       },
-      nb::arg("trie"), nb::arg("terminals"), nb::arg("ignore"), nb::arg("ignore_repeats"), nb::arg("no_ignore_states"),
+      nb::arg("trie"), nb::arg("shared").none(), nb::arg("terminals"), nb::arg("ignore"), nb::arg("ignore_repeats"), nb::arg("no_ignore_states"),
       nb::arg("action_offsets"), nb::arg("action_symbols"), nb::arg("action_values"), nb::arg("goto_offsets"),
       nb::arg("goto_symbols"), nb::arg("goto_values"), nb::arg("rule_lhs"), nb::arg("rule_len"),
       nb::arg("n_nonterminals"), nb::arg("start_state"), nb::arg("end_state"), nb::arg("nesting_states"),
@@ -220,6 +225,6 @@ NB_MODULE(_native, m) {
         nb::gil_scoped_release release;
         fill_rows(ptrs, data, rows, cols, threads);
       },
-      nb::arg("matchers"), nb::arg("bitmask"), nb::arg("threads") = 1);
+      nb::arg("matchers"), nb::arg("bitmask").noconvert(), nb::arg("threads") = 1);
   m.def("hardware_threads", [] { return std::thread::hardware_concurrency(); });
 }

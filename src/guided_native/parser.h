@@ -40,8 +40,10 @@ struct ParseTables {
       if (off.size() != static_cast<size_t>(n_states) + 1 || off[0] != 0 || sym.size() != val.size() ||
           static_cast<size_t>(off.back()) != sym.size())
         invalid(std::string("malformed IR: ") + what + " rows do not match the number of states");
+      for (int32_t s = 0; s < n_states; ++s)  // every offset first, so the loop below stays inside
+        if (off[s + 1] < off[s] || off[s + 1] > off.back())
+          invalid(std::string("malformed IR: ") + what + " rows out of order");
       for (int32_t s = 0; s < n_states; ++s) {
-        if (off[s + 1] < off[s]) invalid(std::string("malformed IR: ") + what + " offsets decrease");
         for (int64_t k = off[s]; k < off[s + 1]; ++k) {
           if (sym[k] < 0 || sym[k] >= n_symbols)
             invalid(std::string("malformed IR: ") + what + " of state " + std::to_string(s) + " names symbol " +
@@ -91,7 +93,7 @@ struct ParseTables {
 
 class Parser {
  public:
-  static constexpr size_t kMaxSteps = 1 << 20;  // reductions in one shift before the IR is deemed cyclic
+  static constexpr size_t kMaxSteps = 100000;  // reductions in one shift before the IR is deemed cyclic
 
   explicit Parser(ParseTables tables) : t_(std::move(tables)) {
     t_.validate();
