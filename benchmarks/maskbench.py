@@ -119,14 +119,6 @@ class GuidedEngine:
 
         return f"{guided.__version__} ({resolve_engine(self.engine)})"
 
-
-class GuidedNativeEngine(GuidedEngine):
-    engine = "native"
-
-
-class GuidedPythonEngine(GuidedEngine):
-    engine = "python"
-
     def compile(self, schema):
         compile_fn = getattr(__import__("guided"), "compile")
         spec = self.JsonSchema(schema)
@@ -149,6 +141,14 @@ class GuidedPythonEngine(GuidedEngine):
 
     def eos_allowed(self, m):
         return self.allowed(m, self.eos)
+
+
+class GuidedNativeEngine(GuidedEngine):
+    engine = "native"
+
+
+class GuidedPythonEngine(GuidedEngine):
+    engine = "python"
 
 
 class LLGuidanceEngine:

@@ -204,6 +204,9 @@ class Lexer {
     return x.order < y.order;
   }
 
+  // Fill a union state's row (lock held).  Each component's row is scanned once into per-byte
+  // buckets, so the work follows the live bytes: a byte only one component survives leads into
+  // that terminal's block; the component lists of the others are interned as union states.
   void fill(int32_t id) {
     std::lock_guard<std::mutex> lock(mu_);
     LexState& st = at(id);
@@ -213,33 +216,62 @@ class Lexer {
     const Components comps = it->second;  // erased only once the row is complete: a limit hit
                                           // half-way leaves the state pending, not broken
     int32_t* row = const_cast<int32_t*>(st.row);
-    Components next;
-    std::map<Components, int32_t> local;
+    uint16_t count[256] = {};
+    std::vector<std::pair<int32_t, int32_t>> live;  // (byte, index into comps) in component order
+    std::vector<int32_t> target;
+    for (size_t c = 0; c < comps.size(); ++c) {
+      const int32_t* r = terms_[comps[c].first].dfa->row(comps[c].second);
+      for (int b = 0; b < 256; ++b)
+        if (r[b]) {
+          live.emplace_back(b, static_cast<int32_t>(c));
+          target.push_back(r[b]);
+          ++count[b];
+        }
+    }
+    // Counting sort by byte (stable: components stay in terminal order within a byte).
+    uint32_t start[257];
+    start[0] = 0;
+    for (int b = 0; b < 256; ++b) start[b + 1] = start[b] + count[b];
+    std::vector<std::pair<int32_t, int32_t>> by_byte(live.size());  // (terminal, DFA state)
+    uint32_t cursor[256];
+    std::memcpy(cursor, start, sizeof(cursor));
+    for (size_t k = 0; k < live.size(); ++k)
+      by_byte[cursor[live[k].first]++] = {comps[live[k].second].first, target[k]};
+    std::unordered_map<Components, int32_t, ComponentsHash> local;
+    Components key;
     for (int b = 0; b < 256; ++b) {
-      next.clear();
-      for (const auto& [t, s] : comps) {
-        const int32_t n = terms_[t].dfa->next(s, static_cast<uint8_t>(b));
-        if (n) next.emplace_back(t, n);
-      }
-      if (next.empty()) {
+      if (count[b] == 0) {
         row[b] = 0;
-      } else if (next.size() == 1) {
-        row[b] = block_state(next[0].first, next[0].second);
+      } else if (count[b] == 1) {
+        row[b] = block_state(by_byte[start[b]].first, by_byte[start[b]].second);
       } else {
-        auto found = local.find(next);
+        key.assign(by_byte.begin() + start[b], by_byte.begin() + start[b + 1]);
+        auto found = local.find(key);
         if (found != local.end()) {
           row[b] = found->second;
           continue;
         }
-        auto known = unions_.find(next);
-        const int32_t target = known != unions_.end() ? known->second : (unions_[next] = new_union(next, false));
-        local.emplace(next, target);
-        row[b] = target;
+        auto known = unions_.find(key);
+        const int32_t t = known != unions_.end() ? known->second : (unions_[key] = new_union(key, false));
+        local.emplace(key, t);
+        row[b] = t;
       }
     }
     pending_.erase(id);
     st.filled.store(1, std::memory_order_release);
   }
+
+  struct ComponentsHash {
+    size_t operator()(const Components& c) const {
+      uint64_t h = 0x9E3779B97F4A7C15ULL;
+      for (const auto& [t, s] : c) {
+        h ^= (static_cast<uint64_t>(static_cast<uint32_t>(t)) << 32) | static_cast<uint32_t>(s);
+        h *= 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+      }
+      return static_cast<size_t>(h);
+    }
+  };
 
   std::vector<Terminal> terms_;
   int32_t max_states_;
@@ -255,7 +287,7 @@ class Lexer {
   std::vector<int32_t> single_term_;
   std::deque<std::unique_ptr<int32_t[]>> rows_;
   std::deque<std::vector<int32_t>> term_lists_;
-  std::map<Components, int32_t> unions_;
+  std::unordered_map<Components, int32_t, ComponentsHash> unions_;
   std::unordered_map<int32_t, Components> pending_;
 };
 
