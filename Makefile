@@ -42,9 +42,14 @@ $(ASAN_SO): $(VENV)/.dev CMakeLists.txt $(wildcard src/guided_native/*)
 test-native-asan: $(ASAN_SO)
 	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_native_api.py
 
+# Coverage-guided fuzzing needs atheris' coverage hooks, which the preloaded gcc sanitizer runtime
+# shadows: so the corpus grows against the release build first, then every unit of it is replayed
+# and mutated further against the ASan+UBSan build.
 fuzz-native: $(ASAN_SO)
 	$(PIP) install -q atheris
-	$(ASAN_ENV) $(PY) tests/fuzz/fuzz_native.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1
+	mkdir -p build/fuzz-corpus
+	$(PY) tests/fuzz/fuzz_native.py build/fuzz-corpus -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1
+	$(ASAN_ENV) $(PY) tests/fuzz/fuzz_native.py build/fuzz-corpus -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1
 
 demo: $(VENV)/.base
 	$(PY) examples/demo.py

@@ -202,3 +202,12 @@ def test_budget_masks_of_grammars_match_the_reference(smollm2_tokenizer, smollm2
         walk_halfway(nat, smollm2_tokenizer, smollm2_vocab, DOCS[0])
     for remaining in (1, 3, 10):
         assert torch.equal(mp.budget_mask(remaining), mn.budget_mask(remaining))
+
+
+def test_the_sanitizer_build_is_the_one_loaded_when_named():
+    import os
+
+    path = os.environ.get("GUIDED_NATIVE_PATH")
+    if not path:
+        pytest.skip("GUIDED_NATIVE_PATH not set (make test-native-asan sets it)")
+    assert os.path.samefile(native._native.__file__, path)
