@@ -196,12 +196,25 @@ def test_lexer_limit_is_a_guided_error(smollm2_vocab):
 
 
 def test_budget_masks_of_grammars_match_the_reference(smollm2_tokenizer, smollm2_vocab):
+    """Along a document, with rollbacks and copies (the Python twin follows them)."""
     py = guided.compile(guided.JsonSchema(SCHEMAS[0]), smollm2_vocab, engine="python")
     nat = guided.compile(guided.JsonSchema(SCHEMAS[0]), smollm2_vocab, engine="native")
-    mp, mn = walk_halfway(py, smollm2_tokenizer, smollm2_vocab, DOCS[0]), \
-        walk_halfway(nat, smollm2_tokenizer, smollm2_vocab, DOCS[0])
-    for remaining in (1, 3, 10):
-        assert torch.equal(mp.budget_mask(remaining), mn.budget_mask(remaining))
+    ids = smollm2_tokenizer.encode(json.dumps(DOCS[0]), add_special_tokens=False)
+    mp, mn = py.matcher(), nat.matcher()
+    for k, t in enumerate(ids):
+        for remaining in (1, 4, 12):
+            assert torch.equal(mp.budget_mask(remaining), mn.budget_mask(remaining)), (k, remaining)
+        if k % 3 == 2:  # roll back two, check, and go on from a copy
+            mp.rollback(2)
+            mn.rollback(2)
+            assert torch.equal(mp.budget_mask(6), mn.budget_mask(6))
+            mp, mn = mp.copy(), mn.copy()
+            for u in ids[k - 2:k]:
+                mp.advance(u)
+                mn.advance(u)
+        mp.advance(t)
+        mn.advance(t)
+    assert torch.equal(mp.budget_mask(1), mn.budget_mask(1))
 
 
 def test_the_sanitizer_build_is_the_one_loaded_when_named():

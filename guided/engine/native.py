@@ -215,12 +215,13 @@ class NativeCfgGrammar:
 class NativeMatcher:
     """A matcher of the native core, behind the `guided.Matcher` protocol."""
 
-    __slots__ = ("grammar", "_m", "_tokens")
+    __slots__ = ("grammar", "_m", "_tokens", "_twin")
 
-    def __init__(self, grammar, matcher, tokens: tuple = ()):
+    def __init__(self, grammar, matcher, tokens: tuple = (), twin=None):
         self.grammar = grammar
         self._m = matcher
-        self._tokens = tokens  # persistent (token, rest) list, for the budget fallback of grammars
+        self._tokens = tokens  # persistent (token, rest) list, for the budget masks of grammars
+        self._twin = twin  # (tokens node, Python matcher there): budget masks replay from it
 
     def __repr__(self) -> str:
         return f"NativeMatcher({type(self._m).__name__}, tokens={self._m.num_tokens})"
@@ -256,7 +257,7 @@ class NativeMatcher:
         self._tokens = tokens
 
     def copy(self) -> "NativeMatcher":
-        return NativeMatcher(self.grammar, self._m.copy(), self._tokens)
+        return NativeMatcher(self.grammar, self._m.copy(), self._tokens, self._twin)
 
     def accepts_eos(self) -> bool:
         return self._m.accepts_eos()
@@ -268,12 +269,46 @@ class NativeMatcher:
         return self._m.forced_bytes()
 
     def budget_mask(self, remaining: int) -> torch.Tensor:
-        if isinstance(self.grammar, NativeRegexGrammar):
-            return torch.from_numpy(unpack(self._m.budget_words(remaining), self.grammar.vocab.size))
-        replay = self.grammar.reference().matcher()
-        for token in self.tokens():
-            replay.advance(token)
-        return replay.budget_mask(remaining)
+        g = self.grammar
+        if isinstance(g, NativeRegexGrammar):
+            return torch.from_numpy(unpack(self._m.budget_words(remaining), g.vocab.size))
+        # Grammars: the closing completion is not native yet.  A Python twin matcher follows the
+        # tokens (advanced only by the tokens since its last use, so steps cost no replay) and
+        # finds the completion; the allowed tokens are filtered by the native mask (the same bits
+        # as the Python mask), so no Python mask is ever computed here.
+        twin = self._twin_matcher()
+        reference = g.reference()
+        allowed = np.zeros(g.vocab.size, dtype=bool)
+        config = twin._history[0]
+        if config is None or reference.accepts_end(*config):
+            allowed[reference.table.eos_ids] = True
+        if config is not None and remaining >= 1:
+            completion = reference.completion(*config)
+            if completion is not None:
+                index = reference._token_index()
+                words = self._m.words()
+                for k in range(1, len(completion) + 1):
+                    if len(completion) - k <= remaining - 1:
+                        for t in index.get(completion[:k], ()):
+                            if (int(words[t >> 5]) >> (t & 31)) & 1:
+                                allowed[t] = True
+        return torch.from_numpy(allowed)
+
+    def _twin_matcher(self):
+        node, pending = self._tokens, []
+        twin = self._twin
+        while twin is not None and node is not twin[0] and node:
+            pending.append(node[0])
+            node = node[1]
+        if twin is not None and node is twin[0]:
+            matcher = twin[1].copy()
+        else:
+            matcher = self.grammar.reference().matcher()
+            pending = self.tokens()[::-1]
+        for token in reversed(pending):
+            matcher.advance(token)
+        self._twin = (self._tokens, matcher)
+        return matcher
 
     def tokens(self) -> list[int]:
         """The tokens consumed so far, oldest first."""

@@ -293,11 +293,15 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
       w = *info->inside;
     } else {  // keep the inside tokens whose lexeme some accepted terminal can still finish
       w.assign(n_words, 0);
+      std::unordered_map<int32_t, bool> viable_end;
       std::vector<int32_t> scratch;
       trie_->walk(
           c.lex, [&](int32_t s, uint8_t b) { return lexer_.next(s, b); },
           [&](const TrieNode& n, int32_t end) {
-            if (lexer_.any_alive(end, *acc)) trie_->mark(w.data(), n);
+            // many tokens end in few lexer states: decide each state once
+            auto [it, fresh] = viable_end.emplace(end, false);
+            if (fresh) it->second = lexer_.any_alive(end, *acc);
+            if (it->second) trie_->mark(w.data(), n);
           },
           [](const TrieNode&, int32_t) {}, scratch);
     }
@@ -317,9 +321,30 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
       std::unordered_map<int32_t, Config> after;  // terminal -> (stack, start) or dead
       std::vector<Config> scratch;
       const std::vector<TrieNode>& nodes = trie_->nodes();
-      auto full_step = [this](Config s, uint8_t b) { return step(s, b); };
+      // Crossings met in the walks, memoised here: (stack uid, terminal) -> next lexeme's start.
+      std::unordered_map<uint64_t, Config> starts;
+      const uint64_t width = static_cast<uint64_t>(lexer_.num_terminals()) + 1;
+      auto full_step = [&](Config s, uint8_t b) -> Config {
+        const int32_t t = lexer_.next(s.lex, b);
+        if (t) return Config{s.stack, t};
+        const int32_t term = lexer_.chosen(s.lex);
+        if (term < 0) return Config{};
+        auto [it, fresh] = starts.emplace(s.stack->uid * width + static_cast<uint64_t>(term), Config{});
+        if (fresh) {
+          const bool ignored = ignored_[term] != 0;
+          const StackNode* following = ignored ? s.stack : parser_.feed(s.stack, term);
+          if (following != nullptr) it->second = Config{following, lexer_.start(following->state, ignored)};
+        }
+        if (!it->second) return Config{};
+        const int32_t n = lexer_.next(it->second.lex, b);
+        return n ? Config{it->second.stack, n} : Config{};
+      };
+      // The stacks a walk meets are few: their accepted terminals are looked up once each.
+      std::unordered_map<const StackNode*, const std::vector<uint64_t>*> accepted_of;
       auto on_token = [&](const TrieNode& n, Config end) {
-        if (is_viable(end)) trie_->mark(w.data(), n);
+        auto [it, fresh] = accepted_of.emplace(end.stack, nullptr);
+        if (fresh) it->second = accepted(end.stack);
+        if (it->second == all_accepted_.get() || lexer_.any_alive(end.lex, *it->second)) trie_->mark(w.data(), n);
       };
       for (const auto& [node_index, before] : info->seeds) {
         const int32_t t = lexer_.chosen(before);
