@@ -411,10 +411,10 @@ def test_compile_through_guided_compile(smollm2_vocab, monkeypatch):
 
     original = compiler._compile
 
-    def dispatch(spec, vocab):
+    def dispatch(spec, vocab, *rest):
         if isinstance(spec, JsonSchema):
             return compile_json_schema(spec, vocab)
-        return original(spec, vocab)
+        return original(spec, vocab, *rest)
 
     monkeypatch.setattr(compiler, "_compile", dispatch)
     spec = JsonSchema({"type": "integer", "minimum": 10})
