@@ -29,13 +29,30 @@ inline void fill_rows(const std::vector<const Matcher*>& matchers, int32_t* data
     }
     tasks[it->second].push_back(static_cast<int64_t>(r));
   }
+  // Cached masks are copies: a small batch of them is done here (a thread costs more to start than
+  // a few copies); threads take the masks still to compute, and large batches whole.
+  constexpr size_t kParallelCopies = 512;
+  const bool copy_here = tasks.size() < kParallelCopies;
+  std::vector<size_t> todo;
+  for (size_t k = 0; k < tasks.size(); ++k) {
+    if (copy_here && task_matcher[k]->cached()) {
+      for (int64_t r : tasks[k]) task_matcher[k]->fill_row(data, rows, cols, r);
+    } else {
+      todo.push_back(k);
+    }
+  }
   std::atomic<size_t> next{0};
   std::exception_ptr error;
   std::mutex error_mu;
+  if (!copy_here) {  // hand out contiguous chunks of rows, not one row per atomic increment
+    todo.clear();
+    for (size_t k = 0; k < tasks.size(); ++k) todo.push_back(k);
+  }
   auto work = [&] {
     for (;;) {
-      const size_t k = next.fetch_add(1, std::memory_order_relaxed);
-      if (k >= tasks.size()) return;
+      const size_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= todo.size()) return;
+      const size_t k = todo[i];
       try {
         for (int64_t r : tasks[k]) task_matcher[k]->fill_row(data, rows, cols, r);
       } catch (...) {
@@ -44,7 +61,7 @@ inline void fill_rows(const std::vector<const Matcher*>& matchers, int32_t* data
       }
     }
   };
-  const int n = std::max(1, std::min<int>(threads, static_cast<int>(tasks.size())));
+  const int n = std::max(1, std::min<int>(threads, static_cast<int>(todo.size())));
   std::vector<std::thread> pool;
   pool.reserve(n - 1);
   for (int i = 1; i < n; ++i) pool.emplace_back(work);

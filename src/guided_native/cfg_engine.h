@@ -128,6 +128,14 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
     return masks_.insert(key, std::move(w));
   }
 
+  // The mask of `c` if it is cached, else null.
+  WordsPtr cached_words(Config c) {
+    if (c.stack == nullptr) return eos_only();
+    WordsPtr found;
+    masks_.find(std::pair<uint64_t, int32_t>{c.stack->uid, c.lex}, found);
+    return found;
+  }
+
   WordsPtr eos_only() {
     std::call_once(eos_once_, [this] { eos_ = std::make_shared<Words>(trie_->eos_words()); });
     return eos_;
@@ -395,6 +403,14 @@ class CfgMatcher : public Matcher {
       current_at_ = history_.size();
     }
     return *current_;
+  }
+  bool cached() const override {
+    if (current_at_ == history_.size()) return true;
+    WordsPtr found = g_->cached_words(history_.back());
+    if (!found) return false;
+    current_ = std::move(found);
+    current_at_ = history_.size();
+    return true;
   }
   size_t num_tokens() const override { return history_.size() - 1; }
   int32_t vocab_size() const override { return g_->trie().vocab_size(); }

@@ -14,6 +14,7 @@ class Matcher {
  public:
   virtual ~Matcher() = default;
   virtual const Words& words() const = 0;  // may compute and cache; safe off the GIL
+  virtual bool cached() const = 0;  // is words() a lookup (no mask to compute)?
   virtual size_t num_tokens() const = 0;
   virtual int32_t vocab_size() const = 0;
   virtual void advance(int64_t token) = 0;

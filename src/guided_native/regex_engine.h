@@ -41,6 +41,10 @@ class RegexGrammar : public std::enable_shared_from_this<RegexGrammar> {
     return *expected;
   }
 
+  bool cached(int32_t state) const {
+    return state == kFinished || masks_[state].load(std::memory_order_acquire) != nullptr;
+  }
+
   // Tokens enough to reach an accepting state from each state over single-byte tokens.
   const std::vector<int64_t>& closing_distance() const {
     std::call_once(closing_once_, [this] {
@@ -134,6 +138,7 @@ class RegexMatcher : public Matcher {
   }
 
   const Words& words() const override { return g_->words(history_.back()); }
+  bool cached() const override { return g_->cached(history_.back()); }
   size_t num_tokens() const override { return history_.size() - 1; }
   int32_t vocab_size() const override { return g_->trie().vocab_size(); }
 
