@@ -44,7 +44,7 @@ inline void fill_rows(const std::vector<const Matcher*>& matchers, int32_t* data
   std::atomic<size_t> next{0};
   std::exception_ptr error;
   std::mutex error_mu;
-  if (!copy_here) {  // hand out contiguous chunks of rows, not one row per atomic increment
+  if (!copy_here) {  // a large batch: every task goes to the threads
     todo.clear();
     for (size_t k = 0; k < tasks.size(); ++k) todo.push_back(k);
   }
