@@ -102,10 +102,9 @@ class GuidedEngine:
         import torch
 
         import guided
-        from guided.frontends.jsonschema import JsonSchema, compile_json_schema
 
         self.np, self.torch = np, torch
-        self.JsonSchema, self.compile_fn = JsonSchema, compile_json_schema
+        self.guided = guided
         self.vocab = guided.Vocabulary.from_tokenizer(tokenizer)
         self.eos = sorted(self.vocab.eos_token_ids)[0]
         self.bitmask = torch.zeros((1, (self.vocab.size + 31) // 32), dtype=torch.int32)
@@ -121,14 +120,9 @@ class GuidedEngine:
         return f"{guided.__version__} ({resolve_engine(self.engine)})"
 
     def compile(self, schema):
-        compile_fn = getattr(__import__("guided"), "compile")
-        spec = self.JsonSchema(schema)
-        try:
-            if self.engine is None:
-                return compile_fn(spec, self.vocab, cache=False)
-            return compile_fn(spec, self.vocab, cache=False, engine=self.engine)
-        except TypeError:  # the dispatch for JsonSchema has not landed: call the front-end directly
-            return self.compile_fn(spec, self.vocab)
+        if self.engine is None:
+            return self.guided.compile(self.guided.JsonSchema(schema), self.vocab, cache=False)
+        return self.guided.compile(self.guided.JsonSchema(schema), self.vocab, cache=False, engine=self.engine)
 
     def matcher(self, handle):
         return handle.matcher()

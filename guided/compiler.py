@@ -21,13 +21,11 @@ from typing import Any
 from guided.engine import native
 from guided.engine.automaton import AutomatonGrammar
 from guided.engine.cfg import CfgGrammar
-from guided.engine.xml import Xml, compile_xml
-from guided.frontends.jsonschema import JsonSchema, schema_to_ir
-from guided.frontends.lark import Grammar, lark_to_ir
 from guided.engine.matcher import CompiledGrammar
-from guided.frontends.pydantic import is_pydantic_model, pydantic_spec
-from guided.frontends.regex import Regex, regex_to_dfa
+from guided.engine.xml import XmlGrammar
 from guided.errors import GuidedError
+from guided.frontends.pydantic import is_pydantic_model, pydantic_spec
+from guided.ir import ByteDFA, CfgIR
 from guided.vocab import Vocabulary
 
 CACHE_SIZE = 64
@@ -41,6 +39,8 @@ def compile(spec: Any, vocab: Any, *, cache: bool = True, engine: str | None = N
     a Pydantic model class, `guided.Xml` or `guided.Tools`.
 
     ``vocab`` may be a `guided.Vocabulary`, a Hugging Face tokenizer or a `guided.Model`.
+    This is the one place that picks an engine, and its cache (per vocabulary, up to
+    `CACHE_SIZE` specs, least recently used first out) the one cache of compiled grammars.
     ``engine`` is ``"native"`` (the compiled core, the default where it is built) or ``"python"``
     (the reference engine); the environment variable ``GUIDED_ENGINE`` sets the default.
     """
@@ -65,10 +65,28 @@ def compile(spec: Any, vocab: Any, *, cache: bool = True, engine: str | None = N
     return grammar
 
 
+def lower(spec: Any) -> ByteDFA | CfgIR:
+    """The intermediate form of a spec: ``spec.to_ir()``, the one method every front-end's spec has.
+
+    >>> import guided
+    >>> type(lower(guided.Regex("a+"))).__name__, type(lower(guided.Grammar("json"))).__name__
+    ('ByteDFA', 'CfgIR')
+    """
+    if is_pydantic_model(spec):
+        spec = pydantic_spec(spec)
+    if isinstance(spec, str):
+        raise TypeError("a bare string is ambiguous: wrap it as guided.Regex(...), guided.Grammar(...) "
+                        "or guided.JsonSchema(...)")
+    if not callable(getattr(spec, "to_ir", None)):
+        raise TypeError(f"cannot compile a {type(spec).__name__}; expected guided.Regex, guided.Grammar, "
+                        "guided.JsonSchema, guided.Xml, guided.Tools or a Pydantic model class")
+    return spec.to_ir()
+
+
 ENGINES = ("native", "python")
 
 
-def resolve_engine(engine: str | None) -> str:
+def resolve_engine(engine: str | None = None) -> str:
     """The engine to compile with: ``engine``, else ``$GUIDED_ENGINE``, else native where it is built."""
     if engine is None:
         engine = os.environ.get("GUIDED_ENGINE") or ("native" if native.available() else "python")
@@ -79,25 +97,24 @@ def resolve_engine(engine: str | None) -> str:
     return engine
 
 
-def _compile(spec: Any, vocab: Vocabulary, engine: str = "python") -> CompiledGrammar:
-    cfg = native.NativeCfgGrammar if engine == "native" else CfgGrammar
-    if isinstance(spec, Regex):
+def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine: str | None = None) -> CompiledGrammar:
+    """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
+    `CfgIR`, the XML engine for one with matched names (Python only so far); ``engine`` as in
+    `compile`."""
+    engine = resolve_engine(engine)
+    if isinstance(ir, ByteDFA):
         if engine == "native":
-            return native.NativeRegexGrammar(regex_to_dfa(spec), vocab, source=spec.pattern)
-        return AutomatonGrammar(regex_to_dfa(spec), vocab, source=spec.pattern)
-    if isinstance(spec, Grammar):
-        return cfg(lark_to_ir(spec), vocab)
-    if isinstance(spec, JsonSchema):
-        return cfg(schema_to_ir(spec), vocab)
-    if isinstance(spec, Xml):
-        return compile_xml(spec, vocab)
-    if hasattr(spec, "compile_for"):  # guided.tools.Tools
-        return spec.compile_for(vocab)
-    if isinstance(spec, str):
-        raise TypeError("a bare string is ambiguous: wrap it as guided.Regex(...), guided.Grammar(...) "
-                        "or guided.JsonSchema(...)")
-    raise TypeError(f"cannot compile a {type(spec).__name__}; expected guided.Regex, guided.Grammar, "
-                    "guided.JsonSchema, guided.Xml, guided.Tools or a Pydantic model class")
+            return native.NativeRegexGrammar(ir, vocab, source=source)
+        return AutomatonGrammar(ir, vocab, source=source)
+    if ir.matched_names is not None:
+        return XmlGrammar(ir, vocab)
+    if engine == "native":
+        return native.NativeCfgGrammar(ir, vocab)
+    return CfgGrammar(ir, vocab)
+
+
+def _compile(spec: Any, vocab: Vocabulary, engine: str | None = None) -> CompiledGrammar:
+    return engine_for(lower(spec), vocab, source=getattr(spec, "pattern", ""), engine=engine)
 
 
 def as_vocabulary(obj: Any) -> Vocabulary:

@@ -50,6 +50,8 @@ def assert_agree(py, nat, width: int, where: str) -> np.ndarray:
     assert py.is_finished() == nat.is_finished(), where
     assert py.forced_bytes() == nat.forced_bytes(), where
     assert py.num_tokens == nat.num_tokens, where
+    if isinstance(nat.grammar, native.NativeRegexGrammar):  # grammars': replayed on the Python engine
+        assert py.closing_distance() == nat.closing_distance(), where
     return expected
 
 
@@ -155,7 +157,7 @@ def test_regexes_agree(name, smollm2_tokenizer, smollm2_vocab):
     # budget masks are native for regexes: they must agree too
     pm, nm = py.matcher(), nat.matcher()
     for remaining in (0, 1, 2, 5, 40):
-        assert np.array_equal(pm.budget_mask(remaining).numpy(), nm.budget_mask(remaining).numpy()), remaining
+        assert np.array_equal(pm.budget_mask(remaining), nm.budget_mask(remaining)), remaining
 
 
 def maskbench_sample(count: int) -> list[Path]:

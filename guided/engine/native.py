@@ -29,12 +29,11 @@ import weakref
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from guided.engine.bitmask import unpack
+from guided.engine.matcher import UNREACHABLE
 from guided.errors import ConstraintViolation, GuidedError, LimitExceeded, SpecError, TokenizerMismatch
-from guided.fsm import ByteDFA
-from guided.ir import END, CfgIR
+from guided.ir import END, ByteDFA, CfgIR
 from guided.vocab import Vocabulary
 
 
@@ -176,6 +175,13 @@ class NativeRegexGrammar:
         self.vocab = vocab
         self.source = source
         self._native = _require().regex_grammar(native_trie(vocab), native_dfa(dfa))
+        self._closing: np.ndarray | None = None
+
+    def closing_distances(self) -> np.ndarray:
+        """Per DFA state, tokens enough to reach an accepting state over single-byte tokens."""
+        if self._closing is None:
+            self._closing = np.array(self._native.closing_distance(), dtype=np.int64)
+        return self._closing
 
     def __repr__(self) -> str:
         return f"NativeRegexGrammar({self.source!r}, states={self.dfa.num_states}, vocab={self.vocab.size})"
@@ -234,8 +240,8 @@ class NativeMatcher:
         """The packed int32 mask (a fresh array)."""
         return self._m.words()
 
-    def mask(self) -> torch.Tensor:
-        return torch.from_numpy(unpack(self._m.words(), self.grammar.vocab.size))
+    def mask(self) -> np.ndarray:
+        return unpack(self._m.words(), self.grammar.vocab.size)
 
     def fill_bitmask(self, bitmask, row: int = 0) -> None:
         self._m.fill_bitmask(bitmask, row)
@@ -268,10 +274,10 @@ class NativeMatcher:
     def forced_bytes(self) -> bytes:
         return self._m.forced_bytes()
 
-    def budget_mask(self, remaining: int) -> torch.Tensor:
+    def budget_mask(self, remaining: int) -> np.ndarray:
         g = self.grammar
         if isinstance(g, NativeRegexGrammar):
-            return torch.from_numpy(unpack(self._m.budget_words(remaining), g.vocab.size))
+            return unpack(self._m.budget_words(remaining), g.vocab.size)
         # Grammars: the closing completion is not native yet.  A Python twin matcher follows the
         # tokens (advanced only by the tokens since its last use, so steps cost no replay) and
         # finds the completion; the allowed tokens are filtered by the native mask (the same bits
@@ -285,14 +291,26 @@ class NativeMatcher:
         if config is not None and remaining >= 1:
             completion = reference.completion(*config)
             if completion is not None:
-                index = reference._token_index()
+                index = reference.closing._token_index()
                 words = self._m.words()
                 for k in range(1, len(completion) + 1):
                     if len(completion) - k <= remaining - 1:
                         for t in index.get(completion[:k], ()):
                             if (int(words[t >> 5]) >> (t & 31)) & 1:
                                 allowed[t] = True
-        return torch.from_numpy(allowed)
+        return allowed
+
+    def closing_distance(self) -> int:
+        g = self.grammar
+        if isinstance(g, NativeRegexGrammar):
+            state = self._m.state
+            return 0 if state < 0 else int(g.closing_distances()[state])
+        config = self._twin_matcher()._history[0]
+        reference = g.reference()
+        if config is None or reference.accepts_end(*config):
+            return 0
+        completion = reference.completion(*config)
+        return UNREACHABLE if completion is None else len(completion)
 
     def _twin_matcher(self):
         node, pending = self._tokens, []
@@ -321,8 +339,8 @@ class NativeMatcher:
 
 
 def fill_bitmasks(matchers: Sequence[Any], bitmask, threads: int | None = None) -> None:
-    """Fill row ``i`` of a packed int32 ``[batch, ceil(V/32)]`` bitmask (torch CPU tensor or numpy
-    array) with ``matchers[i]``'s mask, in native threads with the GIL released.
+    """Fill row ``i`` of a packed int32 ``[batch, ceil(V/32)]`` bitmask (numpy array or CPU torch
+    tensor) with ``matchers[i]``'s mask, in native threads with the GIL released.
 
     ``threads=None`` uses one thread per core (at most one per distinct matcher).  Matchers of the
     Python engines are filled in this thread, before the native ones.
@@ -347,5 +365,5 @@ def fill_bitmasks(matchers: Sequence[Any], bitmask, threads: int | None = None) 
     words = bitmask.shape[1]
     tmp = np.zeros((len(native), words), np.int32)
     _require().fill_bitmasks(native, tmp, threads)
-    target = bitmask.numpy() if isinstance(bitmask, torch.Tensor) else bitmask
+    target = np.asarray(bitmask)  # a CPU torch tensor: a view of its memory
     target[rows] = tmp

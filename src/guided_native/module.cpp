@@ -43,6 +43,9 @@ std::vector<int64_t> int64s(const Int64s& a) { return std::vector<int64_t>(a.dat
 
 NB_MODULE(_native, m) {
   m.doc() = "The native mask core of guided (see guided.engine.native).";
+  // Grammars and tries are held by module-level caches until the interpreter exits, which
+  // nanobind would report as leaks.
+  nb::set_leak_warnings(false);
 
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
