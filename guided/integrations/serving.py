@@ -6,7 +6,8 @@ vLLM's ``extra_args`` or over HTTP in ``vllm_xargs``), and a running batch whose
 move.  `constraint_from_args` turns the first into a `RequestConstraint` (or a `guided.SpecError`
 naming what is wrong), `check_constraint` proves the spec compiles without needing the
 vocabulary (what an engine's request validation can afford), and `RowMatchers` keeps one matcher
-per batch row, follows each row's new tokens and fills the batch's masks in one call.
+per batch row, follows each row's new tokens and fills the batch's masks in one call
+(`guided.fill_bitmasks`: the native core's matchers in parallel threads, others in turn).
 
 >>> import guided
 >>> vocab = guided.Vocabulary.from_token_bytes([b"y", b"es", b"no", b"<eos>"], eos_token_ids=[3])
@@ -27,7 +28,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ import numpy as np
 from guided.compiler import compile as compile_spec
 from guided.decoding.constraints import DEFAULT_BUDGET_WINDOW
 from guided.engine.bitmask import pack, set_bits, words_for
+from guided.engine.native import fill_bitmasks
 from guided.engine.matcher import Matcher
 from guided.errors import ConstraintViolation, GuidedError, SpecError
 from guided.frontends.jsonschema import JsonSchema
@@ -50,7 +52,6 @@ __all__ = [
     "RowMatchers",
     "check_constraint",
     "constraint_from_args",
-    "fill_bitmasks",
 ]
 
 log = logging.getLogger("guided.serving")
@@ -191,15 +192,6 @@ def check_constraint(constraint: RequestConstraint) -> None:
     before it reaches the batch.  Valid specs are remembered, so a spec is checked once.
     """
     constraint.spec.to_ir()
-
-
-def fill_bitmasks(matchers: Sequence[Matcher], bitmask: np.ndarray) -> None:
-    """Row ``i`` of the int32 ``bitmask`` gets ``matchers[i]``'s allowed tokens: the one call
-    through which a batch's masks are filled."""
-    # The native mask core's parallel `guided.fill_bitmasks(matchers, bitmask)` takes this
-    # loop's place once it is in guided: the engines' adapters all fill through here.
-    for row, matcher in enumerate(matchers):
-        matcher.fill_bitmask(bitmask, row)
 
 
 class _Row:

@@ -43,7 +43,7 @@ from guided.errors import ConstraintViolation, GuidedError
 from guided.frontends.jsonschema import JsonSchema
 from guided.frontends.lark import Grammar
 from guided.frontends.regex import Regex
-from guided.integrations.serving import fill_bitmasks
+from guided.engine.native import fill_bitmasks
 from guided.vocab import Vocabulary
 
 __all__ = ["GuidedGrammar", "GuidedGrammarBackend", "create_backend", "register"]
