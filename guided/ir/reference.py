@@ -48,8 +48,9 @@ class CfgPosition(NamedTuple):
 
     ``lexeme`` is empty at a lexeme boundary (only before the first byte: a byte that ends a
     lexeme starts the next one); otherwise it holds the live ``(terminal, DFA state)`` pairs of
-    the pending lexeme, by terminal, and ``text`` its bytes (kept only where matched names need
-    them).
+    the pending lexeme, by terminal, and ``text`` its bytes where matched names may read them (a
+    close tag's name, or a start tag's lexeme that may still be a name; elsewhere ``b""``, so that
+    positions in text content and attribute values compare equal).
     """
 
     stack: tuple[int, ...]  # parser states, bottom first
@@ -138,7 +139,7 @@ class Reference:
         if pos.lexeme:
             grown = self._read(pos.lexeme, byte)
             if grown:  # rule 2: the lexeme grows while a candidate can read the byte
-                return self._check_name_prefix(pos._replace(lexeme=grown, text=self._text(pos.text, byte)))
+                return self._check_name_prefix(pos._replace(lexeme=grown, text=self._text(pos, grown, pos.text, byte)))
             ended = self.end_lexeme(pos)  # the byte extends no candidate: the lexeme ends here
             if ended is None:
                 return None
@@ -148,7 +149,7 @@ class Reference:
         grown = self._read(start, byte)
         if not grown:
             return None
-        return self._check_name_prefix(pos._replace(lexeme=grown, text=self._text(b"", byte)))
+        return self._check_name_prefix(pos._replace(lexeme=grown, text=self._text(pos, grown, b"", byte)))
 
     def _read(self, lexeme: tuple[tuple[int, int], ...], byte: int) -> tuple[tuple[int, int], ...]:
         terms = self.ir.terminals  # type: ignore[union-attr]
@@ -159,8 +160,16 @@ class Reference:
                 out.append((t, s2))
         return tuple(out)
 
-    def _text(self, text: bytes, byte: int) -> bytes:
-        return text + bytes((byte,)) if self.ir.matched_names is not None else b""  # type: ignore[union-attr]
+    def _text(self, pos: CfgPosition, lexeme: tuple[tuple[int, int], ...], text: bytes, byte: int) -> bytes:
+        """The pending lexeme's bytes where a name check may read them: inside a close tag, or
+        inside a start tag while the lexeme may still be a name.  Elsewhere ``b""``."""
+        names = pos.names
+        if names is None or names.mode == OUT:
+            return b""
+        name = self.ir.matched_names.name  # type: ignore[union-attr]
+        if names.mode == CLOSE_NAME or any(t == name for t, _ in lexeme):
+            return text + bytes((byte,))
+        return b""
 
     def choose(self, lexeme: tuple[tuple[int, int], ...]) -> int | None:
         """Rule 3: the terminal a lexeme ending here is an instance of (None: none accepts it)."""
