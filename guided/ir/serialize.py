@@ -401,8 +401,9 @@ def _build_cfg(f: dict[str, Any]) -> CfgIR:
         mn, nb = f["matched_names"], f["matched_name_bytes"]
         if len(mn) != 6 or mn[5] not in (0, 1):
             raise InvalidIR("serialised IR: matched_names must hold 5 terminals and a 0/1 flag")
-        names = MatchedNames(*(int(x) for x in mn[:5]), name_bytes=frozenset(nb.tolist()),
-                             unique_attributes=bool(mn[5]))
+        roles = [int(x) for x in mn[:5]]
+        names = MatchedNames(name=roles[0], open_start=roles[1], open_end=roles[2], empty_end=roles[3],
+                             close_start=roles[4], name_bytes=frozenset(nb.tolist()), unique_attributes=bool(mn[5]))
     if f["ignore_repeats"] not in (0, 1):
         raise InvalidIR("serialised IR: ignore_repeats must be 0 or 1")
     ir = CfgIR(
