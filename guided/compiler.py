@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -23,10 +24,12 @@ from collections import OrderedDict
 from typing import Any
 
 from guided import irstore
+from guided.engine import native
 from guided.engine.automaton import AutomatonGrammar
 from guided.engine.cfg import CfgGrammar
 from guided.engine.matcher import CompiledGrammar
 from guided.engine.xml import XmlGrammar
+from guided.errors import GuidedError
 from guided.frontends.pydantic import is_pydantic_model, pydantic_spec
 from guided.ir import ByteDFA, CfgIR
 from guided.vocab import Vocabulary
@@ -37,7 +40,7 @@ _cache: "weakref.WeakKeyDictionary[Vocabulary, OrderedDict[Any, CompiledGrammar]
 _lock = threading.Lock()
 
 
-def compile(spec: Any, vocab: Any, *, cache: bool = True) -> CompiledGrammar:
+def compile(spec: Any, vocab: Any, *, cache: bool = True, engine: str | None = None) -> CompiledGrammar:
     """Compile ``spec`` for ``vocab``: a `guided.Regex`, `guided.Grammar`, `guided.JsonSchema`,
     a Pydantic model class, `guided.Xml` or `guided.Tools`.
 
@@ -45,22 +48,26 @@ def compile(spec: Any, vocab: Any, *, cache: bool = True) -> CompiledGrammar:
     This is the one place that picks an engine, and its cache (per vocabulary, up to
     `CACHE_SIZE` specs, least recently used first out; the IR also on disk, see the module
     docstring) the one cache of compiled grammars.  ``cache=False`` compiles from scratch and
-    stores nothing.
+    stores nothing.  ``engine`` is ``"native"`` (the compiled core, the default where it is
+    built) or ``"python"`` (the reference engine); the environment variable ``GUIDED_ENGINE``
+    sets the default.
     """
     vocab = as_vocabulary(vocab)
+    engine = resolve_engine(engine)
     if is_pydantic_model(spec):
         spec = pydantic_spec(spec)  # models with the same schema share one compiled grammar
     if not cache:
-        return engine_for(lower(spec), vocab, source=getattr(spec, "pattern", ""))
+        return _compile(lower(spec), spec, vocab, engine)
+    key = (spec, engine)
     with _lock:
         per_vocab = _cache.setdefault(vocab, OrderedDict())
-        hit = per_vocab.get(spec)
+        hit = per_vocab.get(key)
         if hit is not None:
-            per_vocab.move_to_end(spec)
+            per_vocab.move_to_end(key)
             return hit
-    grammar = engine_for(cached_lower(spec), vocab, source=getattr(spec, "pattern", ""))
+    grammar = _compile(cached_lower(spec), spec, vocab, engine)
     with _lock:
-        per_vocab[spec] = grammar
+        per_vocab[key] = grammar
         while len(per_vocab) > CACHE_SIZE:
             per_vocab.popitem(last=False)
     return grammar
@@ -84,13 +91,33 @@ def lower(spec: Any) -> ByteDFA | CfgIR:
     return spec.to_ir()
 
 
-def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "") -> CompiledGrammar:
+ENGINES = ("native", "python")
+
+
+def resolve_engine(engine: str | None = None) -> str:
+    """The engine to compile with: ``engine``, else ``$GUIDED_ENGINE``, else native where it is built."""
+    if engine is None:
+        engine = os.environ.get("GUIDED_ENGINE") or ("native" if native.available() else "python")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
+    if engine == "native" and not native.available():
+        raise GuidedError("engine='native' was asked for but the native core is not built in this installation")
+    return engine
+
+
+def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine: str | None = None) -> CompiledGrammar:
     """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
-    `CfgIR`, the XML engine for one with matched names."""
+    `CfgIR`, the XML engine for one with matched names (Python only so far); ``engine`` as in
+    `compile`."""
+    engine = resolve_engine(engine)
     if isinstance(ir, ByteDFA):
+        if engine == "native":
+            return native.NativeRegexGrammar(ir, vocab, source=source)
         return AutomatonGrammar(ir, vocab, source=source)
     if ir.matched_names is not None:
         return XmlGrammar(ir, vocab)
+    if engine == "native":
+        return native.NativeCfgGrammar(ir, vocab)
     return CfgGrammar(ir, vocab)
 
 
@@ -108,6 +135,10 @@ def cached_lower(spec: Any) -> ByteDFA | CfgIR:
     if time.perf_counter() - start >= irstore.MIN_BUILD_SECONDS:
         store.put(key, ir)
     return ir
+
+
+def _compile(ir: ByteDFA | CfgIR, spec: Any, vocab: Vocabulary, engine: str | None = None) -> CompiledGrammar:
+    return engine_for(ir, vocab, source=getattr(spec, "pattern", ""), engine=engine)
 
 
 def as_vocabulary(obj: Any) -> Vocabulary:
