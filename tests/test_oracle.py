@@ -1,4 +1,5 @@
-"""Every engine against the reference recogniser (`guided.ir.reference`), mask for mask.
+"""Every engine (Python and, where built, native) against the reference recogniser
+(`guided.ir.reference`), mask for mask.
 
 Random walks under the mask over the shipped grammars, XML, tool calls, practical regexes and a
 MaskBench sample: at every step the engine's mask must be exactly the set of tokens after which
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 
 import guided
+from guided.engine import native
 from guided.ir.reference import Reference
 from tests.grammar_sampler import SentenceSampler
 from tests.regexes import PRACTICAL
@@ -30,6 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 MASKBENCH = ROOT.parent / "shared" / "data" / "maskbench"
 SHIPPED = ["json", "xml", "sql", "arithmetic", "python_call", "tool_call"]
 WALKS, STEPS = 3, 24
+ENGINES = ["python"] + (["native"] if native.available() else [])  # XML has a Python engine only
 FOLLOW = 60  # masks checked along a valid document (the short ones are followed to their end)
 
 
@@ -110,14 +113,14 @@ class Oracle:
 
 
 def _walks(spec, vocab, seed, documents=(), walks=WALKS, steps=STEPS) -> int:
-    """Walks under the engine's mask, every mask checked against the oracle's; the number of masks.
+    """Walks under the mask, every engine's mask checked against the oracle's; the number of steps.
 
     One walk follows each of ``documents`` (valid texts, cut into random vocabulary tokens, for
     up to `FOLLOW` tokens: the walk goes through the structure), then ``walks`` walks pick random
     allowed tokens for ``steps`` steps.
     """
     ir = guided.compiler.lower(spec)
-    grammar = guided.compile(spec, vocab)
+    grammars = {engine: guided.compile(spec, vocab, engine=engine) for engine in ENGINES}
     oracle = Oracle(ir, vocab)
     rng = random.Random(seed)
     eos = min(vocab.eos_token_ids)
@@ -127,27 +130,28 @@ def _walks(spec, vocab, seed, documents=(), walks=WALKS, steps=STEPS) -> int:
     # (SmolLM2 has no token for some control bytes: a document holding one cannot be written.)
     plans: list[bytes | None] = [doc for doc in texts if set(doc) <= singles] + [None] * walks
     for plan in plans:
-        m = grammar.matcher()
+        matchers = {engine: g.matcher() for engine, g in grammars.items()}
         pos = oracle.ref.start()
         text = b""
         for _ in range(steps if plan is None else min(len(plan) + 1, FOLLOW)):
-            got = m.mask()
             want = oracle.mask(pos)
-            if not np.array_equal(got, want):
-                extra = [vocab.token_text(i) for i in np.flatnonzero(got & ~want)[:8]]
-                missing = [vocab.token_text(i) for i in np.flatnonzero(want & ~got)[:8]]
-                pytest.fail(f"{spec!r} after {text!r}: the engine allows {extra} the reference refuses, "
-                            f"refuses {missing} the reference allows")
+            for engine, m in matchers.items():
+                got = m.mask()
+                if not np.array_equal(got, want):
+                    extra = [vocab.token_text(i) for i in np.flatnonzero(got & ~want)[:8]]
+                    missing = [vocab.token_text(i) for i in np.flatnonzero(want & ~got)[:8]]
+                    pytest.fail(f"{spec!r} after {text!r}: the {engine} engine allows {extra} the reference "
+                                f"refuses, refuses {missing} the reference allows")
             checked += 1
             if plan is not None:
                 rest = plan[len(text):]
                 if not rest:
                     break
-                choices = [i for i in _prefix_tokens(oracle.trie, rest) if got[i]]
+                choices = [i for i in _prefix_tokens(oracle.trie, rest) if want[i]]
                 assert choices, f"{spec!r}: the valid document {plan!r} is refused after {text!r}"
                 token = rng.choice(choices)
             else:
-                choices = [int(i) for i in np.flatnonzero(got) if i != eos]
+                choices = [int(i) for i in np.flatnonzero(want) if i != eos]
                 if not choices:
                     break
                 # Uniform choices wander in whitespace and long names; punctuation moves through
@@ -156,7 +160,8 @@ def _walks(spec, vocab, seed, documents=(), walks=WALKS, steps=STEPS) -> int:
                 marks = [i for i in solid if not vocab.token_bytes[i].strip().isalnum()]
                 roll = rng.random()
                 token = rng.choice(marks if marks and roll < 0.5 else solid if solid and roll < 0.9 else choices)
-            m.advance(token)
+            for m in matchers.values():
+                m.advance(token)
             pos = oracle.ref.walk(pos, vocab.token_bytes[token])
             text += vocab.token_bytes[token]
     return checked
