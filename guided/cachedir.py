@@ -112,12 +112,15 @@ def private_dir(path: pathlib.Path, root: pathlib.Path | None = None) -> pathlib
 
 
 def check_tree(folder: pathlib.Path) -> None:
-    """`check_private` on ``folder`` and everything in it (symbolic links refused)."""
+    """`check_private` on ``folder`` and everything in it (only regular files and folders: no
+    symbolic links, FIFOs or devices)."""
     check_private(folder)
     for entry in os.scandir(folder):
         st = entry.stat(follow_symlinks=False)
         if stat.S_ISLNK(st.st_mode):
             raise UnsafeCache(f"refusing the cache path {entry.path}: a symbolic link")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            raise UnsafeCache(f"refusing the cache path {entry.path}: neither a file nor a folder")
         check_private(entry.path, st)
         if stat.S_ISDIR(st.st_mode):
             check_tree(pathlib.Path(entry.path))

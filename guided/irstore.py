@@ -60,6 +60,7 @@ STALE_TEMPORARY_SECONDS = 3600.0
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 class IRStore:
@@ -93,7 +94,8 @@ class IRStore:
             return None
         path = self._path(key)
         try:
-            fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY)
+            # O_NONBLOCK: a planted FIFO must not block the open (regular files ignore the flag).
+            fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY | _O_NONBLOCK)
         except FileNotFoundError:
             return None
         except OSError as exc:  # a symbolic link (ELOOP), a folder, no permission...

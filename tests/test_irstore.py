@@ -163,6 +163,14 @@ def test_symbolic_links_are_not_followed(store_dir, lowered, tmp_path):
     assert lowered == [OTHER, GRAMMAR] and not link.is_symlink()
 
 
+def test_a_planted_fifo_does_not_block(store_dir, lowered):
+    store_dir.mkdir(parents=True)
+    os.mkfifo(_entry(store_dir, GRAMMAR), 0o600)
+    with pytest.warns(CacheWarning, match="not a regular file"):
+        guided.compile(GRAMMAR, _vocab())
+    assert lowered == [GRAMMAR]
+
+
 def test_files_writable_by_others_are_refused(store_dir, lowered):
     guided.compile(GRAMMAR, _vocab())
     os.chmod(_entry(store_dir, GRAMMAR), 0o666)

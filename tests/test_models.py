@@ -169,30 +169,25 @@ def _build_files(tmp):
     (tmp / "model.safetensors").write_bytes(b"w")
 
 
-def test_built_folders_are_private_whatever_the_umask(tmp_path, monkeypatch):
-    monkeypatch.delenv("GUIDED_CACHE_SHARED", raising=False)
-    dest = tmp_path / "m-1"
+def _modes_after_building(folder) -> tuple[str, set[str]]:
+    """Build ``folder`` under umask 0; the folder's mode and its files' modes."""
     old = os.umask(0)
     try:
-        models._build_atomically(dest, _build_files)
+        models._build_atomically(folder, _build_files)
     finally:
         os.umask(old)
-    assert oct(dest.stat().st_mode & 0o777) == "0o700"
-    assert {oct(p.stat().st_mode & 0o777) for p in dest.iterdir()} == {"0o600"}
-    lock = tmp_path / ".m-1.lock"
-    assert oct(lock.stat().st_mode & 0o777) == "0o600"
+    return oct(folder.stat().st_mode & 0o777), {oct(p.stat().st_mode & 0o777) for p in folder.iterdir()}
+
+
+def test_built_folders_are_private_whatever_the_umask(tmp_path, monkeypatch):
+    monkeypatch.delenv("GUIDED_CACHE_SHARED", raising=False)
+    assert _modes_after_building(tmp_path / "m-1") == ("0o700", {"0o600"})
+    assert oct((tmp_path / ".m-1.lock").stat().st_mode & 0o777) == "0o600"
 
 
 def test_a_shared_cache_is_opt_in(tmp_path, monkeypatch):
     monkeypatch.setenv("GUIDED_CACHE_SHARED", "1")
-    dest = tmp_path / "m-1"
-    old = os.umask(0)
-    try:
-        models._build_atomically(dest, _build_files)
-    finally:
-        os.umask(old)
-    assert oct(dest.stat().st_mode & 0o777) == "0o755"
-    assert {oct(p.stat().st_mode & 0o777) for p in dest.iterdir()} == {"0o644"}
+    assert _modes_after_building(tmp_path / "m-1") == ("0o755", {"0o644"})
 
 
 @pytest.mark.parametrize("problem, message", [
@@ -201,6 +196,7 @@ def test_a_shared_cache_is_opt_in(tmp_path, monkeypatch):
     ("pickle", "a format whose loading can run code"),
     ("python file", "a format whose loading can run code"),
     ("symbolic link", "symbolic link"),
+    ("fifo", "neither a file nor a folder"),
     ("other owner", "belongs to user id"),
 ])
 def test_unsafe_cached_folders_are_refused(tmp_path, monkeypatch, problem, message):
@@ -219,6 +215,8 @@ def test_unsafe_cached_folders_are_refused(tmp_path, monkeypatch, problem, messa
         os.chmod(dest / "modeling_evil.py", 0o600)
     elif problem == "symbolic link":
         (dest / "tokenizer.json").symlink_to(tmp_path / "elsewhere.json")
+    elif problem == "fifo":
+        os.mkfifo(dest / "tokenizer.json", 0o600)
     elif os.geteuid() == 0:
         os.chown(dest / "config.json", 12345, 12345)
     else:
