@@ -21,6 +21,7 @@ any other byte string.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -123,9 +124,15 @@ class ByteNFA:
             if hi_cp < 0x80:  # ASCII: one byte range, the common case
                 self.ranges[source].append((lo_cp, hi_cp, target))
                 continue
-            for seq in utf8_ranges(lo_cp, hi_cp):
+            for seq in _utf8_sequences(lo_cp, hi_cp):
                 lo, hi = seq[0]
-                self.ranges[source].append((lo, hi, tail_state(tuple(seq[1:]))))
+                self.ranges[source].append((lo, hi, tail_state(seq[1:])))
+
+
+@functools.lru_cache(maxsize=4096)
+def _utf8_sequences(lo: int, hi: int) -> tuple[tuple[ByteRange, ...], ...]:
+    """`utf8_ranges` as tuples, memoised: a counted repeat of a class adds the same ranges many times."""
+    return tuple(tuple(seq) for seq in utf8_ranges(lo, hi))
 
 
 def utf8_ranges(lo: int, hi: int) -> list[list[ByteRange]]:
@@ -211,10 +218,20 @@ def codepoint_ranges(codepoints: Iterable[int]) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on automaton construction; exceeding one raises `guided.errors.LimitExceeded`."""
+    """Bounds on automaton construction; exceeding one raises `guided.errors.LimitExceeded`.
+
+    ``deadline`` (a `time.monotonic` instant) is shared by every phase of one compilation
+    (parsing, building, determinising, minimising); without one, ``max_seconds`` from the start
+    of `determinize`.
+    """
 
     max_states: int = 100_000
     max_seconds: float = 10.0
+    deadline: float | None = None
+
+    def until(self) -> float:
+        """The instant construction must be done by."""
+        return self.deadline if self.deadline is not None else time.monotonic() + self.max_seconds
 
 
 def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton", minimal: bool = True) -> ByteDFA:
@@ -224,7 +241,7 @@ def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton"
     >>> determinize(n).num_states  # dead state, start, after-a-digit
     3
     """
-    deadline = time.monotonic() + limits.max_seconds
+    deadline = limits.until()
     closure_cache: dict[int, frozenset[int]] = {}
 
     def closure(states: Iterable[int]) -> frozenset[int]:
@@ -252,7 +269,7 @@ def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton"
                 f"(raise the limit with max_states=, or simplify the pattern)"
             )
         if pending % 256 == 0 and time.monotonic() > deadline:
-            raise LimitExceeded(f"{what}: construction took longer than {limits.max_seconds} s")
+            raise LimitExceeded(f"{what}: construction took longer than max_seconds={limits.max_seconds} s")
         # Split the byte space at every range boundary of every member state, then map each
         # elementary interval to the closure of its targets.
         moves: list[tuple[int, int, int]] = [r for s in subset for r in nfa.ranges[s]]
@@ -277,19 +294,23 @@ def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton"
     transitions = np.stack(rows).astype(np.int32)
     accepting = np.array([bool(subset & nfa.accepting) for subset in order])
     dfa = trim(transitions, accepting, initial=1)
-    return minimize(dfa) if minimal else dfa
+    return minimize(dfa, deadline) if minimal else dfa
 
 
 MINIMIZE_ROUNDS = 256  # refinement rounds before settling for the unminimised (equally exact) DFA
+# ... and at most this many state-rounds: a long chain (``.{4096}``) needs a round per state,
+# each over every state, and an unminimised DFA is just as exact.
+MINIMIZE_WORK = 1_000_000
 
 
-def minimize(dfa: ByteDFA) -> ByteDFA:
+def minimize(dfa: ByteDFA, deadline: float | None = None) -> ByteDFA:
     """The minimal equivalent DFA (Moore's partition refinement, vectorised over byte classes).
 
     Fewer states means fewer distinct masks to compute.  Each round hashes every state's
     signature (its block and its successors' blocks) to one integer and checks the grouping
-    exactly; a DFA that needs more than `MINIMIZE_ROUNDS` rounds (long chains) is returned as
-    it is, which is just as exact.
+    exactly; a DFA that needs more rounds than `MINIMIZE_ROUNDS` and `MINIMIZE_WORK` allow for
+    its size (long chains), or that is still refining at ``deadline``, is returned as it is,
+    which is just as exact.
 
     >>> n = ByteNFA(); a = n.add_state(); b = n.add_state()
     >>> n.add_sequence(n.start, [(97, 97)], a); n.add_sequence(n.start, [(98, 98)], b)
@@ -305,7 +326,9 @@ def minimize(dfa: ByteDFA) -> ByteDFA:
     block = dfa.accepting.astype(np.int64) + 1
     block[DEAD] = 0
     count = len(np.unique(block))
-    for _ in range(MINIMIZE_ROUNDS):
+    for _ in range(min(MINIMIZE_ROUNDS, max(8, MINIMIZE_WORK // dfa.num_states))):
+        if deadline is not None and time.monotonic() > deadline:
+            return dfa
         signature = np.concatenate([block[:, None], block[columns]], axis=1)
         _, first_of, new_block = np.unique(signature @ weights, return_index=True, return_inverse=True)
         new_block = new_block.reshape(-1)

@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from guided.ir import END
@@ -32,17 +33,24 @@ class Tables:
     start_state: int
     end_state: int
     kernels: tuple[tuple[tuple[int, int], ...], ...]  # state -> its (rule, dot) kernel items
+    # (state, terminal, rules) for each reduce/reduce conflict that ``priority`` left undecided.
+    conflicts: tuple[tuple[int, int, tuple[int, ...]], ...] = ()
 
     def ir_fields(self) -> dict:
         return dict(actions=self.actions, gotos=self.gotos, rules=self.rules, nonterminals=self.nonterminals,
                     rule_names=self.rule_names, start_state=self.start_state, end_state=self.end_state)
 
 
-def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, int], start: str) -> Tables:
+def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, int], start: str,
+                check: Callable[[], None] | None = None, priority: Sequence[int] | None = None) -> Tables:
     """Tables for ``rules`` (lhs, right-hand side); symbols in ``terminals`` are terminals, mapped to ids.
 
-    Earlier rules win reduce/reduce conflicts; shifts win shift/reduce conflicts.
+    Shifts win shift/reduce conflicts.  Reduce/reduce conflicts: the earlier rule wins; or, with
+    ``priority`` (one number per rule, as Lark's rule priorities), the rule of highest priority,
+    and a tie is listed in `Tables.conflicts` (Lark refuses such a grammar).  ``check`` is called
+    now and then during the construction (to enforce a deadline: it raises to stop).
     """
+    check = check or (lambda: None)
     names = list(dict.fromkeys([start] + [lhs for lhs, _ in rules]))
     nt_id = {name: i for i, name in enumerate(names)}
     n_nt = len(names)
@@ -81,6 +89,8 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     # Rules whose start items join a closure when a nonterminal is next (transitively).
     closure_of: list[tuple[int, ...]] = []
     for a in range(n_nt + 1):
+        if a % 256 == 0:
+            check()
         seen = {a}
         todo = [a]
         found: list[int] = []
@@ -101,6 +111,8 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     completed: list[list[int]] = []  # state -> rules whose item is complete in it
     i = 0
     while i < len(kernels):
+        if i % 256 == 0:
+            check()
         items = list(kernels[i])
         added: set[int] = set()
         for r, dot in kernels[i]:
@@ -169,7 +181,10 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     # -- the action table ----------------------------------------------------------------------
     actions: list[dict[int, int]] = []
     gotos: list[dict[int, int]] = []
+    conflicts: list[tuple[int, int, tuple[int, ...]]] = []
     for p in range(n_states):
+        if p % 256 == 0:
+            check()
         acts: dict[int, int] = {}
         gos: dict[int, int] = {}
         for sym, target in transitions[p].items():
@@ -178,6 +193,7 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
             else:
                 acts[sym] = target
         # Lowest rule index first, so an earlier rule wins each reduce/reduce conflict.
+        reductions: dict[int, list[int]] = {}
         for r in sorted(completed[p]):
             if r == aug:
                 continue
@@ -188,9 +204,17 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
                 low = bits & -bits
                 t = low.bit_length() - 1
                 bits ^= low
-                key = END if t == end_bit else t
-                if key not in acts:
-                    acts[key] = -r - 1
+                reductions.setdefault(END if t == end_bit else t, []).append(r)
+        for key, candidates in reductions.items():
+            rule = candidates[0]
+            if priority is not None and len(candidates) > 1:
+                best = max(priority[r] for r in candidates)
+                top = tuple(r for r in candidates if priority[r] == best)
+                if len(top) > 1:
+                    conflicts.append((p, key, top))
+                rule = top[0]
+            if key not in acts:
+                acts[key] = -rule - 1
         actions.append(acts)
         gotos.append(gos)
     start_state = 0
@@ -203,6 +227,7 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
         start_state=start_state,
         end_state=transitions[start_state][bias + nt_id[start]],
         kernels=tuple(kernels),
+        conflicts=tuple(conflicts),
     )
 
 

@@ -1,8 +1,11 @@
 """The Lark front-end: a Lark grammar to `guided.ir.CfgIR` (terminal DFAs + LALR(1) tables).
 
 Lark reads the grammar (its full syntax: rules, terminals, ``%import`` from ``common``,
-``%ignore``, priorities, templates) and builds the LALR(1) tables; each terminal's regex goes
-through guided's regex front-end to a byte DFA.
+``%ignore``, priorities, templates); `guided.lalr` builds the LALR(1) tables (the tables Lark
+would build, conflicts resolved as Lark resolves them, but iteratively and in a time bound:
+Lark's own analysis recurses as deep as the grammar's longest chain of rules); each
+terminal's regex goes through guided's regex front-end to a byte DFA.  The analysis is cached
+on disk per grammar text (and the files it imports).
 
 Lexing semantics are Lark's contextual lexer, with one difference worth knowing: guided lexes
 greedily (a lexeme ends when the next byte cannot extend it), while Lark tries the terminals
@@ -10,9 +13,13 @@ of a context in priority order and takes the first that matches.  The two agree 
 terminals allowed in the same context can match overlapping text; where a string terminal and
 a regex terminal match the same lexeme, the string wins, as in Lark.
 
-Grammars that LALR(1) cannot handle are refused with Lark's own explanation (the colliding
-rules); there is no Earley fallback yet, so rewrite such grammars (for instance, factor out
-the common prefix of colliding alternatives).
+Grammars that LALR(1) cannot handle (reduce/reduce collisions that rule priorities do not
+decide) are refused naming the colliding rules, as Lark refuses them; there is no Earley
+fallback yet, so rewrite such grammars (for instance, factor out the common prefix of
+colliding alternatives).  Terminals that match the empty string are refused, as Lark's lexers
+refuse them.  Limits (`guided.errors.LimitExceeded`): ``max_nesting`` for parentheses nested
+in the grammar text, ``max_states`` per terminal automaton, ``max_seconds`` for the whole
+compilation.
 
 >>> from guided.frontends.lark import Grammar, lark_to_ir
 >>> ir = lark_to_ir(Grammar('start: "a" NUMBER\\n%import common.NUMBER'))
@@ -22,19 +29,22 @@ the common prefix of colliding alternatives).
 
 from __future__ import annotations
 
-import functools
+import difflib
 import hashlib
 import os
 import pathlib
+import pickle
 import re
+import time
 from dataclasses import dataclass
 
 import lark
-from lark.parsers.lalr_analysis import Shift
+from lark.load_grammar import load_grammar, verify_used_files
 
-from guided.errors import GuidedError, RegexError, SpecError
-from guided.frontends.regex import Regex, literal_to_dfa, regex_to_dfa
-from guided.ir import END, CfgIR, Terminal
+from guided.errors import GuidedError, LimitExceeded, RegexError, SpecError, UsageError
+from guided.frontends.regex import Regex, check_limits, literal_to_dfa, regex_to_dfa
+from guided.ir import CfgIR, Terminal
+from guided.lalr import Tables, lalr_tables
 
 GRAMMARS_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "grammars"
 
@@ -46,16 +56,6 @@ _EQUIVALENT_PATTERNS = {
 }
 
 
-class _NoLexer(lark.lexer.Lexer):
-    """Stands in for Lark's lexer, which guided never runs: building it costs more than the tables."""
-
-    def __init__(self, lexer_conf):
-        pass
-
-    def lex(self, lexer_state, parser_state):  # pragma: no cover - never called
-        raise NotImplementedError
-
-
 class GrammarError(SpecError):
     """A Lark grammar is malformed, not LALR(1), or uses a terminal guided cannot enforce."""
 
@@ -65,8 +65,9 @@ class Grammar:
     """A Lark grammar constraint: the output must be a sentence of ``source`` from rule ``start``.
 
     ``source`` is the grammar text or a path to a ``.lark`` file (relative ``%import``s resolve
-    next to it); a bare name such as ``"json"`` picks a grammar shipped in ``grammars/``.
-    ``max_states`` bounds each terminal's automaton.
+    next to it); a bare name such as ``"json"`` picks a grammar shipped in ``grammars/``
+    (`shipped_grammars`).  ``max_states`` bounds each terminal's automaton, ``max_seconds`` the
+    compilation, ``max_nesting`` how deep parentheses nest in the grammar text.
 
     >>> Grammar("json").start
     'start'
@@ -75,107 +76,205 @@ class Grammar:
     source: str | os.PathLike
     start: str = "start"
     max_states: int = 100_000
+    max_seconds: float = 10.0
+    max_nesting: int = 100
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, (str, os.PathLike)):
+            hint = (" (a compiled grammar is already compiled: pass it on as it is)"
+                    if hasattr(self.source, "matcher") else "")
+            raise UsageError(f"guided.Grammar takes Lark text, a .lark path or a shipped grammar's name, got "
+                             f"{type(self.source).__name__}{hint}")
+        if not isinstance(self.start, str) or not self.start:
+            raise UsageError(f"Grammar(start=...) takes a rule name, got {self.start!r}")
+        check_limits(self, max_states=int, max_seconds=float, max_nesting=int)
 
     def text_and_path(self) -> tuple[str, pathlib.Path | None]:
         src = self.source
         if isinstance(src, os.PathLike):
             path = pathlib.Path(src)
-            return path.read_text(), path
+            return _read(path), path
         if "\n" not in src and (src.endswith(".lark") or re.fullmatch(r"[A-Za-z0-9_]+", src)):
             path = pathlib.Path(src)
             if not path.suffix:
                 path = GRAMMARS_DIR / f"{src}.lark"
-            if path.exists():
-                return path.read_text(), path
+            if path.is_file():
+                return _read(path), path
             if src.endswith(".lark"):
                 raise GrammarError(f"grammar file not found: {src}")
+            # One word is never a grammar (a rule needs a colon): a mistyped name.
+            shipped = shipped_grammars()
+            close = difflib.get_close_matches(src, shipped, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise GrammarError(f"unknown grammar name {src!r}: {hint}the shipped grammars are {', '.join(shipped)} "
+                               f"(or pass Lark text, or the path of a .lark file)")
         return src, None
 
 
-def lark_to_ir(spec: Grammar) -> CfgIR:
-    """Build the intermediate form of ``spec``, or raise `GrammarError` naming the cause."""
-    text, path = spec.text_and_path()
-    try:
-        parser = lark.Lark(
-            text,
-            parser="lalr",
-            lexer=_NoLexer,
-            start=spec.start,
-            import_paths=[str(path.parent)] if path else [],
-            maybe_placeholders=False,
-            cache=_analysis_cache_file(text, spec.start),
-        )
-    except lark.exceptions.LarkError as exc:
-        if "collision" in str(exc).lower():
-            raise GrammarError(f"the grammar is not LALR(1); Lark's analysis: {exc}") from None
-        raise GrammarError(f"malformed grammar: {exc}") from None
+def shipped_grammars() -> list[str]:
+    """The names of the grammars shipped in ``grammars/`` (``Grammar("json")``...)."""
+    return sorted(p.stem for p in GRAMMARS_DIR.glob("*.lark"))
 
-    lark_terminals = list(parser.terminals)
+
+def _read(path: pathlib.Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GrammarError(f"cannot read the grammar file {str(path)!r}: {exc}") from None
+
+
+def lark_to_ir(spec: Grammar) -> CfgIR:
+    """Build the intermediate form of ``spec``, or raise `GrammarError` / `LimitExceeded` naming the cause."""
+    deadline = time.monotonic() + spec.max_seconds
+    text, path = spec.text_and_path()
+    lark_terminals, ignore_names, tables = _analysis(text, path, spec, deadline)
     index = {t.name: i for i, t in enumerate(lark_terminals)}
+    dfas = []
+    for t in lark_terminals:
+        if time.monotonic() > deadline:
+            raise LimitExceeded(f"the grammar's terminals took longer than max_seconds={spec.max_seconds} s to build")
+        dfas.append(_terminal_dfa(t, text, spec.max_states, deadline - time.monotonic()))
     # Lark's BasicLexer order: the first of several terminals matching the same text wins.
-    order = sorted(lark_terminals, key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
+    order = sorted(lark_terminals, key=lambda t: (-t.priority, -_max_width(t), -len(t.pattern.value), t.name))
     rank = {t.name: r for r, t in enumerate(order)}
     terminals = tuple(
         Terminal(
             name=t.name,
-            dfa=_terminal_dfa(t, text, spec.max_states),
+            dfa=dfa,
             priority=t.priority,
             is_string=isinstance(t.pattern, lark.lexer.PatternStr),
             order=rank[t.name],
         )
-        for t in lark_terminals
+        for t, dfa in zip(lark_terminals, dfas)
     )
-
-    table = parser.parser.parser._parse_table
-    tables = ir_tables_from_lark(table, index)
     return CfgIR(
         terminals=terminals,
-        ignore=frozenset(index[name] for name in parser.lexer_conf.ignore if name in index),
-        start_state=table.start_states[spec.start],
-        end_state=table.end_states[spec.start],
+        ignore=frozenset(index[name] for name in ignore_names if name in index),
         source=str(path) if path else text[:200],
-        **tables,
+        **tables.ir_fields(),
     )
 
 
-def ir_tables_from_lark(table, terminal_index: dict[str, int]) -> dict:
-    """Lark's LALR(1) parse table as `CfgIR` fields (actions, gotos, rules, names)."""
-    nonterminals: dict[str, int] = {}
-    rules: dict[object, int] = {}
-    rule_list: list[tuple[int, int]] = []
-    rule_names: list[str] = []
-    actions: list[dict[int, int]] = []
-    gotos: list[dict[int, int]] = []
-    for state in range(len(table.states)):
-        acts: dict[int, int] = {}
-        gos: dict[int, int] = {}
-        for symbol, (action, arg) in table.states[state].items():
-            if symbol == "$END" or symbol in terminal_index:
-                key = END if symbol == "$END" else terminal_index[symbol]
-                if action is Shift:
-                    acts[key] = arg
-                else:
-                    if arg not in rules:
-                        lhs = nonterminals.setdefault(arg.origin.name, len(nonterminals))
-                        rules[arg] = len(rule_list)
-                        rule_list.append((lhs, len(arg.expansion)))
-                        rule_names.append(str(arg))
-                    acts[key] = -rules[arg] - 1
-            else:
-                gos[nonterminals.setdefault(symbol, len(nonterminals))] = arg
-        actions.append(acts)
-        gotos.append(gos)
-    return dict(
-        actions=tuple(actions),
-        gotos=tuple(gotos),
-        rules=tuple(rule_list),
-        nonterminals=tuple(sorted(nonterminals, key=nonterminals.get)),
-        rule_names=tuple(rule_names),
-    )
+_ANALYSIS_FORMAT = 1  # bumped when what `_analysis` caches changes
+
+
+def _analysis(text: str, path: pathlib.Path | None, spec: Grammar, deadline: float):
+    """``(terminals, ignored terminal names, tables)`` of a grammar, from the disk cache if there."""
+    cache = _analysis_cache_file(text, spec.start)
+    found = _cached(cache) if cache else None
+    if found is not None:
+        return found
+    _check_nesting(text, spec.max_nesting)
+    import_paths = [str(path.parent)] if path else []
+    try:
+        grammar, used_files = load_grammar(text, str(path) if path else "<string>", import_paths, False)
+        lark_terminals, rules, ignore_names = grammar.compile([spec.start], set())
+    except lark.exceptions.LarkError as exc:
+        raise GrammarError(f"malformed grammar: {exc}") from None
+    except OSError as exc:  # a %import of a file that is not there
+        raise GrammarError(_import_error(text, exc)) from None
+    except RecursionError:
+        raise LimitExceeded(f"the grammar nests too deeply for Lark to read (lower the nesting; "
+                            f"max_nesting={spec.max_nesting})") from None
+    tables = _tables(lark_terminals, rules, spec, deadline)
+    found = (lark_terminals, list(ignore_names), tables)
+    if cache:
+        try:
+            with open(cache, "wb") as f:
+                pickle.dump((used_files, found), f)
+        except OSError:
+            pass
+    return found
+
+
+def _cached(cache: str):
+    """The cached analysis, or None when it is missing, stale (an imported file changed) or damaged."""
+    try:
+        with open(cache, "rb") as f:
+            used_files, found = pickle.load(f)
+        return found if verify_used_files(used_files) else None
+    except Exception:  # noqa: BLE001 - any unreadable entry is rebuilt
+        return None
+
+
+def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> Tables:
+    """LALR(1) tables of Lark's compiled rules, refusing what Lark's own analysis refuses."""
+    index = {t.name: i for i, t in enumerate(lark_terminals)}
+    defined = {r.origin.name for r in rules}
+    if spec.start not in defined:
+        raise GrammarError(f"the grammar has no rule {spec.start!r} to start from (start=)")
+    for r in rules:
+        for sym in r.expansion:
+            if sym.is_term and sym.name not in index:
+                raise GrammarError(f"terminal {sym.name} is used in rule {r.origin.name} but never defined "
+                                   f"(guided lexes every terminal itself: %declare is not supported)")
+    seen: dict[tuple, object] = {}
+    for r in rules:
+        key = (r.origin.name, tuple(x.name for x in r.expansion))
+        if key in seen:
+            raise GrammarError(f"rule defined twice: {r}")
+        seen[key] = r
+
+    def check() -> None:
+        if time.monotonic() > deadline:
+            raise LimitExceeded(f"the grammar's LALR(1) analysis took longer than max_seconds={spec.max_seconds} s "
+                                f"({len(rules)} rules)")
+
+    tables = lalr_tables([(r.origin.name, tuple(x.name for x in r.expansion)) for r in rules], index, spec.start,
+                         check=check, priority=[r.options.priority or 0 for r in rules])
+    if tables.conflicts:
+        collisions = []
+        for _, terminal, colliding in tables.conflicts[:5]:
+            name = "$END" if terminal < 0 else lark_terminals[terminal].name
+            collisions.append(f"Reduce/Reduce collision in {name} between the following rules:"
+                              + "".join(f"\n\t- {rules[r]}" for r in colliding))
+        raise GrammarError("the grammar is not LALR(1):\n" + "\n".join(collisions))
+    return tables
+
+
+def _check_nesting(text: str, max_nesting: int) -> None:
+    """`LimitExceeded` naming the line where brackets nest deeper than ``max_nesting`` (Lark reads
+    nesting recursively); strings, regexps and comments are skipped."""
+    depth, line, i, n = 0, 1, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == "/" and text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif c in "\"/":
+            i += 1
+            while i < n and text[i] != c and text[i] != "\n":
+                i += 2 if text[i] == "\\" else 1
+        elif c in "([{":
+            depth += 1
+            if depth > max_nesting:
+                raise LimitExceeded(f"the grammar nests brackets more than max_nesting={max_nesting} deep at line {line}")
+        elif c in ")]}":
+            depth -= 1
+        i += 1
+
+
+def _import_error(text: str, exc: OSError) -> str:
+    missing = pathlib.Path(getattr(exc, "filename", None) or "").stem
+    m = re.search(rf"^\s*%import\s+\.?{re.escape(missing)}\b", text, re.MULTILINE) if missing else None
+    where = f" (line {text.count(chr(10), 0, m.start()) + 1})" if m else ""
+    return (f"%import{where}: no grammar {missing or '?'!r} to import ({exc.strerror or exc}); imports resolve "
+            f"next to the grammar file and in Lark's own grammars (common, ...)")
+
+
+def _max_width(terminal) -> int:
+    """Lark's longest-match width of a terminal (Lark reads it with ``re``; huge when unbounded)."""
+    try:
+        return terminal.pattern.max_width
+    except Exception:  # noqa: BLE001 - a pattern re cannot read but guided's front-end did
+        return 0
 
 
 def _analysis_cache_file(text: str, start: str) -> str | bool:
-    """Where Lark keeps its LALR analysis of this grammar (it checks the grammar's hash on load)."""
+    """Where the analysis of this grammar is cached (its key covers the text, start and versions)."""
     from guided.models import cache_dir
 
     folder = cache_dir() / "lark"
@@ -183,34 +282,55 @@ def _analysis_cache_file(text: str, start: str) -> str | bool:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return False
-    key = hashlib.sha256(f"{lark.__version__}\0{start}\0{text}".encode()).hexdigest()[:24]
-    return str(folder / f"{key}.lalr")
+    key = hashlib.sha256(f"{_ANALYSIS_FORMAT}\0{lark.__version__}\0{start}\0{text}".encode()).hexdigest()[:24]
+    return str(folder / f"{key}.tables")
 
 
-@functools.lru_cache(maxsize=4096)
-def _regex_dfa(regex: str, max_states: int):
-    return regex_to_dfa(Regex(regex, max_states=max_states))
+_REGEX_DFAS: dict[tuple[str, int], object] = {}  # terminal regexes shared by grammars (bounded)
 
 
-def _terminal_dfa(terminal, grammar_text: str, max_states: int):
+def _regex_dfa(regex: str, max_states: int, seconds: float):
+    dfa = _REGEX_DFAS.get((regex, max_states))
+    if dfa is None:
+        dfa = regex_to_dfa(Regex(regex, max_states=max_states, max_seconds=max(seconds, 0.001)))
+        if len(_REGEX_DFAS) >= 4096:
+            _REGEX_DFAS.clear()
+        _REGEX_DFAS[(regex, max_states)] = dfa
+    return dfa
+
+
+def _terminal_dfa(terminal, grammar_text: str, max_states: int, seconds: float):
     pattern = terminal.pattern
-    if isinstance(pattern, lark.lexer.PatternStr):
-        if not set(pattern.flags) - {"i"}:
-            return literal_to_dfa(pattern.value, "i" in pattern.flags)
-        regex = re.escape(pattern.value)
-    else:
-        regex = _EQUIVALENT_PATTERNS.get(pattern.value, pattern.value)
-    flags = "".join(sorted(pattern.flags))
-    if flags:
-        regex = f"(?{flags}:{regex})"
     try:
-        return _regex_dfa(regex, max_states)
+        if isinstance(pattern, lark.lexer.PatternStr) and not set(pattern.flags) - {"i"}:
+            dfa = literal_to_dfa(pattern.value, "i" in pattern.flags)
+        else:
+            regex = re.escape(pattern.value) if isinstance(pattern, lark.lexer.PatternStr) else \
+                _EQUIVALENT_PATTERNS.get(pattern.value, pattern.value)
+            flags = "".join(sorted(pattern.flags))
+            if flags:
+                regex = f"(?{flags}:{regex})"
+            dfa = _regex_dfa(regex, max_states, seconds)
     except (RegexError, GuidedError) as exc:
-        line = _definition_line(grammar_text, terminal.name)
-        where = f" (line {line})" if line else ""
+        where = _where(grammar_text, terminal)
+        if isinstance(exc, LimitExceeded):
+            raise LimitExceeded(f"terminal {terminal.name}{where}: {exc}") from None
         raise GrammarError(f"terminal {terminal.name}{where}: {exc}") from None
+    if dfa.initial == 0:
+        raise GrammarError(f"terminal {terminal.name}{_where(grammar_text, terminal)} matches no text at all")
+    if dfa.accepting[dfa.initial]:
+        raise GrammarError(f"terminal {terminal.name}{_where(grammar_text, terminal)} matches the empty string: "
+                           f"every terminal must match at least one character (as in Lark's lexers; "
+                           f"make it optional in the rules instead, e.g. X? or [X])")
+    return dfa
 
 
-def _definition_line(text: str, name: str) -> int | None:
-    m = re.search(rf"^\s*{re.escape(name)}(\.-?\d+)?\s*:", text, re.MULTILINE)
-    return text.count("\n", 0, m.start()) + 1 if m else None
+def _where(text: str, terminal) -> str:
+    """`` (line N)`` of a terminal's definition, or of its pattern for an anonymous one."""
+    m = re.search(rf"^\s*{re.escape(terminal.name)}(\.-?\d+)?\s*:", text, re.MULTILINE)
+    if m is None:
+        value = terminal.pattern.value
+        spelled = f"/{value}/" if isinstance(terminal.pattern, lark.lexer.PatternRE) else f'"{value}"'
+        found = text.find(spelled)
+        return f" (line {text.count(chr(10), 0, found) + 1})" if found >= 0 else ""
+    return f" (line {text.count(chr(10), 0, m.start()) + 1})"
