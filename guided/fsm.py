@@ -319,8 +319,15 @@ def minimize(dfa: ByteDFA, deadline: float | None = None) -> ByteDFA:
     3
     """
     table = dfa.transitions
+    if deadline is not None and time.monotonic() > deadline:
+        return dfa
     # Bytes that every state treats alike form one class; refinement only needs one column each.
-    _, first = np.unique(table.T, axis=0, return_index=True)
+    # Columns are grouped by a random linear hash, checked exactly (np.unique over whole columns
+    # takes seconds for tens of thousands of states).
+    weights = np.random.default_rng(1).integers(1, 2**62, size=table.shape[0], dtype=np.int64) | 1
+    _, first, inverse = np.unique(weights @ table.astype(np.int64), return_index=True, return_inverse=True)
+    if not (table == table[:, first[inverse.reshape(-1)]]).all():  # a hash collision: group exactly
+        _, first = np.unique(table.T, axis=0, return_index=True)
     columns = table[:, np.sort(first)]
     weights = np.random.default_rng(0).integers(1, 2**62, size=columns.shape[1] + 1, dtype=np.int64) | 1
     block = dfa.accepting.astype(np.int64) + 1
@@ -365,6 +372,9 @@ def _edges(transitions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return src, transitions[src, col].astype(np.int64)
 
 
+NARROW = 32  # frontiers up to this size are searched in Python
+
+
 def _search(src: np.ndarray, dst: np.ndarray, n: int, seeds: np.ndarray) -> np.ndarray:
     """States reachable from ``seeds`` along the edges (``src`` sorted), one frontier at a time."""
     offsets = np.zeros(n + 1, np.int64)
@@ -373,6 +383,18 @@ def _search(src: np.ndarray, dst: np.ndarray, n: int, seeds: np.ndarray) -> np.n
     seen[seeds] = True
     frontier = np.unique(seeds)
     while frontier.size:
+        if frontier.size <= NARROW:
+            # A narrow frontier (a long chain, such as a{50000}) is followed in Python: a whole-array
+            # step per state would cost more than the states themselves.
+            pending = frontier.tolist()
+            while pending and len(pending) <= 8 * NARROW:
+                state = pending.pop()
+                for target in dst[offsets[state]:offsets[state + 1]].tolist():
+                    if not seen[target]:
+                        seen[target] = True
+                        pending.append(target)
+            frontier = np.array(pending, dtype=np.int64)
+            continue
         first, count = offsets[frontier], offsets[frontier + 1] - offsets[frontier]
         total = int(count.sum())
         if not total:

@@ -38,7 +38,7 @@ import torch
 
 from guided.engine.automaton import MaskStats
 from guided.engine.bitmask import clear_bits, pack, set_bits, unpack, write_row
-from guided.engine.matcher import HistoryMatcher, text_bytes
+from guided.engine.matcher import HistoryMatcher, text_bytes, token_index
 from guided.engine.token_table import (SCALAR_WORK, TokenTable, children_of, subtree_tokens, trie_lists, trie_nodes,
                                        trie_order, walk_automaton, walk_divergence, with_duplicate_ids)
 from guided.errors import ConstraintViolation, LimitExceeded
@@ -1203,6 +1203,7 @@ class CfgMatcher(HistoryMatcher):
         write_row(bitmask, row, words)
 
     def advance(self, token_id: int) -> None:
+        token_id = token_index(token_id)
         g = self.grammar
         config = self._history[0]
         if token_id in g.vocab.eos_token_ids:

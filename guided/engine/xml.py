@@ -37,7 +37,7 @@ import torch
 
 from guided.engine.bitmask import pack, set_bits, unpack, write_row
 from guided.engine.cfg import CfgGrammar
-from guided.engine.matcher import HistoryMatcher, text_bytes
+from guided.engine.matcher import HistoryMatcher, text_bytes, token_index
 from guided.errors import ConstraintViolation
 from guided.vocab import Vocabulary
 
@@ -538,6 +538,7 @@ class XmlMatcher(HistoryMatcher):
         write_row(bitmask, row, self._words())
 
     def advance(self, token_id: int) -> None:
+        token_id = token_index(token_id)
         g = self.grammar
         config = self._history[0]
         if token_id in g.vocab.eos_token_ids:

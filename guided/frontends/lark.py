@@ -17,9 +17,9 @@ Grammars that LALR(1) cannot handle (reduce/reduce collisions that rule prioriti
 decide) are refused naming the colliding rules, as Lark refuses them; there is no Earley
 fallback yet, so rewrite such grammars (for instance, factor out the common prefix of
 colliding alternatives).  Terminals that match the empty string are refused, as Lark's lexers
-refuse them.  Limits (`guided.errors.LimitExceeded`): ``max_nesting`` for parentheses nested
-in the grammar text, ``max_states`` per terminal automaton, ``max_seconds`` for the whole
-compilation.
+refuse them.  Limits (`guided.errors.LimitExceeded`): ``max_nesting`` for brackets nested
+in the grammar text, ``max_rules`` for the BNF rules its EBNF expands to, ``max_states`` per
+terminal automaton, ``max_seconds`` for the whole compilation.
 
 >>> from guided.frontends.lark import Grammar, lark_to_ir
 >>> ir = lark_to_ir(Grammar('start: "a" NUMBER\\n%import common.NUMBER'))
@@ -67,7 +67,8 @@ class Grammar:
     ``source`` is the grammar text or a path to a ``.lark`` file (relative ``%import``s resolve
     next to it); a bare name such as ``"json"`` picks a grammar shipped in ``grammars/``
     (`shipped_grammars`).  ``max_states`` bounds each terminal's automaton, ``max_seconds`` the
-    compilation, ``max_nesting`` how deep parentheses nest in the grammar text.
+    compilation, ``max_nesting`` how deep brackets nest in the grammar text, ``max_rules`` the
+    BNF rules its EBNF expands to.
 
     >>> Grammar("json").start
     'start'
@@ -78,6 +79,7 @@ class Grammar:
     max_states: int = 100_000
     max_seconds: float = 10.0
     max_nesting: int = 100
+    max_rules: int = 10_000
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, (str, os.PathLike)):
@@ -87,7 +89,7 @@ class Grammar:
                              f"{type(self.source).__name__}{hint}")
         if not isinstance(self.start, str) or not self.start:
             raise UsageError(f"Grammar(start=...) takes a rule name, got {self.start!r}")
-        check_limits(self, max_states=int, max_seconds=float, max_nesting=int)
+        check_limits(self, max_states=int, max_seconds=float, max_nesting=int, max_rules=int)
 
     def text_and_path(self) -> tuple[str, pathlib.Path | None]:
         src = self.source
@@ -168,6 +170,7 @@ def _analysis(text: str, path: pathlib.Path | None, spec: Grammar, deadline: flo
     import_paths = [str(path.parent)] if path else []
     try:
         grammar, used_files = load_grammar(text, str(path) if path else "<string>", import_paths, False)
+        _check_expansions(grammar, text, spec.max_rules)
         lark_terminals, rules, ignore_names = grammar.compile([spec.start], set())
     except lark.exceptions.LarkError as exc:
         raise GrammarError(f"malformed grammar: {exc}") from None
@@ -230,6 +233,64 @@ def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> Tables:
                               + "".join(f"\n\t- {rules[r]}" for r in colliding))
         raise GrammarError("the grammar is not LALR(1):\n" + "\n".join(collisions))
     return tables
+
+
+def _check_expansions(grammar, text: str, max_rules: int) -> None:
+    """`LimitExceeded` when the grammar's rules expand to more than ``max_rules`` BNF rules.
+
+    Lark turns EBNF into BNF by distributing: each alternative, optional part (``x?``, ``[x]``,
+    ``x*``) and small repeat (``x~n`` below 50: n copies) multiplies the alternatives of the
+    expansion around it, so a short rule can stand for millions of rules, which Lark would
+    spend minutes writing out.  This counts them first (an upper bound, over Lark's parse of
+    the grammar), with an explicit stack.
+    """
+    total = 0
+    cap = max_rules + 1
+    for definition in grammar.rule_defs:
+        name, tree = definition[0], definition[2]
+        # Post-order: (node, children counted?); counts of finished nodes by id.
+        counts: dict[int, int] = {}
+        stack = [(tree, False)]
+        while stack:
+            node, done = stack.pop()
+            children = [c for c in getattr(node, "children", ()) if isinstance(c, lark.Tree)]
+            if not done and children:
+                stack.append((node, True))
+                stack.extend((c, False) for c in children)
+                continue
+            inner = [counts.pop(id(c)) for c in children]
+            kind = getattr(node, "data", None)
+            if kind == "expansions":
+                count = sum(inner)
+            elif kind == "expansion":
+                count = 1
+                for c in inner:
+                    count = min(count * c, cap)
+            elif kind == "expr":
+                base = inner[0] if inner else 1
+                op, args = str(node.children[1]), [str(a) for a in node.children[2:]]
+                if op == "?":
+                    count = base + 1
+                elif op == "*":
+                    count = 2
+                elif op == "~":
+                    low, high = (int(args[0]), int(args[-1])) if args else (1, 1)
+                    count = 1 if high >= 50 else sum(min(base ** k, cap) for k in range(low, min(high, 50) + 1))
+                else:
+                    count = 1
+            elif kind == "maybe":
+                count = (inner[0] if inner else 1) + 1
+            else:
+                count = inner[0] if inner else 1
+            counts[id(node)] = min(count, cap)
+        total += counts.get(id(tree), 1)
+        if total > max_rules:
+            m = re.search(rf"^\s*[?!]?{re.escape(str(name))}\b", text, re.MULTILINE)
+            where = f" (line {text.count(chr(10), 0, m.start()) + 1})" if m else ""
+            raise LimitExceeded(f"the grammar expands to more than max_rules={max_rules} BNF rules, by rule "
+                                f"{name}{where}: alternatives, optional parts and repeats (~n) multiply when "
+                                f"Lark writes them out (raise max_rules=, or move repeated parts into rules "
+                                f"of their own)")
 
 
 def _check_nesting(text: str, max_nesting: int) -> None:

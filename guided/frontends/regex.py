@@ -252,6 +252,15 @@ class _Builder:
         self.deadline = limits.until()
         self.limits = limits
         self.calls = 0
+        self._ranges: dict[tuple, list[tuple[int, int]]] = {}
+
+    def ranges(self, group, flags) -> list[tuple[int, int]]:
+        """`_class_ranges`, once per class node: a counted repeat builds its body many times."""
+        key = (id(group), flags)
+        found = self._ranges.get(key)
+        if found is None:
+            found = self._ranges[key] = _class_ranges(group, flags)
+        return found
 
     def build(self, node, start: int, end: int, flags) -> None:
         nfa = self.nfa
@@ -282,7 +291,7 @@ class _Builder:
         elif isinstance(node, _ip._Repeated):
             self._repeat(node, start, end, flags)
         elif isinstance(node, _ip._CharGroup):
-            nfa.add_codepoints(start, _class_ranges(node, flags), end)
+            nfa.add_codepoints(start, self.ranges(node, flags), end)
         elif node is _ip._DOT:
             excluded = [] if flags & _ip.REFlags.SINGLE_LINE else [(10, 10)]
             nfa.add_codepoints(start, complement_codepoints(excluded), end)

@@ -645,6 +645,10 @@ class _Compiler:
         finally:
             self.negations -= 1
         for f in alternatives:
+            # guided asserts formats, while validators by default read them as annotations; under
+            # 'not' only the annotation reading is sound for both (not {"format": "uuid"} allows
+            # nothing, where asserting it would allow every non-UUID string).
+            f = {k: v for k, v in f.items() if k not in ("format", "_formats")}
             result = self.conj(result, self.negate_flat(f, ptr), ptr)
         return result
 

@@ -150,7 +150,7 @@ class _JsonBuilder(_rx._Builder):
 
     def build(self, node, start, end, flags):
         if isinstance(node, _ip._CharGroup):
-            add_json_chars(self.nfa, start, end, _rx._class_ranges(node, flags))
+            add_json_chars(self.nfa, start, end, self.ranges(node, flags))
         elif node is _ip._DOT:
             # ECMA-262 '.' excludes all line terminators
             excl = [] if flags & _ip.REFlags.SINGLE_LINE else [(0x0A, 0x0A), (0x0D, 0x0D), (0x2028, 0x2029)]
