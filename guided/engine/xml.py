@@ -38,7 +38,7 @@ import torch
 from guided.engine.bitmask import pack, set_bits, unpack, write_row
 from guided.engine.cfg import CfgGrammar
 from guided.engine.matcher import HistoryMatcher, text_bytes, token_index
-from guided.errors import ConstraintViolation
+from guided.errors import ConstraintViolation, UsageError
 from guided.vocab import Vocabulary
 
 __all__ = ["XML_GRAMMAR", "Xml", "XmlGrammar", "XmlMatcher", "compile_xml"]
@@ -163,6 +163,14 @@ class Xml:
 
     schema: object = None
     root: str | None = None  # root element name for schema-shaped XML (default: the model's title)
+
+    def __post_init__(self) -> None:
+        shape = self.schema
+        if not (shape is None or isinstance(shape, dict) or (isinstance(shape, type) and hasattr(shape, "model_json_schema"))):
+            raise UsageError(f"guided.Xml takes a JSON Schema dict or a Pydantic model class (or nothing), got "
+                             f"{type(shape).__name__}")
+        if self.root is not None and (not isinstance(self.root, str) or not self.root):
+            raise UsageError(f"Xml(root=...) takes an element name, got {self.root!r}")
 
     def __hash__(self) -> int:
         return hash((_hashable(self.schema), self.root))
