@@ -22,9 +22,16 @@ from guided.errors import (
     RegexError,
     SpecError,
     TokenizerMismatch,
+    UsageError,
 )
 from guided.engine.xml import Xml
-from guided.frontends.jsonschema import JsonSchema, RelaxedSchemaWarning, SchemaTooLarge, UnsupportedSchema
+from guided.frontends.jsonschema import (
+    InvalidSchema,
+    JsonSchema,
+    RelaxedSchemaWarning,
+    SchemaTooLarge,
+    UnsupportedSchema,
+)
 from guided.frontends.lark import Grammar, GrammarError
 from guided.frontends.regex import Regex
 from guided.generate import IncompleteOutput, generate
@@ -43,6 +50,7 @@ __all__ = [
     "GrammarError",
     "GuidedError",
     "IncompleteOutput",
+    "InvalidSchema",
     "JsonSchema",
     "LimitExceeded",
     "LogitsProcessor",
@@ -62,6 +70,7 @@ __all__ = [
     "ToolCall",
     "Tools",
     "UnsupportedSchema",
+    "UsageError",
     "ValidationResult",
     "Vocabulary",
     "Xml",

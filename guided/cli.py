@@ -161,7 +161,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.prompt = args.choices.pop()  # --choices yes no maybe "Is water wet?"
         else:
             parser.error("the prompt is missing (give it after the options, or before --choices)")
-    from guided.errors import GuidedError, LimitExceeded, ModelUnavailable, SpecError, TokenizerMismatch, UsageError
+    from guided.errors import (
+        GuidedError,
+        LimitExceeded,
+        ModelUnavailable,
+        SpecError,
+        TokenizerMismatch,
+        UsageError,
+    )
 
     try:
         return _generate(args) if args.command == "generate" else _validate(args)

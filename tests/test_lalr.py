@@ -46,8 +46,8 @@ def lark_ir_tables(table, terminal_index: dict[str, int]) -> dict:
                 gos[nonterminals.setdefault(symbol, len(nonterminals))] = arg
         actions.append(acts)
         gotos.append(gos)
-    return dict(actions=tuple(actions), gotos=tuple(gotos), rules=tuple(rule_list),
-                nonterminals=tuple(sorted(nonterminals, key=nonterminals.get)), rule_names=tuple(rule_names))
+    return {"actions": tuple(actions), "gotos": tuple(gotos), "rules": tuple(rule_list),
+                "nonterminals": tuple(sorted(nonterminals, key=nonterminals.get)), "rule_names": tuple(rule_names)}
 
 
 def lark_tables(rules, terminals, start):

@@ -16,6 +16,7 @@ tokens, histories) and reorders it with `select` when beams are reordered or row
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -63,7 +64,7 @@ class SamplingParams:
                      "frequency_penalty", "presence_penalty", "no_repeat_ngram_size", "reward_weight", "reward_top_k"):
             value = getattr(self, name)
             integral = name in ("top_k", "no_repeat_ngram_size", "reward_top_k")
-            if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)) or value != value:
+            if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)) or math.isnan(value):
                 raise UsageError(f"{name}= takes {'an int' if integral else 'a number'}, got "
                                  f"{type(value).__name__} {value!r}")
         if self.reward is not None and not callable(self.reward):

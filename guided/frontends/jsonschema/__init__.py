@@ -83,10 +83,11 @@ class JsonSchema:
                  closed: bool = False, max_depth: int = 8, max_states: int = 100_000, max_rules: int = 50_000,
                  max_seconds: float = 10.0, max_repeat: int = 256, max_alternatives: int = 256,
                  max_multiple_of: int = 10_000, max_string_length: int = 4_096, max_nesting: int = 128):
-        options = dict(lenient=lenient, whitespace=whitespace, max_whitespace=max_whitespace, closed=closed,
-                       max_depth=max_depth, max_states=max_states, max_rules=max_rules, max_seconds=max_seconds,
-                       max_repeat=max_repeat, max_alternatives=max_alternatives, max_multiple_of=max_multiple_of,
-                       max_string_length=max_string_length, max_nesting=max_nesting)
+        options = {"lenient": lenient, "whitespace": whitespace, "max_whitespace": max_whitespace,
+                   "closed": closed, "max_depth": max_depth, "max_states": max_states, "max_rules": max_rules,
+                   "max_seconds": max_seconds, "max_repeat": max_repeat, "max_alternatives": max_alternatives,
+                   "max_multiple_of": max_multiple_of, "max_string_length": max_string_length,
+                   "max_nesting": max_nesting}
         for name, value in options.items():
             object.__setattr__(self, name, value)
         if whitespace not in ("any", "compact"):

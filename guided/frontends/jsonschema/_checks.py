@@ -26,6 +26,7 @@ guided.frontends.jsonschema._compiler.InvalidSchema: #/required: required: must 
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any
 
 from guided.frontends.jsonschema._compiler import InvalidSchema, SchemaTooLarge
@@ -165,7 +166,7 @@ def _fits(value: Any, want: str) -> bool:
     if want == SCHEMA_LIST:
         return isinstance(value, (list, tuple)) and len(value) > 0
     if want == NUMBER:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
     if want == COUNT:
         return (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
                 and float(value).is_integer())
