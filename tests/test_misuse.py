@@ -325,6 +325,15 @@ def test_cli_usage_errors_exit_2(monkeypatch, capsys, tmp_path):
     assert exit_.value.code == 2 and "the prompt is missing" in capsys.readouterr().err
 
 
+def test_validate_checks_its_arguments():
+    with pytest.raises(UsageError, match="takes the text as a str or bytes, got int"):
+        guided.validate(5, guided.Regex("a"))
+    with pytest.raises(UsageError, match="a bare string is ambiguous"):
+        guided.validate("a", "a")
+    with pytest.raises(UsageError, match="not both"):
+        guided.validate("a", guided.Regex("a"), regex="a")
+
+
 def test_specs_check_their_arguments():
     with pytest.raises(UsageError, match="whitespace=...\\) takes 'any' or 'compact'"):
         guided.JsonSchema({}, whitespace="some")
