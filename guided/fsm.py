@@ -293,7 +293,7 @@ def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton"
         rows.append(row)
     transitions = np.stack(rows).astype(np.int32)
     accepting = np.array([bool(subset & nfa.accepting) for subset in order])
-    dfa = trim(transitions, accepting, initial=1)
+    dfa = trim(transitions, accepting, initial=1, deadline=deadline, what=what)
     return minimize(dfa, deadline) if minimal else dfa
 
 
@@ -375,14 +375,19 @@ def _edges(transitions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 NARROW = 32  # frontiers up to this size are searched in Python
 
 
-def _search(src: np.ndarray, dst: np.ndarray, n: int, seeds: np.ndarray) -> np.ndarray:
-    """States reachable from ``seeds`` along the edges (``src`` sorted), one frontier at a time."""
+def _search(src: np.ndarray, dst: np.ndarray, n: int, seeds: np.ndarray, check=None) -> np.ndarray:
+    """States reachable from ``seeds`` along the edges (``src`` sorted), one frontier at a time
+    (``check()`` between frontiers: it raises to stop)."""
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(src, minlength=n), out=offsets[1:])
     seen = np.zeros(n, bool)
     seen[seeds] = True
     frontier = np.unique(seeds)
+    steps = 0
     while frontier.size:
+        steps += 1
+        if check is not None and steps % 64 == 0:
+            check()
         if frontier.size <= NARROW:
             # A narrow frontier (a long chain, such as a{50000}) is followed in Python: a whole-array
             # step per state would cost more than the states themselves.
@@ -407,24 +412,30 @@ def _search(src: np.ndarray, dst: np.ndarray, n: int, seeds: np.ndarray) -> np.n
     return seen
 
 
-def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDFA:
+def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int, deadline: float | None = None,
+         what: str = "automaton") -> ByteDFA:
     """Drop the states that cannot reach an accepting state or cannot be reached, and renumber.
 
     Two graph searches over the distinct edges, one frontier at a time: a dense fixpoint would
-    take one pass over the whole table per step of the longest chain.
+    take one pass over the whole table per step of the longest chain.  Past ``deadline``,
+    `LimitExceeded`.
     """
+    def check() -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise LimitExceeded(f"{what}: construction took longer than its max_seconds")
+
     n = transitions.shape[0]
     if initial == DEAD:
         return ByteDFA(transitions=np.zeros((1, 256), np.int32), accepting=np.zeros(1, bool), initial=DEAD)
     src, dst = _edges(transitions)
-    reach = _search(src, dst, n, np.array([initial]))
+    reach = _search(src, dst, n, np.array([initial]), check)
     finals = np.flatnonzero(accepting & reach)
     finals = finals[finals != DEAD]
     if not finals.size:
         return ByteDFA(transitions=np.zeros((1, 256), np.int32), accepting=np.zeros(1, bool), initial=DEAD)
     keep = reach[src]
     back = np.argsort(dst[keep], kind="stable")
-    live = _search(dst[keep][back], src[keep][back], n, finals)
+    live = _search(dst[keep][back], src[keep][back], n, finals, check)
     keep_states = reach & live
     keep_states[DEAD] = False
     order = np.flatnonzero(keep_states)
