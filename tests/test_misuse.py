@@ -171,6 +171,18 @@ def test_malformed_grammars_name_the_line(text, error, message):
         guided.compile(guided.Grammar(text), BYTES, cache=False)
 
 
+def test_the_engine_refuses_empty_terminals_from_any_front_end():
+    """An empty lexeme could end and start again forever (an endless recursion in the masks)."""
+    from guided.engine.cfg import CfgGrammar
+    from guided.frontends.regex import regex_to_dfa
+    from guided.ir import CfgIR, Terminal
+
+    ir = CfgIR(terminals=(Terminal("X", regex_to_dfa(guided.Regex("a*"))),), ignore=frozenset(),
+               actions=({0: 1}, {}), gotos=({}, {}), rules=(), nonterminals=(), start_state=0, end_state=1)
+    with pytest.raises(guided.SpecError, match="terminal X matches the empty string"):
+        CfgGrammar(ir, BYTES)
+
+
 def test_long_rule_chains_and_big_repeats_compile():
     chain = "\n".join([f"r{i}: r{i + 1}" for i in range(1000)] + ['r1000: "a"', "start: r0"])
     assert walks(guided.compile(guided.Grammar(chain), BYTES, cache=False), "a")

@@ -41,7 +41,7 @@ from guided.engine.bitmask import clear_bits, pack, set_bits, unpack, write_row
 from guided.engine.matcher import HistoryMatcher, text_bytes, token_index
 from guided.engine.token_table import (SCALAR_WORK, TokenTable, children_of, subtree_tokens, trie_lists, trie_nodes,
                                        trie_order, walk_automaton, walk_divergence, with_duplicate_ids)
-from guided.errors import ConstraintViolation, LimitExceeded
+from guided.errors import ConstraintViolation, LimitExceeded, SpecError
 from guided.ir import END, CfgIR
 from guided.vocab import Vocabulary
 
@@ -579,6 +579,11 @@ class CfgGrammar:
     """A `CfgIR` compiled against a vocabulary: the `CompiledGrammar` of Lark grammars."""
 
     def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
+        for t in ir.terminals:
+            # A lexeme must hold a byte: an empty one could end and start again forever.
+            if t.dfa.initial != DEAD and t.dfa.accepting[t.dfa.initial]:
+                raise SpecError(f"terminal {t.name} matches the empty string; every terminal must match at least "
+                                f"one byte")
         self.ir = ir
         self.vocab = vocab
         self.table = TokenTable.of(vocab)
