@@ -1,11 +1,13 @@
-"""LALR(1) parse tables for generated grammars, built fast enough to run per request.
+"""LALR(1) parse tables, built fast enough to run per request, for every grammar guided compiles.
 
-Lark builds the tables of hand-written grammars (and caches them on disk), but a JSON Schema is
-compiled once per request into a fresh grammar of a few hundred rules, where Lark's analysis
-takes 10-30 ms in pure Python.  This is the same construction, DeRemer and Pennello's LALR(1)
-lookaheads over the LR(0) automaton, on integers: items are ints, terminal sets are int
-bitsets, and conflicts are resolved as Lark resolves them (shift over reduce; between
-reductions, the rule listed first), so the tables are those Lark would build.
+A JSON Schema is compiled once per request into a fresh grammar of a few hundred rules, where
+Lark's analysis takes 10-30 ms in pure Python; and Lark's analysis recurses and repeats passes
+as deep as a grammar's longest chain of rules (a minute, then a RecursionError, for 3,000), so
+Lark grammars get their tables here too.  This is the same construction, DeRemer and
+Pennello's LALR(1) lookaheads over the LR(0) automaton, on integers and without recursion:
+items are ints, terminal sets are int bitsets, and conflicts are resolved as Lark resolves
+them (shift over reduce; between reductions, the rule listed first, or the one of highest
+priority), so the tables are those Lark would build.
 
 >>> t = lalr_tables([("start", ("list",)), ("list", ("NUM",)), ("list", ("list", "COMMA", "NUM"))],
 ...                 {"NUM": 0, "COMMA": 1}, "start")

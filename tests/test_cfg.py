@@ -344,7 +344,7 @@ def test_random_model_outputs_parse(name, samplers, tiny_model):
 
 
 def test_cached_lalr_analysis_gives_the_same_tables(tmp_path, monkeypatch):
-    """Lark's analysis is cached on disk; a cold build and a cached load must agree exactly."""
+    """The LALR analysis is cached on disk; a cold build and a cached load must agree exactly."""
     monkeypatch.setenv("GUIDED_CACHE", str(tmp_path))
     from guided.frontends.lark import lark_to_ir
 
