@@ -7,9 +7,9 @@ notices when a new `generate` call starts and begins again from the grammar's st
 >>> import guided, torch
 >>> vocab = guided.Vocabulary.from_token_bytes([b"a", b"b", b"<eos>"], eos_token_ids=[2])
 >>> proc = guided.LogitsProcessor(guided.compile(guided.Regex("ab"), vocab))
->>> proc(torch.tensor([[7]]), torch.zeros(1, 3)).tolist()
+>>> proc(torch.tensor([[2]]), torch.zeros(1, 3)).tolist()
 [[0.0, -inf, -inf]]
->>> proc(torch.tensor([[7, 0]]), torch.zeros(1, 3)).tolist()
+>>> proc(torch.tensor([[2, 0]]), torch.zeros(1, 3)).tolist()
 [[-inf, 0.0, -inf]]
 """
 
