@@ -248,7 +248,9 @@ def _check_expansions(grammar, text: str, max_rules: int) -> None:
     cap = max_rules + 1
     for definition in grammar.rule_defs:
         name, tree = definition[0], definition[2]
-        # Post-order: (node, children counted?); counts of finished nodes by id.
+        # Post-order: (node, children counted?); counts of finished nodes by id.  ``x*`` and
+        # ``x+`` become a rule of their own (``_x: _x x | x``): twice x's alternatives, added
+        # to the total as they are met.
         counts: dict[int, int] = {}
         stack = [(tree, False)]
         while stack:
@@ -271,11 +273,16 @@ def _check_expansions(grammar, text: str, max_rules: int) -> None:
                 op, args = str(node.children[1]), [str(a) for a in node.children[2:]]
                 if op == "?":
                     count = base + 1
-                elif op == "*":
-                    count = 2
+                elif op in ("*", "+"):
+                    total += 2 * base
+                    count = 2 if op == "*" else 1
                 elif op == "~":
                     low, high = (int(args[0]), int(args[-1])) if args else (1, 1)
-                    count = 1 if high >= 50 else sum(min(base ** k, cap) for k in range(low, min(high, 50) + 1))
+                    if high >= 50:  # split into rules of a few copies each
+                        total += 8 * min(base ** 5, cap)
+                        count = 1
+                    else:
+                        count = sum(min(base ** k, cap) for k in range(low, high + 1))
                 else:
                     count = 1
             elif kind == "maybe":
@@ -283,7 +290,7 @@ def _check_expansions(grammar, text: str, max_rules: int) -> None:
             else:
                 count = inner[0] if inner else 1
             counts[id(node)] = min(count, cap)
-        total += counts.get(id(tree), 1)
+        total = min(total + counts.get(id(tree), 1), cap)
         if total > max_rules:
             m = re.search(rf"^\s*[?!]?{re.escape(str(name))}\b", text, re.MULTILINE)
             where = f" (line {text.count(chr(10), 0, m.start()) + 1})" if m else ""
