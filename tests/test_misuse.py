@@ -103,6 +103,14 @@ def test_malformed_schemas_name_the_pointer(schema, pointer, message):
     assert info.value.pointer == pointer
 
 
+def test_references_into_non_schemas():
+    with pytest.raises(guided.UnsupportedSchema, match="its JSON pointer leads through a value that is not"):
+        guided.compile(guided.JsonSchema({"$ref": "#/$defs/a/not", "$defs": {"a": False}}), BYTES, cache=False)
+    with pytest.raises(InvalidSchema, match="'#/required/0' points to a str, not a schema"):
+        guided.compile(guided.JsonSchema({"properties": {"x": {"$ref": "#/required/0"}}, "required": ["x"]}), BYTES,
+                       cache=False)
+
+
 def test_booleans_in_allof_and_lone_surrogates_compile():
     assert accepts(schema_to_ir(guided.JsonSchema({"allOf": [True, {"type": "string"}]})), b'"x"')
     for schema, doc in [({"const": "a\udc00"}, b'"a\\udc00"'), ({"enum": ["\ud800"]}, b'"\\uD800"'),

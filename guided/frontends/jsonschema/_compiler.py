@@ -440,11 +440,7 @@ class _Compiler:
                 self.unsupported(ptr, key, "dynamic references are not supported")
         if "$ref" in node:
             ref = node["$ref"]
-            try:
-                resolved = resolver.lookup(ref)
-            except referencing.exceptions.Unresolvable as exc:
-                raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {ref!r} ({exc.__class__.__name__}); "
-                                                     f"only references inside the schema are supported") from None
+            resolved = self.lookup(resolver, ref, ptr)
             key = ("ref", id(resolved.contents))
             target_ptr = f"{ptr}/$ref"
             if self.old_ref:
@@ -487,6 +483,22 @@ class _Compiler:
                                     self.flat(dep, resolver, dptr, depth + 1), ptr)
             alts = self.conj(alts, absent + present, ptr)
         return alts
+
+    def lookup(self, resolver, ref: str, ptr: str):
+        """The schema ``ref`` points to, or `UnsupportedSchema` naming the reference."""
+        try:
+            resolved = resolver.lookup(ref)
+        except referencing.exceptions.Unresolvable as exc:
+            raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {ref!r} ({exc.__class__.__name__}); "
+                                                 f"only references inside the schema are supported") from None
+        except (TypeError, KeyError, IndexError, ValueError, AttributeError):
+            # referencing walks a JSON pointer into a boolean or a number as into an object
+            raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {ref!r}: its JSON pointer leads through a value "
+                                                 f"that is not an object or an array") from None
+        if not isinstance(resolved.contents, (dict, bool)):
+            raise InvalidSchema(ptr, "$ref", f"{ref!r} points to a {type(resolved.contents).__name__}, not a "
+                                             f"schema")
+        return resolved
 
     def enter(self, node: dict, resolver, ptr: str):
         """The resolver inside ``node`` (a new base URI where it has an id)."""
@@ -847,12 +859,7 @@ class _Compiler:
             if id(node) in chain:
                 raise UnsupportedSchema(ptr, "$ref", "circular reference with no schema in between")
             chain.add(id(node))
-            try:
-                resolved = resolver.lookup(node["$ref"])
-            except referencing.exceptions.Unresolvable as exc:
-                raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {node['$ref']!r} "
-                                                     f"({exc.__class__.__name__}); only references inside "
-                                                     f"the schema are supported") from None
+            resolved = self.lookup(resolver, node["$ref"], ptr)
             if len(chain) % 256 == 0:
                 self.g.check_time(ptr)
             node, resolver, ptr = resolved.contents, resolved.resolver, f"{ptr}/$ref"
