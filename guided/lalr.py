@@ -148,6 +148,7 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     # -- lookaheads (DeRemer & Pennello) -----------------------------------------------------
     # Nonterminal transitions (p, A) are numbered; each gets Read and Follow terminal bitsets.
     nt_trans: dict[tuple[int, int], int] = {}
+    check()
     for p in range(n_states):
         for sym in transitions[p]:
             if sym >= bias:
@@ -156,6 +157,8 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     direct = [0] * len(pairs)
     reads: list[list[int]] = [[] for _ in pairs]
     for x, (p, sym) in enumerate(pairs):
+        if x % 1024 == 0:
+            check()
         r = transitions[p][sym]
         bits = 0
         for s2, _ in transitions[r].items():
@@ -165,11 +168,13 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
                 reads[x].append(nt_trans[(r, s2)])
         direct[x] = bits
     direct[nt_trans[(0, bias + nt_id[start])]] |= 1 << end_bit
-    read_sets = _digraph(direct, reads)
+    read_sets = _digraph(direct, reads, check)
 
     includes: list[list[int]] = [[] for _ in pairs]
     lookback: dict[tuple[int, int], list[int]] = {}
     for x, (p, sym) in enumerate(pairs):
+        if x % 256 == 0:
+            check()
         for r in by_lhs[sym - bias]:
             syms = rhs_syms[r]
             q = p
@@ -178,7 +183,7 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
                     includes[nt_trans[(q, s)]].append(x)
                 q = transitions[q][s]
             lookback.setdefault((q, r), []).append(x)
-    follow = _digraph(read_sets, includes)
+    follow = _digraph(read_sets, includes, check)
 
     # -- the action table ----------------------------------------------------------------------
     actions: list[dict[int, int]] = []
@@ -233,7 +238,7 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     )
 
 
-def _digraph(base: list[int], edges: list[list[int]]) -> list[int]:
+def _digraph(base: list[int], edges: list[list[int]], check: Callable[[], None] | None = None) -> list[int]:
     """F(x) = base(x) | F(y) for every edge x -> y; a strongly connected part shares one set.
 
     DeRemer and Pennello's traversal (Tarjan's), iterative so that deep grammars do not reach
@@ -245,6 +250,8 @@ def _digraph(base: list[int], edges: list[list[int]]) -> list[int]:
     done = n + 1
     stack: list[int] = []
     for root in range(n):
+        if check is not None and root % 1024 == 0:
+            check()
         if mark[root]:
             continue
         stack.append(root)

@@ -172,6 +172,8 @@ def test_regex_spec_types():
     ("start: X\n%declare X", GrammarError, "terminal X is used in rule start but never defined"),
     ('start: a | b\na: "x" "y"\nb: "x" "y"', GrammarError, "(?s)not LALR.*Reduce/Reduce collision in \\$END"),
     ("start: " + "(" * 1000 + '"a"' + ")" * 1000, LimitExceeded, "brackets more than max_nesting=100 deep at line 1"),
+    ('start: a\na.2: (a | "x")', GrammarError, "rule a derives itself through a -> a alone"),
+    ('start: a\na: b | "x"\nb: a', GrammarError, "rule a derives itself through a -> b -> a alone"),
     ('start: ("a" | "b")~14', LimitExceeded, r"more than max_rules=10000 BNF rules, by rule start \(line 1\)"),
 ])
 def test_malformed_grammars_name_the_line(text, error, message):
@@ -189,6 +191,23 @@ def test_the_engine_refuses_empty_terminals_from_any_front_end():
                actions=({0: 1}, {}), gotos=({}, {}), rules=(), nonterminals=(), start_state=0, end_state=1)
     with pytest.raises(guided.SpecError, match="terminal X matches the empty string"):
         CfgGrammar(ir, BYTES)
+
+
+def test_reduction_cycles_end():
+    """Tables that reduce in a circle (a symbol deriving itself, collisions decided by priority)
+    would loop forever at the end of input; the engine stops such a run."""
+    from guided.engine.cfg import CfgGrammar
+    from guided.ir import END, CfgIR, Terminal
+    from guided.frontends.regex import literal_to_dfa
+
+    # state 0 --x--> 1; state 1 reduces a -> x on END; goto(0, a) = 2; state 2 reduces a -> a on END.
+    ir = CfgIR(terminals=(Terminal("X", literal_to_dfa("x")),), ignore=frozenset(),
+               actions=({0: 1}, {END: -1}, {END: -2}), gotos=({0: 2}, {}, {}), rules=((0, 1), (0, 1)),
+               nonterminals=("a",), start_state=0, end_state=3)
+    g = CfgGrammar(ir, BYTES)
+    m = g.matcher()
+    m.advance(ord("x"))
+    assert not m.accepts_eos() and not m.mask()[256]
 
 
 def test_long_rule_chains_and_big_repeats_compile():

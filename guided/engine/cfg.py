@@ -575,6 +575,30 @@ def _shortest_path(transitions: np.ndarray, start: int, accepting: np.ndarray, u
     return None
 
 
+class _Reductions:
+    """Catches a run of reductions that comes back to a stack it has been on: tables of a grammar
+    where a symbol derives itself (``a: a | "x"``, with priorities deciding the collisions) can
+    reduce forever.  Such a run shifts nothing, so it is a dead end.  Counting alone costs
+    nothing; stacks are remembered only past the first few reductions of a run."""
+
+    __slots__ = ("count", "seen")
+
+    def __init__(self):
+        self.count = 0
+        self.seen: set[int] | None = None
+
+    def cycle(self, node: _Stack) -> bool:
+        self.count += 1
+        if self.count < 32:
+            return False
+        if self.seen is None:
+            self.seen = set()
+        if node.uid in self.seen:
+            return True
+        self.seen.add(node.uid)
+        return False
+
+
 class CfgGrammar:
     """A `CfgIR` compiled against a vocabulary: the `CompiledGrammar` of Lark grammars."""
 
@@ -636,6 +660,7 @@ class CfgGrammar:
         ir = self.ir
         node: _Stack | None = stack
         result = None
+        reductions = _Reductions()
         while node is not None:
             action = ir.actions[node.state].get(terminal)
             if action is None:
@@ -646,6 +671,8 @@ class CfgGrammar:
                     result = None
                 break
             node = self._reduce(node, action)
+            if reductions.cycle(node):
+                break
         stack.feeds[terminal] = result
         return result
 
@@ -657,6 +684,7 @@ class CfgGrammar:
         ir = self.ir
         node: _Stack | None = stack
         ok = False
+        reductions = _Reductions()
         while node is not None:
             if node.state == ir.end_state:
                 ok = True
@@ -665,6 +693,8 @@ class CfgGrammar:
             if action is None or action >= 0:
                 break
             node = self._reduce(node, action)
+            if reductions.cycle(node):
+                break
         stack.feeds[END] = ok
         return ok
 

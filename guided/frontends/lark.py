@@ -218,6 +218,8 @@ def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> Tables:
             raise GrammarError(f"rule defined twice: {r}")
         seen[key] = r
 
+    _check_cycles(rules)
+
     def check() -> None:
         if time.monotonic() > deadline:
             raise LimitExceeded(f"the grammar's LALR(1) analysis took longer than max_seconds={spec.max_seconds} s "
@@ -233,6 +235,51 @@ def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> Tables:
                               + "".join(f"\n\t- {rules[r]}" for r in colliding))
         raise GrammarError("the grammar is not LALR(1):\n" + "\n".join(collisions))
     return tables
+
+
+def _check_cycles(rules) -> None:
+    """`GrammarError` when a rule can derive itself and nothing else (``a: a | "x"``, or ``a: b``
+    with ``b: a``): its sentences have endless parses, and LALR tables whose collisions rule
+    priorities decide would reduce forever."""
+    nullable: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for r in rules:
+            if r.origin.name not in nullable and all(not x.is_term and x.name in nullable for x in r.expansion):
+                nullable.add(r.origin.name)
+                changed = True
+    # a -> b when a rule of a is b between symbols that can be empty
+    unit: dict[str, set[str]] = {}
+    for r in rules:
+        symbols = r.expansion
+        for i, x in enumerate(symbols):
+            if not x.is_term and all(not y.is_term and y.name in nullable
+                                     for j, y in enumerate(symbols) if j != i):
+                unit.setdefault(r.origin.name, set()).add(x.name)
+    # Depth first with an explicit stack, colouring nodes: a grey target closes a cycle.
+    colour: dict[str, int] = {}
+    for root in unit:
+        if colour.get(root):
+            continue
+        path = [root]
+        stack = [iter(sorted(unit.get(root, ())))]
+        colour[root] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                colour[path.pop()] = 2
+                stack.pop()
+                continue
+            if colour.get(nxt) == 1:
+                cycle = path[path.index(nxt):] + [nxt]
+                raise GrammarError(f"rule {nxt} derives itself through {' -> '.join(cycle)} alone: its sentences "
+                                   f"would have endless parses (remove the alternative that is only "
+                                   f"{cycle[1] if len(cycle) > 1 else nxt})")
+            if not colour.get(nxt):
+                colour[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(sorted(unit.get(nxt, ()))))
 
 
 def _check_expansions(grammar, text: str, max_rules: int) -> None:
