@@ -112,7 +112,9 @@ def outcome(run: Callable[[], Any]) -> tuple[str, str]:
         return f"invalid:{exc.args[0]}", " ".join(str(a) for a in exc.args[1:])[:600]
     except GuidedError as exc:
         return f"refused:{type(exc).__name__}", str(exc)[:300]
-    except Exception as exc:  # noqa: BLE001 - what the fuzzing looks for
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - what the fuzzing looks for (Rust panics are BaseExceptions)
         import traceback
 
         return f"error:{type(exc).__name__}", "".join(traceback.format_exception(exc))[-2500:]
@@ -332,7 +334,9 @@ def schemas(draw):
 
 def run_schema(schema: Any, seed: int = 0) -> None:
     spec = guided.JsonSchema(schema, max_seconds=COMPILE_SECONDS, lenient=bool(seed % 2))
-    grammar = timed_compile(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", guided.RelaxedSchemaWarning)  # lenient mode lists what it relaxed
+        grammar = timed_compile(spec)
     rng = random.Random(seed)
     oracle = _schema_oracle(schema)
     for _ in range(2):
@@ -345,11 +349,7 @@ def run_schema(schema: Any, seed: int = 0) -> None:
         except ValueError as exc:
             raise Invalid("json", f"{text!r}: {exc}") from None
         if oracle is not None:
-            try:
-                ok = oracle(value)
-            except RecursionError:
-                continue
-            if not ok:
+            if not oracle(value):
                 raise Invalid("jsonschema", f"{text!r} is not valid under the schema")
 
 
@@ -368,10 +368,10 @@ def _schema_oracle(schema: Any):
     def judge(value) -> bool:
         try:
             return validator.is_valid(value)
-        except RecursionError:
+        except (Hang, KeyboardInterrupt, SystemExit):
             raise
-        except Exception:  # noqa: BLE001 - unresolvable refs, Python-only regex errors: no verdict
-            return True
+        except BaseException:  # noqa: BLE001 - no verdict: unresolvable refs, Python-only regexes, and schemas
+            return True  # that refer to themselves in place, on which jsonschema recurses until it fails
 
     return judge
 
