@@ -11,9 +11,12 @@ step, exactly which tokens keep the output inside the language.
 True
 """
 
+import sys
+
 from guided.compiler import compile
 from guided.decoding import GenerationStats, NoAllowedToken, SpeculativeStats
 from guided.engine.matcher import CompiledGrammar, Matcher
+from guided.engine.native import fill_bitmasks
 from guided.errors import (
     ConstraintViolation,
     GuidedError,
@@ -24,7 +27,6 @@ from guided.errors import (
     TokenizerMismatch,
     UsageError,
 )
-from guided.engine.xml import Xml
 from guided.frontends.jsonschema import (
     InvalidSchema,
     JsonSchema,
@@ -38,7 +40,9 @@ from guided.generate import IncompleteOutput, generate
 from guided.integrations.hf import LogitsProcessor
 from guided.models import Model, load_model
 from guided.sampling import PhraseOptions, SamplingParams
-from guided.tools import ToolCall, Tools
+from guided.frontends import tools
+from guided.frontends.tools import ToolCall, ToolFormat, Tools
+from guided.frontends.xml import Xml
 from guided.validate import ValidationResult, validate
 from guided.vocab import Vocabulary
 
@@ -68,6 +72,7 @@ __all__ = [
     "SpeculativeStats",
     "TokenizerMismatch",
     "ToolCall",
+    "ToolFormat",
     "Tools",
     "UnsupportedSchema",
     "UsageError",
@@ -75,8 +80,14 @@ __all__ = [
     "Vocabulary",
     "Xml",
     "compile",
+    "fill_bitmasks",
     "generate",
     "load_model",
     "validate",
 ]
+
+# The one version literal: pyproject.toml reads it (``[tool.setuptools.dynamic]``).
 __version__ = "0.1.0"
+
+# `guided.tools` moved to `guided.frontends.tools`; ``import guided.tools`` keeps working.
+sys.modules.setdefault("guided.tools", tools)

@@ -12,20 +12,20 @@ True
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections import OrderedDict
 from typing import Any
 
+from guided.engine import native
 from guided.engine.automaton import AutomatonGrammar
 from guided.engine.cfg import CfgGrammar
 from guided.engine.matcher import CompiledGrammar
-from guided.engine.xml import Xml, compile_xml
-from guided.errors import TokenizerMismatch, UsageError
-from guided.frontends.jsonschema import JsonSchema, schema_to_ir
-from guided.frontends.lark import Grammar, lark_to_ir
+from guided.engine.xml import XmlGrammar
+from guided.errors import GuidedError, TokenizerMismatch, UsageError
 from guided.frontends.pydantic import is_pydantic_model, pydantic_spec
-from guided.frontends.regex import Regex, regex_to_dfa
+from guided.ir import ByteDFA, CfgIR
 from guided.vocab import Vocabulary
 
 CACHE_SIZE = 64
@@ -34,55 +34,95 @@ _cache: "weakref.WeakKeyDictionary[Vocabulary, OrderedDict[Any, CompiledGrammar]
 _lock = threading.Lock()
 
 
-def compile(spec: Any, vocab: Any, *, cache: bool = True) -> CompiledGrammar:
+def compile(spec: Any, vocab: Any, *, cache: bool = True, engine: str | None = None) -> CompiledGrammar:
     """Compile ``spec`` for ``vocab``: a `guided.Regex`, `guided.Grammar`, `guided.JsonSchema`,
     a Pydantic model class, `guided.Xml` or `guided.Tools`.
 
-    ``vocab`` may be a `guided.Vocabulary`, a Hugging Face tokenizer or a `guided.Model`.  A
+    ``vocab`` may be a `guided.Vocabulary`, a Hugging Face tokenizer or a `guided.Model`.
+    This is the one place that picks an engine, and its cache (per vocabulary, up to
+    `CACHE_SIZE` specs, least recently used first out) the one cache of compiled grammars.
+    ``engine`` is ``"native"`` (the compiled core, the default where it is built) or ``"python"``
+    (the reference engine); the environment variable ``GUIDED_ENGINE`` sets the default.  A
     grammar compiled already is returned as it is when it was compiled for ``vocab``
     (`TokenizerMismatch` otherwise).
     """
     vocab = as_vocabulary(vocab)
+    engine = resolve_engine(engine)
     if hasattr(spec, "matcher") and isinstance(getattr(spec, "vocab", None), Vocabulary):
         if spec.vocab is not vocab and spec.vocab.fingerprint != vocab.fingerprint:
             raise TokenizerMismatch("this grammar was compiled for another vocabulary: compile its spec for this one")
         return spec
     if is_pydantic_model(spec):
         spec = pydantic_spec(spec)  # models with the same schema share one compiled grammar
-    if not cache or not isinstance(spec, (Regex, Grammar, JsonSchema, Xml)) and not hasattr(spec, "compile_for"):
-        return _compile(spec, vocab)  # (which refuses what it cannot compile)
+    if not cache or not callable(getattr(spec, "to_ir", None)):
+        return _compile(spec, vocab, engine)  # (which refuses what it cannot compile)
+    key = (spec, engine)
     with _lock:
         per_vocab = _cache.setdefault(vocab, OrderedDict())
-        hit = per_vocab.get(spec)
+        hit = per_vocab.get(key)
         if hit is not None:
-            per_vocab.move_to_end(spec)
+            per_vocab.move_to_end(key)
             return hit
-    grammar = _compile(spec, vocab)
+    grammar = _compile(spec, vocab, engine)
     with _lock:
-        per_vocab[spec] = grammar
+        per_vocab[key] = grammar
         while len(per_vocab) > CACHE_SIZE:
             per_vocab.popitem(last=False)
     return grammar
 
 
-def _compile(spec: Any, vocab: Vocabulary) -> CompiledGrammar:
-    if isinstance(spec, Regex):
-        return AutomatonGrammar(regex_to_dfa(spec), vocab, source=spec.pattern)
-    if isinstance(spec, Grammar):
-        return CfgGrammar(lark_to_ir(spec), vocab)
-    if isinstance(spec, JsonSchema):
-        return CfgGrammar(schema_to_ir(spec), vocab)
-    if isinstance(spec, Xml):
-        return compile_xml(spec, vocab)
-    if hasattr(spec, "compile_for"):  # guided.tools.Tools
-        return spec.compile_for(vocab)
+def lower(spec: Any) -> ByteDFA | CfgIR:
+    """The intermediate form of a spec: ``spec.to_ir()``, the one method every front-end's spec has.
+
+    >>> import guided
+    >>> type(lower(guided.Regex("a+"))).__name__, type(lower(guided.Grammar("json"))).__name__
+    ('ByteDFA', 'CfgIR')
+    """
+    if is_pydantic_model(spec):
+        spec = pydantic_spec(spec)
     if isinstance(spec, str):
         raise UsageError("a bare string is ambiguous: wrap it as guided.Regex(...), guided.Grammar(...) "
                          "or guided.JsonSchema(...)")
     if isinstance(spec, (dict, bool)):
         raise UsageError("a dict is ambiguous: wrap a JSON Schema as guided.JsonSchema(...)")
-    raise UsageError(f"cannot compile a {type(spec).__name__}; expected guided.Regex, guided.Grammar, "
-                     "guided.JsonSchema, guided.Xml, guided.Tools or a Pydantic model class")
+    if not callable(getattr(spec, "to_ir", None)):
+        raise UsageError(f"cannot compile a {type(spec).__name__}; expected guided.Regex, guided.Grammar, "
+                         "guided.JsonSchema, guided.Xml, guided.Tools or a Pydantic model class")
+    return spec.to_ir()
+
+
+ENGINES = ("native", "python")
+
+
+def resolve_engine(engine: str | None = None) -> str:
+    """The engine to compile with: ``engine``, else ``$GUIDED_ENGINE``, else native where it is built."""
+    if engine is None:
+        engine = os.environ.get("GUIDED_ENGINE") or ("native" if native.available() else "python")
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; expected one of {ENGINES}")
+    if engine == "native" and not native.available():
+        raise GuidedError("engine='native' was asked for but the native core is not built in this installation")
+    return engine
+
+
+def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine: str | None = None) -> CompiledGrammar:
+    """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
+    `CfgIR`, the XML engine for one with matched names (Python only so far); ``engine`` as in
+    `compile`."""
+    engine = resolve_engine(engine)
+    if isinstance(ir, ByteDFA):
+        if engine == "native":
+            return native.NativeRegexGrammar(ir, vocab, source=source)
+        return AutomatonGrammar(ir, vocab, source=source)
+    if ir.matched_names is not None:
+        return XmlGrammar(ir, vocab)
+    if engine == "native":
+        return native.NativeCfgGrammar(ir, vocab)
+    return CfgGrammar(ir, vocab)
+
+
+def _compile(spec: Any, vocab: Vocabulary, engine: str | None = None) -> CompiledGrammar:
+    return engine_for(lower(spec), vocab, source=getattr(spec, "pattern", ""), engine=engine)
 
 
 def as_vocabulary(obj: Any) -> Vocabulary:

@@ -213,11 +213,11 @@ def walk(grammar, rng: random.Random, max_tokens: int = WALK_TOKENS) -> bytes | 
     m = grammar.matcher()
     out = bytearray()
     for step in range(max_tokens + 8):
-        allowed = m.mask().numpy()
+        allowed = m.mask()
         ids = np.flatnonzero(allowed)
         remaining = max_tokens - step
         if remaining <= 8:
-            budget = m.budget_mask(max(remaining, 1)).numpy() & allowed
+            budget = np.asarray(m.budget_mask(max(remaining, 1))) & allowed
             if budget.any():
                 ids = np.flatnonzero(budget)
         if not ids.size:
@@ -543,7 +543,7 @@ def run_ops(spec_index: int, operations: list) -> None:
     m = grammar.matcher()
     history: list[int] = []
     for op in operations:
-        allowed = m.mask().numpy()
+        allowed = m.mask()
         if op[0] == "advance":
             kind, pick = op[1], op[2]
             ids = np.flatnonzero(allowed)
@@ -587,7 +587,7 @@ def run_ops(spec_index: int, operations: list) -> None:
             replay = grammar.matcher()
             for t in history:
                 replay.advance(t)
-            if not np.array_equal(replay.mask().numpy(), m.mask().numpy()):
+            if not np.array_equal(replay.mask(), m.mask()):
                 raise Invalid("rollback", f"mask after rollback({n}) differs from a replay of {history}")
         elif op[0] == "copy":
             clone = m.copy()
@@ -597,7 +597,7 @@ def run_ops(spec_index: int, operations: list) -> None:
                     clone.advance(int(ids[0]))
                 except ConstraintViolation:
                     raise Invalid("copy", "a copy refused a token its original allows") from None
-            if not np.array_equal(m.mask().numpy(), allowed):
+            if not np.array_equal(m.mask(), allowed):
                 raise Invalid("copy", "advancing a copy changed the original")
         else:
             what = op[1]
@@ -614,15 +614,12 @@ def run_ops(spec_index: int, operations: list) -> None:
                 for b in forced:
                     probe.advance(b)  # single-byte tokens are ids 0-255: forced bytes must be allowed
             elif what == "budget":
-                budget = m.budget_mask(3).numpy()
+                budget = np.asarray(m.budget_mask(3))
                 if (budget & ~allowed).any():
                     raise Invalid("budget", "budget_mask allows a token the mask refuses")
             else:
                 bitmask = np.zeros((1, (VOCAB.size + 31) // 32), np.int32)
-                import torch
-
-                t = torch.from_numpy(bitmask)
-                m.fill_bitmask(t, 0)
-                unpacked = ((t.numpy()[0][:, None] >> np.arange(32)) & 1).astype(bool).reshape(-1)[:VOCAB.size]
+                m.fill_bitmask(bitmask, 0)
+                unpacked = ((bitmask[0][:, None] >> np.arange(32)) & 1).astype(bool).reshape(-1)[:VOCAB.size]
                 if not np.array_equal(unpacked, allowed):
                     raise Invalid("bitmask", "fill_bitmask disagrees with mask")

@@ -1,11 +1,11 @@
 """The Lark front-end: a Lark grammar to `guided.ir.CfgIR` (terminal DFAs + LALR(1) tables).
 
 Lark reads the grammar (its full syntax: rules, terminals, ``%import`` from ``common``,
-``%ignore``, priorities, templates); `guided.lalr` builds the LALR(1) tables (the tables Lark
-would build, conflicts resolved as Lark resolves them, but iteratively and in a time bound:
-Lark's own analysis recurses as deep as the grammar's longest chain of rules); each
-terminal's regex goes through guided's regex front-end to a byte DFA.  The analysis is cached
-on disk per grammar text (and the files it imports).
+``%ignore``, priorities, templates); `guided.ir.lalr` builds the LALR(1) tables (the tables
+Lark would build, conflicts resolved as Lark resolves them, but iteratively and in a time
+bound: Lark's own analysis recurses as deep as the grammar's longest chain of rules); each
+terminal's regex goes through guided's regex front-end to a byte DFA.  The analysis is kept
+in memory per grammar text (and the files it imports).
 
 Lexing semantics are Lark's contextual lexer, with one difference worth knowing: guided lexes
 greedily (a lexeme ends when the next byte cannot extend it), while Lark tries the terminals
@@ -30,10 +30,8 @@ terminal automaton, ``max_seconds`` for the whole compilation.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 import pathlib
-import pickle
 import re
 import time
 from dataclasses import dataclass
@@ -44,7 +42,7 @@ from lark.load_grammar import load_grammar, verify_used_files
 from guided.errors import GuidedError, LimitExceeded, RegexError, SpecError, UsageError
 from guided.frontends.regex import Regex, check_limits, literal_to_dfa, regex_to_dfa
 from guided.ir import CfgIR, Terminal
-from guided.lalr import Tables, lalr_tables
+from guided.ir.lalr import Tables, lalr_tables
 
 GRAMMARS_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "grammars"
 
@@ -112,6 +110,10 @@ class Grammar:
                                f"(or pass Lark text, or the path of a .lark file)")
         return src, None
 
+    def to_ir(self) -> CfgIR:
+        """The intermediate form: terminal DFAs and LALR(1) tables (`lark_to_ir`)."""
+        return lark_to_ir(self)
+
 
 def shipped_grammars() -> list[str]:
     """The names of the grammars shipped in ``grammars/`` (``Grammar("json")``...)."""
@@ -157,15 +159,20 @@ def lark_to_ir(spec: Grammar) -> CfgIR:
     )
 
 
-_ANALYSIS_FORMAT = 1  # bumped when what `_analysis` caches changes
+_ANALYSES: dict[tuple, tuple] = {}  # (text, start, folder, limits) -> (imported files' hashes, analysis)
+_ANALYSES_LIMIT = 64
 
 
 def _analysis(text: str, path: pathlib.Path | None, spec: Grammar, deadline: float):
-    """``(terminals, ignored terminal names, tables)`` of a grammar, from the disk cache if there."""
-    cache = _analysis_cache_file(text, spec.start)
-    found = _cached(cache) if cache else None
-    if found is not None:
-        return found
+    """``(terminals, ignored terminal names, tables)`` of a grammar, kept in memory per text.
+
+    Not on disk: a cache file is read back with pickle, and a file planted in the cache folder
+    would run code (why Lark's own cache is not used either).
+    """
+    key = (text, spec.start, str(path.parent) if path else None, spec.max_nesting, spec.max_rules)
+    hit = _ANALYSES.get(key)
+    if hit is not None and verify_used_files(hit[0]):
+        return hit[1]
     _check_nesting(text, spec.max_nesting)
     import_paths = [str(path.parent)] if path else []
     try:
@@ -179,25 +186,11 @@ def _analysis(text: str, path: pathlib.Path | None, spec: Grammar, deadline: flo
     except RecursionError:
         raise LimitExceeded(f"the grammar nests too deeply for Lark to read (lower the nesting; "
                             f"max_nesting={spec.max_nesting})") from None
-    tables = _tables(lark_terminals, rules, spec, deadline)
-    found = (lark_terminals, list(ignore_names), tables)
-    if cache:
-        try:
-            with open(cache, "wb") as f:
-                pickle.dump((used_files, found), f)
-        except OSError:
-            pass
+    found = (lark_terminals, list(ignore_names), _tables(lark_terminals, rules, spec, deadline))
+    if len(_ANALYSES) >= _ANALYSES_LIMIT:
+        _ANALYSES.clear()
+    _ANALYSES[key] = (used_files, found)
     return found
-
-
-def _cached(cache: str):
-    """The cached analysis, or None when it is missing, stale (an imported file changed) or damaged."""
-    try:
-        with open(cache, "rb") as f:
-            used_files, found = pickle.load(f)
-        return found if verify_used_files(used_files) else None
-    except Exception:  # noqa: BLE001 - any unreadable entry is rebuilt
-        return None
 
 
 def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> Tables:
@@ -386,19 +379,6 @@ def _max_width(terminal) -> int:
         return terminal.pattern.max_width
     except Exception:  # noqa: BLE001 - a pattern re cannot read but guided's front-end did
         return 0
-
-
-def _analysis_cache_file(text: str, start: str) -> str | bool:
-    """Where the analysis of this grammar is cached (its key covers the text, start and versions)."""
-    from guided.models import cache_dir
-
-    folder = cache_dir() / "lark"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    key = hashlib.sha256(f"{_ANALYSIS_FORMAT}\0{lark.__version__}\0{start}\0{text}".encode()).hexdigest()[:24]
-    return str(folder / f"{key}.tables")
 
 
 _REGEX_DFAS: dict[tuple[str, int], object] = {}  # terminal regexes shared by grammars (bounded)

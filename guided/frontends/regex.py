@@ -1,6 +1,6 @@
 """The regex front-end: a regular expression to a UTF-8 exact byte-level DFA.
 
-Patterns are parsed with interegular and compiled to a `guided.fsm.ByteNFA`, then determinised
+Patterns are parsed with interegular and compiled to a `guided.ir.dfa.ByteNFA`, then determinised
 under configurable limits.  A pattern must match the *whole* output (``re.fullmatch``).
 
 Supported syntax (Python ``re`` spelling):
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from interegular import patterns as _ip
 
 from guided.errors import LimitExceeded, RegexError, UsageError
-from guided.fsm import (
+from guided.ir.dfa import (
     MAX_UNICODE,
     ByteDFA,
     ByteNFA,
@@ -73,6 +73,10 @@ class Regex:
                     if hasattr(self.pattern, "matcher") else "")
             raise UsageError(f"guided.Regex takes a pattern string, got {type(self.pattern).__name__}{hint}")
         check_limits(self, max_states=int, max_seconds=float, max_nesting=int)
+
+    def to_ir(self) -> ByteDFA:
+        """The intermediate form: a trimmed byte DFA (`regex_to_dfa`)."""
+        return regex_to_dfa(self)
 
 
 def shown(pattern: str, width: int = 80) -> str:

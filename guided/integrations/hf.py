@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import transformers
 
-from guided.engine.bitmask import apply_bitmask, words_for
+from guided.decoding.torch_masks import allocate_bitmask, apply_bitmask
 from guided.engine.matcher import CompiledGrammar, Matcher
 from guided.errors import ConstraintViolation, TokenizerMismatch, UsageError
 from guided.vocab import Vocabulary
@@ -112,7 +112,7 @@ class LogitsProcessor(transformers.LogitsProcessor):
                 f"guided.compile(spec, tokenizer))"
             )
         matchers = self.matchers_for(input_ids)
-        bitmask = torch.zeros((scores.shape[0], words_for(self.vocab.size)), dtype=torch.int32)
+        bitmask = allocate_bitmask(scores.shape[0], self.vocab.size)
         for row, matcher in enumerate(matchers):
             matcher.fill_bitmask(bitmask, row)
         return apply_bitmask(scores, bitmask)

@@ -1,0 +1,369 @@
+"""The native mask core (`guided._native`, C++) behind the `Matcher` protocol.
+
+The compiled core runs the same ideas as the Python engines (`guided.engine.automaton`,
+`guided.engine.cfg`) with the same semantics, mask for mask; the Python engines stay as the
+reference the differential tests hold it to.  This module is the thin layer between the two: it
+lowers the IR into flat arrays (`lower_cfg`, the one place that reads `CfgIR`), caches the
+per-vocabulary token trie and the per-DFA copies the core validates once, and maps the core's
+errors to `guided.errors`.
+
+Every call into the core that computes masks releases the GIL; `fill_bitmasks` fills the rows of
+a batch in native threads.  Compiled grammars and the per-vocabulary trie are shared between
+threads: their caches are striped maps and append-only tables published with release stores
+(never one global lock).  A matcher object belongs to one thread at a time.
+
+Rebuild the extension after changing C++ with ``make native`` (or ``pip install -e .``).
+
+>>> import guided
+>>> vocab = guided.Vocabulary.from_token_bytes([b"a", b"b", b"ab", b"<eos>"], eos_token_ids=[3])
+>>> m = guided.compile(guided.Regex("ab"), vocab, engine="native").matcher() if available() else None
+>>> m is None or m.mask().tolist() == [True, False, True, False]
+True
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Any, Sequence
+
+import numpy as np
+
+from guided.engine.bitmask import unpack
+from guided.engine.matcher import UNREACHABLE
+from guided.errors import ConstraintViolation, GuidedError, LimitExceeded, SpecError, TokenizerMismatch
+from guided.ir import END, ByteDFA, CfgIR
+from guided.vocab import Vocabulary
+
+
+
+def _load():
+    """The extension module; ``$GUIDED_NATIVE_PATH`` names another build of it (the sanitizer build)."""
+    path = os.environ.get("GUIDED_NATIVE_PATH")
+    if path:
+        import importlib.util
+        import sys
+
+        spec = importlib.util.spec_from_file_location("guided._native", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"GUIDED_NATIVE_PATH={path!r} is not an extension module")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["guided._native"] = module
+        return module
+    try:
+        from guided import _native as module
+    except ImportError:  # built with GUIDED_NATIVE=OFF, or no compiler at install time
+        return None
+    return module
+
+
+_native = _load()
+if _native is not None:
+    _native.set_error_types(SpecError, ConstraintViolation, LimitExceeded, TokenizerMismatch)
+
+__all__ = ["NativeCfgGrammar", "NativeMatcher", "NativeRegexGrammar", "available", "fill_bitmasks", "lower_cfg"]
+
+
+def available() -> bool:
+    """Was the native core built and can it be imported?"""
+    return _native is not None
+
+
+def _require() -> Any:
+    if _native is None:
+        raise GuidedError("the native engine is not built in this installation (reinstall with a C++17 compiler, "
+                          "or use engine='python')")
+    return _native
+
+
+_lock = threading.Lock()
+_tries: "weakref.WeakKeyDictionary[Vocabulary, Any]" = weakref.WeakKeyDictionary()
+_dfas: "weakref.WeakKeyDictionary[ByteDFA, Any]" = weakref.WeakKeyDictionary()
+
+
+def native_trie(vocab: Vocabulary):
+    """The core's token trie of ``vocab`` (built once per vocabulary, shared by its grammars)."""
+    return _per_vocabulary(vocab)[0]
+
+
+def native_shared(vocab: Vocabulary):
+    """The core's cache of lexer-state data shared by every grammar of ``vocab``."""
+    return _per_vocabulary(vocab)[1]
+
+
+def _per_vocabulary(vocab: Vocabulary):
+    with _lock:
+        found = _tries.get(vocab)
+    if found is None:
+        core = _require()
+        excluded = sorted(vocab.special_token_ids | vocab.eos_token_ids)
+        found = (core.token_trie(list(vocab.token_bytes), excluded, sorted(vocab.eos_token_ids)),
+                 core.shared_lexemes())
+        with _lock:
+            found = _tries.setdefault(vocab, found)
+    return found
+
+
+def native_dfa(dfa: ByteDFA):
+    """The core's validated copy of a byte DFA (once per DFA object, shared by every grammar using it)."""
+    with _lock:
+        found = _dfas.get(dfa)
+    if found is None:
+        transitions = np.ascontiguousarray(dfa.transitions, dtype=np.int32)
+        accepting = np.ascontiguousarray(dfa.accepting, dtype=bool)
+        found = _require().byte_dfa(transitions, accepting, int(dfa.initial))
+        with _lock:
+            found = _dfas.setdefault(dfa, found)
+    return found
+
+
+def _rows(table: Sequence[dict[int, int]], key) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-state dicts as sorted CSR rows: (offsets, symbols, values)."""
+    offsets = np.zeros(len(table) + 1, np.int64)
+    symbols: list[int] = []
+    values: list[int] = []
+    for i, row in enumerate(table):
+        items = sorted((key(sym), val) for sym, val in row.items())
+        symbols.extend(s for s, _ in items)
+        values.extend(v for _, v in items)
+        offsets[i + 1] = len(symbols)
+    return offsets, np.array(symbols, np.int32), np.array(values, np.int32)
+
+
+def lower_cfg(ir: CfgIR) -> dict[str, Any]:
+    """`CfgIR` as the flat arrays `guided._native.cfg_grammar` takes (END becomes terminal id ``len(terminals)``).
+
+    The only place that reads the IR's layout, so a change of the IR is adapted here.
+    """
+    n_terms = len(ir.terminals)
+    for t in ir.ignore:
+        if not 0 <= t < n_terms:
+            raise SpecError(f"malformed IR: ignored terminal {t} out of range")
+    action_offsets, action_symbols, action_values = _rows(ir.actions, lambda s: n_terms if s == END else s)
+    goto_offsets, goto_symbols, goto_values = _rows(ir.gotos, lambda s: s)
+    rules = np.array(ir.rules, np.int32).reshape(-1, 2)
+    return dict(
+        terminals=[(native_dfa(t.dfa), int(t.priority), bool(t.is_string), int(t.order)) for t in ir.terminals],
+        ignore=sorted(ir.ignore),
+        ignore_repeats=bool(ir.ignore_repeats),
+        no_ignore_states=sorted(ir.no_ignore_states),
+        action_offsets=action_offsets,
+        action_symbols=action_symbols,
+        action_values=action_values,
+        goto_offsets=goto_offsets,
+        goto_symbols=goto_symbols,
+        goto_values=goto_values,
+        rule_lhs=np.ascontiguousarray(rules[:, 0]),
+        rule_len=np.ascontiguousarray(rules[:, 1]),
+        n_nonterminals=len(ir.nonterminals),
+        start_state=int(ir.start_state),
+        end_state=int(ir.end_state),
+        nesting_states=sorted(ir.nesting_states),
+        max_nesting=int(ir.max_nesting),
+    )
+
+
+class NativeRegexGrammar:
+    """A `guided.fsm.ByteDFA` compiled against a vocabulary by the native core."""
+
+    engine = "native"
+
+    def __init__(self, dfa: ByteDFA, vocab: Vocabulary, source: str = ""):
+        self.dfa = dfa
+        self.vocab = vocab
+        self.source = source
+        self._native = _require().regex_grammar(native_trie(vocab), native_dfa(dfa))
+        self._closing: np.ndarray | None = None
+
+    def closing_distances(self) -> np.ndarray:
+        """Per DFA state, tokens enough to reach an accepting state over single-byte tokens."""
+        if self._closing is None:
+            self._closing = np.array(self._native.closing_distance(), dtype=np.int64)
+        return self._closing
+
+    def __repr__(self) -> str:
+        return f"NativeRegexGrammar({self.source!r}, states={self.dfa.num_states}, vocab={self.vocab.size})"
+
+    def matcher(self) -> "NativeMatcher":
+        return NativeMatcher(self, self._native.matcher())
+
+
+class NativeCfgGrammar:
+    """A `CfgIR` compiled against a vocabulary by the native core."""
+
+    engine = "native"
+
+    def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
+        self.ir = ir
+        self.vocab = vocab
+        self._native = _require().cfg_grammar(native_trie(vocab), native_shared(vocab),
+                                             max_lexer_states=max_lexer_states, **lower_cfg(ir))
+        self._reference = None
+
+    def __repr__(self) -> str:
+        return (f"NativeCfgGrammar({self.ir.source!r}, lr_states={self.ir.num_states}, "
+                f"lexer_states={self._native.lexer_states} built, vocab={self.vocab.size})")
+
+    def matcher(self) -> "NativeMatcher":
+        return NativeMatcher(self, self._native.matcher())
+
+    def reference(self):
+        """The Python engine on the same IR (for what the core does not compute yet: budget masks)."""
+        if self._reference is None:
+            from guided.engine.cfg import CfgGrammar
+
+            self._reference = CfgGrammar(self.ir, self.vocab)
+        return self._reference
+
+
+class NativeMatcher:
+    """A matcher of the native core, behind the `guided.Matcher` protocol."""
+
+    __slots__ = ("grammar", "_m", "_tokens", "_twin")
+
+    def __init__(self, grammar, matcher, tokens: tuple = (), twin=None):
+        self.grammar = grammar
+        self._m = matcher
+        self._tokens = tokens  # persistent (token, rest) list, for the budget masks of grammars
+        self._twin = twin  # (tokens node, Python matcher there): budget masks replay from it
+
+    def __repr__(self) -> str:
+        return f"NativeMatcher({type(self._m).__name__}, tokens={self._m.num_tokens})"
+
+    @property
+    def num_tokens(self) -> int:
+        return self._m.num_tokens
+
+    def words(self) -> np.ndarray:
+        """The packed int32 mask (a fresh array)."""
+        return self._m.words()
+
+    def mask(self) -> np.ndarray:
+        return unpack(self._m.words(), self.grammar.vocab.size)
+
+    def fill_bitmask(self, bitmask, row: int = 0) -> None:
+        self._m.fill_bitmask(bitmask, row)
+
+    def is_allowed(self, token_id: int) -> bool:
+        if not 0 <= token_id < self.grammar.vocab.size:
+            return False
+        return bool((int(self._m.words()[token_id >> 5]) >> (token_id & 31)) & 1)
+
+    def advance(self, token_id: int) -> None:
+        self._m.advance(token_id)
+        self._tokens = (token_id, self._tokens)
+
+    def rollback(self, n: int = 1) -> None:
+        self._m.rollback(n)
+        tokens = self._tokens
+        for _ in range(n):
+            tokens = tokens[1]
+        self._tokens = tokens
+
+    def copy(self) -> "NativeMatcher":
+        return NativeMatcher(self.grammar, self._m.copy(), self._tokens, self._twin)
+
+    def accepts_eos(self) -> bool:
+        return self._m.accepts_eos()
+
+    def is_finished(self) -> bool:
+        return self._m.is_finished()
+
+    def forced_bytes(self) -> bytes:
+        return self._m.forced_bytes()
+
+    def budget_mask(self, remaining: int) -> np.ndarray:
+        g = self.grammar
+        if isinstance(g, NativeRegexGrammar):
+            return unpack(self._m.budget_words(remaining), g.vocab.size)
+        # Grammars: the closing completion is not native yet.  A Python twin matcher follows the
+        # tokens (advanced only by the tokens since its last use, so steps cost no replay) and
+        # finds the completion; the allowed tokens are filtered by the native mask (the same bits
+        # as the Python mask), so no Python mask is ever computed here.
+        twin = self._twin_matcher()
+        reference = g.reference()
+        allowed = np.zeros(g.vocab.size, dtype=bool)
+        config = twin._history[0]
+        if config is None or reference.accepts_end(*config):
+            allowed[reference.table.eos_ids] = True
+        if config is not None and remaining >= 1:
+            completion = reference.completion(*config)
+            if completion is not None:
+                index = reference.closing._token_index()
+                words = self._m.words()
+                for k in range(1, len(completion) + 1):
+                    if len(completion) - k <= remaining - 1:
+                        for t in index.get(completion[:k], ()):
+                            if (int(words[t >> 5]) >> (t & 31)) & 1:
+                                allowed[t] = True
+        return allowed
+
+    def closing_distance(self) -> int:
+        g = self.grammar
+        if isinstance(g, NativeRegexGrammar):
+            state = self._m.state
+            return 0 if state < 0 else int(g.closing_distances()[state])
+        config = self._twin_matcher()._history[0]
+        reference = g.reference()
+        if config is None or reference.accepts_end(*config):
+            return 0
+        completion = reference.completion(*config)
+        return UNREACHABLE if completion is None else len(completion)
+
+    def _twin_matcher(self):
+        node, pending = self._tokens, []
+        twin = self._twin
+        while twin is not None and node is not twin[0] and node:
+            pending.append(node[0])
+            node = node[1]
+        if twin is not None and node is twin[0]:
+            matcher = twin[1].copy()
+        else:
+            matcher = self.grammar.reference().matcher()
+            pending = self.tokens()[::-1]
+        for token in reversed(pending):
+            matcher.advance(token)
+        self._twin = (self._tokens, matcher)
+        return matcher
+
+    def tokens(self) -> list[int]:
+        """The tokens consumed so far, oldest first."""
+        out = []
+        node = self._tokens
+        while node:
+            out.append(node[0])
+            node = node[1]
+        return out[::-1]
+
+
+def fill_bitmasks(matchers: Sequence[Any], bitmask, threads: int | None = None) -> None:
+    """Fill row ``i`` of a packed int32 ``[batch, ceil(V/32)]`` bitmask (numpy array or CPU torch
+    tensor) with ``matchers[i]``'s mask, in native threads with the GIL released.
+
+    ``threads=None`` uses one thread per core (at most one per distinct matcher).  Matchers of the
+    Python engines are filled in this thread, before the native ones.
+    """
+    native, rows = [], []
+    for i, m in enumerate(matchers):
+        if isinstance(m, NativeMatcher):
+            native.append(m._m)
+            rows.append(i)
+        else:
+            m.fill_bitmask(bitmask, i)
+    if not native:
+        return
+    if threads is None:
+        threads = os.cpu_count() or 1
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    if len(rows) == len(matchers):
+        _require().fill_bitmasks(native, bitmask, threads)
+        return
+    # Mixed engines: fill the native rows into a compact buffer, then scatter them.
+    words = bitmask.shape[1]
+    tmp = np.zeros((len(native), words), np.int32)
+    _require().fill_bitmasks(native, tmp, threads)
+    target = np.asarray(bitmask)  # a CPU torch tensor: a view of its memory
+    target[rows] = tmp
