@@ -36,7 +36,7 @@ from guided.decoding.constraints import DEFAULT_BUDGET_WINDOW, Constraints, NoAl
 from guided.decoding.runner import ModelRunner
 from guided.decoding.sampler import Completion, iter_decode
 from guided.decoding.stats import GenerationStats
-from guided.errors import GuidedError, TokenizerMismatch, UsageError
+from guided.errors import GuidedError, UsageError
 from guided.frontends.regex import Regex
 from guided.models import Model
 from guided.sampling.phrases import PhraseOptions
