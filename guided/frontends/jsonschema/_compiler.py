@@ -48,6 +48,11 @@ class UnsupportedSchema(SpecError):
         super().__init__(f"{self.pointer}: {keyword}: {reason}")
 
 
+class InvalidSchema(UnsupportedSchema):
+    """The schema is not valid JSON Schema (a keyword of the wrong type, an unknown type name, text
+    that is not JSON); names the JSON pointer and the keyword."""
+
+
 class SchemaTooLarge(LimitExceeded):
     """The schema's grammar went past a configured limit; names the part of the schema."""
 
@@ -131,6 +136,7 @@ class _Options:
         self.max_alternatives = spec.max_alternatives
         self.max_multiple_of = spec.max_multiple_of
         self.max_string_length = spec.max_string_length
+        self.max_nesting = spec.max_nesting
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,7 +145,6 @@ class _Options:
 
 _BARE_CACHE: dict[tuple, ByteDFA] = {}
 _EMPTY_SCHEMA: dict = {}  # one object: schemas are memoised by identity
-MAX_NESTING = 120  # subschemas inside one another (each costs a few Python frames)
 _CACHE_LIMIT = 20_000
 
 
@@ -186,8 +191,13 @@ class _Grammar:
         if len(self.rules) > self.opts.max_rules:
             raise SchemaTooLarge(pointer, f"the grammar needs more than {self.opts.max_rules} rules "
                                           f"(raise max_rules=, or simplify this part of the schema)")
-        if len(self.rules) % 64 == 0 and time.monotonic() > self.deadline:
-            raise SchemaTooLarge(pointer, f"compiling took longer than {self.opts.max_seconds} s")
+        if len(self.rules) % 64 == 0:
+            self.check_time(pointer)
+
+    def check_time(self, pointer: str = "") -> None:
+        """`SchemaTooLarge` once compiling has taken longer than ``max_seconds``."""
+        if time.monotonic() > self.deadline:
+            raise SchemaTooLarge(pointer, f"compiling took longer than max_seconds={self.opts.max_seconds} s")
 
     def term(self, key: tuple) -> str:
         name = self.term_index.get(key)
@@ -204,6 +214,7 @@ class _Grammar:
         name = (key, self.opts.ws) if key[0] == "key" else key
         dfa = _BARE_CACHE.get(name)
         if dfa is None:
+            self.check_time(pointer)
             dfa = _cache_put(_BARE_CACHE, name, self._build(key, pointer))
         return dfa
 
@@ -335,8 +346,11 @@ class _Compiler:
         self.resolver = self.registry.resolver(base)
         self.memo: dict[Any, tuple] = {}
         self.referenced: set[str] = set()
-        self.in_progress: dict[Any, str] = {}
-        self.ref_chain: set[int] = set()  # bare $ref nodes being resolved (to catch cycles)
+        # ("node", id): the nonterminal of a value() in progress; ("ref", id): a schema being
+        # applied in place (flattened) to the current value, with the 'not' parity it entered at.
+        self.in_progress: dict[Any, Any] = {}
+        self.negations = 0  # 'not's between the value and the schema being flattened
+        self.where = "#"  # the pointer of the value being compiled, for errors
         self.nesting = 0  # value() calls in progress
         self._validator_cls = None
         self.any_sym: str | None = None
@@ -381,6 +395,17 @@ class _Compiler:
             return []
         if not isinstance(node, dict):
             raise UnsupportedSchema(ptr, "schema", f"a schema must be an object or a boolean, not {type(node).__name__}")
+        key = ("ref", id(node))
+        entered = self.in_progress.get(key)
+        if entered is not None:
+            return self.in_place_cycle(entered, resolver, ptr)
+        self.in_progress[key] = (ptr, self.negations % 2)
+        try:
+            return self._flat(node, resolver, ptr, depth)
+        finally:
+            del self.in_progress[key]
+
+    def _flat(self, node: dict, resolver, ptr: str, depth: int) -> list:
         resolver = self.enter(node, resolver, ptr)
         base = {k: v for k, v in node.items() if k not in ("$ref", "allOf", "anyOf", "oneOf", "if", "then", "else",
                                                             "$dynamicRef", "$recursiveRef", "dependentRequired",
@@ -416,11 +441,7 @@ class _Compiler:
                 self.unsupported(ptr, key, "dynamic references are not supported")
         if "$ref" in node:
             ref = node["$ref"]
-            try:
-                resolved = resolver.lookup(ref)
-            except referencing.exceptions.Unresolvable as exc:
-                raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {ref!r} ({exc.__class__.__name__}); "
-                                                     f"only references inside the schema are supported") from None
+            resolved = self.lookup(resolver, ref, ptr)
             key = ("ref", id(resolved.contents))
             target_ptr = f"{ptr}/$ref"
             if self.old_ref:
@@ -464,6 +485,22 @@ class _Compiler:
             alts = self.conj(alts, absent + present, ptr)
         return alts
 
+    def lookup(self, resolver, ref: str, ptr: str):
+        """The schema ``ref`` points to, or `UnsupportedSchema` naming the reference."""
+        try:
+            resolved = resolver.lookup(ref)
+        except referencing.exceptions.Unresolvable as exc:
+            raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {ref!r} ({exc.__class__.__name__}); "
+                                                 f"only references inside the schema are supported") from None
+        except (TypeError, KeyError, IndexError, ValueError, AttributeError):
+            # referencing walks a JSON pointer into a boolean or a number as into an object
+            raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {ref!r}: its JSON pointer leads through a value "
+                                                 f"that is not an object or an array") from None
+        if not isinstance(resolved.contents, (dict, bool)):
+            raise InvalidSchema(ptr, "$ref", f"{ref!r} points to a {type(resolved.contents).__name__}, not a "
+                                             f"schema")
+        return resolved
+
     def enter(self, node: dict, resolver, ptr: str):
         """The resolver inside ``node`` (a new base URI where it has an id)."""
         idkey = "id" if self.draft in ("draft-03", "draft-04") else "$id"
@@ -475,16 +512,20 @@ class _Compiler:
         return resolver
 
     def ref_alts(self, resolved, ptr, depth):
-        contents = resolved.contents
-        key = ("ref", id(contents))
-        if key in self.in_progress or _is_recursive_target(contents):
-            # keep recursion in the grammar: a flat schema standing for the referenced value
-            return [{"_res": resolved.resolver, "_ptr": ptr, "_refnode": contents}]
-        self.in_progress[key] = ptr
-        try:
-            return self.flat(contents, resolved.resolver, ptr, depth + 1)
-        finally:
-            del self.in_progress[key]
+        return self.flat(resolved.contents, resolved.resolver, ptr, depth + 1)
+
+    def in_place_cycle(self, entered: tuple[str, int], resolver, ptr: str) -> list:
+        """The flat schemas of a schema reached again while it is being applied to the same value.
+
+        With no object or array in between ({"allOf": [{"$ref": "#"}, ...]}), the application
+        in progress checks that schema, so reaching it again adds nothing: read as true (the
+        specification leaves such cycles undefined, and validators recurse forever on them).
+        Through a 'not' the schema would have to be the negation of itself: refused.
+        """
+        if entered[1] != self.negations % 2:
+            self.unsupported(ptr, "$ref", f"refers back to {entered[0] or '#'} through 'not': a schema that must "
+                                          f"be its own negation has no meaning")
+        return [{"_res": resolver, "_ptr": ptr}]
 
     def conj(self, left: list, right: list, ptr: str) -> list:
         out = []
@@ -611,14 +652,23 @@ class _Compiler:
         if node is False:
             return [{"_res": resolver, "_ptr": ptr}]
         result = [{"_res": resolver, "_ptr": ptr}]
-        for f in self.flat(node, resolver, ptr, depth + 1):
+        self.negations += 1
+        try:
+            alternatives = self.flat(node, resolver, ptr, depth + 1)
+        finally:
+            self.negations -= 1
+        for f in alternatives:
+            # guided asserts formats, while validators by default read them as annotations; under
+            # 'not' only the annotation reading is sound for both (not {"format": "uuid"} allows
+            # nothing, where asserting it would allow every non-UUID string).
+            f = {k: v for k, v in f.items() if k not in ("format", "_formats")}
             result = self.conj(result, self.negate_flat(f, ptr), ptr)
         return result
 
     def negate_flat(self, f: dict, ptr: str) -> list:
         res = f["_res"]
-        if "_refnode" in f or "_anyOf" in f:
-            self.unsupported(ptr, "not", "negating a recursive or nested union schema is not supported")
+        if "_anyOf" in f:
+            self.unsupported(ptr, "not", "negating a nested union schema is not supported")
             return [{"_res": res, "_ptr": ptr}]
         types = self.types_of(f)
         num_in = bool({"number", "integer"} & types)
@@ -677,27 +727,6 @@ class _Compiler:
 
     def merge(self, a: dict, b: dict, ptr: str) -> dict | None:
         """``a`` and ``b`` together (allOf), or None when provably unsatisfiable."""
-        if "_refnode" in a or "_refnode" in b:
-            if len([k for k in a if not k.startswith("_")]) == 0 and "_refnode" not in a:
-                out = dict(b)
-                return out
-            if len([k for k in b if not k.startswith("_")]) == 0 and "_refnode" not in b:
-                return dict(a)
-            # recursive reference combined with other keywords: expand one level
-            if "_refnode" in a:
-                a_alts = self.flat(a["_refnode"], a["_res"], a["_ptr"], 30)
-                rest = {k: v for k, v in a.items() if k != "_refnode"}
-                res = [self.merge(self.merge(rest, x, ptr) or {}, b, ptr) for x in a_alts]
-            else:
-                b_alts = self.flat(b["_refnode"], b["_res"], b["_ptr"], 30)
-                rest = {k: v for k, v in b.items() if k != "_refnode"}
-                res = [self.merge(a, self.merge(rest, x, ptr) or {}, ptr) for x in b_alts]
-            res = [r for r in res if r is not None]
-            if len(res) == 1:
-                return res[0]
-            if not res:
-                return None
-            return {"_res": a["_res"], "_ptr": ptr, "_anyOf": res}
         a, b = _const_as_enum(a), _const_as_enum(b)
         out = dict(a)
         for k, vb in b.items():
@@ -818,25 +847,24 @@ class _Compiler:
 
     def value(self, node, resolver, ptr: str) -> list:
         """Grammar alternatives for a JSON value matching ``node``: list of symbols (terminals merged)."""
+        self.where = ptr or "#"
         key = None
-        if isinstance(node, dict):
+        # A bare reference stands for its target: follow chains of them in a loop (a chain of
+        # thousands would otherwise be as many nested calls).  One that comes back to itself
+        # never reaches a schema.
+        chain: set[int] = set()
+        while isinstance(node, dict):
             resolver = self.enter(node, resolver, ptr)
-            if "$ref" in node and (self.old_ref or all(k in ANNOTATIONS or k == "$ref" for k in node)):
-                try:
-                    resolved = resolver.lookup(node["$ref"])
-                except referencing.exceptions.Unresolvable as exc:
-                    raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {node['$ref']!r} "
-                                                         f"({exc.__class__.__name__}); only references inside "
-                                                         f"the schema are supported") from None
-                # A chain of bare references that comes back to itself never reaches a schema.
-                chain = self.ref_chain
-                if id(node) in chain:
-                    raise UnsupportedSchema(ptr, "$ref", "circular reference with no schema in between")
-                chain.add(id(node))
-                try:
-                    return self.value(resolved.contents, resolved.resolver, f"{ptr}/$ref")
-                finally:
-                    chain.discard(id(node))
+            if not ("$ref" in node and (self.old_ref or all(k in ANNOTATIONS or k == "$ref" for k in node))):
+                break
+            if id(node) in chain:
+                raise UnsupportedSchema(ptr, "$ref", "circular reference with no schema in between")
+            chain.add(id(node))
+            resolved = self.lookup(resolver, node["$ref"], ptr)
+            if len(chain) % 256 == 0:
+                self.g.check_time(ptr)
+            node, resolver, ptr = resolved.contents, resolved.resolver, f"{ptr}/$ref"
+        if isinstance(node, dict):
             key = ("node", id(node))
             hit = self.memo.get(key)
             if hit is not None:
@@ -857,8 +885,9 @@ class _Compiler:
         # $ref under a oneOf merge, say) would expand forever, so nesting is bounded as well.
         self.nesting += 1
         try:
-            if self.nesting > MAX_NESTING:
-                raise SchemaTooLarge(ptr, f"subschemas nest more than {MAX_NESTING} levels (or recurse in a way that "
+            if self.nesting > self.opts.max_nesting:
+                raise SchemaTooLarge(ptr, f"subschemas nest more than max_nesting={self.opts.max_nesting} levels "
+                                          f"(or recurse in a way that "
                                           f"guided does not recognise as recursion)")
             alts = self.flat(node, resolver, ptr)
             syms = self.alts_symbols(alts, ptr)
@@ -878,11 +907,6 @@ class _Compiler:
         term_keys: list[tuple] = []
         nts: list[str] = []
         for flat in alts:
-            if "_refnode" in flat and len([k for k in flat if not k.startswith("_")]) == 0:
-                syms = self.value(flat["_refnode"], flat["_res"], flat["_ptr"])
-                for s in syms:
-                    (term_keys.append(("sym", s)) if False else nts.append(s))
-                continue
             if "_anyOf" in flat:
                 rest = {k: v for k, v in flat.items() if k != "_anyOf"}
                 sub = [self.merge(rest, x, ptr) for x in flat["_anyOf"]]
@@ -1056,7 +1080,7 @@ class _Compiler:
             raise UnsupportedSchema(ptr, "enum", "must be an array")
         others = {k: v for k, v in flat.items() if k not in ("enum", "const") and not k.startswith("_")
                   and k not in ANNOTATIONS}
-        extra = [k for k in flat if k in ("_patterns", "_formats", "_not", "_refnode", "_anyOf")]
+        extra = [k for k in flat if k in ("_patterns", "_formats", "_not", "_anyOf")]
         keep = []
         for v in values:
             if any(_json_eq(v, w) for w in keep):
@@ -1523,7 +1547,7 @@ class _Compiler:
     def alts_terminal(self, alts):
         keys = []
         for a in alts:
-            if "_refnode" in a or "_anyOf" in a:
+            if "_anyOf" in a:
                 raise _NotTerminal
             tk, nts = self.flat_value(a)
             if nts:
@@ -1549,10 +1573,6 @@ class _Compiler:
 
 class _NotTerminal(Exception):
     pass
-
-
-def _is_recursive_target(node) -> bool:
-    return False
 
 
 def _const_as_enum(d: dict) -> dict:
@@ -1589,8 +1609,6 @@ def _clean(flat: dict):
             all_of.extend({"format": f} for f in v)
         elif k == "_not":
             all_of.extend({"not": _clean(n)} for n in v)
-        elif k == "_refnode":
-            all_of.append(v)
         elif k == "_anyOf":
             all_of.append({"anyOf": [_clean(x) for x in v]})
         else:
@@ -1664,7 +1682,7 @@ def _to_ir(g: _Grammar, start: str, source) -> CfgIR:
     rules = _productive_rules(g.rules, is_term)
     if not any(lhs == start for lhs, _ in rules):
         raise UnsupportedSchema("#", "schema", "the schema accepts no JSON value at all")
-    tables = lalr_tables(rules, {f"T{i}": i for i in range(len(terms))}, start)
+    tables = lalr_tables(rules, {f"T{i}": i for i in range(len(terms))}, start, check=g.check_time)
     terminals = [Terminal(name=f"T{i}", dfa=g.bare(key), order=i) for i, key in enumerate(terms)]
     ignore = frozenset()
     if g.opts.ws:
