@@ -31,6 +31,7 @@ import referencing.jsonschema as rjs
 from guided.errors import GuidedError, LimitExceeded, RegexError, SpecError
 from guided.fsm import ByteDFA
 from guided.frontends.jsonschema import _dfa, _numbers, _strings
+from guided.frontends.jsonschema._exact import exact_validator_class
 from guided.frontends.jsonschema._formats import FORMAT_MAX_LENGTH, FORMATS
 from guided.frontends.regex import Regex, regex_to_dfa
 from guided.ir import CfgIR, Terminal
@@ -171,6 +172,8 @@ class _Grammar:
         self.open_containers: tuple[str, ...] = ()  # the open value's object and array symbols
         self.deadline = time.monotonic() + opts.max_seconds
         self.total_states = 0
+        # Drafts 6 and later: an integer may be written with a zero fraction (1.0); 3 and 4: not.
+        self.int_fraction = True
 
     def nt(self, hint: str = "n") -> str:
         self.nt_count += 1
@@ -206,6 +209,30 @@ class _Grammar:
             dfa = _cache_put(_BARE_CACHE, name, self._build(key, pointer))
         return dfa
 
+    def exact(self, key: tuple, pointer: str = "") -> ByteDFA:
+        """The automaton of a terminal description over the exact spelling space.
+
+        Numbers in the exact space are those written without an exponent (see
+        `guided.frontends.jsonschema._numbers`); every other lexeme is in it.  Over that space
+        the automaton accepts a lexeme if and only if its value matches the description, so a
+        difference of two such automata is exact.  `bare` is this automaton plus, for numbers
+        whose value is not compared, their exponent spellings.
+        """
+        kind = key[0]
+        if kind == "union" and any(k[0] in ("num", "numlit", "union", "minus") for k in key[1]):
+            name = ("exact", key)
+            dfa = _BARE_CACHE.get(name)
+            if dfa is None:
+                dfa = _cache_put(_BARE_CACHE, name, _dfa.union_dfas(
+                    [self.exact(k, pointer) for k in key[1]], self.opts.max_states))
+            return dfa
+        if kind == "num" and key[1:] == (None, False, None, False, None):
+            return _regex(_numbers.PLAIN_NUMBER)
+        if kind == "numlit":
+            r = _numbers.literal(Decimal(key[1]), key[2])
+            return _regex(r) if r is not None else _dfa.EMPTY
+        return self.bare(key, pointer)
+
     def _build(self, key: tuple, pointer: str) -> ByteDFA:
         kind = key[0]
         ws = self.opts.ws
@@ -233,7 +260,12 @@ class _Grammar:
                 parts.append(self.bare(("strlit", texts[0]), pointer))
             return _dfa.union_dfas(parts, self.opts.max_states)
         if kind == "minus":
-            return _dfa.difference(self.bare(key[1], pointer), self.bare(key[2], pointer), self.opts.max_states)
+            # Exact over the exact space on both sides: exponent spellings are left out, since
+            # the subtracted automaton could not know every one of its values' spellings.
+            return _dfa.difference(self.exact(key[1], pointer), self.exact(key[2], pointer), self.opts.max_states)
+        if kind == "numlit":  # a number's exact spellings and the one json.dumps writes
+            extra = [_dfa.literal_dfa(key[3])] if key[3] else []
+            return _dfa.union_dfas([self.exact(key, pointer)] + extra, self.opts.max_states)
         if kind == "int":
             return self.int_dfa(*key[1:], pointer=pointer)
         if kind == "num":
@@ -269,8 +301,8 @@ class _Grammar:
             out = _dfa.difference(out, _strings.literals_content(tuple(sorted(set(literals_out)))), ms)
         return out
 
-    def int_dfa(self, lo, hi, mult, pointer=""):
-        r = _numbers.int_range(lo, hi)
+    def int_dfa(self, lo, hi, mult, fraction, pointer=""):
+        r = _numbers.integers(lo, hi, fraction)
         if r is None:
             return _dfa.EMPTY
         d = _regex(r)
@@ -281,7 +313,7 @@ class _Grammar:
                 if p2 > self.opts.max_multiple_of:
                     raise UnsupportedSchema(pointer, "multipleOf", f"modulus {p2} is above max_multiple_of="
                                                                    f"{self.opts.max_multiple_of}")
-                d = _dfa.intersect(d, _numbers.multiple_of_dfa(p2, 0, False), self.opts.max_states)
+                d = _dfa.intersect(d, _numbers.multiple_of_dfa(p2, 0, fraction), self.opts.max_states)
         return d
 
     def num_dfa(self, lo, lo_x, hi, hi_x, mult, pointer=""):
@@ -305,7 +337,7 @@ class _Grammar:
                                                                f"{self.opts.max_multiple_of}")
             parts.append(_numbers.multiple_of_dfa(p, q, True))
         if not parts:
-            parts.append(_regex(_numbers.NUMBER.replace(r"(?:[eE][+-]?[0-9]+)?", "")))
+            parts.append(_regex(_numbers.PLAIN_NUMBER))
         out = parts[0]
         for p in parts[1:]:
             out = _dfa.intersect(out, p, self.opts.max_states)
@@ -328,6 +360,7 @@ class _Compiler:
         self.spec = spec
         self.draft = spec.name
         self.old_ref = self.draft in ("draft-03", "draft-04", "draft-06", "draft-07")
+        self.g.int_fraction = self.draft not in ("draft-03", "draft-04")
         resource = spec.create_resource(root)
         base = resource.id() or "urn:guided:root"
         self.registry = referencing.Registry().with_resource(base, resource).crawl()
@@ -355,8 +388,9 @@ class _Compiler:
         import jsonschema
 
         if self._validator_cls is None:
-            self._validator_cls = jsonschema.validators.validator_for(self.root if isinstance(self.root, dict) else {},
-                                                                     default=jsonschema.Draft202012Validator)
+            # Numbers compared exactly (the specification's rule), as the compiled automata do.
+            self._validator_cls = exact_validator_class(jsonschema.validators.validator_for(
+                self.root if isinstance(self.root, dict) else {}, default=jsonschema.Draft202012Validator))
         cls = self._validator_cls
         v = cls(schema, registry=self.registry, _resolver=resolver) if _accepts_resolver(cls) else cls(
             schema, registry=self.registry)
@@ -601,7 +635,8 @@ class _Compiler:
             keys.append(k)
         if not keys:
             return _dfa.EMPTY
-        return self.g.bare(("union", tuple(keys)) if len(keys) > 1 else keys[0])
+        # Disjoint over the exact space means disjoint values: every number has a spelling there.
+        return self.g.exact(("union", tuple(keys)) if len(keys) > 1 else keys[0])
 
     def negate(self, node, resolver, ptr, depth) -> list:
         """``not node`` as flat schemas (De Morgan over the flat alternatives), where expressible."""
@@ -955,7 +990,7 @@ class _Compiler:
         if k[0] == "lit":
             return "null" if k[1] == b"null" else "boolean" if k[1] in (b"true", b"false") else "number"
         if k[0] == "alt":
-            return "number"
+            return "boolean"
         if k[0] in ("strlit", "string"):
             return "string"
         return "number"
@@ -1037,9 +1072,7 @@ class _Compiler:
             if is_int:
                 ilo = None if lo is None else (math.floor(lo) + 1 if lo_x else math.ceil(lo))
                 ihi = None if hi is None else (math.ceil(hi) - 1 if hi_x else math.floor(hi))
-                if ilo is None and ihi is None and mult is None:
-                    return ("regex", _numbers.INT)
-                return ("int", ilo, ihi, mult)
+                return ("int", ilo, ihi, mult, self.g.int_fraction)
             if lo is None and hi is None and mult is None:
                 return _ANY
             if mult is not None and mult[1] == 0 and mult[0] >= 1 and False:
@@ -1063,6 +1096,10 @@ class _Compiler:
             if (others or extra) and not self.validates(v, _clean(flat), flat["_res"]):
                 continue
             keep.append(v)
+        # Under drafts 3 and 4 a value typed "integer" (not "number") may not be written 1.0.
+        declared = flat.get("type")
+        declared = set(declared if isinstance(declared, list) else [declared])
+        integer_only = not self.g.int_fraction and "integer" in declared and "number" not in declared
         terms, nts = [], []
         for v in keep:
             if v is None:
@@ -1070,7 +1107,7 @@ class _Compiler:
             elif isinstance(v, bool):
                 terms.append(("lit", b"true" if v else b"false"))
             elif isinstance(v, (int, float)):
-                terms.append(("alt", _number_spellings(v)))
+                terms.append(_number_key(v, integer_only))
             elif isinstance(v, str):
                 terms.append(("strlit", v))
             elif isinstance(v, list):
@@ -1618,15 +1655,13 @@ def _esc(name: str) -> str:
     return name.replace("~", "~0").replace("/", "~1")
 
 
-def _number_spellings(v) -> tuple[bytes, ...]:
-    out = {json.dumps(v).encode()}
+def _number_key(v, integer_only: bool) -> tuple:
+    """The terminal of one enum number: every exponent-free spelling of its value (``1``,
+    ``1.0``, ``1.00``; ``-0`` for 0), and the one ``json.dumps`` writes when it has an exponent."""
     d = _dec(v)
-    if d == d.to_integral_value():
-        i = str(int(d))
-        out |= {i.encode(), (i + ".0").encode()}
-    else:
-        out.add(format(d.normalize(), "f").encode())
-    return tuple(sorted(out))
+    text = format(d.normalize(), "f") if d else "0"
+    dumped = json.dumps(v).encode()
+    return ("numlit", text, integer_only, dumped if b"e" in dumped.lower() and not integer_only else b"")
 
 
 # ------------------------------------------------------------------------------------------------
