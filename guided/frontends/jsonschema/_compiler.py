@@ -360,7 +360,8 @@ class _Compiler:
         self.spec = spec
         self.draft = spec.name
         self.old_ref = self.draft in ("draft-03", "draft-04", "draft-06", "draft-07")
-        self.g.int_fraction = self.draft not in ("draft-03", "draft-04")
+        self.old_draft = self.draft in ("draft-03", "draft-04")
+        self.g.int_fraction = not self.old_draft
         resource = spec.create_resource(root)
         base = resource.id() or "urn:guided:root"
         self.registry = referencing.Registry().with_resource(base, resource).crawl()
@@ -802,6 +803,8 @@ class _Compiler:
                 pass  # equal, an annotation, or an unknown keyword (which constrains nothing)
             else:
                 self.unsupported(ptr, k, f"cannot combine two '{k}' keywords in allOf")
+        for lower in (True, False):
+            self.merge_bounds(a, b, out, lower)
         # cross-object keys: properties of one side under the other's additionalProperties
         if "properties" in a or "properties" in b or "additionalProperties" in a or "additionalProperties" in b:
             props = dict(out.get("properties", {}))
@@ -826,6 +829,46 @@ class _Compiler:
         out["_res"] = a.get("_res") or b.get("_res")
         out["_ptr"] = a.get("_ptr", ptr)
         return out
+
+    def bounds(self, flat: dict, lower: bool) -> list[tuple[Decimal, bool]]:
+        """The (value, exclusive) bounds on one side, read as the schema's draft reads them.
+
+        Drafts 3 and 4: ``exclusiveMinimum`` is a flag on ``minimum`` (any true value; alone it
+        does nothing), as `jsonschema` reads it.  Later drafts: a number of its own, or a
+        boolean flag as in draft 4 (what such a schema's author meant).
+        """
+        bound, flag = ("minimum", "exclusiveMinimum") if lower else ("maximum", "exclusiveMaximum")
+        value, ex = flat.get(bound), flat.get(flag)
+        out = []
+        try:
+            if value is not None:
+                modifier = bool(ex) if (self.old_draft or isinstance(ex, bool)) else False
+                out.append((_dec(value), modifier))
+            if ex is not None and not self.old_draft and not isinstance(ex, bool):
+                out.append((_dec(ex), True))
+        except (TypeError, ValueError, ArithmeticError):
+            raise UnsupportedSchema(flat.get("_ptr", ""), bound, "bounds must be numbers") from None
+        return out
+
+    def merge_bounds(self, a: dict, b: dict, out: dict, lower: bool) -> None:
+        """Both sides' bounds in ``out`` as the tighter one, exactly (exclusive where it is on either side)."""
+        bound, flag = ("minimum", "exclusiveMinimum") if lower else ("maximum", "exclusiveMaximum")
+        if not any(k in d for d in (a, b) for k in (bound, flag)):
+            return
+        sides = self.bounds(a, lower) + self.bounds(b, lower)
+        out.pop(bound, None)
+        out.pop(flag, None)
+        if not sides:
+            return
+        value = max(v for v, _ in sides) if lower else min(v for v, _ in sides)
+        exclusive = any(x for v, x in sides if v == value)
+        number = int(value) if value == value.to_integral_value() else float(value)
+        if self.old_draft:
+            out[bound] = number
+            if exclusive:
+                out[flag] = True
+        else:
+            out[flag if exclusive else bound] = number
 
     # -- types ---------------------------------------------------------------------------------
 
@@ -1043,24 +1086,14 @@ class _Compiler:
             if not ({"number", "integer"} & types):
                 return None
             lo, lo_x, hi, hi_x = None, False, None, False
+            lows, highs = self.bounds(flat, True), self.bounds(flat, False)
+            if lows:
+                lo = max(v for v, _ in lows)
+                lo_x = any(x for v, x in lows if v == lo)
+            if highs:
+                hi = min(v for v, _ in highs)
+                hi_x = any(x for v, x in highs if v == hi)
             try:
-                if "minimum" in flat:
-                    lo = _dec(flat["minimum"])
-                if "maximum" in flat:
-                    hi = _dec(flat["maximum"])
-                em, eM = flat.get("exclusiveMinimum"), flat.get("exclusiveMaximum")
-                if isinstance(em, bool):
-                    lo_x = em and lo is not None
-                elif em is not None:
-                    e = _dec(em)
-                    if lo is None or e >= lo:
-                        lo, lo_x = e, True
-                if isinstance(eM, bool):
-                    hi_x = eM and hi is not None
-                elif eM is not None:
-                    e = _dec(eM)
-                    if hi is None or e <= hi:
-                        hi, hi_x = e, True
                 mult = None
                 if "multipleOf" in flat:
                     m = _dec(flat["multipleOf"])
