@@ -30,7 +30,8 @@ import re
 from dataclasses import dataclass
 
 import lark
-from lark.parsers.lalr_analysis import Shift
+from lark.common import ParserConf
+from lark.parsers.lalr_analysis import LALR_Analyzer, Shift
 
 from guided.errors import GuidedError, RegexError, SpecError
 from guided.frontends.regex import Regex, literal_to_dfa, regex_to_dfa
@@ -111,6 +112,13 @@ def lark_to_ir(spec: Grammar) -> CfgIR:
         raise GrammarError(f"malformed grammar: {exc}") from None
 
     lark_terminals = list(parser.terminals)
+    for t in lark_terminals:
+        # Lark's lexers refuse these too (LALR has no way to place an empty lexeme).
+        if t.pattern.min_width == 0:
+            line = _definition_line(text, t.name)
+            where = f" (line {line})" if line else " (an %ignore)" if t.name.startswith("__IGNORE") else ""
+            raise GrammarError(f"terminal {t.name}{where} matches the empty string ({t.pattern.raw or t.pattern.value!r}); "
+                               f"as in Lark, a terminal must match at least one character")
     index = {t.name: i for i, t in enumerate(lark_terminals)}
     # Lark's BasicLexer order: the first of several terminals matching the same text wins.
     order = sorted(lark_terminals, key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
@@ -126,7 +134,7 @@ def lark_to_ir(spec: Grammar) -> CfgIR:
         for t in lark_terminals
     )
 
-    table = parser.parser.parser._parse_table
+    table = _productive_table(parser, spec.start)
     tables = ir_tables_from_lark(table, index)
     return CfgIR(
         terminals=terminals,
@@ -136,6 +144,38 @@ def lark_to_ir(spec: Grammar) -> CfgIR:
         source=str(path) if path else text[:200],
         **tables,
     )
+
+
+def _productive_table(parser: lark.Lark, start: str):
+    """Lark's LALR(1) table, rebuilt without the rules that can never finish if there are any.
+
+    A rule using a symbol that derives no finite text (``r: "c" r``) would let the parser shift
+    into it and then ask for input forever: a mask would allow a token that no complete sentence
+    continues.  Lark keeps such rules; guided drops them first, and refuses a start symbol that
+    derives nothing at all.
+    """
+    rules = list(parser.rules)
+    productive: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for r in rules:
+            if r.origin.name not in productive and all(s.is_term or s.name in productive for s in r.expansion):
+                productive.add(r.origin.name)
+                changed = True
+    if start not in productive:
+        raise GrammarError(f"the grammar accepts no sentence: no derivation of '{start}' ends "
+                           f"(every alternative needs a rule that never finishes)")
+    kept = [r for r in rules if r.origin.name in productive and all(s.is_term or s.name in productive
+                                                                    for s in r.expansion)]
+    if len(kept) == len(rules):
+        return parser.parser.parser._parse_table
+    analysis = LALR_Analyzer(ParserConf(kept, {}, [start]))
+    try:
+        analysis.compute_lalr()
+    except lark.exceptions.GrammarError as exc:
+        raise GrammarError(f"the grammar is not LALR(1) without its rules that never finish: {exc}") from None
+    return analysis.parse_table
 
 
 def ir_tables_from_lark(table, terminal_index: dict[str, int]) -> dict:

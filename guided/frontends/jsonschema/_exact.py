@@ -27,7 +27,7 @@ from typing import Any
 import jsonschema
 import jsonschema.validators
 
-__all__ = ["loads", "is_multiple", "exact_validator_class", "is_valid"]
+__all__ = ["exact_validator_class", "is_multiple", "is_valid", "loads"]
 
 
 def loads(text: str | bytes) -> Any:
@@ -67,7 +67,7 @@ def is_multiple(value, divisor) -> bool:
     return mx % (md * 10 ** -shift) == 0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def exact_validator_class(base: type) -> type:
     """``base`` (a `jsonschema` validator class) with exact ``integer`` and ``multipleOf``."""
     old = base.META_SCHEMA.get("$schema", "") in (jsonschema.Draft3Validator.META_SCHEMA["$schema"],

@@ -149,7 +149,7 @@ class _JsonBuilder(_rx._Builder):
 
     def build(self, node, start, end, flags):
         if isinstance(node, _ip._CharGroup):
-            add_json_chars(self.nfa, start, end, _rx._class_ranges(node, flags))
+            add_json_chars(self.nfa, start, end, _rx._class_ranges(node, flags, self.dialect))
         elif node is _ip._DOT:
             # ECMA-262 '.' excludes all line terminators
             excl = [] if flags & _ip.REFlags.SINGLE_LINE else [(0x0A, 0x0A), (0x0D, 0x0D), (0x2028, 0x2029)]
@@ -166,10 +166,6 @@ def _any_loop(nfa: ByteNFA, start: int, end: int) -> None:
     add_json_chars(nfa, loop, back, ALL_CHARS)
     nfa.add_epsilon(back, loop)
     nfa.add_epsilon(loop, end)
-
-
-# ECMA-262 \s: WhiteSpace and LineTerminator code points
-_ECMA_SPACE = "\\t\\n\\x0b\\x0c\\r \\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
 
 
 def _split_top(pattern: str) -> list[str]:
@@ -210,19 +206,8 @@ def _ecma_to_python(pattern: str) -> str:
         c = pattern[i]
         if c == "\\" and i + 1 < n:
             d = pattern[i + 1]
-            if d == "s":
-                out.append(_ECMA_SPACE if in_class else f"[{_ECMA_SPACE}]")
-            elif d == "S":
-                if in_class:
-                    raise RegexError("\\S inside a character class is not supported", pattern, i)
-                out.append(f"[^{_ECMA_SPACE}]")
-            elif d == "d" and not in_class:
-                out.append("[0-9]")
-            elif d == "d":
-                out.append("0-9")
-            elif d == "D" and not in_class:
-                out.append("[^0-9]")
-            elif d == "c" and i + 2 < n and pattern[i + 2].isalpha():
+            # \d \w \s and their complements stay: the construction reads them as ECMA-262 does.
+            if d == "c" and i + 2 < n and pattern[i + 2].isalpha():
                 out.append(f"\\x{ord(pattern[i + 2]) % 32:02x}")
                 i += 3
                 continue
@@ -257,15 +242,15 @@ def _ecma_to_python(pattern: str) -> str:
                 i += 3
                 continue
             if pattern.startswith("[]", i):
-                raise RegexError("the empty class [] matches nothing", pattern, i)
+                out.append("[^\\s\\S]")  # matches nothing
+                i += 2
+                continue
             in_class = True
             out.append(c)
             i += 1
             if i < n and pattern[i] == "^":
                 out.append("^")
                 i += 1
-            if i < n and pattern[i] == "]":
-                raise RegexError("']' first in a class is read differently by ECMA-262 and Python", pattern, i)
             continue
         if c == "(" and pattern.startswith("(?<", i) and not pattern.startswith(("(?<=", "(?<!"), i):
             out.append("(?P<")
@@ -305,7 +290,7 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int) -> None:
             nfa.add_epsilon(start, s1)
         else:
             _any_loop(nfa, start, s1)
-        _JsonBuilder(nfa, pattern).build(tree, s1, e1, _ip.REFlags(0))
+        _JsonBuilder(nfa, pattern, "ecma").build(tree, s1, e1, _ip.REFlags(0))
         if a_end:
             nfa.add_epsilon(e1, end)
         else:
@@ -316,7 +301,7 @@ def fullmatch_nfa(nfa: ByteNFA, regex: str, start: int, end: int) -> None:
     """JSON-string content whose decoded text fully matches ``regex`` (guided's Python-style dialect)."""
     normal = _rx._check_and_normalise(regex)
     tree = _ip._ParsePattern(normal).parse().simplify()
-    _JsonBuilder(nfa, regex).build(tree, start, end, _ip.REFlags(0))
+    _JsonBuilder(nfa, regex, "ecma").build(tree, start, end, _ip.REFlags(0))
 
 
 def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
