@@ -216,20 +216,25 @@ def escape_ranges(escape: str, dialect: str) -> tuple[tuple[int, int], ...]:
     """The code points of ``\\d \\D \\w \\W \\s \\S`` (``escape`` is the letter) in ``dialect``.
 
     Python: exactly the sets ``re`` matches (``str.isdecimal``, ``isalnum`` or ``_``, ``isspace``
-    for this Python's Unicode version), read off ``re`` itself in one pass.
+    for this Python's Unicode version), read off ``re`` itself.
 
     >>> escape_ranges("d", "ecma"), any(lo <= ord("٣") <= hi for lo, hi in escape_ranges("d", "python"))
     (((48, 57),), True)
     """
     if not escape:
         return ()
-    lower = escape.lower()
-    if dialect == "ecma":
-        ranges = _ECMA_SETS[lower]
-    else:
-        text = "".join(map(chr, range(MAX_UNICODE + 1)))
-        ranges = tuple((m.start(), m.end() - 1) for m in re.finditer(f"\\{lower}+", text))
+    ranges = _ECMA_SETS[escape.lower()] if dialect == "ecma" else _python_escape(escape.lower())
     return tuple(complement_codepoints(ranges)) if escape.isupper() else tuple(ranges)
+
+
+@functools.cache
+def _python_escape(letter: str) -> tuple[tuple[int, int], ...]:
+    return tuple((m.start(), m.end() - 1) for m in re.finditer(f"\\{letter}+", _all_code_points()))
+
+
+@functools.cache
+def _all_code_points() -> str:
+    return "".join(map(chr, range(MAX_UNICODE + 1)))
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

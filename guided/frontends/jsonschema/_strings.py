@@ -198,6 +198,9 @@ def _split_top(pattern: str) -> list[str]:
     return parts
 
 
+_ECMA_REPEAT = re.compile(r"\{[0-9]+(?:,[0-9]*)?\}")
+
+
 def _ecma_to_python(pattern: str) -> str:
     """Rewrite ECMA-262 spellings that differ from Python's ``re`` (refusing the untranslatable)."""
     out, i, in_class = [], 0, False
@@ -251,6 +254,10 @@ def _ecma_to_python(pattern: str) -> str:
             if i < n and pattern[i] == "^":
                 out.append("^")
                 i += 1
+            continue
+        if c == "{" and not _ECMA_REPEAT.match(pattern, i):
+            out.append("\\{")  # ECMA-262 reads "{,2}" (which re would repeat) as text
+            i += 1
             continue
         if c == "(" and pattern.startswith("(?<", i) and not pattern.startswith(("(?<=", "(?<!"), i):
             out.append("(?P<")
