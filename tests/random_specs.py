@@ -62,7 +62,7 @@ PATTERNS = ["^[a-c]+$", "b", "^[^]]*$", "^[]a]?$", "\\d", "^\\w*$", "^[^\\s]{1,3
 def random_schema(rng, depth: int = 0) -> Any:
     if depth >= 2 or rng.random() < 0.35:
         return _scalar_leaf(rng)
-    k = rng.randrange(11)
+    k = rng.randrange(12)
     sub = lambda: random_schema(rng, depth + 1)
     if k == 0:
         return {"not": sub()}
@@ -92,7 +92,11 @@ def random_schema(rng, depth: int = 0) -> Any:
         return {"$schema": "http://json-schema.org/draft-04/schema#",
                 **{k_: v for k_, v in _scalar_leaf(rng).items() if k_ not in ("exclusiveMinimum", "exclusiveMaximum",
                                                                                 "const")}}
-    return {"type": "object", "properties": {"n": sub()}, "required": ["n"], "additionalProperties": False}
+    if k == 10:
+        return {"type": "object", "properties": {"n": sub()}, "required": ["n"], "additionalProperties": False}
+    return {"type": "object", "properties": {"a": sub(), "a\n": sub()}, "maxProperties": 3,
+            "patternProperties": {rng.choice(["^a$", "b", "^[ab]$", "^\\w$", "[^]]"]): sub()},
+            "additionalProperties": rng.choice([False, True, sub()])}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -166,3 +166,17 @@ def test_random_regexes_agree_with_re(pattern, ignore_case):
 @given(st.one_of(REGEX, st.builds(lambda a, b: a + b, REGEX, st.sampled_from(["[^]", "[]", "[^]]", "\\cJ"]))))
 def test_random_patterns_agree_with_ecma262(pattern):
     check_ecma(pattern)
+
+
+def test_schema_keywords_use_the_ecma_dialect_everywhere():
+    """``pattern`` siblings filtering an enum, and ``patternProperties`` deciding a named property,
+    read the pattern as ECMA-262 too (Python's ``$`` would match "a" before a final newline)."""
+    from guided.frontends.jsonschema import JsonSchema, schema_to_ir
+
+    ir = schema_to_ir(JsonSchema({"enum": ["a\n", "a", "é"], "pattern": "^\\w$"}))
+    assert [accepts(ir, json.dumps(v).encode()) for v in ("a\n", "a", "é")] == [False, True, False]
+    schema = {"type": "object", "properties": {"a\n": {"type": "array"}},
+              "patternProperties": {"^a$": {"type": "integer"}}, "additionalProperties": False}
+    ir = schema_to_ir(JsonSchema(schema))
+    assert accepts(ir, b'{"a\\n": []}') and not accepts(ir, b'{"a\\n": 1}')
+    assert accepts(ir, b'{"a": 1}') and not accepts(ir, b'{"a": []}')

@@ -1234,9 +1234,9 @@ class _Compiler:
         compiled_patterns = []
         for p in patterns:
             try:
-                compiled_patterns.append(re.compile(p))
-            except re.error:
-                self.unsupported(f"{ptr}/patternProperties", "patternProperties", f"{p!r} is not a valid regex")
+                compiled_patterns.append(_NamePattern(p))
+            except RegexError as exc:
+                self.unsupported(f"{ptr}/patternProperties", "patternProperties", f"{p!r}: {exc}")
         # defined properties: (name, value symbol, required)
         defined = []
         for name in names:
@@ -1673,11 +1673,22 @@ def _schema_for_extra(side: dict, name: str):
     """The schema ``side`` applies to a property it does not list."""
     for p, s in (side.get("patternProperties") or {}).items():
         try:
-            if re.search(p, name):
+            if _NamePattern(p).search(name):
                 return s
-        except re.error:
+        except RegexError:
             return True
     return side.get("additionalProperties", True)
+
+
+class _NamePattern:
+    """A ``patternProperties`` pattern deciding a known property name, read as ECMA-262 (as the
+    key automata read it): Python's ``re`` differs (``$`` before a final newline, Unicode ``\\w``)."""
+
+    def __init__(self, pattern: str):
+        self.dfa = _strings.pattern_content(pattern)
+
+    def search(self, name: str) -> bool:
+        return self.dfa.fullmatch(json.dumps(name, ensure_ascii=False)[1:-1].encode())
 
 
 def _frac_lcm(a: Fraction, b: Fraction) -> Fraction:

@@ -7,7 +7,9 @@ and makes ``multipleOf`` with a fractional divisor inexact (``0.07 / 0.01`` is
 integral value (drafts 6 and later; drafts 3 and 4 count only spellings without a fraction or
 exponent, as `jsonschema` decides) and ``multipleOf`` is decided exactly, whatever the size of
 the exponent.  A float inside a schema object stands for its shortest spelling (``repr``), which
-is what the schema's JSON text says.
+is what the schema's JSON text says.  ``pattern`` and ``patternProperties`` are read as ECMA-262
+regexes, as the specification says (`jsonschema` uses Python's ``re``, whose ``$`` also matches
+before a final newline and whose ``\\w`` is Unicode), by the front-end's own pattern automata.
 
 This is the reference the JSON Schema front-end is tested against, and what it uses to filter
 ``enum`` values against their sibling keywords.
@@ -15,6 +17,8 @@ This is the reference the JSON Schema front-end is tested against, and what it u
 >>> schema = loads('{"multipleOf": 0.01, "maximum": 1}')
 >>> [is_valid(schema, loads(x)) for x in ("0.07", "1.0000000000000000001", "1e-2")]
 [True, False, True]
+>>> is_valid({"pattern": "^a$"}, "a\\n"), is_valid({"pattern": "^\\w$"}, "é")
+(False, False)
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 import jsonschema
 import jsonschema.validators
 
-__all__ = ["exact_validator_class", "is_multiple", "is_valid", "loads"]
+__all__ = ["ecma_search", "exact_validator_class", "is_multiple", "is_valid", "loads"]
 
 
 def loads(text: str | bytes) -> Any:
@@ -67,9 +71,17 @@ def is_multiple(value, divisor) -> bool:
     return mx % (md * 10 ** -shift) == 0
 
 
+def ecma_search(pattern: str, text: str) -> bool:
+    """Does ``text`` contain a match of the ECMA-262 regex ``pattern``?  (`RegexError` if unsupported.)"""
+    from guided.frontends.jsonschema._strings import pattern_content
+
+    return pattern_content(pattern).fullmatch(json.dumps(text, ensure_ascii=False)[1:-1].encode())
+
+
 @functools.cache
 def exact_validator_class(base: type) -> type:
-    """``base`` (a `jsonschema` validator class) with exact ``integer`` and ``multipleOf``."""
+    """``base`` (a `jsonschema` validator class) with exact ``integer`` and ``multipleOf``, and
+    ECMA-262 ``pattern``, ``patternProperties`` and ``additionalProperties``."""
     old = base.META_SCHEMA.get("$schema", "") in (jsonschema.Draft3Validator.META_SCHEMA["$schema"],
                                                    jsonschema.Draft4Validator.META_SCHEMA["$schema"])
 
@@ -90,7 +102,31 @@ def exact_validator_class(base: type) -> type:
         if validator.is_type(instance, "number") and not is_multiple(instance, divisor):
             yield jsonschema.ValidationError(f"{instance!r} is not a multiple of {divisor}")
 
-    return jsonschema.validators.extend(base, {"multipleOf": multiple_of},
+    def pattern(validator, patrn, instance, schema):
+        if validator.is_type(instance, "string") and not ecma_search(patrn, instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {patrn!r}")
+
+    def pattern_properties(validator, patterns, instance, schema):
+        if validator.is_type(instance, "object"):
+            for patrn, sub in patterns.items():
+                for name, value in instance.items():
+                    if ecma_search(patrn, name):
+                        yield from validator.descend(value, sub, path=name, schema_path=patrn)
+
+    def additional_properties(validator, extra, instance, schema):
+        if not validator.is_type(instance, "object"):
+            return
+        named, patterns = schema.get("properties", {}), schema.get("patternProperties", {})
+        extras = [k for k in instance if k not in named and not any(ecma_search(p, k) for p in patterns)]
+        if validator.is_type(extra, "object"):
+            for name in extras:
+                yield from validator.descend(instance[name], extra, path=name)
+        elif not extra and extras:
+            yield jsonschema.ValidationError(f"additional properties are not allowed: {extras!r}")
+
+    keywords = {"multipleOf": multiple_of, "pattern": pattern, "patternProperties": pattern_properties,
+                "additionalProperties": additional_properties}
+    return jsonschema.validators.extend(base, keywords,
                                         type_checker=base.TYPE_CHECKER.redefine("integer", is_integer))
 
 
