@@ -50,7 +50,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.random_specs import random_grammar, random_regex, random_schema
+from tests.random_specs import random_grammar, random_regex, random_schema  # noqa: E402
 
 CLASSES = ("jsonschema", "regex", "grammar")
 

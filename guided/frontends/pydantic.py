@@ -1,7 +1,7 @@
 """Pydantic v2 models as constraints: the model's JSON Schema, compiled by the JSON Schema front-end.
 
-``guided.compile(MyModel, vocab)`` (once the dispatch lands; `compile_pydantic` until then)
-compiles ``MyModel.model_json_schema(by_alias=True)``: nested models and recursive models
+``guided.compile(MyModel, vocab)`` compiles ``MyModel.model_json_schema(by_alias=True)`` (through
+`pydantic_spec`, a `guided.JsonSchema`): nested models and recursive models
 (``$defs``/``$ref``), ``Optional``/``Union`` (``anyOf``), discriminated unions (``oneOf`` whose
 branches differ by a required ``Literal`` tag: provably disjoint, so exact), ``Literal`` and
 ``Enum`` (``const``/``enum``), constrained types (``constr``/``conint``/``Field`` bounds,
@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from guided.errors import SpecError
-from guided.frontends.jsonschema import JsonSchema, compile_json_schema
+from guided.frontends.jsonschema import JsonSchema
 
 
 def is_pydantic_model(obj: Any) -> bool:
@@ -59,7 +59,3 @@ def pydantic_spec(model: Any, **options: Any) -> JsonSchema:
     """A `guided.JsonSchema` for ``model`` (options as for `JsonSchema`)."""
     return JsonSchema(pydantic_schema(model), **options)
 
-
-def compile_pydantic(model: Any, vocab: Any, **options: Any):
-    """``guided.compile(model, vocab)`` for a Pydantic model class."""
-    return compile_json_schema(pydantic_spec(model, **options), vocab)
