@@ -113,7 +113,9 @@ def test_value_constraints_exact_over_every_spelling(schema, values, draft4):
                 "exclusiveMaximum" in json.dumps(schema) or "if" in schema:
             return  # draft 4 spells these differently (or not at all)
     texts = [s for v in values for s in spellings(v)]
-    check(schema, texts)
+    # Draft 4 types spellings (1 is an integer, 1.0 is not): an enum value is produced only in
+    # the spellings of its own type there, so only soundness is exact.
+    check(schema, texts, exact=not draft4)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -138,6 +140,8 @@ def test_contains_counts_values_not_spellings(contains, values, min_c, extra):
     ({"oneOf": [{"type": "integer"}, {"type": "number", "minimum": 5}]}, ["7.0", "7", "5", "5.00"]),
     ({"type": "array", "contains": {"const": 1}, "maxContains": 1}, ["[1, 1e0]", "[1, 1.0]", "[1.00, 1]"]),
     ({"$schema": DRAFT4, "type": "integer", "enum": [0]}, ["0.0", "-0.0", "0e0"]),
+    ({"$schema": DRAFT4, "enum": [1.0], "not": {"type": "integer"}}, ["1", "-0", "1e0"]),
+    ({"$schema": DRAFT4, "type": "integer", "not": {"enum": [1.0]}}, ["1", "1.0"]),
 ])
 def test_issue_cases_are_rejected(schema, texts):
     """The spellings issue 21 found accepted: each is invalid and now rejected."""

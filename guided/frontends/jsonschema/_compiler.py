@@ -265,7 +265,11 @@ class _Grammar:
             return _dfa.difference(self.exact(key[1], pointer), self.exact(key[2], pointer), self.opts.max_states)
         if kind == "numlit":  # a number's exact spellings and the one json.dumps writes
             extra = [_dfa.literal_dfa(key[3])] if key[3] else []
-            return _dfa.union_dfas([self.exact(key, pointer)] + extra, self.opts.max_states)
+            own = self.exact(key, pointer)
+            if key[4] is not None:  # drafts 3 and 4: spelt as the enum value is typed (1 or 1.0)
+                r = _numbers.literal(Decimal(key[1]), integer_only=key[4] == "int", fraction_only=key[4] == "frac")
+                own = _regex(r) if r is not None else _dfa.EMPTY
+            return _dfa.union_dfas([own] + extra, self.opts.max_states)
         if kind == "int":
             return self.int_dfa(*key[1:], pointer=pointer)
         if kind == "num":
@@ -1140,7 +1144,7 @@ class _Compiler:
             elif isinstance(v, bool):
                 terms.append(("lit", b"true" if v else b"false"))
             elif isinstance(v, (int, float)):
-                terms.append(_number_key(v, integer_only))
+                terms.append(_number_key(v, integer_only, typed=not self.g.int_fraction))
             elif isinstance(v, str):
                 terms.append(("strlit", v))
             elif isinstance(v, list):
@@ -1699,13 +1703,19 @@ def _esc(name: str) -> str:
     return name.replace("~", "~0").replace("/", "~1")
 
 
-def _number_key(v, integer_only: bool) -> tuple:
+def _number_key(v, integer_only: bool, typed: bool = False) -> tuple:
     """The terminal of one enum number: every exponent-free spelling of its value (``1``,
-    ``1.0``, ``1.00``; ``-0`` for 0), and the one ``json.dumps`` writes when it has an exponent."""
+    ``1.0``, ``1.00``; ``-0`` for 0), and the one ``json.dumps`` writes when it has an exponent.
+
+    ``typed`` (drafts 3 and 4, where ``1`` is an integer and ``1.0`` is not): the value is produced
+    only in spellings of its own type, so that a sibling ``not: {"type": "integer"}`` holds for
+    every spelling; its exact automaton (what a negation takes away) still has them all.
+    """
     d = _dec(v)
     text = format(d.normalize(), "f") if d else "0"
     dumped = json.dumps(v).encode()
-    return ("numlit", text, integer_only, dumped if b"e" in dumped.lower() and not integer_only else b"")
+    spelled = None if not typed else "int" if isinstance(v, int) else "frac"
+    return ("numlit", text, integer_only, dumped if b"e" in dumped.lower() and not integer_only else b"", spelled)
 
 
 # ------------------------------------------------------------------------------------------------

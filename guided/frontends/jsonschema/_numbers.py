@@ -44,21 +44,23 @@ def integers(lo: int | None, hi: int | None, fraction: bool) -> str | None:
     return f"{r}{suffix}"
 
 
-def literal(value: Decimal, integer_only: bool = False) -> str | None:
+def literal(value: Decimal, integer_only: bool = False, fraction_only: bool = False) -> str | None:
     """Every exponent-free spelling of ``value`` (trailing zeros, ``-0``); None if there is none.
 
-    ``integer_only``: only spellings without a fraction (an enum under a draft-4 ``integer``).
+    ``integer_only``: only spellings without a fraction (an enum under a draft-4 ``integer``);
+    ``fraction_only``: only spellings with one (a float enum value under draft 4: ``1.0``).
 
     >>> print(literal(Decimal("1.5")), literal(Decimal(0)), literal(Decimal(100), integer_only=True))
     1\\.50* -?0(?:\\.0+)? 100
     """
+    zeros = "" if integer_only else r"\.0+" if fraction_only else ZEROS
     if value == 0:
-        return "-?0" + ("" if integer_only else ZEROS)
+        return "-?0" + zeros
     sign = "-" if value < 0 else ""
     whole, frac = _split(abs(value))
     if frac:
         return None if integer_only else f"{sign}{whole}\\.{frac}0*"
-    return f"{sign}{whole}" + ("" if integer_only else ZEROS)
+    return f"{sign}{whole}" + zeros
 
 
 def _fixed(x: str, y: str) -> str:
