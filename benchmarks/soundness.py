@@ -123,8 +123,6 @@ class JsonSchemaReference:
 
 class Walker:
     def __init__(self, vocab, tokenizer, rng, max_steps: int):
-        import torch
-
         self.vocab, self.tokenizer, self.rng, self.max_steps = vocab, tokenizer, rng, max_steps
         self.eos = set(vocab.eos_token_ids)
         self.eos_list = sorted(self.eos)
@@ -132,7 +130,6 @@ class Walker:
                                  dtype=np.int64)
         self.is_text = np.zeros(vocab.size, dtype=bool)
         self.is_text[self.text_ids] = True
-        self.torch = torch
         from guided.errors import ConstraintViolation
 
         self.violation = ConstraintViolation
@@ -142,7 +139,7 @@ class Walker:
         m = grammar.matcher()
         out: list[bytes] = []
         for step in range(self.max_steps + 40):
-            mask = m.mask().numpy()
+            mask = np.asarray(m.mask())
             counts["masks"] += 1
             ends = [e for e in self.eos_list if mask[e]]
             texts = np.flatnonzero(mask & self.is_text)
@@ -160,7 +157,7 @@ class Walker:
                     return None
                 return b"".join(out)
             if late:  # steer towards the end: the tokens after which the text can still finish soon
-                budget = np.flatnonzero(m.budget_mask(8).numpy() & self.is_text)
+                budget = np.flatnonzero(np.asarray(m.budget_mask(8)) & self.is_text)
                 if budget.size:
                     texts = budget
             if self.rng.random() < 0.2:  # a forbidden token must be refused by advance too

@@ -18,7 +18,7 @@ Supported syntax (Python ``re`` spelling):
 Refused with a `guided.errors.RegexError` naming the position: what ``re`` itself refuses (with
 its message), backreferences, lookahead and lookbehind, word boundaries ``\\b \\B``, anchors
 anywhere else, conditionals, Unicode property classes ``\\p{...}``, the flags ``(?a)``,
-``(?L)``, ``(?x)``, and the noncharacters U+FDD0 to U+FDD6 (used internally).
+``(?L)``, ``(?x)``, and the noncharacters U+FDD0 to U+FDD5 (used internally).
 
 >>> dfa = regex_to_dfa(Regex(r"[0-9]{4}-[0-9]{2}"))
 >>> dfa.fullmatch(b"2024-05"), dfa.is_prefix(b"20"), dfa.fullmatch(b"2024-5")
@@ -204,8 +204,7 @@ class _Builder:
 # The class escapes reach interegular as one noncharacter each (its own sets are ASCII and it
 # merges them into the class), and the construction expands them in the pattern's dialect.
 CLASS_ESCAPES = {escape: chr(0xFDD0 + i) for i, escape in enumerate("dDwWsS")}
-NO_CHARACTER = chr(0xFDD6)  # a class matching nothing: ECMA-262's []
-_PLACEHOLDERS = {v: k for k, v in CLASS_ESCAPES.items()} | {NO_CHARACTER: ""}
+_PLACEHOLDERS = {v: k for k, v in CLASS_ESCAPES.items()}
 _ECMA_SETS = {
     "d": ((0x30, 0x39),),
     "w": ((0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)),
@@ -225,20 +224,14 @@ def escape_ranges(escape: str, dialect: str) -> tuple[tuple[int, int], ...]:
     >>> escape_ranges("d", "ecma"), any(lo <= ord("٣") <= hi for lo, hi in escape_ranges("d", "python"))
     (((48, 57),), True)
     """
-    if not escape:
-        return ()
     ranges = _ECMA_SETS[escape.lower()] if dialect == "ecma" else _python_escape(escape.lower())
     return tuple(complement_codepoints(ranges)) if escape.isupper() else tuple(ranges)
 
 
 @functools.cache
 def _python_escape(letter: str) -> tuple[tuple[int, int], ...]:
-    return tuple((m.start(), m.end() - 1) for m in re.finditer(f"\\{letter}+", _all_code_points()))
-
-
-@functools.cache
-def _all_code_points() -> str:
-    return "".join(map(chr, range(MAX_UNICODE + 1)))
+    every = "".join(map(chr, range(MAX_UNICODE + 1)))
+    return tuple((m.start(), m.end() - 1) for m in re.finditer(f"\\{letter}+", every))
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
