@@ -1235,12 +1235,7 @@ class _Compiler:
         max_p = int(max_p) if max_p is not None else None
         if max_p is not None and max_p < min_p:
             return None
-        compiled_patterns = []
-        for p in patterns:
-            try:
-                compiled_patterns.append(_NamePattern(p))
-            except RegexError as exc:
-                self.unsupported(f"{ptr}/patternProperties", "patternProperties", f"{p!r}: {exc}")
+        compiled_patterns = [_NamePattern(p, self.opts.max_states) for p in patterns]
         # defined properties: (name, value symbol, required)
         defined = []
         for name in names:
@@ -1248,7 +1243,12 @@ class _Compiler:
             if name in props_schema:
                 parts.append(props_schema[name])
             for p, rx in zip(patterns, compiled_patterns):
-                if rx.search(name):
+                try:
+                    matched = rx.search(name)
+                except RegexError as exc:
+                    self.unsupported(f"{ptr}/patternProperties", "patternProperties", f"{p!r}: {exc}")
+                    continue
+                if matched:
                     parts.append(patterns[p])
             if not parts:
                 parts.append(additional)
@@ -1686,13 +1686,18 @@ def _schema_for_extra(side: dict, name: str):
 
 class _NamePattern:
     """A ``patternProperties`` pattern deciding a known property name, read as ECMA-262 (as the
-    key automata read it): Python's ``re`` differs (``$`` before a final newline, Unicode ``\\w``)."""
+    key automata read it): Python's ``re`` differs (``$`` before a final newline, Unicode ``\\w``).
 
-    def __init__(self, pattern: str):
-        self.dfa = _strings.pattern_content(pattern)
+    Its automaton (the one the key automata use: built once) is built when a name is asked about;
+    `search` raises `RegexError` for a pattern guided cannot read.
+    """
+
+    def __init__(self, pattern: str, max_states: int = 100_000):
+        self.pattern, self.max_states = pattern, max_states
 
     def search(self, name: str) -> bool:
-        return self.dfa.fullmatch(json.dumps(name, ensure_ascii=False)[1:-1].encode())
+        dfa = _strings.pattern_content(self.pattern, self.max_states)
+        return dfa.fullmatch(json.dumps(name, ensure_ascii=False)[1:-1].encode())
 
 
 def _frac_lcm(a: Fraction, b: Fraction) -> Fraction:

@@ -319,8 +319,13 @@ def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
     return determinize(nfa, Limits(max_states, 30.0), what=what)
 
 
-@lru_cache(maxsize=4096)
 def pattern_content(pattern: str, max_states: int = 100_000) -> ByteDFA:
+    """String content containing a match of the ECMA-262 ``pattern`` (cached whichever way it is called)."""
+    return _pattern_content(pattern, max_states)
+
+
+@lru_cache(maxsize=4096)
+def _pattern_content(pattern: str, max_states: int) -> ByteDFA:
     return _content_dfa(lambda n, s, e: pattern_nfa(n, pattern, s, e), max_states, f"pattern {pattern!r}")
 
 
