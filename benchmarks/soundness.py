@@ -235,6 +235,7 @@ def run(args) -> dict:
     target = {c: args.walks // len(classes) for c in classes}
     start = time.perf_counter()
     deadline = start + args.time_limit if args.time_limit else None
+    next_report = start + args.progress
     while any(counts[c]["walks"] < target[c] for c in classes):
         if deadline and time.perf_counter() > deadline:
             break
@@ -335,7 +336,8 @@ def run(args) -> dict:
                         examples.append({"kind": "mutant accepted", "spec": label, "text": mutant, "from": text})
                     elif verdict and not ok:
                         cnt["mutants valid, rejected"] += 1
-        if args.progress and sum(counts[c]["specs"] for c in classes) % args.progress == 0:
+        if args.progress and time.perf_counter() >= next_report:
+            next_report += args.progress
             done = {c: counts[c]["walks"] for c in classes}
             print(f"  {time.perf_counter() - start:.0f} s: walks {done}", file=sys.stderr, flush=True)
     return {"seconds": round(time.perf_counter() - start, 1), "seed": args.seed,
@@ -368,7 +370,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-steps", type=int, default=40, help="tokens before a walk steers towards its end")
     ap.add_argument("--mutants", type=int, default=6, help="finished texts per spec to mutate (3 mutants each)")
     ap.add_argument("--time-limit", type=float, default=0, help="seconds (0: none)")
-    ap.add_argument("--progress", type=int, default=50, help="print progress every N specs (0: never)")
+    ap.add_argument("--progress", type=float, default=60, help="print progress every N seconds (0: never)")
     ap.add_argument("--json", help="write counts and failing examples here")
     args = ap.parse_args(argv)
     args.classes = [c.strip() for c in args.classes.split(",") if c.strip()]
