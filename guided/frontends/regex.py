@@ -7,16 +7,19 @@ Supported syntax (Python ``re`` spelling):
 
 - literals, escapes (``\\n \\t \\xNN \\uNNNN \\U0010FFFF \\x{...}``, octal ``\\0NN``), ``.``
   (any character but ``\\n``; with ``(?s)`` any character);
-- classes ``[a-z]``, ``[^...]``, ``\\d \\w \\s \\D \\W \\S`` (ASCII meanings, as in ECMA-262
-  and ``re.ASCII``);
+- classes ``[a-z]``, ``[^...]`` (a ``]`` first in a class is a literal, as in ``re``),
+  ``\\d \\w \\s \\D \\W \\S`` with their Unicode meanings, exactly as ``re`` reads them
+  (``\\d`` is any decimal digit, ``٣`` included; ``[0-9]`` for ASCII digits);
 - groups ``(...)``, ``(?:...)``, ``(?P<name>...)``, alternation ``|``;
 - quantifiers ``* + ? {n} {n,} {,m} {n,m}`` (lazy forms accepted: under full-match they are the same);
 - inline flags ``(?i)``, ``(?s)``, scoped ``(?i:...)``;
 - ``^`` at the very start and ``$`` (or ``\\Z``, ``\\z``) at the very end, which full-match implies.
 
-Refused with a `guided.errors.RegexError` naming the position: backreferences, lookahead and
-lookbehind, word boundaries ``\\b \\B``, anchors anywhere else, conditionals, Unicode property
-classes ``\\p{...}``.  Comments ``(?#...)`` are ignored, as ``re`` ignores them.
+Refused with a `guided.errors.RegexError` naming the position: what ``re`` itself refuses (with
+its message), backreferences, lookahead and lookbehind, word boundaries ``\\b \\B``, anchors
+anywhere else, conditionals, Unicode property classes ``\\p{...}``, the flags ``(?a)``,
+``(?L)``, ``(?x)``, and the noncharacters U+FDD0 to U+FDD5 (used internally).  Comments
+``(?#...)`` are ignored, as ``re`` ignores them.
 
 Limits (`guided.errors.LimitExceeded`, fast): groups nested deeper than ``max_nesting``; a
 pattern whose automaton must have more than ``max_states`` states (a shortest or longest match
@@ -34,6 +37,7 @@ from __future__ import annotations
 import functools
 import re
 import time
+import warnings
 from dataclasses import dataclass
 
 from interegular import patterns as _ip
@@ -129,6 +133,7 @@ def regex_to_nfa(pattern: str, limits: Limits | None = None, max_nesting: int = 
     """Parse ``pattern`` and build its byte-level NFA (no determinisation), within ``limits``."""
     limits = limits or Limits()
     body = _check_and_normalise(pattern, max_nesting)
+    _check_python_syntax(pattern)
     tree = parse_tree(body, pattern, limits, max_nesting)
     nfa = ByteNFA()
     end = nfa.add_state()
@@ -241,17 +246,34 @@ def _repeat_hint(pattern: str) -> str:
             f"raise max_states=, or shorten the repeat)")
 
 
+def _check_python_syntax(pattern: str) -> None:
+    """What ``re`` refuses is refused, with its message and position (interegular is laxer)."""
+    # \x{...} is guided's own spelling of \U........
+    spelled = _BRACED_HEX.sub(lambda m: f"{m.group(1)}\\U{int(m.group(2), 16):08x}", pattern)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FutureWarning on "[[", "--" ...: still literal characters
+        try:
+            re.compile(spelled)
+        except re.error as exc:
+            raise RegexError(f"invalid regex syntax: {exc.msg}", pattern, exc.pos) from None
+        except (OverflowError, RecursionError) as exc:
+            raise RegexError(f"invalid regex: {exc}", pattern, None) from None
+
+
 class _Builder:
     """Thompson construction from interegular's parse tree onto a ByteNFA.
 
+    ``dialect`` gives the class escapes (``\\d \\w \\s`` and their complements) their sets:
+    ``"python"`` as ``re`` (Unicode), ``"ecma"`` as ECMA-262 (ASCII ``\\d \\w``, its own ``\\s``).
     Counted repeats are unrolled; past twice ``limits.max_states`` NFA states or the deadline,
     `LimitExceeded` (`parse_tree` refuses most such patterns before anything is built).
     """
 
-    def __init__(self, nfa: ByteNFA, pattern: str, limits: Limits | None = None):
+    def __init__(self, nfa: ByteNFA, pattern: str, limits: Limits | None = None, dialect: str = "python"):
         limits = limits or Limits()
         self.nfa = nfa
         self.pattern = pattern
+        self.dialect = dialect
         self.max_nfa_states = 2 * limits.max_states
         self.deadline = limits.until()
         self.limits = limits
@@ -263,7 +285,7 @@ class _Builder:
         key = (id(group), flags)
         found = self._ranges.get(key)
         if found is None:
-            found = self._ranges[key] = _class_ranges(group, flags)
+            found = self._ranges[key] = _class_ranges(group, flags, self.dialect)
         return found
 
     def build(self, node, start: int, end: int, flags) -> None:
@@ -331,15 +353,62 @@ class _Builder:
         nfa.add_epsilon(state, end)
 
 
-def _class_ranges(group, flags) -> list[tuple[int, int]]:
-    if len(group.chars) == 1 and not group.negated and not flags & _ip.REFlags.CASE_INSENSITIVE:
-        cp = ord(next(iter(group.chars)))
-        return [(cp, cp)]
+# The class escapes reach interegular as one noncharacter each (its own sets are ASCII and it
+# merges them into the class), and the construction expands them in the pattern's dialect.
+CLASS_ESCAPES = {escape: chr(0xFDD0 + i) for i, escape in enumerate("dDwWsS")}
+_PLACEHOLDERS = {v: k for k, v in CLASS_ESCAPES.items()}
+_ECMA_SETS = {
+    "d": ((0x30, 0x39),),
+    "w": ((0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)),
+    # WhiteSpace and LineTerminator
+    "s": ((0x09, 0x0D), (0x20, 0x20), (0xA0, 0xA0), (0x1680, 0x1680), (0x2000, 0x200A), (0x2028, 0x2029),
+          (0x202F, 0x202F), (0x205F, 0x205F), (0x3000, 0x3000), (0xFEFF, 0xFEFF)),
+}
+
+
+@functools.cache
+def escape_ranges(escape: str, dialect: str) -> tuple[tuple[int, int], ...]:
+    """The code points of ``\\d \\D \\w \\W \\s \\S`` (``escape`` is the letter) in ``dialect``.
+
+    Python: exactly the sets ``re`` matches (``str.isdecimal``, ``isalnum`` or ``_``, ``isspace``
+    for this Python's Unicode version), read off ``re`` itself.
+
+    >>> escape_ranges("d", "ecma"), any(lo <= ord("٣") <= hi for lo, hi in escape_ranges("d", "python"))
+    (((48, 57),), True)
+    """
+    ranges = _ECMA_SETS[escape.lower()] if dialect == "ecma" else _python_escape(escape.lower())
+    return tuple(complement_codepoints(ranges)) if escape.isupper() else tuple(ranges)
+
+
+@functools.cache
+def _python_escape(letter: str) -> tuple[tuple[int, int], ...]:
+    every = "".join(map(chr, range(MAX_UNICODE + 1)))
+    return tuple((m.start(), m.end() - 1) for m in re.finditer(f"\\{letter}+", every))
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return [(a, b) for a, b in out]
+
+
+def _class_ranges(group, flags, dialect: str = "python") -> list[tuple[int, int]]:
     chars = set(group.chars)
+    escapes = [_PLACEHOLDERS[c] for c in chars if c in _PLACEHOLDERS]
+    if len(chars) == 1 and not escapes and not group.negated and not flags & _ip.REFlags.CASE_INSENSITIVE:
+        cp = ord(next(iter(chars)))
+        return [(cp, cp)]
+    chars.difference_update(_PLACEHOLDERS)
     if flags & _ip.REFlags.CASE_INSENSITIVE:
         for c in list(chars):
             chars.update(_case_variants(c))
     ranges = codepoint_ranges(ord(c) for c in chars)
+    if escapes:
+        ranges = _merge(ranges + [r for e in escapes for r in escape_ranges(e, dialect)])
     return complement_codepoints(ranges) if group.negated else ranges
 
 
@@ -396,6 +465,10 @@ except ImportError:  # pragma: no cover - other implementations
 # --- checking the pattern text before interegular sees it -------------------------------------
 
 _LOOKAROUND = re.compile(r"\(\?(=|!|<=|<!)")
+_QUANTIFIER = re.compile(r"\{(?:[0-9]+(?:,[0-9]*)?|,[0-9]*)\}")  # a "{" that re reads as a repeat
+_BRACED_HEX = re.compile(r"(?<!\\)((?:\\\\)*)\\x\{([0-9A-Fa-f]{1,6})\}")
+_OCTAL = re.compile(r"\\(0[0-7]{0,2}|[1-7][0-7]{2})")
+_CLASS_OCTAL = re.compile(r"\\([0-7]{1,3})")
 
 
 def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
@@ -418,14 +491,32 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
         i += 1
     while i < n:
         c = pattern[i]
+        if c in _PLACEHOLDERS:
+            raise RegexError(f"the noncharacter U+{ord(c):04X} is not supported", pattern, i)
         if c == "\\":
             if i + 1 >= n:
                 raise RegexError("pattern ends with a lone backslash", pattern, i)
             d = pattern[i + 1]
             if d in "uUx" and (expanded := _unicode_escape(pattern, i)) is not None:
                 char, length = expanded
+                if char in _PLACEHOLDERS:
+                    raise RegexError(f"the noncharacter U+{ord(char):04X} is not supported", pattern, i)
                 out.append(_literal(char, in_class))
                 i += length
+                continue
+            if d in CLASS_ESCAPES:
+                if in_class and (_range_dash_before(pattern, i, class_start) or
+                                 (pattern.startswith("-", i + 2) and not pattern.startswith("-]", i + 2))):
+                    raise RegexError(f"\\{d} cannot bound a character range", pattern, i)
+                out.append(CLASS_ESCAPES[d])
+                i += 2
+                continue
+            # re reads \0, \0N, \0NN and \NNN (in a class: \N to \NNN) as octal characters;
+            # interegular reads a lone \0 as "0".
+            octal = (_CLASS_OCTAL if in_class else _OCTAL).match(pattern, i)
+            if octal:
+                out.append(_literal(chr(int(octal.group(1), 8)), in_class))
+                i = octal.end()
                 continue
             if not in_class:
                 if d in "123456789":
@@ -451,6 +542,10 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
         if in_class:
             if c == "]" and i > class_start + 1 and not (i == class_start + 2 and pattern[class_start + 1] == "^"):
                 in_class = False
+            elif c == "]":  # first in the class: a literal for re (interegular would close the class)
+                out.append("\\]")
+                i += 1
+                continue
             elif c == "[" and i + 1 < n and pattern[i + 1] == ":":
                 raise RegexError("POSIX classes [:...:] are not supported", pattern, i)
             out.append(c)
@@ -487,13 +582,32 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
             if i == n - 1:
                 break
             raise RegexError("'$' is only supported at the end of the pattern", pattern, i)
-        elif c in "*+?}" and i + 1 < n and pattern[i + 1] == "+":
+        elif c in "*+?" and i + 1 < n and pattern[i + 1] == "+":
             raise RegexError("possessive quantifiers are not supported", pattern, i + 1)
+        elif c == "{":
+            repeat = _QUANTIFIER.match(pattern, i)
+            if not repeat:
+                out.append("\\{")  # not a repeat: a literal brace for re (an error for interegular)
+                i += 1
+                continue
+            if repeat.end() < n and pattern[repeat.end()] == "+":
+                raise RegexError("possessive quantifiers are not supported", pattern, repeat.end())
+            out.append(repeat.group(0))
+            i = repeat.end()
+            continue
         out.append(c)
         i += 1
     if in_class:
         raise RegexError("unterminated character class", pattern, class_start)
     return "".join(out)
+
+
+def _range_dash_before(pattern: str, i: int, class_start: int) -> bool:
+    """Is ``pattern[i]`` preceded by a ``-`` that is not the first thing in its class?"""
+    if i < 1 or pattern[i - 1] != "-" or (i >= 2 and pattern[i - 2] == "\\"):
+        return False
+    first = class_start + (2 if pattern.startswith("[^", class_start) else 1)
+    return i - 1 > first
 
 
 def _unicode_escape(pattern: str, i: int) -> tuple[str, int] | None:

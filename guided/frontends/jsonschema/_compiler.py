@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from decimal import Decimal
 from fractions import Fraction
@@ -31,6 +30,7 @@ import referencing.jsonschema as rjs
 from guided.errors import GuidedError, LimitExceeded, RegexError, SpecError
 from guided.ir.dfa import ByteDFA
 from guided.frontends.jsonschema import _numbers, _strings
+from guided.frontends.jsonschema._exact import exact_validator_class
 from guided.ir import dfa_ops as _dfa
 from guided.frontends.jsonschema._formats import FORMAT_MAX_LENGTH, FORMATS
 from guided.frontends.regex import Regex, regex_to_dfa
@@ -177,6 +177,8 @@ class _Grammar:
         self.open_containers: tuple[str, ...] = ()  # the open value's object and array symbols
         self.deadline = time.monotonic() + opts.max_seconds
         self.total_states = 0
+        # Drafts 6 and later: an integer may be written with a zero fraction (1.0); 3 and 4: not.
+        self.int_fraction = True
 
     def nt(self, hint: str = "n") -> str:
         self.nt_count += 1
@@ -218,6 +220,30 @@ class _Grammar:
             dfa = _cache_put(_BARE_CACHE, name, self._build(key, pointer))
         return dfa
 
+    def exact(self, key: tuple, pointer: str = "") -> ByteDFA:
+        """The automaton of a terminal description over the exact spelling space.
+
+        Numbers in the exact space are those written without an exponent (see
+        `guided.frontends.jsonschema._numbers`); every other lexeme is in it.  Over that space
+        the automaton accepts a lexeme if and only if its value matches the description, so a
+        difference of two such automata is exact.  `bare` is this automaton plus, for numbers
+        whose value is not compared, their exponent spellings.
+        """
+        kind = key[0]
+        if kind == "union" and any(k[0] in ("num", "numlit", "union", "minus") for k in key[1]):
+            name = ("exact", key)
+            dfa = _BARE_CACHE.get(name)
+            if dfa is None:
+                dfa = _cache_put(_BARE_CACHE, name, _dfa.union_dfas(
+                    [self.exact(k, pointer) for k in key[1]], self.opts.max_states))
+            return dfa
+        if kind == "num" and key[1:] == (None, False, None, False, None):
+            return _regex(_numbers.PLAIN_NUMBER)
+        if kind == "numlit":
+            r = _numbers.literal(Decimal(key[1]), key[2])
+            return _regex(r) if r is not None else _dfa.EMPTY
+        return self.bare(key, pointer)
+
     def _build(self, key: tuple, pointer: str) -> ByteDFA:
         kind = key[0]
         ws = self.opts.ws
@@ -245,7 +271,16 @@ class _Grammar:
                 parts.append(self.bare(("strlit", texts[0]), pointer))
             return _dfa.union_dfas(parts, self.opts.max_states)
         if kind == "minus":
-            return _dfa.difference(self.bare(key[1], pointer), self.bare(key[2], pointer), self.opts.max_states)
+            # Exact over the exact space on both sides: exponent spellings are left out, since
+            # the subtracted automaton could not know every one of its values' spellings.
+            return _dfa.difference(self.exact(key[1], pointer), self.exact(key[2], pointer), self.opts.max_states)
+        if kind == "numlit":  # a number's exact spellings and the one json.dumps writes
+            extra = [_dfa.literal_dfa(key[3])] if key[3] else []
+            own = self.exact(key, pointer)
+            if key[4] is not None:  # drafts 3 and 4: spelt as the enum value is typed (1 or 1.0)
+                r = _numbers.literal(Decimal(key[1]), integer_only=key[4] == "int", fraction_only=key[4] == "frac")
+                own = _regex(r) if r is not None else _dfa.EMPTY
+            return _dfa.union_dfas([own] + extra, self.opts.max_states)
         if kind == "int":
             return self.int_dfa(*key[1:], pointer=pointer)
         if kind == "num":
@@ -281,8 +316,8 @@ class _Grammar:
             out = _dfa.difference(out, _strings.literals_content(tuple(sorted(set(literals_out)))), ms)
         return out
 
-    def int_dfa(self, lo, hi, mult, pointer=""):
-        r = _numbers.int_range(lo, hi)
+    def int_dfa(self, lo, hi, mult, fraction, pointer=""):
+        r = _numbers.integers(lo, hi, fraction)
         if r is None:
             return _dfa.EMPTY
         d = _regex(r)
@@ -293,7 +328,7 @@ class _Grammar:
                 if p2 > self.opts.max_multiple_of:
                     raise UnsupportedSchema(pointer, "multipleOf", f"modulus {p2} is above max_multiple_of="
                                                                    f"{self.opts.max_multiple_of}")
-                d = _dfa.intersect(d, _numbers.multiple_of_dfa(p2, 0, False), self.opts.max_states)
+                d = _dfa.intersect(d, _numbers.multiple_of_dfa(p2, 0, fraction), self.opts.max_states)
         return d
 
     def num_dfa(self, lo, lo_x, hi, hi_x, mult, pointer=""):
@@ -317,7 +352,7 @@ class _Grammar:
                                                                f"{self.opts.max_multiple_of}")
             parts.append(_numbers.multiple_of_dfa(p, q, True))
         if not parts:
-            parts.append(_regex(_numbers.NUMBER.replace(r"(?:[eE][+-]?[0-9]+)?", "")))
+            parts.append(_regex(_numbers.PLAIN_NUMBER))
         out = parts[0]
         for p in parts[1:]:
             out = _dfa.intersect(out, p, self.opts.max_states)
@@ -340,6 +375,8 @@ class _Compiler:
         self.spec = spec
         self.draft = spec.name
         self.old_ref = self.draft in ("draft-03", "draft-04", "draft-06", "draft-07")
+        self.old_draft = self.draft in ("draft-03", "draft-04")
+        self.g.int_fraction = not self.old_draft
         resource = spec.create_resource(root)
         base = resource.id() or "urn:guided:root"
         self.registry = referencing.Registry().with_resource(base, resource).crawl()
@@ -370,8 +407,9 @@ class _Compiler:
         import jsonschema
 
         if self._validator_cls is None:
-            self._validator_cls = jsonschema.validators.validator_for(self.root if isinstance(self.root, dict) else {},
-                                                                     default=jsonschema.Draft202012Validator)
+            # Numbers compared exactly (the specification's rule), as the compiled automata do.
+            self._validator_cls = exact_validator_class(jsonschema.validators.validator_for(
+                self.root if isinstance(self.root, dict) else {}, default=jsonschema.Draft202012Validator))
         cls = self._validator_cls
         v = cls(schema, registry=self.registry, _resolver=resolver) if _accepts_resolver(cls) else cls(
             schema, registry=self.registry)
@@ -643,7 +681,8 @@ class _Compiler:
             keys.append(k)
         if not keys:
             return _dfa.EMPTY
-        return self.g.bare(("union", tuple(keys)) if len(keys) > 1 else keys[0])
+        # Disjoint over the exact space means disjoint values: every number has a spelling there.
+        return self.g.exact(("union", tuple(keys)) if len(keys) > 1 else keys[0])
 
     def negate(self, node, resolver, ptr, depth) -> list:
         """``not node`` as flat schemas (De Morgan over the flat alternatives), where expressible."""
@@ -797,6 +836,8 @@ class _Compiler:
                 pass  # equal, an annotation, or an unknown keyword (which constrains nothing)
             else:
                 self.unsupported(ptr, k, f"cannot combine two '{k}' keywords in allOf")
+        for lower in (True, False):
+            self.merge_bounds(a, b, out, lower)
         # cross-object keys: properties of one side under the other's additionalProperties
         if "properties" in a or "properties" in b or "additionalProperties" in a or "additionalProperties" in b:
             props = dict(out.get("properties", {}))
@@ -821,6 +862,46 @@ class _Compiler:
         out["_res"] = a.get("_res") or b.get("_res")
         out["_ptr"] = a.get("_ptr", ptr)
         return out
+
+    def bounds(self, flat: dict, lower: bool) -> list[tuple[Decimal, bool]]:
+        """The (value, exclusive) bounds on one side, read as the schema's draft reads them.
+
+        Drafts 3 and 4: ``exclusiveMinimum`` is a flag on ``minimum`` (any true value; alone it
+        does nothing), as `jsonschema` reads it.  Later drafts: a number of its own, or a
+        boolean flag as in draft 4 (what such a schema's author meant).
+        """
+        bound, flag = ("minimum", "exclusiveMinimum") if lower else ("maximum", "exclusiveMaximum")
+        value, ex = flat.get(bound), flat.get(flag)
+        out = []
+        try:
+            if value is not None:
+                modifier = bool(ex) if (self.old_draft or isinstance(ex, bool)) else False
+                out.append((_dec(value), modifier))
+            if ex is not None and not self.old_draft and not isinstance(ex, bool):
+                out.append((_dec(ex), True))
+        except (TypeError, ValueError, ArithmeticError):
+            raise UnsupportedSchema(flat.get("_ptr", ""), bound, "bounds must be numbers") from None
+        return out
+
+    def merge_bounds(self, a: dict, b: dict, out: dict, lower: bool) -> None:
+        """Both sides' bounds in ``out`` as the tighter one, exactly (exclusive where it is on either side)."""
+        bound, flag = ("minimum", "exclusiveMinimum") if lower else ("maximum", "exclusiveMaximum")
+        if not any(k in d for d in (a, b) for k in (bound, flag)):
+            return
+        sides = self.bounds(a, lower) + self.bounds(b, lower)
+        out.pop(bound, None)
+        out.pop(flag, None)
+        if not sides:
+            return
+        value = max(v for v, _ in sides) if lower else min(v for v, _ in sides)
+        exclusive = any(x for v, x in sides if v == value)
+        number = int(value) if value == value.to_integral_value() else float(value)
+        if self.old_draft:
+            out[bound] = number
+            if exclusive:
+                out[flag] = True
+        else:
+            out[flag if exclusive else bound] = number
 
     # -- types ---------------------------------------------------------------------------------
 
@@ -980,7 +1061,7 @@ class _Compiler:
         if k[0] == "lit":
             return "null" if k[1] == b"null" else "boolean" if k[1] in (b"true", b"false") else "number"
         if k[0] == "alt":
-            return "number"
+            return "boolean"
         if k[0] in ("strlit", "string"):
             return "string"
         return "number"
@@ -1033,24 +1114,14 @@ class _Compiler:
             if not ({"number", "integer"} & types):
                 return None
             lo, lo_x, hi, hi_x = None, False, None, False
+            lows, highs = self.bounds(flat, True), self.bounds(flat, False)
+            if lows:
+                lo = max(v for v, _ in lows)
+                lo_x = any(x for v, x in lows if v == lo)
+            if highs:
+                hi = min(v for v, _ in highs)
+                hi_x = any(x for v, x in highs if v == hi)
             try:
-                if "minimum" in flat:
-                    lo = _dec(flat["minimum"])
-                if "maximum" in flat:
-                    hi = _dec(flat["maximum"])
-                em, eM = flat.get("exclusiveMinimum"), flat.get("exclusiveMaximum")
-                if isinstance(em, bool):
-                    lo_x = em and lo is not None
-                elif em is not None:
-                    e = _dec(em)
-                    if lo is None or e >= lo:
-                        lo, lo_x = e, True
-                if isinstance(eM, bool):
-                    hi_x = eM and hi is not None
-                elif eM is not None:
-                    e = _dec(eM)
-                    if hi is None or e <= hi:
-                        hi, hi_x = e, True
                 mult = None
                 if "multipleOf" in flat:
                     m = _dec(flat["multipleOf"])
@@ -1062,9 +1133,7 @@ class _Compiler:
             if is_int:
                 ilo = None if lo is None else (math.floor(lo) + 1 if lo_x else math.ceil(lo))
                 ihi = None if hi is None else (math.ceil(hi) - 1 if hi_x else math.floor(hi))
-                if ilo is None and ihi is None and mult is None:
-                    return ("regex", _numbers.INT)
-                return ("int", ilo, ihi, mult)
+                return ("int", ilo, ihi, mult, self.g.int_fraction)
             if lo is None and hi is None and mult is None:
                 return _ANY
             if mult is not None and mult[1] == 0 and mult[0] >= 1 and False:
@@ -1088,6 +1157,10 @@ class _Compiler:
             if (others or extra) and not self.validates(v, _clean(flat), flat["_res"]):
                 continue
             keep.append(v)
+        # Under drafts 3 and 4 a value typed "integer" (not "number") may not be written 1.0.
+        declared = flat.get("type")
+        declared = set(declared if isinstance(declared, list) else [declared])
+        integer_only = not self.g.int_fraction and "integer" in declared and "number" not in declared
         terms, nts = [], []
         for v in keep:
             if v is None:
@@ -1095,7 +1168,7 @@ class _Compiler:
             elif isinstance(v, bool):
                 terms.append(("lit", b"true" if v else b"false"))
             elif isinstance(v, (int, float)):
-                terms.append(("alt", _number_spellings(v)))
+                terms.append(_number_key(v, integer_only, typed=not self.g.int_fraction))
             elif isinstance(v, str):
                 terms.append(("strlit", v))
             elif isinstance(v, list):
@@ -1186,12 +1259,7 @@ class _Compiler:
         max_p = int(max_p) if max_p is not None else None
         if max_p is not None and max_p < min_p:
             return None
-        compiled_patterns = []
-        for p in patterns:
-            try:
-                compiled_patterns.append(re.compile(p))
-            except re.error:
-                self.unsupported(f"{ptr}/patternProperties", "patternProperties", f"{p!r} is not a valid regex")
+        compiled_patterns = [_NamePattern(p, self.opts.max_states) for p in patterns]
         # defined properties: (name, value symbol, required)
         defined = []
         for name in names:
@@ -1199,7 +1267,12 @@ class _Compiler:
             if name in props_schema:
                 parts.append(props_schema[name])
             for p, rx in zip(patterns, compiled_patterns):
-                if rx.search(name):
+                try:
+                    matched = rx.search(name)
+                except RegexError as exc:
+                    self.unsupported(f"{ptr}/patternProperties", "patternProperties", f"{p!r}: {exc}")
+                    continue
+                if matched:
                     parts.append(patterns[p])
             if not parts:
                 parts.append(additional)
@@ -1622,11 +1695,27 @@ def _schema_for_extra(side: dict, name: str):
     """The schema ``side`` applies to a property it does not list."""
     for p, s in (side.get("patternProperties") or {}).items():
         try:
-            if re.search(p, name):
+            if _NamePattern(p).search(name):
                 return s
-        except re.error:
+        except RegexError:
             return True
     return side.get("additionalProperties", True)
+
+
+class _NamePattern:
+    """A ``patternProperties`` pattern deciding a known property name, read as ECMA-262 (as the
+    key automata read it): Python's ``re`` differs (``$`` before a final newline, Unicode ``\\w``).
+
+    Its automaton (the one the key automata use: built once) is built when a name is asked about;
+    `search` raises `RegexError` for a pattern guided cannot read.
+    """
+
+    def __init__(self, pattern: str, max_states: int = 100_000):
+        self.pattern, self.max_states = pattern, max_states
+
+    def search(self, name: str) -> bool:
+        dfa = _strings.pattern_content(self.pattern, self.max_states)
+        return dfa.fullmatch(json.dumps(name, ensure_ascii=False)[1:-1].encode())
 
 
 def _frac_lcm(a: Fraction, b: Fraction) -> Fraction:
@@ -1637,15 +1726,19 @@ def _esc(name: str) -> str:
     return name.replace("~", "~0").replace("/", "~1")
 
 
-def _number_spellings(v) -> tuple[bytes, ...]:
-    out = {json.dumps(v).encode()}
+def _number_key(v, integer_only: bool, typed: bool = False) -> tuple:
+    """The terminal of one enum number: every exponent-free spelling of its value (``1``,
+    ``1.0``, ``1.00``; ``-0`` for 0), and the one ``json.dumps`` writes when it has an exponent.
+
+    ``typed`` (drafts 3 and 4, where ``1`` is an integer and ``1.0`` is not): the value is produced
+    only in spellings of its own type, so that a sibling ``not: {"type": "integer"}`` holds for
+    every spelling; its exact automaton (what a negation takes away) still has them all.
+    """
     d = _dec(v)
-    if d == d.to_integral_value():
-        i = str(int(d))
-        out |= {i.encode(), (i + ".0").encode()}
-    else:
-        out.add(format(d.normalize(), "f").encode())
-    return tuple(sorted(out))
+    text = format(d.normalize(), "f") if d else "0"
+    dumped = json.dumps(v).encode()
+    spelled = None if not typed else "int" if isinstance(v, int) else "frac"
+    return ("numlit", text, integer_only, dumped if b"e" in dumped.lower() and not integer_only else b"", spelled)
 
 
 # ------------------------------------------------------------------------------------------------

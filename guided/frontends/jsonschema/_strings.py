@@ -169,10 +169,6 @@ def _any_loop(nfa: ByteNFA, start: int, end: int) -> None:
     nfa.add_epsilon(loop, end)
 
 
-# ECMA-262 \s: WhiteSpace and LineTerminator code points
-_ECMA_SPACE = "\\t\\n\\x0b\\x0c\\r \\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
-
-
 def _split_top(pattern: str) -> list[str]:
     """Split at top-level '|' (outside groups and classes)."""
     parts, depth, in_class, cur, i = [], 0, False, [], 0
@@ -203,6 +199,9 @@ def _split_top(pattern: str) -> list[str]:
     return parts
 
 
+_ECMA_REPEAT = re.compile(r"\{[0-9]+(?:,[0-9]*)?\}")
+
+
 def _ecma_to_python(pattern: str) -> str:
     """Rewrite ECMA-262 spellings that differ from Python's ``re`` (refusing the untranslatable)."""
     out, i, in_class = [], 0, False
@@ -211,19 +210,8 @@ def _ecma_to_python(pattern: str) -> str:
         c = pattern[i]
         if c == "\\" and i + 1 < n:
             d = pattern[i + 1]
-            if d == "s":
-                out.append(_ECMA_SPACE if in_class else f"[{_ECMA_SPACE}]")
-            elif d == "S":
-                if in_class:
-                    raise RegexError("\\S inside a character class is not supported", pattern, i)
-                out.append(f"[^{_ECMA_SPACE}]")
-            elif d == "d" and not in_class:
-                out.append("[0-9]")
-            elif d == "d":
-                out.append("0-9")
-            elif d == "D" and not in_class:
-                out.append("[^0-9]")
-            elif d == "c" and i + 2 < n and pattern[i + 2].isalpha():
+            # \d \w \s and their complements stay: the construction reads them as ECMA-262 does.
+            if d == "c" and i + 2 < n and pattern[i + 2].isalpha():
                 out.append(f"\\x{ord(pattern[i + 2]) % 32:02x}")
                 i += 3
                 continue
@@ -258,15 +246,19 @@ def _ecma_to_python(pattern: str) -> str:
                 i += 3
                 continue
             if pattern.startswith("[]", i):
-                raise RegexError("the empty class [] matches nothing", pattern, i)
+                out.append("[^\\s\\S]")  # matches nothing
+                i += 2
+                continue
             in_class = True
             out.append(c)
             i += 1
             if i < n and pattern[i] == "^":
                 out.append("^")
                 i += 1
-            if i < n and pattern[i] == "]":
-                raise RegexError("']' first in a class is read differently by ECMA-262 and Python", pattern, i)
+            continue
+        if c == "{" and not _ECMA_REPEAT.match(pattern, i):
+            out.append("\\{")  # ECMA-262 reads "{,2}" (which re would repeat) as text
+            i += 1
             continue
         if c == "(" and pattern.startswith("(?<", i) and not pattern.startswith(("(?<=", "(?<!"), i):
             out.append("(?P<")
@@ -302,7 +294,7 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits
             nfa.add_epsilon(start, s1)
         else:
             _any_loop(nfa, start, s1)
-        _JsonBuilder(nfa, pattern, limits).build(tree, s1, e1, _ip.REFlags(0))
+        _JsonBuilder(nfa, pattern, limits, dialect="ecma").build(tree, s1, e1, _ip.REFlags(0))
         if a_end:
             nfa.add_epsilon(e1, end)
         else:
@@ -313,7 +305,7 @@ def fullmatch_nfa(nfa: ByteNFA, regex: str, start: int, end: int, limits: Limits
     """JSON-string content whose decoded text fully matches ``regex`` (guided's Python-style dialect)."""
     normal = _rx._check_and_normalise(regex)
     tree = _rx.parse_tree(normal, regex, limits)
-    _JsonBuilder(nfa, regex, limits).build(tree, start, end, _ip.REFlags(0))
+    _JsonBuilder(nfa, regex, limits, dialect="ecma").build(tree, start, end, _ip.REFlags(0))
 
 
 def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
@@ -326,8 +318,13 @@ def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
     return determinize(nfa, limits, what=what)
 
 
-@lru_cache(maxsize=4096)
 def pattern_content(pattern: str, max_states: int = 100_000) -> ByteDFA:
+    """String content containing a match of the ECMA-262 ``pattern`` (cached whichever way it is called)."""
+    return _pattern_content(pattern, max_states)
+
+
+@lru_cache(maxsize=4096)
+def _pattern_content(pattern: str, max_states: int) -> ByteDFA:
     return _content_dfa(lambda n, s, e, lim: pattern_nfa(n, pattern, s, e, lim), max_states, f"pattern {pattern!r}")
 
 
