@@ -14,7 +14,7 @@ import pytest
 
 import guided
 from guided.errors import GuidedError
-from guided.frontends.jsonschema._recognize import accepts
+from guided.ir.reference import accepts
 from guided.frontends.lark import Grammar, GrammarError, lark_to_ir
 from tests.random_specs import random_grammar
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from guided.errors import GuidedError
 from guided.frontends.jsonschema import JsonSchema, schema_to_ir
 from guided.frontends.jsonschema._exact import is_valid, loads
-from guided.frontends.jsonschema._recognize import accepts
+from guided.ir.reference import accepts
 
 DRAFT4 = "http://json-schema.org/draft-04/schema#"
 

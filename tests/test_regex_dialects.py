@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from guided.errors import GuidedError, RegexError
-from guided.frontends.jsonschema._recognize import accepts
+from guided.ir.reference import accepts
 from guided.frontends.jsonschema._strings import pattern_content
 from guided.frontends.lark import Grammar, lark_to_ir
 from guided.frontends.regex import Regex, regex_to_dfa

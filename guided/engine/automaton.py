@@ -128,9 +128,9 @@ class AutomatonGrammar:
             dist[frontier] = level
             level += 1
             if frontier.size <= 32:  # a chain: one state per level, cheaper in Python than by array steps
-                nxt = [p for state in frontier.tolist() for p in preds[offsets[state]:offsets[state + 1]].tolist()
-                       if dist[p] == UNREACHABLE]
-                frontier = np.unique(np.array(nxt, dtype=np.int64))
+                chain = [p for state in frontier.tolist() for p in preds[offsets[state]:offsets[state + 1]].tolist()
+                         if dist[p] == UNREACHABLE]
+                frontier = np.unique(np.array(chain, dtype=np.int64))
                 continue
             first, count = offsets[frontier], offsets[frontier + 1] - offsets[frontier]
             total = int(count.sum())

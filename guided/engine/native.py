@@ -33,7 +33,7 @@ import numpy as np
 from guided.engine.bitmask import unpack
 from guided.engine.matcher import UNREACHABLE, count_of, token_index
 from guided.errors import ConstraintViolation, GuidedError, LimitExceeded, SpecError, TokenizerMismatch, UsageError
-from guided.ir import END, ByteDFA, CfgIR
+from guided.ir import ByteDFA, CfgIR
 from guided.vocab import Vocabulary
 
 if TYPE_CHECKING:

@@ -451,5 +451,6 @@ def _where(text: str, terminal) -> str:
         value = terminal.pattern.value
         spelled = f"/{value}/" if isinstance(terminal.pattern, lark.lexer.PatternRE) else f'"{value}"'
         found = text.find(spelled)
-        return f" (line {text.count(chr(10), 0, found) + 1})" if found >= 0 else ""
+        what = "an %ignore, " if terminal.name.startswith("__IGNORE") else ""
+        return f" ({what}line {text.count(chr(10), 0, found) + 1})" if found >= 0 else f" ({what[:-2]})" if what else ""
     return f" (line {text.count(chr(10), 0, m.start()) + 1})"

@@ -212,16 +212,16 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
                 t = low.bit_length() - 1
                 bits ^= low
                 reductions.setdefault(END if t == end_bit else t, []).append(r)
-        for key, candidates in reductions.items():
-            rule = candidates[0]
+        for lookahead, candidates in reductions.items():
+            chosen = candidates[0]
             if priority is not None and len(candidates) > 1:
                 best = max(priority[r] for r in candidates)
                 top = tuple(r for r in candidates if priority[r] == best)
                 if len(top) > 1:
-                    conflicts.append((p, key, top))
-                rule = top[0]
-            if key not in acts:
-                acts[key] = -rule - 1
+                    conflicts.append((p, lookahead, top))
+                chosen = top[0]
+            if lookahead not in acts:
+                acts[lookahead] = -chosen - 1
         actions.append(acts)
         gotos.append(gos)
     start_state = 0
