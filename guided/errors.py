@@ -27,6 +27,11 @@ class LimitExceeded(GuidedError):
     """Compiling a constraint went past a configured limit (states, time, memory)."""
 
 
+class UsageError(GuidedError, TypeError, ValueError):
+    """A public function got an argument of the wrong type or value; the message names the
+    argument and what it takes.  Also a `TypeError` and a `ValueError`, as Python's own checks are."""
+
+
 class ConstraintViolation(GuidedError):
     """A token was fed to a matcher that does not allow it."""
 
