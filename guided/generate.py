@@ -421,7 +421,7 @@ def _think_markers(model: Model, reasoning: Any) -> tuple[str, str]:
         except Exception:  # noqa: BLE001 - a tokenizer without added-vocabulary support
             added = set()
     for start, end in THINK_MARKERS:
-        if (start in added and end in added) or (start in template and end in template):
+        if start in added or end in added or start in template or end in template:
             return start, end
     raise UsageError("reasoning=True: this model's tokenizer and chat template declare no think markers; "
                      "give them explicitly, e.g. reasoning=('<think>', '</think>')")
