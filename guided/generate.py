@@ -665,10 +665,11 @@ def _stream_objects(runner, ids, constraints, params, max_new_tokens, stop, time
         changed = tracker.feed(bytes(data[fed:]))
         fed = len(data)
         if changed and yield_partials:
-            snapshot = tracker.snapshot()
-            if snapshot != last:  # a closing bracket completes a value but changes no field
+            partial = tracker.partial()
+            snapshot = tracker.snapshot(partial)
+            if snapshot != last:  # a closing bracket, or a key the model ignores, changes no field
                 last = snapshot
-                yield tracker.partial()
+                yield partial
     if not completion.complete and constraints.grammar is not None:
         raise IncompleteOutput(completion.text, max_new_tokens)
     tracker.finish()

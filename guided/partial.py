@@ -47,6 +47,14 @@ __all__ = ["FieldTracker", "typed_partial"]
 FieldCallback = Callable[[tuple, Any], None]
 
 
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()
+
+
 class _Container:
     __slots__ = ("value", "key", "path", "complete")
 
@@ -205,9 +213,13 @@ class FieldTracker:
     def started(self) -> bool:
         return self._root is not _MISSING
 
-    def snapshot(self) -> str:
-        """The document so far as JSON text (values and opened containers), to compare updates."""
-        return json.dumps(None if self._root is _MISSING else self._root, sort_keys=True)
+    def snapshot(self, partial: Any = _MISSING) -> str:
+        """What `partial` shows (or ``partial``, a value it returned) as JSON text, to compare
+        updates: a key the model ignores (``extra="ignore"``) changes no typed partial."""
+        value = self.partial() if partial is _MISSING else partial
+        if hasattr(value, "model_dump"):
+            value = value.model_dump(mode="json", exclude_unset=True, warnings=False)
+        return json.dumps(value, sort_keys=True, default=str)
 
     def partial(self) -> Any:
         """The document so far (see the module docstring); ``None`` before its first value."""
@@ -216,14 +228,6 @@ class FieldTracker:
         if self.model is not None and isinstance(self._root, dict):
             return typed_partial(self.model, self._root, self._complete_ids)
         return _copy(self._root)
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING = _Missing()
 
 
 def _copy(value: Any) -> Any:
