@@ -328,13 +328,14 @@ def generate(
             raise UsageError(f"{what} needs a single prompt, n=1 and num_beams=1")
         if details and stream:
             raise UsageError("details=True returns one Generation at the end: it cannot be combined with stream=")
+    fields = None
     if stream == "objects" or on_field is not None:
         from guided.partial import FieldTracker
 
-        tracker = FieldTracker.for_spec(fields_spec, on_field=on_field)
-        skip = _thought_skipper(thought)
+        fields = _FieldFeed(FieldTracker.for_spec(fields_spec, on_field=on_field), _thought_skipper(thought))
+    if stream == "objects" or (on_field is not None and not stream):
         events = _stream_objects(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats,
-                                 tracker, skip, parse, stream == "objects")
+                                 fields, parse, stream == "objects")
         if stream == "objects":
             return events
         completion = None
@@ -342,7 +343,7 @@ def generate(
             pass
         return _outcome(completion, constraints, parse, max_new_tokens, len(ids[0]), details, thought, model.vocab)
     if stream:
-        return _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats, model)
+        return _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats, model, fields)
 
     if num_beams > 1:
         results = beam_search(
@@ -602,9 +603,11 @@ def _progress_bar(progress: bool | None, rows: int, max_new_tokens: int):
     return tqdm(total=rows * max_new_tokens, unit="tok", desc="generating", leave=False)
 
 
-def _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats, model) -> Iterator[str]:
+def _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats, model,
+            fields: "_FieldFeed | None" = None) -> Iterator[str]:
     """Yield text as it is decoded: whole UTF-8 characters, never past the start of a stop
-    string (text that could be one is held back); validated at the end like a plain call."""
+    string (text that could be one is held back); validated at the end like a plain call.
+    ``fields``: ``on_field`` callbacks fire as the answer's values complete."""
     vocab = constraints.vocab
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     stops = [s for s in stop if s]
@@ -624,6 +627,10 @@ def _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, see
         for _, tok in events:
             if tok not in vocab.eos_token_ids:
                 text += decoder.decode(vocab.token_bytes[tok])
+                if fields is not None:
+                    fields.add(vocab.token_bytes[tok])
+        if fields is not None:
+            fields.feed()
         safe = len(text) - hold
         for s in stops:
             found = text.find(s, max(0, emitted - len(s)))
@@ -634,20 +641,45 @@ def _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, see
             emitted = safe
     final = completion.text
     _finish(completion, constraints, lambda text: text, max_new_tokens)
+    if fields is not None:
+        fields.tracker.finish()
     if len(final) > emitted:
         yield final[emitted:]
 
 
-def _stream_objects(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats, tracker,
-                    answer_start, parse, yield_partials: bool):
-    """Decode one row, feeding the answer's bytes to ``tracker`` (`guided.partial.FieldTracker`):
-    yields a partial value after each token that completed a value, then the validated value
-    (``yield_partials``); otherwise yields only the final `Completion`."""
+class _FieldFeed:
+    """The answer's bytes, as they are generated, fed to a `guided.partial.FieldTracker`
+    (``answer_start``: where the answer begins, after a thought)."""
+
+    def __init__(self, tracker, answer_start: Callable[[bytes], int | None]):
+        self.tracker = tracker
+        self.answer_start = answer_start
+        self.data = bytearray()
+        self.fed = 0
+
+    def add(self, data: bytes) -> None:
+        self.data += data
+
+    def feed(self) -> bool:
+        """Feed what was added since the last call; True when a value was completed."""
+        start = self.answer_start(bytes(self.data))
+        if start is None:
+            return False
+        self.fed = max(self.fed, start)
+        changed = self.tracker.feed(bytes(self.data[self.fed:]))
+        self.fed = len(self.data)
+        return changed
+
+
+def _stream_objects(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats,
+                    fields: _FieldFeed, parse, yield_partials: bool):
+    """Decode one row, feeding the answer's bytes to ``fields``: yields a partial value after
+    each token that completed a value, then the validated value (``yield_partials``);
+    otherwise yields only the final `Completion`."""
     vocab = constraints.vocab
+    tracker = fields.tracker
     gen = iter_decode(runner, ids, constraints, params, max_new_tokens=max_new_tokens, stop=list(stop),
                       timeout=timeout, seed=seed, stats=stats)
-    data = bytearray()
-    fed = 0
     last = None
     while True:
         try:
@@ -657,14 +689,8 @@ def _stream_objects(runner, ids, constraints, params, max_new_tokens, stop, time
             break
         for _, tok in events:
             if tok not in vocab.eos_token_ids:
-                data += vocab.token_bytes[tok]
-        start = answer_start(bytes(data))
-        if start is None:
-            continue
-        fed = max(fed, start)
-        changed = tracker.feed(bytes(data[fed:]))
-        fed = len(data)
-        if changed and yield_partials:
+                fields.add(vocab.token_bytes[tok])
+        if fields.feed() and yield_partials:
             partial = tracker.partial()
             snapshot = tracker.snapshot(partial)
             if snapshot != last:  # a closing bracket, or a key the model ignores, changes no field

@@ -231,6 +231,22 @@ def test_partials_of_a_nested_model_are_stages_of_the_final_instance():
     assert len(partials) - 1 == len(scalars)
 
 
+def test_on_field_while_streaming_text():
+    """stream=True still yields text chunks; the callbacks fire as the chunks pass their values."""
+    seen = []
+    chunks = guided.generate(ScriptedModel([DOC]), "q", schema=Person, stream=True,
+                             on_field=lambda p, v: seen.append((p, v, len(text))))
+    text = ""
+    for chunk in chunks:
+        text += chunk
+    assert text == DOC
+    order = document_order(DOC)
+    assert [(p, v) for p, v, _ in seen] == [(p, v) for p, v, _ in order]
+    # one byte a token here: a callback fires in the step that writes the value's last byte (a
+    # number's: the byte after it), before that step's chunk reaches the caller
+    assert all(end <= written <= end + 1 for (_, _, written), (_, _, end) in zip(seen, order))
+
+
 def test_keys_a_model_ignores_fire_but_change_no_partial():
     seen = []
     text = '{"street": "Main", "zip": 7, "extra": [1]}'

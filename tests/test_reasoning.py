@@ -109,6 +109,17 @@ def test_markers_from_the_chat_template_or_explicit():
     assert g.reasoning == "a" and g.value == "b"
 
 
+def test_markers_from_the_tokenizers_added_tokens():
+    """A tokenizer that declares the markers as added tokens (Qwen3, DeepSeek-R1) needs no template."""
+    class Added(ByteTokenizer):
+        def get_added_vocab(self):
+            return {"<think>": 257, "</think>": 258}
+
+    model = ScriptedModel(["<think>two options</think>yes"], tokenizer=Added())
+    g = guided.generate(model, "q", choices=["yes", "no"], reasoning=True, chat=False, details=True)
+    assert g.reasoning == "two options" and g.value == "yes"
+
+
 def test_free_text_answer_after_the_thought():
     g = guided.generate(ScriptedModel(["<think>greet</think>Hello there."]), "q", reasoning=THINK, details=True)
     assert g.reasoning == "greet" and g.value == "Hello there."

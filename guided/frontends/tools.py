@@ -477,7 +477,6 @@ def wrap_calls(inner: CfgIR, fmt: ToolFormat, *, parallel: bool, free_text: bool
     state; the close tag (or the separator) becomes a lookahead on which the inner grammar
     reduces, as it does at the end of input.
     """
-    n = len(inner.terminals)
     terminals = list(inner.terminals)
 
     def terminal(name: str, dfa: ByteDFA) -> int:
