@@ -64,3 +64,17 @@ def test_request_shape_examples_on_the_default_model(name):
     out = run(name)
     for expected in SHAPE_EXAMPLES[name]:
         assert expected in out, (expected, out[-2000:])
+
+
+def test_readme_doctests():
+    """README's ``>>>`` examples run as written (the code fences are blanked so that doctest does
+    not read them as expected output)."""
+    import doctest
+
+    text = (EXAMPLES.parent / "README.md").read_text()
+    text = "\n".join("" if line.startswith("```") else line for line in text.splitlines())
+    test = doctest.DocTestParser().get_doctest(text, {}, "README.md", str(EXAMPLES.parent / "README.md"), 0)
+    assert len(test.examples) >= 20  # the request-shape sections at least
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.failures == 0
