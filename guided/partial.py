@@ -2,7 +2,9 @@
 
 `FieldTracker` reads the output of a JSON constraint byte by byte the way the grammar reads it:
 the same contextual, greedy lexer over the same intermediate form (the constraint's `CfgIR`, its
-terminals offered by the parser state it is in) and the same LALR tables.  The grammar's lexemes
+terminals offered by the parser state it is in) and the same LALR tables, by the rules of the
+reference recogniser (`guided.ir.reference`: which terminals may start a lexeme, which one a
+lexeme is, how the parser takes it).  The grammar's lexemes
 are the JSON tokens (``{``, a key with its colon, a string, a number, ``]`` ...), so the tracker
 knows at every byte which field it is in, and a value is complete exactly when its lexeme can no
 longer grow: a string at its closing quote, ``true`` at its ``e``, a number when the next byte
@@ -37,10 +39,10 @@ from typing import Any, Callable
 from guided.compiler import lower
 from guided.errors import UsageError
 from guided.frontends.jsonschema import JsonSchema
-from guided.frontends.jsonschema._recognize import _feed
 from guided.frontends.pydantic import is_pydantic_model
-from guided.ir import END, CfgIR
+from guided.ir import CfgIR
 from guided.ir.dfa import DEAD
+from guided.ir.reference import Reference
 
 __all__ = ["FieldTracker", "typed_partial"]
 
@@ -75,7 +77,8 @@ class FieldTracker:
         self.ir = ir
         self.on_field = on_field
         self.model = model
-        self._stack = [ir.start_state]
+        self._reference = Reference(ir)
+        self._stack: tuple[int, ...] = (ir.start_state,)
         self._lexeme = bytearray()
         self._states: dict[int, int] | None = None  # live candidates of the pending lexeme
         self._after_ignore = False
@@ -99,12 +102,9 @@ class FieldTracker:
     # -- lexing, the grammar's way -------------------------------------------------------------
 
     def _candidates(self) -> dict[int, int]:
-        ir = self.ir
-        top = self._stack[-1]
-        members = [t for t in ir.actions[top] if t != END]
-        if (ir.ignore_repeats or not self._after_ignore) and top not in ir.no_ignore_states:
-            members += sorted(ir.ignore)
-        return {t: ir.terminals[t].dfa.initial for t in members}
+        terms = self.ir.terminals
+        return {t: terms[t].dfa.initial for t in self._reference.candidates(self._stack, self._after_ignore)
+                if terms[t].dfa.initial != DEAD}
 
     def feed(self, data: bytes) -> bool:
         """Read more output; True when a value was completed (the partial document changed)."""
@@ -140,19 +140,16 @@ class FieldTracker:
             self._end_lexeme()
 
     def _end_lexeme(self) -> None:
-        terms = self.ir.terminals
-        states = self._states or {}
-        accepting = [t for t, s in states.items() if terms[t].dfa.accepting[s]]
+        chosen = self._reference.choose(tuple((self._states or {}).items()))
         text = bytes(self._lexeme)
         self._states = None
         self._lexeme = bytearray()
-        if not accepting:
+        if chosen is None:
             raise UsageError(f"the output left the grammar at {text!r}")
-        chosen = min(accepting, key=lambda t: (-terms[t].priority, not terms[t].is_string, terms[t].order))
         self._after_ignore = chosen in self.ir.ignore
         if self._after_ignore:
             return
-        stack = _feed(self.ir, self._stack, chosen)
+        stack = self._reference.feed(self._stack, chosen)
         if stack is None:
             raise UsageError(f"the output left the grammar at {text!r}")
         self._stack = stack
