@@ -211,3 +211,13 @@ def test_per_function_strict():
 def test_tool_arguments_are_checked(kwargs, match):
     with pytest.raises(guided.GuidedError, match=match):
         guided.generate(ScriptedModel(["x"]), "q", **kwargs)
+
+
+@pytest.mark.model
+def test_real_model_strict_response_format_with_details(smollm2_model):
+    schema = strict_object({"city": {"type": "string"}, "country": {"type": "string"}})
+    g = guided.generate(smollm2_model, "Name the capital of Japan and its country as JSON.",
+                        response_format=json_schema_format(schema, name="capital"), max_new_tokens=60, details=True)
+    jsonschema.validate(g.value, schema)
+    assert g.value == json.loads(g.text) and g.finish_reason in ("stop", "closed_early")
+    assert g.prompt_tokens > 0 and 0 < g.completion_tokens <= 60 and g.reasoning is None
