@@ -134,6 +134,7 @@ def beam_search(
             logprob=logprob,
             complete=beam.cons.accepts_eos() or beam.cons.is_finished(),
             num_steps=len(beam.tokens) + (reason == "eos" and not beam.cons.is_finished()),
+            closed_early=beam.cons.closed_early and (beam.cons.accepts_eos() or beam.cons.is_finished()),
         )
         score = normalized_score(logprob, len(beam.tokens), length_penalty, length_normalization)
         hyps[beam.prompt].add(score, c)
@@ -144,6 +145,9 @@ def beam_search(
         tm = time.perf_counter()
         dead: list[int] = []
         allowed = allowed_mask([b.cons for b in beams], [remaining] * len(beams), constraints, width, device, dead)
+        for i, b in enumerate(beams):
+            if b.cons.narrowed is not None:
+                b.cons.note_closing(logits[i].float().cpu().numpy())
         ts = time.perf_counter()
         stats.mask_seconds += ts - tm
         if dead:  # beams in a dead end (ban list / must-include against the grammar) just die
@@ -223,8 +227,9 @@ def beam_search(
         pipe.update(new_tokens)
         logits = source.step(torch.tensor(new_tokens, dtype=torch.long)[:, None])[:, -1, :]
 
+    timed_out = timeout is not None and time.perf_counter() - t0 > timeout
     for b in beams:  # out of budget (or time): the running beams are candidates too
-        finish(b, b.logprob, "length")
+        finish(b, b.logprob, "timeout" if timed_out else "length")
     stats.seconds += time.perf_counter() - t0
     stats.forward_seconds += getattr(source, "forward_seconds", 0.0) - fwd0
     return [[c for _, c in h.items[:num_return]] for h in hyps]

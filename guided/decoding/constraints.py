@@ -103,23 +103,44 @@ class Constraints:
 
 
 class RowConstraints:
-    """One row's matchers (grammar, ban list, must-include); copy is O(1) for automata."""
+    """One row's matchers (grammar, ban list, must-include); copy is O(1) for automata.
 
-    __slots__ = ("cons", "grammar", "ban", "must")
+    ``closed_early`` becomes True once budget-aware closing refused the token the plain masks
+    ranked first (`note_closing`): the document was then shortened to fit the budget.
+    """
+
+    __slots__ = ("cons", "grammar", "ban", "must", "narrowed", "closed_early")
 
     def __init__(self, cons: Constraints, grammar: Matcher | None, ban, must):
         self.cons = cons
         self.grammar = grammar
         self.ban = ban
         self.must = must
+        self.narrowed: tuple[np.ndarray, np.ndarray] | None = None  # (plain, budget) words of the last fill
+        self.closed_early = False
 
     def copy(self) -> "RowConstraints":
-        return RowConstraints(
+        out = RowConstraints(
             self.cons,
             self.grammar.copy() if self.grammar is not None else None,
             self.ban.copy() if self.ban is not None else None,
             self.must.copy() if self.must is not None else None,
         )
+        out.closed_early = self.closed_early
+        return out
+
+    def note_closing(self, logits: Sequence[float] | np.ndarray) -> None:
+        """After a fill, with the row's next-token ``logits``: mark `closed_early` when the budget
+        mask refused the most likely token the plain masks allowed."""
+        if self.narrowed is None:
+            return
+        plain, budget = self.narrowed
+        size = self.cons.vocab.size
+        allowed = np.unpackbits(plain.view(np.uint8), count=size, bitorder="little").astype(bool)
+        scores = np.asarray(logits, dtype=np.float64)[:size]
+        top = int(np.argmax(np.where(allowed, scores, -np.inf)))
+        if not (int(budget.view(np.uint32)[top >> 5]) >> (top & 31)) & 1:
+            self.closed_early = True
 
     def _matchers(self):
         return [m for m in (self.grammar, self.ban, self.must) if m is not None]
@@ -159,6 +180,7 @@ class RowConstraints:
         """
         cons = self.cons
         words = out
+        self.narrowed = None
         if self.grammar is None:
             words[:] = cons.base_words
             plain = None
@@ -169,6 +191,8 @@ class RowConstraints:
                 budget = self.grammar.budget_mask(remaining)
                 if bool(budget.any()):
                     words[:] = pack(budget)
+                    if (plain & ~words).any():
+                        self.narrowed = (plain, words)  # the same arrays: ban / must-include narrow both
         extra = np.empty_like(words)
         if self.ban is not None:
             if remaining is not None and remaining <= 1:
@@ -188,6 +212,7 @@ class RowConstraints:
                 self._steer_to_phrases(words, remaining)
         if not words.any() and plain is not None and plain.any():
             words[:] = plain  # no certain short completion: keep going on the plain mask
+            self.narrowed = None
         if not words.any():
             missing = self.missing_phrases()
             if missing and remaining is not None and remaining <= 1:

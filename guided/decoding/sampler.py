@@ -56,7 +56,8 @@ class Completion:
     """Generated token ids, EOS excluded (a text cut at a stop string may end before them)."""
     text: str = ""
     finish_reason: str = ""
-    """``"eos"``, ``"length"``, ``"stop"`` (stop string) or ``"timeout"``."""
+    """``"eos"``, ``"length"``, ``"stop"`` (stop string) or ``"timeout"`` (the ``timeout`` ran
+    out: the row stopped, or was closed by the shortest way under a constraint)."""
     logprob: float = 0.0
     """Sum of the chosen tokens' log-probabilities after penalties and masks (EOS included)."""
     complete: bool = True
@@ -65,6 +66,9 @@ class Completion:
     """Tokens chosen, EOS included (the length used for normalised scores)."""
     missing: list[str] = field(default_factory=list)
     """Must-include phrases that did not make it into the text (the budget ran out)."""
+    closed_early: bool = False
+    """Budget-aware closing refused the token the plain masks ranked first at some step: the
+    document was shortened to fit ``max_new_tokens`` (see `RowConstraints.note_closing`)."""
 
     def score(self, length_penalty: float = 1.0) -> float:
         """``logprob / len^α``."""
@@ -262,6 +266,10 @@ def iter_decode(
             if base_allowed is None:
                 base_allowed = allowed_mask([constraints.start()], [None], constraints, width, device)
             allowed = base_allowed.expand(len(running), width)
+        if constrained:
+            for i, r in enumerate(running):
+                if r.cons.narrowed is not None:
+                    r.cons.note_closing(logits[i].float().cpu().numpy())
         ts = time.perf_counter()
         stats.mask_seconds += ts - tm
 
@@ -330,7 +338,7 @@ def iter_decode(
             if r.budget is not None:
                 r.budget -= 1
             if tok in eos:
-                c.finish_reason = "eos"
+                c.finish_reason = "eos" if r.budget is None else "timeout"
                 continue
             c.tokens.append(tok)
             before = len(r.data)
@@ -338,7 +346,7 @@ def iter_decode(
             if decoders:
                 prefixes[r.index] += decoders[r.index].decode(vocab.token_bytes[tok])
             if r.cons.is_finished():
-                c.finish_reason = "eos"
+                c.finish_reason = "eos" if r.budget is None else "timeout"
                 continue
             if stop_bytes:
                 cut = _find_stop(r.data, stop_bytes, max(0, before - longest_stop + 1))
@@ -386,6 +394,7 @@ def iter_decode(
         c.text = bytes(r.data).decode("utf-8", errors="replace")
         c.complete = r.cons.accepts_eos() or r.cons.is_finished()
         c.missing = r.cons.missing_phrases()
+        c.closed_early = r.cons.closed_early and c.complete
         out.append(c)
     stats.seconds += time.perf_counter() - t0
     stats.forward_seconds += getattr(source, "forward_seconds", 0.0) - fwd0

@@ -318,6 +318,7 @@ def speculative_decode(
         qs: list[list[torch.Tensor | None]] = [[] for _ in range(b)]
         kinds: list[list[str]] = [[] for _ in range(b)]
         words: list[list[np.ndarray]] = [[] for _ in range(b)]
+        narrowed: list[list] = [[] for _ in range(b)]  # budget-closing notes per position
         terminal = [False] * b
         n_draft = [0] * b
         forced_q: list[deque] = [deque() for _ in range(b)]
@@ -351,6 +352,7 @@ def speculative_decode(
                 w = np.zeros(constraints.words, dtype=np.int32)
                 mcs[i].fill(w, rem)
                 words[i].append(w)
+                narrowed[i].append(mcs[i].narrowed)
                 if rem <= 1 or j >= max_draft or first_round:
                     continue
                 t = None
@@ -497,6 +499,9 @@ def speculative_decode(
                 lp = float(mrow[tok] - torch.logsumexp(mrow, dim=-1))
                 c.num_steps += 1
                 c.logprob += lp
+                if narrowed[i][j] is not None:
+                    r.cons.narrowed = narrowed[i][j]
+                    r.cons.note_closing(outs[i][j].float().cpu().numpy())
                 r.cons.advance(tok)
                 stats.new_tokens += 1
                 if tok in eos:
@@ -542,6 +547,7 @@ def speculative_decode(
         c.text = bytes(r.data).decode("utf-8", errors="replace")
         c.complete = r.cons.accepts_eos() or r.cons.is_finished()
         c.missing = r.cons.missing_phrases()
+        c.closed_early = r.cons.closed_early and c.complete
         out.append(c)
     spec.target_forwards += target.forward_calls
     spec.plain_forwards += max((c.num_steps for c in out), default=0)
