@@ -47,7 +47,8 @@ def test_without_details_the_value_is_unchanged(kwargs, script):
 
 
 def test_details_with_n_and_batches():
-    out = guided.generate(ScriptedModel(["ab", "cd", "ef", "gh"]), ["p1", "p2"], regex="[a-z]{2}", n=2, details=True)
+    out = guided.generate(ScriptedModel(["ab", "cd", "ef", "gh"]), ["p1", "p2"], regex="[a-z]{2}", n=2,
+                         temperature=1.0, seed=0, details=True)
     assert [[g.text for g in row] for row in out] and all(isinstance(g, Generation) for row in out for g in row)
     assert all(g.finish_reason == "stop" for row in out for g in row)
 
@@ -81,9 +82,9 @@ def test_closed_early_in_every_decoder(decoding):
 
 
 def test_finish_reason_timeout():
-    free = guided.generate(ScriptedModel(["never read"]), "q", timeout=0.0, details=True)
+    free = guided.generate(ScriptedModel(["never read"]), "q", timeout=1e-9, details=True)
     assert free.finish_reason == "timeout" and free.text == ""
-    doc = guided.generate(ScriptedModel([CITY]), "q", schema=City, timeout=0.0, details=True)
+    doc = guided.generate(ScriptedModel([CITY]), "q", schema=City, timeout=1e-9, details=True)
     assert doc.finish_reason == "timeout"
     assert City.model_validate_json(doc.text) == doc.value  # closed by the shortest way, still valid
 

@@ -206,7 +206,7 @@ def test_per_function_strict():
     ({"tools": [WEATHER], "parallel_tool_calls": "yes"}, "parallel_tool_calls="),
     ({"tools": [WEATHER], "tool_choice": "sometimes"}, "tool_choice="),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {}}}, "tool_choice="),
-    ({"tools": "get_weather"}, "tools= takes a list"),
+    ({"tools": "get_weather"}, "takes a list of tools"),
 ])
 def test_tool_arguments_are_checked(kwargs, match):
     with pytest.raises(guided.GuidedError, match=match):

@@ -106,7 +106,7 @@ def test_each_value_fires_the_moment_it_is_complete():
     for path, end in expected.items():
         number = isinstance(json.loads(json.dumps(_at(json.loads(text), path))), (int, float)) and \
             not isinstance(_at(json.loads(text), path), bool)
-        if number and path != ("small",):
+        if number:  # (even "small", at most 9: an integer may be written 7.0)
             assert fired[path] == end + 1, path  # the byte after it ends the number
         else:
             assert fired[path] == end, path  # complete at its own last byte
@@ -348,7 +348,7 @@ def test_random_models_stream_typed_stages_of_the_validated_instance(shape, seed
     ({"regex": "[a-z]+", "stream": "objects"}, "follow JSON"),
     ({"stream": "objects"}, "follow JSON"),
     ({"schema": Person, "on_field": "print"}, "on_field="),
-    ({"schema": Person, "on_field": print, "n": 2}, "single prompt"),
+    ({"schema": Person, "on_field": print, "n": 2, "temperature": 1.0}, "single prompt"),
     ({"schema": Person, "stream": "object"}, "stream="),
 ])
 def test_streaming_arguments_are_checked(kwargs, match):
