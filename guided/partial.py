@@ -287,7 +287,37 @@ def typed_partial(model: Any, data: dict, complete: set[int] | None = None) -> A
             values[name] = typed_partial(sub, raw, complete)
         elif sub is not None and how == "list" and isinstance(raw, list):
             values[name] = [typed_partial(sub, v, complete) if isinstance(v, dict) else v for v in raw]
+        elif isinstance(raw, list) and (item := _item_type(field.annotation)) is not None:
+            # an open list of scalars: its finished items typed already (7.0 for an int is 7), so
+            # closing the list changes nothing that was shown
+            values[name] = [_validated(item, v) for v in raw]
         else:
             values[name] = _copy(raw)
     return model.model_construct(**values)
+
+
+def _item_type(annotation: Any) -> Any:
+    """The item type of ``list[X]`` (through ``Annotated`` and ``Optional``), else None."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _item_type(args[0])
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        return _item_type(options[0]) if len(options) == 1 else None
+    return args[0] if origin is list and args else None
+
+
+def _validated(annotation: Any, value: Any) -> Any:
+    """A finished scalar as ``annotation`` reads it; containers and failures as they are."""
+    from pydantic import TypeAdapter, ValidationError
+
+    if isinstance(value, (dict, list)):
+        return _copy(value)
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except ValidationError:
+        return value
 
