@@ -160,6 +160,21 @@ def test_regexes_agree(name, smollm2_tokenizer, smollm2_vocab):
         assert np.array_equal(pm.budget_mask(remaining), nm.budget_mask(remaining)), remaining
 
 
+def test_wide_states_derived_from_their_usual_successor(smollm2_tokenizer, smollm2_vocab):
+    """Declared property names beside free ones: the lexer states inside a name that still matches
+    a declared one are unions, derived from the free name's state by walking only where they differ."""
+    names = ["name", "nickname", "namespace", "number", "nonce", "note", "n", "node_id", "nested"]
+    schema = {"type": "object", "properties": {n: {"type": "integer"} for n in names}}
+    py, nat = both(guided.JsonSchema(schema), smollm2_vocab)
+    rng = random.Random("derived")
+    for doc in ({"name": 1, "nickname": 2, "extra": 3, "nonc": 4, "numbers": 5, "nodeid": 6},
+                {"n": 1, "nested": 2, "nam": 3, "no": 4, "x\"y": 5}):
+        ids = tokenize(smollm2_tokenizer, smollm2_vocab, json.dumps(doc))
+        differential_walk(py, nat, ids, rng, f"derived {doc}", detours=0.5)
+    stats = nat.walk_stats()
+    assert stats["derived"] > 0, stats
+
+
 def maskbench_sample(count: int) -> list[Path]:
     files = sorted(MASKBENCH.glob("*.json"))
     if not files:

@@ -209,6 +209,11 @@ class NativeCfgGrammar:
     def matcher(self) -> "NativeMatcher":
         return NativeMatcher(self, self._native.matcher())
 
+    def walk_stats(self) -> dict[str, int]:
+        """Lexer states met so far whose data took a walk of the whole trie (``full``) or only of the
+        paths where they differ from a reference state (``derived``)."""
+        return {"full": self._native.full_walks, "derived": self._native.derived_walks}
+
     def reference(self):
         """The Python engine on the same IR (for what the core does not compute yet: budget masks)."""
         if self._reference is None:

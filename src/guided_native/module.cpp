@@ -168,7 +168,11 @@ NB_MODULE(_native, m) {
              return out;
            })
       .def_prop_ro("lexer_states", [](CfgGrammar& g) { return g.lexer().size(); })
-      .def_prop_ro("stack_nodes", [](CfgGrammar& g) { return g.parser().num_nodes(); });
+      .def_prop_ro("stack_nodes", [](CfgGrammar& g) { return g.parser().num_nodes(); })
+      .def_prop_ro("full_walks", &CfgGrammar::full_walks,
+                   "Lexer states whose data took a walk of the whole trie.")
+      .def_prop_ro("derived_walks", &CfgGrammar::derived_walks,
+                   "Lexer states derived from a reference state by walking only where they differ.");
   m.def(
       "cfg_grammar",
       [](std::shared_ptr<TokenTrie> trie, std::shared_ptr<SharedLexemes> shared, std::vector<std::tuple<std::shared_ptr<ByteDfa>, int32_t, bool, int32_t>> terms,
