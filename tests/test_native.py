@@ -175,6 +175,27 @@ def test_wide_states_derived_from_their_usual_successor(smollm2_tokenizer, smoll
     assert stats["derived"] > 0, stats
 
 
+@pytest.mark.parametrize("spec", [guided.Regex(r"(ab|b)+1?"), guided.JsonSchema({"type": "array", "items": {"enum": ["ab", "b"]}})],
+                         ids=["regex", "grammar"])
+def test_tokens_spelt_alike_are_decided_alike(spec):
+    """Native walks mark only a spelling's first token: the others must still get its bit."""
+    spellings = [b"a", b"b", b"ab", b"1", b"ab", b"[", b"]", b'"', b'"ab', b"b", b",", b'", "', b"<eos>", b'"]']
+    vocab = guided.Vocabulary.from_token_bytes(spellings, eos_token_ids=[12])
+    py, nat = both(spec, vocab)
+    text = b'["ab", "b"]' if isinstance(spec, guided.JsonSchema) else b"abb1"
+    ids, rest = [], text
+    while rest:  # greedy longest-first tokenization over the first spelling of each text
+        best = max((i for i, t in enumerate(spellings) if t != b"<eos>" and rest.startswith(t)),
+                   key=lambda i: (len(spellings[i]), -i))
+        ids.append(best)
+        rest = rest[len(spellings[best]):]
+    differential_walk(py, nat, ids, random.Random(0), f"duplicates {spec}", detours=1.0)
+    m = nat.matcher()
+    allowed = np.flatnonzero(m.mask())
+    for a, b in ((2, 4), (1, 9)):  # every spelling of "ab" and of "b" is decided alike
+        assert (a in allowed) == (b in allowed)
+
+
 def maskbench_sample(count: int) -> list[Path]:
     files = sorted(MASKBENCH.glob("*.json"))
     if not files:
