@@ -64,7 +64,7 @@ class LexemeWalks {
     std::vector<std::pair<uint32_t, int32_t>>& seeds = info->seeds;
     const TrieNode* nodes = trie_.nodes().data();
     trie_.walk_marking(
-        table.local(lex), [&](int32_t s, uint8_t b) { return table.step(s, b); }, inside->data(),
+        table.local(lex), table, inside->data(),
         [&](uint32_t node, int32_t parent) {
           if (nodes[node].depth >= 2 && table.chosen(parent) >= 0) seeds.emplace_back(node, table.global(parent));
         },

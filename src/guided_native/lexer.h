@@ -317,18 +317,20 @@ class LexTable {
   int32_t global(int32_t local) const { return global_[local]; }
   int32_t chosen(int32_t local) const { return chosen_[local]; }
 
-  int32_t step(int32_t local, uint8_t b) {
+  GUIDED_INLINE int32_t step(int32_t local, uint8_t b) {
     const int32_t t = next_[static_cast<size_t>(local) * 256 + b];
     return t >= 0 ? t : resolve(local, b);
   }
 
- private:
-  int32_t resolve(int32_t from, uint8_t b) {
+  // For `TokenTrie::walk_marking`: the rows (negative: not resolved yet), valid until `resolve`.
+  const int32_t* rows() const { return next_.data(); }
+  GUIDED_NOINLINE int32_t resolve(int32_t from, uint8_t b) {
     const int32_t t = local(lexer_.next(global_[from], b));
     next_[static_cast<size_t>(from) * 256 + b] = t;
     return t;
   }
 
+ private:
   Lexer& lexer_;
   std::vector<int32_t> next_;
   std::vector<int32_t> global_;

@@ -115,8 +115,7 @@ class RegexGrammar : public std::enable_shared_from_this<RegexGrammar> {
     Words out(static_cast<size_t>(trie_->n_words()) + TokenTrie::kSpareWords, 0);
     std::vector<int32_t> scratch;
     const ByteDfa& dfa = *dfa_;
-    trie_->walk_marking(
-        state, [&](int32_t s, uint8_t b) { return dfa.next(s, b); }, out.data(), [](uint32_t, int32_t) {}, scratch);
+    trie_->walk_marking(state, dfa, out.data(), [](uint32_t, int32_t) {}, scratch);
     out.resize(trie_->n_words());
     trie_->add_duplicates(out.data());
     if (dfa.accepting(state)) or_into(out, trie_->eos_words());
