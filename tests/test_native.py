@@ -196,6 +196,59 @@ def test_tokens_spelt_alike_are_decided_alike(spec):
         assert (a in allowed) == (b in allowed)
 
 
+def _xml_doc(rng: random.Random, depth: int = 0) -> str:
+    """A random XML element: nested names sharing prefixes, attributes (quotes of both kinds,
+    sometimes a duplicate), text with references, comments and CDATA."""
+    name = rng.choice(["a", "ab", "abc", "item", "items", "x_1", "get", "get_weather", "b.c", "d-e"])
+    attrs = ""
+    used = rng.sample(["id", "k", "key", "v", "i"], rng.randint(0, 3))
+    if used and rng.random() < 0.15:
+        used.append(used[0])  # a duplicate attribute: leaves the language where its name ends
+    for attr in used:
+        q = rng.choice(['"', "'"])
+        value = rng.choice(["1", "a&lt;b", "x y", "", "q'", 'q"'])
+        value = value.replace(q, "&quot;" if q == '"' else "&apos;")
+        attrs += rng.choice([" ", "\n  ", "  "]) + attr + rng.choice(["=", " = "]) + q + value + q
+    if depth >= 3 or rng.random() < 0.2:
+        return f"<{name}{attrs}{rng.choice(['/>', ' />'])}"
+    parts = []
+    for _ in range(rng.randint(0, 3)):
+        parts.append(rng.choice([
+            lambda: _xml_doc(rng, depth + 1),
+            lambda: rng.choice(["text", " a &amp; b &gt; c ", "\n  ", "&#65;&#x263A;", "ok]]no"]),
+            lambda: "<!-- note -->",
+            lambda: "<![CDATA[ <x> & ]]>",
+        ])())
+    close = name
+    if rng.random() < 0.1:  # a wrong close tag: leaves the language at its first wrong byte
+        close = rng.choice([name[:-1] or "z", name + "s", "other"])
+    return f"<{name}{attrs}>{''.join(parts)}</{close}{rng.choice(['>', ' >'])}"
+
+
+def test_xml_matched_names_agree(smollm2_tokenizer, smollm2_vocab):
+    """guided.Xml(): the native XML engine (close-tag names, unique attributes) against the Python one."""
+    py, nat = both(guided.Xml(), smollm2_vocab)
+    assert isinstance(nat, native.NativeXmlGrammar)
+    rng = random.Random("native-xml")
+    walked = 0
+    for i in range(24):
+        doc = _xml_doc(rng)
+        if rng.random() < 0.3:
+            doc = '<?xml version="1.0"?>\n' + doc
+        ids = tokenize(smollm2_tokenizer, smollm2_vocab, doc)
+        if ids:
+            walked += differential_walk(py, nat, ids[:150], rng, f"xml {i} {doc[:50]!r}", detours=0.4)
+    assert walked > 300
+    # budget masks and closing distances replay on the Python engine: they must agree too
+    pm, nm = py.matcher(), nat.matcher()
+    for t in tokenize(smollm2_tokenizer, smollm2_vocab, "<root><item k='1'>x</item><it"):
+        pm.advance(t)
+        nm.advance(t)
+    for remaining in (0, 1, 3, 10):
+        assert np.array_equal(pm.budget_mask(remaining), nm.budget_mask(remaining)), remaining
+    assert pm.closing_distance() == nm.closing_distance()
+
+
 def maskbench_sample(count: int) -> list[Path]:
     files = sorted(MASKBENCH.glob("*.json"))
     if not files:

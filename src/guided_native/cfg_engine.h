@@ -109,6 +109,8 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
     return acc == all_accepted_.get() || lexer_.any_alive(c.lex, *acc);
   }
 
+  static bool finished(Config c) { return c.stack == nullptr; }  // after end of sequence
+
   bool accepts_end(Config c) {
     if (c.stack == nullptr) return false;
     if (lexer_.is_start(c.lex)) return parser_.can_end(c.stack);
@@ -403,27 +405,9 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
 };
 
 // One sequence's position in a grammar: the configuration after each consumed token.
-class CfgMatcher : public Matcher {
+class CfgMatcher : public HistoryMatcher<CfgGrammar, Config, CfgMatcher> {
  public:
-  explicit CfgMatcher(std::shared_ptr<CfgGrammar> g) : g_(std::move(g)) { history_.push_back(g_->initial()); }
-
-  const Words& words() const override {
-    if (current_at_ != history_.size()) {
-      current_ = g_->words(history_.back());
-      current_at_ = history_.size();
-    }
-    return *current_;
-  }
-  bool cached() const override {
-    if (current_at_ == history_.size()) return true;
-    WordsPtr found = g_->cached_words(history_.back());
-    if (!found) return false;
-    current_ = std::move(found);
-    current_at_ = history_.size();
-    return true;
-  }
-  size_t num_tokens() const override { return history_.size() - 1; }
-  int32_t vocab_size() const override { return g_->trie().vocab_size(); }
+  using HistoryMatcher::HistoryMatcher;
 
   void advance(int64_t token) override {
     Config c = history_.back();
@@ -447,45 +431,7 @@ class CfgMatcher : public Matcher {
     push(c);
   }
 
-  void rollback(int64_t n) override {
-    if (n < 0 || static_cast<size_t>(n) > num_tokens())
-      throw std::invalid_argument("cannot roll back " + std::to_string(n) + " tokens: only " +
-                                  std::to_string(num_tokens()) + " consumed");
-    history_.resize(history_.size() - static_cast<size_t>(n));
-    current_at_ = 0;
-  }
-
-  bool accepts_eos() const override { return g_->accepts_end(history_.back()); }
-
-  bool is_finished() const override {
-    const Config c = history_.back();
-    if (c.stack == nullptr) return true;
-    if (!g_->accepts_end(c)) return false;
-    const Words& w = words();
-    const Words& eos = g_->trie().eos_words();
-    for (size_t k = 0; k < w.size(); ++k)
-      if (w[k] & ~eos[k]) return false;
-    return true;
-  }
-
-  std::string forced_bytes() const override { return g_->forced_bytes(history_.back()); }
   Words budget_words(int64_t) const override { throw std::logic_error("budget masks of grammars are not native yet"); }
-  std::unique_ptr<Matcher> clone() const override {
-    auto m = std::make_unique<CfgMatcher>(*this);
-    return m;
-  }
-  bool finished_config() const { return history_.back().stack == nullptr; }
-
- private:
-  void push(Config c) {
-    history_.push_back(c);
-    current_at_ = 0;
-  }
-
-  std::shared_ptr<CfgGrammar> g_;
-  std::vector<Config> history_;
-  mutable WordsPtr current_;
-  mutable size_t current_at_ = 0;
 };
 
 }  // namespace guided_native

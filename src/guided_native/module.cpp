@@ -17,6 +17,7 @@
 #include "batch.h"
 #include "cfg_engine.h"
 #include "regex_engine.h"
+#include "xml_engine.h"
 
 namespace nb = nanobind;
 using namespace guided_native;
@@ -216,6 +217,38 @@ NB_MODULE(_native, m) {
       nb::arg("goto_symbols"), nb::arg("goto_values"), nb::arg("rule_lhs"), nb::arg("rule_len"),
       nb::arg("n_nonterminals"), nb::arg("start_state"), nb::arg("end_state"), nb::arg("nesting_states"),
       nb::arg("max_nesting"), nb::arg("max_lexer_states"));
+
+  nb::class_<XmlRisk>(m, "XmlRisk");
+  m.def(
+      "xml_risk",
+      [](std::shared_ptr<TokenTrie> trie, const std::vector<int32_t>& name_bytes) {
+        if (!trie) throw nb::type_error("expected a TokenTrie");
+        nb::gil_scoped_release release;
+        return std::make_shared<XmlRisk>(std::move(trie), name_bytes);
+      },
+      nb::arg("trie"), nb::arg("name_bytes"),
+      "Per-vocabulary classes of the tokens that may reach an XML name check (share it per vocabulary).");
+  nb::class_<XmlMatcher, Matcher>(m, "XmlMatcher");
+  nb::class_<XmlGrammar>(m, "XmlGrammar")
+      .def("matcher", [](std::shared_ptr<XmlGrammar> g) {
+        std::unique_ptr<XmlMatcher> out;
+        {
+          nb::gil_scoped_release release;
+          out = std::make_unique<XmlMatcher>(std::move(g));
+        }
+        return out;
+      });
+  m.def(
+      "xml_grammar",
+      [](std::shared_ptr<CfgGrammar> cfg, std::shared_ptr<XmlRisk> risk, int32_t name, int32_t open_start,
+         int32_t open_end, int32_t empty_end, int32_t close_start, bool unique_attributes) {
+        if (!cfg || !risk) throw nb::type_error("expected a CfgGrammar and an XmlRisk");
+        return std::make_shared<XmlGrammar>(std::move(cfg), std::move(risk),
+                                            XmlTerminals{name, open_start, open_end, empty_end, close_start,
+                                                         unique_attributes});
+      },
+      nb::arg("cfg"), nb::arg("risk"), nb::arg("name"), nb::arg("open_start"), nb::arg("open_end"),
+      nb::arg("empty_end"), nb::arg("close_start"), nb::arg("unique_attributes"));
 
   m.def(
       "fill_bitmasks",

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -98,6 +99,7 @@ class TokenTrie : public std::enable_shared_from_this<TokenTrie> {
       path.pop_back();
     }
     if (nodes_.size() >= (1ull << 31) - 1) invalid("vocabulary trie too large");
+    std::sort(duplicates_.begin(), duplicates_.end());
     first_byte_words_.assign(256 * static_cast<size_t>(n_words_), 0);
     single_byte_.fill(false);
     for (size_t i = 0; i < nodes_.size(); i = nodes_[i].subtree_end) {
@@ -128,6 +130,34 @@ class TokenTrie : public std::enable_shared_from_this<TokenTrie> {
       violation("token " + std::to_string(id) + " is not a text token of this vocabulary (after " +
                 std::to_string(consumed) + " tokens)");
     return bytes_[id];
+  }
+
+  // Token `id`'s bytes, unchecked ("" for ids outside the trie).
+  const std::string& bytes(int32_t id) const { return bytes_[id]; }
+
+  // The node spelling exactly `prefix`, or -1.
+  int64_t find(const std::string& prefix) const {
+    if (prefix.empty()) return -1;
+    const TrieNode* nodes = nodes_.data();
+    uint32_t i = 0, end = static_cast<uint32_t>(nodes_.size());
+    for (size_t d = 0;; ++d) {
+      const uint8_t b = static_cast<uint8_t>(prefix[d]);
+      while (i < end && nodes[i].byte != b) i = nodes[i].subtree_end;  // the siblings at depth d + 1
+      if (i >= end) return -1;
+      if (d + 1 == prefix.size()) return i;
+      end = nodes[i].subtree_end;
+      ++i;
+    }
+  }
+
+  // Call `f(id)` for every token spelling exactly node `i`'s prefix (duplicates included).
+  template <typename F>
+  void for_each_token(uint32_t i, F&& f) const {
+    const TrieNode& n = nodes_[i];
+    if (!n.has_token) return;
+    f(n.token);
+    auto it = std::lower_bound(duplicates_.begin(), duplicates_.end(), std::make_pair(n.token, std::numeric_limits<int32_t>::min()));
+    for (; it != duplicates_.end() && it->first == n.token; ++it) f(it->second);
   }
 
   // Mark a node's token (none for a node that spells no token) in a mask of `n_words()` words.
