@@ -1,7 +1,11 @@
 """`compile`: turn any supported constraint spec into a `CompiledGrammar` for a vocabulary.
 
-Compiled grammars are cached per (spec, vocabulary), so calling `compile` again with an equal
-spec is free.
+The one cache of compiled grammars lives here, in two levels:
+
+- in memory, per (spec, vocabulary): calling `compile` again with an equal spec is free;
+- on disk, per spec: the spec's IR (vocabulary-independent) in guided's serialised form, so a
+  new process skips lowering (`guided.irstore`: where, size bound, safety rules, how to turn it
+  off).  ``compile(..., cache=False)`` uses neither.
 
 >>> import guided
 >>> vocab = guided.Vocabulary.from_token_bytes([b"yes", b"no", b"y", b"<eos>"], eos_token_ids=[3])
@@ -14,10 +18,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from typing import Any
 
+from guided import irstore
 from guided.engine import native
 from guided.engine.automaton import AutomatonGrammar
 from guided.engine.cfg import CfgGrammar
@@ -40,16 +46,18 @@ def compile(spec: Any, vocab: Any, *, cache: bool = True, engine: str | None = N
 
     ``vocab`` may be a `guided.Vocabulary`, a Hugging Face tokenizer or a `guided.Model`.
     This is the one place that picks an engine, and its cache (per vocabulary, up to
-    `CACHE_SIZE` specs, least recently used first out) the one cache of compiled grammars.
-    ``engine`` is ``"native"`` (the compiled core, the default where it is built) or ``"python"``
-    (the reference engine); the environment variable ``GUIDED_ENGINE`` sets the default.
+    `CACHE_SIZE` specs, least recently used first out; the IR also on disk, see the module
+    docstring) the one cache of compiled grammars.  ``cache=False`` compiles from scratch and
+    stores nothing.  ``engine`` is ``"native"`` (the compiled core, the default where it is
+    built) or ``"python"`` (the reference engine); the environment variable ``GUIDED_ENGINE``
+    sets the default.
     """
     vocab = as_vocabulary(vocab)
     engine = resolve_engine(engine)
     if is_pydantic_model(spec):
         spec = pydantic_spec(spec)  # models with the same schema share one compiled grammar
     if not cache:
-        return _compile(spec, vocab, engine)
+        return _compile(lower(spec), spec, vocab, engine)
     key = (spec, engine)
     with _lock:
         per_vocab = _cache.setdefault(vocab, OrderedDict())
@@ -57,7 +65,7 @@ def compile(spec: Any, vocab: Any, *, cache: bool = True, engine: str | None = N
         if hit is not None:
             per_vocab.move_to_end(key)
             return hit
-    grammar = _compile(spec, vocab, engine)
+    grammar = _compile(cached_lower(spec), spec, vocab, engine)
     with _lock:
         per_vocab[key] = grammar
         while len(per_vocab) > CACHE_SIZE:
@@ -114,8 +122,24 @@ def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine:
     return CfgGrammar(ir, vocab)
 
 
-def _compile(spec: Any, vocab: Vocabulary, engine: str | None = None) -> CompiledGrammar:
-    return engine_for(lower(spec), vocab, source=getattr(spec, "pattern", ""), engine=engine)
+def cached_lower(spec: Any) -> ByteDFA | CfgIR:
+    """`lower`, through the on-disk IR store when it is on and the spec has a stable key."""
+    store = irstore.default_store()
+    key = irstore.spec_key(spec) if store is not None else None
+    if store is None or key is None:
+        return lower(spec)
+    ir = store.get(key)
+    if ir is not None:
+        return ir
+    start = time.perf_counter()
+    ir = lower(spec)
+    if time.perf_counter() - start >= irstore.MIN_BUILD_SECONDS:
+        store.put(key, ir)
+    return ir
+
+
+def _compile(ir: ByteDFA | CfgIR, spec: Any, vocab: Vocabulary, engine: str | None = None) -> CompiledGrammar:
+    return engine_for(ir, vocab, source=getattr(spec, "pattern", ""), engine=engine)
 
 
 def as_vocabulary(obj: Any) -> Vocabulary:

@@ -13,7 +13,7 @@ import torch
 import guided
 from guided import ConstraintViolation, Grammar, GrammarError
 from guided.engine import tuning
-from guided.frontends.jsonschema._recognize import accepts
+from guided.ir.reference import accepts
 from tests.grammar_sampler import SentenceSampler
 
 SHIPPED = ["json", "xml", "sql", "arithmetic", "python_call", "tool_call"]

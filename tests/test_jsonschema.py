@@ -24,7 +24,7 @@ from guided.frontends.jsonschema import (
     schema_to_ir_with_report,
 )
 from guided.frontends.jsonschema import _numbers, _strings
-from guided.frontends.jsonschema._recognize import accepts
+from guided.ir.reference import accepts
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SUITE = ROOT.parent / "shared" / "data" / "json-schema-test-suite" / "tests"

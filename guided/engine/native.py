@@ -26,15 +26,18 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from guided.engine.bitmask import unpack
 from guided.engine.matcher import UNREACHABLE
 from guided.errors import ConstraintViolation, GuidedError, LimitExceeded, SpecError, TokenizerMismatch
-from guided.ir import END, ByteDFA, CfgIR
+from guided.ir import ByteDFA, CfgIR
 from guided.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from guided.engine.cfg import CfgGrammar
 
 
 
@@ -52,11 +55,12 @@ def _load():
         spec.loader.exec_module(module)
         sys.modules["guided._native"] = module
         return module
+    import importlib
+
     try:
-        from guided import _native as module
+        return importlib.import_module("guided._native")
     except ImportError:  # built with GUIDED_NATIVE=OFF, or no compiler at install time
         return None
-    return module
 
 
 _native = _load()
@@ -132,21 +136,9 @@ def native_dfa(dfa: ByteDFA):
     return found
 
 
-def _rows(table: Sequence[dict[int, int]], key) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-state dicts as sorted CSR rows: (offsets, symbols, values)."""
-    offsets = np.zeros(len(table) + 1, np.int64)
-    symbols: list[int] = []
-    values: list[int] = []
-    for i, row in enumerate(table):
-        items = sorted((key(sym), val) for sym, val in row.items())
-        symbols.extend(s for s, _ in items)
-        values.extend(v for _, v in items)
-        offsets[i + 1] = len(symbols)
-    return offsets, np.array(symbols, np.int32), np.array(values, np.int32)
-
-
 def lower_cfg(ir: CfgIR) -> dict[str, Any]:
-    """`CfgIR` as the flat arrays `guided._native.cfg_grammar` takes (END becomes terminal id ``len(terminals)``).
+    """`CfgIR` as the arguments `guided._native.cfg_grammar` takes: the IR's own flat tables
+    (`CfgIR.flat`: CSR rows, END as terminal id ``len(terminals)``) and its scalars.
 
     The only place that reads the IR's layout, so a change of the IR is adapted here.
     """
@@ -154,22 +146,12 @@ def lower_cfg(ir: CfgIR) -> dict[str, Any]:
     for t in ir.ignore:
         if not 0 <= t < n_terms:
             raise SpecError(f"malformed IR: ignored terminal {t} out of range")
-    action_offsets, action_symbols, action_values = _rows(ir.actions, lambda s: n_terms if s == END else s)
-    goto_offsets, goto_symbols, goto_values = _rows(ir.gotos, lambda s: s)
-    rules = np.array(ir.rules, np.int32).reshape(-1, 2)
     return dict(
         terminals=[(native_dfa(t.dfa), int(t.priority), bool(t.is_string), int(t.order)) for t in ir.terminals],
         ignore=sorted(ir.ignore),
         ignore_repeats=bool(ir.ignore_repeats),
         no_ignore_states=sorted(ir.no_ignore_states),
-        action_offsets=action_offsets,
-        action_symbols=action_symbols,
-        action_values=action_values,
-        goto_offsets=goto_offsets,
-        goto_symbols=goto_symbols,
-        goto_values=goto_values,
-        rule_lhs=np.ascontiguousarray(rules[:, 0]),
-        rule_len=np.ascontiguousarray(rules[:, 1]),
+        **ir.flat.arrays(),
         n_nonterminals=len(ir.nonterminals),
         start_state=int(ir.start_state),
         end_state=int(ir.end_state),
@@ -213,7 +195,7 @@ class NativeCfgGrammar:
         self.vocab = vocab
         self._native = _require().cfg_grammar(native_trie(vocab), native_shared(vocab),
                                              max_lexer_states=max_lexer_states, **lower_cfg(ir))
-        self._reference = None
+        self._reference: CfgGrammar | None = None
 
     def __repr__(self) -> str:
         return (f"NativeCfgGrammar({self.ir.source!r}, lr_states={self.ir.num_states}, "

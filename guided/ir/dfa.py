@@ -69,6 +69,27 @@ class ByteDFA:
         """True when ``data`` can still be extended to a match (the DFA is trimmed)."""
         return self.walk(data) != DEAD
 
+    def validate(self) -> "ByteDFA":
+        """``self`` if it meets the invariants engines rely on, else `guided.errors.InvalidIR`
+        naming the first one it breaks (`guided.ir.validate`)."""
+        from guided.ir.validate import validate_dfa
+
+        validate_dfa(self)
+        return self
+
+    def to_bytes(self, *, compress: bool = True) -> bytes:
+        """The versioned binary form (`guided.ir.serialize`); `ByteDFA.from_bytes` reads it back."""
+        from guided.ir.serialize import to_bytes
+
+        return to_bytes(self, compress=compress)
+
+    @staticmethod
+    def from_bytes(data: bytes) -> "ByteDFA":
+        """The DFA serialised in ``data``, validated; `guided.errors.InvalidIR` if it is anything else."""
+        from guided.ir.serialize import from_bytes
+
+        return from_bytes(data, expect=ByteDFA)
+
 
 @dataclass
 class ByteNFA:

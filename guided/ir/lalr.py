@@ -51,17 +51,17 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     end_bit = bias - 1
     rhs_syms: list[tuple[int, ...]] = []
     lhs_of: list[int] = []
-    for lhs, rhs in rules:
-        lhs_of.append(nt_id[lhs])
-        syms = []
-        for s in rhs:
-            if s in terminals:
-                syms.append(terminals[s])
-            elif s in nt_id:
-                syms.append(bias + nt_id[s])
+    for lhs_name, rhs in rules:
+        lhs_of.append(nt_id[lhs_name])
+        ids: list[int] = []
+        for name in rhs:
+            if name in terminals:
+                ids.append(terminals[name])
+            elif name in nt_id:
+                ids.append(bias + nt_id[name])
             else:
-                raise ValueError(f"symbol {s!r} is neither a terminal nor defined by a rule")
-        rhs_syms.append(tuple(syms))
+                raise ValueError(f"symbol {name!r} is neither a terminal nor defined by a rule")
+        rhs_syms.append(tuple(ids))
     # The augmented rule: accept = the start symbol shifted from the start state.
     aug = len(rules)
     lhs_of.append(n_nt)
@@ -188,9 +188,9 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
                 low = bits & -bits
                 t = low.bit_length() - 1
                 bits ^= low
-                key = END if t == end_bit else t
-                if key not in acts:
-                    acts[key] = -r - 1
+                lookahead = END if t == end_bit else t
+                if lookahead not in acts:
+                    acts[lookahead] = -r - 1
         actions.append(acts)
         gotos.append(gos)
     start_state = 0

@@ -71,7 +71,7 @@ class Closer:
         if completion is None:
             return []
         index = self._token_index()
-        out = []
+        out: list[int] = []
         for k in range(1, len(completion) + 1):
             if len(completion) - k <= spare:
                 out.extend(index.get(completion[:k], ()))
@@ -97,7 +97,8 @@ class Closer:
             terms = self._closing_terminals(following)
             if terms is None:
                 continue
-            pieces = [self._shortest(t) for t in terms]
+            # `_closing_terminals` takes only terminals with a shortest string.
+            pieces = [p for p in (self._shortest(t) for t in terms) if p is not None]
             for sep in (b"", separator):
                 if sep is None:
                     continue
@@ -109,17 +110,18 @@ class Closer:
         return best
 
     def _completes(self, stack: Stack, lex: int, data: bytes) -> bool:
-        config: Config | None = (stack, lex)
+        config: Config = (stack, lex)
         for b in data:
-            config = self.step(config[0], config[1], b)
-            if config is None:
+            moved = self.step(config[0], config[1], b)
+            if moved is None:
                 return False
+            config = moved
         return self.accepts_end(*config)
 
     def _closing_terminals(self, stack: Stack, max_pops: int = CLOSING_MAX_POPS) -> list[int] | None:
         """The cheapest terminal sequence (in bytes) that lets the parser accept, by Dijkstra over stacks."""
         counter = itertools.count()
-        frontier = [(0, next(counter), stack, ())]
+        frontier: list[tuple[int, int, Stack, tuple[int, ...]]] = [(0, next(counter), stack, ())]
         seen: set[int] = set()
         while frontier and max_pops:
             max_pops -= 1
@@ -133,7 +135,9 @@ class Closer:
                 if term in self.ir.ignore:
                     continue
                 shortest = self._shortest(term)
-                nxt = self.feed(node, term) if shortest is not None else None
+                if shortest is None:
+                    continue
+                nxt = self.feed(node, term)
                 if nxt is not None and nxt.uid not in seen:
                     heapq.heappush(frontier, (cost + len(shortest), next(counter), nxt, terms + (term,)))
         return None
@@ -172,8 +176,7 @@ class Closer:
         return out
 
     def _separator(self) -> bytes | None:
-        options = [self._shortest(t) for t in self.ir.ignore]
-        options = [o for o in options if o]
+        options = [o for o in (self._shortest(t) for t in self.ir.ignore) if o]
         return min(options, key=len) if options else None
 
     def _token_index(self) -> dict[bytes, list[int]]:

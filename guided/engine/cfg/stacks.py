@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from typing import Literal
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class Stack:
         # terminal -> the stack after feeding it (None: a syntax error); END -> can the input end
         self.feeds: dict[int, Stack | None | bool] = {}
         # The terminals the parser accepts here, set by `CfgGrammar.viable_terminals`.
-        self.viable: np.ndarray | None | bool = False  # False: not computed yet
+        self.viable: np.ndarray | None | Literal[False] = False  # False: not computed yet
 
 
 class StackTable:
@@ -110,6 +111,8 @@ class StackTable:
     def _reduce(self, node: Stack, action: int) -> Stack:
         """Pop a rule's right-hand side and push the state its left-hand side leads to."""
         lhs, length = self.ir.rules[-action - 1]
+        below: Stack | None = node
         for _ in range(length):
-            node = node.parent
-        return self.node(self.ir.gotos[node.state][lhs], node)
+            below = below.parent  # type: ignore[union-attr]  # validated IR: never past the bottom
+        assert below is not None
+        return self.node(self.ir.gotos[below.state][lhs], below)
