@@ -38,6 +38,7 @@ from guided.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from guided.engine.cfg import CfgGrammar
+    from guided.engine.xml import XmlGrammar
 
 
 
@@ -228,6 +229,7 @@ class NativeXmlGrammar:
 
         check_matched_names(ir)
         names = ir.matched_names
+        assert names is not None  # checked just above
         self.ir = ir
         self.vocab = vocab
         core = _require()
@@ -236,7 +238,7 @@ class NativeXmlGrammar:
         self._native = core.xml_grammar(cfg, native_xml_risk(vocab, names.name_bytes), names.name, names.open_start,
                                         names.open_end, names.empty_end, names.close_start,
                                         bool(names.unique_attributes))
-        self._reference = None
+        self._reference: XmlGrammar | None = None
 
     def __repr__(self) -> str:
         return f"NativeXmlGrammar(vocab={self.vocab.size})"
