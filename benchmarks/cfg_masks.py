@@ -9,7 +9,7 @@ tool_call), this script:
    expressions, Python-style calls and ``<tool_call>`` blocks), checks that each one parses
    with Lark (LALR, contextual lexer) and walks through guided's matcher with the tokenizer's
    own tokenization; documents failing either check are skipped and reported;
-2. times ``guided.compile(guided.Grammar(name), vocab, cache=False)`` (LALR tables from Lark,
+2. times ``guided.compile(guided.Grammar(name), vocab, cache=False)`` (LALR tables, cached on disk,
    terminal DFAs, packed contextual lexers; the vocabulary's token table is built once beforehand
    and its one-off cost reported separately);
 3. walks every document token by token, timing ``m.fill_bitmask(bitmask, 0)`` (the mask) and

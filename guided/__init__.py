@@ -25,8 +25,15 @@ from guided.errors import (
     RegexError,
     SpecError,
     TokenizerMismatch,
+    UsageError,
 )
-from guided.frontends.jsonschema import JsonSchema, RelaxedSchemaWarning, SchemaTooLarge, UnsupportedSchema
+from guided.frontends.jsonschema import (
+    InvalidSchema,
+    JsonSchema,
+    RelaxedSchemaWarning,
+    SchemaTooLarge,
+    UnsupportedSchema,
+)
 from guided.frontends.lark import Grammar, GrammarError
 from guided.frontends.regex import Regex
 from guided.generate import IncompleteOutput, generate
@@ -47,6 +54,7 @@ __all__ = [
     "GrammarError",
     "GuidedError",
     "IncompleteOutput",
+    "InvalidSchema",
     "JsonSchema",
     "LimitExceeded",
     "LogitsProcessor",
@@ -67,6 +75,7 @@ __all__ = [
     "ToolFormat",
     "Tools",
     "UnsupportedSchema",
+    "UsageError",
     "ValidationResult",
     "Vocabulary",
     "Xml",

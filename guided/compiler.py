@@ -29,7 +29,7 @@ from guided.engine.automaton import AutomatonGrammar
 from guided.engine.cfg import CfgGrammar
 from guided.engine.matcher import CompiledGrammar
 from guided.engine.xml import XmlGrammar
-from guided.errors import GuidedError
+from guided.errors import GuidedError, TokenizerMismatch, UsageError
 from guided.frontends.pydantic import is_pydantic_model, pydantic_spec
 from guided.ir import ByteDFA, CfgIR
 from guided.vocab import Vocabulary
@@ -50,14 +50,19 @@ def compile(spec: Any, vocab: Any, *, cache: bool = True, engine: str | None = N
     docstring) the one cache of compiled grammars.  ``cache=False`` compiles from scratch and
     stores nothing.  ``engine`` is ``"native"`` (the compiled core, the default where it is
     built) or ``"python"`` (the reference engine); the environment variable ``GUIDED_ENGINE``
-    sets the default.
+    sets the default.  A grammar compiled already is returned as it is when it was compiled for
+    ``vocab`` (`TokenizerMismatch` otherwise).
     """
     vocab = as_vocabulary(vocab)
     engine = resolve_engine(engine)
+    if hasattr(spec, "matcher") and isinstance(getattr(spec, "vocab", None), Vocabulary):
+        if spec.vocab is not vocab and spec.vocab.fingerprint != vocab.fingerprint:
+            raise TokenizerMismatch("this grammar was compiled for another vocabulary: compile its spec for this one")
+        return spec
     if is_pydantic_model(spec):
         spec = pydantic_spec(spec)  # models with the same schema share one compiled grammar
-    if not cache:
-        return _compile(lower(spec), spec, vocab, engine)
+    if not cache or not callable(getattr(spec, "to_ir", None)):
+        return _compile(lower(spec), spec, vocab, engine)  # (lower refuses what it cannot compile)
     key = (spec, engine)
     with _lock:
         per_vocab = _cache.setdefault(vocab, OrderedDict())
@@ -83,11 +88,13 @@ def lower(spec: Any) -> ByteDFA | CfgIR:
     if is_pydantic_model(spec):
         spec = pydantic_spec(spec)
     if isinstance(spec, str):
-        raise TypeError("a bare string is ambiguous: wrap it as guided.Regex(...), guided.Grammar(...) "
-                        "or guided.JsonSchema(...)")
+        raise UsageError("a bare string is ambiguous: wrap it as guided.Regex(...), guided.Grammar(...) "
+                         "or guided.JsonSchema(...)")
+    if isinstance(spec, (dict, bool)):
+        raise UsageError("a dict is ambiguous: wrap a JSON Schema as guided.JsonSchema(...)")
     if not callable(getattr(spec, "to_ir", None)):
-        raise TypeError(f"cannot compile a {type(spec).__name__}; expected guided.Regex, guided.Grammar, "
-                        "guided.JsonSchema, guided.Xml, guided.Tools or a Pydantic model class")
+        raise UsageError(f"cannot compile a {type(spec).__name__}; expected guided.Regex, guided.Grammar, "
+                         "guided.JsonSchema, guided.Xml, guided.Tools or a Pydantic model class")
     return spec.to_ir()
 
 
@@ -99,7 +106,7 @@ def resolve_engine(engine: str | None = None) -> str:
     if engine is None:
         engine = os.environ.get("GUIDED_ENGINE") or ("native" if native.available() else "python")
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
+        raise UsageError(f"unknown engine {engine!r}; expected one of {ENGINES}")
     if engine == "native" and not native.available():
         raise GuidedError("engine='native' was asked for but the native core is not built in this installation")
     return engine
@@ -151,7 +158,9 @@ def as_vocabulary(obj: Any) -> Vocabulary:
         return vocab
     if hasattr(obj, "convert_ids_to_tokens"):
         return _tokenizer_vocab(obj)
-    raise TypeError(f"expected a guided.Vocabulary, a guided.Model or a tokenizer, got {type(obj).__name__}")
+    hint = (": a Hugging Face model has no vocabulary of its own; pass its tokenizer"
+            if hasattr(obj, "config") and hasattr(obj, "forward") else "")
+    raise UsageError(f"expected a guided.Vocabulary, a guided.Model or a tokenizer, got {type(obj).__name__}{hint}")
 
 
 _tokenizer_vocabs: "weakref.WeakKeyDictionary[Any, Vocabulary]" = weakref.WeakKeyDictionary()

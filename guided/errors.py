@@ -24,7 +24,12 @@ class RegexError(SpecError):
 
 
 class LimitExceeded(GuidedError):
-    """Compiling a constraint went past a configured limit (states, time, memory)."""
+    """Compiling a constraint went past a configured limit (states, time, nesting depth, repeat count)."""
+
+
+class UsageError(GuidedError, TypeError, ValueError):
+    """A public function got an argument of the wrong type or value; the message names the
+    argument and what it takes.  Also a `TypeError` and a `ValueError`, as Python's own checks are."""
 
 
 class ConstraintViolation(GuidedError):

@@ -39,6 +39,7 @@ import shutil
 import sys
 import secrets
 import time
+import warnings
 from typing import TYPE_CHECKING, Iterator
 
 import torch
@@ -456,12 +457,14 @@ def load_tokenizer(path: str | os.PathLike | None = None) -> transformers.PreTra
     both folders hold the same files.
     """
     if path is None:
-        return _load_cached_tokenizer(default_tokenizer_dir())
+        with _quiet_transformers():
+            return _load_cached_tokenizer(default_tokenizer_dir())
     else:
         p = _resolve_path(path)
         where, kw = (p.parent, {"gguf_file": p.name}) if _is_gguf(p) else (p, {})
     try:
-        return transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, trust_remote_code=False, **kw)
+        with _quiet_transformers():
+            return transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, trust_remote_code=False, **kw)
     except (OSError, ValueError) as e:
         raise ModelUnavailable(f"cannot load a tokenizer from {str(path or where)!r}: {e}") from e
 
@@ -488,6 +491,32 @@ def _load_cached_tokenizer(folder: pathlib.Path) -> transformers.PreTrainedToken
         ) from e
 
 
+@contextlib.contextmanager
+def _quiet_transformers(verbose: bool = False) -> Iterator[None]:
+    """transformers' own progress bars and warnings off while loading, unless ``verbose``.
+
+    Loading a local model is guided's business, not the user's: the "Loading weights" bar and
+    notes about checkpoint details would otherwise print at every ``load_model()``.  The
+    previous settings come back afterwards (they are process-wide).
+    """
+    if verbose:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"transformers(\.|$)")
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _pick_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -500,6 +529,7 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     num_threads: int | None = None,
+    verbose: bool = False,
 ) -> Model:
     """Load a causal LM and its tokenizer, offline, in eval mode.
 
@@ -517,6 +547,7 @@ def load_model(
         2-core machine that is 1 thread: ~19 tok/s on SmolLM2 whether or not another process is
         busy, where 2 threads give ~30 tok/s on an idle machine but 1-3 tok/s when another
         process keeps a core busy (figures in the comment above ``default_num_threads``).
+    verbose: show transformers' own progress bars and warnings while loading (off by default).
 
     Raises ModelUnavailable if the path does not exist, is not a model, or the default model's
     package is not installed.
@@ -535,13 +566,14 @@ def load_model(
             kw["gguf_file"] = p.name
     load_dtype: torch.dtype | str = dtype if dtype is not None else (torch.float32 if dev.type == "cpu" else "auto")
     try:
-        if path is None:
-            tokenizer = _load_cached_tokenizer(where)
-        else:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, **kw)
-        hf = transformers.AutoModelForCausalLM.from_pretrained(
-            where, local_files_only=True, dtype=load_dtype, **kw
-        )
+        with _quiet_transformers(verbose):
+            if path is None:
+                tokenizer = _load_cached_tokenizer(where)
+            else:
+                tokenizer = transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, **kw)
+            hf = transformers.AutoModelForCausalLM.from_pretrained(
+                where, local_files_only=True, dtype=load_dtype, **kw
+            )
     except (OSError, ValueError) as e:
         raise ModelUnavailable(f"cannot load a model from {str(path or where)!r}: {e}") from e
     if dtype is None and dev.type == "cuda" and hf.dtype not in (torch.float16, torch.bfloat16):
@@ -571,14 +603,15 @@ def random_model(num_layers: int = 2, seed: int = 0, *, config_from: str | os.Pa
     where = default_tokenizer_dir() if config_from is None else _resolve_path(config_from)
     if _is_gguf(where):
         raise ModelUnavailable("random_model(config_from=...) takes a Hugging Face model folder, not a GGUF file")
-    tokenizer = _load_cached_tokenizer(where) if config_from is None else load_tokenizer(where)
-    config = transformers.AutoConfig.from_pretrained(where, local_files_only=True, trust_remote_code=False)
+    with _quiet_transformers():
+        tokenizer = _load_cached_tokenizer(where) if config_from is None else load_tokenizer(where)
+        config = transformers.AutoConfig.from_pretrained(where, local_files_only=True, trust_remote_code=False)
     _drop_quantization(config)
     config.num_hidden_layers = num_layers
     if getattr(config, "layer_types", None) is not None:  # per-layer attention kinds, if any
         config.layer_types = list(config.layer_types)[:num_layers]
     _apply_threads(None)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _quiet_transformers():
         torch.manual_seed(seed)
         hf = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return _finish(hf, tokenizer, torch.device("cpu"))

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from guided.engine.bitmask import unpack
-from guided.engine.matcher import UNREACHABLE
-from guided.errors import ConstraintViolation, GuidedError, LimitExceeded, SpecError, TokenizerMismatch
+from guided.engine.matcher import UNREACHABLE, count_of, token_index
+from guided.errors import ConstraintViolation, GuidedError, LimitExceeded, SpecError, TokenizerMismatch, UsageError
 from guided.ir import ByteDFA, CfgIR
 from guided.vocab import Vocabulary
 
@@ -303,10 +303,14 @@ class NativeMatcher:
         return bool((int(self._m.words()[token_id >> 5]) >> (token_id & 31)) & 1)
 
     def advance(self, token_id: int) -> None:
+        token_id = token_index(token_id)
         self._m.advance(token_id)
         self._tokens = (token_id, self._tokens)
 
     def rollback(self, n: int = 1) -> None:
+        n = count_of(n, "rollback(n)")
+        if not 0 <= n <= self._m.num_tokens:
+            raise UsageError(f"cannot roll back {n} tokens: only {self._m.num_tokens} consumed")
         self._m.rollback(n)
         tokens = self._tokens
         for _ in range(n):

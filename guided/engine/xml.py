@@ -38,7 +38,7 @@ import numpy as np
 
 from guided.engine.bitmask import pack, set_bits, unpack, write_row
 from guided.engine.cfg import CfgGrammar, Stack
-from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes
+from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes, token_index
 from guided.engine.token_table import TokenTable
 from guided.engine.tuning import INTERN_LIMIT, MASK_CACHE_SIZE
 from guided.errors import ConstraintViolation, SpecError
@@ -419,6 +419,7 @@ class XmlMatcher(HistoryMatcher):
         write_row(bitmask, row, self._words())
 
     def advance(self, token_id: int) -> None:
+        token_id = token_index(token_id)
         g = self.grammar
         config = self._history[0]
         if token_id in g.vocab.eos_token_ids:

@@ -39,7 +39,7 @@ from guided.decoding.constraints import DEFAULT_BUDGET_WINDOW
 from guided.engine.bitmask import pack, set_bits, words_for
 from guided.engine.native import fill_bitmasks
 from guided.engine.matcher import Matcher
-from guided.errors import ConstraintViolation, GuidedError, SpecError
+from guided.errors import ConstraintViolation, GuidedError, SpecError, UsageError
 from guided.frontends.jsonschema import JsonSchema
 from guided.frontends.lark import Grammar
 from guided.frontends.regex import Regex
@@ -87,7 +87,7 @@ def constraint_from_args(args: Mapping[str, Any] | None) -> RequestConstraint | 
     paths are refused, since the request comes from a client and the file system is the server's.
 
     >>> constraint_from_args({"guided_regex": "[0-9]+"}).spec
-    Regex(pattern='[0-9]+', max_states=100000, max_seconds=10.0)
+    Regex(pattern='[0-9]+', max_states=100000, max_seconds=10.0, max_nesting=40)
     >>> constraint_from_args({"temperature": 0.5}) is None
     True
     >>> constraint_from_args({"guided_regex": "a", "guided_choice": ["b"]})
@@ -151,7 +151,7 @@ def _json_spec(value: Any, options: dict[str, Any]) -> JsonSchema:
     try:
         return JsonSchema(value, **options)
     except ValueError as exc:  # a bad option value (SpecError is a ValueError too)
-        if isinstance(exc, GuidedError):
+        if isinstance(exc, GuidedError) and not isinstance(exc, UsageError):
             raise
         raise SpecError(f"{OPTIONS_KEY}: {exc}") from None
 
@@ -166,8 +166,13 @@ def _grammar_spec(value: Any, options: dict[str, Any]) -> Grammar:
     if one_line and (value.endswith(".lark") or "/" in value or "\\" in value):
         raise SpecError("guided_grammar: file paths are not accepted from requests; send the grammar's text "
                         "or the name of a grammar shipped with guided")
-    if one_line and _GRAMMAR_NAME.fullmatch(value) and not Grammar(value).text_and_path()[1]:
-        raise SpecError(f"guided_grammar: no shipped grammar is called {value!r}")
+    if one_line and _GRAMMAR_NAME.fullmatch(value):
+        try:
+            shipped = Grammar(value).text_and_path()[1]
+        except GuidedError as exc:  # a name that is not shipped: the message lists those that are
+            raise SpecError(f"guided_grammar: {exc}") from None
+        if not shipped:
+            raise SpecError(f"guided_grammar: no shipped grammar is called {value!r}")
     return Grammar(value, **options)
 
 

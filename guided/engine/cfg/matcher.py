@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from guided.engine.bitmask import unpack, write_row
-from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes
+from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes, token_index
 from guided.errors import ConstraintViolation
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class CfgMatcher(HistoryMatcher):
         write_row(bitmask, row, words)
 
     def advance(self, token_id: int) -> None:
+        token_id = token_index(token_id)
         g = self.grammar
         config = self._history[0]
         if token_id in g.vocab.eos_token_ids:

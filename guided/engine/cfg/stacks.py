@@ -76,6 +76,7 @@ class StackTable:
         ir = self.ir
         node: Stack | None = stack
         result = None
+        reductions = _Reductions()
         while node is not None:
             action = ir.actions[node.state].get(terminal)
             if action is None:
@@ -86,6 +87,8 @@ class StackTable:
                     result = None
                 break
             node = self._reduce(node, action)
+            if reductions.cycle(node):
+                break
         stack.feeds[terminal] = result
         return result
 
@@ -97,6 +100,7 @@ class StackTable:
         ir = self.ir
         node: Stack | None = stack
         ok = False
+        reductions = _Reductions()
         while node is not None:
             if node.state == ir.end_state:
                 ok = True
@@ -105,6 +109,8 @@ class StackTable:
             if action is None or action >= 0:
                 break
             node = self._reduce(node, action)
+            if reductions.cycle(node):
+                break
         stack.feeds[END] = ok
         return ok
 
@@ -116,3 +122,27 @@ class StackTable:
             below = below.parent  # type: ignore[union-attr]  # validated IR: never past the bottom
         assert below is not None
         return self.node(self.ir.gotos[below.state][lhs], below)
+
+
+class _Reductions:
+    """Catches a run of reductions that comes back to a stack it has been on: tables of a grammar
+    where a symbol derives itself (``a: a | "x"``, with priorities deciding the collisions) can
+    reduce forever.  Such a run shifts nothing, so it is a dead end.  Counting alone costs
+    nothing; stacks are remembered only past the first few reductions of a run."""
+
+    __slots__ = ("count", "seen")
+
+    def __init__(self):
+        self.count = 0
+        self.seen: set[int] | None = None
+
+    def cycle(self, node: Stack) -> bool:
+        self.count += 1
+        if self.count < 32:
+            return False
+        if self.seen is None:
+            self.seen = set()
+        if node.uid in self.seen:
+            return True
+        self.seen.add(node.uid)
+        return False
