@@ -2,16 +2,19 @@
 
 A decoder knows the matcher states of its next step as soon as it has advanced them, before it
 asks the model for the next logits: the masks need only those states, the forward pass only the
-tokens.  `MaskPrefetch.start` hands the native matchers of the running rows to a worker thread
-that computes their masks (`guided.fill_bitmasks`: native code, the GIL released, so torch's
-forward pass runs on); `MaskPrefetch.wait` joins it once the forward pass has returned.  The
-decoder then asks for its masks exactly as it would have, and each native matcher finds its mask
-already computed (it keeps its current mask): the same bits, by construction.
+tokens.  `MaskPrefetch.start` hands the native matchers of the running rows to background
+threads of the native core, which compute their masks; `MaskPrefetch.wait` joins them once the
+forward pass has returned.  The decoder then asks for its masks exactly as it would have, and
+each native matcher finds its mask already computed (it keeps its current mask): the same bits,
+by construction.  The background threads are native and never take the GIL, so they never
+interrupt the decoder's thread while it drives torch (a Python worker thread would: each GIL
+hand-off costs a wake-up, measured at ~1.8 ms a step on the loaded 2-core machine, more than
+the masks it hid).
 
-The matchers belong to the worker between `start` and `wait`; the decoders call nothing but the
-model in between.  Matchers of the Python engines are not prefetched (they would hold the GIL
-against the forward pass): with them the decoder computes its masks in its own thread, as
-without overlap.  Budget masks (the last ``budget_window`` tokens) and the ban-list and
+The matchers belong to the background threads between `start` and `wait`; the decoders call
+nothing but the model in between.  Matchers of the Python engines are not prefetched (they
+would hold the GIL against the forward pass): with them the decoder computes its masks in its
+own thread, as without overlap.  Budget masks (the last ``budget_window`` tokens) and the ban-list and
 must-include intersections stay in the decoder's thread too; they are cheap next to the masks.
 
 ``GUIDED_MASK_OVERLAP=0`` in the environment, or `enabled` set to False, turns it off (the
@@ -28,16 +31,12 @@ benchmarks compare both).
 from __future__ import annotations
 
 import os
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-import numpy as np
 import torch
 
 from guided.engine import native
-from guided.engine.bitmask import words_for
 from guided.engine.matcher import Matcher
 
 if TYPE_CHECKING:
@@ -49,63 +48,39 @@ __all__ = ["MaskPrefetch", "enabled", "next_logits"]
 enabled: bool = os.environ.get("GUIDED_MASK_OVERLAP", "1") != "0"
 """Whether the decoders compute their next masks during the forward pass."""
 
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
-
-def _worker() -> ThreadPoolExecutor:
-    """The one worker thread (shared by every decoder: each waits for its own job only)."""
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guided-mask-prefetch")
-        return _executor
-
-
-def _fill(matchers: list[native.NativeMatcher], threads: int | None) -> float:
-    start = time.perf_counter()
-    width = max(words_for(m.grammar.vocab.size) for m in matchers)
-    native.fill_bitmasks(matchers, np.empty((len(matchers), width), np.int32), threads=threads)
-    return time.perf_counter() - start
-
-
 class MaskPrefetch:
     """One decoder's prefetching of its next masks (see the module docstring).
 
-    ``threads``: native threads filling the masks (``None``: one per core); a decoder whose model
-    runs on the CPU passes 1, leaving the other cores to torch.
+    ``threads``: background native threads computing the masks (``None``: one per core); a
+    decoder whose model runs on the CPU passes 1, leaving the other cores to torch.
     """
 
     def __init__(self, threads: int | None = None):
-        self.threads = threads
+        self.threads = threads if threads is not None else (os.cpu_count() or 1)
         self.active = enabled and native.available()
-        self.seconds = 0.0  # worker time: masks computed while the model ran
-        self.wait_seconds = 0.0  # time the decoder waited for the worker after the forward pass
-        self._job: Future | None = None
+        self.seconds = 0.0  # background time: masks computed while the model ran
+        self.wait_seconds = 0.0  # time the decoder waited for them after the forward pass
+        self._job: Any = None
 
     def start(self, matchers: Iterable[Matcher | None]) -> None:
         """Begin computing the masks of ``matchers``' native ones (``None`` entries skipped)."""
         if not self.active:
             return
         assert self._job is None, "wait() for the previous prefetch first"
-        todo = [m for m in matchers if isinstance(m, native.NativeMatcher)]
+        todo = [m._m for m in matchers if isinstance(m, native.NativeMatcher)]
         if todo:
-            self._job = _worker().submit(_fill, todo, self.threads)
+            self._job = native._require().fill_in_background(todo, self.threads)
 
     def wait(self) -> float:
-        """Join the worker; the seconds it ran (0 when nothing was prefetched)."""
+        """Join the background threads; the seconds they ran (0 when nothing was prefetched)."""
         job, self._job = self._job, None
         if job is None:
             return 0.0
         start = time.perf_counter()
-        try:
-            ran = job.result()
-        except Exception:  # noqa: BLE001 - the decoder's own fill computes the same mask and raises it there
-            ran = 0.0
+        ran = job.join()
         self.wait_seconds += time.perf_counter() - start
         self.seconds += ran
         return ran
-
 
 def next_logits(source: "LogitsSource", tokens: Sequence[int], prefetch: MaskPrefetch | None,
                 matchers: Iterable[Matcher], stats: "GenerationStats") -> torch.Tensor:

@@ -23,6 +23,15 @@ namespace nb = nanobind;
 using namespace guided_native;
 
 namespace {
+// A `BackgroundFill` with the Python references that keep its matchers alive (released after
+// the threads are joined: members are destroyed in reverse order).
+struct BackgroundMasks {
+  std::vector<nb::object> keep;
+  std::unique_ptr<BackgroundFill> fill;
+};
+}  // namespace
+
+namespace {
 
 PyObject* error_types[4] = {nullptr, nullptr, nullptr, nullptr};
 
@@ -266,5 +275,27 @@ NB_MODULE(_native, m) {
         fill_rows(ptrs, data, rows, cols, threads);
       },
       nb::arg("matchers"), nb::arg("bitmask").noconvert(), nb::arg("threads") = 1);
+  nb::class_<BackgroundMasks>(m, "BackgroundFill")
+      .def("join", [](BackgroundMasks& b) {
+        nb::gil_scoped_release release;
+        return b.fill->join();
+      });
+  m.def(
+      "fill_in_background",
+      [](nb::sequence matchers, int threads) {
+        auto out = std::make_unique<BackgroundMasks>();
+        std::vector<const Matcher*> ptrs;
+        for (nb::handle h : matchers) {
+          out->keep.push_back(nb::borrow(h));
+          ptrs.push_back(nb::cast<const Matcher*>(h));
+          if (ptrs.back() == nullptr) throw nb::type_error("fill_in_background: None is not a matcher");
+        }
+        if (threads < 1) throw nb::value_error("fill_in_background: threads must be at least 1");
+        out->fill = std::make_unique<BackgroundFill>(std::move(ptrs), threads);
+        return out;
+      },
+      nb::arg("matchers"), nb::arg("threads") = 1,
+      "Start computing the matchers' masks in background native threads; join() waits (the matchers "
+      "must be left alone until then).");
   m.def("hardware_threads", [] { return std::thread::hardware_concurrency(); });
 }
