@@ -5,7 +5,7 @@ a JSON Schema and the shipped Lark JSON grammar, and prints a Markdown table per
 wall time, its slowdown against the unconstrained run of the same decoder, time in the forward
 pass, mask time left on the critical path (masks the decoder computed or waited for) and mask
 time spent in the forward pass's shadow (`guided.decoding.overlap`: the next step's masks
-computed in a worker thread while the model runs).  Each constrained configuration runs with
+computed in background native threads while the model runs).  Each constrained configuration runs with
 the overlap on and, for comparison, off.  Every configuration runs once to warm up (grammar
 compilation, per-state mask caches) and then ``--repeats`` times, timed; medians are reported.
 
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
           "milliseconds per decoding step (a beam step advances every beam), prefill excluded. "
           "`rest` = step - forward (masks, sampling, bookkeeping); `rest vs unconstrained` = the extra rest time "
           "per step as a share of the unconstrained step (the forward's own noise left out); masks in the shadow = "
-          "computed by the worker while the forward ran")
+          "computed in background threads while the forward ran")
     print()
     print("| decoder | constraint | tokens | ms/step | vs unconstrained | forward | rest | rest vs unconstrained "
           "| masks on the path | masks in the shadow | cold: ms/step | cold: masks on the path | cold: in the shadow |")

@@ -18,7 +18,7 @@ class GenerationStats:
     time the decoder spent on constraint masks (grammar, ban list, must-include, budget masks;
     waiting for masks computed during the forward pass included), ``forward_seconds`` time in
     the model, ``sampling_seconds`` the rest of the pipeline.  ``overlapped_mask_seconds``: mask
-    time spent in a worker thread while the model ran (`guided.decoding.overlap`), off the
+    time spent in background native threads while the model ran (`guided.decoding.overlap`), off the
     critical path where it fits inside the forward pass.
     """
 
