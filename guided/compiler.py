@@ -121,14 +121,15 @@ def resolve_engine(engine: str | None = None) -> str:
 
 def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine: str | None = None) -> CompiledGrammar:
     """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
-    `CfgIR`, the XML engine for one with matched names (Python only so far); ``engine`` as in
-    `compile`."""
+    `CfgIR`, the XML engine for one with matched names; ``engine`` as in `compile`."""
     engine = resolve_engine(engine)
     if isinstance(ir, ByteDFA):
         if engine == "native":
             return native.NativeRegexGrammar(ir, vocab, source=source)
         return AutomatonGrammar(ir, vocab, source=source)
     if ir.matched_names is not None:
+        if engine == "native":
+            return native.NativeXmlGrammar(ir, vocab)
         return XmlGrammar(ir, vocab)
     if engine == "native":
         return native.NativeCfgGrammar(ir, vocab)

@@ -34,6 +34,7 @@ from typing import Sequence
 import torch
 
 from guided.decoding.constraints import Constraints, RowConstraints
+from guided.decoding.overlap import MaskPrefetch, next_logits
 from guided.decoding.runner import LogitsSource
 from guided.decoding.sampler import Completion, _token_text, allowed_mask, prefill
 from guided.decoding.stats import GenerationStats
@@ -124,6 +125,7 @@ def beam_search(
     beams = [_Beam(i, constraints.start(), (), 0.0, b"") for i in range(len(prompts))]
     hyps = [_Hypotheses(num_beams) for _ in prompts]
     done = [False] * len(prompts)
+    prefetch = MaskPrefetch(threads=1 if device.type == "cpu" else None) if constraints.any else None
 
     def finish(beam: _Beam, logprob: float, reason: str) -> None:
         c = Completion(
@@ -225,7 +227,7 @@ def beam_search(
         source.select(parents)
         pipe.select(parents)
         pipe.update(new_tokens)
-        logits = source.step(torch.tensor(new_tokens, dtype=torch.long)[:, None])[:, -1, :]
+        logits = next_logits(source, new_tokens, prefetch, [m for b in beams for m in b.cons.matchers()], stats)
 
     timed_out = timeout is not None and time.perf_counter() - t0 > timeout
     for b in beams:  # out of budget (or time): the running beams are candidates too

@@ -142,20 +142,21 @@ class RowConstraints:
         if not (int(budget.view(np.uint32)[top >> 5]) >> (top & 31)) & 1:
             self.closed_early = True
 
-    def _matchers(self):
+    def matchers(self) -> list[Matcher]:
+        """The row's matchers (grammar, ban list, must-include: those it has)."""
         return [m for m in (self.grammar, self.ban, self.must) if m is not None]
 
     def advance(self, token: int) -> None:
-        for m in self._matchers():
+        for m in self.matchers():
             m.advance(token)
 
     def rollback(self, n: int = 1) -> None:
-        for m in self._matchers():
+        for m in self.matchers():
             m.rollback(n)
 
     def accepts_eos(self) -> bool:
         """The text so far may end here (complete document, no pending ban, phrases present)."""
-        return all(m.accepts_eos() for m in self._matchers())
+        return all(m.accepts_eos() for m in self.matchers())
 
     def is_finished(self) -> bool:
         """The grammar has ended (EOS consumed, or EOS is all that may follow)."""

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from guided.decoding.constraints import Constraints, NoAllowedToken, RowConstraints
+from guided.decoding.overlap import MaskPrefetch, next_logits
 from guided.decoding.runner import LogitsSource
 from guided.decoding.stats import GenerationStats
 from guided.decoding.torch_masks import bitmask_to_bool
@@ -239,6 +240,7 @@ def iter_decode(
     decoders = {r.index: codecs.getincrementaldecoder("utf-8")("replace") for r in rows} if params.reward else {}
     prefixes = {r.index: "" for r in rows}
     max_steps = 4 * max_new_tokens + 64
+    prefetch = MaskPrefetch(threads=1 if device.type == "cpu" else None) if constrained else None
 
     for step in range(max_steps):
         if timeout is not None and time.perf_counter() - t0 > timeout:
@@ -382,7 +384,7 @@ def iter_decode(
             source.select(still)
             pipe.select(still)
         running = [running[i] for i in still]
-        logits = source.step(torch.tensor(feed, dtype=torch.long)[:, None])[:, -1, :]
+        logits = next_logits(source, feed, prefetch, [m for r in running for m in r.cons.matchers()], stats)
     else:
         raise NoAllowedToken("decoding did not finish: too many backtracking steps")
 

@@ -38,6 +38,7 @@ from guided.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from guided.engine.cfg import CfgGrammar
+    from guided.engine.xml import XmlGrammar
 
 
 
@@ -67,7 +68,8 @@ _native = _load()
 if _native is not None:
     _native.set_error_types(SpecError, ConstraintViolation, LimitExceeded, TokenizerMismatch)
 
-__all__ = ["NativeCfgGrammar", "NativeMatcher", "NativeRegexGrammar", "available", "fill_bitmasks", "lower_cfg"]
+__all__ = ["NativeCfgGrammar", "NativeMatcher", "NativeRegexGrammar", "NativeXmlGrammar", "available", "fill_bitmasks",
+           "lower_cfg"]
 
 
 def available() -> bool:
@@ -85,6 +87,7 @@ def _require() -> Any:
 _lock = threading.Lock()
 _tries: "weakref.WeakKeyDictionary[Vocabulary, Any]" = weakref.WeakKeyDictionary()
 _dfas: "weakref.WeakKeyDictionary[ByteDFA, Any]" = weakref.WeakKeyDictionary()
+_xml_risks: "weakref.WeakKeyDictionary[Vocabulary, dict[frozenset[int], Any]]" = weakref.WeakKeyDictionary()
 
 
 def native_trie(vocab: Vocabulary):
@@ -107,6 +110,17 @@ def _per_vocabulary(vocab: Vocabulary):
                  core.shared_lexemes())
         with _lock:
             found = _tries.setdefault(vocab, found)
+    return found
+
+
+def native_xml_risk(vocab: Vocabulary, name_bytes: frozenset[int]):
+    """The core's classes of the tokens that may reach an XML name check (once per vocabulary and name bytes)."""
+    with _lock:
+        found = _xml_risks.get(vocab, {}).get(name_bytes)
+    if found is None:
+        found = _require().xml_risk(native_trie(vocab), sorted(name_bytes))
+        with _lock:
+            found = _xml_risks.setdefault(vocab, {}).setdefault(name_bytes, found)
     return found
 
 
@@ -191,6 +205,11 @@ class NativeCfgGrammar:
     def matcher(self) -> "NativeMatcher":
         return NativeMatcher(self, self._native.matcher())
 
+    def walk_stats(self) -> dict[str, int]:
+        """Lexer states met so far whose data took a walk of the whole trie (``full``) or only of the
+        paths where they differ from a reference state (``derived``)."""
+        return {"full": self._native.full_walks, "derived": self._native.derived_walks}
+
     def reference(self):
         """The Python engine on the same IR (for what the core does not compute yet: budget masks)."""
         if self._reference is None:
@@ -198,6 +217,56 @@ class NativeCfgGrammar:
 
             self._reference = CfgGrammar(self.ir, self.vocab)
         return self._reference
+
+
+class NativeXmlGrammar:
+    """A `CfgIR` with matched names (XML's close tags, `guided.ir.MatchedNames`) compiled by the native core."""
+
+    engine = "native"
+
+    def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
+        from guided.engine.xml import check_matched_names
+
+        check_matched_names(ir)
+        names = ir.matched_names
+        assert names is not None  # checked just above
+        self.ir = ir
+        self.vocab = vocab
+        core = _require()
+        cfg = core.cfg_grammar(native_trie(vocab), native_shared(vocab), max_lexer_states=max_lexer_states,
+                               **lower_cfg(ir))
+        self._native = core.xml_grammar(cfg, native_xml_risk(vocab, names.name_bytes), names.name, names.open_start,
+                                        names.open_end, names.empty_end, names.close_start,
+                                        bool(names.unique_attributes))
+        self._reference: XmlGrammar | None = None
+
+    def __repr__(self) -> str:
+        return f"NativeXmlGrammar(vocab={self.vocab.size})"
+
+    def matcher(self) -> "NativeMatcher":
+        return NativeMatcher(self, self._native.matcher())
+
+    def reference(self):
+        """The Python engine on the same IR (for what the core does not compute yet: budget masks)."""
+        if self._reference is None:
+            from guided.engine.xml import XmlGrammar
+
+            self._reference = XmlGrammar(self.ir, self.vocab)
+        return self._reference
+
+
+def _closing(grammar, config) -> tuple[bool, bytes | None, Any, Any]:
+    """The Python engine's closing completion of ``config`` (a twin matcher's configuration, None
+    when finished): whether the text may end there, a completion, the token ids spelling a text,
+    and the end-of-sequence ids."""
+    reference = grammar.reference()
+    if isinstance(grammar, NativeXmlGrammar):
+        done = config is None or reference.accepts_end(config)
+        completion = None if config is None else reference.completion(config)
+        return done, completion, reference.risk.by_bytes, reference.cfg.table.eos_ids
+    done = config is None or reference.accepts_end(*config)
+    completion = None if config is None else reference.completion(*config)
+    return done, completion, reference.closing._token_index(), reference.table.eos_ids
 
 
 class NativeMatcher:
@@ -268,22 +337,17 @@ class NativeMatcher:
         # tokens (advanced only by the tokens since its last use, so steps cost no replay) and
         # finds the completion; the allowed tokens are filtered by the native mask (the same bits
         # as the Python mask), so no Python mask is ever computed here.
-        twin = self._twin_matcher()
-        reference = g.reference()
+        done, completion, spellings, eos_ids = _closing(g, self._twin_matcher()._history[0])
         allowed = np.zeros(g.vocab.size, dtype=bool)
-        config = twin._history[0]
-        if config is None or reference.accepts_end(*config):
-            allowed[reference.table.eos_ids] = True
-        if config is not None and remaining >= 1:
-            completion = reference.completion(*config)
-            if completion is not None:
-                index = reference.closing._token_index()
-                words = self._m.words()
-                for k in range(1, len(completion) + 1):
-                    if len(completion) - k <= remaining - 1:
-                        for t in index.get(completion[:k], ()):
-                            if (int(words[t >> 5]) >> (t & 31)) & 1:
-                                allowed[t] = True
+        if done:
+            allowed[eos_ids] = True
+        if remaining >= 1 and completion is not None:
+            words = self._m.words()
+            for k in range(1, len(completion) + 1):
+                if len(completion) - k <= remaining - 1:
+                    for t in spellings.get(completion[:k], ()):
+                        if (int(words[t >> 5]) >> (t & 31)) & 1:
+                            allowed[t] = True
         return allowed
 
     def closing_distance(self) -> int:
@@ -291,11 +355,9 @@ class NativeMatcher:
         if isinstance(g, NativeRegexGrammar):
             state = self._m.state
             return 0 if state < 0 else int(g.closing_distances()[state])
-        config = self._twin_matcher()._history[0]
-        reference = g.reference()
-        if config is None or reference.accepts_end(*config):
+        done, completion, _, _ = _closing(g, self._twin_matcher()._history[0])
+        if done:
             return 0
-        completion = reference.completion(*config)
         return UNREACHABLE if completion is None else len(completion)
 
     def _twin_matcher(self):

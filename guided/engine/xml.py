@@ -45,7 +45,7 @@ from guided.errors import ConstraintViolation, SpecError
 from guided.ir import DEAD, ByteDFA, CfgIR
 from guided.vocab import Vocabulary
 
-__all__ = ["XmlGrammar", "XmlMatcher"]
+__all__ = ["XmlGrammar", "XmlMatcher", "check_matched_names"]
 
 _WS_BYTES = frozenset(b" \t\r\n")
 
@@ -61,7 +61,7 @@ def _spells(dfa: ByteDFA, text: bytes) -> bool:
     return bool(dfa.accepting[state]) and not dfa.transitions[state].any()
 
 
-def _check_spelling(ir: CfgIR) -> None:
+def check_matched_names(ir: CfgIR) -> None:
     """The byte classes of `_Risk` assume XML's tags: refuse an IR whose named terminals differ."""
     names = ir.matched_names
     if names is None:
@@ -163,12 +163,11 @@ class _Risk:
     def starting_with(self, prefix: bytes) -> list[int]:
         """Token ids whose bytes start with ``prefix``, longer than it."""
         lo = bisect.bisect_right(self.sorted_bytes, prefix)
-        hi = bisect.bisect_left(self.sorted_bytes, prefix + b"\xff" * 8)
         out = []
-        for k in range(lo, hi):
-            data = self.sorted_bytes[k]
-            if data.startswith(prefix):
-                out.append(self.sorted_ids[k])
+        for k in range(lo, len(self.sorted_bytes)):  # sorted: those starting with it come first
+            if not self.sorted_bytes[k].startswith(prefix):
+                break
+            out.append(self.sorted_ids[k])
         return out
 
 
@@ -182,7 +181,7 @@ class XmlGrammar:
     """A `CfgIR` with matched names compiled for one vocabulary: the `CompiledGrammar` of ``guided.Xml()``."""
 
     def __init__(self, ir: CfgIR, vocab: Vocabulary):
-        _check_spelling(ir)
+        check_matched_names(ir)
         names = ir.matched_names
         assert names is not None  # `_check_spelling` refuses an IR without them
         self.vocab = vocab
