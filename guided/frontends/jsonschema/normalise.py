@@ -1,0 +1,810 @@
+"""Schema algebra: a JSON Schema (dict or boolean) to a disjunction of *flat* schemas.
+
+A flat schema has no in-place applicator left (``$ref``, ``allOf``, ``anyOf``, ``oneOf``, ``not``,
+``if``/``then``/``else``, dependencies): they are resolved, merged (``allOf`` as intersection of
+keywords), distributed (unions) and negated (De Morgan) here, so that the rule emitter sees only
+keywords it can turn into grammar rules directly.  Subschemas under ``properties``, ``items`` and
+the like stay raw: they are normalised when the emitter reaches them.  The scalar part of a flat
+schema is read into a terminal description (`Normaliser.scalar_key`) for the terminal builder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import referencing
+import referencing.exceptions
+import referencing.jsonschema as rjs
+
+from guided.errors import GuidedError, LimitExceeded, RegexError
+from guided.frontends.jsonschema import _numbers, _strings
+from guided.frontends.jsonschema._exact import exact_validator_class
+from guided.frontends.jsonschema._formats import FORMATS
+from guided.frontends.jsonschema.errors import InvalidSchema, SchemaTooLarge, UnsupportedSchema
+from guided.frontends.jsonschema.options import Options
+from guided.frontends.jsonschema.terminals import Terminals
+from guided.ir import dfa_ops as _dfa
+
+ANNOTATIONS = {
+    "title", "description", "default", "examples", "$comment", "deprecated", "readOnly", "writeOnly",
+    "$schema", "$id", "id", "$anchor", "$defs", "definitions", "$vocabulary", "contentMediaType",
+    "contentEncoding", "contentSchema", "$dynamicAnchor", "$recursiveAnchor", "example", "discriminator",
+    "nullable", "x-", "markdownDescription", "errorMessage", "additionalItems", "unevaluatedProperties",
+    "unevaluatedItems",
+}
+STRING_KW = {"minLength", "maxLength", "pattern", "format", "_patterns", "_formats"}
+NUMBER_KW = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
+OBJECT_KW = {"properties", "required", "additionalProperties", "patternProperties", "propertyNames",
+             "minProperties", "maxProperties", "dependentRequired", "dependentSchemas", "dependencies",
+             "unevaluatedProperties"}
+ARRAY_KW = {"items", "prefixItems", "additionalItems", "minItems", "maxItems", "contains", "minContains",
+            "maxContains", "uniqueItems", "unevaluatedItems"}
+TYPES = ("null", "boolean", "object", "array", "number", "string")  # "integer" is a kind of number
+KNOWN = STRING_KW | NUMBER_KW | OBJECT_KW | ARRAY_KW | {
+    "type", "enum", "const", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref",
+    "$dynamicRef", "$recursiveRef", "_not", "_anyOf"} | ANNOTATIONS
+
+ANY = object()  # marker: the unconstrained values of a scalar type (`Normaliser.scalar_key`)
+
+
+def _json_eq(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_eq(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_eq(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def _type_of(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "integer" if v == int(v) and math.isfinite(v) else "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+def _dec(x) -> Decimal:
+    if isinstance(x, bool):
+        raise TypeError
+    if isinstance(x, float):
+        return Decimal(repr(x))
+    return Decimal(x)
+
+
+
+class Normaliser:
+    """Normalises the subschemas of one root schema; records what it relaxes (lenient mode)."""
+
+    def __init__(self, root: Any, opts: Options, terminals: Terminals):
+        self.opts = opts
+        self.terminals = terminals
+        self.relaxed: list[str] = []
+        self.root = root
+        spec = rjs.DRAFT202012
+        if isinstance(root, dict) and isinstance(root.get("$schema"), str):
+            spec = rjs.specification_with(root["$schema"].rstrip("#") + ("#" if "draft-0" in root["$schema"] else ""),
+                                          default=rjs.DRAFT202012)
+        self.spec = spec
+        self.draft = spec.name
+        self.old_ref = self.draft in ("draft-03", "draft-04", "draft-06", "draft-07")
+        self.old_draft = self.draft in ("draft-03", "draft-04")
+        opts.int_fraction = not self.old_draft
+        resource = spec.create_resource(root)
+        base = resource.id() or "urn:guided:root"
+        self.registry = referencing.Registry().with_resource(base, resource).crawl()
+        self.resolver = self.registry.resolver(base)
+        # A schema being applied in place (flattened) to the current value, with the 'not'
+        # parity it entered at, by identity.
+        self.in_progress: dict[Any, Any] = {}
+        self.negations = 0  # 'not's between the value and the schema being flattened
+        self._validator_cls = None
+
+    def unsupported(self, pointer: str, keyword: str, reason: str) -> None:
+        """Strict: raise.  Lenient: record and go on (the caller then relaxes)."""
+        if not self.opts.lenient:
+            raise UnsupportedSchema(pointer, keyword, reason)
+        self.relaxed.append(f"{pointer or '#'}: {keyword}: {reason}")
+
+
+    def validates(self, value, schema, resolver) -> bool:
+        import jsonschema
+
+        if self._validator_cls is None:
+            # Numbers compared exactly (the specification's rule), as the compiled automata do.
+            self._validator_cls = exact_validator_class(jsonschema.validators.validator_for(
+                self.root if isinstance(self.root, dict) else {}, default=jsonschema.Draft202012Validator))
+        cls = self._validator_cls
+        v = cls(schema, registry=self.registry, _resolver=resolver) if _accepts_resolver(cls) else cls(
+            schema, registry=self.registry)
+        try:
+            return v.is_valid(value)
+        except Exception:  # noqa: BLE001 - a schema jsonschema cannot run: count as not provable
+            raise UnsupportedSchema("", "enum", "cannot check enum values against the sibling keywords")
+
+    def flat(self, node, resolver, ptr: str, depth: int = 0) -> list:
+        """The schema as a disjunction of flat schemas (dicts without $ref/allOf/anyOf/oneOf).
+
+        Each flat schema carries its resolver under "_res" and its pointer under "_ptr".
+        """
+        if depth > 40:
+            raise SchemaTooLarge(ptr, "references nest too deeply (a $ref cycle through allOf/anyOf?)")
+        if node is True or node == {}:
+            return [{"_res": resolver, "_ptr": ptr}]
+        if node is False:
+            return []
+        if not isinstance(node, dict):
+            raise UnsupportedSchema(ptr, "schema", f"a schema must be an object or a boolean, not {type(node).__name__}")
+        key = ("ref", id(node))
+        entered = self.in_progress.get(key)
+        if entered is not None:
+            return self.in_place_cycle(entered, resolver, ptr)
+        self.in_progress[key] = (ptr, self.negations % 2)
+        try:
+            return self._flat(node, resolver, ptr, depth)
+        finally:
+            del self.in_progress[key]
+
+    def _flat(self, node: dict, resolver, ptr: str, depth: int) -> list:
+        resolver = self.enter(node, resolver, ptr)
+        base = {k: v for k, v in node.items() if k not in ("$ref", "allOf", "anyOf", "oneOf", "if", "then", "else",
+                                                            "$dynamicRef", "$recursiveRef", "dependentRequired",
+                                                            "dependentSchemas", "dependencies")}
+        base.pop("not", None)
+        applicators = [k for k in ("allOf", "anyOf", "oneOf", "$ref", "if", "dependentSchemas", "dependencies",
+                                   "not", "$dynamicRef", "$recursiveRef", "contains") if k in node]
+        if "unevaluatedProperties" in base:
+            uprops = base.pop("unevaluatedProperties")
+            if uprops is not True and uprops != {}:
+                if applicators:
+                    self.unsupported(ptr, "unevaluatedProperties", "only supported without in-place applicators "
+                                                                   f"({', '.join(applicators)}) next to it")
+                elif "additionalProperties" not in base:
+                    base["additionalProperties"] = uprops
+        if "unevaluatedItems" in base:
+            uitems = base.pop("unevaluatedItems")
+            if uitems is not True and uitems != {}:
+                if applicators:
+                    self.unsupported(ptr, "unevaluatedItems", "only supported without in-place applicators "
+                                                              f"({', '.join(applicators)}) next to it")
+                elif isinstance(base.get("items"), list):
+                    base.setdefault("additionalItems", uitems)
+                elif "items" not in base:
+                    base["items"] = uitems
+        base["_res"] = resolver
+        base["_ptr"] = ptr
+        alts = [base]
+        if "not" in node:
+            alts = self.conj(alts, self.negate(node["not"], resolver, f"{ptr}/not", depth + 1), ptr)
+        for key in ("$dynamicRef", "$recursiveRef"):
+            if key in node:
+                self.unsupported(ptr, key, "dynamic references are not supported")
+        if "$ref" in node:
+            ref = node["$ref"]
+            resolved = self.lookup(resolver, ref, ptr)
+            key = ("ref", id(resolved.contents))
+            target_ptr = f"{ptr}/$ref"
+            if self.old_ref:
+                # draft-07 and older: $ref replaces its siblings
+                return self.ref_alts(resolved, target_ptr, depth)
+            alts = self.conj(alts, self.ref_alts(resolved, target_ptr, depth), ptr)
+        if "allOf" in node:
+            for i, sub in enumerate(node["allOf"]):
+                alts = self.conj(alts, self.flat(sub, resolver, f"{ptr}/allOf/{i}", depth + 1), ptr)
+        if "anyOf" in node:
+            union = []
+            for i, sub in enumerate(node["anyOf"]):
+                union.extend(self.flat(sub, resolver, f"{ptr}/anyOf/{i}", depth + 1))
+            alts = self.conj(alts, union, ptr)
+        if "oneOf" in node:
+            branches = [self.flat(sub, resolver, f"{ptr}/oneOf/{i}", depth + 1) for i, sub in enumerate(node["oneOf"])]
+            alts = self.conj(alts, self.one_of(branches, node["oneOf"], resolver, ptr), ptr)
+        if "if" in node and ("then" in node or "else" in node):
+            cond = node["if"]
+            then = node.get("then", True)
+            other = node.get("else", True)
+            yes = self.conj(self.flat(cond, resolver, f"{ptr}/if", depth + 1),
+                            self.flat(then, resolver, f"{ptr}/then", depth + 1), ptr)
+            no = self.conj(self.negate(cond, resolver, f"{ptr}/if", depth + 1),
+                           self.flat(other, resolver, f"{ptr}/else", depth + 1), ptr)
+            alts = self.conj(alts, yes + no, ptr)
+        deps = {}
+        if isinstance(node.get("dependencies"), dict):
+            deps.update(node["dependencies"])
+        for key in ("dependentRequired", "dependentSchemas"):
+            if isinstance(node.get(key), dict):
+                deps.update(node[key])
+        for name, dep in deps.items():
+            dptr = f"{ptr}/dependencies/{name}"
+            absent = [{"_res": resolver, "_ptr": dptr, "properties": {name: False}}]
+            if isinstance(dep, list):
+                present = [{"_res": resolver, "_ptr": dptr, "required": [name] + list(dep)}]
+            else:
+                present = self.conj([{"_res": resolver, "_ptr": dptr, "required": [name]}],
+                                    self.flat(dep, resolver, dptr, depth + 1), ptr)
+            alts = self.conj(alts, absent + present, ptr)
+        return alts
+
+    def lookup(self, resolver, ref: str, ptr: str):
+        """The schema ``ref`` points to, or `UnsupportedSchema` naming the reference."""
+        try:
+            resolved = resolver.lookup(ref)
+        except referencing.exceptions.Unresolvable as exc:
+            raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {ref!r} ({exc.__class__.__name__}); "
+                                                 f"only references inside the schema are supported") from None
+        except (TypeError, KeyError, IndexError, ValueError, AttributeError):
+            # referencing walks a JSON pointer into a boolean or a number as into an object
+            raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {ref!r}: its JSON pointer leads through a value "
+                                                 f"that is not an object or an array") from None
+        if not isinstance(resolved.contents, (dict, bool)):
+            raise InvalidSchema(ptr, "$ref", f"{ref!r} points to a {type(resolved.contents).__name__}, not a "
+                                             f"schema")
+        return resolved
+
+    def enter(self, node: dict, resolver, ptr: str):
+        """The resolver inside ``node`` (a new base URI where it has an id)."""
+        idkey = "id" if self.draft in ("draft-03", "draft-04") else "$id"
+        if ptr and isinstance(node.get(idkey), str):
+            try:
+                return resolver.in_subresource(self.spec.create_resource(node))
+            except Exception:  # noqa: BLE001
+                return resolver
+        return resolver
+
+    def ref_alts(self, resolved, ptr, depth):
+        return self.flat(resolved.contents, resolved.resolver, ptr, depth + 1)
+
+    def in_place_cycle(self, entered: tuple[str, int], resolver, ptr: str) -> list:
+        """The flat schemas of a schema reached again while it is being applied to the same value.
+
+        With no object or array in between ({"allOf": [{"$ref": "#"}, ...]}), the application
+        in progress checks that schema, so reaching it again adds nothing: read as true (the
+        specification leaves such cycles undefined, and validators recurse forever on them).
+        Through a 'not' the schema would have to be the negation of itself: refused.
+        """
+        if entered[1] != self.negations % 2:
+            self.unsupported(ptr, "$ref", f"refers back to {entered[0] or '#'} through 'not': a schema that must "
+                                          f"be its own negation has no meaning")
+        return [{"_res": resolver, "_ptr": ptr}]
+
+    def conj(self, left: list, right: list, ptr: str) -> list:
+        out = []
+        for a in left:
+            for b in right:
+                m = self.merge(a, b, ptr)
+                if m is not None:
+                    out.append(m)
+        if len(out) > self.opts.max_alternatives:
+            raise SchemaTooLarge(ptr, f"allOf/anyOf/oneOf combinations expand to more than "
+                                      f"{self.opts.max_alternatives} alternatives")
+        return out
+
+    def one_of(self, branches: list[list], raw, resolver, ptr) -> list:
+        flat = [alt for b in branches for alt in b]
+        # exact when the branches are pairwise disjoint
+        ok = True
+        for i in range(len(branches)):
+            for j in range(i + 1, len(branches)):
+                for a in branches[i]:
+                    for b in branches[j]:
+                        if not self.provably_disjoint(a, b):
+                            ok = False
+                            break
+                    if not ok:
+                        break
+        if not ok:
+            # finite branches: exact by filtering values that match exactly one branch
+            values = self.finite_values(flat)
+            if values is not None:
+                keep = []
+                for v in values:
+                    n = sum(1 for sub in raw if self.validates(v, sub, resolver))
+                    if n == 1:
+                        keep.append(v)
+                return [{"_res": resolver, "_ptr": ptr, "enum": keep}]
+            # exact: each branch together with the negation of every other one
+            saved = self.opts.lenient
+            self.opts.lenient = False
+            try:
+                out = []
+                for i, b in enumerate(branches):
+                    alts = b
+                    for j, other in enumerate(raw):
+                        if j != i:
+                            alts = self.conj(alts, self.negate(other, resolver, f"{ptr}/oneOf/{j}", 1), ptr)
+                    out.extend(alts)
+                return out
+            except (UnsupportedSchema, SchemaTooLarge) as exc:
+                self.opts.lenient = saved
+                self.unsupported(ptr, "oneOf", f"the branches are not provably disjoint and 'exactly one' cannot "
+                                               f"be expressed ({exc}); lenient: treated as anyOf")
+            finally:
+                self.opts.lenient = saved
+        return flat
+
+    def finite_values(self, alts):
+        values = []
+        for a in alts:
+            if "enum" in a:
+                values.extend(a["enum"])
+            elif "const" in a:
+                values.append(a["const"])
+            else:
+                return None
+        return values
+
+    def provably_disjoint(self, a: dict, b: dict) -> bool:
+        ta, tb = self.types_of(a), self.types_of(b)
+        if not (ta & tb):
+            return True
+        va, vb = self.finite_values([a]), self.finite_values([b])
+        if va is not None and vb is not None:
+            return not any(_json_eq(x, y) for x in va for y in vb)
+        if va is not None:
+            return not any(self.validates(x, _clean(b), b["_res"]) for x in va)
+        if vb is not None:
+            return not any(self.validates(x, _clean(a), a["_res"]) for x in vb)
+        if ta & tb <= {"object"} and "object" in ta:
+            # a required property whose values are disjoint
+            pa, pb = a.get("properties", {}), b.get("properties", {})
+            for k in set(a.get("required", [])) | set(b.get("required", [])):
+                if k in pa and k in pb and k in a.get("required", []) and k in b.get("required", []):
+                    fa = self.flat(pa[k], a["_res"], "", 1)
+                    fb = self.flat(pb[k], b["_res"], "", 1)
+                    if all(self.provably_disjoint(x, y) for x in fa for y in fb):
+                        return True
+                if k in a.get("required", []) and b.get("additionalProperties") is False and k not in pb and \
+                        not b.get("patternProperties"):
+                    return True
+                if k in b.get("required", []) and a.get("additionalProperties") is False and k not in pa and \
+                        not a.get("patternProperties"):
+                    return True
+        common = ta & tb
+        if common <= {"string", "number", "integer", "boolean", "null"}:
+            try:
+                da = self.scalar_dfa(a, common)
+                db = self.scalar_dfa(b, common)
+            except GuidedError:
+                return False
+            if da is not None and db is not None:
+                return _dfa.disjoint(da, db)
+        return False
+
+    def scalar_dfa(self, flat: dict, types: set):
+        keys = []
+        if "integer" in types:
+            types = (types - {"integer"}) | {"number"}
+        for t in sorted(types):
+            k = self.scalar_key(flat, t)
+            if k is None:
+                continue
+            if k is ANY:
+                return None
+            keys.append(k)
+        if not keys:
+            return _dfa.EMPTY
+        # Disjoint over the exact space means disjoint values: every number has a spelling there.
+        return self.terminals.exact(("union", tuple(keys)) if len(keys) > 1 else keys[0])
+
+    def negate(self, node, resolver, ptr, depth) -> list:
+        """``not node`` as flat schemas (De Morgan over the flat alternatives), where expressible."""
+        if node is True or node == {}:
+            return []
+        if node is False:
+            return [{"_res": resolver, "_ptr": ptr}]
+        result = [{"_res": resolver, "_ptr": ptr}]
+        self.negations += 1
+        try:
+            alternatives = self.flat(node, resolver, ptr, depth + 1)
+        finally:
+            self.negations -= 1
+        for f in alternatives:
+            # guided asserts formats, while validators by default read them as annotations; under
+            # 'not' only the annotation reading is sound for both (not {"format": "uuid"} allows
+            # nothing, where asserting it would allow every non-UUID string).
+            f = {k: v for k, v in f.items() if k not in ("format", "_formats")}
+            result = self.conj(result, self.negate_flat(f, ptr), ptr)
+        return result
+
+    def negate_flat(self, f: dict, ptr: str) -> list:
+        res = f["_res"]
+        if "_anyOf" in f:
+            self.unsupported(ptr, "not", "negating a nested union schema is not supported")
+            return [{"_res": res, "_ptr": ptr}]
+        types = self.types_of(f)
+        num_in = bool({"number", "integer"} & types)
+        other = [t for t in ("null", "boolean", "object", "array", "string") if t not in types]
+        if not num_in:
+            other.append("number")
+        out = []
+        if other:
+            out.append({"_res": res, "_ptr": ptr, "type": other})
+        scalar = [t for t in ("null", "boolean", "string") if t in types] + (["number"] if num_in else [])
+        if scalar:
+            out.append({"_res": res, "_ptr": ptr, "type": scalar, "_not": [f]})
+        if "object" in types:
+            out.extend(self.negate_object(f, ptr))
+        if "array" in types:
+            out.extend(self.negate_array(f, ptr))
+        return out
+
+    def negate_object(self, f: dict, ptr: str) -> list:
+        res = f["_res"]
+        obj = lambda **kw: {"_res": res, "_ptr": ptr, "type": "object", **kw}  # noqa: E731
+        if "enum" in f or "const" in f:
+            self.unsupported(ptr, "not", "negating an enum of objects is not supported")
+            return []
+        out = []
+        for k in f.get("required", []):
+            out.append(obj(properties={k: False}))
+        for k, sub in (f.get("properties") or {}).items():
+            if sub is True or sub == {}:
+                continue
+            out.append(obj(required=[k], properties={k: {"not": sub}}))
+        if f.get("minProperties", 0) > 0:
+            out.append(obj(maxProperties=int(f["minProperties"]) - 1))
+        if f.get("maxProperties") is not None:
+            out.append(obj(minProperties=int(f["maxProperties"]) + 1))
+        for k in ("additionalProperties", "patternProperties", "propertyNames", "unevaluatedProperties"):
+            if k in f and f[k] not in (True, {}):
+                self.unsupported(ptr, "not", f"negating '{k}' is not supported")
+        return out
+
+    def negate_array(self, f: dict, ptr: str) -> list:
+        res = f["_res"]
+        arr = lambda **kw: {"_res": res, "_ptr": ptr, "type": "array", **kw}  # noqa: E731
+        if "enum" in f or "const" in f:
+            self.unsupported(ptr, "not", "negating an enum of arrays is not supported")
+            return []
+        out = []
+        if f.get("minItems", 0) > 0:
+            out.append(arr(maxItems=int(f["minItems"]) - 1))
+        if f.get("maxItems") is not None:
+            out.append(arr(minItems=int(f["maxItems"]) + 1))
+        for k in ("items", "prefixItems", "contains", "uniqueItems", "additionalItems", "unevaluatedItems"):
+            if k in f and f[k] not in (True, {}, False) or (k == "uniqueItems" and f.get(k) is True):
+                self.unsupported(ptr, "not", f"negating '{k}' is not supported")
+        return out
+
+    def merge(self, a: dict, b: dict, ptr: str) -> dict | None:
+        """``a`` and ``b`` together (allOf), or None when provably unsatisfiable."""
+        a, b = _const_as_enum(a), _const_as_enum(b)
+        out = dict(a)
+        for k, vb in b.items():
+            if k in ("_res", "_ptr"):
+                continue
+            if k not in out:
+                out[k] = vb
+                continue
+            va = out[k]
+            if k == "type":
+                ta = set(va if isinstance(va, list) else [va])
+                tb = set(vb if isinstance(vb, list) else [vb])
+                common = ta & tb
+                if "integer" in ta and "number" in tb:
+                    common.add("integer")
+                if "integer" in tb and "number" in ta:
+                    common.add("integer")
+                if not common:
+                    return None
+                out[k] = sorted(common)
+            elif k in ("enum", "const"):
+                ea = va if k == "enum" else [va]
+                eb = vb if k == "enum" else [vb]
+                out.pop("const", None)
+                out["enum"] = [x for x in ea if any(_json_eq(x, y) for y in eb)]
+            elif k in ("minimum", "minLength", "minItems", "minProperties", "minContains"):
+                out[k] = max(va, vb)
+            elif k in ("maximum", "maxLength", "maxItems", "maxProperties", "maxContains"):
+                out[k] = min(va, vb)
+            elif k == "exclusiveMinimum":
+                out[k] = max(va, vb) if not isinstance(va, bool) else (va or vb)
+            elif k == "exclusiveMaximum":
+                out[k] = min(va, vb) if not isinstance(va, bool) else (va or vb)
+            elif k == "required":
+                out[k] = list(dict.fromkeys(list(va) + list(vb)))
+            elif k == "uniqueItems":
+                out[k] = va or vb
+            elif k == "multipleOf":
+                fa, fb = Fraction(_dec(va)), Fraction(_dec(vb))
+                lcm = _frac_lcm(fa, fb)
+                out[k] = Decimal(lcm.numerator) / Decimal(lcm.denominator)
+            elif k in ("pattern", "format"):
+                lst = "_patterns" if k == "pattern" else "_formats"
+                out[lst] = list(out.get(lst, [])) + [vb]
+            elif k in ("_patterns", "_formats", "_not"):
+                out[k] = list(va) + list(vb)
+            elif k == "properties":
+                props = dict(va)
+                for name, s in vb.items():
+                    props[name] = {"allOf": [props[name], s]} if name in props else s
+                # keys of b not described by a fall under a's additionalProperties (and vice versa)
+                out[k] = props
+            elif k in ("additionalProperties", "items", "propertyNames", "contains", "additionalItems"):
+                out[k] = {"allOf": [va, vb]}
+            elif k == "prefixItems":
+                n = max(len(va), len(vb))
+                out[k] = [{"allOf": [va[i] if i < len(va) else a.get("items", True),
+                                     vb[i] if i < len(vb) else b.get("items", True)]} for i in range(n)]
+            elif k == "patternProperties":
+                pp = dict(va)
+                for name, s in vb.items():
+                    pp[name] = {"allOf": [pp[name], s]} if name in pp else s
+                out[k] = pp
+            elif k == "_anyOf":
+                res = [self.merge(x, y, ptr) for x in va for y in vb]
+                out[k] = [r for r in res if r is not None]
+            elif _json_eq(va, vb) or k in ANNOTATIONS or k not in KNOWN:
+                pass  # equal, an annotation, or an unknown keyword (which constrains nothing)
+            else:
+                self.unsupported(ptr, k, f"cannot combine two '{k}' keywords in allOf")
+        for lower in (True, False):
+            self.merge_bounds(a, b, out, lower)
+        # cross-object keys: properties of one side under the other's additionalProperties
+        if "properties" in a or "properties" in b or "additionalProperties" in a or "additionalProperties" in b:
+            props = dict(out.get("properties", {}))
+            for side, other in ((a, b), (b, a)):
+                for name in other.get("properties", {}):
+                    if name in side.get("properties", {}):
+                        continue
+                    extra = _schema_for_extra(side, name)
+                    if extra is not True:
+                        props[name] = {"allOf": [props[name], extra]}
+            if props:
+                out["properties"] = props
+        # patternProperties combined with another side's additionalProperties is not exact
+        if ("patternProperties" in a and "additionalProperties" in b and b["additionalProperties"] is not True) or \
+                ("patternProperties" in b and "additionalProperties" in a and a["additionalProperties"] is not True):
+            self.unsupported(ptr, "patternProperties", "patternProperties of one allOf branch combined with "
+                                                       "additionalProperties of another")
+        if "prefixItems" in a and "prefixItems" not in b and "items" in b:
+            out["prefixItems"] = [{"allOf": [x, b["items"]]} for x in a["prefixItems"]]
+        if "prefixItems" in b and "prefixItems" not in a and "items" in a:
+            out["prefixItems"] = [{"allOf": [x, a["items"]]} for x in b["prefixItems"]]
+        out["_res"] = a.get("_res") or b.get("_res")
+        out["_ptr"] = a.get("_ptr", ptr)
+        return out
+
+    def bounds(self, flat: dict, lower: bool) -> list[tuple[Decimal, bool]]:
+        """The (value, exclusive) bounds on one side, read as the schema's draft reads them.
+
+        Drafts 3 and 4: ``exclusiveMinimum`` is a flag on ``minimum`` (any true value; alone it
+        does nothing), as `jsonschema` reads it.  Later drafts: a number of its own, or a
+        boolean flag as in draft 4 (what such a schema's author meant).
+        """
+        bound, flag = ("minimum", "exclusiveMinimum") if lower else ("maximum", "exclusiveMaximum")
+        value, ex = flat.get(bound), flat.get(flag)
+        out = []
+        try:
+            if value is not None:
+                modifier = bool(ex) if (self.old_draft or isinstance(ex, bool)) else False
+                out.append((_dec(value), modifier))
+            if ex is not None and not self.old_draft and not isinstance(ex, bool):
+                out.append((_dec(ex), True))
+        except (TypeError, ValueError, ArithmeticError):
+            raise UnsupportedSchema(flat.get("_ptr", ""), bound, "bounds must be numbers") from None
+        return out
+
+    def merge_bounds(self, a: dict, b: dict, out: dict, lower: bool) -> None:
+        """Both sides' bounds in ``out`` as the tighter one, exactly (exclusive where it is on either side)."""
+        bound, flag = ("minimum", "exclusiveMinimum") if lower else ("maximum", "exclusiveMaximum")
+        if not any(k in d for d in (a, b) for k in (bound, flag)):
+            return
+        sides = self.bounds(a, lower) + self.bounds(b, lower)
+        out.pop(bound, None)
+        out.pop(flag, None)
+        if not sides:
+            return
+        value = max(v for v, _ in sides) if lower else min(v for v, _ in sides)
+        exclusive = any(x for v, x in sides if v == value)
+        number = int(value) if value == value.to_integral_value() else float(value)
+        if self.old_draft:
+            out[bound] = number
+            if exclusive:
+                out[flag] = True
+        else:
+            out[flag if exclusive else bound] = number
+
+    def types_of(self, flat: dict) -> set:
+        t = flat.get("type")
+        if t is None:
+            types = {"null", "boolean", "object", "array", "number", "integer", "string"}
+        else:
+            types = set(t if isinstance(t, list) else [t])
+            if "number" in types:
+                types.add("integer")
+        if "enum" in flat or "const" in flat:
+            vals = flat["enum"] if "enum" in flat else [flat["const"]]
+            vt = set()
+            for v in vals:
+                tv = _type_of(v)
+                vt.add(tv)
+                if tv == "integer":
+                    vt.add("number")
+            types &= vt
+        return types
+
+    def scalar_key(self, flat: dict, t: str, types: set | None = None):
+        """Terminal description for the values of scalar type ``t`` (``ANY``: unconstrained)."""
+        ptr = flat.get("_ptr", "")
+        if types is None:
+            types = self.types_of(flat)
+        if t == "null":
+            return ("lit", b"null") if "null" in types else None
+        if t == "boolean":
+            return ("alt", (b"true", b"false")) if "boolean" in types else None
+        if t == "string":
+            if "string" not in types:
+                return None
+            patterns = list(flat.get("_patterns", []))
+            if "pattern" in flat:
+                patterns.insert(0, flat["pattern"])
+            formats = list(flat.get("_formats", []))
+            if "format" in flat:
+                formats.insert(0, flat["format"])
+            fmts = []
+            for f in formats:
+                if f in FORMATS:
+                    fmts.append(f)
+                else:
+                    self.unsupported(ptr, "format", f"unknown format {f!r} (supported: {', '.join(sorted(FORMATS))})")
+            pats = []
+            for p in patterns:
+                try:
+                    _strings.pattern_content(p, self.opts.max_states)
+                    pats.append(p)
+                except RegexError as exc:
+                    self.unsupported(ptr, "pattern", f"{p!r}: {exc}")
+                except LimitExceeded as exc:
+                    if not self.opts.lenient:
+                        raise SchemaTooLarge(ptr, f"pattern {p!r}: {exc}") from None
+                    self.relaxed.append(f"{ptr or '#'}: pattern: {exc}")
+            min_len = int(flat.get("minLength", 0))
+            max_len = flat.get("maxLength")
+            max_len = int(max_len) if max_len is not None else None
+            if max_len is not None and max_len < min_len:
+                return None
+            if not pats and not fmts and min_len == 0 and max_len is None:
+                return ANY
+            return ("string", (tuple(pats), min_len, max_len, tuple(sorted(set(fmts))), ()))
+        if t == "number":
+            is_int = "number" not in types and "integer" in types
+            if not ({"number", "integer"} & types):
+                return None
+            lo, lo_x, hi, hi_x = None, False, None, False
+            lows, highs = self.bounds(flat, True), self.bounds(flat, False)
+            if lows:
+                lo = max(v for v, _ in lows)
+                lo_x = any(x for v, x in lows if v == lo)
+            if highs:
+                hi = min(v for v, _ in highs)
+                hi_x = any(x for v, x in highs if v == hi)
+            try:
+                mult = None
+                if "multipleOf" in flat:
+                    m = _dec(flat["multipleOf"])
+                    if m <= 0:
+                        raise UnsupportedSchema(ptr, "multipleOf", "must be positive")
+                    mult = _numbers.decimal_ratio(m)
+            except (TypeError, ValueError, ArithmeticError):
+                raise UnsupportedSchema(ptr, "minimum", "bounds must be numbers") from None
+            if is_int:
+                ilo = None if lo is None else (math.floor(lo) + 1 if lo_x else math.ceil(lo))
+                ihi = None if hi is None else (math.ceil(hi) - 1 if hi_x else math.floor(hi))
+                return ("int", ilo, ihi, mult, self.opts.int_fraction)
+            if lo is None and hi is None and mult is None:
+                return ANY
+            if mult is not None and mult[1] == 0 and mult[0] >= 1 and False:
+                pass
+            return ("num", None if lo is None else str(lo), lo_x, None if hi is None else str(hi), hi_x, mult)
+        return None
+
+    def enum_kept(self, flat: dict) -> list:
+        """The distinct values of a flat schema's ``enum``/``const`` that its other keywords allow."""
+        ptr = flat.get("_ptr", "")
+        flat = _const_as_enum(flat)
+        values = flat["enum"]
+        if not isinstance(values, list):
+            raise UnsupportedSchema(ptr, "enum", "must be an array")
+        others = {k: v for k, v in flat.items() if k not in ("enum", "const") and not k.startswith("_")
+                  and k not in ANNOTATIONS}
+        extra = [k for k in flat if k in ("_patterns", "_formats", "_not", "_anyOf")]
+        keep: list = []
+        for v in values:
+            if any(_json_eq(v, w) for w in keep):
+                continue
+            if (others or extra) and not self.validates(v, _clean(flat), flat["_res"]):
+                continue
+            keep.append(v)
+        return keep
+
+
+def _const_as_enum(d: dict) -> dict:
+    """``const`` folded into ``enum`` (intersected with it when both are present)."""
+    if "const" not in d:
+        return d
+    out = {k: v for k, v in d.items() if k != "const"}
+    if "enum" in d and isinstance(d["enum"], list):
+        out["enum"] = [v for v in d["enum"] if _json_eq(v, d["const"])]
+    else:
+        out["enum"] = [d["const"]]
+    return out
+
+
+def _accepts_resolver(cls) -> bool:
+    import inspect
+
+    try:
+        return "_resolver" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _clean(flat: dict):
+    """A flat schema back as a plain JSON Schema (for the jsonschema validator)."""
+    out = {}
+    all_of = []
+    for k, v in flat.items():
+        if k in ("_res", "_ptr"):
+            continue
+        if k == "_patterns":
+            all_of.extend({"pattern": p} for p in v)
+        elif k == "_formats":
+            all_of.extend({"format": f} for f in v)
+        elif k == "_not":
+            all_of.extend({"not": _clean(n)} for n in v)
+        elif k == "_anyOf":
+            all_of.append({"anyOf": [_clean(x) for x in v]})
+        else:
+            out[k] = v
+    if all_of:
+        out["allOf"] = all_of
+    return out
+
+
+def _schema_for_extra(side: dict, name: str):
+    """The schema ``side`` applies to a property it does not list."""
+    for p, s in (side.get("patternProperties") or {}).items():
+        try:
+            if _NamePattern(p).search(name):
+                return s
+        except RegexError:
+            return True
+    return side.get("additionalProperties", True)
+
+
+class _NamePattern:
+    """A ``patternProperties`` pattern deciding a known property name, read as ECMA-262 (as the
+    key automata read it): Python's ``re`` differs (``$`` before a final newline, Unicode ``\\w``).
+
+    Its automaton (the one the key automata use: built once) is built when a name is asked about;
+    `search` raises `RegexError` for a pattern guided cannot read.
+    """
+
+    def __init__(self, pattern: str, max_states: int = 100_000):
+        self.pattern, self.max_states = pattern, max_states
+
+    def search(self, name: str) -> bool:
+        dfa = _strings.pattern_content(self.pattern, self.max_states)
+        return dfa.fullmatch(json.dumps(name, ensure_ascii=False)[1:-1].encode())
+
+
+def _frac_lcm(a: Fraction, b: Fraction) -> Fraction:
+    return Fraction(math.lcm(a.numerator, b.numerator), math.gcd(a.denominator, b.denominator))
+
+
