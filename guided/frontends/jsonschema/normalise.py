@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import referencing
 import referencing.exceptions
@@ -26,8 +28,11 @@ from guided.frontends.jsonschema._exact import exact_validator_class
 from guided.frontends.jsonschema._formats import FORMATS
 from guided.frontends.jsonschema.errors import InvalidSchema, SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.options import Options
-from guided.frontends.jsonschema.terminals import Terminals
+from guided.frontends.jsonschema.terminals import BOOLEAN, NULL, Terminals
 from guided.ir import dfa_ops as _dfa
+
+if TYPE_CHECKING:
+    from referencing._core import Resolver  # referencing exports the type only from here
 
 ANNOTATIONS = {
     "title", "description", "default", "examples", "$comment", "deprecated", "readOnly", "writeOnly",
@@ -36,7 +41,7 @@ ANNOTATIONS = {
     "nullable", "x-", "markdownDescription", "errorMessage", "additionalItems", "unevaluatedProperties",
     "unevaluatedItems",
 }
-STRING_KW = {"minLength", "maxLength", "pattern", "format", "_patterns", "_formats"}
+STRING_KW = {"minLength", "maxLength", "pattern", "format"}
 NUMBER_KW = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
 OBJECT_KW = {"properties", "required", "additionalProperties", "patternProperties", "propertyNames",
              "minProperties", "maxProperties", "dependentRequired", "dependentSchemas", "dependencies",
@@ -46,7 +51,7 @@ ARRAY_KW = {"items", "prefixItems", "additionalItems", "minItems", "maxItems", "
 TYPES = ("null", "boolean", "object", "array", "number", "string")  # "integer" is a kind of number
 KNOWN = STRING_KW | NUMBER_KW | OBJECT_KW | ARRAY_KW | {
     "type", "enum", "const", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref",
-    "$dynamicRef", "$recursiveRef", "_not", "_anyOf"} | ANNOTATIONS
+    "$dynamicRef", "$recursiveRef"} | ANNOTATIONS
 
 ANY = object()  # marker: the unconstrained values of a scalar type (`Normaliser.scalar_key`)
 
@@ -86,6 +91,46 @@ def _dec(x) -> Decimal:
         return Decimal(repr(x))
     return Decimal(x)
 
+
+
+@dataclass(frozen=True, eq=False)
+class Flat(Mapping[str, Any]):
+    """One flat schema: JSON Schema keywords with no in-place applicator among them, where they
+    came from, and what ``allOf`` and ``not`` added that one keyword cannot hold.
+
+    It reads as the mapping of its keywords (``flat.get("minimum")``); it is never changed (the
+    passes make new ones).  Property and item subschemas in ``keywords`` are raw schemas.
+    """
+
+    keywords: Mapping[str, Any]
+    resolver: Resolver[Any]  # resolves the ``$ref`` inside ``keywords``' subschemas
+    pointer: str  # the JSON pointer of the schema it comes from, for errors
+    patterns: tuple[str, ...] = ()  # further ``pattern``s (from allOf branches): all must match
+    formats: tuple[str, ...] = ()  # further ``format``s, likewise
+    negated: tuple[Flat, ...] = ()  # scalar schemas the value must not match (from ``not``)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.keywords[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keywords)
+
+    def __len__(self) -> int:
+        return len(self.keywords)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keywords
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.keywords.get(key, default)
+
+    def with_keywords(self, keywords: Mapping[str, Any]) -> Flat:
+        """The same flat schema with other keywords."""
+        return replace(self, keywords=keywords)
+
+    def without(self, *names: str) -> Flat:
+        """The same flat schema less some keywords."""
+        return replace(self, keywords={k: v for k, v in self.keywords.items() if k not in names})
 
 
 class Normaliser:
@@ -137,15 +182,15 @@ class Normaliser:
         except Exception:  # noqa: BLE001 - a schema jsonschema cannot run: count as not provable
             raise UnsupportedSchema("", "enum", "cannot check enum values against the sibling keywords")
 
-    def flat(self, node, resolver, ptr: str, depth: int = 0) -> list:
+    def flat(self, node, resolver, ptr: str, depth: int = 0) -> list[Flat]:
         """The schema as a disjunction of flat schemas (dicts without $ref/allOf/anyOf/oneOf).
 
-        Each flat schema carries its resolver under "_res" and its pointer under "_ptr".
+        Each flat schema (`Flat`) carries its resolver and its pointer.
         """
         if depth > 40:
             raise SchemaTooLarge(ptr, "references nest too deeply (a $ref cycle through allOf/anyOf?)")
         if node is True or node == {}:
-            return [{"_res": resolver, "_ptr": ptr}]
+            return [Flat({}, resolver, ptr)]
         if node is False:
             return []
         if not isinstance(node, dict):
@@ -186,9 +231,7 @@ class Normaliser:
                     base.setdefault("additionalItems", uitems)
                 elif "items" not in base:
                     base["items"] = uitems
-        base["_res"] = resolver
-        base["_ptr"] = ptr
-        alts = [base]
+        alts = [Flat(base, resolver, ptr)]
         if "not" in node:
             alts = self.conj(alts, self.negate(node["not"], resolver, f"{ptr}/not", depth + 1), ptr)
         for key in ("$dynamicRef", "$recursiveRef"):
@@ -231,11 +274,11 @@ class Normaliser:
                 deps.update(node[key])
         for name, dep in deps.items():
             dptr = f"{ptr}/dependencies/{name}"
-            absent = [{"_res": resolver, "_ptr": dptr, "properties": {name: False}}]
+            absent = [Flat({"properties": {name: False}}, resolver, dptr)]
             if isinstance(dep, list):
-                present = [{"_res": resolver, "_ptr": dptr, "required": [name] + list(dep)}]
+                present = [Flat({"required": [name] + list(dep)}, resolver, dptr)]
             else:
-                present = self.conj([{"_res": resolver, "_ptr": dptr, "required": [name]}],
+                present = self.conj([Flat({"required": [name]}, resolver, dptr)],
                                     self.flat(dep, resolver, dptr, depth + 1), ptr)
             alts = self.conj(alts, absent + present, ptr)
         return alts
@@ -280,9 +323,9 @@ class Normaliser:
         if entered[1] != self.negations % 2:
             self.unsupported(ptr, "$ref", f"refers back to {entered[0] or '#'} through 'not': a schema that must "
                                           f"be its own negation has no meaning")
-        return [{"_res": resolver, "_ptr": ptr}]
+        return [Flat({}, resolver, ptr)]
 
-    def conj(self, left: list, right: list, ptr: str) -> list:
+    def conj(self, left: list[Flat], right: list[Flat], ptr: str) -> list[Flat]:
         out = []
         for a in left:
             for b in right:
@@ -316,7 +359,7 @@ class Normaliser:
                     n = sum(1 for sub in raw if self.validates(v, sub, resolver))
                     if n == 1:
                         keep.append(v)
-                return [{"_res": resolver, "_ptr": ptr, "enum": keep}]
+                return [Flat({"enum": keep}, resolver, ptr)]
             # exact: each branch together with the negation of every other one
             saved = self.opts.lenient
             self.opts.lenient = False
@@ -348,7 +391,7 @@ class Normaliser:
                 return None
         return values
 
-    def provably_disjoint(self, a: dict, b: dict) -> bool:
+    def provably_disjoint(self, a: Flat, b: Flat) -> bool:
         ta, tb = self.types_of(a), self.types_of(b)
         if not (ta & tb):
             return True
@@ -356,16 +399,16 @@ class Normaliser:
         if va is not None and vb is not None:
             return not any(_json_eq(x, y) for x in va for y in vb)
         if va is not None:
-            return not any(self.validates(x, _clean(b), b["_res"]) for x in va)
+            return not any(self.validates(x, _clean(b), b.resolver) for x in va)
         if vb is not None:
-            return not any(self.validates(x, _clean(a), a["_res"]) for x in vb)
+            return not any(self.validates(x, _clean(a), a.resolver) for x in vb)
         if ta & tb <= {"object"} and "object" in ta:
             # a required property whose values are disjoint
             pa, pb = a.get("properties", {}), b.get("properties", {})
             for k in set(a.get("required", [])) | set(b.get("required", [])):
                 if k in pa and k in pb and k in a.get("required", []) and k in b.get("required", []):
-                    fa = self.flat(pa[k], a["_res"], "", 1)
-                    fb = self.flat(pb[k], b["_res"], "", 1)
+                    fa = self.flat(pa[k], a.resolver, "", 1)
+                    fb = self.flat(pb[k], b.resolver, "", 1)
                     if all(self.provably_disjoint(x, y) for x in fa for y in fb):
                         return True
                 if k in a.get("required", []) and b.get("additionalProperties") is False and k not in pb and \
@@ -385,7 +428,7 @@ class Normaliser:
                 return _dfa.disjoint(da, db)
         return False
 
-    def scalar_dfa(self, flat: dict, types: set):
+    def scalar_dfa(self, flat: Flat, types: set):
         keys = []
         if "integer" in types:
             types = (types - {"integer"}) | {"number"}
@@ -406,8 +449,8 @@ class Normaliser:
         if node is True or node == {}:
             return []
         if node is False:
-            return [{"_res": resolver, "_ptr": ptr}]
-        result = [{"_res": resolver, "_ptr": ptr}]
+            return [Flat({}, resolver, ptr)]
+        result = [Flat({}, resolver, ptr)]
         self.negations += 1
         try:
             alternatives = self.flat(node, resolver, ptr, depth + 1)
@@ -417,15 +460,12 @@ class Normaliser:
             # guided asserts formats, while validators by default read them as annotations; under
             # 'not' only the annotation reading is sound for both (not {"format": "uuid"} allows
             # nothing, where asserting it would allow every non-UUID string).
-            f = {k: v for k, v in f.items() if k not in ("format", "_formats")}
+            f = replace(f.without("format"), formats=())
             result = self.conj(result, self.negate_flat(f, ptr), ptr)
         return result
 
-    def negate_flat(self, f: dict, ptr: str) -> list:
-        res = f["_res"]
-        if "_anyOf" in f:
-            self.unsupported(ptr, "not", "negating a nested union schema is not supported")
-            return [{"_res": res, "_ptr": ptr}]
+    def negate_flat(self, f: Flat, ptr: str) -> list:
+        res = f.resolver
         types = self.types_of(f)
         num_in = bool({"number", "integer"} & types)
         other = [t for t in ("null", "boolean", "object", "array", "string") if t not in types]
@@ -433,19 +473,18 @@ class Normaliser:
             other.append("number")
         out = []
         if other:
-            out.append({"_res": res, "_ptr": ptr, "type": other})
+            out.append(Flat({"type": other}, res, ptr))
         scalar = [t for t in ("null", "boolean", "string") if t in types] + (["number"] if num_in else [])
         if scalar:
-            out.append({"_res": res, "_ptr": ptr, "type": scalar, "_not": [f]})
+            out.append(Flat({"type": scalar}, res, ptr, negated=(f,)))
         if "object" in types:
             out.extend(self.negate_object(f, ptr))
         if "array" in types:
             out.extend(self.negate_array(f, ptr))
         return out
 
-    def negate_object(self, f: dict, ptr: str) -> list:
-        res = f["_res"]
-        obj = lambda **kw: {"_res": res, "_ptr": ptr, "type": "object", **kw}  # noqa: E731
+    def negate_object(self, f: Flat, ptr: str) -> list:
+        obj = lambda **kw: Flat({"type": "object", **kw}, f.resolver, ptr)  # noqa: E731
         if "enum" in f or "const" in f:
             self.unsupported(ptr, "not", "negating an enum of objects is not supported")
             return []
@@ -465,9 +504,8 @@ class Normaliser:
                 self.unsupported(ptr, "not", f"negating '{k}' is not supported")
         return out
 
-    def negate_array(self, f: dict, ptr: str) -> list:
-        res = f["_res"]
-        arr = lambda **kw: {"_res": res, "_ptr": ptr, "type": "array", **kw}  # noqa: E731
+    def negate_array(self, f: Flat, ptr: str) -> list:
+        arr = lambda **kw: Flat({"type": "array", **kw}, f.resolver, ptr)  # noqa: E731
         if "enum" in f or "const" in f:
             self.unsupported(ptr, "not", "negating an enum of arrays is not supported")
             return []
@@ -481,13 +519,12 @@ class Normaliser:
                 self.unsupported(ptr, "not", f"negating '{k}' is not supported")
         return out
 
-    def merge(self, a: dict, b: dict, ptr: str) -> dict | None:
+    def merge(self, a: Flat, b: Flat, ptr: str) -> Flat | None:
         """``a`` and ``b`` together (allOf), or None when provably unsatisfiable."""
         a, b = _const_as_enum(a), _const_as_enum(b)
-        out = dict(a)
+        out = dict(a.keywords)
+        patterns, formats = list(a.patterns), list(a.formats)
         for k, vb in b.items():
-            if k in ("_res", "_ptr"):
-                continue
             if k not in out:
                 out[k] = vb
                 continue
@@ -524,11 +561,10 @@ class Normaliser:
                 fa, fb = Fraction(_dec(va)), Fraction(_dec(vb))
                 lcm = _frac_lcm(fa, fb)
                 out[k] = Decimal(lcm.numerator) / Decimal(lcm.denominator)
-            elif k in ("pattern", "format"):
-                lst = "_patterns" if k == "pattern" else "_formats"
-                out[lst] = list(out.get(lst, [])) + [vb]
-            elif k in ("_patterns", "_formats", "_not"):
-                out[k] = list(va) + list(vb)
+            elif k == "pattern":
+                patterns.append(vb)
+            elif k == "format":
+                formats.append(vb)
             elif k == "properties":
                 props = dict(va)
                 for name, s in vb.items():
@@ -546,9 +582,6 @@ class Normaliser:
                 for name, s in vb.items():
                     pp[name] = {"allOf": [pp[name], s]} if name in pp else s
                 out[k] = pp
-            elif k == "_anyOf":
-                res = [self.merge(x, y, ptr) for x in va for y in vb]
-                out[k] = [r for r in res if r is not None]
             elif _json_eq(va, vb) or k in ANNOTATIONS or k not in KNOWN:
                 pass  # equal, an annotation, or an unknown keyword (which constrains nothing)
             else:
@@ -576,11 +609,10 @@ class Normaliser:
             out["prefixItems"] = [{"allOf": [x, b["items"]]} for x in a["prefixItems"]]
         if "prefixItems" in b and "prefixItems" not in a and "items" in a:
             out["prefixItems"] = [{"allOf": [x, a["items"]]} for x in b["prefixItems"]]
-        out["_res"] = a.get("_res") or b.get("_res")
-        out["_ptr"] = a.get("_ptr", ptr)
-        return out
+        return Flat(out, a.resolver, a.pointer, tuple(patterns + list(b.patterns)), tuple(formats + list(b.formats)),
+                    a.negated + b.negated)
 
-    def bounds(self, flat: dict, lower: bool) -> list[tuple[Decimal, bool]]:
+    def bounds(self, flat: Flat, lower: bool) -> list[tuple[Decimal, bool]]:
         """The (value, exclusive) bounds on one side, read as the schema's draft reads them.
 
         Drafts 3 and 4: ``exclusiveMinimum`` is a flag on ``minimum`` (any true value; alone it
@@ -597,10 +629,10 @@ class Normaliser:
             if ex is not None and not self.old_draft and not isinstance(ex, bool):
                 out.append((_dec(ex), True))
         except (TypeError, ValueError, ArithmeticError):
-            raise UnsupportedSchema(flat.get("_ptr", ""), bound, "bounds must be numbers") from None
+            raise UnsupportedSchema(flat.pointer, bound, "bounds must be numbers") from None
         return out
 
-    def merge_bounds(self, a: dict, b: dict, out: dict, lower: bool) -> None:
+    def merge_bounds(self, a: Flat, b: Flat, out: dict, lower: bool) -> None:
         """Both sides' bounds in ``out`` as the tighter one, exactly (exclusive where it is on either side)."""
         bound, flag = ("minimum", "exclusiveMinimum") if lower else ("maximum", "exclusiveMaximum")
         if not any(k in d for d in (a, b) for k in (bound, flag)):
@@ -620,7 +652,7 @@ class Normaliser:
         else:
             out[flag if exclusive else bound] = number
 
-    def types_of(self, flat: dict) -> set:
+    def types_of(self, flat: Flat) -> set:
         t = flat.get("type")
         if t is None:
             types = {"null", "boolean", "object", "array", "number", "integer", "string"}
@@ -639,22 +671,22 @@ class Normaliser:
             types &= vt
         return types
 
-    def scalar_key(self, flat: dict, t: str, types: set | None = None):
+    def scalar_key(self, flat: Flat, t: str, types: set | None = None):
         """Terminal description for the values of scalar type ``t`` (``ANY``: unconstrained)."""
-        ptr = flat.get("_ptr", "")
+        ptr = flat.pointer
         if types is None:
             types = self.types_of(flat)
         if t == "null":
-            return ("lit", b"null") if "null" in types else None
+            return NULL if "null" in types else None
         if t == "boolean":
-            return ("alt", (b"true", b"false")) if "boolean" in types else None
+            return BOOLEAN if "boolean" in types else None
         if t == "string":
             if "string" not in types:
                 return None
-            patterns = list(flat.get("_patterns", []))
+            patterns = list(flat.patterns)
             if "pattern" in flat:
                 patterns.insert(0, flat["pattern"])
-            formats = list(flat.get("_formats", []))
+            formats = list(flat.formats)
             if "format" in flat:
                 formats.insert(0, flat["format"])
             fmts = []
@@ -714,27 +746,26 @@ class Normaliser:
             return ("num", None if lo is None else str(lo), lo_x, None if hi is None else str(hi), hi_x, mult)
         return None
 
-    def enum_kept(self, flat: dict) -> list:
+    def enum_kept(self, flat: Flat) -> list:
         """The distinct values of a flat schema's ``enum``/``const`` that its other keywords allow."""
-        ptr = flat.get("_ptr", "")
+        ptr = flat.pointer
         flat = _const_as_enum(flat)
         values = flat["enum"]
         if not isinstance(values, list):
             raise UnsupportedSchema(ptr, "enum", "must be an array")
-        others = {k: v for k, v in flat.items() if k not in ("enum", "const") and not k.startswith("_")
-                  and k not in ANNOTATIONS}
-        extra = [k for k in flat if k in ("_patterns", "_formats", "_not", "_anyOf")]
+        others = {k: v for k, v in flat.items() if k not in ("enum", "const") and k not in ANNOTATIONS}
+        extra = flat.patterns or flat.formats or flat.negated
         keep: list = []
         for v in values:
             if any(_json_eq(v, w) for w in keep):
                 continue
-            if (others or extra) and not self.validates(v, _clean(flat), flat["_res"]):
+            if (others or extra) and not self.validates(v, _clean(flat), flat.resolver):
                 continue
             keep.append(v)
         return keep
 
 
-def _const_as_enum(d: dict) -> dict:
+def _const_as_enum(d: Flat) -> Flat:
     """``const`` folded into ``enum`` (intersected with it when both are present)."""
     if "const" not in d:
         return d
@@ -743,7 +774,7 @@ def _const_as_enum(d: dict) -> dict:
         out["enum"] = [v for v in d["enum"] if _json_eq(v, d["const"])]
     else:
         out["enum"] = [d["const"]]
-    return out
+    return d.with_keywords(out)
 
 
 def _accepts_resolver(cls) -> bool:
@@ -755,29 +786,18 @@ def _accepts_resolver(cls) -> bool:
         return False
 
 
-def _clean(flat: dict):
+def _clean(flat: Flat) -> dict:
     """A flat schema back as a plain JSON Schema (for the jsonschema validator)."""
-    out = {}
-    all_of = []
-    for k, v in flat.items():
-        if k in ("_res", "_ptr"):
-            continue
-        if k == "_patterns":
-            all_of.extend({"pattern": p} for p in v)
-        elif k == "_formats":
-            all_of.extend({"format": f} for f in v)
-        elif k == "_not":
-            all_of.extend({"not": _clean(n)} for n in v)
-        elif k == "_anyOf":
-            all_of.append({"anyOf": [_clean(x) for x in v]})
-        else:
-            out[k] = v
+    out = dict(flat.keywords)
+    all_of: list[dict] = [{"pattern": p} for p in flat.patterns]
+    all_of.extend({"format": f} for f in flat.formats)
+    all_of.extend({"not": _clean(n)} for n in flat.negated)
     if all_of:
         out["allOf"] = all_of
     return out
 
 
-def _schema_for_extra(side: dict, name: str):
+def _schema_for_extra(side: Flat, name: str):
     """The schema ``side`` applies to a property it does not list."""
     for p, s in (side.get("patternProperties") or {}).items():
         try:

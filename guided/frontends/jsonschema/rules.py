@@ -18,6 +18,7 @@ from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.normalise import (
     ANNOTATIONS,
     ANY,
+    Flat,
     Normaliser,
     _clean,
     _json_eq,
@@ -25,9 +26,14 @@ from guided.frontends.jsonschema.normalise import (
 )
 from guided.frontends.jsonschema.options import Options
 from guided.frontends.jsonschema.terminals import (
+    ANY_NUMBER,
+    ANY_STRING,
+    BOOLEAN,
+    NULL,
     Terminals,
     key_type,
     number_key,
+    union,
     ws_dfa,
 )
 from guided.ir import CfgIR, Terminal
@@ -166,33 +172,27 @@ class RuleEmitter:
             self.memo[key] = (node, syms)
         return syms
 
-    def alts_symbols(self, alts: list, ptr: str) -> list:
+    def alts_symbols(self, alts: list[Flat], ptr: str) -> list:
         term_keys: list[tuple] = []
         nts: list[str] = []
         for flat in alts:
-            if "_anyOf" in flat:
-                rest = {k: v for k, v in flat.items() if k != "_anyOf"}
-                sub = [self.n.merge(rest, x, ptr) for x in flat["_anyOf"]]
-                nts.extend(self.alts_symbols([s for s in sub if s is not None], ptr))
-                continue
             tk, ns = self.flat_value(flat)
             term_keys.extend(tk)
             nts.extend(ns)
         out = []
         if term_keys:
-            uniq = list(dict.fromkeys(term_keys))
-            key = uniq[0] if len(uniq) == 1 else ("union", tuple(sorted(uniq, key=repr)))
+            key = union(term_keys)
             if not _dfa.is_empty(self.t.bare(key, ptr)):
                 out.append(self.g.term(key))
         out.extend(dict.fromkeys(nts))
         return out
 
-    def flat_value(self, flat: dict) -> tuple[list, list]:
+    def flat_value(self, flat: Flat) -> tuple[list, list]:
         """(terminal descriptions, nonterminal symbols) for one flat schema."""
         if "enum" in flat or "const" in flat:
             return self.finite(flat)
         types = self.n.types_of(flat)
-        nots = flat.get("_not", [])
+        nots = flat.negated
         terms, nts = [], []
         for t in ("null", "boolean", "string", "number", "object", "array"):
             if t == "number" and not ({"number", "integer"} & types):
@@ -208,8 +208,7 @@ class RuleEmitter:
             if key is None:
                 continue
             if key is ANY:
-                key = {"null": ("lit", b"null"), "boolean": ("alt", (b"true", b"false")),
-                       "string": ("string", ((), 0, None, (), ())), "number": ("num", None, False, None, False, None)}[t]
+                key = {"null": NULL, "boolean": BOOLEAN, "string": ANY_STRING, "number": ANY_NUMBER}[t]
             for nf in nots:
                 nk = self.not_key(nf, t)
                 if nk is None:
@@ -222,10 +221,10 @@ class RuleEmitter:
                 terms.append(key)
         return terms, nts
 
-    def not_key(self, a: dict, t: str):
+    def not_key(self, a: Flat, t: str):
         """Terminal description of the values of scalar type ``t`` matching flat ``a`` (None: none; ANY: all)."""
-        if "_not" in a:
-            self.n.unsupported(a.get("_ptr", ""), "not", "nested negation is not supported")
+        if a.negated:
+            self.n.unsupported(a.pointer, "not", "nested negation is not supported")
             return None
         types = self.n.types_of(a) & ({"number", "integer"} if t == "number" else {t})
         if not types:
@@ -235,12 +234,12 @@ class RuleEmitter:
             keys = [k for k in tk if key_type(k) == t]
             if not keys:
                 return None
-            return keys[0] if len(keys) == 1 else ("union", tuple(sorted(set(keys), key=repr)))
+            return union(keys)
         return self.n.scalar_key(a, t, self.n.types_of(a))
 
-    def finite(self, flat: dict) -> tuple[list, list]:
+    def finite(self, flat: Flat) -> tuple[list, list]:
         """(terminal descriptions, nonterminal symbols) for a flat schema's ``enum``/``const``."""
-        ptr = flat.get("_ptr", "")
+        ptr = flat.pointer
         keep = self.n.enum_kept(flat)
         # Under drafts 3 and 4 a value typed "integer" (not "number") may not be written 1.0.
         declared = flat.get("type")
@@ -249,7 +248,7 @@ class RuleEmitter:
         terms, nts = [], []
         for v in keep:
             if v is None:
-                terms.append(("lit", b"null"))
+                terms.append(NULL)
             elif isinstance(v, bool):
                 terms.append(("lit", b"true" if v else b"false"))
             elif isinstance(v, (int, float)):
@@ -259,13 +258,13 @@ class RuleEmitter:
             elif isinstance(v, list):
                 node = {"type": "array", "prefixItems": [{"const": x} for x in v], "items": False,
                         "minItems": len(v)}
-                sym = self.array_value({**node, "_res": flat["_res"], "_ptr": ptr})
+                sym = self.array_value(Flat(node, flat.resolver, ptr))
                 if sym:
                     nts.append(sym)
             elif isinstance(v, dict):
                 node = {"type": "object", "properties": {k: {"const": x} for k, x in v.items()},
                         "required": list(v), "additionalProperties": False}
-                sym = self.object_value({**node, "_res": flat["_res"], "_ptr": ptr})
+                sym = self.object_value(Flat(node, flat.resolver, ptr))
                 if sym:
                     nts.append(sym)
         return terms, nts
@@ -280,16 +279,14 @@ class RuleEmitter:
             return self.any_sym
         g = self.g
         sym = self.any_sym = g.nt("any")
-        scalars = g.term(("union", tuple(sorted([("lit", b"null"), ("alt", (b"true", b"false")),
-                                                  ("string", ((), 0, None, (), ())),
-                                                  ("num", None, False, None, False, None)], key=repr))))
+        scalars = g.term(union([NULL, BOOLEAN, ANY_STRING, ANY_NUMBER]))
         g.rule(sym, (scalars,))
         if self.opts.max_depth > 1:
             inner = sym
             obj, arr = g.nt("anyobj"), g.nt("anyarr")
             g.open_containers = (obj, arr)
             more_o, more_a = g.nt("anyobj_more"), g.nt("anyarr_more")
-            key = g.term(("key", ("string", ((), 0, None, (), ()))))
+            key = g.term(("key", ANY_STRING))
             ob, cb, lb, rb, comma = (g.term(("lit", b"{")), g.term(("lit", b"}")), g.term(("lit", b"[")),
                                      g.term(("lit", b"]")), g.term(("lit", b",")))
             g.rule(obj, (ob, cb))
@@ -320,8 +317,8 @@ class RuleEmitter:
                 self.g.rule(nt, (s,), ptr)
         return nt
 
-    def object_value(self, flat: dict) -> str | None:
-        g, ptr, res = self.g, flat.get("_ptr", ""), flat["_res"]
+    def object_value(self, flat: Flat) -> str | None:
+        g, ptr, res = self.g, flat.pointer, flat.resolver
         props_schema = flat.get("properties", {})
         if not isinstance(props_schema, dict):
             raise UnsupportedSchema(ptr, "properties", "must be an object")
@@ -493,22 +490,22 @@ class RuleEmitter:
         for a in alts:
             if "enum" in a or "const" in a:
                 for v in (a["enum"] if "enum" in a else [a["const"]]):
-                    if isinstance(v, str) and self.n.validates(v, _clean(a), a["_res"]):
+                    if isinstance(v, str) and self.n.validates(v, _clean(a), a.resolver):
                         keys.append(("strlit", v))
                 continue
             if "string" not in self.n.types_of(a):
                 continue
             k = self.n.scalar_key(a, "string")
             if k is ANY:
-                k = ("string", ((), 0, None, (), ()))
+                k = ANY_STRING
             if k is not None:
                 keys.append(k)
         if not keys:
             return None
-        return keys[0] if len(keys) == 1 else ("union", tuple(sorted(set(keys), key=repr)))
+        return union(keys)
 
-    def array_value(self, flat: dict) -> str | None:
-        g, ptr, res = self.g, flat.get("_ptr", ""), flat["_res"]
+    def array_value(self, flat: Flat) -> str | None:
+        g, ptr, res = self.g, flat.pointer, flat.resolver
         items = flat.get("items", True)
         prefix = flat.get("prefixItems", [])
         if isinstance(items, list):  # draft 4-2019 tuple form
@@ -580,7 +577,7 @@ class RuleEmitter:
 
     def unique_array(self, flat, prefix, items, min_i, max_i):
         """uniqueItems over a finite set of scalar item values: track the subset used (False: not applicable)."""
-        g, ptr, res = self.g, flat.get("_ptr", ""), flat["_res"]
+        g, ptr, res = self.g, flat.pointer, flat.resolver
         if prefix or "contains" in flat or items is True:
             return False
         try:
@@ -599,14 +596,14 @@ class RuleEmitter:
                 return False
             if any(_json_eq(v, w) for w in keep):
                 continue
-            if all(self.n.validates(v, _clean(a), a["_res"]) is False for a in alts):
+            if all(self.n.validates(v, _clean(a), a.resolver) is False for a in alts):
                 continue
             keep.append(v)
         if len(keep) > 8:
             return False
         terms = []
         for v in keep:
-            tk, _ = self.finite({"_res": res, "_ptr": ptr, "enum": [v]})
+            tk, _ = self.finite(Flat({"enum": [v]}, res, ptr))
             terms.append(g.term(tk[0]))
         close, comma = g.term(("lit", b"]")), g.term(("lit", b","))
         nts: dict[int, str] = {}
@@ -634,14 +631,14 @@ class RuleEmitter:
 
     def array_contains(self, flat, prefix, items, min_i, max_i, contains):
         """``contains`` where the item schema and ``contains`` split into disjoint scalar terminals."""
-        g, ptr, res = self.g, flat.get("_ptr", ""), flat["_res"]
+        g, ptr, res = self.g, flat.pointer, flat.resolver
         cptr = f"{ptr}/contains"
         min_c = int(flat.get("minContains", 1))
         max_c = flat.get("maxContains")
         max_c = int(max_c) if max_c is not None else None
         if prefix:
             self.n.unsupported(cptr, "contains", "contains together with prefixItems is not supported")
-            return self.array_value({k: v for k, v in flat.items() if k != "contains"})
+            return self.array_value(flat.without("contains"))
         item_alts = self.n.flat(items, res, f"{ptr}/items")
         yes_alts = self.n.conj(item_alts, self.n.flat(contains, res, cptr), cptr)
         saved = self.opts.lenient
@@ -651,9 +648,9 @@ class RuleEmitter:
         except (UnsupportedSchema, SchemaTooLarge) as exc:
             self.opts.lenient = saved
             if min_c == 0 and max_c is None:
-                return self.array_value({k: v for k, v in flat.items() if k != "contains"})
+                return self.array_value(flat.without("contains"))
             self.n.unsupported(cptr, "contains", f"the items that do not match 'contains' cannot be expressed ({exc})")
-            return self.array_value({k: v for k, v in flat.items() if k != "contains"})
+            return self.array_value(flat.without("contains"))
         finally:
             self.opts.lenient = saved
         yes = self.one(self.alts_symbols(yes_alts, cptr), cptr)
