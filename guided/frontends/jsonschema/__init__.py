@@ -22,6 +22,14 @@ Defaults (see ``docs/json-schema-coverage.md`` for every keyword):
 - **open values** (``{}``, ``true``, additional properties and items without a schema): any
   JSON value; the document ``{}`` allows is at most ``max_depth`` levels deep (default 8), and an
   open value inside one of the schema's objects or arrays nests at most ``max_depth - 1`` more.
+
+The compiler is three passes over one schema, each a module (data flows one way):
+`~guided.frontends.jsonschema.normalise` (schema algebra: ``$ref``, ``allOf``, ``anyOf``,
+``oneOf``, ``not``, ``if`` to a disjunction of typed flat schemas, `normalise.Flat`),
+`~guided.frontends.jsonschema.rules` (flat schemas to grammar rules over terminal descriptions,
+then the LALR tables of `guided.ir.CfgIR`) and `~guided.frontends.jsonschema.terminals`
+(descriptions to byte automata, with ``_strings`` and ``_numbers``); ``options`` holds the limits
+and the clock, ``errors`` the errors.
 """
 
 from __future__ import annotations

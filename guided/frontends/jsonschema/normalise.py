@@ -56,15 +56,16 @@ KNOWN = STRING_KW | NUMBER_KW | OBJECT_KW | ARRAY_KW | {
 ANY = object()  # marker: the unconstrained values of a scalar type (`Normaliser.scalar_key`)
 
 
-def _json_eq(a, b) -> bool:
+def json_equal(a, b) -> bool:
+    """Equal as JSON values: ``1 == 1.0`` but ``True != 1``, recursively."""
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_eq(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_eq(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
     return type(a) is type(b) and a == b
 
 
@@ -158,7 +159,7 @@ class Normaliser:
         # parity it entered at, by identity.
         self.in_progress: dict[Any, Any] = {}
         self.negations = 0  # 'not's between the value and the schema being flattened
-        self._validator_cls = None
+        self._validator_cls: Any = None
 
     def unsupported(self, pointer: str, keyword: str, reason: str) -> None:
         """Strict: raise.  Lenient: record and go on (the caller then relaxes)."""
@@ -183,7 +184,7 @@ class Normaliser:
             raise UnsupportedSchema("", "enum", "cannot check enum values against the sibling keywords")
 
     def flat(self, node, resolver, ptr: str, depth: int = 0) -> list[Flat]:
-        """The schema as a disjunction of flat schemas (dicts without $ref/allOf/anyOf/oneOf).
+        """The schema as a disjunction of flat schemas (no $ref/allOf/anyOf/oneOf/not/if left).
 
         Each flat schema (`Flat`) carries its resolver and its pointer.
         """
@@ -240,7 +241,6 @@ class Normaliser:
         if "$ref" in node:
             ref = node["$ref"]
             resolved = self.lookup(resolver, ref, ptr)
-            key = ("ref", id(resolved.contents))
             target_ptr = f"{ptr}/$ref"
             if self.old_ref:
                 # draft-07 and older: $ref replaces its siblings
@@ -397,11 +397,11 @@ class Normaliser:
             return True
         va, vb = self.finite_values([a]), self.finite_values([b])
         if va is not None and vb is not None:
-            return not any(_json_eq(x, y) for x in va for y in vb)
+            return not any(json_equal(x, y) for x in va for y in vb)
         if va is not None:
-            return not any(self.validates(x, _clean(b), b.resolver) for x in va)
+            return not any(self.validates(x, plain_schema(b), b.resolver) for x in va)
         if vb is not None:
-            return not any(self.validates(x, _clean(a), a.resolver) for x in vb)
+            return not any(self.validates(x, plain_schema(a), a.resolver) for x in vb)
         if ta & tb <= {"object"} and "object" in ta:
             # a required property whose values are disjoint
             pa, pb = a.get("properties", {}), b.get("properties", {})
@@ -544,7 +544,7 @@ class Normaliser:
                 ea = va if k == "enum" else [va]
                 eb = vb if k == "enum" else [vb]
                 out.pop("const", None)
-                out["enum"] = [x for x in ea if any(_json_eq(x, y) for y in eb)]
+                out["enum"] = [x for x in ea if any(json_equal(x, y) for y in eb)]
             elif k in ("minimum", "minLength", "minItems", "minProperties", "minContains"):
                 out[k] = max(va, vb)
             elif k in ("maximum", "maxLength", "maxItems", "maxProperties", "maxContains"):
@@ -582,7 +582,7 @@ class Normaliser:
                 for name, s in vb.items():
                     pp[name] = {"allOf": [pp[name], s]} if name in pp else s
                 out[k] = pp
-            elif _json_eq(va, vb) or k in ANNOTATIONS or k not in KNOWN:
+            elif json_equal(va, vb) or k in ANNOTATIONS or k not in KNOWN:
                 pass  # equal, an annotation, or an unknown keyword (which constrains nothing)
             else:
                 self.unsupported(ptr, k, f"cannot combine two '{k}' keywords in allOf")
@@ -757,9 +757,9 @@ class Normaliser:
         extra = flat.patterns or flat.formats or flat.negated
         keep: list = []
         for v in values:
-            if any(_json_eq(v, w) for w in keep):
+            if any(json_equal(v, w) for w in keep):
                 continue
-            if (others or extra) and not self.validates(v, _clean(flat), flat.resolver):
+            if (others or extra) and not self.validates(v, plain_schema(flat), flat.resolver):
                 continue
             keep.append(v)
         return keep
@@ -771,7 +771,7 @@ def _const_as_enum(d: Flat) -> Flat:
         return d
     out = {k: v for k, v in d.items() if k != "const"}
     if "enum" in d and isinstance(d["enum"], list):
-        out["enum"] = [v for v in d["enum"] if _json_eq(v, d["const"])]
+        out["enum"] = [v for v in d["enum"] if json_equal(v, d["const"])]
     else:
         out["enum"] = [d["const"]]
     return d.with_keywords(out)
@@ -786,12 +786,12 @@ def _accepts_resolver(cls) -> bool:
         return False
 
 
-def _clean(flat: Flat) -> dict:
+def plain_schema(flat: Flat) -> dict:
     """A flat schema back as a plain JSON Schema (for the jsonschema validator)."""
     out = dict(flat.keywords)
     all_of: list[dict] = [{"pattern": p} for p in flat.patterns]
     all_of.extend({"format": f} for f in flat.formats)
-    all_of.extend({"not": _clean(n)} for n in flat.negated)
+    all_of.extend({"not": plain_schema(n)} for n in flat.negated)
     if all_of:
         out["allOf"] = all_of
     return out
@@ -801,14 +801,14 @@ def _schema_for_extra(side: Flat, name: str):
     """The schema ``side`` applies to a property it does not list."""
     for p, s in (side.get("patternProperties") or {}).items():
         try:
-            if _NamePattern(p).search(name):
+            if NamePattern(p).search(name):
                 return s
         except RegexError:
             return True
     return side.get("additionalProperties", True)
 
 
-class _NamePattern:
+class NamePattern:
     """A ``patternProperties`` pattern deciding a known property name, read as ECMA-262 (as the
     key automata read it): Python's ``re`` differs (``$`` before a final newline, Unicode ``\\w``).
 

@@ -1,11 +1,17 @@
 """Rule emission: normalised (flat) schemas to the rules of a context-free grammar over terminal
 descriptions, and that grammar to `guided.ir.CfgIR` (LALR(1) tables from `guided.ir.lalr`).
 
+Terminals are the lexemes of JSON text under the schema: a string or number with all its
+constraints, an object key *with* its colon (``"name" :``), punctuation; the emitter names them by
+description (`guided.frontends.jsonschema.terminals`), ``T0``, ``T1``, ... in the order they are
+first used.  Whitespace between lexemes is one ignored terminal of at most ``max_whitespace`` bytes
+that may not follow itself, so every run is bounded and a model can never loop on it.
 Nonterminals carry the structure: objects as a chain over their properties in schema order, arrays
 as a chain over item counts, unions as alternatives, ``$ref`` cycles as recursion; open-ended values
-are one recursive rule set whose nesting the engine bounds (`CfgIR.max_nesting`).  Scalars become
-terminal descriptions (`guided.frontends.jsonschema.terminals`), named ``T0``, ``T1``, ... in the
-order they are first used.
+are one recursive rule set whose nesting the engine bounds (`CfgIR.max_nesting`).
+
+Soundness does not depend on the grammar being conflict-free: conflicts are resolved (shift over
+reduce; earlier rule over later), which can only *lose* documents, never admit one.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ from guided.frontends.jsonschema.normalise import (
     ANNOTATIONS,
     ANY,
     Flat,
+    NamePattern,
     Normaliser,
-    _clean,
-    _json_eq,
-    _NamePattern,
+    json_equal,
+    plain_schema,
 )
 from guided.frontends.jsonschema.options import Options
 from guided.frontends.jsonschema.terminals import (
@@ -30,6 +36,7 @@ from guided.frontends.jsonschema.terminals import (
     ANY_STRING,
     BOOLEAN,
     NULL,
+    Description,
     Terminals,
     key_type,
     number_key,
@@ -193,7 +200,8 @@ class RuleEmitter:
             return self.finite(flat)
         types = self.n.types_of(flat)
         nots = flat.negated
-        terms, nts = [], []
+        terms: list[Description] = []
+        nts: list[str] = []
         for t in ("null", "boolean", "string", "number", "object", "array"):
             if t == "number" and not ({"number", "integer"} & types):
                 continue
@@ -245,7 +253,8 @@ class RuleEmitter:
         declared = flat.get("type")
         declared = set(declared if isinstance(declared, list) else [declared])
         integer_only = not self.opts.int_fraction and "integer" in declared and "number" not in declared
-        terms, nts = [], []
+        terms: list[Description] = []
+        nts: list[str] = []
         for v in keep:
             if v is None:
                 terms.append(NULL)
@@ -337,7 +346,7 @@ class RuleEmitter:
         max_p = int(max_p) if max_p is not None else None
         if max_p is not None and max_p < min_p:
             return None
-        compiled_patterns = [_NamePattern(p, self.opts.max_states) for p in patterns]
+        compiled_patterns = [NamePattern(p, self.opts.max_states) for p in patterns]
         # defined properties: (name, value symbol, required)
         defined = []
         for name in names:
@@ -384,7 +393,7 @@ class RuleEmitter:
         if extras_allowed and (max_p is None or max_p > 0):
             pattern_keys = []
             for p, sub in patterns.items():
-                k = ("string", ((p,), 0, None, (), defined_names))
+                k: Description = ("string", ((p,), 0, None, (), defined_names))
                 try:
                     self.t.bare(k, ptr)
                 except RegexError as exc:
@@ -490,7 +499,7 @@ class RuleEmitter:
         for a in alts:
             if "enum" in a or "const" in a:
                 for v in (a["enum"] if "enum" in a else [a["const"]]):
-                    if isinstance(v, str) and self.n.validates(v, _clean(a), a.resolver):
+                    if isinstance(v, str) and self.n.validates(v, plain_schema(a), a.resolver):
                         keys.append(("strlit", v))
                 continue
             if "string" not in self.n.types_of(a):
@@ -590,13 +599,13 @@ class RuleEmitter:
                 ([None] if "null" in self.n.types_of(alts[0]) else [])
         if values is None:
             return False
-        keep = []
+        keep: list[Any] = []
         for v in values:
             if isinstance(v, (dict, list)):
                 return False
-            if any(_json_eq(v, w) for w in keep):
+            if any(json_equal(v, w) for w in keep):
                 continue
-            if all(self.n.validates(v, _clean(a), a.resolver) is False for a in alts):
+            if all(self.n.validates(v, plain_schema(a), a.resolver) is False for a in alts):
                 continue
             keep.append(v)
         if len(keep) > 8:
@@ -741,7 +750,7 @@ def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any) -> CfgIR:
         raise UnsupportedSchema("#", "schema", "the schema accepts no JSON value at all")
     tables = lalr_tables(rules, g.terminal_ids(), start, check=g.opts.check_time)
     terminal_list = [Terminal(name=f"T{i}", dfa=terminals.bare(key), order=i) for i, key in enumerate(terms)]
-    ignore = frozenset()
+    ignore: frozenset[int] = frozenset()
     if g.opts.ws:
         # Whitespace between tokens is one ignored lexeme of at most ``ws`` bytes, which may not
         # follow another (``ignore_repeats=False``): every run is bounded.

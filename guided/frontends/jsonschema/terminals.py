@@ -16,6 +16,7 @@ import json
 import math
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 from guided.frontends.jsonschema import _numbers, _strings
 from guided.frontends.jsonschema._formats import FORMAT_MAX_LENGTH, FORMATS
@@ -25,10 +26,12 @@ from guided.frontends.regex import Regex, regex_to_dfa
 from guided.ir import dfa_ops as _dfa
 from guided.ir.dfa import ByteDFA
 
-NULL = ("lit", b"null")
-BOOLEAN = ("alt", (b"true", b"false"))
-ANY_STRING = ("string", ((), 0, None, (), ()))
-ANY_NUMBER = ("num", None, False, None, False, None)
+Description = tuple[Any, ...]  # a terminal description, as above (hashable: the cache key)
+
+NULL: Description = ("lit", b"null")
+BOOLEAN: Description = ("alt", (b"true", b"false"))
+ANY_STRING: Description = ("string", ((), 0, None, (), ()))
+ANY_NUMBER: Description = ("num", None, False, None, False, None)
 
 
 
@@ -165,9 +168,9 @@ class Terminals:
                 own = _regex(r) if r is not None else _dfa.EMPTY
             return _dfa.union_dfas([own] + extra, self.opts.max_states)
         if kind == "int":
-            return self.int_dfa(*key[1:], pointer=pointer)
+            return self.int_dfa(key[1], key[2], key[3], key[4], pointer)
         if kind == "num":
-            return self.num_dfa(*key[1:], pointer=pointer)
+            return self.num_dfa(key[1], key[2], key[3], key[4], key[5], pointer)
         raise AssertionError(key)
 
 
