@@ -354,14 +354,18 @@ def run_schema(schema: Any, seed: int = 0) -> None:
 
 
 def _schema_oracle(schema: Any):
-    """``jsonschema``'s verdict on a value (schema numbers read exactly), or None when it cannot judge."""
+    """``jsonschema``'s verdict on a value, or None when it cannot judge: numbers read exactly and
+    compared by value (``700.0`` is an integer from draft 6 on, also as a `Decimal`), patterns
+    read as ECMA-262 (`guided.frontends.jsonschema._exact`)."""
     import jsonschema
+
+    from guided.frontends.jsonschema import _exact
 
     try:
         exact = json.loads(json.dumps(schema), parse_float=decimal.Decimal)
-        cls = jsonschema.validators.validator_for(exact, default=jsonschema.Draft202012Validator)
-        cls.check_schema(exact)
-        validator = cls(exact)
+        base = jsonschema.validators.validator_for(exact, default=jsonschema.Draft202012Validator)
+        base.check_schema(exact)
+        validator = _exact.exact_validator_class(base)(exact)
     except Exception:  # noqa: BLE001 - a schema jsonschema itself cannot read: no oracle
         return None
 
