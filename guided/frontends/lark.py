@@ -34,6 +34,7 @@ import os
 import pathlib
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import lark
@@ -42,6 +43,7 @@ from lark.load_grammar import load_grammar, verify_used_files
 from guided.errors import GuidedError, LimitExceeded, RegexError, SpecError, UsageError
 from guided.frontends.regex import Regex, check_limits, literal_to_dfa, regex_to_dfa
 from guided.ir import CfgIR, Terminal
+from guided.ir.dfa import ByteDFA
 from guided.ir.lalr import Tables, lalr_tables
 
 GRAMMARS_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "grammars"
@@ -127,16 +129,31 @@ def _read(path: pathlib.Path) -> str:
         raise GrammarError(f"cannot read the grammar file {str(path)!r}: {exc}") from None
 
 
-def lark_to_ir(spec: Grammar) -> CfgIR:
-    """Build the intermediate form of ``spec``, or raise `GrammarError` / `LimitExceeded` naming the cause."""
+def lark_to_ir(spec: Grammar, automata: Mapping[str, ByteDFA] | None = None) -> CfgIR:
+    """Build the intermediate form of ``spec``, or raise `GrammarError` / `LimitExceeded` naming the cause.
+
+    ``automata``: terminals whose language a front-end built as an automaton (what no regex in
+    the text could say briefly, such as numbers between bounds); each named terminal takes its
+    automaton, its pattern in the text only declares it to Lark.
+    """
     deadline = time.monotonic() + spec.max_seconds
     text, path = spec.text_and_path()
     lark_terminals, ignore_names, tables = _analysis(text, path, spec, deadline)
     index = {t.name: i for i, t in enumerate(lark_terminals)}
+    automata = automata or {}
+    unknown = set(automata) - set(index)
+    if unknown:
+        raise UsageError(f"lark_to_ir(automata=...): no terminal {sorted(unknown)[0]!r} in the grammar")
     dfas = []
     for t in lark_terminals:
         if time.monotonic() > deadline:
             raise LimitExceeded(f"the grammar's terminals took longer than max_seconds={spec.max_seconds} s to build")
+        given = automata.get(t.name)
+        if given is not None:
+            if given.initial == 0 or given.accepting[given.initial]:
+                raise GrammarError(f"terminal {t.name}: its automaton matches no text, or the empty string")
+            dfas.append(given)
+            continue
         dfas.append(_terminal_dfa(t, text, spec.max_states, deadline - time.monotonic()))
     # Lark's BasicLexer order: the first of several terminals matching the same text wins.
     order = sorted(lark_terminals, key=lambda t: (-t.priority, -_max_width(t), -len(t.pattern.value), t.name))

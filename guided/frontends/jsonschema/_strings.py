@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import time
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 from interegular import patterns as _ip
@@ -145,26 +146,38 @@ def add_json_chars(nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, i
 ALL_CHARS = [(0, MAX_UNICODE)]
 
 
+#: How a character set is spelt in the output: ``chars(nfa, start, end, ranges)`` adds, from
+#: ``start`` to ``end``, every spelling of every character in ``ranges`` (sorted, disjoint code
+#: point ranges).  `add_json_chars` for JSON strings; the XML front-end passes its own spellings
+#: (`guided.frontends.xml_text`), so the same constructions give exact XML character data.
+Spelling = Callable[[ByteNFA, int, int, list[tuple[int, int]]], None]
+
+
 class _JsonBuilder(_rx._Builder):
-    """The regex front-end's Thompson construction, with each character expanded to its JSON spellings."""
+    """The regex front-end's Thompson construction, with each character expanded to its spellings
+    (JSON's unless ``chars`` says otherwise)."""
+
+    def __init__(self, *args, chars: Spelling = add_json_chars, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.chars = chars
 
     def build(self, node, start, end, flags):
         if isinstance(node, _ip._CharGroup):
-            add_json_chars(self.nfa, start, end, self.ranges(node, flags))
+            self.chars(self.nfa, start, end, self.ranges(node, flags))
         elif node is _ip._DOT:
             # ECMA-262 '.' excludes all line terminators
             excl = [] if flags & _ip.REFlags.SINGLE_LINE else [(0x0A, 0x0A), (0x0D, 0x0D), (0x2028, 0x2029)]
             from guided.ir.dfa import complement_codepoints
-            add_json_chars(self.nfa, start, end, complement_codepoints(excl))
+            self.chars(self.nfa, start, end, complement_codepoints(excl))
         else:
             super().build(node, start, end, flags)
 
 
-def _any_loop(nfa: ByteNFA, start: int, end: int) -> None:
+def _any_loop(nfa: ByteNFA, start: int, end: int, chars: Spelling = add_json_chars) -> None:
     loop = nfa.add_state()
     nfa.add_epsilon(start, loop)
     back = nfa.add_state()
-    add_json_chars(nfa, loop, back, ALL_CHARS)
+    chars(nfa, loop, back, ALL_CHARS)
     nfa.add_epsilon(back, loop)
     nfa.add_epsilon(loop, end)
 
@@ -269,8 +282,9 @@ def _ecma_to_python(pattern: str) -> str:
     return "".join(out)
 
 
-def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits | None = None) -> None:
-    """JSON-string *content* whose decoded text contains a match of ECMA-262 ``pattern``."""
+def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits | None = None,
+                chars: Spelling = add_json_chars) -> None:
+    """JSON-string *content* (spelt by ``chars``) whose decoded text contains a match of ECMA-262 ``pattern``."""
     for alt in _split_top(pattern):
         a_start = alt.startswith("^")
         body = alt[1:] if a_start else alt
@@ -293,19 +307,20 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits
         if a_start:
             nfa.add_epsilon(start, s1)
         else:
-            _any_loop(nfa, start, s1)
-        _JsonBuilder(nfa, pattern, limits, dialect="ecma").build(tree, s1, e1, _ip.REFlags(0))
+            _any_loop(nfa, start, s1, chars)
+        _JsonBuilder(nfa, pattern, limits, dialect="ecma", chars=chars).build(tree, s1, e1, _ip.REFlags(0))
         if a_end:
             nfa.add_epsilon(e1, end)
         else:
-            _any_loop(nfa, e1, end)
+            _any_loop(nfa, e1, end, chars)
 
 
-def fullmatch_nfa(nfa: ByteNFA, regex: str, start: int, end: int, limits: Limits | None = None) -> None:
-    """JSON-string content whose decoded text fully matches ``regex`` (guided's Python-style dialect)."""
+def fullmatch_nfa(nfa: ByteNFA, regex: str, start: int, end: int, limits: Limits | None = None,
+                  chars: Spelling = add_json_chars) -> None:
+    """JSON-string content (spelt by ``chars``) whose decoded text fully matches ``regex`` (guided's Python-style dialect)."""
     normal = _rx._check_and_normalise(regex)
     tree = _rx.parse_tree(normal, regex, limits)
-    _JsonBuilder(nfa, regex, limits, dialect="ecma").build(tree, start, end, _ip.REFlags(0))
+    _JsonBuilder(nfa, regex, limits, dialect="ecma", chars=chars).build(tree, start, end, _ip.REFlags(0))
 
 
 def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
@@ -318,19 +333,26 @@ def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
     return determinize(nfa, limits, what=what)
 
 
-def pattern_content(pattern: str, max_states: int = 100_000) -> ByteDFA:
+def pattern_content(pattern: str, max_states: int = 100_000, chars: Spelling = add_json_chars) -> ByteDFA:
     """String content containing a match of the ECMA-262 ``pattern`` (cached whichever way it is called)."""
-    return _pattern_content(pattern, max_states)
+    return _pattern_content(pattern, max_states, chars)
 
 
 @lru_cache(maxsize=4096)
-def _pattern_content(pattern: str, max_states: int) -> ByteDFA:
-    return _content_dfa(lambda n, s, e, lim: pattern_nfa(n, pattern, s, e, lim), max_states, f"pattern {pattern!r}")
+def _pattern_content(pattern: str, max_states: int, chars: Spelling) -> ByteDFA:
+    return _content_dfa(lambda n, s, e, lim: pattern_nfa(n, pattern, s, e, lim, chars), max_states,
+                        f"pattern {pattern!r}")
+
+
+def regex_content(regex: str, max_states: int = 100_000, chars: Spelling = add_json_chars) -> ByteDFA:
+    """String content whose decoded text fully matches ``regex`` (a format's regex)."""
+    return _regex_content(regex, max_states, chars)
 
 
 @lru_cache(maxsize=4096)
-def regex_content(regex: str, max_states: int = 100_000) -> ByteDFA:
-    return _content_dfa(lambda n, s, e, lim: fullmatch_nfa(n, regex, s, e, lim), max_states, f"regex {regex!r}")
+def _regex_content(regex: str, max_states: int, chars: Spelling) -> ByteDFA:
+    return _content_dfa(lambda n, s, e, lim: fullmatch_nfa(n, regex, s, e, lim, chars), max_states,
+                        f"regex {regex!r}")
 
 
 def _spellings(ch: str) -> list[tuple[tuple[int, ...], ...]]:
@@ -400,10 +422,10 @@ def literals_content(texts: tuple[str, ...]) -> ByteDFA:
     return ByteDFA(transitions=np.stack(rows), accepting=np.array(accepting), initial=1)
 
 
-@lru_cache(maxsize=1)
-def _one_char() -> tuple[np.ndarray, np.ndarray]:
-    """The DFA of exactly one JSON character, as (rows of the non-final states, 'goes to final' mask)."""
-    dfa = _content_dfa(lambda n, s, e, _: add_json_chars(n, s, e, ALL_CHARS), 10_000, "json char")
+@lru_cache(maxsize=8)
+def _one_char(chars: Spelling = add_json_chars) -> tuple[np.ndarray, np.ndarray]:
+    """The DFA of exactly one character spelt by ``chars``, as (rows of the non-final states, 'goes to final' mask)."""
+    dfa = _content_dfa(lambda n, s, e, _: chars(n, s, e, ALL_CHARS), 10_000, "one character")
     final = dfa.accepting
     assert not dfa.transitions[final].any(), "a complete character has no continuation"
     # renumber: keep the non-final live states, initial first
@@ -421,14 +443,14 @@ def _one_char() -> tuple[np.ndarray, np.ndarray]:
     return rows, None
 
 
-def length_content(min_len: int, max_len: int | None) -> ByteDFA:
+def length_content(min_len: int, max_len: int | None, chars: Spelling = add_json_chars) -> ByteDFA:
     """Content of JSON strings with between ``min_len`` and ``max_len`` characters (None: unbounded)."""
-    return _length_content(min_len, max_len)
+    return _length_content(min_len, max_len, chars)
 
 
 @lru_cache(maxsize=512)
-def _length_content(min_len: int, max_len: int | None) -> ByteDFA:
-    rows, _ = _one_char()
+def _length_content(min_len: int, max_len: int | None, chars: Spelling = add_json_chars) -> ByteDFA:
+    rows, _ = _one_char(chars)
     k = rows.shape[0]
     blocks = (max_len if max_len is not None else min_len) + 1
     n = 1 + blocks * k
@@ -452,8 +474,8 @@ def _length_content(min_len: int, max_len: int | None) -> ByteDFA:
     return trim(table, acc, initial=1)
 
 
-def any_content() -> ByteDFA:
-    return _length_content(0, None)
+def any_content(chars: Spelling = add_json_chars) -> ByteDFA:
+    return _length_content(0, None, chars)
 
 
 # --- direct constructions on DFAs ---------------------------------------------------------------
