@@ -14,6 +14,20 @@ parent's start tag instead.  ``{"xml": {"name": "..."}}`` renames an element.  A
 property may be an empty element (read back as ``None``).  Element names are fixed by the schema,
 so a plain context-free grammar is exact there.
 
+Every keyword of the schema holds on the value `parse_xml` reads back, or the schema is refused at
+compile time (`UnsupportedSchema` naming its JSON pointer and keyword; `SchemaTooLarge` past a
+limit).  A scalar's text is one terminal whose automaton is exact on the value: numbers through
+the JSON Schema front-end's number automata (bounds, ``multipleOf``; integers are written
+without a fraction, bounded numbers without an exponent), strings through its string
+constructions over XML spellings (`guided.frontends.xml_text`: ``pattern``, ``format``,
+``minLength``/``maxLength`` on the decoded text), ``enum``/``const`` as the values the node's
+other keywords allow.  ``minItems``/``maxItems`` are counted repeats (up to ``max_repeat``),
+``$ref`` and ``allOf`` are merged (parts that disagree on a keyword are refused), ``anyOf`` with
+``null`` is ``Optional``.  Annotations, and keywords about properties or items never written
+(``additionalProperties``...), have no effect; ``oneOf``, other unions, ``not``, conditionals,
+``uniqueItems``, ``contains``, tuples, ``patternProperties``, ``propertyNames``, dependencies,
+unmet ``minProperties``/``maxProperties`` and recursive schemas are refused.
+
 >>> from pydantic import BaseModel
 >>> class Point(BaseModel):
 ...     x: int
@@ -242,6 +256,9 @@ _REFUSED = {
     "prefixItems": "tuples are not supported in XML",
     "$dynamicRef": "dynamic references are not supported in XML",
     "$recursiveRef": "dynamic references are not supported in XML",
+    "divisibleBy": "draft-3 keywords are not supported in XML",
+    "disallow": "draft-3 keywords are not supported in XML",
+    "extends": "draft-3 keywords are not supported in XML",
 }
 
 
@@ -345,6 +362,9 @@ class _Builder:
         for k in node:
             if k in _REFUSED:
                 raise UnsupportedSchema(ptr, k, _REFUSED[k])
+        if "required" in node and not isinstance(node["required"], list):
+            raise UnsupportedSchema(ptr, "required", "must be an array of property names (draft-3 booleans are not "
+                                                     "supported in XML)")
         if "if" in node and ("then" in node or "else" in node):
             raise UnsupportedSchema(ptr, "if", "conditionals are not supported in XML")
         types = node.get("type")
@@ -674,6 +694,14 @@ def _value_text(value: Any, kind: str | None) -> str:
     return json.dumps(value)
 
 
+def _as_kept(value: Any, shape: _Shape) -> Any:
+    """An enum value as the schema spells it (``1.0`` for ``1`` where the enum says ``1.0``)."""
+    for v in shape.values:
+        if json_equal(v, value):
+            return v
+    return value
+
+
 def _root_name(schema: Any, root: str | None, js: dict) -> str:
     name = root or _xml_info(js).get("name") or js.get("title") or "root"
     name = re.sub(r"[^A-Za-z0-9._-]", "_", str(name))
@@ -776,7 +804,7 @@ def _write(b: _Builder, name: str, value: Any, node: Any, ptr: str) -> str:
     if value is None and (shape.nullable or shape.kind == "object"):
         return f"<{name}/>"
     if shape.kind != "object":
-        return f"<{name}>{xml_text.escape(_value_text(value, shape.kind), attribute=False)}</{name}>"
+        return f"<{name}>{xml_text.escape(_value_text(_as_kept(value, shape), shape.kind), attribute=False)}</{name}>"
     attrs, children = "", []
     for key, sub in shape.node.get("properties", {}).items():
         if key not in value or sub is False:
@@ -785,7 +813,8 @@ def _write(b: _Builder, name: str, value: Any, node: Any, ptr: str) -> str:
         sub_shape = b.shape(sub, sub_ptr)
         n = _xml_info(b.merged(sub, sub_ptr)).get("name", key)
         if _xml_info(b.merged(sub, sub_ptr)).get("attribute"):
-            text = "" if value[key] is None and sub_shape.nullable else _value_text(value[key], sub_shape.kind)
+            text = "" if value[key] is None and sub_shape.nullable else \
+                _value_text(_as_kept(value[key], sub_shape), sub_shape.kind)
             attrs += f' {n}="{xml_text.escape(text, attribute=True)}"'
         elif sub_shape.kind == "array":
             children += [_write(b, n, v, sub_shape.node.get("items", True), f"{sub_ptr}/items")
