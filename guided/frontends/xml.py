@@ -511,10 +511,10 @@ class _Builder:
                 self.automata[name] = body
                 self.comments[name] = (f"{shape.kind} at {shape.pointer or '#'}" + (" (attribute)" if attribute else "")
                                        + (", or empty" if empty else ""))
-            elif not empty:
-                raise UnsupportedSchema(shape.pointer, _main_keyword(shape), "no value of this schema can be written "
-                                                                             "as XML text")
             found = self.terms[key] = (name, empty)
+        if found[0] is None and not found[1] and not shape.nullable:
+            raise UnsupportedSchema(shape.pointer, _main_keyword(shape), "no value of this schema can be written as "
+                                                                         "XML text")
         return found
 
     # -- elements ------------------------------------------------------------------------------
