@@ -24,6 +24,7 @@ from guided.generate import IncompleteOutput
 from guided.frontends.xml import Xml, parse_xml, to_xml
 from guided.frontends.xml_text import XML_CHARS
 from guided.testing import ScriptedModel
+from guided.validate import byte_vocabulary
 
 
 def exact(schema) -> dict:
@@ -253,18 +254,20 @@ def _check(schema, text: str) -> None:
         parse_xml(text, schema)  # Pydantic validates it
 
 
-def test_random_walks_under_random_schemas_are_valid():
-    """Derandomised and time-bounded: random-logit walks under random schemas always read back valid."""
-    rng = random.Random(20261207)
-    deadline = time.monotonic() + 20
+def random_walks(seconds: float, seed: int) -> tuple[int, int, int]:
+    """Random-logit walks (`ScriptedModel`, temperature 1) under Cat, Pet and random schemas for
+    ``seconds``, each read back with `parse_xml` and checked (`_check`); (schemas, walks, complete)."""
+    rng = random.Random(seed)
+    deadline = time.monotonic() + seconds
     schemas: list = [Cat, Pet]
-    walks = complete = 0
+    n_schemas = walks = complete = 0
     while time.monotonic() < deadline:
         schema = schemas.pop() if schemas else _schema(rng)
         try:
             Xml(schema).to_ir()
-        except SpecError:  # a random schema may allow no value at all (enum against its type, ...)
+        except SpecError:  # a random schema may allow no value at all (a pattern against its maxLength, ...)
             continue
+        n_schemas += 1
         for seed in range(3):
             walks += 1
             try:
@@ -276,8 +279,20 @@ def test_random_walks_under_random_schemas_are_valid():
                 continue
             complete += 1
             _check(schema, g.text)
-    print(f"{walks} walks, {complete} complete")
+    return n_schemas, walks, complete
+
+
+def test_random_walks_under_random_schemas_are_valid():
+    """Derandomised and time-bounded: random-logit walks under random schemas always read back valid."""
+    schemas, walks, complete = random_walks(12, 20261207)
     assert walks >= 30 and complete >= walks // 2, (walks, complete)
+
+
+@pytest.mark.slow
+def test_random_walks_long_run():
+    schemas, walks, complete = random_walks(300, 1)
+    print(f"{schemas} schemas, {walks} walks, {complete} complete, 0 invalid")
+    assert walks >= 1000
 
 
 def _xml_writable(value) -> bool:
@@ -290,41 +305,63 @@ def _xml_writable(value) -> bool:
     return True
 
 
-def test_valid_values_written_by_to_xml_are_accepted():
-    """No valid document is blocked: values valid under random schemas (and, where a format is
-    involved, accepted by the JSON Schema front-end), written by `to_xml`, walk through the matcher
-    whole."""
+def _walks_through(compiled, text: str) -> bool:
+    m = compiled.matcher()
+    for b in text.encode():
+        if not m.mask()[b]:
+            return False
+        m.advance(b)
+    return m.accepts_eos()
+
+
+def written_values(n_schemas: int, examples: int, seed: int) -> int:
+    """Values valid under random schemas (and, where a format is involved, accepted by the JSON
+    Schema front-end: its format regexes may be stricter than their RFCs), written by `to_xml`:
+    each must walk through the matcher whole and read back valid.  Returns how many were checked."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
     from hypothesis_jsonschema import from_schema
 
-    rng = random.Random(7)
+    rng = random.Random(seed)
     checked = 0
-    for _ in range(12):
+    for _ in range(n_schemas):
         schema = _schema(rng)
         try:
             Xml(schema).to_ir()
         except SpecError:
             continue
         seen: list = []
+        plain = {k: v for k, v in schema.items() if k != "title"}
+        compiled = guided.compile(Xml(schema), byte_vocabulary())
+        json_compiled = guided.compile(guided.JsonSchema(plain), byte_vocabulary())
 
-        @settings(max_examples=25, derandomize=True, deadline=None, database=None,
+        @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(st.data())
         def run(data):
-            value = data.draw(from_schema({k: v for k, v in schema.items() if k != "title"}))
+            value = data.draw(from_schema(plain))
             if not _xml_writable(value) or not is_valid(exact(schema), loads(json.dumps(value))):
                 return
-            # The format regexes are exact or stricter than their RFCs (docs/json-schema-coverage.md):
-            # a value the JSON Schema front-end refuses for its format is not expected either.
-            if "format" in json.dumps(schema) and not guided.validate(json.dumps(value), guided.JsonSchema(
-                    {k: v for k, v in schema.items() if k != "title"})).ok:
+            if "format" in json.dumps(schema) and not _walks_through(json_compiled, json.dumps(value)):
                 return
             text = to_xml(value, schema)
-            result = guided.validate(text, Xml(schema))
-            assert result.ok, (schema, value, text, result)
+            assert _walks_through(compiled, text), (schema, value, text, guided.validate(text, Xml(schema)))
+            back = parse_xml(text, schema, parse_float=_exact_number)
+            assert is_valid(exact(schema), back), (schema, value, text, back)
             seen.append(value)
 
         run()
         checked += len(seen)
-    assert checked >= 50, checked
+    return checked
+
+
+def test_valid_values_written_by_to_xml_are_accepted():
+    """No valid document is blocked (derandomised, bounded)."""
+    assert written_values(8, 12, 7) >= 30
+
+
+@pytest.mark.slow
+def test_valid_values_long_run():
+    checked = written_values(80, 60, 3)
+    print(f"{checked} values written and accepted, 0 blocked")
+    assert checked >= 1000
