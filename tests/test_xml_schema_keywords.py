@@ -121,6 +121,16 @@ def test_refs_nullable_and_merged_keywords():
         assert not accepts(schema, bad), bad
 
 
+def test_keywords_about_unwritten_properties_have_no_effect():
+    """Only the listed properties are ever written, so ``additionalProperties`` (any value) and
+    ``unevaluatedProperties`` constrain nothing that is produced; annotations are annotations."""
+    for extra in (False, True, {"type": "integer"}):
+        schema = {**obj(a={"type": "string", "description": "d", "examples": ["x"]}), "additionalProperties": extra,
+                  "unevaluatedProperties": False}
+        assert accepts(schema, "<r><a>x</a></r>") and not accepts(schema, "<r><a>x</a><b>1</b></r>")
+        assert is_valid(exact(schema), parse_xml("<r><a>x</a></r>", schema))
+
+
 def test_none_is_written_and_read_back():
     schema = obj(a={"anyOf": [{"type": "integer"}, {"type": "null"}], "xml": {"attribute": True}},
                  o={"anyOf": [obj(x={"type": "string"}), {"type": "null"}]},
