@@ -141,6 +141,14 @@ def test_none_is_written_and_read_back():
     assert parse_xml(text, schema) == value
     assert not accepts(schema, '<r a=""><o/><e/><s/></r>')  # None is not the enum's empty text
 
+    class Choice(BaseModel):
+        pick: Optional[Literal["x", "y"]]
+
+    assert accepts(Choice, to_xml(Choice(pick=None), Choice)) and parse_xml("<Choice><pick/></Choice>", Choice).pick is None
+    # null must satisfy the whole node: here a sibling keyword outside the union refuses it
+    refused = obj(v={"type": "string", "anyOf": [{"minLength": 1}, {"type": "null"}]})
+    assert not accepts(refused, "<r><v/></r>") and accepts(refused, "<r><v>a</v></r>")
+
 
 @pytest.mark.parametrize("schema, pointer, keyword", [
     (obj(v={"oneOf": [{"type": "integer"}, {"type": "string"}]}), "/properties/v", "oneOf"),

@@ -52,10 +52,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import jsonschema
+import jsonschema.validators
+
 from guided.errors import LimitExceeded, RegexError, SpecError, UsageError
 from guided.frontends import xml_text
 from guided.frontends.jsonschema import JsonSchema, _numbers, _strings
-from guided.frontends.jsonschema._exact import is_valid
+from guided.frontends.jsonschema._exact import exact_validator_class
 from guided.frontends.jsonschema._formats import FORMATS
 from guided.frontends.jsonschema.errors import InvalidSchema, SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.normalise import ANNOTATIONS, json_equal
@@ -306,6 +309,7 @@ class _Builder:
         self.numbers = Terminals(self.opts)
         draft = str(root_schema.get("$schema", "")) if isinstance(root_schema, dict) else ""
         self.old_draft = "draft-03" in draft or "draft-04" in draft
+        self._validator: Any = None
 
     # -- reading nodes ---------------------------------------------------------------------
 
@@ -350,7 +354,7 @@ class _Builder:
     def shape(self, raw: Any, ptr: str) -> _Shape:
         """The node at ``ptr`` as XML reads it, or `UnsupportedSchema` naming the keyword it cannot keep."""
         node = self.merged(raw, ptr)
-        nullable = False
+        nullable = False  # whether null is one of the node's types (checked against all its keywords below)
         if "anyOf" in node:
             alts = [(a, self.merged(a, f"{ptr}/anyOf/{i}")) for i, a in enumerate(node["anyOf"]) if a is not False]
             rest = [m for _, m in alts if m.get("type") != "null" or len(set(m) - _VACUOUS) > 1]
@@ -382,28 +386,38 @@ class _Builder:
                 raise UnsupportedSchema(ptr, "type", f"one type per XML element (or one and null), got {types}")
         kind = types[0] if types else ("object" if "properties" in node or "required" in node else
                                        "array" if "items" in node else "string")
-        if "enum" in node or "const" in node:
-            values = self.enum_values(node, ptr)
-            nullable = nullable and any(v is None for v in values)
-            return _Shape(node, ptr, nullable, "enum", tuple(values))
-        if kind not in ("object", "array", "string", "integer", "number", "boolean", "null"):
-            raise InvalidSchema(ptr, "type", f"unknown type {kind!r}")
         if kind == "null":
             nullable = True
+        # An empty element reads back as None: only where the whole node allows null.
+        nullable = nullable and self.allows(raw, None, ptr)
+        if "enum" in node or "const" in node:
+            return _Shape(node, ptr, nullable, "enum", tuple(self.enum_values(node, ptr)))
+        if kind not in ("object", "array", "string", "integer", "number", "boolean", "null"):
+            raise InvalidSchema(ptr, "type", f"unknown type {kind!r}")
+        if kind == "null" and not nullable:
+            raise UnsupportedSchema(ptr, "type", "null is the only type, and the node's other keywords refuse it")
         return _Shape(node, ptr, nullable, kind)
+
+    def allows(self, node: Any, value: Any, ptr: str) -> bool:
+        """Is ``value`` valid under ``node`` (a subschema of the root), numbers compared exactly?"""
+        if self._validator is None:
+            base = jsonschema.validators.validator_for(self.root if isinstance(self.root, dict) else {},
+                                                       default=jsonschema.Draft202012Validator)
+            cls = exact_validator_class(base)
+            self._validator = cls(self.root if isinstance(self.root, (dict, bool)) else {},
+                                  format_checker=cls.FORMAT_CHECKER)
+        try:
+            return bool(self._validator.evolve(schema=node).is_valid(value))
+        except Exception:  # noqa: BLE001 - a schema jsonschema cannot run
+            raise UnsupportedSchema(ptr, "enum", "cannot check a value against the node's keywords") from None
 
     def enum_values(self, node: dict, ptr: str) -> list:
         values = [node["const"]] if "const" in node else node["enum"]
         if not isinstance(values, list):
             raise InvalidSchema(ptr, "enum", "must be an array")
-        check = {k: v for k, v in node.items() if k not in ANNOTATIONS and k != "xml"}
-        if isinstance(self.root, dict):
-            for k in ("$defs", "definitions", "$schema"):
-                if k in self.root:
-                    check[k] = self.root[k]
         kept: list = []
         for v in values:
-            if not any(json_equal(v, w) for w in kept) and is_valid(check, v):
+            if not any(json_equal(v, w) for w in kept) and self.allows(node, v, ptr):
                 kept.append(v)
         if not kept:
             raise UnsupportedSchema(ptr, "enum", "no value of the enum satisfies the other keywords")
