@@ -306,7 +306,7 @@ class _Builder:
         self.count = 0
         self.depth = 0
         self.opts = Options(JsonSchema({}))  # the JSON Schema front-end's default limits
-        self.numbers = Terminals(self.opts)
+        self.json_terminals = Terminals(self.opts)
         draft = str(root_schema.get("$schema", "")) if isinstance(root_schema, dict) else ""
         self.old_draft = "draft-03" in draft or "draft-04" in draft
         self._validator: Any = None
@@ -456,7 +456,7 @@ class _Builder:
                 return _dfa.union_dfas([_dfa.literal_dfa(b"true"), _dfa.literal_dfa(b"false")])
             if kind in ("integer", "number"):
                 return self.number_automaton(node, ptr, kind)
-            return xml_text.value_automaton(lambda chars: self.numbers.string_content(
+            return xml_text.value_automaton(lambda chars: self.json_terminals.string_content(
                 self.string_description(node, ptr), ptr, chars), attribute, ms)
         except LimitExceeded as exc:
             if isinstance(exc, SchemaTooLarge):
@@ -479,10 +479,10 @@ class _Builder:
             # Read back with int(): spellings without a fraction or an exponent only.
             ilo = None if lo is None else (math.floor(lo) + 1 if lo_x else math.ceil(lo))
             ihi = None if hi is None else (math.ceil(hi) - 1 if hi_x else math.floor(hi))
-            return self.numbers.int_dfa(ilo, ihi, mult, False, ptr)
+            return self.json_terminals.int_dfa(ilo, ihi, mult, False, ptr)
         if lo is None and hi is None and mult is None:
             return _dfa_of_regex(_numbers.NUMBER)
-        return self.numbers.num_dfa(None if lo is None else str(lo), lo_x, None if hi is None else str(hi), hi_x,
+        return self.json_terminals.num_dfa(None if lo is None else str(lo), lo_x, None if hi is None else str(hi), hi_x,
                                     mult, ptr)
 
     def string_description(self, node: dict, ptr: str) -> tuple:
