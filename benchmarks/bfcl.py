@@ -45,7 +45,7 @@ import guided
 from guided.decoding import Constraints, GenerationStats
 from guided.decoding.runner import ModelRunner
 from guided.decoding.sampler import decode
-from guided.generate import IncompleteOutput, _compile_spec, _finish, encode_prompt
+from guided.generate import _compile_spec, _finish, encode_prompt
 from guided.sampling.pipeline import SamplingParams
 from guided.tools import Tools, parse_tool_calls
 
@@ -298,7 +298,7 @@ def run_batch(model, batch: list[Question], mode: str, stats: GenerationStats, u
                 else:
                     text = guided.generate(model, messages(q), max_new_tokens=max_new, stop=stop, stats=stats)
                     out.append(score(q, text, None, stats.new_tokens - before))
-            except guided.GuidedError as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure is a failed answer, named in the JSON
                 out.append(Outcome(q.id, getattr(exc, "text", ""), error=f"{type(exc).__name__}: {str(exc)[:200]}",
                                    tokens=stats.new_tokens - before))
         return out
@@ -322,8 +322,8 @@ def run_batch(model, batch: list[Question], mode: str, stats: GenerationStats, u
         spec = tools_for(q)
         try:
             result = _finish(c, cons, lambda text, spec=spec: parse_tool_calls(text, spec), max_new)
-        except (IncompleteOutput, guided.GuidedError) as exc:
-            out.append(Outcome(q.id, c.text, error=f"{type(exc).__name__}", tokens=c.num_steps))
+        except Exception as exc:  # noqa: BLE001 - IncompleteOutput, invalid arguments, or a parser's error
+            out.append(Outcome(q.id, c.text, error=f"{type(exc).__name__}: {str(exc)[:200]}", tokens=c.num_steps))
             continue
         calls = [{"name": k.name, "arguments": k.arguments} for k in result] if isinstance(result, list) else []
         out.append(score(q, c.text, calls, c.num_steps))

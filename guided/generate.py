@@ -12,6 +12,12 @@ The constraint is one of ``schema=`` (a Pydantic model class: returns a validate
 (Lark text or a path to a ``.lark`` file) or ``choices=`` (returns text); none gives free text.
 Compiled constraints are cached per (spec, tokenizer), so repeated calls don't recompile.
 
+JSON is written canonically: strings only in the spelling ``json.dumps(..., ensure_ascii=False)``
+writes (no needless ``\\u`` escapes), and for ``schema=Model`` objects are closed (no key the model
+does not declare, unless it has ``extra="allow"``).  ``schema=`` also takes
+``guided.JsonSchema.from_pydantic(Model, lenient=..., whitespace=..., closed=...)`` for other
+options; ``json_schema=`` a `guided.JsonSchema`, used as given.
+
 Decoding: greedy when ``temperature=0`` (the default), sampling otherwise, beam search with
 ``num_beams > 1``; ``n > 1`` returns a list of the ``n`` best (beams, or of ``best_of``
 samples ranked by log-probability or by ``score=``).  The sampling knobs, their order and the
@@ -103,12 +109,15 @@ def resolve_constraint(
         if isinstance(json_schema, (str, os.PathLike)):
             text = _read_if_path(json_schema, (".json",))
             json_schema = json.loads(text)
-        return JsonSchema(json_schema), json.loads
+        return JsonSchema(json_schema, canonical=True), json.loads
     if schema is not None:
+        JsonSchema = _frontend("JsonSchema", "Pydantic models (schema=)")
+        if isinstance(schema, JsonSchema) and schema.model is not None:
+            return schema, schema.model.model_validate_json
         if not (isinstance(schema, type) and hasattr(schema, "model_validate_json")):
-            raise TypeError("schema= takes a Pydantic model class; use json_schema= for a JSON Schema")
-        _frontend("JsonSchema", "Pydantic models (schema=)")
-        return schema, schema.model_validate_json
+            raise TypeError("schema= takes a Pydantic model class (or JsonSchema.from_pydantic(Model, ...)); "
+                            "use json_schema= for a JSON Schema")
+        return JsonSchema.from_pydantic(schema), schema.model_validate_json
     return None, identity
 
 

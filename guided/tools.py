@@ -118,10 +118,12 @@ class Tools:
 
     ``tool_choice``: ``"auto"`` (calls or a free-text answer), ``"required"`` (at least one call),
     or a tool's name (a call to that tool).  ``parallel``: allow several calls in a row.
+    ``canonical``: names, keys and strings only in their canonical JSON spelling (no needless
+    ``\\u`` escapes: a tool's name is then fixed bytes); `guided.validate` turns it off.
     """
 
     def __init__(self, tools: Sequence[Any], *, tool_choice: str | Mapping = "required", parallel: bool = False,
-                 format: ToolFormat = ToolFormat(), max_whitespace: int = 16):
+                 format: ToolFormat = ToolFormat(), max_whitespace: int = 16, canonical: bool = True):
         if not tools:
             raise SpecError("no tools given")
         defs, self.functions = [], {}
@@ -141,7 +143,9 @@ class Tools:
         self.parallel = bool(parallel)
         self.format = format
         self.max_whitespace = int(max_whitespace)
-        self._key = (json.dumps(defs, sort_keys=True), self.tool_choice, self.parallel, format, self.max_whitespace)
+        self.canonical = bool(canonical)
+        self._key = (json.dumps(defs, sort_keys=True), self.tool_choice, self.parallel, format, self.max_whitespace,
+                     self.canonical)
         self._models: dict[str, Any] = {}
 
     @property
@@ -159,7 +163,7 @@ class Tools:
 
     def with_options(self, **options: Any) -> "Tools":
         kw = dict(tool_choice=self.tool_choice, parallel=self.parallel, format=self.format,
-                  max_whitespace=self.max_whitespace)
+                  max_whitespace=self.max_whitespace, canonical=self.canonical)
         kw.update(options)
         tools = [self.functions[d["name"]] or {"type": "function", "function": d} for d in self.definitions]
         return Tools(tools, **kw)
@@ -175,7 +179,8 @@ class Tools:
     def to_ir(self) -> CfgIR:
         from guided.frontends.jsonschema import JsonSchema, schema_to_ir
 
-        inner = schema_to_ir(JsonSchema(self.call_schema(), closed=True, max_whitespace=self.max_whitespace))
+        inner = schema_to_ir(JsonSchema(self.call_schema(), closed=True, max_whitespace=self.max_whitespace,
+                                        canonical=self.canonical))
         return wrap_calls(inner, self.format, parallel=self.parallel, free_text=self.tool_choice == "auto")
 
     def compile_for(self, vocab: Any):
@@ -227,15 +232,37 @@ _lock = threading.Lock()
 
 
 def parse_tool_calls(text: str, tools: Tools) -> list[ToolCall] | str:
-    """The calls in ``text`` (validated), or ``text`` itself when it holds no call (a free answer)."""
+    """The calls in ``text`` (validated), or ``text`` itself when it holds no call (a free answer).
+
+    Each call's JSON is read with a JSON decoder, so a close tag inside one of its strings
+    (``{"query": "</tool_call>"}``) is part of the string, not the end of the call.
+
+    >>> tools = Tools([{"name": "echo", "parameters": {"type": "object", "properties": {"s": {"type": "string"}}}}])
+    >>> parse_tool_calls('<tool_call>{"name": "echo", "arguments": {"s": "</tool_call>"}}</tool_call>', tools)
+    [ToolCall(name='echo', arguments={'s': '</tool_call>'})]
+    """
     f = tools.format
     if f.open not in text:
         return text
+    decoder = json.JSONDecoder()
     calls = []
-    for m in re.finditer(re.escape(f.open) + r"(.*?)" + re.escape(f.close), text, re.DOTALL):
-        obj = json.loads(m.group(1))
+    at = text.find(f.open)
+    while at >= 0:
+        start = at + len(f.open)
+        start += len(text[start:]) - len(text[start:].lstrip())
+        try:
+            obj, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"the tool call at offset {at} is not JSON: {exc}") from None
+        if not isinstance(obj, dict) or f.name_key not in obj or f.arguments_key not in obj:
+            raise SpecError(f"the tool call at offset {at} is not an object with {f.name_key!r} and "
+                            f"{f.arguments_key!r}")
         name = obj[f.name_key]
         calls.append(ToolCall(name, tools.validate(name, obj[f.arguments_key])))
+        close = text.find(f.close, end)
+        if close < 0 or text[end:close].strip():
+            raise SpecError(f"the tool call at offset {at} does not end with {f.close!r}")
+        at = text.find(f.open, close + len(f.close))
     return calls
 
 

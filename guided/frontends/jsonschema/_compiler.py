@@ -122,6 +122,7 @@ class _Options:
         self.lenient = spec.lenient
         self.ws = 0 if spec.whitespace == "compact" else spec.max_whitespace
         self.closed = spec.closed
+        self.canonical = spec.canonical
         self.max_depth = spec.max_depth
         self.max_states = spec.max_states
         self.max_rules = spec.max_rules
@@ -138,6 +139,7 @@ class _Options:
 
 _BARE_CACHE: dict[tuple, ByteDFA] = {}
 _EMPTY_SCHEMA: dict = {}  # one object: schemas are memoised by identity
+_SPELLED = frozenset({"strlit", "string", "key", "union", "minus"})  # descriptions holding JSON strings
 MAX_NESTING = 120  # subschemas inside one another (each costs a few Python frames)
 _CACHE_LIMIT = 20_000
 
@@ -199,8 +201,9 @@ class _Grammar:
 
     def bare(self, key: tuple, pointer: str = "") -> ByteDFA:
         """The automaton of a terminal description, without leading whitespace."""
-        # A key's automaton holds the whitespace before its colon, so the bound is part of its name.
-        name = (key, self.opts.ws) if key[0] == "key" else key
+        # A key's automaton holds the whitespace before its colon, so the bound is part of its name;
+        # string automata depend on the spelling (every one JSON allows, or the canonical one).
+        name = (key, self.opts.ws if key[0] == "key" else None, self.opts.canonical and key[0] in _SPELLED)
         dfa = _BARE_CACHE.get(name)
         if dfa is None:
             dfa = _cache_put(_BARE_CACHE, name, self._build(key, pointer))
@@ -216,7 +219,7 @@ class _Grammar:
         if kind == "regex":
             return _regex(key[1])
         if kind == "strlit":
-            return _strings.quoted(_strings.literal_content(key[1]))
+            return _strings.quoted(_strings.literal_content(key[1], self.opts.canonical))
         if kind == "string":
             return _strings.quoted(self.string_content(key[1], pointer))
         if kind == "key":  # "name" ws :
@@ -228,7 +231,7 @@ class _Grammar:
             texts = tuple(k[1] for k in key[1] if k[0] == "strlit")
             parts = [self.bare(k, pointer) for k in key[1] if k[0] != "strlit"]
             if len(texts) > 1:
-                parts.append(_strings.quoted(_strings.literals_content(texts)))
+                parts.append(_strings.quoted(_strings.literals_content(texts, self.opts.canonical)))
             elif texts:
                 parts.append(self.bare(("strlit", texts[0]), pointer))
             return _dfa.union_dfas(parts, self.opts.max_states)
@@ -243,6 +246,7 @@ class _Grammar:
     def string_content(self, c: tuple, pointer: str) -> ByteDFA:
         patterns, min_len, max_len, formats, literals_out = c
         ms = self.opts.max_states
+        canonical = self.opts.canonical
         parts: list[ByteDFA] = []
         if max_len is not None and max_len > self.opts.max_string_length:
             raise SchemaTooLarge(pointer, f"maxLength {max_len} is above max_string_length="
@@ -251,15 +255,15 @@ class _Grammar:
             raise SchemaTooLarge(pointer, f"minLength {min_len} is above max_string_length="
                                           f"{self.opts.max_string_length}")
         for f in formats:
-            parts.append(_strings.regex_content(FORMATS[f], ms))
+            parts.append(_strings.regex_content(FORMATS[f], ms, canonical))
             if f in FORMAT_MAX_LENGTH:
-                parts.append(_strings.length_content(0, FORMAT_MAX_LENGTH[f]))
+                parts.append(_strings.length_content(0, FORMAT_MAX_LENGTH[f], canonical))
         for p in patterns:
-            parts.append(_strings.pattern_content(p, ms))
+            parts.append(_strings.pattern_content(p, ms, canonical))
         if min_len > 0 or max_len is not None:
-            parts.append(_strings.length_content(min_len, max_len))
+            parts.append(_strings.length_content(min_len, max_len, canonical))
         if not parts:
-            parts.append(_strings.any_content())
+            parts.append(_strings.any_content(canonical))
         # smallest first: cheaper products
         parts.sort(key=lambda d: d.num_states)
         out = parts[0]
