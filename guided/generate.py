@@ -192,6 +192,7 @@ def generate(
     ban: Sequence[str] = (),
     ban_case_sensitive: bool = True,
     ban_whole_words: bool = True,
+    ban_word_prefixes: bool = True,
     must_include: Sequence[str] = (),
     reward: RewardFn | None = None,
     reward_weight: float = 1.0,
@@ -224,9 +225,11 @@ def generate(
     ``json_schema``, text otherwise); a list of ``n`` of them when ``n > 1``; a list per prompt
     when ``prompt`` is a list of prompts; a generator of text chunks when ``stream=True``.
 
-    ``ban``: words or phrases that never appear in the output, in any tokenization (whole words,
-    case-sensitive by default; ``ban_whole_words=False`` for raw substrings,
-    ``ban_case_sensitive=False`` to ignore case).  ``must_include``: phrases (substrings) that
+    ``ban``: words or phrases that never appear in the output, in any tokenization: by default
+    case-sensitive, never at the start of a word, whether as the whole word or as the start of a
+    longer one (banning "ocean" blocks "ocean", "oceans" and "oceanwaves", not "seocean");
+    ``ban_word_prefixes=False`` bans the whole word only, ``ban_whole_words=False`` raw substrings,
+    ``ban_case_sensitive=False`` ignores case (see `guided.sampling.phrases`).  ``must_include``: phrases (substrings) that
     must appear; EOS and any token that would end the document are blocked until they have,
     and `guided.decoding.NoAllowedToken` is raised if they do not fit in ``max_new_tokens``.
     ``reward(prefixes, continuations) -> scores`` reweights the ``reward_top_k`` most likely
@@ -272,7 +275,8 @@ def generate(
         model.vocab,
         grammar=_compile_spec(spec, model.vocab) if spec is not None else None,
         ban=list(ban),
-        ban_options=PhraseOptions(whole_word=ban_whole_words, case_sensitive=ban_case_sensitive),
+        ban_options=PhraseOptions(whole_word=ban_whole_words, case_sensitive=ban_case_sensitive,
+                                  word_prefixes=ban_word_prefixes),
         must_include=list(must_include),
         budget_window=budget_window,
     )

@@ -24,7 +24,7 @@ def ref_banned(text: bytes, phrase: bytes, options: PhraseOptions) -> bool:
     flags = 0 if options.case_sensitive else re.IGNORECASE
     if options.whole_word:
         left = rb"(?<!" + WORD + rb")" if re.match(WORD, phrase[:1]) else b""
-        right = rb"(?!" + WORD + rb")" if re.match(WORD, phrase[-1:]) else b""
+        right = rb"(?!" + WORD + rb")" if re.match(WORD, phrase[-1:]) and not options.word_prefixes else b""
         body = left + body + right
     return re.search(body, text, flags) is not None
 
@@ -38,9 +38,10 @@ ALPHABET = "caCAtT s._-x"
     phrase=st.sampled_from(["cat", "a c", "cat.", "Ta", "-x"]),
     whole=st.booleans(),
     case=st.booleans(),
+    prefixes=st.booleans(),
 )
-def test_ban_automaton_matches_reference(text, phrase, whole, case):
-    options = PhraseOptions(whole_word=whole, case_sensitive=case)
+def test_ban_automaton_matches_reference(text, phrase, whole, case, prefixes):
+    options = PhraseOptions(whole_word=whole, case_sensitive=case, word_prefixes=prefixes)
     dfa = ban_dfa([phrase], options)
     data = text.encode()
     assert dfa.fullmatch(data) == (not ref_banned(data, phrase.encode(), options))
@@ -58,13 +59,22 @@ def test_must_include_automaton_matches_reference(text, case):
     assert dfa.fullmatch(text.encode()) == ("red" in t and "blue" in t)
 
 
-def test_whole_word_semantics():
+def test_word_start_semantics():
+    """A banned word may not start a word, alone or glued to the next one; inside a word it may."""
     assert find_match("a cat.", ("cat",)) == "cat"
-    assert find_match("concatenate cats", ("cat",)) is None
+    assert find_match("The oceanwaves roll", ("ocean",)) == "ocean"
+    assert find_match("Parisis a city", ("Paris",)) == "Paris"
+    assert find_match("cats", ("cat",)) == "cat"
+    assert find_match("concatenate bobcat", ("cat",)) is None
+    whole = PhraseOptions(word_prefixes=False)  # the whole word only (the behaviour before)
+    assert find_match("concatenate cats", ("cat",), whole) is None
+    assert find_match("The oceanwaves roll", ("ocean",), whole) is None
+    assert find_match("a cat.", ("cat",), whole) == "cat"
     assert find_match("CAT", ("cat",)) is None
     assert find_match("CAT", ("cat",), PhraseOptions(case_sensitive=False)) == "cat"
     assert find_match("concatenate", ("cat",), PhraseOptions(whole_word=False)) == "cat"
-    assert find_match("café au lait", ("caf",)) is None  # é is a word character
+    assert find_match("café au lait", ("caf",)) == "caf"  # a word prefix
+    assert find_match("café au lait", ("caf",), whole) is None  # é is a word character
 
 
 def split_tokens(vocab: guided.Vocabulary, pieces: list[bytes]) -> list[int]:
@@ -94,8 +104,9 @@ def cat_model(cat_vocab):
 
 @pytest.mark.parametrize(
     "options",
-    [PhraseOptions(), PhraseOptions(case_sensitive=False), PhraseOptions(whole_word=False)],
-    ids=["word", "nocase", "substring"],
+    [PhraseOptions(), PhraseOptions(word_prefixes=False), PhraseOptions(case_sensitive=False),
+     PhraseOptions(whole_word=False)],
+    ids=["word-start", "whole-word", "nocase", "substring"],
 )
 def test_no_banned_word_in_thousands_of_samples(cat_model, cat_vocab, options):
     smollm2_vocab = cat_vocab

@@ -9,14 +9,19 @@ and with batches: a decoder intersects their masks with the grammar's.
 
 Matching (`PhraseOptions`):
 
-- ``whole_word=True`` (default): a case-sensitive phrase match at word boundaries, like the
-  regex ``\\bphrase\\b``: a boundary is required before the phrase if it starts with a word
-  character and after it if it ends with one.  Word characters are ASCII letters, digits,
-  ``_`` and every non-ASCII character (bytes 0x80-0xFE); the start and the end of the generated
-  text are boundaries.  So banning ``"cat"`` blocks ``"a cat."`` and ``"cat"`` but not
-  ``"concatenate"``.
+- ``whole_word=True`` (default), ``word_prefixes=True`` (default): a case-sensitive match that
+  starts at a word boundary, like the regex ``\\bphrase``: the phrase as a word *or as the start
+  of a longer word*, since a word glued to the next one is still written ("oceanwaves",
+  "Parisis").  A boundary is required before the phrase if it starts with a word character.
+  Word characters are ASCII letters, digits, ``_`` and every non-ASCII character (bytes
+  0x80-0xFE); the start and the end of the generated text are boundaries.  So banning ``"cat"``
+  blocks ``"a cat."``, ``"cat"``, ``"cats"`` and ``"catwalk"`` but not ``"concatenate"`` or
+  ``"bobcat"``.
+- ``word_prefixes=False`` (the behaviour before): a whole-word match, like ``\\bphrase\\b``:
+  a boundary is also required after the phrase if it ends with a word character, so
+  ``"cats"`` and ``"catwalk"`` pass.
 - ``case_sensitive=False``: each character also matches its upper/lower-case forms.
-- ``whole_word=False``: raw substring matching.
+- ``whole_word=False``: raw substring matching (``"concatenate"`` is blocked too).
 
 A ban-list matcher forbids every token that would complete a banned match, and EOS while the
 text ends with a match that only the end of the text completes.  A must-include matcher allows
@@ -26,9 +31,10 @@ towards the missing phrases when the token budget runs short.
 >>> import guided
 >>> vocab = guided.Vocabulary.from_token_bytes([b"ca", b"t", b"s", b" ", b"<eos>"], eos_token_ids=[4])
 >>> m = ban_grammar(["cat"], vocab).matcher()
->>> m.advance(0); m.mask().tolist()  # "ca" + "t" would end in "cat": EOS would complete it
-[True, True, True, True, True]
->>> m.advance(1); m.mask().tolist()  # "cat": only a word character may follow
+>>> m.advance(0); m.mask().tolist()  # "ca" + "t" would start a word with "cat"
+[True, False, True, True, True]
+>>> m = ban_grammar(["cat"], vocab, PhraseOptions(word_prefixes=False)).matcher()
+>>> m.advance(0); m.advance(1); m.mask().tolist()  # "cat": only a word character may follow
 [True, True, True, False, False]
 """
 
@@ -66,6 +72,7 @@ class PhraseOptions:
 
     whole_word: bool = True
     case_sensitive: bool = True
+    word_prefixes: bool = True  # with whole_word: a word that starts with the phrase matches too
 
 
 def _is_word_char(ch: str) -> bool:
@@ -103,7 +110,7 @@ def _add_phrase(nfa: ByteNFA, start: int, phrase: str, options: PhraseOptions) -
         for variant in _variants(ch, options.case_sensitive):
             nfa.add_sequence(state, [(b, b) for b in variant], nxt)
         state = nxt
-    if options.whole_word and _is_word_char(phrase[-1]):
+    if options.whole_word and not options.word_prefixes and _is_word_char(phrase[-1]):
         nxt = nfa.add_state()
         for lo, hi in _NONWORD_RANGES:
             nfa.ranges[state].append((lo, hi, nxt))
@@ -129,8 +136,11 @@ def ban_dfa(phrases: Sequence[str], options: PhraseOptions = PhraseOptions()) ->
     the text may end (no match pending on the end-of-text boundary).
 
     >>> d = ban_dfa(["cat"])
-    >>> [d.fullmatch(t) for t in (b"a cat", b"a cat!", b"concatenate", b"cats")]
-    [False, False, True, True]
+    >>> [d.fullmatch(t) for t in (b"a cat", b"a cat!", b"concatenate", b"cats", b"bobcat")]
+    [False, False, True, False, True]
+    >>> d = ban_dfa(["cat"], PhraseOptions(word_prefixes=False))
+    >>> [d.fullmatch(t) for t in (b"a cat", b"a cat!", b"concatenate", b"cats", b"bobcat")]
+    [False, False, True, True, True]
     """
     phrases = _check_phrases(phrases, "ban")
     bad = _contains_dfa(phrases, options, absorbing=False)
