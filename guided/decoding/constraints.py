@@ -11,6 +11,11 @@ row's matchers and writes that row's allowed tokens into a packed bitmask, budge
   grammar could only end (`is_finished`) is vetoed while a phrase is missing; when the budget
   gets short the must-include automaton's own budget mask steers towards the missing phrases;
 - **ban lists** are one more mask in the intersection.
+- **planning**: where the grammar is an automaton (a regex) or absent, the ban list and the
+  must-include phrases are multiplied into one automaton with it (`guided.sampling.phrases.plan_dfa`):
+  its masks are exact (no dead end, no veto, no backtracking) and its budget mask places the
+  phrases where they still fit; when no text can hold them, `build` raises `NoAllowedToken` at
+  once.  The must-include matcher then only reports which phrases are missing.
 
 Only the `guided.Matcher` protocol is used on the grammar, so any engine plugs in.
 
@@ -33,8 +38,8 @@ import torch
 from guided.engine.automaton import AutomatonGrammar
 from guided.engine.bitmask import pack, words_for
 from guided.engine.matcher import CompiledGrammar, Matcher
-from guided.errors import GuidedError
-from guided.sampling.phrases import PhraseOptions, ban_grammar, must_include_grammar
+from guided.errors import GuidedError, LimitExceeded
+from guided.sampling.phrases import PhraseOptions, PhrasesCannotFit, ban_grammar, must_include_grammar, plan_grammar
 from guided.vocab import Vocabulary
 
 __all__ = ["Constraints", "NoAllowedToken", "RowConstraints", "DEFAULT_BUDGET_WINDOW"]
@@ -58,6 +63,7 @@ class Constraints:
     must: AutomatonGrammar | None = None
     must_phrases: tuple[str, ...] = ()
     budget_window: int = DEFAULT_BUDGET_WINDOW
+    planned: bool = False  # ban / must-include are multiplied into the grammar (or into ``must``)
     base_words: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -77,13 +83,32 @@ class Constraints:
         must_options: PhraseOptions = PhraseOptions(whole_word=False),
         budget_window: int = DEFAULT_BUDGET_WINDOW,
     ) -> "Constraints":
+        ban, must_include = list(ban), list(must_include)
+        ban_g = ban_grammar(ban, vocab, ban_options) if ban else None
+        must_g = must_include_grammar(must_include, vocab, must_options) if must_include else None
+        planned = False
+        automaton = grammar is None or isinstance(grammar, AutomatonGrammar)
+        if automaton and (must_include or (ban and grammar is not None)):
+            try:
+                plan = plan_grammar(grammar, vocab, ban, must_include, ban_options, must_options)
+            except PhrasesCannotFit as exc:
+                raise NoAllowedToken(f"{exc}: nothing to generate") from None
+            except LimitExceeded:
+                plan = None  # too large a product: the phrases run beside the grammar instead
+            if plan is not None:
+                planned, ban_g = True, None
+                if grammar is not None:
+                    grammar = plan  # the must-include matcher stays, to report missing phrases
+                else:
+                    must_g = plan  # free text stays free (it may be cut); the plan is its phrase automaton
         return cls(
             vocab=vocab,
             grammar=grammar,
-            ban=ban_grammar(list(ban), vocab, ban_options) if ban else None,
-            must=must_include_grammar(list(must_include), vocab, must_options) if must_include else None,
+            ban=ban_g,
+            must=must_g,
             must_phrases=tuple(must_include),
             budget_window=budget_window,
+            planned=planned,
         )
 
     @property
@@ -191,8 +216,8 @@ class RowConstraints:
             words &= extra
             if plain is not None:
                 plain &= extra
-            if remaining is not None and not self.must.accepts_eos():
-                self._steer_to_phrases(words, remaining)
+            if remaining is not None and not self.must.accepts_eos() and not (cons.planned and self.grammar):
+                self._steer_to_phrases(words, remaining)  # (a planned grammar's own budget mask steers)
         if not words.any() and plain is not None and plain.any():
             words[:] = plain  # no certain short completion: keep going on the plain mask
         if not words.any():
@@ -246,8 +271,8 @@ class RowConstraints:
         look-ahead) no token at all could follow.  Only grammar + ban / must-include can
         disagree this way; deeper dead ends (a grammar that forces a banned word over several
         tokens) surface as `NoAllowedToken`."""
-        if self.grammar is None or (self.must is None and self.ban is None):
-            return False
+        if self.grammar is None or (self.must is None and self.ban is None) or self.cons.planned:
+            return False  # (a planned grammar has exact masks: no dead end to look for)
         if token in self.cons.vocab.eos_token_ids:
             return False
         after = self.copy()

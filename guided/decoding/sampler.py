@@ -231,7 +231,8 @@ def iter_decode(
     running = list(rows)
     base_allowed = None
     constrained = constraints.any or row_constraints is not None
-    needs_veto = any(r.cons.grammar is not None and (r.cons.must is not None or r.cons.ban is not None) for r in rows)
+    needs_veto = any(r.cons.grammar is not None and (r.cons.must is not None or r.cons.ban is not None)
+                     and not r.cons.cons.planned for r in rows)
     decoders = {r.index: codecs.getincrementaldecoder("utf-8")("replace") for r in rows} if params.reward else {}
     prefixes = {r.index: "" for r in rows}
     max_steps = 4 * max_new_tokens + 64

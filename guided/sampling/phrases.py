@@ -28,6 +28,15 @@ text ends with a match that only the end of the text completes.  A must-include 
 every text token and allows EOS only once each phrase has appeared; its `budget_mask` steers
 towards the missing phrases when the token budget runs short.
 
+**Planning** (`plan_dfa`): where the rest of the constraint is itself an automaton (a regex, or
+free text), the phrases are not checked beside it but multiplied into it: one DFA of the texts
+the constraint allows that hold every must-include phrase and no banned one.  Its masks are
+exact, so a phrase is written wherever it still fits (the product's budget mask plans where,
+even against a regex's length bound) and no token leads into a dead end; an empty product
+fails at once (`PhrasesCannotFit`) instead of searching.  Lark grammars and JSON schemas are
+context-free: there the phrase automata run beside the grammar (dead ends are avoided one
+token ahead and backtracked from beyond that).
+
 >>> import guided
 >>> vocab = guided.Vocabulary.from_token_bytes([b"ca", b"t", b"s", b" ", b"<eos>"], eos_token_ids=[4])
 >>> m = ban_grammar(["cat"], vocab).matcher()
@@ -44,7 +53,7 @@ import functools
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -53,7 +62,8 @@ from guided.errors import LimitExceeded, SpecError
 from guided.fsm import DEAD, ByteDFA, ByteNFA, Limits, determinize, trim
 from guided.vocab import Vocabulary
 
-__all__ = ["PhraseOptions", "ban_dfa", "ban_grammar", "must_include_dfa", "must_include_grammar"]
+__all__ = ["PhraseOptions", "PhrasesCannotFit", "ban_dfa", "ban_grammar", "must_include_dfa", "must_include_grammar",
+           "plan_dfa", "plan_grammar"]
 
 BOUNDARY = 0xFF
 """A byte that never occurs in UTF-8 text: stands for the start and the end of the text."""
@@ -64,6 +74,10 @@ for _b in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_":
 _WORD[0x80:0xFF] = True
 _NONWORD_RANGES = [(lo, hi) for lo, hi in ((0, 47), (58, 64), (91, 94), (96, 96), (123, 127), (0xFF, 0xFF))]
 MAX_PRODUCT_STATES = 200_000
+
+
+class PhrasesCannotFit(SpecError):
+    """No text the constraint allows holds every must-include phrase without a banned one."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +241,64 @@ def must_include_grammar(
 ) -> AutomatonGrammar:
     """The must-include constraint compiled for ``vocab`` (cached).  Substring matching by default."""
     return _cached("must", _check_phrases(phrases, "must_include"), options, vocab, must_include_dfa)
+
+
+def plan_dfa(base: ByteDFA | None, ban: Sequence[str] = (), must: Sequence[str] = (),
+             ban_options: PhraseOptions = PhraseOptions(),
+             must_options: PhraseOptions = PhraseOptions(whole_word=False)) -> ByteDFA:
+    """The texts of ``base`` (``None``: any text) with every ``must`` phrase and no ``ban`` match.
+
+    Raises `PhrasesCannotFit` when there is none, `LimitExceeded` when the product is too large.
+
+    >>> from guided.frontends.regex import Regex, regex_to_dfa
+    >>> d = plan_dfa(regex_to_dfa(Regex("[a-z ]{3,12}")), must=["whale"])
+    >>> [d.fullmatch(t) for t in (b"a whale", b"a fish", b"whales")]
+    [True, False, True]
+    >>> plan_dfa(regex_to_dfa(Regex("[a-z]{3}")), must=["whale"])
+    Traceback (most recent call last):
+    ...
+    guided.sampling.phrases.PhrasesCannotFit: no text of the constraint holds the must-include phrases ['whale']
+    """
+    from guided.frontends.jsonschema._dfa import intersect, is_empty
+
+    parts = ([base] if base is not None else []) + ([must_include_dfa(must, must_options)] if must else []) + (
+        [ban_dfa(ban, ban_options)] if ban else [])
+    if not parts:
+        raise ValueError("nothing to plan")
+    out = parts[0]
+    for part in parts[1:]:
+        out = intersect(out, part, MAX_PRODUCT_STATES, what="must-include / ban phrases with the constraint")
+    if is_empty(out):
+        what = []
+        if must:
+            what.append(f"the must-include phrases {list(must)!r}")
+        if ban:
+            what.append(f"{'and ' if must else ''}no banned phrase of {list(ban)!r}")
+        raise PhrasesCannotFit(f"no text of the constraint holds {' '.join(what)}")
+    return out
+
+
+_plans: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def plan_grammar(base: AutomatonGrammar | None, vocab: Vocabulary, ban: Sequence[str] = (),
+                 must: Sequence[str] = (), ban_options: PhraseOptions = PhraseOptions(),
+                 must_options: PhraseOptions = PhraseOptions(whole_word=False)) -> AutomatonGrammar:
+    """`plan_dfa` compiled for ``vocab`` (cached per base grammar, phrases and options)."""
+    key = (tuple(ban), ban_options, tuple(must), must_options)
+    owner = base if base is not None else vocab
+    with _lock:
+        hit = _plans.setdefault(owner, {}).get(key)
+    if hit is None:
+        dfa = plan_dfa(base.dfa if base is not None else None, ban, must, ban_options, must_options)
+        source = f"{base.source if base is not None else 'text'} with must{list(must)!r} ban{list(ban)!r}"
+        hit = AutomatonGrammar(dfa, vocab, source=source)
+        with _lock:
+            per = _plans.setdefault(owner, {})
+            if len(per) > 64:
+                per.clear()
+            per[key] = hit
+    return hit
 
 
 @functools.lru_cache(maxsize=256)
