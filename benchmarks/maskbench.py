@@ -95,10 +95,9 @@ class GuidedEngine:
         import torch
 
         import guided
-        from guided.frontends.jsonschema import JsonSchema, compile_json_schema
 
         self.np, self.torch = np, torch
-        self.JsonSchema, self.compile_fn = JsonSchema, compile_json_schema
+        self.guided = guided
         self.vocab = guided.Vocabulary.from_tokenizer(tokenizer)
         self.eos = sorted(self.vocab.eos_token_ids)[0]
         self.bitmask = torch.zeros((1, (self.vocab.size + 31) // 32), dtype=torch.int32)
@@ -113,12 +112,7 @@ class GuidedEngine:
         return guided.__version__
 
     def compile(self, schema):
-        compile_fn = getattr(__import__("guided"), "compile")
-        spec = self.JsonSchema(schema)
-        try:
-            return compile_fn(spec, self.vocab, cache=False)
-        except TypeError:  # the dispatch for JsonSchema has not landed: call the front-end directly
-            return self.compile_fn(spec, self.vocab)
+        return self.guided.compile(self.guided.JsonSchema(schema), self.vocab, cache=False)
 
     def matcher(self, handle):
         return handle.matcher()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import guided
-from guided.tools import Tools
+from guided import Tools
 
 
 def get_weather(city: str, unit: str = "celsius") -> str:

@@ -11,6 +11,8 @@ step, exactly which tokens keep the output inside the language.
 True
 """
 
+import sys
+
 from guided.compiler import compile
 from guided.decoding import GenerationStats, NoAllowedToken, SpeculativeStats
 from guided.engine.matcher import CompiledGrammar, Matcher
@@ -23,7 +25,6 @@ from guided.errors import (
     SpecError,
     TokenizerMismatch,
 )
-from guided.engine.xml import Xml
 from guided.frontends.jsonschema import JsonSchema, RelaxedSchemaWarning, SchemaTooLarge, UnsupportedSchema
 from guided.frontends.lark import Grammar, GrammarError
 from guided.frontends.regex import Regex
@@ -31,7 +32,9 @@ from guided.generate import IncompleteOutput, generate
 from guided.integrations.hf import LogitsProcessor
 from guided.models import Model, load_model
 from guided.sampling import PhraseOptions, SamplingParams
-from guided.tools import ToolCall, Tools
+from guided.frontends import tools
+from guided.frontends.tools import ToolCall, ToolFormat, Tools
+from guided.frontends.xml import Xml
 from guided.validate import ValidationResult, validate
 from guided.vocab import Vocabulary
 
@@ -60,6 +63,7 @@ __all__ = [
     "SpeculativeStats",
     "TokenizerMismatch",
     "ToolCall",
+    "ToolFormat",
     "Tools",
     "UnsupportedSchema",
     "ValidationResult",
@@ -70,4 +74,9 @@ __all__ = [
     "load_model",
     "validate",
 ]
+
+# The one version literal: pyproject.toml reads it (``[tool.setuptools.dynamic]``).
 __version__ = "0.1.0"
+
+# `guided.tools` moved to `guided.frontends.tools`; ``import guided.tools`` keeps working.
+sys.modules.setdefault("guided.tools", tools)

@@ -19,12 +19,10 @@ from typing import Any
 
 from guided.engine.automaton import AutomatonGrammar
 from guided.engine.cfg import CfgGrammar
-from guided.engine.xml import Xml, compile_xml
-from guided.frontends.jsonschema import JsonSchema, schema_to_ir
-from guided.frontends.lark import Grammar, lark_to_ir
 from guided.engine.matcher import CompiledGrammar
+from guided.engine.xml import XmlGrammar
 from guided.frontends.pydantic import is_pydantic_model, pydantic_spec
-from guided.frontends.regex import Regex, regex_to_dfa
+from guided.ir import ByteDFA, CfgIR
 from guided.vocab import Vocabulary
 
 CACHE_SIZE = 64
@@ -38,6 +36,8 @@ def compile(spec: Any, vocab: Any, *, cache: bool = True) -> CompiledGrammar:
     a Pydantic model class, `guided.Xml` or `guided.Tools`.
 
     ``vocab`` may be a `guided.Vocabulary`, a Hugging Face tokenizer or a `guided.Model`.
+    This is the one place that picks an engine, and its cache (per vocabulary, up to
+    `CACHE_SIZE` specs, least recently used first out) the one cache of compiled grammars.
     """
     vocab = as_vocabulary(vocab)
     if is_pydantic_model(spec):
@@ -58,22 +58,36 @@ def compile(spec: Any, vocab: Any, *, cache: bool = True) -> CompiledGrammar:
     return grammar
 
 
-def _compile(spec: Any, vocab: Vocabulary) -> CompiledGrammar:
-    if isinstance(spec, Regex):
-        return AutomatonGrammar(regex_to_dfa(spec), vocab, source=spec.pattern)
-    if isinstance(spec, Grammar):
-        return CfgGrammar(lark_to_ir(spec), vocab)
-    if isinstance(spec, JsonSchema):
-        return CfgGrammar(schema_to_ir(spec), vocab)
-    if isinstance(spec, Xml):
-        return compile_xml(spec, vocab)
-    if hasattr(spec, "compile_for"):  # guided.tools.Tools
-        return spec.compile_for(vocab)
+def lower(spec: Any) -> ByteDFA | CfgIR:
+    """The intermediate form of a spec: ``spec.to_ir()``, the one method every front-end's spec has.
+
+    >>> import guided
+    >>> type(lower(guided.Regex("a+"))).__name__, type(lower(guided.Grammar("json"))).__name__
+    ('ByteDFA', 'CfgIR')
+    """
+    if is_pydantic_model(spec):
+        spec = pydantic_spec(spec)
     if isinstance(spec, str):
         raise TypeError("a bare string is ambiguous: wrap it as guided.Regex(...), guided.Grammar(...) "
                         "or guided.JsonSchema(...)")
-    raise TypeError(f"cannot compile a {type(spec).__name__}; expected guided.Regex, guided.Grammar, "
-                    "guided.JsonSchema, guided.Xml, guided.Tools or a Pydantic model class")
+    if not callable(getattr(spec, "to_ir", None)):
+        raise TypeError(f"cannot compile a {type(spec).__name__}; expected guided.Regex, guided.Grammar, "
+                        "guided.JsonSchema, guided.Xml, guided.Tools or a Pydantic model class")
+    return spec.to_ir()
+
+
+def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "") -> CompiledGrammar:
+    """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
+    `CfgIR`, the XML engine for one with matched names."""
+    if isinstance(ir, ByteDFA):
+        return AutomatonGrammar(ir, vocab, source=source)
+    if ir.matched_names is not None:
+        return XmlGrammar(ir, vocab)
+    return CfgGrammar(ir, vocab)
+
+
+def _compile(spec: Any, vocab: Vocabulary) -> CompiledGrammar:
+    return engine_for(lower(spec), vocab, source=getattr(spec, "pattern", ""))
 
 
 def as_vocabulary(obj: Any) -> Vocabulary:

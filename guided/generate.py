@@ -48,7 +48,7 @@ from guided.models import Model
 from guided.sampling.phrases import PhraseOptions
 from guided.sampling.pipeline import RewardFn, SamplingParams
 
-__all__ = ["IncompleteOutput", "encode_prompt", "generate", "resolve_constraint"]
+__all__ = ["IncompleteOutput", "encode_prompt", "generate", "resolve_constraint", "resolve_format"]
 
 
 class IncompleteOutput(GuidedError):
@@ -70,6 +70,10 @@ class FrontendUnavailable(GuidedError, NotImplementedError):
 # Constraint dispatch: the one place that maps generate()'s keywords to specs and parsers.
 
 
+def _identity(text: str) -> str:
+    return text
+
+
 def resolve_constraint(
     *,
     schema: Any = None,
@@ -89,7 +93,7 @@ def resolve_constraint(
                             ("grammar", grammar), ("choices", choices)) if v is not None]
     if len(given) > 1:
         raise TypeError(f"give at most one constraint, got {', '.join(given)}")
-    identity: Callable[[str], Any] = lambda text: text
+    identity: Callable[[str], Any] = _identity
     if regex is not None:
         return (regex if isinstance(regex, Regex) else Regex(str(regex))), identity
     if choices is not None:
@@ -245,14 +249,14 @@ def generate(
 
     ``format="xml"``: XML instead of JSON: shaped by ``schema``/``json_schema`` (returns the
     validated instance / data read back from it) or, without one, any well-formed XML (text).
-    ``tools=[...]`` (OpenAI-style definitions, Python functions or a `guided.tools.Tools`):
-    returns a list of `guided.tools.ToolCall`, or the text of a free answer when
+    ``tools=[...]`` (OpenAI-style definitions, Python functions or a `guided.Tools`):
+    returns a list of `guided.ToolCall`, or the text of a free answer when
     ``tool_choice="auto"`` (the default; ``"required"`` or a tool's name force a call).
     """
     if isinstance(stop, str):
         stop = [stop]
     if tools is not None or format not in (None, "json"):
-        spec, parse = _resolve_format(format, tools, tool_choice, schema=schema, json_schema=json_schema,
+        spec, parse = resolve_format(format, tools, tool_choice, schema=schema, json_schema=json_schema,
                                       regex=regex, grammar=grammar, choices=choices)
     else:
         if tool_choice is not None:
@@ -273,7 +277,7 @@ def generate(
         raise ValueError("max_new_tokens must be >= 1")
     constraints = Constraints.build(
         model.vocab,
-        grammar=_compile_spec(spec, model.vocab) if spec is not None else None,
+        grammar=compile(spec, model.vocab) if spec is not None else None,
         ban=list(ban),
         ban_options=PhraseOptions(whole_word=ban_whole_words, case_sensitive=ban_case_sensitive,
                                   word_prefixes=ban_word_prefixes),
@@ -354,13 +358,14 @@ def _speculative(model: Model, draft: Any, jump_forward: bool | None, params, co
     return run
 
 
-def _resolve_format(format, tools, tool_choice, **given) -> tuple[Any, Callable[[str], Any]]:
-    """``(spec, parse)`` for ``format="xml"`` and ``tools=`` (see `guided.engine.xml`, `guided.tools`)."""
+def resolve_format(format, tools, tool_choice, **given) -> tuple[Any, Callable[[str], Any]]:
+    """``(spec, parse)`` for ``format="xml"`` and ``tools=`` (see `guided.frontends.xml`, `guided.frontends.tools`);
+    ``given`` are `resolve_constraint`'s keywords, refused beside them."""
     if tools is not None:
         others = [k for k, v in given.items() if v is not None]
         if others or format not in (None, "json"):
             raise TypeError(f"tools= cannot be combined with {', '.join(others) or 'format='}")
-        from guided.tools import tool_constraint
+        from guided.frontends.tools import tool_constraint
 
         return tool_constraint(tools, tool_choice if tool_choice is not None else "auto")
     if format != "xml":
@@ -370,8 +375,7 @@ def _resolve_format(format, tools, tool_choice, **given) -> tuple[Any, Callable[
     others = [k for k in ("regex", "grammar", "choices") if given[k] is not None]
     if others:
         raise TypeError(f"format='xml' cannot be combined with {', '.join(others)}")
-    from guided.engine.xml import Xml
-    from guided.frontends.xml import parse_xml
+    from guided.frontends.xml import Xml, parse_xml
 
     shape = given["schema"] if given["schema"] is not None else given["json_schema"]
     if shape is None:
@@ -379,17 +383,6 @@ def _resolve_format(format, tools, tool_choice, **given) -> tuple[Any, Callable[
     if isinstance(shape, (str, os.PathLike)):
         shape = json.loads(_read_if_path(shape, (".json",)))
     return Xml(shape), lambda text: parse_xml(text, shape)
-
-
-def _compile_spec(spec: Any, vocab: Any):
-    """`compile`, plus the specs it does not dispatch yet (XML, tool calls)."""
-    from guided.engine.xml import Xml, compile_xml
-
-    if isinstance(spec, Xml):
-        return compile_xml(spec, vocab)
-    if hasattr(spec, "compile_for"):
-        return spec.compile_for(vocab)
-    return compile(spec, vocab)
 
 
 def _finish(c: Completion, constraints: Constraints, parse: Callable[[str], Any], max_new_tokens: int) -> Any:

@@ -63,7 +63,7 @@ def _every_spelling(spec: Any, model_class: bool) -> Any:
     Pydantic model class the undeclared keys Pydantic accepts (generation writes canonical JSON
     and closes objects; see `guided.generate`)."""
     from guided.frontends.jsonschema import JsonSchema
-    from guided.tools import Tools
+    from guided.frontends.tools import Tools
 
     if isinstance(spec, JsonSchema):
         relaxed = {"canonical": False}
@@ -76,7 +76,7 @@ def _every_spelling(spec: Any, model_class: bool) -> Any:
 
 
 def _resolve(spec: Any, schema: Any, json_schema: Any, regex: Any, grammar: Any, format: str | None):
-    from guided.generate import _resolve_format, resolve_constraint
+    from guided.generate import resolve_constraint, resolve_format
 
     if spec is not None:
         if any(v is not None for v in (schema, json_schema, regex, grammar)):
@@ -93,7 +93,7 @@ def _resolve(spec: Any, schema: Any, json_schema: Any, regex: Any, grammar: Any,
         else:
             return spec, (lambda text: text)
     if format not in (None, "json"):
-        return _resolve_format(format, None, None, schema=schema, json_schema=json_schema, regex=regex,
+        return resolve_format(format, None, None, schema=schema, json_schema=json_schema, regex=regex,
                                grammar=grammar, choices=None)
     return resolve_constraint(schema=schema, json_schema=json_schema, regex=regex, grammar=grammar)
 
@@ -119,14 +119,14 @@ def _expected(mask) -> list[str]:
 def validate(text: str | bytes, spec: Any = None, *, schema: Any = None, json_schema: Any = None, regex: Any = None,
              grammar: Any = None, format: str | None = None) -> ValidationResult:
     """Check ``text`` against ``spec`` (a `guided.Regex`, `guided.Grammar`, `guided.JsonSchema`, a
-    Pydantic model class, a JSON Schema dict, `guided.engine.xml.Xml`, `guided.tools.Tools`, or the
-    same keywords as `guided.generate`); the `ValidationResult` locates the first error."""
-    from guided.generate import _compile_spec
+    Pydantic model class, a JSON Schema dict, `guided.Xml`, `guided.Tools`, or the same keywords as
+    `guided.generate`); the `ValidationResult` locates the first error."""
+    from guided.compiler import compile
 
     spec_, parse = _spec_and_parse(spec, schema, json_schema, regex, grammar, format)
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     shown = data.decode("utf-8", "replace")
-    m = _compile_spec(spec_, byte_vocabulary()).matcher()
+    m = compile(spec_, byte_vocabulary()).matcher()
     from guided.errors import ConstraintViolation
 
     def located(pos: int, why: str) -> ValidationResult:

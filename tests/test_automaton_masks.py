@@ -9,7 +9,6 @@ import re
 import numpy as np
 import pytest
 import regex as regex_module
-import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -99,7 +98,7 @@ def test_masks_are_exact_on_reachable_states(name, toy_vocab):
         m = grammar.matcher()
         text = b""
         for _ in range(10):
-            mask = m.mask().numpy()
+            mask = m.mask()
             for t, tb in enumerate(toy_vocab.token_bytes):
                 if t == eos:
                     expected = _valid_utf8(text) and bool(oracle.fullmatch(text.decode()))
@@ -195,15 +194,15 @@ def test_special_tokens_padding_and_bitmask(smollm2_vocab):
     grammar = guided.compile(Regex(r"[a-z]+"), smollm2_vocab)
     m = grammar.matcher()
     mask = m.mask()
-    assert mask.dtype == torch.bool and mask.shape == (smollm2_vocab.size,)
+    assert mask.dtype == np.bool_ and mask.shape == (smollm2_vocab.size,)
     for t in smollm2_vocab.special_token_ids | smollm2_vocab.eos_token_ids:
         assert not mask[t]
     # A bitmask wider than the vocabulary (padded LM head) keeps the padding masked.
     bitmask = allocate_bitmask(2, smollm2_vocab.size + 100)
-    bitmask.fill_(-1)
+    bitmask.fill(-1)
     m.fill_bitmask(bitmask, 1)
-    row = unpack(bitmask[1].numpy(), smollm2_vocab.size + 100)
-    assert (row[: smollm2_vocab.size] == mask.numpy()).all()
+    row = unpack(bitmask[1], smollm2_vocab.size + 100)
+    assert (row[: smollm2_vocab.size] == mask).all()
     assert not row[smollm2_vocab.size :].any()
     assert (bitmask[0] == -1).all()
 
@@ -215,14 +214,14 @@ def test_rollback_copy_and_forced_bytes(smollm2_tokenizer, smollm2_vocab):
     ids = smollm2_tokenizer.encode('{"name": "bob", "age": 42}', add_special_tokens=False)
     states = []
     for t in ids:
-        states.append((m.mask().clone(), m.accepts_eos(), m.forced_bytes()))
+        states.append((m.mask().copy(), m.accepts_eos(), m.forced_bytes()))
         m.advance(t)
     assert m.accepts_eos()
     fork = m.copy()
     m.rollback(len(ids))
     assert m.num_tokens == 0 and fork.num_tokens == len(ids) and fork.accepts_eos()
     for t, (mask, eos, forced) in zip(ids, states):
-        assert torch.equal(m.mask(), mask) and m.accepts_eos() == eos and m.forced_bytes() == forced
+        assert np.array_equal(m.mask(), mask) and m.accepts_eos() == eos and m.forced_bytes() == forced
         m.advance(t)
     with pytest.raises(ValueError):
         m.rollback(len(ids) + 1)
@@ -232,12 +231,12 @@ def test_advance_rejects_and_leaves_state_unchanged(smollm2_tokenizer, smollm2_v
     grammar = guided.compile(Regex(r"[0-9]{3}"), smollm2_vocab)
     m = grammar.matcher()
     m.advance(smollm2_tokenizer.encode("1", add_special_tokens=False)[0])
-    before = m.mask().clone()
+    before = m.mask().copy()
     for bad in [smollm2_tokenizer.encode("x", add_special_tokens=False)[0], min(smollm2_vocab.eos_token_ids),
                 min(smollm2_vocab.special_token_ids - smollm2_vocab.eos_token_ids), smollm2_vocab.size + 5]:
         with pytest.raises(ConstraintViolation):
             m.advance(bad)
-        assert torch.equal(m.mask(), before) and m.num_tokens == 1
+        assert np.array_equal(m.mask(), before) and m.num_tokens == 1
 
 
 def test_grammar_is_shared_and_cached(smollm2_vocab):

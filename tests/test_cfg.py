@@ -12,6 +12,8 @@ import torch
 
 import guided
 from guided import ConstraintViolation, Grammar, GrammarError
+from guided.engine import tuning
+from guided.frontends.jsonschema._recognize import accepts
 from tests.grammar_sampler import SentenceSampler
 
 SHIPPED = ["json", "xml", "sql", "arithmetic", "python_call", "tool_call"]
@@ -108,7 +110,7 @@ def test_vectorised_mask_agrees_with_stepwise_advance(name, samplers, smollm2_to
     probe = rng.sample(range(smollm2_vocab.size), 1500)
     for t in ids[:8]:
         mask = m.mask()
-        allowed = set(np.flatnonzero(mask.numpy()).tolist())
+        allowed = set(np.flatnonzero(mask).tolist())
         for candidate in set(probe) | set(list(allowed)[:300]):
             fork = m.copy()
             try:
@@ -136,11 +138,11 @@ def test_states_derived_from_a_reference_equal_a_full_walk(smollm2_tokenizer, sm
     derived = 0
     lexers = grammar.lexers
     for lex in range(1, lexers.size):
-        found = grammar._from_reference(lex)
+        found = grammar.masks._from_reference(lex)
         if found is None:
             continue
         derived += 1
-        ids, _, seeds = walk_automaton(grammar.table, lexers.ready(lex), lex, lexers.chosen, grammar._prepare)
+        ids, _, seeds = walk_automaton(grammar.table, lexers.ready(lex), lex, lexers.chosen, grammar.masks._prepare)
         inside = np.zeros(smollm2_vocab.size, dtype=bool)
         inside[ids] = True
         assert np.array_equal(found[0], pack(inside)), lex
@@ -160,7 +162,7 @@ def test_rows_filled_on_demand_give_the_masks_of_a_complete_lexer(smollm2_tokeni
     for text in (json.dumps(doc), json.dumps(doc, indent=2, ensure_ascii=False)):
         a, b = lazy.matcher(), eager.matcher()
         for t in smollm2_tokenizer.encode(text, add_special_tokens=False) + [None]:
-            assert torch.equal(a.mask(), b.mask()), text
+            assert np.array_equal(a.mask(), b.mask()), text
             if t is None:
                 assert a.accepts_eos()
                 break
@@ -179,9 +181,9 @@ def test_rows_filled_on_demand_give_the_masks_of_a_complete_lexer(smollm2_tokeni
     # block's first row index is the previous block's last row).
     # Two large blocks laid out back to back: the first one's last row is the second one's base.
     fresh = guided.compile(guided.JsonSchema(schema), smollm2_vocab, cache=False).lexers
-    big = [t for t, term in enumerate(fresh.terminals) if term.dfa.num_states > fresh.WHOLE_BLOCK][:2]
+    big = [t for t, term in enumerate(fresh.terminals) if term.dfa.num_states > tuning.WHOLE_BLOCK][:2]
     if len(big) < 2:
-        big = [t for t, term in enumerate(fresh.terminals) if term.dfa.num_states > fresh.EAGER_BLOCK][:2]
+        big = [t for t, term in enumerate(fresh.terminals) if term.dfa.num_states > tuning.EAGER_BLOCK][:2]
     first, second = (fresh._single(t, 0) for t in big)
     last = first + fresh.terminals[big[0]].dfa.num_states - 1
     assert last == second
@@ -205,7 +207,7 @@ def test_tokens_spanning_several_terminals(smollm2_tokenizer, smollm2_vocab):
     m = grammar.matcher()
     for t in smollm2_tokenizer.encode('[{"a": 1', add_special_tokens=False):
         m.advance(t)
-    allowed = {smollm2_vocab.token_bytes[i] for i in np.flatnonzero(m.mask().numpy())}
+    allowed = {smollm2_vocab.token_bytes[i] for i in np.flatnonzero(m.mask())}
     assert {b"},", b"}]", b"0", b",", b"}", b" }"} <= allowed
     assert b"]" not in allowed and b"}}" not in allowed and b"," in allowed
     assert not m.accepts_eos()
@@ -254,13 +256,13 @@ def test_rollback_and_copy_are_exact(smollm2_tokenizer, smollm2_vocab):
     m = grammar.matcher()
     snapshots = []
     for t in ids:
-        snapshots.append((m.mask().clone(), m.accepts_eos()))
+        snapshots.append((m.mask().copy(), m.accepts_eos()))
         m.advance(t)
     assert m.accepts_eos()
     fork = m.copy()
     m.rollback(len(ids))
     for t, (mask, eos) in zip(ids, snapshots):
-        assert torch.equal(m.mask(), mask) and m.accepts_eos() == eos
+        assert np.array_equal(m.mask(), mask) and m.accepts_eos() == eos
         m.advance(t)
     assert fork.accepts_eos() and fork.num_tokens == len(ids)
 
@@ -297,9 +299,9 @@ def test_budget_mask_always_finishes_in_time(name, samplers, smollm2_tokenizer, 
         need = next(n for n in range(1, 200) if m.budget_mask(n).any())
         remaining = need + rng.randrange(3)
         while remaining > 0:
-            options = np.flatnonzero(m.budget_mask(remaining).numpy())
+            options = np.flatnonzero(m.budget_mask(remaining))
             assert options.size, (text, remaining)
-            assert set(options.tolist()) <= set(np.flatnonzero(m.mask().numpy()).tolist())
+            assert set(options.tolist()) <= set(np.flatnonzero(m.mask()).tolist())
             choice = int(rng.choice(options.tolist()))
             m.advance(choice)
             remaining -= 1
@@ -343,17 +345,48 @@ def test_random_model_outputs_parse(name, samplers, tiny_model):
                     assert "mismatched tag" in str(exc), decoded
 
 
-def test_cached_lalr_analysis_gives_the_same_tables(tmp_path, monkeypatch):
-    """Lark's analysis is cached on disk; a cold build and a cached load must agree exactly."""
-    monkeypatch.setenv("GUIDED_CACHE", str(tmp_path))
+class _Planted:
+    """Unpickling this runs code: it creates ``marker`` (what a planted cache file could do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_lark_cache_files_are_never_loaded(tmp_path, monkeypatch):
+    """Lark's on-disk cache unpickles its file before checking the grammar's hash (issue 21): guided
+    no longer uses it, so a pickle planted where it was kept never runs, and builds still agree."""
+    import hashlib
+    import pickle
+
+    import lark
+
     from guided.frontends.lark import lark_to_ir
 
+    proof = tmp_path / "payload-works"
+    pickle.loads(pickle.dumps(_Planted(proof)))
+    assert proof.exists()  # the payload would run if anything unpickled it
+    monkeypatch.setenv("GUIDED_CACHE", str(tmp_path))
+    marker = tmp_path / "planted-pickle-ran"
+    folder = tmp_path / "lark"
+    folder.mkdir()
+    text = Grammar("sql").text_and_path()[0]
+    old_key = hashlib.sha256(f"{lark.__version__}\0start\0{text}".encode()).hexdigest()[:24]
+    planted = [f"{old_key}.lalr", "planted.lalr"]
+    for name in planted:
+        (folder / name).write_bytes(pickle.dumps(_Planted(marker)))
     cold = lark_to_ir(Grammar("sql"))
-    assert any((tmp_path / "lark").iterdir())
-    cached = lark_to_ir(Grammar("sql"))
-    assert cold.actions == cached.actions and cold.gotos == cached.gotos and cold.rules == cached.rules
-    assert [t.name for t in cold.terminals] == [t.name for t in cached.terminals]
-    assert cold.ignore == cached.ignore and cold.end_state == cached.end_state
+    again = lark_to_ir(Grammar("sql"))
+    assert not marker.exists()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(planted)  # nothing read, nothing written
+    # Lark numbers LALR states differently from one build to the next; the languages agree.
+    assert cold.num_states == again.num_states and sorted(cold.rule_names) == sorted(again.rule_names)
+    assert [t.name for t in cold.terminals] == [t.name for t in again.terminals] and cold.ignore == again.ignore
+    for text, ok in ((b"SELECT a, b AS c FROM t WHERE a > 1 AND b LIKE 'x%' ORDER BY a DESC LIMIT 3;", True),
+                     (b"select * from t join u on t.a = u.b", True), (b"SELECT FROM t", False)):
+        assert accepts(cold, text) == accepts(again, text) == ok, text
 
 
 def test_malformed_and_non_lalr_grammars_are_refused():

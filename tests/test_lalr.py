@@ -1,4 +1,4 @@
-"""guided.lalr builds the tables Lark builds: same automaton, same actions, same conflict resolution."""
+"""guided.ir.lalr builds the tables Lark builds: same automaton, same actions, same conflict resolution."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from lark.parsers.lalr_analysis import LALR_Analyzer
 
 from guided.frontends.jsonschema import JsonSchema, _compiler
 from guided.frontends.lark import ir_tables_from_lark as lark_ir_tables
-from guided.lalr import lalr_tables
+from guided.ir.lalr import lalr_tables
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MASKBENCH = ROOT.parent / "shared" / "data" / "maskbench"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from guided import LimitExceeded, Regex, RegexError
 from guided.errors import GuidedError
 from guided.frontends.regex import regex_to_dfa
-from guided.fsm import utf8_ranges
+from guided.ir.dfa import utf8_ranges
 from tests.regexes import PRACTICAL
 
 compiled = functools.lru_cache(maxsize=None)(regex_to_dfa)

@@ -9,7 +9,7 @@ import pytest
 
 import guided
 from guided.errors import SpecError
-from guided.tools import ToolCall, ToolFormat, Tools, parse_tool_calls
+from guided.frontends.tools import ToolCall, ToolFormat, Tools, parse_tool_calls
 from guided.validate import validate
 
 
@@ -30,9 +30,9 @@ def _random_walk(grammar, vocab, rng, steps=90):
     m = grammar.matcher()
     out = b""
     for s in range(steps):
-        allowed = np.flatnonzero(m.mask().numpy())
+        allowed = np.flatnonzero(m.mask())
         if steps - s < 50:
-            budget = np.flatnonzero(m.budget_mask(steps - s).numpy())
+            budget = np.flatnonzero(m.budget_mask(steps - s))
             allowed = budget if budget.size else allowed
         t = int(rng.choice(allowed))
         m.advance(t)
@@ -50,7 +50,7 @@ def test_random_outputs_are_valid_calls(k, choice, parallel, smollm2_vocab):
     if choice == "first":
         choice = names[0]
     tools = Tools(defs, tool_choice=choice, parallel=parallel)
-    grammar = tools.compile_for(smollm2_vocab)
+    grammar = guided.compile(tools, smollm2_vocab)
     rng = random.Random(k)
     finished = 0
     for seed in range(6):

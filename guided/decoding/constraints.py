@@ -33,13 +33,18 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from guided.engine.automaton import AutomatonGrammar
 from guided.engine.bitmask import pack, words_for
 from guided.engine.matcher import CompiledGrammar, Matcher
 from guided.errors import GuidedError, LimitExceeded
-from guided.sampling.phrases import PhraseOptions, PhrasesCannotFit, ban_grammar, must_include_grammar, plan_grammar
+from guided.sampling.phrases import (
+    PhraseOptions,
+    PhrasesCannotFit,
+    ban_grammar,
+    must_include_grammar,
+    plan_grammar,
+)
 from guided.vocab import Vocabulary
 
 __all__ = ["Constraints", "NoAllowedToken", "RowConstraints", "DEFAULT_BUDGET_WINDOW"]
@@ -59,8 +64,8 @@ class Constraints:
 
     vocab: Vocabulary
     grammar: CompiledGrammar | None = None
-    ban: AutomatonGrammar | None = None
-    must: AutomatonGrammar | None = None
+    ban: CompiledGrammar | None = None
+    must: CompiledGrammar | None = None
     must_phrases: tuple[str, ...] = ()
     budget_window: int = DEFAULT_BUDGET_WINDOW
     planned: bool = False  # ban / must-include are multiplied into the grammar (or into ``must``)
@@ -132,14 +137,13 @@ class Constraints:
 class RowConstraints:
     """One row's matchers (grammar, ban list, must-include); copy is O(1) for automata."""
 
-    __slots__ = ("cons", "grammar", "ban", "must", "_tmp")
+    __slots__ = ("cons", "grammar", "ban", "must")
 
     def __init__(self, cons: Constraints, grammar: Matcher | None, ban, must):
         self.cons = cons
         self.grammar = grammar
         self.ban = ban
         self.must = must
-        self._tmp: torch.Tensor | None = None
 
     def copy(self) -> "RowConstraints":
         return RowConstraints(
@@ -177,11 +181,7 @@ class RowConstraints:
     # -- masks ----------------------------------------------------------------------------
 
     def _fill_from(self, matcher: Matcher, out: np.ndarray) -> None:
-        tmp = self._tmp
-        if tmp is None:
-            tmp = self._tmp = torch.zeros((1, out.size), dtype=torch.int32)
-        matcher.fill_bitmask(tmp, 0)
-        out[:] = tmp.numpy()[0]
+        matcher.fill_bitmask(out[None], 0)  # a one-row view of ``out``
 
     def fill(self, out: np.ndarray, remaining: int | None = None) -> None:
         """Write the allowed tokens (packed int32, ``out`` has `Constraints.words` entries).
@@ -200,12 +200,12 @@ class RowConstraints:
             if remaining is not None and remaining <= cons.budget_window:
                 budget = self.grammar.budget_mask(remaining)
                 if bool(budget.any()):
-                    words[:] = pack(budget.numpy())
+                    words[:] = pack(budget)
         extra = np.empty_like(words)
         if self.ban is not None:
             if remaining is not None and remaining <= 1:
                 # the text ends after this token: no match may be left pending on its end
-                extra[:] = pack(self.ban.budget_mask(remaining).numpy())
+                extra[:] = pack(self.ban.budget_mask(remaining))
             else:
                 self._fill_from(self.ban, extra)
             words &= extra
@@ -234,13 +234,13 @@ class RowConstraints:
 
     def _steer_to_phrases(self, words: np.ndarray, remaining: int) -> None:
         must = self.must
-        distance = int(self.cons.must.closing_distance[must.state])
+        distance = must.closing_distance()
         if remaining > distance + 1 + self.cons.budget_window:
             return
         reserve = self._grammar_reserve(remaining) if self.grammar is not None else 0
         if remaining - reserve > distance + 1:
             return
-        steer = pack(must.budget_mask(max(remaining - reserve, 1)).numpy())
+        steer = pack(must.budget_mask(max(remaining - reserve, 1)))
         if (words & steer).any():
             words &= steer
 
@@ -260,7 +260,7 @@ class RowConstraints:
             return 0
         need = self._grammar_reserve(remaining) if self.grammar is not None else 0
         if self.must is not None and not self.must.accepts_eos():
-            need += int(self.cons.must.closing_distance[self.must.state])
+            need += self.must.closing_distance()
         if self.ban is not None:
             need += 1
         return max(1, min(need, remaining))

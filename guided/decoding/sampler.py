@@ -37,7 +37,7 @@ import torch
 from guided.decoding.constraints import Constraints, NoAllowedToken, RowConstraints
 from guided.decoding.runner import LogitsSource
 from guided.decoding.stats import GenerationStats
-from guided.engine.bitmask import bitmask_to_bool
+from guided.decoding.torch_masks import bitmask_to_bool
 from guided.sampling.pipeline import LogitsPipeline, SamplingParams
 from guided.sampling.processors import NEG_INF
 

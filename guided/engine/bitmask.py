@@ -1,20 +1,19 @@
 """Packed token masks: 32 tokens per int32 word, bit ``i`` of word ``w`` is token ``32*w + i``.
 
-This is the layout XGrammar and llguidance use, so batches of masks can be built on the CPU
-and applied to logits on any device in one vectorised step.
+This is the layout vLLM, XGrammar and llguidance use, so batches of masks can be built on the
+CPU and applied to logits on any device in one vectorised step (`guided.decoding.torch_masks`).
 
->>> import numpy as np, torch
+>>> import numpy as np
 >>> words = pack(np.array([True, False, True] + [False] * 30))
 >>> words.tolist(), unpack(words, 3).tolist()
 ([5, 0], [True, False, True])
->>> apply_bitmask(torch.zeros(1, 3), torch.from_numpy(words[None])).tolist()
-[[0.0, -inf, 0.0]]
+>>> bitmask = allocate_bitmask(2, 33); write_row(bitmask, 1, words); bitmask.tolist()
+[[0, 0], [5, 0]]
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 def words_for(vocab_size: int) -> int:
@@ -48,37 +47,22 @@ def clear_bits(words: np.ndarray, ids: np.ndarray) -> None:
 
 
 def write_row(bitmask, row: int, words: np.ndarray) -> None:
-    """Write packed ``words`` into row ``row`` of a bitmask (torch CPU tensor or numpy), zeroing the rest."""
-    target = bitmask.numpy() if isinstance(bitmask, torch.Tensor) else bitmask
+    """Write packed ``words`` into row ``row`` of a bitmask, zeroing the rest of the row.
+
+    ``bitmask`` is a numpy array, or a CPU array that views as one without a copy: a CPU torch
+    tensor is read through its ``numpy()`` (the engine never imports torch), anything else
+    through ``np.asarray``.
+    """
+    if isinstance(bitmask, np.ndarray):
+        target = bitmask
+    else:  # ``Tensor.numpy()`` is twice as fast as ``np.asarray(tensor)``: this runs at every mask
+        target = bitmask.numpy() if hasattr(bitmask, "numpy") else np.asarray(bitmask)
     n = words.size
     target[row, :n] = words
     if target.shape[1] > n:
         target[row, n:] = 0
 
 
-def allocate_bitmask(batch: int, vocab_size: int) -> torch.Tensor:
-    """A zeroed ``[batch, ceil(vocab_size/32)]`` int32 tensor for `Matcher.fill_bitmask`."""
-    return torch.zeros((batch, words_for(vocab_size)), dtype=torch.int32)
-
-
-_SHIFTS: dict[torch.device, torch.Tensor] = {}
-
-
-def bitmask_to_bool(bitmask: torch.Tensor, size: int) -> torch.Tensor:
-    """``[batch, words]`` int32 -> ``[batch, size]`` bool on the bitmask's device; bits past the words are False."""
-    device = bitmask.device
-    shifts = _SHIFTS.get(device)
-    if shifts is None:
-        shifts = _SHIFTS[device] = torch.arange(32, dtype=torch.int32, device=device)
-    bits = (bitmask.unsqueeze(-1) >> shifts) & 1
-    flat = bits.reshape(bitmask.shape[0], -1).bool()
-    if flat.shape[1] >= size:
-        return flat[:, :size]
-    pad = torch.zeros((bitmask.shape[0], size - flat.shape[1]), dtype=torch.bool, device=device)
-    return torch.cat([flat, pad], dim=1)
-
-
-def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
-    """Set to -inf every logit whose bit is 0; logits wider than the mask (padded heads) are masked too."""
-    mask = bitmask_to_bool(bitmask.to(logits.device, non_blocking=True), logits.shape[-1])
-    return logits.masked_fill(~mask, float("-inf"))
+def allocate_bitmask(batch: int, vocab_size: int) -> np.ndarray:
+    """A zeroed ``[batch, ceil(vocab_size/32)]`` int32 array for `Matcher.fill_bitmask`."""
+    return np.zeros((batch, words_for(vocab_size)), dtype=np.int32)

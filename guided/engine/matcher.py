@@ -4,18 +4,26 @@ A *compiled grammar* (`CompiledGrammar`) is immutable and shareable between thre
 requests; it hands out *matchers*, one per sequence being generated.  A matcher tracks how
 far the sequence has got and answers, for the next step, which token ids may follow.
 
-Contract, for every engine (regex automata now; Lark CFGs, JSON Schema, XML later):
+The protocol knows numpy and bytes only (no torch): masks are written into caller-owned packed
+int32 bitmasks, ``[batch, ceil(vocab_size / 32)]``, bit ``i`` of word ``w`` standing for token
+``32 * w + i`` (the layout vLLM, XGrammar and llguidance use; `guided.engine.bitmask`).  Turning
+them into tensors and applying them to logits happens at the decoding edge
+(`guided.decoding.torch_masks`).
 
-- ``mask()`` is exact: token ``t`` is allowed iff the text so far plus ``t``'s bytes is still a
-  prefix of some document of the language; EOS ids are allowed iff the text so far is a
-  complete document.  Special/added tokens other than EOS are never allowed; ids past the
-  tokenizer's size (padded logits) are never allowed.
+Contract, for every engine (regex automata, CFGs from Lark, JSON Schema, tools; XML):
+
+- ``fill_bitmask(bitmask, row)`` is exact: token ``t`` is allowed iff the text so far plus
+  ``t``'s bytes is still a prefix of some document of the language; EOS ids are allowed iff the
+  text so far is a complete document.  Special/added tokens other than EOS are never allowed;
+  ids past the tokenizer's size (padded logits) are never allowed.  ``mask()`` is the same set
+  as a bool array, for convenience.
 - ``advance(t)`` raises `guided.errors.ConstraintViolation` for a token the mask forbids and
   leaves the matcher unchanged.  After EOS the matcher is finished and only EOS is allowed.
 - ``rollback(n)`` undoes the last ``n`` advances exactly; ``copy()`` is cheap (persistent
   history, no deep copies) and independent of the original.
 - ``budget_mask(n)`` keeps only the tokens after which the document can still be completed
-  within ``n - 1`` more tokens: what budget-aware decoding uses near ``max_new_tokens``.
+  within ``n - 1`` more tokens: what budget-aware decoding uses near ``max_new_tokens``;
+  ``closing_distance()`` is a number of tokens known to be enough to complete the document.
 - ``forced_bytes()`` is the longest byte string every continuation must start with (empty when
   the next byte is open or EOS is allowed): what jump-forward may append without sampling.
 
@@ -28,28 +36,38 @@ Contract, for every engine (regex automata now; Lark CFGs, JSON Schema, XML late
 [False, True, False, False]
 >>> m.advance(1); m.accepts_eos(), m.mask().tolist()
 (True, [False, False, False, True])
+>>> import numpy as np
+>>> bitmask = np.zeros((1, 1), np.int32); m.fill_bitmask(bitmask, 0); bitmask.tolist()
+[[8]]
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-import torch
+import numpy as np
 
 from guided.errors import ConstraintViolation
 from guided.vocab import Vocabulary
+
+UNREACHABLE = np.iinfo(np.int64).max // 2
+"""What `Matcher.closing_distance` answers where no way to complete the document is known."""
 
 
 @runtime_checkable
 class Matcher(Protocol):
     """Per-sequence state of a constraint; see the module docstring for the contract."""
 
-    def mask(self) -> torch.Tensor:
-        """Bool tensor ``[vocab.size]``, True where the token is allowed next."""
+    def fill_bitmask(self, bitmask: np.ndarray, row: int = 0) -> None:
+        """Write the allowed set into row ``row`` of a packed int32 ``[batch, words]`` bitmask.
+
+        ``bitmask`` is a numpy array, or any array ``np.asarray`` views without copying (a CPU
+        torch tensor); words past the vocabulary's are zeroed.
+        """
         ...
 
-    def fill_bitmask(self, bitmask: torch.Tensor, row: int = 0) -> None:
-        """Write the allowed set into row ``row`` of a packed int32 ``[batch, words]`` bitmask."""
+    def mask(self) -> np.ndarray:
+        """Bool array ``[vocab.size]``, True where the token is allowed next (a fresh copy)."""
         ...
 
     def advance(self, token_id: int) -> None:
@@ -76,13 +94,23 @@ class Matcher(Protocol):
         """Bytes every valid continuation starts with."""
         ...
 
-    def budget_mask(self, remaining: int) -> torch.Tensor:
-        """The allowed tokens after which a complete document is still reachable within
-        ``remaining - 1`` more tokens (EOS only where the text is already complete).
+    def budget_mask(self, remaining: int) -> np.ndarray:
+        """The allowed tokens (bool array ``[vocab.size]``) after which a complete document is
+        still reachable within ``remaining - 1`` more tokens (EOS only where the text is already
+        complete).
 
         A safe under-approximation of "can still finish in time": decoders switch to it as the
         token budget runs out, so output is never truncated.  It may be empty when no short
-        completion is certain; a decoder then falls back to `mask`.
+        completion is certain; a decoder then falls back to the plain mask.
+        """
+        ...
+
+    def closing_distance(self) -> int:
+        """Tokens enough to complete the document from here, by the shortest way known (0 when it
+        may end now; `UNREACHABLE` when none is known).
+
+        Counted in tokens that are single bytes, so an upper bound for vocabularies that hold
+        every byte of the way as a token (byte-fallback tokenizers do).
         """
         ...
 

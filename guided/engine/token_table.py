@@ -20,9 +20,12 @@ import bisect
 import threading
 import weakref
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
+from guided.engine.tuning import (NARROW_BUDGET, NARROW_BYTES, SCALAR_DIVERGENCE, SCALAR_DIVERGENCE_WORK,
+                                  SCALAR_WORK)
 from guided.vocab import Vocabulary
 
 
@@ -108,9 +111,22 @@ def _build(vocab: Vocabulary) -> TokenTable:
     )
 
 
-# A frontier whose subtrees hold at most this many trie nodes finishes in Python: below it the
-# per-node cost of a scalar walk beats numpy's per-call cost over the remaining levels.
-SCALAR_WORK = 400
+class Seeds(NamedTuple):
+    """Trie nodes where a walk could end a lexeme: node ``node[i]`` of level ``level[i]``, reached
+    with the automaton in state ``state[i]`` before the node's byte."""
+
+    level: np.ndarray  # int64
+    node: np.ndarray  # int64, numbered within its level
+    state: np.ndarray  # the automaton's dtype
+
+
+class Divergence(NamedTuple):
+    """What `walk_divergence` found: see there."""
+
+    alive: np.ndarray
+    cut: np.ndarray
+    expanded: np.ndarray
+    seeds: Seeds
 
 
 def concat_ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -128,10 +144,10 @@ def _cat(parts: list, dtype) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
 
-def _seed_arrays(seeds: list[tuple[int, int, int]], dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(level, node, state)`` tuples as the three arrays walks return."""
-    return (np.array([x[0] for x in seeds], np.int64), np.array([x[1] for x in seeds], np.int64),
-            np.array([x[2] for x in seeds], dtype))
+def _seed_arrays(seeds: list[tuple[int, int, int]], dtype) -> Seeds:
+    """``(level, node, state)`` tuples as the `Seeds` walks return."""
+    return Seeds(np.array([x[0] for x in seeds], np.int64), np.array([x[1] for x in seeds], np.int64),
+                 np.array([x[2] for x in seeds], dtype))
 
 
 def small_subtrees(table: "TokenTable", level: int, nodes: np.ndarray) -> bool:
@@ -163,8 +179,7 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
 
     Returns ``(ids, ends, seeds)``: the tokens that stay alive and the state each ends in, and,
     when ``boundary`` is given (``boundary[s] >= 0`` where a lexeme may end in state ``s``), the
-    trie nodes below the first byte where a dying walk could have ended a lexeme, as
-    ``(level, node, state before the node's byte)`` arrays.
+    trie nodes below the first byte where a dying walk could have ended a lexeme (`Seeds`).
 
     Dense levels are stepped whole (one gather per level); once few nodes survive, only their
     children are expanded, and the last few nodes finish in Python.  ``prepare(states)``, if
@@ -178,7 +193,7 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
     if prepare is not None:
         transitions, boundary = prepare(state)
     if not levels or not transitions[state].any():
-        return np.zeros(0, np.int64), np.zeros(0, transitions.dtype), (
+        return np.zeros(0, np.int64), np.zeros(0, transitions.dtype), Seeds(
             np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, transitions.dtype))
     narrow = _walk_narrow(table, transitions, state, boundary, prepare)
     if narrow is not None:
@@ -242,7 +257,7 @@ def walk_automaton(table: TokenTable, transitions: np.ndarray, state: int, bound
     ids = np.concatenate(found_ids) if found_ids else np.zeros(0, np.int64)
     ends = np.concatenate(found_ends) if found_ends else np.zeros(0, transitions.dtype)
     ids, ends = _with_duplicates(table, ids, ends)
-    return ids, ends, (_cat(seed_level, np.int64), _cat(seed_node, np.int64), _cat(seed_state, transitions.dtype))
+    return ids, ends, Seeds(_cat(seed_level, np.int64), _cat(seed_node, np.int64), _cat(seed_state, transitions.dtype))
 
 
 def with_duplicate_ids(table: TokenTable, ids: np.ndarray) -> np.ndarray:
@@ -275,10 +290,6 @@ def _tokens_by_node(table: TokenTable) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(table.token_nodes, kind="stable")
         pair = _by_node[table] = (table.token_nodes[order], table.token_ids[order])
     return pair
-
-
-NARROW_BYTES = 8  # a state leaving on at most this many bytes is first tried in Python
-NARROW_BUDGET = 600  # trie children such a try may look at before it gives up
 
 
 def _walk_narrow(table, transitions, state, boundary, prepare):
@@ -455,10 +466,6 @@ def subtree_tokens(table: TokenTable, nodes: np.ndarray) -> np.ndarray:
     return order.token_ids[concat_ranges(lo, hi - lo)]
 
 
-SCALAR_DIVERGENCE = 32  # diverging nodes below which `walk_divergence` goes on in Python
-SCALAR_DIVERGENCE_WORK = 1500  # children it may look at there before handing back to numpy
-
-
 def _diverge_scalar(table, transitions, boundary, prepare, level, nodes, states, ref_states, budget):
     """`walk_divergence` finished in Python from diverging ``nodes`` of ``level``, or None past its limits."""
     level_bytes, level_children, offsets, node_token = trie_lists(table)
@@ -527,7 +534,7 @@ def walk_divergence(table: TokenTable, transitions: np.ndarray, state: int, refe
     from ``reference``; so a state that differs from a wide reference in a few byte paths (a free
     property name that must avoid a handful of declared names, say) costs a walk of those paths
     rather than of the whole vocabulary.  Returns None when more than ``budget`` nodes diverge,
-    else ``(alive, cut, expanded, seeds)``: tokens alive from ``state`` among those decided on
+    else a `Divergence`: tokens alive from ``state`` among those decided on
     diverging paths; global nodes below which every token dies from ``state`` although it lives
     from ``reference``; the global nodes expanded; and ``state``'s lexeme-ending seeds on them
     (as `walk_automaton`'s).  Duplicated tokens are not included in ``alive``.  ``prepare`` is
@@ -582,5 +589,5 @@ def walk_divergence(table: TokenTable, transitions: np.ndarray, state: int, refe
         children = table.level_children[level]
         parent, nodes = children_of(children[live], children[live + 1])
         before, before_ref = after[grow][parent], after_ref[grow][parent]
-    seeds = (_cat(seed_level, np.int64), _cat(seed_node, np.int64), _cat(seed_state, transitions.dtype))
-    return _cat(alive, np.int64), _cat(cut, np.int64), _cat(expanded, np.int64), seeds
+    seeds = Seeds(_cat(seed_level, np.int64), _cat(seed_node, np.int64), _cat(seed_state, transitions.dtype))
+    return Divergence(_cat(alive, np.int64), _cat(cut, np.int64), _cat(expanded, np.int64), seeds)

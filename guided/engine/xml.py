@@ -1,9 +1,8 @@
-"""The XML matcher: well-formed XML, with close tags that repeat their open tag's names, as exact token masks.
+"""The XML engine: a `guided.ir.CfgIR` with matched names (XML's close tags) as exact token masks.
 
 That ``</b>`` must name the innermost open element is beyond any context-free grammar when
-names are arbitrary.  `XmlGrammar` runs the CFG engine on an XML grammar (`XML_GRAMMAR`: the
-syntax, with every lexical rule Python's parser enforces: valid characters, the predefined
-entities, valid character references, no ``]]>`` in text, no ``--`` in comments) and tracks
+names are arbitrary.  The IR states it as `guided.ir.MatchedNames` (which terminals open and
+close elements and name them); `XmlGrammar` runs the CFG engine on the IR's tables and tracks
 beside each CFG configuration the non-context-free part: the stack of open element names and
 the attribute names of the tag being written (XML forbids duplicates).
 
@@ -14,10 +13,13 @@ mask (vectorised, cached) already decides every token whose bytes cannot reach a
 only the few tokens that can (those that contain ``</``, or ``=`` after ``<``, or a closing quote
 inside a tag, ... a per-vocabulary classification, see `_Risk`) are re-checked byte by byte, and
 inside a close tag the allowed names are looked up directly (prefixes of the expected name).
+That classification relies on XML's spelling of tags (``<``, ``</``, ``>``, ``/>``, checked
+against the IR's terminals when a grammar is built), of attributes (``=``, quoted values) and of
+whitespace.
 
 >>> import guided
 >>> vocab = guided.Vocabulary.from_token_bytes([b"<a>", b"<b>", b"</a>", b"</b>", b"x", b"<eos>"], eos_token_ids=[5])
->>> m = XmlGrammar(vocab).matcher()
+>>> m = guided.compile(guided.Xml(), vocab).matcher()
 >>> m.advance(0); m.advance(1); m.mask().tolist()   # inside <a><b>: only </b> may close
 [True, True, False, True, True, False]
 >>> m.advance(3); m.advance(2); m.accepts_eos()
@@ -30,183 +32,47 @@ import bisect
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
-import torch
 
 from guided.engine.bitmask import pack, set_bits, unpack, write_row
-from guided.engine.cfg import CfgGrammar
-from guided.engine.matcher import HistoryMatcher, text_bytes
-from guided.errors import ConstraintViolation
+from guided.engine.cfg import CfgGrammar, Stack
+from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes
+from guided.engine.token_table import TokenTable
+from guided.engine.tuning import INTERN_LIMIT, MASK_CACHE_SIZE
+from guided.errors import ConstraintViolation, SpecError
+from guided.ir import DEAD, ByteDFA, CfgIR
 from guided.vocab import Vocabulary
 
-__all__ = ["XML_GRAMMAR", "Xml", "XmlGrammar", "XmlMatcher", "compile_xml"]
+__all__ = ["XmlGrammar", "XmlMatcher"]
 
-
-# ------------------------------------------------------------------------------------------
-# The grammar
-
-
-def _digit_class(lo: int, hi: int, base: int) -> str:
-    chars = []
-    for v in range(lo, hi + 1):
-        c = "0123456789abcdef"[v]
-        chars.append(c if not c.isalpha() else c + c.upper())
-    return "[" + "".join(chars) + "]"
-
-
-def _same_length(a: list[int], b: list[int], base: int) -> str:
-    """Regex for the digit strings of a's length between ``a`` and ``b`` (digit value lists)."""
-    if not a:
-        return ""
-    if a == [0] * len(a) and b == [base - 1] * len(b):
-        return _digit_class(0, base - 1, base) + (f"{{{len(a)}}}" if len(a) > 1 else "")
-    if a[0] == b[0]:
-        return _digit_class(a[0], a[0], base) + _same_length(a[1:], b[1:], base)
-    rest = len(a) - 1
-    parts = [_digit_class(a[0], a[0], base) + _same_length(a[1:], [base - 1] * rest, base)]
-    if b[0] - a[0] > 1:
-        parts.append(_digit_class(a[0] + 1, b[0] - 1, base) + _same_length([0] * rest, [base - 1] * rest, base))
-    parts.append(_digit_class(b[0], b[0], base) + _same_length([0] * rest, b[1:], base))
-    return "(?:" + "|".join(parts) + ")"
-
-
-def _digits(n: int, base: int) -> list[int]:
-    out = []
-    while True:
-        out.append(n % base)
-        n //= base
-        if not n:
-            return out[::-1]
-
-
-def range_regex(lo: int, hi: int, base: int = 10) -> str:
-    """A regex for the numbers ``lo..hi`` written in ``base`` (10 or 16), leading zeros allowed.
-
-    >>> import re
-    >>> r = range_regex(32, 55295)
-    >>> [bool(re.fullmatch(r, s)) for s in ("31", "32", "0032", "55295", "55296")]
-    [False, True, True, True, False]
-    """
-    parts = []
-    length = len(_digits(lo, base))
-    while True:
-        start = max(lo, base ** (length - 1) if length > 1 else 0)
-        end = min(hi, base ** length - 1)
-        if start > end:
-            break
-        parts.append(_same_length(_digits(start, base), _digits(end, base), base))
-        if end == hi:
-            break
-        length += 1
-    return "0*(?:" + "|".join(parts) + ")"
-
-
-_XML_CHAR_RANGES = [(0x9, 0x9), (0xA, 0xA), (0xD, 0xD), (0x20, 0xD7FF), (0xE000, 0xFFFD), (0x10000, 0x10FFFF)]
-_DEC = "|".join(range_regex(lo, hi, 10) for lo, hi in _XML_CHAR_RANGES)
-_HEX = "|".join(range_regex(lo, hi, 16) for lo, hi in _XML_CHAR_RANGES)
-_NOT_CHAR = r"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff"  # excluded from every kind of character data
-_REF = rf"&(?:lt|gt|amp|apos|quot|#(?:{_DEC})|#x(?:{_HEX}));"
-_WS = r"[ \t\r\n]"
-
-#: The syntax of the XML documents `XmlGrammar` accepts (Lark, LALR(1)); see the module docstring.
-#: A subset of XML 1.0 that Python's parser (expat, as used by `xml.etree.ElementTree`) accepts
-#: whole: ASCII names without ``:`` (no namespace prefixes to declare), the five predefined
-#: entities and character references to valid characters, comments, CDATA sections, an optional
-#: ``<?xml version="1.0"?>`` declaration; no DOCTYPE, no processing instructions.
-XML_GRAMMAR = rf"""
-start: XMLDECL? _misc* element _misc*
-_misc: COMMENT | _S
-
-element: LT NAME _tag_end
-_tag_end: _S? SLASHGT
-        | _S? GT content LTSLASH NAME _S? GT
-        | _S attribute _tag_end
-attribute: NAME _S? EQ _S? ATTVALUE
-
-// Character data never follows character data directly: a TEXT lexeme is cut only by "<" or
-// "&" (or by the ">" of a forbidden "]]>", which then cannot start anything).
-content: _chars? (_markup _chars?)*
-_chars: TEXT | _S
-_markup: REFERENCE | CDATA | COMMENT | element
-
-LT: "<"
-LTSLASH: "</"
-GT: ">"
-SLASHGT: "/>"
-EQ: "="
-NAME: /[A-Za-z_][A-Za-z0-9._-]*/
-ATTVALUE: /"(?:[^<&"{_NOT_CHAR}]|{_REF})*"/ | /'(?:[^<&'{_NOT_CHAR}]|{_REF})*'/
-TEXT: /(?:[^<&\]{_NOT_CHAR}]|\][^<&\]{_NOT_CHAR}]|\]\]+[^<&\]>{_NOT_CHAR}])+\]*|\]+/
-REFERENCE: /{_REF}/
-CDATA: /<!\[CDATA\[(?:[^\]{_NOT_CHAR}]|\][^\]{_NOT_CHAR}]|\]\]+[^\]>{_NOT_CHAR}])*\]*\]\]>/
-COMMENT: /<!--(?:[^-{_NOT_CHAR}]|-[^-{_NOT_CHAR}])*-->/
-XMLDECL: /<\?xml{_WS}+version{_WS}*={_WS}*(?:"1\.0"|'1\.0')(?:{_WS}+encoding{_WS}*={_WS}*(?:"[Uu][Tt][Ff]-8"|'[Uu][Tt][Ff]-8'))?(?:{_WS}+standalone{_WS}*={_WS}*(?:"(?:yes|no)"|'(?:yes|no)'))?{_WS}*\?>/
-_S.2: /{_WS}+/
-"""
-
-NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _WS_BYTES = frozenset(b" \t\r\n")
 
 
-@dataclass(frozen=True)
-class Xml:
-    """The XML constraint: any well-formed document (``schema=None``), or one shaped by a schema.
-
-    ``schema`` is a Pydantic model class or a JSON Schema dict; see `guided.frontends.xml`.
-    `compile_xml` (and, once wired, `guided.compile`) turns it into a compiled grammar.
-
-    >>> Xml().schema is None
-    True
-    """
-
-    schema: object = None
-    root: str | None = None  # root element name for schema-shaped XML (default: the model's title)
-
-    def __hash__(self) -> int:
-        return hash((_hashable(self.schema), self.root))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Xml) and _hashable(self.schema) == _hashable(other.schema) and self.root == other.root
+def _spells(dfa: ByteDFA, text: bytes) -> bool:
+    """Does ``dfa`` accept exactly ``text`` and nothing else?"""
+    state = dfa.initial
+    for b in text:
+        live = np.flatnonzero(dfa.transitions[state] != DEAD)
+        if dfa.accepting[state] or live.tolist() != [b]:
+            return False
+        state = int(dfa.transitions[state, b])
+    return bool(dfa.accepting[state]) and not dfa.transitions[state].any()
 
 
-def _hashable(schema):
-    if isinstance(schema, dict):
-        import json
-
-        return json.dumps(schema, sort_keys=True)
-    return schema
-
-
-_compiled: "weakref.WeakKeyDictionary[Vocabulary, dict]" = weakref.WeakKeyDictionary()
-_compiled_lock = threading.Lock()
-
-
-def compile_xml(spec: Xml | None, vocab) -> "XmlGrammar | CfgGrammar":
-    """Compile an `Xml` spec for ``vocab`` (a Vocabulary, tokenizer or Model); cached per vocabulary.
-
-    Free-form XML gives an `XmlGrammar`; schema-shaped XML a plain `CfgGrammar` (its element
-    names are fixed, so the grammar alone is exact).
-    """
-    from guided.compiler import as_vocabulary
-
-    vocab = as_vocabulary(vocab)
-    spec = spec if spec is not None else Xml()
-    with _compiled_lock:
-        hit = _compiled.setdefault(vocab, {}).get(spec)
-    if hit is not None:
-        return hit
-    if spec.schema is None:
-        grammar = XmlGrammar(vocab)
-    else:
-        from guided.frontends.lark import Grammar, lark_to_ir
-        from guided.frontends.xml import schema_grammar
-
-        grammar = CfgGrammar(lark_to_ir(Grammar(schema_grammar(spec.schema, root=spec.root))), vocab)
-    with _compiled_lock:
-        _compiled[vocab][spec] = grammar
-    return grammar
+def _check_spelling(ir: CfgIR) -> None:
+    """The byte classes of `_Risk` assume XML's tags: refuse an IR whose named terminals differ."""
+    names = ir.matched_names
+    if names is None:
+        raise SpecError(f"XmlGrammar needs a CfgIR with matched_names ({ir.source[:80]!r} has none)")
+    for role, text in (("open_start", b"<"), ("close_start", b"</"), ("open_end", b">"), ("empty_end", b"/>")):
+        if not _spells(ir.terminals[getattr(names, role)].dfa, text):
+            raise SpecError(f"matched_names.{role} must be the terminal {text.decode()!r} for the XML engine")
+    dfa = ir.terminals[names.name].dfa
+    used = set(np.flatnonzero(dfa.transitions.any(axis=0)).tolist())
+    if not used <= names.name_bytes:
+        raise SpecError("matched_names.name_bytes must hold every byte of the name terminal")
 
 
 # ------------------------------------------------------------------------------------------
@@ -228,15 +94,25 @@ class _Names:
 # Modes of the tag tracker (which terminal was fed last, as far as names are concerned).
 OUT, OPEN_NAME, TAG, CLOSE_NAME, CLOSE_END = range(5)
 
-# A configuration: (cfg stack, lexer state, names, mode, attrs, pending open name, lexeme bytes).
-# ``lexbuf`` holds the bytes of the current lexeme while they may matter: names, "<", "</";
-# inside an attribute value it is just the opening quote; None when irrelevant.
+
+class XmlConfig(NamedTuple):
+    """Where an XML matcher stands: a CFG configuration plus the names it must match."""
+
+    stack: Stack  # the CFG engine's parser stack
+    lex: int  # and lexer state
+    names: _Names  # the open elements, innermost first
+    mode: int  # OUT, OPEN_NAME, TAG, CLOSE_NAME or CLOSE_END
+    attrs: frozenset  # attribute names of the start tag being written
+    pending: bytes | None  # the name of the start tag being written, pushed at its ">"
+    # The bytes of the current lexeme while they may matter: names, "<", "</"; inside an
+    # attribute value just the opening quote; None when irrelevant.
+    lexbuf: bytes | None
 
 
 class _Risk:
     """Per-vocabulary token classes: which tokens may reach a name check from each kind of position."""
 
-    def __init__(self, vocab: Vocabulary, ids: np.ndarray):
+    def __init__(self, vocab: Vocabulary, ids: np.ndarray, name_bytes: frozenset[int]):
         n = vocab.size
         tb = vocab.token_bytes
         arrays = {k: np.zeros(n, dtype=bool) for k in
@@ -251,14 +127,14 @@ class _Risk:
             if b"<" in b and b"/" in b[lt:]:
                 arrays["content"][i] = True  # "<" ... "/": a close tag may start (conservative)
             for j in range(len(b) - 1):
-                if b[j] in NAME_BYTES and (b[j + 1] in _WS_BYTES or b[j + 1] == 0x3D):
+                if b[j] in name_bytes and (b[j + 1] in _WS_BYTES or b[j + 1] == 0x3D):
                     arrays["name_sep"][i] = True
                     break
             if b[0] in _WS_BYTES or b[0] == 0x3D:
                 arrays["sep_first"][i] = True
             if b[0] == 0x2F:
                 arrays["slash_first"][i] = True
-            if b[0] in NAME_BYTES:
+            if b[0] in name_bytes:
                 arrays["name_first"][i] = True
             if 0x22 in b:
                 arrays["dq"][i] = True
@@ -285,39 +161,37 @@ class _Risk:
         return out
 
 
-_risks: "weakref.WeakKeyDictionary[Vocabulary, _Risk]" = weakref.WeakKeyDictionary()
-
-MASK_CACHE_SIZE = 4096
+# Per vocabulary, per set of name bytes: vocabulary data, not compiled grammars (those are cached
+# by `guided.compiler` alone).
+_risks: "weakref.WeakKeyDictionary[Vocabulary, dict[frozenset[int], _Risk]]" = weakref.WeakKeyDictionary()
+_risks_lock = threading.Lock()
 
 
 class XmlGrammar:
-    """Well-formed XML for one vocabulary: the `CompiledGrammar` of ``format="xml"`` without a schema."""
+    """A `CfgIR` with matched names compiled for one vocabulary: the `CompiledGrammar` of ``guided.Xml()``."""
 
-    def __init__(self, vocab: Vocabulary):
-        from guided.frontends.lark import Grammar, lark_to_ir
-
+    def __init__(self, ir: CfgIR, vocab: Vocabulary):
+        _check_spelling(ir)
+        names = ir.matched_names
         self.vocab = vocab
-        self.cfg = CfgGrammar(lark_to_ir(Grammar(XML_GRAMMAR)), vocab)
-        ir = self.cfg.ir
-        names = {t.name: i for i, t in enumerate(ir.terminals)}
-        self.T_NAME, self.T_LT, self.T_LTSLASH = names["NAME"], names["LT"], names["LTSLASH"]
-        self.T_GT, self.T_SLASHGT = names["GT"], names["SLASHGT"]
-        self.cfg.lexers.build_all()  # the arrays below are kept, so they must be complete
-        self._table = self.cfg.lexers.table
-        self._chosen = self.cfg.lexers.chosen
-        self._ignore = ir.ignore
-        with _compiled_lock:
-            risk = _risks.get(vocab)
+        self.cfg = CfgGrammar(ir, vocab)
+        self.T_NAME, self.T_LT, self.T_LTSLASH = names.name, names.open_start, names.close_start
+        self.T_GT, self.T_SLASHGT = names.open_end, names.empty_end
+        self.name_bytes = names.name_bytes
+        self.unique_attributes = names.unique_attributes
+        with _risks_lock:
+            per_vocab = _risks.setdefault(vocab, {})
+            risk = per_vocab.get(names.name_bytes)
             if risk is None:
-                risk = _risks[vocab] = _Risk(vocab, self.cfg.table.token_ids)
+                risk = per_vocab[names.name_bytes] = _Risk(vocab, TokenTable.of(vocab).token_ids, names.name_bytes)
         self.risk = risk
         self._lock = threading.Lock()
         self._interned: dict[tuple[bytes, int], _Names] = {}
         self._uids = iter(range(1, 1 << 62))
         self.empty = _Names(b"", None, 0)
         self._masks: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        root = self.cfg.root
-        self.start = (root, self.cfg.lexers.start(root.state), self.empty, OUT, frozenset(), None, b"")
+        stack, lex = self.cfg.start()
+        self.start = XmlConfig(stack, lex, self.empty, OUT, frozenset(), None, b"")
 
     def __repr__(self) -> str:
         return f"XmlGrammar(vocab={self.vocab.size})"
@@ -332,18 +206,23 @@ class XmlGrammar:
         with self._lock:
             node = self._interned.get(key)
             if node is None:
-                if len(self._interned) > 200_000:
+                if len(self._interned) > INTERN_LIMIT:
                     self._interned = {}
                 node = self._interned[key] = _Names(name, names, next(self._uids))
         return node
 
     # -- one byte --------------------------------------------------------------------------------
 
-    def step(self, config: tuple, b: int) -> tuple | None:
+    def step(self, config: XmlConfig, b: int) -> XmlConfig | None:
         """The configuration after byte ``b``, or None where the text leaves the language."""
         stack, lex, names, mode, attrs, pending, lexbuf = config
-        nxt = int(self._table[lex, b])
-        if nxt:
+        cfg = self.cfg
+        ended = cfg.lexeme_end(lex, b)
+        moved = cfg.step(stack, lex, b)
+        if moved is None:
+            return None
+        stack, nxt = moved
+        if ended is None:  # ``b`` extends the lexeme
             if lexbuf is not None:
                 if mode == TAG and lexbuf[:1] in (b'"', b"'"):
                     pass
@@ -353,59 +232,49 @@ class XmlGrammar:
                     lexbuf = lexbuf + bytes((b,))
                     if mode == CLOSE_NAME and not names.name.startswith(lexbuf):
                         return None
-            return stack, nxt, names, mode, attrs, pending, lexbuf
-        term = int(self._chosen[lex])
-        if term < 0:
-            return None
-        if term not in self._ignore:
-            stack = self.cfg.feed(stack, term)
-            if stack is None:
-                return None
-            if term == self.T_NAME:
-                if mode == OPEN_NAME:
-                    pending, mode, attrs = lexbuf, TAG, frozenset()
-                elif mode == TAG:
-                    if lexbuf in attrs:
-                        return None
-                    attrs = attrs | {lexbuf}
-                elif mode == CLOSE_NAME:
-                    if lexbuf != names.name:
-                        return None
-                    names, mode = names.parent, CLOSE_END
-            elif term == self.T_LT:
-                mode = OPEN_NAME
-            elif term == self.T_LTSLASH:
-                mode = CLOSE_NAME
-            elif term == self.T_GT:
-                if mode == TAG:
-                    names = self.push(names, pending)
-                mode, attrs, pending = OUT, frozenset(), None
-            elif term == self.T_SLASHGT:
-                mode, attrs, pending = OUT, frozenset(), None
-        nxt = int(self._table[self.cfg.lexers.start(stack.state, term in self._ignore), b])
-        if not nxt:
-            return None
+            return XmlConfig(stack, nxt, names, mode, attrs, pending, lexbuf)
+        if ended == self.T_NAME:
+            if mode == OPEN_NAME:
+                pending, mode, attrs = lexbuf, TAG, frozenset()
+            elif mode == TAG:
+                if self.unique_attributes and lexbuf in attrs:
+                    return None
+                attrs = attrs | {lexbuf}
+            elif mode == CLOSE_NAME:
+                if lexbuf != names.name:
+                    return None
+                names, mode = names.parent, CLOSE_END
+        elif ended == self.T_LT:
+            mode = OPEN_NAME
+        elif ended == self.T_LTSLASH:
+            mode = CLOSE_NAME
+        elif ended == self.T_GT:
+            if mode == TAG:
+                names = self.push(names, pending)
+            mode, attrs, pending = OUT, frozenset(), None
+        elif ended == self.T_SLASHGT:
+            mode, attrs, pending = OUT, frozenset(), None
         lexbuf = bytes((b,))
         if mode == CLOSE_NAME and not names.name.startswith(lexbuf):
             return None
         if mode == OUT and b != 0x3C:
             lexbuf = None
-        return stack, nxt, names, mode, attrs, pending, lexbuf
+        return XmlConfig(stack, nxt, names, mode, attrs, pending, lexbuf)
 
-    def walk(self, config: tuple, data: bytes) -> tuple | None:
+    def walk(self, config: XmlConfig, data: bytes) -> XmlConfig | None:
         """The configuration after ``data`` if it stays viable, else None."""
         for b in data:
             config = self.step(config, b)
             if config is None:
                 return None
-        return config if self.cfg.is_viable(config[0], config[1]) else None
+        return config if self.cfg.is_viable(config.stack, config.lex) else None
 
-    def accepts_end(self, config: tuple) -> bool:
-        return config[2].parent is None and self.cfg.accepts_end(config[0], config[1])
+    def accepts_end(self, config: XmlConfig) -> bool:
+        return config.names.parent is None and self.cfg.accepts_end(config.stack, config.lex)
 
     # -- masks -----------------------------------------------------------------------------------
 
-    def words(self, config: tuple) -> np.ndarray:
+    def words(self, config: XmlConfig) -> np.ndarray:
         stack, lex, names, mode, attrs, pending, lexbuf = config
         key = (stack.uid, lex, names.uid, mode, attrs, pending, lexbuf)
         with self._lock:
@@ -420,7 +289,7 @@ class XmlGrammar:
                 self._masks.popitem(last=False)
         return words
 
-    def _compute(self, config: tuple) -> np.ndarray:
+    def _compute(self, config: XmlConfig) -> np.ndarray:
         stack, lex, names, mode, attrs, pending, lexbuf = config
         r = self.risk
         cfg_words = self.cfg.words(stack, lex)
@@ -432,7 +301,7 @@ class XmlGrammar:
                 risky = None
                 direct = [i for k in range(1, len(need) + 1) for i in r.by_bytes.get(need[:k], ())]
                 check = [i for i in r.starting_with(need) if
-                         self.vocab.token_bytes[i][len(need)] not in NAME_BYTES]
+                         self.vocab.token_bytes[i][len(need)] not in self.name_bytes]
             else:
                 base = cfg_words & ~r.name_first
                 risky = r.content
@@ -444,7 +313,7 @@ class XmlGrammar:
                 need = (b"/" if lexbuf == b"<" else b"") + names.name
                 base = cfg_words & ~(r.slash_first if lexbuf == b"<" else r.name_first)
                 direct = [i for k in range(1, len(need) + 1) for i in r.by_bytes.get(need[:k], ())]
-                check = [i for i in r.starting_with(need) if self.vocab.token_bytes[i][len(need)] not in NAME_BYTES]
+                check = [i for i in r.starting_with(need) if self.vocab.token_bytes[i][len(need)] not in self.name_bytes]
                 risky = r.content | r.eq
             elif mode == OUT or mode == CLOSE_END:
                 risky = r.content | r.eq if lexbuf == b"<" else r.content
@@ -455,7 +324,7 @@ class XmlGrammar:
                     risky = r.dq if lexbuf[:1] == b'"' else r.sq
                 elif attrs:
                     risky = r.content | r.eq | r.name_sep
-                    if lexbuf is not None and lexbuf[:1] and lexbuf[0] in NAME_BYTES:
+                    if lexbuf is not None and lexbuf[:1] and lexbuf[0] in self.name_bytes:
                         risky = risky | r.sep_first
                 else:
                     risky = r.content | r.eq
@@ -479,7 +348,7 @@ class XmlGrammar:
             words &= ~self.cfg.eos_words
         return words
 
-    def completion(self, config: tuple) -> bytes | None:
+    def completion(self, config: XmlConfig) -> bytes | None:
         """A short text that completes the document (verified), or None."""
         stack, lex, names, mode, attrs, pending, lexbuf = config
         out = bytearray()
@@ -522,7 +391,7 @@ class XmlMatcher(HistoryMatcher):
 
     def __repr__(self) -> str:
         config = self._history[0]
-        depth = "finished" if config is None else f"depth={config[2].depth}"
+        depth = "finished" if config is None else f"depth={config.names.depth}"
         return f"XmlMatcher({depth}, tokens={self._n})"
 
     def _words(self) -> np.ndarray:
@@ -531,8 +400,8 @@ class XmlMatcher(HistoryMatcher):
             return self.grammar.cfg.eos_words
         return self.grammar.words(config)
 
-    def mask(self) -> torch.Tensor:
-        return torch.from_numpy(unpack(self._words(), self.grammar.vocab.size))
+    def mask(self) -> np.ndarray:
+        return unpack(self._words(), self.grammar.vocab.size)
 
     def fill_bitmask(self, bitmask, row: int = 0) -> None:
         write_row(bitmask, row, self._words())
@@ -576,7 +445,7 @@ class XmlMatcher(HistoryMatcher):
             return names.name
         return self.grammar.cfg.forced_bytes(stack, lex)
 
-    def budget_mask(self, remaining: int) -> torch.Tensor:
+    def budget_mask(self, remaining: int) -> np.ndarray:
         g = self.grammar
         allowed = np.zeros(g.vocab.size, dtype=bool)
         config = self._history[0]
@@ -592,4 +461,11 @@ class XmlMatcher(HistoryMatcher):
                         for i in g.risk.by_bytes.get(completion[:k], ()):
                             if ok[i]:
                                 allowed[i] = True
-        return torch.from_numpy(allowed)
+        return allowed
+
+    def closing_distance(self) -> int:
+        config = self._history[0]
+        if config is None or self.grammar.accepts_end(config):
+            return 0
+        completion = self.grammar.completion(config)
+        return UNREACHABLE if completion is None else len(completion)

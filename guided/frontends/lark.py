@@ -23,7 +23,6 @@ the common prefix of colliding alternatives).
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import pathlib
 import re
@@ -91,6 +90,10 @@ class Grammar:
                 raise GrammarError(f"grammar file not found: {src}")
         return src, None
 
+    def to_ir(self) -> CfgIR:
+        """The intermediate form: terminal DFAs and LALR(1) tables (`lark_to_ir`)."""
+        return lark_to_ir(self)
+
 
 def lark_to_ir(spec: Grammar) -> CfgIR:
     """Build the intermediate form of ``spec``, or raise `GrammarError` naming the cause."""
@@ -103,7 +106,8 @@ def lark_to_ir(spec: Grammar) -> CfgIR:
             start=spec.start,
             import_paths=[str(path.parent)] if path else [],
             maybe_placeholders=False,
-            cache=_analysis_cache_file(text, spec.start),
+            # No ``cache=``: Lark's cache unpickles its file before checking the grammar's hash,
+            # so a file planted in the cache folder would run code.
         )
     except lark.exceptions.LarkError as exc:
         if "collision" in str(exc).lower():
@@ -172,19 +176,6 @@ def ir_tables_from_lark(table, terminal_index: dict[str, int]) -> dict:
         nonterminals=tuple(sorted(nonterminals, key=nonterminals.get)),
         rule_names=tuple(rule_names),
     )
-
-
-def _analysis_cache_file(text: str, start: str) -> str | bool:
-    """Where Lark keeps its LALR analysis of this grammar (it checks the grammar's hash on load)."""
-    from guided.models import cache_dir
-
-    folder = cache_dir() / "lark"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    key = hashlib.sha256(f"{lark.__version__}\0{start}\0{text}".encode()).hexdigest()[:24]
-    return str(folder / f"{key}.lalr")
 
 
 @functools.lru_cache(maxsize=4096)

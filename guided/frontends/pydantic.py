@@ -1,7 +1,7 @@
 """Pydantic v2 models as constraints: the model's JSON Schema, compiled by the JSON Schema front-end.
 
-``guided.compile(MyModel, vocab)`` (once the dispatch lands; `compile_pydantic` until then)
-compiles ``MyModel.model_json_schema(by_alias=True)``: nested models and recursive models
+``guided.compile(MyModel, vocab)`` compiles ``MyModel.model_json_schema(by_alias=True)`` (through
+`pydantic_spec`, a `guided.JsonSchema`): nested models and recursive models
 (``$defs``/``$ref``), ``Optional``/``Union`` (``anyOf``), discriminated unions (``oneOf`` whose
 branches differ by a required ``Literal`` tag: provably disjoint, so exact), ``Literal`` and
 ``Enum`` (``const``/``enum``), constrained types (``constr``/``conint``/``Field`` bounds,
@@ -41,7 +41,7 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema
 
 from guided.errors import SpecError
-from guided.frontends.jsonschema import JsonSchema, compile_json_schema
+from guided.frontends.jsonschema import JsonSchema
 
 GENERATION_DEFAULTS = {"closed": True, "canonical": True}
 """`JsonSchema` options a Pydantic model's schema gets for generation unless told otherwise."""
@@ -101,7 +101,3 @@ def pydantic_spec(model: Any, **options: Any) -> JsonSchema:
     unless given), remembering ``model`` so that `guided.generate` returns an instance of it."""
     return JsonSchema(pydantic_schema(model), **{**GENERATION_DEFAULTS, **options}).of_model(model)
 
-
-def compile_pydantic(model: Any, vocab: Any, **options: Any):
-    """``guided.compile(model, vocab)`` for a Pydantic model class."""
-    return compile_json_schema(pydantic_spec(model, **options), vocab)

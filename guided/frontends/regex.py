@@ -1,6 +1,6 @@
 """The regex front-end: a regular expression to a UTF-8 exact byte-level DFA.
 
-Patterns are parsed with interegular and compiled to a `guided.fsm.ByteNFA`, then determinised
+Patterns are parsed with interegular and compiled to a `guided.ir.dfa.ByteNFA`, then determinised
 under configurable limits.  A pattern must match the *whole* output (``re.fullmatch``).
 
 Supported syntax (Python ``re`` spelling):
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from interegular import patterns as _ip
 
 from guided.errors import RegexError
-from guided.fsm import (
+from guided.ir.dfa import (
     ByteDFA,
     ByteNFA,
     Limits,
@@ -57,6 +57,10 @@ class Regex:
     pattern: str
     max_states: int = 100_000
     max_seconds: float = 10.0
+
+    def to_ir(self) -> ByteDFA:
+        """The intermediate form: a trimmed byte DFA (`regex_to_dfa`)."""
+        return regex_to_dfa(self)
 
 
 def regex_to_dfa(spec: Regex | str) -> ByteDFA:

@@ -1,14 +1,18 @@
-"""Schema-shaped XML: a Pydantic model or JSON Schema to a Lark grammar of XML documents, and back.
+"""The XML front-end: well-formed XML, or XML shaped by a schema, as a `guided.ir.CfgIR`; and back.
 
-One element per property (in schema order; optional properties may be left out), arrays as
-repeated elements named after the property, nested objects as nested elements, scalars as
-escaped text.  A property whose schema says ``{"xml": {"attribute": true}}`` (the OpenAPI
-convention; in Pydantic ``Field(json_schema_extra={"xml": {"attribute": True}})``) is written
-as an attribute of its parent's start tag instead.  ``{"xml": {"name": "..."}}`` renames an
-element.  A nullable property may be an empty element (read back as ``None``).
+`Xml` is the spec.  ``Xml()`` is any well-formed document: the syntax (`XML_GRAMMAR`, a Lark
+grammar with every lexical rule Python's parser enforces) plus the one thing no context-free
+grammar can say, that a close tag repeats its open tag's name, stated as the IR's
+`guided.ir.MatchedNames` (the XML engine, `guided.engine.xml`, enforces it).
 
-Element names are fixed by the schema, so a plain context-free grammar is exact here; the free
-form (``format="xml"`` without a schema) needs `guided.engine.xml.XmlGrammar`.
+``Xml(schema)`` is XML shaped by a Pydantic model or a JSON Schema: one element per property (in
+schema order; optional properties may be left out), arrays as repeated elements named after the
+property, nested objects as nested elements, scalars as escaped text.  A property whose schema
+says ``{"xml": {"attribute": true}}`` (the OpenAPI convention; in Pydantic
+``Field(json_schema_extra={"xml": {"attribute": True}})``) is written as an attribute of its
+parent's start tag instead.  ``{"xml": {"name": "..."}}`` renames an element.  A nullable
+property may be an empty element (read back as ``None``).  Element names are fixed by the schema,
+so a plain context-free grammar is exact there.
 
 >>> from pydantic import BaseModel
 >>> class Point(BaseModel):
@@ -18,27 +22,177 @@ form (``format="xml"`` without a schema) needs `guided.engine.xml.XmlGrammar`.
 start: _WS? e0 _WS?
 >>> parse_xml("<Point><x>3</x><tags>a &amp; b</tags><tags>c</tags></Point>", Point)
 Point(x=3, tags=['a & b', 'c'])
+>>> Xml().to_ir().matched_names is not None, Xml(Point).to_ir().matched_names is None
+(True, True)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from typing import Any
 
 from guided.errors import SpecError
+from guided.frontends.lark import Grammar, lark_to_ir
+from guided.ir import CfgIR, MatchedNames
 
-__all__ = ["schema_grammar", "parse_xml", "to_xml", "xml_schema"]
+__all__ = ["XML_GRAMMAR", "Xml", "parse_xml", "range_regex", "schema_grammar", "to_xml", "xml_schema"]
+
+
+@dataclass(frozen=True)
+class Xml:
+    """The XML constraint: any well-formed document (``schema=None``), or one shaped by a schema.
+
+    ``schema`` is a Pydantic model class or a JSON Schema dict; `guided.compile` compiles it.
+
+    >>> Xml().schema is None
+    True
+    """
+
+    schema: object = None
+    root: str | None = None  # root element name for schema-shaped XML (default: the model's title)
+
+    def __hash__(self) -> int:
+        return hash((_hashable(self.schema), self.root))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Xml) and _hashable(self.schema) == _hashable(other.schema) and self.root == other.root
+
+    def to_ir(self) -> CfgIR:
+        """The intermediate form: `XML_GRAMMAR` with matched names, or the schema's grammar."""
+        if self.schema is None:
+            return well_formed_ir()
+        return lark_to_ir(Grammar(schema_grammar(self.schema, root=self.root)))
+
+
+def _hashable(schema):
+    if isinstance(schema, dict):
+        return json.dumps(schema, sort_keys=True)
+    return schema
+
+
+# ------------------------------------------------------------------------------------------
+# Well-formed XML: the grammar, and the names that must match
+
+
+def _digit_class(lo: int, hi: int, base: int) -> str:
+    chars = []
+    for v in range(lo, hi + 1):
+        c = "0123456789abcdef"[v]
+        chars.append(c if not c.isalpha() else c + c.upper())
+    return "[" + "".join(chars) + "]"
+
+
+def _same_length(a: list[int], b: list[int], base: int) -> str:
+    """Regex for the digit strings of a's length between ``a`` and ``b`` (digit value lists)."""
+    if not a:
+        return ""
+    if a == [0] * len(a) and b == [base - 1] * len(b):
+        return _digit_class(0, base - 1, base) + (f"{{{len(a)}}}" if len(a) > 1 else "")
+    if a[0] == b[0]:
+        return _digit_class(a[0], a[0], base) + _same_length(a[1:], b[1:], base)
+    rest = len(a) - 1
+    parts = [_digit_class(a[0], a[0], base) + _same_length(a[1:], [base - 1] * rest, base)]
+    if b[0] - a[0] > 1:
+        parts.append(_digit_class(a[0] + 1, b[0] - 1, base) + _same_length([0] * rest, [base - 1] * rest, base))
+    parts.append(_digit_class(b[0], b[0], base) + _same_length([0] * rest, b[1:], base))
+    return "(?:" + "|".join(parts) + ")"
+
+
+def _digits(n: int, base: int) -> list[int]:
+    out = []
+    while True:
+        out.append(n % base)
+        n //= base
+        if not n:
+            return out[::-1]
+
+
+def range_regex(lo: int, hi: int, base: int = 10) -> str:
+    """A regex for the numbers ``lo..hi`` written in ``base`` (10 or 16), leading zeros allowed.
+
+    >>> import re
+    >>> r = range_regex(32, 55295)
+    >>> [bool(re.fullmatch(r, s)) for s in ("31", "32", "0032", "55295", "55296")]
+    [False, True, True, True, False]
+    """
+    parts = []
+    length = len(_digits(lo, base))
+    while True:
+        start = max(lo, base ** (length - 1) if length > 1 else 0)
+        end = min(hi, base ** length - 1)
+        if start > end:
+            break
+        parts.append(_same_length(_digits(start, base), _digits(end, base), base))
+        if end == hi:
+            break
+        length += 1
+    return "0*(?:" + "|".join(parts) + ")"
+
+
+_XML_CHAR_RANGES = [(0x9, 0x9), (0xA, 0xA), (0xD, 0xD), (0x20, 0xD7FF), (0xE000, 0xFFFD), (0x10000, 0x10FFFF)]
+_DEC = "|".join(range_regex(lo, hi, 10) for lo, hi in _XML_CHAR_RANGES)
+_HEX = "|".join(range_regex(lo, hi, 16) for lo, hi in _XML_CHAR_RANGES)
+_NOT_CHAR = r"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff"  # excluded from every kind of character data
+_REF = rf"&(?:lt|gt|amp|apos|quot|#(?:{_DEC})|#x(?:{_HEX}));"
+_WS = r"[ \t\r\n]"
+
+#: The syntax of well-formed XML documents (Lark, LALR(1)); see the module docstring.
+#: A subset of XML 1.0 that Python's parser (expat, as used by `xml.etree.ElementTree`) accepts
+#: whole: ASCII names without ``:`` (no namespace prefixes to declare), the five predefined
+#: entities and character references to valid characters, comments, CDATA sections, an optional
+#: ``<?xml version="1.0"?>`` declaration; no DOCTYPE, no processing instructions.
+XML_GRAMMAR = rf"""
+start: XMLDECL? _misc* element _misc*
+_misc: COMMENT | _S
+
+element: LT NAME _tag_end
+_tag_end: _S? SLASHGT
+        | _S? GT content LTSLASH NAME _S? GT
+        | _S attribute _tag_end
+attribute: NAME _S? EQ _S? ATTVALUE
+
+// Character data never follows character data directly: a TEXT lexeme is cut only by "<" or
+// "&" (or by the ">" of a forbidden "]]>", which then cannot start anything).
+content: _chars? (_markup _chars?)*
+_chars: TEXT | _S
+_markup: REFERENCE | CDATA | COMMENT | element
+
+LT: "<"
+LTSLASH: "</"
+GT: ">"
+SLASHGT: "/>"
+EQ: "="
+NAME: /[A-Za-z_][A-Za-z0-9._-]*/
+ATTVALUE: /"(?:[^<&"{_NOT_CHAR}]|{_REF})*"/ | /'(?:[^<&'{_NOT_CHAR}]|{_REF})*'/
+TEXT: /(?:[^<&\]{_NOT_CHAR}]|\][^<&\]{_NOT_CHAR}]|\]\]+[^<&\]>{_NOT_CHAR}])+\]*|\]+/
+REFERENCE: /{_REF}/
+CDATA: /<!\[CDATA\[(?:[^\]{_NOT_CHAR}]|\][^\]{_NOT_CHAR}]|\]\]+[^\]>{_NOT_CHAR}])*\]*\]\]>/
+COMMENT: /<!--(?:[^-{_NOT_CHAR}]|-[^-{_NOT_CHAR}])*-->/
+XMLDECL: /<\?xml{_WS}+version{_WS}*={_WS}*(?:"1\.0"|'1\.0')(?:{_WS}+encoding{_WS}*={_WS}*(?:"[Uu][Tt][Ff]-8"|'[Uu][Tt][Ff]-8'))?(?:{_WS}+standalone{_WS}*={_WS}*(?:"(?:yes|no)"|'(?:yes|no)'))?{_WS}*\?>/
+_S.2: /{_WS}+/
+"""
+
+NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def well_formed_ir() -> CfgIR:
+    """`XML_GRAMMAR`'s intermediate form, with the close-tag names matched (`guided.ir.MatchedNames`)."""
+    ir = lark_to_ir(Grammar(XML_GRAMMAR))
+    names = MatchedNames(name=ir.terminal_index("NAME"), open_start=ir.terminal_index("LT"),
+                         open_end=ir.terminal_index("GT"), empty_end=ir.terminal_index("SLASHGT"),
+                         close_start=ir.terminal_index("LTSLASH"), name_bytes=NAME_BYTES)
+    return dataclasses.replace(ir, matched_names=names)
+
+
+# ------------------------------------------------------------------------------------------
+# Schema-shaped XML
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*\Z")
-_NOT_CHAR = r"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff"
 
-
-def _refs():
-    from guided.engine.xml import _REF
-
-    return _REF
 
 
 def xml_schema(schema: Any) -> dict:
@@ -93,7 +247,7 @@ class _Builder:
 
     def scalar_regex(self, node: dict, quote: str | None) -> tuple[str, bool] | None:
         """(regex, may_be_empty) of a scalar's escaped text, or None if the node is not a scalar."""
-        ref = _refs()
+        ref = _REF
         if "const" in node:
             return _literal_alts([node["const"]], quote), False
         if "enum" in node:

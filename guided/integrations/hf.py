@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import transformers
 
-from guided.engine.bitmask import apply_bitmask, words_for
+from guided.decoding.torch_masks import allocate_bitmask, apply_bitmask
 from guided.engine.matcher import CompiledGrammar, Matcher
 from guided.errors import ConstraintViolation, TokenizerMismatch
 
@@ -90,7 +90,7 @@ class LogitsProcessor(transformers.LogitsProcessor):
                 f"{self.vocab.size} tokens: the grammar was compiled for another tokenizer"
             )
         matchers = self.matchers_for(input_ids)
-        bitmask = torch.zeros((scores.shape[0], words_for(self.vocab.size)), dtype=torch.int32)
+        bitmask = allocate_bitmask(scores.shape[0], self.vocab.size)
         for row, matcher in enumerate(matchers):
             matcher.fill_bitmask(bitmask, row)
         return apply_bitmask(scores, bitmask)

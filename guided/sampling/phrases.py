@@ -1,6 +1,6 @@
 """Ban lists and must-include phrases as byte-level automata over the decoded text.
 
-Both compile to a `guided.fsm.ByteDFA` over the *bytes* of the generated text and then to an
+Both compile to a `guided.ir.dfa.ByteDFA` over the *bytes* of the generated text and then to an
 ordinary compiled grammar (`AutomatonGrammar`), so they are checked against every token's bytes
 at once, in every tokenization: a banned word is blocked whether the model would write it as
 one token, as ``"Pa" + "ris"`` or byte by byte.  Their matchers follow the `guided.Matcher`
@@ -59,7 +59,7 @@ import numpy as np
 
 from guided.engine.automaton import AutomatonGrammar
 from guided.errors import LimitExceeded, SpecError
-from guided.fsm import DEAD, ByteDFA, ByteNFA, Limits, determinize, trim
+from guided.ir.dfa import DEAD, ByteDFA, ByteNFA, Limits, determinize, trim
 from guided.vocab import Vocabulary
 
 __all__ = ["PhraseOptions", "PhrasesCannotFit", "ban_dfa", "ban_grammar", "must_include_dfa", "must_include_grammar",
@@ -259,7 +259,7 @@ def plan_dfa(base: ByteDFA | None, ban: Sequence[str] = (), must: Sequence[str] 
     ...
     guided.sampling.phrases.PhrasesCannotFit: no text of the constraint holds the must-include phrases ['whale']
     """
-    from guided.frontends.jsonschema._dfa import intersect, is_empty
+    from guided.ir.dfa_ops import intersect, is_empty
 
     parts = ([base] if base is not None else []) + ([must_include_dfa(must, must_options)] if must else []) + (
         [ban_dfa(ban, ban_options)] if ban else [])

@@ -1,8 +1,8 @@
 """The JSON Schema front-end: a JSON Schema to a context-free grammar with exact terminals.
 
->>> from guided.frontends.jsonschema import JsonSchema, schema_to_ir
+>>> from guided.frontends.jsonschema import JsonSchema
 >>> spec = JsonSchema({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}, "required": ["n"]})
->>> ir = schema_to_ir(spec)
+>>> ir = spec.to_ir()
 >>> ir.num_states > 0
 True
 
@@ -45,8 +45,7 @@ from guided.frontends.jsonschema._compiler import (
 )
 from guided.ir import CfgIR
 
-__all__ = ["JsonSchema", "UnsupportedSchema", "SchemaTooLarge", "RelaxedSchemaWarning", "schema_to_ir",
-           "compile_json_schema"]
+__all__ = ["JsonSchema", "UnsupportedSchema", "SchemaTooLarge", "RelaxedSchemaWarning", "schema_to_ir"]
 
 
 @dataclass(frozen=True, init=False)
@@ -147,6 +146,10 @@ class JsonSchema:
 
         return pydantic_spec(model, **options)
 
+    def to_ir(self) -> CfgIR:
+        """The intermediate form (`schema_to_ir`); raises `UnsupportedSchema` / `SchemaTooLarge`."""
+        return schema_to_ir(self)
+
 
 def schema_to_ir(spec: JsonSchema) -> CfgIR:
     """Compile ``spec`` to the CFG intermediate form; raises `UnsupportedSchema` / `SchemaTooLarge`.
@@ -167,10 +170,3 @@ def schema_to_ir_with_report(spec: JsonSchema) -> tuple[CfgIR, list[str]]:
     ir = compiler.compile()
     return ir, list(dict.fromkeys(compiler.relaxed))
 
-
-def compile_json_schema(spec: JsonSchema, vocab: Any):
-    """``guided.compile(spec, vocab)`` for a `JsonSchema` (usable before the dispatch lands)."""
-    from guided.compiler import as_vocabulary
-    from guided.engine.cfg import CfgGrammar
-
-    return CfgGrammar(schema_to_ir(spec), as_vocabulary(vocab))

@@ -7,7 +7,7 @@ not follow itself, so every run is bounded and a model can never loop on it.  No
 the structure: objects as a chain over their properties in schema order, arrays as a chain over
 item counts, unions as alternatives, ``$ref`` cycles as recursion; open-ended values are one
 recursive rule set whose nesting the engine bounds (`CfgIR.max_nesting`).  The LALR(1) tables
-come from `guided.lalr` (Lark's construction, fast enough for a grammar per request).
+come from `guided.ir.lalr` (Lark's construction, fast enough for a grammar per request).
 
 Soundness does not depend on the grammar being conflict-free: conflicts are resolved (shift
 over reduce; earlier rule over later), which can only *lose* documents, never admit one.
@@ -29,12 +29,13 @@ import referencing.exceptions
 import referencing.jsonschema as rjs
 
 from guided.errors import GuidedError, LimitExceeded, RegexError, SpecError
-from guided.fsm import ByteDFA
-from guided.frontends.jsonschema import _dfa, _numbers, _strings
+from guided.ir.dfa import ByteDFA
+from guided.frontends.jsonschema import _numbers, _strings
+from guided.ir import dfa_ops as _dfa
 from guided.frontends.jsonschema._formats import FORMAT_MAX_LENGTH, FORMATS
 from guided.frontends.regex import Regex, regex_to_dfa
 from guided.ir import CfgIR, Terminal
-from guided.lalr import Tables, lalr_tables
+from guided.ir.lalr import Tables, lalr_tables
 
 
 class UnsupportedSchema(SpecError):

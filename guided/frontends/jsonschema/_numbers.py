@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from guided.fsm import ByteDFA, trim
+from guided.ir.dfa import ByteDFA, trim
 
 INT = r"-?(?:0|[1-9][0-9]*)"
 NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"

@@ -8,7 +8,7 @@ tables.
 
 from __future__ import annotations
 
-from guided.fsm import DEAD
+from guided.ir.dfa import DEAD
 from guided.ir import END, CfgIR
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from interegular import patterns as _ip
 
 from guided.errors import RegexError
-from guided.fsm import DEAD, MAX_UNICODE, ByteDFA, ByteNFA, Limits, determinize, trim
+from guided.ir.dfa import DEAD, MAX_UNICODE, ByteDFA, ByteNFA, Limits, determinize, trim
 from guided.frontends import regex as _rx
 
 _SHORT_ESCAPES = {0x22: ord('"'), 0x5C: ord("\\"), 0x2F: ord("/"), 0x08: ord("b"), 0x0C: ord("f"),
@@ -195,7 +195,7 @@ class _JsonBuilder(_rx._Builder):
         elif node is _ip._DOT:
             # ECMA-262 '.' excludes all line terminators
             excl = [] if flags & _ip.REFlags.SINGLE_LINE else [(0x0A, 0x0A), (0x0D, 0x0D), (0x2028, 0x2029)]
-            from guided.fsm import complement_codepoints
+            from guided.ir.dfa import complement_codepoints
             add_json_chars(self.nfa, start, end, complement_codepoints(excl), self.canonical)
         else:
             super().build(node, start, end, flags)
@@ -516,13 +516,13 @@ def concat_fast(a: ByteDFA, b: ByteDFA) -> ByteDFA:
     costs nothing, renumbering the table to drop it would cost a copy).
     """
     if a.initial == DEAD or b.initial == DEAD:
-        from guided.frontends.jsonschema._dfa import EMPTY
+        from guided.ir.dfa_ops import EMPTY
         return EMPTY
     first = b.transitions[b.initial]
     cols = np.flatnonzero(first)
     acc_a = np.flatnonzero(a.accepting)
     if (a.transitions[np.ix_(acc_a, cols)] != 0).any():
-        from guided.frontends.jsonschema._dfa import concat_dfas
+        from guided.ir.dfa_ops import concat_dfas
         return concat_dfas([a, b])
     na = a.num_states
     shift = na - 1  # b's state s > 0 becomes s + shift; its dead state merges with a's
@@ -542,7 +542,7 @@ def concat_fast(a: ByteDFA, b: ByteDFA) -> ByteDFA:
 
 def quoted(content: ByteDFA) -> ByteDFA:
     """``"`` + content + ``"`` (content never holds a raw ``"`` byte)."""
-    from guided.frontends.jsonschema._dfa import literal_dfa
+    from guided.ir.dfa_ops import literal_dfa
     q = literal_dfa(b'"')
     return concat_fast(concat_fast(q, content), q)
 

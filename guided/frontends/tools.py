@@ -30,17 +30,16 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import threading
 import typing
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from guided.errors import SpecError
-from guided.fsm import ByteDFA
-from guided.ir import END, CfgIR, Terminal
+from guided.frontends.jsonschema import JsonSchema, schema_to_ir
+from guided.frontends.regex import Regex, regex_to_dfa
+from guided.ir import END, ByteDFA, CfgIR, Terminal
 
 __all__ = ["ToolCall", "ToolFormat", "Tools", "function_tool", "parse_tool_calls", "tool_constraint", "wrap_calls"]
 
@@ -177,25 +176,10 @@ class Tools:
         return alts[0] if len(alts) == 1 else {"anyOf": alts}
 
     def to_ir(self) -> CfgIR:
-        from guided.frontends.jsonschema import JsonSchema, schema_to_ir
-
+        """The intermediate form: the calls' JSON Schema grammar wrapped in the wire format (`wrap_calls`)."""
         inner = schema_to_ir(JsonSchema(self.call_schema(), closed=True, max_whitespace=self.max_whitespace,
                                         canonical=self.canonical))
         return wrap_calls(inner, self.format, parallel=self.parallel, free_text=self.tool_choice == "auto")
-
-    def compile_for(self, vocab: Any):
-        """The compiled grammar for ``vocab`` (cached)."""
-        from guided.compiler import as_vocabulary
-        from guided.engine.cfg import CfgGrammar
-
-        vocab = as_vocabulary(vocab)
-        with _lock:
-            hit = _compiled.setdefault(vocab, {}).get(self._key)
-        if hit is None:
-            hit = CfgGrammar(self.to_ir(), vocab)
-            with _lock:
-                _compiled[vocab][self._key] = hit
-        return hit
 
     def validate(self, name: str, arguments: Any) -> dict:
         """The validated arguments of a call to ``name`` (raises `SpecError` when invalid)."""
@@ -225,10 +209,6 @@ class Tools:
         if fn is None:
             raise SpecError(f"tool {call.name!r} has no Python function to dispatch to")
         return fn(**call.arguments)
-
-
-_compiled: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
 
 
 def parse_tool_calls(text: str, tools: Tools) -> list[ToolCall] | str:
@@ -280,8 +260,6 @@ def tool_constraint(tools: Any, tool_choice: Any = "auto") -> tuple[Tools, Calla
 
 
 def _literal_dfa(regex: str) -> ByteDFA:
-    from guided.frontends.regex import Regex, regex_to_dfa
-
     return regex_to_dfa(Regex(regex))
 
 

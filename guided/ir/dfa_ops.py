@@ -1,4 +1,4 @@
-"""Operations on `guided.fsm.ByteDFA`s that the JSON Schema compiler needs: product, union, embedding.
+"""Operations on `guided.ir.dfa.ByteDFA`s that the JSON Schema compiler needs: product, union, embedding.
 
 A trimmed `ByteDFA` keeps state 0 as a dead sink, so its complement is implicit: a product
 pair ``(a, 0)`` means "the second automaton has rejected".  All products are built by a
@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from guided.errors import LimitExceeded
-from guided.fsm import DEAD, ByteDFA, ByteNFA, trim
+from guided.ir.dfa import DEAD, ByteDFA, ByteNFA, trim
 
 EMPTY = ByteDFA(transitions=np.zeros((1, 256), np.int32), accepting=np.zeros(1, bool), initial=DEAD)
 
@@ -108,7 +108,7 @@ def embed(nfa: ByteNFA, dfa: ByteDFA, start: int, end: int) -> None:
 
 
 def concat_dfas(parts: list[ByteDFA], max_states: int = 200_000, what: str = "terminal") -> ByteDFA:
-    from guided.fsm import Limits, determinize
+    from guided.ir.dfa import Limits, determinize
 
     nfa = ByteNFA()
     state = nfa.start
@@ -121,7 +121,7 @@ def concat_dfas(parts: list[ByteDFA], max_states: int = 200_000, what: str = "te
 
 
 def union_dfas(parts: list[ByteDFA], max_states: int = 200_000, what: str = "terminal") -> ByteDFA:
-    from guided.fsm import Limits, determinize
+    from guided.ir.dfa import Limits, determinize
 
     parts = [p for p in parts if p.initial != DEAD]
     if not parts:

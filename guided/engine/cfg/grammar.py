@@ -1,0 +1,75 @@
+"""`CfgGrammar`: a `guided.ir.CfgIR` compiled against a vocabulary, made of the package's parts.
+
+A matcher's configuration is a pair (parser stack, lexer state).  The parts, one concept each:
+
+- `guided.engine.cfg.lexer`: the lexer table (union DFAs of the contextual terminal sets, one
+  lazily filled transition table);
+- `guided.engine.cfg.stacks`: persistent, interned LR stacks and the parser's moves;
+- `guided.engine.cfg.recognizer`: one byte at a time, the IR's semantics;
+- `guided.engine.cfg.masks` and `guided.engine.cfg.sharing`: the whole vocabulary at once, with
+  per-lexer-state data shared between grammars;
+- `guided.engine.cfg.closing`: completions within a token budget, forced bytes;
+- `guided.engine.cfg.matcher`: the `Matcher` over them.
+
+>>> import guided
+>>> vocab = guided.Vocabulary.from_token_bytes([b"[", b"]", b"1", b",", b"1,", b"],", b"<eos>"], eos_token_ids=[6])
+>>> g = guided.compile(guided.Grammar('start: "[" NUMBER ("," NUMBER)* "]"\\n%import common.NUMBER'), vocab)
+>>> m = g.matcher(); m.advance(0); m.advance(2)
+>>> m.mask().tolist()  # "1" may grow, "," and "1," continue, "]" closes; "]," cannot follow
+[False, True, True, True, True, False, False]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from guided.engine.automaton import MaskStats
+from guided.engine.bitmask import pack
+from guided.engine.cfg.closing import Closer
+from guided.engine.cfg.lexer import LexerTable
+from guided.engine.cfg.masks import MaskAssembler
+from guided.engine.cfg.matcher import CfgMatcher
+from guided.engine.cfg.recognizer import Recognizer
+from guided.engine.cfg.stacks import StackTable
+from guided.engine.token_table import TokenTable
+from guided.ir import CfgIR
+from guided.vocab import Vocabulary
+
+
+class CfgGrammar:
+    """A `CfgIR` compiled against a vocabulary: the `CompiledGrammar` of Lark grammars, JSON Schema, tools.
+
+    Its operations are its parts' methods, bound once here (no indirection per call, no
+    reference cycle through the grammar): configuration steps (`step`, `is_viable`,
+    `accepts_end`, `lexeme_end`, `start`), the parser (`feed`, `can_end`), masks (`words`),
+    closing (`completion`, `closing_tokens`, `forced_bytes`).
+    """
+
+    def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
+        self.ir = ir
+        self.vocab = vocab
+        self.table = TokenTable.of(vocab)
+        self.stats = MaskStats()
+        eos = np.zeros(vocab.size, dtype=bool)
+        eos[self.table.eos_ids] = True
+        self.eos_words = pack(eos)
+        self.lexers = LexerTable(ir, max_lexer_states)
+        self.stacks = StackTable(ir)
+        self.root = self.stacks.root
+        recognizer = self.recognizer = Recognizer(ir, self.lexers, self.stacks)
+        masks = self.masks = MaskAssembler(recognizer, vocab, self.table, self.eos_words, self.stats)
+        closing = self.closing = Closer(recognizer, masks, vocab, self.table)
+        self.feed, self.can_end = self.stacks.feed, self.stacks.can_end
+        self.start, self.step, self.lexeme_end = recognizer.start, recognizer.step, recognizer.lexeme_end
+        self.is_viable, self.accepts_end = recognizer.is_viable, recognizer.accepts_end
+        self.viable_terminals = recognizer.viable_terminals
+        self.words = masks.words
+        self.completion, self.closing_tokens = closing.completion, closing.closing_tokens
+        self.forced_bytes = closing.forced_bytes
+
+    def __repr__(self) -> str:
+        return (f"CfgGrammar({self.ir.source!r}, lr_states={self.ir.num_states}, "
+                f"lexer_states={self.lexers.size} built, vocab={self.vocab.size})")
+
+    def matcher(self) -> CfgMatcher:
+        return CfgMatcher(self)

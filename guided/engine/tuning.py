@@ -1,0 +1,106 @@
+"""The engine's tuning thresholds, in one place, each with the measurement that chose it.
+
+None of these changes what a mask contains: they decide how much is computed ahead of time,
+when a walk leaves numpy for plain Python, and how much the caches hold.  Figures are from the
+commit that set the value (``git log -S NAME -- guided/engine``); MaskBench figures are the
+300-case SmolLM2 sample (``benchmarks/maskbench.py --sample 300``) unless said otherwise.  Where
+no measurement was recorded the entry says so: those values are educated guesses, and
+re-measuring them is a good first task for whoever changes the code around them.
+"""
+
+# -- caches --------------------------------------------------------------------------------
+
+MASK_CACHE_SIZE = 4096
+"""Finished masks a CFG or XML grammar keeps (LRU, per configuration).  Set with the first CFG
+engine (798d458); no measurement recorded.  At SmolLM2's 49k tokens a mask is 6 KiB, so the
+cache holds at most ~25 MiB per grammar."""
+
+INTERN_LIMIT = 200_000
+"""Parser stack nodes (and XML name-stack nodes) a grammar interns before it starts over, which
+costs only cache misses.  Set in f5dfb9c; no measurement recorded (a bound on memory: a node
+with its feed memo is a few hundred bytes)."""
+
+SHARE_LIMIT = 64
+"""Lexer sub-automata up to this many states get a canonical key and share their per-state mask
+data between grammars (fdc47e0).  In the 300-case sample the keys paid for themselves: 7,480
+hits for 660 computations (docs/json-schema-coverage.md, "Limits known today")."""
+
+SHARED_LIMIT = 100_000
+"""Entries in the per-vocabulary cache of shared lexer-state data before it is cleared (d119c5c);
+no measurement recorded (a bound on memory)."""
+
+# -- the lexer table -----------------------------------------------------------------------
+
+EAGER_ROWS = 16
+"""Union rows filled when a parser context's lexer is first built; the rest when a walk first
+reads them.  e228d8c made rows lazy past the first 64: a context of 84 property names had
+30,820 rows built in 430 ms, of which a document reads a few dozen; 5f13796 lowered it to 16
+(with other changes: TBM p90/p99 0.35/1.55 -> 0.33/1.41 ms, passing unchanged)."""
+
+EAGER_BLOCK = 16
+"""Terminal DFAs up to this many states are copied whole into the lexer table when first
+reached (e228d8c); no separate measurement recorded."""
+
+WHOLE_BLOCK = 256
+"""Terminal DFAs up to this many states are copied whole when one of their rows is first read
+(d119c5c: one copy instead of one per visit; with the other changes of that commit, TBM
+p90/p99/p99.9 0.48/1.89/6.9 -> 0.35/1.55/6.5 ms, TTFM p50 10.0 -> 8.6 ms)."""
+
+BLOCK_CHUNK = 32
+"""Larger terminal DFAs are filled by aligned chunks of this many rows, since a walk reads
+states numbered close together (fb9579e); no measurement recorded."""
+
+SPARSE_FILL = 48
+"""Union rows whose components live on at most this many bytes in all are built in Python from
+memoised sparse rows (21e8022: checked byte for byte against the vectorised construction on a
+120-case sample, 2.66M entries; TBM p90/p99 0.33/1.38 -> 0.32/1.31 ms, TTFM p50 8.7 -> 8.2 ms)."""
+
+FRESH_PAGES_BYTES = 1 << 20
+"""Lexer arrays at least this large are mapped on fresh anonymous pages instead of ``np.zeros``,
+which could clear a whole reused block per grammar (17d7716: TTFM p50 +0.7 ms before)."""
+
+UNION_ROWS_MARGIN = 4096
+"""Rows reserved for union states beyond every terminal's block when a lexer table is created,
+so that growing it (a copy, inside one mask) is rare (e228d8c); no separate measurement."""
+
+# -- lexer states derived from a similar state ---------------------------------------------
+
+REFERENCE_MIN_BYTES = 32
+"""A lexer state that moves to one other state on at least this many bytes is derived from that
+state's data, walking only the trie paths where the two differ (e228d8c: identical results on
+all 3,827 such states of the 300-case sample, at a fifth of the cost)."""
+
+DIVERGENCE_BUDGET = 4000
+"""Trie nodes such a derivation may visit before it falls back to a full walk (e228d8c, same
+measurement)."""
+
+# -- trie walks (`guided.engine.token_table`) ----------------------------------------------
+
+SCALAR_WORK = 400
+"""A trie walk whose remaining subtrees hold at most this many nodes finishes in Python, not
+numpy (e96d887 chose scalar walks by subtree size; d119c5c: stack walk time 27% -> 8% of slow
+masks)."""
+
+NARROW_BYTES = 8
+"""A lexer state leaving on at most this many bytes is first walked in Python (d119c5c: 0.09 ->
+0.02-0.04 ms for a state inside a property name)."""
+
+NARROW_BUDGET = 600
+"""Trie children such a Python walk may look at before it hands back to numpy (d119c5c)."""
+
+SCALAR_DIVERGENCE = 32
+"""A diverging frontier of at most this many nodes is finished in Python by `walk_divergence`
+(5f13796; with the other changes there, TBM p90/p99 0.35/1.55 -> 0.33/1.41 ms)."""
+
+SCALAR_DIVERGENCE_WORK = 1500
+"""Children that Python finish may look at before handing back to numpy (5f13796)."""
+
+# -- closing -------------------------------------------------------------------------------
+
+CLOSING_MAX_POPS = 20_000
+"""Parser stacks the search for the cheapest closing terminal sequence may expand (f7e5873);
+no measurement recorded (a bound on the time of one budget mask)."""
+
+FORCED_BYTES_LIMIT = 4096
+"""Bytes `forced_bytes` follows at most (a bound on one jump-forward step); no measurement
+recorded."""
