@@ -226,4 +226,6 @@ def beam_search(
         finish(b, b.logprob, "length")
     stats.seconds += time.perf_counter() - t0
     stats.forward_seconds += getattr(source, "forward_seconds", 0.0) - fwd0
-    return [[c for _, c in h.items[:num_return]] for h in hyps]
+    results = [[c for _, c in h.items[:num_return]] for h in hyps]
+    stats.count_finishes(c for group in results for c in group)
+    return results

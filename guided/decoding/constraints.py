@@ -3,10 +3,15 @@
 `Constraints` is compiled once per call and shared by every row; `RowConstraints` holds one
 row's matchers and writes that row's allowed tokens into a packed bitmask, budget-aware:
 
-- **budget-aware closing**: when ``remaining`` (tokens left, the current one included) is
-  within ``budget_window`` the grammar's `budget_mask` replaces its mask, so only tokens that
-  can still finish the document in time are allowed and ``max_new_tokens`` never cuts a
-  document short (falls back to the plain mask only where no short completion is certain);
+- **budget-aware closing** (`guided.engine.closing`): with ``remaining`` tokens left (the current
+  one included), a token is allowed iff a true lower bound on the tokens the document needs
+  after it is at most ``remaining - 1`` (`Matcher.budget_mask`); so a token after which the
+  document can be finished in time is never refused, and output that fits the budget is exactly
+  what it would be without one.  When no token is left that way, the tokens that start the
+  shortest known completion (`Matcher.closing_tokens`).  The masks are only consulted once
+  ``remaining - 1`` is within ``budget_window`` tokens of the current lower bound; a step where
+  they removed a token is recorded (`RowConstraints.restricted`) so decoders can report
+  ``finish_reason="closed_early"`` when that changed the output;
 - **must-include**: EOS is blocked until every phrase has appeared; a token after which the
   grammar could only end (`is_finished`) is vetoed while a phrase is missing; when the budget
   gets short the must-include automaton's own budget mask steers towards the missing phrases;
@@ -35,7 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from guided.engine.automaton import AutomatonGrammar
-from guided.engine.bitmask import pack, words_for
+from guided.engine.bitmask import pack, set_bits, words_for
 from guided.engine.matcher import CompiledGrammar, Matcher
 from guided.errors import GuidedError, LimitExceeded
 from guided.sampling.phrases import (
@@ -50,7 +55,8 @@ from guided.vocab import Vocabulary
 __all__ = ["Constraints", "NoAllowedToken", "RowConstraints", "DEFAULT_BUDGET_WINDOW"]
 
 DEFAULT_BUDGET_WINDOW = 48
-"""Tokens before the budget ends from which the grammar's budget mask is consulted."""
+"""How close (in tokens) ``remaining - 1`` must come to the grammar's lower bound for its budget
+mask to be consulted: a margin for the tokens one token can add to what the document needs."""
 
 
 class NoAllowedToken(GuidedError):
@@ -137,13 +143,15 @@ class Constraints:
 class RowConstraints:
     """One row's matchers (grammar, ban list, must-include); copy is O(1) for automata."""
 
-    __slots__ = ("cons", "grammar", "ban", "must")
+    __slots__ = ("cons", "grammar", "ban", "must", "restricted")
 
     def __init__(self, cons: Constraints, grammar: Matcher | None, ban, must):
         self.cons = cons
         self.grammar = grammar
         self.ban = ban
         self.must = must
+        # The mask the last `fill` had before the budget removed tokens from it (None: it did not).
+        self.restricted: np.ndarray | None = None
 
     def copy(self) -> "RowConstraints":
         return RowConstraints(
@@ -191,16 +199,11 @@ class RowConstraints:
         """
         cons = self.cons
         words = out
+        self.restricted = None
         if self.grammar is None:
             words[:] = cons.base_words
-            plain = None
         else:
             self._fill_from(self.grammar, words)
-            plain = words.copy()
-            if remaining is not None and remaining <= cons.budget_window:
-                budget = self.grammar.budget_mask(remaining)
-                if bool(budget.any()):
-                    words[:] = pack(budget)
         extra = np.empty_like(words)
         if self.ban is not None:
             if remaining is not None and remaining <= 1:
@@ -209,17 +212,13 @@ class RowConstraints:
             else:
                 self._fill_from(self.ban, extra)
             words &= extra
-            if plain is not None:
-                plain &= extra
         if self.must is not None:
             self._fill_from(self.must, extra)
             words &= extra
-            if plain is not None:
-                plain &= extra
             if remaining is not None and not self.must.accepts_eos() and not (cons.planned and self.grammar):
                 self._steer_to_phrases(words, remaining)  # (a planned grammar's own budget mask steers)
-        if not words.any() and plain is not None and plain.any():
-            words[:] = plain  # no certain short completion: keep going on the plain mask
+        if self.grammar is not None and remaining is not None:
+            self._close_in_time(words, remaining)
         if not words.any():
             missing = self.missing_phrases()
             if missing and remaining is not None and remaining <= 1:
@@ -231,6 +230,23 @@ class RowConstraints:
                 "no token satisfies every constraint here: the ban list or the must-include phrases "
                 "conflict with the grammar" + (f" (missing phrases: {missing!r})" if missing else "")
             )
+
+    def _close_in_time(self, words: np.ndarray, remaining: int) -> None:
+        """Keep the tokens after which the document can still be completed in ``remaining - 1``
+        tokens (see the module docstring); when none, those that start the shortest completion."""
+        grammar = self.grammar
+        if remaining - 1 >= grammar.closing_lower_bound() + self.cons.budget_window:
+            return
+        fits = words & pack(grammar.budget_mask(remaining))
+        if not fits.any():
+            fits = np.zeros_like(words)
+            set_bits(fits, grammar.closing_tokens())
+            fits &= words
+            if not fits.any():
+                return  # no known completion at all: the plain mask, and the budget decides
+        if (fits != words).any():
+            self.restricted = words.copy()
+            words[:] = fits
 
     def _steer_to_phrases(self, words: np.ndarray, remaining: int) -> None:
         must = self.must
@@ -245,13 +261,8 @@ class RowConstraints:
             words &= steer
 
     def _grammar_reserve(self, remaining: int) -> int:
-        """Tokens the grammar needs to close from here (doubling probe of `budget_mask`)."""
-        n = 1
-        while n < remaining:
-            if bool(self.grammar.budget_mask(n).any()):
-                return n
-            n *= 2
-        return remaining
+        """Tokens enough for the grammar to close from here (at most ``remaining``)."""
+        return min(remaining, self.grammar.closing_distance())
 
     def closing_budget(self, remaining: int) -> int:
         """Tokens enough to end the text from here by the shortest known way (0: it may end

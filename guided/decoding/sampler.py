@@ -56,7 +56,9 @@ class Completion:
     """Generated token ids, EOS excluded (a text cut at a stop string may end before them)."""
     text: str = ""
     finish_reason: str = ""
-    """``"eos"``, ``"length"``, ``"stop"`` (stop string) or ``"timeout"``."""
+    """``"eos"``, ``"length"``, ``"stop"`` (stop string), ``"timeout"``, or ``"closed_early"``: the
+    document is complete, but the token budget refused the model's most likely token (under the
+    constraints alone) at some step, so it was closed sooner than the model would have."""
     logprob: float = 0.0
     """Sum of the chosen tokens' log-probabilities after penalties and masks (EOS included)."""
     complete: bool = True
@@ -65,6 +67,8 @@ class Completion:
     """Tokens chosen, EOS included (the length used for normalised scores)."""
     missing: list[str] = field(default_factory=list)
     """Must-include phrases that did not make it into the text (the budget ran out)."""
+    closed_early: bool = False
+    """The budget refused the model's most likely token at some step (see ``finish_reason``)."""
 
     def score(self, length_penalty: float = 1.0) -> float:
         """``logprob / len^α``."""
@@ -291,6 +295,7 @@ def iter_decode(
                         break
                     tokens[i] = int(pipe.pick(x[i : i + 1], generator)[0])
             stats.mask_seconds += time.perf_counter() - tv
+        _note_budget_refusals(running, logits, allowed, width)
         chosen = torch.tensor(tokens, device=masked.device)[:, None]
         logp = (masked.gather(-1, chosen) - torch.logsumexp(masked, dim=-1, keepdim=True)).squeeze(-1).tolist()
 
@@ -387,10 +392,28 @@ def iter_decode(
         c.text = bytes(r.data).decode("utf-8", errors="replace")
         c.complete = r.cons.accepts_eos() or r.cons.is_finished()
         c.missing = r.cons.missing_phrases()
+        if c.closed_early and c.complete and c.finish_reason in ("eos", "length"):
+            c.finish_reason = "closed_early"
         out.append(c)
+    stats.count_finishes(out)
     stats.seconds += time.perf_counter() - t0
     stats.forward_seconds += getattr(source, "forward_seconds", 0.0) - fwd0
     return out
+
+
+def _note_budget_refusals(running, logits: torch.Tensor, allowed: torch.Tensor, width: int) -> None:
+    """Mark the rows whose budget mask refused the model's most likely token (under the
+    constraints alone) at this step: their documents are being closed early."""
+    for i, r in enumerate(running):
+        before = r.cons.restricted
+        if before is None or r.completion.closed_early or r.refeed is not None:
+            continue
+        size = min(r.cons.cons.vocab.size, width)
+        plain = np.unpackbits(before.view(np.uint8), count=size, bitorder="little").astype(bool)
+        scores = logits[i, :size].float().cpu().numpy()
+        top = int(np.flatnonzero(plain)[np.argmax(scores[plain])]) if plain.any() else -1
+        if top >= 0 and not bool(allowed[i, top]):
+            r.completion.closed_early = True
 
 
 def decode(source: LogitsSource, prompts, constraints, params: SamplingParams = SamplingParams(), **kw) -> list[Completion]:

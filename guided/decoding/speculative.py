@@ -222,6 +222,16 @@ class _Row:
         return self.prompt + self.completion.tokens
 
 
+def _budget_refused_top(plain_words: np.ndarray, words: np.ndarray, logits: torch.Tensor, size: int) -> bool:
+    """Did the budget refuse the most likely token the constraints alone allowed (see the sampler)?"""
+    plain = np.unpackbits(plain_words.view(np.uint8), count=size, bitorder="little").astype(bool)
+    if not plain.any():
+        return False
+    scores = logits[:size].float().cpu().numpy()
+    top = int(np.flatnonzero(plain)[np.argmax(scores[plain])])
+    return not _allowed(words, top)
+
+
 def _allowed(words: np.ndarray, t: int) -> bool:
     if t < 0 or (t >> 5) >= words.shape[0]:
         return False
@@ -318,6 +328,7 @@ def speculative_decode(
         qs: list[list[torch.Tensor | None]] = [[] for _ in range(b)]
         kinds: list[list[str]] = [[] for _ in range(b)]
         words: list[list[np.ndarray]] = [[] for _ in range(b)]
+        restricted: list[list[np.ndarray | None]] = [[] for _ in range(b)]  # before the budget cut
         terminal = [False] * b
         n_draft = [0] * b
         forced_q: list[deque] = [deque() for _ in range(b)]
@@ -351,6 +362,7 @@ def speculative_decode(
                 w = np.zeros(constraints.words, dtype=np.int32)
                 mcs[i].fill(w, rem)
                 words[i].append(w)
+                restricted[i].append(mcs[i].restricted)
                 if rem <= 1 or j >= max_draft or first_round:
                     continue
                 t = None
@@ -494,6 +506,8 @@ def speculative_decode(
             done = False
             for j, tok in enumerate(keep_tokens[i]):
                 mrow = masked_list[i][j]
+                if restricted[i][j] is not None and not c.closed_early:
+                    c.closed_early = _budget_refused_top(restricted[i][j], words[i][j], outs[i][j], vocab.size)
                 lp = float(mrow[tok] - torch.logsumexp(mrow, dim=-1))
                 c.num_steps += 1
                 c.logprob += lp
@@ -542,7 +556,10 @@ def speculative_decode(
         c.text = bytes(r.data).decode("utf-8", errors="replace")
         c.complete = r.cons.accepts_eos() or r.cons.is_finished()
         c.missing = r.cons.missing_phrases()
+        if c.closed_early and c.complete and c.finish_reason in ("eos", "length"):
+            c.finish_reason = "closed_early"
         out.append(c)
+    stats.count_finishes(out)
     spec.target_forwards += target.forward_calls
     spec.plain_forwards += max((c.num_steps for c in out), default=0)
     if drafter is not None:

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass
@@ -17,6 +17,9 @@ class GenerationStats:
     ``new_tokens`` counts the tokens chosen for every row (EOS included); ``mask_seconds`` is
     time spent computing constraint masks (grammar, ban list, must-include, budget masks),
     ``forward_seconds`` time in the model, ``sampling_seconds`` the rest of the pipeline.
+    ``finish_reasons`` counts how the rows ended (``"eos"``, ``"length"``, ``"stop"``,
+    ``"timeout"``, and ``"closed_early"``: the token budget made the decoder close the document
+    sooner than the model would have, see `guided.decoding.constraints`).
     """
 
     prompt_tokens: int = 0
@@ -28,6 +31,12 @@ class GenerationStats:
     prefill_seconds: float = 0.0
     mask_seconds: float = 0.0
     sampling_seconds: float = 0.0
+    finish_reasons: dict[str, int] = field(default_factory=dict)
+
+    def count_finishes(self, completions) -> None:
+        """Add the ``finish_reason`` of each finished completion to `finish_reasons`."""
+        for c in completions:
+            self.finish_reasons[c.finish_reason] = self.finish_reasons.get(c.finish_reason, 0) + 1
 
     @property
     def tokens_per_second(self) -> float:
