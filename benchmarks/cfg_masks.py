@@ -9,7 +9,7 @@ tool_call), this script:
    expressions, Python-style calls and ``<tool_call>`` blocks), checks that each one parses
    with Lark (LALR, contextual lexer) and walks through guided's matcher with the tokenizer's
    own tokenization; documents failing either check are skipped and reported;
-2. times ``guided.compile(guided.Grammar(name), vocab, cache=False)`` (LALR tables from Lark,
+2. times ``guided.compile(guided.Grammar(name), vocab, cache=False)`` (LALR tables, cached on disk,
    terminal DFAs, packed contextual lexers; the vocabulary's token table is built once beforehand
    and its one-off cost reported separately);
 3. walks every document token by token, timing ``m.fill_bitmask(bitmask, 0)`` (the mask) and
@@ -28,15 +28,25 @@ tool_call), this script:
 Timings use ``time.perf_counter_ns`` on one thread (``torch.set_num_threads(1)``), with the
 garbage collector paused during timed sections.
 
+``--first-compile`` measures instead what a new process pays for its first compile of each
+grammar: every timing runs in a fresh Python process (tokenizer, vocabulary and token table
+loaded first and a regex compiled and walked, untimed), once with the on-disk IR cache off (``GUIDED_IR_CACHE=0``: Lark's
+analysis and the terminal automata) and once with it filled by an earlier process (the IR read
+back and validated); the median of ``--repeat`` processes.
+
     .venv/bin/python benchmarks/cfg_masks.py                     # all grammars, 16 documents each
     .venv/bin/python benchmarks/cfg_masks.py --grammar json --grammar sql --docs 8
     .venv/bin/python benchmarks/cfg_masks.py --grammar xml --profile --no-llguidance
+    .venv/bin/python benchmarks/cfg_masks.py --first-compile --repeat 5
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import os
+import subprocess
+import tempfile
 import gc
 import io
 import json
@@ -842,10 +852,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="cProfile guided's cold walks and one compile per grammar; print the hot spots "
                              "(cold timings are then inflated)")
+    parser.add_argument("--first-compile", action="store_true",
+                        help="time each grammar's first compile in fresh processes, with and without the on-disk "
+                             "IR cache, and nothing else")
+    parser.add_argument("--first-compile-child", metavar="NAME", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)  # fmt: skip
 
     torch.set_num_threads(1)
     names = [g for g in GRAMMARS if not args.grammar or g in args.grammar]
+    if args.first_compile_child:
+        return first_compile_child(args.first_compile_child)
+    if args.first_compile:
+        return first_compile(names, args.repeat)
 
     t0 = perf_ns()
     tokenizer = load_tokenizer()
@@ -953,6 +971,57 @@ def main(argv: list[str] | None = None) -> int:
                 ensure_ascii=False,
             )
         print(f"\nraw results written to {args.json}")
+    return 0
+
+
+def first_compile_child(name: str) -> int:
+    """In a fresh process: the vocabulary, then a regex compiled and walked (untimed: what any
+    first constraint pays once per process, such as numpy's lazily imported parts), then the
+    grammar's compile, timed; prints ms."""
+    vocab = guided.Vocabulary.from_tokenizer(load_tokenizer())
+    TokenTable.of(vocab)
+    warmup = guided.compile(guided.Regex("[0-9]+(,[0-9]+)*"), vocab).matcher()
+    for token in load_tokenizer().encode("12,345", add_special_tokens=False):
+        warmup.mask()
+        warmup.advance(token)
+    gc.collect()
+    with gc_paused():
+        t0 = perf_ns()
+        guided.compile(guided.Grammar(name), vocab)
+        elapsed = perf_ns() - t0
+    print(json.dumps({"ms": elapsed / 1e6}))
+    return 0
+
+
+def first_compile(names: list[str], repeat: int) -> int:
+    """The first-compile table: fresh processes with the on-disk IR cache off, and filled."""
+    from guided import irstore
+
+    def child(name: str, cache: str) -> float:
+        env = dict(os.environ, GUIDED_IR_CACHE=cache)
+        out = subprocess.run([sys.executable, __file__, "--first-compile-child", name], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])["ms"]
+
+    print("# First compile of each shipped grammar in a fresh process (SmolLM2 vocabulary)\n")
+    print(f"- python {platform.python_version()}, lark {lark.__version__}, {platform.machine()}; median of "
+          f"{repeat} processes each; before the timed compile each process loads the vocabulary and its token "
+          f"table and compiles and walks a regex (one-off process costs)")
+    print("- without: `GUIDED_IR_CACHE=0` (Lark's LALR analysis, terminal automata, IR); with: the IR read back "
+          "from the on-disk cache an earlier process filled (read, checksum, parse, validate), then the engine\n")
+    print("| grammar | without disk cache, ms | with disk cache, ms | speed-up | cache entry, bytes |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="guided-bench-ir-") as folder:
+        for name in names:
+            cold = [child(name, "0") for _ in range(repeat)]
+            child(name, folder)  # fills the cache
+            warm = [child(name, folder) for _ in range(repeat)]
+            key = irstore.spec_key(guided.Grammar(name))
+            entry = Path(folder) / "v1" / f"{key}{irstore.SUFFIX}"
+            size = entry.stat().st_size if entry.exists() else 0
+            c, w = statistics.median(cold), statistics.median(warm)
+            print(f"| {name} | {fmt(c)} | {fmt(w)} | {c / w:.0f}× | {size} |")
+            sys.stdout.flush()
     return 0
 
 

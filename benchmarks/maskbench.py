@@ -21,6 +21,10 @@ worker before any timing.
     .venv/bin/python benchmarks/maskbench.py --sample 300 --engines guided,llguidance
     .venv/bin/python benchmarks/maskbench.py --engines guided,llguidance,xgrammar --plot docs/maskbench.png
     .venv/bin/python benchmarks/maskbench.py --sample 300 --tokenizer llama3
+    .venv/bin/python benchmarks/maskbench.py --engines guided-native,guided-python,llguidance
+
+``guided`` is guided's default engine (the native core where it is built); ``guided-native`` and
+``guided-python`` name one engine each.
 
 guided compiles with its defaults (strict: a schema with a keyword it cannot enforce exactly is a
 compile error; any whitespace, bounded runs); peers with theirs (llguidance: its JSON defaults;
@@ -35,6 +39,7 @@ import collections
 import hashlib
 import json
 import multiprocessing as mp
+import os
 import pathlib
 import re
 import sys
@@ -44,7 +49,7 @@ from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "maskbench"
-ENGINES = ("guided", "llguidance", "xgrammar", "outlines_core")
+ENGINES = ("guided", "guided-native", "guided-python", "llguidance", "xgrammar", "outlines_core")
 PCTS = (25, 50, 75, 90, 95, 99, 99.9)
 
 
@@ -90,6 +95,8 @@ def load_tokenizer(name: str):
 
 
 class GuidedEngine:
+    engine = None  # guided's default: native where built (or $GUIDED_ENGINE)
+
     def __init__(self, tokenizer):
         import numpy as np
         import torch
@@ -108,11 +115,14 @@ class GuidedEngine:
 
     def version(self):
         import guided
+        from guided.compiler import resolve_engine
 
-        return guided.__version__
+        return f"{guided.__version__} ({resolve_engine(self.engine)})"
 
     def compile(self, schema):
-        return self.guided.compile(self.guided.JsonSchema(schema), self.vocab, cache=False)
+        if self.engine is None:
+            return self.guided.compile(self.guided.JsonSchema(schema), self.vocab, cache=False)
+        return self.guided.compile(self.guided.JsonSchema(schema), self.vocab, cache=False, engine=self.engine)
 
     def matcher(self, handle):
         return handle.matcher()
@@ -126,6 +136,14 @@ class GuidedEngine:
 
     def eos_allowed(self, m):
         return self.allowed(m, self.eos)
+
+
+class GuidedNativeEngine(GuidedEngine):
+    engine = "native"
+
+
+class GuidedPythonEngine(GuidedEngine):
+    engine = "python"
 
 
 class LLGuidanceEngine:
@@ -243,7 +261,8 @@ class OutlinesEngine:
         return self.allowed(m, self.eos)
 
 
-ENGINE_CLASSES = {"guided": GuidedEngine, "llguidance": LLGuidanceEngine, "xgrammar": XGrammarEngine,
+ENGINE_CLASSES = {"guided": GuidedEngine, "guided-native": GuidedNativeEngine, "guided-python": GuidedPythonEngine,
+                  "llguidance": LLGuidanceEngine, "xgrammar": XGrammarEngine,
                   "outlines_core": OutlinesEngine}
 
 
@@ -255,7 +274,8 @@ def run_case(engine, tokenizer, path: pathlib.Path) -> dict[str, Any]:
     for t in case["tests"]:
         text = json.dumps(t["data"])
         docs.append((t["valid"], tokenizer.encode(text, add_special_tokens=False)))
-    perf = time.perf_counter
+    # --clock cpu: the thread's CPU time, which a loaded machine's scheduling delays do not inflate
+    perf = time.thread_time if os.environ.get("MASKBENCH_CLOCK") == "cpu" else time.perf_counter
     t0 = perf()
     try:
         handle = engine.compile(case["schema"])
@@ -491,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", default=None, help="write a PNG chart here")
     ap.add_argument("--json", default=None, help="write per-case results here")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="time with the wall clock (default) or the worker thread's CPU time (for a busy machine)")
     ap.add_argument("--report-from", nargs="+", default=None, metavar="JSON",
                     help="print the report (and --plot) from --json files, no run; several files (runs of "
                          "different engines on the same cases) are reported side by side")
@@ -506,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot:
             plot(summaries, args.plot, header)
         return 0
+    os.environ["MASKBENCH_CLOCK"] = args.clock  # read by the workers
     cases = select_cases(pathlib.Path(args.data), args.sample)
     if args.cases:
         cases = [c for c in cases if re.search(args.cases, c.name)]

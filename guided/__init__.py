@@ -16,6 +16,7 @@ import sys
 from guided.compiler import compile
 from guided.decoding import GenerationStats, NoAllowedToken, SpeculativeStats
 from guided.engine.matcher import CompiledGrammar, Matcher
+from guided.engine.native import fill_bitmasks
 from guided.errors import (
     ConstraintViolation,
     GuidedError,
@@ -24,8 +25,15 @@ from guided.errors import (
     RegexError,
     SpecError,
     TokenizerMismatch,
+    UsageError,
 )
-from guided.frontends.jsonschema import JsonSchema, RelaxedSchemaWarning, SchemaTooLarge, UnsupportedSchema
+from guided.frontends.jsonschema import (
+    InvalidSchema,
+    JsonSchema,
+    RelaxedSchemaWarning,
+    SchemaTooLarge,
+    UnsupportedSchema,
+)
 from guided.frontends.lark import Grammar, GrammarError
 from guided.frontends.regex import Regex
 from guided.generate import IncompleteOutput, generate
@@ -46,6 +54,7 @@ __all__ = [
     "GrammarError",
     "GuidedError",
     "IncompleteOutput",
+    "InvalidSchema",
     "JsonSchema",
     "LimitExceeded",
     "LogitsProcessor",
@@ -66,10 +75,12 @@ __all__ = [
     "ToolFormat",
     "Tools",
     "UnsupportedSchema",
+    "UsageError",
     "ValidationResult",
     "Vocabulary",
     "Xml",
     "compile",
+    "fill_bitmasks",
     "generate",
     "load_model",
     "validate",

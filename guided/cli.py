@@ -7,10 +7,12 @@
     guided validate answer.json --schema schemas/person.json
 
 ``generate`` streams to the terminal (``--no-stream`` prints at the end) and ``--stats`` prints
-tokens/s and where the time went on stderr.  ``validate`` needs no model: it walks the file's
-bytes through the compiled constraint and reports the first offending position.
+tokens/s and where the time went on stderr.  The prompt may follow ``--choices`` (the last
+word is the prompt, as above).  ``validate`` needs no model: it walks the file's bytes
+through the compiled constraint and reports the first offending position.
 Exit status: 0 on success, 1 when validation fails or generation cannot satisfy the constraint,
-2 on usage errors.
+2 on usage errors (a bad option or value, a malformed or too large constraint, a file or
+model that cannot be read).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _add_constraint_args(p: argparse.ArgumentParser, choices: bool = True) -> No
     g = p.add_mutually_exclusive_group()
     g.add_argument("--schema", "--json-schema", dest="schema", metavar="FILE", help="JSON Schema file")
     g.add_argument("--regex", metavar="PATTERN", help="regular expression (whole output)")
-    g.add_argument("--grammar", metavar="FILE", help="Lark grammar file")
+    g.add_argument("--grammar", metavar="FILE", help="Lark grammar file, or a shipped grammar's name (json, sql, ...)")
     if choices:
         g.add_argument("--choices", nargs="+", metavar="TEXT", help="one of these strings")
 
@@ -38,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="generate text under a constraint")
-    gen.add_argument("prompt", help="the prompt (use - to read it from stdin)")
+    gen.add_argument("prompt", nargs="?", help="the prompt (use - to read it from stdin)")
     _add_constraint_args(gen)
     gen.add_argument("--model", default=None, help="local HF model folder or .gguf (default: SmolLM2-135M-Instruct)")
     gen.add_argument("--max-new-tokens", type=int, default=256)
@@ -70,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _spec_kwargs(args) -> dict:
     if getattr(args, "schema", None):
-        return {"json_schema": json.loads(pathlib.Path(args.schema).read_text(encoding="utf-8"))}
+        return {"json_schema": pathlib.Path(args.schema)}
     if getattr(args, "regex", None):
         return {"regex": args.regex}
     if getattr(args, "grammar", None):
@@ -152,14 +154,30 @@ _BYTES = None
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``guided`` command (``[project.scripts] guided = "guided.cli:main"``)."""
-    args = _parser().parse_args(argv)
-    from guided.errors import GuidedError
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "generate" and args.prompt is None:
+        if args.choices and len(args.choices) > 1:
+            args.prompt = args.choices.pop()  # --choices yes no maybe "Is water wet?"
+        else:
+            parser.error("the prompt is missing (give it after the options, or before --choices)")
+    from guided.errors import (
+        GuidedError,
+        LimitExceeded,
+        ModelUnavailable,
+        SpecError,
+        TokenizerMismatch,
+        UsageError,
+    )
 
     try:
         return _generate(args) if args.command == "generate" else _validate(args)
-    except (GuidedError, OSError, json.JSONDecodeError) as e:
+    except (UsageError, SpecError, LimitExceeded, ModelUnavailable, TokenizerMismatch, OSError) as e:
         print(f"guided: {e}", file=sys.stderr)
-        return 1
+        return 2  # the input is wrong: the constraint, an option's value, a file or the model
+    except GuidedError as e:
+        print(f"guided: {e}", file=sys.stderr)
+        return 1  # generation could not satisfy the constraint
 
 
 if __name__ == "__main__":

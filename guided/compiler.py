@@ -1,7 +1,11 @@
 """`compile`: turn any supported constraint spec into a `CompiledGrammar` for a vocabulary.
 
-Compiled grammars are cached per (spec, vocabulary), so calling `compile` again with an equal
-spec is free.
+The one cache of compiled grammars lives here, in two levels:
+
+- in memory, per (spec, vocabulary): calling `compile` again with an equal spec is free;
+- on disk, per spec: the spec's IR (vocabulary-independent) in guided's serialised form, so a
+  new process skips lowering (`guided.irstore`: where, size bound, safety rules, how to turn it
+  off).  ``compile(..., cache=False)`` uses neither.
 
 >>> import guided
 >>> vocab = guided.Vocabulary.from_token_bytes([b"yes", b"no", b"y", b"<eos>"], eos_token_ids=[3])
@@ -12,15 +16,20 @@ True
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from typing import Any
 
+from guided import irstore
+from guided.engine import native
 from guided.engine.automaton import AutomatonGrammar
 from guided.engine.cfg import CfgGrammar
 from guided.engine.matcher import CompiledGrammar
 from guided.engine.xml import XmlGrammar
+from guided.errors import GuidedError, TokenizerMismatch, UsageError
 from guided.frontends.pydantic import is_pydantic_model, pydantic_spec
 from guided.ir import ByteDFA, CfgIR
 from guided.vocab import Vocabulary
@@ -31,28 +40,39 @@ _cache: "weakref.WeakKeyDictionary[Vocabulary, OrderedDict[Any, CompiledGrammar]
 _lock = threading.Lock()
 
 
-def compile(spec: Any, vocab: Any, *, cache: bool = True) -> CompiledGrammar:
+def compile(spec: Any, vocab: Any, *, cache: bool = True, engine: str | None = None) -> CompiledGrammar:
     """Compile ``spec`` for ``vocab``: a `guided.Regex`, `guided.Grammar`, `guided.JsonSchema`,
     a Pydantic model class, `guided.Xml` or `guided.Tools`.
 
     ``vocab`` may be a `guided.Vocabulary`, a Hugging Face tokenizer or a `guided.Model`.
     This is the one place that picks an engine, and its cache (per vocabulary, up to
-    `CACHE_SIZE` specs, least recently used first out) the one cache of compiled grammars.
+    `CACHE_SIZE` specs, least recently used first out; the IR also on disk, see the module
+    docstring) the one cache of compiled grammars.  ``cache=False`` compiles from scratch and
+    stores nothing.  ``engine`` is ``"native"`` (the compiled core, the default where it is
+    built) or ``"python"`` (the reference engine); the environment variable ``GUIDED_ENGINE``
+    sets the default.  A grammar compiled already is returned as it is when it was compiled for
+    ``vocab`` (`TokenizerMismatch` otherwise).
     """
     vocab = as_vocabulary(vocab)
+    engine = resolve_engine(engine)
+    if hasattr(spec, "matcher") and isinstance(getattr(spec, "vocab", None), Vocabulary):
+        if spec.vocab is not vocab and spec.vocab.fingerprint != vocab.fingerprint:
+            raise TokenizerMismatch("this grammar was compiled for another vocabulary: compile its spec for this one")
+        return spec
     if is_pydantic_model(spec):
         spec = pydantic_spec(spec)  # models with the same schema share one compiled grammar
-    if not cache:
-        return _compile(spec, vocab)
+    if not cache or not callable(getattr(spec, "to_ir", None)):
+        return _compile(lower(spec), spec, vocab, engine)  # (lower refuses what it cannot compile)
+    key = (spec, engine)
     with _lock:
         per_vocab = _cache.setdefault(vocab, OrderedDict())
-        hit = per_vocab.get(spec)
+        hit = per_vocab.get(key)
         if hit is not None:
-            per_vocab.move_to_end(spec)
+            per_vocab.move_to_end(key)
             return hit
-    grammar = _compile(spec, vocab)
+    grammar = _compile(cached_lower(spec), spec, vocab, engine)
     with _lock:
-        per_vocab[spec] = grammar
+        per_vocab[key] = grammar
         while len(per_vocab) > CACHE_SIZE:
             per_vocab.popitem(last=False)
     return grammar
@@ -68,26 +88,64 @@ def lower(spec: Any) -> ByteDFA | CfgIR:
     if is_pydantic_model(spec):
         spec = pydantic_spec(spec)
     if isinstance(spec, str):
-        raise TypeError("a bare string is ambiguous: wrap it as guided.Regex(...), guided.Grammar(...) "
-                        "or guided.JsonSchema(...)")
+        raise UsageError("a bare string is ambiguous: wrap it as guided.Regex(...), guided.Grammar(...) "
+                         "or guided.JsonSchema(...)")
+    if isinstance(spec, (dict, bool)):
+        raise UsageError("a dict is ambiguous: wrap a JSON Schema as guided.JsonSchema(...)")
     if not callable(getattr(spec, "to_ir", None)):
-        raise TypeError(f"cannot compile a {type(spec).__name__}; expected guided.Regex, guided.Grammar, "
-                        "guided.JsonSchema, guided.Xml, guided.Tools or a Pydantic model class")
+        raise UsageError(f"cannot compile a {type(spec).__name__}; expected guided.Regex, guided.Grammar, "
+                         "guided.JsonSchema, guided.Xml, guided.Tools or a Pydantic model class")
     return spec.to_ir()
 
 
-def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "") -> CompiledGrammar:
+ENGINES = ("native", "python")
+
+
+def resolve_engine(engine: str | None = None) -> str:
+    """The engine to compile with: ``engine``, else ``$GUIDED_ENGINE``, else native where it is built."""
+    if engine is None:
+        engine = os.environ.get("GUIDED_ENGINE") or ("native" if native.available() else "python")
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; expected one of {ENGINES}")
+    if engine == "native" and not native.available():
+        raise GuidedError("engine='native' was asked for but the native core is not built in this installation")
+    return engine
+
+
+def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine: str | None = None) -> CompiledGrammar:
     """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
-    `CfgIR`, the XML engine for one with matched names."""
+    `CfgIR`, the XML engine for one with matched names (Python only so far); ``engine`` as in
+    `compile`."""
+    engine = resolve_engine(engine)
     if isinstance(ir, ByteDFA):
+        if engine == "native":
+            return native.NativeRegexGrammar(ir, vocab, source=source)
         return AutomatonGrammar(ir, vocab, source=source)
     if ir.matched_names is not None:
         return XmlGrammar(ir, vocab)
+    if engine == "native":
+        return native.NativeCfgGrammar(ir, vocab)
     return CfgGrammar(ir, vocab)
 
 
-def _compile(spec: Any, vocab: Vocabulary) -> CompiledGrammar:
-    return engine_for(lower(spec), vocab, source=getattr(spec, "pattern", ""))
+def cached_lower(spec: Any) -> ByteDFA | CfgIR:
+    """`lower`, through the on-disk IR store when it is on and the spec has a stable key."""
+    store = irstore.default_store()
+    key = irstore.spec_key(spec) if store is not None else None
+    if store is None or key is None:
+        return lower(spec)
+    ir = store.get(key)
+    if ir is not None:
+        return ir
+    start = time.perf_counter()
+    ir = lower(spec)
+    if time.perf_counter() - start >= irstore.MIN_BUILD_SECONDS:
+        store.put(key, ir)
+    return ir
+
+
+def _compile(ir: ByteDFA | CfgIR, spec: Any, vocab: Vocabulary, engine: str | None = None) -> CompiledGrammar:
+    return engine_for(ir, vocab, source=getattr(spec, "pattern", ""), engine=engine)
 
 
 def as_vocabulary(obj: Any) -> Vocabulary:
@@ -99,7 +157,9 @@ def as_vocabulary(obj: Any) -> Vocabulary:
         return vocab
     if hasattr(obj, "convert_ids_to_tokens"):
         return _tokenizer_vocab(obj)
-    raise TypeError(f"expected a guided.Vocabulary, a guided.Model or a tokenizer, got {type(obj).__name__}")
+    hint = (": a Hugging Face model has no vocabulary of its own; pass its tokenizer"
+            if hasattr(obj, "config") and hasattr(obj, "forward") else "")
+    raise UsageError(f"expected a guided.Vocabulary, a guided.Model or a tokenizer, got {type(obj).__name__}{hint}")
 
 
 _tokenizer_vocabs: "weakref.WeakKeyDictionary[Any, Vocabulary]" = weakref.WeakKeyDictionary()

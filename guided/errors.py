@@ -24,7 +24,12 @@ class RegexError(SpecError):
 
 
 class LimitExceeded(GuidedError):
-    """Compiling a constraint went past a configured limit (states, time, memory)."""
+    """Compiling a constraint went past a configured limit (states, time, nesting depth, repeat count)."""
+
+
+class UsageError(GuidedError, TypeError, ValueError):
+    """A public function got an argument of the wrong type or value; the message names the
+    argument and what it takes.  Also a `TypeError` and a `ValueError`, as Python's own checks are."""
 
 
 class ConstraintViolation(GuidedError):
@@ -37,3 +42,18 @@ class TokenizerMismatch(GuidedError, ValueError):
 
 class ModelUnavailable(GuidedError):
     """The requested model cannot be found or loaded locally."""
+
+
+class InvalidIR(GuidedError, ValueError):
+    """An intermediate form (`guided.ir`), built or read back from bytes, breaks one of its stated
+    invariants; the message names the field and the offending index."""
+
+
+class UnsafeCache(GuidedError):
+    """A cache folder or file is not private to this user (owned by someone else, or writable by
+    others), so guided refuses to read it; the message names the path and the fix."""
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was ignored (truncated, tampered with, planted) or a cache was turned off;
+    guided rebuilt what it needed and carries on."""

@@ -42,7 +42,7 @@ from guided.decoding.constraints import DEFAULT_BUDGET_WINDOW, Constraints, NoAl
 from guided.decoding.runner import ModelRunner
 from guided.decoding.sampler import Completion, iter_decode
 from guided.decoding.stats import GenerationStats
-from guided.errors import GuidedError
+from guided.errors import GuidedError, UsageError
 from guided.frontends.regex import Regex
 from guided.models import Model
 from guided.sampling.phrases import PhraseOptions
@@ -92,35 +92,43 @@ def resolve_constraint(
     given = [k for k, v in (("schema", schema), ("json_schema", json_schema), ("regex", regex),
                             ("grammar", grammar), ("choices", choices)) if v is not None]
     if len(given) > 1:
-        raise TypeError(f"give at most one constraint, got {', '.join(given)}")
+        raise UsageError(f"give at most one constraint, got {', '.join(given)}")
     identity: Callable[[str], Any] = _identity
     if regex is not None:
-        return (regex if isinstance(regex, Regex) else Regex(str(regex))), identity
+        if _is_compiled(regex):
+            raise UsageError("regex= takes a pattern (a string or guided.Regex), not a compiled grammar: pass a "
+                             "compiled grammar as grammar=")
+        if not isinstance(regex, (str, Regex)):
+            raise UsageError(f"regex= takes a pattern (a string or guided.Regex), got {type(regex).__name__}")
+        return (regex if isinstance(regex, Regex) else Regex(regex)), identity
     if choices is not None:
-        options = [str(c) for c in choices]
+        if isinstance(choices, (str, bytes)) or not isinstance(choices, (list, tuple, set, frozenset)):
+            hint = f": did you mean choices=[{choices!r}]?" if isinstance(choices, str) else ""
+            raise UsageError(f"choices= takes a list of strings, got {type(choices).__name__} {choices!r}{hint}")
+        options = list(choices)
         if not options:
-            raise ValueError("choices must not be empty")
+            raise UsageError("choices= must not be empty")
+        wrong = [c for c in options if not isinstance(c, str)]
+        if wrong:
+            raise UsageError(f"choices= takes strings, got {type(wrong[0]).__name__} {wrong[0]!r}")
         return Regex("|".join(re.escape(c) for c in options)), identity
     if grammar is not None:
         Grammar = _frontend("Grammar", "Lark grammars (grammar=)")
-        if isinstance(grammar, Grammar):
+        if isinstance(grammar, Grammar) or _is_compiled(grammar):
             return grammar, identity
         return Grammar(grammar), identity  # Lark text, a .lark path or a shipped grammar's name
     if json_schema is not None:
         JsonSchema = _frontend("JsonSchema", "JSON Schema (json_schema=)")
         if isinstance(json_schema, JsonSchema):
             return json_schema, json.loads
-        if isinstance(json_schema, (str, os.PathLike)):
-            text = _read_if_path(json_schema, (".json",))
-            json_schema = json.loads(text)
-        return JsonSchema(json_schema, canonical=True), json.loads
+        return _json_schema_spec(json_schema, JsonSchema).with_options(canonical=True), json.loads
     if schema is not None:
         JsonSchema = _frontend("JsonSchema", "Pydantic models (schema=)")
         if isinstance(schema, JsonSchema) and schema.model is not None:
             return schema, schema.model.model_validate_json
         if not (isinstance(schema, type) and hasattr(schema, "model_validate_json")):
-            raise TypeError("schema= takes a Pydantic model class (or JsonSchema.from_pydantic(Model, ...)); "
-                            "use json_schema= for a JSON Schema")
+            raise UsageError(f"schema= takes a Pydantic model class (or JsonSchema.from_pydantic(Model, ...)), "
+                             f"got {type(schema).__name__}; use json_schema= for a JSON Schema")
         return JsonSchema.from_pydantic(schema), schema.model_validate_json
     return None, identity
 
@@ -133,11 +141,40 @@ def _frontend(name: str, what: str):
 
 
 def _read_if_path(value: Any, suffixes: tuple[str, ...]) -> str:
-    if isinstance(value, os.PathLike) or (
-        isinstance(value, str) and "\n" not in value and value.endswith(suffixes) and pathlib.Path(value).is_file()
-    ):
-        return pathlib.Path(value).read_text(encoding="utf-8")
+    """The text of ``value``: a path's content (a path-like, or a one-line string ending in one of
+    ``suffixes``) or the string itself; `UsageError` for a path that cannot be read."""
+    looks_like_path = isinstance(value, str) and "\n" not in value and value.strip().endswith(suffixes)
+    if isinstance(value, os.PathLike) or looks_like_path:
+        try:
+            return pathlib.Path(value).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read {str(value)!r}: {exc}") from None
     return str(value)
+
+
+def _json_schema_spec(value: Any, JsonSchema) -> Any:
+    """``json_schema=`` (a dict, a boolean, JSON text or the path of a .json file) as a spec."""
+    from guided.frontends.jsonschema import InvalidSchema
+
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and value.strip().endswith(".json")
+                                          and "\n" not in value):
+        try:
+            return JsonSchema(_read_if_path(value, (".json",)))
+        except InvalidSchema as exc:
+            raise InvalidSchema(exc.pointer, exc.keyword, f"in {str(value)!r}: {exc.reason}") from None
+    if isinstance(value, str):
+        if "\n" not in value and value.lstrip()[:1] not in ("{", "[", "t", "f", '"'):
+            raise UsageError(f"json_schema={value!r} is neither JSON text nor the path of a .json file")
+        return JsonSchema(value)
+    if not isinstance(value, (dict, bool)):
+        raise UsageError(f"json_schema= takes a dict, JSON text or the path of a .json file, got "
+                         f"{type(value).__name__}")
+    return JsonSchema(value)
+
+
+def _is_compiled(value: Any) -> bool:
+    """Is ``value`` a compiled grammar (what `guided.compile` returns)?"""
+    return hasattr(value, "matcher") and hasattr(value, "vocab") and not isinstance(value, type)
 
 
 # ------------------------------------------------------------------------------------------
@@ -147,8 +184,14 @@ def encode_prompt(model: Model, prompt: Any, chat: bool | None = None) -> list[i
     """Token ids of ``prompt`` (a string or a list of ``{"role", "content"}`` messages), through
     the chat template when the tokenizer has one (or ``chat=True``)."""
     tok = model.tokenizer
+    if not isinstance(prompt, str):
+        _check_messages(prompt)
     messages = prompt if not isinstance(prompt, str) else [{"role": "user", "content": prompt}]
     use_chat = (getattr(tok, "chat_template", None) is not None) if chat is None else chat
+    if (use_chat or not isinstance(prompt, str)) and getattr(tok, "chat_template", None) is None and \
+            hasattr(tok, "convert_ids_to_tokens"):
+        raise UsageError("a chat prompt (a list of messages, or chat=True) needs a tokenizer with a chat template, "
+                         "and this one has none: pass the prompt as a string (with chat=False)")
     if use_chat or not isinstance(prompt, str):
         ids = tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True, return_dict=False)
         if isinstance(ids, Mapping) or hasattr(ids, "keys"):
@@ -164,12 +207,36 @@ def encode_prompt(model: Model, prompt: Any, chat: bool | None = None) -> list[i
 def _is_batch(prompt: Any) -> bool:
     if isinstance(prompt, str):
         return False
+    if not isinstance(prompt, (list, tuple)):
+        raise UsageError(f"the prompt is a string, a list of chat messages or a list of prompts, got "
+                         f"{type(prompt).__name__}")
     items = list(prompt)
     if not items:
-        raise ValueError("empty prompt list")
+        raise UsageError("the prompt list is empty")
     if all(isinstance(p, Mapping) for p in items):
         return False  # one chat
+    for i, p in enumerate(items):
+        if not isinstance(p, (str, list, tuple)):
+            raise UsageError(f"prompt {i} is a {type(p).__name__}: a batch holds strings or lists of chat messages "
+                             f"(a chat is a list of {{'role': ..., 'content': ...}} dicts)")
     return True
+
+
+def _check_messages(messages: Any) -> None:
+    """A chat: a non-empty list of ``{"role": str, "content": str or list}`` mappings."""
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise UsageError("a chat prompt is a non-empty list of {'role': ..., 'content': ...} messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise UsageError(f"chat message {i} is a {type(message).__name__}, not a {{'role', 'content'}} dict")
+        for key in ("role", "content"):
+            if key not in message:
+                raise UsageError(f"chat message {i} has no {key!r}: {dict(message)!r}")
+        if not isinstance(message["role"], str):
+            raise UsageError(f"chat message {i}: 'role' must be a string, got {message['role']!r}")
+        if not isinstance(message["content"], (str, list)):
+            raise UsageError(f"chat message {i}: 'content' must be a string (or a list of parts), got "
+                             f"{type(message['content']).__name__}")
 
 
 def generate(
@@ -253,14 +320,18 @@ def generate(
     returns a list of `guided.ToolCall`, or the text of a free answer when
     ``tool_choice="auto"`` (the default; ``"required"`` or a tool's name force a call).
     """
-    if isinstance(stop, str):
-        stop = [stop]
+    _check_model(model)
+    stop, ban, must_include = _phrases("stop", stop), _phrases("ban", ban), _phrases("must_include", must_include)
+    _check_numbers(max_new_tokens=max_new_tokens, n=n, num_beams=num_beams, best_of=best_of, seed=seed,
+                   timeout=timeout, budget_window=budget_window)
+    _check_options(temperature=temperature, num_beams=num_beams, n=n, best_of=best_of, stats=stats, reward=reward,
+                   score=score, logit_bias=logit_bias, width=_logits_width(model))
     if tools is not None or format not in (None, "json"):
         spec, parse = resolve_format(format, tools, tool_choice, schema=schema, json_schema=json_schema,
                                       regex=regex, grammar=grammar, choices=choices)
     else:
         if tool_choice is not None:
-            raise TypeError("tool_choice= needs tools=")
+            raise UsageError("tool_choice= needs tools=")
         spec, parse = resolve_constraint(schema=schema, json_schema=json_schema, regex=regex, grammar=grammar,
                                          choices=choices)
     params = SamplingParams(
@@ -269,12 +340,6 @@ def generate(
         presence_penalty=presence_penalty, no_repeat_ngram_size=no_repeat_ngram_size, logit_bias=logit_bias,
         reward=reward, reward_weight=reward_weight, reward_top_k=reward_top_k,
     )
-    if n < 1 or (best_of is not None and best_of < n):
-        raise ValueError("need n >= 1 and best_of >= n")
-    if num_beams > 1 and n > num_beams:
-        raise ValueError(f"n={n} is more than num_beams={num_beams}")
-    if max_new_tokens < 1:
-        raise ValueError("max_new_tokens must be >= 1")
     constraints = Constraints.build(
         model.vocab,
         grammar=compile(spec, model.vocab) if spec is not None else None,
@@ -293,7 +358,7 @@ def generate(
 
     if stream:
         if batch or n > 1 or num_beams > 1:
-            raise ValueError("stream=True needs a single prompt, n=1 and num_beams=1")
+            raise UsageError("stream=True needs a single prompt, n=1 and num_beams=1")
         return _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats, model)
 
     if num_beams > 1:
@@ -364,24 +429,26 @@ def resolve_format(format, tools, tool_choice, **given) -> tuple[Any, Callable[[
     if tools is not None:
         others = [k for k, v in given.items() if v is not None]
         if others or format not in (None, "json"):
-            raise TypeError(f"tools= cannot be combined with {', '.join(others) or 'format='}")
+            raise UsageError(f"tools= cannot be combined with {', '.join(others) or 'format='}")
         from guided.frontends.tools import tool_constraint
 
         return tool_constraint(tools, tool_choice if tool_choice is not None else "auto")
     if format != "xml":
-        raise ValueError(f"format={format!r}: expected 'json' or 'xml'")
+        raise UsageError(f"format={format!r}: expected 'json' or 'xml'")
     if tool_choice is not None:
-        raise TypeError("tool_choice= needs tools=")
+        raise UsageError("tool_choice= needs tools=")
     others = [k for k in ("regex", "grammar", "choices") if given[k] is not None]
     if others:
-        raise TypeError(f"format='xml' cannot be combined with {', '.join(others)}")
+        raise UsageError(f"format='xml' cannot be combined with {', '.join(others)}")
     from guided.frontends.xml import Xml, parse_xml
 
     shape = given["schema"] if given["schema"] is not None else given["json_schema"]
     if shape is None:
         return Xml(), lambda text: text
     if isinstance(shape, (str, os.PathLike)):
-        shape = json.loads(_read_if_path(shape, (".json",)))
+        from guided.frontends.jsonschema import JsonSchema
+
+        shape = _json_schema_spec(shape, JsonSchema).value
     return Xml(shape), lambda text: parse_xml(text, shape)
 
 
@@ -397,10 +464,102 @@ def _finish(c: Completion, constraints: Constraints, parse: Callable[[str], Any]
 
 
 def _check_context(model: Model, ids: list[list[int]], max_new_tokens: int) -> None:
-    context = getattr(model.hf.config, "max_position_embeddings", None)
+    config = getattr(getattr(model, "hf", None), "config", None)
+    context = getattr(config, "max_position_embeddings", None)
     longest = max(len(i) for i in ids)
-    if context is not None and longest >= context:
-        raise GuidedError(f"the prompt is {longest} tokens long but the model's context holds {context}")
+    if not isinstance(context, int) or isinstance(context, bool):
+        return
+    if longest >= context:
+        raise UsageError(f"the prompt is {longest} tokens long but the model's context holds {context}: "
+                         f"shorten the prompt")
+    if longest + max_new_tokens > context:
+        raise UsageError(f"the prompt ({longest} tokens) and max_new_tokens={max_new_tokens} do not fit in the "
+                         f"model's context of {context} tokens: lower max_new_tokens to at most "
+                         f"{context - longest}, or shorten the prompt")
+
+
+# ------------------------------------------------------------------------------------------
+# Checks of generate()'s arguments: a wrong type or value is a UsageError naming the argument
+# (not an IndexError or a TypeError deep in the sampler).
+
+
+def _check_model(model: Any) -> None:
+    if isinstance(getattr(model, "vocab", None), guided.Vocabulary) and hasattr(model, "tokenizer") and (
+            hasattr(model, "hf") or hasattr(model, "logits_source")):
+        return
+    kind = type(model).__name__
+    if hasattr(model, "config") and hasattr(model, "forward"):
+        raise UsageError(f"generate() takes a guided.Model, got a Hugging Face {kind}: wrap it with its tokenizer "
+                         f"as guided.Model(hf=model, tokenizer=tokenizer), or load one with guided.load_model(path)")
+    if hasattr(model, "convert_ids_to_tokens"):
+        raise UsageError(f"generate() takes a guided.Model, got a tokenizer ({kind}): "
+                         f"guided.Model(hf=model, tokenizer=tokenizer), or guided.load_model(path)")
+    raise UsageError(f"generate() takes a guided.Model (guided.load_model(...)), got {kind}")
+
+
+def _phrases(name: str, value: Any) -> list[str]:
+    """``stop=`` / ``ban=`` / ``must_include=``: one string or a sequence of strings."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (bytes, Mapping)) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise UsageError(f"{name}= takes a string or a list of strings, got {type(value).__name__}")
+    wrong = [v for v in value if not isinstance(v, str)]
+    if wrong:
+        raise UsageError(f"{name}= takes strings, got {type(wrong[0]).__name__} {wrong[0]!r}")
+    return list(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_numbers(**values: Any) -> None:
+    lowest = {"max_new_tokens": 1, "n": 1, "num_beams": 1, "best_of": 1, "budget_window": 0}
+    for name, value in values.items():
+        if value is None and name in ("best_of", "seed", "timeout"):
+            continue
+        if name == "timeout":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise UsageError(f"timeout= takes a number of seconds above 0 (or None), got {value!r}")
+            continue
+        if not _is_int(value):
+            raise UsageError(f"{name}= takes an int, got {type(value).__name__} {value!r}")
+        if name in lowest and value < lowest[name]:
+            raise UsageError(f"{name}= must be at least {lowest[name]}, got {value}")
+
+
+def _check_options(*, temperature, num_beams, n, best_of, stats, reward, score, logit_bias, width) -> None:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise UsageError(f"temperature= takes a number, got {type(temperature).__name__} {temperature!r}")
+    if best_of is not None and best_of < n:
+        raise UsageError(f"best_of={best_of} is less than n={n}")
+    if num_beams > 1 and n > num_beams:
+        raise UsageError(f"n={n} is more than num_beams={num_beams}")
+    if num_beams == 1 and (best_of or n) > 1 and temperature <= 0:
+        raise UsageError(f"n={n}{f', best_of={best_of}' if best_of else ''} with greedy decoding (temperature=0) "
+                         f"gives identical outputs: sample (temperature > 0), or use beam search (num_beams >= n) "
+                         f"for the n best")
+    if stats is not None and not isinstance(stats, GenerationStats):
+        raise UsageError(f"stats= takes a guided.GenerationStats to fill in (create one, pass it, read it after the "
+                         f"call), got {stats!r}")
+    for name, fn in (("reward", reward), ("score", score)):
+        if fn is not None and not callable(fn):
+            raise UsageError(f"{name}= takes a function, got {type(fn).__name__}")
+    if logit_bias is not None:
+        if not isinstance(logit_bias, Mapping):
+            raise UsageError(f"logit_bias= takes a mapping of token id to bias, got {type(logit_bias).__name__}")
+        for token, bias in logit_bias.items():
+            if not _is_int(token) or not 0 <= token < width:
+                raise UsageError(f"logit_bias= key {token!r} is not a token id of this model (0 to {width - 1})")
+            if isinstance(bias, bool) or not isinstance(bias, (int, float)):
+                raise UsageError(f"logit_bias[{token}] takes a number, got {type(bias).__name__} {bias!r}")
+
+
+def _logits_width(model: Any) -> int:
+    try:
+        return int(model.logits_width)
+    except Exception:  # noqa: BLE001 - a stand-in model without an LM head: its vocabulary
+        return int(model.vocab.size)
 
 
 def _progress_bar(progress: bool | None, rows: int, max_new_tokens: int):

@@ -16,6 +16,13 @@ Face folders under :func:`cache_dir`:
 file reuses the cache and a different file gets a fresh folder. Folders are written to a temporary
 sibling and renamed into place, under a file lock, so a crash or two concurrent processes never
 leave a half-written folder.
+
+The folders follow `guided.cachedir`'s rules: created 0700 with 0600 files, and checked before
+each load (owned by this user, writable by nobody else, no symbolic links; a shared cache is
+opt-in with ``GUIDED_CACHE_SHARED=1``); a folder that fails is refused with
+`guided.errors.UnsafeCache`.  Only formats that cannot run code are loaded from them: weights
+as safetensors (``use_safetensors=True``), tokenizers and configs as JSON, never
+``trust_remote_code``; a cached folder holding a pickle-based or Python file is refused.
 """
 
 from __future__ import annotations
@@ -32,12 +39,15 @@ import shutil
 import sys
 import secrets
 import time
+import warnings
 from typing import TYPE_CHECKING, Iterator
 
 import torch
 import transformers
 
-from guided.errors import ModelUnavailable
+from guided import cachedir
+from guided.cachedir import cache_dir
+from guided.errors import ModelUnavailable, UnsafeCache
 
 if TYPE_CHECKING:
     from guided.vocab import Vocabulary
@@ -63,6 +73,9 @@ _CACHE_FORMAT = 1
 
 # Files of a saved model folder that are not part of the tokenizer.
 _NON_TOKENIZER_FILES = {"config.json", "generation_config.json"}
+
+# Never in a folder guided converted: formats whose loading can run code (pickles, Python).
+_UNSAFE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".py", ".pyc", ".npy", ".npz", ".joblib"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,18 +120,6 @@ class Model:
 
 # --------------------------------------------------------------------------------------------
 # Cache locations
-
-
-def cache_dir() -> pathlib.Path:
-    """Where guided keeps converted models: ``$GUIDED_CACHE``, else ``$XDG_CACHE_HOME/guided``,
-    else ``~/.cache/guided``. Not created here."""
-    env = os.environ.get("GUIDED_CACHE")
-    if env:
-        return pathlib.Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return pathlib.Path(xdg).expanduser() / "guided"
-    return pathlib.Path.home() / ".cache" / "guided"
 
 
 def default_gguf_path() -> pathlib.Path:
@@ -187,13 +188,14 @@ def default_model_dir() -> pathlib.Path:
 @contextlib.contextmanager
 def _locked(path: pathlib.Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (a lock file) while converting, where the OS allows."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _cache_folder(path.parent)
     try:
         import fcntl
     except ImportError:  # Windows: no lock; the atomic rename still keeps folders whole.
         yield
         return
-    with open(path, "a+") as f:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), cachedir.file_mode())
+    with os.fdopen(fd, "a+") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -208,19 +210,19 @@ def _build_atomically(dest: pathlib.Path, build) -> pathlib.Path:
     finished meanwhile is reused as is.
     """
     if dest.is_dir():
-        return dest
+        return _checked(dest)
     parent = dest.parent
     with _locked(parent / f".{dest.name}.lock"):
         if dest.is_dir():  # another process built it while we waited for the lock
-            return dest
-        prefix = f".tmp-{dest.name}-"
+            return _checked(dest)
+        prefix = f"{cachedir.TEMPORARY_PREFIX}{dest.name}-"
         for stale in parent.glob(prefix + "*"):  # we hold the lock: nobody is writing these
             shutil.rmtree(stale, ignore_errors=True)
         tmp = parent / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
-        tmp.mkdir()  # unlike tempfile.mkdtemp, honours the umask: the cache may be shared
+        os.mkdir(tmp, cachedir.dir_mode())
         try:
             build(tmp)
-            _open_permissions(tmp)
+            cachedir.restrict(tmp)  # 0700/0600 (0755/0644 shared), whatever the writers' umask
             try:
                 os.replace(tmp, dest)
             except OSError:
@@ -232,13 +234,32 @@ def _build_atomically(dest: pathlib.Path, build) -> pathlib.Path:
     return dest
 
 
-def _open_permissions(folder: pathlib.Path) -> None:
-    """Give the files the umask's permissions (some writers create them private, 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for f in folder.iterdir():
-        if f.is_file():
-            os.chmod(f, 0o666 & ~umask)
+def _cache_folder(folder: pathlib.Path) -> pathlib.Path:
+    """``folder`` created and checked as a private cache folder, or `ModelUnavailable` saying why not."""
+    root = cache_dir()
+    try:
+        folder.relative_to(root)
+    except ValueError:
+        root = folder  # a folder outside the cache (tests): checked itself only
+    try:
+        return cachedir.private_dir(folder, root=root)
+    except UnsafeCache as exc:
+        raise ModelUnavailable(str(exc)) from None
+
+
+def _checked(folder: pathlib.Path) -> pathlib.Path:
+    """``folder``, a converted model or tokenizer, after checking it may be loaded: private
+    (`guided.cachedir.check_tree`) and free of formats whose loading can run code."""
+    try:
+        cachedir.check_tree(folder)
+    except UnsafeCache as exc:
+        raise ModelUnavailable(f"{exc} (delete {folder} to convert the model again)") from None
+    unsafe = sorted(p.name for p in folder.rglob("*") if p.suffix.lower() in _UNSAFE_SUFFIXES)
+    if unsafe:
+        raise ModelUnavailable(f"refusing the cache folder {folder}: it holds {', '.join(unsafe)}, a format whose "
+                               f"loading can run code, which guided never writes there; delete the folder to "
+                               f"convert the model again")
+    return folder
 
 
 class _Steps:
@@ -283,7 +304,7 @@ def _copy_tokenizer_files(src: pathlib.Path, dst: pathlib.Path) -> None:
 
 def _ensure_tokenizer_dir(gguf: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
     if dest.is_dir():
-        return dest
+        return _checked(dest)
     model_dir = dest.parent.parent / "models" / dest.name
 
     def build(tmp: pathlib.Path) -> None:
@@ -293,7 +314,7 @@ def _ensure_tokenizer_dir(gguf: pathlib.Path, dest: pathlib.Path) -> pathlib.Pat
                 if (model_dir / name).is_file():
                     shutil.copy2(model_dir / name, tmp / name)
             return
-        kw = dict(gguf_file=gguf.name, local_files_only=True)
+        kw = dict(gguf_file=gguf.name, local_files_only=True, trust_remote_code=False)
         with _Steps(f"the {gguf.name} tokenizer", dest, ["tokenizer", "config", "save"], "10 s") as s:
             tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, **kw)
             s.next()
@@ -312,7 +333,7 @@ def _ensure_tokenizer_dir(gguf: pathlib.Path, dest: pathlib.Path) -> pathlib.Pat
 
 def _ensure_model_dir(gguf: pathlib.Path, dest: pathlib.Path, tok_dir: pathlib.Path) -> pathlib.Path:
     if dest.is_dir():
-        return dest
+        return _checked(dest)
     # The tokenizer folder first (a no-op if it exists): the model folder gets byte-identical
     # copies of its tokenizer files, so both load the very same tokenizer.
     _ensure_tokenizer_dir(gguf, tok_dir)
@@ -321,7 +342,7 @@ def _ensure_model_dir(gguf: pathlib.Path, dest: pathlib.Path, tok_dir: pathlib.P
         with _Steps(f"{gguf.name} to a Hugging Face folder", dest, ["weights", "save"], "20 s") as s:
             tok = _load_cached_tokenizer(tok_dir)
             hf = transformers.AutoModelForCausalLM.from_pretrained(
-                gguf.parent, gguf_file=gguf.name, local_files_only=True, dtype=torch.float32
+                gguf.parent, gguf_file=gguf.name, local_files_only=True, dtype=torch.float32, trust_remote_code=False
             )
             s.next()
             # transformers refuses to save a model loaded through its GGUF "quantizer"; the
@@ -330,7 +351,7 @@ def _ensure_model_dir(gguf: pathlib.Path, dest: pathlib.Path, tok_dir: pathlib.P
             hf.hf_quantizer = None
             _drop_quantization(hf.config)
             _fill_pad_token(hf.generation_config, tok)
-            hf.save_pretrained(tmp)
+            hf.save_pretrained(tmp, safe_serialization=True)
             _copy_tokenizer_files(tok_dir, tmp)
             del hf
             s.next()
@@ -436,12 +457,14 @@ def load_tokenizer(path: str | os.PathLike | None = None) -> transformers.PreTra
     both folders hold the same files.
     """
     if path is None:
-        return _load_cached_tokenizer(default_tokenizer_dir())
+        with _quiet_transformers():
+            return _load_cached_tokenizer(default_tokenizer_dir())
     else:
         p = _resolve_path(path)
         where, kw = (p.parent, {"gguf_file": p.name}) if _is_gguf(p) else (p, {})
     try:
-        return transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, **kw)
+        with _quiet_transformers():
+            return transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, trust_remote_code=False, **kw)
     except (OSError, ValueError) as e:
         raise ModelUnavailable(f"cannot load a tokenizer from {str(path or where)!r}: {e}") from e
 
@@ -461,11 +484,37 @@ def _load_cached_tokenizer(folder: pathlib.Path) -> transformers.PreTrainedToken
     if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedTokenizerBase)):
         cls = transformers.AutoTokenizer
     try:
-        return cls.from_pretrained(folder, local_files_only=True)
+        return cls.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise ModelUnavailable(
             f"the cached tokenizer in {folder} cannot be loaded ({e}); delete that folder to rebuild it"
         ) from e
+
+
+@contextlib.contextmanager
+def _quiet_transformers(verbose: bool = False) -> Iterator[None]:
+    """transformers' own progress bars and warnings off while loading, unless ``verbose``.
+
+    Loading a local model is guided's business, not the user's: the "Loading weights" bar and
+    notes about checkpoint details would otherwise print at every ``load_model()``.  The
+    previous settings come back afterwards (they are process-wide).
+    """
+    if verbose:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"transformers(\.|$)")
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _pick_device(device: str | torch.device | None) -> torch.device:
@@ -481,6 +530,7 @@ def load_model(
     dtype: torch.dtype | None = None,
     num_threads: int | None = None,
     quantize: str | None = None,
+    verbose: bool = False,
 ) -> Model:
     """Load a causal LM and its tokenizer, offline, in eval mode.
 
@@ -501,6 +551,7 @@ def load_model(
     quantize: ``"int8"`` for int8 matrix products on CPU (`guided.quantize`: int8 weights per
         channel, int8 activations per token, SmoothQuant first; the output layer stays float32).
         Faster on CPU at a small accuracy cost (figures in the README); ``None``: no quantization.
+    verbose: show transformers' own progress bars and warnings while loading (off by default).
 
     Raises ModelUnavailable if the path does not exist, is not a model, or the default model's
     package is not installed.
@@ -512,20 +563,25 @@ def load_model(
         raise ValueError("quantize='int8' is for CPU inference of a float32 model (device='cpu', dtype=None)")
     if dev.type == "cpu" or num_threads is not None:
         _apply_threads(num_threads)
+    kw: dict = {"trust_remote_code": False}
     if path is None:
-        where, kw = default_model_dir(), {}
+        where = default_model_dir()
+        kw["use_safetensors"] = True  # the folder guided wrote: never a pickled checkpoint
     else:
         p = _resolve_path(path)
-        where, kw = (p.parent, {"gguf_file": p.name}) if _is_gguf(p) else (p, {})
+        where = p.parent if _is_gguf(p) else p
+        if _is_gguf(p):
+            kw["gguf_file"] = p.name
     load_dtype: torch.dtype | str = dtype if dtype is not None else (torch.float32 if dev.type == "cpu" else "auto")
     try:
-        if path is None:
-            tokenizer = _load_cached_tokenizer(where)
-        else:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, **kw)
-        hf = transformers.AutoModelForCausalLM.from_pretrained(
-            where, local_files_only=True, dtype=load_dtype, **kw
-        )
+        with _quiet_transformers(verbose):
+            if path is None:
+                tokenizer = _load_cached_tokenizer(where)
+            else:
+                tokenizer = transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, **kw)
+            hf = transformers.AutoModelForCausalLM.from_pretrained(
+                where, local_files_only=True, dtype=load_dtype, **kw
+            )
     except (OSError, ValueError) as e:
         raise ModelUnavailable(f"cannot load a model from {str(path or where)!r}: {e}") from e
     if dtype is None and dev.type == "cuda" and hf.dtype not in (torch.float16, torch.bfloat16):
@@ -560,14 +616,15 @@ def random_model(num_layers: int = 2, seed: int = 0, *, config_from: str | os.Pa
     where = default_tokenizer_dir() if config_from is None else _resolve_path(config_from)
     if _is_gguf(where):
         raise ModelUnavailable("random_model(config_from=...) takes a Hugging Face model folder, not a GGUF file")
-    tokenizer = _load_cached_tokenizer(where) if config_from is None else load_tokenizer(where)
-    config = transformers.AutoConfig.from_pretrained(where, local_files_only=True)
+    with _quiet_transformers():
+        tokenizer = _load_cached_tokenizer(where) if config_from is None else load_tokenizer(where)
+        config = transformers.AutoConfig.from_pretrained(where, local_files_only=True, trust_remote_code=False)
     _drop_quantization(config)
     config.num_hidden_layers = num_layers
     if getattr(config, "layer_types", None) is not None:  # per-layer attention kinds, if any
         config.layer_types = list(config.layer_types)[:num_layers]
     _apply_threads(None)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _quiet_transformers():
         torch.manual_seed(seed)
         hf = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return _finish(hf, tokenizer, torch.device("cpu"))

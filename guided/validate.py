@@ -86,7 +86,9 @@ def _resolve(spec: Any, schema: Any, json_schema: Any, regex: Any, grammar: Any,
 
     if spec is not None:
         if any(v is not None for v in (schema, json_schema, regex, grammar)):
-            raise TypeError("give the spec positionally or by keyword, not both")
+            from guided.errors import UsageError
+
+            raise UsageError("give the spec positionally or by keyword, not both")
         name = type(spec).__name__
         if isinstance(spec, type) and hasattr(spec, "model_validate_json"):
             schema = spec
@@ -129,6 +131,10 @@ def validate(text: str | bytes, spec: Any = None, *, schema: Any = None, json_sc
     `guided.generate`); the `ValidationResult` locates the first error."""
     from guided.compiler import compile
 
+    if not isinstance(text, (str, bytes, bytearray, memoryview)):
+        from guided.errors import UsageError
+
+        raise UsageError(f"validate() takes the text as a str or bytes, got {type(text).__name__}")
     spec_, parse = _spec_and_parse(spec, schema, json_schema, regex, grammar, format)
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     if _is_xml(spec_):

@@ -8,13 +8,22 @@ import pytest
 from hypothesis import settings
 
 import guided
-from guided import models
+from guided import compiler, models
 
 # CI runs the property tests with a fixed seed so that main stays reproducibly green; local runs
 # explore new examples every time (and keep failures in .hypothesis/).
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_compiled_ir_is_validated():
+    """Each IR `guided.compile` lowers during the tests must meet `guided.ir.validate`."""
+    original = compiler.lower
+    compiler.lower = lambda spec: original(spec).validate()
+    yield
+    compiler.lower = original
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import torch
 import guided
 from guided import ConstraintViolation, Grammar, GrammarError
 from guided.engine import tuning
-from guided.frontends.jsonschema._recognize import accepts
+from guided.ir.reference import accepts
 from tests.grammar_sampler import SentenceSampler
 
 SHIPPED = ["json", "xml", "sql", "arithmetic", "python_call", "tool_call"]
@@ -129,7 +129,7 @@ def test_states_derived_from_a_reference_equal_a_full_walk(smollm2_tokenizer, sm
 
     schema = {"type": "object", "properties": {n: {"type": "integer"} for n in ("name", "nat", "id", "n\u00e9")},
               "additionalProperties": {"type": "string", "pattern": "^[a-z ]*$"}}
-    grammar = guided.compile(guided.JsonSchema(schema), smollm2_vocab, cache=False)
+    grammar = guided.compile(guided.JsonSchema(schema), smollm2_vocab, cache=False, engine="python")
     text = json.dumps({"name": 1, "id": 2, "nam": "x", "nbx": "a b", "n\u00e9e": "c", "\"q": ""})
     m = grammar.matcher()
     for t in smollm2_tokenizer.encode(text, add_special_tokens=False):
@@ -155,8 +155,8 @@ def test_rows_filled_on_demand_give_the_masks_of_a_complete_lexer(smollm2_tokeni
     names = [f"property_number_{i}_of_the_object" for i in range(30)] + ["\u00e9t\u00e9", "a\"b"]
     schema = {"type": "object", "properties": {n: {"type": "string", "maxLength": 12} for n in names},
               "additionalProperties": {"type": "integer"}}
-    lazy = guided.compile(guided.JsonSchema(schema), smollm2_vocab, cache=False)
-    eager = guided.compile(guided.JsonSchema(schema), smollm2_vocab, cache=False)
+    lazy = guided.compile(guided.JsonSchema(schema), smollm2_vocab, cache=False, engine="python")
+    eager = guided.compile(guided.JsonSchema(schema), smollm2_vocab, cache=False, engine="python")
     eager.lexers.build_all()
     doc = {names[3]: "abc", names[30]: "x\u00e9", names[31]: "", "property_number_3_": 5, "zz": -1}
     for text in (json.dumps(doc), json.dumps(doc, indent=2, ensure_ascii=False)):
@@ -180,7 +180,7 @@ def test_rows_filled_on_demand_give_the_masks_of_a_complete_lexer(smollm2_tokeni
     # Filling every row at once gives each block row its DFA's (blocks sit back to back, so a
     # block's first row index is the previous block's last row).
     # Two large blocks laid out back to back: the first one's last row is the second one's base.
-    fresh = guided.compile(guided.JsonSchema(schema), smollm2_vocab, cache=False).lexers
+    fresh = guided.compile(guided.JsonSchema(schema), smollm2_vocab, cache=False, engine="python").lexers
     big = [t for t, term in enumerate(fresh.terminals) if term.dfa.num_states > tuning.WHOLE_BLOCK][:2]
     if len(big) < 2:
         big = [t for t, term in enumerate(fresh.terminals) if term.dfa.num_states > tuning.EAGER_BLOCK][:2]

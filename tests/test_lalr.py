@@ -9,14 +9,45 @@ import lark
 import pytest
 from lark.common import ParserConf
 from lark.grammar import NonTerminal, Rule, RuleOptions, Terminal
-from lark.parsers.lalr_analysis import LALR_Analyzer
+from lark.parsers.lalr_analysis import LALR_Analyzer, Shift
 
 from guided.frontends.jsonschema import JsonSchema, _compiler
-from guided.frontends.lark import ir_tables_from_lark as lark_ir_tables
+from guided.ir import END
 from guided.ir.lalr import lalr_tables
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MASKBENCH = ROOT.parent / "shared" / "data" / "maskbench"
+
+
+def lark_ir_tables(table, terminal_index: dict[str, int]) -> dict:
+    """Lark's LALR(1) parse table as `CfgIR` fields (actions, gotos, rules, names)."""
+    nonterminals: dict[str, int] = {}
+    rules: dict[object, int] = {}
+    rule_list: list[tuple[int, int]] = []
+    rule_names: list[str] = []
+    actions: list[dict[int, int]] = []
+    gotos: list[dict[int, int]] = []
+    for state in range(len(table.states)):
+        acts: dict[int, int] = {}
+        gos: dict[int, int] = {}
+        for symbol, (action, arg) in table.states[state].items():
+            if symbol == "$END" or symbol in terminal_index:
+                key = END if symbol == "$END" else terminal_index[symbol]
+                if action is Shift:
+                    acts[key] = arg
+                else:
+                    if arg not in rules:
+                        lhs = nonterminals.setdefault(arg.origin.name, len(nonterminals))
+                        rules[arg] = len(rule_list)
+                        rule_list.append((lhs, len(arg.expansion)))
+                        rule_names.append(str(arg))
+                    acts[key] = -rules[arg] - 1
+            else:
+                gos[nonterminals.setdefault(symbol, len(nonterminals))] = arg
+        actions.append(acts)
+        gotos.append(gos)
+    return {"actions": tuple(actions), "gotos": tuple(gotos), "rules": tuple(rule_list),
+                "nonterminals": tuple(sorted(nonterminals, key=nonterminals.get)), "rule_names": tuple(rule_names)}
 
 
 def lark_tables(rules, terminals, start):

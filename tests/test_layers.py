@@ -19,7 +19,9 @@ GUIDED = pathlib.Path(__file__).resolve().parent.parent / "guided"
 LAYERS = {
     "base": (["errors.py", "vocab.py"], ("guided.errors", "guided.vocab"), ()),
     "ir": (["ir"], ("guided.ir", "guided.errors"), ("numpy",)),
-    "engine": (["engine"], ("guided.engine", "guided.ir", "guided.vocab", "guided.errors"), ("numpy",)),
+    # guided._native is the engine layer's compiled core (src/guided_native)
+    "engine": (["engine"], ("guided.engine", "guided._native", "guided.ir", "guided.vocab", "guided.errors"),
+               ("numpy",)),
     "frontends": (["frontends"], ("guided.frontends", "guided.ir", "guided.errors"),
                   ("numpy", "lark", "interegular", "referencing", "jsonschema", "pydantic")),
 }

@@ -138,11 +138,11 @@ def test_build_cleans_stale_temp_folders_and_publishes_whole(tmp_path):
     def build(tmp):
         seen.append(dest.exists())
         (tmp / "a.json").write_text("{}")
-        (tmp / "b.bin").write_bytes(b"y")
+        (tmp / "b.safetensors").write_bytes(b"y")
 
     assert models._build_atomically(dest, build) == dest
     assert seen == [False]  # nothing visible at the final name while building
-    assert sorted(p.name for p in dest.iterdir()) == ["a.json", "b.bin"]
+    assert sorted(p.name for p in dest.iterdir()) == ["a.json", "b.safetensors"]
     assert not stale.exists()
     # Already there: not rebuilt.
     assert models._build_atomically(dest, lambda tmp: pytest.fail("rebuilt")) == dest
@@ -159,6 +159,86 @@ def test_build_keeps_a_folder_another_process_finished_first(tmp_path):
     assert models._build_atomically(dest, build) == dest
     assert [p.name for p in dest.iterdir()] == ["theirs"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+# ---------------------------------------------------------------------------- private folders
+
+
+def _build_files(tmp):
+    (tmp / "config.json").write_text("{}")
+    (tmp / "model.safetensors").write_bytes(b"w")
+
+
+def _modes_after_building(folder) -> tuple[str, set[str]]:
+    """Build ``folder`` under umask 0; the folder's mode and its files' modes."""
+    old = os.umask(0)
+    try:
+        models._build_atomically(folder, _build_files)
+    finally:
+        os.umask(old)
+    return oct(folder.stat().st_mode & 0o777), {oct(p.stat().st_mode & 0o777) for p in folder.iterdir()}
+
+
+def test_built_folders_are_private_whatever_the_umask(tmp_path, monkeypatch):
+    monkeypatch.delenv("GUIDED_CACHE_SHARED", raising=False)
+    assert _modes_after_building(tmp_path / "m-1") == ("0o700", {"0o600"})
+    assert oct((tmp_path / ".m-1.lock").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_shared_cache_is_opt_in(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUIDED_CACHE_SHARED", "1")
+    assert _modes_after_building(tmp_path / "m-1") == ("0o755", {"0o644"})
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("group writable folder", "writable by other users"),
+    ("world writable file", "writable by other users"),
+    ("pickle", "a format whose loading can run code"),
+    ("python file", "a format whose loading can run code"),
+    ("symbolic link", "symbolic link"),
+    ("fifo", "neither a file nor a folder"),
+    ("other owner", "belongs to user id"),
+])
+def test_unsafe_cached_folders_are_refused(tmp_path, monkeypatch, problem, message):
+    monkeypatch.delenv("GUIDED_CACHE_SHARED", raising=False)
+    dest = tmp_path / "m-1"
+    models._build_atomically(dest, _build_files)
+    if problem == "group writable folder":
+        os.chmod(dest, 0o770)
+    elif problem == "world writable file":
+        os.chmod(dest / "config.json", 0o606)
+    elif problem == "pickle":
+        (dest / "pytorch_model.bin").write_bytes(b"\x80\x04.")
+        os.chmod(dest / "pytorch_model.bin", 0o600)
+    elif problem == "python file":
+        (dest / "modeling_evil.py").write_text("import os")
+        os.chmod(dest / "modeling_evil.py", 0o600)
+    elif problem == "symbolic link":
+        (dest / "tokenizer.json").symlink_to(tmp_path / "elsewhere.json")
+    elif problem == "fifo":
+        os.mkfifo(dest / "tokenizer.json", 0o600)
+    elif os.geteuid() == 0:
+        os.chown(dest / "config.json", 12345, 12345)
+    else:
+        me = os.geteuid()
+        monkeypatch.setattr(os, "geteuid", lambda: me + 1)
+    with pytest.raises(ModelUnavailable, match=message):
+        models._build_atomically(dest, lambda tmp: pytest.fail("rebuilt"))
+
+
+def test_the_cached_model_is_loaded_as_safetensors_without_remote_code(monkeypatch, tmp_path):
+    seen = {}
+
+    def capture(where, **kw):
+        seen.update(kw)
+        raise OSError("stop here")
+
+    monkeypatch.setattr(models, "default_model_dir", lambda: tmp_path)
+    monkeypatch.setattr(models, "_load_cached_tokenizer", lambda folder: None)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", capture)
+    with pytest.raises(ModelUnavailable):
+        models.load_model(device="cpu")
+    assert seen["use_safetensors"] is True and seen["trust_remote_code"] is False
 
 
 # ---------------------------------------------------------------------------- tokenizer

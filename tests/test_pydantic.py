@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, conint, constr
 
 import guided
 from guided.frontends.jsonschema import JsonSchema, schema_to_ir
-from guided.frontends.jsonschema._recognize import accepts
+from guided.ir.reference import accepts
 from guided.frontends.pydantic import is_pydantic_model, pydantic_schema, pydantic_spec
 
 

@@ -37,6 +37,7 @@ from guided.decoding.constraints import Constraints, RowConstraints
 from guided.decoding.runner import LogitsSource
 from guided.decoding.sampler import Completion, _token_text, allowed_mask, prefill
 from guided.decoding.stats import GenerationStats
+from guided.errors import UsageError
 from guided.sampling.pipeline import LogitsPipeline, SamplingParams
 
 __all__ = ["beam_search", "normalized_score"]
@@ -52,7 +53,7 @@ def normalized_score(logprob: float, length: int, alpha: float = 1.0, kind: str 
         return logprob / (max(length, 1) ** alpha)
     if kind == "gnmt":
         return logprob / (((5 + length) / 6) ** alpha)
-    raise ValueError(f"length_normalization must be 'average' or 'gnmt', got {kind!r}")
+    raise UsageError(f"length_normalization must be 'average' or 'gnmt', got {kind!r}")
 
 
 @dataclass
@@ -105,9 +106,9 @@ def beam_search(
     score is ``completion.score`` under the same ``length_penalty``.
     """
     if num_beams < 1 or not 1 <= num_return <= num_beams:
-        raise ValueError("need num_beams >= 1 and 1 <= n <= num_beams")
+        raise UsageError("need num_beams >= 1 and 1 <= n <= num_beams")
     if early_stopping not in (True, False, "never"):
-        raise ValueError("early_stopping must be True, False or 'never'")
+        raise UsageError("early_stopping must be True, False or 'never'")
     normalized_score(0.0, 1, length_penalty, length_normalization)  # validate
     stats = stats if stats is not None else GenerationStats()
     t0 = time.perf_counter()

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import torch
 
 from guided.decoding.runner import LogitsSource, ModelRunner
+from guided.errors import UsageError
 from guided.models import Model
 
 __all__ = [
@@ -208,10 +209,10 @@ def early_exit_model(model: Model, num_layers: int) -> Model:
     inner = getattr(hf, "model", None)
     layers = getattr(inner, "layers", None)
     if layers is None:
-        raise ValueError(f"early exit needs a decoder with .model.layers; {type(hf).__name__} has none")
+        raise UsageError(f"early exit needs a decoder with .model.layers; {type(hf).__name__} has none")
     total = len(layers)
     if not 1 <= num_layers <= total:
-        raise ValueError(f"early-exit layers must be in [1, {total}], got {num_layers}")
+        raise UsageError(f"early-exit layers must be in [1, {total}], got {num_layers}")
     config = copy.deepcopy(hf.config)
     config.num_hidden_layers = num_layers
     if getattr(config, "layer_types", None) is not None:
@@ -250,7 +251,7 @@ class PromptLookupDrafter(Drafter):
 
     def __init__(self, max_ngram: int = 3, min_ngram: int = 1):
         if not 1 <= min_ngram <= max_ngram:
-            raise ValueError("need 1 <= min_ngram <= max_ngram")
+            raise UsageError("need 1 <= min_ngram <= max_ngram")
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
 
@@ -281,12 +282,14 @@ def make_drafter(draft: Any, model: Model | None = None) -> Drafter | None:
     if isinstance(draft, str):
         name, _, arg = draft.partition(":")
         name = name.strip().lower().replace("_", "-")
+        if arg and not arg.strip().isdigit():
+            raise UsageError(f"draft={draft!r}: the number after ':' must be a positive integer")
         if name in ("early-exit", "earlyexit", "self"):
             if model is None:
-                raise ValueError("early-exit drafting needs the target model")
+                raise UsageError("early-exit drafting needs the target model")
             return EarlyExitDrafter(model, int(arg) if arg else max(1, len(model.hf.model.layers) // 4))
         if name in ("prompt-lookup", "ngram", "n-gram"):
             return PromptLookupDrafter(max_ngram=int(arg) if arg else 3)
-    raise ValueError(
+    raise UsageError(
         f"unknown draft={draft!r}: use None, a guided Model sharing the tokenizer, 'early-exit:K' or 'prompt-lookup'"
     )

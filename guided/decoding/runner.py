@@ -19,6 +19,7 @@ torch.Size([2, 49152])
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Protocol, Sequence
 
@@ -51,6 +52,16 @@ class LogitsSource(Protocol):
         ...
 
 
+def _cache_argument(hf) -> str:
+    """The name ``forward`` takes the KV cache by: ``cache`` (transformers 5.x), else the older
+    ``past_key_values`` (which 5.x still reads, with a deprecation warning at every call)."""
+    try:
+        parameters = inspect.signature(hf.forward).parameters
+    except (TypeError, ValueError):
+        return "cache"
+    return "cache" if "cache" in parameters or "past_key_values" not in parameters else "past_key_values"
+
+
 class ModelRunner:
     """`LogitsSource` over a Hugging Face causal LM with a KV cache; never re-runs the prompt."""
 
@@ -68,6 +79,7 @@ class ModelRunner:
         self.forward_seconds = 0.0
         self.forward_calls = 0
         self._keep_arg = True
+        self._cache_arg = _cache_argument(self.hf)
 
     def _forward(self, input_ids, attention_mask, position_ids, keep: int) -> torch.Tensor:
         start = time.perf_counter()
@@ -75,9 +87,9 @@ class ModelRunner:
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=self.cache,
             use_cache=True,
         )
+        kwargs[self._cache_arg] = self.cache
         with torch.inference_mode():
             if self._keep_arg:
                 try:

@@ -29,7 +29,7 @@ import numpy as np
 
 from guided.engine.bitmask import pack, unpack, write_row
 from guided.engine.closing import mandatory_bytes, subsequence_cover
-from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes
+from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes, token_index
 from guided.engine.token_table import TokenTable, walk_automaton
 from guided.engine.tuning import AUTOMATON_EXACT_STATES
 from guided.errors import ConstraintViolation
@@ -114,17 +114,40 @@ class AutomatonGrammar:
         single = np.zeros(256, dtype=bool)
         for token_id in self.table.token_ids[self.table.token_nodes < self.table.level_bytes[0].size]:
             single[self.vocab.token_bytes[token_id][0]] = True
-        tr = self.dfa.transitions[:, single]
-        dist = np.full(self.dfa.num_states, UNREACHABLE, dtype=np.int64)
-        dist[self.dfa.accepting] = 0
-        dist[DEAD] = UNREACHABLE
-        while True:  # Bellman-Ford rounds, vectorised; terminates within num_states rounds
-            step = dist[tr].min(axis=1) + 1 if tr.shape[1] else dist
-            new = np.minimum(dist, step)
-            new[DEAD] = UNREACHABLE
-            if (new == dist).all():
-                return dist
-            dist = new
+        n = self.dfa.num_states
+        dist = np.full(n, UNREACHABLE, dtype=np.int64)
+        # Breadth first from the accepting states over reversed single-byte edges, one frontier
+        # at a time: linear in the edges (rounds of relaxation over every state would be
+        # quadratic on a long chain such as [a-z]{50000}).
+        row = np.sort(self.dfa.transitions[:, single], axis=1)
+        distinct = row != DEAD
+        distinct[:, 1:] &= row[:, 1:] != row[:, :-1]
+        distinct[DEAD] = False
+        src, col = np.nonzero(distinct)
+        dst = row[src, col].astype(np.int64)
+        by_target = np.argsort(dst, kind="stable")
+        preds = src[by_target]
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(dst, minlength=n), out=offsets[1:])
+        frontier = np.flatnonzero(self.dfa.accepting)
+        frontier = frontier[frontier != DEAD]
+        level = 0
+        while frontier.size:
+            dist[frontier] = level
+            level += 1
+            if frontier.size <= 32:  # a chain: one state per level, cheaper in Python than by array steps
+                chain = [p for state in frontier.tolist() for p in preds[offsets[state]:offsets[state + 1]].tolist()
+                         if dist[p] == UNREACHABLE]
+                frontier = np.unique(np.array(chain, dtype=np.int64))
+                continue
+            first, count = offsets[frontier], offsets[frontier + 1] - offsets[frontier]
+            total = int(count.sum())
+            if not total:
+                break
+            idx = np.repeat(first - np.cumsum(count) + count, count) + np.arange(total)
+            nxt = preds[idx]
+            frontier = np.unique(nxt[dist[nxt] == UNREACHABLE])
+        return dist
 
     @functools.cached_property
     def token_distances(self) -> np.ndarray | None:
@@ -244,6 +267,7 @@ class AutomatonMatcher(HistoryMatcher):
         return bool((int(words[token_id >> 5]) >> (token_id & 31)) & 1)
 
     def advance(self, token_id: int) -> None:
+        token_id = token_index(token_id)
         g = self.grammar
         state = self.state
         if state == FINISHED:

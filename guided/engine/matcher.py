@@ -46,11 +46,12 @@ Contract, for every engine (regex automata, CFGs from Lark, JSON Schema, tools; 
 
 from __future__ import annotations
 
+import operator
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from guided.errors import ConstraintViolation
+from guided.errors import ConstraintViolation, UsageError
 from guided.vocab import Vocabulary
 
 UNREACHABLE = np.iinfo(np.int64).max // 2
@@ -128,6 +129,19 @@ class Matcher(Protocol):
         ...
 
 
+def closing_mask(matcher: Matcher, remaining: int) -> np.ndarray:
+    """What budget-aware decoding allows with ``remaining`` tokens left (bool ``[vocab.size]``):
+    `Matcher.budget_mask`, or where it is empty the allowed tokens that start the shortest known
+    completion (`Matcher.closing_tokens`); empty where neither is known (the caller keeps the
+    plain mask, and the budget decides)."""
+    allowed = np.asarray(matcher.budget_mask(remaining))
+    if not allowed.any():
+        allowed = np.zeros_like(allowed)
+        allowed[np.asarray(matcher.closing_tokens(), dtype=np.int64)] = True
+        allowed &= matcher.mask()
+    return allowed
+
+
 class HistoryMatcher:
     """What every engine's matcher shares: a persistent ``(state, rest)`` history of its states.
 
@@ -151,8 +165,9 @@ class HistoryMatcher:
         self._n += 1
 
     def rollback(self, n: int = 1) -> None:
+        n = count_of(n, "rollback(n)")
         if n < 0 or n > self._n:
-            raise ValueError(f"cannot roll back {n} tokens: only {self._n} consumed")
+            raise UsageError(f"cannot roll back {n} tokens: only {self._n} consumed")
         history = self._history
         for _ in range(n):
             history = history[1]
@@ -163,6 +178,29 @@ class HistoryMatcher:
         clone = object.__new__(type(self))
         HistoryMatcher.__init__(clone, self.grammar, self._history, self._n)
         return clone
+
+
+def token_index(token_id) -> int:
+    """``token_id`` as an int (Python, numpy or 0-d torch integers); `UsageError` for anything else.
+
+    A float, a string or a bool is a caller's mistake, not a token the grammar refuses.
+    """
+    if isinstance(token_id, bool):
+        raise UsageError(f"advance() takes a token id (an int), got {token_id!r}")
+    try:
+        return operator.index(token_id)
+    except TypeError:
+        raise UsageError(f"advance() takes a token id (an int), got {type(token_id).__name__} {token_id!r}") from None
+
+
+def count_of(n, what: str) -> int:
+    """``n`` as an int, or `UsageError` naming ``what`` takes one."""
+    if isinstance(n, bool):
+        raise UsageError(f"{what} takes an int, got {n!r}")
+    try:
+        return operator.index(n)
+    except TypeError:
+        raise UsageError(f"{what} takes an int, got {type(n).__name__} {n!r}") from None
 
 
 def text_bytes(vocab: Vocabulary, token_id: int, consumed: int) -> bytes:

@@ -360,10 +360,11 @@ def _walk_scalar(table, transitions, level, nodes, states, boundary, prepare=Non
                 live = lives[st] = list(zip(nz.tolist(), row[nz].tolist()))
         sparse = live is not None and 4 * len(live) < end - first
         if budget is not None:  # the children this node will look at
-            budget -= len(live) if sparse else end - first
+            budget -= len(live) if live is not None and sparse else end - first
             if budget < 0:
                 return None
         if sparse:
+            assert live is not None
             for byte, nxt in live:
                 child = bisect.bisect_left(nxt_bytes, byte, first, end)
                 if child < end and nxt_bytes[child] == byte:

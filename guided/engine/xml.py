@@ -39,7 +39,7 @@ import numpy as np
 from guided.engine.bitmask import pack, set_bits, unpack, write_row
 from guided.engine.cfg import CfgGrammar, Stack
 from guided.engine.closing import prefix_tokens, subsequence_cover, suffix_tokenizations
-from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes
+from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes, token_index
 from guided.engine.token_table import TokenTable
 from guided.engine.tuning import CLOSING_REFINE_TOKENS, INTERN_LIMIT, MANDATORY_MAX_SYMBOLS, MASK_CACHE_SIZE
 from guided.errors import ConstraintViolation, SpecError
@@ -90,7 +90,7 @@ class _Names:
         self.name = name
         self.parent = parent
         self.uid = uid
-        self.depth = 0 if parent is None else parent.depth + 1
+        self.depth: int = 0 if parent is None else parent.depth + 1
 
 
 # Modes of the tag tracker (which terminal was fed last, as far as names are concerned).
@@ -113,6 +113,17 @@ class XmlConfig(NamedTuple):
 
 class _Risk:
     """Per-vocabulary token classes: which tokens may reach a name check from each kind of position."""
+
+    # Packed token sets (see `__init__`): tokens that may reach a name check after content,
+    # hold "=", join a name to a separator, start with a separator, "/", a name byte; hold '"', "'".
+    content: np.ndarray
+    eq: np.ndarray
+    name_sep: np.ndarray
+    sep_first: np.ndarray
+    slash_first: np.ndarray
+    name_first: np.ndarray
+    dq: np.ndarray
+    sq: np.ndarray
 
     def __init__(self, vocab: Vocabulary, ids: np.ndarray, name_bytes: frozenset[int]):
         n = vocab.size
@@ -175,6 +186,7 @@ class XmlGrammar:
     def __init__(self, ir: CfgIR, vocab: Vocabulary):
         _check_spelling(ir)
         names = ir.matched_names
+        assert names is not None  # `_check_spelling` refuses an IR without them
         self.vocab = vocab
         self.cfg = CfgGrammar(ir, vocab)
         self.T_NAME, self.T_LT, self.T_LTSLASH = names.name, names.open_start, names.close_start
@@ -243,7 +255,7 @@ class XmlGrammar:
                     return None
                 attrs = attrs | {lexbuf}
             elif mode == CLOSE_NAME:
-                if lexbuf != names.name:
+                if lexbuf != names.name or names.parent is None:
                     return None
                 names, mode = names.parent, CLOSE_END
         elif ended == self.T_LT:
@@ -251,7 +263,7 @@ class XmlGrammar:
         elif ended == self.T_LTSLASH:
             mode = CLOSE_NAME
         elif ended == self.T_GT:
-            if mode == TAG:
+            if mode == TAG and pending is not None:
                 names = self.push(names, pending)
             mode, attrs, pending = OUT, frozenset(), None
         elif ended == self.T_SLASHGT:
@@ -266,9 +278,10 @@ class XmlGrammar:
     def walk(self, config: XmlConfig, data: bytes) -> XmlConfig | None:
         """The configuration after ``data`` if it stays viable, else None."""
         for b in data:
-            config = self.step(config, b)
-            if config is None:
+            moved = self.step(config, b)
+            if moved is None:
                 return None
+            config = moved
         return config if self.cfg.is_viable(config.stack, config.lex) else None
 
     def accepts_end(self, config: XmlConfig) -> bool:
@@ -357,14 +370,15 @@ class XmlGrammar:
         if names.parent is None and mode in (OUT, CLOSE_END):
             return self.cfg.mandatory(stack, lex)  # no element open: the grammar's own structure
         head: list[frozenset] = []  # byte sets before ``out``'s bytes
+        inner: _Names | None = names  # the elements whose close tags are still to come
         out = bytearray()
         if mode == CLOSE_NAME:
             out += names.name[len(lexbuf or b""):] + b">"
-            names = names.parent
+            inner = names.parent
         elif mode == OUT and lexbuf in (b"<", b"</") and names.parent is not None:
             # the close tag of the innermost element, or a child first: its name and ">" either way
             out += names.name + b">"
-            names = names.parent
+            inner = names.parent
         elif mode == CLOSE_END:
             out += b">"
         elif mode in (OPEN_NAME, TAG):
@@ -378,9 +392,9 @@ class XmlGrammar:
                         break
                     head.append(item)
                 out += b">"
-        while names.parent is not None:
-            out += b"</" + names.name + b">"
-            names = names.parent
+        while inner is not None and inner.parent is not None:
+            out += b"</" + inner.name + b">"
+            inner = inner.parent
         return tuple(head + [frozenset((b,)) for b in bytes(out)])[:MANDATORY_MAX_SYMBOLS]
 
     def completion(self, config: XmlConfig) -> bytes | None:
@@ -397,20 +411,20 @@ class XmlGrammar:
             elif mode == OUT and lexbuf in (b"<", b"</") and names.parent is not None:
                 piece = (b"/" if lexbuf == b"<" else b"") + names.name + b">"
             else:
-                piece = self.cfg.completion(stack, lex)
-                if piece is None:
+                cfg_piece = self.cfg.completion(stack, lex)
+                if cfg_piece is None:
                     return None
                 # Take the CFG's completion up to the first close tag; write the right name there.
-                cut = piece.find(b"</")
-                if cut >= 0:
-                    piece = piece[:cut + 2]
+                cut = cfg_piece.find(b"</")
+                piece = cfg_piece[:cut + 2] if cut >= 0 else cfg_piece
             if not piece:
                 return None
             nxt = cur
             for b in piece:
-                nxt = self.step(nxt, b)
-                if nxt is None:
+                moved = self.step(nxt, b)
+                if moved is None:
                     return None
+                nxt = moved
             out += piece
             cur = nxt
         return None
@@ -442,6 +456,7 @@ class XmlMatcher(HistoryMatcher):
         write_row(bitmask, row, self._words())
 
     def advance(self, token_id: int) -> None:
+        token_id = token_index(token_id)
         g = self.grammar
         config = self._history[0]
         if token_id in g.vocab.eos_token_ids:

@@ -1,8 +1,11 @@
 """The Lark front-end: a Lark grammar to `guided.ir.CfgIR` (terminal DFAs + LALR(1) tables).
 
 Lark reads the grammar (its full syntax: rules, terminals, ``%import`` from ``common``,
-``%ignore``, priorities, templates) and builds the LALR(1) tables; each terminal's regex goes
-through guided's regex front-end to a byte DFA.
+``%ignore``, priorities, templates); `guided.ir.lalr` builds the LALR(1) tables (the tables
+Lark would build, conflicts resolved as Lark resolves them, but iteratively and in a time
+bound: Lark's own analysis recurses as deep as the grammar's longest chain of rules); each
+terminal's regex goes through guided's regex front-end to a byte DFA.  The analysis is kept
+in memory per grammar text (and the files it imports).
 
 Lexing semantics are Lark's contextual lexer, with one difference worth knowing: guided lexes
 greedily (a lexeme ends when the next byte cannot extend it), while Lark tries the terminals
@@ -10,9 +13,13 @@ of a context in priority order and takes the first that matches.  The two agree 
 terminals allowed in the same context can match overlapping text; where a string terminal and
 a regex terminal match the same lexeme, the string wins, as in Lark.
 
-Grammars that LALR(1) cannot handle are refused with Lark's own explanation (the colliding
-rules); there is no Earley fallback yet, so rewrite such grammars (for instance, factor out
-the common prefix of colliding alternatives).
+Grammars that LALR(1) cannot handle (reduce/reduce collisions that rule priorities do not
+decide) are refused naming the colliding rules, as Lark refuses them; there is no Earley
+fallback yet, so rewrite such grammars (for instance, factor out the common prefix of
+colliding alternatives).  Terminals that match the empty string are refused, as Lark's lexers
+refuse them.  Limits (`guided.errors.LimitExceeded`): ``max_nesting`` for brackets nested
+in the grammar text, ``max_rules`` for the BNF rules its EBNF expands to, ``max_states`` per
+terminal automaton, ``max_seconds`` for the whole compilation.
 
 >>> from guided.frontends.lark import Grammar, lark_to_ir
 >>> ir = lark_to_ir(Grammar('start: "a" NUMBER\\n%import common.NUMBER'))
@@ -22,18 +29,20 @@ the common prefix of colliding alternatives).
 
 from __future__ import annotations
 
-import functools
+import difflib
 import os
 import pathlib
 import re
+import time
 from dataclasses import dataclass
 
 import lark
-from lark.parsers.lalr_analysis import Shift
+from lark.load_grammar import load_grammar, verify_used_files
 
-from guided.errors import GuidedError, RegexError, SpecError
-from guided.frontends.regex import Regex, literal_to_dfa, regex_to_dfa
-from guided.ir import END, CfgIR, Terminal
+from guided.errors import GuidedError, LimitExceeded, RegexError, SpecError, UsageError
+from guided.frontends.regex import Regex, check_limits, literal_to_dfa, regex_to_dfa
+from guided.ir import CfgIR, Terminal
+from guided.ir.lalr import Tables, lalr_tables
 
 GRAMMARS_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "grammars"
 
@@ -45,16 +54,6 @@ _EQUIVALENT_PATTERNS = {
 }
 
 
-class _NoLexer(lark.lexer.Lexer):
-    """Stands in for Lark's lexer, which guided never runs: building it costs more than the tables."""
-
-    def __init__(self, lexer_conf):
-        pass
-
-    def lex(self, lexer_state, parser_state):  # pragma: no cover - never called
-        raise NotImplementedError
-
-
 class GrammarError(SpecError):
     """A Lark grammar is malformed, not LALR(1), or uses a terminal guided cannot enforce."""
 
@@ -64,8 +63,10 @@ class Grammar:
     """A Lark grammar constraint: the output must be a sentence of ``source`` from rule ``start``.
 
     ``source`` is the grammar text or a path to a ``.lark`` file (relative ``%import``s resolve
-    next to it); a bare name such as ``"json"`` picks a grammar shipped in ``grammars/``.
-    ``max_states`` bounds each terminal's automaton.
+    next to it); a bare name such as ``"json"`` picks a grammar shipped in ``grammars/``
+    (`shipped_grammars`).  ``max_states`` bounds each terminal's automaton, ``max_seconds`` the
+    compilation, ``max_nesting`` how deep brackets nest in the grammar text, ``max_rules`` the
+    BNF rules its EBNF expands to.
 
     >>> Grammar("json").start
     'start'
@@ -74,20 +75,39 @@ class Grammar:
     source: str | os.PathLike
     start: str = "start"
     max_states: int = 100_000
+    max_seconds: float = 10.0
+    max_nesting: int = 100
+    max_rules: int = 10_000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, (str, os.PathLike)):
+            hint = (" (a compiled grammar is already compiled: pass it on as it is)"
+                    if hasattr(self.source, "matcher") else "")
+            raise UsageError(f"guided.Grammar takes Lark text, a .lark path or a shipped grammar's name, got "
+                             f"{type(self.source).__name__}{hint}")
+        if not isinstance(self.start, str) or not self.start:
+            raise UsageError(f"Grammar(start=...) takes a rule name, got {self.start!r}")
+        check_limits(self, max_states=int, max_seconds=float, max_nesting=int, max_rules=int)
 
     def text_and_path(self) -> tuple[str, pathlib.Path | None]:
         src = self.source
         if isinstance(src, os.PathLike):
             path = pathlib.Path(src)
-            return path.read_text(), path
+            return _read(path), path
         if "\n" not in src and (src.endswith(".lark") or re.fullmatch(r"[A-Za-z0-9_]+", src)):
             path = pathlib.Path(src)
             if not path.suffix:
                 path = GRAMMARS_DIR / f"{src}.lark"
-            if path.exists():
-                return path.read_text(), path
+            if path.is_file():
+                return _read(path), path
             if src.endswith(".lark"):
                 raise GrammarError(f"grammar file not found: {src}")
+            # One word is never a grammar (a rule needs a colon): a mistyped name.
+            shipped = shipped_grammars()
+            close = difflib.get_close_matches(src, shipped, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise GrammarError(f"unknown grammar name {src!r}: {hint}the shipped grammars are {', '.join(shipped)} "
+                               f"(or pass Lark text, or the path of a .lark file)")
         return src, None
 
     def to_ir(self) -> CfgIR:
@@ -95,113 +115,342 @@ class Grammar:
         return lark_to_ir(self)
 
 
-def lark_to_ir(spec: Grammar) -> CfgIR:
-    """Build the intermediate form of ``spec``, or raise `GrammarError` naming the cause."""
-    text, path = spec.text_and_path()
-    try:
-        parser = lark.Lark(
-            text,
-            parser="lalr",
-            lexer=_NoLexer,
-            start=spec.start,
-            import_paths=[str(path.parent)] if path else [],
-            maybe_placeholders=False,
-            # No ``cache=``: Lark's cache unpickles its file before checking the grammar's hash,
-            # so a file planted in the cache folder would run code.
-        )
-    except lark.exceptions.LarkError as exc:
-        if "collision" in str(exc).lower():
-            raise GrammarError(f"the grammar is not LALR(1); Lark's analysis: {exc}") from None
-        raise GrammarError(f"malformed grammar: {exc}") from None
+def shipped_grammars() -> list[str]:
+    """The names of the grammars shipped in ``grammars/`` (``Grammar("json")``...)."""
+    return sorted(p.stem for p in GRAMMARS_DIR.glob("*.lark"))
 
-    lark_terminals = list(parser.terminals)
+
+def _read(path: pathlib.Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GrammarError(f"cannot read the grammar file {str(path)!r}: {exc}") from None
+
+
+def lark_to_ir(spec: Grammar) -> CfgIR:
+    """Build the intermediate form of ``spec``, or raise `GrammarError` / `LimitExceeded` naming the cause."""
+    deadline = time.monotonic() + spec.max_seconds
+    text, path = spec.text_and_path()
+    lark_terminals, ignore_names, tables = _analysis(text, path, spec, deadline)
     index = {t.name: i for i, t in enumerate(lark_terminals)}
+    dfas = []
+    for t in lark_terminals:
+        if time.monotonic() > deadline:
+            raise LimitExceeded(f"the grammar's terminals took longer than max_seconds={spec.max_seconds} s to build")
+        dfas.append(_terminal_dfa(t, text, spec.max_states, deadline - time.monotonic()))
     # Lark's BasicLexer order: the first of several terminals matching the same text wins.
-    order = sorted(lark_terminals, key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
+    order = sorted(lark_terminals, key=lambda t: (-t.priority, -_max_width(t), -len(t.pattern.value), t.name))
     rank = {t.name: r for r, t in enumerate(order)}
     terminals = tuple(
         Terminal(
             name=t.name,
-            dfa=_terminal_dfa(t, text, spec.max_states),
+            dfa=dfa,
             priority=t.priority,
             is_string=isinstance(t.pattern, lark.lexer.PatternStr),
             order=rank[t.name],
         )
-        for t in lark_terminals
+        for t, dfa in zip(lark_terminals, dfas)
     )
-
-    table = parser.parser.parser._parse_table
-    tables = ir_tables_from_lark(table, index)
     return CfgIR(
         terminals=terminals,
-        ignore=frozenset(index[name] for name in parser.lexer_conf.ignore if name in index),
-        start_state=table.start_states[spec.start],
-        end_state=table.end_states[spec.start],
+        ignore=frozenset(index[name] for name in ignore_names if name in index),
         source=str(path) if path else text[:200],
-        **tables,
+        **tables.ir_fields(),
     )
 
 
-def ir_tables_from_lark(table, terminal_index: dict[str, int]) -> dict:
-    """Lark's LALR(1) parse table as `CfgIR` fields (actions, gotos, rules, names)."""
-    nonterminals: dict[str, int] = {}
-    rules: dict[object, int] = {}
-    rule_list: list[tuple[int, int]] = []
-    rule_names: list[str] = []
-    actions: list[dict[int, int]] = []
-    gotos: list[dict[int, int]] = []
-    for state in range(len(table.states)):
-        acts: dict[int, int] = {}
-        gos: dict[int, int] = {}
-        for symbol, (action, arg) in table.states[state].items():
-            if symbol == "$END" or symbol in terminal_index:
-                key = END if symbol == "$END" else terminal_index[symbol]
-                if action is Shift:
-                    acts[key] = arg
-                else:
-                    if arg not in rules:
-                        lhs = nonterminals.setdefault(arg.origin.name, len(nonterminals))
-                        rules[arg] = len(rule_list)
-                        rule_list.append((lhs, len(arg.expansion)))
-                        rule_names.append(str(arg))
-                    acts[key] = -rules[arg] - 1
-            else:
-                gos[nonterminals.setdefault(symbol, len(nonterminals))] = arg
-        actions.append(acts)
-        gotos.append(gos)
-    return dict(
-        actions=tuple(actions),
-        gotos=tuple(gotos),
-        rules=tuple(rule_list),
-        nonterminals=tuple(sorted(nonterminals, key=nonterminals.get)),
-        rule_names=tuple(rule_names),
-    )
+_ANALYSES: dict[tuple, tuple] = {}  # (text, start, folder, limits) -> (imported files' hashes, analysis)
+_ANALYSES_LIMIT = 64
 
 
-@functools.lru_cache(maxsize=4096)
-def _regex_dfa(regex: str, max_states: int):
-    return regex_to_dfa(Regex(regex, max_states=max_states))
+def _analysis(text: str, path: pathlib.Path | None, spec: Grammar, deadline: float):
+    """``(terminals, ignored terminal names, tables)`` of a grammar, kept in memory per text.
 
-
-def _terminal_dfa(terminal, grammar_text: str, max_states: int):
-    pattern = terminal.pattern
-    if isinstance(pattern, lark.lexer.PatternStr):
-        if not set(pattern.flags) - {"i"}:
-            return literal_to_dfa(pattern.value, "i" in pattern.flags)
-        regex = re.escape(pattern.value)
-    else:
-        regex = _EQUIVALENT_PATTERNS.get(pattern.value, pattern.value)
-    flags = "".join(sorted(pattern.flags))
-    if flags:
-        regex = f"(?{flags}:{regex})"
+    Not on disk: a cache file is read back with pickle, and a file planted in the cache folder
+    would run code (why Lark's own cache is not used either).
+    """
+    key = (text, spec.start, str(path.parent) if path else None, spec.max_nesting, spec.max_rules)
+    hit = _ANALYSES.get(key)
+    if hit is not None and verify_used_files(hit[0]):
+        return hit[1]
+    _check_nesting(text, spec.max_nesting)
+    import_paths = [str(path.parent)] if path else []
     try:
-        return _regex_dfa(regex, max_states)
+        grammar, used_files = load_grammar(text, str(path) if path else "<string>", import_paths, False)
+        _check_expansions(grammar, text, spec.max_rules)
+        lark_terminals, rules, ignore_names = grammar.compile([spec.start], set())
+    except lark.exceptions.LarkError as exc:
+        raise GrammarError(f"malformed grammar: {exc}") from None
+    except OSError as exc:  # a %import of a file that is not there
+        raise GrammarError(_import_error(text, exc)) from None
+    except RecursionError:
+        raise LimitExceeded(f"the grammar nests too deeply for Lark to read (lower the nesting; "
+                            f"max_nesting={spec.max_nesting})") from None
+    found = (lark_terminals, list(ignore_names), _tables(lark_terminals, rules, spec, deadline))
+    if len(_ANALYSES) >= _ANALYSES_LIMIT:
+        _ANALYSES.clear()
+    _ANALYSES[key] = (used_files, found)
+    return found
+
+
+def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> Tables:
+    """LALR(1) tables of Lark's compiled rules, refusing what Lark's own analysis refuses."""
+    index = {t.name: i for i, t in enumerate(lark_terminals)}
+    defined = {r.origin.name for r in rules}
+    if spec.start not in defined:
+        raise GrammarError(f"the grammar has no rule {spec.start!r} to start from (start=)")
+    for r in rules:
+        for sym in r.expansion:
+            if sym.is_term and sym.name not in index:
+                raise GrammarError(f"terminal {sym.name} is used in rule {r.origin.name} but never defined "
+                                   f"(guided lexes every terminal itself: %declare is not supported)")
+    seen: dict[tuple, object] = {}
+    for r in rules:
+        key = (r.origin.name, tuple(x.name for x in r.expansion))
+        if key in seen:
+            raise GrammarError(f"rule defined twice: {r}")
+        seen[key] = r
+
+    rules = _productive_rules(rules, spec.start)
+    _check_cycles(rules)
+
+    def check() -> None:
+        if time.monotonic() > deadline:
+            raise LimitExceeded(f"the grammar's LALR(1) analysis took longer than max_seconds={spec.max_seconds} s "
+                                f"({len(rules)} rules)")
+
+    tables = lalr_tables([(r.origin.name, tuple(x.name for x in r.expansion)) for r in rules], index, spec.start,
+                         check=check, priority=[r.options.priority or 0 for r in rules])
+    if tables.conflicts:
+        collisions = []
+        for _, terminal, colliding in tables.conflicts[:5]:
+            name = "$END" if terminal < 0 else lark_terminals[terminal].name
+            collisions.append(f"Reduce/Reduce collision in {name} between the following rules:"
+                              + "".join(f"\n\t- {rules[r]}" for r in colliding))
+        raise GrammarError("the grammar is not LALR(1):\n" + "\n".join(collisions))
+    return tables
+
+
+def _productive_rules(rules, start: str) -> list:
+    """The rules that can finish: every symbol of their expansion derives some finite text.
+
+    A rule using a symbol that derives no finite text (``r: "c" r``) would let the parser shift
+    into it and then ask for input forever: a mask would allow a token that no complete sentence
+    continues.  Lark keeps such rules; guided drops them before building the tables, and refuses
+    a start symbol that derives nothing at all (the grammar's language is empty).
+    """
+    productive: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for r in rules:
+            if r.origin.name not in productive and all(s.is_term or s.name in productive for s in r.expansion):
+                productive.add(r.origin.name)
+                changed = True
+    if start not in productive:
+        raise GrammarError(f"the grammar accepts no sentence: no derivation of '{start}' ends "
+                           f"(every alternative needs a rule that never finishes)")
+    return [r for r in rules
+            if r.origin.name in productive and all(s.is_term or s.name in productive for s in r.expansion)]
+
+
+def _check_cycles(rules) -> None:
+    """`GrammarError` when a rule can derive itself and nothing else (``a: a | "x"``, or ``a: b``
+    with ``b: a``): its sentences have endless parses, and LALR tables whose collisions rule
+    priorities decide would reduce forever."""
+    nullable: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for r in rules:
+            if r.origin.name not in nullable and all(not x.is_term and x.name in nullable for x in r.expansion):
+                nullable.add(r.origin.name)
+                changed = True
+    # a -> b when a rule of a is b between symbols that can be empty
+    unit: dict[str, set[str]] = {}
+    for r in rules:
+        symbols = r.expansion
+        for i, x in enumerate(symbols):
+            if not x.is_term and all(not y.is_term and y.name in nullable
+                                     for j, y in enumerate(symbols) if j != i):
+                unit.setdefault(r.origin.name, set()).add(x.name)
+    # Depth first with an explicit stack, colouring nodes: a grey target closes a cycle.
+    colour: dict[str, int] = {}
+    for root in unit:
+        if colour.get(root):
+            continue
+        path = [root]
+        stack = [iter(sorted(unit.get(root, ())))]
+        colour[root] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                colour[path.pop()] = 2
+                stack.pop()
+                continue
+            if colour.get(nxt) == 1:
+                cycle = path[path.index(nxt):] + [nxt]
+                raise GrammarError(f"rule {nxt} derives itself through {' -> '.join(cycle)} alone: its sentences "
+                                   f"would have endless parses (remove the alternative that is only "
+                                   f"{cycle[1] if len(cycle) > 1 else nxt})")
+            if not colour.get(nxt):
+                colour[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(sorted(unit.get(nxt, ()))))
+
+
+def _check_expansions(grammar, text: str, max_rules: int) -> None:
+    """`LimitExceeded` when the grammar's rules expand to more than ``max_rules`` BNF rules.
+
+    Lark turns EBNF into BNF by distributing: each alternative, optional part (``x?``, ``[x]``,
+    ``x*``) and small repeat (``x~n`` below 50: n copies) multiplies the alternatives of the
+    expansion around it, so a short rule can stand for millions of rules, which Lark would
+    spend minutes writing out.  This counts them first (an upper bound, over Lark's parse of
+    the grammar), with an explicit stack.
+    """
+    total = 0
+    cap = max_rules + 1
+    for definition in grammar.rule_defs:
+        name, tree = definition[0], definition[2]
+        # Post-order: (node, children counted?); counts of finished nodes by id.  ``x*`` and
+        # ``x+`` become a rule of their own (``_x: _x x | x``): twice x's alternatives, added
+        # to the total as they are met.
+        counts: dict[int, int] = {}
+        stack = [(tree, False)]
+        while stack:
+            node, done = stack.pop()
+            children = [c for c in getattr(node, "children", ()) if isinstance(c, lark.Tree)]
+            if not done and children:
+                stack.append((node, True))
+                stack.extend((c, False) for c in children)
+                continue
+            inner = [counts.pop(id(c)) for c in children]
+            kind = getattr(node, "data", None)
+            if kind == "expansions":
+                count = sum(inner)
+            elif kind == "expansion":
+                count = 1
+                for c in inner:
+                    count = min(count * c, cap)
+            elif kind == "expr":
+                base = inner[0] if inner else 1
+                op, args = str(node.children[1]), [str(a) for a in node.children[2:]]
+                if op == "?":
+                    count = base + 1
+                elif op in ("*", "+"):
+                    total += 2 * base
+                    count = 2 if op == "*" else 1
+                elif op == "~":
+                    low, high = (int(args[0]), int(args[-1])) if args else (1, 1)
+                    if high >= 50:  # split into rules of a few copies each
+                        total += 8 * min(base ** 5, cap)
+                        count = 1
+                    else:
+                        count = sum(min(base ** k, cap) for k in range(low, high + 1))
+                else:
+                    count = 1
+            elif kind == "maybe":
+                count = (inner[0] if inner else 1) + 1
+            else:
+                count = inner[0] if inner else 1
+            counts[id(node)] = min(count, cap)
+        total = min(total + counts.get(id(tree), 1), cap)
+        if total > max_rules:
+            m = re.search(rf"^\s*[?!]?{re.escape(str(name))}\b", text, re.MULTILINE)
+            where = f" (line {text.count(chr(10), 0, m.start()) + 1})" if m else ""
+            raise LimitExceeded(f"the grammar expands to more than max_rules={max_rules} BNF rules, by rule "
+                                f"{name}{where}: alternatives, optional parts and repeats (~n) multiply when "
+                                f"Lark writes them out (raise max_rules=, or move repeated parts into rules "
+                                f"of their own)")
+
+
+def _check_nesting(text: str, max_nesting: int) -> None:
+    """`LimitExceeded` naming the line where brackets nest deeper than ``max_nesting`` (Lark reads
+    nesting recursively); strings, regexps and comments are skipped."""
+    depth, line, i, n = 0, 1, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == "/" and text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif c in "\"/":
+            i += 1
+            while i < n and text[i] != c and text[i] != "\n":
+                i += 2 if text[i] == "\\" else 1
+        elif c in "([{":
+            depth += 1
+            if depth > max_nesting:
+                raise LimitExceeded(f"the grammar nests brackets more than max_nesting={max_nesting} deep at line {line}")
+        elif c in ")]}":
+            depth -= 1
+        i += 1
+
+
+def _import_error(text: str, exc: OSError) -> str:
+    missing = pathlib.Path(getattr(exc, "filename", None) or "").stem
+    m = re.search(rf"^\s*%import\s+\.?{re.escape(missing)}\b", text, re.MULTILINE) if missing else None
+    where = f" (line {text.count(chr(10), 0, m.start()) + 1})" if m else ""
+    return (f"%import{where}: no grammar {missing or '?'!r} to import ({exc.strerror or exc}); imports resolve "
+            f"next to the grammar file and in Lark's own grammars (common, ...)")
+
+
+def _max_width(terminal) -> int:
+    """Lark's longest-match width of a terminal (Lark reads it with ``re``; huge when unbounded)."""
+    try:
+        return terminal.pattern.max_width
+    except Exception:  # noqa: BLE001 - a pattern re cannot read but guided's front-end did
+        return 0
+
+
+_REGEX_DFAS: dict[tuple[str, int], object] = {}  # terminal regexes shared by grammars (bounded)
+
+
+def _regex_dfa(regex: str, max_states: int, seconds: float):
+    dfa = _REGEX_DFAS.get((regex, max_states))
+    if dfa is None:
+        dfa = regex_to_dfa(Regex(regex, max_states=max_states, max_seconds=max(seconds, 0.001)))
+        if len(_REGEX_DFAS) >= 4096:
+            _REGEX_DFAS.clear()
+        _REGEX_DFAS[(regex, max_states)] = dfa
+    return dfa
+
+
+def _terminal_dfa(terminal, grammar_text: str, max_states: int, seconds: float):
+    pattern = terminal.pattern
+    try:
+        if isinstance(pattern, lark.lexer.PatternStr) and not set(pattern.flags) - {"i"}:
+            dfa = literal_to_dfa(pattern.value, "i" in pattern.flags)
+        else:
+            regex = re.escape(pattern.value) if isinstance(pattern, lark.lexer.PatternStr) else \
+                _EQUIVALENT_PATTERNS.get(pattern.value, pattern.value)
+            flags = "".join(sorted(pattern.flags))
+            if flags:
+                regex = f"(?{flags}:{regex})"
+            dfa = _regex_dfa(regex, max_states, seconds)
     except (RegexError, GuidedError) as exc:
-        line = _definition_line(grammar_text, terminal.name)
-        where = f" (line {line})" if line else ""
+        where = _where(grammar_text, terminal)
+        if isinstance(exc, LimitExceeded):
+            raise LimitExceeded(f"terminal {terminal.name}{where}: {exc}") from None
         raise GrammarError(f"terminal {terminal.name}{where}: {exc}") from None
+    if dfa.initial == 0:
+        raise GrammarError(f"terminal {terminal.name}{_where(grammar_text, terminal)} matches no text at all")
+    if dfa.accepting[dfa.initial]:
+        raise GrammarError(f"terminal {terminal.name}{_where(grammar_text, terminal)} matches the empty string: "
+                           f"every terminal must match at least one character (as in Lark's lexers; "
+                           f"make it optional in the rules instead, e.g. X? or [X])")
+    return dfa
 
 
-def _definition_line(text: str, name: str) -> int | None:
-    m = re.search(rf"^\s*{re.escape(name)}(\.-?\d+)?\s*:", text, re.MULTILINE)
-    return text.count("\n", 0, m.start()) + 1 if m else None
+def _where(text: str, terminal) -> str:
+    """`` (line N)`` of a terminal's definition, or of its pattern for an anonymous one."""
+    m = re.search(rf"^\s*{re.escape(terminal.name)}(\.-?\d+)?\s*:", text, re.MULTILINE)
+    if m is None:
+        value = terminal.pattern.value
+        spelled = f"/{value}/" if isinstance(terminal.pattern, lark.lexer.PatternRE) else f'"{value}"'
+        found = text.find(spelled)
+        what = "an %ignore, " if terminal.name.startswith("__IGNORE") else ""
+        return f" ({what}line {text.count(chr(10), 0, found) + 1})" if found >= 0 else f" ({what[:-2]})" if what else ""
+    return f" (line {text.count(chr(10), 0, m.start()) + 1})"

@@ -7,16 +7,25 @@ Supported syntax (Python ``re`` spelling):
 
 - literals, escapes (``\\n \\t \\xNN \\uNNNN \\U0010FFFF \\x{...}``, octal ``\\0NN``), ``.``
   (any character but ``\\n``; with ``(?s)`` any character);
-- classes ``[a-z]``, ``[^...]``, ``\\d \\w \\s \\D \\W \\S`` (ASCII meanings, as in ECMA-262
-  and ``re.ASCII``);
+- classes ``[a-z]``, ``[^...]`` (a ``]`` first in a class is a literal, as in ``re``),
+  ``\\d \\w \\s \\D \\W \\S`` with their Unicode meanings, exactly as ``re`` reads them
+  (``\\d`` is any decimal digit, ``٣`` included; ``[0-9]`` for ASCII digits);
 - groups ``(...)``, ``(?:...)``, ``(?P<name>...)``, alternation ``|``;
 - quantifiers ``* + ? {n} {n,} {,m} {n,m}`` (lazy forms accepted: under full-match they are the same);
 - inline flags ``(?i)``, ``(?s)``, scoped ``(?i:...)``;
 - ``^`` at the very start and ``$`` (or ``\\Z``, ``\\z``) at the very end, which full-match implies.
 
-Refused with a `guided.errors.RegexError` naming the position: backreferences, lookahead and
-lookbehind, word boundaries ``\\b \\B``, anchors anywhere else, conditionals, Unicode property
-classes ``\\p{...}``.
+Refused with a `guided.errors.RegexError` naming the position: what ``re`` itself refuses (with
+its message), backreferences, lookahead and lookbehind, word boundaries ``\\b \\B``, anchors
+anywhere else, conditionals, Unicode property classes ``\\p{...}``, the flags ``(?a)``,
+``(?L)``, ``(?x)``, and the noncharacters U+FDD0 to U+FDD5 (used internally).  Comments
+``(?#...)`` are ignored, as ``re`` ignores them.
+
+Limits (`guided.errors.LimitExceeded`, fast): groups nested deeper than ``max_nesting``; a
+pattern whose automaton must have more than ``max_states`` states (a shortest or longest match
+longer than that: counted repeats such as ``.{100000}`` unroll), or whose construction
+unrolls past twice that many automaton states or runs past ``max_seconds`` (parsing,
+building, determinising and minimising share the one deadline).
 
 >>> dfa = regex_to_dfa(Regex(r"[0-9]{4}-[0-9]{2}"))
 >>> dfa.fullmatch(b"2024-05"), dfa.is_prefix(b"20"), dfa.fullmatch(b"2024-5")
@@ -27,16 +36,18 @@ from __future__ import annotations
 
 import functools
 import re
+import time
+import warnings
 from dataclasses import dataclass
 
 from interegular import patterns as _ip
 
-from guided.errors import RegexError
+from guided.errors import LimitExceeded, RegexError, UsageError
 from guided.ir.dfa import (
+    MAX_UNICODE,
     ByteDFA,
     ByteNFA,
     Limits,
-    MAX_UNICODE,
     codepoint_ranges,
     complement_codepoints,
     determinize,
@@ -48,7 +59,8 @@ class Regex:
     """A regular-expression constraint: the output must fully match ``pattern``.
 
     ``max_states`` bounds the automaton (a guard against patterns such as ``(a|b)*a(a|b){30}``
-    whose DFA is exponential); ``max_seconds`` bounds construction time.
+    whose DFA is exponential); ``max_seconds`` bounds construction time; ``max_nesting`` bounds
+    how deep groups nest.
 
     >>> Regex(r"\\d+").pattern
     '\\\\d+'
@@ -57,18 +69,42 @@ class Regex:
     pattern: str
     max_states: int = 100_000
     max_seconds: float = 10.0
+    max_nesting: int = 40
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pattern, str):
+            hint = (" (a compiled grammar is already compiled: pass it on as it is)"
+                    if hasattr(self.pattern, "matcher") else "")
+            raise UsageError(f"guided.Regex takes a pattern string, got {type(self.pattern).__name__}{hint}")
+        check_limits(self, max_states=int, max_seconds=float, max_nesting=int)
 
     def to_ir(self) -> ByteDFA:
         """The intermediate form: a trimmed byte DFA (`regex_to_dfa`)."""
         return regex_to_dfa(self)
 
 
+def shown(pattern: str, width: int = 80) -> str:
+    """``repr(pattern)``, shortened for messages: patterns can be megabytes long."""
+    text = repr(pattern)
+    return text if len(text) <= width else f"{text[:width - 20]}...{text[-12:]} ({len(pattern)} characters)"
+
+
+def check_limits(spec, **kinds: type) -> None:
+    """Refuse a spec whose limit fields (``name=int`` or ``name=float``) are not positive numbers."""
+    for name, kind in kinds.items():
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or not value > 0:
+            raise UsageError(f"{type(spec).__name__}({name}=...) takes a positive "
+                             f"{'number' if kind is float else 'integer'}, got {value!r}")
+
+
 def regex_to_dfa(spec: Regex | str) -> ByteDFA:
     """Compile a regex to a trimmed byte-level DFA, or raise `RegexError` / `LimitExceeded`."""
     if isinstance(spec, str):
         spec = Regex(spec)
-    nfa = regex_to_nfa(spec.pattern)
-    dfa = determinize(nfa, Limits(spec.max_states, spec.max_seconds), what=f"regex {spec.pattern!r}")
+    limits = Limits(spec.max_states, spec.max_seconds, time.monotonic() + spec.max_seconds)
+    nfa = regex_to_nfa(spec.pattern, limits, spec.max_nesting)
+    dfa = determinize(nfa, limits, what=f"regex {shown(spec.pattern)}")
     if dfa.initial == 0:
         raise RegexError("the regex matches no string at all", spec.pattern)
     return dfa
@@ -93,9 +129,25 @@ def literal_to_dfa(text: str, ignore_case: bool = False) -> ByteDFA:
     return determinize(nfa, what=f"literal {text!r}", minimal=False)  # a chain is already minimal
 
 
-def regex_to_nfa(pattern: str) -> ByteNFA:
-    """Parse ``pattern`` and build its byte-level NFA (no determinisation)."""
-    body = _check_and_normalise(pattern)
+def regex_to_nfa(pattern: str, limits: Limits | None = None, max_nesting: int = 40) -> ByteNFA:
+    """Parse ``pattern`` and build its byte-level NFA (no determinisation), within ``limits``."""
+    limits = limits or Limits()
+    body = _check_and_normalise(pattern, max_nesting)
+    _check_python_syntax(pattern)
+    tree = parse_tree(body, pattern, limits, max_nesting)
+    nfa = ByteNFA()
+    end = nfa.add_state()
+    _Builder(nfa, pattern, limits).build(tree, nfa.start, end, _ip.REFlags(0))
+    nfa.accepting.add(end)
+    return nfa
+
+
+def parse_tree(body: str, pattern: str, limits: Limits | None = None, max_nesting: int = 40):
+    """interegular's parse tree of ``body`` (``pattern`` normalised), checked against ``limits``.
+
+    `RegexError` for a malformed pattern, `LimitExceeded` for one whose automaton cannot fit:
+    both before any automaton state is built.
+    """
     parser = _ip._ParsePattern(body)
     try:
         tree = parser.parse().simplify()
@@ -108,22 +160,147 @@ def regex_to_nfa(pattern: str) -> ByteNFA:
         raise RegexError("invalid regex syntax", pattern, _map_position(pattern, body, exc.index)) from None
     except ValueError as exc:
         raise RegexError(f"invalid regex: {exc}", pattern, None) from None
-    nfa = ByteNFA()
-    end = nfa.add_state()
-    _Builder(nfa, pattern).build(tree, nfa.start, end, _ip.REFlags(0))
-    nfa.accepting.add(end)
-    return nfa
+    except RecursionError:
+        raise LimitExceeded(f"regex {shown(pattern)}: nested too deeply to parse (lower the nesting, "
+                            f"max_nesting={max_nesting})") from None
+    except (AttributeError, TypeError, IndexError):  # interegular's parser on input it does not expect
+        raise RegexError("invalid regex syntax", pattern, _map_position(pattern, body, parser.index)) from None
+    _check_size(tree, pattern, limits or Limits(), max_nesting)
+    return tree
+
+
+_SATURATED = 1 << 62  # sizes are only compared with limits: stop counting past this
+
+
+def _check_size(tree, pattern: str, limits: Limits, max_nesting: int) -> None:
+    """Refuse a tree whose automaton cannot fit in ``limits.max_states`` (lower bounds, one pass).
+
+    A trimmed DFA has more states than its shortest match has bytes (the states along that
+    match are distinct), and, when the language is finite, more than its longest match has
+    bytes; a character is at least one byte.  The NFA is built by unrolling counted repeats,
+    so its size is the tree's size with each repeat's body counted once per copy.
+    """
+    # Post-order over an explicit stack: (node, depth, children done?).  Results per node id:
+    # (nfa states, shortest match, longest match or None when unbounded).
+    results: dict[int, tuple[int, int, int | None]] = {}
+    stack = [(tree, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        if depth > 4 * max_nesting:
+            raise LimitExceeded(f"regex {shown(pattern)}: its parse tree nests more than {4 * max_nesting} levels "
+                                f"(groups and repeats inside one another; max_nesting={max_nesting})")
+        if isinstance(node, _ip.Pattern):
+            children = list(node.options)
+        elif isinstance(node, _ip._Concatenation):
+            children = list(node.parts)
+        elif isinstance(node, _ip._Repeated):
+            children = [node.base]
+        else:
+            children = []
+        if children and not done:
+            stack.append((node, depth, True))
+            stack.extend((c, depth + 1, False) for c in children)
+            continue
+        parts = [results[id(c)] for c in children]
+        if isinstance(node, _ip.Pattern):
+            size = sum(p[0] for p in parts)
+            shortest = min((p[1] for p in parts), default=0)
+            longest = None if any(p[2] is None for p in parts) else max((p[2] for p in parts), default=0)
+        elif isinstance(node, _ip._Concatenation):
+            size = sum(p[0] for p in parts) + len(parts)
+            shortest = sum(p[1] for p in parts)
+            longest = None if any(p[2] is None for p in parts) else sum(p[2] for p in parts)
+        elif isinstance(node, _ip._Repeated):
+            (b_size, b_short, b_long), lo, hi = parts[0], node.min, node.max
+            size = b_size * (max(lo, hi if hi is not None else lo) + 1) + 2
+            shortest = b_short * lo
+            longest = 0 if b_long == 0 else None if hi is None or b_long is None else b_long * hi
+        elif node is _ip._EMPTY:
+            size, shortest, longest = 1, 0, 0
+        else:  # a character class or '.': at least one byte
+            size, shortest, longest = 2, 1, 1
+        results[id(node)] = (min(size, _SATURATED), min(shortest, _SATURATED),
+                             None if longest is None else min(longest, _SATURATED))
+    size, shortest, longest = results[id(tree)]
+    bound = max(shortest, longest or 0) + 2  # states along the match, the dead state
+    if bound > limits.max_states:
+        which = "shortest" if shortest >= (longest or 0) else "longest"
+        length = "more than 10**18" if max(shortest, longest or 0) >= _SATURATED else max(shortest, longest or 0)
+        raise LimitExceeded(f"regex {shown(pattern)}: its {which} match is {length} characters, so its automaton needs "
+                            f"more than max_states={limits.max_states} states{_repeat_hint(pattern)}")
+    if size > 2 * limits.max_states:
+        raise LimitExceeded(f"regex {shown(pattern)}: building it unrolls to more than {2 * limits.max_states} automaton "
+                            f"states (twice max_states={limits.max_states}){_repeat_hint(pattern)}")
+
+
+def _repeat_hint(pattern: str) -> str:
+    """Where the largest counted repeat is, which is usually the cause of a size limit."""
+    best = None
+    for m in re.finditer(r"(?<!\\)\{(\d*)(?:,(\d*))?\}", pattern):
+        count = max(int(m.group(1) or 0), int(m.group(2) or 0))
+        if best is None or count > best[0]:
+            best = (count, m.start(), m.group(0))
+    if best is None:
+        return " (raise max_states=, or simplify the pattern)"
+    return (f" (the counted repeat {best[2]} at position {best[1]} copies its body {best[0]} times: "
+            f"raise max_states=, or shorten the repeat)")
+
+
+def _check_python_syntax(pattern: str) -> None:
+    """What ``re`` refuses is refused, with its message and position (interegular is laxer)."""
+    # \x{...} is guided's own spelling of \U........
+    spelled = _BRACED_HEX.sub(lambda m: f"{m.group(1)}\\U{int(m.group(2), 16):08x}", pattern)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FutureWarning on "[[", "--" ...: still literal characters
+        try:
+            re.compile(spelled)
+        except re.error as exc:
+            raise RegexError(f"invalid regex syntax: {exc.msg}", pattern, exc.pos) from None
+        except OverflowError:
+            return  # a repeat count past re's own maximum: the size check refuses it (LimitExceeded)
+        except RecursionError as exc:
+            raise RegexError(f"invalid regex: {exc}", pattern, None) from None
 
 
 class _Builder:
-    """Thompson construction from interegular's parse tree onto a ByteNFA."""
+    """Thompson construction from interegular's parse tree onto a ByteNFA.
 
-    def __init__(self, nfa: ByteNFA, pattern: str):
+    ``dialect`` gives the class escapes (``\\d \\w \\s`` and their complements) their sets:
+    ``"python"`` as ``re`` (Unicode), ``"ecma"`` as ECMA-262 (ASCII ``\\d \\w``, its own ``\\s``).
+    Counted repeats are unrolled; past twice ``limits.max_states`` NFA states or the deadline,
+    `LimitExceeded` (`parse_tree` refuses most such patterns before anything is built).
+    """
+
+    def __init__(self, nfa: ByteNFA, pattern: str, limits: Limits | None = None, dialect: str = "python"):
+        limits = limits or Limits()
         self.nfa = nfa
         self.pattern = pattern
+        self.dialect = dialect
+        self.max_nfa_states = 2 * limits.max_states
+        self.deadline = limits.until()
+        self.limits = limits
+        self.calls = 0
+        self._ranges: dict[tuple, list[tuple[int, int]]] = {}
+
+    def ranges(self, group, flags) -> list[tuple[int, int]]:
+        """`_class_ranges`, once per class node: a counted repeat builds its body many times."""
+        key = (id(group), flags)
+        found = self._ranges.get(key)
+        if found is None:
+            found = self._ranges[key] = _class_ranges(group, flags, self.dialect)
+        return found
 
     def build(self, node, start: int, end: int, flags) -> None:
         nfa = self.nfa
+        self.calls += 1
+        if self.calls % 1024 == 0:
+            if nfa.num_states > self.max_nfa_states:
+                raise LimitExceeded(f"regex {shown(self.pattern)}: building it unrolls to more than {self.max_nfa_states} "
+                                    f"automaton states (twice max_states={self.limits.max_states})"
+                                    f"{_repeat_hint(self.pattern)}")
+            if time.monotonic() > self.deadline:
+                raise LimitExceeded(f"regex {shown(self.pattern)}: construction took longer than "
+                                    f"max_seconds={self.limits.max_seconds} s{_repeat_hint(self.pattern)}")
         if isinstance(node, _ip.Pattern):
             flags = _ip._combine_flags(flags, node.added_flags, node.removed_flags)
             for option in node.options:
@@ -142,7 +319,7 @@ class _Builder:
         elif isinstance(node, _ip._Repeated):
             self._repeat(node, start, end, flags)
         elif isinstance(node, _ip._CharGroup):
-            nfa.add_codepoints(start, _class_ranges(node, flags), end)
+            nfa.add_codepoints(start, self.ranges(node, flags), end)
         elif node is _ip._DOT:
             excluded = [] if flags & _ip.REFlags.SINGLE_LINE else [(10, 10)]
             nfa.add_codepoints(start, complement_codepoints(excluded), end)
@@ -178,15 +355,62 @@ class _Builder:
         nfa.add_epsilon(state, end)
 
 
-def _class_ranges(group, flags) -> list[tuple[int, int]]:
-    if len(group.chars) == 1 and not group.negated and not flags & _ip.REFlags.CASE_INSENSITIVE:
-        cp = ord(next(iter(group.chars)))
-        return [(cp, cp)]
+# The class escapes reach interegular as one noncharacter each (its own sets are ASCII and it
+# merges them into the class), and the construction expands them in the pattern's dialect.
+CLASS_ESCAPES = {escape: chr(0xFDD0 + i) for i, escape in enumerate("dDwWsS")}
+_PLACEHOLDERS = {v: k for k, v in CLASS_ESCAPES.items()}
+_ECMA_SETS = {
+    "d": ((0x30, 0x39),),
+    "w": ((0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)),
+    # WhiteSpace and LineTerminator
+    "s": ((0x09, 0x0D), (0x20, 0x20), (0xA0, 0xA0), (0x1680, 0x1680), (0x2000, 0x200A), (0x2028, 0x2029),
+          (0x202F, 0x202F), (0x205F, 0x205F), (0x3000, 0x3000), (0xFEFF, 0xFEFF)),
+}
+
+
+@functools.cache
+def escape_ranges(escape: str, dialect: str) -> tuple[tuple[int, int], ...]:
+    """The code points of ``\\d \\D \\w \\W \\s \\S`` (``escape`` is the letter) in ``dialect``.
+
+    Python: exactly the sets ``re`` matches (``str.isdecimal``, ``isalnum`` or ``_``, ``isspace``
+    for this Python's Unicode version), read off ``re`` itself.
+
+    >>> escape_ranges("d", "ecma"), any(lo <= ord("٣") <= hi for lo, hi in escape_ranges("d", "python"))
+    (((48, 57),), True)
+    """
+    ranges = _ECMA_SETS[escape.lower()] if dialect == "ecma" else _python_escape(escape.lower())
+    return tuple(complement_codepoints(ranges)) if escape.isupper() else tuple(ranges)
+
+
+@functools.cache
+def _python_escape(letter: str) -> tuple[tuple[int, int], ...]:
+    every = "".join(map(chr, range(MAX_UNICODE + 1)))
+    return tuple((m.start(), m.end() - 1) for m in re.finditer(f"\\{letter}+", every))
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return [(a, b) for a, b in out]
+
+
+def _class_ranges(group, flags, dialect: str = "python") -> list[tuple[int, int]]:
     chars = set(group.chars)
+    escapes = [_PLACEHOLDERS[c] for c in chars if c in _PLACEHOLDERS]
+    if len(chars) == 1 and not escapes and not group.negated and not flags & _ip.REFlags.CASE_INSENSITIVE:
+        cp = ord(next(iter(chars)))
+        return [(cp, cp)]
+    chars.difference_update(_PLACEHOLDERS)
     if flags & _ip.REFlags.CASE_INSENSITIVE:
         for c in list(chars):
             chars.update(_case_variants(c))
     ranges = codepoint_ranges(ord(c) for c in chars)
+    if escapes:
+        ranges = _merge(ranges + [r for e in escapes for r in escape_ranges(e, dialect)])
     return complement_codepoints(ranges) if group.negated else ranges
 
 
@@ -243,10 +467,15 @@ except ImportError:  # pragma: no cover - other implementations
 # --- checking the pattern text before interegular sees it -------------------------------------
 
 _LOOKAROUND = re.compile(r"\(\?(=|!|<=|<!)")
+_QUANTIFIER = re.compile(r"\{(?:[0-9]+(?:,[0-9]*)?|,[0-9]*)\}")  # a "{" that re reads as a repeat
+_BRACED_HEX = re.compile(r"(?<!\\)((?:\\\\)*)\\x\{([0-9A-Fa-f]{1,6})\}")
+_OCTAL = re.compile(r"\\(0[0-7]{0,2}|[1-7][0-7]{2})")
+_CLASS_OCTAL = re.compile(r"\\([0-7]{1,3})")
 
 
-def _check_and_normalise(pattern: str) -> str:
-    """Refuse unsupported constructs with their position; strip outer anchors; expand \\u escapes.
+def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
+    """Refuse unsupported constructs with their position; strip outer anchors and comments;
+    expand \\u escapes; refuse groups nested deeper than ``max_nesting`` (`LimitExceeded`).
 
     Returns the pattern interegular parses.  Positions in errors refer to the user's pattern.
     """
@@ -254,6 +483,7 @@ def _check_and_normalise(pattern: str) -> str:
     i, n = 0, len(pattern)
     in_class = False
     class_start = -1
+    depth = 0
     # Inline flags may precede a leading ^: (?i)^abc
     lead = re.match(r"\(\?[aiLmsux]+\)", pattern)
     if lead:
@@ -263,14 +493,32 @@ def _check_and_normalise(pattern: str) -> str:
         i += 1
     while i < n:
         c = pattern[i]
+        if c in _PLACEHOLDERS:
+            raise RegexError(f"the noncharacter U+{ord(c):04X} is not supported", pattern, i)
         if c == "\\":
             if i + 1 >= n:
                 raise RegexError("pattern ends with a lone backslash", pattern, i)
             d = pattern[i + 1]
             if d in "uUx" and (expanded := _unicode_escape(pattern, i)) is not None:
                 char, length = expanded
+                if char in _PLACEHOLDERS:
+                    raise RegexError(f"the noncharacter U+{ord(char):04X} is not supported", pattern, i)
                 out.append(_literal(char, in_class))
                 i += length
+                continue
+            if d in CLASS_ESCAPES:
+                if in_class and (_range_dash_before(pattern, i, class_start) or
+                                 (pattern.startswith("-", i + 2) and not pattern.startswith("-]", i + 2))):
+                    raise RegexError(f"\\{d} cannot bound a character range", pattern, i)
+                out.append(CLASS_ESCAPES[d])
+                i += 2
+                continue
+            # re reads \0, \0N, \0NN and \NNN (in a class: \N to \NNN) as octal characters;
+            # interegular reads a lone \0 as "0".
+            octal = (_CLASS_OCTAL if in_class else _OCTAL).match(pattern, i)
+            if octal:
+                out.append(_literal(chr(int(octal.group(1), 8)), in_class))
+                i = octal.end()
                 continue
             if not in_class:
                 if d in "123456789":
@@ -296,6 +544,10 @@ def _check_and_normalise(pattern: str) -> str:
         if in_class:
             if c == "]" and i > class_start + 1 and not (i == class_start + 2 and pattern[class_start + 1] == "^"):
                 in_class = False
+            elif c == "]":  # first in the class: a literal for re (interegular would close the class)
+                out.append("\\]")
+                i += 1
+                continue
             elif c == "[" and i + 1 < n and pattern[i + 1] == ":":
                 raise RegexError("POSIX classes [:...:] are not supported", pattern, i)
             out.append(c)
@@ -304,7 +556,19 @@ def _check_and_normalise(pattern: str) -> str:
         if c == "[":
             in_class = True
             class_start = i
+        elif c == "(" and pattern.startswith("(?#", i):  # a comment: ignored up to the first ')'
+            close = pattern.find(")", i)
+            if close < 0:
+                raise RegexError("unterminated comment (?#...", pattern, i)
+            i = close + 1
+            continue
+        elif c == ")":
+            depth -= 1
         elif c == "(":
+            depth += 1
+            if depth > max_nesting:
+                raise LimitExceeded(f"regex {shown(pattern)}: groups nest more than max_nesting={max_nesting} deep at "
+                                    f"position {i}")
             m = _LOOKAROUND.match(pattern, i)
             if m:
                 raise RegexError("lookahead and lookbehind are not supported", pattern, i)
@@ -320,13 +584,32 @@ def _check_and_normalise(pattern: str) -> str:
             if i == n - 1:
                 break
             raise RegexError("'$' is only supported at the end of the pattern", pattern, i)
-        elif c in "*+?}" and i + 1 < n and pattern[i + 1] == "+":
+        elif c in "*+?" and i + 1 < n and pattern[i + 1] == "+":
             raise RegexError("possessive quantifiers are not supported", pattern, i + 1)
+        elif c == "{":
+            repeat = _QUANTIFIER.match(pattern, i)
+            if not repeat:
+                out.append("\\{")  # not a repeat: a literal brace for re (an error for interegular)
+                i += 1
+                continue
+            if repeat.end() < n and pattern[repeat.end()] == "+":
+                raise RegexError("possessive quantifiers are not supported", pattern, repeat.end())
+            out.append(repeat.group(0))
+            i = repeat.end()
+            continue
         out.append(c)
         i += 1
     if in_class:
         raise RegexError("unterminated character class", pattern, class_start)
     return "".join(out)
+
+
+def _range_dash_before(pattern: str, i: int, class_start: int) -> bool:
+    """Is ``pattern[i]`` preceded by a ``-`` that is not the first thing in its class?"""
+    if i < 1 or pattern[i - 1] != "-" or (i >= 2 and pattern[i - 2] == "\\"):
+        return False
+    first = class_start + (2 if pattern.startswith("[^", class_start) else 1)
+    return i - 1 > first
 
 
 def _unicode_escape(pattern: str, i: int) -> tuple[str, int] | None:

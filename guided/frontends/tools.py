@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from guided.errors import SpecError
+from guided.errors import SpecError, UsageError
 from guided.frontends.jsonschema import JsonSchema, schema_to_ir
 from guided.frontends.regex import Regex, regex_to_dfa
 from guided.ir import END, ByteDFA, CfgIR, Terminal
@@ -67,7 +67,7 @@ class ToolFormat:
 
     def __post_init__(self):
         if not self.open or not self.close:
-            raise ValueError("ToolFormat needs non-empty open and close tags")
+            raise UsageError("ToolFormat needs non-empty open and close tags")
 
 
 def function_tool(fn: Callable) -> dict:
@@ -123,8 +123,15 @@ class Tools:
 
     def __init__(self, tools: Sequence[Any], *, tool_choice: str | Mapping = "required", parallel: bool = False,
                  format: ToolFormat = ToolFormat(), max_whitespace: int = 16, canonical: bool = True):
+        if callable(tools) or isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, (list, tuple)):
+            raise UsageError(f"Tools takes a list of tools (functions or OpenAI-style dicts), got "
+                             f"{type(tools).__name__}: wrap a single tool as [tool]")
         if not tools:
             raise SpecError("no tools given")
+        if not isinstance(format, ToolFormat):
+            raise UsageError(f"Tools(format=...) takes a guided.tools.ToolFormat, got {type(format).__name__}")
+        if isinstance(max_whitespace, bool) or not isinstance(max_whitespace, int) or max_whitespace < 0:
+            raise UsageError(f"Tools(max_whitespace=...) takes a non-negative int, got {max_whitespace!r}")
         defs, self.functions = [], {}
         for t in tools:
             d, fn = _normalise(t)
@@ -251,7 +258,7 @@ def tool_constraint(tools: Any, tool_choice: Any = "auto") -> tuple[Tools, Calla
     if isinstance(tools, Tools):
         spec = tools if tool_choice in (None, tools.tool_choice) else tools.with_options(tool_choice=tool_choice)
     else:
-        spec = Tools(list(tools), tool_choice=tool_choice if tool_choice is not None else "auto")
+        spec = Tools(tools, tool_choice=tool_choice if tool_choice is not None else "auto")
     return spec, lambda text: parse_tool_calls(text, spec)
 
 

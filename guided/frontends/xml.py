@@ -35,7 +35,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
-from guided.errors import SpecError
+from guided.errors import SpecError, UsageError
 from guided.frontends.lark import Grammar, lark_to_ir
 from guided.ir import CfgIR, MatchedNames
 
@@ -54,6 +54,15 @@ class Xml:
 
     schema: object = None
     root: str | None = None  # root element name for schema-shaped XML (default: the model's title)
+
+    def __post_init__(self) -> None:
+        shape = self.schema
+        if not (shape is None or isinstance(shape, dict) or (isinstance(shape, type)
+                                                             and hasattr(shape, "model_json_schema"))):
+            raise UsageError(f"guided.Xml takes a JSON Schema dict or a Pydantic model class (or nothing), got "
+                             f"{type(shape).__name__}")
+        if self.root is not None and (not isinstance(self.root, str) or not self.root):
+            raise UsageError(f"Xml(root=...) takes an element name, got {self.root!r}")
 
     def __hash__(self) -> int:
         return hash((_hashable(self.schema), self.root))

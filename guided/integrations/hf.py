@@ -7,9 +7,9 @@ notices when a new `generate` call starts and begins again from the grammar's st
 >>> import guided, torch
 >>> vocab = guided.Vocabulary.from_token_bytes([b"a", b"b", b"<eos>"], eos_token_ids=[2])
 >>> proc = guided.LogitsProcessor(guided.compile(guided.Regex("ab"), vocab))
->>> proc(torch.tensor([[7]]), torch.zeros(1, 3)).tolist()
+>>> proc(torch.tensor([[2]]), torch.zeros(1, 3)).tolist()
 [[0.0, -inf, -inf]]
->>> proc(torch.tensor([[7, 0]]), torch.zeros(1, 3)).tolist()
+>>> proc(torch.tensor([[2, 0]]), torch.zeros(1, 3)).tolist()
 [[-inf, 0.0, -inf]]
 """
 
@@ -20,18 +20,33 @@ import transformers
 
 from guided.decoding.torch_masks import allocate_bitmask, apply_bitmask
 from guided.engine.matcher import CompiledGrammar, Matcher
-from guided.errors import ConstraintViolation, TokenizerMismatch
+from guided.errors import ConstraintViolation, TokenizerMismatch, UsageError
+from guided.vocab import Vocabulary
 
 
 class LogitsProcessor(transformers.LogitsProcessor):
     """Masks every token that would lead outside ``grammar``; pass it in ``logits_processor=[...]``.
 
     Logits wider than the vocabulary (padded LM heads) are always masked past the vocabulary.
+    ``tokenizer``: the model's tokenizer, checked against the one the grammar was compiled for
+    (`TokenizerMismatch`).  Without it, a grammar compiled for another tokenizer is still caught
+    when the model's logits are narrower than its vocabulary, or the prompt holds token ids
+    its vocabulary does not have.
     """
 
-    def __init__(self, grammar: CompiledGrammar):
+    def __init__(self, grammar: CompiledGrammar, *, tokenizer=None):
+        if not (hasattr(grammar, "matcher") and isinstance(getattr(grammar, "vocab", None), Vocabulary)):
+            raise UsageError(f"guided.LogitsProcessor takes a compiled grammar (guided.compile(spec, tokenizer)), "
+                             f"got {type(grammar).__name__}")
         self.grammar = grammar
         self.vocab = grammar.vocab
+        if tokenizer is not None:
+            from guided.compiler import as_vocabulary
+
+            theirs = as_vocabulary(tokenizer)
+            if theirs is not self.vocab and theirs.fingerprint != self.vocab.fingerprint:
+                raise TokenizerMismatch("the grammar was compiled for another tokenizer than this one: compile it "
+                                        "with guided.compile(spec, tokenizer)")
         self._prompt_len: int | None = None
         self._matchers: dict[tuple[int, ...], Matcher] = {}
         self._last_len = -1
@@ -88,6 +103,13 @@ class LogitsProcessor(transformers.LogitsProcessor):
             raise TokenizerMismatch(
                 f"the model's logits have {scores.shape[-1]} entries but the grammar's vocabulary has "
                 f"{self.vocab.size} tokens: the grammar was compiled for another tokenizer"
+            )
+        starting = self._prompt_len is None or input_ids.shape[1] != self._last_len + 1
+        if starting and input_ids.numel() and int(input_ids.max()) >= self.vocab.size:
+            raise TokenizerMismatch(
+                f"the prompt holds token id {int(input_ids.max())} but the grammar's vocabulary has "
+                f"{self.vocab.size} tokens: the grammar was compiled for another tokenizer (compile it with "
+                f"guided.compile(spec, tokenizer))"
             )
         matchers = self.matchers_for(input_ids)
         bitmask = allocate_bitmask(scores.shape[0], self.vocab.size)

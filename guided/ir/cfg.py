@@ -12,10 +12,18 @@ input.  ``actions[q]`` maps a terminal (or ``END``) to an encoded action in pars
 ``(lhs nonterminal, length of its right-hand side)``; after the pop, ``gotos[q'][lhs]`` is the
 state pushed.  A terminal or state missing from a table is a syntax error.
 
+The same tables also come flat (`CfgIR.flat`, a `FlatTables`), for engines that index arrays
+rather than dicts (the native core takes them as they are); the Python engine reads the dicts,
+the fastest lookup in Python.  Layout (CSR, one row per parser state, entries sorted by symbol):
+the actions of state ``q`` are ``action_symbols[action_offsets[q]:action_offsets[q + 1]]`` with
+``action_values`` at the same positions, END spelt ``len(terminals)`` (a symbol of its own after
+the terminals) and values encoded as in the dicts; gotos likewise (``goto_*``, nonterminal ->
+state); rule ``r`` is ``(rule_lhs[r], rule_len[r])``.  Offsets are int64, everything else int32.
+
 Semantics: which byte strings a `CfgIR` accepts
 -----------------------------------------------
-Every engine must implement exactly this (the CFG engine does, byte by byte; the tests check it
-against `guided.frontends.jsonschema._recognize`, which spells it out without masks).
+Every engine must implement exactly this.  `guided.ir.reference` is its executable definition
+(byte by byte, no masks, no caches); every engine is tested against it.
 
 1. **Contextual lexing.**  At a lexeme boundary the parser is in state ``q`` (the top of its
    stack).  The *candidates* are the terminals ``t != END`` with an entry in ``actions[q]``, plus
@@ -51,13 +59,19 @@ against `guided.frontends.jsonschema._recognize`, which spells it out without ma
 >>> a = Terminal("A", ByteDFA(rows, np.array([False, False, True]), 1))
 >>> ir = CfgIR(terminals=(a,), ignore=frozenset(), actions=({0: 1}, {END: -1}, {}), gotos=({0: 2}, {}, {}),
 ...            rules=((0, 1),), nonterminals=("start",), start_state=0, end_state=2)
->>> ir.num_states
+>>> ir.validate().num_states
 3
+>>> ir.flat.action_symbols.tolist(), ir.flat.action_values.tolist()  # END is terminal 1 here
+([0, 1], [1, -1])
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
 
 from guided.ir.dfa import ByteDFA
 
@@ -137,9 +151,84 @@ class CfgIR:
     def num_states(self) -> int:
         return len(self.actions)
 
+    @functools.cached_property
+    def flat(self) -> "FlatTables":
+        """The parse tables as flat arrays (layout in the module docstring), built once."""
+        n_terms = len(self.terminals)
+        return FlatTables(*_csr(self.actions, lambda s: n_terms if s == END else s), *_csr(self.gotos, int),
+                          rule_lhs=np.array([lhs for lhs, _ in self.rules], np.int32),
+                          rule_len=np.array([n for _, n in self.rules], np.int32))
+
+    def validate(self) -> "CfgIR":
+        """``self`` if it meets the invariants engines rely on, else `guided.errors.InvalidIR`
+        naming the first one it breaks (`guided.ir.validate`)."""
+        from guided.ir.validate import validate_cfg
+
+        validate_cfg(self)
+        return self
+
+    def to_bytes(self, *, compress: bool = True) -> bytes:
+        """The versioned binary form (`guided.ir.serialize`); `CfgIR.from_bytes` reads it back."""
+        from guided.ir.serialize import to_bytes
+
+        return to_bytes(self, compress=compress)
+
+    @staticmethod
+    def from_bytes(data: bytes) -> "CfgIR":
+        """The IR serialised in ``data``, validated; `guided.errors.InvalidIR` if it is anything else."""
+        from guided.ir.serialize import from_bytes
+
+        return from_bytes(data, expect=CfgIR)
+
     def terminal_index(self, name: str) -> int:
         """The index of the terminal called ``name`` (`KeyError` if there is none)."""
         for i, t in enumerate(self.terminals):
             if t.name == name:
                 return i
         raise KeyError(name)
+
+
+@dataclass(frozen=True, eq=False)
+class FlatTables:
+    """`CfgIR`'s actions, gotos and rules as flat arrays; layout in the module docstring.
+
+    The field names are those of the native core's `cfg_grammar` arguments.
+    """
+
+    action_offsets: np.ndarray  # int64 [states + 1]
+    action_symbols: np.ndarray  # int32: a terminal, or len(terminals) for END
+    action_values: np.ndarray  # int32: shift target (>= 0) or -rule - 1
+    goto_offsets: np.ndarray  # int64 [states + 1]
+    goto_symbols: np.ndarray  # int32: a nonterminal
+    goto_values: np.ndarray  # int32: a state
+    rule_lhs: np.ndarray  # int32 [rules]
+    rule_len: np.ndarray  # int32 [rules]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fields by name."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def rows(self, which: str, end: int | None) -> tuple[dict[int, int], ...]:
+        """The per-state dicts back from ``which`` (``"action"`` or ``"goto"``); ``end`` is the
+        symbol that stands for END (``len(terminals)`` for actions, None for gotos)."""
+        offsets = getattr(self, f"{which}_offsets").tolist()
+        symbols = getattr(self, f"{which}_symbols").tolist()
+        values = getattr(self, f"{which}_values").tolist()
+        out = []
+        for q in range(len(offsets) - 1):
+            lo, hi = offsets[q], offsets[q + 1]
+            out.append({END if s == end else s: v for s, v in zip(symbols[lo:hi], values[lo:hi])})
+        return tuple(out)
+
+
+def _csr(rows: Sequence[dict[int, int]], key) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-state dicts as CSR rows sorted by (mapped) symbol: (offsets, symbols, values)."""
+    offsets = np.zeros(len(rows) + 1, np.int64)
+    symbols: list[int] = []
+    values: list[int] = []
+    for q, row in enumerate(rows):
+        for sym, val in sorted((key(s), v) for s, v in row.items()):
+            symbols.append(sym)
+            values.append(val)
+        offsets[q + 1] = len(symbols)
+    return offsets, np.array(symbols, np.int32), np.array(values, np.int32)

@@ -21,6 +21,7 @@ any other byte string.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -68,6 +69,27 @@ class ByteDFA:
     def is_prefix(self, data: bytes) -> bool:
         """True when ``data`` can still be extended to a match (the DFA is trimmed)."""
         return self.walk(data) != DEAD
+
+    def validate(self) -> "ByteDFA":
+        """``self`` if it meets the invariants engines rely on, else `guided.errors.InvalidIR`
+        naming the first one it breaks (`guided.ir.validate`)."""
+        from guided.ir.validate import validate_dfa
+
+        validate_dfa(self)
+        return self
+
+    def to_bytes(self, *, compress: bool = True) -> bytes:
+        """The versioned binary form (`guided.ir.serialize`); `ByteDFA.from_bytes` reads it back."""
+        from guided.ir.serialize import to_bytes
+
+        return to_bytes(self, compress=compress)
+
+    @staticmethod
+    def from_bytes(data: bytes) -> "ByteDFA":
+        """The DFA serialised in ``data``, validated; `guided.errors.InvalidIR` if it is anything else."""
+        from guided.ir.serialize import from_bytes
+
+        return from_bytes(data, expect=ByteDFA)
 
 
 @dataclass
@@ -123,9 +145,15 @@ class ByteNFA:
             if hi_cp < 0x80:  # ASCII: one byte range, the common case
                 self.ranges[source].append((lo_cp, hi_cp, target))
                 continue
-            for seq in utf8_ranges(lo_cp, hi_cp):
+            for seq in _utf8_sequences(lo_cp, hi_cp):
                 lo, hi = seq[0]
-                self.ranges[source].append((lo, hi, tail_state(tuple(seq[1:]))))
+                self.ranges[source].append((lo, hi, tail_state(seq[1:])))
+
+
+@functools.lru_cache(maxsize=4096)
+def _utf8_sequences(lo: int, hi: int) -> tuple[tuple[ByteRange, ...], ...]:
+    """`utf8_ranges` as tuples, memoised: a counted repeat of a class adds the same ranges many times."""
+    return tuple(tuple(seq) for seq in utf8_ranges(lo, hi))
 
 
 def utf8_ranges(lo: int, hi: int) -> list[list[ByteRange]]:
@@ -211,10 +239,20 @@ def codepoint_ranges(codepoints: Iterable[int]) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on automaton construction; exceeding one raises `guided.errors.LimitExceeded`."""
+    """Bounds on automaton construction; exceeding one raises `guided.errors.LimitExceeded`.
+
+    ``deadline`` (a `time.monotonic` instant) is shared by every phase of one compilation
+    (parsing, building, determinising, minimising); without one, ``max_seconds`` from the start
+    of `determinize`.
+    """
 
     max_states: int = 100_000
     max_seconds: float = 10.0
+    deadline: float | None = None
+
+    def until(self) -> float:
+        """The instant construction must be done by."""
+        return self.deadline if self.deadline is not None else time.monotonic() + self.max_seconds
 
 
 def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton", minimal: bool = True) -> ByteDFA:
@@ -224,7 +262,7 @@ def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton"
     >>> determinize(n).num_states  # dead state, start, after-a-digit
     3
     """
-    deadline = time.monotonic() + limits.max_seconds
+    deadline = limits.until()
     closure_cache: dict[int, frozenset[int]] = {}
 
     def closure(states: Iterable[int]) -> frozenset[int]:
@@ -252,7 +290,7 @@ def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton"
                 f"(raise the limit with max_states=, or simplify the pattern)"
             )
         if pending % 256 == 0 and time.monotonic() > deadline:
-            raise LimitExceeded(f"{what}: construction took longer than {limits.max_seconds} s")
+            raise LimitExceeded(f"{what}: construction took longer than max_seconds={limits.max_seconds} s")
         # Split the byte space at every range boundary of every member state, then map each
         # elementary interval to the closure of its targets.
         moves: list[tuple[int, int, int]] = [r for s in subset for r in nfa.ranges[s]]
@@ -276,20 +314,24 @@ def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton"
         rows.append(row)
     transitions = np.stack(rows).astype(np.int32)
     accepting = np.array([bool(subset & nfa.accepting) for subset in order])
-    dfa = trim(transitions, accepting, initial=1)
-    return minimize(dfa) if minimal else dfa
+    dfa = trim(transitions, accepting, initial=1, deadline=deadline, what=what)
+    return minimize(dfa, deadline) if minimal else dfa
 
 
 MINIMIZE_ROUNDS = 256  # refinement rounds before settling for the unminimised (equally exact) DFA
+# ... and at most this many state-rounds: a long chain (``.{4096}``) needs a round per state,
+# each over every state, and an unminimised DFA is just as exact.
+MINIMIZE_WORK = 1_000_000
 
 
-def minimize(dfa: ByteDFA) -> ByteDFA:
+def minimize(dfa: ByteDFA, deadline: float | None = None) -> ByteDFA:
     """The minimal equivalent DFA (Moore's partition refinement, vectorised over byte classes).
 
     Fewer states means fewer distinct masks to compute.  Each round hashes every state's
     signature (its block and its successors' blocks) to one integer and checks the grouping
-    exactly; a DFA that needs more than `MINIMIZE_ROUNDS` rounds (long chains) is returned as
-    it is, which is just as exact.
+    exactly; a DFA that needs more rounds than `MINIMIZE_ROUNDS` and `MINIMIZE_WORK` allow for
+    its size (long chains), or that is still refining at ``deadline``, is returned as it is,
+    which is just as exact.
 
     >>> n = ByteNFA(); a = n.add_state(); b = n.add_state()
     >>> n.add_sequence(n.start, [(97, 97)], a); n.add_sequence(n.start, [(98, 98)], b)
@@ -298,14 +340,23 @@ def minimize(dfa: ByteDFA) -> ByteDFA:
     3
     """
     table = dfa.transitions
+    if deadline is not None and time.monotonic() > deadline:
+        return dfa
     # Bytes that every state treats alike form one class; refinement only needs one column each.
-    _, first = np.unique(table.T, axis=0, return_index=True)
+    # Columns are grouped by a random linear hash, checked exactly (np.unique over whole columns
+    # takes seconds for tens of thousands of states).
+    weights = np.random.default_rng(1).integers(1, 2**62, size=table.shape[0], dtype=np.int64) | 1
+    _, first, inverse = np.unique(weights @ table.astype(np.int64), return_index=True, return_inverse=True)
+    if not (table == table[:, first[inverse.reshape(-1)]]).all():  # a hash collision: group exactly
+        _, first = np.unique(table.T, axis=0, return_index=True)
     columns = table[:, np.sort(first)]
     weights = np.random.default_rng(0).integers(1, 2**62, size=columns.shape[1] + 1, dtype=np.int64) | 1
     block = dfa.accepting.astype(np.int64) + 1
     block[DEAD] = 0
     count = len(np.unique(block))
-    for _ in range(MINIMIZE_ROUNDS):
+    for _ in range(min(MINIMIZE_ROUNDS, max(8, MINIMIZE_WORK // dfa.num_states))):
+        if deadline is not None and time.monotonic() > deadline:
+            return dfa
         signature = np.concatenate([block[:, None], block[columns]], axis=1)
         _, first_of, new_block = np.unique(signature @ weights, return_index=True, return_inverse=True)
         new_block = new_block.reshape(-1)
@@ -342,14 +393,34 @@ def _edges(transitions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return src, transitions[src, col].astype(np.int64)
 
 
-def _search(src: np.ndarray, dst: np.ndarray, n: int, seeds: np.ndarray) -> np.ndarray:
-    """States reachable from ``seeds`` along the edges (``src`` sorted), one frontier at a time."""
+NARROW = 32  # frontiers up to this size are searched in Python
+
+
+def _search(src: np.ndarray, dst: np.ndarray, n: int, seeds: np.ndarray, check=None) -> np.ndarray:
+    """States reachable from ``seeds`` along the edges (``src`` sorted), one frontier at a time
+    (``check()`` between frontiers: it raises to stop)."""
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(src, minlength=n), out=offsets[1:])
     seen = np.zeros(n, bool)
     seen[seeds] = True
     frontier = np.unique(seeds)
+    steps = 0
     while frontier.size:
+        steps += 1
+        if check is not None and steps % 64 == 0:
+            check()
+        if frontier.size <= NARROW:
+            # A narrow frontier (a long chain, such as a{50000}) is followed in Python: a whole-array
+            # step per state would cost more than the states themselves.
+            pending = frontier.tolist()
+            while pending and len(pending) <= 8 * NARROW:
+                state = pending.pop()
+                for target in dst[offsets[state]:offsets[state + 1]].tolist():
+                    if not seen[target]:
+                        seen[target] = True
+                        pending.append(target)
+            frontier = np.array(pending, dtype=np.int64)
+            continue
         first, count = offsets[frontier], offsets[frontier + 1] - offsets[frontier]
         total = int(count.sum())
         if not total:
@@ -362,24 +433,30 @@ def _search(src: np.ndarray, dst: np.ndarray, n: int, seeds: np.ndarray) -> np.n
     return seen
 
 
-def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDFA:
+def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int, deadline: float | None = None,
+         what: str = "automaton") -> ByteDFA:
     """Drop the states that cannot reach an accepting state or cannot be reached, and renumber.
 
     Two graph searches over the distinct edges, one frontier at a time: a dense fixpoint would
-    take one pass over the whole table per step of the longest chain.
+    take one pass over the whole table per step of the longest chain.  Past ``deadline``,
+    `LimitExceeded`.
     """
+    def check() -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise LimitExceeded(f"{what}: construction took longer than its max_seconds")
+
     n = transitions.shape[0]
     if initial == DEAD:
         return ByteDFA(transitions=np.zeros((1, 256), np.int32), accepting=np.zeros(1, bool), initial=DEAD)
     src, dst = _edges(transitions)
-    reach = _search(src, dst, n, np.array([initial]))
+    reach = _search(src, dst, n, np.array([initial]), check)
     finals = np.flatnonzero(accepting & reach)
     finals = finals[finals != DEAD]
     if not finals.size:
         return ByteDFA(transitions=np.zeros((1, 256), np.int32), accepting=np.zeros(1, bool), initial=DEAD)
     keep = reach[src]
     back = np.argsort(dst[keep], kind="stable")
-    live = _search(dst[keep][back], src[keep][back], n, finals)
+    live = _search(dst[keep][back], src[keep][back], n, finals, check)
     keep_states = reach & live
     keep_states[DEAD] = False
     order = np.flatnonzero(keep_states)

@@ -30,7 +30,7 @@ def _product(a: ByteDFA, b: ByteDFA, accept, max_states: int, what: str, keep_de
     start = a.initial * nb + b.initial
     ids = {start: 1}
     pairs = [start]
-    rows = [np.zeros((1, 256), np.int32)]
+    rows: list[np.ndarray] = [np.zeros((1, 256), np.int32)]
     deadline = time.monotonic() + 30.0
     frontier = np.array([start], np.int64)
     while frontier.size:

@@ -1,11 +1,13 @@
-"""LALR(1) parse tables for generated grammars, built fast enough to run per request.
+"""LALR(1) parse tables, built fast enough to run per request, for every grammar guided compiles.
 
-Lark builds the tables of hand-written grammars (and caches them on disk), but a JSON Schema is
-compiled once per request into a fresh grammar of a few hundred rules, where Lark's analysis
-takes 10-30 ms in pure Python.  This is the same construction, DeRemer and Pennello's LALR(1)
-lookaheads over the LR(0) automaton, on integers: items are ints, terminal sets are int
-bitsets, and conflicts are resolved as Lark resolves them (shift over reduce; between
-reductions, the rule listed first), so the tables are those Lark would build.
+A JSON Schema is compiled once per request into a fresh grammar of a few hundred rules, where
+Lark's analysis takes 10-30 ms in pure Python; and Lark's analysis recurses and repeats passes
+as deep as a grammar's longest chain of rules (a minute, then a RecursionError, for 3,000), so
+Lark grammars get their tables here too.  This is the same construction, DeRemer and
+Pennello's LALR(1) lookaheads over the LR(0) automaton, on integers and without recursion:
+items are ints, terminal sets are int bitsets, and conflicts are resolved as Lark resolves
+them (shift over reduce; between reductions, the rule listed first, or the one of highest
+priority), so the tables are those Lark would build.
 
 >>> t = lalr_tables([("start", ("list",)), ("list", ("NUM",)), ("list", ("list", "COMMA", "NUM"))],
 ...                 {"NUM": 0, "COMMA": 1}, "start")
@@ -15,6 +17,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from guided.ir import END
@@ -32,17 +35,24 @@ class Tables:
     start_state: int
     end_state: int
     kernels: tuple[tuple[tuple[int, int], ...], ...]  # state -> its (rule, dot) kernel items
+    # (state, terminal, rules) for each reduce/reduce conflict that ``priority`` left undecided.
+    conflicts: tuple[tuple[int, int, tuple[int, ...]], ...] = ()
 
     def ir_fields(self) -> dict:
         return dict(actions=self.actions, gotos=self.gotos, rules=self.rules, nonterminals=self.nonterminals,
                     rule_names=self.rule_names, start_state=self.start_state, end_state=self.end_state)
 
 
-def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, int], start: str) -> Tables:
+def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, int], start: str,
+                check: Callable[[], None] | None = None, priority: Sequence[int] | None = None) -> Tables:
     """Tables for ``rules`` (lhs, right-hand side); symbols in ``terminals`` are terminals, mapped to ids.
 
-    Earlier rules win reduce/reduce conflicts; shifts win shift/reduce conflicts.
+    Shifts win shift/reduce conflicts.  Reduce/reduce conflicts: the earlier rule wins; or, with
+    ``priority`` (one number per rule, as Lark's rule priorities), the rule of highest priority,
+    and a tie is listed in `Tables.conflicts` (Lark refuses such a grammar).  ``check`` is called
+    now and then during the construction (to enforce a deadline: it raises to stop).
     """
+    check = check or (lambda: None)
     names = list(dict.fromkeys([start] + [lhs for lhs, _ in rules]))
     nt_id = {name: i for i, name in enumerate(names)}
     n_nt = len(names)
@@ -51,17 +61,17 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     end_bit = bias - 1
     rhs_syms: list[tuple[int, ...]] = []
     lhs_of: list[int] = []
-    for lhs, rhs in rules:
-        lhs_of.append(nt_id[lhs])
-        syms = []
-        for s in rhs:
-            if s in terminals:
-                syms.append(terminals[s])
-            elif s in nt_id:
-                syms.append(bias + nt_id[s])
+    for lhs_name, rhs in rules:
+        lhs_of.append(nt_id[lhs_name])
+        ids: list[int] = []
+        for name in rhs:
+            if name in terminals:
+                ids.append(terminals[name])
+            elif name in nt_id:
+                ids.append(bias + nt_id[name])
             else:
-                raise ValueError(f"symbol {s!r} is neither a terminal nor defined by a rule")
-        rhs_syms.append(tuple(syms))
+                raise ValueError(f"symbol {name!r} is neither a terminal nor defined by a rule")
+        rhs_syms.append(tuple(ids))
     # The augmented rule: accept = the start symbol shifted from the start state.
     aug = len(rules)
     lhs_of.append(n_nt)
@@ -81,6 +91,8 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     # Rules whose start items join a closure when a nonterminal is next (transitively).
     closure_of: list[tuple[int, ...]] = []
     for a in range(n_nt + 1):
+        if a % 256 == 0:
+            check()
         seen = {a}
         todo = [a]
         found: list[int] = []
@@ -101,6 +113,8 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     completed: list[list[int]] = []  # state -> rules whose item is complete in it
     i = 0
     while i < len(kernels):
+        if i % 256 == 0:
+            check()
         items = list(kernels[i])
         added: set[int] = set()
         for r, dot in kernels[i]:
@@ -134,6 +148,7 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     # -- lookaheads (DeRemer & Pennello) -----------------------------------------------------
     # Nonterminal transitions (p, A) are numbered; each gets Read and Follow terminal bitsets.
     nt_trans: dict[tuple[int, int], int] = {}
+    check()
     for p in range(n_states):
         for sym in transitions[p]:
             if sym >= bias:
@@ -142,6 +157,8 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     direct = [0] * len(pairs)
     reads: list[list[int]] = [[] for _ in pairs]
     for x, (p, sym) in enumerate(pairs):
+        if x % 1024 == 0:
+            check()
         r = transitions[p][sym]
         bits = 0
         for s2, _ in transitions[r].items():
@@ -151,11 +168,13 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
                 reads[x].append(nt_trans[(r, s2)])
         direct[x] = bits
     direct[nt_trans[(0, bias + nt_id[start])]] |= 1 << end_bit
-    read_sets = _digraph(direct, reads)
+    read_sets = _digraph(direct, reads, check)
 
     includes: list[list[int]] = [[] for _ in pairs]
     lookback: dict[tuple[int, int], list[int]] = {}
     for x, (p, sym) in enumerate(pairs):
+        if x % 256 == 0:
+            check()
         for r in by_lhs[sym - bias]:
             syms = rhs_syms[r]
             q = p
@@ -164,12 +183,15 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
                     includes[nt_trans[(q, s)]].append(x)
                 q = transitions[q][s]
             lookback.setdefault((q, r), []).append(x)
-    follow = _digraph(read_sets, includes)
+    follow = _digraph(read_sets, includes, check)
 
     # -- the action table ----------------------------------------------------------------------
     actions: list[dict[int, int]] = []
     gotos: list[dict[int, int]] = []
+    conflicts: list[tuple[int, int, tuple[int, ...]]] = []
     for p in range(n_states):
+        if p % 256 == 0:
+            check()
         acts: dict[int, int] = {}
         gos: dict[int, int] = {}
         for sym, target in transitions[p].items():
@@ -178,6 +200,7 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
             else:
                 acts[sym] = target
         # Lowest rule index first, so an earlier rule wins each reduce/reduce conflict.
+        reductions: dict[int, list[int]] = {}
         for r in sorted(completed[p]):
             if r == aug:
                 continue
@@ -188,9 +211,17 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
                 low = bits & -bits
                 t = low.bit_length() - 1
                 bits ^= low
-                key = END if t == end_bit else t
-                if key not in acts:
-                    acts[key] = -r - 1
+                reductions.setdefault(END if t == end_bit else t, []).append(r)
+        for lookahead, candidates in reductions.items():
+            chosen = candidates[0]
+            if priority is not None and len(candidates) > 1:
+                best = max(priority[r] for r in candidates)
+                top = tuple(r for r in candidates if priority[r] == best)
+                if len(top) > 1:
+                    conflicts.append((p, lookahead, top))
+                chosen = top[0]
+            if lookahead not in acts:
+                acts[lookahead] = -chosen - 1
         actions.append(acts)
         gotos.append(gos)
     start_state = 0
@@ -203,10 +234,11 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
         start_state=start_state,
         end_state=transitions[start_state][bias + nt_id[start]],
         kernels=tuple(kernels),
+        conflicts=tuple(conflicts),
     )
 
 
-def _digraph(base: list[int], edges: list[list[int]]) -> list[int]:
+def _digraph(base: list[int], edges: list[list[int]], check: Callable[[], None] | None = None) -> list[int]:
     """F(x) = base(x) | F(y) for every edge x -> y; a strongly connected part shares one set.
 
     DeRemer and Pennello's traversal (Tarjan's), iterative so that deep grammars do not reach
@@ -218,6 +250,8 @@ def _digraph(base: list[int], edges: list[list[int]]) -> list[int]:
     done = n + 1
     stack: list[int] = []
     for root in range(n):
+        if check is not None and root % 1024 == 0:
+            check()
         if mark[root]:
             continue
         stack.append(root)

@@ -16,11 +16,13 @@ tokens, histories) and reorders it with `select` when beams are reordered or row
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import torch
 
+from guided.errors import UsageError
 from guided.sampling import processors as P
 from guided.sampling.processors import GREEDY_TEMPERATURE, NEG_INF
 
@@ -58,6 +60,15 @@ class SamplingParams:
     reward_top_k: int = 16
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon", "eta", "repetition_penalty",
+                     "frequency_penalty", "presence_penalty", "no_repeat_ngram_size", "reward_weight", "reward_top_k"):
+            value = getattr(self, name)
+            integral = name in ("top_k", "no_repeat_ngram_size", "reward_top_k")
+            if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)) or math.isnan(value):
+                raise UsageError(f"{name}= takes {'an int' if integral else 'a number'}, got "
+                                 f"{type(value).__name__} {value!r}")
+        if self.reward is not None and not callable(self.reward):
+            raise UsageError(f"reward= takes a function, got {type(self.reward).__name__}")
         checks = [
             (self.temperature >= 0, "temperature must be >= 0"),
             (self.top_k >= 0, "top_k must be >= 0"),
@@ -72,7 +83,7 @@ class SamplingParams:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise UsageError(message)
 
     @property
     def greedy(self) -> bool:
@@ -148,7 +159,9 @@ class LogitsPipeline:
         if p.logit_bias:
             bias = torch.zeros(self.width, dtype=torch.float32)
             for token, value in p.logit_bias.items():
-                bias[int(token)] = float(value)
+                if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < self.width:
+                    raise UsageError(f"logit_bias key {token!r} is not a token id (0 to {self.width - 1})")
+                bias[token] = float(value)
             self.bias = bias.to(self.device)
 
     # -- state ----------------------------------------------------------------------------
@@ -277,11 +290,19 @@ class LogitsPipeline:
         rows, cols = finite.nonzero(as_tuple=True)
         row_list, id_list = rows.tolist(), ids[rows, cols].tolist()
         conts = [self.token_text(t) for t in id_list]
-        scores = list(p.reward([prefixes[r] for r in row_list], conts))
+        returned = p.reward([prefixes[r] for r in row_list], conts)
+        if isinstance(returned, (str, bytes)) or not hasattr(returned, "__iter__"):
+            raise UsageError(f"reward(prefixes, continuations) must return one score per candidate (a list of "
+                             f"{len(conts)} numbers), got {type(returned).__name__} {returned!r}")
+        scores = list(returned)
         if len(scores) != len(conts):
-            raise ValueError(f"reward returned {len(scores)} scores for {len(conts)} candidates")
+            raise UsageError(f"reward returned {len(scores)} scores for {len(conts)} candidates")
+        try:
+            numbers = [float(s) for s in scores]
+        except (TypeError, ValueError):
+            raise UsageError(f"reward must return numbers, got {scores[:3]!r}...") from None
         bonus = torch.zeros_like(values)
-        bonus[rows, cols] = torch.tensor([float(s) for s in scores], dtype=values.dtype, device=values.device)
+        bonus[rows, cols] = torch.tensor(numbers, dtype=values.dtype, device=values.device)
         out = torch.full_like(x, NEG_INF)
         out.scatter_(-1, ids, torch.where(finite, values + p.reward_weight * bonus, values))
         return out

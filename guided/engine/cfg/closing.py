@@ -91,7 +91,7 @@ class Closer:
         self._mandatory: dict[tuple[int, int, bool], tuple] = {}
         self._terminal_mandatory: dict[int, list[frozenset]] = {}
         self._closers_memo: dict[int, tuple[list[int], bool]] = {}
-        self._rule_data = None
+        self._rule_data: tuple | None = None
         self._fillers: dict[int, bool] = {}
         self._required: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._ends: dict[int, set[int]] | None = None
@@ -106,7 +106,7 @@ class Closer:
         if completion is None:
             return []
         index = self._token_index()
-        out = []
+        out: list[int] = []
         for k in range(1, len(completion) + 1):
             if len(completion) - k <= spare:
                 out.extend(index.get(completion[:k], ()))
@@ -250,7 +250,8 @@ class Closer:
                 came = must[a]
                 if came is None or b in key:
                     continue
-                new = came | {t} if must[b] is None else must[b] & (came | {t})
+                before = must[b]
+                new = came | {t} if before is None else before & (came | {t})
                 if new != must[b]:
                     must[b] = new
                     changed = True
@@ -313,12 +314,12 @@ class Closer:
                 term = t
         if term is None:
             return None
-        after: dict[int, Stack] = {}
+        shifted: dict[int, Stack] = {}
         for stack in expanded:
             nxt = self.feed(stack, term)
             if nxt is not None:
-                after.setdefault(nxt.uid, nxt)
-        return term, list(after.values())
+                shifted.setdefault(nxt.uid, nxt)
+        return term, list(shifted.values())
 
     def _is_filler(self, term: int) -> bool:
         """Does terminal ``term`` spell whitespace only (a grammar's optional ``_WS``)?"""
@@ -560,7 +561,8 @@ class Closer:
             terms = self._closing_terminals(following)
             if terms is None:
                 continue
-            pieces = [self._shortest(t) for t in terms]
+            # `_closing_terminals` takes only terminals with a shortest string.
+            pieces = [p for p in (self._shortest(t) for t in terms) if p is not None]
             for sep in (b"", separator):
                 if sep is None:
                     continue
@@ -572,17 +574,18 @@ class Closer:
         return best
 
     def _completes(self, stack: Stack, lex: int, data: bytes) -> bool:
-        config: Config | None = (stack, lex)
+        config: Config = (stack, lex)
         for b in data:
-            config = self.step(config[0], config[1], b)
-            if config is None:
+            moved = self.step(config[0], config[1], b)
+            if moved is None:
                 return False
+            config = moved
         return self.accepts_end(*config)
 
     def _closing_terminals(self, stack: Stack, max_pops: int = CLOSING_MAX_POPS) -> list[int] | None:
         """The cheapest terminal sequence (in bytes) that lets the parser accept, by Dijkstra over stacks."""
         counter = itertools.count()
-        frontier = [(0, next(counter), stack, ())]
+        frontier: list[tuple[int, int, Stack, tuple[int, ...]]] = [(0, next(counter), stack, ())]
         seen: set[int] = set()
         while frontier and max_pops:
             max_pops -= 1
@@ -596,7 +599,9 @@ class Closer:
                 if term in self.ir.ignore:
                     continue
                 shortest = self._shortest(term)
-                nxt = self.feed(node, term) if shortest is not None else None
+                if shortest is None:
+                    continue
+                nxt = self.feed(node, term)
                 if nxt is not None and nxt.uid not in seen:
                     heapq.heappush(frontier, (cost + len(shortest), next(counter), nxt, terms + (term,)))
         return None
@@ -635,8 +640,7 @@ class Closer:
         return out
 
     def _separator(self) -> bytes | None:
-        options = [self._shortest(t) for t in self.ir.ignore]
-        options = [o for o in options if o]
+        options = [o for o in (self._shortest(t) for t in self.ir.ignore) if o]
         return min(options, key=len) if options else None
 
     def _token_index(self) -> dict[bytes, list[int]]:

@@ -32,7 +32,8 @@ from guided.engine.cfg.matcher import CfgMatcher
 from guided.engine.cfg.recognizer import Recognizer
 from guided.engine.cfg.stacks import StackTable
 from guided.engine.token_table import TokenTable
-from guided.ir import CfgIR
+from guided.errors import SpecError
+from guided.ir import DEAD, CfgIR
 from guided.vocab import Vocabulary
 
 
@@ -47,6 +48,11 @@ class CfgGrammar:
     """
 
     def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
+        for t in ir.terminals:
+            # A lexeme must hold a byte: an empty one could end and start again forever.
+            if t.dfa.initial != DEAD and t.dfa.accepting[t.dfa.initial]:
+                raise SpecError(f"terminal {t.name} matches the empty string; every terminal must match at least "
+                                f"one byte")
         self.ir = ir
         self.vocab = vocab
         self.table = TokenTable.of(vocab)

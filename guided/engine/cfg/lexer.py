@@ -19,7 +19,7 @@ import math
 import mmap
 import threading
 import weakref
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from guided.engine.tuning import (BLOCK_CHUNK, EAGER_BLOCK, EAGER_ROWS, FRESH_PA
                                   UNION_ROWS_MARGIN, WHOLE_BLOCK)
 from guided.errors import LimitExceeded
 from guided.ir import DEAD, END, CfgIR
+
+if TYPE_CHECKING:
+    from guided.engine.cfg.sharing import SubAutomaton
 
 Components = tuple[tuple[int, int], ...]
 """A union state: its live ``(terminal, DFA state)`` pairs, by terminal.  Kept a plain tuple: it
@@ -128,7 +131,9 @@ class LexerTable:
                 if index in self.pending:
                     self._fill(index)
                 elif not self.filled[index]:
-                    by_block.setdefault(self.block_at(index), []).append(index)
+                    block = self.block_at(index)
+                    assert block is not None, f"lexer row {index} is neither pending nor in a block"
+                    by_block.setdefault(block, []).append(index)
             for (term, base), rows in by_block.items():
                 dfa = self.terminals[term].dfa
                 # A block of moderate size is filled whole: one copy instead of one per visit;
@@ -139,10 +144,10 @@ class LexerTable:
                     chunks = np.unique((np.array(rows, np.int64) - base) // BLOCK_CHUNK) * BLOCK_CHUNK
                     local = (chunks[:, None] + np.arange(BLOCK_CHUNK)).reshape(-1)
                     local = local[(local >= 1) & (local < dfa.num_states)]
-                index = local + base
+                block_rows = local + base
                 part = dfa.transitions[local]
-                self.table[index] = _into_block(part, base)
-                self.filled[index] = True
+                self.table[block_rows] = _into_block(part, base)
+                self.filled[block_rows] = True
         return self.table
 
     def block_at(self, lex: int) -> Block | None:
@@ -398,7 +403,7 @@ class DfaMemo:
         self.transitions = dfa.transitions  # not the DFA: the memo is its weak dictionary's value
         self.live: dict[int, tuple[tuple, tuple]] = {}  # state -> its live bytes and their targets
         self.successors: dict[int, tuple] = {}  # state -> its distinct targets, in byte order
-        self.subs: dict[int, tuple | None] = {}  # state -> `block_sub_automaton`
+        self.subs: dict[int, SubAutomaton | None] = {}  # state -> `block_sub_automaton`
         self.accepting = dfa.accepting.astype(np.int64) - 1  # `chosen`-like: >= 0 where accepting
         self.accepting_flags: list[bool] = dfa.accepting.tolist()
 

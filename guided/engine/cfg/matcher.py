@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from guided.engine.bitmask import unpack, write_row
+from guided.engine.matcher import HistoryMatcher, text_bytes, token_index
 from guided.engine.tuning import CLOSING_REFINE_ADVANCING, CLOSING_REFINE_TOKENS, CLOSING_SEARCH_TOKENS
-from guided.engine.matcher import HistoryMatcher, text_bytes
 from guided.errors import ConstraintViolation
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class CfgMatcher(HistoryMatcher):
         write_row(bitmask, row, words)
 
     def advance(self, token_id: int) -> None:
+        token_id = token_index(token_id)
         g = self.grammar
         config = self._history[0]
         if token_id in g.vocab.eos_token_ids:
@@ -143,4 +144,5 @@ def _step(g: CfgGrammar, config, token_id: int):
 
 def _lower_bound(g: CfgGrammar, config, search: bool = True) -> int:
     """A true lower bound on the tokens that complete ``config`` (0 when it may end now)."""
-    return g.lower_bound(*config, search=search)
+    stack, lex = config
+    return g.lower_bound(stack, lex, search)

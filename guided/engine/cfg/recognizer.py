@@ -53,14 +53,15 @@ class Recognizer:
         contexts make the exceptions.  A lexer state is viable while one of them is alive in it.
         """
         if stack.viable is not False:
-            return stack.viable  # type: ignore[return-value]
+            return stack.viable
         # Both of the stack's terminal sets must exist before their viability is read.
         self.lexers.start(stack.state)
         self.lexers.start(stack.state, after_ignore=True)
         members = self.lexers.sets[self.lexers.set_of_state[stack.state]]
         accepted = [t for t in members if t in self.ir.ignore or self.feed(stack, t) is not None]
-        stack.viable = None if len(accepted) == len(members) else np.array(accepted, np.int64)
-        return stack.viable  # type: ignore[return-value]
+        viable = None if len(accepted) == len(members) else np.array(accepted, np.int64)
+        stack.viable = viable
+        return viable
 
     def viable(self, stack: Stack, lexes: np.ndarray) -> np.ndarray:
         """Which of the lexer states ``lexes`` can still complete a lexeme ``stack`` accepts."""
@@ -80,9 +81,10 @@ class Recognizer:
             return None
         ignored = terminal in self.ir.ignore
         if not ignored:
-            stack = self.feed(stack, terminal)
-            if stack is None:
+            fed = self.feed(stack, terminal)
+            if fed is None:
                 return None
+            stack = fed
         start = self.lexers.start(stack.state, ignored)
         nxt = int(self.lexers.table[start, byte])  # re-read: `start` may have grown the table
         return (stack, nxt) if nxt else None
@@ -108,7 +110,8 @@ class Recognizer:
         if terminal < 0:
             return False
         if terminal not in self.ir.ignore:
-            stack = self.feed(stack, terminal)
-            if stack is None:
+            fed = self.feed(stack, terminal)
+            if fed is None:
                 return False
+            stack = fed
         return self.can_end(stack)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from typing import Literal
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class Stack:
         # terminal -> the stack after feeding it (None: a syntax error); END -> can the input end
         self.feeds: dict[int, Stack | None | bool] = {}
         # The terminals the parser accepts here, set by `CfgGrammar.viable_terminals`.
-        self.viable: np.ndarray | None | bool = False  # False: not computed yet
+        self.viable: np.ndarray | None | Literal[False] = False  # False: not computed yet
 
 
 class StackTable:
@@ -75,6 +76,7 @@ class StackTable:
         ir = self.ir
         node: Stack | None = stack
         result = None
+        reductions = _Reductions()
         while node is not None:
             action = ir.actions[node.state].get(terminal)
             if action is None:
@@ -85,6 +87,8 @@ class StackTable:
                     result = None
                 break
             node = self._reduce(node, action)
+            if reductions.cycle(node):
+                break
         stack.feeds[terminal] = result
         return result
 
@@ -96,6 +100,7 @@ class StackTable:
         ir = self.ir
         node: Stack | None = stack
         ok = False
+        reductions = _Reductions()
         while node is not None:
             if node.state == ir.end_state:
                 ok = True
@@ -104,12 +109,40 @@ class StackTable:
             if action is None or action >= 0:
                 break
             node = self._reduce(node, action)
+            if reductions.cycle(node):
+                break
         stack.feeds[END] = ok
         return ok
 
     def _reduce(self, node: Stack, action: int) -> Stack:
         """Pop a rule's right-hand side and push the state its left-hand side leads to."""
         lhs, length = self.ir.rules[-action - 1]
+        below: Stack | None = node
         for _ in range(length):
-            node = node.parent
-        return self.node(self.ir.gotos[node.state][lhs], node)
+            below = below.parent  # type: ignore[union-attr]  # validated IR: never past the bottom
+        assert below is not None
+        return self.node(self.ir.gotos[below.state][lhs], below)
+
+
+class _Reductions:
+    """Catches a run of reductions that comes back to a stack it has been on: tables of a grammar
+    where a symbol derives itself (``a: a | "x"``, with priorities deciding the collisions) can
+    reduce forever.  Such a run shifts nothing, so it is a dead end.  Counting alone costs
+    nothing; stacks are remembered only past the first few reductions of a run."""
+
+    __slots__ = ("count", "seen")
+
+    def __init__(self):
+        self.count = 0
+        self.seen: set[int] | None = None
+
+    def cycle(self, node: Stack) -> bool:
+        self.count += 1
+        if self.count < 32:
+            return False
+        if self.seen is None:
+            self.seen = set()
+        if node.uid in self.seen:
+            return True
+        self.seen.add(node.uid)
+        return False

@@ -36,16 +36,21 @@ import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from guided.errors import UsageError
+from guided.frontends.jsonschema._checks import check_document
 from guided.frontends.jsonschema._compiler import (
+    InvalidSchema,
     RelaxedSchemaWarning,
     SchemaTooLarge,
     UnsupportedSchema,
     _Compiler,
     _Options,
 )
+from guided.frontends.regex import check_limits
 from guided.ir import CfgIR
 
-__all__ = ["JsonSchema", "UnsupportedSchema", "SchemaTooLarge", "RelaxedSchemaWarning", "schema_to_ir"]
+__all__ = ["JsonSchema", "InvalidSchema", "UnsupportedSchema", "SchemaTooLarge", "RelaxedSchemaWarning",
+           "schema_to_ir"]
 
 
 @dataclass(frozen=True, init=False)
@@ -54,7 +59,10 @@ class JsonSchema:
 
     ``schema`` is a dict, a boolean, or JSON text; it is kept as canonical JSON text so that the
     spec is hashable (``guided.compile`` caches by spec).  Property order in the text is kept:
-    it is the order the output follows.
+    it is the order the output follows.  A schema that is not valid JSON Schema (a keyword of
+    the wrong type, an unknown type name) raises `InvalidSchema` here, naming its JSON pointer;
+    one nested deeper than ``max_nesting`` levels (its JSON text, or subschemas inside one
+    another through ``$ref``), `SchemaTooLarge`.
 
     >>> JsonSchema({"type": "string"}) == JsonSchema('{"type":  "string"}')
     True
@@ -75,42 +83,57 @@ class JsonSchema:
     max_alternatives: int = 256  # allOf x anyOf expansion
     max_multiple_of: int = 10_000
     max_string_length: int = 4_096  # minLength/maxLength
+    max_nesting: int = 128  # JSON levels of the schema document, and subschemas inside one another
     # the Pydantic model the schema came from (`from_pydantic`): not part of the constraint
     model: Any = field(default=None, compare=False, repr=False)
 
     def __init__(self, schema: Any, *, lenient: bool = False, whitespace: str = "any", max_whitespace: int = 40,
                  closed: bool = False, canonical: bool = False, max_depth: int = 8, max_states: int = 100_000, max_rules: int = 50_000,
                  max_seconds: float = 10.0, max_repeat: int = 256, max_alternatives: int = 256,
-                 max_multiple_of: int = 10_000, max_string_length: int = 4_096):
+                 max_multiple_of: int = 10_000, max_string_length: int = 4_096, max_nesting: int = 128):
+        options = {"lenient": lenient, "whitespace": whitespace, "max_whitespace": max_whitespace,
+                   "closed": closed, "canonical": canonical, "max_depth": max_depth, "max_states": max_states, "max_rules": max_rules,
+                   "max_seconds": max_seconds, "max_repeat": max_repeat, "max_alternatives": max_alternatives,
+                   "max_multiple_of": max_multiple_of, "max_string_length": max_string_length,
+                   "max_nesting": max_nesting}
+        for name, value in options.items():
+            object.__setattr__(self, name, value)
+        if whitespace not in ("any", "compact"):
+            raise UsageError(f"JsonSchema(whitespace=...) takes 'any' or 'compact', got {whitespace!r}")
+        if not isinstance(max_whitespace, int) or isinstance(max_whitespace, bool) or max_whitespace < 0:
+            raise UsageError(f"JsonSchema(max_whitespace=...) takes a non-negative integer, got {max_whitespace!r}")
+        check_limits(self, max_depth=int, max_states=int, max_rules=int, max_seconds=float, max_repeat=int,
+                     max_alternatives=int, max_multiple_of=int, max_string_length=int, max_nesting=int)
+        object.__setattr__(self, "lenient", bool(lenient))
+        object.__setattr__(self, "closed", bool(closed))
+        object.__setattr__(self, "max_seconds", float(max_seconds))
         if isinstance(schema, JsonSchema):
             schema = schema.schema
         if isinstance(schema, (bytes, bytearray)):
-            schema = schema.decode("utf-8")
+            try:
+                schema = schema.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidSchema("#", "schema", f"the schema text is not UTF-8: {exc}") from None
         if isinstance(schema, str):
             try:
                 parsed = json.loads(schema)
             except json.JSONDecodeError as exc:
-                raise UnsupportedSchema("#", "schema", f"not valid JSON text: {exc}") from None
+                raise InvalidSchema("#", "schema", f"not valid JSON text: {exc}") from None
+            except RecursionError:
+                raise SchemaTooLarge("#", "the schema text nests too deeply to parse") from None
         else:
             parsed = schema
         if not isinstance(parsed, (dict, bool)):
-            raise UnsupportedSchema("#", "schema", f"a schema must be an object or a boolean, not "
-                                                   f"{type(parsed).__name__}")
-        if whitespace not in ("any", "compact"):
-            raise ValueError("whitespace must be 'any' or 'compact'")
+            raise InvalidSchema("#", "schema", f"a schema must be an object or a boolean, not "
+                                               f"{type(parsed).__name__}")
+        check_document(parsed, max_nesting)
         try:
             text = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise UnsupportedSchema("#", "schema", f"not JSON-serialisable: {exc}") from None
-        for name, value in (("schema", text), ("lenient", bool(lenient)), ("whitespace", whitespace),
-                            ("max_whitespace", int(max_whitespace)), ("closed", bool(closed)),
-                            ("canonical", bool(canonical)),
-                            ("max_depth", int(max_depth)), ("max_states", int(max_states)),
-                            ("max_rules", int(max_rules)), ("max_seconds", float(max_seconds)),
-                            ("max_repeat", int(max_repeat)), ("max_alternatives", int(max_alternatives)),
-                            ("max_multiple_of", int(max_multiple_of)),
-                            ("max_string_length", int(max_string_length)), ("model", None)):
-            object.__setattr__(self, name, value)
+            raise InvalidSchema("#", "schema", f"not JSON-serialisable: {exc}") from None
+        object.__setattr__(self, "schema", text)
+        object.__setattr__(self, "canonical", bool(canonical))
+        object.__setattr__(self, "model", None)
 
     def options(self) -> dict:
         """The keyword options this spec was made with (all but ``schema`` and ``model``)."""
@@ -167,6 +190,10 @@ def schema_to_ir(spec: JsonSchema) -> CfgIR:
 def schema_to_ir_with_report(spec: JsonSchema) -> tuple[CfgIR, list[str]]:
     """`schema_to_ir` returning the list of relaxed keywords instead of warning."""
     compiler = _Compiler(json.loads(spec.schema), _Options(spec))
-    ir = compiler.compile()
+    try:
+        ir = compiler.compile()
+    except RecursionError:  # max_nesting set beyond what the interpreter's stack holds
+        raise SchemaTooLarge(compiler.where, f"the schema nests too deeply for Python's recursion limit (lower "
+                                             f"max_nesting={spec.max_nesting})") from None
     return ir, list(dict.fromkeys(compiler.relaxed))
 

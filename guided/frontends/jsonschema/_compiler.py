@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from decimal import Decimal
 from fractions import Fraction
@@ -31,6 +30,7 @@ import referencing.jsonschema as rjs
 from guided.errors import GuidedError, LimitExceeded, RegexError, SpecError
 from guided.ir.dfa import ByteDFA
 from guided.frontends.jsonschema import _numbers, _strings
+from guided.frontends.jsonschema._exact import exact_validator_class
 from guided.ir import dfa_ops as _dfa
 from guided.frontends.jsonschema._formats import FORMAT_MAX_LENGTH, FORMATS
 from guided.frontends.regex import Regex, regex_to_dfa
@@ -46,6 +46,11 @@ class UnsupportedSchema(SpecError):
         self.keyword = keyword
         self.reason = reason
         super().__init__(f"{self.pointer}: {keyword}: {reason}")
+
+
+class InvalidSchema(UnsupportedSchema):
+    """The schema is not valid JSON Schema (a keyword of the wrong type, an unknown type name, text
+    that is not JSON); names the JSON pointer and the keyword."""
 
 
 class SchemaTooLarge(LimitExceeded):
@@ -132,6 +137,7 @@ class _Options:
         self.max_alternatives = spec.max_alternatives
         self.max_multiple_of = spec.max_multiple_of
         self.max_string_length = spec.max_string_length
+        self.max_nesting = spec.max_nesting
 
 
 # ------------------------------------------------------------------------------------------------
@@ -141,7 +147,6 @@ class _Options:
 _BARE_CACHE: dict[tuple, ByteDFA] = {}
 _EMPTY_SCHEMA: dict = {}  # one object: schemas are memoised by identity
 _SPELLED = frozenset({"strlit", "string", "key", "union", "minus"})  # descriptions holding JSON strings
-MAX_NESTING = 120  # subschemas inside one another (each costs a few Python frames)
 _CACHE_LIMIT = 20_000
 
 
@@ -174,6 +179,8 @@ class _Grammar:
         self.open_containers: tuple[str, ...] = ()  # the open value's object and array symbols
         self.deadline = time.monotonic() + opts.max_seconds
         self.total_states = 0
+        # Drafts 6 and later: an integer may be written with a zero fraction (1.0); 3 and 4: not.
+        self.int_fraction = True
 
     def nt(self, hint: str = "n") -> str:
         self.nt_count += 1
@@ -188,8 +195,13 @@ class _Grammar:
         if len(self.rules) > self.opts.max_rules:
             raise SchemaTooLarge(pointer, f"the grammar needs more than {self.opts.max_rules} rules "
                                           f"(raise max_rules=, or simplify this part of the schema)")
-        if len(self.rules) % 64 == 0 and time.monotonic() > self.deadline:
-            raise SchemaTooLarge(pointer, f"compiling took longer than {self.opts.max_seconds} s")
+        if len(self.rules) % 64 == 0:
+            self.check_time(pointer)
+
+    def check_time(self, pointer: str = "") -> None:
+        """`SchemaTooLarge` once compiling has taken longer than ``max_seconds``."""
+        if time.monotonic() > self.deadline:
+            raise SchemaTooLarge(pointer, f"compiling took longer than max_seconds={self.opts.max_seconds} s")
 
     def term(self, key: tuple) -> str:
         name = self.term_index.get(key)
@@ -207,8 +219,33 @@ class _Grammar:
         name = (key, self.opts.ws if key[0] == "key" else None, self.opts.canonical and key[0] in _SPELLED)
         dfa = _BARE_CACHE.get(name)
         if dfa is None:
+            self.check_time(pointer)
             dfa = _cache_put(_BARE_CACHE, name, self._build(key, pointer))
         return dfa
+
+    def exact(self, key: tuple, pointer: str = "") -> ByteDFA:
+        """The automaton of a terminal description over the exact spelling space.
+
+        Numbers in the exact space are those written without an exponent (see
+        `guided.frontends.jsonschema._numbers`); every other lexeme is in it.  Over that space
+        the automaton accepts a lexeme if and only if its value matches the description, so a
+        difference of two such automata is exact.  `bare` is this automaton plus, for numbers
+        whose value is not compared, their exponent spellings.
+        """
+        kind = key[0]
+        if kind == "union" and any(k[0] in ("num", "numlit", "union", "minus") for k in key[1]):
+            name = ("exact", key)
+            dfa = _BARE_CACHE.get(name)
+            if dfa is None:
+                dfa = _cache_put(_BARE_CACHE, name, _dfa.union_dfas(
+                    [self.exact(k, pointer) for k in key[1]], self.opts.max_states))
+            return dfa
+        if kind == "num" and key[1:] == (None, False, None, False, None):
+            return _regex(_numbers.PLAIN_NUMBER)
+        if kind == "numlit":
+            r = _numbers.literal(Decimal(key[1]), key[2])
+            return _regex(r) if r is not None else _dfa.EMPTY
+        return self.bare(key, pointer)
 
     def _build(self, key: tuple, pointer: str) -> ByteDFA:
         kind = key[0]
@@ -237,7 +274,16 @@ class _Grammar:
                 parts.append(self.bare(("strlit", texts[0]), pointer))
             return _dfa.union_dfas(parts, self.opts.max_states)
         if kind == "minus":
-            return _dfa.difference(self.bare(key[1], pointer), self.bare(key[2], pointer), self.opts.max_states)
+            # Exact over the exact space on both sides: exponent spellings are left out, since
+            # the subtracted automaton could not know every one of its values' spellings.
+            return _dfa.difference(self.exact(key[1], pointer), self.exact(key[2], pointer), self.opts.max_states)
+        if kind == "numlit":  # a number's exact spellings and the one json.dumps writes
+            extra = [_dfa.literal_dfa(key[3])] if key[3] else []
+            own = self.exact(key, pointer)
+            if key[4] is not None:  # drafts 3 and 4: spelt as the enum value is typed (1 or 1.0)
+                r = _numbers.literal(Decimal(key[1]), integer_only=key[4] == "int", fraction_only=key[4] == "frac")
+                own = _regex(r) if r is not None else _dfa.EMPTY
+            return _dfa.union_dfas([own] + extra, self.opts.max_states)
         if kind == "int":
             return self.int_dfa(*key[1:], pointer=pointer)
         if kind == "num":
@@ -274,8 +320,8 @@ class _Grammar:
             out = _dfa.difference(out, _strings.literals_content(tuple(sorted(set(literals_out)))), ms)
         return out
 
-    def int_dfa(self, lo, hi, mult, pointer=""):
-        r = _numbers.int_range(lo, hi)
+    def int_dfa(self, lo, hi, mult, fraction, pointer=""):
+        r = _numbers.integers(lo, hi, fraction)
         if r is None:
             return _dfa.EMPTY
         d = _regex(r)
@@ -286,7 +332,7 @@ class _Grammar:
                 if p2 > self.opts.max_multiple_of:
                     raise UnsupportedSchema(pointer, "multipleOf", f"modulus {p2} is above max_multiple_of="
                                                                    f"{self.opts.max_multiple_of}")
-                d = _dfa.intersect(d, _numbers.multiple_of_dfa(p2, 0, False), self.opts.max_states)
+                d = _dfa.intersect(d, _numbers.multiple_of_dfa(p2, 0, fraction), self.opts.max_states)
         return d
 
     def num_dfa(self, lo, lo_x, hi, hi_x, mult, pointer=""):
@@ -310,7 +356,7 @@ class _Grammar:
                                                                f"{self.opts.max_multiple_of}")
             parts.append(_numbers.multiple_of_dfa(p, q, True))
         if not parts:
-            parts.append(_regex(_numbers.NUMBER.replace(r"(?:[eE][+-]?[0-9]+)?", "")))
+            parts.append(_regex(_numbers.PLAIN_NUMBER))
         out = parts[0]
         for p in parts[1:]:
             out = _dfa.intersect(out, p, self.opts.max_states)
@@ -333,14 +379,19 @@ class _Compiler:
         self.spec = spec
         self.draft = spec.name
         self.old_ref = self.draft in ("draft-03", "draft-04", "draft-06", "draft-07")
+        self.old_draft = self.draft in ("draft-03", "draft-04")
+        self.g.int_fraction = not self.old_draft
         resource = spec.create_resource(root)
         base = resource.id() or "urn:guided:root"
         self.registry = referencing.Registry().with_resource(base, resource).crawl()
         self.resolver = self.registry.resolver(base)
         self.memo: dict[Any, tuple] = {}
         self.referenced: set[str] = set()
-        self.in_progress: dict[Any, str] = {}
-        self.ref_chain: set[int] = set()  # bare $ref nodes being resolved (to catch cycles)
+        # ("node", id): the nonterminal of a value() in progress; ("ref", id): a schema being
+        # applied in place (flattened) to the current value, with the 'not' parity it entered at.
+        self.in_progress: dict[Any, Any] = {}
+        self.negations = 0  # 'not's between the value and the schema being flattened
+        self.where = "#"  # the pointer of the value being compiled, for errors
         self.nesting = 0  # value() calls in progress
         self._validator_cls = None
         self.any_sym: str | None = None
@@ -360,8 +411,9 @@ class _Compiler:
         import jsonschema
 
         if self._validator_cls is None:
-            self._validator_cls = jsonschema.validators.validator_for(self.root if isinstance(self.root, dict) else {},
-                                                                     default=jsonschema.Draft202012Validator)
+            # Numbers compared exactly (the specification's rule), as the compiled automata do.
+            self._validator_cls = exact_validator_class(jsonschema.validators.validator_for(
+                self.root if isinstance(self.root, dict) else {}, default=jsonschema.Draft202012Validator))
         cls = self._validator_cls
         v = cls(schema, registry=self.registry, _resolver=resolver) if _accepts_resolver(cls) else cls(
             schema, registry=self.registry)
@@ -385,6 +437,17 @@ class _Compiler:
             return []
         if not isinstance(node, dict):
             raise UnsupportedSchema(ptr, "schema", f"a schema must be an object or a boolean, not {type(node).__name__}")
+        key = ("ref", id(node))
+        entered = self.in_progress.get(key)
+        if entered is not None:
+            return self.in_place_cycle(entered, resolver, ptr)
+        self.in_progress[key] = (ptr, self.negations % 2)
+        try:
+            return self._flat(node, resolver, ptr, depth)
+        finally:
+            del self.in_progress[key]
+
+    def _flat(self, node: dict, resolver, ptr: str, depth: int) -> list:
         resolver = self.enter(node, resolver, ptr)
         base = {k: v for k, v in node.items() if k not in ("$ref", "allOf", "anyOf", "oneOf", "if", "then", "else",
                                                             "$dynamicRef", "$recursiveRef", "dependentRequired",
@@ -420,11 +483,7 @@ class _Compiler:
                 self.unsupported(ptr, key, "dynamic references are not supported")
         if "$ref" in node:
             ref = node["$ref"]
-            try:
-                resolved = resolver.lookup(ref)
-            except referencing.exceptions.Unresolvable as exc:
-                raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {ref!r} ({exc.__class__.__name__}); "
-                                                     f"only references inside the schema are supported") from None
+            resolved = self.lookup(resolver, ref, ptr)
             key = ("ref", id(resolved.contents))
             target_ptr = f"{ptr}/$ref"
             if self.old_ref:
@@ -468,6 +527,22 @@ class _Compiler:
             alts = self.conj(alts, absent + present, ptr)
         return alts
 
+    def lookup(self, resolver, ref: str, ptr: str):
+        """The schema ``ref`` points to, or `UnsupportedSchema` naming the reference."""
+        try:
+            resolved = resolver.lookup(ref)
+        except referencing.exceptions.Unresolvable as exc:
+            raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {ref!r} ({exc.__class__.__name__}); "
+                                                 f"only references inside the schema are supported") from None
+        except (TypeError, KeyError, IndexError, ValueError, AttributeError):
+            # referencing walks a JSON pointer into a boolean or a number as into an object
+            raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {ref!r}: its JSON pointer leads through a value "
+                                                 f"that is not an object or an array") from None
+        if not isinstance(resolved.contents, (dict, bool)):
+            raise InvalidSchema(ptr, "$ref", f"{ref!r} points to a {type(resolved.contents).__name__}, not a "
+                                             f"schema")
+        return resolved
+
     def enter(self, node: dict, resolver, ptr: str):
         """The resolver inside ``node`` (a new base URI where it has an id)."""
         idkey = "id" if self.draft in ("draft-03", "draft-04") else "$id"
@@ -479,16 +554,20 @@ class _Compiler:
         return resolver
 
     def ref_alts(self, resolved, ptr, depth):
-        contents = resolved.contents
-        key = ("ref", id(contents))
-        if key in self.in_progress or _is_recursive_target(contents):
-            # keep recursion in the grammar: a flat schema standing for the referenced value
-            return [{"_res": resolved.resolver, "_ptr": ptr, "_refnode": contents}]
-        self.in_progress[key] = ptr
-        try:
-            return self.flat(contents, resolved.resolver, ptr, depth + 1)
-        finally:
-            del self.in_progress[key]
+        return self.flat(resolved.contents, resolved.resolver, ptr, depth + 1)
+
+    def in_place_cycle(self, entered: tuple[str, int], resolver, ptr: str) -> list:
+        """The flat schemas of a schema reached again while it is being applied to the same value.
+
+        With no object or array in between ({"allOf": [{"$ref": "#"}, ...]}), the application
+        in progress checks that schema, so reaching it again adds nothing: read as true (the
+        specification leaves such cycles undefined, and validators recurse forever on them).
+        Through a 'not' the schema would have to be the negation of itself: refused.
+        """
+        if entered[1] != self.negations % 2:
+            self.unsupported(ptr, "$ref", f"refers back to {entered[0] or '#'} through 'not': a schema that must "
+                                          f"be its own negation has no meaning")
+        return [{"_res": resolver, "_ptr": ptr}]
 
     def conj(self, left: list, right: list, ptr: str) -> list:
         out = []
@@ -606,7 +685,8 @@ class _Compiler:
             keys.append(k)
         if not keys:
             return _dfa.EMPTY
-        return self.g.bare(("union", tuple(keys)) if len(keys) > 1 else keys[0])
+        # Disjoint over the exact space means disjoint values: every number has a spelling there.
+        return self.g.exact(("union", tuple(keys)) if len(keys) > 1 else keys[0])
 
     def negate(self, node, resolver, ptr, depth) -> list:
         """``not node`` as flat schemas (De Morgan over the flat alternatives), where expressible."""
@@ -615,14 +695,23 @@ class _Compiler:
         if node is False:
             return [{"_res": resolver, "_ptr": ptr}]
         result = [{"_res": resolver, "_ptr": ptr}]
-        for f in self.flat(node, resolver, ptr, depth + 1):
+        self.negations += 1
+        try:
+            alternatives = self.flat(node, resolver, ptr, depth + 1)
+        finally:
+            self.negations -= 1
+        for f in alternatives:
+            # guided asserts formats, while validators by default read them as annotations; under
+            # 'not' only the annotation reading is sound for both (not {"format": "uuid"} allows
+            # nothing, where asserting it would allow every non-UUID string).
+            f = {k: v for k, v in f.items() if k not in ("format", "_formats")}
             result = self.conj(result, self.negate_flat(f, ptr), ptr)
         return result
 
     def negate_flat(self, f: dict, ptr: str) -> list:
         res = f["_res"]
-        if "_refnode" in f or "_anyOf" in f:
-            self.unsupported(ptr, "not", "negating a recursive or nested union schema is not supported")
+        if "_anyOf" in f:
+            self.unsupported(ptr, "not", "negating a nested union schema is not supported")
             return [{"_res": res, "_ptr": ptr}]
         types = self.types_of(f)
         num_in = bool({"number", "integer"} & types)
@@ -681,27 +770,6 @@ class _Compiler:
 
     def merge(self, a: dict, b: dict, ptr: str) -> dict | None:
         """``a`` and ``b`` together (allOf), or None when provably unsatisfiable."""
-        if "_refnode" in a or "_refnode" in b:
-            if len([k for k in a if not k.startswith("_")]) == 0 and "_refnode" not in a:
-                out = dict(b)
-                return out
-            if len([k for k in b if not k.startswith("_")]) == 0 and "_refnode" not in b:
-                return dict(a)
-            # recursive reference combined with other keywords: expand one level
-            if "_refnode" in a:
-                a_alts = self.flat(a["_refnode"], a["_res"], a["_ptr"], 30)
-                rest = {k: v for k, v in a.items() if k != "_refnode"}
-                res = [self.merge(self.merge(rest, x, ptr) or {}, b, ptr) for x in a_alts]
-            else:
-                b_alts = self.flat(b["_refnode"], b["_res"], b["_ptr"], 30)
-                rest = {k: v for k, v in b.items() if k != "_refnode"}
-                res = [self.merge(a, self.merge(rest, x, ptr) or {}, ptr) for x in b_alts]
-            res = [r for r in res if r is not None]
-            if len(res) == 1:
-                return res[0]
-            if not res:
-                return None
-            return {"_res": a["_res"], "_ptr": ptr, "_anyOf": res}
         a, b = _const_as_enum(a), _const_as_enum(b)
         out = dict(a)
         for k, vb in b.items():
@@ -772,6 +840,8 @@ class _Compiler:
                 pass  # equal, an annotation, or an unknown keyword (which constrains nothing)
             else:
                 self.unsupported(ptr, k, f"cannot combine two '{k}' keywords in allOf")
+        for lower in (True, False):
+            self.merge_bounds(a, b, out, lower)
         # cross-object keys: properties of one side under the other's additionalProperties
         if "properties" in a or "properties" in b or "additionalProperties" in a or "additionalProperties" in b:
             props = dict(out.get("properties", {}))
@@ -796,6 +866,46 @@ class _Compiler:
         out["_res"] = a.get("_res") or b.get("_res")
         out["_ptr"] = a.get("_ptr", ptr)
         return out
+
+    def bounds(self, flat: dict, lower: bool) -> list[tuple[Decimal, bool]]:
+        """The (value, exclusive) bounds on one side, read as the schema's draft reads them.
+
+        Drafts 3 and 4: ``exclusiveMinimum`` is a flag on ``minimum`` (any true value; alone it
+        does nothing), as `jsonschema` reads it.  Later drafts: a number of its own, or a
+        boolean flag as in draft 4 (what such a schema's author meant).
+        """
+        bound, flag = ("minimum", "exclusiveMinimum") if lower else ("maximum", "exclusiveMaximum")
+        value, ex = flat.get(bound), flat.get(flag)
+        out = []
+        try:
+            if value is not None:
+                modifier = bool(ex) if (self.old_draft or isinstance(ex, bool)) else False
+                out.append((_dec(value), modifier))
+            if ex is not None and not self.old_draft and not isinstance(ex, bool):
+                out.append((_dec(ex), True))
+        except (TypeError, ValueError, ArithmeticError):
+            raise UnsupportedSchema(flat.get("_ptr", ""), bound, "bounds must be numbers") from None
+        return out
+
+    def merge_bounds(self, a: dict, b: dict, out: dict, lower: bool) -> None:
+        """Both sides' bounds in ``out`` as the tighter one, exactly (exclusive where it is on either side)."""
+        bound, flag = ("minimum", "exclusiveMinimum") if lower else ("maximum", "exclusiveMaximum")
+        if not any(k in d for d in (a, b) for k in (bound, flag)):
+            return
+        sides = self.bounds(a, lower) + self.bounds(b, lower)
+        out.pop(bound, None)
+        out.pop(flag, None)
+        if not sides:
+            return
+        value = max(v for v, _ in sides) if lower else min(v for v, _ in sides)
+        exclusive = any(x for v, x in sides if v == value)
+        number = int(value) if value == value.to_integral_value() else float(value)
+        if self.old_draft:
+            out[bound] = number
+            if exclusive:
+                out[flag] = True
+        else:
+            out[flag if exclusive else bound] = number
 
     # -- types ---------------------------------------------------------------------------------
 
@@ -822,25 +932,24 @@ class _Compiler:
 
     def value(self, node, resolver, ptr: str) -> list:
         """Grammar alternatives for a JSON value matching ``node``: list of symbols (terminals merged)."""
+        self.where = ptr or "#"
         key = None
-        if isinstance(node, dict):
+        # A bare reference stands for its target: follow chains of them in a loop (a chain of
+        # thousands would otherwise be as many nested calls).  One that comes back to itself
+        # never reaches a schema.
+        chain: set[int] = set()
+        while isinstance(node, dict):
             resolver = self.enter(node, resolver, ptr)
-            if "$ref" in node and (self.old_ref or all(k in ANNOTATIONS or k == "$ref" for k in node)):
-                try:
-                    resolved = resolver.lookup(node["$ref"])
-                except referencing.exceptions.Unresolvable as exc:
-                    raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {node['$ref']!r} "
-                                                         f"({exc.__class__.__name__}); only references inside "
-                                                         f"the schema are supported") from None
-                # A chain of bare references that comes back to itself never reaches a schema.
-                chain = self.ref_chain
-                if id(node) in chain:
-                    raise UnsupportedSchema(ptr, "$ref", "circular reference with no schema in between")
-                chain.add(id(node))
-                try:
-                    return self.value(resolved.contents, resolved.resolver, f"{ptr}/$ref")
-                finally:
-                    chain.discard(id(node))
+            if not ("$ref" in node and (self.old_ref or all(k in ANNOTATIONS or k == "$ref" for k in node))):
+                break
+            if id(node) in chain:
+                raise UnsupportedSchema(ptr, "$ref", "circular reference with no schema in between")
+            chain.add(id(node))
+            resolved = self.lookup(resolver, node["$ref"], ptr)
+            if len(chain) % 256 == 0:
+                self.g.check_time(ptr)
+            node, resolver, ptr = resolved.contents, resolved.resolver, f"{ptr}/$ref"
+        if isinstance(node, dict):
             key = ("node", id(node))
             hit = self.memo.get(key)
             if hit is not None:
@@ -861,8 +970,9 @@ class _Compiler:
         # $ref under a oneOf merge, say) would expand forever, so nesting is bounded as well.
         self.nesting += 1
         try:
-            if self.nesting > MAX_NESTING:
-                raise SchemaTooLarge(ptr, f"subschemas nest more than {MAX_NESTING} levels (or recurse in a way that "
+            if self.nesting > self.opts.max_nesting:
+                raise SchemaTooLarge(ptr, f"subschemas nest more than max_nesting={self.opts.max_nesting} levels "
+                                          f"(or recurse in a way that "
                                           f"guided does not recognise as recursion)")
             alts = self.flat(node, resolver, ptr)
             syms = self.alts_symbols(alts, ptr)
@@ -882,11 +992,6 @@ class _Compiler:
         term_keys: list[tuple] = []
         nts: list[str] = []
         for flat in alts:
-            if "_refnode" in flat and len([k for k in flat if not k.startswith("_")]) == 0:
-                syms = self.value(flat["_refnode"], flat["_res"], flat["_ptr"])
-                for s in syms:
-                    (term_keys.append(("sym", s)) if False else nts.append(s))
-                continue
             if "_anyOf" in flat:
                 rest = {k: v for k, v in flat.items() if k != "_anyOf"}
                 sub = [self.merge(rest, x, ptr) for x in flat["_anyOf"]]
@@ -960,7 +1065,7 @@ class _Compiler:
         if k[0] == "lit":
             return "null" if k[1] == b"null" else "boolean" if k[1] in (b"true", b"false") else "number"
         if k[0] == "alt":
-            return "number"
+            return "boolean"
         if k[0] in ("strlit", "string"):
             return "string"
         return "number"
@@ -1013,24 +1118,14 @@ class _Compiler:
             if not ({"number", "integer"} & types):
                 return None
             lo, lo_x, hi, hi_x = None, False, None, False
+            lows, highs = self.bounds(flat, True), self.bounds(flat, False)
+            if lows:
+                lo = max(v for v, _ in lows)
+                lo_x = any(x for v, x in lows if v == lo)
+            if highs:
+                hi = min(v for v, _ in highs)
+                hi_x = any(x for v, x in highs if v == hi)
             try:
-                if "minimum" in flat:
-                    lo = _dec(flat["minimum"])
-                if "maximum" in flat:
-                    hi = _dec(flat["maximum"])
-                em, eM = flat.get("exclusiveMinimum"), flat.get("exclusiveMaximum")
-                if isinstance(em, bool):
-                    lo_x = em and lo is not None
-                elif em is not None:
-                    e = _dec(em)
-                    if lo is None or e >= lo:
-                        lo, lo_x = e, True
-                if isinstance(eM, bool):
-                    hi_x = eM and hi is not None
-                elif eM is not None:
-                    e = _dec(eM)
-                    if hi is None or e <= hi:
-                        hi, hi_x = e, True
                 mult = None
                 if "multipleOf" in flat:
                     m = _dec(flat["multipleOf"])
@@ -1042,9 +1137,7 @@ class _Compiler:
             if is_int:
                 ilo = None if lo is None else (math.floor(lo) + 1 if lo_x else math.ceil(lo))
                 ihi = None if hi is None else (math.ceil(hi) - 1 if hi_x else math.floor(hi))
-                if ilo is None and ihi is None and mult is None:
-                    return ("regex", _numbers.INT)
-                return ("int", ilo, ihi, mult)
+                return ("int", ilo, ihi, mult, self.g.int_fraction)
             if lo is None and hi is None and mult is None:
                 return _ANY
             if mult is not None and mult[1] == 0 and mult[0] >= 1 and False:
@@ -1060,7 +1153,7 @@ class _Compiler:
             raise UnsupportedSchema(ptr, "enum", "must be an array")
         others = {k: v for k, v in flat.items() if k not in ("enum", "const") and not k.startswith("_")
                   and k not in ANNOTATIONS}
-        extra = [k for k in flat if k in ("_patterns", "_formats", "_not", "_refnode", "_anyOf")]
+        extra = [k for k in flat if k in ("_patterns", "_formats", "_not", "_anyOf")]
         keep = []
         for v in values:
             if any(_json_eq(v, w) for w in keep):
@@ -1068,6 +1161,10 @@ class _Compiler:
             if (others or extra) and not self.validates(v, _clean(flat), flat["_res"]):
                 continue
             keep.append(v)
+        # Under drafts 3 and 4 a value typed "integer" (not "number") may not be written 1.0.
+        declared = flat.get("type")
+        declared = set(declared if isinstance(declared, list) else [declared])
+        integer_only = not self.g.int_fraction and "integer" in declared and "number" not in declared
         terms, nts = [], []
         for v in keep:
             if v is None:
@@ -1075,7 +1172,7 @@ class _Compiler:
             elif isinstance(v, bool):
                 terms.append(("lit", b"true" if v else b"false"))
             elif isinstance(v, (int, float)):
-                terms.append(("alt", _number_spellings(v)))
+                terms.append(_number_key(v, integer_only, typed=not self.g.int_fraction))
             elif isinstance(v, str):
                 terms.append(("strlit", v))
             elif isinstance(v, list):
@@ -1166,12 +1263,7 @@ class _Compiler:
         max_p = int(max_p) if max_p is not None else None
         if max_p is not None and max_p < min_p:
             return None
-        compiled_patterns = []
-        for p in patterns:
-            try:
-                compiled_patterns.append(re.compile(p))
-            except re.error:
-                self.unsupported(f"{ptr}/patternProperties", "patternProperties", f"{p!r} is not a valid regex")
+        compiled_patterns = [_NamePattern(p, self.opts.max_states) for p in patterns]
         # defined properties: (name, value symbol, required)
         defined = []
         for name in names:
@@ -1179,7 +1271,12 @@ class _Compiler:
             if name in props_schema:
                 parts.append(props_schema[name])
             for p, rx in zip(patterns, compiled_patterns):
-                if rx.search(name):
+                try:
+                    matched = rx.search(name)
+                except RegexError as exc:
+                    self.unsupported(f"{ptr}/patternProperties", "patternProperties", f"{p!r}: {exc}")
+                    continue
+                if matched:
                     parts.append(patterns[p])
             if not parts:
                 parts.append(additional)
@@ -1527,7 +1624,7 @@ class _Compiler:
     def alts_terminal(self, alts):
         keys = []
         for a in alts:
-            if "_refnode" in a or "_anyOf" in a:
+            if "_anyOf" in a:
                 raise _NotTerminal
             tk, nts = self.flat_value(a)
             if nts:
@@ -1553,10 +1650,6 @@ class _Compiler:
 
 class _NotTerminal(Exception):
     pass
-
-
-def _is_recursive_target(node) -> bool:
-    return False
 
 
 def _const_as_enum(d: dict) -> dict:
@@ -1593,8 +1686,6 @@ def _clean(flat: dict):
             all_of.extend({"format": f} for f in v)
         elif k == "_not":
             all_of.extend({"not": _clean(n)} for n in v)
-        elif k == "_refnode":
-            all_of.append(v)
         elif k == "_anyOf":
             all_of.append({"anyOf": [_clean(x) for x in v]})
         else:
@@ -1608,11 +1699,27 @@ def _schema_for_extra(side: dict, name: str):
     """The schema ``side`` applies to a property it does not list."""
     for p, s in (side.get("patternProperties") or {}).items():
         try:
-            if re.search(p, name):
+            if _NamePattern(p).search(name):
                 return s
-        except re.error:
+        except RegexError:
             return True
     return side.get("additionalProperties", True)
+
+
+class _NamePattern:
+    """A ``patternProperties`` pattern deciding a known property name, read as ECMA-262 (as the
+    key automata read it): Python's ``re`` differs (``$`` before a final newline, Unicode ``\\w``).
+
+    Its automaton (the one the key automata use: built once) is built when a name is asked about;
+    `search` raises `RegexError` for a pattern guided cannot read.
+    """
+
+    def __init__(self, pattern: str, max_states: int = 100_000):
+        self.pattern, self.max_states = pattern, max_states
+
+    def search(self, name: str) -> bool:
+        dfa = _strings.pattern_content(self.pattern, self.max_states)
+        return dfa.fullmatch(json.dumps(name, ensure_ascii=False)[1:-1].encode())
 
 
 def _frac_lcm(a: Fraction, b: Fraction) -> Fraction:
@@ -1623,15 +1730,19 @@ def _esc(name: str) -> str:
     return name.replace("~", "~0").replace("/", "~1")
 
 
-def _number_spellings(v) -> tuple[bytes, ...]:
-    out = {json.dumps(v).encode()}
+def _number_key(v, integer_only: bool, typed: bool = False) -> tuple:
+    """The terminal of one enum number: every exponent-free spelling of its value (``1``,
+    ``1.0``, ``1.00``; ``-0`` for 0), and the one ``json.dumps`` writes when it has an exponent.
+
+    ``typed`` (drafts 3 and 4, where ``1`` is an integer and ``1.0`` is not): the value is produced
+    only in spellings of its own type, so that a sibling ``not: {"type": "integer"}`` holds for
+    every spelling; its exact automaton (what a negation takes away) still has them all.
+    """
     d = _dec(v)
-    if d == d.to_integral_value():
-        i = str(int(d))
-        out |= {i.encode(), (i + ".0").encode()}
-    else:
-        out.add(format(d.normalize(), "f").encode())
-    return tuple(sorted(out))
+    text = format(d.normalize(), "f") if d else "0"
+    dumped = json.dumps(v).encode()
+    spelled = None if not typed else "int" if isinstance(v, int) else "frac"
+    return ("numlit", text, integer_only, dumped if b"e" in dumped.lower() and not integer_only else b"", spelled)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1668,7 +1779,7 @@ def _to_ir(g: _Grammar, start: str, source) -> CfgIR:
     rules = _productive_rules(g.rules, is_term)
     if not any(lhs == start for lhs, _ in rules):
         raise UnsupportedSchema("#", "schema", "the schema accepts no JSON value at all")
-    tables = lalr_tables(rules, {f"T{i}": i for i in range(len(terms))}, start)
+    tables = lalr_tables(rules, {f"T{i}": i for i in range(len(terms))}, start, check=g.check_time)
     terminals = [Terminal(name=f"T{i}", dfa=g.bare(key), order=i) for i, key in enumerate(terms)]
     ignore = frozenset()
     if g.opts.ws:

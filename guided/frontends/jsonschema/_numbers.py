@@ -1,9 +1,14 @@
-"""JSON numbers under bounds and ``multipleOf``, as exact regexes and automata.
+"""JSON numbers under bounds, ``multipleOf``, integer typing and ``const``, as exact automata.
 
-Integers: ``-?(0|[1-9][0-9]*)``; any range (bounds of any size, either side open) becomes an
-exact regex.  Numbers with bounds or ``multipleOf`` are written without an exponent
-(``-?(0|[1-9][0-9]*)(\\.[0-9]+)?``): the bound is then exact on the decimal text; exponent
-spellings (``1e3``) are only accepted by unbounded numbers.  ``-0`` is not produced under bounds.
+The exact spelling space is every number written without an exponent: any number of digits,
+leading fraction zeros and trailing zeros, and ``-0``.  Over that space every value constraint
+here is exact (a spelling is accepted if and only if its value satisfies the constraint), so
+the front-end can subtract one constraint's automaton from another's (``not``, ``oneOf``,
+``if``/``else``, ``contains``) and the difference is exact too.  Exponent spellings (``1e3``)
+are not in the space: the set of spellings of values ``< 10`` is not regular once exponents
+and leading fraction zeros are both unbounded (``0.00…01e(n+1)`` needs counting), so they are
+only produced where no value is compared (`NUMBER`) and as the spelling ``json.dumps`` gives
+an enum value (``1e-05``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,44 @@ from guided.ir.dfa import ByteDFA, trim
 
 INT = r"-?(?:0|[1-9][0-9]*)"
 NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+PLAIN_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?"  # NUMBER over the exact space (no exponent)
 NAT = r"(?:0|[1-9][0-9]*)"
+ZEROS = r"(?:\.0+)?"  # the fraction an integer value may be written with (draft 6 and later)
+NEG_ZERO = r"-0(?:\.0+)?"  # zero written with a sign
+
+
+def integers(lo: int | None, hi: int | None, fraction: bool) -> str | None:
+    """Spellings of the integers in lo..hi (None: open), exactly; None if the range is empty.
+
+    ``fraction``: an integer value may be written with a zero fraction (``1.0``, ``-0.00``), as
+    drafts 6 and later say; drafts 3 and 4 count only spellings without a fraction.
+    """
+    r = int_range(lo, hi)
+    if r is None:
+        return None
+    suffix = ZEROS if fraction else ""
+    if (lo is None or lo <= 0) and (hi is None or hi >= 0):
+        return f"(?:{r}|-0){suffix}"
+    return f"{r}{suffix}"
+
+
+def literal(value: Decimal, integer_only: bool = False, fraction_only: bool = False) -> str | None:
+    """Every exponent-free spelling of ``value`` (trailing zeros, ``-0``); None if there is none.
+
+    ``integer_only``: only spellings without a fraction (an enum under a draft-4 ``integer``);
+    ``fraction_only``: only spellings with one (a float enum value under draft 4: ``1.0``).
+
+    >>> print(literal(Decimal("1.5")), literal(Decimal(0)), literal(Decimal(100), integer_only=True))
+    1\\.50* -?0(?:\\.0+)? 100
+    """
+    zeros = "" if integer_only else r"\.0+" if fraction_only else ZEROS
+    if value == 0:
+        return "-?0" + zeros
+    sign = "-" if value < 0 else ""
+    whole, frac = _split(abs(value))
+    if frac:
+        return None if integer_only else f"{sign}{whole}\\.{frac}0*"
+    return f"{sign}{whole}" + zeros
 
 
 def _fixed(x: str, y: str) -> str:
@@ -160,8 +202,8 @@ def number_ge(b: Decimal, strict: bool) -> str | None:
     if b > 0 or (b == 0 and strict):
         return _pos_ge(b, strict)
     if b == 0:
-        return POS
-    m = _pos_le(-b, strict)  # -m >= b  <=>  m <= -b
+        return f"(?:{POS}|{NEG_ZERO})"
+    m = _pos_le(-b, strict)  # -m >= b  <=>  m <= -b (m = 0 included: -0 is 0)
     return f"(?:{POS}|-{m})" if m else POS
 
 
@@ -169,9 +211,9 @@ def number_le(b: Decimal, strict: bool) -> str | None:
     """Decimal JSON numbers (no exponent) <= b (< b when strict)."""
     if b > 0:
         p = _pos_le(b, strict)
-        return f"(?:{NEG}|{p})" if p else NEG
+        return f"(?:{NEG}|{NEG_ZERO}|{p})" if p else f"(?:{NEG}|{NEG_ZERO})"
     if b == 0:
-        return NEG if strict else f"(?:{NEG}|0(?:\\.0+)?)"
+        return NEG if strict else f"(?:{NEG}|-?0(?:\\.0+)?)"
     m = _pos_ge(-b, strict)
     return "-" + m if m else None
 

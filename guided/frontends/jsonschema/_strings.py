@@ -23,6 +23,7 @@ from __future__ import annotations
 
 
 import re
+import time
 from functools import lru_cache
 
 import numpy as np
@@ -185,13 +186,14 @@ ALL_CHARS = [(0, MAX_UNICODE)]
 class _JsonBuilder(_rx._Builder):
     """The regex front-end's Thompson construction, with each character expanded to its JSON spellings."""
 
-    def __init__(self, nfa: ByteNFA, pattern: str, canonical: bool = False):
-        super().__init__(nfa, pattern)
+    def __init__(self, nfa: ByteNFA, pattern: str, limits: Limits | None = None, dialect: str = "python",
+                 canonical: bool = False):
+        super().__init__(nfa, pattern, limits, dialect)
         self.canonical = canonical
 
     def build(self, node, start, end, flags):
         if isinstance(node, _ip._CharGroup):
-            add_json_chars(self.nfa, start, end, _rx._class_ranges(node, flags), self.canonical)
+            add_json_chars(self.nfa, start, end, self.ranges(node, flags), self.canonical)
         elif node is _ip._DOT:
             # ECMA-262 '.' excludes all line terminators
             excl = [] if flags & _ip.REFlags.SINGLE_LINE else [(0x0A, 0x0A), (0x0D, 0x0D), (0x2028, 0x2029)]
@@ -208,10 +210,6 @@ def _any_loop(nfa: ByteNFA, start: int, end: int, canonical: bool = False) -> No
     add_json_chars(nfa, loop, back, ALL_CHARS, canonical)
     nfa.add_epsilon(back, loop)
     nfa.add_epsilon(loop, end)
-
-
-# ECMA-262 \s: WhiteSpace and LineTerminator code points
-_ECMA_SPACE = "\\t\\n\\x0b\\x0c\\r \\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
 
 
 def _split_top(pattern: str) -> list[str]:
@@ -244,6 +242,9 @@ def _split_top(pattern: str) -> list[str]:
     return parts
 
 
+_ECMA_REPEAT = re.compile(r"\{[0-9]+(?:,[0-9]*)?\}")
+
+
 def _ecma_to_python(pattern: str) -> str:
     """Rewrite ECMA-262 spellings that differ from Python's ``re`` (refusing the untranslatable)."""
     out, i, in_class = [], 0, False
@@ -252,19 +253,8 @@ def _ecma_to_python(pattern: str) -> str:
         c = pattern[i]
         if c == "\\" and i + 1 < n:
             d = pattern[i + 1]
-            if d == "s":
-                out.append(_ECMA_SPACE if in_class else f"[{_ECMA_SPACE}]")
-            elif d == "S":
-                if in_class:
-                    raise RegexError("\\S inside a character class is not supported", pattern, i)
-                out.append(f"[^{_ECMA_SPACE}]")
-            elif d == "d" and not in_class:
-                out.append("[0-9]")
-            elif d == "d":
-                out.append("0-9")
-            elif d == "D" and not in_class:
-                out.append("[^0-9]")
-            elif d == "c" and i + 2 < n and pattern[i + 2].isalpha():
+            # \d \w \s and their complements stay: the construction reads them as ECMA-262 does.
+            if d == "c" and i + 2 < n and pattern[i + 2].isalpha():
                 out.append(f"\\x{ord(pattern[i + 2]) % 32:02x}")
                 i += 3
                 continue
@@ -299,15 +289,19 @@ def _ecma_to_python(pattern: str) -> str:
                 i += 3
                 continue
             if pattern.startswith("[]", i):
-                raise RegexError("the empty class [] matches nothing", pattern, i)
+                out.append("[^\\s\\S]")  # matches nothing
+                i += 2
+                continue
             in_class = True
             out.append(c)
             i += 1
             if i < n and pattern[i] == "^":
                 out.append("^")
                 i += 1
-            if i < n and pattern[i] == "]":
-                raise RegexError("']' first in a class is read differently by ECMA-262 and Python", pattern, i)
+            continue
+        if c == "{" and not _ECMA_REPEAT.match(pattern, i):
+            out.append("\\{")  # ECMA-262 reads "{,2}" (which re would repeat) as text
+            i += 1
             continue
         if c == "(" and pattern.startswith("(?<", i) and not pattern.startswith(("(?<=", "(?<!"), i):
             out.append("(?P<")
@@ -318,7 +312,8 @@ def _ecma_to_python(pattern: str) -> str:
     return "".join(out)
 
 
-def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, canonical: bool = False) -> None:
+def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits | None = None,
+                canonical: bool = False) -> None:
     """JSON-string *content* whose decoded text contains a match of ECMA-262 ``pattern``."""
     for alt in _split_top(pattern):
         a_start = alt.startswith("^")
@@ -336,47 +331,53 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, canonical: boo
         normal = _rx._check_and_normalise(py)
         if py.startswith("^") or (normal != py and py.endswith("$")):
             raise RegexError("anchors inside the pattern are not supported", pattern, None)
-        parser = _ip._ParsePattern(normal)
-        try:
-            tree = parser.parse().simplify()
-        except (_ip.Unsupported, _ip.InvalidSyntax, _ip.NoMatch, ValueError) as exc:
-            raise RegexError(f"unsupported or invalid pattern ({exc})", pattern, None) from None
+        tree = _rx.parse_tree(normal, pattern, limits)
         s1 = nfa.add_state()
         e1 = nfa.add_state()
         if a_start:
             nfa.add_epsilon(start, s1)
         else:
             _any_loop(nfa, start, s1, canonical)
-        _JsonBuilder(nfa, pattern, canonical).build(tree, s1, e1, _ip.REFlags(0))
+        _JsonBuilder(nfa, pattern, limits, dialect="ecma", canonical=canonical).build(tree, s1, e1, _ip.REFlags(0))
         if a_end:
             nfa.add_epsilon(e1, end)
         else:
             _any_loop(nfa, e1, end, canonical)
 
 
-def fullmatch_nfa(nfa: ByteNFA, regex: str, start: int, end: int, canonical: bool = False) -> None:
+def fullmatch_nfa(nfa: ByteNFA, regex: str, start: int, end: int, limits: Limits | None = None,
+                  canonical: bool = False) -> None:
     """JSON-string content whose decoded text fully matches ``regex`` (guided's Python-style dialect)."""
     normal = _rx._check_and_normalise(regex)
-    tree = _ip._ParsePattern(normal).parse().simplify()
-    _JsonBuilder(nfa, regex, canonical).build(tree, start, end, _ip.REFlags(0))
+    tree = _rx.parse_tree(normal, regex, limits)
+    _JsonBuilder(nfa, regex, limits, dialect="ecma", canonical=canonical).build(tree, start, end, _ip.REFlags(0))
 
 
 def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
+    # One deadline for building and determinising, as for any regex.
+    limits = Limits(max_states, 30.0, time.monotonic() + 30.0)
     nfa = ByteNFA()
     end = nfa.add_state()
-    build(nfa, nfa.start, end)
+    build(nfa, nfa.start, end, limits)
     nfa.accepting.add(end)
-    return determinize(nfa, Limits(max_states, 30.0), what=what)
+    return determinize(nfa, limits, what=what)
+
+
+def pattern_content(pattern: str, max_states: int = 100_000, canonical: bool = False) -> ByteDFA:
+    """String content containing a match of the ECMA-262 ``pattern`` (cached whichever way it is called)."""
+    return _pattern_content(pattern, max_states, canonical)
 
 
 @lru_cache(maxsize=4096)
-def pattern_content(pattern: str, max_states: int = 100_000, canonical: bool = False) -> ByteDFA:
-    return _content_dfa(lambda n, s, e: pattern_nfa(n, pattern, s, e, canonical), max_states, f"pattern {pattern!r}")
+def _pattern_content(pattern: str, max_states: int, canonical: bool = False) -> ByteDFA:
+    return _content_dfa(lambda n, s, e, lim: pattern_nfa(n, pattern, s, e, lim, canonical), max_states,
+                        f"pattern {pattern!r}")
 
 
 @lru_cache(maxsize=4096)
 def regex_content(regex: str, max_states: int = 100_000, canonical: bool = False) -> ByteDFA:
-    return _content_dfa(lambda n, s, e: fullmatch_nfa(n, regex, s, e, canonical), max_states, f"regex {regex!r}")
+    return _content_dfa(lambda n, s, e, lim: fullmatch_nfa(n, regex, s, e, lim, canonical), max_states,
+                        f"regex {regex!r}")
 
 
 def _spellings(ch: str, canonical: bool = False) -> list[tuple[tuple[int, ...], ...]]:
@@ -390,7 +391,7 @@ def _spellings(ch: str, canonical: bool = False) -> list[tuple[tuple[int, ...], 
         return tuple(tuple(sorted({ord(c) for c in (f"{value:04x}"[k], f"{value:04X}"[k])})) for k in range(4))
 
     out = []
-    if cp >= 0x20 and ch not in '"\\':
+    if cp >= 0x20 and ch not in '"\\' and not 0xD800 <= cp <= 0xDFFF:  # a lone surrogate has no UTF-8
         out.append(tuple((b,) for b in ch.encode("utf-8")))
     if cp in _SHORT_ESCAPES:
         out.append(((0x5C,), (_SHORT_ESCAPES[cp],)))
@@ -453,7 +454,7 @@ def literals_content(texts: tuple[str, ...], canonical: bool = False) -> ByteDFA
 @lru_cache(maxsize=2)
 def _one_char(canonical: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The DFA of exactly one JSON character, as (rows of the non-final states, 'goes to final' mask)."""
-    dfa = _content_dfa(lambda n, s, e: add_json_chars(n, s, e, ALL_CHARS, canonical), 10_000, "json char")
+    dfa = _content_dfa(lambda n, s, e, _: add_json_chars(n, s, e, ALL_CHARS, canonical), 10_000, "json char")
     final = dfa.accepting
     assert not dfa.transitions[final].any(), "a complete character has no continuation"
     # renumber: keep the non-final live states, initial first

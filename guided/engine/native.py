@@ -1,0 +1,370 @@
+"""The native mask core (`guided._native`, C++) behind the `Matcher` protocol.
+
+The compiled core runs the same ideas as the Python engines (`guided.engine.automaton`,
+`guided.engine.cfg`) with the same semantics, mask for mask; the Python engines stay as the
+reference the differential tests hold it to.  This module is the thin layer between the two: it
+lowers the IR into flat arrays (`lower_cfg`, the one place that reads `CfgIR`), caches the
+per-vocabulary token trie and the per-DFA copies the core validates once, and maps the core's
+errors to `guided.errors`.
+
+Every call into the core that computes masks releases the GIL; `fill_bitmasks` fills the rows of
+a batch in native threads.  Compiled grammars and the per-vocabulary trie are shared between
+threads: their caches are striped maps and append-only tables published with release stores
+(never one global lock).  A matcher object belongs to one thread at a time.
+
+Rebuild the extension after changing C++ with ``make native`` (or ``pip install -e .``).
+
+>>> import guided
+>>> vocab = guided.Vocabulary.from_token_bytes([b"a", b"b", b"ab", b"<eos>"], eos_token_ids=[3])
+>>> m = guided.compile(guided.Regex("ab"), vocab, engine="native").matcher() if available() else None
+>>> m is None or m.mask().tolist() == [True, False, True, False]
+True
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from guided.engine.bitmask import unpack
+from guided.engine.matcher import count_of, token_index
+from guided.errors import ConstraintViolation, GuidedError, LimitExceeded, SpecError, TokenizerMismatch, UsageError
+from guided.ir import ByteDFA, CfgIR
+from guided.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from guided.engine.automaton import AutomatonGrammar
+    from guided.engine.cfg import CfgGrammar
+
+FINISHED = -1  # `guided.engine.automaton.FINISHED`: the regex state after EOS
+
+
+
+def _load():
+    """The extension module; ``$GUIDED_NATIVE_PATH`` names another build of it (the sanitizer build)."""
+    path = os.environ.get("GUIDED_NATIVE_PATH")
+    if path:
+        import importlib.util
+        import sys
+
+        spec = importlib.util.spec_from_file_location("guided._native", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"GUIDED_NATIVE_PATH={path!r} is not an extension module")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["guided._native"] = module
+        return module
+    import importlib
+
+    try:
+        return importlib.import_module("guided._native")
+    except ImportError:  # built with GUIDED_NATIVE=OFF, or no compiler at install time
+        return None
+
+
+_native = _load()
+if _native is not None:
+    _native.set_error_types(SpecError, ConstraintViolation, LimitExceeded, TokenizerMismatch)
+
+__all__ = ["NativeCfgGrammar", "NativeMatcher", "NativeRegexGrammar", "available", "fill_bitmasks", "lower_cfg"]
+
+
+def available() -> bool:
+    """Was the native core built and can it be imported?"""
+    return _native is not None
+
+
+def _require() -> Any:
+    if _native is None:
+        raise GuidedError("the native engine is not built in this installation (reinstall with a C++17 compiler, "
+                          "or use engine='python')")
+    return _native
+
+
+_lock = threading.Lock()
+_tries: "weakref.WeakKeyDictionary[Vocabulary, Any]" = weakref.WeakKeyDictionary()
+_dfas: "weakref.WeakKeyDictionary[ByteDFA, Any]" = weakref.WeakKeyDictionary()
+
+
+def native_trie(vocab: Vocabulary):
+    """The core's token trie of ``vocab`` (built once per vocabulary, shared by its grammars)."""
+    return _per_vocabulary(vocab)[0]
+
+
+def native_shared(vocab: Vocabulary):
+    """The core's cache of lexer-state data shared by every grammar of ``vocab``."""
+    return _per_vocabulary(vocab)[1]
+
+
+def _per_vocabulary(vocab: Vocabulary):
+    with _lock:
+        found = _tries.get(vocab)
+    if found is None:
+        core = _require()
+        excluded = sorted(vocab.special_token_ids | vocab.eos_token_ids)
+        found = (core.token_trie(list(vocab.token_bytes), excluded, sorted(vocab.eos_token_ids)),
+                 core.shared_lexemes())
+        with _lock:
+            found = _tries.setdefault(vocab, found)
+    return found
+
+
+def native_dfa(dfa: ByteDFA):
+    """The core's validated copy of a byte DFA (once per DFA object, shared by every grammar using it)."""
+    with _lock:
+        found = _dfas.get(dfa)
+    if found is None:
+        transitions = np.ascontiguousarray(dfa.transitions, dtype=np.int32)
+        accepting = np.ascontiguousarray(dfa.accepting, dtype=bool)
+        found = _require().byte_dfa(transitions, accepting, int(dfa.initial))
+        with _lock:
+            found = _dfas.setdefault(dfa, found)
+    return found
+
+
+def lower_cfg(ir: CfgIR) -> dict[str, Any]:
+    """`CfgIR` as the arguments `guided._native.cfg_grammar` takes: the IR's own flat tables
+    (`CfgIR.flat`: CSR rows, END as terminal id ``len(terminals)``) and its scalars.
+
+    The only place that reads the IR's layout, so a change of the IR is adapted here.
+    """
+    n_terms = len(ir.terminals)
+    for t in ir.ignore:
+        if not 0 <= t < n_terms:
+            raise SpecError(f"malformed IR: ignored terminal {t} out of range")
+    return dict(
+        terminals=[(native_dfa(t.dfa), int(t.priority), bool(t.is_string), int(t.order)) for t in ir.terminals],
+        ignore=sorted(ir.ignore),
+        ignore_repeats=bool(ir.ignore_repeats),
+        no_ignore_states=sorted(ir.no_ignore_states),
+        **ir.flat.arrays(),
+        n_nonterminals=len(ir.nonterminals),
+        start_state=int(ir.start_state),
+        end_state=int(ir.end_state),
+        nesting_states=sorted(ir.nesting_states),
+        max_nesting=int(ir.max_nesting),
+    )
+
+
+class NativeRegexGrammar:
+    """A `guided.fsm.ByteDFA` compiled against a vocabulary by the native core."""
+
+    engine = "native"
+
+    def __init__(self, dfa: ByteDFA, vocab: Vocabulary, source: str = ""):
+        self.dfa = dfa
+        self.vocab = vocab
+        self.source = source
+        self._native = _require().regex_grammar(native_trie(vocab), native_dfa(dfa))
+        self._closing: np.ndarray | None = None
+        self._reference: AutomatonGrammar | None = None
+
+    def closing_distances(self) -> np.ndarray:
+        """Per DFA state, tokens enough to reach an accepting state over single-byte tokens."""
+        if self._closing is None:
+            self._closing = np.array(self._native.closing_distance(), dtype=np.int64)
+        return self._closing
+
+    def reference(self) -> AutomatonGrammar:
+        """The Python engine on the same DFA (same state numbers), for what the core does not
+        compute yet: the token bounds of budget-aware closing (`guided.engine.closing`)."""
+        if self._reference is None:
+            from guided.engine.automaton import AutomatonGrammar
+
+            self._reference = AutomatonGrammar(self.dfa, self.vocab, self.source)
+        return self._reference
+
+    def __repr__(self) -> str:
+        return f"NativeRegexGrammar({self.source!r}, states={self.dfa.num_states}, vocab={self.vocab.size})"
+
+    def matcher(self) -> "NativeMatcher":
+        return NativeMatcher(self, self._native.matcher())
+
+
+class NativeCfgGrammar:
+    """A `CfgIR` compiled against a vocabulary by the native core."""
+
+    engine = "native"
+
+    def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
+        self.ir = ir
+        self.vocab = vocab
+        self._native = _require().cfg_grammar(native_trie(vocab), native_shared(vocab),
+                                             max_lexer_states=max_lexer_states, **lower_cfg(ir))
+        self._reference: CfgGrammar | None = None
+
+    def __repr__(self) -> str:
+        return (f"NativeCfgGrammar({self.ir.source!r}, lr_states={self.ir.num_states}, "
+                f"lexer_states={self._native.lexer_states} built, vocab={self.vocab.size})")
+
+    def matcher(self) -> "NativeMatcher":
+        return NativeMatcher(self, self._native.matcher())
+
+    def reference(self):
+        """The Python engine on the same IR (for what the core does not compute yet: budget masks)."""
+        if self._reference is None:
+            from guided.engine.cfg import CfgGrammar
+
+            self._reference = CfgGrammar(self.ir, self.vocab)
+        return self._reference
+
+
+class NativeMatcher:
+    """A matcher of the native core, behind the `guided.Matcher` protocol."""
+
+    __slots__ = ("grammar", "_m", "_tokens", "_twin")
+
+    def __init__(self, grammar, matcher, tokens: tuple = (), twin=None):
+        self.grammar = grammar
+        self._m = matcher
+        self._tokens = tokens  # persistent (token, rest) list, for the budget masks of grammars
+        self._twin = twin  # (tokens node, Python matcher there): budget masks replay from it
+
+    def __repr__(self) -> str:
+        return f"NativeMatcher({type(self._m).__name__}, tokens={self._m.num_tokens})"
+
+    @property
+    def num_tokens(self) -> int:
+        return self._m.num_tokens
+
+    def words(self) -> np.ndarray:
+        """The packed int32 mask (a fresh array)."""
+        return self._m.words()
+
+    def mask(self) -> np.ndarray:
+        return unpack(self._m.words(), self.grammar.vocab.size)
+
+    def fill_bitmask(self, bitmask, row: int = 0) -> None:
+        self._m.fill_bitmask(bitmask, row)
+
+    def is_allowed(self, token_id: int) -> bool:
+        if not 0 <= token_id < self.grammar.vocab.size:
+            return False
+        return bool((int(self._m.words()[token_id >> 5]) >> (token_id & 31)) & 1)
+
+    def advance(self, token_id: int) -> None:
+        token_id = token_index(token_id)
+        self._m.advance(token_id)
+        self._tokens = (token_id, self._tokens)
+
+    def rollback(self, n: int = 1) -> None:
+        n = count_of(n, "rollback(n)")
+        if not 0 <= n <= self._m.num_tokens:
+            raise UsageError(f"cannot roll back {n} tokens: only {self._m.num_tokens} consumed")
+        self._m.rollback(n)
+        tokens = self._tokens
+        for _ in range(n):
+            tokens = tokens[1]
+        self._tokens = tokens
+
+    def copy(self) -> "NativeMatcher":
+        return NativeMatcher(self.grammar, self._m.copy(), self._tokens, self._twin)
+
+    def accepts_eos(self) -> bool:
+        return self._m.accepts_eos()
+
+    def is_finished(self) -> bool:
+        return self._m.is_finished()
+
+    def forced_bytes(self) -> bytes:
+        return self._m.forced_bytes()
+
+    # Budget-aware closing (`guided.engine.closing`): the token bounds are not native yet.  A
+    # regex is bounded by the Python engine on the same DFA at the core's state; a grammar by a
+    # Python twin matcher that follows the tokens (advanced only by the tokens since its last
+    # use, so steps cost no replay), with the native mask as the plain mask (the same bits as
+    # the Python mask, so no Python mask is computed for `budget_mask`).
+
+    def _regex_state(self) -> int:
+        state = self._m.state
+        return FINISHED if state < 0 else int(state)
+
+    def budget_mask(self, remaining: int) -> np.ndarray:
+        g = self.grammar
+        if isinstance(g, NativeRegexGrammar):
+            return g.reference().budget_allowed(self._regex_state(), remaining)
+        from guided.engine.cfg.matcher import budget_allowed
+
+        config = self._twin_matcher()._history[0]
+        plain = unpack(self._m.words(), g.vocab.size) if config is not None and remaining >= 1 else None
+        return budget_allowed(g.reference(), config, plain, remaining)
+
+    def closing_lower_bound(self) -> int:
+        g = self.grammar
+        if isinstance(g, NativeRegexGrammar):
+            state = self._regex_state()
+            return 0 if state == FINISHED else g.reference().lower_bound(state)
+        return self._twin_matcher().closing_lower_bound()
+
+    def closing_distance(self) -> int:
+        g = self.grammar
+        if isinstance(g, NativeRegexGrammar):
+            state = self._regex_state()
+            return 0 if state == FINISHED else g.reference().upper_bound(state)
+        return self._twin_matcher().closing_distance()
+
+    def closing_tokens(self) -> np.ndarray:
+        g = self.grammar
+        if isinstance(g, NativeRegexGrammar):
+            return g.reference().closing_tokens(self._regex_state())
+        return self._twin_matcher().closing_tokens()
+
+    def _twin_matcher(self):
+        node, pending = self._tokens, []
+        twin = self._twin
+        while twin is not None and node is not twin[0] and node:
+            pending.append(node[0])
+            node = node[1]
+        if twin is not None and node is twin[0]:
+            matcher = twin[1].copy()
+        else:
+            matcher = self.grammar.reference().matcher()
+            pending = self.tokens()[::-1]
+        for token in reversed(pending):
+            matcher.advance(token)
+        self._twin = (self._tokens, matcher)
+        return matcher
+
+    def tokens(self) -> list[int]:
+        """The tokens consumed so far, oldest first."""
+        out = []
+        node = self._tokens
+        while node:
+            out.append(node[0])
+            node = node[1]
+        return out[::-1]
+
+
+def fill_bitmasks(matchers: Sequence[Any], bitmask, threads: int | None = None) -> None:
+    """Fill row ``i`` of a packed int32 ``[batch, ceil(V/32)]`` bitmask (numpy array or CPU torch
+    tensor) with ``matchers[i]``'s mask, in native threads with the GIL released.
+
+    ``threads=None`` uses one thread per core (at most one per distinct matcher).  Matchers of the
+    Python engines are filled in this thread, before the native ones.
+    """
+    native, rows = [], []
+    for i, m in enumerate(matchers):
+        if isinstance(m, NativeMatcher):
+            native.append(m._m)
+            rows.append(i)
+        else:
+            m.fill_bitmask(bitmask, i)
+    if not native:
+        return
+    if threads is None:
+        threads = os.cpu_count() or 1
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    if len(rows) == len(matchers):
+        _require().fill_bitmasks(native, bitmask, threads)
+        return
+    # Mixed engines: fill the native rows into a compact buffer, then scatter them.
+    words = bitmask.shape[1]
+    tmp = np.zeros((len(native), words), np.int32)
+    _require().fill_bitmasks(native, tmp, threads)
+    target = np.asarray(bitmask)  # a CPU torch tensor: a view of its memory
+    target[rows] = tmp

@@ -1,0 +1,282 @@
+"""Validation of the intermediate form: the invariants every engine may rely on, checked.
+
+`ByteDFA.validate` and `CfgIR.validate` call these.  An IR built by guided's front-ends meets
+them by construction (the test suite validates every IR it compiles); an IR from elsewhere (read
+back from bytes, handed over by another process, built by hand) must pass them before an engine
+sees it, since engines index their arrays without checking.  Each failure raises
+`guided.errors.InvalidIR` naming the field and the offending index.
+
+What is checked, for a `ByteDFA`: a ``[n, 256]`` int32 transition table with every target in
+range, a bool ``accepting`` of length ``n``, state 0 dead (all its moves to 0, not accepting), the
+initial state in range, and the automaton trimmed: every state but 0 can reach an accepting
+state, which is what makes masks exact (states no walk reaches are allowed: some operations
+leave them rather than copy the table); only the empty language has initial state 0.
+
+For a `CfgIR`: every terminal's DFA as above; indices in range (ignored terminals, action keys
+and shift targets, reduced rules, goto keys and targets, rule left-hand sides, the start, end,
+no-ignore and nesting states, matched-name terminals); the field types; and the consistency of
+actions with gotos: the end state is reachable from the start state, and for every reduction by
+a rule of length ``L`` in a state ``q`` reachable from the start, every path of ``L`` moves
+ending in ``q`` starts in a state at least ``L`` moves from the start (so the pop never empties
+the stack) whose gotos have the rule's left-hand side (so the goto after the pop exists).
+
+>>> import numpy as np
+>>> from guided.ir.dfa import ByteDFA
+>>> rows = np.zeros((3, 256), np.int32); rows[1, ord("a")] = 2
+>>> ByteDFA(rows, np.array([False, False, True]), 1).validate().num_states
+3
+>>> rows[2, ord("b")] = 7
+>>> ByteDFA(rows, np.array([False, False, True]), 1).validate()
+Traceback (most recent call last):
+  ...
+guided.errors.InvalidIR: ByteDFA: transitions[2, 98] = 7 is not a state (the DFA has 3)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from guided.errors import InvalidIR
+from guided.ir.dfa import DEAD, _edges, _search
+
+if TYPE_CHECKING:
+    from guided.ir.cfg import CfgIR
+    from guided.ir.dfa import ByteDFA
+
+
+def _is_int(x: Any) -> bool:
+    return type(x) is int or (isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)))
+
+
+def validate_dfa(dfa: "ByteDFA", what: str = "ByteDFA") -> None:
+    """Raise `InvalidIR` unless ``dfa`` is a well-formed, trimmed byte DFA (see the module docstring)."""
+    validate_dfas([dfa], [what])
+
+
+def validate_dfas(dfas: "list[ByteDFA]", whats: list[str]) -> None:
+    """`validate_dfa` for each of ``dfas`` (``whats`` name them), the trimming checked on all at once."""
+    for dfa, what in zip(dfas, whats):
+        _check_arrays(dfa, what)
+    live = [i for i, dfa in enumerate(dfas) if dfa.initial != DEAD]
+    if not live:
+        return
+    sizes = np.array([dfas[i].num_states for i in live], np.int64)
+    offsets = np.zeros(len(live) + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    # One graph of every DFA, each shifted to its own block (their dead states stay separate
+    # nodes with no edges), searched once backwards from the accepting states.
+    table = np.concatenate([dfas[i].transitions.astype(np.int64) + offsets[k] for k, i in enumerate(live)])
+    table[table == np.repeat(offsets[:-1], sizes)[:, None]] = 0  # moves to a block's dead state
+    accepting = np.concatenate([dfas[i].accepting for i in live])
+    n = int(offsets[-1])
+    src, dst = _edges(table)
+    back = np.argsort(dst, kind="stable")
+    finals = np.flatnonzero(accepting)
+    alive = _search(dst[back], src[back], n, finals) if finals.size else np.zeros(n, bool)
+    alive[offsets[:-1]] = True
+    if not alive.all():
+        row = int(np.flatnonzero(~alive)[0])
+        k = int(np.searchsorted(offsets, row, side="right")) - 1
+        raise InvalidIR(f"{whats[live[k]]}: state {row - int(offsets[k])} cannot reach an accepting state "
+                        f"(the DFA is not trimmed)")
+
+
+def _check_arrays(dfa: "ByteDFA", what: str) -> None:
+    t, acc, initial = dfa.transitions, dfa.accepting, dfa.initial
+    if not isinstance(t, np.ndarray) or t.dtype != np.int32 or t.ndim != 2 or t.shape[1] != 256 or t.shape[0] < 1:
+        raise InvalidIR(f"{what}: transitions must be an int32 array of shape [n >= 1, 256], got "
+                        f"{_describe(t)}")
+    n = t.shape[0]
+    if not isinstance(acc, np.ndarray) or acc.dtype != np.bool_ or acc.shape != (n,):
+        raise InvalidIR(f"{what}: accepting must be a bool array of shape [{n}], got {_describe(acc)}")
+    if not _is_int(initial) or not 0 <= initial < n:
+        raise InvalidIR(f"{what}: initial state {initial!r} is not a state (the DFA has {n})")
+    if t.min() < 0 or t.max() >= n:
+        s, b = (int(x) for x in np.argwhere((t < 0) | (t >= n))[0])
+        raise InvalidIR(f"{what}: transitions[{s}, {b}] = {int(t[s, b])} is not a state (the DFA has {n})")
+    if t[DEAD].any() or acc[DEAD]:
+        raise InvalidIR(f"{what}: state 0 must be dead (every move to 0, not accepting)")
+    if initial == DEAD and n != 1:
+        raise InvalidIR(f"{what}: initial state 0 (the empty language) with {n - 1} other states: not trimmed")
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, np.ndarray):
+        return f"{x.dtype} array of shape {list(x.shape)}"
+    return type(x).__name__
+
+
+def _index_set(values: Any, limit: int, what: str) -> None:
+    if not isinstance(values, frozenset):
+        raise InvalidIR(f"CfgIR.{what} must be a frozenset of ints, got {type(values).__name__}")
+    for v in values:
+        if not _is_int(v) or not 0 <= v < limit:
+            raise InvalidIR(f"CfgIR.{what}: {v!r} is out of range (0 .. {limit - 1})")
+
+
+def validate_cfg(ir: "CfgIR") -> None:
+    """Raise `InvalidIR` unless ``ir`` meets the invariants of the module docstring."""
+    from guided.ir.cfg import END, Terminal
+    from guided.ir.dfa import ByteDFA
+
+    if not isinstance(ir.terminals, tuple):
+        raise InvalidIR("CfgIR.terminals must be a tuple of Terminal")
+    n_terms = len(ir.terminals)
+    dfas: dict[int, tuple["ByteDFA", str]] = {}  # terminals may share one DFA
+    for i, term in enumerate(ir.terminals):
+        if not isinstance(term, Terminal):
+            raise InvalidIR(f"CfgIR.terminals[{i}] is a {type(term).__name__}, not a Terminal")
+        if not isinstance(term.name, str) or not isinstance(term.is_string, bool):
+            raise InvalidIR(f"CfgIR.terminals[{i}]: name must be a str and is_string a bool")
+        if not _is_int(term.priority) or not _is_int(term.order):
+            raise InvalidIR(f"CfgIR.terminals[{i}] ({term.name}): priority and order must be ints")
+        if not isinstance(term.dfa, ByteDFA):
+            raise InvalidIR(f"CfgIR.terminals[{i}] ({term.name}): dfa is a {type(term.dfa).__name__}, not a ByteDFA")
+        dfas.setdefault(id(term.dfa), (term.dfa, f"CfgIR.terminals[{i}] ({term.name})"))
+    validate_dfas([d for d, _ in dfas.values()], [w for _, w in dfas.values()])
+    _index_set(ir.ignore, n_terms, "ignore")
+
+    actions, gotos, rules = ir.actions, ir.gotos, ir.rules
+    if not isinstance(actions, tuple) or not isinstance(gotos, tuple) or not isinstance(rules, tuple):
+        raise InvalidIR("CfgIR.actions, gotos and rules must be tuples")
+    n_states, n_rules = len(actions), len(rules)
+    if n_states < 1:
+        raise InvalidIR("CfgIR has no parser state")
+    if len(gotos) != n_states:
+        raise InvalidIR(f"CfgIR has {n_states} action rows but {len(gotos)} goto rows")
+    if not isinstance(ir.nonterminals, tuple) or not all(isinstance(x, str) for x in ir.nonterminals):
+        raise InvalidIR("CfgIR.nonterminals must be a tuple of str")
+    n_nt = len(ir.nonterminals)
+    for r, rule in enumerate(rules):
+        if (not isinstance(rule, tuple) or len(rule) != 2 or not _is_int(rule[0]) or not _is_int(rule[1])
+                or not 0 <= rule[0] < n_nt or rule[1] < 0):
+            raise InvalidIR(f"CfgIR.rules[{r}] = {rule!r}: expected (lhs in 0 .. {n_nt - 1}, length >= 0)")
+    if ir.rule_names and (len(ir.rule_names) != n_rules or not all(isinstance(x, str) for x in ir.rule_names)):
+        raise InvalidIR(f"CfgIR.rule_names must be empty or {n_rules} strs")
+    q, sym, act = _entries(actions, "actions")
+    bad = ~((sym == END) | ((sym >= 0) & (sym < n_terms)))
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise InvalidIR(f"CfgIR.actions[{q[k]}]: key {sym[k]} is neither a terminal (0 .. {n_terms - 1}) nor END")
+    bad = np.where(act >= 0, act >= n_states, -act - 1 >= n_rules)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise InvalidIR(f"CfgIR.actions[{q[k]}][{sym[k]}] = {act[k]}: neither a shift to a state "
+                        f"(0 .. {n_states - 1}) nor a reduction by a rule (-1 .. {-n_rules})")
+    q, sym, target = _entries(gotos, "gotos")
+    bad = (sym < 0) | (sym >= n_nt) | (target < 0) | (target >= n_states)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise InvalidIR(f"CfgIR.gotos[{q[k]}]: {sym[k]} -> {target[k]} is out of range "
+                        f"({n_nt} nonterminals, {n_states} states)")
+    for name in ("start_state", "end_state"):
+        v = getattr(ir, name)
+        if not _is_int(v) or not 0 <= v < n_states:
+            raise InvalidIR(f"CfgIR.{name} = {v!r} is not a state (0 .. {n_states - 1})")
+    _index_set(ir.no_ignore_states, n_states, "no_ignore_states")
+    _index_set(ir.nesting_states, n_states, "nesting_states")
+    if not _is_int(ir.max_nesting) or ir.max_nesting < 0:
+        raise InvalidIR(f"CfgIR.max_nesting = {ir.max_nesting!r} must be an int >= 0")
+    if not isinstance(ir.ignore_repeats, bool) or not isinstance(ir.source, str):
+        raise InvalidIR("CfgIR.ignore_repeats must be a bool and source a str")
+    if ir.matched_names is not None:
+        _validate_names(ir)
+    _validate_moves(ir)
+
+
+def _entries(rows: tuple, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A table of per-state dicts as three int64 arrays: state, key, value of every entry."""
+    for q, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InvalidIR(f"CfgIR.{what}[{q}] must be a dict, not a {type(row).__name__}")
+    counts = [len(row) for row in rows]
+    keys = [k for row in rows for k in row]
+    values = [v for row in rows for v in row.values()]
+    out = []
+    for items in (keys, values):
+        arr = np.array(items)
+        if arr.size and arr.dtype.kind not in "iu":
+            bad = next(x for x in items if not _is_int(x))
+            raise InvalidIR(f"CfgIR.{what}: {bad!r} is not an int")
+        out.append(arr.astype(np.int64) if arr.size else np.zeros(0, np.int64))
+    return np.repeat(np.arange(len(rows)), counts), out[0], out[1]
+
+
+def _validate_names(ir: "CfgIR") -> None:
+    from guided.ir.cfg import MatchedNames
+
+    names = ir.matched_names
+    if not isinstance(names, MatchedNames):
+        raise InvalidIR(f"CfgIR.matched_names is a {type(names).__name__}, not MatchedNames")
+    roles = {role: getattr(names, role) for role in ("name", "open_start", "open_end", "empty_end", "close_start")}
+    n_terms = len(ir.terminals)
+    for role, t in roles.items():
+        if not _is_int(t) or not 0 <= t < n_terms:
+            raise InvalidIR(f"CfgIR.matched_names.{role} = {t!r} is not a terminal (0 .. {n_terms - 1})")
+        if t in ir.ignore:
+            raise InvalidIR(f"CfgIR.matched_names.{role} names an ignored terminal ({ir.terminals[t].name})")
+    if len(set(roles.values())) != len(roles):
+        raise InvalidIR("CfgIR.matched_names: the five roles must be five different terminals")
+    if (not isinstance(names.name_bytes, frozenset) or not names.name_bytes
+            or not all(_is_int(b) and 0 <= b < 256 for b in names.name_bytes)):
+        raise InvalidIR("CfgIR.matched_names.name_bytes must be a non-empty frozenset of bytes (0 .. 255)")
+    if not isinstance(names.unique_attributes, bool):
+        raise InvalidIR("CfgIR.matched_names.unique_attributes must be a bool")
+    dfa = ir.terminals[names.name].dfa
+    used = set(np.flatnonzero(dfa.transitions.any(axis=0)).tolist())
+    if not used <= names.name_bytes:
+        raise InvalidIR(f"CfgIR.matched_names.name_bytes misses bytes of the name terminal: {sorted(used - names.name_bytes)}")
+
+
+def _validate_moves(ir: "CfgIR") -> None:
+    """Actions agree with gotos on every stack the tables can build (see the module docstring)."""
+    n_states = len(ir.actions)
+    succ: list[list[int]] = [[] for _ in range(n_states)]
+    pred: list[list[int]] = [[] for _ in range(n_states)]
+    for q in range(n_states):
+        targets = {a for a in ir.actions[q].values() if a >= 0} | set(ir.gotos[q].values())
+        for p in targets:
+            succ[q].append(p)
+            pred[p].append(q)
+    # Shortest distance from the start state: a stack whose top is q holds at least dist[q]
+    # states above the start state.
+    dist = [-1] * n_states
+    dist[ir.start_state] = 0
+    frontier = [ir.start_state]
+    while frontier:
+        nxt = []
+        for q in frontier:
+            for p in succ[q]:
+                if dist[p] < 0:
+                    dist[p] = dist[q] + 1
+                    nxt.append(p)
+        frontier = nxt
+    if dist[ir.end_state] < 0:
+        raise InvalidIR(f"CfgIR.end_state {ir.end_state} is unreachable from start_state {ir.start_state}")
+    # levels[q][k]: the reachable states from which a path of k moves leads to q.
+    levels: dict[int, list[set[int]]] = {}
+
+    def states_before(q: int, length: int) -> set[int]:
+        found = levels.setdefault(q, [{q}])
+        while len(found) <= length:
+            found.append({p for r in found[-1] for p in pred[r] if dist[p] >= 0})
+        return found[length]
+
+    checked: set[tuple[int, int]] = set()
+    for q in range(n_states):
+        if dist[q] < 0:
+            continue  # never on a stack
+        for sym, act in ir.actions[q].items():
+            if act >= 0 or (q, act) in checked:
+                continue
+            checked.add((q, act))
+            lhs, length = ir.rules[-act - 1]
+            if length > dist[q]:
+                raise InvalidIR(f"CfgIR.actions[{q}][{sym}] reduces by rule {-act - 1} of length {length}, but "
+                                f"state {q} is only {dist[q]} moves from the start: the pop would empty the stack")
+            for p in states_before(q, length):
+                if lhs not in ir.gotos[p]:
+                    raise InvalidIR(f"CfgIR.actions[{q}][{sym}] reduces by rule {-act - 1} to nonterminal {lhs}, "
+                                    f"but state {p}, {length} moves before, has no goto on it")

@@ -1,0 +1,481 @@
+// Context-free constraints: the greedy contextual lexer over the LALR(1) parser, as token masks.
+//
+// A configuration is (interned parser stack, lexer state).  A mask is assembled from parts:
+// - what the lexer state alone decides (`LexemeInfo`, per lexer state, shared by every stack):
+//   the tokens whose bytes all extend the current lexeme ("inside"), the tokens whose first byte
+//   ends it ("after end", then allowed exactly where the next configuration allows them), and the
+//   trie nodes deeper down where the lexeme ends ("seeds");
+// - what depends on the stack: the terminal fed at each boundary (once per distinct terminal),
+//   the walks below the seeds, and LALR(1) lookaheads that make some terminals not viable.
+// Masks are cached per (stack, lexer state).  Semantics are those of `guided.engine.cfg` exactly:
+// a token is allowed iff every byte steps (extend the lexeme, or end it as its chosen terminal,
+// feed that to the parser and start the next lexeme) and the final configuration is viable.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lexer.h"
+#include "matcher.h"
+#include "parser.h"
+#include "shared_lexemes.h"
+#include "token_trie.h"
+
+namespace guided_native {
+
+struct Config {
+  const StackNode* stack = nullptr;  // nullptr: finished (after EOS)
+  int32_t lex = 0;  // 0: dead
+  explicit operator bool() const { return lex != 0; }
+};
+
+class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
+ public:
+  static constexpr size_t kMaskCacheSize = 4096;
+  static constexpr int kMaxNestedMasks = 256;
+
+  CfgGrammar(std::shared_ptr<const TokenTrie> trie, std::shared_ptr<SharedLexemes> shared,
+             std::vector<Terminal> terminals, std::vector<int32_t> ignore,
+             bool ignore_repeats, const std::vector<int32_t>& no_ignore_states, ParseTables tables,
+             int32_t max_lexer_states)
+      : trie_(std::move(trie)),
+        shared_(std::move(shared)),
+        parser_(std::move(tables)),
+        lexer_(terminals, members(parser_.tables(), terminals.size(), ignore, no_ignore_states, false, ignore_repeats),
+               members(parser_.tables(), terminals.size(), ignore, no_ignore_states, true, ignore_repeats),
+               max_lexer_states),
+        masks_(kMaskCacheSize / decltype(masks_)::kStripes) {
+    ignored_.assign(terminals.size(), 0);
+    for (int32_t t : ignore) ignored_[t] = 1;  // range checked by members()
+    all_accepted_ = std::make_unique<std::vector<uint64_t>>();
+  }
+
+  const TokenTrie& trie() const { return *trie_; }
+  Parser& parser() { return parser_; }
+  Lexer& lexer() { return lexer_; }
+
+  Config initial() {
+    const StackNode* root = parser_.root();
+    return Config{root, lexer_.start(root->state, false)};
+  }
+
+  // -- one byte -------------------------------------------------------------------------------
+
+  Config step(Config c, uint8_t b) {
+    const int32_t t = lexer_.next(c.lex, b);
+    if (t) return Config{c.stack, t};
+    return cross(c, b);
+  }
+
+  // The byte `b` ends the lexeme of `c` (it cannot extend it): feed the lexeme, start the next.
+  Config cross(Config c, uint8_t b) {
+    const int32_t term = lexer_.chosen(c.lex);
+    if (term < 0) return Config{};
+    const bool ignored = ignored_[term] != 0;
+    const StackNode* stack = ignored ? c.stack : parser_.feed(c.stack, term);
+    if (stack == nullptr) return Config{};
+    const int32_t t = lexer_.next(lexer_.start(stack->state, ignored), b);
+    return t ? Config{stack, t} : Config{};
+  }
+
+  // The terminals of the stack's lexer the parser really accepts (LALR(1) lookaheads merged from
+  // other contexts make exceptions); `all_accepted()` when that is all of them.
+  const std::vector<uint64_t>* accepted(const StackNode* stack) {
+    const std::vector<uint64_t>* found;
+    if (accepted_.find(stack->uid, found)) return found;
+    const std::vector<int32_t>& members = lexer_.members(stack->state);
+    auto bits = std::make_unique<std::vector<uint64_t>>((lexer_.num_terminals() + 63) / 64, 0);
+    size_t n = 0;
+    for (int32_t t : members)
+      if (ignored_[t] || parser_.feed(stack, t) != nullptr) {
+        (*bits)[t >> 6] |= 1ull << (t & 63);
+        ++n;
+      }
+    const std::vector<uint64_t>* result = all_accepted_.get();
+    if (n != members.size()) {
+      std::lock_guard<std::mutex> lock(owned_mu_);
+      owned_accepted_.push_back(std::move(bits));
+      result = owned_accepted_.back().get();
+    }
+    return accepted_.insert(stack->uid, result);
+  }
+
+  bool is_viable(Config c) {
+    if (!c.lex) return false;
+    const std::vector<uint64_t>* acc = accepted(c.stack);
+    return acc == all_accepted_.get() || lexer_.any_alive(c.lex, *acc);
+  }
+
+  bool accepts_end(Config c) {
+    if (c.stack == nullptr) return false;
+    if (lexer_.is_start(c.lex)) return parser_.can_end(c.stack);
+    const int32_t term = lexer_.chosen(c.lex);
+    if (term < 0) return false;
+    const StackNode* stack = ignored_[term] ? c.stack : parser_.feed(c.stack, term);
+    return stack != nullptr && parser_.can_end(stack);
+  }
+
+  // -- masks ----------------------------------------------------------------------------------
+
+  WordsPtr words(Config c, int nested = 0) {
+    if (c.stack == nullptr) return eos_only();
+    const std::pair<uint64_t, int32_t> key{c.stack->uid, c.lex};
+    WordsPtr found;
+    if (masks_.find(key, found)) return found;
+    if (nested > kMaxNestedMasks) limit_exceeded("grammar: lexemes that end without input nest too deeply");
+    auto w = std::make_shared<Words>(compute(c, nested));
+    return masks_.insert(key, std::move(w));
+  }
+
+  // The mask of `c` if it is cached, else null.
+  WordsPtr cached_words(Config c) {
+    if (c.stack == nullptr) return eos_only();
+    WordsPtr found;
+    masks_.find(std::pair<uint64_t, int32_t>{c.stack->uid, c.lex}, found);
+    return found;
+  }
+
+  WordsPtr eos_only() {
+    std::call_once(eos_once_, [this] { eos_ = std::make_shared<Words>(trie_->eos_words()); });
+    return eos_;
+  }
+
+  std::shared_ptr<const LexemeInfo> lexeme_info(int32_t lex) {
+    std::shared_ptr<const LexemeInfo> found;
+    if (lexemes_.find(lex, found)) return found;
+    return lexemes_.insert(lex, shared_info(lex));
+  }
+
+  std::string forced_bytes(Config c) {
+    if (c.stack == nullptr) return std::string();
+    const std::pair<uint64_t, int32_t> key{c.stack->uid, c.lex};
+    std::string found;
+    if (forced_.find(key, found)) return found;
+    std::string out;
+    Config cur = c;
+    while (cur && out.size() < 4096 && !accepts_end(cur)) {
+      int options = 0;
+      Config only;
+      int only_byte = -1;
+      for (int b = 0; b < 256 && options < 2; ++b) {
+        Config n = step(cur, static_cast<uint8_t>(b));
+        if (n && is_viable(n)) {
+          ++options;
+          only = n;
+          only_byte = b;
+        }
+      }
+      if (options != 1) break;
+      out.push_back(static_cast<char>(only_byte));
+      cur = only;
+    }
+    return forced_.insert(key, out);
+  }
+
+ private:
+  static std::vector<std::vector<int32_t>> members(const ParseTables& t, size_t n_terms,
+                                                   const std::vector<int32_t>& ignore,
+                                                   const std::vector<int32_t>& no_ignore_states, bool after_ignore,
+                                                   bool ignore_repeats) {
+    for (int32_t i : ignore)
+      if (i < 0 || static_cast<size_t>(i) >= n_terms) invalid("malformed IR: ignored terminal out of range");
+    std::vector<uint8_t> no_ignore(t.n_states, 0);
+    for (int32_t s : no_ignore_states) {
+      if (s < 0 || s >= t.n_states) invalid("malformed IR: no-ignore state out of range");
+      no_ignore[s] = 1;
+    }
+    if (static_cast<size_t>(t.n_terminals) != n_terms) invalid("malformed IR: terminal count mismatch");
+    std::vector<std::vector<int32_t>> out(t.n_states);
+    for (int32_t s = 0; s < t.n_states; ++s) {
+      std::vector<uint8_t> in(n_terms, 0);
+      for (int64_t k = t.action_offsets[s]; k < t.action_offsets[s + 1]; ++k)
+        if (t.action_symbols[k] < t.n_terminals) in[t.action_symbols[k]] = 1;
+      if (!no_ignore[s])
+        for (int32_t i : ignore) in[i] = 1;
+      if (after_ignore && !ignore_repeats)
+        for (int32_t i : ignore) in[i] = 0;
+      for (size_t i = 0; i < n_terms; ++i)
+        if (in[i]) out[s].push_back(static_cast<int32_t>(i));
+    }
+    return out;
+  }
+
+  // The canonical form of the automaton reachable from `lex` (see shared_lexemes.h): per state in
+  // breadth-first order, whether a lexeme may end there, then its row as runs (first byte, target
+  // in the canonical numbering, 0 dead).  False past `SharedLexemes::kMaxSubStates` states.
+  bool canonical(int32_t lex, std::vector<uint32_t>& encoding, std::vector<int32_t>& states) {
+    encoding.clear();
+    states.assign(1, lex);
+    std::unordered_map<int32_t, uint32_t> index{{lex, 1}};
+    for (size_t i = 0; i < states.size(); ++i) {
+      const LexState& st = lexer_.ready(states[i]);
+      encoding.push_back(st.chosen >= 0 ? 0xFFFFFFFEu : 0xFFFFFFFFu);
+      for (int b = 0; b < 256;) {
+        const int32_t raw = st.row[b];
+        int e = b + 1;
+        while (e < 256 && st.row[e] == raw) ++e;
+        uint32_t local = 0;
+        if (raw) {
+          const int32_t target = raw + st.base;
+          auto [it, fresh] = index.emplace(target, static_cast<uint32_t>(states.size() + 1));
+          if (fresh) {
+            if (states.size() >= SharedLexemes::kMaxSubStates) return false;
+            states.push_back(target);
+          }
+          local = it->second;
+        }
+        encoding.push_back(static_cast<uint32_t>(b) << 24 | local);
+        b = e;
+      }
+    }
+    return true;
+  }
+
+  // `lex`'s data from the per-vocabulary cache when its sub-automaton is small (a terminal's own
+  // states, or a lexeme boundary), else computed here.
+  std::shared_ptr<const LexemeInfo> shared_info(int32_t lex) {
+    const LexState& st = lexer_.ready(lex);
+    std::vector<uint32_t> encoding;
+    std::vector<int32_t> states;
+    if (!shared_ || !(st.is_block || st.is_start) || !canonical(lex, encoding, states)) return compute_info(lex);
+    const uint64_t h = SharedLexemes::hash(encoding);
+    if (SharedLexemes::EntryPtr entry = shared_->find(h, encoding)) {
+      auto info = std::make_shared<LexemeInfo>();
+      info->inside = entry->info.inside;
+      info->after_end = entry->info.after_end;
+      info->seeds.reserve(entry->info.seeds.size());
+      for (const auto& [node, local] : entry->info.seeds) info->seeds.emplace_back(node, states[local]);
+      return info;
+    }
+    std::shared_ptr<const LexemeInfo> info = compute_info(lex);
+    auto entry = std::make_shared<SharedLexemes::Entry>();
+    entry->encoding = std::move(encoding);
+    entry->info.inside = info->inside;
+    entry->info.after_end = info->after_end;
+    std::unordered_map<int32_t, int32_t> local;
+    for (size_t i = 0; i < states.size(); ++i) local.emplace(states[i], static_cast<int32_t>(i));
+    for (const auto& [node, before] : info->seeds) {
+      auto it = local.find(before);
+      if (it == local.end()) return info;  // not reachable from lex: cannot happen; do not share
+      entry->info.seeds.emplace_back(node, it->second);
+    }
+    shared_->insert(h, std::move(entry));
+    return info;
+  }
+
+  std::shared_ptr<const LexemeInfo> compute_info(int32_t lex) {
+    auto info = std::make_shared<LexemeInfo>();
+    const int32_t n_words = trie_->n_words();
+    auto inside = std::make_shared<Words>(n_words, 0);
+    const TrieNode* base = trie_->nodes().data();
+    std::vector<int32_t> scratch;
+    trie_->walk(
+        lex, [&](int32_t s, uint8_t b) { return lexer_.next(s, b); },
+        [&](const TrieNode& n, int32_t) { trie_->mark(inside->data(), n); },
+        [&](const TrieNode& n, int32_t parent) {
+          if (n.depth >= 2 && lexer_.chosen(parent) >= 0)
+            info->seeds.emplace_back(static_cast<uint32_t>(&n - base), parent);
+        },
+        scratch);
+    info->inside = std::move(inside);
+    if (lexer_.chosen(lex) >= 0) {
+      std::shared_ptr<Words> after;
+      for (int b = 0; b < 256; ++b)
+        if (lexer_.next(lex, static_cast<uint8_t>(b)) == 0) {
+          if (!after) after = std::make_shared<Words>(n_words, 0);
+          const uint32_t* fb = trie_->first_byte_words(b);
+          for (int32_t k = 0; k < n_words; ++k) (*after)[k] |= fb[k];
+        }
+      info->after_end = std::move(after);
+    }
+    return info;
+  }
+
+  Words compute(Config c, int nested) {
+    const int32_t n_words = trie_->n_words();
+    std::shared_ptr<const LexemeInfo> info = lexeme_info(c.lex);
+    const std::vector<uint64_t>* acc = accepted(c.stack);
+    Words w;
+    if (acc == all_accepted_.get()) {
+      w = *info->inside;
+    } else {  // keep the inside tokens whose lexeme some accepted terminal can still finish
+      w.assign(n_words, 0);
+      std::unordered_map<int32_t, bool> viable_end;
+      std::vector<int32_t> scratch;
+      trie_->walk(
+          c.lex, [&](int32_t s, uint8_t b) { return lexer_.next(s, b); },
+          [&](const TrieNode& n, int32_t end) {
+            // many tokens end in few lexer states: decide each state once
+            auto [it, fresh] = viable_end.emplace(end, false);
+            if (fresh) it->second = lexer_.any_alive(end, *acc);
+            if (it->second) trie_->mark(w.data(), n);
+          },
+          [](const TrieNode&, int32_t) {}, scratch);
+    }
+    const int32_t term = lexer_.chosen(c.lex);
+    if (term >= 0 && info->after_end) {
+      const bool ignored = ignored_[term] != 0;
+      const StackNode* following = ignored ? c.stack : parser_.feed(c.stack, term);
+      if (following != nullptr) {
+        WordsPtr next = words(Config{following, lexer_.start(following->state, ignored)}, nested + 1);
+        const Words& after = *info->after_end;
+        for (int32_t k = 0; k < n_words; ++k) w[k] |= after[k] & (*next)[k];
+      }
+    }
+    if (!info->seeds.empty()) {
+      // Each seed ends the lexeme at its byte, which starts the next lexeme on the stack the
+      // finished terminal leads to: one feed per distinct terminal, then a walk of the subtree.
+      std::unordered_map<int32_t, Config> after;  // terminal -> (stack, start) or dead
+      std::vector<Config> scratch;
+      const std::vector<TrieNode>& nodes = trie_->nodes();
+      // Crossings met in the walks, memoised here: (stack uid, terminal) -> next lexeme's start.
+      std::unordered_map<uint64_t, Config> starts;
+      const uint64_t width = static_cast<uint64_t>(lexer_.num_terminals()) + 1;
+      auto full_step = [&](Config s, uint8_t b) -> Config {
+        const int32_t t = lexer_.next(s.lex, b);
+        if (t) return Config{s.stack, t};
+        const int32_t term = lexer_.chosen(s.lex);
+        if (term < 0) return Config{};
+        auto [it, fresh] = starts.emplace(s.stack->uid * width + static_cast<uint64_t>(term), Config{});
+        if (fresh) {
+          const bool ignored = ignored_[term] != 0;
+          const StackNode* following = ignored ? s.stack : parser_.feed(s.stack, term);
+          if (following != nullptr) it->second = Config{following, lexer_.start(following->state, ignored)};
+        }
+        if (!it->second) return Config{};
+        const int32_t n = lexer_.next(it->second.lex, b);
+        return n ? Config{it->second.stack, n} : Config{};
+      };
+      // The stacks a walk meets are few: their accepted terminals are looked up once each.
+      std::unordered_map<const StackNode*, const std::vector<uint64_t>*> accepted_of;
+      auto on_token = [&](const TrieNode& n, Config end) {
+        auto [it, fresh] = accepted_of.emplace(end.stack, nullptr);
+        if (fresh) it->second = accepted(end.stack);
+        if (it->second == all_accepted_.get() || lexer_.any_alive(end.lex, *it->second)) trie_->mark(w.data(), n);
+      };
+      for (const auto& [node_index, before] : info->seeds) {
+        const int32_t t = lexer_.chosen(before);
+        auto it = after.find(t);
+        if (it == after.end()) {
+          const bool ignored = ignored_[t] != 0;
+          const StackNode* following = ignored ? c.stack : parser_.feed(c.stack, t);
+          Config start{following, following ? lexer_.start(following->state, ignored) : 0};
+          it = after.emplace(t, start).first;
+        }
+        if (!it->second) continue;
+        const TrieNode& node = nodes[node_index];
+        const int32_t first = lexer_.next(it->second.lex, node.byte);
+        if (!first) continue;
+        const Config at{it->second.stack, first};
+        if (node.tokens_end != node.tokens_begin) on_token(node, at);
+        trie_->walk_below(node_index, at, full_step, on_token, scratch);
+      }
+    }
+    if (accepts_end(c)) or_into(w, trie_->eos_words());
+    return w;
+  }
+
+  std::shared_ptr<const TokenTrie> trie_;
+  std::shared_ptr<SharedLexemes> shared_;
+  Parser parser_;
+  Lexer lexer_;
+  std::vector<uint8_t> ignored_;
+  std::unique_ptr<std::vector<uint64_t>> all_accepted_;
+  std::mutex owned_mu_;
+  std::deque<std::unique_ptr<std::vector<uint64_t>>> owned_accepted_;
+  StripedMap<uint64_t, const std::vector<uint64_t>*> accepted_;
+  StripedMap<std::pair<uint64_t, int32_t>, WordsPtr, PairHash> masks_;
+  StripedMap<int32_t, std::shared_ptr<const LexemeInfo>> lexemes_;
+  StripedMap<std::pair<uint64_t, int32_t>, std::string, PairHash> forced_;
+  std::once_flag eos_once_;
+  WordsPtr eos_;
+};
+
+// One sequence's position in a grammar: the configuration after each consumed token.
+class CfgMatcher : public Matcher {
+ public:
+  explicit CfgMatcher(std::shared_ptr<CfgGrammar> g) : g_(std::move(g)) { history_.push_back(g_->initial()); }
+
+  const Words& words() const override {
+    if (current_at_ != history_.size()) {
+      current_ = g_->words(history_.back());
+      current_at_ = history_.size();
+    }
+    return *current_;
+  }
+  bool cached() const override {
+    if (current_at_ == history_.size()) return true;
+    WordsPtr found = g_->cached_words(history_.back());
+    if (!found) return false;
+    current_ = std::move(found);
+    current_at_ = history_.size();
+    return true;
+  }
+  size_t num_tokens() const override { return history_.size() - 1; }
+  int32_t vocab_size() const override { return g_->trie().vocab_size(); }
+
+  void advance(int64_t token) override {
+    Config c = history_.back();
+    const TokenTrie& trie = g_->trie();
+    if (trie.is_eos(token)) {
+      if (c.stack != nullptr && !g_->accepts_end(c))
+        violation("end of sequence is not allowed here: the text is incomplete (after " +
+                  std::to_string(num_tokens()) + " tokens)");
+      push(Config{});
+      return;
+    }
+    if (c.stack == nullptr) violation("token " + std::to_string(token) + " after end of sequence");
+    const std::string& text = trie.text(token, num_tokens());
+    for (unsigned char b : text) {
+      c = g_->step(c, b);
+      if (!c) break;
+    }
+    if (!c || !g_->is_viable(c))
+      violation("token " + std::to_string(token) + " leaves the grammar after " + std::to_string(num_tokens()) +
+                " tokens");
+    push(c);
+  }
+
+  void rollback(int64_t n) override {
+    if (n < 0 || static_cast<size_t>(n) > num_tokens())
+      throw std::invalid_argument("cannot roll back " + std::to_string(n) + " tokens: only " +
+                                  std::to_string(num_tokens()) + " consumed");
+    history_.resize(history_.size() - static_cast<size_t>(n));
+    current_at_ = 0;
+  }
+
+  bool accepts_eos() const override { return g_->accepts_end(history_.back()); }
+
+  bool is_finished() const override {
+    const Config c = history_.back();
+    if (c.stack == nullptr) return true;
+    if (!g_->accepts_end(c)) return false;
+    const Words& w = words();
+    const Words& eos = g_->trie().eos_words();
+    for (size_t k = 0; k < w.size(); ++k)
+      if (w[k] & ~eos[k]) return false;
+    return true;
+  }
+
+  std::string forced_bytes() const override { return g_->forced_bytes(history_.back()); }
+  Words budget_words(int64_t) const override { throw std::logic_error("budget masks of grammars are not native yet"); }
+  std::unique_ptr<Matcher> clone() const override {
+    auto m = std::make_unique<CfgMatcher>(*this);
+    return m;
+  }
+  bool finished_config() const { return history_.back().stack == nullptr; }
+
+ private:
+  void push(Config c) {
+    history_.push_back(c);
+    current_at_ = 0;
+  }
+
+  std::shared_ptr<CfgGrammar> g_;
+  std::vector<Config> history_;
+  mutable WordsPtr current_;
+  mutable size_t current_at_ = 0;
+};
+
+}  // namespace guided_native

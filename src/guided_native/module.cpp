@@ -1,0 +1,233 @@
+// guided._native: the Python face of the native mask core (thin; `guided.engine.native` wraps it).
+//
+// Every call that computes masks releases the GIL.  Bitmask arguments are never converted (a
+// converted copy would silently swallow the write): a wrong dtype or layout is a TypeError.  Arrays from Python are copied or checked on
+// entry (shape, dtype, contiguity, every index), so nothing Python does later can make the core
+// read out of bounds.
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/unique_ptr.h>
+#include <nanobind/stl/vector.h>
+
+#include "batch.h"
+#include "cfg_engine.h"
+#include "regex_engine.h"
+
+namespace nb = nanobind;
+using namespace guided_native;
+
+namespace {
+
+PyObject* error_types[4] = {nullptr, nullptr, nullptr, nullptr};
+
+using Bitmask = nb::ndarray<int32_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using Int32s = nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using Int64s = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> to_numpy(const Words& w) {
+  auto* copy = new std::vector<int32_t>(w.size());
+  std::memcpy(copy->data(), w.data(), w.size() * sizeof(uint32_t));
+  nb::capsule owner(copy, [](void* p) noexcept { delete static_cast<std::vector<int32_t>*>(p); });
+  return nb::ndarray<nb::numpy, int32_t, nb::ndim<1>>(copy->data(), {copy->size()}, owner);
+}
+
+std::vector<int32_t> int32s(const Int32s& a) { return std::vector<int32_t>(a.data(), a.data() + a.shape(0)); }
+std::vector<int64_t> int64s(const Int64s& a) { return std::vector<int64_t>(a.data(), a.data() + a.shape(0)); }
+
+}  // namespace
+
+NB_MODULE(_native, m) {
+  m.doc() = "The native mask core of guided (see guided.engine.native).";
+  // Grammars and tries are held by module-level caches until the interpreter exits, which
+  // nanobind would report as leaks.
+  nb::set_leak_warnings(false);
+
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const Error& e) {
+      PyObject* type = error_types[static_cast<int>(e.kind)];
+      PyErr_SetString(type ? type : PyExc_ValueError, e.what());
+    }
+  });
+  m.def(
+      "set_error_types",
+      [](nb::handle invalid_type, nb::handle violation_type, nb::handle limit_type, nb::handle mismatch_type) {
+        nb::handle types[4] = {invalid_type, violation_type, limit_type, mismatch_type};
+        for (int i = 0; i < 4; ++i) {
+          if (!PyExceptionClass_Check(types[i].ptr())) throw nb::type_error("expected exception classes");
+          Py_XDECREF(error_types[i]);
+          error_types[i] = types[i].inc_ref().ptr();
+        }
+      },
+      "Exception classes raised for malformed input, constraint violations, exceeded limits and "
+      "bitmask/vocabulary mismatches.");
+
+  nb::class_<TokenTrie>(m, "TokenTrie")
+      .def_prop_ro("vocab_size", &TokenTrie::vocab_size)
+      .def_prop_ro("num_nodes", [](const TokenTrie& t) { return t.nodes().size(); });
+  m.def(
+      "token_trie",
+      [](nb::list token_bytes, const std::vector<int64_t>& excluded, const std::vector<int64_t>& eos) {
+        std::vector<std::string> data;
+        data.reserve(token_bytes.size());
+        for (nb::handle h : token_bytes) {
+          if (!PyBytes_Check(h.ptr())) throw nb::type_error("token_bytes must be a list of bytes");
+          data.emplace_back(PyBytes_AS_STRING(h.ptr()), static_cast<size_t>(PyBytes_GET_SIZE(h.ptr())));
+        }
+        nb::gil_scoped_release release;
+        return std::make_shared<TokenTrie>(std::move(data), excluded, eos);
+      },
+      nb::arg("token_bytes"), nb::arg("excluded"), nb::arg("eos"));
+
+  nb::class_<SharedLexemes>(m, "SharedLexemes");
+  m.def("shared_lexemes", [] { return std::make_shared<SharedLexemes>(); },
+        "A per-vocabulary cache of lexer-state data, shared by the grammars given it.");
+
+  nb::class_<ByteDfa>(m, "ByteDfa").def_prop_ro("num_states", &ByteDfa::num_states);
+  m.def(
+      "byte_dfa",
+      [](nb::ndarray<const int32_t, nb::ndim<2>, nb::c_contig, nb::device::cpu> transitions,
+         nb::ndarray<const bool, nb::ndim<1>, nb::c_contig, nb::device::cpu> accepting, int64_t initial) {
+        return std::make_shared<ByteDfa>(transitions.data(), transitions.shape(0), transitions.shape(1),
+                                         accepting.data(), accepting.shape(0), initial);
+      },
+      nb::arg("transitions"), nb::arg("accepting"), nb::arg("initial"));
+
+  nb::class_<Matcher>(m, "Matcher")
+      .def(
+          "fill_bitmask",
+          [](const Matcher& self, Bitmask bitmask, int64_t row) {
+            int32_t* data = bitmask.data();
+            const int64_t rows = static_cast<int64_t>(bitmask.shape(0)), cols = static_cast<int64_t>(bitmask.shape(1));
+            nb::gil_scoped_release release;
+            self.fill_row(data, rows, cols, row);
+          },
+          nb::arg("bitmask").noconvert(), nb::arg("row") = 0)
+      .def(
+          "words",
+          [](const Matcher& self) {
+            const Words* w;
+            {
+              nb::gil_scoped_release release;
+              w = &self.words();
+            }
+            return to_numpy(*w);
+          })
+      .def("advance", &Matcher::advance, nb::arg("token_id"), nb::call_guard<nb::gil_scoped_release>())
+      .def("rollback", &Matcher::rollback, nb::arg("n") = 1)
+      .def("accepts_eos", &Matcher::accepts_eos, nb::call_guard<nb::gil_scoped_release>())
+      .def("is_finished", &Matcher::is_finished, nb::call_guard<nb::gil_scoped_release>())
+      .def("forced_bytes",
+           [](const Matcher& self) {
+             std::string s;
+             {
+               nb::gil_scoped_release release;
+               s = self.forced_bytes();
+             }
+             return nb::bytes(s.data(), s.size());
+           })
+      .def("budget_words",
+           [](const Matcher& self, int64_t remaining) {
+             Words w;
+             {
+               nb::gil_scoped_release release;
+               w = self.budget_words(remaining);
+             }
+             return to_numpy(w);
+           })
+      .def("copy", &Matcher::clone)
+      .def_prop_ro("num_tokens", &Matcher::num_tokens);
+  nb::class_<RegexMatcher, Matcher>(m, "RegexMatcher").def_prop_ro("state", &RegexMatcher::state);
+  nb::class_<CfgMatcher, Matcher>(m, "CfgMatcher");
+
+  nb::class_<RegexGrammar>(m, "RegexGrammar")
+      .def("matcher", [](std::shared_ptr<RegexGrammar> g) { return std::make_unique<RegexMatcher>(std::move(g)); })
+      .def("closing_distance", [](const RegexGrammar& g) { return g.closing_distance(); });
+  m.def(
+      "regex_grammar",
+      [](std::shared_ptr<TokenTrie> trie, std::shared_ptr<ByteDfa> dfa) {
+        if (!trie || !dfa) throw nb::type_error("expected a TokenTrie and a ByteDfa");
+        return std::make_shared<RegexGrammar>(std::move(trie), std::move(dfa));
+      },
+      nb::arg("trie"), nb::arg("dfa"));
+
+  nb::class_<CfgGrammar>(m, "CfgGrammar")
+      .def("matcher",
+           [](std::shared_ptr<CfgGrammar> g) {
+             std::unique_ptr<CfgMatcher> out;
+             {
+               nb::gil_scoped_release release;
+               out = std::make_unique<CfgMatcher>(std::move(g));
+             }
+             return out;
+           })
+      .def_prop_ro("lexer_states", [](CfgGrammar& g) { return g.lexer().size(); })
+      .def_prop_ro("stack_nodes", [](CfgGrammar& g) { return g.parser().num_nodes(); });
+  m.def(
+      "cfg_grammar",
+      [](std::shared_ptr<TokenTrie> trie, std::shared_ptr<SharedLexemes> shared, std::vector<std::tuple<std::shared_ptr<ByteDfa>, int32_t, bool, int32_t>> terms,
+         const std::vector<int32_t>& ignore, bool ignore_repeats, const std::vector<int32_t>& no_ignore_states,
+         Int64s action_offsets, Int32s action_symbols, Int32s action_values, Int64s goto_offsets, Int32s goto_symbols,
+         Int32s goto_values, Int32s rule_lhs, Int32s rule_len, int32_t n_nonterminals, int32_t start_state,
+         int32_t end_state, const std::vector<int32_t>& nesting_states, int32_t max_nesting, int32_t max_lexer_states) {
+        if (!trie) throw nb::type_error("expected a TokenTrie");
+        std::vector<Terminal> terminals;
+        for (auto& [dfa, priority, is_string, order] : terms) {
+          if (!dfa) throw nb::type_error("terminal without a ByteDfa");
+          terminals.push_back(Terminal{dfa, priority, is_string, order});
+        }
+        ParseTables t;
+        t.n_states = static_cast<int32_t>(action_offsets.shape(0)) - 1;
+        t.n_terminals = static_cast<int32_t>(terminals.size());
+        t.n_nonterminals = n_nonterminals;
+        t.action_offsets = int64s(action_offsets);
+        t.action_symbols = int32s(action_symbols);
+        t.action_values = int32s(action_values);
+        t.goto_offsets = int64s(goto_offsets);
+        t.goto_symbols = int32s(goto_symbols);
+        t.goto_values = int32s(goto_values);
+        if (rule_lhs.shape(0) != rule_len.shape(0)) invalid("malformed IR: rule arrays differ in length");
+        for (size_t r = 0; r < rule_lhs.shape(0); ++r) t.rules.emplace_back(rule_lhs.data()[r], rule_len.data()[r]);
+        t.start_state = start_state;
+        t.end_state = end_state;
+        t.nesting.assign(std::max(t.n_states, 0), 0);
+        for (int32_t s : nesting_states) {
+          if (s < 0 || s >= t.n_states) invalid("malformed IR: nesting state out of range");
+          t.nesting[s] = 1;
+        }
+        if (max_nesting < 0) invalid("malformed IR: negative max_nesting");
+        t.max_nesting = max_nesting;
+        nb::gil_scoped_release release;
+        return std::make_shared<CfgGrammar>(std::move(trie), std::move(shared), std::move(terminals), ignore, ignore_repeats,
+                                            no_ignore_states, std::move(t), max_lexer_states);
+      },
+      nb::arg("trie"), nb::arg("shared").none(), nb::arg("terminals"), nb::arg("ignore"), nb::arg("ignore_repeats"), nb::arg("no_ignore_states"),
+      nb::arg("action_offsets"), nb::arg("action_symbols"), nb::arg("action_values"), nb::arg("goto_offsets"),
+      nb::arg("goto_symbols"), nb::arg("goto_values"), nb::arg("rule_lhs"), nb::arg("rule_len"),
+      nb::arg("n_nonterminals"), nb::arg("start_state"), nb::arg("end_state"), nb::arg("nesting_states"),
+      nb::arg("max_nesting"), nb::arg("max_lexer_states"));
+
+  m.def(
+      "fill_bitmasks",
+      [](nb::sequence matchers, Bitmask bitmask, int threads) {
+        std::vector<nb::object> keep;  // hold every matcher while the GIL is released
+        std::vector<const Matcher*> ptrs;
+        for (nb::handle h : matchers) {
+          keep.push_back(nb::borrow(h));
+          ptrs.push_back(nb::cast<const Matcher*>(h));
+          if (ptrs.back() == nullptr) throw nb::type_error("fill_bitmasks: None is not a matcher");
+        }
+        int32_t* data = bitmask.data();
+        const int64_t rows = static_cast<int64_t>(bitmask.shape(0)), cols = static_cast<int64_t>(bitmask.shape(1));
+        nb::gil_scoped_release release;
+        fill_rows(ptrs, data, rows, cols, threads);
+      },
+      nb::arg("matchers"), nb::arg("bitmask").noconvert(), nb::arg("threads") = 1);
+  m.def("hardware_threads", [] { return std::thread::hardware_concurrency(); });
+}

@@ -1,0 +1,239 @@
+"""Differential tests: the native core's masks equal the Python engines' bit for bit.
+
+Walks run both engines side by side over documents of the shipped grammars, the practical
+regexes, a sample of the shared MaskBench schemas and hypothesis-generated schemas; at every
+step they compare the packed masks, ``accepts_eos``, ``is_finished`` and ``forced_bytes``, take
+random detours (an allowed token on a copy, a forbidden token that both must refuse) and check
+``rollback`` and ``copy``.  The Python engines are themselves checked against Lark, ``re`` and
+``jsonschema`` elsewhere; here only agreement is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import guided
+from guided.engine import native
+from guided.errors import ConstraintViolation, GuidedError
+from guided.frontends.lark import Grammar
+from guided.frontends.regex import regex_to_dfa
+from tests.grammar_sampler import SentenceSampler, _distances, _random_walk
+from tests.regexes import PRACTICAL
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="the native core is not built")
+
+MASKBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "maskbench"
+SHIPPED = ["json", "xml", "sql", "arithmetic", "python_call", "tool_call"]
+
+
+def words(matcher, width: int) -> np.ndarray:
+    out = np.full((1, width), -1, np.int32)  # garbage first: fill_bitmask must write every word
+    matcher.fill_bitmask(out, 0)
+    return out[0]
+
+
+def assert_agree(py, nat, width: int, where: str) -> np.ndarray:
+    expected = words(py, width)
+    got = words(nat, width)
+    if not np.array_equal(expected, got):
+        diff = np.flatnonzero(np.unpackbits((expected ^ got).view(np.uint8), bitorder="little"))
+        raise AssertionError(f"{where}: masks differ on tokens {diff[:20].tolist()} "
+                             f"(python allows {[bool(expected[t >> 5] >> (t & 31) & 1) for t in diff[:20]]})")
+    assert py.accepts_eos() == nat.accepts_eos(), where
+    assert py.is_finished() == nat.is_finished(), where
+    assert py.forced_bytes() == nat.forced_bytes(), where
+    assert py.num_tokens == nat.num_tokens, where
+    if isinstance(nat.grammar, native.NativeRegexGrammar):  # grammars': replayed on the Python engine
+        assert py.closing_distance() == nat.closing_distance(), where
+    return expected
+
+
+def advance_both(py, nat, token: int, where: str) -> bool:
+    """Advance both; they must agree on whether the token is accepted."""
+    outcomes = []
+    for m in (py, nat):
+        try:
+            m.advance(token)
+            outcomes.append(True)
+        except ConstraintViolation:
+            outcomes.append(False)
+    assert outcomes[0] == outcomes[1], f"{where}: advance({token}) python={outcomes[0]} native={outcomes[1]}"
+    return outcomes[0]
+
+
+def differential_walk(py_grammar, nat_grammar, ids: list[int], rng: random.Random, label: str,
+                      detours: float = 0.3) -> int:
+    """Walk ``ids`` through both engines, comparing everything at each step; returns the steps walked."""
+    vocab = py_grammar.vocab
+    width = (vocab.size + 31) // 32 + 1  # one spare word: must be zeroed
+    py, nat = py_grammar.matcher(), nat_grammar.matcher()
+    history = []
+    for k, token in enumerate(ids):
+        where = f"{label} step {k}"
+        mask = assert_agree(py, nat, width, where)
+        if rng.random() < detours:
+            allowed = np.flatnonzero(np.unpackbits(mask.view(np.uint8), bitorder="little")[:vocab.size])
+            if allowed.size:
+                pf, nf = py.copy(), nat.copy()
+                detour = int(rng.choice(allowed.tolist()))
+                assert advance_both(pf, nf, detour, where + f" detour {detour}")
+                assert_agree(pf, nf, width, where + f" after detour {detour}")
+                pf.rollback(1)
+                nf.rollback(1)
+                assert_agree(pf, nf, width, where + " after detour rollback")
+            forbidden = rng.randrange(vocab.size + 8)
+            if forbidden >= vocab.size or not (mask[forbidden >> 5] >> (forbidden & 31)) & 1:
+                assert not advance_both(py.copy(), nat.copy(), forbidden, where + f" forbidden {forbidden}")
+        if not advance_both(py, nat, token, where):
+            return k
+        history.append(token)
+        if history and rng.random() < 0.1:  # roll back a few tokens and replay them
+            n = rng.randint(1, len(history))
+            py.rollback(n)
+            nat.rollback(n)
+            assert_agree(py, nat, width, where + f" rollback {n}")
+            for t in history[len(history) - n:]:
+                assert advance_both(py, nat, t, where + " replay")
+    assert_agree(py, nat, width, f"{label} end")
+    for eos in sorted(vocab.eos_token_ids)[:1]:
+        if advance_both(py, nat, eos, f"{label} eos"):
+            assert_agree(py, nat, width, f"{label} after eos")
+    with pytest.raises(ValueError):
+        nat.rollback(nat.num_tokens + 1)
+    return len(ids)
+
+
+def tokenize(tokenizer, vocab, text: str) -> list[int] | None:
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if b"".join(vocab.token_bytes[i] for i in ids) != text.encode():
+        return None
+    return ids
+
+
+def both(spec, vocab):
+    return (guided.compile(spec, vocab, engine="python", cache=False),
+            guided.compile(spec, vocab, engine="native", cache=False))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_grammars_agree(name, smollm2_tokenizer, smollm2_vocab):
+    py, nat = both(Grammar(name), smollm2_vocab)
+    sampler = SentenceSampler(Grammar(name))
+    rng = random.Random(f"native-{name}")
+    walked = 0
+    for i in range(6):
+        text = sampler.sample(rng)
+        ids = tokenize(smollm2_tokenizer, smollm2_vocab, text)
+        if ids is None:
+            continue
+        walked += differential_walk(py, nat, ids[:80], rng, f"{name} sentence {i} {text[:40]!r}")
+        # and a mutated text, which usually leaves the language part-way
+        pos = rng.randrange(len(text) + 1)
+        bad = tokenize(smollm2_tokenizer, smollm2_vocab, text[:pos] + rng.choice("}])\"'<>&;,") + text[pos:])
+        if bad:
+            differential_walk(py, nat, bad[:80], rng, f"{name} mutated {i}")
+    assert walked > 20
+
+
+@pytest.mark.parametrize("name", sorted(PRACTICAL))
+def test_regexes_agree(name, smollm2_tokenizer, smollm2_vocab):
+    spec = guided.Regex(PRACTICAL[name])
+    py, nat = both(spec, smollm2_vocab)
+    dfa = regex_to_dfa(spec)
+    dist = _distances(dfa)
+    rng = random.Random(f"native-regex-{name}")
+    for i in range(3):
+        text = _random_walk(dfa, dist, rng).decode("utf-8", errors="replace")
+        ids = tokenize(smollm2_tokenizer, smollm2_vocab, text)
+        if ids:
+            differential_walk(py, nat, ids, rng, f"regex {name} {text[:30]!r}", detours=0.5)
+    # budget masks are native for regexes: they must agree too
+    pm, nm = py.matcher(), nat.matcher()
+    for remaining in (0, 1, 2, 5, 40):
+        assert np.array_equal(pm.budget_mask(remaining), nm.budget_mask(remaining)), remaining
+
+
+def maskbench_sample(count: int) -> list[Path]:
+    files = sorted(MASKBENCH.glob("*.json"))
+    if not files:
+        return []
+    step = max(1, len(files) // count)
+    return files[::step][:count]
+
+
+@pytest.mark.skipif(not MASKBENCH.is_dir(), reason="shared MaskBench data not present")
+@pytest.mark.parametrize("path", maskbench_sample(40), ids=lambda p: p.stem)
+def test_maskbench_schemas_agree(path, smollm2_tokenizer, smollm2_vocab):
+    case = json.loads(path.read_text())
+    spec = guided.JsonSchema(case["schema"])
+    try:
+        py = guided.compile(spec, smollm2_vocab, engine="python", cache=False)
+    except GuidedError as e:
+        with pytest.raises(type(e)):
+            guided.compile(spec, smollm2_vocab, engine="native", cache=False)
+        return
+    nat = guided.compile(spec, smollm2_vocab, engine="native", cache=False)
+    rng = random.Random(path.stem)
+    for i, test in enumerate(case["tests"][:4]):
+        text = json.dumps(test["data"], ensure_ascii=False)
+        ids = tokenize(smollm2_tokenizer, smollm2_vocab, text)
+        if ids:
+            differential_walk(py, nat, ids[:120], rng, f"{path.stem} test {i}", detours=0.15)
+
+
+def _schemas():
+    leaf = st.one_of(
+        st.just({"type": "string"}),
+        st.builds(lambda a, b: {"type": "string", "minLength": a, "maxLength": a + b},
+                  st.integers(0, 3), st.integers(0, 6)),
+        st.just({"type": "integer"}),
+        st.builds(lambda a, b: {"type": "integer", "minimum": a, "maximum": a + b},
+                  st.integers(-50, 50), st.integers(0, 200)),
+        st.just({"type": "number"}),
+        st.just({"type": "boolean"}),
+        st.just({"type": "null"}),
+        st.lists(st.sampled_from(["a", "bc", "x y", 1, 2.5, True, None]), min_size=1, max_size=4, unique=True)
+          .map(lambda v: {"enum": v}),
+        st.sampled_from(["date", "time", "email", "uuid"]).map(lambda f: {"type": "string", "format": f}),
+    )
+
+    def extend(inner):
+        names = st.sampled_from(["a", "id", "name", "value", "items", "x_1"])
+        return st.one_of(
+            st.builds(lambda props, req: {"type": "object", "properties": props,
+                                          "required": sorted(props)[:req], "additionalProperties": False},
+                      st.dictionaries(names, inner, min_size=1, max_size=4), st.integers(0, 4)),
+            st.builds(lambda it, a: {"type": "array", "items": it, "minItems": a, "maxItems": a + 3},
+                      inner, st.integers(0, 2)),
+            st.lists(inner, min_size=2, max_size=3).map(lambda xs: {"anyOf": xs}),
+        )
+
+    return st.recursive(leaf, extend, max_leaves=8)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(schema=_schemas(), data=st.data())
+def test_generated_schemas_agree(schema, data, smollm2_tokenizer, smollm2_vocab):
+    from hypothesis_jsonschema import from_schema
+
+    spec = guided.JsonSchema(schema)
+    try:
+        py = guided.compile(spec, smollm2_vocab, engine="python", cache=False)
+    except GuidedError as e:
+        with pytest.raises(type(e)):
+            guided.compile(spec, smollm2_vocab, engine="native", cache=False)
+        return
+    nat = guided.compile(spec, smollm2_vocab, engine="native", cache=False)
+    instance = data.draw(from_schema(schema))
+    text = json.dumps(instance, ensure_ascii=False)
+    ids = tokenize(smollm2_tokenizer, smollm2_vocab, text)
+    if ids:
+        differential_walk(py, nat, ids[:100], random.Random(text), f"schema {json.dumps(schema)[:80]}")
