@@ -45,9 +45,9 @@ import guided
 from guided.decoding import Constraints, GenerationStats
 from guided.decoding.runner import ModelRunner
 from guided.decoding.sampler import decode
-from guided.generate import _compile_spec, _finish, encode_prompt
+from guided.generate import _finish, encode_prompt
 from guided.sampling.pipeline import SamplingParams
-from guided.tools import Tools, parse_tool_calls
+from guided.frontends.tools import Tools, parse_tool_calls
 
 DATA = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "bfcl"
 CATEGORIES = {
@@ -306,7 +306,7 @@ def run_batch(model, batch: list[Question], mode: str, stats: GenerationStats, u
     base = Constraints.build(vocab)
     if mode == "constrained":
         specs = [tools_for(q) for q in batch]
-        per_row = [Constraints.build(vocab, grammar=_compile_spec(s, vocab)) for s in specs]
+        per_row = [Constraints.build(vocab, grammar=guided.compile(s, vocab)) for s in specs]
         rows = [c.start() for c in per_row]
         completions = decode(ModelRunner(model), prompts, base, SamplingParams(), max_new_tokens=max_new,
                              row_constraints=rows, stats=stats)
