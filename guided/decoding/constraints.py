@@ -54,6 +54,10 @@ from guided.vocab import Vocabulary
 
 __all__ = ["Constraints", "NoAllowedToken", "RowConstraints", "DEFAULT_BUDGET_WINDOW"]
 
+CLOSING_CHECK_TOKENS = 16
+"""In the last tokens of a budget, at most this many allowed tokens are stepped to check that the
+known completion still fits after them (`RowConstraints._drop_unsafe`).  A guess."""
+
 DEFAULT_BUDGET_WINDOW = 48
 """How close (in tokens) ``remaining - 1`` must come to the grammar's lower bound for its budget
 mask to be consulted: a margin for the tokens one token can add to what the document needs."""
@@ -235,9 +239,12 @@ class RowConstraints:
         """Keep the tokens after which the document can still be completed in ``remaining - 1``
         tokens (see the module docstring); when none, those that start the shortest completion."""
         grammar = self.grammar
-        if remaining - 1 >= grammar.closing_lower_bound() + self.cons.budget_window:
+        lower = grammar.closing_lower_bound()
+        if remaining - 1 >= lower + self.cons.budget_window:
             return
         fits = words & pack(grammar.budget_mask(remaining))
+        if lower > 0 and grammar.closing_distance() >= remaining - 1:
+            self._drop_unsafe(fits, remaining)
         if not fits.any():
             fits = np.zeros_like(words)
             set_bits(fits, grammar.closing_tokens())
@@ -247,6 +254,22 @@ class RowConstraints:
         if (fits != words).any():
             self.restricted = words.copy()
             words[:] = fits
+
+    def _drop_unsafe(self, fits: np.ndarray, remaining: int) -> None:
+        """In the last tokens (the known completion barely fits), drop a token after which the
+        lower bound fits but the known completion does not and the two differ: the bound may be
+        loose there, and a model that keeps to it would run out.  Only for a few tokens (each is
+        stepped); a token after which the bound is exact is kept, so output that fits stays."""
+        ids = [t for t in np.flatnonzero(_unpacked(fits, self.cons.vocab.size)).tolist()
+               if t not in self.cons.vocab.eos_token_ids]
+        if not 0 < len(ids) <= CLOSING_CHECK_TOKENS:
+            return
+        for t in ids:
+            after = self.grammar.copy()
+            after.advance(t)
+            upper = after.closing_distance()
+            if upper > remaining - 1 and after.closing_lower_bound() < upper:
+                fits.view(np.uint32)[t >> 5] &= np.uint32(~(1 << (t & 31)) & 0xFFFFFFFF)
 
     def _steer_to_phrases(self, words: np.ndarray, remaining: int) -> None:
         must = self.must
@@ -298,3 +321,7 @@ class RowConstraints:
         except NoAllowedToken:
             return True
         return False
+
+
+def _unpacked(words: np.ndarray, size: int) -> np.ndarray:
+    return np.unpackbits(words.view(np.uint8), count=size, bitorder="little").astype(bool)
