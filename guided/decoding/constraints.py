@@ -40,6 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from guided.engine.automaton import AutomatonGrammar
+from guided.engine.native import NativeRegexGrammar
 from guided.engine.bitmask import pack, set_bits, words_for
 from guided.engine.matcher import CompiledGrammar, Matcher
 from guided.errors import GuidedError, LimitExceeded
@@ -102,6 +103,8 @@ class Constraints:
         ban_g = ban_grammar(ban, vocab, ban_options) if ban else None
         must_g = must_include_grammar(must_include, vocab, must_options) if must_include else None
         planned = False
+        if isinstance(grammar, NativeRegexGrammar) and (must_include or ban):
+            grammar = grammar.reference()  # the product is planned on the Python automaton of the same DFA
         automaton = grammar is None or isinstance(grammar, AutomatonGrammar)
         if automaton and (must_include or (ban and grammar is not None)):
             try:
