@@ -37,6 +37,9 @@ from guided.frontends.jsonschema import (
 from guided.frontends.lark import Grammar, GrammarError
 from guided.frontends.regex import Regex
 from guided.generate import IncompleteOutput, generate
+from guided.generation import Generation
+from guided.frontends.reasoning import Reasoning
+from guided.frontends.strict import StrictSchemaError
 from guided.integrations.hf import LogitsProcessor
 from guided.models import Model, load_model
 from guided.sampling import PhraseOptions, SamplingParams
@@ -49,6 +52,7 @@ from guided.vocab import Vocabulary
 __all__ = [
     "CompiledGrammar",
     "ConstraintViolation",
+    "Generation",
     "GenerationStats",
     "Grammar",
     "GrammarError",
@@ -63,6 +67,7 @@ __all__ = [
     "ModelUnavailable",
     "NoAllowedToken",
     "PhraseOptions",
+    "Reasoning",
     "Regex",
     "RegexError",
     "RelaxedSchemaWarning",
@@ -70,6 +75,7 @@ __all__ = [
     "SchemaTooLarge",
     "SpecError",
     "SpeculativeStats",
+    "StrictSchemaError",
     "TokenizerMismatch",
     "ToolCall",
     "ToolFormat",

@@ -6,10 +6,11 @@
     guided generate --choices yes no maybe "Is water wet?"
     guided validate answer.json --schema schemas/person.json
 
-``generate`` streams to the terminal (``--no-stream`` prints at the end) and ``--stats`` prints
-tokens/s and where the time went on stderr.  The prompt may follow ``--choices`` (the last
-word is the prompt, as above).  ``validate`` needs no model: it walks the file's bytes
-through the compiled constraint and reports the first offending position.
+``generate`` streams to the terminal (``--no-stream`` prints at the end; ``--stream objects``
+with ``--schema`` prints the document so far as one JSON line per completed value) and
+``--stats`` prints tokens/s and where the time went on stderr.  The prompt may follow
+``--choices`` (the last word is the prompt, as above).  ``validate`` needs no model: it walks
+the file's bytes through the compiled constraint and reports the first offending position.
 Exit status: 0 on success, 1 when validation fails or generation cannot satisfy the constraint,
 2 on usage errors (a bad option or value, a malformed or too large constraint, a file or
 model that cannot be read).
@@ -62,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
     gen.add_argument("--no-stream", action="store_true", help="print the output at the end")
+    gen.add_argument("--stream", choices=["text", "objects"], default="text",
+                     help="objects: with --schema, print the document so far as one JSON line each time a value "
+                          "is complete, the validated document last")
     gen.add_argument("--stats", action="store_true", help="print generation statistics on stderr")
 
     val = sub.add_parser("validate", help="check a file against a constraint")
@@ -98,6 +102,15 @@ def _generate(args) -> int:
         chat=False if args.no_chat else None,
     )
     kw.update(_spec_kwargs(args))
+    if args.stream == "objects":
+        if "json_schema" not in kw:
+            print("guided generate: --stream objects needs --schema", file=sys.stderr)
+            return 2
+        for obj in guided.generate(model, prompt, stream="objects", **kw):
+            print(json.dumps(obj, ensure_ascii=False), flush=True)
+        if args.stats:
+            print(str(stats), file=sys.stderr)
+        return 0
     stream = not args.no_stream and args.num_beams == 1
     result = guided.generate(model, prompt, stream=stream, **kw)
     if stream:

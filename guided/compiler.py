@@ -28,9 +28,11 @@ from guided.engine import native
 from guided.engine.automaton import AutomatonGrammar
 from guided.engine.cfg import CfgGrammar
 from guided.engine.matcher import CompiledGrammar
+from guided.engine.reasoning import ThoughtBudget
 from guided.engine.xml import XmlGrammar
 from guided.errors import GuidedError, TokenizerMismatch, UsageError
 from guided.frontends.pydantic import is_pydantic_model, pydantic_spec
+from guided.frontends.reasoning import Reasoning
 from guided.ir import ByteDFA, CfgIR
 from guided.vocab import Vocabulary
 
@@ -42,7 +44,7 @@ _lock = threading.Lock()
 
 def compile(spec: Any, vocab: Any, *, cache: bool = True, engine: str | None = None) -> CompiledGrammar:
     """Compile ``spec`` for ``vocab``: a `guided.Regex`, `guided.Grammar`, `guided.JsonSchema`,
-    a Pydantic model class, `guided.Xml` or `guided.Tools`.
+    a Pydantic model class, `guided.Xml`, `guided.Tools` or a `guided.Reasoning` around one.
 
     ``vocab`` may be a `guided.Vocabulary`, a Hugging Face tokenizer or a `guided.Model`.
     This is the one place that picks an engine, and its cache (per vocabulary, up to
@@ -61,6 +63,11 @@ def compile(spec: Any, vocab: Any, *, cache: bool = True, engine: str | None = N
         return spec
     if is_pydantic_model(spec):
         spec = pydantic_spec(spec)  # models with the same schema share one compiled grammar
+    if isinstance(spec, Reasoning) and spec.max_tokens is not None:
+        # the thought's token budget is not part of the language: one compiled grammar for
+        # every budget, wrapped per budget
+        inner = compile(spec.without_budget(), vocab, cache=cache, engine=engine)
+        return ThoughtBudget(inner, prefix=spec.prefix, end=spec.end.encode(), max_tokens=spec.max_tokens)
     if not cache or not callable(getattr(spec, "to_ir", None)):
         return _compile(lower(spec), spec, vocab, engine)  # (lower refuses what it cannot compile)
     key = (spec, engine)
@@ -114,14 +121,15 @@ def resolve_engine(engine: str | None = None) -> str:
 
 def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine: str | None = None) -> CompiledGrammar:
     """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
-    `CfgIR`, the XML engine for one with matched names (Python only so far); ``engine`` as in
-    `compile`."""
+    `CfgIR`, the XML engine for one with matched names; ``engine`` as in `compile`."""
     engine = resolve_engine(engine)
     if isinstance(ir, ByteDFA):
         if engine == "native":
             return native.NativeRegexGrammar(ir, vocab, source=source)
         return AutomatonGrammar(ir, vocab, source=source)
     if ir.matched_names is not None:
+        if engine == "native":
+            return native.NativeXmlGrammar(ir, vocab)
         return XmlGrammar(ir, vocab)
     if engine == "native":
         return native.NativeCfgGrammar(ir, vocab)

@@ -43,7 +43,9 @@ from guided.decoding.runner import ModelRunner
 from guided.decoding.sampler import Completion, iter_decode
 from guided.decoding.stats import GenerationStats
 from guided.errors import GuidedError, UsageError
+from guided.frontends.reasoning import Reasoning
 from guided.frontends.regex import Regex
+from guided.generation import Generation, finish_reason_of
 from guided.models import Model
 from guided.sampling.phrases import PhraseOptions
 from guided.sampling.pipeline import RewardFn, SamplingParams
@@ -278,7 +280,7 @@ def generate(
     max_new_tokens: int = 256,
     stop: Sequence[str] | str = (),
     timeout: float | None = None,
-    stream: bool = False,
+    stream: bool | str = False,
     seed: int | None = None,
     chat: bool | None = None,
     stats: GenerationStats | None = None,
@@ -289,6 +291,13 @@ def generate(
     format: str | None = None,
     tools: Any = None,
     tool_choice: Any = None,
+    details: bool = False,
+    response_format: Any = None,
+    parallel_tool_calls: bool | None = None,
+    tool_format: Any = "auto",
+    reasoning: bool | tuple[str, str] | None = None,
+    max_reasoning_tokens: int | None = None,
+    on_field: Callable[[tuple, Any], None] | None = None,
 ) -> Any:
     """Generate from ``model`` under at most one constraint; see the module docstring.
 
@@ -318,7 +327,20 @@ def generate(
     validated instance / data read back from it) or, without one, any well-formed XML (text).
     ``tools=[...]`` (OpenAI-style definitions, Python functions or a `guided.Tools`):
     returns a list of `guided.ToolCall`, or the text of a free answer when
-    ``tool_choice="auto"`` (the default; ``"required"`` or a tool's name force a call).
+    ``tool_choice="auto"`` (the default; ``"required"`` or a tool's name force a call,
+    ``"none"`` forbids one); ``parallel_tool_calls=True`` allows several calls;
+    ``tool_format``: ``"hermes"``, ``"llama3"``, ``"mistral"`` or ``"auto"`` (the default: the
+    format the model's chat template writes, `guided.frontends.tools.tool_format_from_template`).
+
+    ``details=True``: a `guided.Generation` instead of the value (text, value, reasoning,
+    finish reason, token counts).  ``response_format=``: OpenAI's shapes
+    (`guided.frontends.openai`).  ``reasoning=True`` (markers from the tokenizer / chat
+    template) or ``reasoning=("<think>", "</think>")``: the model thinks freely first, at most
+    ``max_reasoning_tokens`` tokens (then the end marker is forced), and the constraint applies
+    to the answer after the thought (`guided.frontends.reasoning`).  ``stream="objects"``:
+    a generator of partial values of a JSON constraint (each field as soon as it is complete;
+    the last item is the validated value); ``on_field(path, value)`` is called the moment each
+    value is complete (`guided.partial`).
     """
     _check_model(model)
     stop, ban, must_include = _phrases("stop", stop), _phrases("ban", ban), _phrases("must_include", must_include)
@@ -326,14 +348,39 @@ def generate(
                    timeout=timeout, budget_window=budget_window)
     _check_options(temperature=temperature, num_beams=num_beams, n=n, best_of=best_of, stats=stats, reward=reward,
                    score=score, logit_bias=logit_bias, width=_logits_width(model))
-    if tools is not None or format not in (None, "json"):
+    _check_new_arguments(details=details, stream=stream, response_format=response_format, tools=tools,
+                         parallel_tool_calls=parallel_tool_calls, tool_format=tool_format, reasoning=reasoning,
+                         max_reasoning_tokens=max_reasoning_tokens, on_field=on_field)
+    if response_format is not None:
+        others = [k for k, v in (("schema", schema), ("json_schema", json_schema), ("regex", regex),
+                                 ("grammar", grammar), ("choices", choices), ("tools", tools)) if v is not None]
+        if others or format not in (None, "json"):
+            raise UsageError(f"response_format= cannot be combined with {', '.join(others) or 'format='}")
+        from guided.frontends.openai import response_format_constraint
+
+        spec, parse = response_format_constraint(response_format)
+    elif tools is not None or format not in (None, "json"):
+        from guided.frontends.tools import Tools
+
+        keep_own = isinstance(tools, Tools) and isinstance(tool_format, str) and tool_format == "auto"
         spec, parse = resolve_format(format, tools, tool_choice, schema=schema, json_schema=json_schema,
-                                      regex=regex, grammar=grammar, choices=choices)
+                                      regex=regex, grammar=grammar, choices=choices, parallel=parallel_tool_calls,
+                                      tool_format=None if keep_own else _tool_format(model, tool_format))
     else:
         if tool_choice is not None:
             raise UsageError("tool_choice= needs tools=")
         spec, parse = resolve_constraint(schema=schema, json_schema=json_schema, regex=regex, grammar=grammar,
                                          choices=choices)
+    fields_spec = spec  # the answer's spec: what stream="objects" and on_field follow
+    batch = _is_batch(prompt)
+    prompts = list(prompt) if batch else [prompt]
+    ids = [encode_prompt(model, p, chat) for p in prompts]
+    thought = None
+    if reasoning:
+        start, end = _think_markers(model, reasoning)
+        thought = Reasoning(spec, start, end, opened=_prompts_open_thought(model, ids, start),
+                            max_tokens=max_reasoning_tokens)
+        spec, parse = thought, _after_thought(thought, parse)
     params = SamplingParams(
         temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p, epsilon=epsilon,
         eta=eta, repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
@@ -349,17 +396,32 @@ def generate(
         must_include=list(must_include),
         budget_window=budget_window,
     )
-    batch = _is_batch(prompt)
-    prompts = list(prompt) if batch else [prompt]
-    ids = [encode_prompt(model, p, chat) for p in prompts]
     _check_context(model, ids, max_new_tokens)
     stats = stats if stats is not None else GenerationStats()
     runner = model.logits_source() if hasattr(model, "logits_source") else ModelRunner(model)
 
-    if stream:
+    if stream or on_field is not None:
         if batch or n > 1 or num_beams > 1:
-            raise UsageError("stream=True needs a single prompt, n=1 and num_beams=1")
-        return _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats, model)
+            what = "stream=" if stream else "on_field="
+            raise UsageError(f"{what} needs a single prompt, n=1 and num_beams=1")
+        if details and stream:
+            raise UsageError("details=True returns one Generation at the end: it cannot be combined with stream=")
+    fields = None
+    if stream == "objects" or on_field is not None:
+        from guided.partial import FieldTracker
+
+        fields = _FieldFeed(FieldTracker.for_spec(fields_spec, on_field=on_field), _thought_skipper(thought))
+    if stream == "objects" or (on_field is not None and not stream):
+        events = _stream_objects(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats,
+                                 fields, parse, stream == "objects")
+        if stream == "objects":
+            return events
+        completion = None
+        for completion in events:
+            pass
+        return _outcome(completion, constraints, parse, max_new_tokens, len(ids[0]), details, thought, model.vocab)
+    if stream:
+        return _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats, model, fields)
 
     if num_beams > 1:
         results = beam_search(
@@ -393,10 +455,145 @@ def generate(
             results.append(group[:n])
 
     out = []
-    for group in results:
-        values = [_finish(c, constraints, parse, max_new_tokens) for c in group]
+    for p, group in enumerate(results):
+        values = [_outcome(c, constraints, parse, max_new_tokens, len(ids[p]), details, thought, model.vocab)
+                  for c in group]
         out.append(values if n > 1 else values[0])
     return out if batch else out[0]
+
+
+def _outcome(c: Completion, constraints: Constraints, parse: Callable[[str], Any], max_new_tokens: int,
+             prompt_tokens: int, details: bool, thought: Reasoning | None, vocab) -> Any:
+    """The value of a completion, or its `Generation` with ``details``."""
+    value = _finish(c, constraints, parse, max_new_tokens)
+    if not details:
+        return value
+    reasoning_text, reasoning_tokens = None, 0
+    if thought is not None:
+        reasoning_text = thought.split(c.text)[0]
+        reasoning_tokens = _thought_tokens(thought, vocab, c.tokens)
+    return Generation(text=c.text, value=value, reasoning=reasoning_text,
+                      finish_reason=finish_reason_of(c.finish_reason, c.closed_early), prompt_tokens=prompt_tokens,
+                      completion_tokens=len(c.tokens), reasoning_tokens=reasoning_tokens)
+
+
+# ------------------------------------------------------------------------------------------
+# Reasoning: markers, prompts that open the thought, the answer after it
+
+
+THINK_MARKERS = (("<think>", "</think>"), ("<thinking>", "</thinking>"), ("<reasoning>", "</reasoning>"))
+"""Think markers looked for in a tokenizer's added tokens and chat template (``reasoning=True``)."""
+
+
+def _think_markers(model: Model, reasoning: Any) -> tuple[str, str]:
+    if isinstance(reasoning, tuple):
+        return reasoning
+    tok = model.tokenizer
+    template = getattr(tok, "chat_template", None) or ""
+    if not isinstance(template, str):
+        template = json.dumps(template)
+    added = set()
+    get_added = getattr(tok, "get_added_vocab", None)
+    if callable(get_added):
+        try:
+            added = set(get_added())
+        except Exception:  # noqa: BLE001 - a tokenizer without added-vocabulary support
+            added = set()
+    for start, end in THINK_MARKERS:
+        if start in added or end in added or start in template or end in template:
+            return start, end
+    raise UsageError("reasoning=True: this model's tokenizer and chat template declare no think markers; "
+                     "give them explicitly, e.g. reasoning=('<think>', '</think>')")
+
+
+def _prompts_open_thought(model: Model, ids: list[list[int]], start: str) -> bool:
+    """Do the prompts end with the start marker (a chat template that opens the thought)?  All
+    or none of them must."""
+    vocab = model.vocab
+    opens = []
+    for row in ids:
+        tail = b"".join(vocab.token_bytes[t] or vocab.special_token_text.get(t, "").encode() for t in row[-16:])
+        opens.append(tail.decode("utf-8", "replace").rstrip().endswith(start))
+    if any(opens) and not all(opens):
+        raise UsageError(f"reasoning=: some prompts already open the thought with {start!r} and others do not")
+    return all(opens)
+
+
+def _after_thought(thought: Reasoning, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse_answer(text: str) -> Any:
+        return parse(thought.split(text)[1])
+
+    return parse_answer
+
+
+def _thought_tokens(thought: Reasoning, vocab, tokens: Sequence[int]) -> int:
+    """How many of ``tokens`` the thought took (up to the token that completes the end marker)."""
+    data = b""
+    end = thought.end.encode()
+    skip = len(thought.prefix)
+    for i, t in enumerate(tokens):
+        data += vocab.token_bytes[t]
+        if end in data[skip:]:
+            return i + 1
+    return len(tokens)
+
+
+def _thought_skipper(thought: Reasoning | None) -> Callable[[bytes], int | None]:
+    """``f(data) -> offset`` where the answer starts in the output so far (``None``: still thinking)."""
+    if thought is None:
+        return lambda data: 0
+    end = thought.end.encode()
+    skip = len(thought.prefix)
+
+    def answer_start(data: bytes) -> int | None:
+        at = data.find(end, skip)
+        return None if at < 0 else at + len(end)
+
+    return answer_start
+
+
+def _tool_format(model: Model, tool_format: Any) -> Any:
+    """``tool_format="auto"``: the format of the model's chat template; else as given."""
+    from guided.frontends.tools import ToolFormat, tool_format_from_template
+
+    if isinstance(tool_format, ToolFormat):
+        return tool_format
+    if tool_format == "auto":
+        return tool_format_from_template(getattr(model.tokenizer, "chat_template", None))
+    return ToolFormat.for_family(tool_format)
+
+
+def _check_new_arguments(*, details, stream, response_format, tools, parallel_tool_calls, tool_format, reasoning,
+                         max_reasoning_tokens, on_field) -> None:
+    """Issue 16's arguments, checked where they enter (a `UsageError` naming the argument)."""
+    from guided.frontends.tools import TOOL_FORMATS, ToolFormat
+
+    if not isinstance(details, bool):
+        raise UsageError(f"details= takes True or False, got {details!r}")
+    if stream not in (False, True, "objects") or (not isinstance(stream, bool) and stream != "objects"):
+        raise UsageError(f"stream= takes True, False or 'objects', got {stream!r}")
+    if parallel_tool_calls is not None and not isinstance(parallel_tool_calls, bool):
+        raise UsageError(f"parallel_tool_calls= takes True or False, got {parallel_tool_calls!r}")
+    if parallel_tool_calls is not None and tools is None:
+        raise UsageError("parallel_tool_calls= needs tools=")
+    if not isinstance(tool_format, ToolFormat) and (not isinstance(tool_format, str) or
+                                                    tool_format not in (*TOOL_FORMATS, "auto")):
+        raise UsageError(f"tool_format= takes 'auto', {', '.join(map(repr, TOOL_FORMATS))} or a guided.ToolFormat, "
+                         f"got {tool_format!r}")
+    if tool_format != "auto" and tools is None:
+        raise UsageError("tool_format= needs tools=")
+    if reasoning is not None and not isinstance(reasoning, bool):
+        if not (isinstance(reasoning, (tuple, list)) and len(reasoning) == 2 and
+                all(isinstance(m, str) for m in reasoning) and reasoning[1]):
+            raise UsageError(f"reasoning= takes True or a (start, end) pair of marker strings, got {reasoning!r}")
+    if max_reasoning_tokens is not None:
+        if not reasoning:
+            raise UsageError("max_reasoning_tokens= needs reasoning=")
+        if not isinstance(max_reasoning_tokens, int) or isinstance(max_reasoning_tokens, bool) or \
+                max_reasoning_tokens < 0:
+            raise UsageError(f"max_reasoning_tokens= takes a non-negative integer, got {max_reasoning_tokens!r}")
+    if on_field is not None and not callable(on_field):
+        raise UsageError(f"on_field= takes a callable (path, value), got {type(on_field).__name__}")
 
 
 def _speculative(model: Model, draft: Any, jump_forward: bool | None, params, constraints, timeout):
@@ -423,7 +620,8 @@ def _speculative(model: Model, draft: Any, jump_forward: bool | None, params, co
     return run
 
 
-def resolve_format(format, tools, tool_choice, **given) -> tuple[Any, Callable[[str], Any]]:
+def resolve_format(format, tools, tool_choice, *, parallel: bool | None = None, tool_format: Any = None,
+                   **given) -> tuple[Any, Callable[[str], Any]]:
     """``(spec, parse)`` for ``format="xml"`` and ``tools=`` (see `guided.frontends.xml`, `guided.frontends.tools`);
     ``given`` are `resolve_constraint`'s keywords, refused beside them."""
     if tools is not None:
@@ -432,7 +630,8 @@ def resolve_format(format, tools, tool_choice, **given) -> tuple[Any, Callable[[
             raise UsageError(f"tools= cannot be combined with {', '.join(others) or 'format='}")
         from guided.frontends.tools import tool_constraint
 
-        return tool_constraint(tools, tool_choice if tool_choice is not None else "auto")
+        return tool_constraint(tools, tool_choice if tool_choice is not None else "auto", parallel=parallel,
+                               format=tool_format)
     if format != "xml":
         raise UsageError(f"format={format!r}: expected 'json' or 'xml'")
     if tool_choice is not None:
@@ -576,9 +775,11 @@ def _progress_bar(progress: bool | None, rows: int, max_new_tokens: int):
     return tqdm(total=rows * max_new_tokens, unit="tok", desc="generating", leave=False)
 
 
-def _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats, model) -> Iterator[str]:
+def _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats, model,
+            fields: "_FieldFeed | None" = None) -> Iterator[str]:
     """Yield text as it is decoded: whole UTF-8 characters, never past the start of a stop
-    string (text that could be one is held back); validated at the end like a plain call."""
+    string (text that could be one is held back); validated at the end like a plain call.
+    ``fields``: ``on_field`` callbacks fire as the answer's values complete."""
     vocab = constraints.vocab
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     stops = [s for s in stop if s]
@@ -598,6 +799,10 @@ def _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, see
         for _, tok in events:
             if tok not in vocab.eos_token_ids:
                 text += decoder.decode(vocab.token_bytes[tok])
+                if fields is not None:
+                    fields.add(vocab.token_bytes[tok])
+        if fields is not None:
+            fields.feed()
         safe = len(text) - hold
         for s in stops:
             found = text.find(s, max(0, emitted - len(s)))
@@ -608,5 +813,65 @@ def _stream(runner, ids, constraints, params, max_new_tokens, stop, timeout, see
             emitted = safe
     final = completion.text
     _finish(completion, constraints, lambda text: text, max_new_tokens)
+    if fields is not None:
+        fields.tracker.finish()
     if len(final) > emitted:
         yield final[emitted:]
+
+
+class _FieldFeed:
+    """The answer's bytes, as they are generated, fed to a `guided.partial.FieldTracker`
+    (``answer_start``: where the answer begins, after a thought)."""
+
+    def __init__(self, tracker, answer_start: Callable[[bytes], int | None]):
+        self.tracker = tracker
+        self.answer_start = answer_start
+        self.data = bytearray()
+        self.fed = 0
+
+    def add(self, data: bytes) -> None:
+        self.data += data
+
+    def feed(self) -> bool:
+        """Feed what was added since the last call; True when a value was completed."""
+        start = self.answer_start(bytes(self.data))
+        if start is None:
+            return False
+        self.fed = max(self.fed, start)
+        changed = self.tracker.feed(bytes(self.data[self.fed:]))
+        self.fed = len(self.data)
+        return changed
+
+
+def _stream_objects(runner, ids, constraints, params, max_new_tokens, stop, timeout, seed, stats,
+                    fields: _FieldFeed, parse, yield_partials: bool):
+    """Decode one row, feeding the answer's bytes to ``fields``: yields a partial value after
+    each token that completed a value, then the validated value (``yield_partials``);
+    otherwise yields only the final `Completion`."""
+    vocab = constraints.vocab
+    tracker = fields.tracker
+    gen = iter_decode(runner, ids, constraints, params, max_new_tokens=max_new_tokens, stop=list(stop),
+                      timeout=timeout, seed=seed, stats=stats)
+    last = None
+    while True:
+        try:
+            events = next(gen)
+        except StopIteration as done:
+            completion = done.value[0]
+            break
+        for _, tok in events:
+            if tok not in vocab.eos_token_ids:
+                fields.add(vocab.token_bytes[tok])
+        if fields.feed() and yield_partials:
+            partial = tracker.partial()
+            snapshot = tracker.snapshot(partial)
+            if snapshot != last:  # a closing bracket, or a key the model ignores, changes no field
+                last = snapshot
+                yield partial
+    if not completion.complete and constraints.grammar is not None:
+        raise IncompleteOutput(completion.text, max_new_tokens)
+    tracker.finish()
+    if yield_partials:
+        yield _finish(completion, constraints, parse, max_new_tokens)
+    else:
+        yield completion

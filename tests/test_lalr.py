@@ -11,7 +11,9 @@ from lark.common import ParserConf
 from lark.grammar import NonTerminal, Rule, RuleOptions, Terminal
 from lark.parsers.lalr_analysis import LALR_Analyzer, Shift
 
-from guided.frontends.jsonschema import JsonSchema, _compiler
+from guided.frontends.jsonschema import JsonSchema
+from guided.frontends.jsonschema.options import Options
+from guided.frontends.jsonschema.rules import RuleEmitter
 from guided.ir import END
 from guided.ir.lalr import lalr_tables
 
@@ -111,20 +113,9 @@ def test_empty_rules_and_conflicts():
 
 
 def _schema_rules(schema):
-    captured = {}
-    original = _compiler._to_ir
-
-    def spy(g, start, source):
-        captured["rules"] = _compiler._productive_rules(g.rules, lambda s: s.startswith("T") and s[1:].isdigit())
-        captured["terminals"] = {f"T{i}": i for i in range(len(g.term_keys))}
-        return original(g, start, source)
-
-    _compiler._to_ir = spy
-    try:
-        _compiler._Compiler(json.loads(JsonSchema(schema).schema), _compiler._Options(JsonSchema(schema))).compile()
-    finally:
-        _compiler._to_ir = original
-    return captured["rules"], captured["terminals"]
+    spec = JsonSchema(schema)
+    grammar, _ = RuleEmitter(json.loads(spec.schema), Options(spec)).emit()
+    return grammar.productive_rules(), grammar.terminal_ids()
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "schemas").glob("*.json")), ids=lambda p: p.stem)

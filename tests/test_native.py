@@ -160,6 +160,95 @@ def test_regexes_agree(name, smollm2_tokenizer, smollm2_vocab):
         assert np.array_equal(pm.budget_mask(remaining), nm.budget_mask(remaining)), remaining
 
 
+def test_wide_states_derived_from_their_usual_successor(smollm2_tokenizer, smollm2_vocab):
+    """Declared property names beside free ones: the lexer states inside a name that still matches
+    a declared one are unions, derived from the free name's state by walking only where they differ."""
+    names = ["name", "nickname", "namespace", "number", "nonce", "note", "n", "node_id", "nested"]
+    schema = {"type": "object", "properties": {n: {"type": "integer"} for n in names}}
+    py, nat = both(guided.JsonSchema(schema), smollm2_vocab)
+    rng = random.Random("derived")
+    for doc in ({"name": 1, "nickname": 2, "extra": 3, "nonc": 4, "numbers": 5, "nodeid": 6},
+                {"n": 1, "nested": 2, "nam": 3, "no": 4, "x\"y": 5}):
+        ids = tokenize(smollm2_tokenizer, smollm2_vocab, json.dumps(doc))
+        differential_walk(py, nat, ids, rng, f"derived {doc}", detours=0.5)
+    stats = nat.walk_stats()
+    assert stats["derived"] > 0, stats
+
+
+@pytest.mark.parametrize("spec", [guided.Regex(r"(ab|b)+1?"), guided.JsonSchema({"type": "array", "items": {"enum": ["ab", "b"]}})],
+                         ids=["regex", "grammar"])
+def test_tokens_spelt_alike_are_decided_alike(spec):
+    """Native walks mark only a spelling's first token: the others must still get its bit."""
+    spellings = [b"a", b"b", b"ab", b"1", b"ab", b"[", b"]", b'"', b'"ab', b"b", b",", b'", "', b"<eos>", b'"]']
+    vocab = guided.Vocabulary.from_token_bytes(spellings, eos_token_ids=[12])
+    py, nat = both(spec, vocab)
+    text = b'["ab", "b"]' if isinstance(spec, guided.JsonSchema) else b"abb1"
+    ids, rest = [], text
+    while rest:  # greedy longest-first tokenization over the first spelling of each text
+        best = max((i for i, t in enumerate(spellings) if t != b"<eos>" and rest.startswith(t)),
+                   key=lambda i: (len(spellings[i]), -i))
+        ids.append(best)
+        rest = rest[len(spellings[best]):]
+    differential_walk(py, nat, ids, random.Random(0), f"duplicates {spec}", detours=1.0)
+    m = nat.matcher()
+    allowed = np.flatnonzero(m.mask())
+    for a, b in ((2, 4), (1, 9)):  # every spelling of "ab" and of "b" is decided alike
+        assert (a in allowed) == (b in allowed)
+
+
+def _xml_doc(rng: random.Random, depth: int = 0) -> str:
+    """A random XML element: nested names sharing prefixes, attributes (quotes of both kinds,
+    sometimes a duplicate), text with references, comments and CDATA."""
+    name = rng.choice(["a", "ab", "abc", "item", "items", "x_1", "get", "get_weather", "b.c", "d-e"])
+    attrs = ""
+    used = rng.sample(["id", "k", "key", "v", "i"], rng.randint(0, 3))
+    if used and rng.random() < 0.15:
+        used.append(used[0])  # a duplicate attribute: leaves the language where its name ends
+    for attr in used:
+        q = rng.choice(['"', "'"])
+        value = rng.choice(["1", "a&lt;b", "x y", "", "q'", 'q"'])
+        value = value.replace(q, "&quot;" if q == '"' else "&apos;")
+        attrs += rng.choice([" ", "\n  ", "  "]) + attr + rng.choice(["=", " = "]) + q + value + q
+    if depth >= 3 or rng.random() < 0.2:
+        return f"<{name}{attrs}{rng.choice(['/>', ' />'])}"
+    parts = []
+    for _ in range(rng.randint(0, 3)):
+        parts.append(rng.choice([
+            lambda: _xml_doc(rng, depth + 1),
+            lambda: rng.choice(["text", " a &amp; b &gt; c ", "\n  ", "&#65;&#x263A;", "ok]]no"]),
+            lambda: "<!-- note -->",
+            lambda: "<![CDATA[ <x> & ]]>",
+        ])())
+    close = name
+    if rng.random() < 0.1:  # a wrong close tag: leaves the language at its first wrong byte
+        close = rng.choice([name[:-1] or "z", name + "s", "other"])
+    return f"<{name}{attrs}>{''.join(parts)}</{close}{rng.choice(['>', ' >'])}"
+
+
+def test_xml_matched_names_agree(smollm2_tokenizer, smollm2_vocab):
+    """guided.Xml(): the native XML engine (close-tag names, unique attributes) against the Python one."""
+    py, nat = both(guided.Xml(), smollm2_vocab)
+    assert isinstance(nat, native.NativeXmlGrammar)
+    rng = random.Random("native-xml")
+    walked = 0
+    for i in range(24):
+        doc = _xml_doc(rng)
+        if rng.random() < 0.3:
+            doc = '<?xml version="1.0"?>\n' + doc
+        ids = tokenize(smollm2_tokenizer, smollm2_vocab, doc)
+        if ids:
+            walked += differential_walk(py, nat, ids[:150], rng, f"xml {i} {doc[:50]!r}", detours=0.4)
+    assert walked > 300
+    # budget masks and closing distances replay on the Python engine: they must agree too
+    pm, nm = py.matcher(), nat.matcher()
+    for t in tokenize(smollm2_tokenizer, smollm2_vocab, "<root><item k='1'>x</item><it"):
+        pm.advance(t)
+        nm.advance(t)
+    for remaining in (0, 1, 3, 10):
+        assert np.array_equal(pm.budget_mask(remaining), nm.budget_mask(remaining)), remaining
+    assert pm.closing_distance() == nm.closing_distance()
+
+
 def maskbench_sample(count: int) -> list[Path]:
     files = sorted(MASKBENCH.glob("*.json"))
     if not files:

@@ -73,6 +73,28 @@ def test_fill_bitmasks_equals_rows_filled_one_by_one(threads, smollm2_tokenizer,
     assert (got.numpy()[len(matchers)] == -1).all()  # rows past the batch are left alone
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_background_fill_leaves_each_matcher_its_mask(threads, smollm2_tokenizer, smollm2_vocab):
+    """The decoders' overlap (`guided.decoding.overlap`): masks computed in background native
+    threads are kept by their matchers and equal masks computed in this thread by twins."""
+    core = native._require()
+    batch, twins = [], []
+    for schema, doc in zip(SCHEMAS, DOCS):
+        for target in (batch, twins):
+            g = guided.compile(guided.JsonSchema(schema), smollm2_vocab, engine="native", cache=False)
+            target.append(walk_halfway(g, smollm2_tokenizer, smollm2_vocab, doc))
+    job = core.fill_in_background([m._m for m in batch] + [batch[0]._m], threads)
+    assert job.join() > 0 and job.join() >= 0  # joining twice is harmless
+    for m, twin in zip(batch, twins):
+        assert np.array_equal(m.words(), twin.words())
+    with pytest.raises(TypeError):
+        core.fill_in_background([batch[0]._m, None], 1)
+    with pytest.raises(ValueError):
+        core.fill_in_background([batch[0]._m], 0)
+    del job
+    core.fill_in_background([m._m for m in twins], 2)  # dropped unjoined: its destructor joins
+
+
 def test_fill_bitmasks_mixes_engines(smollm2_tokenizer, smollm2_vocab):
     py = guided.compile(guided.JsonSchema(SCHEMAS[0]), smollm2_vocab, engine="python")
     nat = guided.compile(guided.JsonSchema(SCHEMAS[0]), smollm2_vocab, engine="native")

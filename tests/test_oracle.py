@@ -32,7 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 MASKBENCH = ROOT.parent / "shared" / "data" / "maskbench"
 SHIPPED = ["json", "xml", "sql", "arithmetic", "python_call", "tool_call"]
 WALKS, STEPS = 3, 24
-ENGINES = ["python"] + (["native"] if native.available() else [])  # XML has a Python engine only
+ENGINES = ["python"] + (["native"] if native.available() else [])
 FOLLOW = 60  # masks checked along a valid document (the short ones are followed to their end)
 
 

@@ -41,23 +41,33 @@ def _brute(g: XmlGrammar, config) -> np.ndarray:
 
 
 def test_masks_equal_brute_force_along_random_walks(small_vocab):
-    g = guided.compile(Xml(), small_vocab)
+    """Both engines' masks equal a brute force over every token (the Python engine's byte steps)."""
+    from guided.engine import native
+
+    g = guided.compile(Xml(), small_vocab, engine="python")
     assert isinstance(g, XmlGrammar)
+    nat = guided.compile(Xml(), small_vocab, engine="native") if native.available() else None
     rng = random.Random(0)
     syntax = np.array([any(c in b for c in b'<>/="') for b in small_vocab.token_bytes])
     checked = 0
     for walk in range(6):
         m = g.matcher()
+        nm = nat.matcher() if nat is not None else None
         for step in range(40):
             mask = m.mask()
             brute = _brute(g, m._history[0])
             assert (mask == brute).all(), [small_vocab.token_text(i) for i in np.flatnonzero(mask != brute)[:8]]
+            if nm is not None:
+                assert (nm.mask() == brute).all(), [small_vocab.token_text(i) for i in np.flatnonzero(nm.mask() != brute)[:8]]
             checked += 1
             allowed = np.flatnonzero(mask & ~np.isin(np.arange(mask.size), list(small_vocab.eos_token_ids)))
             if not allowed.size:
                 break
             pref = allowed[syntax[allowed]]
-            m.advance(int(rng.choice(pref if pref.size and rng.random() < 0.7 else allowed)))
+            token = int(rng.choice(pref if pref.size and rng.random() < 0.7 else allowed))
+            m.advance(token)
+            if nm is not None:
+                nm.advance(token)
     assert checked > 100
 
 
@@ -235,3 +245,10 @@ def test_the_xml_engine_takes_its_names_from_the_ir(small_vocab):
     swapped = dataclasses.replace(ir, matched_names=dataclasses.replace(names, open_start=names.close_start))
     with pytest.raises(SpecError, match="open_start"):
         XmlGrammar(swapped, small_vocab)
+    from guided.engine import native
+
+    if native.available():  # the native engine refuses the same IR with the same errors
+        with pytest.raises(SpecError, match="open_start"):
+            native.NativeXmlGrammar(swapped, small_vocab)
+        with pytest.raises(SpecError, match="matched_names"):
+            native.NativeXmlGrammar(guided.Grammar("json").to_ir(), small_vocab)

@@ -5,6 +5,7 @@
 - `decode` / `iter_decode`: greedy and sampling for a batch of prompts;
 - `beam_search`: per-beam matchers, length normalisation, early stopping, n best;
 - `GenerationStats`: tokens, tokens/s, time in masks and in the model;
+- `overlap`: the next step's native masks computed while the model runs its forward pass;
 - `speculative_decode` with a `Drafter` (prompt lookup, early exit, a draft model) and
   jump-forward over grammar-forced bytes: lossless, `SpeculativeStats` counts the passes saved.
 

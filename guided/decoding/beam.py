@@ -31,9 +31,11 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from guided.decoding.constraints import Constraints, RowConstraints
+from guided.decoding.overlap import MaskPrefetch, next_logits
 from guided.decoding.runner import LogitsSource
 from guided.decoding.sampler import Completion, _token_text, allowed_mask, prefill
 from guided.decoding.stats import GenerationStats
@@ -41,6 +43,17 @@ from guided.errors import UsageError
 from guided.sampling.pipeline import LogitsPipeline, SamplingParams
 
 __all__ = ["beam_search", "normalized_score"]
+
+
+def _budget_refused_top(restricted: np.ndarray, logits: torch.Tensor, allowed: torch.Tensor, size: int) -> bool:
+    """Did the budget refuse the most likely token the constraints alone allowed (``restricted``:
+    the mask before budget-aware closing; ``allowed``: the mask used)?"""
+    plain = np.unpackbits(restricted.view(np.uint8), count=size, bitorder="little").astype(bool)
+    if not plain.any():
+        return False
+    scores = logits[:size].float().cpu().numpy()
+    top = int(np.flatnonzero(plain)[np.argmax(scores[plain])])
+    return not bool(allowed[top])
 
 
 def normalized_score(logprob: float, length: int, alpha: float = 1.0, kind: str = "average") -> float:
@@ -63,6 +76,7 @@ class _Beam:
     tokens: tuple[int, ...]
     logprob: float
     data: bytes
+    closed_early: bool = False  # the budget refused the top token at some step (see the sampler)
 
 
 class _Hypotheses:
@@ -124,6 +138,7 @@ def beam_search(
     beams = [_Beam(i, constraints.start(), (), 0.0, b"") for i in range(len(prompts))]
     hyps = [_Hypotheses(num_beams) for _ in prompts]
     done = [False] * len(prompts)
+    prefetch = MaskPrefetch(threads=1 if device.type == "cpu" else None) if constraints.any else None
 
     def finish(beam: _Beam, logprob: float, reason: str) -> None:
         c = Completion(
@@ -134,7 +149,10 @@ def beam_search(
             logprob=logprob,
             complete=beam.cons.accepts_eos() or beam.cons.is_finished(),
             num_steps=len(beam.tokens) + (reason == "eos" and not beam.cons.is_finished()),
+            closed_early=beam.closed_early and (beam.cons.accepts_eos() or beam.cons.is_finished()),
         )
+        if c.closed_early and c.finish_reason in ("eos", "length"):
+            c.finish_reason = "closed_early"
         score = normalized_score(logprob, len(beam.tokens), length_penalty, length_normalization)
         hyps[beam.prompt].add(score, c)
 
@@ -144,6 +162,9 @@ def beam_search(
         tm = time.perf_counter()
         dead: list[int] = []
         allowed = allowed_mask([b.cons for b in beams], [remaining] * len(beams), constraints, width, device, dead)
+        for i, b in enumerate(beams):
+            if b.cons.restricted is not None and not b.closed_early:
+                b.closed_early = _budget_refused_top(b.cons.restricted, logits[i], allowed[i], vocab.size)
         ts = time.perf_counter()
         stats.mask_seconds += ts - tm
         if dead:  # beams in a dead end (ban list / must-include against the grammar) just die
@@ -185,7 +206,8 @@ def beam_search(
                     continue
                 cons = pb.cons.copy()
                 cons.advance(token)
-                child = _Beam(prompt, cons, pb.tokens + (token,), value, pb.data + vocab.token_bytes[token])
+                child = _Beam(prompt, cons, pb.tokens + (token,), value, pb.data + vocab.token_bytes[token],
+                              pb.closed_early)
                 if cons.is_finished():
                     if rank < num_beams:
                         finish(child, value, "eos")
@@ -221,10 +243,11 @@ def beam_search(
         source.select(parents)
         pipe.select(parents)
         pipe.update(new_tokens)
-        logits = source.step(torch.tensor(new_tokens, dtype=torch.long)[:, None])[:, -1, :]
+        logits = next_logits(source, new_tokens, prefetch, [m for b in beams for m in b.cons.matchers()], stats)
 
+    timed_out = timeout is not None and time.perf_counter() - t0 > timeout
     for b in beams:  # out of budget (or time): the running beams are candidates too
-        finish(b, b.logprob, "length")
+        finish(b, b.logprob, "timeout" if timed_out else "length")
     stats.seconds += time.perf_counter() - t0
     stats.forward_seconds += getattr(source, "forward_seconds", 0.0) - fwd0
     results = [[c for _, c in h.items[:num_return]] for h in hyps]

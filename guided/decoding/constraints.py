@@ -148,7 +148,12 @@ class Constraints:
 
 
 class RowConstraints:
-    """One row's matchers (grammar, ban list, must-include); copy is O(1) for automata."""
+    """One row's matchers (grammar, ban list, must-include); copy is O(1) for automata.
+
+    ``restricted`` holds the mask the last `fill` had before budget-aware closing removed
+    tokens from it (None: it removed none); decoders compare it with the model's choice to report
+    ``finish_reason="closed_early"``.
+    """
 
     __slots__ = ("cons", "grammar", "ban", "must", "restricted")
 
@@ -168,20 +173,21 @@ class RowConstraints:
             self.must.copy() if self.must is not None else None,
         )
 
-    def _matchers(self):
+    def matchers(self) -> list[Matcher]:
+        """The row's matchers (grammar, ban list, must-include: those it has)."""
         return [m for m in (self.grammar, self.ban, self.must) if m is not None]
 
     def advance(self, token: int) -> None:
-        for m in self._matchers():
+        for m in self.matchers():
             m.advance(token)
 
     def rollback(self, n: int = 1) -> None:
-        for m in self._matchers():
+        for m in self.matchers():
             m.rollback(n)
 
     def accepts_eos(self) -> bool:
         """The text so far may end here (complete document, no pending ban, phrases present)."""
-        return all(m.accepts_eos() for m in self._matchers())
+        return all(m.accepts_eos() for m in self.matchers())
 
     def is_finished(self) -> bool:
         """The grammar has ended (EOS consumed, or EOS is all that may follow)."""
@@ -301,6 +307,20 @@ class RowConstraints:
         if self.ban is not None:
             need += 1
         return max(1, min(need, remaining))
+
+    def overruns_budget(self, token: int, remaining: int | None) -> bool:
+        """True when, in the last tokens, the grammar's lower bound after ``token`` no longer fits
+        in the ``remaining - 1`` tokens left: the budget mask bounds its candidates before they
+        are stepped (`Matcher.budget_mask`; stepping them all costs too much), which can leave
+        such a token in it; the decoder then picks again (one step for the picked token only)."""
+        g = self.grammar
+        if g is None or remaining is None or token in self.cons.vocab.eos_token_ids:
+            return False
+        if remaining - 1 >= g.closing_lower_bound() + self.cons.budget_window:
+            return False
+        after = g.copy()
+        after.advance(token)
+        return after.closing_lower_bound() > remaining - 1
 
     def vetoes(self, token: int, remaining: int | None = None) -> bool:
         """True when ``token`` passes every mask but leads nowhere: the grammar would end while

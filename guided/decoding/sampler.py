@@ -34,7 +34,8 @@ from typing import Callable, Generator, Sequence
 import numpy as np
 import torch
 
-from guided.decoding.constraints import Constraints, NoAllowedToken, RowConstraints
+from guided.decoding.constraints import CLOSING_CHECK_TOKENS, Constraints, NoAllowedToken, RowConstraints
+from guided.decoding.overlap import MaskPrefetch, next_logits
 from guided.decoding.runner import LogitsSource
 from guided.decoding.stats import GenerationStats
 from guided.decoding.torch_masks import bitmask_to_bool
@@ -56,9 +57,10 @@ class Completion:
     """Generated token ids, EOS excluded (a text cut at a stop string may end before them)."""
     text: str = ""
     finish_reason: str = ""
-    """``"eos"``, ``"length"``, ``"stop"`` (stop string), ``"timeout"``, or ``"closed_early"``: the
-    document is complete, but the token budget refused the model's most likely token (under the
-    constraints alone) at some step, so it was closed sooner than the model would have."""
+    """``"eos"``, ``"length"``, ``"stop"`` (stop string), ``"timeout"`` (the ``timeout`` ran out:
+    the row stopped, or was closed by the shortest way under a constraint), or ``"closed_early"``:
+    the document is complete, but the token budget refused the model's most likely token (under
+    the constraints alone) at some step, so it was closed sooner than the model would have."""
     logprob: float = 0.0
     """Sum of the chosen tokens' log-probabilities after penalties and masks (EOS included)."""
     complete: bool = True
@@ -240,6 +242,7 @@ def iter_decode(
     decoders = {r.index: codecs.getincrementaldecoder("utf-8")("replace") for r in rows} if params.reward else {}
     prefixes = {r.index: "" for r in rows}
     max_steps = 4 * max_new_tokens + 64
+    prefetch = MaskPrefetch(threads=1 if device.type == "cpu" else None) if constrained else None
 
     for step in range(max_steps):
         if timeout is not None and time.perf_counter() - t0 > timeout:
@@ -295,6 +298,12 @@ def iter_decode(
                         break
                     tokens[i] = int(pipe.pick(x[i : i + 1], generator)[0])
             stats.mask_seconds += time.perf_counter() - tv
+        if constrained:
+            tv = time.perf_counter()
+            for i, r in enumerate(running):
+                if i not in dead_set and r.refeed is None and r.cons.overruns_budget(tokens[i], budgets[i]):
+                    tokens[i] = _pick_within_budget(r, tokens[i], budgets[i], x[i : i + 1], masked[i], pipe, generator)
+            stats.mask_seconds += time.perf_counter() - tv
         _note_budget_refusals(running, logits, allowed, width)
         chosen = torch.tensor(tokens, device=masked.device)[:, None]
         logp = (masked.gather(-1, chosen) - torch.logsumexp(masked, dim=-1, keepdim=True)).squeeze(-1).tolist()
@@ -336,7 +345,7 @@ def iter_decode(
             if r.budget is not None:
                 r.budget -= 1
             if tok in eos:
-                c.finish_reason = "eos"
+                c.finish_reason = "eos" if r.budget is None else "timeout"
                 continue
             c.tokens.append(tok)
             before = len(r.data)
@@ -344,7 +353,7 @@ def iter_decode(
             if decoders:
                 prefixes[r.index] += decoders[r.index].decode(vocab.token_bytes[tok])
             if r.cons.is_finished():
-                c.finish_reason = "eos"
+                c.finish_reason = "eos" if r.budget is None else "timeout"
                 continue
             if stop_bytes:
                 cut = _find_stop(r.data, stop_bytes, max(0, before - longest_stop + 1))
@@ -380,7 +389,7 @@ def iter_decode(
             source.select(still)
             pipe.select(still)
         running = [running[i] for i in still]
-        logits = source.step(torch.tensor(feed, dtype=torch.long)[:, None])[:, -1, :]
+        logits = next_logits(source, feed, prefetch, [m for r in running for m in r.cons.matchers()], stats)
     else:
         raise NoAllowedToken("decoding did not finish: too many backtracking steps")
 
@@ -399,6 +408,23 @@ def iter_decode(
     stats.seconds += time.perf_counter() - t0
     stats.forward_seconds += getattr(source, "forward_seconds", 0.0) - fwd0
     return out
+
+
+def _pick_within_budget(r, token: int, remaining: int, x: torch.Tensor, masked: torch.Tensor, pipe, generator) -> int:
+    """Pick again for a row whose ``token`` overruns the budget (`RowConstraints.overruns_budget`):
+    up to ``CLOSING_CHECK_TOKENS`` draws without the refused tokens, then the first token of the
+    shortest known completion.  The document is then shortened to fit: ``closed_early``."""
+    r.completion.closed_early = True
+    x = x.clone()  # (the row's log-probabilities stay those of its masks)
+    for _ in range(CLOSING_CHECK_TOKENS):
+        x[0, token] = NEG_INF
+        if not bool(torch.isfinite(x[0]).any()):
+            break
+        token = int(pipe.pick(x, generator)[0])
+        if not r.cons.overruns_budget(token, remaining):
+            return token
+    closing = [int(t) for t in r.cons.grammar.closing_tokens() if bool(torch.isfinite(masked[int(t)]))]
+    return closing[0] if closing else token
 
 
 def _note_budget_refusals(running, logits: torch.Tensor, allowed: torch.Tensor, width: int) -> None:

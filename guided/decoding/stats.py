@@ -15,8 +15,11 @@ class GenerationStats:
     """Filled in by every decoder; pass one to `guided.generate(..., stats=...)` to read it.
 
     ``new_tokens`` counts the tokens chosen for every row (EOS included); ``mask_seconds`` is
-    time spent computing constraint masks (grammar, ban list, must-include, budget masks),
-    ``forward_seconds`` time in the model, ``sampling_seconds`` the rest of the pipeline.
+    time the decoder spent on constraint masks (grammar, ban list, must-include, budget masks;
+    waiting for masks computed during the forward pass included), ``forward_seconds`` time in
+    the model, ``sampling_seconds`` the rest of the pipeline.  ``overlapped_mask_seconds``: mask
+    time spent in background native threads while the model ran (`guided.decoding.overlap`), off the
+    critical path where it fits inside the forward pass.
     ``finish_reasons`` counts how the rows ended (``"eos"``, ``"length"``, ``"stop"``,
     ``"timeout"``, and ``"closed_early"``: the token budget made the decoder close the document
     sooner than the model would have, see `guided.decoding.constraints`).
@@ -31,6 +34,7 @@ class GenerationStats:
     prefill_seconds: float = 0.0
     mask_seconds: float = 0.0
     sampling_seconds: float = 0.0
+    overlapped_mask_seconds: float = 0.0
     finish_reasons: dict[str, int] = field(default_factory=dict)
 
     def count_finishes(self, completions) -> None:
@@ -64,4 +68,6 @@ class GenerationStats:
             f"{self.new_tokens} tokens in {self.seconds:.2f} s ({self.tokens_per_second:.1f} tok/s); "
             f"forward {self.forward_seconds:.2f} s, masks {self.mask_seconds * 1e3:.1f} ms "
             f"({self.mask_share:.1%}), sampling {self.sampling_seconds * 1e3:.1f} ms"
+            + (f", masks during the forward {self.overlapped_mask_seconds * 1e3:.1f} ms"
+               if self.overlapped_mask_seconds else "")
         )

@@ -39,6 +39,7 @@ from guided.vocab import Vocabulary
 if TYPE_CHECKING:
     from guided.engine.automaton import AutomatonGrammar
     from guided.engine.cfg import CfgGrammar
+    from guided.engine.xml import XmlGrammar
 
 FINISHED = -1  # `guided.engine.automaton.FINISHED`: the regex state after EOS
 
@@ -70,7 +71,8 @@ _native = _load()
 if _native is not None:
     _native.set_error_types(SpecError, ConstraintViolation, LimitExceeded, TokenizerMismatch)
 
-__all__ = ["NativeCfgGrammar", "NativeMatcher", "NativeRegexGrammar", "available", "fill_bitmasks", "lower_cfg"]
+__all__ = ["NativeCfgGrammar", "NativeMatcher", "NativeRegexGrammar", "NativeXmlGrammar", "available", "fill_bitmasks",
+           "lower_cfg"]
 
 
 def available() -> bool:
@@ -88,6 +90,7 @@ def _require() -> Any:
 _lock = threading.Lock()
 _tries: "weakref.WeakKeyDictionary[Vocabulary, Any]" = weakref.WeakKeyDictionary()
 _dfas: "weakref.WeakKeyDictionary[ByteDFA, Any]" = weakref.WeakKeyDictionary()
+_xml_risks: "weakref.WeakKeyDictionary[Vocabulary, dict[frozenset[int], Any]]" = weakref.WeakKeyDictionary()
 
 
 def native_trie(vocab: Vocabulary):
@@ -110,6 +113,17 @@ def _per_vocabulary(vocab: Vocabulary):
                  core.shared_lexemes())
         with _lock:
             found = _tries.setdefault(vocab, found)
+    return found
+
+
+def native_xml_risk(vocab: Vocabulary, name_bytes: frozenset[int]):
+    """The core's classes of the tokens that may reach an XML name check (once per vocabulary and name bytes)."""
+    with _lock:
+        found = _xml_risks.get(vocab, {}).get(name_bytes)
+    if found is None:
+        found = _require().xml_risk(native_trie(vocab), sorted(name_bytes))
+        with _lock:
+            found = _xml_risks.setdefault(vocab, {}).setdefault(name_bytes, found)
     return found
 
 
@@ -204,12 +218,53 @@ class NativeCfgGrammar:
     def matcher(self) -> "NativeMatcher":
         return NativeMatcher(self, self._native.matcher())
 
+    def walk_stats(self) -> dict[str, int]:
+        """Lexer states met so far whose data took a walk of the whole trie (``full``) or only of the
+        paths where they differ from a reference state (``derived``)."""
+        return {"full": self._native.full_walks, "derived": self._native.derived_walks}
+
     def reference(self):
         """The Python engine on the same IR (for what the core does not compute yet: budget masks)."""
         if self._reference is None:
             from guided.engine.cfg import CfgGrammar
 
             self._reference = CfgGrammar(self.ir, self.vocab)
+        return self._reference
+
+
+class NativeXmlGrammar:
+    """A `CfgIR` with matched names (XML's close tags, `guided.ir.MatchedNames`) compiled by the native core."""
+
+    engine = "native"
+
+    def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
+        from guided.engine.xml import check_matched_names
+
+        check_matched_names(ir)
+        names = ir.matched_names
+        assert names is not None  # checked just above
+        self.ir = ir
+        self.vocab = vocab
+        core = _require()
+        cfg = core.cfg_grammar(native_trie(vocab), native_shared(vocab), max_lexer_states=max_lexer_states,
+                               **lower_cfg(ir))
+        self._native = core.xml_grammar(cfg, native_xml_risk(vocab, names.name_bytes), names.name, names.open_start,
+                                        names.open_end, names.empty_end, names.close_start,
+                                        bool(names.unique_attributes))
+        self._reference: XmlGrammar | None = None
+
+    def __repr__(self) -> str:
+        return f"NativeXmlGrammar(vocab={self.vocab.size})"
+
+    def matcher(self) -> "NativeMatcher":
+        return NativeMatcher(self, self._native.matcher())
+
+    def reference(self):
+        """The Python engine on the same IR (for what the core does not compute yet: budget masks)."""
+        if self._reference is None:
+            from guided.engine.xml import XmlGrammar
+
+            self._reference = XmlGrammar(self.ir, self.vocab)
         return self._reference
 
 
@@ -287,10 +342,18 @@ class NativeMatcher:
         g = self.grammar
         if isinstance(g, NativeRegexGrammar):
             return g.reference().budget_allowed(self._regex_state(), remaining)
-        from guided.engine.cfg.matcher import budget_allowed
-
+        # Grammars: the token bounds are not native yet.  A Python twin matcher follows the tokens
+        # (advanced only by the tokens since its last use, so steps cost no replay) and bounds
+        # them; the candidates are the native mask (the same bits as the Python mask), so no
+        # Python mask is ever computed here.
         config = self._twin_matcher()._history[0]
         plain = unpack(self._m.words(), g.vocab.size) if config is not None and remaining >= 1 else None
+        if isinstance(g, NativeXmlGrammar):
+            from guided.engine.xml import budget_allowed as xml_budget_allowed
+
+            return xml_budget_allowed(g.reference(), config, plain, remaining)
+        from guided.engine.cfg.matcher import budget_allowed
+
         return budget_allowed(g.reference(), config, plain, remaining)
 
     def closing_lower_bound(self) -> int:

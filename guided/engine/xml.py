@@ -46,7 +46,7 @@ from guided.errors import ConstraintViolation, SpecError
 from guided.ir import DEAD, ByteDFA, CfgIR
 from guided.vocab import Vocabulary
 
-__all__ = ["XmlGrammar", "XmlMatcher"]
+__all__ = ["XmlGrammar", "XmlMatcher", "check_matched_names"]
 
 _WS_BYTES = frozenset(b" \t\r\n")
 _ATTRIBUTE_BYTES = frozenset(b"=\"'")
@@ -63,7 +63,7 @@ def _spells(dfa: ByteDFA, text: bytes) -> bool:
     return bool(dfa.accepting[state]) and not dfa.transitions[state].any()
 
 
-def _check_spelling(ir: CfgIR) -> None:
+def check_matched_names(ir: CfgIR) -> None:
     """The byte classes of `_Risk` assume XML's tags: refuse an IR whose named terminals differ."""
     names = ir.matched_names
     if names is None:
@@ -165,12 +165,11 @@ class _Risk:
     def starting_with(self, prefix: bytes) -> list[int]:
         """Token ids whose bytes start with ``prefix``, longer than it."""
         lo = bisect.bisect_right(self.sorted_bytes, prefix)
-        hi = bisect.bisect_left(self.sorted_bytes, prefix + b"\xff" * 8)
         out = []
-        for k in range(lo, hi):
-            data = self.sorted_bytes[k]
-            if data.startswith(prefix):
-                out.append(self.sorted_ids[k])
+        for k in range(lo, len(self.sorted_bytes)):  # sorted: those starting with it come first
+            if not self.sorted_bytes[k].startswith(prefix):
+                break
+            out.append(self.sorted_ids[k])
         return out
 
 
@@ -184,7 +183,7 @@ class XmlGrammar:
     """A `CfgIR` with matched names compiled for one vocabulary: the `CompiledGrammar` of ``guided.Xml()``."""
 
     def __init__(self, ir: CfgIR, vocab: Vocabulary):
-        _check_spelling(ir)
+        check_matched_names(ir)
         names = ir.matched_names
         assert names is not None  # `_check_spelling` refuses an IR without them
         self.vocab = vocab
@@ -496,23 +495,9 @@ class XmlMatcher(HistoryMatcher):
         return self.grammar.cfg.forced_bytes(stack, lex)
 
     def budget_mask(self, remaining: int) -> np.ndarray:
-        g = self.grammar
         config = self._history[0]
-        complete = config is None or g.accepts_end(config)
-        if config is None or remaining < 1:
-            allowed = np.zeros(g.vocab.size, dtype=bool)
-        else:  # as for the CFG engine (`guided.engine.cfg.matcher`)
-            bounds = subsequence_cover(g.cfg.table).token_bounds(g.mandatory(config))
-            allowed = self.mask() & (bounds <= remaining - 1)
-            allowed[g.cfg.table.eos_ids] = False
-            ids = np.flatnonzero(allowed)
-            if ids.size <= CLOSING_REFINE_TOKENS:
-                for t in ids.tolist():
-                    after = g.walk(config, g.vocab.token_bytes[t])
-                    if after is None or _lower_bound(g, after) > remaining - 1:
-                        allowed[t] = False
-        allowed[g.cfg.table.eos_ids] = complete
-        return allowed
+        plain = self.mask() if config is not None and remaining >= 1 else None
+        return budget_allowed(self.grammar, config, plain, remaining)
 
     def closing_lower_bound(self) -> int:
         config = self._history[0]
@@ -536,6 +521,27 @@ class XmlMatcher(HistoryMatcher):
 
     def closing_tokens(self) -> np.ndarray:
         return np.array(self._completion_tokens()[1], dtype=np.int64)
+
+
+def budget_allowed(g: XmlGrammar, config: XmlConfig | None, plain: np.ndarray | None, remaining: int) -> np.ndarray:
+    """The tokens of ``plain`` (the configuration's mask; None where nothing but EOS matters)
+    after which no lower bound rules out completing ``config`` within ``remaining - 1`` tokens
+    (`guided.engine.matcher.Matcher.budget_mask`; the native core's XML matchers call it too)."""
+    complete = config is None or g.accepts_end(config)
+    if config is None or remaining < 1 or plain is None:
+        allowed = np.zeros(g.vocab.size, dtype=bool)
+    else:  # as for the CFG engine (`guided.engine.cfg.matcher`)
+        bounds = subsequence_cover(g.cfg.table).token_bounds(g.mandatory(config))
+        allowed = plain & (bounds <= remaining - 1)
+        allowed[g.cfg.table.eos_ids] = False
+        ids = np.flatnonzero(allowed)
+        if ids.size <= CLOSING_REFINE_TOKENS:
+            for t in ids.tolist():
+                after = g.walk(config, g.vocab.token_bytes[t])
+                if after is None or _lower_bound(g, after) > remaining - 1:
+                    allowed[t] = False
+    allowed[g.cfg.table.eos_ids] = complete
+    return allowed
 
 
 def _lower_bound(g: XmlGrammar, config: XmlConfig) -> int:

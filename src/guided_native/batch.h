@@ -1,9 +1,14 @@
 // Filling the rows of a batch bitmask in native threads.  Each distinct matcher is one task (a
-// matcher object is not shared between threads); the grammars behind them are.
+// matcher object is not shared between threads); the grammars behind them are.  Also: a batch's
+// masks computed in the background (`BackgroundFill`), for the decoders' overlap with the
+// forward pass.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <exception>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -69,5 +74,51 @@ inline void fill_rows(const std::vector<const Matcher*>& matchers, int32_t* data
   for (auto& t : pool) t.join();
   if (error) std::rethrow_exception(error);
 }
+
+// A batch's masks computed by background native threads while the caller does something else
+// (the decoders run the model's forward pass): each matcher computes and keeps its current mask,
+// so the caller's next fill finds it.  The threads never need the GIL, so the caller's Python
+// thread is never interrupted by them.  The caller keeps the matchers alive and touches none of
+// them until join(); an error computing a mask is dropped here (the caller's own fill computes
+// that mask again and raises it).
+class BackgroundFill {
+ public:
+  BackgroundFill(std::vector<const Matcher*> matchers, int threads) {
+    // Masks already cached are looked up here: no thread is started for a batch of lookups.
+    for (const Matcher* m : matchers)
+      if (!m->cached()) matchers_.push_back(m);
+    const int n = std::min<int>(std::max(1, threads), static_cast<int>(matchers_.size()));
+    for (int i = 0; i < n; ++i) pool_.emplace_back([this] { work(); });
+  }
+  BackgroundFill(const BackgroundFill&) = delete;
+  BackgroundFill& operator=(const BackgroundFill&) = delete;
+  ~BackgroundFill() { join(); }
+
+  // Wait for the threads; the seconds they worked (summed over threads, from each one's start).
+  double join() {
+    for (auto& t : pool_)
+      if (t.joinable()) t.join();
+    return static_cast<double>(busy_ns_.load()) * 1e-9;
+  }
+
+ private:
+  void work() {
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
+      if (i >= matchers_.size()) break;
+      try {
+        matchers_[i]->words();
+      } catch (...) {
+      }
+    }
+    busy_ns_ += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  std::vector<const Matcher*> matchers_;
+  std::atomic<size_t> next_{0};
+  std::atomic<int64_t> busy_ns_{0};
+  std::vector<std::thread> pool_;
+};
 
 }  // namespace guided_native

@@ -39,6 +39,9 @@ class ByteDfa : public std::enable_shared_from_this<ByteDfa> {
   int32_t initial() const { return initial_; }
   const int32_t* row(int32_t s) const { return trans_.data() + static_cast<size_t>(s) * 256; }
   int32_t next(int32_t s, uint8_t b) const { return trans_[static_cast<size_t>(s) * 256 + b]; }
+  // As a table of `TokenTrie::walk_marking`: every transition is known.
+  const int32_t* rows() const { return trans_.data(); }
+  int32_t resolve(int32_t s, uint8_t b) const { return next(s, b); }
   bool accepting(int32_t s) const { return accepting_[s] != 0; }
   int live_bytes(int32_t s) const { return live_[s]; }
 

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "lexeme_walks.h"
 #include "lexer.h"
 #include "matcher.h"
 #include "parser.h"
@@ -45,6 +46,7 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
         lexer_(terminals, members(parser_.tables(), terminals.size(), ignore, no_ignore_states, false, ignore_repeats),
                members(parser_.tables(), terminals.size(), ignore, no_ignore_states, true, ignore_repeats),
                max_lexer_states),
+        walks_(*trie_, lexer_),
         masks_(kMaskCacheSize / decltype(masks_)::kStripes) {
     ignored_.assign(terminals.size(), 0);
     for (int32_t t : ignore) ignored_[t] = 1;  // range checked by members()
@@ -106,6 +108,8 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
     const std::vector<uint64_t>* acc = accepted(c.stack);
     return acc == all_accepted_.get() || lexer_.any_alive(c.lex, *acc);
   }
+
+  static bool finished(Config c) { return c.stack == nullptr; }  // after end of sequence
 
   bool accepts_end(Config c) {
     if (c.stack == nullptr) return false;
@@ -264,54 +268,53 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
     return info;
   }
 
+  // A state's data: derived from its usual successor's where that is known or a loop (the inside
+  // of a string, shared by most states that lead to it), else a walk of the whole trie.  A chain of
+  // distinct successors (counting characters for maxLength) is walked state by state either way.
   std::shared_ptr<const LexemeInfo> compute_info(int32_t lex) {
-    auto info = std::make_shared<LexemeInfo>();
-    const int32_t n_words = trie_->n_words();
-    auto inside = std::make_shared<Words>(n_words, 0);
-    const TrieNode* base = trie_->nodes().data();
-    std::vector<int32_t> scratch;
-    trie_->walk(
-        lex, [&](int32_t s, uint8_t b) { return lexer_.next(s, b); },
-        [&](const TrieNode& n, int32_t) { trie_->mark(inside->data(), n); },
-        [&](const TrieNode& n, int32_t parent) {
-          if (n.depth >= 2 && lexer_.chosen(parent) >= 0)
-            info->seeds.emplace_back(static_cast<uint32_t>(&n - base), parent);
-        },
-        scratch);
-    info->inside = std::move(inside);
-    if (lexer_.chosen(lex) >= 0) {
-      std::shared_ptr<Words> after;
-      for (int b = 0; b < 256; ++b)
-        if (lexer_.next(lex, static_cast<uint8_t>(b)) == 0) {
-          if (!after) after = std::make_shared<Words>(n_words, 0);
-          const uint32_t* fb = trie_->first_byte_words(b);
-          for (int32_t k = 0; k < n_words; ++k) (*after)[k] |= fb[k];
+    const int32_t reference = walks_.usual_successor(lex);
+    if (reference != 0 && reference != lex) {
+      std::shared_ptr<const LexemeInfo> known;
+      if (lexemes_.find(reference, known) || walks_.usual_successor(reference) == reference) {
+        if (!known) known = lexeme_info(reference);
+        if (auto info = walks_.derived(lex, reference, *known)) {
+          derived_walks_.fetch_add(1, std::memory_order_relaxed);
+          return info;
         }
-      info->after_end = std::move(after);
+      }
     }
-    return info;
+    full_walks_.fetch_add(1, std::memory_order_relaxed);
+    return walks_.full(lex);
   }
+
+  // A configuration within one mask's walks: the lexer state numbered in the walk's `LexTable`.
+  struct WalkConfig {
+    const StackNode* stack = nullptr;
+    int32_t lex = 0;  // local; 0 dead
+    explicit operator bool() const { return lex != 0; }
+  };
 
   Words compute(Config c, int nested) {
     const int32_t n_words = trie_->n_words();
     std::shared_ptr<const LexemeInfo> info = lexeme_info(c.lex);
     const std::vector<uint64_t>* acc = accepted(c.stack);
+    LexTable table(lexer_);
     Words w;
     if (acc == all_accepted_.get()) {
       w = *info->inside;
     } else {  // keep the inside tokens whose lexeme some accepted terminal can still finish
       w.assign(n_words, 0);
-      std::unordered_map<int32_t, bool> viable_end;
+      std::vector<int8_t> viable_end;  // per local state: -1 not decided yet
       std::vector<int32_t> scratch;
       trie_->walk(
-          c.lex, [&](int32_t s, uint8_t b) { return lexer_.next(s, b); },
+          table.local(c.lex), [&](int32_t s, uint8_t b) { return table.step(s, b); },
           [&](const TrieNode& n, int32_t end) {
             // many tokens end in few lexer states: decide each state once
-            auto [it, fresh] = viable_end.emplace(end, false);
-            if (fresh) it->second = lexer_.any_alive(end, *acc);
-            if (it->second) trie_->mark(w.data(), n);
+            if (static_cast<size_t>(end) >= viable_end.size()) viable_end.resize(end + 1, -1);
+            if (viable_end[end] < 0) viable_end[end] = lexer_.any_alive(table.global(end), *acc) ? 1 : 0;
+            if (viable_end[end]) trie_->mark(w.data(), n);
           },
-          [](const TrieNode&, int32_t) {}, scratch);
+          scratch);
     }
     const int32_t term = lexer_.chosen(c.lex);
     if (term >= 0 && info->after_end) {
@@ -325,61 +328,70 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
     }
     if (!info->seeds.empty()) {
       // Each seed ends the lexeme at its byte, which starts the next lexeme on the stack the
-      // finished terminal leads to: one feed per distinct terminal, then a walk of the subtree.
-      std::unordered_map<int32_t, Config> after;  // terminal -> (stack, start) or dead
-      std::vector<Config> scratch;
+      // finished terminal leads to: one feed per distinct (stack, terminal), then a walk of the
+      // seed's subtree.
+      std::vector<WalkConfig> scratch;
       const std::vector<TrieNode>& nodes = trie_->nodes();
       // Crossings met in the walks, memoised here: (stack uid, terminal) -> next lexeme's start.
-      std::unordered_map<uint64_t, Config> starts;
+      std::unordered_map<uint64_t, WalkConfig> starts;
       const uint64_t width = static_cast<uint64_t>(lexer_.num_terminals()) + 1;
-      auto full_step = [&](Config s, uint8_t b) -> Config {
-        const int32_t t = lexer_.next(s.lex, b);
-        if (t) return Config{s.stack, t};
-        const int32_t term = lexer_.chosen(s.lex);
-        if (term < 0) return Config{};
-        auto [it, fresh] = starts.emplace(s.stack->uid * width + static_cast<uint64_t>(term), Config{});
+      auto start_after = [&](const StackNode* stack, int32_t finished) -> WalkConfig {
+        auto [it, fresh] = starts.emplace(stack->uid * width + static_cast<uint64_t>(finished), WalkConfig{});
         if (fresh) {
-          const bool ignored = ignored_[term] != 0;
-          const StackNode* following = ignored ? s.stack : parser_.feed(s.stack, term);
-          if (following != nullptr) it->second = Config{following, lexer_.start(following->state, ignored)};
+          const bool ignored = ignored_[finished] != 0;
+          const StackNode* following = ignored ? stack : parser_.feed(stack, finished);
+          if (following != nullptr)
+            it->second = WalkConfig{following, table.local(lexer_.start(following->state, ignored))};
         }
-        if (!it->second) return Config{};
-        const int32_t n = lexer_.next(it->second.lex, b);
-        return n ? Config{it->second.stack, n} : Config{};
+        return it->second;
+      };
+      auto full_step = [&](WalkConfig s, uint8_t b) -> WalkConfig {
+        const int32_t t = table.step(s.lex, b);
+        if (t) return WalkConfig{s.stack, t};
+        const int32_t finished = table.chosen(s.lex);
+        if (finished < 0) return WalkConfig{};
+        const WalkConfig start = start_after(s.stack, finished);
+        if (!start) return WalkConfig{};
+        const int32_t n = table.step(start.lex, b);
+        return n ? WalkConfig{start.stack, n} : WalkConfig{};
       };
       // The stacks a walk meets are few: their accepted terminals are looked up once each.
       std::unordered_map<const StackNode*, const std::vector<uint64_t>*> accepted_of;
-      auto on_token = [&](const TrieNode& n, Config end) {
+      auto on_token = [&](const TrieNode& n, WalkConfig end) {
         auto [it, fresh] = accepted_of.emplace(end.stack, nullptr);
         if (fresh) it->second = accepted(end.stack);
-        if (it->second == all_accepted_.get() || lexer_.any_alive(end.lex, *it->second)) trie_->mark(w.data(), n);
+        if (it->second == all_accepted_.get() || lexer_.any_alive(table.global(end.lex), *it->second))
+          trie_->mark(w.data(), n);
       };
       for (const auto& [node_index, before] : info->seeds) {
-        const int32_t t = lexer_.chosen(before);
-        auto it = after.find(t);
-        if (it == after.end()) {
-          const bool ignored = ignored_[t] != 0;
-          const StackNode* following = ignored ? c.stack : parser_.feed(c.stack, t);
-          Config start{following, following ? lexer_.start(following->state, ignored) : 0};
-          it = after.emplace(t, start).first;
-        }
-        if (!it->second) continue;
+        const WalkConfig start = start_after(c.stack, lexer_.chosen(before));
+        if (!start) continue;
         const TrieNode& node = nodes[node_index];
-        const int32_t first = lexer_.next(it->second.lex, node.byte);
+        const int32_t first = table.step(start.lex, node.byte);
         if (!first) continue;
-        const Config at{it->second.stack, first};
-        if (node.tokens_end != node.tokens_begin) on_token(node, at);
+        const WalkConfig at{start.stack, first};
+        if (node.has_token) on_token(node, at);
         trie_->walk_below(node_index, at, full_step, on_token, scratch);
       }
     }
+    trie_->add_duplicates(w.data());
     if (accepts_end(c)) or_into(w, trie_->eos_words());
     return w;
   }
 
+ public:
+  // Lexer states whose data took a walk of the whole trie / a walk of the paths where they differ
+  // from a reference state (the benchmarks and tests read these).
+  size_t full_walks() const { return full_walks_.load(std::memory_order_relaxed); }
+  size_t derived_walks() const { return derived_walks_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<size_t> full_walks_{0}, derived_walks_{0};
   std::shared_ptr<const TokenTrie> trie_;
   std::shared_ptr<SharedLexemes> shared_;
   Parser parser_;
   Lexer lexer_;
+  LexemeWalks walks_;
   std::vector<uint8_t> ignored_;
   std::unique_ptr<std::vector<uint64_t>> all_accepted_;
   std::mutex owned_mu_;
@@ -393,27 +405,9 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
 };
 
 // One sequence's position in a grammar: the configuration after each consumed token.
-class CfgMatcher : public Matcher {
+class CfgMatcher : public HistoryMatcher<CfgGrammar, Config, CfgMatcher> {
  public:
-  explicit CfgMatcher(std::shared_ptr<CfgGrammar> g) : g_(std::move(g)) { history_.push_back(g_->initial()); }
-
-  const Words& words() const override {
-    if (current_at_ != history_.size()) {
-      current_ = g_->words(history_.back());
-      current_at_ = history_.size();
-    }
-    return *current_;
-  }
-  bool cached() const override {
-    if (current_at_ == history_.size()) return true;
-    WordsPtr found = g_->cached_words(history_.back());
-    if (!found) return false;
-    current_ = std::move(found);
-    current_at_ = history_.size();
-    return true;
-  }
-  size_t num_tokens() const override { return history_.size() - 1; }
-  int32_t vocab_size() const override { return g_->trie().vocab_size(); }
+  using HistoryMatcher::HistoryMatcher;
 
   void advance(int64_t token) override {
     Config c = history_.back();
@@ -437,45 +431,7 @@ class CfgMatcher : public Matcher {
     push(c);
   }
 
-  void rollback(int64_t n) override {
-    if (n < 0 || static_cast<size_t>(n) > num_tokens())
-      throw std::invalid_argument("cannot roll back " + std::to_string(n) + " tokens: only " +
-                                  std::to_string(num_tokens()) + " consumed");
-    history_.resize(history_.size() - static_cast<size_t>(n));
-    current_at_ = 0;
-  }
-
-  bool accepts_eos() const override { return g_->accepts_end(history_.back()); }
-
-  bool is_finished() const override {
-    const Config c = history_.back();
-    if (c.stack == nullptr) return true;
-    if (!g_->accepts_end(c)) return false;
-    const Words& w = words();
-    const Words& eos = g_->trie().eos_words();
-    for (size_t k = 0; k < w.size(); ++k)
-      if (w[k] & ~eos[k]) return false;
-    return true;
-  }
-
-  std::string forced_bytes() const override { return g_->forced_bytes(history_.back()); }
   Words budget_words(int64_t) const override { throw std::logic_error("budget masks of grammars are not native yet"); }
-  std::unique_ptr<Matcher> clone() const override {
-    auto m = std::make_unique<CfgMatcher>(*this);
-    return m;
-  }
-  bool finished_config() const { return history_.back().stack == nullptr; }
-
- private:
-  void push(Config c) {
-    history_.push_back(c);
-    current_at_ = 0;
-  }
-
-  std::shared_ptr<CfgGrammar> g_;
-  std::vector<Config> history_;
-  mutable WordsPtr current_;
-  mutable size_t current_at_ = 0;
 };
 
 }  // namespace guided_native

@@ -291,4 +291,51 @@ class Lexer {
   std::unordered_map<int32_t, Components> pending_;
 };
 
+// A walk's private dense copy of the lexer rows it reads: states renumbered locally (0 dead),
+// each row of 256 local targets resolved on first read (-1: not yet).  A trie walk's inner loop
+// is then one load from a small table per node, instead of a directory lookup, a fill check and a
+// base offset in the shared lexer.
+class LexTable {
+ public:
+  explicit LexTable(Lexer& lexer) : lexer_(lexer) {
+    next_.assign(256, 0);  // the dead state's row
+    global_.push_back(0);
+    chosen_.push_back(-1);
+  }
+
+  // The local number of lexer state `id` (0 for dead).
+  int32_t local(int32_t id) {
+    if (id == 0) return 0;
+    auto [it, fresh] = index_.emplace(id, static_cast<int32_t>(global_.size()));
+    if (fresh) {
+      next_.resize(next_.size() + 256, -1);
+      global_.push_back(id);
+      chosen_.push_back(lexer_.chosen(id));
+    }
+    return it->second;
+  }
+  int32_t global(int32_t local) const { return global_[local]; }
+  int32_t chosen(int32_t local) const { return chosen_[local]; }
+
+  GUIDED_INLINE int32_t step(int32_t local, uint8_t b) {
+    const int32_t t = next_[static_cast<size_t>(local) * 256 + b];
+    return t >= 0 ? t : resolve(local, b);
+  }
+
+  // For `TokenTrie::walk_marking`: the rows (negative: not resolved yet), valid until `resolve`.
+  const int32_t* rows() const { return next_.data(); }
+  GUIDED_NOINLINE int32_t resolve(int32_t from, uint8_t b) {
+    const int32_t t = local(lexer_.next(global_[from], b));
+    next_[static_cast<size_t>(from) * 256 + b] = t;
+    return t;
+  }
+
+ private:
+  Lexer& lexer_;
+  std::vector<int32_t> next_;
+  std::vector<int32_t> global_;
+  std::vector<int32_t> chosen_;
+  std::unordered_map<int32_t, int32_t> index_;
+};
+
 }  // namespace guided_native

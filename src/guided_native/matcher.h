@@ -4,7 +4,9 @@
 #pragma once
 
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common.h"
 
@@ -38,6 +40,75 @@ class Matcher {
     std::memcpy(out, w.data(), static_cast<size_t>(need) * sizeof(uint32_t));
     if (cols > need) std::memset(out + need, 0, static_cast<size_t>(cols - need) * sizeof(uint32_t));
   }
+};
+
+// A matcher over a grammar of configurations (the CFG and XML engines): its history holds the
+// configuration after each consumed token, so a rollback is a resize; the current mask is looked
+// up once per position.  `Grammar` provides initial(), words(c), cached_words(c), accepts_end(c),
+// finished(c) (after end of sequence) and trie(); `Derived` adds advance and the rest.
+template <typename Grammar, typename Conf, typename Derived>
+class HistoryMatcher : public Matcher {
+ public:
+  explicit HistoryMatcher(std::shared_ptr<Grammar> g) : g_(std::move(g)) { history_.push_back(g_->initial()); }
+
+  const Words& words() const override {
+    if (current_at_ != history_.size()) {
+      current_ = g_->words(history_.back());
+      current_at_ = history_.size();
+    }
+    return *current_;
+  }
+  bool cached() const override {
+    if (current_at_ == history_.size()) return true;
+    WordsPtr found = g_->cached_words(history_.back());
+    if (!found) return false;
+    current_ = std::move(found);
+    current_at_ = history_.size();
+    return true;
+  }
+  size_t num_tokens() const override { return history_.size() - 1; }
+  int32_t vocab_size() const override { return g_->trie().vocab_size(); }
+
+  void rollback(int64_t n) override {
+    if (n < 0 || static_cast<size_t>(n) > num_tokens())
+      throw std::invalid_argument("cannot roll back " + std::to_string(n) + " tokens: only " +
+                                  std::to_string(num_tokens()) + " consumed");
+    history_.resize(history_.size() - static_cast<size_t>(n));
+    current_at_ = 0;
+  }
+
+  bool accepts_eos() const override {
+    const Conf& c = history_.back();
+    return !g_->finished(c) && g_->accepts_end(c);
+  }
+
+  // Finished: after end of sequence, or where only end of sequence remains allowed.
+  bool is_finished() const override {
+    const Conf& c = history_.back();
+    if (g_->finished(c)) return true;
+    if (!g_->accepts_end(c)) return false;
+    const Words& w = words();
+    const Words& eos = g_->trie().eos_words();
+    for (size_t k = 0; k < w.size(); ++k)
+      if (w[k] & ~eos[k]) return false;
+    return true;
+  }
+
+  std::string forced_bytes() const override { return g_->forced_bytes(history_.back()); }
+  std::unique_ptr<Matcher> clone() const override {
+    return std::make_unique<Derived>(static_cast<const Derived&>(*this));
+  }
+
+ protected:
+  void push(Conf c) {
+    history_.push_back(std::move(c));
+    current_at_ = 0;
+  }
+
+  std::shared_ptr<Grammar> g_;
+  std::vector<Conf> history_;
+  mutable WordsPtr current_;
+  mutable size_t current_at_ = 0;
 };
 
 }  // namespace guided_native

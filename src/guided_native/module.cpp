@@ -17,9 +17,19 @@
 #include "batch.h"
 #include "cfg_engine.h"
 #include "regex_engine.h"
+#include "xml_engine.h"
 
 namespace nb = nanobind;
 using namespace guided_native;
+
+namespace {
+// A `BackgroundFill` with the Python references that keep its matchers alive (released after
+// the threads are joined: members are destroyed in reverse order).
+struct BackgroundMasks {
+  std::vector<nb::object> keep;
+  std::unique_ptr<BackgroundFill> fill;
+};
+}  // namespace
 
 namespace {
 
@@ -168,7 +178,11 @@ NB_MODULE(_native, m) {
              return out;
            })
       .def_prop_ro("lexer_states", [](CfgGrammar& g) { return g.lexer().size(); })
-      .def_prop_ro("stack_nodes", [](CfgGrammar& g) { return g.parser().num_nodes(); });
+      .def_prop_ro("stack_nodes", [](CfgGrammar& g) { return g.parser().num_nodes(); })
+      .def_prop_ro("full_walks", &CfgGrammar::full_walks,
+                   "Lexer states whose data took a walk of the whole trie.")
+      .def_prop_ro("derived_walks", &CfgGrammar::derived_walks,
+                   "Lexer states derived from a reference state by walking only where they differ.");
   m.def(
       "cfg_grammar",
       [](std::shared_ptr<TokenTrie> trie, std::shared_ptr<SharedLexemes> shared, std::vector<std::tuple<std::shared_ptr<ByteDfa>, int32_t, bool, int32_t>> terms,
@@ -213,6 +227,38 @@ NB_MODULE(_native, m) {
       nb::arg("n_nonterminals"), nb::arg("start_state"), nb::arg("end_state"), nb::arg("nesting_states"),
       nb::arg("max_nesting"), nb::arg("max_lexer_states"));
 
+  nb::class_<XmlRisk>(m, "XmlRisk");
+  m.def(
+      "xml_risk",
+      [](std::shared_ptr<TokenTrie> trie, const std::vector<int32_t>& name_bytes) {
+        if (!trie) throw nb::type_error("expected a TokenTrie");
+        nb::gil_scoped_release release;
+        return std::make_shared<XmlRisk>(std::move(trie), name_bytes);
+      },
+      nb::arg("trie"), nb::arg("name_bytes"),
+      "Per-vocabulary classes of the tokens that may reach an XML name check (share it per vocabulary).");
+  nb::class_<XmlMatcher, Matcher>(m, "XmlMatcher");
+  nb::class_<XmlGrammar>(m, "XmlGrammar")
+      .def("matcher", [](std::shared_ptr<XmlGrammar> g) {
+        std::unique_ptr<XmlMatcher> out;
+        {
+          nb::gil_scoped_release release;
+          out = std::make_unique<XmlMatcher>(std::move(g));
+        }
+        return out;
+      });
+  m.def(
+      "xml_grammar",
+      [](std::shared_ptr<CfgGrammar> cfg, std::shared_ptr<XmlRisk> risk, int32_t name, int32_t open_start,
+         int32_t open_end, int32_t empty_end, int32_t close_start, bool unique_attributes) {
+        if (!cfg || !risk) throw nb::type_error("expected a CfgGrammar and an XmlRisk");
+        return std::make_shared<XmlGrammar>(std::move(cfg), std::move(risk),
+                                            XmlTerminals{name, open_start, open_end, empty_end, close_start,
+                                                         unique_attributes});
+      },
+      nb::arg("cfg"), nb::arg("risk"), nb::arg("name"), nb::arg("open_start"), nb::arg("open_end"),
+      nb::arg("empty_end"), nb::arg("close_start"), nb::arg("unique_attributes"));
+
   m.def(
       "fill_bitmasks",
       [](nb::sequence matchers, Bitmask bitmask, int threads) {
@@ -229,5 +275,27 @@ NB_MODULE(_native, m) {
         fill_rows(ptrs, data, rows, cols, threads);
       },
       nb::arg("matchers"), nb::arg("bitmask").noconvert(), nb::arg("threads") = 1);
+  nb::class_<BackgroundMasks>(m, "BackgroundFill")
+      .def("join", [](BackgroundMasks& b) {
+        nb::gil_scoped_release release;
+        return b.fill->join();
+      });
+  m.def(
+      "fill_in_background",
+      [](nb::sequence matchers, int threads) {
+        auto out = std::make_unique<BackgroundMasks>();
+        std::vector<const Matcher*> ptrs;
+        for (nb::handle h : matchers) {
+          out->keep.push_back(nb::borrow(h));
+          ptrs.push_back(nb::cast<const Matcher*>(h));
+          if (ptrs.back() == nullptr) throw nb::type_error("fill_in_background: None is not a matcher");
+        }
+        if (threads < 1) throw nb::value_error("fill_in_background: threads must be at least 1");
+        out->fill = std::make_unique<BackgroundFill>(std::move(ptrs), threads);
+        return out;
+      },
+      nb::arg("matchers"), nb::arg("threads") = 1,
+      "Start computing the matchers' masks in background native threads; join() waits (the matchers "
+      "must be left alone until then).");
   m.def("hardware_threads", [] { return std::thread::hardware_concurrency(); });
 }

@@ -88,7 +88,8 @@ class RegexGrammar : public std::enable_shared_from_this<RegexGrammar> {
         [&](const TrieNode& n, int32_t end) {
           if (dist[end] <= remaining - 1) trie_->mark(out.data(), n);
         },
-        [](const TrieNode&, int32_t) {}, scratch);
+        scratch);
+    trie_->add_duplicates(out.data());
     return out;
   }
 
@@ -111,12 +112,12 @@ class RegexGrammar : public std::enable_shared_from_this<RegexGrammar> {
 
  private:
   Words compute(int32_t state) const {
-    Words out(trie_->n_words(), 0);
+    Words out(static_cast<size_t>(trie_->n_words()) + TokenTrie::kSpareWords, 0);
     std::vector<int32_t> scratch;
     const ByteDfa& dfa = *dfa_;
-    trie_->walk(
-        state, [&](int32_t s, uint8_t b) { return dfa.next(s, b); },
-        [&](const TrieNode& n, int32_t) { trie_->mark(out.data(), n); }, [](const TrieNode&, int32_t) {}, scratch);
+    trie_->walk_marking(state, dfa, out.data(), [](uint32_t, int32_t) {}, scratch);
+    out.resize(trie_->n_words());
+    trie_->add_duplicates(out.data());
     if (dfa.accepting(state)) or_into(out, trie_->eos_words());
     return out;
   }

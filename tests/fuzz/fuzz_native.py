@@ -1,5 +1,5 @@
 """Fuzz target for the native core (atheris over the Python API): random vocabularies, random and
-often malformed IR (byte DFAs, LALR tables), random token sequences, rollbacks, copies and bitmask
+often malformed IR (byte DFAs, LALR tables, XML's matched names), random token sequences, rollbacks, copies and bitmask
 buffers.  Every outcome must be a mask or a clean Python exception (a `guided.GuidedError`,
 ``ValueError``, ``IndexError`` or ``TypeError``): never a crash, a hang or a sanitizer report.
 
@@ -147,6 +147,11 @@ def one_input(src: Source) -> None:
                 n_nt, src.int(0, n_states - 1) if sound else src.int(-1, n_states),
                 src.int(0, n_states - 1), [s for s in range(n_states) if src.chance(30)], src.int(0, 3),
                 src.int(2, 64))
+            if src.chance(30):  # XML's matched names over it, on random terminals and name bytes
+                name_bytes = [b for b in alphabet if src.chance(60)] + ([src.int(-1, 256)] if not sound else [])
+                risk = core.xml_risk(trie, name_bytes)
+                lo, hi = (0, n_terms - 1) if sound else (-1, n_terms)
+                grammar = core.xml_grammar(grammar, risk, *(src.int(lo, hi) for _ in range(5)), src.chance(70))
     except EXPECTED:
         return
     try:

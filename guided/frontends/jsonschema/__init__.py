@@ -27,6 +27,14 @@ Defaults (see ``docs/json-schema-coverage.md`` for every keyword):
 - **open values** (``{}``, ``true``, additional properties and items without a schema): any
   JSON value; the document ``{}`` allows is at most ``max_depth`` levels deep (default 8), and an
   open value inside one of the schema's objects or arrays nests at most ``max_depth - 1`` more.
+
+The compiler is three passes over one schema, each a module (data flows one way):
+`~guided.frontends.jsonschema.normalise` (schema algebra: ``$ref``, ``allOf``, ``anyOf``,
+``oneOf``, ``not``, ``if`` to a disjunction of typed flat schemas, `normalise.Flat`),
+`~guided.frontends.jsonschema.rules` (flat schemas to grammar rules over terminal descriptions,
+then the LALR tables of `guided.ir.CfgIR`) and `~guided.frontends.jsonschema.terminals`
+(descriptions to byte automata, with ``_strings`` and ``_numbers``); ``options`` holds the limits
+and the clock, ``errors`` the errors.
 """
 
 from __future__ import annotations
@@ -38,14 +46,9 @@ from typing import Any
 
 from guided.errors import UsageError
 from guided.frontends.jsonschema._checks import check_document
-from guided.frontends.jsonschema._compiler import (
-    InvalidSchema,
-    RelaxedSchemaWarning,
-    SchemaTooLarge,
-    UnsupportedSchema,
-    _Compiler,
-    _Options,
-)
+from guided.frontends.jsonschema.errors import InvalidSchema, RelaxedSchemaWarning, SchemaTooLarge, UnsupportedSchema
+from guided.frontends.jsonschema.options import Options
+from guided.frontends.jsonschema.rules import RuleEmitter, to_ir
 from guided.frontends.regex import check_limits
 from guided.ir import CfgIR
 
@@ -189,11 +192,11 @@ def schema_to_ir(spec: JsonSchema) -> CfgIR:
 
 def schema_to_ir_with_report(spec: JsonSchema) -> tuple[CfgIR, list[str]]:
     """`schema_to_ir` returning the list of relaxed keywords instead of warning."""
-    compiler = _Compiler(json.loads(spec.schema), _Options(spec))
+    emitter = RuleEmitter(json.loads(spec.schema), Options(spec))
     try:
-        ir = compiler.compile()
+        grammar, start = emitter.emit()
+        ir = to_ir(grammar, emitter.t, start, emitter.root)
     except RecursionError:  # max_nesting set beyond what the interpreter's stack holds
-        raise SchemaTooLarge(compiler.where, f"the schema nests too deeply for Python's recursion limit (lower "
-                                             f"max_nesting={spec.max_nesting})") from None
-    return ir, list(dict.fromkeys(compiler.relaxed))
-
+        raise SchemaTooLarge(emitter.where, f"the schema nests too deeply for Python's recursion limit (lower "
+                                            f"max_nesting={spec.max_nesting})") from None
+    return ir, list(dict.fromkeys(emitter.relaxed))

@@ -20,7 +20,7 @@ metaschemas.
 >>> check_document({"type": "object", "required": 5}, 64)
 Traceback (most recent call last):
 ...
-guided.frontends.jsonschema._compiler.InvalidSchema: #/required: required: must be an array of strings, not integer 5
+guided.frontends.jsonschema.errors.InvalidSchema: #/required: required: must be an array of strings, not integer 5
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import difflib
 import math
 from typing import Any
 
-from guided.frontends.jsonschema._compiler import InvalidSchema, SchemaTooLarge
+from guided.frontends.jsonschema.errors import InvalidSchema, SchemaTooLarge
 
 MAX_VALUES = 1_000_000  # values in one schema document (objects, arrays and scalars alike)
 

@@ -17,7 +17,7 @@ This is the reference the JSON Schema front-end is tested against, and what it u
 >>> schema = loads('{"multipleOf": 0.01, "maximum": 1}')
 >>> [is_valid(schema, loads(x)) for x in ("0.07", "1.0000000000000000001", "1e-2")]
 [True, False, True]
->>> is_valid({"pattern": "^a$"}, "a\\n"), is_valid({"pattern": "^\\w$"}, "é")
+>>> is_valid({"pattern": "^a$"}, "a\\n"), is_valid({"pattern": "^\\\\w$"}, "é")
 (False, False)
 """
 

@@ -1,0 +1,767 @@
+"""Rule emission: normalised (flat) schemas to the rules of a context-free grammar over terminal
+descriptions, and that grammar to `guided.ir.CfgIR` (LALR(1) tables from `guided.ir.lalr`).
+
+Terminals are the lexemes of JSON text under the schema: a string or number with all its
+constraints, an object key *with* its colon (``"name" :``), punctuation; the emitter names them by
+description (`guided.frontends.jsonschema.terminals`), ``T0``, ``T1``, ... in the order they are
+first used.  Whitespace between lexemes is one ignored terminal of at most ``max_whitespace`` bytes
+that may not follow itself, so every run is bounded and a model can never loop on it.
+Nonterminals carry the structure: objects as a chain over their properties in schema order, arrays
+as a chain over item counts, unions as alternatives, ``$ref`` cycles as recursion; open-ended values
+are one recursive rule set whose nesting the engine bounds (`CfgIR.max_nesting`).
+
+Soundness does not depend on the grammar being conflict-free: conflicts are resolved (shift over
+reduce; earlier rule over later), which can only *lose* documents, never admit one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from guided.errors import GuidedError, RegexError
+from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
+from guided.frontends.jsonschema.normalise import (
+    ANNOTATIONS,
+    ANY,
+    Flat,
+    NamePattern,
+    Normaliser,
+    json_equal,
+    plain_schema,
+)
+from guided.frontends.jsonschema.options import Options
+from guided.frontends.jsonschema.terminals import (
+    ANY_NUMBER,
+    ANY_STRING,
+    BOOLEAN,
+    NULL,
+    Description,
+    Terminals,
+    key_type,
+    number_key,
+    union,
+    ws_dfa,
+)
+from guided.ir import CfgIR, Terminal
+from guided.ir import dfa_ops as _dfa
+from guided.ir.lalr import Tables, lalr_tables
+
+_EMPTY_SCHEMA: dict = {}  # one object: schemas are memoised by identity
+
+
+class Grammar:
+    """The rules under construction, and the terminal descriptions they use (by name)."""
+
+    def __init__(self, opts: Options):
+        self.opts = opts
+        self.term_index: dict[tuple, str] = {}
+        self.term_keys: list[tuple] = []
+        self.rules: list[tuple[str, tuple[str, ...]]] = []
+        self.rule_set: set = set()
+        self.nt_count = 0
+        self.open_containers: tuple[str, ...] = ()  # the open value's object and array symbols
+
+    def nt(self, hint: str = "n") -> str:
+        self.nt_count += 1
+        return f"{hint}_{self.nt_count}"
+
+    def rule(self, lhs: str, rhs: tuple[str, ...], pointer: str = "") -> None:
+        key = (lhs, rhs)
+        if key in self.rule_set:
+            return
+        self.rule_set.add(key)
+        self.rules.append(key)
+        if len(self.rules) > self.opts.max_rules:
+            raise SchemaTooLarge(pointer, f"the grammar needs more than {self.opts.max_rules} rules "
+                                          f"(raise max_rules=, or simplify this part of the schema)")
+        if len(self.rules) % 64 == 0:
+            self.opts.check_time(pointer)
+
+    def term(self, key: tuple) -> str:
+        name = self.term_index.get(key)
+        if name is None:
+            name = self.term_index[key] = f"T{len(self.term_keys)}"
+            self.term_keys.append(key)
+        return name
+
+    @staticmethod
+    def is_terminal(symbol: str) -> bool:
+        return symbol.startswith("T") and symbol[1:].isdigit()
+
+    def terminal_ids(self) -> dict[str, int]:
+        """Each terminal's name and its index (the order of `term_keys`)."""
+        return {f"T{i}": i for i in range(len(self.term_keys))}
+
+    def productive_rules(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The rules whose every symbol derives some terminal string (empty languages pruned)."""
+        return productive_rules(self.rules, self.is_terminal)
+
+
+class RuleEmitter:
+    """Emits the grammar of one root schema, normalising each subschema as it reaches it."""
+
+    def __init__(self, root: Any, opts: Options):
+        self.opts = opts
+        self.root = root
+        self.t = Terminals(opts)
+        self.n = Normaliser(root, opts, self.t)
+        self.g = Grammar(opts)
+        self.memo: dict[Any, tuple] = {}
+        self.referenced: set[str] = set()
+        # The nonterminal of a value() in progress, by schema identity.
+        self.in_progress: dict[Any, Any] = {}
+        self.where = "#"  # the pointer of the value being compiled, for errors
+        self.nesting = 0  # value() calls in progress
+        self.any_sym: str | None = None
+        self.alternatives: dict[tuple, str] = {}
+
+    @property
+    def relaxed(self) -> list[str]:
+        """Every keyword relaxed so far (lenient mode), as ``pointer: keyword: reason``."""
+        return self.n.relaxed
+
+    def value(self, node, resolver, ptr: str) -> list:
+        """Grammar alternatives for a JSON value matching ``node``: list of symbols (terminals merged)."""
+        self.where = ptr or "#"
+        key = None
+        # A bare reference stands for its target: follow chains of them in a loop (a chain of
+        # thousands would otherwise be as many nested calls).  One that comes back to itself
+        # never reaches a schema.
+        chain: set[int] = set()
+        while isinstance(node, dict):
+            resolver = self.n.enter(node, resolver, ptr)
+            if not ("$ref" in node and (self.n.old_ref or all(k in ANNOTATIONS or k == "$ref" for k in node))):
+                break
+            if id(node) in chain:
+                raise UnsupportedSchema(ptr, "$ref", "circular reference with no schema in between")
+            chain.add(id(node))
+            resolved = self.n.lookup(resolver, node["$ref"], ptr)
+            if len(chain) % 256 == 0:
+                self.opts.check_time(ptr)
+            node, resolver, ptr = resolved.contents, resolved.resolver, f"{ptr}/$ref"
+        if isinstance(node, dict):
+            key = ("node", id(node))
+            hit = self.memo.get(key)
+            if hit is not None:
+                return hit[1]
+            if key in self.in_progress:
+                nt = self.in_progress[key]
+                self.referenced.add(nt)
+                return [nt]
+        elif node is True:
+            # As ``{}``: its own container counts towards ``max_depth`` like any schema's.
+            return self.value(_EMPTY_SCHEMA, resolver, ptr)
+        elif node is False:
+            return []
+        nt = self.g.nt("v")
+        if key is not None:
+            self.in_progress[key] = nt
+        # Recursion is caught by node identity; a cycle that rebuilds its nodes on the way (a
+        # $ref under a oneOf merge, say) would expand forever, so nesting is bounded as well.
+        self.nesting += 1
+        try:
+            if self.nesting > self.opts.max_nesting:
+                raise SchemaTooLarge(ptr, f"subschemas nest more than max_nesting={self.opts.max_nesting} levels "
+                                          f"(or recurse in a way that "
+                                          f"guided does not recognise as recursion)")
+            alts = self.n.flat(node, resolver, ptr)
+            syms = self.alts_symbols(alts, ptr)
+        finally:
+            self.nesting -= 1
+            if key is not None:
+                del self.in_progress[key]
+        if nt in self.referenced:
+            for s in syms:
+                self.g.rule(nt, (s,), ptr)
+            syms = [nt] if syms else []
+        if key is not None:
+            self.memo[key] = (node, syms)
+        return syms
+
+    def alts_symbols(self, alts: list[Flat], ptr: str) -> list:
+        term_keys: list[tuple] = []
+        nts: list[str] = []
+        for flat in alts:
+            tk, ns = self.flat_value(flat)
+            term_keys.extend(tk)
+            nts.extend(ns)
+        out = []
+        if term_keys:
+            key = union(term_keys)
+            if not _dfa.is_empty(self.t.bare(key, ptr)):
+                out.append(self.g.term(key))
+        out.extend(dict.fromkeys(nts))
+        return out
+
+    def flat_value(self, flat: Flat) -> tuple[list, list]:
+        """(terminal descriptions, nonterminal symbols) for one flat schema."""
+        if "enum" in flat or "const" in flat:
+            return self.finite(flat)
+        types = self.n.types_of(flat)
+        nots = flat.negated
+        terms: list[Description] = []
+        nts: list[str] = []
+        for t in ("null", "boolean", "string", "number", "object", "array"):
+            if t == "number" and not ({"number", "integer"} & types):
+                continue
+            if t != "number" and t not in types:
+                continue
+            if t in ("object", "array"):
+                sym = self.object_value(flat) if t == "object" else self.array_value(flat)
+                if sym is not None:
+                    nts.append(sym)
+                continue
+            key = self.n.scalar_key(flat, t, types)
+            if key is None:
+                continue
+            if key is ANY:
+                key = {"null": NULL, "boolean": BOOLEAN, "string": ANY_STRING, "number": ANY_NUMBER}[t]
+            for nf in nots:
+                nk = self.not_key(nf, t)
+                if nk is None:
+                    continue
+                if nk is ANY:
+                    key = None
+                    break
+                key = ("minus", key, nk)
+            if key is not None:
+                terms.append(key)
+        return terms, nts
+
+    def not_key(self, a: Flat, t: str):
+        """Terminal description of the values of scalar type ``t`` matching flat ``a`` (None: none; ANY: all)."""
+        if a.negated:
+            self.n.unsupported(a.pointer, "not", "nested negation is not supported")
+            return None
+        types = self.n.types_of(a) & ({"number", "integer"} if t == "number" else {t})
+        if not types:
+            return None
+        if "enum" in a or "const" in a:
+            tk, _ = self.finite(a)
+            keys = [k for k in tk if key_type(k) == t]
+            if not keys:
+                return None
+            return union(keys)
+        return self.n.scalar_key(a, t, self.n.types_of(a))
+
+    def finite(self, flat: Flat) -> tuple[list, list]:
+        """(terminal descriptions, nonterminal symbols) for a flat schema's ``enum``/``const``."""
+        ptr = flat.pointer
+        keep = self.n.enum_kept(flat)
+        # Under drafts 3 and 4 a value typed "integer" (not "number") may not be written 1.0.
+        declared = flat.get("type")
+        declared = set(declared if isinstance(declared, list) else [declared])
+        integer_only = not self.opts.int_fraction and "integer" in declared and "number" not in declared
+        terms: list[Description] = []
+        nts: list[str] = []
+        for v in keep:
+            if v is None:
+                terms.append(NULL)
+            elif isinstance(v, bool):
+                terms.append(("lit", b"true" if v else b"false"))
+            elif isinstance(v, (int, float)):
+                terms.append(number_key(v, integer_only, typed=not self.opts.int_fraction))
+            elif isinstance(v, str):
+                terms.append(("strlit", v))
+            elif isinstance(v, list):
+                node = {"type": "array", "prefixItems": [{"const": x} for x in v], "items": False,
+                        "minItems": len(v)}
+                sym = self.array_value(Flat(node, flat.resolver, ptr))
+                if sym:
+                    nts.append(sym)
+            elif isinstance(v, dict):
+                node = {"type": "object", "properties": {k: {"const": x} for k, x in v.items()},
+                        "required": list(v), "additionalProperties": False}
+                sym = self.object_value(Flat(node, flat.resolver, ptr))
+                if sym:
+                    nts.append(sym)
+        return terms, nts
+
+    def any_value(self) -> str:
+        """Any JSON value inside a schema's container, nested at most ``max_depth - 1`` levels.
+
+        One recursive rule set: the bound is not in the rules but in the IR (`_opening_states`),
+        which the engine enforces on the parser stack.
+        """
+        if self.any_sym is not None:
+            return self.any_sym
+        g = self.g
+        sym = self.any_sym = g.nt("any")
+        scalars = g.term(union([NULL, BOOLEAN, ANY_STRING, ANY_NUMBER]))
+        g.rule(sym, (scalars,))
+        if self.opts.max_depth > 1:
+            inner = sym
+            obj, arr = g.nt("anyobj"), g.nt("anyarr")
+            g.open_containers = (obj, arr)
+            more_o, more_a = g.nt("anyobj_more"), g.nt("anyarr_more")
+            key = g.term(("key", ANY_STRING))
+            ob, cb, lb, rb, comma = (g.term(("lit", b"{")), g.term(("lit", b"}")), g.term(("lit", b"[")),
+                                     g.term(("lit", b"]")), g.term(("lit", b",")))
+            g.rule(obj, (ob, cb))
+            g.rule(obj, (ob, key, inner, more_o))
+            g.rule(more_o, (cb,))
+            g.rule(more_o, (comma, key, inner, more_o))
+            g.rule(arr, (lb, rb))
+            g.rule(arr, (lb, inner, more_a))
+            g.rule(more_a, (rb,))
+            g.rule(more_a, (comma, inner, more_a))
+            g.rule(sym, (obj,))
+            g.rule(sym, (arr,))
+        return sym
+
+    def one(self, syms: list, ptr: str) -> str | None:
+        """A single symbol for a list of alternatives."""
+        if not syms:
+            return None
+        if len(syms) == 1:
+            return syms[0]
+        # Equal alternatives share one symbol: two symbols deriving the same text in one parser
+        # context would be a reduce/reduce conflict, which would drop one of them.
+        key = tuple(syms)
+        nt = self.alternatives.get(key)
+        if nt is None:
+            nt = self.alternatives[key] = self.g.nt("alt")
+            for s in syms:
+                self.g.rule(nt, (s,), ptr)
+        return nt
+
+    def object_value(self, flat: Flat) -> str | None:
+        g, ptr, res = self.g, flat.pointer, flat.resolver
+        props_schema = flat.get("properties", {})
+        if not isinstance(props_schema, dict):
+            raise UnsupportedSchema(ptr, "properties", "must be an object")
+        required = list(dict.fromkeys(flat.get("required", [])))
+        patterns = flat.get("patternProperties", {}) or {}
+        additional = flat.get("additionalProperties", None)
+        if additional is None:
+            additional = False if self.opts.closed else True
+        names = list(props_schema)
+        for r in required:
+            if r not in props_schema:
+                names.append(r)
+        pnames = flat.get("propertyNames")
+        min_p = int(flat.get("minProperties", 0))
+        max_p = flat.get("maxProperties")
+        max_p = int(max_p) if max_p is not None else None
+        if max_p is not None and max_p < min_p:
+            return None
+        compiled_patterns = [NamePattern(p, self.opts.max_states) for p in patterns]
+        # defined properties: (name, value symbol, required)
+        defined = []
+        for name in names:
+            parts = []
+            if name in props_schema:
+                parts.append(props_schema[name])
+            for p, rx in zip(patterns, compiled_patterns):
+                try:
+                    matched = rx.search(name)
+                except RegexError as exc:
+                    self.n.unsupported(f"{ptr}/patternProperties", "patternProperties", f"{p!r}: {exc}")
+                    continue
+                if matched:
+                    parts.append(patterns[p])
+            if not parts:
+                parts.append(additional)
+            if pnames is not None and not self.n.validates(name, pnames if not isinstance(pnames, dict) else pnames,
+                                                         res):
+                parts.append(False)
+            sub_ptr = f"{ptr}/properties/{_esc(name)}"
+            if len(parts) == 1:
+                syms = self.value(parts[0], res, sub_ptr)
+            else:
+                syms = self.alts_symbols(self.n.flat({"allOf": parts}, res, sub_ptr), sub_ptr)
+            sym = self.one(syms, sub_ptr)
+            is_req = name in required
+            if sym is None:
+                if is_req:
+                    return None
+                continue
+            defined.append((name, sym, is_req))
+        # extra key classes: (key content automaton description, value symbol)
+        extras = []
+        defined_names = tuple(sorted(set(names)))
+        pn_key = None
+        if pnames is not None and pnames is not True:
+            pn_key = self.key_content(pnames, res, f"{ptr}/propertyNames")
+            if pn_key is None:  # no name allowed
+                extras_allowed = False
+            else:
+                extras_allowed = True
+        else:
+            extras_allowed = True
+        if extras_allowed and (max_p is None or max_p > 0):
+            pattern_keys = []
+            for p, sub in patterns.items():
+                k: Description = ("string", ((p,), 0, None, (), defined_names))
+                try:
+                    self.t.bare(k, ptr)
+                except RegexError as exc:
+                    self.n.unsupported(f"{ptr}/patternProperties", "patternProperties", f"{p!r}: {exc}")
+                    continue
+                if pn_key is not None:
+                    k = ("dfa", _dfa.intersect(self.t.bare(k), self.t.bare(pn_key), self.opts.max_states))
+                pattern_keys.append((p, k, sub))
+            overlap = any(not _dfa.disjoint(self.t.bare(pattern_keys[i][1]), self.t.bare(pattern_keys[j][1]))
+                          for i in range(len(pattern_keys)) for j in range(i + 1, len(pattern_keys)))
+            if not overlap:
+                for p, k, sub in pattern_keys:
+                    sym = self.one(self.value(sub, res, f"{ptr}/patternProperties/{_esc(p)}"), ptr)
+                    if sym is not None and not _dfa.is_empty(self.t.bare(k)):
+                        extras.append((k, sym))
+            elif len(pattern_keys) > 6:
+                self.n.unsupported(f"{ptr}/patternProperties", "patternProperties",
+                                 "more than 6 overlapping patterns")
+            else:
+                # keys matching several patterns must match all their schemas: one key class per
+                # combination of matched patterns
+                m = len(pattern_keys)
+                for mask in range(1, 1 << m):
+                    inside = [pattern_keys[i] for i in range(m) if mask >> i & 1]
+                    region = self.t.bare(inside[0][1])
+                    for _, k, _ in inside[1:]:
+                        region = _dfa.intersect(region, self.t.bare(k), self.opts.max_states)
+                    for i in range(m):
+                        if not mask >> i & 1 and not _dfa.is_empty(region):
+                            region = _dfa.difference(region, self.t.bare(pattern_keys[i][1]), self.opts.max_states)
+                    if _dfa.is_empty(region):
+                        continue
+                    subs = [sub for _, _, sub in inside]
+                    rptr = f"{ptr}/patternProperties"
+                    syms = self.value(subs[0], res, rptr) if len(subs) == 1 else \
+                        self.alts_symbols(self.n.flat({"allOf": subs}, res, rptr), rptr)
+                    sym = self.one(syms, rptr)
+                    if sym is not None:
+                        extras.append((("dfa", region), sym))
+            if additional is not False:
+                k = ("string", ((), 0, None, (), defined_names))
+                if pn_key is not None:
+                    k = ("dfa", _dfa.intersect(self.t.bare(k), self.t.bare(pn_key), self.opts.max_states))
+                for _, pk, _ in pattern_keys:
+                    k = ("minus", k, pk)
+                if additional is True:
+                    sym = self.any_value()
+                else:
+                    sym = self.one(self.value(additional, res, f"{ptr}/additionalProperties"), ptr)
+                if sym is not None and not _dfa.is_empty(self.t.bare(k)):
+                    extras.append((k, sym))
+        n = len(defined)
+        cap = max(1, min_p, max_p or 0)
+        if cap > self.opts.max_repeat:
+            raise SchemaTooLarge(ptr, f"minProperties/maxProperties {cap} is above max_repeat={self.opts.max_repeat}")
+        counting = min_p > 1 or max_p is not None
+        if not counting:
+            cap = 1
+        # O(i, c): next defined property is i, c properties emitted so far (capped)
+        names_nt: dict[tuple[int, int], str] = {}
+
+        def O(i, c):
+            key = (i, c)
+            if key not in names_nt:
+                names_nt[key] = g.nt("obj")
+            return names_nt[key]
+
+        close, comma = g.term(("lit", b"}")), g.term(("lit", b","))
+        todo = [(0, 0)]
+        seen = set()
+        while todo:
+            i, c = todo.pop()
+            if (i, c) in seen:
+                continue
+            seen.add((i, c))
+            lhs = O(i, c)
+            nxt_c = min(c + 1, cap) if not (max_p is not None) else c + 1
+            if i < n:
+                name, sym, is_req = defined[i]
+                if max_p is None or c + 1 <= max_p:
+                    kt = g.term(("key", ("strlit", name)))
+                    g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (sym, O(i + 1, nxt_c)), ptr)
+                    todo.append((i + 1, nxt_c))
+                if not is_req:
+                    g.rule(lhs, (O(i + 1, c),), ptr)
+                    todo.append((i + 1, c))
+            else:
+                if c >= min_p:
+                    g.rule(lhs, (close,), ptr)
+                if max_p is None or c + 1 <= max_p:
+                    for k, sym in extras:
+                        kt = g.term(("key", k))
+                        g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (sym, O(n, nxt_c)), ptr)
+                        todo.append((n, nxt_c))
+        obj = g.nt("object")
+        g.rule(obj, (g.term(("lit", b"{")), O(0, 0)), ptr)
+        return obj
+
+    def key_content(self, pnames, res, ptr):
+        """A key description for propertyNames (a string schema)."""
+        alts = self.n.flat(pnames, res, ptr)
+        keys = []
+        for a in alts:
+            if "enum" in a or "const" in a:
+                for v in (a["enum"] if "enum" in a else [a["const"]]):
+                    if isinstance(v, str) and self.n.validates(v, plain_schema(a), a.resolver):
+                        keys.append(("strlit", v))
+                continue
+            if "string" not in self.n.types_of(a):
+                continue
+            k = self.n.scalar_key(a, "string")
+            if k is ANY:
+                k = ANY_STRING
+            if k is not None:
+                keys.append(k)
+        if not keys:
+            return None
+        return union(keys)
+
+    def array_value(self, flat: Flat) -> str | None:
+        g, ptr, res = self.g, flat.pointer, flat.resolver
+        items = flat.get("items", True)
+        prefix = flat.get("prefixItems", [])
+        if isinstance(items, list):  # draft 4-2019 tuple form
+            prefix = items
+            items = flat.get("additionalItems", True)
+        min_i = int(flat.get("minItems", 0))
+        max_i = flat.get("maxItems")
+        max_i = int(max_i) if max_i is not None else None
+        if max_i is not None and max_i < min_i:
+            return None
+        if flat.get("uniqueItems") is True and (max_i is None or max_i > 1):
+            unique = self.unique_array(flat, prefix, items, min_i, max_i)
+            if unique is not False:
+                return unique
+            self.n.unsupported(ptr, "uniqueItems", "uniqueness is only enforced for items from a finite set of at most "
+                                                 "8 scalar values (it is not a context-free constraint in general)")
+        contains = flat.get("contains")
+        if contains is not None:
+            return self.array_contains(flat, prefix, items, min_i, max_i, contains)
+        prefix_syms = []
+        for i, sub in enumerate(prefix):
+            prefix_syms.append(self.one(self.value(sub, res, f"{ptr}/prefixItems/{i}"), ptr))
+        item_sym = self.one(self.value(items, res, f"{ptr}/items"), ptr) if items is not True else \
+            self.any_value()
+        # the longest possible array
+        limit = None
+        for i, s in enumerate(prefix_syms):
+            if s is None:
+                limit = i
+                break
+        if limit is None and item_sym is None:
+            limit = len(prefix_syms)
+        if limit is not None:
+            max_i = limit if max_i is None else min(max_i, limit)
+            if max_i < min_i:
+                return None
+        cap = max(len(prefix_syms), min_i, max_i or 0, 1)
+        if cap > self.opts.max_repeat:
+            raise SchemaTooLarge(ptr, f"minItems/maxItems/prefixItems need {cap} positions, above "
+                                      f"max_repeat={self.opts.max_repeat}")
+        close, comma = g.term(("lit", b"]")), g.term(("lit", b","))
+        nts: dict[int, str] = {}
+
+        def A(k):
+            if k not in nts:
+                nts[k] = g.nt("arr")
+            return nts[k]
+
+        bounded = max_i is not None
+        for k in range(0, cap + 1):
+            if bounded and k > max_i:
+                break
+            lhs = A(k)
+            if k >= min_i:
+                g.rule(lhs, (close,), ptr)
+            if bounded and k + 1 > max_i:
+                continue
+            sym = prefix_syms[k] if k < len(prefix_syms) else item_sym
+            if sym is None:
+                continue
+            nxt = min(k + 1, cap) if not bounded else k + 1
+            if k == 0:
+                g.rule(lhs, (sym, A(nxt)), ptr)
+            else:
+                g.rule(lhs, (comma, sym, A(nxt)), ptr)
+        arr = g.nt("array")
+        g.rule(arr, (g.term(("lit", b"[")), A(0)), ptr)
+        return arr
+
+    def unique_array(self, flat, prefix, items, min_i, max_i):
+        """uniqueItems over a finite set of scalar item values: track the subset used (False: not applicable)."""
+        g, ptr, res = self.g, flat.pointer, flat.resolver
+        if prefix or "contains" in flat or items is True:
+            return False
+        try:
+            alts = self.n.flat(items, res, f"{ptr}/items")
+        except GuidedError:
+            return False
+        values = self.n.finite_values(alts) if alts else None
+        if values is None and len(alts) == 1 and self.n.types_of(alts[0]) <= {"boolean", "null"}:
+            values = ([True, False] if "boolean" in self.n.types_of(alts[0]) else []) + \
+                ([None] if "null" in self.n.types_of(alts[0]) else [])
+        if values is None:
+            return False
+        keep: list[Any] = []
+        for v in values:
+            if isinstance(v, (dict, list)):
+                return False
+            if any(json_equal(v, w) for w in keep):
+                continue
+            if all(self.n.validates(v, plain_schema(a), a.resolver) is False for a in alts):
+                continue
+            keep.append(v)
+        if len(keep) > 8:
+            return False
+        terms = []
+        for v in keep:
+            tk, _ = self.finite(Flat({"enum": [v]}, res, ptr))
+            terms.append(g.term(tk[0]))
+        close, comma = g.term(("lit", b"]")), g.term(("lit", b","))
+        nts: dict[int, str] = {}
+
+        def A(mask):
+            if mask not in nts:
+                nts[mask] = g.nt("uniq")
+            return nts[mask]
+
+        for mask in range(1 << len(keep)):
+            count = bin(mask).count("1")
+            if max_i is not None and count > max_i:
+                continue
+            lhs = A(mask)
+            if count >= min_i:
+                g.rule(lhs, (close,), ptr)
+            if max_i is not None and count + 1 > max_i:
+                continue
+            for i, t in enumerate(terms):
+                if not mask >> i & 1:
+                    g.rule(lhs, ((t,) if mask == 0 else (comma, t)) + (A(mask | 1 << i),), ptr)
+        arr = g.nt("array")
+        g.rule(arr, (g.term(("lit", b"[")), A(0)), ptr)
+        return arr
+
+    def array_contains(self, flat, prefix, items, min_i, max_i, contains):
+        """``contains`` where the item schema and ``contains`` split into disjoint scalar terminals."""
+        g, ptr, res = self.g, flat.pointer, flat.resolver
+        cptr = f"{ptr}/contains"
+        min_c = int(flat.get("minContains", 1))
+        max_c = flat.get("maxContains")
+        max_c = int(max_c) if max_c is not None else None
+        if prefix:
+            self.n.unsupported(cptr, "contains", "contains together with prefixItems is not supported")
+            return self.array_value(flat.without("contains"))
+        item_alts = self.n.flat(items, res, f"{ptr}/items")
+        yes_alts = self.n.conj(item_alts, self.n.flat(contains, res, cptr), cptr)
+        saved = self.opts.lenient
+        self.opts.lenient = False
+        try:
+            no_alts = self.n.conj(item_alts, self.n.negate(contains, res, cptr, 1), cptr)
+        except (UnsupportedSchema, SchemaTooLarge) as exc:
+            self.opts.lenient = saved
+            if min_c == 0 and max_c is None:
+                return self.array_value(flat.without("contains"))
+            self.n.unsupported(cptr, "contains", f"the items that do not match 'contains' cannot be expressed ({exc})")
+            return self.array_value(flat.without("contains"))
+        finally:
+            self.opts.lenient = saved
+        yes = self.one(self.alts_symbols(yes_alts, cptr), cptr)
+        no = self.one(self.alts_symbols(no_alts, cptr), cptr)
+        cap_c = max(min_c, (max_c or 0)) + 1
+        cap_i = max(min_i, (max_i or 0), 1)
+        if cap_i * cap_c > self.opts.max_repeat * 4:
+            raise SchemaTooLarge(ptr, "minItems/maxItems/minContains/maxContains are too large together")
+        close, comma = g.term(("lit", b"]")), g.term(("lit", b","))
+        nts: dict = {}
+
+        def A(k, c):
+            if (k, c) not in nts:
+                nts[(k, c)] = g.nt("arrc")
+            return nts[(k, c)]
+
+        todo, seen = [(0, 0)], set()
+        while todo:
+            k, c = todo.pop()
+            if (k, c) in seen:
+                continue
+            seen.add((k, c))
+            lhs = A(k, c)
+            if k >= min_i and c >= min_c and (max_c is None or c <= max_c):
+                g.rule(lhs, (close,), ptr)
+            if max_i is not None and k + 1 > max_i:
+                continue
+            nk = k + 1 if max_i is not None else min(k + 1, cap_i)
+            for sym, dc in ((yes, 1), (no, 0)):
+                if sym is None:
+                    continue
+                nc = c + dc
+                if max_c is not None and nc > max_c:
+                    continue
+                if max_c is None:
+                    nc = min(nc, min_c)
+                g.rule(lhs, ((sym,) if k == 0 else (comma, sym)) + (A(nk, nc),), ptr)
+                todo.append((nk, nc))
+        arr = g.nt("array")
+        g.rule(arr, (g.term(("lit", b"[")), A(0, 0)), ptr)
+        return arr
+
+    def emit(self) -> tuple[Grammar, str]:
+        """The grammar of the root schema and its start symbol."""
+        g = self.g
+        syms = self.value(self.root, self.n.resolver, "")
+        if not syms:
+            raise UnsupportedSchema("#", "schema", "the schema accepts no JSON value at all")
+        start = "start"
+        for s in syms:
+            g.rule(start, (s,))
+        return g, start
+
+
+def _esc(name: str) -> str:
+    return name.replace("~", "~0").replace("/", "~1")
+
+
+def productive_rules(rules, is_term) -> list:
+    """The rules whose every symbol derives some terminal string (empty languages pruned)."""
+    productive: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for lhs, rhs in rules:
+            if lhs not in productive and all(is_term(s) or s in productive for s in rhs):
+                productive.add(lhs)
+                changed = True
+    return [(lhs, rhs) for lhs, rhs in rules if lhs in productive and all(is_term(s) or s in productive for s in rhs)]
+
+
+def _opening_states(tables: Tables, containers: tuple[str, ...]) -> frozenset[int]:
+    """Parser states just after the opening bracket of an open value's object or array.
+
+    Each open container keeps one of them on the parser stack until it closes, so counting them
+    bounds the nesting.
+    """
+    lhs = {tables.nonterminals.index(name) for name in containers if name in tables.nonterminals}
+    return frozenset(state for state, kernel in enumerate(tables.kernels)
+                     if any(dot == 1 and r < len(tables.rules) and tables.rules[r][0] in lhs for r, dot in kernel))
+
+
+def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any) -> CfgIR:
+    """The grammar's LALR(1) tables and terminal automata as the intermediate form."""
+    terms = g.term_keys
+    rules = g.productive_rules()
+    if not any(lhs == start for lhs, _ in rules):
+        raise UnsupportedSchema("#", "schema", "the schema accepts no JSON value at all")
+    tables = lalr_tables(rules, g.terminal_ids(), start, check=g.opts.check_time)
+    terminal_list = [Terminal(name=f"T{i}", dfa=terminals.bare(key), order=i) for i, key in enumerate(terms)]
+    ignore: frozenset[int] = frozenset()
+    if g.opts.ws:
+        # Whitespace between tokens is one ignored lexeme of at most ``ws`` bytes, which may not
+        # follow another (``ignore_repeats=False``): every run is bounded.
+        ignore = frozenset([len(terminal_list)])
+        terminal_list.append(Terminal(name="WS", dfa=ws_dfa(g.opts.ws), order=len(terminal_list)))
+    return CfgIR(
+        terminals=tuple(terminal_list),
+        ignore=ignore,
+        ignore_repeats=False,
+        nesting_states=_opening_states(tables, g.open_containers),
+        max_nesting=max(0, g.opts.max_depth - 1),
+        source=f"JSON Schema {json.dumps(source)[:180]}",
+        **tables.ir_fields(),
+    )

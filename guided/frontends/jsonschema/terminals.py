@@ -1,0 +1,253 @@
+"""Terminal automata of the JSON Schema grammar: a terminal *description* (a hashable tuple) to its
+`ByteDFA`, cached across schemas by description.
+
+A description names a lexeme class, never a schema: ``("lit", b"null")``, ``("alt", (b"true",
+b"false"))``, ``("strlit", text)``, ``("string", (patterns, min_len, max_len, formats,
+excluded_literals))``, ``("key", description)`` (a key with its colon), ``("int", lo, hi, mult,
+fraction)``, ``("num", lo, lo_exclusive, hi, hi_exclusive, mult)``, ``("numlit", ...)`` (one enum
+number, see `number_key`), ``("union", descriptions)``, ``("minus", kept, removed)``, ``("regex",
+pattern)`` and ``("dfa", automaton)``.  The rule emitter (`guided.frontends.jsonschema.rules`)
+makes them; `Terminals` builds them (strings through `._strings`, numbers through `._numbers`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from guided.frontends.jsonschema import _numbers, _strings
+from guided.frontends.jsonschema._formats import FORMAT_MAX_LENGTH, FORMATS
+from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
+from guided.frontends.jsonschema.options import Options
+from guided.frontends.regex import Regex, regex_to_dfa
+from guided.ir import dfa_ops as _dfa
+from guided.ir.dfa import ByteDFA
+
+Description = tuple[Any, ...]  # a terminal description, as above (hashable: the cache key)
+
+NULL: Description = ("lit", b"null")
+BOOLEAN: Description = ("alt", (b"true", b"false"))
+ANY_STRING: Description = ("string", ((), 0, None, (), ()))
+ANY_NUMBER: Description = ("num", None, False, None, False, None)
+
+
+
+_BARE_CACHE: dict[tuple, ByteDFA] = {}
+_SPELLED = frozenset({"strlit", "string", "key", "union", "minus"})  # descriptions holding JSON strings
+_CACHE_LIMIT = 20_000
+
+
+def _cache_put(cache: dict, key, value):
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+@lru_cache(maxsize=4096)
+def _regex(pattern: str) -> ByteDFA:
+    return regex_to_dfa(Regex(pattern))
+
+
+def ws_dfa(n: int) -> ByteDFA:
+    return _regex(f"[ \\t\\n\\r]{{1,{n}}}")
+
+
+
+def union(keys) -> tuple:
+    """One description for several (deduplicated, in a canonical order)."""
+    keys = list(dict.fromkeys(keys))
+    return keys[0] if len(keys) == 1 else ("union", tuple(sorted(keys, key=repr)))
+
+
+def key_type(k) -> str:
+    """The JSON type of the values a scalar description stands for."""
+    if k[0] == "lit":
+        return "null" if k[1] == b"null" else "boolean" if k[1] in (b"true", b"false") else "number"
+    if k[0] == "alt":
+        return "boolean"
+    if k[0] in ("strlit", "string"):
+        return "string"
+    return "number"
+
+
+def number_key(v, integer_only: bool, typed: bool = False) -> tuple:
+    """The terminal of one enum number: every exponent-free spelling of its value (``1``,
+    ``1.0``, ``1.00``; ``-0`` for 0), and the one ``json.dumps`` writes when it has an exponent.
+
+    ``typed`` (drafts 3 and 4, where ``1`` is an integer and ``1.0`` is not): the value is produced
+    only in spellings of its own type, so that a sibling ``not: {"type": "integer"}`` holds for
+    every spelling; its exact automaton (what a negation takes away) still has them all.
+    """
+    d = Decimal(repr(v)) if isinstance(v, float) else Decimal(v)
+    text = format(d.normalize(), "f") if d else "0"
+    dumped = json.dumps(v).encode()
+    spelled = None if not typed else "int" if isinstance(v, int) else "frac"
+    return ("numlit", text, integer_only, dumped if b"e" in dumped.lower() and not integer_only else b"", spelled)
+
+
+class Terminals:
+    """Builds the automata of terminal descriptions under one compilation's options."""
+
+    def __init__(self, opts: Options):
+        self.opts = opts
+
+    def bare(self, key: tuple, pointer: str = "") -> ByteDFA:
+        """The automaton of a terminal description, without leading whitespace."""
+        # A key's automaton holds the whitespace before its colon, so the bound is part of its name;
+        # string automata depend on the spelling (every one JSON allows, or the canonical one).
+        name = (key, self.opts.ws if key[0] == "key" else None, self.opts.canonical and key[0] in _SPELLED)
+        dfa = _BARE_CACHE.get(name)
+        if dfa is None:
+            self.opts.check_time(pointer)
+            dfa = _cache_put(_BARE_CACHE, name, self._build(key, pointer))
+        return dfa
+
+
+    def exact(self, key: tuple, pointer: str = "") -> ByteDFA:
+        """The automaton of a terminal description over the exact spelling space.
+
+        Numbers in the exact space are those written without an exponent (see
+        `guided.frontends.jsonschema._numbers`); every other lexeme is in it.  Over that space
+        the automaton accepts a lexeme if and only if its value matches the description, so a
+        difference of two such automata is exact.  `bare` is this automaton plus, for numbers
+        whose value is not compared, their exponent spellings.
+        """
+        kind = key[0]
+        if kind == "union" and any(k[0] in ("num", "numlit", "union", "minus") for k in key[1]):
+            name = ("exact", key, self.opts.canonical)
+            dfa = _BARE_CACHE.get(name)
+            if dfa is None:
+                dfa = _cache_put(_BARE_CACHE, name, _dfa.union_dfas(
+                    [self.exact(k, pointer) for k in key[1]], self.opts.max_states))
+            return dfa
+        if kind == "num" and key[1:] == (None, False, None, False, None):
+            return _regex(_numbers.PLAIN_NUMBER)
+        if kind == "numlit":
+            r = _numbers.literal(Decimal(key[1]), key[2])
+            return _regex(r) if r is not None else _dfa.EMPTY
+        return self.bare(key, pointer)
+
+
+    def _build(self, key: tuple, pointer: str) -> ByteDFA:
+        kind = key[0]
+        ws = self.opts.ws
+        if kind == "lit":
+            return _dfa.literal_dfa(key[1])
+        if kind == "alt":  # alternation of literal byte strings
+            return _dfa.union_dfas([_dfa.literal_dfa(b) for b in key[1]])
+        if kind == "regex":
+            return _regex(key[1])
+        if kind == "strlit":
+            return _strings.quoted(_strings.literal_content(key[1], self.opts.canonical))
+        if kind == "string":
+            return _strings.quoted(self.string_content(key[1], pointer))
+        if kind == "key":  # "name" ws :
+            return _strings.concat_fast(self.bare(key[1], pointer), _strings.with_ws(_dfa.literal_dfa(b":"), ws))
+        if kind == "dfa":
+            return key[1]
+        if kind == "union":
+            # An enum's strings share one trie instead of a subset construction over many parts.
+            texts = tuple(k[1] for k in key[1] if k[0] == "strlit")
+            parts = [self.bare(k, pointer) for k in key[1] if k[0] != "strlit"]
+            if len(texts) > 1:
+                parts.append(_strings.quoted(_strings.literals_content(texts, self.opts.canonical)))
+            elif texts:
+                parts.append(self.bare(("strlit", texts[0]), pointer))
+            return _dfa.union_dfas(parts, self.opts.max_states)
+        if kind == "minus":
+            # Exact over the exact space on both sides: exponent spellings are left out, since
+            # the subtracted automaton could not know every one of its values' spellings.
+            return _dfa.difference(self.exact(key[1], pointer), self.exact(key[2], pointer), self.opts.max_states)
+        if kind == "numlit":  # a number's exact spellings and the one json.dumps writes
+            extra = [_dfa.literal_dfa(key[3])] if key[3] else []
+            own = self.exact(key, pointer)
+            if key[4] is not None:  # drafts 3 and 4: spelt as the enum value is typed (1 or 1.0)
+                r = _numbers.literal(Decimal(key[1]), integer_only=key[4] == "int", fraction_only=key[4] == "frac")
+                own = _regex(r) if r is not None else _dfa.EMPTY
+            return _dfa.union_dfas([own] + extra, self.opts.max_states)
+        if kind == "int":
+            return self.int_dfa(key[1], key[2], key[3], key[4], pointer)
+        if kind == "num":
+            return self.num_dfa(key[1], key[2], key[3], key[4], key[5], pointer)
+        raise AssertionError(key)
+
+
+    def string_content(self, c: tuple, pointer: str) -> ByteDFA:
+        patterns, min_len, max_len, formats, literals_out = c
+        ms = self.opts.max_states
+        canonical = self.opts.canonical
+        parts: list[ByteDFA] = []
+        if max_len is not None and max_len > self.opts.max_string_length:
+            raise SchemaTooLarge(pointer, f"maxLength {max_len} is above max_string_length="
+                                          f"{self.opts.max_string_length}")
+        if min_len > self.opts.max_string_length:
+            raise SchemaTooLarge(pointer, f"minLength {min_len} is above max_string_length="
+                                          f"{self.opts.max_string_length}")
+        for f in formats:
+            parts.append(_strings.regex_content(FORMATS[f], ms, canonical))
+            if f in FORMAT_MAX_LENGTH:
+                parts.append(_strings.length_content(0, FORMAT_MAX_LENGTH[f], canonical))
+        for p in patterns:
+            parts.append(_strings.pattern_content(p, ms, canonical))
+        if min_len > 0 or max_len is not None:
+            parts.append(_strings.length_content(min_len, max_len, canonical))
+        if not parts:
+            parts.append(_strings.any_content(canonical))
+        # smallest first: cheaper products
+        parts.sort(key=lambda d: d.num_states)
+        out = parts[0]
+        for p in parts[1:]:
+            out = _dfa.intersect(out, p, ms, what=f"string constraints at {pointer or '#'}")
+        if literals_out:
+            out = _dfa.difference(out, _strings.literals_content(tuple(sorted(set(literals_out)))), ms)
+        return out
+
+
+    def int_dfa(self, lo, hi, mult, fraction, pointer=""):
+        r = _numbers.integers(lo, hi, fraction)
+        if r is None:
+            return _dfa.EMPTY
+        d = _regex(r)
+        if mult is not None:
+            p, q = mult
+            p2 = p // math.gcd(p, 10 ** q)
+            if p2 > 1:
+                if p2 > self.opts.max_multiple_of:
+                    raise UnsupportedSchema(pointer, "multipleOf", f"modulus {p2} is above max_multiple_of="
+                                                                   f"{self.opts.max_multiple_of}")
+                d = _dfa.intersect(d, _numbers.multiple_of_dfa(p2, 0, fraction), self.opts.max_states)
+        return d
+
+
+    def num_dfa(self, lo, lo_x, hi, hi_x, mult, pointer=""):
+        if lo is None and hi is None and mult is None:
+            return _regex(_numbers.NUMBER)
+        parts = []
+        if lo is not None:
+            r = _numbers.number_ge(Decimal(lo), lo_x)
+            if r is None:
+                return _dfa.EMPTY
+            parts.append(_regex(r))
+        if hi is not None:
+            r = _numbers.number_le(Decimal(hi), hi_x)
+            if r is None:
+                return _dfa.EMPTY
+            parts.append(_regex(r))
+        if mult is not None:
+            p, q = mult
+            if p > self.opts.max_multiple_of:
+                raise UnsupportedSchema(pointer, "multipleOf", f"modulus {p} is above max_multiple_of="
+                                                               f"{self.opts.max_multiple_of}")
+            parts.append(_numbers.multiple_of_dfa(p, q, True))
+        if not parts:
+            parts.append(_regex(_numbers.PLAIN_NUMBER))
+        out = parts[0]
+        for p in parts[1:]:
+            out = _dfa.intersect(out, p, self.opts.max_states)
+        return out
+
+
