@@ -78,36 +78,8 @@ class JsonSchemaReference:
         base = self.jsonschema.validators.validator_for(schema, default=self.jsonschema.Draft202012Validator)
         cls = self.classes.get(base)
         if cls is None:
-            search = self.search
-
-            error = self.jsonschema.ValidationError
-
-            def pattern(validator, patrn, instance, schema):
-                if validator.is_type(instance, "string") and not search(patrn, instance):
-                    yield error(f"{instance!r} does not match {patrn!r}")
-
-            # ECMA-262 by its own engine (the exact class reads patterns with guided's automata).
-            def pattern_properties(validator, patterns, instance, schema):
-                if validator.is_type(instance, "object"):
-                    for patrn, sub in patterns.items():
-                        for k, v in instance.items():
-                            if search(patrn, k):
-                                yield from validator.descend(v, sub, path=k, schema_path=patrn)
-
-            def additional_properties(validator, extra, instance, schema):
-                if not validator.is_type(instance, "object"):
-                    return
-                named, patterns = schema.get("properties", {}), schema.get("patternProperties", {})
-                extras = [k for k in instance if k not in named and not any(search(p, k) for p in patterns)]
-                if validator.is_type(extra, "object"):
-                    for k in extras:
-                        yield from validator.descend(instance[k], extra, path=k)
-                elif not extra and extras:
-                    yield error(f"additional properties {extras!r}")
-
-            cls = self.classes[base] = self.jsonschema.validators.extend(
-                self.exact.exact_validator_class(base), {"pattern": pattern, "patternProperties": pattern_properties,
-                                                         "additionalProperties": additional_properties})
+            # ECMA-262 by its own engine, not guided's automata: the exact class with QuickJS's search.
+            cls = self.classes[base] = self.exact.exact_validator_class(base, self.search)
         return cls(schema)
 
     def accepts(self, validator, text: str) -> bool:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import json
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 import jsonschema
 import jsonschema.validators
@@ -79,9 +79,12 @@ def ecma_search(pattern: str, text: str) -> bool:
 
 
 @functools.cache
-def exact_validator_class(base: type) -> type:
+def exact_validator_class(base: type, search: Callable[[str, str], bool] | None = None) -> type:
     """``base`` (a `jsonschema` validator class) with exact ``integer`` and ``multipleOf``, and
-    ECMA-262 ``pattern``, ``patternProperties`` and ``additionalProperties``."""
+    ECMA-262 ``pattern``, ``patternProperties`` and ``additionalProperties``: ``search(pattern,
+    text)`` decides a pattern (default: the front-end's own automata, `ecma_search`; the
+    soundness harness passes an independent ECMA-262 engine)."""
+    search = search if search is not None else ecma_search
     old = base.META_SCHEMA.get("$schema", "") in (jsonschema.Draft3Validator.META_SCHEMA["$schema"],
                                                    jsonschema.Draft4Validator.META_SCHEMA["$schema"])
 
@@ -103,21 +106,21 @@ def exact_validator_class(base: type) -> type:
             yield jsonschema.ValidationError(f"{instance!r} is not a multiple of {divisor}")
 
     def pattern(validator, patrn, instance, schema):
-        if validator.is_type(instance, "string") and not ecma_search(patrn, instance):
+        if validator.is_type(instance, "string") and not search(patrn, instance):
             yield jsonschema.ValidationError(f"{instance!r} does not match {patrn!r}")
 
     def pattern_properties(validator, patterns, instance, schema):
         if validator.is_type(instance, "object"):
             for patrn, sub in patterns.items():
                 for name, value in instance.items():
-                    if ecma_search(patrn, name):
+                    if search(patrn, name):
                         yield from validator.descend(value, sub, path=name, schema_path=patrn)
 
     def additional_properties(validator, extra, instance, schema):
         if not validator.is_type(instance, "object"):
             return
         named, patterns = schema.get("properties", {}), schema.get("patternProperties", {})
-        extras = [k for k in instance if k not in named and not any(ecma_search(p, k) for p in patterns)]
+        extras = [k for k in instance if k not in named and not any(search(p, k) for p in patterns)]
         if validator.is_type(extra, "object"):
             for name in extras:
                 yield from validator.descend(instance[name], extra, path=name)

@@ -834,7 +834,8 @@ class NamePattern:
 
     def search(self, name: str) -> bool:
         dfa = _strings.pattern_content(self.pattern, self.max_states)
-        return dfa.fullmatch(json.dumps(name, ensure_ascii=False)[1:-1].encode())
+        # A lone surrogate has no UTF-8 form: its only JSON spelling is its \u escape.
+        return dfa.fullmatch(json.dumps(name, ensure_ascii=False)[1:-1].encode("utf-8", "backslashreplace"))
 
 
 def _frac_lcm(a: Fraction, b: Fraction) -> Fraction:
