@@ -6,9 +6,10 @@ row's matchers and writes that row's allowed tokens into a packed bitmask, budge
 - **budget-aware closing** (`guided.engine.closing`): with ``remaining`` tokens left (the current
   one included), a token is allowed iff a true lower bound on the tokens the document needs
   after it is at most ``remaining - 1`` (`Matcher.budget_mask`); so a token after which the
-  document can be finished in time is never refused, and output that fits the budget is exactly
-  what it would be without one.  When no token is left that way, the tokens that start the
-  shortest known completion (`Matcher.closing_tokens`).  The masks are only consulted once
+  document can be finished in time is never refused by the mask.  The token a decoder picks is
+  then checked against a known completion (`RowConstraints.overruns_budget`: an upper bound
+  must fit too, so the document is always finished in time); when no token is left either way,
+  the tokens that start the shortest known completion (`Matcher.closing_tokens`).  The masks are only consulted once
   ``remaining - 1`` is within ``budget_window`` tokens of the current lower bound; a step where
   they removed a token is recorded (`RowConstraints.restricted`) so decoders can report
   ``finish_reason="closed_early"`` when that changed the output;
@@ -309,10 +310,18 @@ class RowConstraints:
         return max(1, min(need, remaining))
 
     def overruns_budget(self, token: int, remaining: int | None) -> bool:
-        """True when, in the last tokens, the grammar's lower bound after ``token`` no longer fits
-        in the ``remaining - 1`` tokens left: the budget mask bounds its candidates before they
-        are stepped (`Matcher.budget_mask`; stepping them all costs too much), which can leave
-        such a token in it; the decoder then picks again (one step for the picked token only)."""
+        """True when, in the last tokens, the document might not be finished in time after
+        ``token``; the decoder then picks again (one step, for the picked token only).
+
+        Two checks.  The grammar's lower bound after ``token`` must fit in the ``remaining - 1``
+        tokens left: the budget mask bounds its candidates before they are stepped
+        (`Matcher.budget_mask`; stepping them all costs too much), which can leave such a token
+        in it.  And while a known completion fits now (`Matcher.closing_distance`, a number of
+        tokens known to be enough), one must still fit after ``token``: a lower bound that fits
+        does not prove the document can be finished (it may be loose), and a decoder that kept
+        only to it could run out of tokens.  So the output always ends complete when it could
+        at the start of the last tokens; where the two bounds differ this may refuse a token
+        after which the document would just have fitted (reported as ``closed_early``)."""
         g = self.grammar
         if g is None or remaining is None or token in self.cons.vocab.eos_token_ids:
             return False
@@ -320,7 +329,12 @@ class RowConstraints:
             return False
         after = g.copy()
         after.advance(token)
-        return after.closing_lower_bound() > remaining - 1
+        if after.closing_lower_bound() > remaining - 1:
+            return True
+        if g.closing_distance() > remaining:
+            return False  # no known completion fits any more: the lower bounds alone decide
+        # A known completion fits now: keep it so (an upper bound, not just a lower one, must fit).
+        return after.closing_distance() > remaining - 1
 
     def vetoes(self, token: int, remaining: int | None = None) -> bool:
         """True when ``token`` passes every mask but leads nowhere: the grammar would end while

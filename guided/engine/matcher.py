@@ -103,9 +103,10 @@ class Matcher(Protocol):
         completing the document within ``remaining - 1`` more tokens (EOS only where the text is
         complete).
 
-        It never refuses a token after which the document can be finished in time (so output
-        that fits the budget is never changed); it may keep one after which it cannot (the bound
-        is a lower bound).  It may be empty; a decoder then follows `closing_tokens`.
+        It never refuses a token after which the document can be finished in time; it may keep
+        one after which it cannot (the bound is a lower bound: decoders check the token they
+        pick against `closing_distance`).  It may be empty; a decoder then follows
+        `closing_tokens`.
         """
         ...
 
