@@ -192,6 +192,7 @@ def beam_search(
             k = min(2 * num_beams, flat.numel())
             values, idx = torch.topk(flat, k)
             kept = 0
+            overran: list[tuple[float, int]] = []  # (score, parent) of candidates the budget refused
             for rank, (value, j) in enumerate(zip(values.tolist(), idx.tolist())):
                 if value == -math.inf or kept >= num_beams:
                     break
@@ -200,6 +201,11 @@ def beam_search(
                 pb = beams[parent]
                 if pb.cons.vetoes(token, remaining):
                     continue
+                if pb.cons.overruns_budget(token, remaining):
+                    overran.append((value, parent))
+                    continue
+                if overran and overran[0][0] >= value:  # a better candidate was refused: closed early
+                    pb.closed_early = True
                 if token in eos:
                     if rank < num_beams:
                         finish(pb, value, "eos")
@@ -216,6 +222,25 @@ def beam_search(
                 parents.append(parent)
                 new_tokens.append(token)
                 kept += 1
+            if not kept and overran:
+                # Every candidate would leave no known completion in the budget: the best of the
+                # refused beams follows its shortest known completion instead (as the sampler does).
+                value, parent = overran[0]
+                pb = beams[parent]
+                closing = [int(t) for t in pb.cons.grammar.closing_tokens()
+                           if math.isfinite(float(totals[parent, int(t)]))]
+                if closing:
+                    token = max(closing, key=lambda t: float(totals[parent, t]))
+                    cons = pb.cons.copy()
+                    cons.advance(token)
+                    child = _Beam(prompt, cons, pb.tokens + (token,), float(totals[parent, token]),
+                                  pb.data + vocab.token_bytes[token], True)
+                    if cons.is_finished():
+                        finish(child, child.logprob, "eos")
+                    else:
+                        new_beams.append(child)
+                        parents.append(parent)
+                        new_tokens.append(token)
             # stopping
             h = hyps[prompt]
             live = [b.logprob for b in new_beams if b.prompt == prompt]

@@ -310,30 +310,33 @@ class RowConstraints:
         return max(1, min(need, remaining))
 
     def overruns_budget(self, token: int, remaining: int | None) -> bool:
-        """True when, in the last tokens, the document might not be finished in time after
-        ``token``; the decoder then picks again (one step, for the picked token only).
+        """True when the document might not be finished in time after ``token``; the decoder
+        then picks again (one step, for the picked token only).
 
-        Two checks.  The grammar's lower bound after ``token`` must fit in the ``remaining - 1``
-        tokens left: the budget mask bounds its candidates before they are stepped
-        (`Matcher.budget_mask`; stepping them all costs too much), which can leave such a token
-        in it.  And while a known completion fits now (`Matcher.closing_distance`, a number of
-        tokens known to be enough), one must still fit after ``token``: a lower bound that fits
-        does not prove the document can be finished (it may be loose), and a decoder that kept
-        only to it could run out of tokens.  So the output always ends complete when it could
-        at the start of the last tokens; where the two bounds differ this may refuse a token
-        after which the document would just have fitted (reported as ``closed_early``)."""
+        Two checks, on the configuration after ``token``.  The grammar's lower bound there must
+        fit in the ``remaining - 1`` tokens left: the budget mask bounds its candidates before
+        they are stepped (`Matcher.budget_mask`; stepping them all costs too much), and only in
+        the last tokens, so a token that opens something long (a second tool call, an array item
+        with required keys) can get past it.  And while a known completion fits now
+        (`Matcher.closing_distance`, a number of tokens known to be enough), one must still fit
+        after ``token`` wherever the bound after it is near the budget or rose: a lower bound
+        that fits does not prove the document can be finished (it may be loose), and a decoder
+        that kept only to it could run out of tokens.  So the output ends complete whenever a
+        known completion fitted when the budget started to matter; where the two bounds differ
+        this may refuse a token after which the document would just have fitted (reported as
+        ``closed_early``)."""
         g = self.grammar
         if g is None or remaining is None or token in self.cons.vocab.eos_token_ids:
             return False
-        if remaining - 1 >= g.closing_lower_bound() + self.cons.budget_window:
-            return False
         after = g.copy()
         after.advance(token)
-        if after.closing_lower_bound() > remaining - 1:
+        lower = after.closing_lower_bound()
+        if lower > remaining - 1:
             return True
+        if remaining - 1 >= lower + self.cons.budget_window and lower <= g.closing_lower_bound():
+            return False  # far from the end and nothing new opened: the bounds change little
         if g.closing_distance() > remaining:
             return False  # no known completion fits any more: the lower bounds alone decide
-        # A known completion fits now: keep it so (an upper bound, not just a lower one, must fit).
         return after.closing_distance() > remaining - 1
 
     def vetoes(self, token: int, remaining: int | None = None) -> bool:

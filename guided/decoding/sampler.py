@@ -410,10 +410,14 @@ def iter_decode(
     return out
 
 
-def _pick_within_budget(r, token: int, remaining: int, x: torch.Tensor, masked: torch.Tensor, pipe, generator) -> int:
+def _pick_within_budget(r, token: int, remaining: int, x: torch.Tensor, masked: torch.Tensor, pipe, generator,
+                        cons=None) -> int:
     """Pick again for a row whose ``token`` overruns the budget (`RowConstraints.overruns_budget`):
     up to ``CLOSING_CHECK_TOKENS`` draws without the refused tokens, then the first token of the
-    shortest known completion.  The document is then shortened to fit: ``closed_early``."""
+    shortest known completion.  The document is then shortened to fit: ``closed_early``.
+    ``cons``: the row's constraints where the pick is (speculative decoding picks ahead of
+    them); the row's own by default."""
+    cons = r.cons if cons is None else cons
     r.completion.closed_early = True
     x = x.clone()  # (the row's log-probabilities stay those of its masks)
     for _ in range(CLOSING_CHECK_TOKENS):
@@ -421,9 +425,9 @@ def _pick_within_budget(r, token: int, remaining: int, x: torch.Tensor, masked: 
         if not bool(torch.isfinite(x[0]).any()):
             break
         token = int(pipe.pick(x, generator)[0])
-        if not r.cons.overruns_budget(token, remaining):
+        if not cons.overruns_budget(token, remaining):
             return token
-    closing = [int(t) for t in r.cons.grammar.closing_tokens() if bool(torch.isfinite(masked[int(t)]))]
+    closing = [int(t) for t in cons.grammar.closing_tokens() if bool(torch.isfinite(masked[int(t)]))]
     return closing[0] if closing else token
 
 

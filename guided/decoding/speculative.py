@@ -74,7 +74,15 @@ import torch
 from guided.decoding.constraints import Constraints, RowConstraints
 from guided.decoding.drafters import Drafter, SyncedSource, make_drafter
 from guided.decoding.runner import LogitsSource
-from guided.decoding.sampler import Completion, _find_stop, _to_bool, _token_text, make_generator, prefill
+from guided.decoding.sampler import (
+    Completion,
+    _find_stop,
+    _pick_within_budget,
+    _to_bool,
+    _token_text,
+    make_generator,
+    prefill,
+)
 from guided.decoding.stats import GenerationStats
 from guided.sampling.pipeline import LogitsPipeline, SamplingParams, sample
 
@@ -230,6 +238,28 @@ def _budget_refused_top(plain_words: np.ndarray, words: np.ndarray, logits: torc
     scores = logits[:size].float().cpu().numpy()
     top = int(np.flatnonzero(plain)[np.argmax(scores[plain])])
     return not _allowed(words, top)
+
+
+def _within_budget(r: _Row, chosen: list[int], max_new_tokens: int, x: torch.Tensor, masked: torch.Tensor,
+                   pipe: LogitsPipeline, generator) -> list[int]:
+    """``chosen`` up to the first token that would leave no known completion in the budget
+    (`RowConstraints.overruns_budget`), which is picked again as the sampler does; the tokens
+    after it were drafted after the refused one and are dropped."""
+    if r.cons.grammar is None:
+        return chosen
+    cons = None
+    for j, t in enumerate(chosen):
+        remaining = r.remaining(max_new_tokens) - j
+        if remaining <= 0:
+            return chosen[:j]
+        probe = cons if cons is not None else r.cons
+        if probe.overruns_budget(t, remaining):
+            fixed = _pick_within_budget(r, t, remaining, x[j : j + 1], masked[j], pipe, generator, probe)
+            return chosen[:j] + [fixed]
+        if j + 1 < len(chosen):
+            cons = (cons if cons is not None else r.cons.copy())
+            cons.advance(t)
+    return chosen
 
 
 def _allowed(words: np.ndarray, t: int) -> bool:
@@ -480,6 +510,7 @@ def speculative_decode(
                     break
                 if not rejected and len(d) < npos[i]:
                     chosen.append(int(sample(x[len(d)][None, :], generator)[0]))
+            chosen = _within_budget(running[i], chosen, max_new_tokens, x, masked_list[i], tpipe, generator)
             keep_tokens.append(chosen)
             kept = 0
             for j, t in enumerate(chosen):
