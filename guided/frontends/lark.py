@@ -73,17 +73,22 @@ class LexerOrderConflict(GrammarError):
         self.text = err.text.decode("utf-8", "replace")
         self.candidates = tuple(terminals[i].name for i in err.candidates)
         first, greedy = _describe(text, terminals[err.lark_term]), _describe(text, terminals[err.guided_term])
-        if err.shorter:
+        if err.how == "shorter":
             how = (f"Lark's lexer takes {first} for a shorter text where guided's greedy lexer would read "
                    f"{self.text!r} as {greedy}")
+        elif err.how == "longer":
+            how = (f"Lark's lexer reads {self.text!r} as {first}, which only rules that never finish use (guided "
+                   f"drops them and reads a shorter text as {greedy})")
         else:
             how = f"Lark's lexer reads {self.text!r} as {first} where guided's greedy lexer would read {greedy}"
+        fix = ("remove the rules that never finish" if err.how == "longer" else
+               "give the terminal meant to win a higher priority (e.g. NAME.2: ...), or make the terminals' "
+               "texts not overlap")
         super().__init__(
             f"terminals {first} and {greedy} can both start a lexeme in one parser state, and {how}: Lark "
             f"tries a state's terminals in a fixed order (priority, then longest possible match, then pattern "
             f"length, then name) and takes the first that matches at all, so guided cannot enforce the "
-            f"language Lark accepts. Give the terminal meant to win a higher priority (e.g. NAME.2: ...), or "
-            f"make the terminals' texts not overlap")
+            f"language Lark accepts; {fix}")
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,8 @@ def lark_to_ir(spec: Grammar, *, lark_lexing: bool = True) -> CfgIR:
     ignore = frozenset(index[name] for name in ignore_names if name in index)
     if lark_lexing:
         try:
-            check_lexer_order(lark_terminals, dfas, (members | ignore for members in lark_contexts), deadline)
+            check_lexer_order(lark_terminals, dfas, ((ours | ignore, theirs | ignore) for ours, theirs in lark_contexts),
+                              deadline)
         except LexerOrderError as err:
             raise LexerOrderConflict(err, lark_terminals, text) from None
     # Lark's BasicLexer order: the first of several terminals matching the same text wins.
@@ -232,10 +238,10 @@ def _analysis(text: str, path: pathlib.Path | None, spec: Grammar, deadline: flo
     return found
 
 
-def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> tuple[Tables, list[frozenset[int]]]:
+def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> tuple[Tables, list]:
     """LALR(1) tables of Lark's compiled rules, refusing what Lark's own analysis refuses; and the
-    terminal sets Lark's contextual lexer tries (one per parser state of Lark's own tables, which
-    keep the rules that never finish: their terminals take part in Lark's lexing)."""
+    lexer contexts, ``(terminals guided's state takes, terminals Lark's lexer tries there)`` (Lark's
+    own tables keep the rules that never finish: their terminals take part in Lark's lexing)."""
     index = {t.name: i for i, t in enumerate(lark_terminals)}
     defined = {r.origin.name for r in rules}
     if spec.start not in defined:
@@ -261,21 +267,84 @@ def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> tuple[Tabl
             raise LimitExceeded(f"the grammar's LALR(1) analysis took longer than max_seconds={spec.max_seconds} s "
                                 f"({len(rules)} rules)")
 
-    tables = lalr_tables([(r.origin.name, tuple(x.name for x in r.expansion)) for r in rules], index, spec.start,
-                         check=check, priority=[r.options.priority or 0 for r in rules])
-    if tables.conflicts:
-        collisions = []
-        for _, terminal, colliding in tables.conflicts[:5]:
-            name = "$END" if terminal < 0 else lark_terminals[terminal].name
-            collisions.append(f"Reduce/Reduce collision in {name} between the following rules:"
-                              + "".join(f"\n\t- {rules[r]}" for r in colliding))
-        raise GrammarError("the grammar is not LALR(1):\n" + "\n".join(collisions))
-    lark_tables = tables
-    if len(rules) < len(all_rules):
-        lark_tables = lalr_tables([(r.origin.name, tuple(x.name for x in r.expansion)) for r in all_rules], index,
-                                  spec.start, check=check, priority=[r.options.priority or 0 for r in all_rules])
-    contexts = list(dict.fromkeys(frozenset(t for t in acts if t != END) for acts in lark_tables.actions))
-    return tables, contexts
+    def build(rules) -> Tables:
+        tables = lalr_tables([(r.origin.name, tuple(x.name for x in r.expansion)) for r in rules], index,
+                             spec.start, check=check, priority=[r.options.priority or 0 for r in rules])
+        if tables.conflicts:
+            collisions = []
+            for _, terminal, colliding in tables.conflicts[:5]:
+                name = "$END" if terminal < 0 else lark_terminals[terminal].name
+                collisions.append(f"Reduce/Reduce collision in {name} between the following rules:"
+                                  + "".join(f"\n\t- {rules[r]}" for r in colliding))
+            raise GrammarError("the grammar is not LALR(1):\n" + "\n".join(collisions))
+        return tables
+
+    # Lark's own tables, with the rules that never finish: where Lark refuses them, so does guided.
+    lark_tables = build(all_rules) if len(rules) < len(all_rules) else None
+    tables = build(rules)
+    if lark_tables is None:
+        contexts = [(c, c) for c in dict.fromkeys(frozenset(t for t in acts if t != END) for acts in tables.actions)]
+        return tables, contexts
+    return tables, _paired_contexts(tables, lark_tables, lark_terminals)
+
+
+def _paired_contexts(ours: Tables, lark_tables: Tables, lark_terminals) -> list[tuple[frozenset, frozenset]]:
+    """The parser states of guided's pruned tables beside Lark's own, run in step: ``(our terminals,
+    Lark's terminals)`` per pair of states; `GrammarError` where they act differently.
+
+    Lark keeps the rules that never finish: they add terminals to its lexer's contexts (checked by
+    `check_lexer_order`) and may take part in conflicts, which Lark resolves by shifting into a
+    rule that never finishes where guided's tables reduce: Lark then rejects texts guided would
+    accept.  Both tables are LR automata over the same symbols, so they are run as one product
+    from their start states (shifts and gotos in step; a reduction pops both stacks alike), and
+    every action guided takes must be Lark's too in each reachable pair.
+    """
+    lark_nt = {name: i for i, name in enumerate(lark_tables.nonterminals)}
+    ours_rules = set(ours.rule_names)
+
+    def dead_rules(state: int) -> str:
+        names = [lark_tables.rule_names[r] for r, _ in lark_tables.kernels[state]
+                 if r < len(lark_tables.rule_names) and lark_tables.rule_names[r] not in ours_rules]
+        return ", ".join(dict.fromkeys(names)) or "a rule that never finishes"
+
+    def refuse(symbol: int, state: int, what: str) -> None:
+        name = "the end of input" if symbol == END else lark_terminals[symbol].name
+        raise GrammarError(f"rules that never finish change how Lark parses: on {name}, {what} (it keeps "
+                           f"{dead_rules(state)}), so Lark rejects texts guided's tables would accept; remove "
+                           f"the rules that never finish")
+
+    start = (ours.start_state, lark_tables.start_state)
+    seen = {start}
+    todo = [start]
+    contexts: dict[tuple[frozenset, frozenset], None] = {}
+    while todo:
+        q, lq = todo.pop()
+        acts, lark_acts = ours.actions[q], lark_tables.actions[lq]
+        contexts[(frozenset(t for t in acts if t != END), frozenset(t for t in lark_acts if t != END))] = None
+        pairs = []
+        for symbol, action in acts.items():
+            theirs = lark_acts.get(symbol)
+            if theirs is None:
+                refuse(symbol, lq, "Lark's tables have no action")
+            elif action >= 0:
+                if theirs < 0:
+                    refuse(symbol, lq, f"Lark reduces by {lark_tables.rule_names[-theirs - 1]} where guided shifts")
+                pairs.append((action, theirs))
+            elif theirs >= 0:
+                refuse(symbol, theirs, f"Lark shifts where guided reduces by {ours.rule_names[-action - 1]}")
+            elif ours.rule_names[-action - 1] != lark_tables.rule_names[-theirs - 1]:
+                refuse(symbol, lq, f"Lark reduces by {lark_tables.rule_names[-theirs - 1]} where guided reduces "
+                                   f"by {ours.rule_names[-action - 1]}")
+        for nt, target in ours.gotos[q].items():
+            theirs = lark_tables.gotos[lq].get(lark_nt[ours.nonterminals[nt]])
+            if theirs is None:
+                raise GrammarError(f"internal: Lark's tables have no goto on {ours.nonterminals[nt]}")
+            pairs.append((target, theirs))
+        for pair in pairs:
+            if pair not in seen:
+                seen.add(pair)
+                todo.append(pair)
+    return list(contexts)
 
 
 def _productive_rules(rules, start: str) -> list:

@@ -75,23 +75,26 @@ def _regex_matches_whole(regex_terminal, text: str) -> bool:
 class LexerOrderError(Exception):
     """A first lexeme that Lark's lexer and guided's read differently, in a set of candidates.
 
-    ``guided_term`` is what guided's greedy lexer reads ``text`` as; Lark's lexer reads it as
-    ``lark_term``, for a shorter text when ``shorter``.  ``candidates``: the terminals tried.
+    ``guided_term`` is what guided's greedy lexer reads ``text`` as, and Lark's lexer reads it as
+    ``lark_term`` (``how`` is "same"); or Lark reads a shorter text as ``lark_term`` ("shorter");
+    or ``text`` is what Lark reads as ``lark_term``, a terminal only Lark tries there, where guided
+    stops at a shorter lexeme of ``guided_term`` ("longer").  ``candidates``: Lark's candidates.
     """
 
-    def __init__(self, lark_term: int, guided_term: int, text: bytes, shorter: bool, candidates=()):
+    def __init__(self, lark_term: int, guided_term: int, text: bytes, how: str = "same", candidates=()):
         super().__init__(text)
-        self.lark_term, self.guided_term, self.text, self.shorter = lark_term, guided_term, text, shorter
+        self.lark_term, self.guided_term, self.text, self.how = lark_term, guided_term, text, how
         self.candidates = tuple(candidates)
 
 
-def check_lexer_order(terminals: Sequence, dfas: Sequence[ByteDFA], candidate_sets: Iterable[frozenset[int]],
-                      deadline: float) -> None:
-    """Raise `LexerOrderError` if some candidate set would be lexed differently by Lark and by guided.
+def check_lexer_order(terminals: Sequence, dfas: Sequence[ByteDFA],
+                      contexts: Iterable[tuple[frozenset[int], frozenset[int]]], deadline: float) -> None:
+    """Raise `LexerOrderError` if some parser state's candidates would be lexed differently by Lark and by guided.
 
     ``terminals`` are Lark's ``TerminalDef`` objects, ``dfas`` their automata (same indices);
-    ``candidate_sets``: the terminals Lark's contextual lexer tries in each parser state
-    (ignored ones included).  `LimitExceeded` past ``deadline`` or `MAX_PRODUCT_STATES`.
+    ``contexts``: per parser state, ``(the terminals guided's lexer tries, those Lark's tries)``,
+    ignored ones included (Lark's may hold more: terminals of rules that never finish, which
+    guided drops).  `LimitExceeded` past ``deadline`` or `MAX_PRODUCT_STATES`.
     """
     rank = lark_order(terminals)
     is_string = [isinstance(t.pattern, lark.lexer.PatternStr) for t in terminals]
@@ -105,22 +108,24 @@ def check_lexer_order(terminals: Sequence, dfas: Sequence[ByteDFA], candidate_se
         return found
 
     budget = [MAX_PRODUCT_STATES]
-    for members in dict.fromkeys(candidate_sets):
+    for ours, members in dict.fromkeys(contexts):
         if len(members) < 2:
             continue  # one terminal: both lexers take its longest match (or guided refuses)
         ordered = sorted(members, key=rank.__getitem__)
         try:
-            _explore(ordered, terminals, dfas, rank, is_string, embedded, deadline, budget)
+            _explore(ordered, ours, terminals, dfas, rank, is_string, embedded, deadline, budget)
         except LexerOrderError as err:
             err.candidates = tuple(ordered)
             raise
 
 
-def _explore(members: list[int], terminals, dfas, rank, is_string, embedded, deadline: float, budget: list[int]):
+def _explore(members: list[int], ours: frozenset[int], terminals, dfas, rank, is_string, embedded, deadline: float,
+             budget: list[int]):
     """Breadth-first over the candidates' product automaton, both lexers simulated on the first lexeme.
 
-    A state is ``(components, first)``: the live ``(terminal, DFA state)`` pairs, and the terminal
-    Lark's lexer has chosen so far (the first in Lark's order that accepted some prefix; -1: none).
+    ``members``: Lark's candidates in Lark's order; ``ours``: guided's (a subset).  A state is
+    ``(components, first)``: the live ``(terminal, DFA state)`` pairs, and the terminal Lark's
+    lexer has chosen so far (the first in Lark's order that accepted some prefix; -1: none).
     """
     regexes = [t for t in members if not is_string[t]]
     # A regex's match that is the whole text of a string terminal of the same priority is renamed
@@ -135,20 +140,24 @@ def _explore(members: list[int], terminals, dfas, rank, is_string, embedded, dea
     def check_end(comps: tuple, first: int, text: bytes) -> None:
         """The lexeme ends after ``text`` (at the end of input, or before a byte no candidate reads)."""
         accepting = [t for t, s in comps if dfas[t].accepting[s]]
-        if not accepting:
+        greedy_accepting = [t for t in accepting if t in ours]
+        if not greedy_accepting:
             return  # guided refuses the text here: never more than Lark accepts
-        greedy = min(accepting, key=tiebreak.__getitem__)
+        greedy = min(greedy_accepting, key=tiebreak.__getitem__)
+        for t, _ in comps:  # Lark's alone: it may still match a longer text, and come first
+            if t not in ours and t in scan and (first < 0 or rank[t] < rank[first]):
+                raise LexerOrderError(t, greedy, text + _to_acceptance(dfas[t], dict(comps)[t]), "longer")
         if first < 0:
-            raise LexerOrderError(greedy, greedy, text, shorter=False)
+            raise LexerOrderError(greedy, greedy, text)
         if first not in accepting:
-            raise LexerOrderError(first, greedy, text, shorter=True)
+            raise LexerOrderError(first, greedy, text, "shorter")
         chosen = first
         for s in renames.get(first, ()):
             if s in accepting:
                 chosen = s
                 break
         if chosen != greedy:
-            raise LexerOrderError(chosen, greedy, text, shorter=False)
+            raise LexerOrderError(chosen, greedy, text)
 
     start = (tuple((t, dfas[t].initial) for t in members), -1)
     seen = {start}
@@ -156,6 +165,8 @@ def _explore(members: list[int], terminals, dfas, rank, is_string, embedded, dea
     steps = 0
     while queue:
         (comps, first), text = queue.popleft()
+        if not any(t in ours for t, _ in comps):
+            continue  # guided's lexeme has ended
         if len(comps) == 1:
             # One candidate left: guided reads on with it alone; Lark agrees iff it is (or will be)
             # Lark's choice, or its acceptance is at most renamed, which needs a second candidate.
@@ -163,9 +174,9 @@ def _explore(members: list[int], terminals, dfas, rank, is_string, embedded, dea
             takes_over = t in scan and (first < 0 or rank[t] < rank[first])
             if first >= 0 and not takes_over and first != t:
                 # It accepts somewhere ahead (automata are trimmed): guided reads it there.
-                raise LexerOrderError(first, t, text + _to_acceptance(dfas[t], comps[0][1]), shorter=True)
+                raise LexerOrderError(first, t, text + _to_acceptance(dfas[t], comps[0][1]), "shorter")
             if first < 0 and t not in scan:
-                raise LexerOrderError(t, t, text + _to_acceptance(dfas[t], comps[0][1]), shorter=False)
+                raise LexerOrderError(t, t, text + _to_acceptance(dfas[t], comps[0][1]))
             continue
         steps += 1
         budget[0] -= 1
