@@ -10,12 +10,14 @@ and 3): the lexeme grows while any candidate can still read on, and the tie-brea
 the candidates that accept it.  With ``T: /[a-e]+/`` and ``"do"`` in one state, Lark reads
 ``do`` as ``T`` (``d``) and then fails at ``o``; guided would read ``"do"``.
 
-`check_lexer_order` explores, for every set of candidates a parser state has, the product of
-the candidates' automata while simulating both lexers on the first lexeme, and stops
-(`LexerOrderError`; the front-end raises `guided.frontends.lark.LexerOrderConflict`) at the first text where guided would produce a lexeme (or terminal) that Lark
-would not, naming both terminals and their grammar lines.  It refuses only what can happen in
-some parser state: the classic keyword beside an identifier (``NAME: /[a-z]+/`` and
-``"do"``) lexes alike in both and passes.  One direction is not refused: where guided's
+`check_lexer_order` explores, for every parser state's candidates, the product of their
+automata while simulating both lexers on the first lexeme, and stops (`LexerOrderError`; the
+front-end raises `guided.frontends.lark.LexerOrderConflict`, naming both terminals and their
+grammar lines) at the first text where guided would produce a lexeme (or terminal) that Lark
+would not.  Lark's candidates may include terminals of rules that never finish, which guided
+drops: they count on Lark's side only.  It refuses only what can happen in some parser state:
+the classic keyword beside an identifier (``NAME: /[a-z]+/`` and ``"do"``) lexes alike in
+both and passes.  One direction is not refused: where guided's
 greedy lexeme is accepted by no candidate, guided refuses the text while Lark may backtrack
 to a shorter lexeme (a language guided under-approximates, never over-approximates).
 
