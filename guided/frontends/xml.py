@@ -74,7 +74,7 @@ class Xml:
         """The intermediate form: `XML_GRAMMAR` with matched names, or the schema's grammar."""
         if self.schema is None:
             return well_formed_ir()
-        return lark_to_ir(Grammar(schema_grammar(self.schema, root=self.root)))
+        return lark_to_ir(Grammar(schema_grammar(self.schema, root=self.root)), lark_lexing=False)
 
 
 def _hashable(schema):
@@ -192,7 +192,8 @@ NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 def well_formed_ir() -> CfgIR:
     """`XML_GRAMMAR`'s intermediate form, with the close-tag names matched (`guided.ir.MatchedNames`)."""
-    ir = lark_to_ir(Grammar(XML_GRAMMAR))
+    # Written for guided's greedy lexer (TEXT takes a run of text whole); the reference is expat.
+    ir = lark_to_ir(Grammar(XML_GRAMMAR), lark_lexing=False)
     names = MatchedNames(name=ir.terminal_index("NAME"), open_start=ir.terminal_index("LT"),
                          open_end=ir.terminal_index("GT"), empty_end=ir.terminal_index("SLASHGT"),
                          close_start=ir.terminal_index("LTSLASH"), name_bytes=NAME_BYTES)
