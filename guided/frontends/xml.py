@@ -33,7 +33,7 @@ unmet ``minProperties``/``maxProperties`` and recursive schemas are refused.
 ...     x: int
 ...     tags: list[str] = []
 >>> print(schema_grammar(Point).splitlines()[1])
-start: _WS? e0 _WS?
+start: _WS? e0
 >>> parse_xml("<Point><x>3</x><tags>a &amp; b</tags><tags>c</tags></Point>", Point)
 Point(x=3, tags=['a & b', 'c'])
 >>> Xml().to_ir().matched_names is not None, Xml(Point).to_ir().matched_names is None
@@ -184,6 +184,9 @@ _DEC = "|".join(range_regex(lo, hi, 10) for lo, hi in _XML_CHAR_RANGES)
 _HEX = "|".join(range_regex(lo, hi, 16) for lo, hi in _XML_CHAR_RANGES)
 _NOT_CHAR = r"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff"  # excluded from every kind of character data
 _REF = rf"&(?:lt|gt|amp|apos|quot|#(?:{_DEC})|#x(?:{_HEX}));"
+MAX_WHITESPACE = 40
+"""The longest whitespace run between markup (JSON Schema's default bound): a model that keeps
+writing newlines cannot spend the token budget on them."""
 _WS = r"[ \t\r\n]"
 
 #: The syntax of well-formed XML documents (Lark, LALR(1)); see the module docstring.
@@ -192,8 +195,7 @@ _WS = r"[ \t\r\n]"
 #: entities and character references to valid characters, comments, CDATA sections, an optional
 #: ``<?xml version="1.0"?>`` declaration; no DOCTYPE, no processing instructions.
 XML_GRAMMAR = rf"""
-start: XMLDECL? _misc* element _misc*
-_misc: COMMENT | _S
+start: XMLDECL? _S? (COMMENT _S?)* element
 
 element: LT NAME _tag_end
 _tag_end: _S? SLASHGT
@@ -219,7 +221,7 @@ REFERENCE: /{_REF}/
 CDATA: /<!\[CDATA\[(?:[^\]{_NOT_CHAR}]|\][^\]{_NOT_CHAR}]|\]\]+[^\]>{_NOT_CHAR}])*\]*\]\]>/
 COMMENT: /<!--(?:[^-{_NOT_CHAR}]|-[^-{_NOT_CHAR}])*-->/
 XMLDECL: /<\?xml{_WS}+version{_WS}*={_WS}*(?:"1\.0"|'1\.0')(?:{_WS}+encoding{_WS}*={_WS}*(?:"[Uu][Tt][Ff]-8"|'[Uu][Tt][Ff]-8'))?(?:{_WS}+standalone{_WS}*={_WS}*(?:"(?:yes|no)"|'(?:yes|no)'))?{_WS}*\?>/
-_S.2: /{_WS}+/
+_S.2: /{_WS}{{1,{MAX_WHITESPACE}}}/
 """
 
 NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
@@ -227,7 +229,8 @@ NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 def well_formed_ir() -> CfgIR:
     """`XML_GRAMMAR`'s intermediate form, with the close-tag names matched (`guided.ir.MatchedNames`)."""
-    ir = lark_to_ir(Grammar(XML_GRAMMAR))
+    # Written for guided's greedy lexer (TEXT takes a run of text whole); the reference is expat.
+    ir = lark_to_ir(Grammar(XML_GRAMMAR), lark_lexing=False)
     names = MatchedNames(name=ir.terminal_index("NAME"), open_start=ir.terminal_index("LT"),
                          open_end=ir.terminal_index("GT"), empty_end=ir.terminal_index("SLASHGT"),
                          close_start=ir.terminal_index("LTSLASH"), name_bytes=NAME_BYTES)
@@ -661,12 +664,12 @@ class _Builder:
     def grammar(self, name: str) -> tuple[str, dict[str, ByteDFA]]:
         """Lark text and the automata of its value terminals, for the document rooted at element ``name``."""
         top = self.element(name, self.root, "")
-        lines = [f"// XML shaped by a schema (root <{name}>)", f"start: _WS? {top} _WS?"]
+        lines = [f"// XML shaped by a schema (root <{name}>)", f"start: _WS? {top}"]
         lines += self.rules
         for term, dfa in self.automata.items():
             lines.append(f"// {term}: {self.comments[term]} (an automaton: the pattern below only declares it)")
             lines.append(f"{term}: /[^<]+/")
-        lines.append(r"_WS: /[ \t\r\n]+/")
+        lines.append(rf"_WS: /[ \t\r\n]{{1,{MAX_WHITESPACE}}}/")
         return "\n".join(lines) + "\n", dict(self.automata)
 
 
@@ -727,7 +730,7 @@ def schema_ir(schema: Any, root: str | None = None, max_repeat: int = 256) -> Cf
     with each value terminal's exact automaton."""
     js = xml_schema(schema)
     text, automata = _Builder(js, max_repeat).grammar(_root_name(schema, root, js))
-    return lark_to_ir(Grammar(text), automata=automata)
+    return lark_to_ir(Grammar(text), automata=automata, lark_lexing=False)
 
 
 def schema_grammar(schema: Any, root: str | None = None, max_repeat: int = 256) -> str:

@@ -9,6 +9,13 @@ of a constraint regex is therefore expanded to all the spellings of its characte
 
 Lone surrogate escapes (``"\\uD800"``) are never accepted: they are not characters.
 
+With the canonical spelling (`add_canonical_json_chars` as the ``chars`` of the constructions,
+``canonical=True`` for literals) every builder keeps only the one spelling ``json.dumps(s,
+ensure_ascii=False)`` writes: each character raw, except ``"`` and ``\\`` (``\\"``, ``\\\\``), the
+control characters with a short escape (``\\b \\f \\n \\r \\t``) and the other control characters
+(``\\u0000``-``\\u001f``, lowercase hex).  That is what generation writes: a key, an enum value or a
+``const`` is then one fixed byte string, which jump-forward can force.
+
 Patterns use the ECMA-262 dialect with JSON Schema's unanchored ("search") semantics; see
 `pattern_nfa` for what is supported.
 """
@@ -30,25 +37,27 @@ from guided.frontends import regex as _rx
 
 _SHORT_ESCAPES = {0x22: ord('"'), 0x5C: ord("\\"), 0x2F: ord("/"), 0x08: ord("b"), 0x0C: ord("f"),
                   0x0A: ord("n"), 0x0D: ord("r"), 0x09: ord("t")}
+_CANONICAL_SHORT = {cp: letter for cp, letter in _SHORT_ESCAPES.items() if cp != 0x2F}  # "/" is written raw
 HEX_DIGIT_RANGES = {}  # value -> byte ranges
 
 
-def _hex_digit_ranges(lo: int, hi: int) -> list[tuple[int, int]]:
-    """Byte ranges of the hex digits with values lo..hi (letters in both cases)."""
+def _hex_digit_ranges(lo: int, hi: int, lower_only: bool = False) -> list[tuple[int, int]]:
+    """Byte ranges of the hex digits with values lo..hi (letters in both cases, or lowercase only)."""
     out = []
     if lo <= 9:
         out.append((0x30 + lo, 0x30 + min(hi, 9)))
     if hi >= 10:
         a, b = max(lo, 10) - 10, hi - 10
         out.append((0x61 + a, 0x61 + b))
-        out.append((0x41 + a, 0x41 + b))
+        if not lower_only:
+            out.append((0x41 + a, 0x41 + b))
     return out
 
 
-def _add_hex(nfa: ByteNFA, start: int, end: int, lo: int, hi: int, width: int) -> None:
+def _add_hex(nfa: ByteNFA, start: int, end: int, lo: int, hi: int, width: int, lower_only: bool = False) -> None:
     """``width`` hex digits whose value is in lo..hi."""
     if width == 1:
-        for r in _hex_digit_ranges(lo, hi):
+        for r in _hex_digit_ranges(lo, hi, lower_only):
             nfa.ranges[start].append((r[0], r[1], end))
         return
     unit = 16 ** (width - 1)
@@ -56,28 +65,28 @@ def _add_hex(nfa: ByteNFA, start: int, end: int, lo: int, hi: int, width: int) -
     rlo, rhi = lo % unit, hi % unit
     if dlo == dhi:
         mid = nfa.add_state()
-        for r in _hex_digit_ranges(dlo, dlo):
+        for r in _hex_digit_ranges(dlo, dlo, lower_only):
             nfa.ranges[start].append((r[0], r[1], mid))
-        _add_hex(nfa, mid, end, rlo, rhi, width - 1)
+        _add_hex(nfa, mid, end, rlo, rhi, width - 1, lower_only)
         return
     first, last = dlo, dhi
     if rlo != 0:
         mid = nfa.add_state()
-        for r in _hex_digit_ranges(dlo, dlo):
+        for r in _hex_digit_ranges(dlo, dlo, lower_only):
             nfa.ranges[start].append((r[0], r[1], mid))
-        _add_hex(nfa, mid, end, rlo, unit - 1, width - 1)
+        _add_hex(nfa, mid, end, rlo, unit - 1, width - 1, lower_only)
         first = dlo + 1
     if rhi != unit - 1:
         mid = nfa.add_state()
-        for r in _hex_digit_ranges(dhi, dhi):
+        for r in _hex_digit_ranges(dhi, dhi, lower_only):
             nfa.ranges[start].append((r[0], r[1], mid))
-        _add_hex(nfa, mid, end, 0, rhi, width - 1)
+        _add_hex(nfa, mid, end, 0, rhi, width - 1, lower_only)
         last = dhi - 1
     if first <= last:
         mid = nfa.add_state()
-        for r in _hex_digit_ranges(first, last):
+        for r in _hex_digit_ranges(first, last, lower_only):
             nfa.ranges[start].append((r[0], r[1], mid))
-        _add_hex(nfa, mid, end, 0, unit - 1, width - 1)
+        _add_hex(nfa, mid, end, 0, unit - 1, width - 1, lower_only)
 
 
 def _clip(ranges, lo, hi):
@@ -98,11 +107,15 @@ def _minus(ranges, points):
     return out
 
 
-def add_json_chars(nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, int]]) -> None:
-    """Every JSON spelling of one character in ``ranges`` (sorted, disjoint code point ranges)."""
+def add_json_chars(nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, int]], canonical: bool = False) -> None:
+    """Every JSON spelling of one character in ``ranges`` (sorted, disjoint code point ranges), or
+    only its canonical one (see the module docstring)."""
     raw = _minus(_clip(ranges, 0x20, MAX_UNICODE), (0x22, 0x5C))
     if raw:
         nfa.add_codepoints(start, raw, end)
+    if canonical:
+        _add_canonical_escapes(nfa, start, end, ranges)
+        return
     backslash = None
 
     def bs():
@@ -143,22 +156,60 @@ def add_json_chars(nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, i
                 _add_hex(nfa, m3, end, l0, l1, 4)
 
 
+def _add_canonical_escapes(nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, int]]) -> None:
+    """The escapes of the canonical spelling: short ones, ``\\u00XX`` (lowercase) for other controls."""
+    short = [cp for cp in _CANONICAL_SHORT if any(a <= cp <= b for a, b in ranges)]
+    controls = _minus(_clip(ranges, 0, 0x1F), tuple(_CANONICAL_SHORT))
+    if not short and not controls:
+        return
+    backslash = nfa.add_state()
+    nfa.ranges[start].append((0x5C, 0x5C, backslash))
+    for cp in short:
+        letter = _CANONICAL_SHORT[cp]
+        nfa.ranges[backslash].append((letter, letter, end))
+    if controls:
+        u = nfa.add_state()
+        nfa.ranges[backslash].append((ord("u"), ord("u"), u))
+        for a, b in controls:
+            _add_hex(nfa, u, end, a, b, 4, lower_only=True)
+
+
+def canonical_text(text: str) -> bytes:
+    """The canonical spelling of a string's content (what ``json.dumps(text, ensure_ascii=False)``
+    writes between its quotes)."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False)[1:-1].encode("utf-8")
+
+
 ALL_CHARS = [(0, MAX_UNICODE)]
 
 
 #: How a character set is spelt in the output: ``chars(nfa, start, end, ranges)`` adds, from
 #: ``start`` to ``end``, every spelling of every character in ``ranges`` (sorted, disjoint code
-#: point ranges).  `add_json_chars` for JSON strings; the XML front-end passes its own spellings
-#: (`guided.frontends.xml_text`), so the same constructions give exact XML character data.
+#: point ranges).  `add_json_chars` for JSON strings (`add_canonical_json_chars`: only the
+#: canonical spelling); the XML front-end passes its own spellings (`guided.frontends.xml_text`),
+#: so the same constructions give exact XML character data.
 Spelling = Callable[[ByteNFA, int, int, list[tuple[int, int]]], None]
+
+
+def add_canonical_json_chars(nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, int]]) -> None:
+    """The canonical JSON spelling of one character in ``ranges`` (see the module docstring)."""
+    add_json_chars(nfa, start, end, ranges, canonical=True)
+
+
+def json_spelling(canonical: bool) -> Spelling:
+    """JSON's `Spelling`: every spelling, or only the canonical one."""
+    return add_canonical_json_chars if canonical else add_json_chars
 
 
 class _JsonBuilder(_rx._Builder):
     """The regex front-end's Thompson construction, with each character expanded to its spellings
     (JSON's unless ``chars`` says otherwise)."""
 
-    def __init__(self, *args, chars: Spelling = add_json_chars, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, nfa: ByteNFA, pattern: str, limits: Limits | None = None, dialect: str = "python",
+                 chars: Spelling = add_json_chars):
+        super().__init__(nfa, pattern, limits, dialect)
         self.chars = chars
 
     def build(self, node, start, end, flags):
@@ -355,9 +406,12 @@ def _regex_content(regex: str, max_states: int, chars: Spelling) -> ByteDFA:
                         f"regex {regex!r}")
 
 
-def _spellings(ch: str) -> list[tuple[tuple[int, ...], ...]]:
-    """Every JSON spelling of one character, as sequences of byte choices (hex letters in either case)."""
+def _spellings(ch: str, canonical: bool = False) -> list[tuple[tuple[int, ...], ...]]:
+    """Every JSON spelling of one character, as sequences of byte choices (hex letters in either
+    case), or only its canonical spelling."""
     cp = ord(ch)
+    if canonical:
+        return [tuple((b,) for b in canonical_text(ch))]
 
     def hex4(value: int) -> tuple[tuple[int, ...], ...]:
         return tuple(tuple(sorted({ord(c) for c in (f"{value:04x}"[k], f"{value:04X}"[k])})) for k in range(4))
@@ -376,14 +430,15 @@ def _spellings(ch: str) -> list[tuple[tuple[int, ...], ...]]:
 
 
 @lru_cache(maxsize=8192)
-def literal_content(text: str) -> ByteDFA:
-    """Every JSON spelling of the content of the string ``text``."""
-    return literals_content((text,))
+def literal_content(text: str, canonical: bool = False) -> ByteDFA:
+    """Every JSON spelling of the content of the string ``text`` (or only the canonical one)."""
+    return literals_content((text,), canonical)
 
 
 @lru_cache(maxsize=1024)
-def literals_content(texts: tuple[str, ...]) -> ByteDFA:
-    """Every JSON spelling of the content of any of ``texts``, built directly as a trie.
+def literals_content(texts: tuple[str, ...], canonical: bool = False) -> ByteDFA:
+    """Every JSON spelling of the content of any of ``texts`` (or only the canonical one), built
+    directly as a trie.
 
     A trie node is a decoded prefix plus the bytes of the current character spelled so far.
     No subset construction is needed: the spellings of one character never share a first byte
@@ -406,7 +461,7 @@ def literals_content(texts: tuple[str, ...]) -> ByteDFA:
             target = at_boundary.get(prefix + ch)
             if target is None:
                 target = at_boundary[prefix + ch] = state()
-            for spelling in _spellings(ch):
+            for spelling in _spellings(ch, canonical):
                 at = at_boundary[prefix]
                 for k, options in enumerate(spelling):
                     if k == len(spelling) - 1:
