@@ -63,20 +63,20 @@ class Derivations:
         # rhs[r]: the symbols of rule r, or None for a rule no state reduces (never finished).
         self.rhs: list[tuple[int, ...] | None] = []
         for r, (_, length) in enumerate(ir.rules):
-            q: int | None = reduced_in.get(r)
-            symbols: list[int] = []
-            while q is not None and len(symbols) < length:
-                sym = access[q]
+            state: int | None = reduced_in.get(r)
+            read: list[int] = []
+            while state is not None and len(read) < length:
+                sym = access[state]
                 if sym is None:
                     break
-                symbols.append(sym)
-                q = below[q]
-            self.rhs.append(tuple(reversed(symbols)) if len(symbols) == length and r in reduced_in else None)
+                read.append(sym)
+                state = below[state]
+            self.rhs.append(tuple(reversed(read)) if len(read) == length and r in reduced_in else None)
         # Rules in progress, indexed by the symbol that entered the top node: (rule, symbols read).
         self.ending_with: dict[int, list[tuple[int, int]]] = {}
-        for r, symbols in enumerate(self.rhs):
-            for j in range(1, len(symbols or ()) + 1):
-                self.ending_with.setdefault(symbols[j - 1], []).append((r, j))  # type: ignore[index]
+        for r, rhs in enumerate(self.rhs):
+            for j, sym in enumerate(rhs or (), start=1):
+                self.ending_with.setdefault(sym, []).append((r, j))
         self.start_symbol = next((n_terms + nt for nt, q in ir.gotos[ir.start_state].items() if q == ir.end_state),
                                  None)
         self._cheapest_yields(cost)
@@ -85,7 +85,10 @@ class Derivations:
         """Each nonterminal's cheapest yield, by rounds of relaxation; ties go to the shallower
         derivation, so that following the chosen rules always ends."""
         n_terms, ir = self.n_terms, self.ir
-        self.term_cost = [INF if (c := cost(t)) is None else c for t in range(n_terms)]
+        self.term_cost: list[float] = []
+        for t in range(n_terms):
+            length = cost(t)
+            self.term_cost.append(INF if length is None else float(length))
         best: list[tuple[float, int]] = [(INF, 0)] * len(ir.nonterminals)  # (bytes, derivation height)
         self.best_rule: list[int | None] = [None] * len(ir.nonterminals)
         changed = True
@@ -99,9 +102,9 @@ class Derivations:
                     if s < n_terms:
                         total += self.term_cost[s]
                     else:
-                        c, h = best[s - n_terms]
-                        total += c
-                        height = max(height, h)
+                        nt_total, nt_height = best[s - n_terms]
+                        total += nt_total
+                        height = max(height, nt_height)
                 if total == INF:
                     continue
                 lhs = ir.rules[r][0]

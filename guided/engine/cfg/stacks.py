@@ -38,7 +38,7 @@ class Stack:
         self.parent = parent
         self.uid = uid
         self.depth = depth  # nodes of `CfgIR.nesting_states` in the stack
-        self.height = 0 if parent is None else parent.height + 1  # nodes below this one
+        self.height: int = 0 if parent is None else parent.height + 1  # nodes below this one
         # terminal -> the stack after feeding it (None: a syntax error); END -> can the input end
         self.feeds: dict[int, Stack | None | bool] = {}
         # The terminals the parser accepts here, set by `CfgGrammar.viable_terminals`.
