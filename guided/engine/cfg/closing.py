@@ -1,10 +1,12 @@
 """Closing: short verified completions of a document, the tokens that start them, forced bytes.
 
 Budget-aware decoding needs, near the end of the token budget, the tokens after which the
-document can still be finished in time (`Closer.closing_tokens`).  The completion is found by a
-Dijkstra search over parser stacks for the cheapest terminal sequence (in bytes) that lets the
-parser accept, each terminal spelt by its shortest string over bytes that are tokens by
-themselves, and verified byte by byte; so ``len(completion)`` single-byte tokens always finish it.
+document can still be finished in time (`Closer.closing_tokens`).  The completion is a terminal
+sequence that lets the parser accept, cheap in bytes (the cheapest where a bounded Dijkstra
+search over parser stacks finds it; else from the rules in progress on the stack, or layer by
+layer: `Closer._closing_terminals`), each terminal spelt by its shortest string over bytes that
+are tokens by themselves, and verified byte by byte; so ``len(completion)`` single-byte tokens
+always finish it.  All the searches of one completion expand `CLOSING_MAX_POPS` stacks at most.
 `Closer.forced_bytes` follows the configurations while exactly one byte keeps the text viable
 (jump-forward decoding appends those bytes without sampling).
 """
