@@ -12,6 +12,12 @@ The constraint is one of ``schema=`` (a Pydantic model class: returns a validate
 (Lark text or a path to a ``.lark`` file) or ``choices=`` (returns text); none gives free text.
 Compiled constraints are cached per (spec, tokenizer), so repeated calls don't recompile.
 
+JSON is written canonically: strings only in the spelling ``json.dumps(..., ensure_ascii=False)``
+writes (no needless ``\\u`` escapes), and for ``schema=Model`` objects are closed (no key the model
+does not declare, unless it has ``extra="allow"``).  ``schema=`` also takes
+``guided.JsonSchema.from_pydantic(Model, lenient=..., whitespace=..., closed=...)`` for other
+options; ``json_schema=`` a `guided.JsonSchema`, used as given.
+
 Decoding: greedy when ``temperature=0`` (the default), sampling otherwise, beam search with
 ``num_beams > 1``; ``n > 1`` returns a list of the ``n`` best (beams, or of ``best_of``
 samples ranked by log-probability or by ``score=``).  The sampling knobs, their order and the
@@ -117,13 +123,15 @@ def resolve_constraint(
         JsonSchema = _frontend("JsonSchema", "JSON Schema (json_schema=)")
         if isinstance(json_schema, JsonSchema):
             return json_schema, json.loads
-        return _json_schema_spec(json_schema, JsonSchema), json.loads
+        return _json_schema_spec(json_schema, JsonSchema).with_options(canonical=True), json.loads
     if schema is not None:
+        JsonSchema = _frontend("JsonSchema", "Pydantic models (schema=)")
+        if isinstance(schema, JsonSchema) and schema.model is not None:
+            return schema, schema.model.model_validate_json
         if not (isinstance(schema, type) and hasattr(schema, "model_validate_json")):
-            raise UsageError(f"schema= takes a Pydantic model class, got {type(schema).__name__}; use "
-                             f"json_schema= for a JSON Schema")
-        _frontend("JsonSchema", "Pydantic models (schema=)")
-        return schema, schema.model_validate_json
+            raise UsageError(f"schema= takes a Pydantic model class (or JsonSchema.from_pydantic(Model, ...)), "
+                             f"got {type(schema).__name__}; use json_schema= for a JSON Schema")
+        return JsonSchema.from_pydantic(schema), schema.model_validate_json
     return None, identity
 
 
@@ -257,6 +265,7 @@ def generate(
     ban: Sequence[str] = (),
     ban_case_sensitive: bool = True,
     ban_whole_words: bool = True,
+    ban_word_prefixes: bool = True,
     must_include: Sequence[str] = (),
     reward: RewardFn | None = None,
     reward_weight: float = 1.0,
@@ -296,9 +305,11 @@ def generate(
     ``json_schema``, text otherwise); a list of ``n`` of them when ``n > 1``; a list per prompt
     when ``prompt`` is a list of prompts; a generator of text chunks when ``stream=True``.
 
-    ``ban``: words or phrases that never appear in the output, in any tokenization (whole words,
-    case-sensitive by default; ``ban_whole_words=False`` for raw substrings,
-    ``ban_case_sensitive=False`` to ignore case).  ``must_include``: phrases (substrings) that
+    ``ban``: words or phrases that never appear in the output, in any tokenization: by default
+    case-sensitive, never at the start of a word, whether as the whole word or as the start of a
+    longer one (banning "ocean" blocks "ocean", "oceans" and "oceanwaves", not "seocean");
+    ``ban_word_prefixes=False`` bans the whole word only, ``ban_whole_words=False`` raw substrings,
+    ``ban_case_sensitive=False`` ignores case (see `guided.sampling.phrases`).  ``must_include``: phrases (substrings) that
     must appear; EOS and any token that would end the document are blocked until they have,
     and `guided.decoding.NoAllowedToken` is raised if they do not fit in ``max_new_tokens``.
     ``reward(prefixes, continuations) -> scores`` reweights the ``reward_top_k`` most likely
@@ -380,7 +391,8 @@ def generate(
         model.vocab,
         grammar=compile(spec, model.vocab) if spec is not None else None,
         ban=list(ban),
-        ban_options=PhraseOptions(whole_word=ban_whole_words, case_sensitive=ban_case_sensitive),
+        ban_options=PhraseOptions(whole_word=ban_whole_words, case_sensitive=ban_case_sensitive,
+                                  word_prefixes=ban_word_prefixes),
         must_include=list(must_include),
         budget_window=budget_window,
     )

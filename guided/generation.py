@@ -55,6 +55,8 @@ def finish_reason_of(decoder_reason: str, closed_early: bool) -> FinishReason:
     >>> finish_reason_of("eos", False), finish_reason_of("eos", True), finish_reason_of("stop", False)
     ('stop', 'closed_early', 'stop')
     """
+    if decoder_reason == "closed_early":  # the decoders' own name for it (`Completion.finish_reason`)
+        return "closed_early"
     if decoder_reason == "timeout":
         return "timeout"
     if decoder_reason == "length":

@@ -298,13 +298,15 @@ def describe(spec: Any) -> str | None:
         return _dump([kind, text, spec.start, spec.max_states, imported])
     if isinstance(spec, Tools):
         return _dump([kind, list(spec.definitions), spec.tool_choice, spec.parallel,
-                      dataclasses.asdict(spec.format), spec.max_whitespace])
+                      dataclasses.asdict(spec.format), spec.max_whitespace, spec.canonical])
     if isinstance(spec, Xml):
         if spec.schema is not None and not isinstance(spec.schema, (dict, bool)):
             return None  # a model class: no description that is stable across processes
         return _dump([kind, spec.schema, spec.root])
     if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
-        values = [getattr(spec, f.name) for f in dataclasses.fields(spec)]
+        # Fields outside equality (JsonSchema.model, the Pydantic class a schema came from) do
+        # not change the IR.
+        values = [getattr(spec, f.name) for f in dataclasses.fields(spec) if f.compare]
         if all(v is None or isinstance(v, (str, int, float, bool)) for v in values):
             return _dump([f"{type(spec).__module__}.{kind}", values])
     return None

@@ -529,6 +529,7 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     num_threads: int | None = None,
+    quantize: str | None = None,
     verbose: bool = False,
 ) -> Model:
     """Load a causal LM and its tokenizer, offline, in eval mode.
@@ -547,12 +548,19 @@ def load_model(
         2-core machine that is 1 thread: ~19 tok/s on SmolLM2 whether or not another process is
         busy, where 2 threads give ~30 tok/s on an idle machine but 1-3 tok/s when another
         process keeps a core busy (figures in the comment above ``default_num_threads``).
+    quantize: ``"int8"`` for int8 matrix products on CPU (`guided.quantize`: int8 weights per
+        channel, int8 activations per token, SmoothQuant first; the output layer stays float32).
+        Faster on CPU at a small accuracy cost (figures in the README); ``None``: no quantization.
     verbose: show transformers' own progress bars and warnings while loading (off by default).
 
     Raises ModelUnavailable if the path does not exist, is not a model, or the default model's
     package is not installed.
     """
     dev = _pick_device(device)
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize={quantize!r}: expected None or 'int8'")
+    if quantize is not None and (dev.type != "cpu" or dtype not in (None, torch.float32)):
+        raise ValueError("quantize='int8' is for CPU inference of a float32 model (device='cpu', dtype=None)")
     if dev.type == "cpu" or num_threads is not None:
         _apply_threads(num_threads)
     kw: dict = {"trust_remote_code": False}
@@ -578,6 +586,11 @@ def load_model(
         raise ModelUnavailable(f"cannot load a model from {str(path or where)!r}: {e}") from e
     if dtype is None and dev.type == "cuda" and hf.dtype not in (torch.float16, torch.bfloat16):
         hf = hf.to(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    if quantize == "int8":
+        from guided.quantize import quantize_int8
+
+        hf.eval()
+        quantize_int8(hf, tokenizer)
     return _finish(hf, tokenizer, dev)
 
 

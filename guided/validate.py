@@ -50,6 +50,38 @@ def byte_vocabulary():
 
 
 def _spec_and_parse(spec: Any, schema: Any, json_schema: Any, regex: Any, grammar: Any, format: str | None):
+    resolved, parse = _resolve(spec, schema, json_schema, regex, grammar, format)
+    return _every_spelling(resolved, model_class=_is_model(schema) or _is_model(spec)), parse
+
+
+def _is_xml(spec: Any) -> bool:
+    from guided.frontends.xml import Xml
+
+    return isinstance(spec, Xml)
+
+
+def _is_model(spec: Any) -> bool:
+    return isinstance(spec, type) and hasattr(spec, "model_validate_json")
+
+
+def _every_spelling(spec: Any, model_class: bool) -> Any:
+    """The spec as a checker of text written by others: any JSON spelling of a string, and for a
+    Pydantic model class the undeclared keys Pydantic accepts (generation writes canonical JSON
+    and closes objects; see `guided.generate`)."""
+    from guided.frontends.jsonschema import JsonSchema
+    from guided.frontends.tools import Tools
+
+    if isinstance(spec, JsonSchema):
+        relaxed = {"canonical": False}
+        if model_class:
+            relaxed["closed"] = False  # accept what model_validate_json accepts
+        return spec.with_options(**relaxed)
+    if isinstance(spec, Tools):
+        return spec.with_options(canonical=False)
+    return spec
+
+
+def _resolve(spec: Any, schema: Any, json_schema: Any, regex: Any, grammar: Any, format: str | None):
     from guided.generate import resolve_constraint, resolve_format
 
     if spec is not None:
@@ -105,6 +137,10 @@ def validate(text: str | bytes, spec: Any = None, *, schema: Any = None, json_sc
         raise UsageError(f"validate() takes the text as a str or bytes, got {type(text).__name__}")
     spec_, parse = _spec_and_parse(spec, schema, json_schema, regex, grammar, format)
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    if _is_xml(spec_):
+        # Generation writes nothing after the root element closes (guided.frontends.xml); text
+        # written by others may end with whitespace, which XML ignores there.
+        data = data.rstrip(b" \t\r\n")
     shown = data.decode("utf-8", "replace")
     m = compile(spec_, byte_vocabulary()).matcher()
     from guided.errors import ConstraintViolation

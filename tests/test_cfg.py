@@ -282,11 +282,14 @@ def test_forced_bytes(smollm2_tokenizer, smollm2_vocab):
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_budget_mask_always_finishes_in_time(name, samplers, smollm2_tokenizer, smollm2_vocab):
-    """From prefixes of real sentences, following budget_mask(n) picks ends a document within n tokens."""
+def test_closing_tokens_finish_real_prefixes_in_the_known_distance(name, samplers, smollm2_tokenizer, smollm2_vocab):
+    """From prefixes of real sentences: following `closing_tokens` ends a document that Lark
+    parses within `closing_distance` tokens (sooner where a step finds a shorter way), never
+    fewer than `closing_lower_bound`, and the budget mask with the tokens left keeps every token
+    of the way."""
     grammar = guided.compile(Grammar(name), smollm2_vocab)
     rng = random.Random(f"budget-{name}")
-    eos = min(smollm2_vocab.eos_token_ids)
+    checked = 0
     for _ in range(8):
         text = samplers[name].sample(rng)
         ids = tokenize(smollm2_tokenizer, smollm2_vocab, text)
@@ -296,21 +299,24 @@ def test_budget_mask_always_finishes_in_time(name, samplers, smollm2_tokenizer, 
         taken = ids[: rng.randrange(len(ids) + 1)]
         for t in taken:
             m.advance(t)
-        need = next(n for n in range(1, 200) if m.budget_mask(n).any())
-        remaining = need + rng.randrange(3)
-        while remaining > 0:
-            options = np.flatnonzero(m.budget_mask(remaining))
-            assert options.size, (text, remaining)
-            assert set(options.tolist()) <= set(np.flatnonzero(m.mask()).tolist())
-            choice = int(rng.choice(options.tolist()))
-            m.advance(choice)
-            remaining -= 1
-            if choice == eos:
-                break
-            taken.append(choice)
-        assert m.is_finished() or m.accepts_eos()
+        need = m.closing_distance()
+        if need >= 10_000:
+            # The completion search is bounded (CLOSING_MAX_POPS): it may give up, never lie.
+            continue
+        checked += 1
+        lower, left = m.closing_lower_bound(), need
+        assert lower <= need, text
+        while not m.accepts_eos():
+            assert left > 0, text
+            t = int(m.closing_tokens()[0])
+            assert m.budget_mask(left)[t]
+            m.advance(t)
+            taken.append(t)
+            left -= 1
+        assert need - left >= lower, text
         document = b"".join(smollm2_vocab.token_bytes[t] for t in taken).decode()
         assert samplers[name].parses(document), (text, document)
+    assert checked >= 5
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -65,7 +65,7 @@ def test_stats_and_seed(tiny_model):
 
 def test_budget_too_small_is_an_error_not_invalid_text(tiny_model):
     with pytest.raises(IncompleteOutput):
-        guided.generate(tiny_model, "x", regex=r"[a-z]{40}", max_new_tokens=3)
+        guided.generate(tiny_model, "x", regex=r"[a-z]{300}", max_new_tokens=3)  # no 3 tokens spell 300 letters
 
 
 def test_ban_and_reward_through_generate(tiny_model):
@@ -112,3 +112,22 @@ def test_real_model_end_to_end(smollm2_model):
                            stats=stats)
     assert re.fullmatch(pattern, text) and isinstance(json.loads(text)["age"], int)
     assert stats.mask_seconds < stats.seconds
+
+
+@pytest.mark.model
+def test_real_model_extracts_the_person_at_small_budgets(smollm2_model):
+    """The issue's new-user case with the real default model: the model's own answer survives
+    every budget it fits in (budget-aware closing no longer empties it)."""
+    from pydantic import BaseModel
+
+    class P(BaseModel):
+        name: str
+        age: int
+
+    prompt = ('Extract the person from this text as JSON: "My name is John Carpenter and I am 42 years old." '
+              'Answer like {"name": "...", "age": N}.')
+    for budget in (24, 30, 60, 64):
+        stats = GenerationStats()
+        out = guided.generate(smollm2_model, prompt, schema=P, max_new_tokens=budget, stats=stats)
+        assert out == P(name="John Carpenter", age=42), (budget, out)
+        assert "closed_early" not in stats.finish_reasons, (budget, stats.finish_reasons)

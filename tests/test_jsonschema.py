@@ -462,3 +462,58 @@ def test_formats_never_accept_what_the_suite_calls_invalid(draft):
                     assert not accepts(ir, json.dumps(test["data"]).encode()), (name, test["data"])
                     checked += 1
     assert checked > 50
+
+
+# --- canonical spelling (what generation writes) ---------------------------------------------
+
+
+_STRING_IR = {c: schema_to_ir(JsonSchema({"type": "string"}, canonical=c)) for c in (False, True)}
+
+
+def _other_spellings(text: str) -> list[bytes]:
+    """Valid JSON spellings of ``text`` other than the canonical one."""
+    canonical = json.dumps(text, ensure_ascii=False).encode()
+    out = {json.dumps(text).encode(),  # \u escapes for non-ASCII
+           canonical.replace(b"/", b"\\/")}
+    if text:
+        out.add(b'"' + "".join(f"\\u{ord(c):04X}" if ord(c) < 0x10000 else c for c in text).encode() + b'"')
+    return [s for s in out if s != canonical]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(st.text(max_size=6))
+def test_canonical_strings_accept_exactly_the_json_dumps_spelling(text):
+    canonical = json.dumps(text, ensure_ascii=False).encode()
+    assert accepts(_STRING_IR[True], canonical) and accepts(_STRING_IR[False], canonical)
+    for other in _other_spellings(text):
+        assert json.loads(other) == text
+        assert accepts(_STRING_IR[False], other), other  # every spelling, by default
+        assert not accepts(_STRING_IR[True], other), other
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(st.text(min_size=1, max_size=4), st.text(max_size=4))
+def test_canonical_keys_and_enum_values_have_one_spelling(key, value):
+    schema = {"type": "object", "properties": {key: {"enum": [value, "x"]}}, "required": [key],
+              "additionalProperties": False}
+    strict, loose = (schema_to_ir(JsonSchema(schema, canonical=c)) for c in (True, False))
+    doc = {key: value}
+    canonical = json.dumps(doc, ensure_ascii=False).encode()
+    assert accepts(strict, canonical) and accepts(loose, canonical)
+    spelled = "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else c for c in key)
+    escaped = '{"' + spelled + '": ' + json.dumps(value, ensure_ascii=False) + "}"
+    if escaped.encode() != canonical:
+        assert json.loads(escaped) == doc
+        assert accepts(loose, escaped.encode()) and not accepts(strict, escaped.encode())
+
+
+def test_canonical_patterns_lengths_and_formats():
+    schema = {"type": "object", "properties": {"p": {"type": "string", "pattern": "^[a-z\\n/]+$"},
+                                               "n": {"type": "string", "maxLength": 2},
+                                               "d": {"type": "string", "format": "date"}}}
+    strict = schema_to_ir(JsonSchema(schema, canonical=True))
+    assert accepts(strict, '{"p": "a/\\n", "n": "é\\"", "d": "2024-01-31"}'.encode())
+    for bad in ['{"p": "a\\/"}', '{"p": "a\\u000a"}', '{"n": "\\u00e9"}', '{"d": "2024\\u002d01-31"}',
+                '{"n": "\\u001F"}']:
+        assert not accepts(strict, bad.encode()), bad
+    assert accepts(strict, b'{"n": "\\u001f"}')  # a control character has to be escaped: lowercase hex

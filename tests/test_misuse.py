@@ -231,10 +231,11 @@ FUZZED_SLOW_LALR = (
     'start: r0\nr0: r1\nr1.2: [(("(" "a")~5 "q"i | (")" r0 r2)) (["a" WORD] DIGITS ("q"i r1 r1 | r0))~2 "("] '
     'DIGITS [(")")* r1 "("] | ("q"i [(r1 "q"i r0)~1..3 r3] r2)~5 (")" ((r1 | ",") "a" "(")+ r3 | '
     '[DIGITS (r4 | r0)])\nr2: (["," ")" r1] (["a"]))\nr3: "("\nr4: r0\nDIGITS: /[0-9]+/\nWORD: /[x-z]+/\n')
+# (Its rule r1 never finishes; guided prunes it, and since issue 21 also builds the tables Lark
+# would, with r1, which takes past max_seconds: here is the grammar as guided runs it, r1 left out.)
 FUZZED_NESTED = (
-    'start: r0\nr0: "q"i ")" | r2 | r1 (("a")*)~2\n'
-    'r1: ("(" (WORD (r0)~5 (r1 r2)~1..3) (DIGITS)?)~5 r2 ")"\n'
-    'r2: ")" | ((("a" r2 WORD | "b"))~2)~0..2 ((("a" "q"i r0 | "a") | (r1 | "(")) ["," r0 (r0 | r2)] "(")+ '
+    'start: r0\nr0: "q"i ")" | r2\n'
+    'r2: ")" | ((("a" r2 WORD | "b"))~2)~0..2 ((("a" "q"i r0 | "a") | "(") ["," r0 (r0 | r2)] "(")+ '
     '| "(" "a" ((r2))+\nDIGITS: /[0-9]+/\nWORD: /[x-z]+/\n%ignore " "\n')
 FUZZED_NESTED_PREFIX = "(abaaaaaaaaa(aaaaa qQ     ), Q)ab aba abb(, )(,(a(a))  Q   )  ((((, a aba)y(,a "
 
@@ -295,9 +296,10 @@ def test_interned_stacks_are_freed_when_the_table_restarts(monkeypatch):
 
 
 @pytest.mark.parametrize("engine", ["python", "native"])
-def test_budget_masks_of_deeply_nested_documents_are_bounded(engine, monkeypatch):
-    """Every search of a budget mask is drawn from one budget of stacks (`CLOSING_MAX_POPS`),
-    counted here; the native engine's budget masks are the Python engine's, bit for bit."""
+def test_closing_searches_of_deeply_nested_documents_are_bounded(engine, monkeypatch):
+    """All the searches of a closing completion draw from one budget of stacks (`CLOSING_MAX_POPS`),
+    counted here (each stack a search expands is tested once with `can_end`); the native
+    engine's budget masks and closing distances are the Python engine's, bit for bit."""
     from guided.engine import native as native_module
     from guided.engine.cfg import closing
     from guided.engine.cfg.stacks import StackTable
@@ -305,22 +307,26 @@ def test_budget_masks_of_deeply_nested_documents_are_bounded(engine, monkeypatch
     if engine == "native" and not native_module.available():
         pytest.skip("the native core is not built")
     monkeypatch.setattr(closing, "CLOSING_MAX_POPS", 300)
-    grammar = guided.compile(guided.Grammar(FUZZED_NESTED), BYTES, cache=False, engine=engine)
-    reference = guided.compile(guided.Grammar(FUZZED_NESTED), BYTES, cache=False, engine="python")
     ends = []
     real = StackTable.can_end
     monkeypatch.setattr(StackTable, "can_end", lambda self, stack: ends.append(1) or real(self, stack))
+    grammar = guided.compile(guided.Grammar(FUZZED_NESTED), BYTES, cache=False, engine=engine)
+    reference = guided.compile(guided.Grammar(FUZZED_NESTED), BYTES, cache=False, engine="python")
     m, twin = grammar.matcher(), reference.matcher()
+    searched = 0
     for i, b in enumerate(FUZZED_NESTED_PREFIX.encode()):
         m.advance(b)
         twin.advance(b)
         if i % 8 == 0:
             ends.clear()
+            distance = m.closing_distance()
+            searched = max(searched, len(ends))
+            assert len(ends) <= 300 + 50  # the budget, and the checks of the candidates found
             budget = m.budget_mask(6)
-            # each stack a search expands is tested once (`can_end`); the rest checks the text
-            assert len(ends) <= 2 * 300 + 50
             assert not (budget & ~m.mask()).any()
             assert np.array_equal(m.mask(), twin.mask()) and np.array_equal(budget, twin.budget_mask(6))
+            assert distance == twin.closing_distance()
+    assert searched >= 300  # the searches did run out of budget somewhere (the case of the fuzz run)
 
 
 def test_closing_finishes_the_rules_in_progress(monkeypatch):
@@ -387,7 +393,7 @@ def scripted():
     ({"stop": 5}, "stop= takes a string or a list of strings"),
     ({"json_schema": "schemas/persn.json"}, "cannot read 'schemas/persn.json'"),
     ({"json_schema": "schemas/person.jsn"}, "is neither JSON text nor the path of a .json file"),
-    ({"schema": dict}, "schema= takes a Pydantic model class, got type"),
+    ({"schema": dict}, r"schema= takes a Pydantic model class .*got type"),
     ({"format": "yaml"}, "format='yaml': expected 'json' or 'xml'"),
     ({"regex": 3}, "regex= takes a pattern"),
 ])

@@ -29,6 +29,7 @@ PERSON = strict_object({"name": {"type": "string"}, "age": {"type": "integer", "
                         "pets": {"type": "array", "items": strict_object({"kind": {"enum": ["cat", "dog"]}})}})
 
 
+
 def test_strict_json_schema_is_enforced():
     script = '{"name": "Ada", "age": 36, "email": null, "pets": [{"kind": "cat"}]}'
     out = guided.generate(ScriptedModel([script]), "q", response_format=json_schema_format(PERSON))

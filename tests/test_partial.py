@@ -250,7 +250,8 @@ def test_on_field_while_streaming_text():
 def test_keys_a_model_ignores_fire_but_change_no_partial():
     seen = []
     text = '{"street": "Main", "zip": 7, "extra": [1]}'
-    partials = list(guided.generate(ScriptedModel([text]), "q", schema=Address, stream="objects",
+    open_address = guided.JsonSchema.from_pydantic(Address, closed=False)  # schema=Address is closed
+    partials = list(guided.generate(ScriptedModel([text]), "q", schema=open_address, stream="objects",
                                     on_field=lambda p, v: seen.append(p)))
     assert seen == [("street",), ("zip",), ("extra", 0), ("extra",), ()]
     assert [p.model_dump(exclude_unset=True) for p in partials] == [  # the validated one last

@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel, Field, conint, constr
 
 import guided
-from guided.frontends.jsonschema import schema_to_ir
+from guided.frontends.jsonschema import JsonSchema, schema_to_ir
 from guided.ir.reference import accepts
 from guided.frontends.pydantic import is_pydantic_model, pydantic_schema, pydantic_spec
 
@@ -110,3 +110,121 @@ def test_generate_returns_a_validated_instance(tiny_model):
     except TypeError as exc:  # pragma: no cover - generate() signature changing under us
         pytest.skip(f"generate() not usable here: {exc}")
     assert isinstance(result, Cat)
+
+
+# --- generation defaults: closed objects, canonical strings; validate accepts every spelling ------
+
+
+class Pair(BaseModel):
+    name: str
+    age: int
+
+
+class OpenPair(BaseModel):
+    model_config = {"extra": "allow"}
+    name: str
+
+
+def test_generation_specs_are_closed_and_canonical():
+    spec = pydantic_spec(Pair)
+    assert spec.closed and spec.canonical and spec.model is Pair
+    assert spec == JsonSchema.from_pydantic(Pair) == JsonSchema(pydantic_schema(Pair), closed=True, canonical=True)
+    ir = schema_to_ir(spec)
+    assert accepts(ir, b'{"name": "Ann", "age": 3}')
+    assert not accepts(ir, b'{"name": "Ann", "age": 3, "x1": 1}')  # no undeclared key
+    assert not accepts(ir, b'{"n\\u0061me": "Ann", "age": 3}')  # keys spelled plainly
+    assert not accepts(ir, b'{"name": "A\\u006en", "age": 3}')
+    assert accepts(schema_to_ir(pydantic_spec(OpenPair)), b'{"name": "Ann", "x": [1]}')  # extra="allow"
+    assert not accepts(schema_to_ir(pydantic_spec(Pair, closed=False, canonical=True)), b'{"n\\u0061me": "A", "age": 1}')
+    assert accepts(schema_to_ir(pydantic_spec(Pair, closed=False)), b'{"name": "A", "age": 1, "x": 2}')
+
+
+def test_validate_accepts_every_spelling_and_what_pydantic_ignores():
+    from guided.testing import assert_matches
+
+    for text in ['{"n\\u0061me": "A\\u006en", "age": 3}', '{"name": "Ann", "age": 3, "x1": {"y": 1}}',
+                 '{"name": "a\\/b", "age": 3}']:
+        result = guided.validate(text, schema=Pair)
+        assert result.ok, result.message
+        assert isinstance(result.value, Pair)
+        assert_matches(text, Pair)
+    spec = JsonSchema.from_pydantic(Pair)  # a spec given as such keeps closed=True; spellings still relax
+    assert guided.validate('{"n\\u0061me": "A", "age": 3}', spec).ok
+    assert not guided.validate('{"name": "A", "age": 3, "x": 1}', spec).ok
+
+
+def test_generate_writes_closed_canonical_json():
+    from guided.testing import ScriptedModel
+
+    chatty = ScriptedModel(['{"n\\u0061me": "Ann", "age": 3, "x1": 1, "x2": 2}'])
+    result = guided.generate(chatty, "Who?", schema=Pair, max_new_tokens=120)
+    assert isinstance(result, Pair) and result.model_extra in (None, {})
+    stream = "".join(guided.generate(ScriptedModel(['{"name": "Ann", "age": 3, "x1": 1}']), "Who?",
+                                     json_schema=JsonSchema.from_pydantic(Pair), stream=True, max_new_tokens=120))
+    assert stream.startswith('{"name": "Ann", "age": 3') and "x1" not in stream, stream
+    # schema= takes the options of JsonSchema through from_pydantic, and still returns the model
+    opened = guided.generate(ScriptedModel(['{"name":"Ann","age":3,"x1":1}']), "Who?",
+                             schema=JsonSchema.from_pydantic(OpenPair, whitespace="compact"), max_new_tokens=120)
+    assert isinstance(opened, OpenPair) and opened.model_extra == {"age": 3, "x1": 1}
+    with pytest.raises(TypeError, match="from_pydantic"):
+        guided.generate(chatty, "Who?", schema=JsonSchema({"type": "object"}))
+
+
+def test_generation_makes_tool_names_and_keys_forced_bytes():
+    from guided.validate import byte_vocabulary
+
+    fn = {"type": "function", "function": {"name": "solve_quadratic", "parameters": {
+        "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}
+    for tools, prefix, forced in [
+        (guided.Tools([fn], tool_choice="required"), b'<tool_call>{"name": "', b'solve_quadratic"'),
+        (guided.Tools([fn], tool_choice="required", max_whitespace=0), b'<tool_call>{"name":"',
+         b'solve_quadratic","arguments":{"a":'),
+    ]:
+        m = guided.compile(tools, byte_vocabulary()).matcher()
+        for b in prefix:
+            m.advance(b)
+        assert m.forced_bytes() == forced
+    text = '<tool_call>{"name": "solv\\u0065_quadratic", "arguments": {"\\u0061": 1}}</tool_call>'
+    assert guided.validate(text, guided.Tools([fn], tool_choice="required")).ok  # text by others: any spelling
+
+
+# --- dates and times: naive and aware, as Pydantic writes them -------------------------------------
+
+
+class Times(BaseModel):
+    at: datetime.datetime
+    when: datetime.time
+
+
+def test_naive_and_aware_datetimes_are_accepted_for_plain_pydantic_types():
+    from pydantic import AwareDatetime, NaiveDatetime
+
+    naive = Times(at=datetime.datetime(2024, 5, 1, 12, 0, 0), when=datetime.time(9, 30))
+    aware = Times(at=datetime.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=datetime.timezone.utc),
+                  when=datetime.time(9, 30, tzinfo=datetime.timezone(datetime.timedelta(hours=2))))
+    for value in (naive, aware):
+        text = value.model_dump_json()
+        assert guided.validate(text, schema=Times).ok, text
+        assert accepts(schema_to_ir(pydantic_spec(Times)), text.encode()), text
+
+    class Aware(BaseModel):
+        at: AwareDatetime
+
+    class Naive(BaseModel):
+        at: NaiveDatetime
+
+    assert pydantic_schema(Aware)["properties"]["at"]["format"] == "date-time"
+    assert guided.validate('{"at": "2024-05-01T12:00:00Z"}', schema=Aware).ok
+    assert not guided.validate('{"at": "2024-05-01T12:00:00"}', schema=Aware).ok
+    assert guided.validate('{"at": "2024-05-01T12:00:00"}', schema=Naive).ok
+    assert not guided.validate('{"at": "2024-05-01T12:00:00+01:00"}', schema=Naive).ok
+    # a plain JSON Schema keeps RFC 3339's meaning: the offset is required
+    assert not guided.validate('"2024-05-01T12:00:00"', json_schema={"type": "string", "format": "date-time"}).ok
+
+
+def test_generated_naive_datetimes_validate():
+    from guided.testing import ScriptedModel
+
+    model = ScriptedModel(['{"at": "2024-05-01T12:00:00", "when": "09:30:00"}'])
+    result = guided.generate(model, "When?", schema=Times, max_new_tokens=200)
+    assert result == Times(at=datetime.datetime(2024, 5, 1, 12), when=datetime.time(9, 30))

@@ -24,7 +24,7 @@ def ref_banned(text: bytes, phrase: bytes, options: PhraseOptions) -> bool:
     flags = 0 if options.case_sensitive else re.IGNORECASE
     if options.whole_word:
         left = rb"(?<!" + WORD + rb")" if re.match(WORD, phrase[:1]) else b""
-        right = rb"(?!" + WORD + rb")" if re.match(WORD, phrase[-1:]) else b""
+        right = rb"(?!" + WORD + rb")" if re.match(WORD, phrase[-1:]) and not options.word_prefixes else b""
         body = left + body + right
     return re.search(body, text, flags) is not None
 
@@ -38,9 +38,10 @@ ALPHABET = "caCAtT s._-x"
     phrase=st.sampled_from(["cat", "a c", "cat.", "Ta", "-x"]),
     whole=st.booleans(),
     case=st.booleans(),
+    prefixes=st.booleans(),
 )
-def test_ban_automaton_matches_reference(text, phrase, whole, case):
-    options = PhraseOptions(whole_word=whole, case_sensitive=case)
+def test_ban_automaton_matches_reference(text, phrase, whole, case, prefixes):
+    options = PhraseOptions(whole_word=whole, case_sensitive=case, word_prefixes=prefixes)
     dfa = ban_dfa([phrase], options)
     data = text.encode()
     assert dfa.fullmatch(data) == (not ref_banned(data, phrase.encode(), options))
@@ -58,13 +59,22 @@ def test_must_include_automaton_matches_reference(text, case):
     assert dfa.fullmatch(text.encode()) == ("red" in t and "blue" in t)
 
 
-def test_whole_word_semantics():
+def test_word_start_semantics():
+    """A banned word may not start a word, alone or glued to the next one; inside a word it may."""
     assert find_match("a cat.", ("cat",)) == "cat"
-    assert find_match("concatenate cats", ("cat",)) is None
+    assert find_match("The oceanwaves roll", ("ocean",)) == "ocean"
+    assert find_match("Parisis a city", ("Paris",)) == "Paris"
+    assert find_match("cats", ("cat",)) == "cat"
+    assert find_match("concatenate bobcat", ("cat",)) is None
+    whole = PhraseOptions(word_prefixes=False)  # the whole word only (the behaviour before)
+    assert find_match("concatenate cats", ("cat",), whole) is None
+    assert find_match("The oceanwaves roll", ("ocean",), whole) is None
+    assert find_match("a cat.", ("cat",), whole) == "cat"
     assert find_match("CAT", ("cat",)) is None
     assert find_match("CAT", ("cat",), PhraseOptions(case_sensitive=False)) == "cat"
     assert find_match("concatenate", ("cat",), PhraseOptions(whole_word=False)) == "cat"
-    assert find_match("café au lait", ("caf",)) is None  # é is a word character
+    assert find_match("café au lait", ("caf",)) == "caf"  # a word prefix
+    assert find_match("café au lait", ("caf",), whole) is None  # é is a word character
 
 
 def split_tokens(vocab: guided.Vocabulary, pieces: list[bytes]) -> list[int]:
@@ -94,8 +104,9 @@ def cat_model(cat_vocab):
 
 @pytest.mark.parametrize(
     "options",
-    [PhraseOptions(), PhraseOptions(case_sensitive=False), PhraseOptions(whole_word=False)],
-    ids=["word", "nocase", "substring"],
+    [PhraseOptions(), PhraseOptions(word_prefixes=False), PhraseOptions(case_sensitive=False),
+     PhraseOptions(whole_word=False)],
+    ids=["word-start", "whole-word", "nocase", "substring"],
 )
 def test_no_banned_word_in_thousands_of_samples(cat_model, cat_vocab, options):
     smollm2_vocab = cat_vocab
@@ -147,8 +158,43 @@ def test_must_include_that_cannot_fit_is_a_clear_error(tiny_model):
     with pytest.raises(NoAllowedToken, match="must-include phrases"):
         guided.generate(tiny_model, "hi", must_include=["antidisestablishmentarianism"], max_new_tokens=3)
     digits = guided.compile(guided.Regex(r"[0-9]+"), vocab)
-    out = decode(runner, [[1]], Constraints.build(vocab, grammar=digits, must_include=["abc"]), SamplingParams(),
-                 max_new_tokens=5, seed=0)[0]
-    assert out.missing == ["abc"] and re.fullmatch("[0-9]+", out.text)
+    with pytest.raises(NoAllowedToken, match="abc"):  # planned against the regex: refused before decoding
+        Constraints.build(vocab, grammar=digits, must_include=["abc"])
     with pytest.raises(NoAllowedToken, match="abc"):
         guided.generate(tiny_model, "hi", regex="[0-9]+", must_include=["abc"], max_new_tokens=5)
+    with pytest.raises(NoAllowedToken, match="whale"):  # ban and must-include that exclude each other
+        Constraints.build(vocab, must_include=["a whale"], ban=["whale"])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_must_include_is_planned_against_a_bounded_regex(tiny_model, seed):
+    """The issue's case: a length-bounded regex and a phrase the model never writes by itself.  The
+    product automaton places the phrase where it still fits, so every sample succeeds, with no
+    backtracking (the planned grammar's masks are exact)."""
+    vocab = tiny_model.vocab
+    pattern = r"[A-Z][a-z ,']{10,30}\."
+    cons = Constraints.build(vocab, grammar=guided.compile(guided.Regex(pattern), vocab), must_include=["whale"])
+    assert cons.planned and cons.ban is None
+    runner = guided.decoding.ModelRunner(tiny_model)
+    out = decode(runner, [[1, 2]] * 3, cons, SamplingParams(temperature=1.0), max_new_tokens=60, seed=seed)
+    for c in out:
+        assert re.fullmatch(pattern, c.text) and "whale" in c.text and c.complete and not c.missing, c.text
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(text=st.text(alphabet="ab .", max_size=10), lo=st.integers(0, 6), span=st.integers(0, 6),
+       must=st.sampled_from(["ab", "b a", "aa."]), ban=st.sampled_from([[], ["ba"], ["a"]]))
+def test_plan_is_the_exact_product(text, lo, span, must, ban):
+    """plan_dfa accepts exactly the regex's texts that hold the phrase and no banned word."""
+    from guided.frontends.regex import Regex, regex_to_dfa
+    from guided.sampling.phrases import PhrasesCannotFit, plan_dfa
+
+    pattern = f"[ab .]{{{lo},{lo + span}}}"
+    try:
+        plan = plan_dfa(regex_to_dfa(Regex(pattern)), ban=ban, must=[must])
+    except PhrasesCannotFit:
+        plan = None
+    data = text.encode()
+    want = bool(re.fullmatch(pattern, text)) and must in text and find_match(text, tuple(ban), PhraseOptions()) is None \
+        if ban else bool(re.fullmatch(pattern, text)) and must in text
+    assert (plan is not None and plan.fullmatch(data)) == want

@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 
 import guided
-from guided.frontends.jsonschema import JsonSchema
 from guided.frontends.tools import ToolFormat, Tools, parse_tool_calls, tool_format_from_template
 from guided.testing import ByteTokenizer, ScriptedModel
 
@@ -82,13 +81,15 @@ def _random_walk(grammar, vocab, rng, steps=120):
         allowed = np.flatnonzero(m.mask())
         if steps - s < 60:
             budget = np.flatnonzero(m.budget_mask(steps - s))
-            allowed = budget if budget.size else allowed
+            allowed = budget if budget.size else m.closing_tokens()
+            if 0 < m.closing_distance() >= steps - s - 1:  # a uniform walk may pass a loose lower
+                allowed = m.closing_tokens()  # bound by: follow the known completion once it barely fits
         t = int(rng.choice(allowed))
         m.advance(t)
         if t in vocab.eos_token_ids:
             return out.decode()
         out += vocab.token_bytes[t]
-    return None
+    return out.decode() if m.accepts_eos() else None  # complete when the budget ran out (as in decoding)
 
 
 @pytest.mark.parametrize("family", sorted(PARSERS))
@@ -198,19 +199,25 @@ def test_a_tools_own_format_is_kept():
     assert out.text == text
 
 
-@pytest.mark.skipif("canonical" not in JsonSchema.__dataclass_fields__,
-                    reason="canonical JSON strings (issue 19's JsonSchema(canonical=True)) are not merged yet")
 @pytest.mark.parametrize("family", sorted(PARSERS))
 def test_names_and_keys_are_forced_bytes(family, smollm2_vocab):
     """After the call's opening, jump-forward writes the tool name and the argument keys: no
-    ``\\u``-escaped spelling of them is possible."""
-    tools = Tools([WEATHER], tool_choice="get_weather", format=family)
-    m = guided.compile(tools, smollm2_vocab).matcher()
-    fmt = tools.format
-    forced = m.forced_bytes()
-    assert b'"name": "get_weather"' in forced or b'"get_weather"' in forced, forced
-    assert b"\\u" not in forced
-    assert fmt.arguments_key.encode() in forced or fmt.family == "custom"
+    ``\\u``-escaped spelling of them is possible (canonical JSON).  Without whitespace choices
+    (``max_whitespace=0``), so that nothing but the spelling could stop the forced run."""
+    single = {tb[0]: i for i, tb in enumerate(smollm2_vocab.token_bytes) if len(tb) == 1}
+    for canonical in (True, False):
+        tools = Tools([WEATHER], tool_choice="get_weather", format=family, max_whitespace=0, canonical=canonical)
+        m = guided.compile(tools, smollm2_vocab).matcher()
+        fmt = tools.format
+        for b in fmt.open.encode():
+            m.advance(single[b])
+        forced = m.forced_bytes()
+        if not canonical:  # every spelling: a key may start with a \u escape
+            assert b"get_weather" not in forced, forced
+            continue
+        assert b'"name":"get_weather"' in forced, forced
+        assert b"\\u" not in forced
+        assert b'"' + fmt.arguments_key.encode() + b'":{"city":"' in forced, forced
 
 
 @pytest.mark.model

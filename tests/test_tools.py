@@ -33,13 +33,13 @@ def _random_walk(grammar, vocab, rng, steps=90):
         allowed = np.flatnonzero(m.mask())
         if steps - s < 50:
             budget = np.flatnonzero(m.budget_mask(steps - s))
-            allowed = budget if budget.size else allowed
+            allowed = budget if budget.size else m.closing_tokens()
         t = int(rng.choice(allowed))
         m.advance(t)
         if t in vocab.eos_token_ids:
             return out.decode()
         out += vocab.token_bytes[t]
-    return None
+    return out.decode() if m.accepts_eos() else None  # complete when the budget ran out (as in decoding)
 
 
 @pytest.mark.parametrize("k", range(len(TOOL_SETS)))

@@ -13,11 +13,11 @@ from pydantic import BaseModel, Field
 import guided
 from guided.engine.xml import XmlGrammar
 from guided.frontends.xml import Xml, parse_xml, to_xml
-from guided.validate import validate
+from guided.validate import byte_vocabulary, validate
 
 DOCS = [
     '<?xml version="1.0" encoding="UTF-8"?>\n<root a="1" b=\'x &amp; y\'>\n  <item id="x">t &amp; m &#65; &#x263A;</item>\n'
-    '  <empty/><!-- c --><![CDATA[ <x> ]]>\n</root>\n',
+    '  <empty/><!-- c --><![CDATA[ <x> ]]>\n</root>',
     '<a><b><c x="1" y="2">hi</c></b><bb/><b></b></a>',
     '<list><li>1</li><li>a]]b &gt; c</li><li2>x</li2></list>',
 ]
@@ -82,6 +82,30 @@ def test_documents_walk_through_and_parse(doc, smollm2_tokenizer, smollm2_vocab)
     assert m.accepts_eos()
 
 
+def test_whitespace_is_bounded_and_nothing_follows_the_root(smollm2_vocab):
+    """Generation cannot spend its budget on whitespace: none after the root closes, runs of at
+    most `MAX_WHITESPACE` bytes elsewhere; `validate` still accepts text that ends with a newline."""
+    from guided.frontends.xml import MAX_WHITESPACE
+
+    g = guided.compile(Xml(), byte_vocabulary())
+    for text, ok in [("<a/>", True), ("<a/>\n", False), ("<a/><!-- c -->", False),
+                     (" " * MAX_WHITESPACE + "<a/>", True), (" " * (MAX_WHITESPACE + 1) + "<a/>", False),
+                     ("<a" + " " * MAX_WHITESPACE + "/>", True), ("<a" + " " * (MAX_WHITESPACE + 1) + "/>", False)]:
+        m = g.matcher()
+        walked = True
+        for b in text.encode():
+            if not m.mask()[b]:
+                walked = False
+                break
+            m.advance(b)
+        assert (walked and m.accepts_eos()) == ok, text
+    assert validate("<a>\n  <b/>\n</a>\n", format="xml").ok
+    person = guided.compile(Xml(Person), byte_vocabulary()).matcher()
+    for b in to_xml(Person(id=1, name="x", ok=True), Person).encode():
+        person.advance(b)
+    assert person.accepts_eos() and not person.mask()[ord("\n")]
+
+
 def _random_tree(rng: random.Random, depth: int = 0) -> ET.Element:
     names = ["a", "ab", "item", "x_1", "get", "get_weather"]
     el = ET.Element(rng.choice(names), {n: rng.choice(["1", "a<b", "q\"'&", ""]) for n in rng.sample(["id", "k", "v"], rng.randint(0, 2))})
@@ -115,7 +139,7 @@ def test_serialised_trees_are_accepted(smollm2_tokenizer, smollm2_vocab):
     ("<a>x]]>y</a>", 6),         # "]]>" in text
     ("<a><!-- x -- y --></a>", 12),  # "--" inside a comment must end it
     ("<a:b/>", 2),               # namespace prefixes are not in the language
-    ("<a/><b/>", 5),             # one root ("<a/><!--" would go on)
+    ("<a/><b/>", 4),             # one root, and nothing after it
     ("<a>", 3),                  # incomplete
 ])
 def test_validate_reports_exact_offsets(doc, offset):
@@ -140,15 +164,14 @@ def test_rollback_copy_forced_and_budget(smollm2_tokenizer, smollm2_vocab):
     before = m.mask().copy()
     c.rollback(c.num_tokens - m.num_tokens)
     assert np.array_equal(c.mask(), before)
-    # budget: the document can always be closed with the right names
-    for _ in range(30):
-        budget = m.budget_mask(40)
+    # budget: with exactly the tokens the close tags need, only closing them fits
+    need = m.closing_distance()
+    assert need == m.closing_lower_bound()  # </item></root>: exact
+    for left in range(need, 0, -1):
+        budget = m.budget_mask(left)
         assert budget.any()
-        t = int(np.flatnonzero(budget)[0])
-        m.advance(t)
-        if t in smollm2_vocab.eos_token_ids:
-            break
-    assert m.is_finished()
+        m.advance(int(np.flatnonzero(budget)[0]))
+    assert m.accepts_eos()
 
 
 def test_generate_free_xml_parses(tiny_model):

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from guided.decoding.constraints import Constraints, RowConstraints
@@ -42,6 +43,17 @@ from guided.errors import UsageError
 from guided.sampling.pipeline import LogitsPipeline, SamplingParams
 
 __all__ = ["beam_search", "normalized_score"]
+
+
+def _budget_refused_top(restricted: np.ndarray, logits: torch.Tensor, allowed: torch.Tensor, size: int) -> bool:
+    """Did the budget refuse the most likely token the constraints alone allowed (``restricted``:
+    the mask before budget-aware closing; ``allowed``: the mask used)?"""
+    plain = np.unpackbits(restricted.view(np.uint8), count=size, bitorder="little").astype(bool)
+    if not plain.any():
+        return False
+    scores = logits[:size].float().cpu().numpy()
+    top = int(np.flatnonzero(plain)[np.argmax(scores[plain])])
+    return not bool(allowed[top])
 
 
 def normalized_score(logprob: float, length: int, alpha: float = 1.0, kind: str = "average") -> float:
@@ -64,6 +76,7 @@ class _Beam:
     tokens: tuple[int, ...]
     logprob: float
     data: bytes
+    closed_early: bool = False  # the budget refused the top token at some step (see the sampler)
 
 
 class _Hypotheses:
@@ -136,8 +149,10 @@ def beam_search(
             logprob=logprob,
             complete=beam.cons.accepts_eos() or beam.cons.is_finished(),
             num_steps=len(beam.tokens) + (reason == "eos" and not beam.cons.is_finished()),
-            closed_early=beam.cons.closed_early and (beam.cons.accepts_eos() or beam.cons.is_finished()),
+            closed_early=beam.closed_early and (beam.cons.accepts_eos() or beam.cons.is_finished()),
         )
+        if c.closed_early and c.finish_reason in ("eos", "length"):
+            c.finish_reason = "closed_early"
         score = normalized_score(logprob, len(beam.tokens), length_penalty, length_normalization)
         hyps[beam.prompt].add(score, c)
 
@@ -148,8 +163,8 @@ def beam_search(
         dead: list[int] = []
         allowed = allowed_mask([b.cons for b in beams], [remaining] * len(beams), constraints, width, device, dead)
         for i, b in enumerate(beams):
-            if b.cons.narrowed is not None:
-                b.cons.note_closing(logits[i].float().cpu().numpy())
+            if b.cons.restricted is not None and not b.closed_early:
+                b.closed_early = _budget_refused_top(b.cons.restricted, logits[i], allowed[i], vocab.size)
         ts = time.perf_counter()
         stats.mask_seconds += ts - tm
         if dead:  # beams in a dead end (ban list / must-include against the grammar) just die
@@ -177,6 +192,7 @@ def beam_search(
             k = min(2 * num_beams, flat.numel())
             values, idx = torch.topk(flat, k)
             kept = 0
+            overran: list[tuple[float, int]] = []  # (score, parent) of candidates the budget refused
             for rank, (value, j) in enumerate(zip(values.tolist(), idx.tolist())):
                 if value == -math.inf or kept >= num_beams:
                     break
@@ -185,13 +201,19 @@ def beam_search(
                 pb = beams[parent]
                 if pb.cons.vetoes(token, remaining):
                     continue
+                if pb.cons.overruns_budget(token, remaining):
+                    overran.append((value, parent))
+                    continue
+                if overran and overran[0][0] >= value:  # a better candidate was refused: closed early
+                    pb.closed_early = True
                 if token in eos:
                     if rank < num_beams:
                         finish(pb, value, "eos")
                     continue
                 cons = pb.cons.copy()
                 cons.advance(token)
-                child = _Beam(prompt, cons, pb.tokens + (token,), value, pb.data + vocab.token_bytes[token])
+                child = _Beam(prompt, cons, pb.tokens + (token,), value, pb.data + vocab.token_bytes[token],
+                              pb.closed_early)
                 if cons.is_finished():
                     if rank < num_beams:
                         finish(child, value, "eos")
@@ -200,6 +222,25 @@ def beam_search(
                 parents.append(parent)
                 new_tokens.append(token)
                 kept += 1
+            if not kept and overran:
+                # Every candidate would leave no known completion in the budget: the best of the
+                # refused beams follows its shortest known completion instead (as the sampler does).
+                value, parent = overran[0]
+                pb = beams[parent]
+                closing = [int(t) for t in pb.cons.grammar.closing_tokens()
+                           if math.isfinite(float(totals[parent, int(t)]))]
+                if closing:
+                    token = max(closing, key=lambda t: float(totals[parent, t]))
+                    cons = pb.cons.copy()
+                    cons.advance(token)
+                    child = _Beam(prompt, cons, pb.tokens + (token,), float(totals[parent, token]),
+                                  pb.data + vocab.token_bytes[token], True)
+                    if cons.is_finished():
+                        finish(child, child.logprob, "eos")
+                    else:
+                        new_beams.append(child)
+                        parents.append(parent)
+                        new_tokens.append(token)
             # stopping
             h = hyps[prompt]
             live = [b.logprob for b in new_beams if b.prompt == prompt]
@@ -234,4 +275,6 @@ def beam_search(
         finish(b, b.logprob, "timeout" if timed_out else "length")
     stats.seconds += time.perf_counter() - t0
     stats.forward_seconds += getattr(source, "forward_seconds", 0.0) - fwd0
-    return [[c for _, c in h.items[:num_return]] for h in hyps]
+    results = [[c for _, c in h.items[:num_return]] for h in hyps]
+    stats.count_finishes(c for group in results for c in group)
+    return results

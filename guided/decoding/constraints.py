@@ -3,14 +3,25 @@
 `Constraints` is compiled once per call and shared by every row; `RowConstraints` holds one
 row's matchers and writes that row's allowed tokens into a packed bitmask, budget-aware:
 
-- **budget-aware closing**: when ``remaining`` (tokens left, the current one included) is
-  within ``budget_window`` the grammar's `budget_mask` replaces its mask, so only tokens that
-  can still finish the document in time are allowed and ``max_new_tokens`` never cuts a
-  document short (falls back to the plain mask only where no short completion is certain);
+- **budget-aware closing** (`guided.engine.closing`): with ``remaining`` tokens left (the current
+  one included), a token is allowed iff a true lower bound on the tokens the document needs
+  after it is at most ``remaining - 1`` (`Matcher.budget_mask`); so a token after which the
+  document can be finished in time is never refused by the mask.  The token a decoder picks is
+  then checked against a known completion (`RowConstraints.overruns_budget`: an upper bound
+  must fit too, so the document is always finished in time); when no token is left either way,
+  the tokens that start the shortest known completion (`Matcher.closing_tokens`).  The masks are only consulted once
+  ``remaining - 1`` is within ``budget_window`` tokens of the current lower bound; a step where
+  they removed a token is recorded (`RowConstraints.restricted`) so decoders can report
+  ``finish_reason="closed_early"`` when that changed the output;
 - **must-include**: EOS is blocked until every phrase has appeared; a token after which the
   grammar could only end (`is_finished`) is vetoed while a phrase is missing; when the budget
   gets short the must-include automaton's own budget mask steers towards the missing phrases;
 - **ban lists** are one more mask in the intersection.
+- **planning**: where the grammar is an automaton (a regex) or absent, the ban list and the
+  must-include phrases are multiplied into one automaton with it (`guided.sampling.phrases.plan_dfa`):
+  its masks are exact (no dead end, no veto, no backtracking) and its budget mask places the
+  phrases where they still fit; when no text can hold them, `build` raises `NoAllowedToken` at
+  once.  The must-include matcher then only reports which phrases are missing.
 
 Only the `guided.Matcher` protocol is used on the grammar, so any engine plugs in.
 
@@ -29,16 +40,29 @@ from typing import Sequence
 
 import numpy as np
 
-from guided.engine.bitmask import pack, words_for
+from guided.engine.automaton import AutomatonGrammar
+from guided.engine.native import NativeRegexGrammar
+from guided.engine.bitmask import pack, set_bits, words_for
 from guided.engine.matcher import CompiledGrammar, Matcher
-from guided.errors import GuidedError
-from guided.sampling.phrases import PhraseOptions, ban_grammar, must_include_grammar
+from guided.errors import GuidedError, LimitExceeded
+from guided.sampling.phrases import (
+    PhraseOptions,
+    PhrasesCannotFit,
+    ban_grammar,
+    must_include_grammar,
+    plan_grammar,
+)
 from guided.vocab import Vocabulary
 
 __all__ = ["Constraints", "NoAllowedToken", "RowConstraints", "DEFAULT_BUDGET_WINDOW"]
 
+CLOSING_CHECK_TOKENS = 16
+"""In the last tokens of a budget, at most this many allowed tokens are stepped to check that the
+known completion still fits after them (`RowConstraints._drop_unsafe`).  A guess."""
+
 DEFAULT_BUDGET_WINDOW = 48
-"""Tokens before the budget ends from which the grammar's budget mask is consulted."""
+"""How close (in tokens) ``remaining - 1`` must come to the grammar's lower bound for its budget
+mask to be consulted: a margin for the tokens one token can add to what the document needs."""
 
 
 class NoAllowedToken(GuidedError):
@@ -56,6 +80,7 @@ class Constraints:
     must: CompiledGrammar | None = None
     must_phrases: tuple[str, ...] = ()
     budget_window: int = DEFAULT_BUDGET_WINDOW
+    planned: bool = False  # ban / must-include are multiplied into the grammar (or into ``must``)
     base_words: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -75,13 +100,34 @@ class Constraints:
         must_options: PhraseOptions = PhraseOptions(whole_word=False),
         budget_window: int = DEFAULT_BUDGET_WINDOW,
     ) -> "Constraints":
+        ban, must_include = list(ban), list(must_include)
+        ban_g = ban_grammar(ban, vocab, ban_options) if ban else None
+        must_g = must_include_grammar(must_include, vocab, must_options) if must_include else None
+        planned = False
+        if isinstance(grammar, NativeRegexGrammar) and (must_include or ban):
+            grammar = grammar.reference()  # the product is planned on the Python automaton of the same DFA
+        automaton = grammar is None or isinstance(grammar, AutomatonGrammar)
+        if automaton and (must_include or (ban and grammar is not None)):
+            try:
+                plan = plan_grammar(grammar, vocab, ban, must_include, ban_options, must_options)
+            except PhrasesCannotFit as exc:
+                raise NoAllowedToken(f"{exc}: nothing to generate") from None
+            except LimitExceeded:
+                plan = None  # too large a product: the phrases run beside the grammar instead
+            if plan is not None:
+                planned, ban_g = True, None
+                if grammar is not None:
+                    grammar = plan  # the must-include matcher stays, to report missing phrases
+                else:
+                    must_g = plan  # free text stays free (it may be cut); the plan is its phrase automaton
         return cls(
             vocab=vocab,
             grammar=grammar,
-            ban=ban_grammar(list(ban), vocab, ban_options) if ban else None,
-            must=must_include_grammar(list(must_include), vocab, must_options) if must_include else None,
+            ban=ban_g,
+            must=must_g,
             must_phrases=tuple(must_include),
             budget_window=budget_window,
+            planned=planned,
         )
 
     @property
@@ -105,42 +151,28 @@ class Constraints:
 class RowConstraints:
     """One row's matchers (grammar, ban list, must-include); copy is O(1) for automata.
 
-    ``closed_early`` becomes True once budget-aware closing refused the token the plain masks
-    ranked first (`note_closing`): the document was then shortened to fit the budget.
+    ``restricted`` holds the mask the last `fill` had before budget-aware closing removed
+    tokens from it (None: it removed none); decoders compare it with the model's choice to report
+    ``finish_reason="closed_early"``.
     """
 
-    __slots__ = ("cons", "grammar", "ban", "must", "narrowed", "closed_early")
+    __slots__ = ("cons", "grammar", "ban", "must", "restricted")
 
     def __init__(self, cons: Constraints, grammar: Matcher | None, ban, must):
         self.cons = cons
         self.grammar = grammar
         self.ban = ban
         self.must = must
-        self.narrowed: tuple[np.ndarray, np.ndarray] | None = None  # (plain, budget) words of the last fill
-        self.closed_early = False
+        # The mask the last `fill` had before the budget removed tokens from it (None: it did not).
+        self.restricted: np.ndarray | None = None
 
     def copy(self) -> "RowConstraints":
-        out = RowConstraints(
+        return RowConstraints(
             self.cons,
             self.grammar.copy() if self.grammar is not None else None,
             self.ban.copy() if self.ban is not None else None,
             self.must.copy() if self.must is not None else None,
         )
-        out.closed_early = self.closed_early
-        return out
-
-    def note_closing(self, logits: Sequence[float] | np.ndarray) -> None:
-        """After a fill, with the row's next-token ``logits``: mark `closed_early` when the budget
-        mask refused the most likely token the plain masks allowed."""
-        if self.narrowed is None:
-            return
-        plain, budget = self.narrowed
-        size = self.cons.vocab.size
-        allowed = np.unpackbits(plain.view(np.uint8), count=size, bitorder="little").astype(bool)
-        scores = np.asarray(logits, dtype=np.float64)[:size]
-        top = int(np.argmax(np.where(allowed, scores, -np.inf)))
-        if not (int(budget.view(np.uint32)[top >> 5]) >> (top & 31)) & 1:
-            self.closed_early = True
 
     def matchers(self) -> list[Matcher]:
         """The row's matchers (grammar, ban list, must-include: those it has)."""
@@ -181,19 +213,11 @@ class RowConstraints:
         """
         cons = self.cons
         words = out
-        self.narrowed = None
+        self.restricted = None
         if self.grammar is None:
             words[:] = cons.base_words
-            plain = None
         else:
             self._fill_from(self.grammar, words)
-            plain = words.copy()
-            if remaining is not None and remaining <= cons.budget_window:
-                budget = self.grammar.budget_mask(remaining)
-                if bool(budget.any()):
-                    words[:] = pack(budget)
-                    if (plain & ~words).any():
-                        self.narrowed = (plain, words)  # the same arrays: ban / must-include narrow both
         extra = np.empty_like(words)
         if self.ban is not None:
             if remaining is not None and remaining <= 1:
@@ -202,18 +226,13 @@ class RowConstraints:
             else:
                 self._fill_from(self.ban, extra)
             words &= extra
-            if plain is not None:
-                plain &= extra
         if self.must is not None:
             self._fill_from(self.must, extra)
             words &= extra
-            if plain is not None:
-                plain &= extra
-            if remaining is not None and not self.must.accepts_eos():
-                self._steer_to_phrases(words, remaining)
-        if not words.any() and plain is not None and plain.any():
-            words[:] = plain  # no certain short completion: keep going on the plain mask
-            self.narrowed = None
+            if remaining is not None and not self.must.accepts_eos() and not (cons.planned and self.grammar):
+                self._steer_to_phrases(words, remaining)  # (a planned grammar's own budget mask steers)
+        if self.grammar is not None and remaining is not None:
+            self._close_in_time(words, remaining)
         if not words.any():
             missing = self.missing_phrases()
             if missing and remaining is not None and remaining <= 1:
@@ -225,6 +244,42 @@ class RowConstraints:
                 "no token satisfies every constraint here: the ban list or the must-include phrases "
                 "conflict with the grammar" + (f" (missing phrases: {missing!r})" if missing else "")
             )
+
+    def _close_in_time(self, words: np.ndarray, remaining: int) -> None:
+        """Keep the tokens after which the document can still be completed in ``remaining - 1``
+        tokens (see the module docstring); when none, those that start the shortest completion."""
+        grammar = self.grammar
+        lower = grammar.closing_lower_bound()
+        if remaining - 1 >= lower + self.cons.budget_window:
+            return
+        fits = words & pack(grammar.budget_mask(remaining))
+        if lower > 0 and grammar.closing_distance() >= remaining - 1:
+            self._drop_unsafe(fits, remaining)
+        if not fits.any():
+            fits = np.zeros_like(words)
+            set_bits(fits, grammar.closing_tokens())
+            fits &= words
+            if not fits.any():
+                return  # no known completion at all: the plain mask, and the budget decides
+        if (fits != words).any():
+            self.restricted = words.copy()
+            words[:] = fits
+
+    def _drop_unsafe(self, fits: np.ndarray, remaining: int) -> None:
+        """In the last tokens (the known completion barely fits), drop a token after which the
+        lower bound fits but the known completion does not and the two differ: the bound may be
+        loose there, and a model that keeps to it would run out.  Only for a few tokens (each is
+        stepped); a token after which the bound is exact is kept, so output that fits stays."""
+        ids = [t for t in np.flatnonzero(_unpacked(fits, self.cons.vocab.size)).tolist()
+               if t not in self.cons.vocab.eos_token_ids]
+        if not 0 < len(ids) <= CLOSING_CHECK_TOKENS:
+            return
+        for t in ids:
+            after = self.grammar.copy()
+            after.advance(t)
+            upper = after.closing_distance()
+            if upper > remaining - 1 and after.closing_lower_bound() < upper:
+                fits.view(np.uint32)[t >> 5] &= np.uint32(~(1 << (t & 31)) & 0xFFFFFFFF)
 
     def _steer_to_phrases(self, words: np.ndarray, remaining: int) -> None:
         must = self.must
@@ -239,13 +294,8 @@ class RowConstraints:
             words &= steer
 
     def _grammar_reserve(self, remaining: int) -> int:
-        """Tokens the grammar needs to close from here (doubling probe of `budget_mask`)."""
-        n = 1
-        while n < remaining:
-            if bool(self.grammar.budget_mask(n).any()):
-                return n
-            n *= 2
-        return remaining
+        """Tokens enough for the grammar to close from here (at most ``remaining``)."""
+        return min(remaining, self.grammar.closing_distance())
 
     def closing_budget(self, remaining: int) -> int:
         """Tokens enough to end the text from here by the shortest known way (0: it may end
@@ -259,14 +309,44 @@ class RowConstraints:
             need += 1
         return max(1, min(need, remaining))
 
+    def overruns_budget(self, token: int, remaining: int | None) -> bool:
+        """True when the document might not be finished in time after ``token``; the decoder
+        then picks again (one step, for the picked token only).
+
+        Two checks, on the configuration after ``token``.  The grammar's lower bound there must
+        fit in the ``remaining - 1`` tokens left: the budget mask bounds its candidates before
+        they are stepped (`Matcher.budget_mask`; stepping them all costs too much), and only in
+        the last tokens, so a token that opens something long (a second tool call, an array item
+        with required keys) can get past it.  And while a known completion fits now
+        (`Matcher.closing_distance`, a number of tokens known to be enough), one must still fit
+        after ``token`` wherever the bound after it is near the budget or rose: a lower bound
+        that fits does not prove the document can be finished (it may be loose), and a decoder
+        that kept only to it could run out of tokens.  So the output ends complete whenever a
+        known completion fitted when the budget started to matter; where the two bounds differ
+        this may refuse a token after which the document would just have fitted (reported as
+        ``closed_early``)."""
+        g = self.grammar
+        if g is None or remaining is None or token in self.cons.vocab.eos_token_ids:
+            return False
+        after = g.copy()
+        after.advance(token)
+        lower = after.closing_lower_bound()
+        if lower > remaining - 1:
+            return True
+        if remaining - 1 >= lower + self.cons.budget_window and lower <= g.closing_lower_bound():
+            return False  # far from the end and nothing new opened: the bounds change little
+        if g.closing_distance() > remaining:
+            return False  # no known completion fits any more: the lower bounds alone decide
+        return after.closing_distance() > remaining - 1
+
     def vetoes(self, token: int, remaining: int | None = None) -> bool:
         """True when ``token`` passes every mask but leads nowhere: the grammar would end while
         a must-include phrase is missing or a banned word is pending, or (one token of
         look-ahead) no token at all could follow.  Only grammar + ban / must-include can
         disagree this way; deeper dead ends (a grammar that forces a banned word over several
         tokens) surface as `NoAllowedToken`."""
-        if self.grammar is None or (self.must is None and self.ban is None):
-            return False
+        if self.grammar is None or (self.must is None and self.ban is None) or self.cons.planned:
+            return False  # (a planned grammar has exact masks: no dead end to look for)
         if token in self.cons.vocab.eos_token_ids:
             return False
         after = self.copy()
@@ -281,3 +361,7 @@ class RowConstraints:
         except NoAllowedToken:
             return True
         return False
+
+
+def _unpacked(words: np.ndarray, size: int) -> np.ndarray:
+    return np.unpackbits(words.view(np.uint8), count=size, bitorder="little").astype(bool)

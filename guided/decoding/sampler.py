@@ -34,7 +34,7 @@ from typing import Callable, Generator, Sequence
 import numpy as np
 import torch
 
-from guided.decoding.constraints import Constraints, NoAllowedToken, RowConstraints
+from guided.decoding.constraints import CLOSING_CHECK_TOKENS, Constraints, NoAllowedToken, RowConstraints
 from guided.decoding.overlap import MaskPrefetch, next_logits
 from guided.decoding.runner import LogitsSource
 from guided.decoding.stats import GenerationStats
@@ -57,8 +57,10 @@ class Completion:
     """Generated token ids, EOS excluded (a text cut at a stop string may end before them)."""
     text: str = ""
     finish_reason: str = ""
-    """``"eos"``, ``"length"``, ``"stop"`` (stop string) or ``"timeout"`` (the ``timeout`` ran
-    out: the row stopped, or was closed by the shortest way under a constraint)."""
+    """``"eos"``, ``"length"``, ``"stop"`` (stop string), ``"timeout"`` (the ``timeout`` ran out:
+    the row stopped, or was closed by the shortest way under a constraint), or ``"closed_early"``:
+    the document is complete, but the token budget refused the model's most likely token (under
+    the constraints alone) at some step, so it was closed sooner than the model would have."""
     logprob: float = 0.0
     """Sum of the chosen tokens' log-probabilities after penalties and masks (EOS included)."""
     complete: bool = True
@@ -68,8 +70,7 @@ class Completion:
     missing: list[str] = field(default_factory=list)
     """Must-include phrases that did not make it into the text (the budget ran out)."""
     closed_early: bool = False
-    """Budget-aware closing refused the token the plain masks ranked first at some step: the
-    document was shortened to fit ``max_new_tokens`` (see `RowConstraints.note_closing`)."""
+    """The budget refused the model's most likely token at some step (see ``finish_reason``)."""
 
     def score(self, length_penalty: float = 1.0) -> float:
         """``logprob / len^α``."""
@@ -236,7 +237,8 @@ def iter_decode(
     running = list(rows)
     base_allowed = None
     constrained = constraints.any or row_constraints is not None
-    needs_veto = any(r.cons.grammar is not None and (r.cons.must is not None or r.cons.ban is not None) for r in rows)
+    needs_veto = any(r.cons.grammar is not None and (r.cons.must is not None or r.cons.ban is not None)
+                     and not r.cons.cons.planned for r in rows)
     decoders = {r.index: codecs.getincrementaldecoder("utf-8")("replace") for r in rows} if params.reward else {}
     prefixes = {r.index: "" for r in rows}
     max_steps = 4 * max_new_tokens + 64
@@ -268,10 +270,6 @@ def iter_decode(
             if base_allowed is None:
                 base_allowed = allowed_mask([constraints.start()], [None], constraints, width, device)
             allowed = base_allowed.expand(len(running), width)
-        if constrained:
-            for i, r in enumerate(running):
-                if r.cons.narrowed is not None:
-                    r.cons.note_closing(logits[i].float().cpu().numpy())
         ts = time.perf_counter()
         stats.mask_seconds += ts - tm
 
@@ -300,6 +298,13 @@ def iter_decode(
                         break
                     tokens[i] = int(pipe.pick(x[i : i + 1], generator)[0])
             stats.mask_seconds += time.perf_counter() - tv
+        if constrained:
+            tv = time.perf_counter()
+            for i, r in enumerate(running):
+                if i not in dead_set and r.refeed is None and r.cons.overruns_budget(tokens[i], budgets[i]):
+                    tokens[i] = _pick_within_budget(r, tokens[i], budgets[i], x[i : i + 1], masked[i], pipe, generator)
+            stats.mask_seconds += time.perf_counter() - tv
+        _note_budget_refusals(running, logits, allowed, width)
         chosen = torch.tensor(tokens, device=masked.device)[:, None]
         logp = (masked.gather(-1, chosen) - torch.logsumexp(masked, dim=-1, keepdim=True)).squeeze(-1).tolist()
 
@@ -396,11 +401,49 @@ def iter_decode(
         c.text = bytes(r.data).decode("utf-8", errors="replace")
         c.complete = r.cons.accepts_eos() or r.cons.is_finished()
         c.missing = r.cons.missing_phrases()
-        c.closed_early = r.cons.closed_early and c.complete
+        if c.closed_early and c.complete and c.finish_reason in ("eos", "length"):
+            c.finish_reason = "closed_early"
         out.append(c)
+    stats.count_finishes(out)
     stats.seconds += time.perf_counter() - t0
     stats.forward_seconds += getattr(source, "forward_seconds", 0.0) - fwd0
     return out
+
+
+def _pick_within_budget(r, token: int, remaining: int, x: torch.Tensor, masked: torch.Tensor, pipe, generator,
+                        cons=None) -> int:
+    """Pick again for a row whose ``token`` overruns the budget (`RowConstraints.overruns_budget`):
+    up to ``CLOSING_CHECK_TOKENS`` draws without the refused tokens, then the first token of the
+    shortest known completion.  The document is then shortened to fit: ``closed_early``.
+    ``cons``: the row's constraints where the pick is (speculative decoding picks ahead of
+    them); the row's own by default."""
+    cons = r.cons if cons is None else cons
+    r.completion.closed_early = True
+    x = x.clone()  # (the row's log-probabilities stay those of its masks)
+    for _ in range(CLOSING_CHECK_TOKENS):
+        x[0, token] = NEG_INF
+        if not bool(torch.isfinite(x[0]).any()):
+            break
+        token = int(pipe.pick(x, generator)[0])
+        if not cons.overruns_budget(token, remaining):
+            return token
+    closing = [int(t) for t in cons.grammar.closing_tokens() if bool(torch.isfinite(masked[int(t)]))]
+    return closing[0] if closing else token
+
+
+def _note_budget_refusals(running, logits: torch.Tensor, allowed: torch.Tensor, width: int) -> None:
+    """Mark the rows whose budget mask refused the model's most likely token (under the
+    constraints alone) at this step: their documents are being closed early."""
+    for i, r in enumerate(running):
+        before = r.cons.restricted
+        if before is None or r.completion.closed_early or r.refeed is not None:
+            continue
+        size = min(r.cons.cons.vocab.size, width)
+        plain = np.unpackbits(before.view(np.uint8), count=size, bitorder="little").astype(bool)
+        scores = logits[i, :size].float().cpu().numpy()
+        top = int(np.flatnonzero(plain)[np.argmax(scores[plain])]) if plain.any() else -1
+        if top >= 0 and not bool(allowed[i, top]):
+            r.completion.closed_early = True
 
 
 def decode(source: LogitsSource, prompts, constraints, params: SamplingParams = SamplingParams(), **kw) -> list[Completion]:

@@ -74,7 +74,15 @@ import torch
 from guided.decoding.constraints import Constraints, RowConstraints
 from guided.decoding.drafters import Drafter, SyncedSource, make_drafter
 from guided.decoding.runner import LogitsSource
-from guided.decoding.sampler import Completion, _find_stop, _to_bool, _token_text, make_generator, prefill
+from guided.decoding.sampler import (
+    Completion,
+    _find_stop,
+    _pick_within_budget,
+    _to_bool,
+    _token_text,
+    make_generator,
+    prefill,
+)
 from guided.decoding.stats import GenerationStats
 from guided.sampling.pipeline import LogitsPipeline, SamplingParams, sample
 
@@ -222,6 +230,38 @@ class _Row:
         return self.prompt + self.completion.tokens
 
 
+def _budget_refused_top(plain_words: np.ndarray, words: np.ndarray, logits: torch.Tensor, size: int) -> bool:
+    """Did the budget refuse the most likely token the constraints alone allowed (see the sampler)?"""
+    plain = np.unpackbits(plain_words.view(np.uint8), count=size, bitorder="little").astype(bool)
+    if not plain.any():
+        return False
+    scores = logits[:size].float().cpu().numpy()
+    top = int(np.flatnonzero(plain)[np.argmax(scores[plain])])
+    return not _allowed(words, top)
+
+
+def _within_budget(r: _Row, chosen: list[int], max_new_tokens: int, x: torch.Tensor, masked: torch.Tensor,
+                   pipe: LogitsPipeline, generator) -> list[int]:
+    """``chosen`` up to the first token that would leave no known completion in the budget
+    (`RowConstraints.overruns_budget`), which is picked again as the sampler does; the tokens
+    after it were drafted after the refused one and are dropped."""
+    if r.cons.grammar is None:
+        return chosen
+    cons = None
+    for j, t in enumerate(chosen):
+        remaining = r.remaining(max_new_tokens) - j
+        if remaining <= 0:
+            return chosen[:j]
+        probe = cons if cons is not None else r.cons
+        if probe.overruns_budget(t, remaining):
+            fixed = _pick_within_budget(r, t, remaining, x[j : j + 1], masked[j], pipe, generator, probe)
+            return chosen[:j] + [fixed]
+        if j + 1 < len(chosen):
+            cons = (cons if cons is not None else r.cons.copy())
+            cons.advance(t)
+    return chosen
+
+
 def _allowed(words: np.ndarray, t: int) -> bool:
     if t < 0 or (t >> 5) >= words.shape[0]:
         return False
@@ -318,7 +358,7 @@ def speculative_decode(
         qs: list[list[torch.Tensor | None]] = [[] for _ in range(b)]
         kinds: list[list[str]] = [[] for _ in range(b)]
         words: list[list[np.ndarray]] = [[] for _ in range(b)]
-        narrowed: list[list] = [[] for _ in range(b)]  # budget-closing notes per position
+        restricted: list[list[np.ndarray | None]] = [[] for _ in range(b)]  # before the budget cut
         terminal = [False] * b
         n_draft = [0] * b
         forced_q: list[deque] = [deque() for _ in range(b)]
@@ -352,7 +392,7 @@ def speculative_decode(
                 w = np.zeros(constraints.words, dtype=np.int32)
                 mcs[i].fill(w, rem)
                 words[i].append(w)
-                narrowed[i].append(mcs[i].narrowed)
+                restricted[i].append(mcs[i].restricted)
                 if rem <= 1 or j >= max_draft or first_round:
                     continue
                 t = None
@@ -470,6 +510,7 @@ def speculative_decode(
                     break
                 if not rejected and len(d) < npos[i]:
                     chosen.append(int(sample(x[len(d)][None, :], generator)[0]))
+            chosen = _within_budget(running[i], chosen, max_new_tokens, x, masked_list[i], tpipe, generator)
             keep_tokens.append(chosen)
             kept = 0
             for j, t in enumerate(chosen):
@@ -496,12 +537,11 @@ def speculative_decode(
             done = False
             for j, tok in enumerate(keep_tokens[i]):
                 mrow = masked_list[i][j]
+                if restricted[i][j] is not None and not c.closed_early:
+                    c.closed_early = _budget_refused_top(restricted[i][j], words[i][j], outs[i][j], vocab.size)
                 lp = float(mrow[tok] - torch.logsumexp(mrow, dim=-1))
                 c.num_steps += 1
                 c.logprob += lp
-                if narrowed[i][j] is not None:
-                    r.cons.narrowed = narrowed[i][j]
-                    r.cons.note_closing(outs[i][j].float().cpu().numpy())
                 r.cons.advance(tok)
                 stats.new_tokens += 1
                 if tok in eos:
@@ -547,8 +587,10 @@ def speculative_decode(
         c.text = bytes(r.data).decode("utf-8", errors="replace")
         c.complete = r.cons.accepts_eos() or r.cons.is_finished()
         c.missing = r.cons.missing_phrases()
-        c.closed_early = r.cons.closed_early and c.complete
+        if c.closed_early and c.complete and c.finish_reason in ("eos", "length"):
+            c.finish_reason = "closed_early"
         out.append(c)
+    stats.count_finishes(out)
     spec.target_forwards += target.forward_calls
     spec.plain_forwards += max((c.num_steps for c in out), default=0)
     if drafter is not None:

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass
@@ -20,6 +20,9 @@ class GenerationStats:
     the model, ``sampling_seconds`` the rest of the pipeline.  ``overlapped_mask_seconds``: mask
     time spent in background native threads while the model ran (`guided.decoding.overlap`), off the
     critical path where it fits inside the forward pass.
+    ``finish_reasons`` counts how the rows ended (``"eos"``, ``"length"``, ``"stop"``,
+    ``"timeout"``, and ``"closed_early"``: the token budget made the decoder close the document
+    sooner than the model would have, see `guided.decoding.constraints`).
     """
 
     prompt_tokens: int = 0
@@ -32,6 +35,12 @@ class GenerationStats:
     mask_seconds: float = 0.0
     sampling_seconds: float = 0.0
     overlapped_mask_seconds: float = 0.0
+    finish_reasons: dict[str, int] = field(default_factory=dict)
+
+    def count_finishes(self, completions) -> None:
+        """Add the ``finish_reason`` of each finished completion to `finish_reasons`."""
+        for c in completions:
+            self.finish_reasons[c.finish_reason] = self.finish_reasons.get(c.finish_reason, 0) + 1
 
     @property
     def tokens_per_second(self) -> float:

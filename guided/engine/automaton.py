@@ -7,6 +7,11 @@ they die, on the `TokenTable` shared by every grammar of the vocabulary.  A stat
 computed the first time a matcher reaches it and kept on the compiled grammar, which is
 immutable otherwise and safe to share between threads.
 
+Closing (`guided.engine.closing`): for automata of up to `AUTOMATON_EXACT_STATES` states the
+fewest tokens from each state to an accepting one are computed exactly (token walks from every
+state, then Bellman-Ford over them), so the budget mask is exact; larger ones use the mandatory
+subsequence of each state as the lower bound and single-byte paths as the upper one.
+
 >>> import guided
 >>> vocab = guided.Vocabulary.from_token_bytes([b"1", b"12", b"x", b"</s>"], eos_token_ids=[3])
 >>> g = guided.compile(guided.Regex(r"[0-9]+"), vocab)
@@ -23,8 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from guided.engine.bitmask import pack, unpack, write_row
+from guided.engine.closing import mandatory_bytes, subsequence_cover
 from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes, token_index
 from guided.engine.token_table import TokenTable, walk_automaton
+from guided.engine.tuning import AUTOMATON_EXACT_STATES
 from guided.errors import ConstraintViolation
 from guided.ir.dfa import DEAD, ByteDFA
 from guided.vocab import Vocabulary
@@ -52,6 +59,7 @@ class AutomatonGrammar:
         self._words: dict[int, np.ndarray] = {}
         self._bools: dict[int, np.ndarray] = {}
         self._forced: dict[int, bytes] = {}
+        self._lower: dict[int, int] = {}
         eos = np.zeros(vocab.size, dtype=bool)
         eos[self.table.eos_ids] = True
         self._words[FINISHED] = pack(eos)
@@ -141,16 +149,77 @@ class AutomatonGrammar:
             frontier = np.unique(nxt[dist[nxt] == UNREACHABLE])
         return dist
 
+    @functools.cached_property
+    def token_distances(self) -> np.ndarray | None:
+        """Per state, the fewest tokens to an accepting state (exact; ``UNREACHABLE`` where none
+        leads there), or None for automata over `AUTOMATON_EXACT_STATES` states."""
+        n = self.dfa.num_states
+        if n > AUTOMATON_EXACT_STATES:
+            return None
+        succ = [np.zeros(0, np.int64) if s == DEAD else np.unique(self._token_ends(s)[1]).astype(np.int64)
+                for s in range(n)]
+        sizes = np.array([x.size for x in succ])
+        flat = np.concatenate(succ) if n else np.zeros(0, np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        has = sizes > 0
+        dist = np.full(n, UNREACHABLE, dtype=np.int64)
+        dist[self.dfa.accepting] = 0
+        dist[DEAD] = UNREACHABLE
+        while flat.size:  # Bellman-Ford rounds over the token moves, vectorised
+            best = np.full(n, UNREACHABLE, dtype=np.int64)
+            best[has] = np.minimum.reduceat(dist[flat], starts[has])
+            new = np.minimum(dist, np.minimum(best + 1, UNREACHABLE))
+            new[DEAD] = UNREACHABLE
+            if (new == dist).all():
+                break
+            dist = new
+        return dist
+
+    def lower_bound(self, state: int) -> int:
+        """A true lower bound on the tokens from ``state`` to an accepting state."""
+        exact = self.token_distances
+        if exact is not None:
+            return int(exact[state])
+        found = self._lower.get(state)
+        if found is None:
+            tr, acc = self.dfa.transitions, self.dfa.accepting
+            seq = tuple(mandatory_bytes(tr.__getitem__, lambda s: bool(acc[s]), state))
+            found = self._lower[state] = 0 if acc[state] else max(1, subsequence_cover(self.table).cover(seq))
+        return found
+
     def budget_allowed(self, state: int, remaining: int) -> np.ndarray:
-        """Allowed tokens after which a complete document is still reachable within ``remaining - 1`` tokens."""
+        """Allowed tokens after which no lower bound rules out an accepting state within
+        ``remaining - 1`` tokens (exact for small automata)."""
         allowed = np.zeros(self.vocab.size, dtype=bool)
         if state == FINISHED or self.dfa.accepting[state]:
             allowed[self.table.eos_ids] = True
         if state == FINISHED or remaining < 1:
             return allowed
         ids, ends = self._token_ends(state)
-        allowed[ids] = self.closing_distances[ends] <= remaining - 1
+        exact = self.token_distances
+        if exact is not None:
+            bounds = exact[ends]
+        else:
+            uniq, inverse = np.unique(ends, return_inverse=True)
+            bounds = np.array([self.lower_bound(int(e)) for e in uniq.tolist()], dtype=np.int64)[inverse]
+        allowed[ids] = bounds <= remaining - 1
         return allowed
+
+    def closing_tokens(self, state: int) -> np.ndarray:
+        """Tokens that start a shortest known way to an accepting state."""
+        if state == FINISHED or self.dfa.accepting[state]:
+            return np.zeros(0, np.int64)
+        distances = self.token_distances if self.token_distances is not None else self.closing_distances
+        ids, ends = self._token_ends(state)
+        if not ids.size:
+            return ids
+        best = distances[ends].min()
+        return ids[distances[ends] == best] if best < UNREACHABLE else np.zeros(0, np.int64)
+
+    def upper_bound(self, state: int) -> int:
+        """Tokens enough from ``state`` to an accepting state (``UNREACHABLE`` if none known)."""
+        exact = self.token_distances
+        return int(exact[state] if exact is not None else self.closing_distances[state])
 
     def forced_bytes(self, state: int) -> bytes:
         forced = self._forced.get(state)
@@ -241,7 +310,14 @@ class AutomatonMatcher(HistoryMatcher):
     def budget_mask(self, remaining: int) -> np.ndarray:
         return self.grammar.budget_allowed(self.state, remaining)
 
+    def closing_lower_bound(self) -> int:
+        s = self.state
+        return 0 if s == FINISHED else self.grammar.lower_bound(s)
+
     def closing_distance(self) -> int:
         s = self.state
-        return 0 if s == FINISHED else int(self.grammar.closing_distances[s])
+        return 0 if s == FINISHED else self.grammar.upper_bound(s)
+
+    def closing_tokens(self) -> np.ndarray:
+        return self.grammar.closing_tokens(self.state)
 

@@ -21,9 +21,12 @@ Contract, for every engine (regex automata, CFGs from Lark, JSON Schema, tools; 
   leaves the matcher unchanged.  After EOS the matcher is finished and only EOS is allowed.
 - ``rollback(n)`` undoes the last ``n`` advances exactly; ``copy()`` is cheap (persistent
   history, no deep copies) and independent of the original.
-- ``budget_mask(n)`` keeps only the tokens after which the document can still be completed
-  within ``n - 1`` more tokens: what budget-aware decoding uses near ``max_new_tokens``;
-  ``closing_distance()`` is a number of tokens known to be enough to complete the document.
+- budget-aware closing (`guided.engine.closing`): ``closing_lower_bound()`` is a true lower
+  bound on the tokens any completion needs (never more than the real minimum);
+  ``budget_mask(n)`` keeps the allowed tokens whose lower bound after them is at most ``n - 1``
+  (so it never refuses a token after which the document can be finished in time);
+  ``closing_distance()`` is a number of tokens known to be enough, and ``closing_tokens()`` the
+  tokens that start such a completion (what a decoder falls back on when nothing else fits).
 - ``forced_bytes()`` is the longest byte string every continuation must start with (empty when
   the next byte is open or EOS is allowed): what jump-forward may append without sampling.
 
@@ -96,29 +99,48 @@ class Matcher(Protocol):
         ...
 
     def budget_mask(self, remaining: int) -> np.ndarray:
-        """The allowed tokens (bool array ``[vocab.size]``) after which a complete document is
-        still reachable within ``remaining - 1`` more tokens (EOS only where the text is already
+        """The allowed tokens (bool array ``[vocab.size]``) after which no lower bound rules out
+        completing the document within ``remaining - 1`` more tokens (EOS only where the text is
         complete).
 
-        A safe under-approximation of "can still finish in time": decoders switch to it as the
-        token budget runs out, so output is never truncated.  It may be empty when no short
-        completion is certain; a decoder then falls back to the plain mask.
+        It never refuses a token after which the document can be finished in time; it may keep
+        one after which it cannot (the bound is a lower bound: decoders check the token they
+        pick against `closing_distance`).  It may be empty; a decoder then follows
+        `closing_tokens`.
         """
+        ...
+
+    def closing_lower_bound(self) -> int:
+        """A true lower bound on the tokens any completion of the document needs from here (0
+        when it may end now)."""
         ...
 
     def closing_distance(self) -> int:
         """Tokens enough to complete the document from here, by the shortest way known (0 when it
-        may end now; `UNREACHABLE` when none is known).
+        may end now; `UNREACHABLE` when none is known)."""
+        ...
 
-        Counted in tokens that are single bytes, so an upper bound for vocabularies that hold
-        every byte of the way as a token (byte-fallback tokenizers do).
-        """
+    def closing_tokens(self) -> np.ndarray:
+        """Token ids that start the shortest known completion (empty when none is known)."""
         ...
 
     @property
     def num_tokens(self) -> int:
         """Number of tokens consumed (EOS included)."""
         ...
+
+
+def closing_mask(matcher: Matcher, remaining: int) -> np.ndarray:
+    """What budget-aware decoding allows with ``remaining`` tokens left (bool ``[vocab.size]``):
+    `Matcher.budget_mask`, or where it is empty the allowed tokens that start the shortest known
+    completion (`Matcher.closing_tokens`); empty where neither is known (the caller keeps the
+    plain mask, and the budget decides)."""
+    allowed = np.asarray(matcher.budget_mask(remaining))
+    if not allowed.any():
+        allowed = np.zeros_like(allowed)
+        allowed[np.asarray(matcher.closing_tokens(), dtype=np.int64)] = True
+        allowed &= matcher.mask()
+    return allowed
 
 
 class HistoryMatcher:

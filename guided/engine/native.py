@@ -31,14 +31,17 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from guided.engine.bitmask import unpack
-from guided.engine.matcher import UNREACHABLE, count_of, token_index
+from guided.engine.matcher import count_of, token_index
 from guided.errors import ConstraintViolation, GuidedError, LimitExceeded, SpecError, TokenizerMismatch, UsageError
 from guided.ir import ByteDFA, CfgIR
 from guided.vocab import Vocabulary
 
 if TYPE_CHECKING:
+    from guided.engine.automaton import AutomatonGrammar
     from guided.engine.cfg import CfgGrammar
     from guided.engine.xml import XmlGrammar
+
+FINISHED = -1  # `guided.engine.automaton.FINISHED`: the regex state after EOS
 
 
 
@@ -172,12 +175,22 @@ class NativeRegexGrammar:
         self.source = source
         self._native = _require().regex_grammar(native_trie(vocab), native_dfa(dfa))
         self._closing: np.ndarray | None = None
+        self._reference: AutomatonGrammar | None = None
 
     def closing_distances(self) -> np.ndarray:
         """Per DFA state, tokens enough to reach an accepting state over single-byte tokens."""
         if self._closing is None:
             self._closing = np.array(self._native.closing_distance(), dtype=np.int64)
         return self._closing
+
+    def reference(self) -> AutomatonGrammar:
+        """The Python engine on the same DFA (same state numbers), for what the core does not
+        compute yet: the token bounds of budget-aware closing (`guided.engine.closing`)."""
+        if self._reference is None:
+            from guided.engine.automaton import AutomatonGrammar
+
+            self._reference = AutomatonGrammar(self.dfa, self.vocab, self.source)
+        return self._reference
 
     def __repr__(self) -> str:
         return f"NativeRegexGrammar({self.source!r}, states={self.dfa.num_states}, vocab={self.vocab.size})"
@@ -255,20 +268,6 @@ class NativeXmlGrammar:
         return self._reference
 
 
-def _closing(grammar, config) -> tuple[bool, bytes | None, Any, Any]:
-    """The Python engine's closing completion of ``config`` (a twin matcher's configuration, None
-    when finished): whether the text may end there, a completion, the token ids spelling a text,
-    and the end-of-sequence ids."""
-    reference = grammar.reference()
-    if isinstance(grammar, NativeXmlGrammar):
-        done = config is None or reference.accepts_end(config)
-        completion = None if config is None else reference.completion(config)
-        return done, completion, reference.risk.by_bytes, reference.cfg.table.eos_ids
-    done = config is None or reference.accepts_end(*config)
-    completion = None if config is None else reference.completion(*config)
-    return done, completion, reference.closing._token_index(), reference.table.eos_ids
-
-
 class NativeMatcher:
     """A matcher of the native core, behind the `guided.Matcher` protocol."""
 
@@ -329,36 +328,53 @@ class NativeMatcher:
     def forced_bytes(self) -> bytes:
         return self._m.forced_bytes()
 
+    # Budget-aware closing (`guided.engine.closing`): the token bounds are not native yet.  A
+    # regex is bounded by the Python engine on the same DFA at the core's state; a grammar by a
+    # Python twin matcher that follows the tokens (advanced only by the tokens since its last
+    # use, so steps cost no replay), with the native mask as the plain mask (the same bits as
+    # the Python mask, so no Python mask is computed for `budget_mask`).
+
+    def _regex_state(self) -> int:
+        state = self._m.state
+        return FINISHED if state < 0 else int(state)
+
     def budget_mask(self, remaining: int) -> np.ndarray:
         g = self.grammar
         if isinstance(g, NativeRegexGrammar):
-            return unpack(self._m.budget_words(remaining), g.vocab.size)
-        # Grammars: the closing completion is not native yet.  A Python twin matcher follows the
-        # tokens (advanced only by the tokens since its last use, so steps cost no replay) and
-        # finds the completion; the allowed tokens are filtered by the native mask (the same bits
-        # as the Python mask), so no Python mask is ever computed here.
-        done, completion, spellings, eos_ids = _closing(g, self._twin_matcher()._history[0])
-        allowed = np.zeros(g.vocab.size, dtype=bool)
-        if done:
-            allowed[eos_ids] = True
-        if remaining >= 1 and completion is not None:
-            words = self._m.words()
-            for k in range(1, len(completion) + 1):
-                if len(completion) - k <= remaining - 1:
-                    for t in spellings.get(completion[:k], ()):
-                        if (int(words[t >> 5]) >> (t & 31)) & 1:
-                            allowed[t] = True
-        return allowed
+            return g.reference().budget_allowed(self._regex_state(), remaining)
+        # Grammars: the token bounds are not native yet.  A Python twin matcher follows the tokens
+        # (advanced only by the tokens since its last use, so steps cost no replay) and bounds
+        # them; the candidates are the native mask (the same bits as the Python mask), so no
+        # Python mask is ever computed here.
+        config = self._twin_matcher()._history[0]
+        plain = unpack(self._m.words(), g.vocab.size) if config is not None and remaining >= 1 else None
+        if isinstance(g, NativeXmlGrammar):
+            from guided.engine.xml import budget_allowed as xml_budget_allowed
+
+            return xml_budget_allowed(g.reference(), config, plain, remaining)
+        from guided.engine.cfg.matcher import budget_allowed
+
+        return budget_allowed(g.reference(), config, plain, remaining)
+
+    def closing_lower_bound(self) -> int:
+        g = self.grammar
+        if isinstance(g, NativeRegexGrammar):
+            state = self._regex_state()
+            return 0 if state == FINISHED else g.reference().lower_bound(state)
+        return self._twin_matcher().closing_lower_bound()
 
     def closing_distance(self) -> int:
         g = self.grammar
         if isinstance(g, NativeRegexGrammar):
-            state = self._m.state
-            return 0 if state < 0 else int(g.closing_distances()[state])
-        done, completion, _, _ = _closing(g, self._twin_matcher()._history[0])
-        if done:
-            return 0
-        return UNREACHABLE if completion is None else len(completion)
+            state = self._regex_state()
+            return 0 if state == FINISHED else g.reference().upper_bound(state)
+        return self._twin_matcher().closing_distance()
+
+    def closing_tokens(self) -> np.ndarray:
+        g = self.grammar
+        if isinstance(g, NativeRegexGrammar):
+            return g.reference().closing_tokens(self._regex_state())
+        return self._twin_matcher().closing_tokens()
 
     def _twin_matcher(self):
         node, pending = self._tokens, []

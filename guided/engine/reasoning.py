@@ -141,8 +141,16 @@ class ThoughtBudgetMatcher:
         keep = self._restriction()
         return out if keep is None else out & keep
 
+    def closing_lower_bound(self) -> int:
+        return self.inner.closing_lower_bound()
+
     def closing_distance(self) -> int:
         return self.inner.closing_distance()
+
+    def closing_tokens(self) -> np.ndarray:
+        ids = np.asarray(self.inner.closing_tokens(), dtype=np.int64)
+        keep = self._restriction()
+        return ids if keep is None else ids[keep[ids]]
 
     def forced_bytes(self) -> bytes:
         rest = self._forced_rest()

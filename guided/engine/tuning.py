@@ -117,3 +117,50 @@ arrays, which the search over rules finds in a few dozen; no other measurement r
 FORCED_BYTES_LIMIT = 4096
 """Bytes `forced_bytes` follows at most (a bound on one jump-forward step); no measurement
 recorded."""
+
+# -- closing (token counts of completions, guided.engine.closing) --------------------------
+
+MANDATORY_MAX_SYMBOLS = 256
+"""Length at which a mandatory subsequence is cut (a prefix of one is still mandatory, so the
+bound stays true, only less tight).  A guess: deep enough for 60 close tags or 250 brackets."""
+
+MANDATORY_MAX_STATES = 4096
+"""States a search for a cut byte (a string's closing quote) may visit in one automaton before
+it gives up (sound: the subsequence just stops there).  A guess that covers maxLength-bounded
+strings of a few hundred characters."""
+
+AUTOMATON_EXACT_STATES = 1024
+"""Automata up to this many states get exact token distances to acceptance (one token walk per
+state, ~1-3 ms each at SmolLM2's 49k tokens, so at most a few seconds, once per grammar and only
+when a budget gets close); larger ones use mandatory-subsequence lower bounds.  A guess."""
+
+CLOSING_REFINE_TOKENS = 48
+"""When a budget mask keeps at most this many tokens, each is stepped and bounded by its own
+configuration (tighter: it counts what the token opens, a minus sign that still needs a digit);
+above, the bound is what the token leaves of the current configuration's mandatory subsequence.
+Measured: a stepped token costs 0.1-70 ms (the closers search of a new parser stack dominates:
+66 ms per stack in the arithmetic grammar), so 256 made the budget masks of a 109-token
+arithmetic document take 54 s in all; the last steps of a budget keep far fewer tokens."""
+
+CLOSER_SEARCH_LIMIT = 4000
+"""Relative stacks the search for the closers of a parser stack may visit
+(`guided.engine.cfg.closing.Closer._closers`); past it the closers are left out (sound, looser).
+A guess: JSON Schema objects and tool calls stay in the hundreds."""
+
+REQUIRED_SEARCH_STACKS = 8192
+"""Parser stacks the search for terminals every completion shifts (a required element after
+optional ones, `guided.engine.cfg.closing.Closer._required_terminals`) may visit; past it none
+is claimed (sound, looser).  Measured:
+the XML of a model with 4 optional fields before a required one reaches 6,742 stacks (0.6 s
+once, then memoised per branch point); recursive grammars (free JSON) reach the limit."""
+
+CLOSING_SEARCH_TOKENS = 16
+"""When a budget mask keeps at most this many tokens, each one's own bound includes the
+required-terminal search (`REQUIRED_SEARCH_STACKS`); above, it leaves it out.  A guess that keeps
+the search to the last steps of a budget (the tiny model's XML with optional fields needed it at
+13 tokens)."""
+
+CLOSING_REFINE_ADVANCING = 1024
+"""Above `CLOSING_REFINE_TOKENS`, the tokens stepped are those that reach into the mandatory
+part (a closing quote, a bracket), up to this many (past it the rest keep the vectorised bound:
+sound, looser).  A guess: SmolLM2 has a few hundred tokens that hold a '"'."""

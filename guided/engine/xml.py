@@ -38,9 +38,10 @@ import numpy as np
 
 from guided.engine.bitmask import pack, set_bits, unpack, write_row
 from guided.engine.cfg import CfgGrammar, Stack
+from guided.engine.closing import prefix_tokens, subsequence_cover, suffix_tokenizations
 from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes, token_index
 from guided.engine.token_table import TokenTable
-from guided.engine.tuning import INTERN_LIMIT, MASK_CACHE_SIZE
+from guided.engine.tuning import CLOSING_REFINE_TOKENS, INTERN_LIMIT, MANDATORY_MAX_SYMBOLS, MASK_CACHE_SIZE
 from guided.errors import ConstraintViolation, SpecError
 from guided.ir import DEAD, ByteDFA, CfgIR
 from guided.vocab import Vocabulary
@@ -48,6 +49,7 @@ from guided.vocab import Vocabulary
 __all__ = ["XmlGrammar", "XmlMatcher", "check_matched_names"]
 
 _WS_BYTES = frozenset(b" \t\r\n")
+_ATTRIBUTE_BYTES = frozenset(b"=\"'")
 
 
 def _spells(dfa: ByteDFA, text: bytes) -> bool:
@@ -360,6 +362,40 @@ class XmlGrammar:
             words &= ~self.cfg.eos_words
         return words
 
+    def mandatory(self, config: XmlConfig) -> tuple[frozenset, ...]:
+        """A mandatory subsequence of every completion (`guided.engine.closing`): the close tags
+        of the open elements, innermost first, after the end of the tag being written."""
+        stack, lex, names, mode, attrs, pending, lexbuf = config
+        if names.parent is None and mode in (OUT, CLOSE_END):
+            return self.cfg.mandatory(stack, lex)  # no element open: the grammar's own structure
+        head: list[frozenset] = []  # byte sets before ``out``'s bytes
+        inner: _Names | None = names  # the elements whose close tags are still to come
+        out = bytearray()
+        if mode == CLOSE_NAME:
+            out += names.name[len(lexbuf or b""):] + b">"
+            inner = names.parent
+        elif mode == OUT and lexbuf in (b"<", b"</") and names.parent is not None:
+            # the close tag of the innermost element, or a child first: its name and ">" either way
+            out += names.name + b">"
+            inner = names.parent
+        elif mode == CLOSE_END:
+            out += b">"
+        elif mode in (OPEN_NAME, TAG):
+            if lexbuf == b">":  # the tag is written (its lexeme not ended yet): the element is open
+                out += b"</" + (pending or b"") + b">"
+            elif lexbuf != b"/>":
+                # What the attribute being written still needs before the tag can end (the CFG
+                # knows: "=", the value's quotes), then ">" or "/>", both ending with ">".
+                for item in self.cfg.mandatory(stack, lex, search=False)[:3]:
+                    if not item <= _ATTRIBUTE_BYTES:
+                        break
+                    head.append(item)
+                out += b">"
+        while inner is not None and inner.parent is not None:
+            out += b"</" + inner.name + b">"
+            inner = inner.parent
+        return tuple(head + [frozenset((b,)) for b in bytes(out)])[:MANDATORY_MAX_SYMBOLS]
+
     def completion(self, config: XmlConfig) -> bytes | None:
         """A short text that completes the document (verified), or None."""
         stack, lex, names, mode, attrs, pending, lexbuf = config
@@ -459,26 +495,57 @@ class XmlMatcher(HistoryMatcher):
         return self.grammar.cfg.forced_bytes(stack, lex)
 
     def budget_mask(self, remaining: int) -> np.ndarray:
+        config = self._history[0]
+        plain = self.mask() if config is not None and remaining >= 1 else None
+        return budget_allowed(self.grammar, config, plain, remaining)
+
+    def closing_lower_bound(self) -> int:
+        config = self._history[0]
+        return 0 if config is None else _lower_bound(self.grammar, config)
+
+    def _completion_tokens(self) -> tuple[int, list[int]]:
         g = self.grammar
-        allowed = np.zeros(g.vocab.size, dtype=bool)
         config = self._history[0]
         if config is None or g.accepts_end(config):
-            allowed[g.cfg.table.eos_ids] = True
-        if config is not None and remaining >= 1:
-            completion = g.completion(config)
-            if completion:
-                spare = remaining - 1
-                ok = unpack(self._words(), g.vocab.size)
-                for k in range(1, len(completion) + 1):
-                    if len(completion) - k <= spare:
-                        for i in g.risk.by_bytes.get(completion[:k], ()):
-                            if ok[i]:
-                                allowed[i] = True
-        return allowed
+            return 0, []
+        completion = g.completion(config)
+        if not completion:
+            return UNREACHABLE, []
+        suffixes = suffix_tokenizations(g.cfg.table, completion)
+        ok = unpack(self._words(), g.vocab.size)
+        starts = [t for t, n in prefix_tokens(g.cfg.table, completion) if 1 + suffixes[n] == suffixes[0] and ok[t]]
+        return suffixes[0], starts
 
     def closing_distance(self) -> int:
-        config = self._history[0]
-        if config is None or self.grammar.accepts_end(config):
-            return 0
-        completion = self.grammar.completion(config)
-        return UNREACHABLE if completion is None else len(completion)
+        return self._completion_tokens()[0]
+
+    def closing_tokens(self) -> np.ndarray:
+        return np.array(self._completion_tokens()[1], dtype=np.int64)
+
+
+def budget_allowed(g: XmlGrammar, config: XmlConfig | None, plain: np.ndarray | None, remaining: int) -> np.ndarray:
+    """The tokens of ``plain`` (the configuration's mask; None where nothing but EOS matters)
+    after which no lower bound rules out completing ``config`` within ``remaining - 1`` tokens
+    (`guided.engine.matcher.Matcher.budget_mask`; the native core's XML matchers call it too)."""
+    complete = config is None or g.accepts_end(config)
+    if config is None or remaining < 1 or plain is None:
+        allowed = np.zeros(g.vocab.size, dtype=bool)
+    else:  # as for the CFG engine (`guided.engine.cfg.matcher`)
+        bounds = subsequence_cover(g.cfg.table).token_bounds(g.mandatory(config))
+        allowed = plain & (bounds <= remaining - 1)
+        allowed[g.cfg.table.eos_ids] = False
+        ids = np.flatnonzero(allowed)
+        if ids.size <= CLOSING_REFINE_TOKENS:
+            for t in ids.tolist():
+                after = g.walk(config, g.vocab.token_bytes[t])
+                if after is None or _lower_bound(g, after) > remaining - 1:
+                    allowed[t] = False
+    allowed[g.cfg.table.eos_ids] = complete
+    return allowed
+
+
+def _lower_bound(g: XmlGrammar, config: XmlConfig) -> int:
+    """A true lower bound on the tokens that complete ``config`` (0 when it may end now)."""
+    if g.accepts_end(config):
+        return 0
+    return max(1, subsequence_cover(g.cfg.table).cover(g.mandatory(config)))

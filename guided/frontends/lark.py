@@ -41,7 +41,8 @@ from lark.load_grammar import load_grammar, verify_used_files
 
 from guided.errors import GuidedError, LimitExceeded, RegexError, SpecError, UsageError
 from guided.frontends.regex import Regex, check_limits, literal_to_dfa, regex_to_dfa
-from guided.ir import CfgIR, Terminal
+from guided.frontends.lark_order import LexerOrderError, check_lexer_order, lark_order
+from guided.ir import END, CfgIR, Terminal
 from guided.ir.lalr import Tables, lalr_tables
 
 GRAMMARS_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "grammars"
@@ -56,6 +57,38 @@ _EQUIVALENT_PATTERNS = {
 
 class GrammarError(SpecError):
     """A Lark grammar is malformed, not LALR(1), or uses a terminal guided cannot enforce."""
+
+
+class LexerOrderConflict(GrammarError):
+    """Lark's lexer would read some text otherwise than guided's: see `guided.frontends.lark_order`.
+
+    ``lark_terminal`` and ``guided_terminal`` name the two terminals, ``text`` the example
+    lexeme (guided reads it whole as ``guided_terminal``), ``candidates`` the terminals Lark's
+    contextual lexer tries in the parser state where it happens.
+    """
+
+    def __init__(self, err: LexerOrderError, terminals, text: str):
+        self.lark_terminal = terminals[err.lark_term].name
+        self.guided_terminal = terminals[err.guided_term].name
+        self.text = err.text.decode("utf-8", "replace")
+        self.candidates = tuple(terminals[i].name for i in err.candidates)
+        first, greedy = _describe(text, terminals[err.lark_term]), _describe(text, terminals[err.guided_term])
+        if err.how == "shorter":
+            how = (f"Lark's lexer takes {first} for a shorter text where guided's greedy lexer would read "
+                   f"{self.text!r} as {greedy}")
+        elif err.how == "longer":
+            how = (f"Lark's lexer reads {self.text!r} as {first}, which only rules that never finish use (guided "
+                   f"drops them and reads a shorter text as {greedy})")
+        else:
+            how = f"Lark's lexer reads {self.text!r} as {first} where guided's greedy lexer would read {greedy}"
+        fix = ("remove the rules that never finish" if err.how == "longer" else
+               "give the terminal meant to win a higher priority (e.g. NAME.2: ...), or make the terminals' "
+               "texts not overlap")
+        super().__init__(
+            f"terminals {first} and {greedy} can both start a lexeme in one parser state, and {how}: Lark "
+            f"tries a state's terminals in a fixed order (priority, then longest possible match, then pattern "
+            f"length, then name) and takes the first that matches at all, so guided cannot enforce the "
+            f"language Lark accepts; {fix}")
 
 
 @dataclass(frozen=True)
@@ -127,33 +160,45 @@ def _read(path: pathlib.Path) -> str:
         raise GrammarError(f"cannot read the grammar file {str(path)!r}: {exc}") from None
 
 
-def lark_to_ir(spec: Grammar) -> CfgIR:
-    """Build the intermediate form of ``spec``, or raise `GrammarError` / `LimitExceeded` naming the cause."""
+def lark_to_ir(spec: Grammar, *, lark_lexing: bool = True) -> CfgIR:
+    """Build the intermediate form of ``spec``, or raise `GrammarError` / `LimitExceeded` naming the cause.
+
+    ``lark_lexing``: refuse a grammar that Lark's lexer would read otherwise than guided's
+    (`guided.frontends.lark_order`), so that the language enforced is the one Lark accepts.
+    Front-ends whose reference is not Lark (XML, checked against an XML parser) write their
+    grammars for guided's greedy lexer and pass False.
+    """
     deadline = time.monotonic() + spec.max_seconds
     text, path = spec.text_and_path()
-    lark_terminals, ignore_names, tables = _analysis(text, path, spec, deadline)
+    lark_terminals, ignore_names, tables, lark_contexts = _analysis(text, path, spec, deadline)
     index = {t.name: i for i, t in enumerate(lark_terminals)}
     dfas = []
     for t in lark_terminals:
         if time.monotonic() > deadline:
             raise LimitExceeded(f"the grammar's terminals took longer than max_seconds={spec.max_seconds} s to build")
         dfas.append(_terminal_dfa(t, text, spec.max_states, deadline - time.monotonic()))
+    ignore = frozenset(index[name] for name in ignore_names if name in index)
+    if lark_lexing:
+        try:
+            check_lexer_order(lark_terminals, dfas, ((ours | ignore, theirs | ignore) for ours, theirs in lark_contexts),
+                              deadline)
+        except LexerOrderError as err:
+            raise LexerOrderConflict(err, lark_terminals, text) from None
     # Lark's BasicLexer order: the first of several terminals matching the same text wins.
-    order = sorted(lark_terminals, key=lambda t: (-t.priority, -_max_width(t), -len(t.pattern.value), t.name))
-    rank = {t.name: r for r, t in enumerate(order)}
+    rank = lark_order(lark_terminals)
     terminals = tuple(
         Terminal(
             name=t.name,
             dfa=dfa,
             priority=t.priority,
             is_string=isinstance(t.pattern, lark.lexer.PatternStr),
-            order=rank[t.name],
+            order=rank[i],
         )
-        for t, dfa in zip(lark_terminals, dfas)
+        for i, (t, dfa) in enumerate(zip(lark_terminals, dfas))
     )
     return CfgIR(
         terminals=terminals,
-        ignore=frozenset(index[name] for name in ignore_names if name in index),
+        ignore=ignore,
         source=str(path) if path else text[:200],
         **tables.ir_fields(),
     )
@@ -186,15 +231,17 @@ def _analysis(text: str, path: pathlib.Path | None, spec: Grammar, deadline: flo
     except RecursionError:
         raise LimitExceeded(f"the grammar nests too deeply for Lark to read (lower the nesting; "
                             f"max_nesting={spec.max_nesting})") from None
-    found = (lark_terminals, list(ignore_names), _tables(lark_terminals, rules, spec, deadline))
+    found = (lark_terminals, list(ignore_names), *_tables(lark_terminals, rules, spec, deadline))
     if len(_ANALYSES) >= _ANALYSES_LIMIT:
         _ANALYSES.clear()
     _ANALYSES[key] = (used_files, found)
     return found
 
 
-def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> Tables:
-    """LALR(1) tables of Lark's compiled rules, refusing what Lark's own analysis refuses."""
+def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> tuple[Tables, list]:
+    """LALR(1) tables of Lark's compiled rules, refusing what Lark's own analysis refuses; and the
+    lexer contexts, ``(terminals guided's state takes, terminals Lark's lexer tries there)`` (Lark's
+    own tables keep the rules that never finish: their terminals take part in Lark's lexing)."""
     index = {t.name: i for i, t in enumerate(lark_terminals)}
     defined = {r.origin.name for r in rules}
     if spec.start not in defined:
@@ -211,6 +258,7 @@ def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> Tables:
             raise GrammarError(f"rule defined twice: {r}")
         seen[key] = r
 
+    all_rules = rules
     rules = _productive_rules(rules, spec.start)
     _check_cycles(rules)
 
@@ -219,16 +267,84 @@ def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> Tables:
             raise LimitExceeded(f"the grammar's LALR(1) analysis took longer than max_seconds={spec.max_seconds} s "
                                 f"({len(rules)} rules)")
 
-    tables = lalr_tables([(r.origin.name, tuple(x.name for x in r.expansion)) for r in rules], index, spec.start,
-                         check=check, priority=[r.options.priority or 0 for r in rules])
-    if tables.conflicts:
-        collisions = []
-        for _, terminal, colliding in tables.conflicts[:5]:
-            name = "$END" if terminal < 0 else lark_terminals[terminal].name
-            collisions.append(f"Reduce/Reduce collision in {name} between the following rules:"
-                              + "".join(f"\n\t- {rules[r]}" for r in colliding))
-        raise GrammarError("the grammar is not LALR(1):\n" + "\n".join(collisions))
-    return tables
+    def build(rules) -> Tables:
+        tables = lalr_tables([(r.origin.name, tuple(x.name for x in r.expansion)) for r in rules], index,
+                             spec.start, check=check, priority=[r.options.priority or 0 for r in rules])
+        if tables.conflicts:
+            collisions = []
+            for _, terminal, colliding in tables.conflicts[:5]:
+                name = "$END" if terminal < 0 else lark_terminals[terminal].name
+                collisions.append(f"Reduce/Reduce collision in {name} between the following rules:"
+                                  + "".join(f"\n\t- {rules[r]}" for r in colliding))
+            raise GrammarError("the grammar is not LALR(1):\n" + "\n".join(collisions))
+        return tables
+
+    # Lark's own tables, with the rules that never finish: where Lark refuses them, so does guided.
+    lark_tables = build(all_rules) if len(rules) < len(all_rules) else None
+    tables = build(rules)
+    if lark_tables is None:
+        contexts = [(c, c) for c in dict.fromkeys(frozenset(t for t in acts if t != END) for acts in tables.actions)]
+        return tables, contexts
+    return tables, _paired_contexts(tables, lark_tables, lark_terminals)
+
+
+def _paired_contexts(ours: Tables, lark_tables: Tables, lark_terminals) -> list[tuple[frozenset, frozenset]]:
+    """The parser states of guided's pruned tables beside Lark's own, run in step: ``(our terminals,
+    Lark's terminals)`` per pair of states; `GrammarError` where they act differently.
+
+    Lark keeps the rules that never finish: they add terminals to its lexer's contexts (checked by
+    `check_lexer_order`) and may take part in conflicts, which Lark resolves by shifting into a
+    rule that never finishes where guided's tables reduce: Lark then rejects texts guided would
+    accept.  Both tables are LR automata over the same symbols, so they are run as one product
+    from their start states (shifts and gotos in step; a reduction pops both stacks alike), and
+    every action guided takes must be Lark's too in each reachable pair.
+    """
+    lark_nt = {name: i for i, name in enumerate(lark_tables.nonterminals)}
+    ours_rules = set(ours.rule_names)
+
+    def dead_rules(state: int) -> str:
+        names = [lark_tables.rule_names[r] for r, _ in lark_tables.kernels[state]
+                 if r < len(lark_tables.rule_names) and lark_tables.rule_names[r] not in ours_rules]
+        return ", ".join(dict.fromkeys(names)) or "a rule that never finishes"
+
+    def refuse(symbol: int, state: int, what: str) -> None:
+        name = "the end of input" if symbol == END else lark_terminals[symbol].name
+        raise GrammarError(f"rules that never finish change how Lark parses: on {name}, {what} (it keeps "
+                           f"{dead_rules(state)}), so Lark rejects texts guided's tables would accept; remove "
+                           f"the rules that never finish")
+
+    start = (ours.start_state, lark_tables.start_state)
+    seen = {start}
+    todo = [start]
+    contexts: dict[tuple[frozenset, frozenset], None] = {}
+    while todo:
+        q, lq = todo.pop()
+        acts, lark_acts = ours.actions[q], lark_tables.actions[lq]
+        contexts[(frozenset(t for t in acts if t != END), frozenset(t for t in lark_acts if t != END))] = None
+        pairs = []
+        for symbol, action in acts.items():
+            theirs = lark_acts.get(symbol)
+            if theirs is None:
+                refuse(symbol, lq, "Lark's tables have no action")
+            elif action >= 0:
+                if theirs < 0:
+                    refuse(symbol, lq, f"Lark reduces by {lark_tables.rule_names[-theirs - 1]} where guided shifts")
+                pairs.append((action, theirs))
+            elif theirs >= 0:
+                refuse(symbol, theirs, f"Lark shifts where guided reduces by {ours.rule_names[-action - 1]}")
+            elif ours.rule_names[-action - 1] != lark_tables.rule_names[-theirs - 1]:
+                refuse(symbol, lq, f"Lark reduces by {lark_tables.rule_names[-theirs - 1]} where guided reduces "
+                                   f"by {ours.rule_names[-action - 1]}")
+        for nt, target in ours.gotos[q].items():
+            theirs = lark_tables.gotos[lq].get(lark_nt[ours.nonterminals[nt]])
+            if theirs is None:
+                raise GrammarError(f"internal: Lark's tables have no goto on {ours.nonterminals[nt]}")
+            pairs.append((target, theirs))
+        for pair in pairs:
+            if pair not in seen:
+                seen.add(pair)
+                todo.append(pair)
+    return list(contexts)
 
 
 def _productive_rules(rules, start: str) -> list:
@@ -397,14 +513,6 @@ def _import_error(text: str, exc: OSError) -> str:
             f"next to the grammar file and in Lark's own grammars (common, ...)")
 
 
-def _max_width(terminal) -> int:
-    """Lark's longest-match width of a terminal (Lark reads it with ``re``; huge when unbounded)."""
-    try:
-        return terminal.pattern.max_width
-    except Exception:  # noqa: BLE001 - a pattern re cannot read but guided's front-end did
-        return 0
-
-
 _REGEX_DFAS: dict[tuple[str, int], object] = {}  # terminal regexes shared by grammars (bounded)
 
 
@@ -442,6 +550,16 @@ def _terminal_dfa(terminal, grammar_text: str, max_states: int, seconds: float):
                            f"every terminal must match at least one character (as in Lark's lexers; "
                            f"make it optional in the rules instead, e.g. X? or [X])")
     return dfa
+
+
+def _describe(text: str, terminal) -> str:
+    """A terminal as the grammar spells it, with its line: ``NAME (line 3)``, or ``"do" (line 5)``
+    for a terminal the grammar writes inline."""
+    if re.search(rf"^\s*{re.escape(terminal.name)}(\.-?\d+)?\s*:", text, re.MULTILINE):
+        return f"{terminal.name}{_where(text, terminal)}"
+    value = terminal.pattern.value
+    spelled = f"/{value}/" if isinstance(terminal.pattern, lark.lexer.PatternRE) else f'"{value}"'
+    return f"{spelled}{_where(text, terminal)}"
 
 
 def _where(text: str, terminal) -> str:

@@ -47,7 +47,7 @@ def response_format_constraint(response_format: Any) -> tuple[Any, Callable[[str
     if kind == "text":
         return None, lambda text: text
     if kind == "json_object":
-        return JsonSchema({"type": "object"}), json.loads
+        return JsonSchema({"type": "object"}, canonical=True), json.loads
     body = response_format.get("json_schema")
     if not isinstance(body, Mapping):
         raise SpecError("response_format.json_schema is required for type 'json_schema': "
@@ -63,5 +63,5 @@ def response_format_constraint(response_format: Any) -> tuple[Any, Callable[[str
         raise SpecError(f"response_format.json_schema.strict must be true or false, got {strict!r}")
     if strict:
         check_strict(schema, name)
-        return JsonSchema(schema), json.loads
-    return JsonSchema(schema, lenient=True), json.loads
+        return JsonSchema(schema, canonical=True), json.loads
+    return JsonSchema(schema, lenient=True, canonical=True), json.loads

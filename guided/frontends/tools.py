@@ -191,10 +191,12 @@ class Tools:
     ``"strict": true`` (its parameters must then obey OpenAI's strict mode, `guided.frontends.strict`,
     or `StrictSchemaError` is raised with OpenAI's reason) or ``"strict": false`` (keywords that
     cannot be enforced exactly are relaxed, as with ``JsonSchema(lenient=True)``).
+    ``canonical``: names, keys and strings only in their canonical JSON spelling (no needless
+    ``\\u`` escapes: a tool's name is then fixed bytes); `guided.validate` turns it off.
     """
 
     def __init__(self, tools: Sequence[Any], *, tool_choice: str | Mapping = "required", parallel: bool = False,
-                 format: ToolFormat = ToolFormat(), max_whitespace: int = 16):
+                 format: ToolFormat = ToolFormat(), max_whitespace: int = 16, canonical: bool = True):
         if isinstance(format, str):
             format = ToolFormat.for_family(format)
         if callable(tools) or isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, (list, tuple)):
@@ -229,7 +231,9 @@ class Tools:
         self.parallel = bool(parallel)
         self.format = format
         self.max_whitespace = int(max_whitespace)
-        self._key = (json.dumps(defs, sort_keys=True), self.tool_choice, self.parallel, format, self.max_whitespace)
+        self.canonical = bool(canonical)
+        self._key = (json.dumps(defs, sort_keys=True), self.tool_choice, self.parallel, format, self.max_whitespace,
+                     self.canonical)
         self._models: dict[str, Any] = {}
 
     @property
@@ -247,7 +251,7 @@ class Tools:
 
     def with_options(self, **options: Any) -> "Tools":
         kw = dict(tool_choice=self.tool_choice, parallel=self.parallel, format=self.format,
-                  max_whitespace=self.max_whitespace)
+                  max_whitespace=self.max_whitespace, canonical=self.canonical)
         kw.update(options)
         tools = [self.functions[d["name"]] or {"type": "function", "function": d} for d in self.definitions]
         return Tools(tools, **kw)
@@ -275,8 +279,7 @@ class Tools:
         if self.tool_choice == "none":
             return _free_answer_dfa(self.format)
         options = {"closed": True, "max_whitespace": self.max_whitespace, "lenient": self.lenient}
-        if "canonical" in JsonSchema.__dataclass_fields__:
-            options["canonical"] = True  # names and keys as fixed bytes (never \u-escaped)
+        options["canonical"] = self.canonical  # names and keys as fixed bytes (never \u-escaped)
         if self.lenient:
             import warnings
 

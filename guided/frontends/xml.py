@@ -19,7 +19,7 @@ so a plain context-free grammar is exact there.
 ...     x: int
 ...     tags: list[str] = []
 >>> print(schema_grammar(Point).splitlines()[1])
-start: _WS? e0 _WS?
+start: _WS? e0
 >>> parse_xml("<Point><x>3</x><tags>a &amp; b</tags><tags>c</tags></Point>", Point)
 Point(x=3, tags=['a & b', 'c'])
 >>> Xml().to_ir().matched_names is not None, Xml(Point).to_ir().matched_names is None
@@ -74,7 +74,7 @@ class Xml:
         """The intermediate form: `XML_GRAMMAR` with matched names, or the schema's grammar."""
         if self.schema is None:
             return well_formed_ir()
-        return lark_to_ir(Grammar(schema_grammar(self.schema, root=self.root)))
+        return lark_to_ir(Grammar(schema_grammar(self.schema, root=self.root)), lark_lexing=False)
 
 
 def _hashable(schema):
@@ -147,6 +147,9 @@ _DEC = "|".join(range_regex(lo, hi, 10) for lo, hi in _XML_CHAR_RANGES)
 _HEX = "|".join(range_regex(lo, hi, 16) for lo, hi in _XML_CHAR_RANGES)
 _NOT_CHAR = r"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff"  # excluded from every kind of character data
 _REF = rf"&(?:lt|gt|amp|apos|quot|#(?:{_DEC})|#x(?:{_HEX}));"
+MAX_WHITESPACE = 40
+"""The longest whitespace run between markup (JSON Schema's default bound): a model that keeps
+writing newlines cannot spend the token budget on them."""
 _WS = r"[ \t\r\n]"
 
 #: The syntax of well-formed XML documents (Lark, LALR(1)); see the module docstring.
@@ -155,8 +158,7 @@ _WS = r"[ \t\r\n]"
 #: entities and character references to valid characters, comments, CDATA sections, an optional
 #: ``<?xml version="1.0"?>`` declaration; no DOCTYPE, no processing instructions.
 XML_GRAMMAR = rf"""
-start: XMLDECL? _misc* element _misc*
-_misc: COMMENT | _S
+start: XMLDECL? _S? (COMMENT _S?)* element
 
 element: LT NAME _tag_end
 _tag_end: _S? SLASHGT
@@ -182,7 +184,7 @@ REFERENCE: /{_REF}/
 CDATA: /<!\[CDATA\[(?:[^\]{_NOT_CHAR}]|\][^\]{_NOT_CHAR}]|\]\]+[^\]>{_NOT_CHAR}])*\]*\]\]>/
 COMMENT: /<!--(?:[^-{_NOT_CHAR}]|-[^-{_NOT_CHAR}])*-->/
 XMLDECL: /<\?xml{_WS}+version{_WS}*={_WS}*(?:"1\.0"|'1\.0')(?:{_WS}+encoding{_WS}*={_WS}*(?:"[Uu][Tt][Ff]-8"|'[Uu][Tt][Ff]-8'))?(?:{_WS}+standalone{_WS}*={_WS}*(?:"(?:yes|no)"|'(?:yes|no)'))?{_WS}*\?>/
-_S.2: /{_WS}+/
+_S.2: /{_WS}{{1,{MAX_WHITESPACE}}}/
 """
 
 NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
@@ -190,7 +192,8 @@ NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 def well_formed_ir() -> CfgIR:
     """`XML_GRAMMAR`'s intermediate form, with the close-tag names matched (`guided.ir.MatchedNames`)."""
-    ir = lark_to_ir(Grammar(XML_GRAMMAR))
+    # Written for guided's greedy lexer (TEXT takes a run of text whole); the reference is expat.
+    ir = lark_to_ir(Grammar(XML_GRAMMAR), lark_lexing=False)
     names = MatchedNames(name=ir.terminal_index("NAME"), open_start=ir.terminal_index("LT"),
                          open_end=ir.terminal_index("GT"), empty_end=ir.terminal_index("SLASHGT"),
                          close_start=ir.terminal_index("LTSLASH"), name_bytes=NAME_BYTES)
@@ -388,10 +391,10 @@ def schema_grammar(schema: Any, root: str | None = None) -> str:
     js = xml_schema(schema)
     b = _Builder(js)
     top = b.element(_root_name(schema, root, js), js)
-    lines = [f"// XML shaped by a schema (root <{_root_name(schema, root, js)}>)", f"start: _WS? {top} _WS?"]
+    lines = [f"// XML shaped by a schema (root <{_root_name(schema, root, js)}>)", f"start: _WS? {top}"]
     lines += b.rules
     lines += [f"{name}: /{regex}/" for regex, name in b.terms.items()]
-    lines.append(r"_WS: /[ \t\r\n]+/")
+    lines.append(rf"_WS: /[ \t\r\n]{{1,{MAX_WHITESPACE}}}/")
     return "\n".join(lines) + "\n"
 
 

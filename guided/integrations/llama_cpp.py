@@ -38,7 +38,7 @@ import numpy as np
 
 from guided.compiler import compile as compile_spec
 from guided.engine.bitmask import pack, words_for
-from guided.engine.matcher import CompiledGrammar
+from guided.engine.matcher import CompiledGrammar, closing_mask
 from guided.errors import ConstraintViolation, TokenizerMismatch
 from guided.vocab import Vocabulary
 
@@ -98,7 +98,7 @@ class GuidedLlamaProcessor:
         if self.max_tokens is not None:
             remaining = self.max_tokens - len(self._generated)
             if 0 < remaining <= self.budget_window:
-                budget = np.asarray(self._matcher.budget_mask(remaining))
+                budget = closing_mask(self._matcher, remaining)
                 if budget.any():
                     words[0] = pack(budget)[: words.shape[1]]
         allowed = np.unpackbits(words[0].view(np.uint8), bitorder="little")[: scores.shape[-1]].astype(bool)

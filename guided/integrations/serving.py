@@ -38,7 +38,7 @@ from guided.compiler import compile as compile_spec
 from guided.decoding.constraints import DEFAULT_BUDGET_WINDOW
 from guided.engine.bitmask import pack, set_bits, words_for
 from guided.engine.native import fill_bitmasks
-from guided.engine.matcher import Matcher
+from guided.engine.matcher import Matcher, closing_mask
 from guided.errors import ConstraintViolation, GuidedError, SpecError, UsageError
 from guided.frontends.jsonschema import JsonSchema
 from guided.frontends.lark import Grammar
@@ -300,7 +300,7 @@ class RowMatchers:
             if row.constraint.close_before_max_tokens and row.max_tokens is not None:
                 remaining = row.max_tokens - len(row.output)
                 if 0 < remaining <= self.budget_window:
-                    budget = np.asarray(row.matcher.budget_mask(remaining))
+                    budget = closing_mask(row.matcher, remaining)
                     if budget.any():
                         bitmask[i] = pack(budget)[: self.words]
         empty = ~bitmask.any(axis=1)

@@ -9,26 +9,41 @@ and with batches: a decoder intersects their masks with the grammar's.
 
 Matching (`PhraseOptions`):
 
-- ``whole_word=True`` (default): a case-sensitive phrase match at word boundaries, like the
-  regex ``\\bphrase\\b``: a boundary is required before the phrase if it starts with a word
-  character and after it if it ends with one.  Word characters are ASCII letters, digits,
-  ``_`` and every non-ASCII character (bytes 0x80-0xFE); the start and the end of the generated
-  text are boundaries.  So banning ``"cat"`` blocks ``"a cat."`` and ``"cat"`` but not
-  ``"concatenate"``.
+- ``whole_word=True`` (default), ``word_prefixes=True`` (default): a case-sensitive match that
+  starts at a word boundary, like the regex ``\\bphrase``: the phrase as a word *or as the start
+  of a longer word*, since a word glued to the next one is still written ("oceanwaves",
+  "Parisis").  A boundary is required before the phrase if it starts with a word character.
+  Word characters are ASCII letters, digits, ``_`` and every non-ASCII character (bytes
+  0x80-0xFE); the start and the end of the generated text are boundaries.  So banning ``"cat"``
+  blocks ``"a cat."``, ``"cat"``, ``"cats"`` and ``"catwalk"`` but not ``"concatenate"`` or
+  ``"bobcat"``.
+- ``word_prefixes=False`` (the behaviour before): a whole-word match, like ``\\bphrase\\b``:
+  a boundary is also required after the phrase if it ends with a word character, so
+  ``"cats"`` and ``"catwalk"`` pass.
 - ``case_sensitive=False``: each character also matches its upper/lower-case forms.
-- ``whole_word=False``: raw substring matching.
+- ``whole_word=False``: raw substring matching (``"concatenate"`` is blocked too).
 
 A ban-list matcher forbids every token that would complete a banned match, and EOS while the
 text ends with a match that only the end of the text completes.  A must-include matcher allows
 every text token and allows EOS only once each phrase has appeared; its `budget_mask` steers
 towards the missing phrases when the token budget runs short.
 
+**Planning** (`plan_dfa`): where the rest of the constraint is itself an automaton (a regex, or
+free text), the phrases are not checked beside it but multiplied into it: one DFA of the texts
+the constraint allows that hold every must-include phrase and no banned one.  Its masks are
+exact, so a phrase is written wherever it still fits (the product's budget mask plans where,
+even against a regex's length bound) and no token leads into a dead end; an empty product
+fails at once (`PhrasesCannotFit`) instead of searching.  Lark grammars and JSON schemas are
+context-free: there the phrase automata run beside the grammar (dead ends are avoided one
+token ahead and backtracked from beyond that).
+
 >>> import guided
 >>> vocab = guided.Vocabulary.from_token_bytes([b"ca", b"t", b"s", b" ", b"<eos>"], eos_token_ids=[4])
 >>> m = ban_grammar(["cat"], vocab).matcher()
->>> m.advance(0); m.mask().tolist()  # "ca" + "t" would end in "cat": EOS would complete it
-[True, True, True, True, True]
->>> m.advance(1); m.mask().tolist()  # "cat": only a word character may follow
+>>> m.advance(0); m.mask().tolist()  # "ca" + "t" would start a word with "cat"
+[True, False, True, True, True]
+>>> m = ban_grammar(["cat"], vocab, PhraseOptions(word_prefixes=False)).matcher()
+>>> m.advance(0); m.advance(1); m.mask().tolist()  # "cat": only a word character may follow
 [True, True, True, False, False]
 """
 
@@ -38,7 +53,7 @@ import functools
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -47,7 +62,8 @@ from guided.errors import LimitExceeded, SpecError
 from guided.ir.dfa import DEAD, ByteDFA, ByteNFA, Limits, determinize, trim
 from guided.vocab import Vocabulary
 
-__all__ = ["PhraseOptions", "ban_dfa", "ban_grammar", "must_include_dfa", "must_include_grammar"]
+__all__ = ["PhraseOptions", "PhrasesCannotFit", "ban_dfa", "ban_grammar", "must_include_dfa", "must_include_grammar",
+           "plan_dfa", "plan_grammar"]
 
 BOUNDARY = 0xFF
 """A byte that never occurs in UTF-8 text: stands for the start and the end of the text."""
@@ -60,12 +76,17 @@ _NONWORD_RANGES = [(lo, hi) for lo, hi in ((0, 47), (58, 64), (91, 94), (96, 96)
 MAX_PRODUCT_STATES = 200_000
 
 
+class PhrasesCannotFit(SpecError):
+    """No text the constraint allows holds every must-include phrase without a banned one."""
+
+
 @dataclass(frozen=True)
 class PhraseOptions:
     """How phrases match the text: see the module docstring."""
 
     whole_word: bool = True
     case_sensitive: bool = True
+    word_prefixes: bool = True  # with whole_word: a word that starts with the phrase matches too
 
 
 def _is_word_char(ch: str) -> bool:
@@ -103,7 +124,7 @@ def _add_phrase(nfa: ByteNFA, start: int, phrase: str, options: PhraseOptions) -
         for variant in _variants(ch, options.case_sensitive):
             nfa.add_sequence(state, [(b, b) for b in variant], nxt)
         state = nxt
-    if options.whole_word and _is_word_char(phrase[-1]):
+    if options.whole_word and not options.word_prefixes and _is_word_char(phrase[-1]):
         nxt = nfa.add_state()
         for lo, hi in _NONWORD_RANGES:
             nfa.ranges[state].append((lo, hi, nxt))
@@ -129,8 +150,11 @@ def ban_dfa(phrases: Sequence[str], options: PhraseOptions = PhraseOptions()) ->
     the text may end (no match pending on the end-of-text boundary).
 
     >>> d = ban_dfa(["cat"])
-    >>> [d.fullmatch(t) for t in (b"a cat", b"a cat!", b"concatenate", b"cats")]
-    [False, False, True, True]
+    >>> [d.fullmatch(t) for t in (b"a cat", b"a cat!", b"concatenate", b"cats", b"bobcat")]
+    [False, False, True, False, True]
+    >>> d = ban_dfa(["cat"], PhraseOptions(word_prefixes=False))
+    >>> [d.fullmatch(t) for t in (b"a cat", b"a cat!", b"concatenate", b"cats", b"bobcat")]
+    [False, False, True, True, True]
     """
     phrases = _check_phrases(phrases, "ban")
     bad = _contains_dfa(phrases, options, absorbing=False)
@@ -217,6 +241,64 @@ def must_include_grammar(
 ) -> AutomatonGrammar:
     """The must-include constraint compiled for ``vocab`` (cached).  Substring matching by default."""
     return _cached("must", _check_phrases(phrases, "must_include"), options, vocab, must_include_dfa)
+
+
+def plan_dfa(base: ByteDFA | None, ban: Sequence[str] = (), must: Sequence[str] = (),
+             ban_options: PhraseOptions = PhraseOptions(),
+             must_options: PhraseOptions = PhraseOptions(whole_word=False)) -> ByteDFA:
+    """The texts of ``base`` (``None``: any text) with every ``must`` phrase and no ``ban`` match.
+
+    Raises `PhrasesCannotFit` when there is none, `LimitExceeded` when the product is too large.
+
+    >>> from guided.frontends.regex import Regex, regex_to_dfa
+    >>> d = plan_dfa(regex_to_dfa(Regex("[a-z ]{3,12}")), must=["whale"])
+    >>> [d.fullmatch(t) for t in (b"a whale", b"a fish", b"whales")]
+    [True, False, True]
+    >>> plan_dfa(regex_to_dfa(Regex("[a-z]{3}")), must=["whale"])
+    Traceback (most recent call last):
+    ...
+    guided.sampling.phrases.PhrasesCannotFit: no text of the constraint holds the must-include phrases ['whale']
+    """
+    from guided.ir.dfa_ops import intersect, is_empty
+
+    parts = ([base] if base is not None else []) + ([must_include_dfa(must, must_options)] if must else []) + (
+        [ban_dfa(ban, ban_options)] if ban else [])
+    if not parts:
+        raise ValueError("nothing to plan")
+    out = parts[0]
+    for part in parts[1:]:
+        out = intersect(out, part, MAX_PRODUCT_STATES, what="must-include / ban phrases with the constraint")
+    if is_empty(out):
+        what = []
+        if must:
+            what.append(f"the must-include phrases {list(must)!r}")
+        if ban:
+            what.append(f"{'and ' if must else ''}no banned phrase of {list(ban)!r}")
+        raise PhrasesCannotFit(f"no text of the constraint holds {' '.join(what)}")
+    return out
+
+
+_plans: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def plan_grammar(base: AutomatonGrammar | None, vocab: Vocabulary, ban: Sequence[str] = (),
+                 must: Sequence[str] = (), ban_options: PhraseOptions = PhraseOptions(),
+                 must_options: PhraseOptions = PhraseOptions(whole_word=False)) -> AutomatonGrammar:
+    """`plan_dfa` compiled for ``vocab`` (cached per base grammar, phrases and options)."""
+    key = (tuple(ban), ban_options, tuple(must), must_options)
+    owner = base if base is not None else vocab
+    with _lock:
+        hit = _plans.setdefault(owner, {}).get(key)
+    if hit is None:
+        dfa = plan_dfa(base.dfa if base is not None else None, ban, must, ban_options, must_options)
+        source = f"{base.source if base is not None else 'text'} with must{list(must)!r} ban{list(ban)!r}"
+        hit = AutomatonGrammar(dfa, vocab, source=source)
+        with _lock:
+            per = _plans.setdefault(owner, {})
+            if len(per) > 64:
+                per.clear()
+            per[key] = hit
+    return hit
 
 
 @functools.lru_cache(maxsize=256)

@@ -43,7 +43,8 @@ class CfgGrammar:
     Its operations are its parts' methods, bound once here (no indirection per call, no
     reference cycle through the grammar): configuration steps (`step`, `is_viable`,
     `accepts_end`, `lexeme_end`, `start`), the parser (`feed`, `can_end`), masks (`words`),
-    closing (`completion`, `closing_tokens`, `forced_bytes`).
+    closing (`completion`, `completion_tokens`, `mandatory`, `lower_bound`, `token_bounds`,
+    `forced_bytes`).
     """
 
     def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
@@ -70,7 +71,8 @@ class CfgGrammar:
         self.is_viable, self.accepts_end = recognizer.is_viable, recognizer.accepts_end
         self.viable_terminals = recognizer.viable_terminals
         self.words = masks.words
-        self.completion, self.closing_tokens = closing.completion, closing.closing_tokens
+        self.completion, self.completion_tokens = closing.completion, closing.completion_tokens
+        self.mandatory, self.lower_bound, self.token_bounds = closing.mandatory, closing.lower_bound, closing.token_bounds
         self.forced_bytes = closing.forced_bytes
 
     def __repr__(self) -> str:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from guided.engine.bitmask import unpack, write_row
-from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes, token_index
+from guided.engine.matcher import HistoryMatcher, text_bytes, token_index
+from guided.engine.tuning import CLOSING_REFINE_ADVANCING, CLOSING_REFINE_TOKENS, CLOSING_SEARCH_TOKENS
 from guided.errors import ConstraintViolation
 
 if TYPE_CHECKING:
@@ -81,18 +82,67 @@ class CfgMatcher(HistoryMatcher):
         return b"" if config is None else self.grammar.forced_bytes(*config)
 
     def budget_mask(self, remaining: int) -> np.ndarray:
-        allowed = np.zeros(self.grammar.vocab.size, dtype=bool)
         config = self._history[0]
-        if config is None or self.grammar.accepts_end(*config):
-            allowed[self.grammar.table.eos_ids] = True
-        if config is not None and remaining >= 1:
-            ids = self.grammar.closing_tokens(*config, remaining - 1)
-            allowed[ids] = True
-        return allowed
+        plain = self.mask() if config is not None and remaining >= 1 else None
+        return budget_allowed(self.grammar, config, plain, remaining)
+
+    def closing_lower_bound(self) -> int:
+        config = self._history[0]
+        return 0 if config is None else _lower_bound(self.grammar, config)
 
     def closing_distance(self) -> int:
         config = self._history[0]
         if config is None or self.grammar.accepts_end(*config):
             return 0
-        completion = self.grammar.completion(*config)
-        return UNREACHABLE if completion is None else len(completion)
+        return self.grammar.completion_tokens(*config)[0]
+
+    def closing_tokens(self) -> np.ndarray:
+        config = self._history[0]
+        if config is None:
+            return np.zeros(0, np.int64)
+        return np.array(self.grammar.completion_tokens(*config)[1], dtype=np.int64)
+
+
+def budget_allowed(g: CfgGrammar, config, plain: np.ndarray | None, remaining: int) -> np.ndarray:
+    """The tokens of ``plain`` (the configuration's mask; None where nothing but EOS matters)
+    after which no lower bound rules out completing ``config`` within ``remaining - 1`` tokens
+    (`guided.engine.matcher.Matcher.budget_mask`; the native core's CFG matchers call it too)."""
+    complete = config is None or g.accepts_end(*config)
+    if config is None or remaining < 1 or plain is None:
+        allowed = np.zeros(g.vocab.size, dtype=bool)
+    else:
+        # Every token at once: what is left of this configuration's mandatory subsequence after
+        # the token's bytes.  Where few tokens remain, each is stepped and bounded by its own
+        # configuration's subsequence, which also counts what the token opened.
+        bounds, advances = g.token_bounds(*config)
+        allowed = plain & (bounds <= remaining - 1)
+        allowed[g.table.eos_ids] = False
+        ids = np.flatnonzero(allowed)
+        if ids.size > CLOSING_REFINE_TOKENS:
+            # Too many to step them all: those that reach into the mandatory part (a closing
+            # quote, a bracket: where a token may open something new) are stepped; the rest, more
+            # of the same lexeme, keep the bound above.
+            ids = ids[advances[ids] > 0][:CLOSING_REFINE_ADVANCING]
+        search = ids.size <= CLOSING_SEARCH_TOKENS  # the costlier bound only for a few
+        for t in ids.tolist():
+            after = _step(g, config, t)
+            if after is None or _lower_bound(g, after, search) > remaining - 1:
+                allowed[t] = False
+    allowed[g.table.eos_ids] = complete
+    return allowed
+
+
+def _step(g: CfgGrammar, config, token_id: int):
+    stack, lex = config
+    for b in g.vocab.token_bytes[token_id]:
+        nxt = g.step(stack, lex, b)
+        if nxt is None:
+            return None
+        stack, lex = nxt
+    return (stack, lex) if g.is_viable(stack, lex) else None
+
+
+def _lower_bound(g: CfgGrammar, config, search: bool = True) -> int:
+    """A true lower bound on the tokens that complete ``config`` (0 when it may end now)."""
+    stack, lex = config
+    return g.lower_bound(stack, lex, search)

@@ -13,6 +13,11 @@ Defaults (see ``docs/json-schema-coverage.md`` for every keyword):
   (`RelaxedSchemaWarning`) listing every relaxed keyword.
 - **whitespace**: any JSON whitespace between tokens, each run at most ``max_whitespace``
   bytes (default 40: enough for indent-4 output at depth 8); ``whitespace="compact"`` allows none.
+- **spelling**: a string may be spelled any way JSON allows (``"\\u0041"`` is ``"A"``);
+  ``canonical=True`` keeps only the spelling ``json.dumps(..., ensure_ascii=False)`` writes
+  (characters raw, escapes only where JSON requires one), so that keys, ``const`` and ``enum``
+  strings are fixed bytes.  What generation from a Pydantic model (`JsonSchema.from_pydantic`,
+  ``generate(..., schema=Model)``) and tool calls use; `guided.validate` accepts every spelling.
 - **property order**: the properties listed in ``properties`` come in schema order (each
   optional one may be skipped, required ones may not); properties that ``required`` names but
   ``properties`` does not follow them, in ``required`` order; then any number of additional
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from guided.errors import UsageError
@@ -71,6 +76,7 @@ class JsonSchema:
     whitespace: str = "any"  # "any" (bounded runs) or "compact" (none)
     max_whitespace: int = 40
     closed: bool = False  # treat absent additionalProperties as false
+    canonical: bool = False  # strings only in their canonical spelling (no needless escapes)
     max_depth: int = 8  # nesting bound of open-ended values
     # limits on the compiled grammar
     max_states: int = 100_000  # per terminal automaton
@@ -81,13 +87,15 @@ class JsonSchema:
     max_multiple_of: int = 10_000
     max_string_length: int = 4_096  # minLength/maxLength
     max_nesting: int = 128  # JSON levels of the schema document, and subschemas inside one another
+    # the Pydantic model the schema came from (`from_pydantic`): not part of the constraint
+    model: Any = field(default=None, compare=False, repr=False)
 
     def __init__(self, schema: Any, *, lenient: bool = False, whitespace: str = "any", max_whitespace: int = 40,
-                 closed: bool = False, max_depth: int = 8, max_states: int = 100_000, max_rules: int = 50_000,
+                 closed: bool = False, canonical: bool = False, max_depth: int = 8, max_states: int = 100_000, max_rules: int = 50_000,
                  max_seconds: float = 10.0, max_repeat: int = 256, max_alternatives: int = 256,
                  max_multiple_of: int = 10_000, max_string_length: int = 4_096, max_nesting: int = 128):
         options = {"lenient": lenient, "whitespace": whitespace, "max_whitespace": max_whitespace,
-                   "closed": closed, "max_depth": max_depth, "max_states": max_states, "max_rules": max_rules,
+                   "closed": closed, "canonical": canonical, "max_depth": max_depth, "max_states": max_states, "max_rules": max_rules,
                    "max_seconds": max_seconds, "max_repeat": max_repeat, "max_alternatives": max_alternatives,
                    "max_multiple_of": max_multiple_of, "max_string_length": max_string_length,
                    "max_nesting": max_nesting}
@@ -127,6 +135,27 @@ class JsonSchema:
         except (TypeError, ValueError) as exc:
             raise InvalidSchema("#", "schema", f"not JSON-serialisable: {exc}") from None
         object.__setattr__(self, "schema", text)
+        object.__setattr__(self, "canonical", bool(canonical))
+        object.__setattr__(self, "model", None)
+
+    def options(self) -> dict:
+        """The keyword options this spec was made with (all but ``schema`` and ``model``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("schema", "model")}
+
+    def with_options(self, **options: Any) -> "JsonSchema":
+        """The same schema (and model) with some options changed.
+
+        >>> JsonSchema({"type": "object"}).with_options(closed=True).closed
+        True
+        """
+        return JsonSchema(self.schema, **{**self.options(), **options}).of_model(self.model)
+
+    def of_model(self, model: Any) -> "JsonSchema":
+        """This spec, remembering the Pydantic model it describes (`guided.generate` returns an
+        instance of it); equality and compiled grammars ignore it."""
+        clone = JsonSchema(self.schema, **self.options())
+        object.__setattr__(clone, "model", model)
+        return clone
 
     @property
     def value(self) -> Any:
@@ -135,10 +164,13 @@ class JsonSchema:
 
     @classmethod
     def from_pydantic(cls, model: Any, **options: Any) -> "JsonSchema":
-        """The JSON Schema of a Pydantic v2 model (validation mode, aliases as the output keys)."""
-        from guided.frontends.pydantic import pydantic_schema
+        """The JSON Schema of a Pydantic v2 model (validation mode, aliases as the output keys),
+        with the generation defaults ``closed=True, canonical=True`` unless ``options`` say
+        otherwise; ``generate(..., schema=JsonSchema.from_pydantic(Model, whitespace="compact"))``
+        returns a ``Model`` like ``schema=Model`` does."""
+        from guided.frontends.pydantic import pydantic_spec
 
-        return cls(pydantic_schema(model), **options)
+        return pydantic_spec(model, **options)
 
     def to_ir(self) -> CfgIR:
         """The intermediate form (`schema_to_ir`); raises `UnsupportedSchema` / `SchemaTooLarge`."""

@@ -10,7 +10,9 @@ _YEAR = r"[0-9]{4}"
 _LEAP = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)"
 _DATE = (rf"(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
          rf"|02-(?:0[1-9]|1[0-9]|2[0-8]))|{_LEAP}-02-29)")
-_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+_LOCAL_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+_OFFSET = r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+_TIME = rf"{_LOCAL_TIME}{_OFFSET}"
 # RFC 3339 appendix A: a unit may only follow the next larger one (no "P1Y2D", no "PT1H2S")
 _DUR_TIME = r"T(?:[0-9]+H(?:[0-9]+M(?:[0-9]+S)?)?|[0-9]+M(?:[0-9]+S)?|[0-9]+S)"
 _DUR = (rf"P(?:(?:[0-9]+Y(?:[0-9]+M(?:[0-9]+D)?)?|[0-9]+M(?:[0-9]+D)?|[0-9]+D)(?:{_DUR_TIME})?"
@@ -72,6 +74,12 @@ FORMATS: dict[str, str] = {
     "date-time": rf"{_DATE}[Tt]{_TIME}",
     "date": _DATE,
     "time": _TIME,
+    # guided's own, for Pydantic's datetime/time types (see guided.frontends.pydantic): RFC 3339
+    # without the offset, and with it optional
+    "naive-date-time": rf"{_DATE}[Tt]{_LOCAL_TIME}",
+    "naive-time": _LOCAL_TIME,
+    "date-time-or-naive": rf"{_DATE}[Tt]{_LOCAL_TIME}{_OFFSET}?",
+    "time-or-naive": rf"{_LOCAL_TIME}{_OFFSET}?",
     "duration": _DUR,
     "email": _EMAIL,
     "hostname": _HOSTNAME,

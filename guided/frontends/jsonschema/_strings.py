@@ -9,6 +9,12 @@ of a constraint regex is therefore expanded to all the spellings of its characte
 
 Lone surrogate escapes (``"\\uD800"``) are never accepted: they are not characters.
 
+With ``canonical=True`` every builder keeps only the one spelling ``json.dumps(s,
+ensure_ascii=False)`` writes: each character raw, except ``"`` and ``\\`` (``\\"``, ``\\\\``), the
+control characters with a short escape (``\\b \\f \\n \\r \\t``) and the other control characters
+(``\\u0000``-``\\u001f``, lowercase hex).  That is what generation writes: a key, an enum value or a
+``const`` is then one fixed byte string, which jump-forward can force.
+
 Patterns use the ECMA-262 dialect with JSON Schema's unanchored ("search") semantics; see
 `pattern_nfa` for what is supported.
 """
@@ -29,25 +35,27 @@ from guided.frontends import regex as _rx
 
 _SHORT_ESCAPES = {0x22: ord('"'), 0x5C: ord("\\"), 0x2F: ord("/"), 0x08: ord("b"), 0x0C: ord("f"),
                   0x0A: ord("n"), 0x0D: ord("r"), 0x09: ord("t")}
+_CANONICAL_SHORT = {cp: letter for cp, letter in _SHORT_ESCAPES.items() if cp != 0x2F}  # "/" is written raw
 HEX_DIGIT_RANGES = {}  # value -> byte ranges
 
 
-def _hex_digit_ranges(lo: int, hi: int) -> list[tuple[int, int]]:
-    """Byte ranges of the hex digits with values lo..hi (letters in both cases)."""
+def _hex_digit_ranges(lo: int, hi: int, lower_only: bool = False) -> list[tuple[int, int]]:
+    """Byte ranges of the hex digits with values lo..hi (letters in both cases, or lowercase only)."""
     out = []
     if lo <= 9:
         out.append((0x30 + lo, 0x30 + min(hi, 9)))
     if hi >= 10:
         a, b = max(lo, 10) - 10, hi - 10
         out.append((0x61 + a, 0x61 + b))
-        out.append((0x41 + a, 0x41 + b))
+        if not lower_only:
+            out.append((0x41 + a, 0x41 + b))
     return out
 
 
-def _add_hex(nfa: ByteNFA, start: int, end: int, lo: int, hi: int, width: int) -> None:
+def _add_hex(nfa: ByteNFA, start: int, end: int, lo: int, hi: int, width: int, lower_only: bool = False) -> None:
     """``width`` hex digits whose value is in lo..hi."""
     if width == 1:
-        for r in _hex_digit_ranges(lo, hi):
+        for r in _hex_digit_ranges(lo, hi, lower_only):
             nfa.ranges[start].append((r[0], r[1], end))
         return
     unit = 16 ** (width - 1)
@@ -55,28 +63,28 @@ def _add_hex(nfa: ByteNFA, start: int, end: int, lo: int, hi: int, width: int) -
     rlo, rhi = lo % unit, hi % unit
     if dlo == dhi:
         mid = nfa.add_state()
-        for r in _hex_digit_ranges(dlo, dlo):
+        for r in _hex_digit_ranges(dlo, dlo, lower_only):
             nfa.ranges[start].append((r[0], r[1], mid))
-        _add_hex(nfa, mid, end, rlo, rhi, width - 1)
+        _add_hex(nfa, mid, end, rlo, rhi, width - 1, lower_only)
         return
     first, last = dlo, dhi
     if rlo != 0:
         mid = nfa.add_state()
-        for r in _hex_digit_ranges(dlo, dlo):
+        for r in _hex_digit_ranges(dlo, dlo, lower_only):
             nfa.ranges[start].append((r[0], r[1], mid))
-        _add_hex(nfa, mid, end, rlo, unit - 1, width - 1)
+        _add_hex(nfa, mid, end, rlo, unit - 1, width - 1, lower_only)
         first = dlo + 1
     if rhi != unit - 1:
         mid = nfa.add_state()
-        for r in _hex_digit_ranges(dhi, dhi):
+        for r in _hex_digit_ranges(dhi, dhi, lower_only):
             nfa.ranges[start].append((r[0], r[1], mid))
-        _add_hex(nfa, mid, end, 0, rhi, width - 1)
+        _add_hex(nfa, mid, end, 0, rhi, width - 1, lower_only)
         last = dhi - 1
     if first <= last:
         mid = nfa.add_state()
-        for r in _hex_digit_ranges(first, last):
+        for r in _hex_digit_ranges(first, last, lower_only):
             nfa.ranges[start].append((r[0], r[1], mid))
-        _add_hex(nfa, mid, end, 0, unit - 1, width - 1)
+        _add_hex(nfa, mid, end, 0, unit - 1, width - 1, lower_only)
 
 
 def _clip(ranges, lo, hi):
@@ -97,11 +105,15 @@ def _minus(ranges, points):
     return out
 
 
-def add_json_chars(nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, int]]) -> None:
-    """Every JSON spelling of one character in ``ranges`` (sorted, disjoint code point ranges)."""
+def add_json_chars(nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, int]], canonical: bool = False) -> None:
+    """Every JSON spelling of one character in ``ranges`` (sorted, disjoint code point ranges), or
+    only its canonical one (see the module docstring)."""
     raw = _minus(_clip(ranges, 0x20, MAX_UNICODE), (0x22, 0x5C))
     if raw:
         nfa.add_codepoints(start, raw, end)
+    if canonical:
+        _add_canonical_escapes(nfa, start, end, ranges)
+        return
     backslash = None
 
     def bs():
@@ -142,29 +154,60 @@ def add_json_chars(nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, i
                 _add_hex(nfa, m3, end, l0, l1, 4)
 
 
+def _add_canonical_escapes(nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, int]]) -> None:
+    """The escapes of the canonical spelling: short ones, ``\\u00XX`` (lowercase) for other controls."""
+    short = [cp for cp in _CANONICAL_SHORT if any(a <= cp <= b for a, b in ranges)]
+    controls = _minus(_clip(ranges, 0, 0x1F), tuple(_CANONICAL_SHORT))
+    if not short and not controls:
+        return
+    backslash = nfa.add_state()
+    nfa.ranges[start].append((0x5C, 0x5C, backslash))
+    for cp in short:
+        letter = _CANONICAL_SHORT[cp]
+        nfa.ranges[backslash].append((letter, letter, end))
+    if controls:
+        u = nfa.add_state()
+        nfa.ranges[backslash].append((ord("u"), ord("u"), u))
+        for a, b in controls:
+            _add_hex(nfa, u, end, a, b, 4, lower_only=True)
+
+
+def canonical_text(text: str) -> bytes:
+    """The canonical spelling of a string's content (what ``json.dumps(text, ensure_ascii=False)``
+    writes between its quotes)."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False)[1:-1].encode("utf-8")
+
+
 ALL_CHARS = [(0, MAX_UNICODE)]
 
 
 class _JsonBuilder(_rx._Builder):
     """The regex front-end's Thompson construction, with each character expanded to its JSON spellings."""
 
+    def __init__(self, nfa: ByteNFA, pattern: str, limits: Limits | None = None, dialect: str = "python",
+                 canonical: bool = False):
+        super().__init__(nfa, pattern, limits, dialect)
+        self.canonical = canonical
+
     def build(self, node, start, end, flags):
         if isinstance(node, _ip._CharGroup):
-            add_json_chars(self.nfa, start, end, self.ranges(node, flags))
+            add_json_chars(self.nfa, start, end, self.ranges(node, flags), self.canonical)
         elif node is _ip._DOT:
             # ECMA-262 '.' excludes all line terminators
             excl = [] if flags & _ip.REFlags.SINGLE_LINE else [(0x0A, 0x0A), (0x0D, 0x0D), (0x2028, 0x2029)]
             from guided.ir.dfa import complement_codepoints
-            add_json_chars(self.nfa, start, end, complement_codepoints(excl))
+            add_json_chars(self.nfa, start, end, complement_codepoints(excl), self.canonical)
         else:
             super().build(node, start, end, flags)
 
 
-def _any_loop(nfa: ByteNFA, start: int, end: int) -> None:
+def _any_loop(nfa: ByteNFA, start: int, end: int, canonical: bool = False) -> None:
     loop = nfa.add_state()
     nfa.add_epsilon(start, loop)
     back = nfa.add_state()
-    add_json_chars(nfa, loop, back, ALL_CHARS)
+    add_json_chars(nfa, loop, back, ALL_CHARS, canonical)
     nfa.add_epsilon(back, loop)
     nfa.add_epsilon(loop, end)
 
@@ -269,7 +312,8 @@ def _ecma_to_python(pattern: str) -> str:
     return "".join(out)
 
 
-def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits | None = None) -> None:
+def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits | None = None,
+                canonical: bool = False) -> None:
     """JSON-string *content* whose decoded text contains a match of ECMA-262 ``pattern``."""
     for alt in _split_top(pattern):
         a_start = alt.startswith("^")
@@ -293,19 +337,20 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits
         if a_start:
             nfa.add_epsilon(start, s1)
         else:
-            _any_loop(nfa, start, s1)
-        _JsonBuilder(nfa, pattern, limits, dialect="ecma").build(tree, s1, e1, _ip.REFlags(0))
+            _any_loop(nfa, start, s1, canonical)
+        _JsonBuilder(nfa, pattern, limits, dialect="ecma", canonical=canonical).build(tree, s1, e1, _ip.REFlags(0))
         if a_end:
             nfa.add_epsilon(e1, end)
         else:
-            _any_loop(nfa, e1, end)
+            _any_loop(nfa, e1, end, canonical)
 
 
-def fullmatch_nfa(nfa: ByteNFA, regex: str, start: int, end: int, limits: Limits | None = None) -> None:
+def fullmatch_nfa(nfa: ByteNFA, regex: str, start: int, end: int, limits: Limits | None = None,
+                  canonical: bool = False) -> None:
     """JSON-string content whose decoded text fully matches ``regex`` (guided's Python-style dialect)."""
     normal = _rx._check_and_normalise(regex)
     tree = _rx.parse_tree(normal, regex, limits)
-    _JsonBuilder(nfa, regex, limits, dialect="ecma").build(tree, start, end, _ip.REFlags(0))
+    _JsonBuilder(nfa, regex, limits, dialect="ecma", canonical=canonical).build(tree, start, end, _ip.REFlags(0))
 
 
 def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
@@ -318,24 +363,29 @@ def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
     return determinize(nfa, limits, what=what)
 
 
-def pattern_content(pattern: str, max_states: int = 100_000) -> ByteDFA:
+def pattern_content(pattern: str, max_states: int = 100_000, canonical: bool = False) -> ByteDFA:
     """String content containing a match of the ECMA-262 ``pattern`` (cached whichever way it is called)."""
-    return _pattern_content(pattern, max_states)
+    return _pattern_content(pattern, max_states, canonical)
 
 
 @lru_cache(maxsize=4096)
-def _pattern_content(pattern: str, max_states: int) -> ByteDFA:
-    return _content_dfa(lambda n, s, e, lim: pattern_nfa(n, pattern, s, e, lim), max_states, f"pattern {pattern!r}")
+def _pattern_content(pattern: str, max_states: int, canonical: bool = False) -> ByteDFA:
+    return _content_dfa(lambda n, s, e, lim: pattern_nfa(n, pattern, s, e, lim, canonical), max_states,
+                        f"pattern {pattern!r}")
 
 
 @lru_cache(maxsize=4096)
-def regex_content(regex: str, max_states: int = 100_000) -> ByteDFA:
-    return _content_dfa(lambda n, s, e, lim: fullmatch_nfa(n, regex, s, e, lim), max_states, f"regex {regex!r}")
+def regex_content(regex: str, max_states: int = 100_000, canonical: bool = False) -> ByteDFA:
+    return _content_dfa(lambda n, s, e, lim: fullmatch_nfa(n, regex, s, e, lim, canonical), max_states,
+                        f"regex {regex!r}")
 
 
-def _spellings(ch: str) -> list[tuple[tuple[int, ...], ...]]:
-    """Every JSON spelling of one character, as sequences of byte choices (hex letters in either case)."""
+def _spellings(ch: str, canonical: bool = False) -> list[tuple[tuple[int, ...], ...]]:
+    """Every JSON spelling of one character, as sequences of byte choices (hex letters in either
+    case), or only its canonical spelling."""
     cp = ord(ch)
+    if canonical:
+        return [tuple((b,) for b in canonical_text(ch))]
 
     def hex4(value: int) -> tuple[tuple[int, ...], ...]:
         return tuple(tuple(sorted({ord(c) for c in (f"{value:04x}"[k], f"{value:04X}"[k])})) for k in range(4))
@@ -354,14 +404,15 @@ def _spellings(ch: str) -> list[tuple[tuple[int, ...], ...]]:
 
 
 @lru_cache(maxsize=8192)
-def literal_content(text: str) -> ByteDFA:
-    """Every JSON spelling of the content of the string ``text``."""
-    return literals_content((text,))
+def literal_content(text: str, canonical: bool = False) -> ByteDFA:
+    """Every JSON spelling of the content of the string ``text`` (or only the canonical one)."""
+    return literals_content((text,), canonical)
 
 
 @lru_cache(maxsize=1024)
-def literals_content(texts: tuple[str, ...]) -> ByteDFA:
-    """Every JSON spelling of the content of any of ``texts``, built directly as a trie.
+def literals_content(texts: tuple[str, ...], canonical: bool = False) -> ByteDFA:
+    """Every JSON spelling of the content of any of ``texts`` (or only the canonical one), built
+    directly as a trie.
 
     A trie node is a decoded prefix plus the bytes of the current character spelled so far.
     No subset construction is needed: the spellings of one character never share a first byte
@@ -384,7 +435,7 @@ def literals_content(texts: tuple[str, ...]) -> ByteDFA:
             target = at_boundary.get(prefix + ch)
             if target is None:
                 target = at_boundary[prefix + ch] = state()
-            for spelling in _spellings(ch):
+            for spelling in _spellings(ch, canonical):
                 at = at_boundary[prefix]
                 for k, options in enumerate(spelling):
                     if k == len(spelling) - 1:
@@ -400,10 +451,10 @@ def literals_content(texts: tuple[str, ...]) -> ByteDFA:
     return ByteDFA(transitions=np.stack(rows), accepting=np.array(accepting), initial=1)
 
 
-@lru_cache(maxsize=1)
-def _one_char() -> tuple[np.ndarray, np.ndarray]:
+@lru_cache(maxsize=2)
+def _one_char(canonical: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The DFA of exactly one JSON character, as (rows of the non-final states, 'goes to final' mask)."""
-    dfa = _content_dfa(lambda n, s, e, _: add_json_chars(n, s, e, ALL_CHARS), 10_000, "json char")
+    dfa = _content_dfa(lambda n, s, e, _: add_json_chars(n, s, e, ALL_CHARS, canonical), 10_000, "json char")
     final = dfa.accepting
     assert not dfa.transitions[final].any(), "a complete character has no continuation"
     # renumber: keep the non-final live states, initial first
@@ -421,14 +472,14 @@ def _one_char() -> tuple[np.ndarray, np.ndarray]:
     return rows, None
 
 
-def length_content(min_len: int, max_len: int | None) -> ByteDFA:
+def length_content(min_len: int, max_len: int | None, canonical: bool = False) -> ByteDFA:
     """Content of JSON strings with between ``min_len`` and ``max_len`` characters (None: unbounded)."""
-    return _length_content(min_len, max_len)
+    return _length_content(min_len, max_len, canonical)
 
 
 @lru_cache(maxsize=512)
-def _length_content(min_len: int, max_len: int | None) -> ByteDFA:
-    rows, _ = _one_char()
+def _length_content(min_len: int, max_len: int | None, canonical: bool = False) -> ByteDFA:
+    rows, _ = _one_char(canonical)
     k = rows.shape[0]
     blocks = (max_len if max_len is not None else min_len) + 1
     n = 1 + blocks * k
@@ -452,8 +503,8 @@ def _length_content(min_len: int, max_len: int | None) -> ByteDFA:
     return trim(table, acc, initial=1)
 
 
-def any_content() -> ByteDFA:
-    return _length_content(0, None)
+def any_content(canonical: bool = False) -> ByteDFA:
+    return _length_content(0, None, canonical)
 
 
 # --- direct constructions on DFAs ---------------------------------------------------------------

@@ -16,6 +16,7 @@ class Options:
         self.lenient = spec.lenient
         self.ws = 0 if spec.whitespace == "compact" else spec.max_whitespace
         self.closed = spec.closed
+        self.canonical = spec.canonical
         self.max_depth = spec.max_depth
         self.max_states = spec.max_states
         self.max_rules = spec.max_rules

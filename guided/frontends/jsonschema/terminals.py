@@ -36,6 +36,7 @@ ANY_NUMBER: Description = ("num", None, False, None, False, None)
 
 
 _BARE_CACHE: dict[tuple, ByteDFA] = {}
+_SPELLED = frozenset({"strlit", "string", "key", "union", "minus"})  # descriptions holding JSON strings
 _CACHE_LIMIT = 20_000
 
 
@@ -96,8 +97,9 @@ class Terminals:
 
     def bare(self, key: tuple, pointer: str = "") -> ByteDFA:
         """The automaton of a terminal description, without leading whitespace."""
-        # A key's automaton holds the whitespace before its colon, so the bound is part of its name.
-        name = (key, self.opts.ws) if key[0] == "key" else key
+        # A key's automaton holds the whitespace before its colon, so the bound is part of its name;
+        # string automata depend on the spelling (every one JSON allows, or the canonical one).
+        name = (key, self.opts.ws if key[0] == "key" else None, self.opts.canonical and key[0] in _SPELLED)
         dfa = _BARE_CACHE.get(name)
         if dfa is None:
             self.opts.check_time(pointer)
@@ -116,7 +118,7 @@ class Terminals:
         """
         kind = key[0]
         if kind == "union" and any(k[0] in ("num", "numlit", "union", "minus") for k in key[1]):
-            name = ("exact", key)
+            name = ("exact", key, self.opts.canonical)
             dfa = _BARE_CACHE.get(name)
             if dfa is None:
                 dfa = _cache_put(_BARE_CACHE, name, _dfa.union_dfas(
@@ -140,7 +142,7 @@ class Terminals:
         if kind == "regex":
             return _regex(key[1])
         if kind == "strlit":
-            return _strings.quoted(_strings.literal_content(key[1]))
+            return _strings.quoted(_strings.literal_content(key[1], self.opts.canonical))
         if kind == "string":
             return _strings.quoted(self.string_content(key[1], pointer))
         if kind == "key":  # "name" ws :
@@ -152,7 +154,7 @@ class Terminals:
             texts = tuple(k[1] for k in key[1] if k[0] == "strlit")
             parts = [self.bare(k, pointer) for k in key[1] if k[0] != "strlit"]
             if len(texts) > 1:
-                parts.append(_strings.quoted(_strings.literals_content(texts)))
+                parts.append(_strings.quoted(_strings.literals_content(texts, self.opts.canonical)))
             elif texts:
                 parts.append(self.bare(("strlit", texts[0]), pointer))
             return _dfa.union_dfas(parts, self.opts.max_states)
@@ -177,6 +179,7 @@ class Terminals:
     def string_content(self, c: tuple, pointer: str) -> ByteDFA:
         patterns, min_len, max_len, formats, literals_out = c
         ms = self.opts.max_states
+        canonical = self.opts.canonical
         parts: list[ByteDFA] = []
         if max_len is not None and max_len > self.opts.max_string_length:
             raise SchemaTooLarge(pointer, f"maxLength {max_len} is above max_string_length="
@@ -185,15 +188,15 @@ class Terminals:
             raise SchemaTooLarge(pointer, f"minLength {min_len} is above max_string_length="
                                           f"{self.opts.max_string_length}")
         for f in formats:
-            parts.append(_strings.regex_content(FORMATS[f], ms))
+            parts.append(_strings.regex_content(FORMATS[f], ms, canonical))
             if f in FORMAT_MAX_LENGTH:
-                parts.append(_strings.length_content(0, FORMAT_MAX_LENGTH[f]))
+                parts.append(_strings.length_content(0, FORMAT_MAX_LENGTH[f], canonical))
         for p in patterns:
-            parts.append(_strings.pattern_content(p, ms))
+            parts.append(_strings.pattern_content(p, ms, canonical))
         if min_len > 0 or max_len is not None:
-            parts.append(_strings.length_content(min_len, max_len))
+            parts.append(_strings.length_content(min_len, max_len, canonical))
         if not parts:
-            parts.append(_strings.any_content())
+            parts.append(_strings.any_content(canonical))
         # smallest first: cheaper products
         parts.sort(key=lambda d: d.num_states)
         out = parts[0]
