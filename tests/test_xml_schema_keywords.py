@@ -272,14 +272,15 @@ def _check(schema, text: str) -> None:
         parse_xml(text, schema)  # Pydantic validates it
 
 
-def random_walks(seconds: float, seed: int) -> tuple[int, int, int]:
+def random_walks(seconds: float, seed: int, at_least: int = 30) -> tuple[int, int, int]:
     """Random-logit walks (`ScriptedModel`, temperature 1) under Cat, Pet and random schemas for
-    ``seconds``, each read back with `parse_xml` and checked (`_check`); (schemas, walks, complete)."""
+    ``seconds`` (and ``at_least`` walks however loaded the machine is), each read back with
+    `parse_xml` and checked (`_check`); (schemas, walks, complete)."""
     rng = random.Random(seed)
     deadline = time.monotonic() + seconds
     schemas: list = [Cat, Pet]
     n_schemas = walks = complete = 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline or walks < at_least:
         schema = schemas.pop() if schemas else _schema(rng)
         try:
             Xml(schema).to_ir()
