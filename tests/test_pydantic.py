@@ -139,6 +139,20 @@ def test_generation_specs_are_closed_and_canonical():
     assert accepts(schema_to_ir(pydantic_spec(Pair, closed=False)), b'{"name": "A", "age": 1, "x": 2}')
 
 
+def test_closed_objects_keep_required_keys_without_a_property_schema():
+    """Closed by the generation default, an object still holds what its schema names: a required
+    key given no property schema (a BFCL tool's ``population``) takes any value, nothing else."""
+    schema = {"type": "object", "properties": {"p": {"type": "object", "required": ["adults", "kids"]}},
+              "required": ["p"]}
+    ir = schema_to_ir(JsonSchema(schema, closed=True))
+    assert accepts(ir, b'{"p": {"adults": 2, "kids": [0]}}')
+    assert not accepts(ir, b'{"p": {"adults": 2, "kids": 0, "pets": 1}}')  # closed: no undeclared key
+    assert not accepts(ir, b'{"p": {"adults": 2}}')
+    explicit = {"type": "object", "required": ["a"], "additionalProperties": False}
+    with pytest.raises(guided.GuidedError):  # the schema's own false still means nothing fits
+        schema_to_ir(JsonSchema(explicit, closed=True))
+
+
 def test_validate_accepts_every_spelling_and_what_pydantic_ignores():
     from guided.testing import assert_matches
 

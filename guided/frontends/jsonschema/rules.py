@@ -334,6 +334,9 @@ class RuleEmitter:
         required = list(dict.fromkeys(flat.get("required", [])))
         patterns = flat.get("patternProperties", {}) or {}
         additional = flat.get("additionalProperties", None)
+        # Closed by the option (generation's default), an object still holds the keys its schema
+        # names: a required key without a property schema takes any value (else nothing fits).
+        named_any = additional is None and self.opts.closed
         if additional is None:
             additional = False if self.opts.closed else True
         names = list(props_schema)
@@ -362,7 +365,7 @@ class RuleEmitter:
                 if matched:
                     parts.append(patterns[p])
             if not parts:
-                parts.append(additional)
+                parts.append(True if named_any else additional)
             if pnames is not None and not self.n.validates(name, pnames if not isinstance(pnames, dict) else pnames,
                                                          res):
                 parts.append(False)
