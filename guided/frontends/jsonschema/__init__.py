@@ -23,7 +23,8 @@ Defaults (see ``docs/json-schema-coverage.md`` for every keyword):
   ``properties`` does not follow them, in ``required`` order; then any number of additional
   properties (``patternProperties`` / ``additionalProperties``), in any order.
   ``additionalProperties`` absent means ``true`` (as the specification says) unless
-  ``closed=True``.
+  ``closed=True``: then no key the schema does not name (a key ``required`` names without a
+  property schema takes any value).
 - **open values** (``{}``, ``true``, additional properties and items without a schema): any
   JSON value; the document ``{}`` allows is at most ``max_depth`` levels deep (default 8), and an
   open value inside one of the schema's objects or arrays nests at most ``max_depth - 1`` more.
@@ -75,7 +76,7 @@ class JsonSchema:
     lenient: bool = False
     whitespace: str = "any"  # "any" (bounded runs) or "compact" (none)
     max_whitespace: int = 40
-    closed: bool = False  # treat absent additionalProperties as false
+    closed: bool = False  # absent additionalProperties: no key beyond properties and required
     canonical: bool = False  # strings only in their canonical spelling (no needless escapes)
     max_depth: int = 8  # nesting bound of open-ended values
     # limits on the compiled grammar
