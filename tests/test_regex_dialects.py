@@ -231,3 +231,21 @@ def test_unicode_mode_claims_only_u_flag_patterns():
                 claimed += 1
                 assert compiles(p), p
     assert claimed > 500
+
+
+def test_escapes_without_the_u_flag_read_as_ecma262():
+    """Without the u flag an escaped letter that is no escape is the letter (``re`` would read
+    ``\\a`` as BEL), ``\\c`` without a letter is text, but ``[\\c1]`` is a control character."""
+    ctx = quickjs.Context()
+    search = ctx.eval('(function (p, s) { var r; try { r = new RegExp(p, "u"); } catch (e) { r = new RegExp(p); }'
+                      ' return r.test(s); })')
+    cases = {r"^\a]$": ["a]", "\x07]"], r"^\Z]$": ["Z]"], r"^\k]$": ["k]"], r"^\x4]$": ["x4]", "\x04]"],
+             r"^\u00]$": ["u00]"], r"^\c1]$": ["\\c1]", "\x11]"], r"^[\c1]]$": ["\x11]", "\\]", "c]", "1]"],
+             r"^[\c_]]$": ["\x1f]", "_]"], r"^\cA]$": ["\x01]", "cA]"], r"^[\cé]]$": ["\\]", "c]", "é]", "\x09]"],
+             r"^\u{2}]$": ["uu]", "\x02]"], r"^]\p{L}$": ["]p{L}", "]a"]}
+    for pattern, texts in cases.items():
+        assert not unicode_mode(pattern)
+        dfa = pattern_content(pattern)
+        for text in texts:
+            got = dfa.fullmatch(json.dumps(text, ensure_ascii=False)[1:-1].encode())
+            assert got == search(pattern, text), (pattern, text)

@@ -338,13 +338,21 @@ def unicode_mode(pattern: str) -> bool:
     return not in_class and not stack
 
 
-def _identity_escape(pattern: str, i: int) -> bool:
+def _control_escape(pattern: str, i: int, in_class: bool) -> bool:
+    """Is the backslash at ``i`` a control escape ``\\cX`` (in a class also ``\\c0``..``\\c9``, ``\\c_``)?"""
+    if not pattern.startswith("\\c", i) or i + 2 >= len(pattern):
+        return False
+    x = pattern[i + 2]
+    return x.isascii() and (x.isalpha() or in_class and (x.isdigit() or x == "_"))
+
+
+def _identity_escape(pattern: str, i: int, in_class: bool) -> bool:
     """Without the u flag, is the backslash at ``i`` an identity escape of an ASCII letter?"""
     d = pattern[i + 1]
     if not (d.isascii() and d.isalpha()) or d in "bBdDfnrsStvwW":
         return False
     if d == "c":
-        return not (i + 2 < len(pattern) and pattern[i + 2].isascii() and pattern[i + 2].isalpha())
+        return not _control_escape(pattern, i, in_class)
     if d == "x":
         return not re.compile(r"[0-9A-Fa-f]{2}").match(pattern, i + 2)
     if d == "u":
@@ -364,13 +372,13 @@ def _ecma_to_python(pattern: str, unicode: bool = True) -> str:
         if c == "\\" and i + 1 < n:
             d = pattern[i + 1]
             # \d \w \s and their complements stay: the construction reads them as ECMA-262 does.
-            if not unicode and _identity_escape(pattern, i):
+            if not unicode and _identity_escape(pattern, i, in_class):
                 # Without u, an escaped letter that is no ECMA-262 escape is the letter itself
                 # (re would read \a as BEL, \Z as an anchor), and \c without a letter is "\c".
                 out.append("\\\\c" if d == "c" else d)
                 i += 2
                 continue
-            if d == "c" and i + 2 < n and pattern[i + 2].isalpha():
+            if _control_escape(pattern, i, in_class and not unicode):
                 out.append(f"\\x{ord(pattern[i + 2]) % 32:02x}")
                 i += 3
                 continue
