@@ -93,6 +93,10 @@ def json_schema(node: Any) -> Any:
         elif key in ("items", "additionalProperties"):
             value = json_schema(value)
         out[key] = value
+    if out.get("type") == "array" and "enum" in out and not any(isinstance(v, list) for v in out["enum"]):
+        # An enum of strings beside "type": "array" (a live_simple question) can hold no value;
+        # BFCL's answers read it as the items' enum.
+        out["items"] = {**out.get("items", {}), "enum": out.pop("enum")}
     return out
 
 
@@ -304,9 +308,15 @@ def run_batch(model, batch: list[Question], mode: str, stats: GenerationStats, u
         return out
     prompts = [encode_prompt(model, messages(q)) for q in batch]
     base = Constraints.build(vocab)
+    refused: dict[str, str] = {}
     if mode == "constrained":
-        specs = [tools_for(q) for q in batch]
-        per_row = [Constraints.build(vocab, grammar=guided.compile(s, vocab)) for s in specs]
+        per_row = []
+        for q in batch:
+            try:
+                per_row.append(Constraints.build(vocab, grammar=guided.compile(tools_for(q), vocab)))
+            except guided.GuidedError as exc:  # a question whose functions admit no call: a failed answer
+                refused[q.id] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                per_row.append(base)
         rows = [c.start() for c in per_row]
         completions = decode(ModelRunner(model), prompts, base, SamplingParams(), max_new_tokens=max_new,
                              row_constraints=rows, stats=stats)
@@ -318,6 +328,9 @@ def run_batch(model, batch: list[Question], mode: str, stats: GenerationStats, u
     for q, c, cons in zip(batch, completions, per_row):
         if mode == "unconstrained":
             out.append(score(q, c.text, None, c.num_steps))
+            continue
+        if q.id in refused:
+            out.append(Outcome(q.id, c.text, error=refused[q.id], tokens=c.num_steps))
             continue
         spec = tools_for(q)
         try:

@@ -302,7 +302,7 @@ def describe(spec: Any) -> str | None:
     if isinstance(spec, Xml):
         if spec.schema is not None and not isinstance(spec.schema, (dict, bool)):
             return None  # a model class: no description that is stable across processes
-        return _dump([kind, spec.schema, spec.root])
+        return _dump([kind, spec.schema, spec.root, spec.max_repeat])
     if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
         # Fields outside equality (JsonSchema.model, the Pydantic class a schema came from) do
         # not change the IR.

@@ -44,6 +44,7 @@ from guided.errors import ConstraintViolation, GuidedError, UsageError
 COMPILE_SECONDS = 3.0  # max_seconds given to every spec
 GRACE = 2.0  # how far past max_seconds a deadline check may come (checks are periodic)
 WATCHDOG = 120  # seconds for a whole example: compile, walks, matcher operations
+ORACLE_SECONDS = 20  # for building Lark's parser, the oracle of safe grammars (its analysis can take minutes)
 WALK_TOKENS = 60  # tokens per random document
 
 BAD = ("error", "hang", "invalid")
@@ -86,6 +87,35 @@ def watchdog(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+class OracleTooSlow(Exception):
+    """An oracle took longer than `ORACLE_SECONDS` to build: the example goes unjudged (noted)."""
+
+
+@contextmanager
+def oracle_time_limit(seconds: float):
+    """Raise `OracleTooSlow` after ``seconds``, inside `watchdog` (whose deadline still holds:
+    when it comes first, `Hang` is raised as before)."""
+    previous_handler = signal.getsignal(signal.SIGALRM)
+    outer_left, _ = signal.getitimer(signal.ITIMER_REAL)
+    start = time.monotonic()
+    outer_deadline = start + outer_left if outer_left else None
+
+    def fire(signum, frame):
+        if outer_deadline is not None and time.monotonic() >= outer_deadline - 0.01:
+            raise Hang("no result before the watchdog's deadline")
+        raise OracleTooSlow(f"the oracle took longer than {seconds} s to build")
+
+    signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_left) if outer_left else seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+        if outer_deadline is not None:
+            signal.setitimer(signal.ITIMER_REAL, max(outer_deadline - time.monotonic(), 0.001))
 
 
 class Invalid(Exception):
@@ -151,6 +181,8 @@ class Tally:
         self.examples: dict[str, list] = {}
         self.slowest: dict[str, list] = {}  # kind -> [(seconds, class, example)], the 3 slowest
         self.compile_times: list[tuple[float, float]] = []  # (wall, CPU) seconds of every compilation
+        self.longest_step: tuple[float, str] = (0.0, "")  # CPU seconds of the longest walk step, and where
+        self.notes: Counter = Counter()  # what went unjudged, and why (kind, note)
 
     def add(self, kind: str, example: Any, result: tuple[str, str], seconds: float = 0.0) -> None:
         cls, detail = result
@@ -180,6 +212,11 @@ class Tally:
             cpu = max(c for _, c in self.compile_times)
             lines.append(f"compilations: {len(self.compile_times)}, longest {wall:.2f} s wall, {cpu:.2f} s CPU "
                          f"(max_seconds={COMPILE_SECONDS})")
+        for (kind, note), n in sorted(self.notes.items()):
+            lines.append(f"{kind}: {note}: {n}")
+        if self.longest_step[0]:
+            lines.append(f"longest walk step (mask, budget mask, probe, advance): {self.longest_step[0]:.3f} s CPU, "
+                         f"{self.longest_step[1]}")
         for key, items in self.examples.items():
             lines.append(f"--- {key}")
             for example, detail in items:
@@ -213,6 +250,7 @@ def walk(grammar, rng: random.Random, max_tokens: int = WALK_TOKENS) -> bytes | 
     m = grammar.matcher()
     out = bytearray()
     for step in range(max_tokens + 8):
+        step_start = time.process_time()
         allowed = m.mask()
         ids = np.flatnonzero(allowed)
         remaining = max_tokens - step
@@ -229,15 +267,26 @@ def walk(grammar, rng: random.Random, max_tokens: int = WALK_TOKENS) -> bytes | 
         ends = allowed[EOS]
         if ends and (rng.random() < 0.15 or remaining <= 0):
             m.advance(EOS)
+            _note_step(step_start, grammar, out)
             return bytes(out)
         choices = [i for i in ids.tolist() if i != EOS]
         if not choices:
             m.advance(EOS)
+            _note_step(step_start, grammar, out)
             return bytes(out)
         token = rng.choice(choices)
         m.advance(token)
         out += VOCAB.token_bytes[token]
+        _note_step(step_start, grammar, out)
     return None
+
+
+def _note_step(start: float, grammar, out: bytearray) -> None:
+    """Keep the longest walk step (CPU seconds since ``start``) in `TALLY`, with where it was."""
+    took = time.process_time() - start
+    if took > TALLY.longest_step[0]:
+        source = getattr(getattr(grammar, "ir", None), "source", "") or getattr(grammar, "source", "")
+        TALLY.longest_step = (took, f"{str(source)[:120]!r} after {bytes(out[-40:])!r}")
 
 
 def _check_advance(m, token: int, allowed: bool, text: bytes) -> None:
@@ -499,10 +548,16 @@ def run_lark(text: str, safe: bool, seed: int = 0) -> None:
     grammar = timed_compile(guided.Grammar(text, max_seconds=COMPILE_SECONDS))
     oracle = None
     if safe:
+        # Lark's own LALR(1) analysis ran past the 120 s watchdog on a grammar guided compiles
+        # in about a second (why guided builds its tables itself): such an example is noted.
         try:
-            oracle = lark.Lark(text, parser="lalr", lexer="contextual")
+            with oracle_time_limit(ORACLE_SECONDS):
+                oracle = lark.Lark(text, parser="lalr", lexer="contextual")
         except lark.exceptions.LarkError:
             oracle = None
+        except OracleTooSlow:
+            TALLY.notes[("grammar", f"Lark's parser (the oracle) took longer than {ORACLE_SECONDS} s to build, "
+                                    f"walks unjudged")] += 1
     rng = random.Random(seed)
     for _ in range(2):
         data = walk(grammar, rng)

@@ -6,8 +6,10 @@ The random counterparts of these inputs are in ``tests/test_fuzz.py``.
 
 from __future__ import annotations
 
+import time
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -218,6 +220,129 @@ def test_long_rule_chains_and_big_repeats_compile():
     for _ in range(500):
         m.advance(ord("a"))
     assert not m.accepts_eos()
+
+
+# Two grammars of the long fuzz run (``make fuzz FUZZ_ONLY=random_lark_grammars``): the first took
+# 5.2 s of CPU to be refused under max_seconds=3 (its LALR(1) automaton checked the deadline every
+# 256 states, and a state closed over thousands of items); on the second, budget masks searched
+# 20,000 stacks each without finding a completion, and kept every stack they made alive, so that
+# each took longer than the one before (a random walk ran past 120 s).
+FUZZED_SLOW_LALR = (
+    'start: r0\nr0: r1\nr1.2: [(("(" "a")~5 "q"i | (")" r0 r2)) (["a" WORD] DIGITS ("q"i r1 r1 | r0))~2 "("] '
+    'DIGITS [(")")* r1 "("] | ("q"i [(r1 "q"i r0)~1..3 r3] r2)~5 (")" ((r1 | ",") "a" "(")+ r3 | '
+    '[DIGITS (r4 | r0)])\nr2: (["," ")" r1] (["a"]))\nr3: "("\nr4: r0\nDIGITS: /[0-9]+/\nWORD: /[x-z]+/\n')
+# (Its rule r1 never finishes; guided prunes it, and since issue 21 also builds the tables Lark
+# would, with r1, which takes past max_seconds: here is the grammar as guided runs it, r1 left out.)
+FUZZED_NESTED = (
+    'start: r0\nr0: "q"i ")" | r2\n'
+    'r2: ")" | ((("a" r2 WORD | "b"))~2)~0..2 ((("a" "q"i r0 | "a") | "(") ["," r0 (r0 | r2)] "(")+ '
+    '| "(" "a" ((r2))+\nDIGITS: /[0-9]+/\nWORD: /[x-z]+/\n%ignore " "\n')
+FUZZED_NESTED_PREFIX = "(abaaaaaaaaa(aaaaa qQ     ), Q)ab aba abb(, )(,(a(a))  Q   )  ((((, a aba)y(,a "
+
+
+def test_the_lalr_analysis_meets_its_deadline():
+    """The deadline is checked by work done, not by states built: refused within a small margin."""
+    cpu = time.process_time()
+    with pytest.raises(LimitExceeded, match=r"LALR\(1\) analysis took longer than max_seconds=1.5 s"):
+        guided.compile(guided.Grammar(FUZZED_SLOW_LALR, max_seconds=1.5), BYTES, cache=False)
+    assert time.process_time() - cpu < 3.5  # 1.5 s, the margin (5.2 s before)
+
+
+def test_lalr_deadline_checks_come_often(monkeypatch):
+    """Between two calls of ``check`` the construction does at most a few thousand units of work
+    (CPU time measured between the first 40 calls, on a grammar whose states each close over
+    hundreds of items: 4.7 s between two of them before)."""
+    from guided.ir import lalr
+
+    times: list[float] = []
+
+    def counting_check():
+        times.append(time.process_time())
+        if len(times) == 40:
+            raise LimitExceeded("stop")
+
+    real = lalr.lalr_tables
+    monkeypatch.setattr("guided.frontends.lark.lalr_tables",
+                        lambda rules, terminals, start, check=None, priority=None:
+                        real(rules, terminals, start, check=counting_check, priority=priority))
+    with pytest.raises(LimitExceeded, match="stop"):
+        guided.Grammar(FUZZED_SLOW_LALR).to_ir()
+    assert max(b - a for a, b in zip(times, times[1:])) < 0.5
+
+
+def test_interned_stacks_are_freed_when_the_table_restarts(monkeypatch):
+    """The stack table's restart empties its nodes' memos, so the stacks they led to can go."""
+    import gc
+    import weakref
+
+    from guided.engine.cfg import stacks as stacks_module
+
+    monkeypatch.setattr(stacks_module, "INTERN_LIMIT", 50)
+    ir = guided.Grammar('start: "(" start ")" | "x"').to_ir()
+    table = stacks_module.StackTable(ir)
+    lpar = ir.terminal_index("LPAR")
+    node, made = table.root, []
+    for _ in range(40):
+        node = table.feed(node, lpar)
+        made.append(weakref.ref(node))
+    del node
+    deep = table.root
+    for _ in range(200):  # restarts the table more than once
+        deep = table.node(0, deep)
+    del deep
+    gc.collect()
+    assert table.root.feeds == {} and all(ref() is None for ref in made)
+    assert table.feed(table.root, lpar) is not None  # memos refill as before
+
+
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_closing_searches_of_deeply_nested_documents_are_bounded(engine, monkeypatch):
+    """All the searches of a closing completion draw from one budget of stacks (`CLOSING_MAX_POPS`),
+    counted here (each stack a search expands is tested once with `can_end`); the native
+    engine's budget masks and closing distances are the Python engine's, bit for bit."""
+    from guided.engine import native as native_module
+    from guided.engine.cfg import closing
+    from guided.engine.cfg.stacks import StackTable
+
+    if engine == "native" and not native_module.available():
+        pytest.skip("the native core is not built")
+    monkeypatch.setattr(closing, "CLOSING_MAX_POPS", 300)
+    ends = []
+    real = StackTable.can_end
+    monkeypatch.setattr(StackTable, "can_end", lambda self, stack: ends.append(1) or real(self, stack))
+    grammar = guided.compile(guided.Grammar(FUZZED_NESTED), BYTES, cache=False, engine=engine)
+    reference = guided.compile(guided.Grammar(FUZZED_NESTED), BYTES, cache=False, engine="python")
+    m, twin = grammar.matcher(), reference.matcher()
+    searched = 0
+    for i, b in enumerate(FUZZED_NESTED_PREFIX.encode()):
+        m.advance(b)
+        twin.advance(b)
+        if i % 8 == 0:
+            ends.clear()
+            distance = m.closing_distance()
+            searched = max(searched, len(ends))
+            assert len(ends) <= 300 + 50  # the budget, and the checks of the candidates found
+            budget = m.budget_mask(6)
+            assert not (budget & ~m.mask()).any()
+            assert np.array_equal(m.mask(), twin.mask()) and np.array_equal(budget, twin.budget_mask(6))
+            assert distance == twin.closing_distance()
+    assert searched >= 300  # the searches did run out of budget somewhere (the case of the fuzz run)
+
+
+def test_closing_finishes_the_rules_in_progress(monkeypatch):
+    """Where the cheapest search over terminals gives up, the search over the rules in progress
+    (`guided.engine.cfg.derivations`) still finds the shortest completion of nested JSON."""
+    from guided.engine.cfg import closing
+
+    monkeypatch.setattr(closing, "CLOSING_EXACT_POPS", 0)
+    m = guided.compile(guided.Grammar("json"), BYTES, cache=False, engine="python").matcher()
+    for b in b'{"a": [[[{"b": [1':
+        m.advance(b)
+    assert m.closing_distance() == len("]}]]]}")
+    for b in b"]}]]]}":
+        assert m.budget_mask(m.closing_distance() + 1)[b]
+        m.advance(b)
+    assert m.accepts_eos()
 
 
 def test_unknown_grammar_names_list_the_shipped_ones():

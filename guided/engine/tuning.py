@@ -97,9 +97,22 @@ SCALAR_DIVERGENCE_WORK = 1500
 
 # -- closing -------------------------------------------------------------------------------
 
-CLOSING_MAX_POPS = 20_000
-"""Parser stacks the search for the cheapest closing terminal sequence may expand (f7e5873);
-no measurement recorded (a bound on the time of one budget mask)."""
+CLOSING_MAX_POPS = 5_000
+"""Parser stacks all the searches of one closing completion may expand together (exact search,
+rules in progress, layers): the bound on the time of one budget mask.  20,000 for the exact
+search alone from f7e5873 (no measurement) to the fuzz finding of issue 18: on a fuzzed grammar
+with brackets nested five deep every budget mask spent them without finding a completion,
+0.6 s each, and 2.5 s after nine documents, since the stacks made stayed alive (now freed with
+the interned table, `guided.engine.cfg.stacks`).  At 5,000 the longest walk step of that
+grammar's fuzz examples is 0.21 s of CPU (``tests/test_fuzz.py``, busy 2-core machine), and
+the shipped grammars' budget tests pass (``tests/test_cfg.py``)."""
+
+CLOSING_EXACT_POPS = 1_000
+"""Of those, the stacks the search for the cheapest closing sequence (over terminals) expands
+before the search over rules in progress (`guided.engine.cfg.derivations`) and then the layered
+search take over with the rest (`guided.engine.cfg.closing.Closer._closing_terminals`).  The
+shipped ``tool_call`` grammar needs more than 1,000 to close ``</tool_call>`` after nested
+arrays, which the search over rules finds in a few dozen; no other measurement recorded."""
 
 FORCED_BYTES_LIMIT = 4096
 """Bytes `forced_bytes` follows at most (a bound on one jump-forward step); no measurement

@@ -34,6 +34,7 @@ import os
 import pathlib
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import lark
@@ -43,6 +44,7 @@ from guided.errors import GuidedError, LimitExceeded, RegexError, SpecError, Usa
 from guided.frontends.regex import Regex, check_limits, literal_to_dfa, regex_to_dfa
 from guided.frontends.lark_order import LexerOrderError, check_lexer_order, lark_order
 from guided.ir import END, CfgIR, Terminal
+from guided.ir.dfa import ByteDFA
 from guided.ir.lalr import Tables, lalr_tables
 
 GRAMMARS_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "grammars"
@@ -160,8 +162,12 @@ def _read(path: pathlib.Path) -> str:
         raise GrammarError(f"cannot read the grammar file {str(path)!r}: {exc}") from None
 
 
-def lark_to_ir(spec: Grammar, *, lark_lexing: bool = True) -> CfgIR:
+def lark_to_ir(spec: Grammar, automata: Mapping[str, ByteDFA] | None = None, *, lark_lexing: bool = True) -> CfgIR:
     """Build the intermediate form of ``spec``, or raise `GrammarError` / `LimitExceeded` naming the cause.
+
+    ``automata``: terminals whose language a front-end built as an automaton (what no regex in
+    the text could say briefly, such as numbers between bounds); each named terminal takes its
+    automaton, its pattern in the text only declares it to Lark.
 
     ``lark_lexing``: refuse a grammar that Lark's lexer would read otherwise than guided's
     (`guided.frontends.lark_order`), so that the language enforced is the one Lark accepts.
@@ -172,10 +178,20 @@ def lark_to_ir(spec: Grammar, *, lark_lexing: bool = True) -> CfgIR:
     text, path = spec.text_and_path()
     lark_terminals, ignore_names, tables, lark_contexts = _analysis(text, path, spec, deadline)
     index = {t.name: i for i, t in enumerate(lark_terminals)}
+    automata = automata or {}
+    unknown = set(automata) - set(index)
+    if unknown:
+        raise UsageError(f"lark_to_ir(automata=...): no terminal {sorted(unknown)[0]!r} in the grammar")
     dfas = []
     for t in lark_terminals:
         if time.monotonic() > deadline:
             raise LimitExceeded(f"the grammar's terminals took longer than max_seconds={spec.max_seconds} s to build")
+        given = automata.get(t.name)
+        if given is not None:
+            if given.initial == 0 or given.accepting[given.initial]:
+                raise GrammarError(f"terminal {t.name}: its automaton matches no text, or the empty string")
+            dfas.append(given)
+            continue
         dfas.append(_terminal_dfa(t, text, spec.max_states, deadline - time.monotonic()))
     ignore = frozenset(index[name] for name in ignore_names if name in index)
     if lark_lexing:

@@ -14,6 +14,20 @@ parent's start tag instead.  ``{"xml": {"name": "..."}}`` renames an element.  A
 property may be an empty element (read back as ``None``).  Element names are fixed by the schema,
 so a plain context-free grammar is exact there.
 
+Every keyword of the schema holds on the value `parse_xml` reads back, or the schema is refused at
+compile time (`UnsupportedSchema` naming its JSON pointer and keyword; `SchemaTooLarge` past a
+limit).  A scalar's text is one terminal whose automaton is exact on the value: numbers through
+the JSON Schema front-end's number automata (bounds, ``multipleOf``; integers are written
+without a fraction, bounded numbers without an exponent), strings through its string
+constructions over XML spellings (`guided.frontends.xml_text`: ``pattern``, ``format``,
+``minLength``/``maxLength`` on the decoded text), ``enum``/``const`` as the values the node's
+other keywords allow.  ``minItems``/``maxItems`` are counted repeats (up to ``max_repeat``),
+``$ref`` and ``allOf`` are merged (parts that disagree on a keyword are refused), ``anyOf`` with
+``null`` is ``Optional``.  Annotations, and keywords about properties or items never written
+(``additionalProperties``...), have no effect; ``oneOf``, other unions, ``not``, conditionals,
+``uniqueItems``, ``contains``, tuples, ``patternProperties``, ``propertyNames``, dependencies,
+unmet ``minProperties``/``maxProperties`` and recursive schemas are refused.
+
 >>> from pydantic import BaseModel
 >>> class Point(BaseModel):
 ...     x: int
@@ -30,16 +44,33 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from guided.errors import SpecError, UsageError
-from guided.frontends.lark import Grammar, lark_to_ir
-from guided.ir import CfgIR, MatchedNames
+import jsonschema
+import jsonschema.validators
 
-__all__ = ["XML_GRAMMAR", "Xml", "parse_xml", "range_regex", "schema_grammar", "to_xml", "xml_schema"]
+from guided.errors import LimitExceeded, RegexError, SpecError, UsageError
+from guided.frontends import xml_text
+from guided.frontends.jsonschema import JsonSchema, _numbers, _strings
+from guided.frontends.jsonschema._exact import exact_validator_class
+from guided.frontends.jsonschema._formats import FORMATS
+from guided.frontends.jsonschema.errors import InvalidSchema, SchemaTooLarge, UnsupportedSchema
+from guided.frontends.jsonschema.normalise import ANNOTATIONS, json_equal
+from guided.frontends.jsonschema.options import Options
+from guided.frontends.jsonschema.terminals import Terminals
+from guided.frontends.lark import Grammar, lark_to_ir
+from guided.frontends.regex import Regex, check_limits, regex_to_dfa
+from guided.ir import CfgIR, MatchedNames
+from guided.ir import dfa_ops as _dfa
+from guided.ir.dfa import ByteDFA
+
+__all__ = ["XML_GRAMMAR", "Xml", "parse_xml", "range_regex", "schema_grammar", "schema_ir", "to_xml", "xml_schema"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +78,9 @@ class Xml:
     """The XML constraint: any well-formed document (``schema=None``), or one shaped by a schema.
 
     ``schema`` is a Pydantic model class or a JSON Schema dict; `guided.compile` compiles it.
+    Every keyword of the schema is enforced exactly or refused at compile time with
+    `guided.frontends.jsonschema.UnsupportedSchema` naming its JSON pointer (see `schema_ir`);
+    ``max_repeat`` bounds the ``minItems``/``maxItems`` counted out as repeated elements.
 
     >>> Xml().schema is None
     True
@@ -54,6 +88,7 @@ class Xml:
 
     schema: object = None
     root: str | None = None  # root element name for schema-shaped XML (default: the model's title)
+    max_repeat: int = 256
 
     def __post_init__(self) -> None:
         shape = self.schema
@@ -63,18 +98,20 @@ class Xml:
                              f"{type(shape).__name__}")
         if self.root is not None and (not isinstance(self.root, str) or not self.root):
             raise UsageError(f"Xml(root=...) takes an element name, got {self.root!r}")
+        check_limits(self, max_repeat=int)
 
     def __hash__(self) -> int:
-        return hash((_hashable(self.schema), self.root))
+        return hash((_hashable(self.schema), self.root, self.max_repeat))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Xml) and _hashable(self.schema) == _hashable(other.schema) and self.root == other.root
+        return (isinstance(other, Xml) and _hashable(self.schema) == _hashable(other.schema) and self.root == other.root
+                and self.max_repeat == other.max_repeat)
 
     def to_ir(self) -> CfgIR:
         """The intermediate form: `XML_GRAMMAR` with matched names, or the schema's grammar."""
         if self.schema is None:
             return well_formed_ir()
-        return lark_to_ir(Grammar(schema_grammar(self.schema, root=self.root)), lark_lexing=False)
+        return schema_ir(self.schema, root=self.root, max_repeat=self.max_repeat)
 
 
 def _hashable(schema):
@@ -204,7 +241,31 @@ def well_formed_ir() -> CfgIR:
 # Schema-shaped XML
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*\Z")
+MAX_ELEMENT_DEPTH = 64  # schema-shaped documents nest at most this deep (a recursive $ref is refused)
 
+#: Keywords with no effect on the values XML is written and read as: annotations, and keywords
+#: that only speak about properties or items this shape never produces.
+_VACUOUS = ANNOTATIONS | {"xml", "additionalProperties", "unevaluatedProperties", "additionalItems",
+                          "unevaluatedItems"}
+#: JSON Schema keywords the XML shape cannot enforce: refused wherever they would constrain a value.
+_REFUSED = {
+    "oneOf": "unions other than Optional[...] are not supported in XML",
+    "not": "negation is not supported in XML",
+    "patternProperties": "pattern properties cannot be written as XML elements",
+    "propertyNames": "property name constraints are not supported in XML",
+    "dependentRequired": "dependencies between properties are not supported in XML",
+    "dependentSchemas": "dependencies between properties are not supported in XML",
+    "dependencies": "dependencies between properties are not supported in XML",
+    "contains": "contains is not supported in XML",
+    "minContains": "contains is not supported in XML",
+    "maxContains": "contains is not supported in XML",
+    "prefixItems": "tuples are not supported in XML",
+    "$dynamicRef": "dynamic references are not supported in XML",
+    "$recursiveRef": "dynamic references are not supported in XML",
+    "divisibleBy": "draft-3 keywords are not supported in XML",
+    "disallow": "draft-3 keywords are not supported in XML",
+    "extends": "draft-3 keywords are not supported in XML",
+}
 
 
 def xml_schema(schema: Any) -> dict:
@@ -218,239 +279,531 @@ def xml_schema(schema: Any) -> dict:
     raise SpecError(f"expected a Pydantic model class or a JSON Schema dict, got {type(schema).__name__}")
 
 
-class _Builder:
-    def __init__(self, root_schema: dict):
-        self.root = root_schema
-        self.rules: list[str] = []
-        self.terms: dict[str, str] = {}
-        self.count = 0
+@dataclass(frozen=True)
+class _Shape:
+    """One schema node as XML reads it: its keywords with ``$ref``/``allOf``/``Optional`` merged in,
+    whether an empty element stands for ``None``, and its kind (``"object"``, ``"array"`` or
+    the scalar kinds ``"enum"``, ``"string"``, ``"integer"``, ``"number"``, ``"boolean"``, ``"null"``)."""
 
-    def resolve(self, node: Any) -> dict:
-        seen = 0
-        while isinstance(node, dict) and "$ref" in node:
-            ref = node["$ref"]
-            if not ref.startswith("#/"):
-                raise SpecError(f"only local $ref is supported in XML schemas, got {ref!r}")
-            target: Any = self.root
-            for part in ref[2:].split("/"):
-                target = target[part.replace("~1", "/").replace("~0", "~")]
-            extra = {k: v for k, v in node.items() if k != "$ref"}
-            node = {**target, **extra}
-            seen += 1
-            if seen > 64:
-                raise SpecError("recursive $ref chains are not supported in XML schemas")
-        if node is True or node == {}:
-            return {"type": "string"}
+    node: dict
+    pointer: str
+    nullable: bool
+    kind: str
+    values: tuple = ()  # the enum values the node's other keywords allow (kind "enum")
+
+
+def _esc(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+class _Builder:
+    """Reads a schema's nodes (`shape`) and emits the grammar of the XML they describe."""
+
+    def __init__(self, root_schema: Any, max_repeat: int = 256):
+        self.root = root_schema
+        self.max_repeat = max_repeat
+        self.rules: list[str] = []
+        self.terms: dict[tuple, tuple[str | None, bool]] = {}  # value description -> (terminal, may be empty)
+        self.automata: dict[str, ByteDFA] = {}
+        self.comments: dict[str, str] = {}
+        self.count = 0
+        self.depth = 0
+        self.opts = Options(JsonSchema({}))  # the JSON Schema front-end's default limits
+        self.json_terminals = Terminals(self.opts)
+        draft = str(root_schema.get("$schema", "")) if isinstance(root_schema, dict) else ""
+        self.old_draft = "draft-03" in draft or "draft-04" in draft
+        self._validator: Any = None
+
+    # -- reading nodes ---------------------------------------------------------------------
+
+    def merged(self, node: Any, ptr: str, depth: int = 0) -> dict:
+        """``node`` with its ``$ref`` target and ``allOf`` parts merged in (they must not disagree)."""
+        if depth > 64:
+            raise SchemaTooLarge(ptr, "$ref/allOf chains nest too deeply (a reference cycle?)")
+        if node is True:
+            return {}
+        if node is False:
+            raise UnsupportedSchema(ptr, "schema", "false allows no value: no XML can be written for it")
         if not isinstance(node, dict):
-            raise SpecError(f"unsupported schema node {node!r}")
-        return node
+            raise InvalidSchema(ptr, "schema", f"a schema must be an object or a boolean, not {type(node).__name__}")
+        out = {k: v for k, v in node.items() if k not in ("$ref", "allOf")}
+        if "$ref" in node:
+            ref = node["$ref"]
+            if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
+                raise UnsupportedSchema(ptr, "$ref", f"only references inside the schema are supported, got {ref!r}")
+            target: Any = self.root
+            try:
+                for part in ref[2:].split("/") if ref != "#" else []:
+                    target = target[int(part) if isinstance(target, list) else part.replace("~1", "/").replace("~0", "~")]
+            except (KeyError, IndexError, TypeError, ValueError):
+                raise UnsupportedSchema(ptr, "$ref", f"cannot resolve {ref!r}") from None
+            out = self.merge(out, self.merged(target, ref[1:], depth + 1), ptr)
+        for i, part in enumerate(node.get("allOf", [])):
+            out = self.merge(out, self.merged(part, f"{ptr}/allOf/{i}", depth + 1), ptr)
+        return out
+
+    def merge(self, a: dict, b: dict, ptr: str) -> dict:
+        out = dict(b)
+        for k, v in a.items():
+            if k not in out or k in ANNOTATIONS or k == "xml" or json_equal(out[k], v):
+                out[k] = v
+            elif k == "required" and isinstance(v, list) and isinstance(out[k], list):
+                out[k] = list(dict.fromkeys(out[k] + v))
+            else:
+                raise UnsupportedSchema(ptr, k, "$ref/allOf parts give it different values; merge them in the "
+                                                "schema (XML takes one value per keyword)")
+        return out
+
+    def shape(self, raw: Any, ptr: str) -> _Shape:
+        """The node at ``ptr`` as XML reads it, or `UnsupportedSchema` naming the keyword it cannot keep."""
+        node = self.merged(raw, ptr)
+        nullable = False  # whether null is one of the node's types (checked against all its keywords below)
+        if "anyOf" in node:
+            alts = [(a, self.merged(a, f"{ptr}/anyOf/{i}")) for i, a in enumerate(node["anyOf"]) if a is not False]
+            rest = [m for _, m in alts if m.get("type") != "null" or len(set(m) - _VACUOUS) > 1]
+            nullable = len(rest) < len(alts)
+            if len(rest) > 1:
+                raise UnsupportedSchema(ptr, "anyOf", "unions other than Optional[...] are not supported in XML")
+            node = {k: v for k, v in node.items() if k != "anyOf"}
+            node = self.merge(node, rest[0], ptr) if rest else {**node, "type": "null"}
+        for k in node:
+            if k in _REFUSED:
+                raise UnsupportedSchema(ptr, k, _REFUSED[k])
+        if "required" in node and not isinstance(node["required"], list):
+            raise UnsupportedSchema(ptr, "required", "must be an array of property names (draft-3 booleans are not "
+                                                     "supported in XML)")
+        if "if" in node and ("then" in node or "else" in node):
+            raise UnsupportedSchema(ptr, "if", "conditionals are not supported in XML")
+        types = node.get("type")
+        if isinstance(types, str):
+            types = [types]
+        if types is not None:
+            if not isinstance(types, list):
+                raise InvalidSchema(ptr, "type", f"must be a string or a list, got {types!r}")
+            if "null" in types:
+                nullable = True
+            types = [t for t in types if t != "null"] or ["null"]
+            if "number" in types and "integer" in types:
+                types.remove("integer")
+            if len(types) > 1:
+                raise UnsupportedSchema(ptr, "type", f"one type per XML element (or one and null), got {types}")
+        kind = types[0] if types else ("object" if "properties" in node or "required" in node else
+                                       "array" if "items" in node else "string")
+        if kind == "null":
+            nullable = True
+        # An empty element reads back as None: only where the whole node allows null.
+        nullable = nullable and self.allows(raw, None, ptr)
+        if "enum" in node or "const" in node:
+            return _Shape(node, ptr, nullable, "enum", tuple(self.enum_values(node, ptr)))
+        if kind not in ("object", "array", "string", "integer", "number", "boolean", "null"):
+            raise InvalidSchema(ptr, "type", f"unknown type {kind!r}")
+        if kind == "null" and not nullable:
+            raise UnsupportedSchema(ptr, "type", "null is the only type, and the node's other keywords refuse it")
+        return _Shape(node, ptr, nullable, kind)
+
+    def allows(self, node: Any, value: Any, ptr: str) -> bool:
+        """Is ``value`` valid under ``node`` (a subschema of the root), numbers compared exactly?"""
+        if self._validator is None:
+            base = jsonschema.validators.validator_for(self.root if isinstance(self.root, dict) else {},
+                                                       default=jsonschema.Draft202012Validator)
+            cls = exact_validator_class(base)
+            self._validator = cls(self.root if isinstance(self.root, (dict, bool)) else {},
+                                  format_checker=cls.FORMAT_CHECKER)
+        try:
+            return bool(self._validator.evolve(schema=node).is_valid(value))
+        except Exception:  # noqa: BLE001 - a schema jsonschema cannot run
+            raise UnsupportedSchema(ptr, "enum", "cannot check a value against the node's keywords") from None
+
+    def enum_values(self, node: dict, ptr: str) -> list:
+        values = [node["const"]] if "const" in node else node["enum"]
+        if not isinstance(values, list):
+            raise InvalidSchema(ptr, "enum", "must be an array")
+        kept: list = []
+        for v in values:
+            if not any(json_equal(v, w) for w in kept) and self.allows(node, v, ptr):
+                kept.append(v)
+        if not kept:
+            raise UnsupportedSchema(ptr, "enum", "no value of the enum satisfies the other keywords")
+        return kept
+
+    # -- value automata ----------------------------------------------------------------------
+
+    def bounds(self, node: dict, ptr: str, lower: bool) -> tuple[Decimal | None, bool]:
+        """The tighter (value, exclusive) bound on one side, as the schema's draft reads it."""
+        bound, flag = ("minimum", "exclusiveMinimum") if lower else ("maximum", "exclusiveMaximum")
+        sides = []
+        try:
+            if node.get(bound) is not None:
+                ex = node.get(flag)
+                sides.append((_dec(node[bound]), bool(ex) if (self.old_draft or isinstance(ex, bool)) else False))
+            if node.get(flag) is not None and not self.old_draft and not isinstance(node[flag], bool):
+                sides.append((_dec(node[flag]), True))
+        except (TypeError, ValueError, ArithmeticError):
+            raise InvalidSchema(ptr, bound, "bounds must be numbers") from None
+        if not sides:
+            return None, False
+        value = max(v for v, _ in sides) if lower else min(v for v, _ in sides)
+        return value, any(x for v, x in sides if v == value)
+
+    def value_automaton(self, shape: _Shape, attribute: bool) -> ByteDFA:
+        """The XML text of every value of a scalar ``shape`` (may accept the empty text)."""
+        node, ptr, kind = shape.node, shape.pointer, shape.kind
+        ms = self.opts.max_states
+        try:
+            if kind == "enum":
+                texts = [_value_text(v, None) for v in shape.values]
+                return xml_text.value_automaton(xml_text.literal_texts(texts, ms), attribute, ms)
+            if kind == "null":
+                return xml_text.value_automaton(xml_text.literal_texts([""], ms), attribute, ms)
+            if kind == "boolean":
+                return _dfa.union_dfas([_dfa.literal_dfa(b"true"), _dfa.literal_dfa(b"false")])
+            if kind in ("integer", "number"):
+                return self.number_automaton(node, ptr, kind)
+            return xml_text.value_automaton(lambda chars: self.json_terminals.string_content(
+                self.string_description(node, ptr), ptr, chars), attribute, ms)
+        except LimitExceeded as exc:
+            if isinstance(exc, SchemaTooLarge):
+                raise
+            raise SchemaTooLarge(ptr, str(exc)) from None
+
+    def number_automaton(self, node: dict, ptr: str, kind: str) -> ByteDFA:
+        lo, lo_x = self.bounds(node, ptr, True)
+        hi, hi_x = self.bounds(node, ptr, False)
+        mult = None
+        if "multipleOf" in node:
+            try:
+                m = _dec(node["multipleOf"])
+            except (TypeError, ValueError, ArithmeticError):
+                raise InvalidSchema(ptr, "multipleOf", "must be a number") from None
+            if not m > 0:
+                raise InvalidSchema(ptr, "multipleOf", "must be positive")
+            mult = _numbers.decimal_ratio(m)
+        if kind == "integer":
+            # Read back with int(): spellings without a fraction or an exponent only.
+            ilo = None if lo is None else (math.floor(lo) + 1 if lo_x else math.ceil(lo))
+            ihi = None if hi is None else (math.ceil(hi) - 1 if hi_x else math.floor(hi))
+            return self.json_terminals.int_dfa(ilo, ihi, mult, False, ptr)
+        if lo is None and hi is None and mult is None:
+            return _dfa_of_regex(_numbers.NUMBER)
+        return self.json_terminals.num_dfa(None if lo is None else str(lo), lo_x, None if hi is None else str(hi), hi_x,
+                                    mult, ptr)
+
+    def string_description(self, node: dict, ptr: str) -> tuple:
+        """The JSON Schema front-end's description of a string's constraints (``Terminals.string_content``)."""
+        patterns, formats = [], []
+        if "pattern" in node:
+            p = node["pattern"]
+            if not isinstance(p, str):
+                raise InvalidSchema(ptr, "pattern", "must be a string")
+            try:
+                _strings.pattern_content(p, self.opts.max_states)
+            except RegexError as exc:
+                raise UnsupportedSchema(ptr, "pattern", f"{p!r}: {exc}") from None
+            patterns.append(p)
+        if "format" in node:
+            f = node["format"]
+            if f not in FORMATS:
+                raise UnsupportedSchema(ptr, "format", f"unknown format {f!r} (supported: {', '.join(sorted(FORMATS))})")
+            formats.append(f)
+        try:
+            min_len = int(node.get("minLength", 0))
+            max_len = None if node.get("maxLength") is None else int(node["maxLength"])
+        except (TypeError, ValueError):
+            raise InvalidSchema(ptr, "minLength", "lengths must be integers") from None
+        return (tuple(patterns), min_len, max_len, tuple(formats), ())
+
+    def term(self, shape: _Shape, attribute: bool) -> tuple[str | None, bool]:
+        """(the terminal of a scalar's non-empty XML text, None where it has none; whether the text
+        may be empty), one terminal per distinct constraint."""
+        key = (shape.kind, json.dumps({k: v for k, v in shape.node.items() if k not in _VACUOUS}, sort_keys=True,
+                                      default=repr), json.dumps(shape.values, default=repr), attribute)
+        found = self.terms.get(key)
+        if found is None:
+            dfa = self.value_automaton(shape, attribute)
+            empty = xml_text.accepts_empty(dfa)
+            body = xml_text.non_empty(dfa, self.opts.max_states)
+            name = None
+            if not xml_text.is_empty(body):
+                name = f"V{len(self.automata)}"
+                self.automata[name] = body
+                self.comments[name] = (f"{shape.kind} at {shape.pointer or '#'}" + (" (attribute)" if attribute else "")
+                                       + (", or empty" if empty else ""))
+            found = self.terms[key] = (name, empty)
+        if found[0] is None and not found[1] and not shape.nullable:
+            raise UnsupportedSchema(shape.pointer, _main_keyword(shape), "no value of this schema can be written as "
+                                                                         "XML text")
+        return found
+
+    # -- elements ------------------------------------------------------------------------------
 
     def nt(self) -> str:
         self.count += 1
         return f"e{self.count - 1}"
 
-    def term(self, regex: str) -> str:
-        name = self.terms.get(regex)
-        if name is None:
-            name = self.terms[regex] = f"V{len(self.terms)}"
-        return name
-
-    # -- scalars -------------------------------------------------------------------------------
-
-    def scalar_regex(self, node: dict, quote: str | None) -> tuple[str, bool] | None:
-        """(regex, may_be_empty) of a scalar's escaped text, or None if the node is not a scalar."""
-        ref = _REF
-        if "const" in node:
-            return _literal_alts([node["const"]], quote), False
-        if "enum" in node:
-            return _literal_alts(node["enum"], quote), False
-        types = node.get("type")
-        if isinstance(types, list):
-            types = [t for t in types if t != "null"]
-            types = types[0] if len(types) == 1 else types
-        if types == "string":
-            if quote is None:
-                c = f"[^<&\\]{_NOT_CHAR}]"
-                c2 = f"[^<&\\]>{_NOT_CHAR}]"
-                return f"(?:{c}|{ref}|\\]{c}|\\]{ref}|\\]\\]+{c2}|\\]\\]+{ref})+\\]*|\\]+", True
-            return f"(?:[^<&{quote}{_NOT_CHAR}]|{ref})+", True
-        if types == "integer":
-            return r"-?(?:0|[1-9][0-9]*)", False
-        if types == "number":
-            return r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", False
-        if types == "boolean":
-            return "true|false", False
-        return None
-
-    # -- elements ------------------------------------------------------------------------------
-
-    def element(self, name: str, node: Any) -> str:
-        """A rule for element ``name`` holding a value of ``node``; returns the rule's name."""
-        node = self.resolve(node)
+    def element(self, name: str, raw: Any, ptr: str) -> str:
+        """A rule for element ``name`` holding a value of ``raw``; returns the rule's name."""
         if not _NAME.match(name):
-            raise SpecError(f"{name!r} is not an XML element name (letters, digits, '_', '-', '.'; no ':')")
-        nullable = _nullable(node)
-        node = _strip_null(node)
-        rule = self.nt()
-        scalar = self.scalar_regex(node, None)
-        open_, close = _lit(f"<{name}>"), _lit(f"</{name}>")
-        if scalar is not None:
-            regex, may_be_empty = scalar
-            v = self.term(regex)
-            body = f"{v}?" if (may_be_empty or nullable) else v
-            self.rules.append(f"{rule}: {open_} {body} {close}" + (f" | {_lit(f'<{name}/>')}" if (may_be_empty or nullable) else ""))
-            return rule
-        if node.get("type") == "array" or "items" in node:
-            raise SpecError(f"arrays of arrays are not supported in XML ({name!r})")
-        if node.get("type") == "object" or "properties" in node:
-            props = node.get("properties", {})
-            required = set(node.get("required", []))
-            attrs, children = [], []
-            for key, sub in props.items():
-                sub_r = self.resolve(sub)
-                info = sub_r.get("xml") or (sub.get("xml") if isinstance(sub, dict) else None) or {}
-                elem_name = info.get("name", key)
-                if info.get("attribute"):
-                    scalar = self.scalar_regex(_strip_null(sub_r), '"')
-                    if scalar is None:
-                        raise SpecError(f"attribute {key!r} must be a scalar")
-                    if not _NAME.match(elem_name):
-                        raise SpecError(f"{elem_name!r} is not an XML attribute name")
-                    v = self.term(scalar[0])
-                    part = f'{_lit(f" {elem_name}=" + chr(34))} {v}{"?" if scalar[1] else ""} {_lit(chr(34))}'
-                    attrs.append(part if key in required else f"({part})?")
-                else:
-                    children.append(self.child(elem_name, sub_r, key in required))
-            if node.get("additionalProperties") not in (None, False) or node.get("patternProperties"):
-                raise SpecError(f"additional properties cannot be written as XML elements ({name!r})")
-            start = _lit(f"<{name}")
-            inner = " ".join(f"{c} _WS?" for c in children)
-            body = f"{start} {' '.join(attrs)} {_lit('>')} _WS? {inner} {close}"
-            self.rules.append(f"{rule}: {body}")
-            return rule
-        raise SpecError(f"unsupported schema for XML element {name!r}: {json.dumps(node)[:120]}")
+            raise UnsupportedSchema(ptr, "xml", f"{name!r} is not an XML element name (letters, digits, '_', '-', "
+                                                f"'.'; no ':')")
+        self.depth += 1
+        try:
+            return self._element(name, raw, ptr)
+        finally:
+            self.depth -= 1
 
-    def child(self, name: str, node: dict, required: bool) -> str:
-        if node.get("type") == "array" or "items" in node:
-            items = node.get("items", {})
-            one = self.element(name, items)
-            lo, hi = int(node.get("minItems", 0)), node.get("maxItems")
-            if hi is not None and int(hi) <= 16:
-                parts = [f"{one} _WS?"] * lo + [f"({one} _WS?)?"] * (int(hi) - lo)
+    def _element(self, name: str, raw: Any, ptr: str) -> str:
+        if self.depth > MAX_ELEMENT_DEPTH:
+            raise UnsupportedSchema(ptr, "$ref", f"elements nest deeper than {MAX_ELEMENT_DEPTH} levels: recursive "
+                                                 f"schemas are not supported in XML")
+        shape = self.shape(raw, ptr)
+        rule = self.nt()
+        open_, close = _lit(f"<{name}>"), _lit(f"</{name}>")
+        if shape.kind == "array":
+            raise UnsupportedSchema(ptr, "type", f"an array is written as repeated elements of an object's property; "
+                                                 f"it cannot be the root or an item of another array ({name!r})")
+        if shape.kind != "object":
+            v, may_be_empty = self.term(shape, attribute=False)
+            empty = may_be_empty or shape.nullable
+            alts = [f"{open_} {v} {close}"] if v is not None else []
+            if empty:
+                alts += [f"{open_} {close}", _lit(f"<{name}/>")]
+            self.rules.append(f"{rule}: {' | '.join(alts)}")
+            return rule
+        node = shape.node
+        props = node.get("properties", {})
+        if not isinstance(props, dict):
+            raise InvalidSchema(ptr, "properties", "must be an object")
+        required = node.get("required", [])
+        if not isinstance(required, list):
+            raise InvalidSchema(ptr, "required", "must be an array")
+        missing = [k for k in required if k not in props or props[k] is False]
+        if missing:
+            raise UnsupportedSchema(ptr, "required", f"{missing[0]!r} has no schema under properties to write it by")
+        try:
+            n_min = int(node.get("minProperties", 0))
+            n_max = None if node.get("maxProperties") is None else int(node["maxProperties"])
+        except (TypeError, ValueError):
+            raise InvalidSchema(ptr, "minProperties", "property counts must be integers") from None
+        if n_min > len(set(required)):
+            raise UnsupportedSchema(ptr, "minProperties", "only supported where the required properties satisfy it")
+        if n_max is not None and n_max < len([k for k, s in props.items() if s is not False]):
+            raise UnsupportedSchema(ptr, "maxProperties", "only supported where all properties together satisfy it")
+        attrs, children, names = [], [], set()
+        for key, sub in props.items():
+            if sub is False:
+                continue
+            sub_ptr = f"{ptr}/properties/{_esc(key)}"
+            info = _xml_info(self.merged(sub, sub_ptr))
+            elem_name = info.get("name", key)
+            if (elem_name, bool(info.get("attribute"))) in names:
+                raise UnsupportedSchema(sub_ptr, "xml", f"two properties are written as {elem_name!r}")
+            names.add((elem_name, bool(info.get("attribute"))))
+            if info.get("attribute"):
+                sub_shape = self.shape(sub, sub_ptr)
+                if sub_shape.kind in ("object", "array"):
+                    raise UnsupportedSchema(sub_ptr, "xml", f"attribute {key!r} must be a scalar")
+                if not _NAME.match(elem_name):
+                    raise UnsupportedSchema(sub_ptr, "xml", f"{elem_name!r} is not an XML attribute name")
+                v, may_be_empty = self.term(sub_shape, attribute=True)
+                may_be_empty = may_be_empty or sub_shape.nullable  # an empty value reads back as None
+                value = f"{v}{'?' if may_be_empty else ''}" if v is not None else ""
+                part = f'{_lit(f" {elem_name}=" + chr(34))} {value} {_lit(chr(34))}'
+                attrs.append(part if key in required else f"({part})?")
             else:
-                parts = [f"{one} _WS?"] * lo + [f"({one} _WS?)*"]
-            rule = self.nt()
-            self.rules.append(f"{rule}: {' '.join(parts) if parts else ''}".rstrip())
-            # An empty list rule must still derive something: make the whole group optional.
-            return f"{rule}"
-        one = self.element(name, node)
-        return one if required else f"{one}?"
+                child = self.child(elem_name, sub, sub_ptr, key in required)
+                if child:
+                    children.append(child)
+        start = _lit(f"<{name}")
+        inner = " ".join(f"{c} _WS?" for c in children)
+        empty = f" | {_lit(f'<{name}/>')}" if shape.nullable else ""  # read back as None
+        self.rules.append(f"{rule}: {start} {' '.join(attrs)} {_lit('>')} _WS? {inner} {close}{empty}")
+        return rule
+
+    def child(self, name: str, raw: Any, ptr: str, required: bool) -> str:
+        shape = self.shape(raw, ptr)
+        if shape.kind != "array":
+            one = self.element(name, raw, ptr)
+            return one if required else f"{one}?"
+        node = shape.node
+        if node.get("uniqueItems") and (node.get("maxItems") is None or node["maxItems"] > 1):
+            raise UnsupportedSchema(ptr, "uniqueItems", "unique items are not supported in XML")
+        try:
+            lo = int(node.get("minItems", 0))
+            hi = None if node.get("maxItems") is None else int(node["maxItems"])
+        except (TypeError, ValueError):
+            raise InvalidSchema(ptr, "minItems", "item counts must be integers") from None
+        items = node.get("items", True)
+        if isinstance(items, list):
+            raise UnsupportedSchema(ptr, "items", "tuples are not supported in XML")
+        if items is False or (hi is not None and hi < lo):
+            hi = 0
+            if lo > 0:
+                raise UnsupportedSchema(ptr, "minItems", "no array satisfies both the item count and the items")
+        for keyword, n in (("minItems", lo), ("maxItems", hi)):
+            if n is not None and n > self.max_repeat:
+                raise SchemaTooLarge(ptr, f"{keyword} {n} is above max_repeat={self.max_repeat} (Xml(max_repeat=...))")
+        if hi == 0:
+            return ""
+        one = self.element(name, items, f"{ptr}/items")
+        # lo repeats, then the optional ones nested (one way to read every count: no ambiguity).
+        tail = ""
+        if hi is None:
+            tail = f"({one} _WS?)*"
+        else:
+            for _ in range(hi - lo):
+                nested = self.nt()
+                self.rules.append(f"{nested}: ({one} _WS? {tail})?")
+                tail = nested
+        rule = self.nt()
+        body = f"{' '.join([f'{one} _WS?'] * lo)} {tail}".strip()
+        if lo and not required:  # an optional array may be left out (read back as absent)
+            body = f"({body})?"
+        self.rules.append(f"{rule}: {body}")
+        return rule
+
+    def grammar(self, name: str) -> tuple[str, dict[str, ByteDFA]]:
+        """Lark text and the automata of its value terminals, for the document rooted at element ``name``."""
+        top = self.element(name, self.root, "")
+        lines = [f"// XML shaped by a schema (root <{name}>)", f"start: _WS? {top}"]
+        lines += self.rules
+        for term, dfa in self.automata.items():
+            lines.append(f"// {term}: {self.comments[term]} (an automaton: the pattern below only declares it)")
+            lines.append(f"{term}: /[^<]+/")
+        lines.append(rf"_WS: /[ \t\r\n]{{1,{MAX_WHITESPACE}}}/")
+        return "\n".join(lines) + "\n", dict(self.automata)
+
+
+def _dec(x) -> Decimal:
+    if isinstance(x, bool):
+        raise TypeError
+    return Decimal(repr(x)) if isinstance(x, float) else Decimal(x)
+
+
+def _dfa_of_regex(pattern: str) -> ByteDFA:
+    return regex_to_dfa(Regex(pattern))
+
+
+def _main_keyword(shape: _Shape) -> str:
+    for k in ("enum", "const", "pattern", "format", "minLength", "maxLength", "minimum", "maximum",
+              "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
+        if k in shape.node:
+            return k
+    return "type"
+
+
+def _xml_info(node: dict) -> dict:
+    info = node.get("xml") or {}
+    return info if isinstance(info, dict) else {}
 
 
 def _lit(text: str) -> str:
     return json.dumps(text)
 
 
-def _escape(value: Any, quote: str | None) -> str:
-    s = value if isinstance(value, str) else json.dumps(value)
-    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    if quote:
-        s = s.replace(quote, "&quot;" if quote == '"' else "&apos;")
-    return s
+def _value_text(value: Any, kind: str | None) -> str:
+    """The decoded text a scalar value is written as (numbers without an exponent)."""
+    if isinstance(value, str):
+        return value
+    if kind == "integer" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(int(value))
+    if kind == "number" and isinstance(value, float) and math.isfinite(value):
+        return format(Decimal(repr(value)), "f")
+    return json.dumps(value)
 
 
-def _literal_alts(values: list, quote: str | None) -> str:
-    return "|".join(re.escape(_escape(v, quote)) for v in values)
-
-
-def _nullable(node: dict) -> bool:
-    t = node.get("type")
-    if t == "null" or (isinstance(t, list) and "null" in t):
-        return True
-    return any(isinstance(a, dict) and a.get("type") == "null" for a in node.get("anyOf", []))
-
-
-def _strip_null(node: dict) -> dict:
-    if "anyOf" in node:
-        rest = [a for a in node["anyOf"] if not (isinstance(a, dict) and a.get("type") == "null")]
-        if len(rest) == 1:
-            extra = {k: v for k, v in node.items() if k not in ("anyOf", "default")}
-            return {**rest[0], **extra} if isinstance(rest[0], dict) else rest[0]
-        raise SpecError("unions other than Optional[...] are not supported in XML")
-    return node
+def _as_kept(value: Any, shape: _Shape) -> Any:
+    """An enum value as the schema spells it (``1.0`` for ``1`` where the enum says ``1.0``)."""
+    for v in shape.values:
+        if json_equal(v, value):
+            return v
+    return value
 
 
 def _root_name(schema: Any, root: str | None, js: dict) -> str:
-    name = root or (js.get("xml") or {}).get("name") or js.get("title") or "root"
+    name = root or _xml_info(js).get("name") or js.get("title") or "root"
     name = re.sub(r"[^A-Za-z0-9._-]", "_", str(name))
     return name if re.match(r"[A-Za-z_]", name) else "_" + name
 
 
-def schema_grammar(schema: Any, root: str | None = None) -> str:
-    """Lark grammar text for XML documents shaped by ``schema`` (root element ``root`` or the title)."""
+def schema_ir(schema: Any, root: str | None = None, max_repeat: int = 256) -> CfgIR:
+    """The intermediate form of XML documents shaped by ``schema``: `schema_grammar`'s structure
+    with each value terminal's exact automaton."""
     js = xml_schema(schema)
-    b = _Builder(js)
-    top = b.element(_root_name(schema, root, js), js)
-    lines = [f"// XML shaped by a schema (root <{_root_name(schema, root, js)}>)", f"start: _WS? {top}"]
-    lines += b.rules
-    lines += [f"{name}: /{regex}/" for regex, name in b.terms.items()]
-    lines.append(rf"_WS: /[ \t\r\n]{{1,{MAX_WHITESPACE}}}/")
-    return "\n".join(lines) + "\n"
+    text, automata = _Builder(js, max_repeat).grammar(_root_name(schema, root, js))
+    return lark_to_ir(Grammar(text), automata=automata, lark_lexing=False)
 
 
-def parse_xml(text: str, schema: Any, root: str | None = None) -> Any:
-    """Read XML produced under ``schema`` back: a validated Pydantic instance, or plain data for a dict schema."""
+def schema_grammar(schema: Any, root: str | None = None, max_repeat: int = 256) -> str:
+    """Lark grammar text of the documents shaped by ``schema`` (root element ``root`` or the title).
+
+    The text gives the structure; each value terminal (``V0``, ...) stands for an automaton that
+    is exact on the values (see `schema_ir`): its pattern in the text only declares it.
+    """
+    js = xml_schema(schema)
+    return _Builder(js, max_repeat).grammar(_root_name(schema, root, js))[0]
+
+
+def parse_xml(text: str, schema: Any, root: str | None = None, parse_float: Callable[[str], Any] = float) -> Any:
+    """Read XML produced under ``schema`` back: a validated Pydantic instance, or plain data for a dict schema.
+
+    ``parse_float`` reads a ``number`` (as in `json.loads`; `decimal.Decimal` keeps its exact value).
+    """
     js = xml_schema(schema)
     b = _Builder(js)
     element = ET.fromstring(text)
-    data = _read(b, element, js)
+    data = _read(b, element, js, "", parse_float)
     if isinstance(schema, type) and hasattr(schema, "model_validate"):
         return schema.model_validate(data)
     return data
 
 
-def _read(b: _Builder, el: ET.Element, node: Any) -> Any:
-    node = b.resolve(node)
-    nullable = _nullable(node)
-    node = _strip_null(node)
-    if b.scalar_regex(node, None) is not None:
-        return _scalar(el.text, node, nullable)
+def _read(b: _Builder, el: ET.Element, node: Any, ptr: str, parse_float: Callable[[str], Any]) -> Any:
+    shape = b.shape(node, ptr)
+    if shape.kind != "object":
+        return _scalar(el.text, shape, parse_float)
+    if shape.nullable and not len(el) and not el.attrib and not (el.text or "").strip():
+        return None
     out: dict[str, Any] = {}
-    for key, sub in node.get("properties", {}).items():
-        sub_r = b.resolve(sub)
-        info = sub_r.get("xml") or {}
+    required = shape.node.get("required", [])
+    for key, sub in shape.node.get("properties", {}).items():
+        if sub is False:
+            continue
+        sub_ptr = f"{ptr}/properties/{_esc(key)}"
+        sub_shape = b.shape(sub, sub_ptr)
+        info = _xml_info(b.merged(sub, sub_ptr))
         name = info.get("name", key)
         if info.get("attribute"):
             if name in el.attrib:
-                out[key] = _scalar(el.attrib[name], _strip_null(sub_r), _nullable(sub_r))
-        elif sub_r.get("type") == "array" or "items" in sub_r:
-            out[key] = [_read(b, child, sub_r.get("items", {})) for child in el.findall(name)]
+                out[key] = _scalar(el.attrib[name], sub_shape, parse_float)
+        elif sub_shape.kind == "array":
+            found = el.findall(name)
+            if found or key in required:
+                out[key] = [_read(b, child, sub_shape.node.get("items", True), f"{sub_ptr}/items", parse_float)
+                            for child in found]
         else:
             child = el.find(name)
             if child is not None:
-                out[key] = _read(b, child, sub_r)
+                out[key] = _read(b, child, sub, sub_ptr, parse_float)
     return out
 
 
-def _scalar(text: str | None, node: dict, nullable: bool) -> Any:
-    types = node.get("type")
-    if isinstance(types, list):
-        types = [t for t in types if t != "null"][0]
-    if text is None or text == "":
-        if nullable:
-            return None
-        if types == "string" or "enum" in node or "const" in node:
-            return ""
-    if "enum" in node or "const" in node:
-        for v in node.get("enum", [node.get("const")]):
-            if (v if isinstance(v, str) else json.dumps(v)) == text:
+def _scalar(text: str | None, shape: _Shape, parse_float: Callable[[str], Any]) -> Any:
+    text = text or ""
+    if text == "" and shape.nullable:
+        return None
+    if shape.kind == "enum":
+        for v in shape.values:
+            if _value_text(v, None) == text:
                 return v
-    if types == "integer":
+        return text
+    if shape.kind == "integer":
         return int(text)
-    if types == "number":
-        return float(text)
-    if types == "boolean":
+    if shape.kind == "number":
+        return parse_float(text)
+    if shape.kind == "boolean":
         return text == "true"
+    if shape.kind == "null":
+        return None
     return text
 
 
@@ -460,27 +813,29 @@ def to_xml(value: Any, schema: Any, root: str | None = None) -> str:
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json", by_alias=True)
     b = _Builder(js)
-    return _write(b, _root_name(schema, root, js), value, js)
+    return _write(b, _root_name(schema, root, js), value, js, "")
 
 
-def _write(b: _Builder, name: str, value: Any, node: Any) -> str:
-    node = _strip_null(b.resolve(node))
-    if value is None:
+def _write(b: _Builder, name: str, value: Any, node: Any, ptr: str) -> str:
+    shape = b.shape(node, ptr)
+    if value is None and (shape.nullable or shape.kind == "object"):
         return f"<{name}/>"
-    if b.scalar_regex(node, None) is not None:
-        return f"<{name}>{_escape(value, None)}</{name}>"
+    if shape.kind != "object":
+        return f"<{name}>{xml_text.escape(_value_text(_as_kept(value, shape), shape.kind), attribute=False)}</{name}>"
     attrs, children = "", []
-    for key, sub in node.get("properties", {}).items():
-        if key not in value:
+    for key, sub in shape.node.get("properties", {}).items():
+        if key not in value or sub is False:
             continue
-        sub_r = b.resolve(sub)
-        info = sub_r.get("xml") or {}
-        n = info.get("name", key)
-        if info.get("attribute"):
-            if value[key] is not None:
-                attrs += f' {n}="{_escape(value[key], chr(34))}"'
-        elif sub_r.get("type") == "array" or "items" in sub_r:
-            children += [_write(b, n, v, sub_r.get("items", {})) for v in value[key]]
+        sub_ptr = f"{ptr}/properties/{_esc(key)}"
+        sub_shape = b.shape(sub, sub_ptr)
+        n = _xml_info(b.merged(sub, sub_ptr)).get("name", key)
+        if _xml_info(b.merged(sub, sub_ptr)).get("attribute"):
+            text = "" if value[key] is None and sub_shape.nullable else \
+                _value_text(_as_kept(value[key], sub_shape), sub_shape.kind)
+            attrs += f' {n}="{xml_text.escape(text, attribute=True)}"'
+        elif sub_shape.kind == "array":
+            children += [_write(b, n, v, sub_shape.node.get("items", True), f"{sub_ptr}/items")
+                         for v in value[key] or []]
         else:
-            children.append(_write(b, n, value[key], sub_r))
+            children.append(_write(b, n, value[key], sub, sub_ptr))
     return f"<{name}{attrs}>{''.join(children)}</{name}>"

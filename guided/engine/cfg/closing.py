@@ -16,9 +16,11 @@ Budget-aware decoding (`guided.engine.closing`) needs two numbers per configurat
   lexeme may end as a few terminals (``<`` of several elements) each is bounded on its own
   (`Closer.lower_bound` takes the least);
 - a number of tokens known to be **enough**: a verified completion (`Closer.completion`: a
-  Dijkstra search over parser stacks for the cheapest terminal sequence in bytes that lets the
-  parser accept, each terminal spelt by its shortest string over bytes that are tokens by
-  themselves, verified byte by byte) and its fewest tokens; `Closer.completion_tokens` gives the
+  terminal sequence that lets the parser accept, cheap in bytes: the cheapest where a bounded
+  Dijkstra search over parser stacks finds it, else from the rules in progress on the stack, or
+  layer by layer (`Closer._closing_terminals`), all the searches of one completion expanding
+  `CLOSING_MAX_POPS` stacks at most; each terminal spelt by its shortest string over bytes that
+  are tokens by themselves, verified byte by byte) and its fewest tokens; `Closer.completion_tokens` gives the
   tokens that start such a tokenization (what decoding falls back on when nothing else fits).
 
 `Closer.forced_bytes` follows the configurations while exactly one byte keeps the text viable
@@ -30,9 +32,11 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 
+from guided.engine.cfg.derivations import Derivations
 from guided.engine.cfg.masks import MaskAssembler
 from guided.engine.cfg.recognizer import Config, Recognizer
 from guided.engine.cfg.stacks import Stack
@@ -40,6 +44,7 @@ from guided.engine.closing import mandatory_bytes, prefix_tokens, subsequence_co
 from guided.engine.token_table import TokenTable
 from guided.engine.tuning import (
     CLOSER_SEARCH_LIMIT,
+    CLOSING_EXACT_POPS,
     CLOSING_MAX_POPS,
     FORCED_BYTES_LIMIT,
     MANDATORY_MAX_STATES,
@@ -69,6 +74,24 @@ def shortest_path(transitions: np.ndarray, start: int, accepting: np.ndarray, us
 _WHITESPACE = frozenset(b" \t\r\n")
 
 
+def _holds(stack: Stack, node: Stack) -> bool:
+    """Is ``node`` one of the nodes of ``stack`` (interned: the same object at its height)?"""
+    while stack.height > node.height:
+        stack = stack.parent  # type: ignore[assignment]  # a height above 0 has a parent
+    return stack is node
+
+
+def _deepest_kept(stack: Stack, original: Stack) -> Stack:
+    """The highest node of ``original`` that ``stack`` still holds (at least the bottom one)."""
+    while stack.height > original.height:
+        stack = stack.parent  # type: ignore[assignment]
+    while original.height > stack.height:
+        original = original.parent  # type: ignore[assignment]
+    while stack is not original:
+        stack, original = stack.parent, original.parent  # type: ignore[assignment]
+    return stack
+
+
 class Closer:
     """Completions and forced bytes of one grammar's configurations, memoised."""
 
@@ -95,6 +118,8 @@ class Closer:
         self._fillers: dict[int, bool] = {}
         self._required: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._ends: dict[int, set[int]] | None = None
+        self._derived: Derivations | None = None
+        self.stacks = recognizer.stacks
 
     def closing_tokens(self, stack: Stack, lex: int, spare: int) -> list[int]:
         """Tokens that start a verified shortest completion and leave it at most ``spare`` bytes long.
@@ -557,18 +582,22 @@ class Closer:
                 if following is not None:
                     options.append((pending, following))
         separator = self._separator()
+        budget = [CLOSING_MAX_POPS]  # stacks all the searches of this completion may expand
         for pending, following in options:
-            terms = self._closing_terminals(following)
-            if terms is None:
-                continue
-            # `_closing_terminals` takes only terminals with a shortest string.
-            pieces = [p for p in (self._shortest(t) for t in terms) if p is not None]
-            for sep in (b"", separator):
-                if sep is None:
-                    continue
-                candidate = pending + sep.join([b""] + pieces) if pieces else pending
-                if (best is None or len(candidate) < len(best)) and self._completes(stack, lex, candidate):
-                    best = candidate
+            for terms in self._closing_terminals(following, budget):
+                # The searches take only terminals with a shortest string.
+                pieces = [p for p in (self._shortest(t) for t in terms) if p is not None]
+                shorter = verified = False
+                for sep in (b"", separator):
+                    if sep is None:
+                        continue
+                    candidate = pending + sep.join([b""] + pieces) if pieces else pending
+                    if best is None or len(candidate) < len(best):
+                        shorter = True
+                        if self._completes(stack, lex, candidate):
+                            best, verified = candidate, True
+                            break
+                if verified or not shorter:
                     break
         self._completions[key] = best
         return best
@@ -582,19 +611,65 @@ class Closer:
             config = moved
         return self.accepts_end(*config)
 
-    def _closing_terminals(self, stack: Stack, max_pops: int = CLOSING_MAX_POPS) -> list[int] | None:
-        """The cheapest terminal sequence (in bytes) that lets the parser accept, by Dijkstra over stacks."""
+    def _closing_terminals(self, stack: Stack, budget: list[int]) -> Iterator[list[int]]:
+        """Terminal sequences (cheap in bytes) that let the parser accept, best first, from three
+        searches that expand ``budget[0]`` stacks at most, all of them together.
+
+        1. The cheapest, by Dijkstra over stacks and terminals (`CLOSING_EXACT_POPS` stacks at
+           most).  Its frontier holds every stack of a cost below the completion's: exponentially
+           many where terminals open constructs of their own (a fuzzed grammar with brackets
+           nested five deep spent 20,000 stacks on each budget mask without finding one; the
+           shipped ``tool_call`` grammar needs more than 1,000 to close ``</tool_call>``).
+        2. The cheapest way to finish the rules in progress on the stack
+           (`guided.engine.cfg.derivations`): a few stacks per level, but what LALR(1)
+           lookaheads, priorities or the nesting bound refuse is found only when verified.
+        3. By layers: the cheapest sequence that lets the parser accept or pops the deepest node
+           of ``stack`` still in place, from where that one ends, and so on down to the bottom;
+           the sequences joined are a completion, though not always the cheapest.
+        """
+        exact = self._cheapest(stack, None, budget, CLOSING_EXACT_POPS)
+        if exact is not None:
+            yield exact[0]
+        if budget[0] > 0:
+            derived = self._derivations().completion(stack, self.stacks, self.can_end, budget)
+            if derived is not None:
+                yield derived
+        terms: list[int] = []
+        node = stack
+        while budget[0] > 0:
+            kept = _deepest_kept(node, stack)
+            # The bottom node is never popped: below it only the end of the input is left.
+            found = self._cheapest(node, kept if kept.parent is not None else None, budget, budget[0])
+            if found is None:
+                return
+            layer, node = found
+            terms.extend(layer)
+            if self.can_end(node):
+                yield terms
+                return
+
+    def _derivations(self) -> Derivations:
+        if self._derived is None:
+            self._derived = Derivations(self.ir, lambda t: None if (s := self._shortest(t)) is None else len(s))
+        return self._derived
+
+    def _cheapest(self, stack: Stack, pop: Stack | None, budget: list[int],
+                  max_pops: int) -> tuple[list[int], Stack] | None:
+        """The cheapest terminal sequence (in bytes) after which the parser can accept, or no
+        longer holds ``pop`` (a node of ``stack``), and the stack it leaves; Dijkstra over stacks,
+        expanding at most ``max_pops`` of them (each one taken from ``budget[0]``)."""
         counter = itertools.count()
         frontier: list[tuple[int, int, Stack, tuple[int, ...]]] = [(0, next(counter), stack, ())]
         seen: set[int] = set()
-        while frontier and max_pops:
+        while frontier and max_pops > 0 and budget[0] > 0:
             max_pops -= 1
+            budget[0] -= 1
             cost, _, node, terms = heapq.heappop(frontier)
             if node.uid in seen:
                 continue
             seen.add(node.uid)
-            if self.can_end(node):
-                return list(terms)
+            if self.can_end(node) or (pop is not None and not _holds(node, pop)):
+                return list(terms), node
             for term in self.lexers.sets[self.lexers.set_of_state[node.state]]:
                 if term in self.ir.ignore:
                     continue

@@ -31,17 +31,21 @@ from guided.ir import END, CfgIR
 class Stack:
     """An interned node of a persistent LR stack: its state and the node below it."""
 
-    __slots__ = ("state", "parent", "uid", "depth", "feeds", "viable", "__weakref__")
+    __slots__ = ("state", "parent", "uid", "depth", "height", "feeds", "viable", "__weakref__")
 
     def __init__(self, state: int, parent: "Stack | None", uid: int, depth: int):
         self.state = state
         self.parent = parent
         self.uid = uid
         self.depth = depth  # nodes of `CfgIR.nesting_states` in the stack
+        self.height: int = 0 if parent is None else parent.height + 1  # nodes below this one
         # terminal -> the stack after feeding it (None: a syntax error); END -> can the input end
         self.feeds: dict[int, Stack | None | bool] = {}
         # The terminals the parser accepts here, set by `CfgGrammar.viable_terminals`.
         self.viable: np.ndarray | None | Literal[False] = False  # False: not computed yet
+
+
+_UNKNOWN = object()  # not in a memo (a missing key is read once: another thread may empty the memo)
 
 
 class StackTable:
@@ -52,6 +56,10 @@ class StackTable:
         self._lock = threading.Lock()
         # Strong references keep equal stacks the same object (and their caches warm) across
         # requests; past INTERN_LIMIT nodes the table restarts, which costs only cache misses.
+        # The restart also empties the old nodes' memos: a node's `feeds` holds the stacks fed
+        # from it, so through the root every stack ever made stayed reachable (a budget-mask
+        # search of a fuzzed grammar kept 800,000 objects per document, and the garbage
+        # collector's passes over them made each later search slower).
         self._interned: dict[tuple[int, int], Stack] = {}
         self._uids = itertools.count(1)
         self.root = self.node(ir.start_state, None)
@@ -63,7 +71,10 @@ class StackTable:
             node = self._interned.get(key)
             if node is None:
                 if len(self._interned) >= INTERN_LIMIT:
-                    self._interned = {}
+                    old, self._interned = self._interned, {}
+                    for stale in old.values():
+                        stale.feeds = {}
+                        stale.viable = False
                 depth = (parent.depth if parent is not None else 0) + (state in self.ir.nesting_states)
                 node = Stack(state, parent, next(self._uids), depth)
                 self._interned[key] = node
@@ -71,8 +82,9 @@ class StackTable:
 
     def feed(self, stack: Stack, terminal: int) -> Stack | None:
         """The stack after shifting ``terminal`` (reductions first), or None if it is a syntax error."""
-        if terminal in stack.feeds:
-            return stack.feeds[terminal]  # type: ignore[return-value]
+        cached = stack.feeds.get(terminal, _UNKNOWN)
+        if cached is not _UNKNOWN:
+            return cached  # type: ignore[return-value]
         ir = self.ir
         node: Stack | None = stack
         result = None

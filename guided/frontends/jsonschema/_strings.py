@@ -9,7 +9,8 @@ of a constraint regex is therefore expanded to all the spellings of its characte
 
 Lone surrogate escapes (``"\\uD800"``) are never accepted: they are not characters.
 
-With ``canonical=True`` every builder keeps only the one spelling ``json.dumps(s,
+With the canonical spelling (`add_canonical_json_chars` as the ``chars`` of the constructions,
+``canonical=True`` for literals) every builder keeps only the one spelling ``json.dumps(s,
 ensure_ascii=False)`` writes: each character raw, except ``"`` and ``\\`` (``\\"``, ``\\\\``), the
 control characters with a short escape (``\\b \\f \\n \\r \\t``) and the other control characters
 (``\\u0000``-``\\u001f``, lowercase hex).  That is what generation writes: a key, an enum value or a
@@ -25,6 +26,7 @@ from __future__ import annotations
 import re
 import time
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 from interegular import patterns as _ip
@@ -183,13 +185,32 @@ def canonical_text(text: str) -> bytes:
 ALL_CHARS = [(0, MAX_UNICODE)]
 
 
+#: How a character set is spelt in the output: ``chars(nfa, start, end, ranges)`` adds, from
+#: ``start`` to ``end``, every spelling of every character in ``ranges`` (sorted, disjoint code
+#: point ranges).  `add_json_chars` for JSON strings (`add_canonical_json_chars`: only the
+#: canonical spelling); the XML front-end passes its own spellings (`guided.frontends.xml_text`),
+#: so the same constructions give exact XML character data.
+Spelling = Callable[[ByteNFA, int, int, list[tuple[int, int]]], None]
+
+
+def add_canonical_json_chars(nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, int]]) -> None:
+    """The canonical JSON spelling of one character in ``ranges`` (see the module docstring)."""
+    add_json_chars(nfa, start, end, ranges, canonical=True)
+
+
+def json_spelling(canonical: bool) -> Spelling:
+    """JSON's `Spelling`: every spelling, or only the canonical one."""
+    return add_canonical_json_chars if canonical else add_json_chars
+
+
 class _JsonBuilder(_rx._Builder):
-    """The regex front-end's Thompson construction, with each character expanded to its JSON spellings."""
+    """The regex front-end's Thompson construction, with each character expanded to its spellings
+    (JSON's unless ``chars`` says otherwise)."""
 
     def __init__(self, nfa: ByteNFA, pattern: str, limits: Limits | None = None, dialect: str = "python",
-                 canonical: bool = False, bmp_only: bool = False):
+                 chars: Spelling = add_json_chars, bmp_only: bool = False):
         super().__init__(nfa, pattern, limits, dialect)
-        self.canonical = canonical
+        self.chars = chars
         # A pattern ECMA-262 reads without the u flag matches UTF-16 code units: '.', a negated class
         # or an astral literal would meet surrogate halves. Its classes keep only the Basic
         # Multilingual Plane, where a character is one code unit and both readings agree.
@@ -197,21 +218,21 @@ class _JsonBuilder(_rx._Builder):
 
     def build(self, node, start, end, flags):
         if isinstance(node, _ip._CharGroup):
-            add_json_chars(self.nfa, start, end, _clip(self.ranges(node, flags), 0, self.top), self.canonical)
+            self.chars(self.nfa, start, end, _clip(self.ranges(node, flags), 0, self.top))
         elif node is _ip._DOT:
             # ECMA-262 '.' excludes all line terminators
             excl = [] if flags & _ip.REFlags.SINGLE_LINE else [(0x0A, 0x0A), (0x0D, 0x0D), (0x2028, 0x2029)]
             from guided.ir.dfa import complement_codepoints
-            add_json_chars(self.nfa, start, end, _clip(complement_codepoints(excl), 0, self.top), self.canonical)
+            self.chars(self.nfa, start, end, _clip(complement_codepoints(excl), 0, self.top))
         else:
             super().build(node, start, end, flags)
 
 
-def _any_loop(nfa: ByteNFA, start: int, end: int, canonical: bool = False) -> None:
+def _any_loop(nfa: ByteNFA, start: int, end: int, chars: Spelling = add_json_chars) -> None:
     loop = nfa.add_state()
     nfa.add_epsilon(start, loop)
     back = nfa.add_state()
-    add_json_chars(nfa, loop, back, ALL_CHARS, canonical)
+    chars(nfa, loop, back, ALL_CHARS)
     nfa.add_epsilon(back, loop)
     nfa.add_epsilon(loop, end)
 
@@ -444,8 +465,8 @@ def _ecma_to_python(pattern: str, unicode: bool = True) -> str:
 
 
 def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits | None = None,
-                canonical: bool = False) -> None:
-    """JSON-string *content* whose decoded text contains a match of ECMA-262 ``pattern``.
+                chars: Spelling = add_json_chars) -> None:
+    """JSON-string *content* (spelt by ``chars``) whose decoded text contains a match of ECMA-262 ``pattern``.
 
     A pattern outside the ``u`` flag's grammar (`unicode_mode`) is read as ECMA-262 reads it
     without the flag, on UTF-16 code units; guided then narrows its classes, ``.`` and literals to
@@ -476,21 +497,21 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits
         if a_start:
             nfa.add_epsilon(start, s1)
         else:
-            _any_loop(nfa, start, s1, canonical)
-        _JsonBuilder(nfa, pattern, limits, dialect="ecma", canonical=canonical, bmp_only=not unicode).build(
+            _any_loop(nfa, start, s1, chars)
+        _JsonBuilder(nfa, pattern, limits, dialect="ecma", chars=chars, bmp_only=not unicode).build(
             tree, s1, e1, _ip.REFlags(0))
         if a_end:
             nfa.add_epsilon(e1, end)
         else:
-            _any_loop(nfa, e1, end, canonical)
+            _any_loop(nfa, e1, end, chars)
 
 
 def fullmatch_nfa(nfa: ByteNFA, regex: str, start: int, end: int, limits: Limits | None = None,
-                  canonical: bool = False) -> None:
-    """JSON-string content whose decoded text fully matches ``regex`` (guided's Python-style dialect)."""
+                  chars: Spelling = add_json_chars) -> None:
+    """JSON-string content (spelt by ``chars``) whose decoded text fully matches ``regex`` (guided's Python-style dialect)."""
     normal = _rx._check_and_normalise(regex)
     tree = _rx.parse_tree(normal, regex, limits)
-    _JsonBuilder(nfa, regex, limits, dialect="ecma", canonical=canonical).build(tree, start, end, _ip.REFlags(0))
+    _JsonBuilder(nfa, regex, limits, dialect="ecma", chars=chars).build(tree, start, end, _ip.REFlags(0))
 
 
 def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
@@ -503,20 +524,25 @@ def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
     return determinize(nfa, limits, what=what)
 
 
-def pattern_content(pattern: str, max_states: int = 100_000, canonical: bool = False) -> ByteDFA:
+def pattern_content(pattern: str, max_states: int = 100_000, chars: Spelling = add_json_chars) -> ByteDFA:
     """String content containing a match of the ECMA-262 ``pattern`` (cached whichever way it is called)."""
-    return _pattern_content(pattern, max_states, canonical)
+    return _pattern_content(pattern, max_states, chars)
 
 
 @lru_cache(maxsize=4096)
-def _pattern_content(pattern: str, max_states: int, canonical: bool = False) -> ByteDFA:
-    return _content_dfa(lambda n, s, e, lim: pattern_nfa(n, pattern, s, e, lim, canonical), max_states,
+def _pattern_content(pattern: str, max_states: int, chars: Spelling) -> ByteDFA:
+    return _content_dfa(lambda n, s, e, lim: pattern_nfa(n, pattern, s, e, lim, chars), max_states,
                         f"pattern {pattern!r}")
 
 
+def regex_content(regex: str, max_states: int = 100_000, chars: Spelling = add_json_chars) -> ByteDFA:
+    """String content whose decoded text fully matches ``regex`` (a format's regex)."""
+    return _regex_content(regex, max_states, chars)
+
+
 @lru_cache(maxsize=4096)
-def regex_content(regex: str, max_states: int = 100_000, canonical: bool = False) -> ByteDFA:
-    return _content_dfa(lambda n, s, e, lim: fullmatch_nfa(n, regex, s, e, lim, canonical), max_states,
+def _regex_content(regex: str, max_states: int, chars: Spelling) -> ByteDFA:
+    return _content_dfa(lambda n, s, e, lim: fullmatch_nfa(n, regex, s, e, lim, chars), max_states,
                         f"regex {regex!r}")
 
 
@@ -591,10 +617,10 @@ def literals_content(texts: tuple[str, ...], canonical: bool = False) -> ByteDFA
     return ByteDFA(transitions=np.stack(rows), accepting=np.array(accepting), initial=1)
 
 
-@lru_cache(maxsize=2)
-def _one_char(canonical: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The DFA of exactly one JSON character, as (rows of the non-final states, 'goes to final' mask)."""
-    dfa = _content_dfa(lambda n, s, e, _: add_json_chars(n, s, e, ALL_CHARS, canonical), 10_000, "json char")
+@lru_cache(maxsize=8)
+def _one_char(chars: Spelling = add_json_chars) -> tuple[np.ndarray, np.ndarray]:
+    """The DFA of exactly one character spelt by ``chars``, as (rows of the non-final states, 'goes to final' mask)."""
+    dfa = _content_dfa(lambda n, s, e, _: chars(n, s, e, ALL_CHARS), 10_000, "one character")
     final = dfa.accepting
     assert not dfa.transitions[final].any(), "a complete character has no continuation"
     # renumber: keep the non-final live states, initial first
@@ -612,14 +638,14 @@ def _one_char(canonical: bool = False) -> tuple[np.ndarray, np.ndarray]:
     return rows, None
 
 
-def length_content(min_len: int, max_len: int | None, canonical: bool = False) -> ByteDFA:
+def length_content(min_len: int, max_len: int | None, chars: Spelling = add_json_chars) -> ByteDFA:
     """Content of JSON strings with between ``min_len`` and ``max_len`` characters (None: unbounded)."""
-    return _length_content(min_len, max_len, canonical)
+    return _length_content(min_len, max_len, chars)
 
 
 @lru_cache(maxsize=512)
-def _length_content(min_len: int, max_len: int | None, canonical: bool = False) -> ByteDFA:
-    rows, _ = _one_char(canonical)
+def _length_content(min_len: int, max_len: int | None, chars: Spelling = add_json_chars) -> ByteDFA:
+    rows, _ = _one_char(chars)
     k = rows.shape[0]
     blocks = (max_len if max_len is not None else min_len) + 1
     n = 1 + blocks * k
@@ -643,8 +669,8 @@ def _length_content(min_len: int, max_len: int | None, canonical: bool = False) 
     return trim(table, acc, initial=1)
 
 
-def any_content(canonical: bool = False) -> ByteDFA:
-    return _length_content(0, None, canonical)
+def any_content(chars: Spelling = add_json_chars) -> ByteDFA:
+    return _length_content(0, None, chars)
 
 
 # --- direct constructions on DFAs ---------------------------------------------------------------

@@ -176,10 +176,13 @@ class Terminals:
         raise AssertionError(key)
 
 
-    def string_content(self, c: tuple, pointer: str) -> ByteDFA:
+    def string_content(self, c: tuple, pointer: str, chars: _strings.Spelling | None = None) -> ByteDFA:
+        """The content of strings under a ``("string", c)`` description, each character spelt by
+        ``chars`` (default: JSON's spellings, all or the canonical one as the options say; the XML
+        front-end passes its own)."""
         patterns, min_len, max_len, formats, literals_out = c
         ms = self.opts.max_states
-        canonical = self.opts.canonical
+        chars = chars if chars is not None else _strings.json_spelling(self.opts.canonical)
         parts: list[ByteDFA] = []
         if max_len is not None and max_len > self.opts.max_string_length:
             raise SchemaTooLarge(pointer, f"maxLength {max_len} is above max_string_length="
@@ -188,21 +191,23 @@ class Terminals:
             raise SchemaTooLarge(pointer, f"minLength {min_len} is above max_string_length="
                                           f"{self.opts.max_string_length}")
         for f in formats:
-            parts.append(_strings.regex_content(FORMATS[f], ms, canonical))
+            parts.append(_strings.regex_content(FORMATS[f], ms, chars))
             if f in FORMAT_MAX_LENGTH:
-                parts.append(_strings.length_content(0, FORMAT_MAX_LENGTH[f], canonical))
+                parts.append(_strings.length_content(0, FORMAT_MAX_LENGTH[f], chars))
         for p in patterns:
-            parts.append(_strings.pattern_content(p, ms, canonical))
+            parts.append(_strings.pattern_content(p, ms, chars))
         if min_len > 0 or max_len is not None:
-            parts.append(_strings.length_content(min_len, max_len, canonical))
+            parts.append(_strings.length_content(min_len, max_len, chars))
         if not parts:
-            parts.append(_strings.any_content(canonical))
+            parts.append(_strings.any_content(chars))
         # smallest first: cheaper products
         parts.sort(key=lambda d: d.num_states)
         out = parts[0]
         for p in parts[1:]:
             out = _dfa.intersect(out, p, ms, what=f"string constraints at {pointer or '#'}")
         if literals_out:
+            # every JSON spelling of the excluded values goes (exclusion is only made for JSON)
+            assert chars in (_strings.add_json_chars, _strings.add_canonical_json_chars)
             out = _dfa.difference(out, _strings.literals_content(tuple(sorted(set(literals_out)))), ms)
         return out
 
