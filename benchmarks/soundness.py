@@ -89,11 +89,15 @@ class JsonSchemaReference:
             cls = self.classes[base] = self.exact.exact_validator_class(base, self.search)
         return cls(schema)
 
-    def accepts(self, validator, text: str) -> bool:
+    def accepts(self, validator, text: str) -> bool | None:
+        import decimal
+
         try:
             value = self.exact.loads(text)
         except ValueError:
             return False
+        except decimal.InvalidOperation:
+            return None  # a number past Decimal's exponent range (1E-9999999999999999999): no verdict
         return validator.is_valid(value)
 
 

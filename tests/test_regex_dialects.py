@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from guided.errors import GuidedError, RegexError
 from guided.ir.reference import accepts
-from guided.frontends.jsonschema._strings import pattern_content
+from guided.frontends.jsonschema._strings import pattern_content, unicode_mode
 from guided.frontends.lark import Grammar, lark_to_ir
 from guided.frontends.regex import Regex, regex_to_dfa
 
@@ -29,7 +29,8 @@ quickjs = pytest.importorskip("quickjs")
 # Characters that tell the dialects apart: class syntax, Unicode digits, letters and spaces
 # (Python's \s has \x1c, ECMA's has \ufeff), line terminators, a surrogate pair.
 PROBES = ["", "a", "z", "]", "^", "-", "[", "\\", "0", "9", "_", " ", "\n", "\r", "\x0b", "\x1c", "\x85",
-          "\xa0", "\u2028", "\ufeff", "é", "٣", "中", "😀", "a]", "]]", "x]", "ab", "a-", "-]"]
+          "\xa0", "\u2028", "\ufeff", "é", "٣", "中", "😀", "a]", "]]", "x]", "ab", "a-", "-]",
+          "🥝]", "😀😀", "a😀", "😀]]", "\U0010fffd"]
 ITEMS = ["]", "^", "-", "a", "z", "\\]", "\\-", "\\^", "\\d", "\\W", "\\s"]
 
 
@@ -68,11 +69,8 @@ _JS = None
 
 
 def ecma_verdicts(pattern: str):
-    """ECMA-262's RegExp.test (unicode mode where the pattern allows it), or None if it is not a pattern.
-
-    Outside unicode mode the engine reads UTF-16 code units, guided code points: the probes
-    beyond the BMP are then left out (None).
-    """
+    """ECMA-262's RegExp.test (unicode mode where the pattern allows it) as ``(unicode mode,
+    verdicts)``, or None if it is not a pattern."""
     global _JS
     if _JS is None:
         ctx = quickjs.Context()
@@ -86,25 +84,31 @@ def ecma_verdicts(pattern: str):
         out = json.loads(_JS[1](pattern, json.dumps(PROBES)))
     except quickjs.JSException:  # catastrophic backtracking in the reference: no verdict
         return None
-    if out is None:
-        return None
-    unicode_mode, verdicts = out
-    if not unicode_mode and "\\u{" in pattern:
-        return None  # \u{...} is a code point in unicode mode only; guided reads it so
-    return [v if unicode_mode or all(ord(c) <= 0xFFFF for c in s) else None for s, v in zip(PROBES, verdicts)]
+    return None if out is None else (out[0], out[1])
 
 
-def check_ecma(pattern: str) -> bool:
-    """A JSON Schema pattern's string content agrees with ECMA-262 (search semantics); True when compared."""
-    expected = ecma_verdicts(pattern)
-    if expected is None:
+def check_ecma(pattern: str, probes_exact: bool = True) -> bool:
+    """A JSON Schema pattern's string content agrees with ECMA-262 (search semantics); True when compared.
+
+    Without the u flag (UTF-16 code units) guided keeps the pattern's classes in the BMP: on
+    strings with astral characters it may then only reject more, never accept what ECMA rejects.
+    """
+    found = ecma_verdicts(pattern)
+    if found is None:
         return False
+    js_unicode, expected = found
+    assert js_unicode or not unicode_mode(pattern), f"{pattern!r} is not a u-flag pattern, guided says it is"
     try:
         dfa = pattern_content(pattern, 20_000)
     except GuidedError:
         return False  # refused (anchors inside, lookaround...): never a wrong answer
-    got = [dfa.fullmatch(json.dumps(s)[1:-1].encode()) if e is not None else None for s, e in zip(PROBES, expected)]
-    assert got == expected, (pattern, [p for p, a, b in zip(PROBES, got, expected) if a != b])
+    got = [dfa.fullmatch(json.dumps(s)[1:-1].encode()) for s in PROBES]
+    unsound = [p for p, a, b in zip(PROBES, got, expected) if a and not b]
+    assert not unsound, (pattern, unsound)
+    exact = [js_unicode or all(ord(c) <= 0xFFFF for c in s) for s in PROBES]
+    if probes_exact:
+        assert all(a == b for a, b, e in zip(got, expected, exact) if e), (
+            pattern, [p for p, a, b, e in zip(PROBES, got, expected, exact) if e and a != b])
     return True
 
 
@@ -180,3 +184,68 @@ def test_schema_keywords_use_the_ecma_dialect_everywhere():
     ir = schema_to_ir(JsonSchema(schema))
     assert accepts(ir, b'{"a\\n": []}') and not accepts(ir, b'{"a\\n": 1}')
     assert accepts(ir, b'{"a": 1}') and not accepts(ir, b'{"a": []}')
+
+
+def test_patterns_without_the_u_flag_on_astral_characters():
+    """The soundness harness's findings: ``[^]]`` without the u flag is ``[^]`` (one UTF-16 code
+    unit) then ``]``; an astral character is two code units, so ECMA rejects "🥝]" and "🥝". Guided
+    keeps such a pattern's classes in the BMP (the \\u spelling of the pair is the same character)."""
+    for pattern in ("^[^]]*$", "^.]$", "^[^a]]{2}$", "^🥝]$", "a]|^.{2}$", "^\\u{2}]$"):
+        assert not unicode_mode(pattern)
+        assert check_ecma(pattern)
+    d = pattern_content("^[^]]*$")
+    assert d.fullmatch(b"x]]") and not d.fullmatch("🥝]".encode()) and not d.fullmatch(b"\\ud83e\\udd5d]")
+    assert pattern_content("^\\u{2}]$").fullmatch(b"uu]")  # without u, \\u{2} is "u" twice
+    # Unanchored: the text around a match may hold astral characters (whole code units both ways).
+    assert pattern_content("a]").fullmatch("🥝a]🥝".encode())
+    assert unicode_mode("^.$") and pattern_content("^.$").fullmatch("🥝".encode())
+
+
+ASTRAL_PIECES = ["🥝", "😀", ".", "[^]", "[^a]", "[🥝]", "[^🥝]", "\\S", "\\W", "\\D", "\\ud83e", "\\udd5d", "\\uD83D\\uDE00"]
+NON_U = st.builds(lambda a, q, b, tail: a + q + b + tail, st.sampled_from(ASTRAL_PIECES + PIECES), QUANT,
+                  st.sampled_from(ASTRAL_PIECES + ["", "a"]), st.sampled_from(["]", "\\-", "{", "}", "\\a", ""]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
+@given(st.sampled_from(["", "^"]), NON_U, st.sampled_from(["", "$"]))
+def test_random_patterns_with_astral_characters_are_sound_in_both_ecma_modes(start, body, end):
+    """Patterns with astral characters, with and without the u flag (a lone ``]``, ``\\-``, ``{``...
+    make a pattern non-u), against QuickJS on probes with astral characters: guided never accepts
+    what ECMA rejects, and agrees exactly in u mode and on BMP strings."""
+    check_ecma(start + body + end)
+
+
+def test_unicode_mode_claims_only_u_flag_patterns():
+    """`unicode_mode` is conservative: True only where ``new RegExp(p, "u")`` compiles."""
+    ctx = quickjs.Context()
+    compiles = ctx.eval('(function (p) { try { new RegExp(p, "u"); return true; } catch (e) { return false; } })')
+    pieces = ["a", "]", "[", "[^", "{", "}", "{2}", "{1,}", "(", ")", "(?:", "(?=", "*", "\\-", "\\d", "-",
+              "\\u{1F600}", "\\u{110000}", "\\x4", "\\x41", "\\c", "\\cA", "\\0", "\\01", "\\1", "\\b", "\\B",
+              "\\k<n>", "(?<n>", "\\/", "\\q", "\\p{L}", "|"]
+    claimed = 0
+    for n in (1, 2, 3):
+        for parts in itertools.product(pieces, repeat=n) if n < 3 else itertools.islice(
+                itertools.product(pieces, repeat=3), 0, None, 7):
+            p = "".join(parts)
+            if unicode_mode(p):
+                claimed += 1
+                assert compiles(p), p
+    assert claimed > 500
+
+
+def test_escapes_without_the_u_flag_read_as_ecma262():
+    """Without the u flag an escaped letter that is no escape is the letter (``re`` would read
+    ``\\a`` as BEL), ``\\c`` without a letter is text, but ``[\\c1]`` is a control character."""
+    ctx = quickjs.Context()
+    search = ctx.eval('(function (p, s) { var r; try { r = new RegExp(p, "u"); } catch (e) { r = new RegExp(p); }'
+                      ' return r.test(s); })')
+    cases = {r"^\a]$": ["a]", "\x07]"], r"^\Z]$": ["Z]"], r"^\k]$": ["k]"], r"^\x4]$": ["x4]", "\x04]"],
+             r"^\u00]$": ["u00]"], r"^\c1]$": ["\\c1]", "\x11]"], r"^[\c1]]$": ["\x11]", "\\]", "c]", "1]"],
+             r"^[\c_]]$": ["\x1f]", "_]"], r"^\cA]$": ["\x01]", "cA]"], r"^[\cé]]$": ["\\]", "c]", "é]", "\x09]"],
+             r"^\u{2}]$": ["uu]", "\x02]"], r"^]\p{L}$": ["]p{L}", "]a"]}
+    for pattern, texts in cases.items():
+        assert not unicode_mode(pattern)
+        dfa = pattern_content(pattern)
+        for text in texts:
+            got = dfa.fullmatch(json.dumps(text, ensure_ascii=False)[1:-1].encode())
+            assert got == search(pattern, text), (pattern, text)

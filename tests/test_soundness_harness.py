@@ -35,6 +35,16 @@ def test_a_reference_that_backtracks_forever_is_cut_off(harness):
     assert harness.bounded(0.2, lambda text: oracle.fullmatch(text) is not None, "aab") is True
 
 
+def test_a_number_past_decimals_range_gets_no_verdict(harness):
+    """A mutant such as ``1E-9999999999999999999`` is JSON that ``Decimal`` cannot hold: no
+    verdict (counted as such), not a crash of the run."""
+    pytest.importorskip("quickjs")
+    reference = harness.JsonSchemaReference()
+    validator = reference.validator({"type": "number"})
+    assert reference.accepts(validator, "1E-9999999999999999999") is None
+    assert reference.accepts(validator, "1E-99") is True and reference.accepts(validator, "1E-") is False
+
+
 def test_a_lexer_order_refusal_is_judged_by_lark(harness):
     source = 'start: (T | "do")+\nT: /[a-e]+/'
     with pytest.raises(LexerOrderConflict) as info:

@@ -208,18 +208,22 @@ class _JsonBuilder(_rx._Builder):
     (JSON's unless ``chars`` says otherwise)."""
 
     def __init__(self, nfa: ByteNFA, pattern: str, limits: Limits | None = None, dialect: str = "python",
-                 chars: Spelling = add_json_chars):
+                 chars: Spelling = add_json_chars, bmp_only: bool = False):
         super().__init__(nfa, pattern, limits, dialect)
         self.chars = chars
+        # A pattern ECMA-262 reads without the u flag matches UTF-16 code units: '.', a negated class
+        # or an astral literal would meet surrogate halves. Its classes keep only the Basic
+        # Multilingual Plane, where a character is one code unit and both readings agree.
+        self.top = 0xFFFF if bmp_only else MAX_UNICODE
 
     def build(self, node, start, end, flags):
         if isinstance(node, _ip._CharGroup):
-            self.chars(self.nfa, start, end, self.ranges(node, flags))
+            self.chars(self.nfa, start, end, _clip(self.ranges(node, flags), 0, self.top))
         elif node is _ip._DOT:
             # ECMA-262 '.' excludes all line terminators
             excl = [] if flags & _ip.REFlags.SINGLE_LINE else [(0x0A, 0x0A), (0x0D, 0x0D), (0x2028, 0x2029)]
             from guided.ir.dfa import complement_codepoints
-            self.chars(self.nfa, start, end, complement_codepoints(excl))
+            self.chars(self.nfa, start, end, _clip(complement_codepoints(excl), 0, self.top))
         else:
             super().build(node, start, end, flags)
 
@@ -264,10 +268,124 @@ def _split_top(pattern: str) -> list[str]:
 
 
 _ECMA_REPEAT = re.compile(r"\{[0-9]+(?:,[0-9]*)?\}")
+_SURROGATE_PAIR = re.compile(r"\\u(D[89ABab][0-9A-Fa-f]{2})\\u(D[C-Fc-f][0-9A-Fa-f]{2})")
+_U_SYNTAX = set("^$\\.*+?()[]{}|/")
+_U_ESCAPE = re.compile(r"[dDwWsSfnrtv]|0(?![0-9])|c[A-Za-z]|x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|u\{([0-9A-Fa-f]+)\}"
+                       r"|[pP]\{[A-Za-z0-9_=]+\}")
+_GROUP_OPENING = re.compile(r"\((?:\?(?:[:=!]|<[=!]|<[A-Za-z_$][A-Za-z0-9_$]*>))?")
+_U_CLASS_ESCAPE = re.compile(r"\\[dDwWsSpP]")
 
 
-def _ecma_to_python(pattern: str) -> str:
-    """Rewrite ECMA-262 spellings that differ from Python's ``re`` (refusing the untranslatable)."""
+def unicode_mode(pattern: str) -> bool:
+    """Whether ECMA-262 reads ``pattern`` with the ``u`` flag, as the JSON Schema reference does.
+
+    The reference (``new RegExp(p, "u")``, else ``new RegExp(p)`` where the ``u`` flag makes ``p`` a
+    syntax error) matches code points in the first case and UTF-16 code units in the second. This
+    scan is conservative: it answers True only for patterns inside the ``u`` grammar (the escapes
+    it allows, no backreference, no lone ``]``, ``{`` or ``}``, no class escape as a range end, no quantified
+    lookaround), and False for anything else, which is sound: `pattern_nfa` then only narrows
+    the pattern's classes to the Basic Multilingual Plane, where both readings agree.
+
+    >>> unicode_mode("^[a-z]+$"), unicode_mode("^[^]]*$"), unicode_mode(r"\\-"), unicode_mode("a{")
+    (True, False, False, False)
+    """
+    i, n, in_class = 0, len(pattern), False
+    last = ""  # "atom" (a quantifier may follow), "quantifier" (a lazy "?" may follow) or ""
+    stack: list[bool] = []  # per open group: is it a lookaround?
+    class_items: list[str] = []
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= n:
+                return False
+            d = pattern[i + 1]
+            m = _U_ESCAPE.match(pattern, i + 1)
+            if m and m.group(1) is not None and int(m.group(1), 16) > MAX_UNICODE:
+                return False
+            if m or d in _U_SYNTAX:
+                length, last = (m.end() - i if m else 2), "atom"
+            elif d == "b" and in_class:
+                length = 2
+            elif d in "bB" and not in_class:
+                length, last = 2, ""
+            else:
+                return False  # backreferences (guided has none), escapes outside the u grammar, [\\-]
+            if in_class:
+                class_items.append(pattern[i:i + length])
+            i += length
+            continue
+        if in_class:
+            if c == "]":
+                in_class, last = False, "atom"
+                for k, item in enumerate(class_items):
+                    if item == "-" and 0 < k < len(class_items) - 1 and (
+                            _U_CLASS_ESCAPE.match(class_items[k - 1]) or _U_CLASS_ESCAPE.match(class_items[k + 1])):
+                        return False
+            else:
+                class_items.append(c)
+            i += 1
+            continue
+        quantifier = _ECMA_REPEAT.match(pattern, i) if c == "{" else None
+        if c in "*+?{":
+            if c == "?" and last == "quantifier":
+                last = ""
+            elif last != "atom" or (c == "{" and not quantifier):
+                return False
+            else:
+                last = "quantifier"
+            i = quantifier.end() if quantifier else i + 1
+            continue
+        if c == "[":
+            in_class, class_items = True, []
+            if pattern.startswith("[^", i):
+                i += 1
+        elif c in "]}":
+            return False
+        elif c == "(":
+            prefix = _GROUP_OPENING.match(pattern, i)
+            assert prefix is not None
+            if pattern.startswith("(?", i) and prefix.end() == i + 1:
+                return False
+            stack.append(prefix.group() in ("(?=", "(?!", "(?<=", "(?<!"))
+            i, last = prefix.end(), ""
+            continue
+        elif c == ")":
+            if not stack:
+                return False
+            last = "" if stack.pop() else "atom"
+        else:
+            last = "" if c in "|^$" else "atom"
+        i += 1
+    return not in_class and not stack
+
+
+def _control_escape(pattern: str, i: int, in_class: bool) -> bool:
+    """Is the backslash at ``i`` a control escape ``\\cX`` (in a class also ``\\c0``..``\\c9``, ``\\c_``)?"""
+    if not pattern.startswith("\\c", i) or i + 2 >= len(pattern):
+        return False
+    x = pattern[i + 2]
+    return x.isascii() and (x.isalpha() or in_class and (x.isdigit() or x == "_"))
+
+
+def _identity_escape(pattern: str, i: int, in_class: bool) -> bool:
+    """Without the u flag, is the backslash at ``i`` an identity escape of an ASCII letter?"""
+    d = pattern[i + 1]
+    if not (d.isascii() and d.isalpha()) or d in "bBdDfnrsStvwW":
+        return False
+    if d == "c":
+        return not _control_escape(pattern, i, in_class)
+    if d == "x":
+        return not re.compile(r"[0-9A-Fa-f]{2}").match(pattern, i + 2)
+    if d == "u":
+        return not re.compile(r"[0-9A-Fa-f]{4}").match(pattern, i + 2)
+    if d == "k":
+        return "(?<" not in pattern.replace("(?<=", "").replace("(?<!", "")
+    return True
+
+
+def _ecma_to_python(pattern: str, unicode: bool = True) -> str:
+    """Rewrite ECMA-262 spellings that differ from Python's ``re`` (refusing the untranslatable);
+    ``unicode``: read as with the ``u`` flag (without it, ``\\u{41}`` is ``u`` 41 times)."""
     out, i, in_class = [], 0, False
     n = len(pattern)
     while i < n:
@@ -275,9 +393,22 @@ def _ecma_to_python(pattern: str) -> str:
         if c == "\\" and i + 1 < n:
             d = pattern[i + 1]
             # \d \w \s and their complements stay: the construction reads them as ECMA-262 does.
-            if d == "c" and i + 2 < n and pattern[i + 2].isalpha():
+            if not unicode and _identity_escape(pattern, i, in_class):
+                # Without u, an escaped letter that is no ECMA-262 escape is the letter itself
+                # (re would read \a as BEL, \Z as an anchor), and \c without a letter is "\c".
+                out.append("\\\\c" if d == "c" else d)
+                i += 2
+                continue
+            if _control_escape(pattern, i, in_class and not unicode):
                 out.append(f"\\x{ord(pattern[i + 2]) % 32:02x}")
                 i += 3
+                continue
+            elif d == "u" and unicode and _SURROGATE_PAIR.match(pattern, i):
+                pair = _SURROGATE_PAIR.match(pattern, i)
+                assert pair is not None
+                high, low = int(pair.group(1), 16), int(pair.group(2), 16)
+                out.append(f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}")  # one code point under u
+                i = pair.end()
                 continue
             elif d == "u" and i + 2 < n and pattern[i + 2] == "{":
                 m = re.compile(r"\\u\{([0-9A-Fa-f]{1,6})\}").match(pattern, i)
@@ -335,7 +466,15 @@ def _ecma_to_python(pattern: str) -> str:
 
 def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits | None = None,
                 chars: Spelling = add_json_chars) -> None:
-    """JSON-string *content* (spelt by ``chars``) whose decoded text contains a match of ECMA-262 ``pattern``."""
+    """JSON-string *content* (spelt by ``chars``) whose decoded text contains a match of ECMA-262 ``pattern``.
+
+    A pattern outside the ``u`` flag's grammar (`unicode_mode`) is read as ECMA-262 reads it
+    without the flag, on UTF-16 code units; guided then narrows its classes, ``.`` and literals to
+    the Basic Multilingual Plane (a documented restriction: sound, since there a character is one
+    code unit, but such a pattern never matches an astral character, which the reference might
+    match as two code units). The text around an unanchored match stays free.
+    """
+    unicode = unicode_mode(pattern)
     for alt in _split_top(pattern):
         a_start = alt.startswith("^")
         body = alt[1:] if a_start else alt
@@ -348,7 +487,7 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits
             if slashes % 2 == 0:
                 a_end = True
                 body = body[:-1]
-        py = _ecma_to_python(body)
+        py = _ecma_to_python(body, unicode)
         normal = _rx._check_and_normalise(py)
         if py.startswith("^") or (normal != py and py.endswith("$")):
             raise RegexError("anchors inside the pattern are not supported", pattern, None)
@@ -359,7 +498,8 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits
             nfa.add_epsilon(start, s1)
         else:
             _any_loop(nfa, start, s1, chars)
-        _JsonBuilder(nfa, pattern, limits, dialect="ecma", chars=chars).build(tree, s1, e1, _ip.REFlags(0))
+        _JsonBuilder(nfa, pattern, limits, dialect="ecma", chars=chars, bmp_only=not unicode).build(
+            tree, s1, e1, _ip.REFlags(0))
         if a_end:
             nfa.add_epsilon(e1, end)
         else:
