@@ -215,17 +215,27 @@ _cache: "weakref.WeakKeyDictionary[Vocabulary, dict]" = weakref.WeakKeyDictionar
 _lock = threading.Lock()
 
 
+def _lookup(cache: weakref.WeakKeyDictionary, owner: Any, key: Any) -> Any:
+    with _lock:
+        return cache.setdefault(owner, {}).get(key)
+
+
+def _store(cache: weakref.WeakKeyDictionary, owner: Any, key: Any, value: Any) -> None:
+    """Keep ``value`` under ``owner`` (a vocabulary or a grammar); at most 64 entries per owner
+    (a full table is emptied: specs repeat, so a small one is enough)."""
+    with _lock:
+        per_owner = cache.setdefault(owner, {})
+        if len(per_owner) > 64:
+            per_owner.clear()
+        per_owner[key] = value
+
+
 def _cached(kind: str, phrases: Sequence[str], options: PhraseOptions, vocab: Vocabulary, build) -> AutomatonGrammar:
     key = (kind, tuple(phrases), options)
-    with _lock:
-        hit = _cache.setdefault(vocab, {}).get(key)
+    hit = _lookup(_cache, vocab, key)
     if hit is None:
         hit = AutomatonGrammar(build(phrases, options), vocab, source=f"{kind}{list(phrases)!r}")
-        with _lock:
-            per_vocab = _cache.setdefault(vocab, {})
-            if len(per_vocab) > 64:
-                per_vocab.clear()
-            per_vocab[key] = hit
+        _store(_cache, vocab, key, hit)
     return hit
 
 
@@ -287,17 +297,12 @@ def plan_grammar(base: AutomatonGrammar | None, vocab: Vocabulary, ban: Sequence
     """`plan_dfa` compiled for ``vocab`` (cached per base grammar, phrases and options)."""
     key = (tuple(ban), ban_options, tuple(must), must_options)
     owner = base if base is not None else vocab
-    with _lock:
-        hit = _plans.setdefault(owner, {}).get(key)
+    hit = _lookup(_plans, owner, key)
     if hit is None:
         dfa = plan_dfa(base.dfa if base is not None else None, ban, must, ban_options, must_options)
         source = f"{base.source if base is not None else 'text'} with must{list(must)!r} ban{list(ban)!r}"
         hit = AutomatonGrammar(dfa, vocab, source=source)
-        with _lock:
-            per = _plans.setdefault(owner, {})
-            if len(per) > 64:
-                per.clear()
-            per[key] = hit
+        _store(_plans, owner, key, hit)
     return hit
 
 
