@@ -79,3 +79,30 @@ def test_a_prefetched_mask_is_the_mask(smollm2_vocab):
         steps += 1
     assert steps == len(text) and m.accepts_eos()
     assert prefetch.seconds > 0  # a fresh grammar: the background threads computed its masks
+
+
+@pytest.mark.parametrize("name", ["json schema", "lark json"])
+def test_speculative_draft_model_overlap_changes_nothing(name, tiny_model, monkeypatch):
+    """Speculative decoding with a draft model: the draft passes run beside the masks, and the
+    tokens, finish reasons and log-probabilities are those of the run without overlap."""
+    from guided.decoding import speculative_decode
+    from guided.decoding.drafters import DraftModelDrafter
+
+    vocab = tiny_model.vocab
+    draft_model = guided.models.random_model(num_layers=1, seed=1)
+
+    def run(enabled: bool, params: SamplingParams) -> tuple[list, GenerationStats]:
+        monkeypatch.setattr(overlap, "enabled", enabled)
+        grammar = guided.compile(SPECS[name], vocab, engine="native", cache=False)
+        stats = GenerationStats()
+        out = speculative_decode(ModelRunner(tiny_model), PROMPTS, Constraints.build(vocab, grammar=grammar), params,
+                                 drafter=DraftModelDrafter(draft_model), max_new_tokens=24, seed=3,
+                                 stats=stats)
+        return [(c.tokens, c.finish_reason, round(c.logprob, 4)) for c in out], stats
+
+    for params in (SamplingParams(temperature=0), SamplingParams(temperature=1.0, top_k=50)):
+        shadowed, stats = run(True, params)
+        plain, plain_stats = run(False, params)
+        assert shadowed == plain
+        assert plain_stats.overlapped_mask_seconds == 0
+    assert stats.overlapped_mask_seconds > 0  # a fresh grammar: masks were computed in the draft's shadow

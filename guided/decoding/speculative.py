@@ -31,6 +31,13 @@ Each round, for every running row:
    round's pass starts from the longest prefix each cache still holds, and columns no row
    uses are cropped); the drafts' matcher copies are simply dropped.
 
+With a model drafter, the draft model's forward pass at each position runs while the native
+core computes the masks of that position (`guided.decoding.overlap`): which rows ask the model
+depends on their states, not on their masks, so the masks move into the draft pass's shadow
+without changing a token (`GenerationStats.overlapped_mask_seconds`).  The target's verifying
+pass has nothing to overlap: every mask of the round is computed before it, and the next
+round's first state is known only once it has returned.
+
 The first token comes from the prompt's logits without a draft, so every target pass yields at
 least one token and speculative decoding never needs more target passes than plain decoding.
 
@@ -73,6 +80,7 @@ import torch
 
 from guided.decoding.constraints import Constraints, RowConstraints
 from guided.decoding.drafters import Drafter, SyncedSource, make_drafter
+from guided.decoding.overlap import MaskPrefetch
 from guided.decoding.runner import LogitsSource
 from guided.decoding.sampler import (
     Completion,
@@ -345,6 +353,7 @@ def speculative_decode(
     greedy = params.greedy
     rand_device = generator.device if generator is not None else torch.device("cpu")
     running = list(rows)
+    prefetch = MaskPrefetch(threads=1 if device.type == "cpu" else None)
     first_round = True  # the prompt's logits are known: take the first token without drafting
 
     while running:
@@ -386,6 +395,27 @@ def speculative_decode(
 
         while active:
             still, need = [], []
+            # Which rows draft here, and which of them ask the draft model, follows from their
+            # states alone (forced bytes, counts), not from their masks: so the draft model's
+            # forward pass runs while the native core computes those masks.
+            drafting = set()
+            for i in active:
+                if running[i].remaining(max_new_tokens) - j <= 1 or j >= max_draft or first_round:
+                    continue
+                drafting.add(i)
+                if jump_forward and not forced_q[i] and mcs[i].grammar is not None:
+                    fb = mcs[i].grammar.forced_bytes()
+                    if fb:
+                        forced_q[i].extend(tokenize(fb))
+            asks_model = drafter is not None and drafter.kind == "model" and any(
+                not forced_q[i] and n_draft[i] < running[i].gamma for i in drafting)
+            draft_logits = None
+            if asks_model:
+                prefetch.start(m for i in active for m in mcs[i].matchers())
+                td = time.perf_counter()
+                draft_logits = _fit(drafter.logits([seqs[k] + drafts[k] for k in range(b)]).float(), width)
+                draft_time += time.perf_counter() - td
+                stats.overlapped_mask_seconds += prefetch.wait()
             for i in active:
                 r = running[i]
                 rem = r.remaining(max_new_tokens) - j
@@ -393,14 +423,10 @@ def speculative_decode(
                 mcs[i].fill(w, rem)
                 words[i].append(w)
                 restricted[i].append(mcs[i].restricted)
-                if rem <= 1 or j >= max_draft or first_round:
+                if i not in drafting:
                     continue
                 t = None
                 kind = "f"
-                if jump_forward and not forced_q[i] and mcs[i].grammar is not None:
-                    fb = mcs[i].grammar.forced_bytes()
-                    if fb:
-                        forced_q[i].extend(tokenize(fb))
                 if forced_q[i]:
                     t = forced_q[i].popleft()
                     if lookup_q[i] and lookup_q[i][0] == t:
@@ -424,8 +450,9 @@ def speculative_decode(
                 if push(i, t, None, kind):
                     still.append(i)
             if need:
+                assert draft_logits is not None  # the rows that ask the model were foreseen above
                 td = time.perf_counter()
-                logits = _fit(drafter.logits([seqs[k] + drafts[k] for k in range(b)]).float(), width)
+                logits = draft_logits
                 allowed = torch.ones((b, width), dtype=torch.bool, device=logits.device)
                 allowed[need] = _to_bool(np.stack([words[i][-1] for i in need]), constraints, width, logits.device)
                 xq = dpipe.warped(dpipe.masked(logits, allowed))
