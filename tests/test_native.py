@@ -196,6 +196,40 @@ def test_tokens_spelt_alike_are_decided_alike(spec):
         assert (a in allowed) == (b in allowed)
 
 
+def test_subsequence_walk_equals_numpy_walk(smollm2_vocab):
+    """The core's trie walk lent to budget-aware closing (`closing.lend_walk`) computes the token
+    advances and best advances of the level-by-level numpy pass, integer for integer: on the real
+    vocabulary, and on one with duplicate spellings and special tokens."""
+    from guided.engine.closing import SubsequenceCover
+    from guided.engine.token_table import TokenTable
+
+    small = guided.Vocabulary.from_token_bytes([b"a", b"ab", b'"', b'"}', b"ab", b"", b"<s>", b"}"],
+                                               eos_token_ids=[6])
+    rng = random.Random(7)
+    for vocab in (smollm2_vocab, small):
+        table = TokenTable.of(vocab)
+        reference, lent = SubsequenceCover(table), SubsequenceCover(table)
+        lent.walk = native.native_trie(vocab).subsequence_advances
+        for k in range(25):
+            size = rng.choice([1, 1, 2, 5, 40, 200])
+            seq = tuple(frozenset(rng.sample(range(256), size)) for _ in range(rng.randint(0, 9)))
+            if k % 5 == 0:
+                seq = tuple(frozenset([b]) for b in b'", "a": 1}')
+            assert np.array_equal(reference.advances(seq), lent.advances(seq)), seq
+            starts = list(range(len(seq) + 1))
+            assert reference._max_advance(seq, starts) == lent._max_advance(seq, starts), seq
+    out = np.empty(smollm2_vocab.size, np.int64)
+    walk = native.native_trie(smollm2_vocab).subsequence_advances
+    with pytest.raises(ValueError):
+        walk(b"\0" * 31, 0, out)  # not whole positions
+    with pytest.raises(ValueError):
+        walk(b"\0" * 32, 2, out)  # start past the end
+    with pytest.raises(ValueError):
+        walk(b"\0" * 32, 0, out[:-1])  # one entry short
+    with pytest.raises(TypeError):
+        walk(b"\0" * 32, 0, out.astype(np.int32))  # never converted: the write would be lost
+
+
 def _xml_doc(rng: random.Random, depth: int = 0) -> str:
     """A random XML element: nested names sharing prefixes, attributes (quotes of both kinds,
     sometimes a duplicate), text with references, comments and CDATA."""

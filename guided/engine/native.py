@@ -116,6 +116,15 @@ def _per_vocabulary(vocab: Vocabulary):
     return found
 
 
+def _lend_walk(vocab: Vocabulary) -> None:
+    """Budget masks (computed by the Python engine, see `NativeMatcher.budget_mask`) walk the
+    vocabulary's trie for their token bounds: lend them the core's walk."""
+    from guided.engine.closing import lend_walk
+    from guided.engine.token_table import TokenTable
+
+    lend_walk(TokenTable.of(vocab), native_trie(vocab).subsequence_advances)
+
+
 def native_xml_risk(vocab: Vocabulary, name_bytes: frozenset[int]):
     """The core's classes of the tokens that may reach an XML name check (once per vocabulary and name bytes)."""
     with _lock:
@@ -190,6 +199,7 @@ class NativeRegexGrammar:
             from guided.engine.automaton import AutomatonGrammar
 
             self._reference = AutomatonGrammar(self.dfa, self.vocab, self.source)
+            _lend_walk(self.vocab)
         return self._reference
 
     def __repr__(self) -> str:
@@ -229,6 +239,7 @@ class NativeCfgGrammar:
             from guided.engine.cfg import CfgGrammar
 
             self._reference = CfgGrammar(self.ir, self.vocab)
+            _lend_walk(self.vocab)
         return self._reference
 
 
@@ -265,6 +276,7 @@ class NativeXmlGrammar:
             from guided.engine.xml import XmlGrammar
 
             self._reference = XmlGrammar(self.ir, self.vocab)
+            _lend_walk(self.vocab)
         return self._reference
 
 

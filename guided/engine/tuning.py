@@ -124,6 +124,17 @@ MANDATORY_MAX_SYMBOLS = 256
 """Length at which a mandatory subsequence is cut (a prefix of one is still mandatory, so the
 bound stays true, only less tight).  A guess: deep enough for 60 close tags or 250 brackets."""
 
+COMPLETION_MEMO = 65_536
+"""Configurations whose verified completion (and its token count) a grammar keeps
+(`guided.engine.cfg.closing`); past it the memo starts over, so a long-lived server grammar
+stays bounded.  A guess: a few MB; one document visits a few hundred configurations."""
+
+ADVANCES_MEMO = 128
+"""Token advances into a mandatory subsequence kept per vocabulary (`SubsequenceCover.advances`,
+an LRU): 98 KB each for a 49k vocabulary, so under 13 MB; the budget masks of one JSON document
+revisit a few dozen subsequences (one per grammar state on the way to its end).  Measured: the
+e2e JSON Schema run (benchmarks/e2e.py) asks for 2 walks a step, nearly all repeats."""
+
 MANDATORY_MAX_STATES = 4096
 """States a search for a cut byte (a string's closing quote) may visit in one automaton before
 it gives up (sound: the subsequence just stops there).  A guess that covers maxLength-bounded

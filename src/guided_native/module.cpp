@@ -5,6 +5,8 @@
 // entry (shape, dtype, contiguity, every index), so nothing Python does later can make the core
 // read out of bounds.
 
+#include <limits>
+
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/pair.h>
@@ -80,7 +82,28 @@ NB_MODULE(_native, m) {
 
   nb::class_<TokenTrie>(m, "TokenTrie")
       .def_prop_ro("vocab_size", &TokenTrie::vocab_size)
-      .def_prop_ro("num_nodes", [](const TokenTrie& t) { return t.nodes().size(); });
+      .def_prop_ro("num_nodes", [](const TokenTrie& t) { return t.nodes().size(); })
+      .def(
+          "subsequence_advances",
+          [](const TokenTrie& t, nb::bytes member, int32_t start,
+             nb::ndarray<int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> out) {
+            const size_t size = member.size();
+            if (size % 32 != 0) throw nb::value_error("member must hold 32 bytes per position");
+            if (size / 32 > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 2))
+              throw nb::value_error("subsequence too long");
+            const int32_t n = static_cast<int32_t>(size / 32);
+            if (start < 0 || start > n) throw nb::value_error("start out of range");
+            if (out.shape(0) != static_cast<size_t>(t.vocab_size()))
+              throw nb::value_error("out must have one entry per token");
+            std::string rows(member.c_str(), size);  // a copy: the walk runs without the GIL
+            int64_t* data = out.data();
+            nb::gil_scoped_release release;
+            std::vector<int32_t> scratch;
+            t.subsequence_advances(reinterpret_cast<const uint8_t*>(rows.data()), n, start, data, scratch);
+          },
+          nb::arg("member"), nb::arg("start"), nb::arg("out").noconvert(),
+          "For every token id, the positions of a subsequence of byte sets (32 bytes of bits per "
+          "position) its bytes match greedily from `start`, written into `out` (int64, one per token).");
   m.def(
       "token_trie",
       [](nb::list token_bytes, const std::vector<int64_t>& excluded, const std::vector<int64_t>& eos) {
