@@ -34,6 +34,7 @@ from guided.engine.bitmask import unpack
 from guided.engine.matcher import count_of, token_index
 from guided.errors import ConstraintViolation, GuidedError, LimitExceeded, SpecError, TokenizerMismatch, UsageError
 from guided.ir import ByteDFA, CfgIR
+from guided.ir.dfa import lend_kernels
 from guided.vocab import Vocabulary
 
 if TYPE_CHECKING:
@@ -70,6 +71,9 @@ def _load():
 _native = _load()
 if _native is not None:
     _native.set_error_types(SpecError, ConstraintViolation, LimitExceeded, TokenizerMismatch)
+    # The compile path's automaton operations (guided.ir.dfa) run in the core too.
+    if os.environ.get("GUIDED_IR_KERNELS", "native") != "numpy" and hasattr(_native, "dfa_trim"):
+        lend_kernels(trim=_native.dfa_trim, product=_native.dfa_product)
 
 __all__ = ["NativeCfgGrammar", "NativeMatcher", "NativeRegexGrammar", "NativeXmlGrammar", "available", "fill_bitmasks",
            "lower_cfg"]

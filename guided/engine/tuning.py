@@ -129,6 +129,12 @@ COMPLETION_MEMO = 65_536
 (`guided.engine.cfg.closing`); past it the memo starts over, so a long-lived server grammar
 stays bounded.  A guess: a few MB; one document visits a few hundred configurations."""
 
+TOKEN_BOUNDS_MEMO = 64
+"""Regex states whose live tokens and their token bounds a grammar keeps for budget masks
+(`guided.engine.automaton`, an LRU): at most 16 bytes a live token, so under 50 MB for a 49k
+vocabulary at worst, and a regex document visits a few dozen states.  Measured: the e2e regex
+run (benchmarks/e2e.py) spent 7 ms a step walking the vocabulary again without it."""
+
 ADVANCES_MEMO = 128
 """Token advances into a mandatory subsequence kept per vocabulary (`SubsequenceCover.advances`,
 an LRU): 98 KB each for a 49k vocabulary, so under 13 MB; the budget masks of one JSON document
