@@ -43,7 +43,7 @@ from guided.frontends.jsonschema.terminals import (
     union,
     ws_dfa,
 )
-from guided.ir import CfgIR, Terminal
+from guided.ir import CfgIR, Terminal, UniqueItems
 from guided.ir import dfa_ops as _dfa
 from guided.ir.lalr import Tables, lalr_tables
 
@@ -61,6 +61,10 @@ class Grammar:
         self.rule_set: set = set()
         self.nt_count = 0
         self.open_containers: tuple[str, ...] = ()  # the open value's object and array symbols
+        # uniqueItems checked at run time: the rules of such arrays ("[" and the items) and of
+        # their items (one wrapper rule per item symbol), see `guided.ir.UniqueItems`
+        self.unique_open_rules: set[tuple[str, tuple[str, ...]]] = set()
+        self.unique_item_rules: set[tuple[str, tuple[str, ...]]] = set()
 
     def nt(self, hint: str = "n") -> str:
         self.nt_count += 1
@@ -528,12 +532,20 @@ class RuleEmitter:
         max_i = int(max_i) if max_i is not None else None
         if max_i is not None and max_i < min_i:
             return None
+        unique = False
         if flat.get("uniqueItems") is True and (max_i is None or max_i > 1):
-            unique = self.unique_array(flat, prefix, items, min_i, max_i)
-            if unique is not False:
-                return unique
-            self.n.unsupported(ptr, "uniqueItems", "uniqueness is only enforced for items from a finite set of at most "
-                                                 "8 scalar values (it is not a context-free constraint in general)")
+            small = self.unique_array(flat, prefix, items, min_i, max_i)
+            if small is not False:
+                return small
+            if "contains" in flat:
+                self.n.unsupported(ptr, "uniqueItems", "uniqueItems together with contains is not supported")
+            else:
+                # Checked at run time (`guided.ir.UniqueItems`): each item is wrapped in a rule of
+                # its own, whose reductions the engine compares with the array's earlier items.
+                unique = True
+                max_i = self.unique_bound(flat, prefix, items, max_i)
+                if max_i is not None and max_i < min_i:
+                    return None
         contains = flat.get("contains")
         if contains is not None:
             return self.array_contains(flat, prefix, items, min_i, max_i, contains)
@@ -542,6 +554,20 @@ class RuleEmitter:
             prefix_syms.append(self.one(self.value(sub, res, f"{ptr}/prefixItems/{i}"), ptr))
         item_sym = self.one(self.value(items, res, f"{ptr}/items"), ptr) if items is not True else \
             self.any_value()
+        if unique:
+            wrapped: dict[str, str] = {}
+
+            def wrap(sym):
+                if sym is None:
+                    return None
+                if sym not in wrapped:
+                    wrapped[sym] = g.nt("uitem")
+                    g.rule(wrapped[sym], (sym,), ptr)
+                    g.unique_item_rules.add((wrapped[sym], (sym,)))
+                return wrapped[sym]
+
+            prefix_syms = [wrap(s) for s in prefix_syms]
+            item_sym = wrap(item_sym)
         # the longest possible array
         limit = None
         for i, s in enumerate(prefix_syms):
@@ -585,7 +611,33 @@ class RuleEmitter:
                 g.rule(lhs, (comma, sym, A(nxt)), ptr)
         arr = g.nt("array")
         g.rule(arr, (g.term(("lit", b"[")), A(0)), ptr)
+        if unique:
+            g.unique_open_rules.add((arr, (g.term(("lit", b"[")), A(0))))
         return arr
+
+    def unique_bound(self, flat, prefix, items, max_i):
+        """maxItems for unique items of a finite domain: at most as many items as distinct values,
+        so that once every value is used the separator is refused (no dead end there)."""
+        if prefix or items is True:
+            return max_i
+        try:
+            alts = self.n.flat(items, flat.resolver, f"{flat.pointer}/items")
+        except GuidedError:
+            return max_i
+        values = self.n.finite_values(alts) if alts else None
+        if values is None:
+            types = set().union(*(self.n.types_of(a) for a in alts)) if alts else set()
+            if not alts or not types <= {"boolean", "null"} or any("not" in a or a.negated for a in alts):
+                return max_i
+            values = ([True, False] if "boolean" in types else []) + ([None] if "null" in types else [])
+        keep: list[Any] = []
+        for v in values:
+            if any(json_equal(v, w) for w in keep):
+                continue
+            if all(self.n.validates(v, plain_schema(a), a.resolver) is False for a in alts):
+                continue
+            keep.append(v)
+        return len(keep) if max_i is None else min(max_i, len(keep))
 
     def unique_array(self, flat, prefix, items, min_i, max_i):
         """uniqueItems over a finite set of scalar item values: track the subset used (False: not applicable)."""
@@ -759,10 +811,19 @@ def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any) -> CfgIR:
         # follow another (``ignore_repeats=False``): every run is bounded.
         ignore = frozenset([len(terminal_list)])
         terminal_list.append(Terminal(name="WS", dfa=ws_dfa(g.opts.ws), order=len(terminal_list)))
+    unique = None
+    if g.unique_open_rules:
+        index = {rule: r for r, rule in enumerate(rules)}
+        opening = {index[rule] for rule in g.unique_open_rules if rule in index}
+        unique = UniqueItems(
+            open_states=frozenset(state for state, kernel in enumerate(tables.kernels)
+                                  if any(dot == 1 and r in opening for r, dot in kernel)),
+            item_rules=frozenset(index[rule] for rule in g.unique_item_rules if rule in index))
     return CfgIR(
         terminals=tuple(terminal_list),
         ignore=ignore,
         ignore_repeats=False,
+        unique_items=unique,
         nesting_states=_opening_states(tables, g.open_containers),
         max_nesting=max(0, g.opts.max_depth - 1),
         source=f"JSON Schema {json.dumps(source)[:180]}",
