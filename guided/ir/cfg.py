@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -149,15 +149,18 @@ class UniqueItems:
     reduction by one same rule) are simulated on a copy, and a duplicate item among them makes
     the shift a syntax error (the forced reductions are what any continuation would do first, so
     this refuses only texts with no valid completion).  And rule 7 is refined: while a frame is
-    open, a pending lexeme that no candidate can extend by another byte is viable only if it can
-    end now (rules 3, 4 and the check above).  A pending lexeme that may still grow is viable as
-    rule 7 says, even if every way it can grow leads to a used value (e.g. the number ``1`` when
-    ``1``, ``10``, ``11`` and ``12`` are all used and nothing else is allowed): front-ends bound
-    such finite domains where they can (see ``docs/json-schema-coverage.md``).
+    open, a pending lexeme that can still end in finitely many ways, at most ``COMPLETIONS``
+    (each a byte string after which a candidate accepts: e.g. ``"ab`` of an enum of strings, or a
+    lexeme that cannot grow at all, which can only end now), is viable only if one of them can
+    end (rules 3, 4 and the check above).  A pending lexeme with more ways to end is viable as
+    rule 7 says, even if every one leads to a used value (the number ``1`` when ``1`` and
+    ``1.0``, ``1.00``, ... are its only spellings left): front-ends bound such finite domains
+    where they can (see ``docs/json-schema-coverage.md``).
     """
 
     open_states: frozenset[int]
     item_rules: frozenset[int]
+    COMPLETIONS: ClassVar[int] = 256
 
 
 _CANONICAL_NULL = ("null",)
@@ -170,7 +173,7 @@ def canonical_json(text: bytes):
     equal to booleans; strings by their decoded code points; objects by their members in any
     order; arrays item by item.  Text that is not JSON is compared as its bytes.
 
-    >>> canonical_json(b'[1, {"a": "\\u0041", "b": 0}]') == canonical_json(b'[1.0,{"b":-0e3,"a":"A"}]')
+    >>> canonical_json(b'[1, {"a": "\\\\u0041", "b": 0}]') == canonical_json(b'[1.0,{"b":-0e3,"a":"A"}]')
     True
     >>> canonical_json(b"1") == canonical_json(b"true"), canonical_json(b"[1]") == canonical_json(b"1")
     (False, False)

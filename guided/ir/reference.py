@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Union
 
+import numpy as np
+
 from guided.errors import InvalidIR
 from guided.ir.cfg import END, CfgIR, canonical_json
 from guided.ir.dfa import DEAD, ByteDFA
@@ -121,10 +123,11 @@ class Reference:
         # candidate always counts).
         ir = self.ir
         assert isinstance(ir, CfgIR)
-        if pos.unique is not None and pos.unique.frames and not any(
-                (ir.terminals[t].dfa.transitions[s] != DEAD).any() for t, s in pos.lexeme):
-            # Rule 9's refinement of rule 7: a lexeme that cannot grow must end now.
-            return self.end_lexeme(pos) is not None
+        if pos.unique is not None and pos.unique.frames:
+            # Rule 9's refinement of rule 7: a lexeme with few ways left to end must end one of them.
+            ends = self.lexeme_completions(pos)
+            if ends is not None:
+                return any(self.end_lexeme(p) is not None for p in ends)
         return any(t in ir.ignore or self.feed(pos.stack, t) is not None for t, _ in pos.lexeme)
 
     def accepts_end(self, pos: Position) -> bool:
@@ -324,6 +327,45 @@ class Reference:
             if reduced is None:
                 return None
             stack, texts, frames = reduced
+
+    def lexeme_completions(self, pos: CfgPosition) -> list[CfgPosition] | None:
+        """Rule 9: the positions after each way ``pos``'s pending lexeme can still end (each byte
+        string after which a candidate accepts), or None when they are infinitely many or more
+        than `UniqueItems.COMPLETIONS`."""
+        ends = self._lexeme_ends(pos.lexeme)
+        if ends is None:
+            return None
+        return [pos._replace(lexeme=lexeme, text=pos.text + more) for more, lexeme in ends]
+
+    def _lexeme_ends(self, lexeme: tuple[tuple[int, int], ...]):
+        """(bytes still to read, the lexeme then) for each way ``lexeme`` can end; None: too many."""
+        memo = self.__dict__.setdefault("_ends_memo", {})
+        if lexeme in memo:
+            return memo[lexeme]
+        ir = self.ir
+        assert isinstance(ir, CfgIR) and ir.unique_items is not None
+        limit = ir.unique_items.COMPLETIONS
+        out: list = []
+        path: set = set()
+
+        def visit(lex, more) -> bool:
+            if lex in path:
+                return False  # a cycle: infinitely many
+            if self.choose(lex) is not None:
+                out.append((more, lex))
+                if len(out) > limit:
+                    return False
+            path.add(lex)
+            readable = sorted({int(b) for t, s in lex for b in np.flatnonzero(ir.terminals[t].dfa.transitions[s] != DEAD)})
+            for b in readable:
+                if not visit(self._read(lex, b), more + bytes((b,))):
+                    return False
+            path.discard(lex)
+            return True
+
+        result = tuple(out) if visit(lexeme, b"") else None
+        memo[lexeme] = result
+        return result
 
     def _reduce_unique(self, stack, texts, frames, action):
         """One reduction with rule 9's bookkeeping (None: it reduces a duplicate item)."""
