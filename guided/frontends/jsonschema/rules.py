@@ -624,12 +624,15 @@ class RuleEmitter:
             alts = self.n.flat(items, flat.resolver, f"{flat.pointer}/items")
         except GuidedError:
             return max_i
-        values = self.n.finite_values(alts) if alts else None
-        if values is None:
-            types = set().union(*(self.n.types_of(a) for a in alts)) if alts else set()
-            if not alts or not types <= {"boolean", "null"} or any("not" in a or a.negated for a in alts):
-                return max_i
-            values = ([True, False] if "boolean" in types else []) + ([None] if "null" in types else [])
+        values: list[Any] = []
+        for a in alts:  # each alternative's values: an enum, or booleans and null
+            found = self.n.finite_values([a])
+            if found is None:
+                types = self.n.types_of(a)
+                if not types <= {"boolean", "null"} or a.negated:
+                    return max_i
+                found = ([True, False] if "boolean" in types else []) + ([None] if "null" in types else [])
+            values.extend(found)
         keep: list[Any] = []
         for v in values:
             if any(json_equal(v, w) for w in keep):
