@@ -65,6 +65,7 @@ class Grammar:
         # their items (one wrapper rule per item symbol), see `guided.ir.UniqueItems`
         self.unique_open_rules: set[tuple[str, tuple[str, ...]]] = set()
         self.unique_item_rules: set[tuple[str, tuple[str, ...]]] = set()
+        self.unique_wrappers: dict[str, str] = {}
 
     def nt(self, hint: str = "n") -> str:
         self.nt_count += 1
@@ -81,6 +82,19 @@ class Grammar:
                                           f"(raise max_rules=, or simplify this part of the schema)")
         if len(self.rules) % 64 == 0:
             self.opts.check_time(pointer)
+
+    def unique_item(self, sym: str | None, pointer: str = "") -> str | None:
+        """The item symbol ``sym`` wrapped in a rule of its own, whose reductions rule 9 checks
+        (`guided.ir.UniqueItems`).  One wrapper per symbol: arrays of the same items in one
+        parser context (alternatives) then share it rather than collide on two wrappers."""
+        if sym is None:
+            return None
+        wrapped = self.unique_wrappers.get(sym)
+        if wrapped is None:
+            wrapped = self.unique_wrappers[sym] = self.nt("uitem")
+            self.rule(wrapped, (sym,), pointer)
+            self.unique_item_rules.add((wrapped, (sym,)))
+        return wrapped
 
     def term(self, key: tuple) -> str:
         name = self.term_index.get(key)
@@ -555,19 +569,8 @@ class RuleEmitter:
         item_sym = self.one(self.value(items, res, f"{ptr}/items"), ptr) if items is not True else \
             self.any_value()
         if unique:
-            wrapped: dict[str, str] = {}
-
-            def wrap(sym):
-                if sym is None:
-                    return None
-                if sym not in wrapped:
-                    wrapped[sym] = g.nt("uitem")
-                    g.rule(wrapped[sym], (sym,), ptr)
-                    g.unique_item_rules.add((wrapped[sym], (sym,)))
-                return wrapped[sym]
-
-            prefix_syms = [wrap(s) for s in prefix_syms]
-            item_sym = wrap(item_sym)
+            prefix_syms = [g.unique_item(s, ptr) for s in prefix_syms]
+            item_sym = g.unique_item(item_sym, ptr)
         # the longest possible array
         limit = None
         for i, s in enumerate(prefix_syms):
@@ -640,6 +643,8 @@ class RuleEmitter:
             if all(self.n.validates(v, plain_schema(a), a.resolver) is False for a in alts):
                 continue
             keep.append(v)
+        if len(keep) > self.opts.max_repeat and (max_i is None or max_i > self.opts.max_repeat):
+            return max_i  # too many to count items up to: unbounded (exhausting them is a dead end)
         return len(keep) if max_i is None else min(max_i, len(keep))
 
     def unique_array(self, flat, prefix, items, min_i, max_i):
