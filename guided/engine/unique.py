@@ -100,6 +100,7 @@ class UniqueGrammar:
         self._lock = threading.Lock()
         self._masks: OrderedDict[UniqueConfig, np.ndarray] = OrderedDict()
         self._completions: dict[int, tuple | None] = {}
+        self._counts: dict[int, int] = {}
 
     def __repr__(self) -> str:
         return f"UniqueGrammar({self.ir.source!r}, vocab={self.vocab.size})"
@@ -190,6 +191,9 @@ class UniqueGrammar:
             return found  # type: ignore[return-value]
         lexers = self.cfg.lexers
         limit = self.ir.unique_items.COMPLETIONS  # type: ignore[union-attr]
+        if lex in lexers.start_states or self._count(lex, limit) > limit:
+            self._completions[lex] = None
+            return None
         out: list[tuple[bytes, int]] = []
         path: set[int] = set()
 
@@ -211,6 +215,40 @@ class UniqueGrammar:
         result = tuple(out) if lex not in lexers.start_states and visit(lex, b"") else None
         self._completions[lex] = result
         return result
+
+    def _count(self, lex: int, limit: int) -> int:
+        """How many ways the lexeme of lexer state ``lex`` can still end, capped at ``limit + 1``
+        (also for infinitely many); memoised per lexer state, iterative (long enum strings)."""
+        counts = self._counts
+        if lex in counts:
+            return counts[lex]
+        lexers = self.cfg.lexers
+        over = limit + 1
+        on_path: set[int] = set()
+        todo: list[tuple[int, bool]] = [(lex, False)]
+        while todo:
+            state, done = todo.pop()
+            if done:
+                on_path.discard(state)
+                row = (lexers.table if lexers.filled[state] else lexers.ready(state))[state]
+                total = int(lexers.chosen[state] >= 0)
+                for nxt in np.flatnonzero(row).tolist():
+                    total = min(over, total + counts[int(row[nxt])])
+                counts[state] = total
+                continue
+            if state in counts:
+                continue
+            on_path.add(state)
+            todo.append((state, True))
+            row = (lexers.table if lexers.filled[state] else lexers.ready(state))[state]
+            for nxt in set(row[np.flatnonzero(row)].tolist()):
+                if nxt in on_path:  # a cycle: infinitely many
+                    for s in on_path:
+                        counts[s] = over
+                    return over
+                if nxt not in counts:
+                    todo.append((nxt, False))
+        return counts[lex]
 
     def step(self, config: UniqueConfig, byte: int) -> UniqueConfig | None:
         """The configuration after one more byte, or None where the text leaves the language."""
@@ -309,8 +347,30 @@ class UniqueGrammar:
         check = cfg_words & self.risky(config)
         words = cfg_words & ~check
         tb = self.vocab.token_bytes
-        ok = [i for i in np.flatnonzero(unpack(check, self.vocab.size)).tolist()
-              if tb[i] and self.walk(config, tb[i]) is not None]
+        # Tokens share prefixes ('"', '",', '"]', ...): each prefix is stepped once.
+        after: dict[bytes, UniqueConfig | None] = {b"": config}
+        viable: dict[bytes, bool] = {}
+        ok = []
+        for i in np.flatnonzero(unpack(check, self.vocab.size)).tolist():
+            data = tb[i]
+            if not data:
+                continue
+            cur: UniqueConfig | None = config
+            for j in range(1, len(data) + 1):
+                head = data[:j]
+                if head in after:
+                    cur = after[head]
+                else:
+                    cur = after[head] = self.step(cur, data[j - 1])  # type: ignore[arg-type]
+                if cur is None:
+                    break
+            if cur is None:
+                continue
+            good = viable.get(data)
+            if good is None:
+                good = viable[data] = self.is_viable(cur)
+            if good:
+                ok.append(i)
         if ok:
             set_bits(words, np.array(ok, dtype=np.int64))
         if self.accepts_end(config):
