@@ -258,3 +258,16 @@ def test_matcher_copy_rollback_and_helpers():
         c.advance(ord("]"))
     assert m.closing_distance() == 0 and m.budget_mask(1)[EOS]
     assert g.matcher().closing_lower_bound() >= 1 and g.matcher().forced_bytes() in (b"", b"[")
+
+
+def test_items_shared_with_an_alternative_without_unique_items_are_refused():
+    schema = {"anyOf": [{"type": "array", "items": {"type": "integer"}, "uniqueItems": True},
+                        {"type": "array", "items": {"type": "integer"}, "minItems": 3}]}
+    with pytest.raises(guided.UnsupportedSchema, match="uniqueItems"):
+        guided.compiler.lower(guided.JsonSchema(schema))
+    with pytest.warns(guided.RelaxedSchemaWarning, match="uniqueItems"):
+        ir = guided.JsonSchema(schema, lenient=True).to_ir()
+    assert accepts(ir, b"[1, 1, 1]") and not ir.unique_items.item_rules
+    other = {"anyOf": [schema["anyOf"][0], {"type": "array", "items": {"type": "string"}}]}  # items differ: fine
+    ir = guided.compiler.lower(guided.JsonSchema(other))
+    assert accepts(ir, b'["a", "a"]') and accepts(ir, b"[1, 2]") and not accepts(ir, b"[1, 1]")

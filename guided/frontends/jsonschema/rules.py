@@ -66,6 +66,7 @@ class Grammar:
         self.unique_open_rules: set[tuple[str, tuple[str, ...]]] = set()
         self.unique_item_rules: set[tuple[str, tuple[str, ...]]] = set()
         self.unique_wrappers: dict[str, str] = {}
+        self.unique_pointers: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def nt(self, hint: str = "n") -> str:
         self.nt_count += 1
@@ -94,6 +95,7 @@ class Grammar:
             wrapped = self.unique_wrappers[sym] = self.nt("uitem")
             self.rule(wrapped, (sym,), pointer)
             self.unique_item_rules.add((wrapped, (sym,)))
+            self.unique_pointers[(wrapped, (sym,))] = pointer
         return wrapped
 
     def term(self, key: tuple) -> str:
@@ -805,8 +807,13 @@ def _opening_states(tables: Tables, containers: tuple[str, ...]) -> frozenset[in
                      if any(dot == 1 and r < len(tables.rules) and tables.rules[r][0] in lhs for r, dot in kernel))
 
 
-def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any) -> CfgIR:
-    """The grammar's LALR(1) tables and terminal automata as the intermediate form."""
+def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any, unsupported=None) -> CfgIR:
+    """The grammar's LALR(1) tables and terminal automata as the intermediate form.
+
+    ``unsupported(pointer, keyword, reason)`` (the normaliser's: raises in strict mode, records in
+    lenient mode) hears of a ``uniqueItems`` whose item wrapper collides with another alternative
+    in a parser state (a conflict that could lose documents); in lenient mode that array's items
+    go unchecked."""
     terms = g.term_keys
     rules = g.productive_rules()
     if not any(lhs == start for lhs, _ in rules):
@@ -823,10 +830,21 @@ def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any) -> CfgIR:
     if g.unique_open_rules:
         index = {rule: r for r, rule in enumerate(rules)}
         opening = {index[rule] for rule in g.unique_open_rules if rule in index}
+        items = {index[rule]: rule for rule in g.unique_item_rules if rule in index}
+        for kernel in tables.kernels:
+            done = [r for r, dot in kernel if r in items and dot == 1]
+            if done and len(kernel) > 1:  # the wrapper shares its state: a conflict resolved silently
+                for r in done:
+                    reason = ("the array's items are also, in the same place, those of another alternative "
+                              "(anyOf/oneOf/type list) without uniqueItems: the grammar cannot tell them apart")
+                    if unsupported is None:
+                        raise UnsupportedSchema(g.unique_pointers.get(items[r], "#"), "uniqueItems", reason)
+                    unsupported(g.unique_pointers.get(items[r], "#"), "uniqueItems", reason)
+                    items.pop(r, None)
         unique = UniqueItems(
             open_states=frozenset(state for state, kernel in enumerate(tables.kernels)
                                   if any(dot == 1 and r in opening for r, dot in kernel)),
-            item_rules=frozenset(index[rule] for rule in g.unique_item_rules if rule in index))
+            item_rules=frozenset(items))
     return CfgIR(
         terminals=tuple(terminal_list),
         ignore=ignore,
