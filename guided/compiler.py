@@ -121,7 +121,8 @@ def resolve_engine(engine: str | None = None) -> str:
 
 def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine: str | None = None) -> CompiledGrammar:
     """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
-    `CfgIR`, the XML engine for one with matched names; ``engine`` as in `compile`."""
+    `CfgIR`, the XML engine for one with matched names; ``engine`` as in `compile` (a `CfgIR`
+    that parses by Earley always gets the Python engine)."""
     engine = resolve_engine(engine)
     if isinstance(ir, ByteDFA):
         if engine == "native":
@@ -131,8 +132,11 @@ def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine:
         if engine == "native":
             return native.NativeXmlGrammar(ir, vocab)
         return XmlGrammar(ir, vocab)
-    if engine == "native":
+    if engine == "native" and not ir.earley:
         return native.NativeCfgGrammar(ir, vocab)
+    # Grammars whose LALR(1) tables have conflicts parse by Earley (`guided.ir.cfg` rule 9),
+    # which only the Python engine does: they compile there whatever ``engine`` asks
+    # (``grammar.engine`` says "python").
     return CfgGrammar(ir, vocab)
 
 

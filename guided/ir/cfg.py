@@ -52,6 +52,19 @@ Every engine must implement exactly this.  `guided.ir.reference` is its executab
    prefix.
 8. **Matched names** (`MatchedNames`, optional): context-sensitive checks that run beside the
    parser on the lexemes of named terminals (XML's close tags naming their open tag).
+9. **General grammars** (``earley``): when ``earley`` is True the tables are not used for
+   parsing (they stay, valid, with their conflicts resolved as Lark's LALR resolves them; an
+   engine that cannot parse this way must refuse the IR).  The parser state is instead the set
+   of Earley items of the terminals fed so far, over the rules ``rule_rhs`` (rule ``r`` is
+   ``rules[r][0] -> rule_rhs[r]``; a symbol ``s >= 0`` is terminal ``s``, ``s < 0`` is
+   nonterminal ``~s``; nonterminal 0 is the start symbol).  Rule 1's candidates are the
+   terminals that some item expects next (every terminal some parse can shift: exactly the
+   viable ones, so rule 7 needs no further check), plus the ignored terminals as above
+   (``no_ignore_states`` does not apply); rule 4 feeds a terminal by Earley's scan, then
+   prediction and completion, an empty item set being a syntax error; rule 6 accepts when an
+   item of the start symbol spans the whole input.  ``nesting_states``/``max_nesting`` and
+   ``matched_names`` must be empty.  Every rule's left-hand side must derive some text (the
+   front-end drops rules that cannot), so an item set that is not empty can always be completed.
 
 >>> from guided.ir.dfa import ByteDFA
 >>> import numpy as np
@@ -146,6 +159,10 @@ class CfgIR:
     nesting_states: frozenset[int] = frozenset()
     max_nesting: int = 0
     matched_names: MatchedNames | None = None  # XML's close tags; see `MatchedNames`
+    # Rule 9: parse by Earley over these right-hand sides (one per rule: terminal t as t,
+    # nonterminal A as ~A) instead of by the tables, for grammars whose tables have conflicts.
+    earley: bool = False
+    rule_rhs: tuple[tuple[int, ...], ...] = field(default=())
 
     @property
     def num_states(self) -> int:

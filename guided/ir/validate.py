@@ -184,6 +184,30 @@ def validate_cfg(ir: "CfgIR") -> None:
     if ir.matched_names is not None:
         _validate_names(ir)
     _validate_moves(ir)
+    _validate_earley(ir)
+
+
+def _validate_earley(ir: "CfgIR") -> None:
+    """Rule 9: ``rule_rhs`` present (exactly) with ``earley``, one right-hand side per rule, of the
+    rule's length, over symbols in range; no nesting bound or matched names beside it."""
+    if not isinstance(ir.earley, bool) or not isinstance(ir.rule_rhs, tuple):
+        raise InvalidIR("CfgIR.earley must be a bool and rule_rhs a tuple")
+    if not ir.earley:
+        if ir.rule_rhs:
+            raise InvalidIR("CfgIR.rule_rhs is only for earley=True")
+        return
+    if ir.matched_names is not None or ir.max_nesting:
+        raise InvalidIR("CfgIR: earley=True takes no matched_names and no nesting bound")
+    n_terms, n_nt = len(ir.terminals), len(ir.nonterminals)
+    if len(ir.rule_rhs) != len(ir.rules):
+        raise InvalidIR(f"CfgIR.rule_rhs has {len(ir.rule_rhs)} entries for {len(ir.rules)} rules")
+    for r, (rhs, (_, length)) in enumerate(zip(ir.rule_rhs, ir.rules)):
+        if not isinstance(rhs, tuple) or len(rhs) != length or not all(
+                _is_int(s) and (0 <= s < n_terms if s >= 0 else ~s < n_nt) for s in rhs):
+            raise InvalidIR(f"CfgIR.rule_rhs[{r}] = {rhs!r}: expected {length} symbols, terminals "
+                            f"0 .. {n_terms - 1} or nonterminals ~0 .. ~{n_nt - 1}")
+    if not any(lhs == 0 for lhs, _ in ir.rules):
+        raise InvalidIR("CfgIR: earley=True needs a rule for the start symbol (nonterminal 0)")
 
 
 def _entries(rows: tuple, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
