@@ -312,10 +312,13 @@ def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> tuple[Tabl
                                + "\n(parser='auto' or 'earley' parses it with an Earley parser)")
         return tables
 
+    if spec.parser == "lalr":
+        _check_cycles(rules)
     tables = build(rules)
     if spec.parser == "earley" or (spec.parser == "auto" and tables.collisions):
         # Rule 9 of `guided.ir.cfg`: an Earley parser over the rules, with a lexer whose
         # candidates are the terminals some parse can shift next (no Lark lexer to agree with).
+        # A rule deriving itself alone is no trouble there (an item set holds each item once).
         return tables, [], True
     _check_cycles(rules)
     try:
