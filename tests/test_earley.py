@@ -63,6 +63,7 @@ NON_LALR = {
                  ["do x", "x do", "dox do"]),
     "star_then": ('start: x y\nx: "a"*\ny: "a" "b" | "a"', ["a", "aab"]),
     "items": ('start: "[" items "]"\nitems: items "," items | NUM |\nNUM: /[0-9]+/', ["[]", "[1,,23]"]),
+    "right_start": ('start: b start | "a"\nb: "x" |', ["a", "xa", "xxa"]),
     "split": ('start: t t\nt: "a" | "a" "a" | "b" t', ["aa", "aaa", "baba"]),
 }
 
@@ -273,6 +274,24 @@ def test_protocol_on_earley():
     row = np.zeros((1, 1), np.int32)
     m.fill_bitmask(row, 0)
     assert int(row[0, 0]) == 0b00111
+
+
+def test_long_right_recursion():
+    """Leo's completion: the chain of a right recursion is completed in one step, and the start
+    symbol completed from the root inside such a chain is still seen."""
+    from guided.ir.reference import accepts
+    text = 'start: "a" start | b\nb: "b" | "(" start ")" b'
+    ir = Grammar(text, parser="earley").to_ir()
+    vocab = guided.Vocabulary.from_token_bytes([b"a", b"b", b"(", b")", b"<eos>"], eos_token_ids=[4])
+    m = guided.compile(Grammar(text, parser="earley"), vocab).matcher()
+    data = b"a" * 500 + b"(" + b"a" * 300 + b"b)"
+    for i, byte in enumerate(data):
+        m.advance(b"ab()".index(byte))
+        if i % 97 == 0:
+            assert m.accepts_eos() == accepts(ir, data[:i + 1])
+    assert not m.accepts_eos() and m.mask().tolist() == [False, True, True, False, False]
+    m.advance(1)
+    assert m.accepts_eos() and accepts(ir, data + b"b")
 
 
 def test_cyclic_grammar():

@@ -37,7 +37,7 @@ class Column:
     """An interned Earley item set (see the module docstring); the engine's stack for rule 9."""
 
     __slots__ = ("state", "uid", "feeds", "viable", "parent", "height", "depth", "items", "waiting", "scans",
-                 "complete", "__weakref__")
+                 "complete", "leo", "__weakref__")
 
     def __init__(self, uid: int):
         self.uid = uid
@@ -53,6 +53,7 @@ class Column:
         # terminal -> the items expecting it, dot already past it, origins resolved
         self.scans: dict[int, list[tuple[int, int, Column]]] = {}
         self.complete = False
+        self.leo: dict[int, tuple | None] = {}  # nonterminal -> `EarleyTable._leo` (memo)
 
 
 class EarleyTable:
@@ -93,11 +94,38 @@ class EarleyTable:
         """Does an item of the start symbol span the whole input?"""
         return column.complete
 
+    def _leo(self, column: Column, symbol: int) -> tuple | None:
+        """Leo's deterministic completion: where ``column`` has exactly one item waiting for
+        ``symbol``, as its last symbol, completing ``symbol`` completes that item; if that one's
+        left-hand side is again the last symbol of the one item waiting for it, and so on, only
+        the topmost item of the chain matters (the items below complete nothing else).  Returns
+        (that item, whether the chain skipped an item of the start symbol from the root), or None
+        where the item waiting is not unique or not complete.  Right recursion then costs a
+        constant per token instead of the depth of the recursion."""
+        memo = column.leo
+        if symbol in memo:
+            return memo[symbol]
+        memo[symbol] = None  # a chain coming back here stops here: the item is added as it is
+        found = None
+        waiting = column.waiting.get(symbol)
+        if waiting is not None and len(waiting) == 1:
+            item = waiting[0]
+            r, d, origin = item
+            if d == len(self.rhs[r]):
+                above = self._leo(origin, self.lhs[r])
+                if above is None:
+                    found = (item, False)
+                else:
+                    found = (above[0], above[1] or (self.lhs[r] == 0 and origin is self.root))
+        memo[symbol] = found
+        return found
+
     def _column(self, seeds, root: bool = False) -> Column:
         rhs_of, lhs_of, by_lhs, nullable = self.rhs, self.lhs, self.by_lhs, self.nullable
         found: set[tuple] = set()
         waiting_here: dict[int, list[tuple]] = {}  # nonterminal -> items of this column waiting for it
         todo: list[tuple] = []
+        through_start = False  # a completion skipped an item of the start symbol from the root
 
         def add(item) -> None:
             if item not in found:
@@ -119,8 +147,13 @@ class EarleyTable:
                     for r2, d2, o2 in list(waiting_here.get(lhs, ())):
                         add((r2, d2 + 1, o2))
                 else:
-                    for item in o.waiting.get(lhs, ()):
-                        add(item)
+                    leo = self._leo(o, lhs)
+                    if leo is not None:  # a chain of right recursion, completed in one step
+                        add(leo[0])
+                        through_start = through_start or leo[1]
+                    else:
+                        for item in o.waiting.get(lhs, ()):
+                            add(item)
             elif rhs[d] < 0:  # prediction (Aycock and Horspool: a nullable symbol is also stepped over)
                 b = ~rhs[d]
                 for r2 in by_lhs[b]:
@@ -135,7 +168,7 @@ class EarleyTable:
         column = Column(next(self._uids))
         waiting: dict[int, list] = {}
         scans: dict[int, list] = {}
-        complete = False
+        complete = through_start
         root_column = column if root else self.root
         for r, d, o in found:
             rhs = rhs_of[r]
