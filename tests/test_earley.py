@@ -294,6 +294,19 @@ def test_long_right_recursion():
     assert m.accepts_eos() and accepts(ir, data + b"b")
 
 
+def test_earley_ir_is_validated():
+    import dataclasses
+
+    from guided.errors import InvalidIR
+    ir = Grammar('start: x "a" "b"\nx: "a" |').to_ir()
+    with pytest.raises(InvalidIR, match="rule_rhs"):
+        dataclasses.replace(ir, rule_rhs=((5, 0, 1),) + ir.rule_rhs[1:]).validate()
+    with pytest.raises(InvalidIR, match="never finish"):  # start -> start "a" "b": no text
+        dataclasses.replace(ir, rule_rhs=((~0, 0, 1),) + ir.rule_rhs[1:]).validate()
+    with pytest.raises(InvalidIR, match="only for earley"):
+        dataclasses.replace(ir, earley=False).validate()
+
+
 def test_cyclic_grammar():
     """A rule deriving itself (endless parses; Lark's Earley parser recurses without end on it)."""
     from guided.ir.reference import accepts, is_prefix

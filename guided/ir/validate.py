@@ -19,6 +19,10 @@ actions with gotos: the end state is reachable from the start state, and for eve
 a rule of length ``L`` in a state ``q`` reachable from the start, every path of ``L`` moves
 ending in ``q`` starts in a state at least ``L`` moves from the start (so the pop never empties
 the stack) whose gotos have the rule's left-hand side (so the goto after the pop exists).
+With ``earley`` (rule 9): one right-hand side per rule, of the rule's length, over terminals and
+nonterminals in range; the start symbol has a rule; every rule can finish (each nonterminal of
+its right-hand side derives some text), which is what makes masks exact there; no nesting bound
+and no matched names.
 
 >>> import numpy as np
 >>> from guided.ir.dfa import ByteDFA
@@ -208,6 +212,16 @@ def _validate_earley(ir: "CfgIR") -> None:
                             f"0 .. {n_terms - 1} or nonterminals ~0 .. ~{n_nt - 1}")
     if not any(lhs == 0 for lhs, _ in ir.rules):
         raise InvalidIR("CfgIR: earley=True needs a rule for the start symbol (nonterminal 0)")
+    productive = [False] * n_nt
+    changed = True
+    while changed:
+        changed = False
+        for (lhs, _), rhs in zip(ir.rules, ir.rule_rhs):
+            if not productive[lhs] and all(s >= 0 or productive[~s] for s in rhs):
+                productive[lhs] = changed = True
+    for r, rhs in enumerate(ir.rule_rhs):
+        if not all(s >= 0 or productive[~s] for s in rhs):
+            raise InvalidIR(f"CfgIR.rule_rhs[{r}]: the rule can never finish (a nonterminal of it derives no text)")
 
 
 def _entries(rows: tuple, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
