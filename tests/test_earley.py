@@ -402,3 +402,10 @@ def test_parser_option():
     assert accepts(Grammar(nullable).to_ir(), b"ab")
     with pytest.raises(guided.errors.UsageError):
         Grammar(nullable, parser="glr")
+
+
+def test_reasoning_before_an_earley_grammar_is_refused():
+    from guided.frontends.reasoning import Reasoning
+    with pytest.raises(guided.errors.SpecError, match="parsed by Earley"):
+        Reasoning(Grammar('start: x "a" "b"\nx: "a" |')).to_ir()
+    assert not Reasoning(Grammar('start: x "a" "b"\nx: "a" |', parser="lalr")).to_ir().earley
