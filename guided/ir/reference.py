@@ -126,7 +126,7 @@ class Reference:
 
     # -- lexing (rules 1 to 3) ---------------------------------------------------------------------
 
-    def candidates(self, stack: tuple[int, ...], after_ignore: bool) -> list[int]:
+    def candidates(self, stack: tuple, after_ignore: bool) -> list[int]:
         """Rule 1: the terminals that may start a lexeme here."""
         ir = self.ir
         assert isinstance(ir, CfgIR)
@@ -208,7 +208,7 @@ class Reference:
 
     # -- parsing (rules 4 to 6) --------------------------------------------------------------------
 
-    def feed(self, stack: tuple[int, ...], terminal: int) -> tuple[int, ...] | None:
+    def feed(self, stack: tuple, terminal: int) -> tuple | None:
         """Rules 4 and 5: reductions while the table says reduce, then one shift (None: an error)."""
         ir = self.ir
         assert isinstance(ir, CfgIR)
@@ -226,7 +226,7 @@ class Reference:
                 return stack
             stack = self._reduce(stack, action)
 
-    def can_end(self, stack: tuple[int, ...]) -> bool:
+    def can_end(self, stack: tuple) -> bool:
         """Rule 6: the parser reaches ``end_state`` by reducing on END."""
         ir = self.ir
         assert isinstance(ir, CfgIR)

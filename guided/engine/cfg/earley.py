@@ -84,7 +84,7 @@ class EarleyTable:
         """The column after ``terminal`` (Earley's scan, prediction, completion), None if no item expects it."""
         cached = column.feeds.get(terminal, _UNKNOWN)
         if cached is not _UNKNOWN:
-            return cached  # type: ignore[return-value]
+            return cached
         scanned = column.scans.get(terminal)
         result = self._column(scanned) if scanned else None
         column.feeds[terminal] = result

@@ -21,6 +21,8 @@ A matcher's configuration is a pair (parser stack, lexer state).  The parts, one
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from guided.engine.automaton import MaskStats
@@ -66,7 +68,8 @@ class CfgGrammar:
         self.lexers = LexerTable(ir, max_lexer_states)
         # Grammars whose tables have conflicts parse by Earley (`guided.ir.cfg`, rule 9): its
         # columns stand where LR stacks stand, with lexer contexts of their own.
-        self.stacks = EarleyTable(ir, self.lexers) if ir.earley else StackTable(ir)
+        # (Duck-typed: `EarleyTable` has `StackTable`'s moves, a `Column` `Stack`'s fields.)
+        self.stacks = cast(StackTable, EarleyTable(ir, self.lexers)) if ir.earley else StackTable(ir)
         self.root = self.stacks.root
         recognizer = self.recognizer = Recognizer(ir, self.lexers, self.stacks)
         masks = self.masks = MaskAssembler(recognizer, vocab, self.table, self.eos_words, self.stats)
