@@ -63,8 +63,9 @@ Every engine must implement exactly this.  `guided.ir.reference` is its executab
    (``no_ignore_states`` does not apply); rule 4 feeds a terminal by Earley's scan, then
    prediction and completion, an empty item set being a syntax error; rule 6 accepts when an
    item of the start symbol spans the whole input.  ``nesting_states``/``max_nesting`` and
-   ``matched_names`` must be empty.  Every rule's left-hand side must derive some text (the
-   front-end drops rules that cannot), so an item set that is not empty can always be completed.
+   ``matched_names`` must be empty.  Every rule must be able to finish (each nonterminal of its
+   right-hand side derives some text; the front-end drops rules that cannot, `validate` checks
+   it), so an item set that is not empty can always be completed: masks stay exact.
 
 >>> from guided.ir.dfa import ByteDFA
 >>> import numpy as np
