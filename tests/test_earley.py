@@ -409,3 +409,10 @@ def test_reasoning_before_an_earley_grammar_is_refused():
     with pytest.raises(guided.errors.SpecError, match="parsed by Earley"):
         Reasoning(Grammar('start: x "a" "b"\nx: "a" |')).to_ir()
     assert not Reasoning(Grammar('start: x "a" "b"\nx: "a" |', parser="lalr")).to_ir().earley
+
+
+def test_the_parser_option_is_part_of_the_ir_cache_key():
+    from guided import irstore
+    text = 'start: x "a" "b"\nx: "a" |'
+    keys = {irstore.spec_key(Grammar(text, parser=p)) for p in ("auto", "lalr", "earley")}
+    assert len(keys) == 3
