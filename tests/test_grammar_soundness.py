@@ -119,6 +119,7 @@ def test_collisions_lark_refuses_are_refused_even_in_rules_that_never_finish():
         lark.Lark(source, parser="lalr")
     with pytest.raises(GrammarError, match="not LALR"):
         lark_to_ir(Grammar(source, parser="lalr"))
+    assert lark_to_ir(Grammar(source)).earley  # the default parses it by Earley instead
 
 
 def lark_lexes(parser: lark.Lark, candidates: tuple[str, ...], text: str) -> tuple[str, str] | None:

@@ -324,6 +324,8 @@ def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> tuple[Tabl
     try:
         # Lark's own tables, with the rules that never finish: where Lark refuses them, so does guided.
         lark_tables = build(all_rules) if len(rules) < len(all_rules) else None
+        if lark_tables is not None and lark_tables.conflicts:  # parser="auto" (lalr raised in build)
+            raise GrammarError("Lark's LALR(1) analysis refuses the grammar's rules that never finish")
         if lark_tables is None:
             contexts = [(c, c) for c in dict.fromkeys(frozenset(t for t in acts if t != END)
                                                       for acts in tables.actions)]
