@@ -309,7 +309,7 @@ def run(args) -> dict:
                 except lark.exceptions.LarkError:
                     parser, lark_ok = None, False
                 try:
-                    compiled = guided.compile(Grammar(source), vocab, cache=False)
+                    compiled = guided.compile(Grammar(source, parser="lalr"), vocab, cache=False)
                     guided_ok = True
                 except GuidedError as exc:
                     compiled, guided_ok, why = None, False, str(exc)

@@ -124,7 +124,7 @@ def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine:
     """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
     `CfgIR`, the XML engine for one with matched names, the unique-items engine (Python only: the
     native core has none yet, so ``engine="native"`` gets it too) for one with unique items;
-    ``engine`` as in `compile`."""
+    ``engine`` as in `compile` (a `CfgIR` that parses by Earley always gets the Python engine)."""
     engine = resolve_engine(engine)
     if isinstance(ir, ByteDFA):
         if engine == "native":
@@ -137,8 +137,11 @@ def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine:
         if engine == "native":
             return native.NativeXmlGrammar(ir, vocab)
         return XmlGrammar(ir, vocab)
-    if engine == "native":
+    if engine == "native" and not ir.earley:
         return native.NativeCfgGrammar(ir, vocab)
+    # Grammars whose LALR(1) tables have conflicts parse by Earley (`guided.ir.cfg` rule 10),
+    # which only the Python engine does: they compile there whatever ``engine`` asks
+    # (``grammar.engine`` says "python").
     return CfgGrammar(ir, vocab)
 
 

@@ -295,7 +295,7 @@ def describe(spec: Any) -> str | None:
         imported = None
         if path is not None and "%import" in text:  # relative imports read sibling files
             imported = {p.name: p.read_text() for p in sorted(path.parent.glob("*.lark"))}
-        return _dump([kind, text, spec.start, spec.max_states, imported])
+        return _dump([kind, text, spec.start, spec.max_states, imported, spec.parser])
     if isinstance(spec, Tools):
         return _dump([kind, list(spec.definitions), spec.tool_choice, spec.parallel,
                       dataclasses.asdict(spec.format), spec.max_whitespace, spec.canonical])

@@ -545,7 +545,7 @@ def lark_grammars(draw):
 
 
 def run_lark(text: str, safe: bool, seed: int = 0) -> None:
-    grammar = timed_compile(guided.Grammar(text, max_seconds=COMPILE_SECONDS))
+    grammar = timed_compile(guided.Grammar(text, max_seconds=COMPILE_SECONDS, parser="lalr"))
     oracle = None
     if safe:
         # Lark's own LALR(1) analysis ran past the 120 s watchdog on a grammar guided compiles

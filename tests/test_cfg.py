@@ -400,7 +400,8 @@ def test_malformed_and_non_lalr_grammars_are_refused():
     with pytest.raises(GrammarError, match="malformed"):
         guided.compile(Grammar("start: (\n"), vocab)
     with pytest.raises(GrammarError, match="LALR"):
-        guided.compile(Grammar('start: a | b\na: "x" "y"\nb: "x" "y"'), vocab)
+        guided.compile(Grammar('start: a | b\na: "x" "y"\nb: "x" "y"', parser="lalr"), vocab)
+    assert guided.compile(Grammar('start: a | b\na: "x" "y"\nb: "x" "y"'), vocab).ir.earley  # the default
     with pytest.raises(GrammarError, match=r"terminal WORD \(line 2\).*lookahead"):
         guided.compile(Grammar('start: WORD\nWORD: /a(?=b)/'), vocab)
     with pytest.raises(GrammarError, match="not found"):

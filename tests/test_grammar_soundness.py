@@ -44,7 +44,7 @@ def test_partly_productive_rules_keep_their_finishing_alternatives():
 @pytest.mark.parametrize("source", ['start: r1\nr1: "c" r1', 'start: a\na: b "x"\nb: a "y"'])
 def test_a_grammar_without_sentences_is_refused(source):
     with pytest.raises(GrammarError, match="accepts no sentence"):
-        lark_to_ir(Grammar(source))
+        lark_to_ir(Grammar(source, parser="lalr"))
 
 
 @pytest.mark.parametrize("source, name", [
@@ -56,7 +56,7 @@ def test_zero_width_terminals_are_refused_as_lark_refuses_them(source, name):
     with pytest.raises(lark.exceptions.LexError, match="zero-width"):
         lark.Lark(source, parser="lalr").parse("b")
     with pytest.raises(GrammarError, match="empty string") as info:
-        guided.compile(Grammar(source), vocab_of(b"a", b" hypothalamus", b"b"))
+        guided.compile(Grammar(source, parser="lalr"), vocab_of(b"a", b" hypothalamus", b"b"))
     assert name in str(info.value)
 
 
@@ -95,8 +95,11 @@ def test_rules_that_never_finish_and_change_lark_s_parse_are_refused():
     assert not lark_accepts(lark.Lark(DEAD_SHIFT, parser="lalr"), "pif;pif")
     assert lark_accepts(lark.Lark(productive, parser="lalr"), "pif;pif")
     with pytest.raises(GrammarError, match="rules that never finish change how Lark parses: on T0, Lark shifts"):
-        lark_to_ir(Grammar(DEAD_SHIFT))
+        lark_to_ir(Grammar(DEAD_SHIFT, parser="lalr"))
     assert accepts(lark_to_ir(Grammar(productive)), b"pif;pif")
+    # parser="auto" (the default) parses it by Earley instead: the grammar's own language
+    auto = lark_to_ir(Grammar(DEAD_SHIFT))
+    assert auto.earley and accepts(auto, b"pif;pif")
 
 
 def test_terminals_of_rules_that_never_finish_still_take_part_in_lark_s_lexing():
@@ -105,7 +108,7 @@ def test_terminals_of_rules_that_never_finish_still_take_part_in_lark_s_lexing()
     source = 'start: r0\nr0: "==" "=" r4 | r1 "="\nr1: "=" "="\nr4: "!" r4\n'
     assert not lark_accepts(lark.Lark(source, parser="lalr"), "===")
     with pytest.raises(LexerOrderConflict, match="only rules that never finish use") as info:
-        lark_to_ir(Grammar(source))
+        lark_to_ir(Grammar(source, parser="lalr"))
     assert info.value.text == "==" and info.value.lark_terminal != info.value.guided_terminal
     assert_real_conflict(lark.Lark(source, parser="lalr"), info.value)
 
@@ -115,7 +118,8 @@ def test_collisions_lark_refuses_are_refused_even_in_rules_that_never_finish():
     with pytest.raises(lark.exceptions.GrammarError, match="Reduce/Reduce"):
         lark.Lark(source, parser="lalr")
     with pytest.raises(GrammarError, match="not LALR"):
-        lark_to_ir(Grammar(source))
+        lark_to_ir(Grammar(source, parser="lalr"))
+    assert lark_to_ir(Grammar(source)).earley  # the default parses it by Earley instead
 
 
 def lark_lexes(parser: lark.Lark, candidates: tuple[str, ...], text: str) -> tuple[str, str] | None:
@@ -175,7 +179,7 @@ def check_against_lark(source: str, rng: random.Random, texts: int) -> str:
     except lark.exceptions.LarkError:
         parser = None
     try:
-        ir = lark_to_ir(Grammar(source))
+        ir = lark_to_ir(Grammar(source, parser="lalr"))
     except LexerOrderConflict as exc:
         assert parser is not None, (source, exc)
         assert_real_conflict(parser, exc)
@@ -232,7 +236,7 @@ def test_overlapping_terminals_are_lexed_as_lark_lexes_them_or_refused():
             outcomes["lark refuses"] += 1
             continue
         try:
-            ir = lark_to_ir(Grammar(source))
+            ir = lark_to_ir(Grammar(source, parser="lalr"))
         except LexerOrderConflict as exc:
             assert_real_conflict(parser, exc)
             outcomes["refused"] += 1
@@ -255,7 +259,7 @@ def test_overlapping_terminals_are_lexed_as_lark_lexes_them_or_refused():
     'start: (A | B)+\nA: /[a-e]+/\nB: /[p-q]+/',  # no overlap at all
 ])
 def test_grammars_lark_and_guided_lex_alike_compile(source):
-    ir = lark_to_ir(Grammar(source))
+    ir = lark_to_ir(Grammar(source, parser="lalr"))
     parser = lark.Lark(source, parser="lalr")
     rng = random.Random(3)
     for text in texts_over(rng, 200) + ["do", "dodo", "d o", "==", "===", "a=b"]:
@@ -269,7 +273,7 @@ def test_grammars_lark_and_guided_lex_alike_compile(source):
 ])
 def test_grammars_lark_lexes_otherwise_are_refused_naming_both_terminals(source, first, greedy, text):
     with pytest.raises(LexerOrderConflict) as info:
-        lark_to_ir(Grammar(source))
+        lark_to_ir(Grammar(source, parser="lalr"))
     exc = info.value
     assert (exc.lark_terminal, exc.guided_terminal, exc.text) == (first, greedy, text)
     assert "line" in str(exc) and "priority" in str(exc)

@@ -159,6 +159,10 @@ def lower_cfg(ir: CfgIR) -> dict[str, Any]:
 
     The only place that reads the IR's layout, so a change of the IR is adapted here.
     """
+    if ir.earley:
+        raise SpecError("the native core parses by LALR(1) tables only: this grammar's tables have conflicts "
+                        "and it parses by Earley (guided.ir.cfg rule 9); compile it with engine='python' "
+                        "(guided.compile does so by itself)")
     n_terms = len(ir.terminals)
     for t in ir.ignore:
         if not 0 <= t < n_terms:

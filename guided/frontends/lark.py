@@ -13,10 +13,14 @@ of a context in priority order and takes the first that matches.  The two agree 
 terminals allowed in the same context can match overlapping text; where a string terminal and
 a regex terminal match the same lexeme, the string wins, as in Lark.
 
-Grammars that LALR(1) cannot handle (reduce/reduce collisions that rule priorities do not
-decide) are refused naming the colliding rules, as Lark refuses them; there is no Earley
-fallback yet, so rewrite such grammars (for instance, factor out the common prefix of
-colliding alternatives).  Terminals that match the empty string are refused, as Lark's lexers
+Grammars whose LALR(1) tables have conflicts (shift/reduce or reduce/reduce collisions, more
+than one token of lookahead, ambiguity) are parsed by Earley instead (``Grammar.parser``,
+`guided.ir.cfg` rule 10): every sentence of the grammar is accepted, as Lark's Earley parser
+accepts it, with a greedy lexer whose candidates are the terminals some parse can shift next
+(Lark's lexer order check does not apply: no Lark lexer takes part).  Such grammars run on the
+Python engine.  ``parser="lalr"`` keeps Lark's LALR semantics (shifts win shift/reduce
+conflicts; reduce/reduce collisions that rule priorities do not decide are refused naming the
+colliding rules, as Lark refuses them).  Terminals that match the empty string are refused, as Lark's lexers
 refuse them.  Limits (`guided.errors.LimitExceeded`): ``max_nesting`` for brackets nested
 in the grammar text, ``max_rules`` for the BNF rules its EBNF expands to, ``max_states`` per
 terminal automaton, ``max_seconds`` for the whole compilation.
@@ -103,6 +107,13 @@ class Grammar:
     compilation, ``max_nesting`` how deep brackets nest in the grammar text, ``max_rules`` the
     BNF rules its EBNF expands to.
 
+    ``parser``: ``"auto"`` (the default) parses with LALR(1) tables where they have no conflict
+    and with an Earley parser otherwise (`guided.ir.cfg`, rule 10: shift/reduce or reduce/reduce
+    collisions, more than one token of lookahead, ambiguity; the Python engine); ``"lalr"``
+    keeps the tables with conflicts resolved as Lark's LALR parser resolves them (shifts win:
+    Lark's ``parser="lalr"`` language) and refuses what it refuses; ``"earley"`` always parses
+    by Earley.
+
     >>> Grammar("json").start
     'start'
     """
@@ -113,8 +124,11 @@ class Grammar:
     max_seconds: float = 10.0
     max_nesting: int = 100
     max_rules: int = 10_000
+    parser: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.parser not in ("auto", "lalr", "earley"):
+            raise UsageError(f"Grammar(parser=...) takes 'auto', 'lalr' or 'earley', got {self.parser!r}")
         if not isinstance(self.source, (str, os.PathLike)):
             hint = (" (a compiled grammar is already compiled: pass it on as it is)"
                     if hasattr(self.source, "matcher") else "")
@@ -176,7 +190,7 @@ def lark_to_ir(spec: Grammar, automata: Mapping[str, ByteDFA] | None = None, *, 
     """
     deadline = time.monotonic() + spec.max_seconds
     text, path = spec.text_and_path()
-    lark_terminals, ignore_names, tables, lark_contexts = _analysis(text, path, spec, deadline)
+    lark_terminals, ignore_names, tables, lark_contexts, earley = _analysis(text, path, spec, deadline)
     index = {t.name: i for i, t in enumerate(lark_terminals)}
     automata = automata or {}
     unknown = set(automata) - set(index)
@@ -194,7 +208,7 @@ def lark_to_ir(spec: Grammar, automata: Mapping[str, ByteDFA] | None = None, *, 
             continue
         dfas.append(_terminal_dfa(t, text, spec.max_states, deadline - time.monotonic()))
     ignore = frozenset(index[name] for name in ignore_names if name in index)
-    if lark_lexing:
+    if lark_lexing and not earley:
         try:
             check_lexer_order(lark_terminals, dfas, ((ours | ignore, theirs | ignore) for ours, theirs in lark_contexts),
                               deadline)
@@ -216,6 +230,8 @@ def lark_to_ir(spec: Grammar, automata: Mapping[str, ByteDFA] | None = None, *, 
         terminals=terminals,
         ignore=ignore,
         source=str(path) if path else text[:200],
+        earley=earley,
+        rule_rhs=tables.rhs if earley else (),
         **tables.ir_fields(),
     )
 
@@ -230,7 +246,7 @@ def _analysis(text: str, path: pathlib.Path | None, spec: Grammar, deadline: flo
     Not on disk: a cache file is read back with pickle, and a file planted in the cache folder
     would run code (why Lark's own cache is not used either).
     """
-    key = (text, spec.start, str(path.parent) if path else None, spec.max_nesting, spec.max_rules)
+    key = (text, spec.start, str(path.parent) if path else None, spec.max_nesting, spec.max_rules, spec.parser)
     hit = _ANALYSES.get(key)
     if hit is not None and verify_used_files(hit[0]):
         return hit[1]
@@ -254,10 +270,11 @@ def _analysis(text: str, path: pathlib.Path | None, spec: Grammar, deadline: flo
     return found
 
 
-def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> tuple[Tables, list]:
-    """LALR(1) tables of Lark's compiled rules, refusing what Lark's own analysis refuses; and the
+def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> tuple[Tables, list, bool]:
+    """LALR(1) tables of Lark's compiled rules, refusing what Lark's own analysis refuses; the
     lexer contexts, ``(terminals guided's state takes, terminals Lark's lexer tries there)`` (Lark's
-    own tables keep the rules that never finish: their terminals take part in Lark's lexing)."""
+    own tables keep the rules that never finish: their terminals take part in Lark's lexing); and
+    whether the grammar is parsed by Earley (`Grammar.parser`; then there are no contexts)."""
     index = {t.name: i for i, t in enumerate(lark_terminals)}
     defined = {r.origin.name for r in rules}
     if spec.start not in defined:
@@ -276,7 +293,6 @@ def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> tuple[Tabl
 
     all_rules = rules
     rules = _productive_rules(rules, spec.start)
-    _check_cycles(rules)
 
     def check() -> None:
         if time.monotonic() > deadline:
@@ -286,22 +302,39 @@ def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> tuple[Tabl
     def build(rules) -> Tables:
         tables = lalr_tables([(r.origin.name, tuple(x.name for x in r.expansion)) for r in rules], index,
                              spec.start, check=check, priority=[r.options.priority or 0 for r in rules])
-        if tables.conflicts:
+        if tables.conflicts and spec.parser == "lalr":
             collisions = []
             for _, terminal, colliding in tables.conflicts[:5]:
                 name = "$END" if terminal < 0 else lark_terminals[terminal].name
                 collisions.append(f"Reduce/Reduce collision in {name} between the following rules:"
                                   + "".join(f"\n\t- {rules[r]}" for r in colliding))
-            raise GrammarError("the grammar is not LALR(1):\n" + "\n".join(collisions))
+            raise GrammarError("the grammar is not LALR(1):\n" + "\n".join(collisions)
+                               + "\n(parser='auto' or 'earley' parses it with an Earley parser)")
         return tables
 
-    # Lark's own tables, with the rules that never finish: where Lark refuses them, so does guided.
-    lark_tables = build(all_rules) if len(rules) < len(all_rules) else None
+    if spec.parser == "lalr":
+        _check_cycles(rules)
     tables = build(rules)
-    if lark_tables is None:
-        contexts = [(c, c) for c in dict.fromkeys(frozenset(t for t in acts if t != END) for acts in tables.actions)]
-        return tables, contexts
-    return tables, _paired_contexts(tables, lark_tables, lark_terminals)
+    if spec.parser == "earley" or (spec.parser == "auto" and tables.collisions):
+        # Rule 9 of `guided.ir.cfg`: an Earley parser over the rules, with a lexer whose
+        # candidates are the terminals some parse can shift next (no Lark lexer to agree with).
+        # A rule deriving itself alone is no trouble there (an item set holds each item once).
+        return tables, [], True
+    _check_cycles(rules)
+    try:
+        # Lark's own tables, with the rules that never finish: where Lark refuses them, so does guided.
+        lark_tables = build(all_rules) if len(rules) < len(all_rules) else None
+        if lark_tables is not None and lark_tables.conflicts:  # parser="auto" (lalr raised in build)
+            raise GrammarError("Lark's LALR(1) analysis refuses the grammar's rules that never finish")
+        if lark_tables is None:
+            contexts = [(c, c) for c in dict.fromkeys(frozenset(t for t in acts if t != END)
+                                                      for acts in tables.actions)]
+            return tables, contexts, False
+        return tables, _paired_contexts(tables, lark_tables, lark_terminals), False
+    except GrammarError:
+        if spec.parser == "auto":  # Lark's LALR parser would refuse or read it otherwise: Earley
+            return tables, [], True
+        raise
 
 
 def _paired_contexts(ours: Tables, lark_tables: Tables, lark_terminals) -> list[tuple[frozenset, frozenset]]:

@@ -125,6 +125,10 @@ def _starts_with_whitespace(dfa: ByteDFA) -> bool:
 
 def prefix_cfg(inner: CfgIR, thought: ByteDFA) -> CfgIR:
     """``inner``'s tables with a ``THOUGHT`` terminal in front (see the module docstring)."""
+    if inner.earley:
+        raise SpecError("reasoning before a grammar parsed by Earley (its LALR(1) tables have conflicts) is not "
+                        "supported yet: pass Grammar(..., parser='lalr') to use Lark's LALR resolution, or "
+                        "remove the conflicts")
     firsts = [t for t in inner.actions[inner.start_state] if t >= 0 and t not in inner.ignore]
     if not any(_starts_with_whitespace(inner.terminals[t].dfa) for t in firsts):
         thought = concat_dfas([thought, _whitespace_dfa(4)], what="thought")

@@ -230,7 +230,8 @@ NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 def well_formed_ir() -> CfgIR:
     """`XML_GRAMMAR`'s intermediate form, with the close-tag names matched (`guided.ir.MatchedNames`)."""
     # Written for guided's greedy lexer (TEXT takes a run of text whole); the reference is expat.
-    ir = lark_to_ir(Grammar(XML_GRAMMAR), lark_lexing=False)
+    # (parser="lalr": the matched names ride on the LR tables; rule 9 takes none)
+    ir = lark_to_ir(Grammar(XML_GRAMMAR, parser="lalr"), lark_lexing=False)
     names = MatchedNames(name=ir.terminal_index("NAME"), open_start=ir.terminal_index("LT"),
                          open_end=ir.terminal_index("GT"), empty_end=ir.terminal_index("SLASHGT"),
                          close_start=ir.terminal_index("LTSLASH"), name_bytes=NAME_BYTES)
@@ -730,7 +731,7 @@ def schema_ir(schema: Any, root: str | None = None, max_repeat: int = 256) -> Cf
     with each value terminal's exact automaton."""
     js = xml_schema(schema)
     text, automata = _Builder(js, max_repeat).grammar(_root_name(schema, root, js))
-    return lark_to_ir(Grammar(text), automata=automata, lark_lexing=False)
+    return lark_to_ir(Grammar(text, parser="lalr"), automata=automata, lark_lexing=False)
 
 
 def schema_grammar(schema: Any, root: str | None = None, max_repeat: int = 256) -> str:

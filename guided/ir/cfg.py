@@ -55,6 +55,21 @@ Every engine must implement exactly this.  `guided.ir.reference` is its executab
 9. **Unique items** (`UniqueItems`, optional): context-sensitive checks that run beside the
    parser on its reductions (JSON Schema's ``uniqueItems``: no two items of an array equal as
    JSON values); see `UniqueItems` for the exact rule, which also refines rule 7.
+10. **General grammars** (``earley``): when ``earley`` is True the tables are not used for
+    parsing (they stay, valid, with their conflicts resolved as Lark's LALR resolves them; an
+    engine that cannot parse this way must refuse the IR).  The parser state is instead the set
+    of Earley items of the terminals fed so far, over the rules ``rule_rhs`` (rule ``r`` is
+    ``rules[r][0] -> rule_rhs[r]``; a symbol ``s >= 0`` is terminal ``s``, ``s < 0`` is
+    nonterminal ``~s``; nonterminal 0 is the start symbol).  Rule 1's candidates are the
+    terminals that some item expects next (every terminal some parse can shift: exactly the
+    viable ones, so rule 7 needs no further check), plus the ignored terminals as above
+    (``no_ignore_states`` does not apply); rule 4 feeds a terminal by Earley's scan, then
+    prediction and completion, an empty item set being a syntax error; rule 6 accepts when an
+    item of the start symbol spans the whole input.  ``nesting_states``/``max_nesting``,
+    ``matched_names`` and ``unique_items`` must be empty.  Every rule must be able to finish
+    (each nonterminal of its right-hand side derives some text; the front-end drops rules that
+    cannot, `validate` checks it), so an item set that is not empty can always be completed:
+    masks stay exact.
 
 >>> from guided.ir.dfa import ByteDFA
 >>> import numpy as np
@@ -229,6 +244,10 @@ class CfgIR:
     max_nesting: int = 0
     matched_names: MatchedNames | None = None  # XML's close tags; see `MatchedNames`
     unique_items: UniqueItems | None = None  # JSON Schema's uniqueItems; see `UniqueItems`
+    # Rule 10: parse by Earley over these right-hand sides (one per rule: terminal t as t,
+    # nonterminal A as ~A) instead of by the tables, for grammars whose tables have conflicts.
+    earley: bool = False
+    rule_rhs: tuple[tuple[int, ...], ...] = field(default=())
 
     @property
     def num_states(self) -> int:

@@ -41,6 +41,11 @@ class Tables:
     kernels: tuple[tuple[tuple[int, int], ...], ...]  # state -> its (rule, dot) kernel items
     # (state, terminal, rules) for each reduce/reduce conflict that ``priority`` left undecided.
     conflicts: tuple[tuple[int, int, tuple[int, ...]], ...] = ()
+    # Every rule's right-hand side (terminal t as t, nonterminal A as ~A), for `CfgIR.rule_rhs`.
+    rhs: tuple[tuple[int, ...], ...] = ()
+    # (state, terminal) where the LR(0) automaton has more than one action (shift/reduce or
+    # reduce/reduce), however resolved: where the tables may refuse sentences of the grammar.
+    collisions: tuple[tuple[int, int], ...] = ()
 
     def ir_fields(self) -> dict:
         return dict(actions=self.actions, gotos=self.gotos, rules=self.rules, nonterminals=self.nonterminals,
@@ -213,6 +218,7 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     actions: list[dict[int, int]] = []
     gotos: list[dict[int, int]] = []
     conflicts: list[tuple[int, int, tuple[int, ...]]] = []
+    collisions: list[tuple[int, int]] = []
     for p in range(n_states):
         if work > CHECK_WORK:
             check()
@@ -239,6 +245,8 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
                 bits ^= low
                 reductions.setdefault(END if t == end_bit else t, []).append(r)
         for lookahead, candidates in reductions.items():
+            if len(candidates) > 1 or lookahead in acts:
+                collisions.append((p, lookahead))
             chosen = candidates[0]
             if priority is not None and len(candidates) > 1:
                 best = max(priority[r] for r in candidates)
@@ -261,6 +269,8 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
         end_state=transitions[start_state][bias + nt_id[start]],
         kernels=tuple(kernels),
         conflicts=tuple(conflicts),
+        rhs=tuple(tuple(s if s < bias else ~(s - bias) for s in rhs_syms[r]) for r in range(len(rules))),
+        collisions=tuple(collisions),
     )
 
 

@@ -67,7 +67,7 @@ class CfgPosition(NamedTuple):
     positions in text content and attribute values compare equal).
     """
 
-    stack: tuple[int, ...]  # parser states, bottom first
+    stack: tuple  # parser states, bottom first (Earley item sets, first first, for rule 10)
     lexeme: tuple[tuple[int, int], ...] = ()
     text: bytes = b""
     after_ignore: bool = False  # the lexeme that ended last was an ignored one
@@ -97,6 +97,9 @@ class Reference:
         ir = self.ir
         if isinstance(ir, ByteDFA):
             return ir.initial
+        if ir.earley:
+            return CfgPosition(stack=(self._closure((), [(r, 0, 0) for r, (lhs, _) in enumerate(ir.rules)
+                                                         if lhs == 0]),))
         return CfgPosition(stack=(ir.start_state,), names=NamesState() if ir.matched_names else None,
                            unique=UniqueState() if ir.unique_items else None)
 
@@ -146,11 +149,16 @@ class Reference:
 
     # -- lexing (rules 1 to 3) ---------------------------------------------------------------------
 
-    def candidates(self, stack: tuple[int, ...], after_ignore: bool) -> list[int]:
+    def candidates(self, stack: tuple, after_ignore: bool) -> list[int]:
         """Rule 1: the terminals that may start a lexeme here."""
         ir = self.ir
         assert isinstance(ir, CfgIR)
         top = stack[-1]
+        if ir.earley:  # rule 10: the terminals some item expects next
+            out = sorted({s for r, d, _ in top for s in ir.rule_rhs[r][d:d + 1] if s >= 0})
+            if ir.ignore_repeats or not after_ignore:
+                out = sorted(set(out) | ir.ignore)
+            return out
         out = sorted(t for t in ir.actions[top] if t != END)
         if top not in ir.no_ignore_states and (ir.ignore_repeats or not after_ignore):
             out = sorted(set(out) | ir.ignore)
@@ -230,10 +238,13 @@ class Reference:
 
     # -- parsing (rules 4 to 6) --------------------------------------------------------------------
 
-    def feed(self, stack: tuple[int, ...], terminal: int) -> tuple[int, ...] | None:
+    def feed(self, stack: tuple, terminal: int) -> tuple | None:
         """Rules 4 and 5: reductions while the table says reduce, then one shift (None: an error)."""
         ir = self.ir
         assert isinstance(ir, CfgIR)
+        if ir.earley:  # rule 10: Earley's scan, then prediction and completion
+            scanned = [(r, d + 1, o) for r, d, o in stack[-1] if ir.rule_rhs[r][d:d + 1] == (terminal,)]
+            return stack + (self._closure(stack, scanned),) if scanned else None
         while True:
             action = ir.actions[stack[-1]].get(terminal)
             if action is None:
@@ -245,16 +256,58 @@ class Reference:
                 return stack
             stack = self._reduce(stack, action)
 
-    def can_end(self, stack: tuple[int, ...]) -> bool:
+    def can_end(self, stack: tuple) -> bool:
         """Rule 6: the parser reaches ``end_state`` by reducing on END."""
         ir = self.ir
         assert isinstance(ir, CfgIR)
+        if ir.earley:  # rule 10: an item of the start symbol spans the whole input
+            return any(o == 0 and d == len(ir.rule_rhs[r]) and ir.rules[r][0] == 0 for r, d, o in stack[-1])
         while stack[-1] != ir.end_state:
             action = ir.actions[stack[-1]].get(END)
             if action is None or action >= 0:
                 return False
             stack = self._reduce(stack, action)
         return True
+
+    def _closure(self, columns: tuple, items: list[tuple[int, int, int]]) -> frozenset[tuple[int, int, int]]:
+        """Rule 10: the Earley item set holding ``items`` after ``columns`` (earlier item sets):
+        items are (rule, dot, origin: the index of the item set the rule started in)."""
+        ir = self.ir
+        assert isinstance(ir, CfgIR)
+        here = len(columns)
+        nullable = self.__dict__.get("_nullable_memo") or self.__dict__.setdefault("_nullable_memo", self._nullable())
+        found = set(items)
+        todo = list(found)
+        while todo:
+            r, d, o = todo.pop()
+            rhs = ir.rule_rhs[r]
+            new = []
+            if d == len(rhs):  # completion: the items of the origin waiting for this rule's lhs
+                lhs = ir.rules[r][0]
+                for r2, d2, o2 in list(found if o == here else columns[o]):
+                    if ir.rule_rhs[r2][d2:d2 + 1] == (~lhs,):
+                        new.append((r2, d2 + 1, o2))
+            elif rhs[d] < 0:  # prediction; a nullable symbol is also stepped over (Aycock and Horspool)
+                new = [(r2, 0, here) for r2, (lhs, _) in enumerate(ir.rules) if lhs == ~rhs[d]]
+                if nullable[~rhs[d]]:
+                    new.append((r, d + 1, o))
+            for item in new:
+                if item not in found:
+                    found.add(item)
+                    todo.append(item)
+        return frozenset(found)
+
+    def _nullable(self) -> list[bool]:
+        ir = self.ir
+        assert isinstance(ir, CfgIR)
+        out = [False] * len(ir.nonterminals)
+        changed = True
+        while changed:
+            changed = False
+            for (lhs, _), rhs in zip(ir.rules, ir.rule_rhs):
+                if not out[lhs] and all(s < 0 and out[~s] for s in rhs):
+                    out[lhs] = changed = True
+        return out
 
     def _reduce(self, stack: tuple[int, ...], action: int) -> tuple[int, ...]:
         lhs, length = self.ir.rules[-action - 1]  # type: ignore[union-attr]

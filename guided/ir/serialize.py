@@ -26,8 +26,8 @@ The body is a sequence of named fields, each: name length (u8), name (ASCII), ty
 Types: 1 int (i64); 2 str (u32 length, UTF-8); 3 array (u8 dtype: 1 bool, 2 uint8, 3 int32,
 4 int64; u8 ndim 1 or 2; u64 per dimension; the elements, C order, little-endian); 4 list of str
 (u32 count, then each as a type-2 value).  Each kind has a fixed set of fields (`DFA_FIELDS`,
-`CFG_FIELDS`, the optional ``matched_names``/``matched_name_bytes`` and
-``unique_open_states``/``unique_item_rules``), each once, in any order;
+`CFG_FIELDS`, the optional ``matched_names``/``matched_name_bytes``,
+``unique_open_states``/``unique_item_rules`` and ``rhs_offsets``/``rhs_symbols``), each once, in any order;
 an unknown, missing or repeated field, a wrong type or dtype, or a byte left over is an error.
 
 A `CfgIR` is stored flat: its terminals' DFAs stacked (``dfa_offsets`` says where each starts;
@@ -107,6 +107,9 @@ CFG_FIELDS = {
 NAMES_FIELDS = {"matched_names": (_ARRAY, "<i8", 1), "matched_name_bytes": (_ARRAY, "uint8", 1)}
 # `UniqueItems`: its open states and item rules, sorted; both or neither present.
 UNIQUE_FIELDS = {"unique_open_states": (_ARRAY, "<i4", 1), "unique_item_rules": (_ARRAY, "<i4", 1)}
+# `CfgIR.earley` (rule 10): rule r's right-hand side is rhs_symbols[rhs_offsets[r]:rhs_offsets[r + 1]];
+# both present exactly when earley is True.
+EARLEY_FIELDS = {"rhs_offsets": (_ARRAY, "<i8", 1), "rhs_symbols": (_ARRAY, "<i4", 1)}
 
 IR = TypeVar("IR", ByteDFA, CfgIR)
 
@@ -166,6 +169,9 @@ def _cfg_fields(ir: CfgIR) -> dict[str, Any]:
         "nesting_states": np.array(sorted(ir.nesting_states), np.int32),
         "max_nesting": int(ir.max_nesting),
     }
+    if ir.earley:
+        out["rhs_offsets"] = np.cumsum([0] + [len(rhs) for rhs in ir.rule_rhs], dtype=np.int64)
+        out["rhs_symbols"] = np.array([s for rhs in ir.rule_rhs for s in rhs], np.int32)
     names = ir.matched_names
     if names is not None:
         out["matched_names"] = np.array([names.name, names.open_start, names.open_end, names.empty_end,
@@ -256,7 +262,7 @@ def _from_bytes(data: memoryview, expect: type | None, max_body: int) -> Any:
     if kind == KIND_DFA:
         _check_fields(fields, DFA_FIELDS, {})
         return ByteDFA(fields["transitions"], fields["accepting"], fields["initial"]).validate()
-    _check_fields(fields, CFG_FIELDS, NAMES_FIELDS, UNIQUE_FIELDS)
+    _check_fields(fields, CFG_FIELDS, NAMES_FIELDS, UNIQUE_FIELDS, EARLEY_FIELDS)
     return _build_cfg(fields).validate()
 
 
@@ -419,6 +425,13 @@ def _build_cfg(f: dict[str, Any]) -> CfgIR:
                              item_rules=frozenset(f["unique_item_rules"].tolist()))
     if f["ignore_repeats"] not in (0, 1):
         raise InvalidIR("serialised IR: ignore_repeats must be 0 or 1")
+    rule_rhs: tuple[tuple[int, ...], ...] = ()
+    if "rhs_offsets" in f:
+        off, syms = f["rhs_offsets"], f["rhs_symbols"].tolist()
+        if len(off) != n_rules + 1 or off[0] != 0 or (np.diff(off) < 0).any() or off[-1] != len(syms):
+            raise InvalidIR("serialised IR: rhs_offsets does not split rhs_symbols into one entry per rule")
+        bounds = off.tolist()
+        rule_rhs = tuple(tuple(syms[bounds[r]:bounds[r + 1]]) for r in range(n_rules))
     ir = CfgIR(
         terminals=terminals,
         ignore=frozenset(f["ignore"].tolist()),
@@ -436,6 +449,8 @@ def _build_cfg(f: dict[str, Any]) -> CfgIR:
         max_nesting=f["max_nesting"],
         matched_names=names,
         unique_items=unique,
+        earley="rhs_offsets" in f,
+        rule_rhs=rule_rhs,
     )
     ir.__dict__["flat"] = flat  # the cached property, already at hand
     return ir

@@ -19,6 +19,10 @@ actions with gotos: the end state is reachable from the start state, and for eve
 a rule of length ``L`` in a state ``q`` reachable from the start, every path of ``L`` moves
 ending in ``q`` starts in a state at least ``L`` moves from the start (so the pop never empties
 the stack) whose gotos have the rule's left-hand side (so the goto after the pop exists).
+With ``earley`` (rule 10): one right-hand side per rule, of the rule's length, over terminals and
+nonterminals in range; the start symbol has a rule; every rule can finish (each nonterminal of
+its right-hand side derives some text), which is what makes masks exact there; no nesting bound
+and no matched names.
 
 >>> import numpy as np
 >>> from guided.ir.dfa import ByteDFA
@@ -186,6 +190,40 @@ def validate_cfg(ir: "CfgIR") -> None:
     if ir.unique_items is not None:
         _validate_unique(ir)
     _validate_moves(ir)
+    _validate_earley(ir)
+
+
+def _validate_earley(ir: "CfgIR") -> None:
+    """Rule 10: ``rule_rhs`` present (exactly) with ``earley``, one right-hand side per rule, of the
+    rule's length, over symbols in range; no nesting bound or matched names beside it."""
+    if not isinstance(ir.earley, bool) or not isinstance(ir.rule_rhs, tuple):
+        raise InvalidIR("CfgIR.earley must be a bool and rule_rhs a tuple")
+    if not ir.earley:
+        if ir.rule_rhs:
+            raise InvalidIR("CfgIR.rule_rhs is only for earley=True")
+        return
+    if ir.matched_names is not None or ir.unique_items is not None or ir.max_nesting:
+        raise InvalidIR("CfgIR: earley=True takes no matched_names, no unique_items and no nesting bound")
+    n_terms, n_nt = len(ir.terminals), len(ir.nonterminals)
+    if len(ir.rule_rhs) != len(ir.rules):
+        raise InvalidIR(f"CfgIR.rule_rhs has {len(ir.rule_rhs)} entries for {len(ir.rules)} rules")
+    for r, (rhs, (_, length)) in enumerate(zip(ir.rule_rhs, ir.rules)):
+        if not isinstance(rhs, tuple) or len(rhs) != length or not all(
+                _is_int(s) and (0 <= s < n_terms if s >= 0 else ~s < n_nt) for s in rhs):
+            raise InvalidIR(f"CfgIR.rule_rhs[{r}] = {rhs!r}: expected {length} symbols, terminals "
+                            f"0 .. {n_terms - 1} or nonterminals ~0 .. ~{n_nt - 1}")
+    if not any(lhs == 0 for lhs, _ in ir.rules):
+        raise InvalidIR("CfgIR: earley=True needs a rule for the start symbol (nonterminal 0)")
+    productive = [False] * n_nt
+    changed = True
+    while changed:
+        changed = False
+        for (lhs, _), rhs in zip(ir.rules, ir.rule_rhs):
+            if not productive[lhs] and all(s >= 0 or productive[~s] for s in rhs):
+                productive[lhs] = changed = True
+    for r, rhs in enumerate(ir.rule_rhs):
+        if not all(s >= 0 or productive[~s] for s in rhs):
+            raise InvalidIR(f"CfgIR.rule_rhs[{r}]: the rule can never finish (a nonterminal of it derives no text)")
 
 
 def _entries(rows: tuple, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

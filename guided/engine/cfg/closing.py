@@ -754,3 +754,21 @@ class Closer:
                 config = options[0][1]
             forced = self._forced[key] = bytes(out)
         return forced
+
+
+class EarleyCloser(Closer):
+    """`Closer` for Earley columns (`guided.engine.cfg.earley`, `guided.ir.cfg` rule 10).
+
+    Completions come from the Dijkstra search over columns alone (`Closer._cheapest`, with the
+    whole `CLOSING_MAX_POPS` budget); the mandatory subsequence is left empty, so the lower
+    bound is 0 where the text may end and 1 elsewhere: budget masks allow every token that keeps
+    a completion possible (a true bound, not a tight one).  Forced bytes are exact.
+    """
+
+    def _mandatory_branches(self, stack: Stack, lex: int, search: bool):
+        return (), []
+
+    def _closing_terminals(self, stack: Stack, budget: list[int]) -> Iterator[list[int]]:
+        found = self._cheapest(stack, None, budget, budget[0])
+        if found is not None:
+            yield found[0]

@@ -21,11 +21,14 @@ A matcher's configuration is a pair (parser stack, lexer state).  The parts, one
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from guided.engine.automaton import MaskStats
 from guided.engine.bitmask import pack
-from guided.engine.cfg.closing import Closer
+from guided.engine.cfg.closing import Closer, EarleyCloser
+from guided.engine.cfg.earley import EarleyTable
 from guided.engine.cfg.lexer import LexerTable
 from guided.engine.cfg.masks import MaskAssembler
 from guided.engine.cfg.matcher import CfgMatcher
@@ -47,6 +50,8 @@ class CfgGrammar:
     `forced_bytes`).
     """
 
+    engine = "python"
+
     def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
         for t in ir.terminals:
             # A lexeme must hold a byte: an empty one could end and start again forever.
@@ -61,11 +66,14 @@ class CfgGrammar:
         eos[self.table.eos_ids] = True
         self.eos_words = pack(eos)
         self.lexers = LexerTable(ir, max_lexer_states)
-        self.stacks = StackTable(ir)
+        # Grammars whose tables have conflicts parse by Earley (`guided.ir.cfg`, rule 9): its
+        # columns stand where LR stacks stand, with lexer contexts of their own.
+        # (Duck-typed: `EarleyTable` has `StackTable`'s moves, a `Column` `Stack`'s fields.)
+        self.stacks = cast(StackTable, EarleyTable(ir, self.lexers)) if ir.earley else StackTable(ir)
         self.root = self.stacks.root
         recognizer = self.recognizer = Recognizer(ir, self.lexers, self.stacks)
         masks = self.masks = MaskAssembler(recognizer, vocab, self.table, self.eos_words, self.stats)
-        closing = self.closing = Closer(recognizer, masks, vocab, self.table)
+        closing = self.closing = (EarleyCloser if ir.earley else Closer)(recognizer, masks, vocab, self.table)
         self.feed, self.can_end = self.stacks.feed, self.stacks.can_end
         self.start, self.step, self.lexeme_end = recognizer.start, recognizer.step, recognizer.lexeme_end
         self.is_viable, self.accepts_end = recognizer.is_viable, recognizer.accepts_end
@@ -76,7 +84,8 @@ class CfgGrammar:
         self.forced_bytes = closing.forced_bytes
 
     def __repr__(self) -> str:
-        return (f"CfgGrammar({self.ir.source!r}, lr_states={self.ir.num_states}, "
+        parser = "earley" if self.ir.earley else f"lr_states={self.ir.num_states}"
+        return (f"CfgGrammar({self.ir.source!r}, {parser}, "
                 f"lexer_states={self.lexers.size} built, vocab={self.vocab.size})")
 
     def matcher(self) -> CfgMatcher:

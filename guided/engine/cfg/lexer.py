@@ -71,6 +71,9 @@ class LexerTable:
                 key -= ir.ignore
             self.set_after_ignore.append(sets.setdefault(key, len(sets)))
         self.sets = list(sets)
+        self._set_index = sets
+        self._ignore, self._ignore_repeats = ir.ignore, ir.ignore_repeats
+        self._contexts: dict[frozenset[int], int] = {}
         self._starts: list[int | None] = [None] * len(self.sets)
         self.start_states: set[int] = set()  # lexeme boundaries
         # A union state is the tuple of its live components, (terminal, state of its DFA); its
@@ -99,6 +102,29 @@ class LexerTable:
         self.filled = np.zeros(capacity, bool)
         self.chosen[0], self.filled[0] = -1, True
         self._lock = threading.RLock()
+
+    def context(self, terminals: frozenset[int]) -> int:
+        """A parser context beyond the tables' states (an Earley item set, `guided.ir.cfg` rule 9)
+        whose candidates are ``terminals`` and the ignored ones: its number, for `start`."""
+        found = self._contexts.get(terminals)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._contexts.get(terminals)
+            if found is None:
+                keys = (terminals | self._ignore, terminals if not self._ignore_repeats else terminals | self._ignore)
+                ids = []
+                for key in keys:
+                    if key not in self._set_index:
+                        self._set_index[key] = len(self.sets)
+                        self.sets.append(key)
+                        self._starts.append(None)
+                    ids.append(self._set_index[key])
+                found = len(self.set_of_state)
+                self.set_of_state.append(ids[0])
+                self.set_after_ignore.append(ids[1])
+                self._contexts[terminals] = found
+        return found
 
     def start(self, lr_state: int, after_ignore: bool = False) -> int:
         """The lexer state at a lexeme boundary in ``lr_state`` (its terminal set built on first use).
