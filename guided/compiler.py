@@ -131,8 +131,10 @@ def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine:
         if engine == "native":
             return native.NativeXmlGrammar(ir, vocab)
         return XmlGrammar(ir, vocab)
-    if engine == "native":
+    if engine == "native" and not any(t.count is not None for t in ir.terminals):
         return native.NativeCfgGrammar(ir, vocab)
+    # Counted terminals (`guided.ir.Count`: a JSON string's minLength/maxLength kept as a count
+    # rather than unrolled) are implemented by the Python CFG engine only, for now.
     return CfgGrammar(ir, vocab)
 
 

@@ -26,7 +26,8 @@ The body is a sequence of named fields, each: name length (u8), name (ASCII), ty
 Types: 1 int (i64); 2 str (u32 length, UTF-8); 3 array (u8 dtype: 1 bool, 2 uint8, 3 int32,
 4 int64; u8 ndim 1 or 2; u64 per dimension; the elements, C order, little-endian); 4 list of str
 (u32 count, then each as a type-2 value).  Each kind has a fixed set of fields (`DFA_FIELDS`,
-`CFG_FIELDS`, the optional ``matched_names``/``matched_name_bytes``), each once, in any order;
+`CFG_FIELDS`, the optional ``matched_names``/``matched_name_bytes`` and
+``count_bounds``/``count_counted``), each once, in any order;
 an unknown, missing or repeated field, a wrong type or dtype, or a byte left over is an error.
 
 A `CfgIR` is stored flat: its terminals' DFAs stacked (``dfa_offsets`` says where each starts;
@@ -53,7 +54,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from guided.errors import GuidedError, InvalidIR
-from guided.ir.cfg import CfgIR, FlatTables, MatchedNames, Terminal
+from guided.ir.cfg import CfgIR, Count, FlatTables, MatchedNames, Terminal
 from guided.ir.dfa import ByteDFA
 
 MAGIC = b"\x89GIR\r\n\x1a\n"
@@ -104,6 +105,8 @@ CFG_FIELDS = {
 }
 # (name, open_start, open_end, empty_end, close_start, unique_attributes); both or neither present.
 NAMES_FIELDS = {"matched_names": (_ARRAY, "<i8", 1), "matched_name_bytes": (_ARRAY, "uint8", 1)}
+# Counted terminals (rule 9): rows (terminal, min, max or -1); the counted transitions they share.
+COUNT_FIELDS = {"count_bounds": (_ARRAY, "<i8", 2), "count_counted": (_ARRAY, "bool", 2)}
 
 IR = TypeVar("IR", ByteDFA, CfgIR)
 
@@ -168,6 +171,10 @@ def _cfg_fields(ir: CfgIR) -> dict[str, Any]:
         out["matched_names"] = np.array([names.name, names.open_start, names.open_end, names.empty_end,
                                          names.close_start, int(names.unique_attributes)], np.int64)
         out["matched_name_bytes"] = np.array(sorted(names.name_bytes), np.uint8)
+    counted = [(i, t.count) for i, t in enumerate(ir.terminals) if t.count is not None]
+    if counted:
+        out["count_bounds"] = np.array([(i, c.min, -1 if c.max is None else c.max) for i, c in counted], np.int64)
+        out["count_counted"] = counted[0][1].counted
     return out
 
 
@@ -249,7 +256,10 @@ def _from_bytes(data: memoryview, expect: type | None, max_body: int) -> Any:
     if kind == KIND_DFA:
         _check_fields(fields, DFA_FIELDS, {})
         return ByteDFA(fields["transitions"], fields["accepting"], fields["initial"]).validate()
+    counts = {k: fields.pop(k) for k in list(fields) if k in COUNT_FIELDS}
     _check_fields(fields, CFG_FIELDS, NAMES_FIELDS)
+    _check_fields(counts, {}, COUNT_FIELDS)
+    fields.update(counts)
     return _build_cfg(fields).validate()
 
 
@@ -378,6 +388,19 @@ def _build_cfg(f: dict[str, Any]) -> CfgIR:
         raise InvalidIR("serialised IR: terminal_dfa names a DFA that is not there")
     terminals = tuple(Terminal(name, dfas[int(d)], int(p), bool(s), int(o)) for name, d, p, s, o in zip(
         f["terminal_names"], which, f["terminal_priority"], f["terminal_is_string"], f["terminal_order"]))
+    if "count_bounds" in f:
+        bounds, counted = f["count_bounds"], f["count_counted"]
+        if bounds.shape[1:] != (3,) or len(set(bounds[:, 0].tolist())) != len(bounds):
+            raise InvalidIR("serialised IR: count_bounds must be distinct rows (terminal, min, max)")
+        listed = list(terminals)
+        for t, lo, hi in bounds.tolist():
+            if not 0 <= t < n_terms or counted.shape != listed[t].dfa.transitions.shape:
+                raise InvalidIR("serialised IR: count_bounds names a terminal that is not there or not shaped "
+                                "like count_counted")
+            old = listed[t]
+            listed[t] = Terminal(old.name, old.dfa, old.priority, old.is_string, old.order,
+                                 Count(counted, int(lo), None if hi == -1 else int(hi)))
+        terminals = tuple(listed)
 
     n_rules = len(f["rule_lhs"])
     if len(f["rule_len"]) != n_rules:

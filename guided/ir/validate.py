@@ -137,6 +137,7 @@ def validate_cfg(ir: "CfgIR") -> None:
         dfas.setdefault(id(term.dfa), (term.dfa, f"CfgIR.terminals[{i}] ({term.name})"))
     validate_dfas([d for d, _ in dfas.values()], [w for _, w in dfas.values()])
     _index_set(ir.ignore, n_terms, "ignore")
+    _validate_counts(ir)
 
     actions, gotos, rules = ir.actions, ir.gotos, ir.rules
     if not isinstance(actions, tuple) or not isinstance(gotos, tuple) or not isinstance(rules, tuple):
@@ -202,6 +203,84 @@ def _entries(rows: tuple, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
             raise InvalidIR(f"CfgIR.{what}: {bad!r} is not an int")
         out.append(arr.astype(np.int64) if arr.size else np.zeros(0, np.int64))
     return np.repeat(np.arange(len(rows)), counts), out[0], out[1]
+
+
+MAX_COUNTED_STATES = 64  # a counted terminal's DFA (the upward-closure check is cubic in it)
+
+
+def _validate_counts(ir: "CfgIR") -> None:
+    """Rule 9: counted terminals are well formed, their count sets intervals, and they all
+    count one way (one DFA and one ``counted`` array), so that one count per lexeme serves all."""
+    from guided.ir.cfg import Count
+
+    unit = None
+    for i, term in enumerate(ir.terminals):
+        c = term.count
+        if c is None:
+            continue
+        what = f"CfgIR.terminals[{i}] ({term.name}).count"
+        if not isinstance(c, Count):
+            raise InvalidIR(f"{what} is a {type(c).__name__}, not a Count")
+        if i in ir.ignore or (ir.matched_names is not None and i == ir.matched_names.name):
+            raise InvalidIR(f"{what}: an ignored or matched-name terminal cannot be counted")
+        if not _is_int(c.min) or c.min < 0 or not (c.max is None or (_is_int(c.max) and c.max >= c.min)):
+            raise InvalidIR(f"{what}: bounds must be ints with 0 <= min <= max (max None: unbounded), "
+                            f"not {c.min!r}, {c.max!r}")
+        counted = c.counted
+        dfa = term.dfa
+        if not isinstance(counted, np.ndarray) or counted.dtype != bool or counted.shape != dfa.transitions.shape:
+            raise InvalidIR(f"{what}.counted must be a bool array shaped like the DFA's transitions "
+                            f"{dfa.transitions.shape}")
+        if (counted & (dfa.transitions == 0)).any():
+            raise InvalidIR(f"{what}.counted marks a dead transition")
+        if unit is None:
+            unit = (dfa, counted)
+            if dfa.num_states > MAX_COUNTED_STATES:
+                raise InvalidIR(f"{what}: a counted terminal's DFA has {dfa.num_states} states, "
+                                f"above {MAX_COUNTED_STATES}")
+            _check_interval(dfa, counted, what)
+        elif not (np.array_equal(unit[0].transitions, dfa.transitions)
+                  and np.array_equal(unit[0].accepting, dfa.accepting) and unit[0].initial == dfa.initial
+                  and np.array_equal(unit[1], counted)):
+            raise InvalidIR(f"{what}: every counted terminal of a CfgIR must have the same DFA and counted "
+                            f"transitions (one count per lexeme)")
+
+
+def _check_interval(dfa, counted: np.ndarray, what: str) -> None:
+    """From every live state, the numbers of counted transitions on paths to acceptance are all
+    the integers between the fewest and the most (`guided.ir.cfg.count_range`).  Such a set is
+    ultimately periodic with threshold and period bounded by the states (Chrobak), so checking
+    up to ``n * n + 2 * n`` past the largest finite bound settles it."""
+    from guided.ir.cfg import count_range
+
+    n = dfa.num_states
+    src, byte = np.nonzero(dfa.transitions)
+    dst = dfa.transitions[src, byte]
+    w = counted[src, byte]
+    zero = np.eye(n, dtype=bool)
+    zero[src[~w], dst[~w]] = True
+    one = np.zeros((n, n), bool)
+    one[src[w], dst[w]] = True
+    while True:  # reflexive-transitive closure of the uncounted moves
+        nxt = (zero.astype(np.int32) @ zero.astype(np.int32)) > 0
+        if np.array_equal(nxt, zero):
+            break
+        zero = nxt
+    lo, hi = count_range(dfa, counted)
+    live = lo >= 0
+    finite = np.concatenate([lo[live], hi[live & (hi < (1 << 61))]])
+    top = int(finite.max(initial=0)) + n * n + 2 * n
+    reach = (zero.astype(np.int32) @ dfa.accepting.astype(np.int32)) > 0  # exactly 0 counted
+    step = ((zero.astype(np.int32) @ one.astype(np.int32)) > 0).astype(np.int32)
+    for k in range(top + 1):
+        expected = live & (lo <= k) & (k <= hi)
+        bad = expected != reach
+        if bad.any():
+            s = int(np.flatnonzero(bad)[0])
+            raise InvalidIR(f"{what}: from DFA state {s} the counts of counted transitions on paths to acceptance "
+                            f"are not an interval (exactly {k}: {'none' if expected[s] else 'one'} though the fewest is "
+                            f"{int(lo[s])} and the most {int(hi[s])})")
+        reach = (step @ reach.astype(np.int32)) > 0
 
 
 def _validate_names(ir: "CfgIR") -> None:

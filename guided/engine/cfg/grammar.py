@@ -26,6 +26,7 @@ import numpy as np
 from guided.engine.automaton import MaskStats
 from guided.engine.bitmask import pack
 from guided.engine.cfg.closing import Closer
+from guided.engine.cfg.counting import Counting
 from guided.engine.cfg.lexer import LexerTable
 from guided.engine.cfg.masks import MaskAssembler
 from guided.engine.cfg.matcher import CfgMatcher
@@ -55,6 +56,11 @@ class CfgGrammar:
                                 f"one byte")
         self.ir = ir
         self.vocab = vocab
+        # Counted terminals (rule 9) compile as their capped expansions; the exact counts ride
+        # with the configurations (`guided.engine.cfg.counting`).
+        self.counting = Counting(ir, vocab) if any(t.count is not None for t in ir.terminals) else None
+        if self.counting is not None:
+            ir = self.counting.ir
         self.table = TokenTable.of(vocab)
         self.stats = MaskStats()
         eos = np.zeros(vocab.size, dtype=bool)
@@ -63,7 +69,9 @@ class CfgGrammar:
         self.lexers = LexerTable(ir, max_lexer_states)
         self.stacks = StackTable(ir)
         self.root = self.stacks.root
-        recognizer = self.recognizer = Recognizer(ir, self.lexers, self.stacks)
+        if self.counting is not None:
+            self.counting.lexers = self.lexers
+        recognizer = self.recognizer = Recognizer(ir, self.lexers, self.stacks, self.counting)
         masks = self.masks = MaskAssembler(recognizer, vocab, self.table, self.eos_words, self.stats)
         closing = self.closing = Closer(recognizer, masks, vocab, self.table)
         self.feed, self.can_end = self.stacks.feed, self.stacks.can_end

@@ -669,6 +669,35 @@ def _length_content(min_len: int, max_len: int | None, chars: Spelling = add_jso
     return trim(table, acc, initial=1)
 
 
+@lru_cache(maxsize=4)
+def counted_string(chars: Spelling = add_json_chars) -> tuple[ByteDFA, np.ndarray]:
+    """A quoted JSON string of any length, and its counted transitions: those that complete a
+    character (however spelt: a UTF-8 sequence, an escape, a surrogate pair escape), so that
+    the count of a lexeme is the length of the decoded string, as JSON Schema counts it
+    (`guided.ir.Count`).
+
+    States: 1 before the opening quote, 2 between characters, 3 ... inside a character, the
+    last one after the closing quote.
+    """
+    rows, _ = _one_char(chars)
+    k = rows.shape[0]
+    n = 3 + k  # dead, start, k character states (the first between characters), final
+    final = n - 1
+    table = np.zeros((n, 256), np.int32)
+    counted = np.zeros((n, 256), bool)
+    quote = ord('"')
+    assert rows[0, quote] == 0, "a raw quote is no character"
+    table[1, quote] = 2
+    inner, done = rows > 0, rows < 0
+    table[2:2 + k][inner] = (rows[inner] - 1 + 2).astype(np.int32)
+    table[2:2 + k][done] = 2
+    counted[2:2 + k] = done
+    table[2, quote] = final
+    accepting = np.zeros(n, bool)
+    accepting[final] = True
+    return ByteDFA(transitions=table, accepting=accepting, initial=1), counted
+
+
 def any_content(chars: Spelling = add_json_chars) -> ByteDFA:
     return _length_content(0, None, chars)
 
