@@ -187,10 +187,16 @@ class RuleEmitter:
             term_keys.extend(tk)
             nts.extend(ns)
         out = []
+        # A long plain string among other types stays a terminal of its own, so that its
+        # length is counted (`Terminals.counted`) rather than unrolled inside the union's
+        # automaton; the alternatives lead to the same value either way.
+        counted = [k for k in dict.fromkeys(term_keys) if self.t.counted(k, ptr) is not None]
+        term_keys = [k for k in term_keys if k not in counted]
         if term_keys:
             key = union(term_keys)
             if not self.t.is_empty(key, ptr):
                 out.append(self.g.term(key))
+        out.extend(self.g.term(k) for k in counted)
         out.extend(dict.fromkeys(nts))
         return out
 
