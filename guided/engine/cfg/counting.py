@@ -128,7 +128,7 @@ class Counting:
     compiles (counted terminals replaced by their capped expansions) and the per-byte correction."""
 
     def __init__(self, ir: CfgIR, vocab: Vocabulary):
-        longest = max((len(b) for b in vocab.token_bytes), default=1)
+        longest = max(map(len, vocab.token_bytes), default=1)
         counted = [i for i, t in enumerate(ir.terminals) if t.count is not None]
         lo, hi = ir.terminals[counted[0]].count_range  # one DFA for all (`guided.ir.validate`)
         finite = np.concatenate([lo, hi[hi < UNBOUNDED]])
