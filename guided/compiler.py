@@ -128,13 +128,13 @@ def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine:
             return native.NativeRegexGrammar(ir, vocab, source=source)
         return AutomatonGrammar(ir, vocab, source=source)
     if ir.matched_names is not None:
-        if engine == "native":
+        # Counted terminals (`guided.ir.Count`) are native in CFG grammars, not yet beside matched
+        # names (no front-end makes both): the Python XML engine takes those.
+        if engine == "native" and not any(t.count is not None for t in ir.terminals):
             return native.NativeXmlGrammar(ir, vocab)
         return XmlGrammar(ir, vocab)
-    if engine == "native" and not any(t.count is not None for t in ir.terminals):
+    if engine == "native":
         return native.NativeCfgGrammar(ir, vocab)
-    # Counted terminals (`guided.ir.Count`: a JSON string's minLength/maxLength kept as a count
-    # rather than unrolled) are implemented by the Python CFG engine only, for now.
     return CfgGrammar(ir, vocab)
 
 

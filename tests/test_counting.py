@@ -4,7 +4,8 @@ engines.
 
 Oracles: `jsonschema` for what a bounded string accepts (lengths at the bounds, escapes,
 multi-byte UTF-8, surrogate pairs), and the unrolled automaton (the front-end's own construction
-below `COUNTED_FROM`) for masks, bit for bit over a real vocabulary.
+below `COUNTED_FROM`) for masks, bit for bit over a real vocabulary, for the Python engine and
+the native core alike.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 
 import guided
 from guided.engine.cfg import CfgGrammar
+from guided.engine import native
 from guided.engine.cfg.counting import CountedLex
 from guided.compiler import engine_for
 from guided.errors import InvalidIR
@@ -180,22 +182,30 @@ def test_masks_equal_the_unrolled_automaton(schema, smollm2_vocab, smollm2_token
     routed by `guided.compile`) equals the unrolled one's (native where built), bit for bit."""
     vocab = smollm2_vocab
     spec = guided.JsonSchema(schema)
-    counted = guided.compile(spec, vocab, cache=False)
+    counted = guided.compile(spec, vocab, cache=False, engine="python")
     assert isinstance(counted, CfgGrammar) and counted.counting is not None
     plain = _unrolled(spec, vocab, monkeypatch)
+    engines = [counted, plain]
+    if native.available():  # the native core's counted terminals, bit for bit too
+        engines.append(guided.compile(spec, vocab, cache=False, engine="native"))
+        assert isinstance(engines[-1], native.NativeCfgGrammar)
     rng = random.Random(json.dumps(schema))
     content = [t for t in range(vocab.size)
                if vocab.token_bytes[t] and b'"' not in vocab.token_bytes[t] and b"\\" not in vocab.token_bytes[t]
                and vocab.token_bytes[t].isascii() and vocab.token_bytes[t].isalpha()]
     top = 0  # the largest exact count seen: the walks must reach the bounds
     for walk in range(3):
-        a, b = counted.matcher(), plain.matcher()
+        matchers = [g.matcher() for g in engines]
+        a = matchers[0]
         for step in range(400):
             config = a._history[0]
             if config is not None and isinstance(config[1], CountedLex):
                 top = max(top, config[1].n)
-            ma, mb = a.mask(), b.mask()
-            assert np.array_equal(ma, mb), (walk, step, np.flatnonzero(ma != mb)[:10])
+            ma = a.mask()
+            for other in matchers[1:]:
+                mb = other.mask()
+                assert np.array_equal(ma, mb), (type(other).__name__, walk, step, np.flatnonzero(ma != mb)[:10])
+                assert other.accepts_eos() == a.accepts_eos()
             allowed = np.flatnonzero(ma)
             if allowed.size == 0 or a.is_finished():
                 break
@@ -206,8 +216,8 @@ def test_masks_equal_the_unrolled_automaton(schema, smollm2_vocab, smollm2_token
             else:
                 others = [t for t in allowed.tolist() if t not in eos]
                 t = rng.choice(others) if others else eos[0]
-            a.advance(t)
-            b.advance(t)
+            for m in matchers:
+                m.advance(t)
             if t in eos:
                 break
     if schema.get("type") == "string":

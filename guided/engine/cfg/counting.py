@@ -145,6 +145,22 @@ class Counting:
         self.ir = CfgIR(**fields)
         self.lexers = None  # set by the grammar, once its lexer table exists
 
+    def native_tables(self) -> list[tuple]:
+        """The expansions as the native core's ``cfg_grammar(counted=...)`` takes them: per counted
+        terminal (terminal, min, max or -1, cap, DFA states, pairs, expanded state -> DFA state,
+        counted flags [DFA state * 256 + byte], pair of [need * (cap + 1) + room] (-1: none),
+        expanded state of [DFA state * (pairs + 1) + pair])."""
+        out = []
+        for t, e in sorted(self.expansions.items()):
+            side = e.cap + 1
+            pair_of = np.full(side * side, -1, np.int32)
+            for (need, room), i in e.pair_index.items():
+                pair_of[need * side + room] = i
+            out.append((t, e.min, -1 if e.max is None else e.max, e.cap, e.counted.shape[0], len(e.pair_index),
+                        e.base_of.astype(np.int32), e.counted.astype(np.int32).reshape(-1), pair_of,
+                        e.ids.astype(np.int32).reshape(-1)))
+        return out
+
     def after(self, before: int, row: int, byte: int, fresh: bool) -> int:
         """``row``, the lexer state after ``byte`` from ``before`` (``fresh``: ``before`` is the
         start of a new lexeme), on the row of the exact count (a `CountedLex`) where a counted
