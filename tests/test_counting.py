@@ -228,3 +228,29 @@ def test_masks_equal_the_unrolled_automaton(schema, smollm2_vocab, smollm2_token
         for t in smollm2_tokenizer.encode('"abc', add_special_tokens=False):
             m.advance(t)
         assert isinstance(m._history[0][1], CountedLex) and m._history[0][1].n == 3
+
+
+@pytest.mark.skipif(not native.available(), reason="native core not built")
+def test_native_refuses_malformed_count_tables():
+    from guided.engine.cfg.counting import Counting
+    from guided.engine.native import lower_cfg, native_trie
+    from guided.errors import GuidedError
+
+    vocab = guided.Vocabulary.from_token_bytes([b'"', b"a", b"<eos>"], eos_token_ids=[2])
+    ir = guided.JsonSchema(_schema(0, 300)).to_ir()
+    counting = Counting(ir, vocab)
+    core = native._require()
+    good = counting.native_tables()
+    core.cfg_grammar(native_trie(vocab), None, max_lexer_states=10_000, **{**lower_cfg(counting.ir), "counted": good})
+    t, lo, hi, cap, n_base, n_pairs, base_of, flags, pair_of, ids = good[0]
+    bad = [
+        (t, lo, hi, cap, n_base, n_pairs, base_of, flags, pair_of, ids + 10 ** 6),  # expanded state out of range
+        (t, lo, hi, cap, n_base, n_pairs, base_of[:-1], flags, pair_of, ids),  # wrong size
+        (t, lo, hi, cap, n_base, n_pairs, base_of, flags * 2, pair_of, ids),  # not 0/1
+        (t, hi + 1, hi, cap, n_base, n_pairs, base_of, flags, pair_of, ids),  # min > max
+        (99, lo, hi, cap, n_base, n_pairs, base_of, flags, pair_of, ids),  # no such terminal
+    ]
+    for entry in bad:
+        with pytest.raises(GuidedError, match="counted terminal"):
+            core.cfg_grammar(native_trie(vocab), None, max_lexer_states=10_000,
+                             **{**lower_cfg(counting.ir), "counted": [entry]})
