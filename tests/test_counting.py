@@ -254,3 +254,36 @@ def test_native_refuses_malformed_count_tables():
         with pytest.raises(GuidedError, match="counted terminal"):
             core.cfg_grammar(native_trie(vocab), None, max_lexer_states=10_000,
                              **{**lower_cfg(counting.ir), "counted": [entry]})
+
+
+SMALL = [_schema(2, 5), _schema(0, 1), _schema(3, None), _schema(1, 1),
+         {"type": "object", "properties": {"k": _schema(0, 3), "v": {"type": ["string", "integer"], "maxLength": 2}}}]
+
+
+@pytest.mark.parametrize("schema", SMALL, ids=range(len(SMALL)))
+def test_small_bounds_counted_equal_unrolled(schema, smollm2_vocab, monkeypatch):
+    """Bounds below the cap (every distance exact) count right too: every length is counted here
+    (`COUNTED_FROM` 0), masks compared with the unrolled automaton's along random walks."""
+    vocab = smollm2_vocab
+    spec = guided.JsonSchema(schema)
+    plain = _unrolled(spec, vocab, monkeypatch)
+    with monkeypatch.context() as mp:
+        mp.setattr(_terminals, "COUNTED_FROM", 0)
+        ir = spec.to_ir()
+    assert any(t.count is not None for t in ir.terminals)
+    engines = [plain, CfgGrammar(ir, vocab)] + ([native.NativeCfgGrammar(ir, vocab)] if native.available() else [])
+    rng = random.Random(json.dumps(schema))
+    for walk in range(6):
+        matchers = [g.matcher() for g in engines]
+        for step in range(60):
+            masks = [m.mask() for m in matchers]
+            for m, other in zip(matchers[1:], masks[1:]):
+                assert np.array_equal(masks[0], other), (type(m).__name__, walk, step)
+            allowed = np.flatnonzero(masks[0])
+            if allowed.size == 0:
+                break
+            t = int(rng.choice(allowed))
+            for m in matchers:
+                m.advance(t)
+            if t in vocab.eos_token_ids:
+                break
