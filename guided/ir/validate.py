@@ -19,6 +19,11 @@ actions with gotos: the end state is reachable from the start state, and for eve
 a rule of length ``L`` in a state ``q`` reachable from the start, every path of ``L`` moves
 ending in ``q`` starts in a state at least ``L`` moves from the start (so the pop never empties
 the stack) whose gotos have the rule's left-hand side (so the goto after the pop exists).
+Counted terminals (rule 9, `guided.ir.Count`): bounds ``0 <= min <= max``, ``counted`` shaped like
+the DFA's transitions and set only on live moves, the DFA at most `MAX_COUNTED_STATES` states,
+from every state the counts of paths to acceptance an interval, and one DFA and ``counted`` for
+all of a grammar's counted terminals (engines keep one count per lexeme); neither ignored nor
+the matched-names ``name`` terminal.
 
 >>> import numpy as np
 >>> from guided.ir.dfa import ByteDFA
