@@ -287,3 +287,49 @@ def test_small_bounds_counted_equal_unrolled(schema, smollm2_vocab, monkeypatch)
                 m.advance(t)
             if t in vocab.eos_token_ids:
                 break
+
+
+PIECES = [b'"', b"a", b"ab", b"abc", b"abcdefg", b'a"', b'"a', b'ab"', b"\\", b"n", b"\\n", b"u00", b"e9", b"\\u00e9",
+          b"\\ud83d", b"\\ude00", "é".encode(), b"\xc3", b"\xa9", "😀".encode(), b"\xf0\x9f", b"\x98\x80", b'\\""',
+          b" ", b'", "', b"null", b"1", b"{", b"}", b'{"k": "', b":", b",", b"[", b"]"]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_capped_counts_agree_with_the_reference(seed):
+    """Bounds around and past the cap (a vocabulary of tokens up to 7 bytes: the cap is 9), every
+    length counted: each mask of the Python engine and the native core equals the reference
+    recogniser's verdict on every token, along random walks."""
+    rng = random.Random(seed)
+    lo = rng.randint(0, 14)
+    hi = rng.choice([None, lo + rng.randint(0, 6)])
+    schema = rng.choice([_schema(lo, hi), {"type": "object", "properties": {"k": _schema(lo, hi)}},
+                         {"type": "array", "items": {"type": ["string", "null"], "minLength": lo,
+                                                     **({"maxLength": hi} if hi is not None else {})}}])
+    vocab = guided.Vocabulary.from_token_bytes(PIECES + [b"<eos>"], eos_token_ids=[len(PIECES)])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_terminals, "COUNTED_FROM", 0)
+        ir = guided.JsonSchema(schema).to_ir()
+    if not any(t.count is not None for t in ir.terminals):
+        return  # the normaliser made it something else (a constant)
+    engines = [CfgGrammar(ir, vocab)] + ([native.NativeCfgGrammar(ir, vocab)] if native.available() else [])
+    ref = Reference(ir)
+    for walk in range(4):
+        matchers = [g.matcher() for g in engines]
+        pos = ref.start()
+        for step in range(40):
+            expected = np.zeros(vocab.size, bool)
+            for t, piece in enumerate(PIECES):
+                after = ref.walk(pos, piece)
+                expected[t] = after is not None and ref.is_viable(after)
+            expected[len(PIECES)] = ref.accepts_end(pos)
+            for m in matchers:
+                assert np.array_equal(m.mask(), expected), (schema, type(m).__name__, walk, step)
+            allowed = np.flatnonzero(expected)
+            if allowed.size == 0:
+                break
+            t = int(rng.choice(allowed))
+            if t == len(PIECES):
+                break
+            for m in matchers:
+                m.advance(t)
+            pos = ref.walk(pos, PIECES[t])
