@@ -20,7 +20,7 @@ True
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import Any, NamedTuple, Union
 
 from guided.errors import InvalidIR
 from guided.ir.cfg import END, CfgIR
@@ -159,7 +159,7 @@ class Reference:
 
     def read(self, lexeme: tuple, byte: int) -> tuple:
         terms = self.ir.terminals  # type: ignore[union-attr]
-        out = []
+        out: list[tuple[int, Any]] = []
         for t, s in lexeme:
             term = terms[t]
             if term.count is None:

@@ -25,10 +25,12 @@ the automaton costs a state per position (100,000 for ``maxLength: 100000``).  H
 Lexer states without a count (plain ints met outside a matcher's own steps, as in the closing
 searches) keep the expansion's moves; there the bound at ``K`` reads "exactly ``K``" for
 ``need``, so a closing estimate from far below a large ``minLength`` is an underestimate (a true
-lower bound still; see the README's limits).
+lower bound still; see `docs/json-schema-coverage.md`, "Long strings").
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,10 +38,15 @@ from guided.ir import DEAD, ByteDFA, CfgIR, Terminal
 from guided.ir.cfg import UNBOUNDED
 from guided.vocab import Vocabulary
 
+if TYPE_CHECKING:
+    from guided.engine.cfg.lexer import LexerTable
+
 
 class CountedLex(int):
     """A lexer state (the row, as an int: equal and hashing as the row) with the exact count
     ``n`` of the pending lexeme's counted transitions."""
+
+    n: int
 
     def __new__(cls, row: int, n: int):
         self = super().__new__(cls, row)
@@ -143,7 +150,7 @@ class Counting:
         fields = {name: getattr(ir, name) for name in ir.__dataclass_fields__}
         fields["terminals"] = tuple(terms)
         self.ir = CfgIR(**fields)
-        self.lexers = None  # set by the grammar, once its lexer table exists
+        self.lexers: LexerTable  # set by the grammar, once its lexer table exists
 
     def native_tables(self) -> list[tuple]:
         """The expansions as the native core's ``cfg_grammar(counted=...)`` takes them: per counted
@@ -171,10 +178,10 @@ class Counting:
             return row
         if fresh or before in lexers.start_states:
             n = 0
+        elif isinstance(before, CountedLex):
+            n = before.n
         else:
-            n = getattr(before, "n", None)
-            if n is None:
-                return row  # no count to correct with (see the module docstring)
+            return row  # no count to correct with (see the module docstring)
         before_comps = lexers.components(before)
         for t, e in before_comps:
             exp = self.expansions.get(t)
