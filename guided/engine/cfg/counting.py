@@ -1,4 +1,5 @@
-"""Counted terminals (`guided.ir.Count`, rule 9 of `guided.ir.cfg`) in the Python CFG engine.
+"""Counted terminals (`guided.ir.Count`, rule 9 of `guided.ir.cfg`) in the CFG engines: the Python
+engine here, the native core (`src/guided_native/counting.h`) from the tables built here.
 
 A counted terminal reads its DFA and counts the counted transitions it takes (a JSON string's
 characters); its lexemes must take between ``min`` and ``max`` of them.  Unrolling the count into
