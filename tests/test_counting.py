@@ -96,6 +96,12 @@ def test_ir_round_trips_and_validates():
     assert [(t.count.min, t.count.max) if t.count else None for t in back.terminals] == \
         [(t.count.min, t.count.max) if t.count else None for t in ir.terminals]
     assert back.to_bytes() == ir.to_bytes()
+    # two counting automata (a plain string and a class repeat) in one grammar, counting alike
+    ir = guided.JsonSchema({"anyOf": [_schema(0, 300), {"type": "string", "pattern": "^[a-z]{2,40}$"}]}).to_ir()
+    counted = [t for t in ir.terminals if t.count is not None]
+    assert len({id(t.dfa) for t in counted}) == 2
+    back = CfgIR.from_bytes(ir.to_bytes())
+    assert all(np.array_equal(a.count.counted, b.count.counted) for a, b in zip(counted, (t for t in back.terminals if t.count)))
 
 
 def _one_terminal_ir(term: Terminal) -> CfgIR:
@@ -108,6 +114,20 @@ def _dfa(edges: dict[tuple[int, int], int], accepting: set[int], n: int) -> Byte
     for (s, b), t in edges.items():
         rows[s, b] = t
     return ByteDFA(rows, np.array([s in accepting for s in range(n)]), 1)
+
+
+def test_validation_refuses_terminals_counting_differently():
+    ir = guided.JsonSchema({"anyOf": [_schema(0, 300), {"type": "string", "pattern": "^[a-z]{2,40}$"}]}).to_ir()
+    i = next(i for i, t in enumerate(ir.terminals) if t.count is not None and t.dfa.num_states < 20)
+    t = ir.terminals[i]
+    wrong = t.count.counted.copy()
+    wrong[t.dfa.transitions == 0] = False
+    wrong[t.dfa.transitions != 0] = ~wrong[t.dfa.transitions != 0]  # counts the other transitions
+    terms = list(ir.terminals)
+    terms[i] = Terminal(t.name, t.dfa, t.priority, t.is_string, t.order, Count(wrong, t.count.min, t.count.max))
+    fields = {name: getattr(ir, name) for name in ir.__dataclass_fields__}
+    with pytest.raises(InvalidIR):
+        CfgIR(**{**fields, "terminals": tuple(terms)}).validate()
 
 
 def test_validation_refuses_malformed_counts():
@@ -162,6 +182,7 @@ print(time.perf_counter() - t, peak)
 def _unrolled(spec, vocab, monkeypatch):
     with monkeypatch.context() as mp:
         mp.setattr(_terminals, "COUNTED_FROM", 10 ** 9)
+        mp.setattr(_terminals, "COUNTED_CLASS_FROM", 10 ** 9)
         ir = spec.to_ir()
     assert not any(t.count is not None for t in ir.terminals)
     return engine_for(ir, vocab)
@@ -173,6 +194,8 @@ SCHEMAS = [
     _schema(0, 260),
     {"type": "object", "properties": {"s": _schema(270, 280), "n": {"type": "integer"}}, "required": ["s", "n"]},
     {"type": "array", "items": {"type": ["string", "null"], "minLength": 257, "maxLength": 262}},
+    {"type": "string", "pattern": "^[0-9a-zA-Z_-]{1,255}$", "maxLength": 60},
+    {"type": "array", "items": {"anyOf": [_schema(0, 300), {"type": "string", "pattern": "^[a-z]{40,45}$"}]}},
 ]
 
 
@@ -333,3 +356,38 @@ def test_capped_counts_agree_with_the_reference(seed):
             for m in matchers:
                 m.advance(t)
             pos = ref.walk(pos, PIECES[t])
+
+
+CLASS_PATTERNS = [
+    {"type": "string", "pattern": "^[0-9a-zA-Z_-]{1,255}$", "maxLength": 1024},
+    {"type": "string", "pattern": "^\\d+$", "minLength": 40},
+    {"anyOf": [{"type": "string", "maxLength": 300}, {"type": "string", "pattern": "^[a-z]{2,40}$"}]},
+    {"type": "string", "pattern": "^.{3,50}$"},
+    {"type": "string", "pattern": "^\\S{40,}$", "maxLength": 60},
+]
+
+
+@pytest.mark.parametrize("schema", CLASS_PATTERNS, ids=range(len(CLASS_PATTERNS)))
+def test_class_repeats_counted_as_unrolled(schema, monkeypatch):
+    """A pattern repeating one character class is a count over the class's string automaton:
+    the reference accepts (and keeps viable) exactly what the unrolled automaton does, on
+    random texts with escapes, multi-byte and astral characters, around the bounds.  (The
+    oracle is guided's own ECMA-262 reading: Python's `re`, behind `jsonschema`, lets `$` match
+    before a final newline.)"""
+    ir = guided.JsonSchema(schema).to_ir()
+    assert any(t.count is not None for t in ir.terminals)
+    with monkeypatch.context() as mp:
+        mp.setattr(_terminals, "COUNTED_FROM", 10 ** 9)
+        mp.setattr(_terminals, "COUNTED_CLASS_FROM", 10 ** 9)
+        unrolled = guided.JsonSchema(schema).to_ir()
+    assert not any(t.count is not None for t in unrolled.terminals)
+    rng = random.Random(json.dumps(schema))
+    alphabet = ["a", "b", "Z", "0", "9", "_", "-", "é", "😀", "\n", '"', "\\", " "]
+    for _ in range(150):
+        n = rng.choice([0, 1, 2, 3, 39, 40, 41, 49, 50, 51, 59, 60, 61, 254, 255, 256, 299, 300, 301])
+        text = "".join(rng.choice(alphabet[:7] if rng.random() < 0.7 else alphabet) for _ in range(n))
+        for spelt in (json.dumps(text), json.dumps(text, ensure_ascii=False)):
+            data = spelt.encode()
+            assert accepts(ir, data) == accepts(unrolled, data), (n, spelt[:40])
+            for cut in (len(data) - 1, len(data) // 2):
+                assert is_prefix(ir, data[:cut]) == is_prefix(unrolled, data[:cut]), (n, cut, spelt[:40])

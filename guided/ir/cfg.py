@@ -90,7 +90,8 @@ class Count:
     """A counting constraint on a terminal's lexemes (rule 9): the transitions ``counted[s, b]``
     taken while reading a lexeme number between ``min`` and ``max`` (None: no upper bound).
 
-    Invariant (checked by `guided.ir.validate`): from every live DFA state the numbers of counted
+    Invariants (checked by `guided.ir.validate`): the counted terminals of a grammar count alike
+    (on a text two of them can read, the same bytes count), and from every live DFA state the numbers of counted
     transitions on paths to acceptance are exactly the integers from the fewest to the most
     (`Terminal.count_range`; the most may be unbounded): an interval, so whether a count can
     still end within the bounds is two comparisons.

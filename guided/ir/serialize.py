@@ -105,7 +105,8 @@ CFG_FIELDS = {
 }
 # (name, open_start, open_end, empty_end, close_start, unique_attributes); both or neither present.
 NAMES_FIELDS = {"matched_names": (_ARRAY, "<i8", 1), "matched_name_bytes": (_ARRAY, "uint8", 1)}
-# Counted terminals (rule 9): rows (terminal, min, max or -1); the counted transitions they share.
+# Counted terminals (rule 9): rows (terminal, min, max or -1); their counted transitions, each
+# terminal's DFA rows in count_bounds order.
 COUNT_FIELDS = {"count_bounds": (_ARRAY, "<i8", 2), "count_counted": (_ARRAY, "bool", 2)}
 
 IR = TypeVar("IR", ByteDFA, CfgIR)
@@ -174,7 +175,7 @@ def _cfg_fields(ir: CfgIR) -> dict[str, Any]:
     counted = [(i, t.count) for i, t in enumerate(ir.terminals) if t.count is not None]
     if counted:
         out["count_bounds"] = np.array([(i, c.min, -1 if c.max is None else c.max) for i, c in counted], np.int64)
-        out["count_counted"] = counted[0][1].counted
+        out["count_counted"] = np.concatenate([c.counted for _, c in counted])  # each terminal's DFA rows
     return out
 
 
@@ -393,13 +394,19 @@ def _build_cfg(f: dict[str, Any]) -> CfgIR:
         if bounds.shape[1:] != (3,) or len(set(bounds[:, 0].tolist())) != len(bounds):
             raise InvalidIR("serialised IR: count_bounds must be distinct rows (terminal, min, max)")
         listed = list(terminals)
+        at = 0
         for t, lo, hi in bounds.tolist():
-            if not 0 <= t < n_terms or counted.shape != listed[t].dfa.transitions.shape:
-                raise InvalidIR("serialised IR: count_bounds names a terminal that is not there or not shaped "
-                                "like count_counted")
+            if not 0 <= t < n_terms:
+                raise InvalidIR("serialised IR: count_bounds names a terminal that is not there")
             old = listed[t]
+            rows = old.dfa.num_states
+            if at + rows > len(counted) or counted.shape[1:] != (256,):
+                raise InvalidIR("serialised IR: count_counted does not hold the counted terminals' DFA rows")
             listed[t] = Terminal(old.name, old.dfa, old.priority, old.is_string, old.order,
-                                 Count(counted, int(lo), None if hi == -1 else int(hi)))
+                                 Count(counted[at:at + rows].copy(), int(lo), None if hi == -1 else int(hi)))
+            at += rows
+        if at != len(counted):
+            raise InvalidIR("serialised IR: count_counted holds rows no counted terminal reads")
         terminals = tuple(listed)
 
     n_rules = len(f["rule_lhs"])

@@ -21,9 +21,9 @@ ending in ``q`` starts in a state at least ``L`` moves from the start (so the po
 the stack) whose gotos have the rule's left-hand side (so the goto after the pop exists).
 Counted terminals (rule 9, `guided.ir.Count`): bounds ``0 <= min <= max``, ``counted`` shaped like
 the DFA's transitions and set only on live moves, the DFA at most `MAX_COUNTED_STATES` states,
-from every state the counts of paths to acceptance an interval, and one DFA and ``counted`` for
-all of a grammar's counted terminals (engines keep one count per lexeme); neither ignored nor
-the matched-names ``name`` terminal.
+from every state the counts of paths to acceptance an interval, and all of a grammar's counted
+terminals counting alike (the same bytes counted on every text two of them can read: engines
+keep one count per lexeme); neither ignored nor the matched-names ``name`` terminal.
 
 >>> import numpy as np
 >>> from guided.ir.dfa import ByteDFA
@@ -215,10 +215,11 @@ MAX_COUNTED_STATES = 64  # a counted terminal's DFA (the upward-closure check is
 
 def _validate_counts(ir: "CfgIR") -> None:
     """Rule 9: counted terminals are well formed, their count sets intervals, and they all
-    count one way (one DFA and one ``counted`` array), so that one count per lexeme serves all."""
+    count alike (`_check_alike`), so that one count per lexeme serves all."""
     from guided.ir.cfg import Count
 
     unit = None
+    checked: set[tuple[int, bytes]] = set()
     for i, term in enumerate(ir.terminals):
         c = term.count
         if c is None:
@@ -238,17 +239,37 @@ def _validate_counts(ir: "CfgIR") -> None:
                             f"{dfa.transitions.shape}")
         if (counted & (dfa.transitions == 0)).any():
             raise InvalidIR(f"{what}.counted marks a dead transition")
+        key = (id(dfa), counted.tobytes())  # terminals sharing a DFA and its counts: checked once
+        if key in checked:
+            continue
+        checked.add(key)
+        if dfa.num_states > MAX_COUNTED_STATES:
+            raise InvalidIR(f"{what}: a counted terminal's DFA has {dfa.num_states} states, "
+                            f"above {MAX_COUNTED_STATES}")
+        _check_interval(dfa, counted, what)
         if unit is None:
             unit = (dfa, counted)
-            if dfa.num_states > MAX_COUNTED_STATES:
-                raise InvalidIR(f"{what}: a counted terminal's DFA has {dfa.num_states} states, "
-                                f"above {MAX_COUNTED_STATES}")
-            _check_interval(dfa, counted, what)
-        elif not (np.array_equal(unit[0].transitions, dfa.transitions)
-                  and np.array_equal(unit[0].accepting, dfa.accepting) and unit[0].initial == dfa.initial
-                  and np.array_equal(unit[1], counted)):
-            raise InvalidIR(f"{what}: every counted terminal of a CfgIR must have the same DFA and counted "
-                            f"transitions (one count per lexeme)")
+        else:
+            _check_alike(unit, (dfa, counted), what)
+
+
+def _check_alike(a: tuple, b: tuple, what: str) -> None:
+    """Two counted terminals count alike: on every text both can read from their initial states,
+    the same bytes are counted (so that one count per lexeme serves both)."""
+    (da, ca), (db, cb) = a, b
+    seen = {(da.initial, db.initial)}
+    todo = list(seen)
+    while todo:
+        sa, sb = todo.pop()
+        both = (da.transitions[sa] != 0) & (db.transitions[sb] != 0)
+        if (ca[sa][both] != cb[sb][both]).any():
+            raise InvalidIR(f"{what}: counted terminals must count alike (one count per lexeme): they differ "
+                            f"after a common text at states {sa} and {sb}")
+        for byte in np.flatnonzero(both).tolist():
+            nxt = (int(da.transitions[sa, byte]), int(db.transitions[sb, byte]))
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
 
 
 def _check_interval(dfa, counted: np.ndarray, what: str) -> None:

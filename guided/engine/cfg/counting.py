@@ -138,8 +138,8 @@ class Counting:
     def __init__(self, ir: CfgIR, vocab: Vocabulary):
         longest = max(map(len, vocab.token_bytes), default=1)
         counted = [i for i, t in enumerate(ir.terminals) if t.count is not None]
-        lo, hi = ir.terminals[counted[0]].count_range  # one DFA for all (`guided.ir.validate`)
-        finite = np.concatenate([lo, hi[hi < UNBOUNDED]])
+        finite = np.concatenate([np.concatenate([lo, hi[hi < UNBOUNDED]])
+                                 for lo, hi in (ir.terminals[i].count_range for i in counted)])
         # A token's counted transitions (at most one a byte) never carry a distance past K down
         # to where a state's fewest or most (finite) decides.
         self.cap = longest + 1 + int(finite.max(initial=0))

@@ -698,6 +698,37 @@ def counted_string(chars: Spelling = add_json_chars) -> tuple[ByteDFA, np.ndarra
     return ByteDFA(transitions=table, accepting=accepting, initial=1), counted
 
 
+@lru_cache(maxsize=256)
+def counted_class(cls: str, chars: Spelling = add_json_chars) -> tuple[ByteDFA, np.ndarray]:
+    """`counted_string` for the strings whose every character matches the ECMA-262 class ``cls``
+    (``[a-z]``, ``\\d``, ``.``): the quoted content of ``^cls*$`` and, by a product with
+    `counted_string`'s automaton, the transitions that complete a character."""
+    content = pattern_content(f"^{cls}*$", 100_000, chars)
+    base = quoted(content)
+    track, tcounted = counted_string(chars)
+    pairs = {(base.initial, track.initial): 1}
+    order = [(base.initial, track.initial)]
+    rows: list[np.ndarray] = [np.zeros(256, np.int32), np.zeros(256, np.int32)]
+    flags: list[np.ndarray] = [np.zeros(256, bool), np.zeros(256, bool)]
+    for b, t in order:
+        row, flag = rows[pairs[(b, t)]], flags[pairs[(b, t)]]
+        for byte in np.flatnonzero(base.transitions[b]).tolist():
+            b2, t2 = int(base.transitions[b, byte]), int(track.transitions[t, byte])
+            assert t2 != DEAD, "a pattern's content is JSON string content"
+            key = (b2, t2)
+            if key not in pairs:
+                pairs[key] = len(rows)
+                order.append(key)
+                rows.append(np.zeros(256, np.int32))
+                flags.append(np.zeros(256, bool))
+            row[byte] = pairs[key]
+            flag[byte] = tcounted[t, byte]
+    accepting = np.zeros(len(rows), bool)
+    for (b, _), i in pairs.items():
+        accepting[i] = base.accepting[b]
+    return ByteDFA(transitions=np.stack(rows), accepting=accepting, initial=1), np.stack(flags)
+
+
 def any_content(chars: Spelling = add_json_chars) -> ByteDFA:
     return _length_content(0, None, chars)
 
