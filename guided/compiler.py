@@ -134,7 +134,9 @@ def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine:
         # The native core has no unique-items engine yet: the Python one, whatever was asked.
         return UniqueGrammar(ir, vocab)
     if ir.matched_names is not None:
-        if engine == "native":
+        # Counted terminals (`guided.ir.Count`) are native in CFG grammars, not yet beside matched
+        # names (no front-end makes both): the Python XML engine takes those.
+        if engine == "native" and not any(t.count is not None for t in ir.terminals):
             return native.NativeXmlGrammar(ir, vocab)
         return XmlGrammar(ir, vocab)
     if engine == "native" and not ir.earley:

@@ -103,7 +103,7 @@ class FieldTracker:
 
     def _candidates(self) -> dict[int, int]:
         terms = self.ir.terminals
-        return {t: terms[t].dfa.initial for t in self._reference.candidates(self._stack, self._after_ignore)
+        return {t: self._reference.initial(t) for t in self._reference.candidates(self._stack, self._after_ignore)
                 if terms[t].dfa.initial != DEAD}
 
     def feed(self, data: bytes) -> bool:
@@ -118,11 +118,8 @@ class FieldTracker:
         if self._states is None:
             self._states = self._candidates()
             self._lexeme.clear()
-        nxt = {}
-        for t, s in self._states.items():
-            s2 = int(terms[t].dfa.transitions[s, b])
-            if s2 != DEAD:
-                nxt[t] = s2
+        # The reference's reading: a counted terminal's state is (DFA state, count) (rule 11).
+        nxt = dict(self._reference.read(tuple(self._states.items()), b))
         if not nxt:
             if not self._lexeme:
                 raise UsageError(f"the output left the grammar at byte {bytes([b])!r}")
@@ -131,7 +128,7 @@ class FieldTracker:
             return
         self._states = nxt
         self._lexeme.append(b)
-        if not any(self._grows[t][s] for t, s in nxt.items()):
+        if not any(self._grows[t][s if terms[t].count is None else s[0]] for t, s in nxt.items()):
             self._end_lexeme()  # nothing can extend it: complete now, not at the next byte
 
     def finish(self) -> None:

@@ -225,8 +225,11 @@ def test_deep_schemas_are_not_bounded_by_the_open_value_depth():
 
 def test_limits_name_the_part_of_the_schema():
     with pytest.raises(SchemaTooLarge) as exc:
-        schema_to_ir(JsonSchema({"properties": {"x": {"type": "string", "maxLength": 100000}}}))
+        schema_to_ir(JsonSchema({"properties": {"x": {"type": "string", "maxLength": 100000}}}, max_string_length=4096))
     assert exc.value.pointer == "/properties/x" and isinstance(exc.value, LimitExceeded)
+    with pytest.raises(SchemaTooLarge, match="longest length guided unrolls") as exc:  # counted only when plain
+        schema_to_ir(JsonSchema({"properties": {"x": {"type": "string", "pattern": "^a", "maxLength": 100000}}}))
+    assert exc.value.pointer == "/properties/x"
     with pytest.raises(SchemaTooLarge):
         schema_to_ir(JsonSchema({"type": "array", "maxItems": 10_000}))
     with pytest.raises(SchemaTooLarge):

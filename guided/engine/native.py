@@ -161,7 +161,7 @@ def lower_cfg(ir: CfgIR) -> dict[str, Any]:
     """
     if ir.earley:
         raise SpecError("the native core parses by LALR(1) tables only: this grammar's tables have conflicts "
-                        "and it parses by Earley (guided.ir.cfg rule 9); compile it with engine='python' "
+                        "and it parses by Earley (guided.ir.cfg rule 10); compile it with engine='python' "
                         "(guided.compile does so by itself)")
     n_terms = len(ir.terminals)
     for t in ir.ignore:
@@ -178,6 +178,7 @@ def lower_cfg(ir: CfgIR) -> dict[str, Any]:
         end_state=int(ir.end_state),
         nesting_states=sorted(ir.nesting_states),
         max_nesting=int(ir.max_nesting),
+        counted=[],
     )
 
 
@@ -225,8 +226,18 @@ class NativeCfgGrammar:
     def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
         self.ir = ir
         self.vocab = vocab
+        if any(t.count is not None for t in ir.terminals):
+            # Counted terminals (`guided.ir.Count`): the core reads their capped expansions and the
+            # tables that put a configuration back on its exact count (`guided.engine.cfg.counting`).
+            from guided.engine.cfg.counting import Counting
+
+            counting = Counting(ir, vocab)
+            args = lower_cfg(counting.ir)
+            args["counted"] = counting.native_tables()
+        else:
+            args = lower_cfg(ir)
         self._native = _require().cfg_grammar(native_trie(vocab), native_shared(vocab),
-                                             max_lexer_states=max_lexer_states, **lower_cfg(ir))
+                                             max_lexer_states=max_lexer_states, **args)
         self._reference: CfgGrammar | None = None
 
     def __repr__(self) -> str:

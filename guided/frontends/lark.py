@@ -316,7 +316,7 @@ def _tables(lark_terminals, rules, spec: Grammar, deadline: float) -> tuple[Tabl
         _check_cycles(rules)
     tables = build(rules)
     if spec.parser == "earley" or (spec.parser == "auto" and tables.collisions):
-        # Rule 9 of `guided.ir.cfg`: an Earley parser over the rules, with a lexer whose
+        # Rule 10 of `guided.ir.cfg`: an Earley parser over the rules, with a lexer whose
         # candidates are the terminals some parse can shift next (no Lark lexer to agree with).
         # A rule deriving itself alone is no trouble there (an item set holds each item once).
         return tables, [], True

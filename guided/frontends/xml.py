@@ -230,7 +230,7 @@ NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 def well_formed_ir() -> CfgIR:
     """`XML_GRAMMAR`'s intermediate form, with the close-tag names matched (`guided.ir.MatchedNames`)."""
     # Written for guided's greedy lexer (TEXT takes a run of text whole); the reference is expat.
-    # (parser="lalr": the matched names ride on the LR tables; rule 9 takes none)
+    # (parser="lalr": the matched names ride on the LR tables; rule 10 takes none)
     ir = lark_to_ir(Grammar(XML_GRAMMAR, parser="lalr"), lark_lexing=False)
     names = MatchedNames(name=ir.terminal_index("NAME"), open_start=ir.terminal_index("LT"),
                          open_end=ir.terminal_index("GT"), empty_end=ir.terminal_index("SLASHGT"),

@@ -10,8 +10,8 @@
 This package imports nothing of guided but `guided.errors`.
 """
 
-from guided.ir.cfg import END, CfgIR, MatchedNames, Terminal, UniqueItems, canonical_json
+from guided.ir.cfg import END, CfgIR, Count, MatchedNames, Terminal, UniqueItems, canonical_json
 from guided.ir.dfa import DEAD, ByteDFA, ByteNFA
 
-__all__ = ["DEAD", "END", "ByteDFA", "ByteNFA", "CfgIR", "MatchedNames", "Terminal", "UniqueItems",
+__all__ = ["DEAD", "END", "ByteDFA", "ByteNFA", "CfgIR", "Count", "MatchedNames", "Terminal", "UniqueItems",
            "canonical_json"]

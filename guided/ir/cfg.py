@@ -70,6 +70,13 @@ Every engine must implement exactly this.  `guided.ir.reference` is its executab
     (each nonterminal of its right-hand side derives some text; the front-end drops rules that
     cannot, `validate` checks it), so an item set that is not empty can always be completed:
     masks stay exact.
+11. **Counted terminals** (`Count`, optional per terminal): the terminal's lexemes are those its
+    DFA accepts that also take between ``count.min`` and ``count.max`` *counted* transitions
+    (``count.counted[state, byte]``: a JSON string's characters, however spelt).  In rules 2, 3
+    and 7 such a terminal can read a byte only while some completion still meets the bounds, and
+    accepts a lexeme only when its count is within them.  Engines keep the exact count beside
+    the lexer state, so a bound of 100,000 costs no automaton state per position.  Earley
+    grammars (rule 10) have none.
 
 >>> from guided.ir.dfa import ByteDFA
 >>> import numpy as np
@@ -97,6 +104,67 @@ END = -1  # the end-of-input pseudo-terminal
 
 
 @dataclass(frozen=True, eq=False)
+class Count:
+    """A counting constraint on a terminal's lexemes (rule 11): the transitions ``counted[s, b]``
+    taken while reading a lexeme number between ``min`` and ``max`` (None: no upper bound).
+
+    Invariants (checked by `guided.ir.validate`): the counted terminals of a grammar count alike
+    (on a text two of them can read, the same bytes count), and from every live DFA state the numbers of counted
+    transitions on paths to acceptance are exactly the integers from the fewest to the most
+    (`Terminal.count_range`; the most may be unbounded): an interval, so whether a count can
+    still end within the bounds is two comparisons.
+    """
+
+    counted: np.ndarray  # bool [dfa states, 256]; True only on live (non-dead) transitions
+    min: int = 0
+    max: int | None = None
+
+    def accepts(self, n: int) -> bool:
+        """Is a count of ``n`` within the bounds?"""
+        return n >= self.min and (self.max is None or n <= self.max)
+
+
+UNBOUNDED = 1 << 62  # `count_range`'s most where a counted cycle lies on the way
+
+
+def count_range(dfa: ByteDFA, counted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per DFA state, the fewest and the most counted transitions on a path to acceptance
+    (both -1: no path; most `UNBOUNDED`: a counted transition on a cycle lies on the way)."""
+    n = dfa.num_states
+    src, byte = np.nonzero(dfa.transitions)
+    dst = dfa.transitions[src, byte].astype(np.int64)
+    w = counted[src, byte].astype(np.int64)
+    if src.size:
+        src, dst, w = np.unique(np.stack([src, dst, w]), axis=1)
+    reach = np.eye(n, dtype=bool)  # reach[a, b]: b is reachable from a
+    reach[src, dst] = True
+    while True:
+        nxt = (reach.astype(np.int32) @ reach.astype(np.int32)) > 0
+        if np.array_equal(nxt, reach):
+            break
+        reach = nxt
+    live = (reach & dfa.accepting[None, :]).any(axis=1)
+    keep = live[src] & live[dst]
+    src, dst, w = src[keep], dst[keep], w[keep]
+    on_cycle = (w == 1) & reach[dst, src]
+    unbounded = reach[:, src[on_cycle]].any(axis=1) & live
+    big = np.int64(1) << 40
+    lo = np.where(dfa.accepting & live, 0, big).astype(np.int64)
+    hi = np.where(dfa.accepting & live, 0, -big).astype(np.int64)
+    bounded = ~unbounded[src]
+    for _ in range(n + 1):  # Bellman-Ford; the bounded part has no counted cycle
+        new_lo = lo.copy()
+        np.minimum.at(new_lo, src, lo[dst] + w)
+        new_hi = hi.copy()
+        np.maximum.at(new_hi, src[bounded], np.where(hi[dst[bounded]] > -big, hi[dst[bounded]] + w[bounded], -big))
+        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
+            break
+        lo, hi = new_lo, new_hi
+    hi = np.where(unbounded, UNBOUNDED, hi)
+    return np.where(live, lo, -1), np.where(live, hi, -1)
+
+
+@dataclass(frozen=True, eq=False)
 class Terminal:
     """A lexeme type: its name, its language as a byte DFA, and how collisions are resolved."""
 
@@ -105,6 +173,22 @@ class Terminal:
     priority: int = 0
     is_string: bool = False  # string terminals win over regexes matching the same text, as in Lark
     order: int = 0  # Lark's tie-break order among terminals accepting the same text
+    count: Count | None = None  # rule 11: a counting constraint over the DFA's counted transitions
+
+    @functools.cached_property
+    def count_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rule 11: per DFA state, the fewest and the most counted transitions on a path to
+        acceptance (`count_range`)."""
+        assert self.count is not None
+        return count_range(self.dfa, self.count.counted)
+
+    def count_alive(self, state: int, n: int) -> bool:
+        """Rule 11: can a lexeme at DFA ``state`` with ``n`` counted transitions so far still end
+        within the bounds?  (The invariant of `Count` makes this two comparisons.)"""
+        c = self.count
+        assert c is not None
+        lo, hi = (int(x[state]) for x in self.count_range)
+        return lo >= 0 and (c.max is None or n + lo <= c.max) and n + hi >= c.min
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ True
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class CfgPosition(NamedTuple):
     """
 
     stack: tuple  # parser states, bottom first (Earley item sets, first first, for rule 10)
-    lexeme: tuple[tuple[int, int], ...] = ()
+    lexeme: tuple[tuple[int, int], ...] = ()  # a counted terminal's state: (DFA state, count)
     text: bytes = b""
     after_ignore: bool = False  # the lexeme that ended last was an ignored one
     names: NamesState | None = None
@@ -168,28 +168,52 @@ class Reference:
         ir = self.ir
         assert isinstance(ir, CfgIR)
         if pos.lexeme:
-            grown = self._read(pos.lexeme, byte)
+            grown = self.read(pos.lexeme, byte)
             if grown:  # rule 2: the lexeme grows while a candidate can read the byte
                 return self._check_name_prefix(pos._replace(lexeme=grown, text=self._text(pos, grown, pos.text, byte)))
             ended = self.end_lexeme(pos)  # the byte extends no candidate: the lexeme ends here
             if ended is None:
                 return None
             pos = ended
-        start = tuple((t, ir.terminals[t].dfa.initial) for t in self.candidates(pos.stack, pos.after_ignore)
+        start = tuple((t, self.initial(t)) for t in self.candidates(pos.stack, pos.after_ignore)
                       if ir.terminals[t].dfa.initial != DEAD)
-        grown = self._read(start, byte)
+        grown = self.read(start, byte)
         if not grown:
             return None
         return self._check_name_prefix(pos._replace(lexeme=grown, text=self._text(pos, grown, b"", byte)))
 
-    def _read(self, lexeme: tuple[tuple[int, int], ...], byte: int) -> tuple[tuple[int, int], ...]:
+    def initial(self, t: int):
+        """A terminal's component before its first byte: its DFA's initial state, and for a
+        counted terminal (rule 11) that state with a count of 0."""
+        term = self.ir.terminals[t]  # type: ignore[union-attr]
+        return term.dfa.initial if term.count is None else (term.dfa.initial, 0)
+
+    def read(self, lexeme: tuple, byte: int) -> tuple:
         terms = self.ir.terminals  # type: ignore[union-attr]
-        out = []
+        out: list[tuple[int, Any]] = []
         for t, s in lexeme:
-            s2 = int(terms[t].dfa.transitions[s, byte])
-            if s2 != DEAD:
-                out.append((t, s2))
+            term = terms[t]
+            if term.count is None:
+                s2 = int(term.dfa.transitions[s, byte])
+                if s2 != DEAD:
+                    out.append((t, s2))
+                continue
+            # Rule 11: a counted component is (DFA state, count so far); it reads the byte only
+            # while a completion can still end within the bounds.
+            state, n = s
+            s2 = int(term.dfa.transitions[state, byte])
+            if s2 == DEAD:
+                continue
+            n2 = n + int(term.count.counted[state, byte])
+            if term.count_alive(s2, n2):
+                out.append((t, (s2, n2)))
         return tuple(out)
+
+    def _accepting(self, t: int, s) -> bool:
+        term = self.ir.terminals[t]  # type: ignore[union-attr]
+        if term.count is None:
+            return bool(term.dfa.accepting[s])
+        return bool(term.dfa.accepting[s[0]]) and term.count.accepts(s[1])
 
     def _text(self, pos: CfgPosition, lexeme: tuple[tuple[int, int], ...], text: bytes, byte: int) -> bytes:
         """The pending lexeme's bytes where a name check may read them: inside a close tag, or
@@ -207,7 +231,7 @@ class Reference:
     def choose(self, lexeme: tuple[tuple[int, int], ...]) -> int | None:
         """Rule 3: the terminal a lexeme ending here is an instance of (None: none accepts it)."""
         terms = self.ir.terminals  # type: ignore[union-attr]
-        accepting = [t for t, s in lexeme if terms[t].dfa.accepting[s]]
+        accepting = [t for t, s in lexeme if self._accepting(t, s)]
         if not accepting:
             return None
         return min(accepting, key=lambda t: (-terms[t].priority, not terms[t].is_string, terms[t].order))

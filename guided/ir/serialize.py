@@ -27,7 +27,8 @@ Types: 1 int (i64); 2 str (u32 length, UTF-8); 3 array (u8 dtype: 1 bool, 2 uint
 4 int64; u8 ndim 1 or 2; u64 per dimension; the elements, C order, little-endian); 4 list of str
 (u32 count, then each as a type-2 value).  Each kind has a fixed set of fields (`DFA_FIELDS`,
 `CFG_FIELDS`, the optional ``matched_names``/``matched_name_bytes``,
-``unique_open_states``/``unique_item_rules`` and ``rhs_offsets``/``rhs_symbols``), each once, in any order;
+``unique_open_states``/``unique_item_rules``, ``rhs_offsets``/``rhs_symbols`` and
+``count_bounds``/``count_counted``), each once, in any order;
 an unknown, missing or repeated field, a wrong type or dtype, or a byte left over is an error.
 
 A `CfgIR` is stored flat: its terminals' DFAs stacked (``dfa_offsets`` says where each starts;
@@ -54,7 +55,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from guided.errors import GuidedError, InvalidIR
-from guided.ir.cfg import CfgIR, FlatTables, MatchedNames, Terminal, UniqueItems
+from guided.ir.cfg import CfgIR, Count, FlatTables, MatchedNames, Terminal, UniqueItems
 from guided.ir.dfa import ByteDFA
 
 MAGIC = b"\x89GIR\r\n\x1a\n"
@@ -110,6 +111,9 @@ UNIQUE_FIELDS = {"unique_open_states": (_ARRAY, "<i4", 1), "unique_item_rules": 
 # `CfgIR.earley` (rule 10): rule r's right-hand side is rhs_symbols[rhs_offsets[r]:rhs_offsets[r + 1]];
 # both present exactly when earley is True.
 EARLEY_FIELDS = {"rhs_offsets": (_ARRAY, "<i8", 1), "rhs_symbols": (_ARRAY, "<i4", 1)}
+# Counted terminals (rule 11): rows (terminal, min, max or -1); their counted transitions, each
+# terminal's DFA rows in count_bounds order.
+COUNT_FIELDS = {"count_bounds": (_ARRAY, "<i8", 2), "count_counted": (_ARRAY, "bool", 2)}
 
 IR = TypeVar("IR", ByteDFA, CfgIR)
 
@@ -181,6 +185,10 @@ def _cfg_fields(ir: CfgIR) -> dict[str, Any]:
     if unique is not None:
         out["unique_open_states"] = np.array(sorted(unique.open_states), np.int32)
         out["unique_item_rules"] = np.array(sorted(unique.item_rules), np.int32)
+    counted = [(i, t.count) for i, t in enumerate(ir.terminals) if t.count is not None]
+    if counted:
+        out["count_bounds"] = np.array([(i, c.min, -1 if c.max is None else c.max) for i, c in counted], np.int64)
+        out["count_counted"] = np.concatenate([c.counted for _, c in counted])  # each terminal's DFA rows
     return out
 
 
@@ -262,7 +270,7 @@ def _from_bytes(data: memoryview, expect: type | None, max_body: int) -> Any:
     if kind == KIND_DFA:
         _check_fields(fields, DFA_FIELDS, {})
         return ByteDFA(fields["transitions"], fields["accepting"], fields["initial"]).validate()
-    _check_fields(fields, CFG_FIELDS, NAMES_FIELDS, UNIQUE_FIELDS, EARLEY_FIELDS)
+    _check_fields(fields, CFG_FIELDS, NAMES_FIELDS, UNIQUE_FIELDS, EARLEY_FIELDS, COUNT_FIELDS)
     return _build_cfg(fields).validate()
 
 
@@ -393,6 +401,25 @@ def _build_cfg(f: dict[str, Any]) -> CfgIR:
         raise InvalidIR("serialised IR: terminal_dfa names a DFA that is not there")
     terminals = tuple(Terminal(name, dfas[int(d)], int(p), bool(s), int(o)) for name, d, p, s, o in zip(
         f["terminal_names"], which, f["terminal_priority"], f["terminal_is_string"], f["terminal_order"]))
+    if "count_bounds" in f:
+        bounds, counted = f["count_bounds"], f["count_counted"]
+        if bounds.shape[1:] != (3,) or len(set(bounds[:, 0].tolist())) != len(bounds):
+            raise InvalidIR("serialised IR: count_bounds must be distinct rows (terminal, min, max)")
+        listed = list(terminals)
+        at = 0
+        for t, lo, hi in bounds.tolist():
+            if not 0 <= t < n_terms:
+                raise InvalidIR("serialised IR: count_bounds names a terminal that is not there")
+            old = listed[t]
+            rows = old.dfa.num_states
+            if at + rows > len(counted) or counted.shape[1:] != (256,):
+                raise InvalidIR("serialised IR: count_counted does not hold the counted terminals' DFA rows")
+            listed[t] = Terminal(old.name, old.dfa, old.priority, old.is_string, old.order,
+                                 Count(counted[at:at + rows].copy(), int(lo), None if hi == -1 else int(hi)))
+            at += rows
+        if at != len(counted):
+            raise InvalidIR("serialised IR: count_counted holds rows no counted terminal reads")
+        terminals = tuple(listed)
 
     n_rules = len(f["rule_lhs"])
     if len(f["rule_len"]) != n_rules:

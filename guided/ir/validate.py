@@ -23,6 +23,11 @@ With ``earley`` (rule 10): one right-hand side per rule, of the rule's length, o
 nonterminals in range; the start symbol has a rule; every rule can finish (each nonterminal of
 its right-hand side derives some text), which is what makes masks exact there; no nesting bound
 and no matched names.
+Counted terminals (rule 11, `guided.ir.Count`): bounds ``0 <= min <= max``, ``counted`` shaped like
+the DFA's transitions and set only on live moves, the DFA at most `MAX_COUNTED_STATES` states,
+from every state the counts of paths to acceptance an interval, and all of a grammar's counted
+terminals counting alike (the same bytes counted on every text two of them can read: engines
+keep one count per lexeme); neither ignored nor the matched-names ``name`` terminal.
 
 >>> import numpy as np
 >>> from guided.ir.dfa import ByteDFA
@@ -141,6 +146,7 @@ def validate_cfg(ir: "CfgIR") -> None:
         dfas.setdefault(id(term.dfa), (term.dfa, f"CfgIR.terminals[{i}] ({term.name})"))
     validate_dfas([d for d, _ in dfas.values()], [w for _, w in dfas.values()])
     _index_set(ir.ignore, n_terms, "ignore")
+    _validate_counts(ir)
 
     actions, gotos, rules = ir.actions, ir.gotos, ir.rules
     if not isinstance(actions, tuple) or not isinstance(gotos, tuple) or not isinstance(rules, tuple):
@@ -202,8 +208,10 @@ def _validate_earley(ir: "CfgIR") -> None:
         if ir.rule_rhs:
             raise InvalidIR("CfgIR.rule_rhs is only for earley=True")
         return
-    if ir.matched_names is not None or ir.unique_items is not None or ir.max_nesting:
-        raise InvalidIR("CfgIR: earley=True takes no matched_names, no unique_items and no nesting bound")
+    if (ir.matched_names is not None or ir.unique_items is not None or ir.max_nesting
+            or any(t.count is not None for t in ir.terminals)):
+        raise InvalidIR("CfgIR: earley=True takes no matched_names, no unique_items, no counted terminals and no "
+                        "nesting bound")
     n_terms, n_nt = len(ir.terminals), len(ir.nonterminals)
     if len(ir.rule_rhs) != len(ir.rules):
         raise InvalidIR(f"CfgIR.rule_rhs has {len(ir.rule_rhs)} entries for {len(ir.rules)} rules")
@@ -242,6 +250,105 @@ def _entries(rows: tuple, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
             raise InvalidIR(f"CfgIR.{what}: {bad!r} is not an int")
         out.append(arr.astype(np.int64) if arr.size else np.zeros(0, np.int64))
     return np.repeat(np.arange(len(rows)), counts), out[0], out[1]
+
+
+MAX_COUNTED_STATES = 64  # a counted terminal's DFA (the upward-closure check is cubic in it)
+
+
+def _validate_counts(ir: "CfgIR") -> None:
+    """Rule 11: counted terminals are well formed, their count sets intervals, and they all
+    count alike (`_check_alike`), so that one count per lexeme serves all."""
+    from guided.ir.cfg import Count
+
+    unit = None
+    checked: set[tuple[int, bytes]] = set()
+    for i, term in enumerate(ir.terminals):
+        c = term.count
+        if c is None:
+            continue
+        what = f"CfgIR.terminals[{i}] ({term.name}).count"
+        if not isinstance(c, Count):
+            raise InvalidIR(f"{what} is a {type(c).__name__}, not a Count")
+        if i in ir.ignore or (ir.matched_names is not None and i == ir.matched_names.name):
+            raise InvalidIR(f"{what}: an ignored or matched-name terminal cannot be counted")
+        if not _is_int(c.min) or c.min < 0 or not (c.max is None or (_is_int(c.max) and c.max >= c.min)):
+            raise InvalidIR(f"{what}: bounds must be ints with 0 <= min <= max (max None: unbounded), "
+                            f"not {c.min!r}, {c.max!r}")
+        counted = c.counted
+        dfa = term.dfa
+        if not isinstance(counted, np.ndarray) or counted.dtype != bool or counted.shape != dfa.transitions.shape:
+            raise InvalidIR(f"{what}.counted must be a bool array shaped like the DFA's transitions "
+                            f"{dfa.transitions.shape}")
+        if (counted & (dfa.transitions == 0)).any():
+            raise InvalidIR(f"{what}.counted marks a dead transition")
+        key = (id(dfa), counted.tobytes())  # terminals sharing a DFA and its counts: checked once
+        if key in checked:
+            continue
+        checked.add(key)
+        if dfa.num_states > MAX_COUNTED_STATES:
+            raise InvalidIR(f"{what}: a counted terminal's DFA has {dfa.num_states} states, "
+                            f"above {MAX_COUNTED_STATES}")
+        _check_interval(dfa, counted, what)
+        if unit is None:
+            unit = (dfa, counted)
+        else:
+            _check_alike(unit, (dfa, counted), what)
+
+
+def _check_alike(a: tuple, b: tuple, what: str) -> None:
+    """Two counted terminals count alike: on every text both can read from their initial states,
+    the same bytes are counted (so that one count per lexeme serves both)."""
+    (da, ca), (db, cb) = a, b
+    seen = {(da.initial, db.initial)}
+    todo = list(seen)
+    while todo:
+        sa, sb = todo.pop()
+        both = (da.transitions[sa] != 0) & (db.transitions[sb] != 0)
+        if (ca[sa][both] != cb[sb][both]).any():
+            raise InvalidIR(f"{what}: counted terminals must count alike (one count per lexeme): they differ "
+                            f"after a common text at states {sa} and {sb}")
+        for byte in np.flatnonzero(both).tolist():
+            nxt = (int(da.transitions[sa, byte]), int(db.transitions[sb, byte]))
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+
+
+def _check_interval(dfa, counted: np.ndarray, what: str) -> None:
+    """From every live state, the numbers of counted transitions on paths to acceptance are all
+    the integers between the fewest and the most (`guided.ir.cfg.count_range`).  Such a set is
+    ultimately periodic with threshold and period bounded by the states (Chrobak), so checking
+    up to ``n * n + 2 * n`` past the largest finite bound settles it."""
+    from guided.ir.cfg import count_range
+
+    n = dfa.num_states
+    src, byte = np.nonzero(dfa.transitions)
+    dst = dfa.transitions[src, byte]
+    w = counted[src, byte]
+    zero = np.eye(n, dtype=bool)
+    zero[src[~w], dst[~w]] = True
+    one = np.zeros((n, n), bool)
+    one[src[w], dst[w]] = True
+    while True:  # reflexive-transitive closure of the uncounted moves
+        nxt = (zero.astype(np.int32) @ zero.astype(np.int32)) > 0
+        if np.array_equal(nxt, zero):
+            break
+        zero = nxt
+    lo, hi = count_range(dfa, counted)
+    live = lo >= 0
+    finite = np.concatenate([lo[live], hi[live & (hi < (1 << 61))]])
+    top = int(finite.max(initial=0)) + n * n + 2 * n
+    reach = (zero.astype(np.int32) @ dfa.accepting.astype(np.int32)) > 0  # exactly 0 counted
+    step = ((zero.astype(np.int32) @ one.astype(np.int32)) > 0).astype(np.int32)
+    for k in range(top + 1):
+        expected = live & (lo <= k) & (k <= hi)
+        bad = expected != reach
+        if bad.any():
+            s = int(np.flatnonzero(bad)[0])
+            raise InvalidIR(f"{what}: from DFA state {s} the counts of counted transitions on paths to acceptance "
+                            f"are not an interval (exactly {k}: {'none' if expected[s] else 'one'} though the fewest is "
+                            f"{int(lo[s])} and the most {int(hi[s])})")
+        reach = (step @ reach.astype(np.int32)) > 0
 
 
 def _validate_names(ir: "CfgIR") -> None:

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "lexeme_walks.h"
+#include "counting.h"
 #include "lexer.h"
 #include "matcher.h"
 #include "parser.h"
@@ -28,6 +29,7 @@ namespace guided_native {
 struct Config {
   const StackNode* stack = nullptr;  // nullptr: finished (after EOS)
   int32_t lex = 0;  // 0: dead
+  int32_t count = -1;  // counted terminals: the pending lexeme's exact count (-1: none kept)
   explicit operator bool() const { return lex != 0; }
 };
 
@@ -59,15 +61,60 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
 
   Config initial() {
     const StackNode* root = parser_.root();
-    return Config{root, lexer_.start(root->state, false)};
+    return Config{root, lexer_.start(root->state, false), 0};
+  }
+
+  // Counted terminals (counting.h), indexed by terminal (null: not counted); before any state.
+  void set_counting(std::vector<std::shared_ptr<const CountedTerm>> counted) {
+    for (size_t t = 0; t < counted.size(); ++t)
+      if (counted[t]) {
+        if (t >= static_cast<size_t>(lexer_.num_terminals())) invalid("malformed counted terminal: index");
+        counted[t]->check(lexer_.terminal(static_cast<int32_t>(t)).dfa->num_states());
+        counting_ = true;
+      }
+    counted_ = std::move(counted);
+    counted_.resize(lexer_.num_terminals());
+    lexer_.keep_components_ = counting_;
   }
 
   // -- one byte -------------------------------------------------------------------------------
 
   Config step(Config c, uint8_t b) {
     const int32_t t = lexer_.next(c.lex, b);
-    if (t) return Config{c.stack, t};
+    if (t) return counting_ ? recount(c.lex, c.count, Config{c.stack, t}, b) : Config{c.stack, t};
     return cross(c, b);
+  }
+
+  // `after`, the configuration after byte `b` from lexer state `before` (whose lexeme's exact
+  // count is `count`; a start state's is 0), on the lexer state of the exact count.
+  Config recount(int32_t before, int32_t count, Config after, uint8_t b) {
+    Lexer::Components comps = lexer_.components(after.lex);
+    bool any = false;
+    for (const auto& [t, e] : comps) any = any || counted_[t] != nullptr;
+    if (!any) return after;
+    int64_t n = count;
+    if (lexer_.is_start(before)) {
+      n = 0;
+    } else if (count < 0) {
+      return after;  // no count to correct with (as the Python engine)
+    }
+    for (const auto& [t, e] : lexer_.components(before))
+      if (counted_[t] != nullptr) {
+        n += counted_[t]->counts(e, b);
+        break;
+      }
+    Lexer::Components fixed;
+    for (const auto& [t, e] : comps) {
+      if (counted_[t] == nullptr) {
+        fixed.emplace_back(t, e);
+        continue;
+      }
+      const int32_t e2 = counted_[t]->at(e, n);
+      if (e2) fixed.emplace_back(t, e2);
+    }
+    if (fixed.empty()) return Config{};
+    if (n > INT32_MAX) invalid("a counted lexeme past 2^31 characters");
+    return Config{after.stack, lexer_.state_of(fixed), static_cast<int32_t>(n)};
   }
 
   // The byte `b` ends the lexeme of `c` (it cannot extend it): feed the lexeme, start the next.
@@ -77,8 +124,10 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
     const bool ignored = ignored_[term] != 0;
     const StackNode* stack = ignored ? c.stack : parser_.feed(c.stack, term);
     if (stack == nullptr) return Config{};
-    const int32_t t = lexer_.next(lexer_.start(stack->state, ignored), b);
-    return t ? Config{stack, t} : Config{};
+    const int32_t start = lexer_.start(stack->state, ignored);
+    const int32_t t = lexer_.next(start, b);
+    if (!t) return Config{};
+    return counting_ ? recount(start, 0, Config{stack, t}, b) : Config{stack, t};
   }
 
   // The terminals of the stack's lexer the parser really accepts (LALR(1) lookaheads merged from
@@ -397,6 +446,8 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
   std::mutex owned_mu_;
   std::deque<std::unique_ptr<std::vector<uint64_t>>> owned_accepted_;
   StripedMap<uint64_t, const std::vector<uint64_t>*> accepted_;
+  bool counting_ = false;
+  std::vector<std::shared_ptr<const CountedTerm>> counted_;
   StripedMap<std::pair<uint64_t, int32_t>, WordsPtr, PairHash> masks_;
   StripedMap<int32_t, std::shared_ptr<const LexemeInfo>> lexemes_;
   StripedMap<std::pair<uint64_t, int32_t>, std::string, PairHash> forced_;

@@ -117,6 +117,25 @@ class Lexer {
     return id;
   }
 
+  // The live (terminal, DFA state) pairs of state `id` (counted terminals re-place them).
+  Components components(int32_t id) {
+    if (id == 0) return {};
+    const LexState& s = state(id);
+    if (s.is_block) return Components{{s.terms[0], id - s.base}};
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = comps_of_.find(id);
+    return it == comps_of_.end() ? Components{} : it->second;
+  }
+
+  // The (non-start) state of the live pairs `comps`, made if need be.
+  int32_t state_of(const Components& comps) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (comps.empty()) return 0;
+    if (comps.size() == 1) return block_state(comps[0].first, comps[0].second);
+    auto known = unions_.find(comps);
+    return known != unions_.end() ? known->second : (unions_[comps] = new_union(comps, false));
+  }
+
   // Does any terminal in `accepted` (a bitset over terminals) live in state `id`?
   bool any_alive(int32_t id, const std::vector<uint64_t>& accepted) const {
     const LexState& s = state(id);
@@ -187,6 +206,7 @@ class Lexer {
     st.terms = list.data();
     st.n_terms = static_cast<int32_t>(list.size());
     st.is_start = is_start ? 1 : 0;
+    if (keep_components_) comps_of_.emplace(id, comps);
     if (comps.empty()) {
       st.filled.store(1, std::memory_order_relaxed);
     } else {
@@ -289,6 +309,10 @@ class Lexer {
   std::deque<std::vector<int32_t>> term_lists_;
   std::unordered_map<Components, int32_t, ComponentsHash> unions_;
   std::unordered_map<int32_t, Components> pending_;
+  std::unordered_map<int32_t, Components> comps_of_;  // union and start states, where kept
+
+ public:
+  bool keep_components_ = false;  // set before any state is built (counted terminals need them)
 };
 
 // A walk's private dense copy of the lexer rows it reads: states renumbered locally (0 dead),

@@ -41,6 +41,9 @@ PyObject* error_types[4] = {nullptr, nullptr, nullptr, nullptr};
 using Bitmask = nb::ndarray<int32_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 using Int32s = nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 using Int64s = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+// Counted terminals (counting.h): (terminal, min, max or -1, cap, DFA states, pairs, base_of,
+// counted flags, pair_of, ids), as guided/engine/cfg/counting.py's `Counting.native_tables` makes them.
+using CountedArgs = std::vector<std::tuple<int32_t, int64_t, int64_t, int32_t, int32_t, int32_t, Int32s, Int32s, Int32s, Int32s>>;
 
 nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> to_numpy(const Words& w) {
   auto* copy = new std::vector<int32_t>(w.size());
@@ -233,7 +236,8 @@ NB_MODULE(_native, m) {
          const std::vector<int32_t>& ignore, bool ignore_repeats, const std::vector<int32_t>& no_ignore_states,
          Int64s action_offsets, Int32s action_symbols, Int32s action_values, Int64s goto_offsets, Int32s goto_symbols,
          Int32s goto_values, Int32s rule_lhs, Int32s rule_len, int32_t n_nonterminals, int32_t start_state,
-         int32_t end_state, const std::vector<int32_t>& nesting_states, int32_t max_nesting, int32_t max_lexer_states) {
+         int32_t end_state, const std::vector<int32_t>& nesting_states, int32_t max_nesting, int32_t max_lexer_states,
+         CountedArgs counted) {
         if (!trie) throw nb::type_error("expected a TokenTrie");
         std::vector<Terminal> terminals;
         for (auto& [dfa, priority, is_string, order] : terms) {
@@ -261,15 +265,33 @@ NB_MODULE(_native, m) {
         }
         if (max_nesting < 0) invalid("malformed IR: negative max_nesting");
         t.max_nesting = max_nesting;
+        std::vector<std::shared_ptr<const CountedTerm>> counts(terminals.size());
+        for (auto& [term, min, max, cap, n_base, n_pairs, base_of, flags, pair_of, ids] : counted) {
+          if (term < 0 || term >= static_cast<int32_t>(terminals.size()) || counts[term])
+            invalid("malformed counted terminal: index");
+          auto c = std::make_shared<CountedTerm>();
+          c->min = min;
+          c->max = max;
+          c->cap = cap;
+          c->n_base = n_base;
+          c->n_pairs = n_pairs;
+          c->base_of = int32s(base_of);
+          c->counted = int32s(flags);
+          c->pair_of = int32s(pair_of);
+          c->ids = int32s(ids);
+          counts[term] = std::move(c);
+        }
         nb::gil_scoped_release release;
-        return std::make_shared<CfgGrammar>(std::move(trie), std::move(shared), std::move(terminals), ignore, ignore_repeats,
-                                            no_ignore_states, std::move(t), max_lexer_states);
+        auto g = std::make_shared<CfgGrammar>(std::move(trie), std::move(shared), std::move(terminals), ignore, ignore_repeats,
+                                              no_ignore_states, std::move(t), max_lexer_states);
+        g->set_counting(std::move(counts));
+        return g;
       },
       nb::arg("trie"), nb::arg("shared").none(), nb::arg("terminals"), nb::arg("ignore"), nb::arg("ignore_repeats"), nb::arg("no_ignore_states"),
       nb::arg("action_offsets"), nb::arg("action_symbols"), nb::arg("action_values"), nb::arg("goto_offsets"),
       nb::arg("goto_symbols"), nb::arg("goto_values"), nb::arg("rule_lhs"), nb::arg("rule_len"),
       nb::arg("n_nonterminals"), nb::arg("start_state"), nb::arg("end_state"), nb::arg("nesting_states"),
-      nb::arg("max_nesting"), nb::arg("max_lexer_states"));
+      nb::arg("max_nesting"), nb::arg("max_lexer_states"), nb::arg("counted") = CountedArgs{});
 
   nb::class_<XmlRisk>(m, "XmlRisk");
   m.def(

@@ -28,6 +28,7 @@ import numpy as np
 from guided.engine.automaton import MaskStats
 from guided.engine.bitmask import pack
 from guided.engine.cfg.closing import Closer, EarleyCloser
+from guided.engine.cfg.counting import Counting
 from guided.engine.cfg.earley import EarleyTable
 from guided.engine.cfg.lexer import LexerTable
 from guided.engine.cfg.masks import MaskAssembler
@@ -60,18 +61,25 @@ class CfgGrammar:
                                 f"one byte")
         self.ir = ir
         self.vocab = vocab
+        # Counted terminals (rule 11) compile as their capped expansions; the exact counts ride
+        # with the configurations (`guided.engine.cfg.counting`).
+        self.counting = Counting(ir, vocab) if any(t.count is not None for t in ir.terminals) else None
+        if self.counting is not None:
+            ir = self.counting.ir
         self.table = TokenTable.of(vocab)
         self.stats = MaskStats()
         eos = np.zeros(vocab.size, dtype=bool)
         eos[self.table.eos_ids] = True
         self.eos_words = pack(eos)
         self.lexers = LexerTable(ir, max_lexer_states)
-        # Grammars whose tables have conflicts parse by Earley (`guided.ir.cfg`, rule 9): its
+        # Grammars whose tables have conflicts parse by Earley (`guided.ir.cfg`, rule 10): its
         # columns stand where LR stacks stand, with lexer contexts of their own.
         # (Duck-typed: `EarleyTable` has `StackTable`'s moves, a `Column` `Stack`'s fields.)
         self.stacks = cast(StackTable, EarleyTable(ir, self.lexers)) if ir.earley else StackTable(ir)
         self.root = self.stacks.root
-        recognizer = self.recognizer = Recognizer(ir, self.lexers, self.stacks)
+        if self.counting is not None:
+            self.counting.lexers = self.lexers
+        recognizer = self.recognizer = Recognizer(ir, self.lexers, self.stacks, self.counting)
         masks = self.masks = MaskAssembler(recognizer, vocab, self.table, self.eos_words, self.stats)
         closing = self.closing = (EarleyCloser if ir.earley else Closer)(recognizer, masks, vocab, self.table)
         self.feed, self.can_end = self.stacks.feed, self.stacks.can_end

@@ -85,6 +85,7 @@ class LexerTable:
         self._memos: list[DfaMemo | None] = [None] * self.num_terminals
         self._successors: dict[int, tuple] = {}  # filled row -> its distinct targets, in byte order
         self.pending: dict[int, Components] = {}  # union states whose row is not filled yet
+        self._comps: dict[int, Components] = {}  # union and start states -> their components
         # A single live terminal stays single: its states are its own DFA's, laid out as one
         # block of rows (DFA state s at base + s - 1) the first time one of them is reached.
         self._block: dict[int, int] = {}
@@ -104,7 +105,7 @@ class LexerTable:
         self._lock = threading.RLock()
 
     def context(self, terminals: frozenset[int]) -> int:
-        """A parser context beyond the tables' states (an Earley item set, `guided.ir.cfg` rule 9)
+        """A parser context beyond the tables' states (an Earley item set, `guided.ir.cfg` rule 10)
         whose candidates are ``terminals`` and the ignored ones: its number, for `start`."""
         found = self._contexts.get(terminals)
         if found is not None:
@@ -257,9 +258,23 @@ class LexerTable:
             target = self._ids[tup] = self._new(tup)
         return target
 
+    def components(self, lex: int) -> Components:
+        """The live ``(terminal, DFA state)`` pairs of lexer state ``lex``."""
+        found = self._comps.get(lex)
+        if found is not None:
+            return found
+        block = self.block_at(lex) if lex != DEAD else None
+        return () if block is None else ((block.terminal, lex - block.base),)
+
+    def state_of(self, tup: Components) -> int:
+        """The (non-start) lexer state of the live pairs ``tup``, made if need be."""
+        with self._lock:
+            return self._state(tup)
+
     def _new(self, tup: Components) -> int:
         terms = self.terminals
         index = self._reserve(1)
+        self._comps[index] = tup
         accepting = [i for i, st in tup if self._memo(i).accepting_flags[st]]
         if accepting:
             self.chosen[index] = min(accepting, key=lambda i: (-terms[i].priority, not terms[i].is_string,

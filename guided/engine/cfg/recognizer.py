@@ -9,7 +9,8 @@ the same thing for the whole vocabulary at once.
 
 >>> import guided
 >>> ir = guided.Grammar('start: "[" NUMBER "]"\\n%import common.NUMBER').to_ir()
->>> from guided.engine.cfg.lexer import LexerTable
+>>> from guided.engine.cfg.counting import Counting
+from guided.engine.cfg.lexer import LexerTable
 >>> from guided.engine.cfg.stacks import StackTable
 >>> rec = Recognizer(ir, LexerTable(ir, 10_000), StackTable(ir))
 >>> config = rec.start()
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from guided.engine.cfg.counting import Counting
 from guided.engine.cfg.lexer import LexerTable
 from guided.engine.cfg.stacks import Stack, StackTable
 from guided.ir import DEAD, CfgIR
@@ -34,9 +36,10 @@ Config = tuple[Stack, int]
 class Recognizer:
     """The byte-level semantics of one grammar's configurations."""
 
-    def __init__(self, ir: CfgIR, lexers: LexerTable, stacks: StackTable):
+    def __init__(self, ir: CfgIR, lexers: LexerTable, stacks: StackTable, counting: Counting | None = None):
         self.ir = ir
         self.lexers = lexers
+        self.counting = counting  # counted terminals: the exact count rides with the lexer state
         self.stacks = stacks
         self.feed = stacks.feed
         self.can_end = stacks.can_end
@@ -75,7 +78,8 @@ class Recognizer:
         lexers = self.lexers
         nxt = int((lexers.table if lexers.filled[lex] else lexers.ready(lex))[lex, byte])
         if nxt:
-            return stack, nxt
+            counting = self.counting
+            return stack, (nxt if counting is None else counting.after(lex, nxt, byte, False))
         terminal = int(self.lexers.chosen[lex])
         if terminal < 0:
             return None
@@ -87,6 +91,8 @@ class Recognizer:
             stack = fed
         start = self.lexers.start(stack.state, ignored)
         nxt = int(self.lexers.table[start, byte])  # re-read: `start` may have grown the table
+        if nxt and self.counting is not None:
+            nxt = self.counting.after(start, nxt, byte, True)
         return (stack, nxt) if nxt else None
 
     def lexeme_end(self, lex: int, byte: int) -> int | None:

@@ -86,7 +86,7 @@ class JsonSchema:
     max_repeat: int = 256  # minItems/maxItems/minProperties/maxProperties/prefixItems positions
     max_alternatives: int = 256  # allOf x anyOf expansion
     max_multiple_of: int = 10_000
-    max_string_length: int = 4_096  # minLength/maxLength
+    max_string_length: int = 1_000_000  # minLength/maxLength (counted past 256, see terminals.py)
     max_nesting: int = 128  # JSON levels of the schema document, and subschemas inside one another
     # the Pydantic model the schema came from (`from_pydantic`): not part of the constraint
     model: Any = field(default=None, compare=False, repr=False)
@@ -94,7 +94,7 @@ class JsonSchema:
     def __init__(self, schema: Any, *, lenient: bool = False, whitespace: str = "any", max_whitespace: int = 40,
                  closed: bool = False, canonical: bool = False, max_depth: int = 8, max_states: int = 100_000, max_rules: int = 50_000,
                  max_seconds: float = 10.0, max_repeat: int = 256, max_alternatives: int = 256,
-                 max_multiple_of: int = 10_000, max_string_length: int = 4_096, max_nesting: int = 128):
+                 max_multiple_of: int = 10_000, max_string_length: int = 1_000_000, max_nesting: int = 128):
         options = {"lenient": lenient, "whitespace": whitespace, "max_whitespace": max_whitespace,
                    "closed": closed, "canonical": canonical, "max_depth": max_depth, "max_states": max_states, "max_rules": max_rules,
                    "max_seconds": max_seconds, "max_repeat": max_repeat, "max_alternatives": max_alternatives,

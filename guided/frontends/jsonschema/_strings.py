@@ -669,6 +669,66 @@ def _length_content(min_len: int, max_len: int | None, chars: Spelling = add_jso
     return trim(table, acc, initial=1)
 
 
+@lru_cache(maxsize=4)
+def counted_string(chars: Spelling = add_json_chars) -> tuple[ByteDFA, np.ndarray]:
+    """A quoted JSON string of any length, and its counted transitions: those that complete a
+    character (however spelt: a UTF-8 sequence, an escape, a surrogate pair escape), so that
+    the count of a lexeme is the length of the decoded string, as JSON Schema counts it
+    (`guided.ir.Count`).
+
+    States: 1 before the opening quote, 2 between characters, 3 ... inside a character, the
+    last one after the closing quote.
+    """
+    rows, _ = _one_char(chars)
+    k = rows.shape[0]
+    n = 3 + k  # dead, start, k character states (the first between characters), final
+    final = n - 1
+    table = np.zeros((n, 256), np.int32)
+    counted = np.zeros((n, 256), bool)
+    quote = ord('"')
+    assert rows[0, quote] == 0, "a raw quote is no character"
+    table[1, quote] = 2
+    inner, done = rows > 0, rows < 0
+    table[2:2 + k][inner] = (rows[inner] - 1 + 2).astype(np.int32)
+    table[2:2 + k][done] = 2
+    counted[2:2 + k] = done
+    table[2, quote] = final
+    accepting = np.zeros(n, bool)
+    accepting[final] = True
+    return ByteDFA(transitions=table, accepting=accepting, initial=1), counted
+
+
+@lru_cache(maxsize=256)
+def counted_class(cls: str, chars: Spelling = add_json_chars) -> tuple[ByteDFA, np.ndarray]:
+    """`counted_string` for the strings whose every character matches the ECMA-262 class ``cls``
+    (``[a-z]``, ``\\d``, ``.``): the quoted content of ``^cls*$`` and, by a product with
+    `counted_string`'s automaton, the transitions that complete a character."""
+    content = pattern_content(f"^{cls}*$", 100_000, chars)
+    base = quoted(content)
+    track, tcounted = counted_string(chars)
+    pairs = {(base.initial, track.initial): 1}
+    order = [(base.initial, track.initial)]
+    rows: list[np.ndarray] = [np.zeros(256, np.int32), np.zeros(256, np.int32)]
+    flags: list[np.ndarray] = [np.zeros(256, bool), np.zeros(256, bool)]
+    for b, t in order:
+        row, flag = rows[pairs[(b, t)]], flags[pairs[(b, t)]]
+        for byte in np.flatnonzero(base.transitions[b]).tolist():
+            b2, t2 = int(base.transitions[b, byte]), int(track.transitions[t, byte])
+            assert t2 != DEAD, "a pattern's content is JSON string content"
+            key = (b2, t2)
+            if key not in pairs:
+                pairs[key] = len(rows)
+                order.append(key)
+                rows.append(np.zeros(256, np.int32))
+                flags.append(np.zeros(256, bool))
+            row[byte] = pairs[key]
+            flag[byte] = tcounted[t, byte]
+    accepting = np.zeros(len(rows), bool)
+    for (b, _), i in pairs.items():
+        accepting[i] = base.accepting[b]
+    return ByteDFA(transitions=np.stack(rows), accepting=accepting, initial=1), np.stack(flags)
+
+
 def any_content(chars: Spelling = add_json_chars) -> ByteDFA:
     return _length_content(0, None, chars)
 

@@ -207,10 +207,16 @@ class RuleEmitter:
             term_keys.extend(tk)
             nts.extend(ns)
         out = []
+        # A long plain string among other types stays a terminal of its own, so that its
+        # length is counted (`Terminals.counted`) rather than unrolled inside the union's
+        # automaton; the alternatives lead to the same value either way.
+        counted = [k for k in dict.fromkeys(term_keys) if self.t.counted(k, ptr) is not None]
+        term_keys = [k for k in term_keys if k not in counted]
         if term_keys:
             key = union(term_keys)
-            if not _dfa.is_empty(self.t.bare(key, ptr)):
+            if not self.t.is_empty(key, ptr):
                 out.append(self.g.term(key))
+        out.extend(self.g.term(k) for k in counted)
         out.extend(dict.fromkeys(nts))
         return out
 
@@ -819,7 +825,13 @@ def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any, unsupported
     if not any(lhs == start for lhs, _ in rules):
         raise UnsupportedSchema("#", "schema", "the schema accepts no JSON value at all")
     tables = lalr_tables(rules, g.terminal_ids(), start, check=g.opts.check_time)
-    terminal_list = [Terminal(name=f"T{i}", dfa=terminals.bare(key), order=i) for i, key in enumerate(terms)]
+    terminal_list = []
+    for i, key in enumerate(terms):
+        counted = terminals.counted(key)
+        if counted is not None:  # a long plain string: its length as a count (`guided.ir.Count`)
+            terminal_list.append(Terminal(name=f"T{i}", dfa=counted[0], order=i, count=counted[1]))
+        else:
+            terminal_list.append(Terminal(name=f"T{i}", dfa=terminals.bare(key), order=i))
     ignore: frozenset[int] = frozenset()
     if g.opts.ws:
         # Whitespace between tokens is one ignored lexeme of at most ``ws`` bytes, which may not

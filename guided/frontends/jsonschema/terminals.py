@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -24,6 +25,9 @@ from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.options import Options
 from guided.frontends.regex import Regex, regex_to_dfa
 from guided.ir import dfa_ops as _dfa
+from guided.errors import GuidedError
+from guided.ir.cfg import Count
+from guided.ir.validate import MAX_COUNTED_STATES
 from guided.ir.dfa import ByteDFA
 
 Description = tuple[Any, ...]  # a terminal description, as above (hashable: the cache key)
@@ -34,6 +38,15 @@ ANY_STRING: Description = ("string", ((), 0, None, (), ()))
 ANY_NUMBER: Description = ("num", None, False, None, False, None)
 
 
+
+# String lengths: a plain string value's bounds past COUNTED_FROM are kept as a count (`Terminals.counted`,
+# up to the option max_string_length); elsewhere lengths unroll into automata, up to UNROLLED_LENGTH.
+COUNTED_FROM = 256
+# A pattern that repeats one character class (`_CLASS_REPEAT`) is counted from shorter bounds: its
+# unrolled automaton multiplies every position by the class's spellings.
+COUNTED_CLASS_FROM = 32
+_CLASS_REPEAT = re.compile(r"\^(\[(?:[^\]\\]|\\.)+\]|\\[dDwWsS]|\.)(?:\{(\d+)(?:(,)(\d*))?\}|([+*]))\$\Z")
+UNROLLED_LENGTH = 4_096
 
 _BARE_CACHE: dict[tuple, ByteDFA] = {}
 _SPELLED = frozenset({"strlit", "string", "key", "union", "minus"})  # descriptions holding JSON strings
@@ -184,11 +197,17 @@ class Terminals:
         ms = self.opts.max_states
         chars = chars if chars is not None else _strings.json_spelling(self.opts.canonical)
         parts: list[ByteDFA] = []
-        if max_len is not None and max_len > self.opts.max_string_length:
-            raise SchemaTooLarge(pointer, f"maxLength {max_len} is above max_string_length="
-                                          f"{self.opts.max_string_length}")
-        if min_len > self.opts.max_string_length:
-            raise SchemaTooLarge(pointer, f"minLength {min_len} is above max_string_length="
+        self._check_length(min_len, max_len, pointer)
+        if max(min_len, max_len or 0) > UNROLLED_LENGTH:
+            # Only a string terminal of its own keeps its length as a count (`counted`); inside
+            # an automaton (with a pattern or format, among other types, excluded values,
+            # property names) the length unrolls, one state per character.
+            raise SchemaTooLarge(pointer, f"{'maxLength' if (max_len or 0) >= min_len else 'minLength'} "
+                                          f"{max(min_len, max_len or 0)} is above {UNROLLED_LENGTH}, the longest "
+                                          f"length guided unrolls into an automaton: here the string also has a "
+                                          f"pattern, a format, excluded values, another type or is a property "
+                                          f"name; a plain string value (type string, minLength/maxLength only) "
+                                          f"is counted instead, up to max_string_length="
                                           f"{self.opts.max_string_length}")
         for f in formats:
             parts.append(_strings.regex_content(FORMATS[f], ms, chars))
@@ -211,6 +230,63 @@ class Terminals:
             out = _dfa.difference(out, _strings.literals_content(tuple(sorted(set(literals_out)))), ms)
         return out
 
+
+    def _check_length(self, min_len: int, max_len: int | None, pointer: str) -> None:
+        if max_len is not None and max_len > self.opts.max_string_length:
+            raise SchemaTooLarge(pointer, f"maxLength {max_len} is above max_string_length="
+                                          f"{self.opts.max_string_length}")
+        if min_len > self.opts.max_string_length:
+            raise SchemaTooLarge(pointer, f"minLength {min_len} is above max_string_length="
+                                          f"{self.opts.max_string_length}")
+
+    def counted(self, key: tuple, pointer: str = "") -> tuple[ByteDFA, Count] | None:
+        """A plain string description (bounds only) whose bounds are past `COUNTED_FROM`: the
+        unbounded string automaton and its bounds as a `guided.ir.Count` (the count of decoded
+        characters, as JSON Schema counts), instead of an automaton unrolled per character.
+        None for any other description."""
+        if key[0] != "string":
+            return None
+        patterns, min_len, max_len, formats, literals_out = key[1]
+        if formats or literals_out or len(patterns) > 1:
+            return None
+        cls = None
+        if patterns:
+            # A pattern that is one character class repeated (`^[a-z0-9_-]{1,255}$`, `^\\d+$`):
+            # its repeat is a count too, over the class's own string automaton.
+            m = _CLASS_REPEAT.match(patterns[0])
+            if m is None:
+                return None
+            cls = m.group(1)
+            lo, comma, hi = m.group(2), m.group(3), m.group(4)
+            if m.group(5):
+                lo, hi = ("1" if m.group(5) == "+" else "0"), None
+            elif comma is None:
+                hi = lo
+            min_len = max(min_len, int(lo))
+            if hi:  # "{n,}": no maximum of its own
+                max_len = int(hi) if max_len is None else min(max_len, int(hi))
+        if max(min_len, max_len or 0) <= (COUNTED_CLASS_FROM if cls is not None else COUNTED_FROM):
+            return None
+        if max_len is not None and max_len < min_len:
+            return None  # empty: the unrolled path says so
+        self._check_length(min_len, max_len, pointer)
+        spelling = _strings.json_spelling(self.opts.canonical)
+        if cls is None:
+            dfa, counted = _strings.counted_string(spelling)
+        else:
+            try:
+                dfa, counted = _strings.counted_class(cls, spelling)
+            except GuidedError:
+                return None  # a class the pattern reader refuses: the unrolled path says why
+            if dfa.num_states > MAX_COUNTED_STATES:
+                return None
+        return dfa, Count(counted, min_len, max_len)
+
+    def is_empty(self, key: tuple, pointer: str = "") -> bool:
+        """Does the description match nothing?  (A counted string never is.)"""
+        if self.counted(key, pointer) is not None:
+            return False
+        return _dfa.is_empty(self.bare(key, pointer))
 
     def int_dfa(self, lo, hi, mult, fraction, pointer=""):
         r = _numbers.integers(lo, hi, fraction)
