@@ -271,3 +271,19 @@ def test_items_shared_with_an_alternative_without_unique_items_are_refused():
     other = {"anyOf": [schema["anyOf"][0], {"type": "array", "items": {"type": "string"}}]}  # items differ: fine
     ir = guided.compiler.lower(guided.JsonSchema(other))
     assert accepts(ir, b'["a", "a"]') and accepts(ir, b"[1, 2]") and not accepts(ir, b"[1, 1]")
+
+
+def test_counted_strings_inside_unique_items_keep_their_bounds():
+    """Items holding long strings (counted terminals, `guided.ir.Count`): the unique-items engine
+    starts each string's count like the CFG engine does, so the length bounds hold there too (a
+    5,001-character string under maxLength 5,000 was once accepted)."""
+    schema = {"type": "array", "uniqueItems": True,
+              "items": {"type": "object", "properties": {"s": {"type": "string", "minLength": 300, "maxLength": 5000}}}}
+    grammar = guided.compile(guided.JsonSchema(schema), BYTES)
+    assert isinstance(grammar, UniqueGrammar)
+    assert any(t.count is not None for t in grammar.ir.terminals)
+    for value in ([{"s": "a" * 300}, {"s": "a" * 300 + "d"}], [{"s": "a" * 300}, {"s": "a" * 300}],
+                  [{"s": "x" * 5001}], [{"s": "x" * 5000}], [{"s": "x" * 299}], [{"s": "é" * 5000}]):
+        text = json.dumps(value, ensure_ascii=False).encode()
+        assert _engine_accepts(grammar, text) == jsonschema.Draft202012Validator(schema).is_valid(value)
+        assert accepts(grammar.ir, text) == jsonschema.Draft202012Validator(schema).is_valid(value)

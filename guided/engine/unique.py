@@ -273,6 +273,10 @@ class UniqueGrammar:
         nxt = int(lexers.table[start, byte])
         if not nxt:
             return None
+        if cfg.counting is not None:  # a counted terminal's first byte starts its count (rule 11)
+            nxt = cfg.counting.after(start, nxt, byte, True)
+            if not nxt:
+                return None
         return UniqueConfig(stack, nxt, texts, frames, bytes((byte,)) if frames else b"")
 
     def end_lexeme(self, config: UniqueConfig):
