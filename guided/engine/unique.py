@@ -191,6 +191,10 @@ class UniqueGrammar:
             return found  # type: ignore[return-value]
         lexers = self.cfg.lexers
         limit = self.ir.unique_items.COMPLETIONS  # type: ignore[union-attr]
+        counting = self.cfg.counting
+        if counting is not None and any(t in counting.expansions for t, _ in lexers.components(lex)):
+            self._completions[lex] = None  # a counted terminal is alive: many ways (rule 9)
+            return None
         if lex in lexers.start_states or self._count(lex, limit) > limit:
             self._completions[lex] = None
             return None

@@ -254,7 +254,8 @@ class UniqueItems:
     end (rules 3, 4 and the check above).  A pending lexeme with more ways to end is viable as
     rule 7 says, even if every one leads to a used value (the number ``1`` when ``1`` and
     ``1.0``, ``1.00``, ... are its only spellings left): front-ends bound such finite domains
-    where they can (see ``docs/json-schema-coverage.md``).
+    where they can (see ``docs/json-schema-coverage.md``).  So is a pending lexeme in which a
+    counted terminal (rule 11) is still alive: its ways to end are counted as many.
     """
 
     open_states: frozenset[int]

@@ -421,6 +421,9 @@ class Reference:
             return memo[lexeme]
         ir = self.ir
         assert isinstance(ir, CfgIR) and ir.unique_items is not None
+        if any(not isinstance(state, int) for _, state in lexeme):
+            memo[lexeme] = None  # a counted terminal is alive: many ways (rule 9)
+            return None
         limit = ir.unique_items.COMPLETIONS
         out: list = []
         path: set = set()
@@ -435,7 +438,7 @@ class Reference:
             path.add(lex)
             readable = sorted({int(b) for t, s in lex for b in np.flatnonzero(ir.terminals[t].dfa.transitions[s] != DEAD)})
             for b in readable:
-                if not visit(self._read(lex, b), more + bytes((b,))):
+                if not visit(self.read(lex, b), more + bytes((b,))):
                     return False
             path.discard(lex)
             return True
