@@ -9,8 +9,7 @@ the same thing for the whole vocabulary at once.
 
 >>> import guided
 >>> ir = guided.Grammar('start: "[" NUMBER "]"\\n%import common.NUMBER').to_ir()
->>> from guided.engine.cfg.counting import Counting
-from guided.engine.cfg.lexer import LexerTable
+>>> from guided.engine.cfg.lexer import LexerTable
 >>> from guided.engine.cfg.stacks import StackTable
 >>> rec = Recognizer(ir, LexerTable(ir, 10_000), StackTable(ir))
 >>> config = rec.start()
