@@ -25,7 +25,7 @@ import referencing.jsonschema as rjs
 from guided.errors import GuidedError, LimitExceeded, RegexError
 from guided.frontends.jsonschema import _numbers, _strings
 from guided.frontends.jsonschema._exact import exact_validator_class
-from guided.frontends.jsonschema._formats import FORMATS
+from guided.frontends.jsonschema._formats import DRAFT3_UNENFORCED, FORMATS, UNENFORCED
 from guided.frontends.jsonschema.errors import InvalidSchema, SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.options import Options
 from guided.frontends.jsonschema.terminals import BOOLEAN, NULL, Terminals
@@ -152,6 +152,8 @@ class Normaliser:
         self.opts = opts
         self.terminals = terminals
         self.relaxed: list[str] = []
+        # (pointer, name) of each string format nobody defines, ignored (unknown_formats="ignore")
+        self.unknown_formats: dict[tuple[str, str], None] = {}
         self.root = root
         spec = rjs.DRAFT202012
         if isinstance(root, dict) and isinstance(root.get("$schema"), str):
@@ -418,8 +420,8 @@ class Normaliser:
             pa, pb = a.get("properties", {}), b.get("properties", {})
             for k in set(a.get("required", [])) | set(b.get("required", [])):
                 if k in pa and k in pb and k in a.get("required", []) and k in b.get("required", []):
-                    fa = self.flat(pa[k], a.resolver, "", 1)
-                    fb = self.flat(pb[k], b.resolver, "", 1)
+                    fa = self.flat(pa[k], a.resolver, f"{a.pointer}/properties/{_esc(k)}", 1)
+                    fb = self.flat(pb[k], b.resolver, f"{b.pointer}/properties/{_esc(k)}", 1)
                     if all(self.provably_disjoint(x, y) for x in fa for y in fb):
                         return True
                 if k in a.get("required", []) and b.get("additionalProperties") is False and k not in pb and \
@@ -706,8 +708,15 @@ class Normaliser:
             for f in formats:
                 if f in FORMATS:
                     fmts.append(f)
+                elif f in UNENFORCED or (self.draft == "draft-03" and f in DRAFT3_UNENFORCED):
+                    self.unsupported(ptr, "format", f"format {f!r} is defined by JSON Schema but guided cannot "
+                                                    f"enforce it exactly (supported: {', '.join(sorted(FORMATS))})")
+                elif self.opts.unknown_formats == "refuse":
+                    self.unsupported(ptr, "format", f"unknown format {f!r} (supported: {', '.join(sorted(FORMATS))}; "
+                                                    f"unknown_formats='ignore' reads it as the annotation it is)")
                 else:
-                    self.unsupported(ptr, "format", f"unknown format {f!r} (supported: {', '.join(sorted(FORMATS))})")
+                    # Unknown to the specification: an annotation, which validators ignore.
+                    self.unknown_formats[(ptr, f)] = None
             pats = []
             for p in patterns:
                 try:
@@ -836,6 +845,11 @@ class NamePattern:
         dfa = _strings.pattern_content(self.pattern, self.max_states)
         # A lone surrogate has no UTF-8 form: its only JSON spelling is its \u escape.
         return dfa.fullmatch(json.dumps(name, ensure_ascii=False)[1:-1].encode("utf-8", "backslashreplace"))
+
+
+def _esc(name: str) -> str:
+    """A property name as a JSON pointer token."""
+    return name.replace("~", "~0").replace("/", "~1")
 
 
 def _frac_lcm(a: Fraction, b: Fraction) -> Fraction:

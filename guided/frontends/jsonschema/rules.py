@@ -115,6 +115,7 @@ class RuleEmitter:
         self.nesting = 0  # value() calls in progress
         self.any_sym: str | None = None
         self.alternatives: dict[tuple, str] = {}
+        self.ir: CfgIR | None = None  # the result, once compiled
 
     @property
     def relaxed(self) -> list[str]:
