@@ -404,7 +404,10 @@ class Normaliser:
                 return None
         return values
 
-    def provably_disjoint(self, a: Flat, b: Flat) -> bool:
+    def provably_disjoint(self, a: Flat, b: Flat, depth: int = 0) -> bool:
+        """No value matches both (False: not proven).  Type by type: scalars by their automata,
+        objects by a property that one of them requires and whose values the two keep apart (a
+        discriminator, or a key one side forbids), either of them by disjoint size bounds."""
         ta, tb = self.types_of(a), self.types_of(b)
         if not (ta & tb):
             return True
@@ -415,31 +418,63 @@ class Normaliser:
             return not any(self.validates(x, plain_schema(b), b.resolver) for x in va)
         if vb is not None:
             return not any(self.validates(x, plain_schema(a), a.resolver) for x in vb)
-        if ta & tb <= {"object"} and "object" in ta:
-            # a required property whose values are disjoint
-            pa, pb = a.get("properties", {}), b.get("properties", {})
-            for k in set(a.get("required", [])) | set(b.get("required", [])):
-                if k in pa and k in pb and k in a.get("required", []) and k in b.get("required", []):
-                    fa = self.flat(pa[k], a.resolver, f"{a.pointer}/properties/{_esc(k)}", 1)
-                    fb = self.flat(pb[k], b.resolver, f"{b.pointer}/properties/{_esc(k)}", 1)
-                    if all(self.provably_disjoint(x, y) for x in fa for y in fb):
-                        return True
-                if k in a.get("required", []) and b.get("additionalProperties") is False and k not in pb and \
-                        not b.get("patternProperties"):
-                    return True
-                if k in b.get("required", []) and a.get("additionalProperties") is False and k not in pa and \
-                        not a.get("patternProperties"):
-                    return True
         common = ta & tb
-        if common <= {"string", "number", "integer", "boolean", "null"}:
+        if "array" in common and not _ranges_apart(a, b, "minItems", "maxItems"):
+            return False
+        if "object" in common and not self.objects_disjoint(a, b, depth):
+            return False
+        scalars = common & {"string", "number", "integer", "boolean", "null"}
+        if scalars:
             try:
-                da = self.scalar_dfa(a, common)
-                db = self.scalar_dfa(b, common)
+                da = self.scalar_dfa(a, scalars)
+                db = self.scalar_dfa(b, scalars)
             except GuidedError:
                 return False
-            if da is not None and db is not None:
-                return _dfa.disjoint(da, db)
+            if da is None or db is None or not _dfa.disjoint(da, db):
+                return False
+        return True
+
+    def objects_disjoint(self, a: Flat, b: Flat, depth: int) -> bool:
+        """No object matches both: size bounds apart, or a key one side requires whose value
+        schemas on the two sides are disjoint (False where the other side forbids the key)."""
+        if _ranges_apart(a, b, "minProperties", "maxProperties"):
+            return True
+        if depth > 6:
+            return False
+        required = [k for k in dict.fromkeys(list(a.get("required", [])) + list(b.get("required", [])))
+                    if isinstance(k, str)]
+        for k in required:
+            try:
+                sa, sb = self.schemas_for_key(a, k), self.schemas_for_key(b, k)
+                if sa is False or sb is False:
+                    return True
+                fa = self.flat({"allOf": sa}, a.resolver, f"{a.pointer}/properties/{_esc(k)}", 1)
+                fb = self.flat({"allOf": sb}, b.resolver, f"{b.pointer}/properties/{_esc(k)}", 1)
+                if all(self.provably_disjoint(x, y, depth + 1) for x in fa for y in fb):
+                    return True
+            except GuidedError:
+                continue
         return False
+
+    def schemas_for_key(self, flat: Flat, name: str) -> list | bool:
+        """The schemas ``flat`` applies to the value of key ``name`` (False: the key is forbidden),
+        as the specification reads them (not ``closed``: a oneOf branch is compared before it is
+        merged with its siblings, whose properties ``closed`` would also allow)."""
+        props = flat.get("properties") or {}
+        out = []
+        if name in props:
+            out.append(props[name])
+        for p, sub in (flat.get("patternProperties") or {}).items():
+            if NamePattern(p, self.opts.max_states).search(name):
+                out.append(sub)
+        if not out:
+            out.append(flat.get("additionalProperties", True))
+        names = flat.get("propertyNames")
+        if names is not None and names is not True and not self.validates(name, names, flat.resolver):
+            return False
+        if any(s is False for s in out):
+            return False
+        return out
 
     def scalar_dfa(self, flat: Flat, types: set):
         keys = []
@@ -463,6 +498,9 @@ class Normaliser:
             return []
         if node is False:
             return [Flat({}, resolver, ptr)]
+        if isinstance(node, dict) and "not" in node and all(k == "not" or k in ANNOTATIONS for k in node):
+            # not (not X) is X: exact, where negating X's flat schemas again might not be
+            return self.flat(node["not"], self.enter(node, resolver, ptr), f"{ptr}/not", depth + 1)
         result = [Flat({}, resolver, ptr)]
         self.negations += 1
         try:
@@ -527,8 +565,46 @@ class Normaliser:
             out.append(arr(maxItems=int(f["minItems"]) - 1))
         if f.get("maxItems") is not None:
             out.append(arr(minItems=int(f["maxItems"]) + 1))
-        for k in ("items", "prefixItems", "contains", "uniqueItems", "additionalItems", "unevaluatedItems"):
-            if k in f and f[k] not in (True, {}, False) or (k == "uniqueItems" and f.get(k) is True):
+        # Items: some item fails its schema.  Position i of a tuple: an array of at least i + 1
+        # items whose item i fails (written in the schema's own form, prefixItems or an items
+        # array); after the tuple, an item failing the rest's schema ('contains' its negation).
+        items = f.get("items", True)
+        if isinstance(items, list):
+            prefix, prefix_key, rest = items, "items", f.get("additionalItems", True)
+        else:
+            prefix, prefix_key, rest = f.get("prefixItems", []), "prefixItems", items
+        if not isinstance(prefix, list):
+            prefix = []
+        # Each alternative keeps the earlier positions matching (the alternatives are disjoint,
+        # so that the grammar can tell them apart at the first item they differ on).
+        for i, sub in enumerate(prefix):
+            if sub is True or sub == {}:
+                continue
+            out.append(arr(**{prefix_key: list(prefix[:i]) + [{"not": sub}], "minItems": i + 1}))
+        if rest is False:
+            out.append(arr(**({prefix_key: list(prefix)} if prefix else {}), minItems=len(prefix) + 1))
+        elif rest is not True and rest != {}:
+            if prefix:
+                self.unsupported(ptr, "not", f"negating '{'additionalItems' if prefix_key == 'items' else 'items'}' "
+                                             f"after a tuple of items is not supported")
+            else:
+                out.append(arr(contains={"not": rest}))
+        # contains: fewer matching items than minContains (none: every item fails it), or more
+        # than maxContains
+        if "contains" in f:
+            contains = f["contains"]
+            low, high = f.get("minContains", 1), f.get("maxContains")
+            if low > 0:
+                if low == 1:
+                    out.append(arr(items={"not": contains}))
+                else:
+                    out.append(arr(contains=contains, minContains=0, maxContains=int(low) - 1))
+            if high is not None:
+                out.append(arr(contains=contains, minContains=int(high) + 1))
+        if f.get("uniqueItems") is True:
+            self.unsupported(ptr, "not", "negating 'uniqueItems' is not supported")
+        for k in ("unevaluatedItems",):
+            if k in f and f[k] not in (True, {}):
                 self.unsupported(ptr, "not", f"negating '{k}' is not supported")
         return out
 
@@ -845,6 +921,15 @@ class NamePattern:
         dfa = _strings.pattern_content(self.pattern, self.max_states)
         # A lone surrogate has no UTF-8 form: its only JSON spelling is its \u escape.
         return dfa.fullmatch(json.dumps(name, ensure_ascii=False)[1:-1].encode("utf-8", "backslashreplace"))
+
+
+def _ranges_apart(a: Flat, b: Flat, low: str, high: str) -> bool:
+    """The two ranges [a[low], a[high]] and [b[low], b[high]] (counts) do not meet."""
+    try:
+        return (a.get(high) is not None and a[high] < b.get(low, 0)) or \
+            (b.get(high) is not None and b[high] < a.get(low, 0))
+    except TypeError:
+        return False
 
 
 def _esc(name: str) -> str:

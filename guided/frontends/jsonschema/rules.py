@@ -511,6 +511,14 @@ class RuleEmitter:
             k = self.n.scalar_key(a, "string")
             if k is ANY:
                 k = ANY_STRING
+            for nf in a.negated:  # the names a 'not' inside propertyNames rules out
+                if k is None:
+                    break
+                nk = self.not_key(nf, "string")
+                if nk is ANY:
+                    k = None
+                elif nk is not None:
+                    k = ("minus", k, nk)
             if k is not None:
                 keys.append(k)
         if not keys:
