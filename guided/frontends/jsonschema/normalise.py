@@ -55,6 +55,46 @@ KNOWN = STRING_KW | NUMBER_KW | OBJECT_KW | ARRAY_KW | {
 
 ANY = object()  # marker: the unconstrained values of a scalar type (`Normaliser.scalar_key`)
 
+SOME = "$guided:someKey"
+"""A flat schema's own keyword (never in a user's schema: ``$`` names are the specification's):
+a tuple of `SomeKey`, each a key the object must have; what negating ``additionalProperties``,
+``patternProperties`` or ``propertyNames`` leaves."""
+
+
+@dataclass(frozen=True, eq=False)
+class SomeKey:
+    """The object has some key in a region whose value matches `value`.
+
+    ``kind`` says which keyword was negated: ``"additional"`` (a key outside ``names`` and
+    ``patterns`` whose value fails ``schema``), ``"pattern"`` (a key matching ``patterns[0]`` whose
+    value fails ``schema``) or ``"names"`` (a key that fails the ``propertyNames`` ``schema``).
+    """
+
+    kind: str
+    schema: Any
+    names: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+
+    @property
+    def value(self) -> Any:
+        """The schema the witness key's value matches."""
+        return True if self.kind == "names" else {"not": self.schema}
+
+    @property
+    def other(self) -> Any:
+        """Its negation: the schema every other key's value in the region matches."""
+        return False if self.kind == "names" else self.schema
+
+    def plain(self) -> dict:
+        """The same constraint as a plain JSON Schema (for the jsonschema validator)."""
+        if self.kind == "additional":
+            return {"not": {"properties": {n: True for n in self.names},
+                            "patternProperties": {p: True for p in self.patterns},
+                            "additionalProperties": self.schema}}
+        if self.kind == "pattern":
+            return {"not": {"patternProperties": {self.patterns[0]: self.schema}}}
+        return {"not": {"propertyNames": self.schema}}
+
 
 def json_equal(a, b) -> bool:
     """Equal as JSON values: ``1 == 1.0`` but ``True != 1``, recursively."""
@@ -550,9 +590,26 @@ class Normaliser:
             out.append(obj(maxProperties=int(f["minProperties"]) - 1))
         if f.get("maxProperties") is not None:
             out.append(obj(minProperties=int(f["maxProperties"]) + 1))
-        for k in ("additionalProperties", "patternProperties", "propertyNames", "unevaluatedProperties"):
-            if k in f and f[k] not in (True, {}):
-                self.unsupported(ptr, "not", f"negating '{k}' is not supported")
+        if SOME in f:
+            self.unsupported(ptr, "not", "negating a negated 'additionalProperties', 'patternProperties' or "
+                                         "'propertyNames' is not supported")
+        # Some key whose value fails its schema (or whose name fails propertyNames): the
+        # emitter's object rules carry a flag for the witness key (`SOME`).
+        props = f.get("properties") or {}
+        patterns = f.get("patternProperties") or {}
+        additional = f.get("additionalProperties", True)
+        some = []
+        if additional is not True and additional != {}:
+            some.append(SomeKey("additional", additional, tuple(props), tuple(patterns)))
+        for p, sub in patterns.items():
+            if sub is not True and sub != {}:
+                some.append(SomeKey("pattern", sub, (), (p,)))
+        names = f.get("propertyNames", True)
+        if names is not True and names != {}:
+            some.append(SomeKey("names", names))
+        out.extend(obj(**{SOME: (sk,)}) for sk in some)
+        if "unevaluatedProperties" in f and f["unevaluatedProperties"] not in (True, {}):
+            self.unsupported(ptr, "not", "negating 'unevaluatedProperties' is not supported")
         return out
 
     def negate_array(self, f: Flat, ptr: str) -> list:
@@ -661,6 +718,14 @@ class Normaliser:
                     props[name] = {"allOf": [props[name], s]} if name in props else s
                 # keys of b not described by a fall under a's additionalProperties (and vice versa)
                 out[k] = props
+            elif k == SOME:
+                out[k] = tuple(va) + tuple(vb)
+            elif k == "contains" and not json_equal(va, vb) and \
+                    any(c in ak or c in bk for c in ("minContains", "maxContains")):
+                # counted: one count of items matching both is not two counts
+                self.unsupported(ptr, k, "cannot combine two different 'contains' keywords with "
+                                         "minContains/maxContains in allOf")
+                out[k] = {"allOf": [va, vb]}
             elif k in ("additionalProperties", "items", "propertyNames", "contains", "additionalItems"):
                 out[k] = {"allOf": [va, vb]}
             elif k == "prefixItems":
@@ -887,7 +952,8 @@ def _accepts_resolver(cls) -> bool:
 def plain_schema(flat: Flat) -> dict:
     """A flat schema back as a plain JSON Schema (for the jsonschema validator)."""
     out = dict(flat.keywords)
-    all_of: list[dict] = [{"pattern": p} for p in flat.patterns]
+    all_of: list[dict] = [sk.plain() for sk in out.pop(SOME, ())]
+    all_of.extend({"pattern": p} for p in flat.patterns)
     all_of.extend({"format": f} for f in flat.formats)
     all_of.extend({"not": plain_schema(n)} for n in flat.negated)
     if all_of:

@@ -17,6 +17,7 @@ reduce; earlier rule over later), which can only *lose* documents, never admit o
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from guided.errors import GuidedError, RegexError
@@ -24,9 +25,11 @@ from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.normalise import (
     ANNOTATIONS,
     ANY,
+    SOME,
     Flat,
     NamePattern,
     Normaliser,
+    SomeKey,
     json_equal,
     plain_schema,
 )
@@ -351,7 +354,17 @@ class RuleEmitter:
         if max_p is not None and max_p < min_p:
             return None
         compiled_patterns = [NamePattern(p, self.opts.max_states) for p in patterns]
-        # defined properties: (name, value symbol, required)
+        # A key the object must have (a negated additionalProperties, patternProperties or
+        # propertyNames): the rules carry a flag, set by the first key in the region whose value
+        # matches `SomeKey.value`; the others in the region match `SomeKey.other` (so that the
+        # two cases never overlap).  The object closes only once the flag is set.
+        some = flat.get(SOME, ())
+        if len(some) > 1:
+            self.n.unsupported(ptr, "not", "more than one negated 'additionalProperties', 'patternProperties' or "
+                                           "'propertyNames' on one object")
+            some = ()
+        witness = SomeRegion(some[0], self, res, ptr) if some else None
+        # defined properties: (name, value symbol, required, value symbol setting the flag)
         defined = []
         for name in names:
             parts = []
@@ -371,17 +384,17 @@ class RuleEmitter:
                                                          res):
                 parts.append(False)
             sub_ptr = f"{ptr}/properties/{_esc(name)}"
-            if len(parts) == 1:
-                syms = self.value(parts[0], res, sub_ptr)
-            else:
-                syms = self.alts_symbols(self.n.flat({"allOf": parts}, res, sub_ptr), sub_ptr)
-            sym = self.one(syms, sub_ptr)
+            found = None
+            if witness is not None and witness.contains(name):
+                found = self.parts_symbol(parts + [witness.some.value], res, sub_ptr)
+                parts = parts + [witness.some.other]
+            sym = self.parts_symbol(parts, res, sub_ptr)
             is_req = name in required
-            if sym is None:
+            if sym is None and found is None:
                 if is_req:
                     return None
                 continue
-            defined.append((name, sym, is_req))
+            defined.append((name, sym, is_req, found))
         # extra key classes: (key content automaton description, value symbol)
         extras = []
         defined_names = tuple(sorted(set(names)))
@@ -410,9 +423,8 @@ class RuleEmitter:
                           for i in range(len(pattern_keys)) for j in range(i + 1, len(pattern_keys)))
             if not overlap:
                 for p, k, sub in pattern_keys:
-                    sym = self.one(self.value(sub, res, f"{ptr}/patternProperties/{_esc(p)}"), ptr)
-                    if sym is not None and not _dfa.is_empty(self.t.bare(k)):
-                        extras.append((k, sym))
+                    if not _dfa.is_empty(self.t.bare(k)):
+                        extras.append((k, [sub], f"{ptr}/patternProperties/{_esc(p)}"))
             elif len(pattern_keys) > 6:
                 self.n.unsupported(f"{ptr}/patternProperties", "patternProperties",
                                  "more than 6 overlapping patterns")
@@ -430,25 +442,31 @@ class RuleEmitter:
                             region = _dfa.difference(region, self.t.bare(pattern_keys[i][1]), self.opts.max_states)
                     if _dfa.is_empty(region):
                         continue
-                    subs = [sub for _, _, sub in inside]
-                    rptr = f"{ptr}/patternProperties"
-                    syms = self.value(subs[0], res, rptr) if len(subs) == 1 else \
-                        self.alts_symbols(self.n.flat({"allOf": subs}, res, rptr), rptr)
-                    sym = self.one(syms, rptr)
-                    if sym is not None:
-                        extras.append((("dfa", region), sym))
+                    extras.append((("dfa", region), [sub for _, _, sub in inside], f"{ptr}/patternProperties"))
             if additional is not False:
                 k = ("string", ((), 0, None, (), defined_names))
                 if pn_key is not None:
                     k = ("dfa", _dfa.intersect(self.t.bare(k), self.t.bare(pn_key), self.opts.max_states))
                 for _, pk, _ in pattern_keys:
                     k = ("minus", k, pk)
-                if additional is True:
-                    sym = self.any_value()
-                else:
-                    sym = self.one(self.value(additional, res, f"{ptr}/additionalProperties"), ptr)
-                if sym is not None and not _dfa.is_empty(self.t.bare(k)):
-                    extras.append((k, sym))
+                if not _dfa.is_empty(self.t.bare(k)):
+                    extras.append((k, [additional], f"{ptr}/additionalProperties"))
+        # each key class with its value symbol (and whether it sets the witness flag)
+        extra_syms: list[tuple[Description, str, bool]] = []
+        for k, parts, kptr in extras:
+            if witness is not None:
+                inside, outside = witness.split(k)
+                if inside is not None:
+                    for extra, flag in ((witness.some.other, False), (witness.some.value, True)):
+                        sym = self.parts_symbol(parts + [extra], res, kptr)
+                        if sym is not None:
+                            extra_syms.append((inside, sym, flag))
+                if outside is None:
+                    continue
+                k = outside
+            sym = self.any_value() if parts == [True] else self.parts_symbol(parts, res, kptr)
+            if sym is not None:
+                extra_syms.append((k, sym, False))
         n = len(defined)
         cap = max(1, min_p, max_p or 0)
         if cap > self.opts.max_repeat:
@@ -456,49 +474,64 @@ class RuleEmitter:
         counting = min_p > 1 or max_p is not None
         if not counting:
             cap = 1
-        # O(i, c): next defined property is i, c properties emitted so far (capped)
-        names_nt: dict[tuple[int, int], str] = {}
+        # O(i, c, w): next defined property is i, c properties emitted so far (capped), w: the
+        # witness flag (always 1 without a witness to find)
+        names_nt: dict[tuple[int, int, int], str] = {}
 
-        def O(i, c):
-            key = (i, c)
+        def O(i, c, w):
+            key = (i, c, w)
             if key not in names_nt:
                 names_nt[key] = g.nt("obj")
             return names_nt[key]
 
         close, comma = g.term(("lit", b"}")), g.term(("lit", b","))
-        todo = [(0, 0)]
+        start_w = 0 if witness is not None else 1
+        todo = [(0, 0, start_w)]
         seen = set()
         while todo:
-            i, c = todo.pop()
-            if (i, c) in seen:
+            i, c, w = todo.pop()
+            if (i, c, w) in seen:
                 continue
-            seen.add((i, c))
-            lhs = O(i, c)
+            seen.add((i, c, w))
+            lhs = O(i, c, w)
             nxt_c = min(c + 1, cap) if not (max_p is not None) else c + 1
             if i < n:
-                name, sym, is_req = defined[i]
+                name, sym, is_req, found = defined[i]
                 if max_p is None or c + 1 <= max_p:
                     kt = g.term(("key", ("strlit", name)))
-                    g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (sym, O(i + 1, nxt_c)), ptr)
-                    todo.append((i + 1, nxt_c))
+                    for value_sym, nw in ((sym, w), (found, 1)):
+                        if value_sym is None:
+                            continue
+                        g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (value_sym, O(i + 1, nxt_c, nw)), ptr)
+                        todo.append((i + 1, nxt_c, nw))
                 if not is_req:
-                    g.rule(lhs, (O(i + 1, c),), ptr)
-                    todo.append((i + 1, c))
+                    g.rule(lhs, (O(i + 1, c, w),), ptr)
+                    todo.append((i + 1, c, w))
             else:
-                if c >= min_p:
+                if c >= min_p and w:
                     g.rule(lhs, (close,), ptr)
                 if max_p is None or c + 1 <= max_p:
-                    for k, sym in extras:
+                    for k, sym, flag in extra_syms:
                         kt = g.term(("key", k))
-                        g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (sym, O(n, nxt_c)), ptr)
-                        todo.append((n, nxt_c))
+                        nw = 1 if flag else w
+                        g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (sym, O(n, nxt_c, nw)), ptr)
+                        todo.append((n, nxt_c, nw))
         obj = g.nt("object")
-        g.rule(obj, (g.term(("lit", b"{")), O(0, 0)), ptr)
+        g.rule(obj, (g.term(("lit", b"{")), O(0, 0, start_w)), ptr)
         return obj
 
-    def key_content(self, pnames, res, ptr):
-        """A key description for propertyNames (a string schema)."""
+    def parts_symbol(self, parts: list, res, ptr: str) -> str | None:
+        """One symbol for a value matching every schema in ``parts`` (None: no value does)."""
+        if len(parts) == 1:
+            return self.one(self.value(parts[0], res, ptr), ptr)
+        return self.one(self.alts_symbols(self.n.flat({"allOf": parts}, res, ptr), ptr), ptr)
+
+    def key_content(self, pnames, res, ptr, formats: bool = True):
+        """A key description for propertyNames (a string schema); ``formats=False`` reads its
+        formats as annotations (the names it allows, exactly, as validators read them)."""
         alts = self.n.flat(pnames, res, ptr)
+        if not formats:
+            alts = [replace(a.without("format"), formats=()) for a in alts]
         keys = []
         for a in alts:
             if "enum" in a or "const" in a:
@@ -724,6 +757,47 @@ class RuleEmitter:
         for s in syms:
             g.rule(start, (s,))
         return g, start
+
+
+class SomeRegion:
+    """The keys a `SomeKey` ranges over: as a test on one name and as a key automaton."""
+
+    def __init__(self, some: SomeKey, emitter: RuleEmitter, res, ptr: str):
+        self.some, self.emitter, self.res, self.ptr = some, emitter, res, ptr
+        t, max_states = emitter.t, emitter.opts.max_states
+        any_key: Description = ("string", ((), 0, None, (), ()))
+        if some.kind == "additional":
+            key: Description = ("string", ((), 0, None, (), tuple(sorted(set(some.names)))))
+            for p in some.patterns:
+                key = ("minus", key, ("string", ((p,), 0, None, (), ())))
+        elif some.kind == "pattern":
+            key = ("string", ((some.patterns[0],), 0, None, (), ()))
+        else:
+            allowed = emitter.key_content(some.schema, res, f"{ptr}/propertyNames", formats=False)
+            key = any_key if allowed is None else ("minus", any_key, allowed)
+        try:
+            self.dfa = t.bare(key, ptr)
+        except RegexError as exc:
+            raise UnsupportedSchema(ptr, "not", f"{exc}") from None
+        self.max_states = max_states
+
+    def contains(self, name: str) -> bool:
+        """Whether key ``name`` lies in the region."""
+        some = self.some
+        if some.kind == "additional":
+            return name not in some.names and not any(NamePattern(p, self.max_states).search(name)
+                                                      for p in some.patterns)
+        if some.kind == "pattern":
+            return NamePattern(some.patterns[0], self.max_states).search(name)
+        return not self.emitter.n.validates(name, some.schema, self.res)
+
+    def split(self, key: Description) -> tuple[Description | None, Description | None]:
+        """A key class split into its keys inside the region and those outside (None: none)."""
+        bare = self.emitter.t.bare(key)
+        inside = _dfa.intersect(bare, self.dfa, self.max_states)
+        outside = _dfa.difference(bare, self.dfa, self.max_states)
+        return (None if _dfa.is_empty(inside) else ("dfa", inside),
+                None if _dfa.is_empty(outside) else ("dfa", outside))
 
 
 def _esc(name: str) -> str:
