@@ -226,7 +226,7 @@ def test_one_of_objects_apart_by_size_is_sound():
 # --- not over additionalProperties, patternProperties, propertyNames (a witness key) -----------
 
 OBJECTS = POOL + [{"foo": 1}, {"foo": "s"}, {"fo": 1, "foo": 2}, {"bar": [1]}, {"bar": 1}, {"x-1": "s", "a": 1},
-                  {"aaa": 1, "b": "q"}, {"a": 1, "b": 2, "c": 3}, {"bb": False}, {"": 0}]
+                  {"aaa": 1, "b": "q"}, {"a": 1, "b": 2, "c": 3}, {"bb": False}, {"": 0}, {"ac": "x"}, {"ac": 1}]
 
 
 @pytest.mark.parametrize("schema", [
@@ -263,9 +263,24 @@ def test_one_of_through_object_witnesses_is_sound():
     assert seen[True] and seen[False]
 
 
+@pytest.mark.parametrize("schema", [
+    {"allOf": [{"not": {"additionalProperties": False}}, {"not": {"propertyNames": {"maxLength": 1}}}]},
+    {"allOf": [{"not": {"properties": {"a": {}}, "additionalProperties": False}},
+               {"not": {"patternProperties": {"^a": {"type": "integer"}}}},
+               {"not": {"propertyNames": {"pattern": "^[ab]+$"}}}]},
+    # three object branches: each with the negation of the two others (two witnesses each)
+    {"oneOf": [{"type": "object", "properties": {"a": {}}, "additionalProperties": False},
+               {"type": "object", "properties": {"b": {}}, "additionalProperties": False},
+               {"type": "object", "properties": {"c": {}}, "additionalProperties": False}]},
+])
+def test_several_witness_keys_on_one_object(schema):
+    seen = check_exact(schema, OBJECTS, complete="oneOf" not in schema)
+    assert seen[True] and seen[False]
+
+
 def test_not_over_object_keywords_lists_and_refuses_what_it_cannot():
-    # two witnesses on one object: refused (not guessed), naming the place
-    schema = {"allOf": [{"not": {"additionalProperties": False}}, {"not": {"propertyNames": {"maxLength": 1}}}]}
+    # more witnesses on one object than the limit: refused (not guessed), naming the place
+    schema = {"allOf": [{"not": {"propertyNames": {"maxLength": n}}} for n in range(1, 5)]}
     with pytest.raises(UnsupportedSchema) as exc:
         schema_to_ir(JsonSchema(schema))
     assert exc.value.keyword == "not"

@@ -51,6 +51,7 @@ from guided.ir import dfa_ops as _dfa
 from guided.ir.lalr import Tables, lalr_tables
 
 _EMPTY_SCHEMA: dict = {}  # one object: schemas are memoised by identity
+MAX_WITNESSES = 3  # keys one object must have (negated object keywords): 2**n flags and value cases
 
 
 class Grammar:
@@ -354,17 +355,31 @@ class RuleEmitter:
         if max_p is not None and max_p < min_p:
             return None
         compiled_patterns = [NamePattern(p, self.opts.max_states) for p in patterns]
-        # A key the object must have (a negated additionalProperties, patternProperties or
-        # propertyNames): the rules carry a flag, set by the first key in the region whose value
-        # matches `SomeKey.value`; the others in the region match `SomeKey.other` (so that the
-        # two cases never overlap).  The object closes only once the flag is set.
+        # Keys the object must have (each a negated additionalProperties, patternProperties or
+        # propertyNames): the rules carry a flag per witness, set by a key of its region whose
+        # value matches `SomeKey.value`; the region's other keys match `SomeKey.other` (so that
+        # the cases never overlap).  The object closes only once every flag is set.
         some = flat.get(SOME, ())
-        if len(some) > 1:
-            self.n.unsupported(ptr, "not", "more than one negated 'additionalProperties', 'patternProperties' or "
-                                           "'propertyNames' on one object")
+        if len(some) > MAX_WITNESSES:
+            self.n.unsupported(ptr, "not", f"more than {MAX_WITNESSES} negated 'additionalProperties', "
+                                           f"'patternProperties' or 'propertyNames' on one object")
             some = ()
-        witness = SomeRegion(some[0], self, res, ptr) if some else None
-        # defined properties: (name, value symbol, required, value symbol setting the flag)
+        witnesses = [SomeRegion(sk, self, res, ptr) for sk in some]
+        full = (1 << len(witnesses)) - 1
+
+        def choices(inside: list[int]):
+            """(extra schemas, flags set) for a value whose key lies in the regions ``inside``."""
+            for chosen in range(1 << len(inside)):
+                extra, flags = [], 0
+                for bit, j in enumerate(inside):
+                    if chosen >> bit & 1:
+                        extra.append(witnesses[j].some.value)
+                        flags |= 1 << j
+                    else:
+                        extra.append(witnesses[j].some.other)
+                yield extra, flags
+
+        # defined properties: (name, required, [(value symbol, flags it sets)])
         defined = []
         for name in names:
             parts = []
@@ -384,17 +399,18 @@ class RuleEmitter:
                                                          res):
                 parts.append(False)
             sub_ptr = f"{ptr}/properties/{_esc(name)}"
-            found = None
-            if witness is not None and witness.contains(name):
-                found = self.parts_symbol(parts + [witness.some.value], res, sub_ptr)
-                parts = parts + [witness.some.other]
-            sym = self.parts_symbol(parts, res, sub_ptr)
+            inside = [j for j, wit in enumerate(witnesses) if wit.contains(name)]
+            values = []
+            for extra, flags in choices(inside):
+                sym = self.parts_symbol(parts + extra, res, sub_ptr)
+                if sym is not None:
+                    values.append((sym, flags))
             is_req = name in required
-            if sym is None and found is None:
+            if not values:
                 if is_req:
                     return None
                 continue
-            defined.append((name, sym, is_req, found))
+            defined.append((name, is_req, values))
         # extra key classes: (key content automaton description, value symbol)
         extras = []
         defined_names = tuple(sorted(set(names)))
@@ -451,22 +467,27 @@ class RuleEmitter:
                     k = ("minus", k, pk)
                 if not _dfa.is_empty(self.t.bare(k)):
                     extras.append((k, [additional], f"{ptr}/additionalProperties"))
-        # each key class with its value symbol (and whether it sets the witness flag)
-        extra_syms: list[tuple[Description, str, bool]] = []
+        # each key class with its value symbol and the flags it sets
+        extra_syms: list[tuple[Description, str, int]] = []
         for k, parts, kptr in extras:
-            if witness is not None:
-                inside, outside = witness.split(k)
-                if inside is not None:
-                    for extra, flag in ((witness.some.other, False), (witness.some.value, True)):
-                        sym = self.parts_symbol(parts + [extra], res, kptr)
-                        if sym is not None:
-                            extra_syms.append((inside, sym, flag))
-                if outside is None:
-                    continue
-                k = outside
-            sym = self.any_value() if parts == [True] else self.parts_symbol(parts, res, kptr)
-            if sym is not None:
-                extra_syms.append((k, sym, False))
+            pieces: list[tuple[Description, list[int]]] = [(k, [])]
+            for j, wit in enumerate(witnesses):  # split by the regions each key lies in
+                split = []
+                for key, inside in pieces:
+                    key_in, key_out = wit.split(key)
+                    if key_in is not None:
+                        split.append((key_in, inside + [j]))
+                    if key_out is not None:
+                        split.append((key_out, inside))
+                pieces = split
+            for key, inside in pieces:
+                for extra, flags in choices(inside):
+                    if parts == [True] and not extra:
+                        sym = self.any_value()
+                    else:
+                        sym = self.parts_symbol(parts + extra, res, kptr)
+                    if sym is not None:
+                        extra_syms.append((key, sym, flags))
         n = len(defined)
         cap = max(1, min_p, max_p or 0)
         if cap > self.opts.max_repeat:
@@ -474,8 +495,8 @@ class RuleEmitter:
         counting = min_p > 1 or max_p is not None
         if not counting:
             cap = 1
-        # O(i, c, w): next defined property is i, c properties emitted so far (capped), w: the
-        # witness flag (always 1 without a witness to find)
+        # O(i, c, w): next defined property is i, c properties emitted so far (capped), w the
+        # witness flags set so far
         names_nt: dict[tuple[int, int, int], str] = {}
 
         def O(i, c, w):
@@ -485,8 +506,7 @@ class RuleEmitter:
             return names_nt[key]
 
         close, comma = g.term(("lit", b"}")), g.term(("lit", b","))
-        start_w = 0 if witness is not None else 1
-        todo = [(0, 0, start_w)]
+        todo = [(0, 0, 0)]
         seen = set()
         while todo:
             i, c, w = todo.pop()
@@ -496,28 +516,25 @@ class RuleEmitter:
             lhs = O(i, c, w)
             nxt_c = min(c + 1, cap) if not (max_p is not None) else c + 1
             if i < n:
-                name, sym, is_req, found = defined[i]
+                name, is_req, values = defined[i]
                 if max_p is None or c + 1 <= max_p:
                     kt = g.term(("key", ("strlit", name)))
-                    for value_sym, nw in ((sym, w), (found, 1)):
-                        if value_sym is None:
-                            continue
-                        g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (value_sym, O(i + 1, nxt_c, nw)), ptr)
-                        todo.append((i + 1, nxt_c, nw))
+                    for value_sym, flags in values:
+                        g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (value_sym, O(i + 1, nxt_c, w | flags)), ptr)
+                        todo.append((i + 1, nxt_c, w | flags))
                 if not is_req:
                     g.rule(lhs, (O(i + 1, c, w),), ptr)
                     todo.append((i + 1, c, w))
             else:
-                if c >= min_p and w:
+                if c >= min_p and w == full:
                     g.rule(lhs, (close,), ptr)
                 if max_p is None or c + 1 <= max_p:
-                    for k, sym, flag in extra_syms:
+                    for k, sym, flags in extra_syms:
                         kt = g.term(("key", k))
-                        nw = 1 if flag else w
-                        g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (sym, O(n, nxt_c, nw)), ptr)
-                        todo.append((n, nxt_c, nw))
+                        g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (sym, O(n, nxt_c, w | flags)), ptr)
+                        todo.append((n, nxt_c, w | flags))
         obj = g.nt("object")
-        g.rule(obj, (g.term(("lit", b"{")), O(0, 0, start_w)), ptr)
+        g.rule(obj, (g.term(("lit", b"{")), O(0, 0, 0)), ptr)
         return obj
 
     def parts_symbol(self, parts: list, res, ptr: str) -> str | None:
