@@ -278,6 +278,26 @@ def test_several_witness_keys_on_one_object(schema):
     assert seen[True] and seen[False]
 
 
+D7 = "http://json-schema.org/draft-07/schema#"
+
+
+@pytest.mark.parametrize("schema", [
+    {"not": {"enum": [{"a": 1}, {"b": "x"}, 3]}},
+    {"not": {"const": {"a": 1, "b": 2}}},
+    {"type": "object", "not": {"enum": [{"a": 1}, {}]}},
+    {"not": {"enum": [[1], [1, "a"], []]}},
+    {"$schema": D7, "not": {"enum": [[1], ["a", 1]]}},
+    {"not": {"enum": [[1, 2, 3], [[1]], {"a": 1}, "a"]}},
+    {"type": "array", "items": {"type": "integer"}, "not": {"const": [1, 2]}},
+    {"type": "object", "not": {"type": "object", "required": ["b"], "enum": [{"a": 1}, {"b": 1}, {"b": "x"}]}},
+    # draft 7 tuples merged with a negation of items
+    {"$schema": D7, "items": [{"type": "integer"}], "not": {"items": [{"minimum": 2}]}},
+])
+def test_not_over_enums_of_objects_and_arrays_exact(schema):
+    seen = check_exact(schema, OBJECTS)
+    assert seen[True] and seen[False]
+
+
 def test_not_over_object_keywords_lists_and_refuses_what_it_cannot():
     # more witnesses on one object than the limit: refused (not guessed), naming the place
     schema = {"allOf": [{"not": {"propertyNames": {"maxLength": n}}} for n in range(1, 5)]}
@@ -309,7 +329,7 @@ _LEAVES = st.sampled_from([
     {"patternProperties": {"^a": {"type": "string"}}}, {"propertyNames": {"maxLength": 1}},
     {"propertyNames": {"pattern": "^[ab]+$"}}, {"items": {"type": "integer"}}, {"prefixItems": [{"type": "string"}]},
     {"contains": {"type": "integer"}}, {"minItems": 2}, {"maxProperties": 1}, {"format": "unknown-format"},
-    {"enum": [1, "a", {"a": 1}]}, True, False])
+    {"enum": [1, "a", {"a": 1}]}, {"const": [1, "a"]}, {"enum": [[], {"a": "a", "b": 1}]}, True, False])
 
 
 def _combine(inner):

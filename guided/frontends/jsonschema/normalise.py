@@ -577,8 +577,21 @@ class Normaliser:
     def negate_object(self, f: Flat, ptr: str) -> list:
         obj = lambda **kw: Flat({"type": "object", **kw}, f.resolver, ptr)  # noqa: E731
         if "enum" in f or "const" in f:
-            self.unsupported(ptr, "not", "negating an enum of objects is not supported")
-            return []
+            # the objects among the values the schema allows, each ruled out: a key missing, a
+            # key with another value, or a key beyond the value's (a witness key)
+            out = [obj()]
+            for value in self.enum_kept(f):
+                if isinstance(value, dict):
+                    # disjoint: the first key (in the value's order) that is missing or differs
+                    other, same = [], {}
+                    for k, v in value.items():
+                        other.append(obj(properties={**same, k: False}, required=list(same)))
+                        other.append(obj(properties={**same, k: {"not": {"const": v}}}, required=[*same, k]))
+                        same[k] = {"const": v}
+                    other.append(obj(properties=same, required=list(same),
+                                     **{SOME: (SomeKey("additional", False, tuple(value)),)}))
+                    out = self.conj(out, other, ptr)
+            return out
         out = []
         for k in f.get("required", []):
             out.append(obj(properties={k: False}))
@@ -615,8 +628,22 @@ class Normaliser:
     def negate_array(self, f: Flat, ptr: str) -> list:
         arr = lambda **kw: Flat({"type": "array", **kw}, f.resolver, ptr)  # noqa: E731
         if "enum" in f or "const" in f:
-            self.unsupported(ptr, "not", "negating an enum of arrays is not supported")
-            return []
+            # the arrays among the values the schema allows, each ruled out at the first position
+            # where it differs: an end, another item, or more items (disjoint alternatives, told
+            # apart from left to right)
+            tuple_key = "prefixItems" if self.draft in ("draft2020-12", "draft-next") else "items"
+            out = [arr()]
+            for value in self.enum_kept(f):
+                if isinstance(value, list):
+                    other = []
+                    for i, v in enumerate(value):
+                        same = [{"const": x} for x in value[:i]]
+                        other.append(arr(**({tuple_key: same} if same else {}), minItems=i, maxItems=i))
+                        other.append(arr(**{tuple_key: same + [{"not": {"const": v}}]}, minItems=i + 1))
+                    same = [{"const": x} for x in value]
+                    other.append(arr(**({tuple_key: same} if same else {}), minItems=len(value) + 1))
+                    out = self.conj(out, other, ptr)
+            return out
         out = []
         if f.get("minItems", 0) > 0:
             out.append(arr(maxItems=int(f["minItems"]) - 1))
@@ -720,6 +747,14 @@ class Normaliser:
                 out[k] = props
             elif k == SOME:
                 out[k] = tuple(va) + tuple(vb)
+            elif k == "items" and (isinstance(va, list) or isinstance(vb, list)):
+                # draft 4-2019 tuples: position by position, then the rest
+                rest_a = ak.get("additionalItems", True) if isinstance(va, list) else va
+                rest_b = bk.get("additionalItems", True) if isinstance(vb, list) else vb
+                n = max(len(v) for v in (va, vb) if isinstance(v, list))
+                out[k] = [{"allOf": [va[i] if isinstance(va, list) and i < len(va) else rest_a,
+                                     vb[i] if isinstance(vb, list) and i < len(vb) else rest_b]} for i in range(n)]
+                out["additionalItems"] = {"allOf": [rest_a, rest_b]}
             elif k == "contains" and not json_equal(va, vb) and \
                     any(c in ak or c in bk for c in ("minContains", "maxContains")):
                 # counted: one count of items matching both is not two counts
