@@ -51,7 +51,7 @@ from guided.ir import dfa_ops as _dfa
 from guided.ir.lalr import Tables, lalr_tables
 
 _EMPTY_SCHEMA: dict = {}  # one object: schemas are memoised by identity
-MAX_WITNESSES = 3  # keys one object must have (negated object keywords): 2**n flags and value cases
+MAX_WITNESSES = 6  # keys one object must have (negated object keywords): 2**n flags and value cases
 
 
 class Grammar:
