@@ -61,6 +61,12 @@ a tuple of `SomeKey`, each a key the object must have; what negating ``additiona
 ``patternProperties`` or ``propertyNames`` leaves."""
 
 
+CONTAINS_FROM = "$guided:containsFrom"
+"""A flat schema's own keyword: ``(n, schema)``, its ``contains`` counts only the items from
+position ``n`` on (what negating the items after a tuple leaves); ``schema`` is the same
+constraint as a plain JSON Schema."""
+
+
 @dataclass(frozen=True, eq=False)
 class SomeKey:
     """The object has some key in a region whose value matches `value`.
@@ -669,13 +675,17 @@ class Normaliser:
             out.append(arr(**({prefix_key: list(prefix)} if prefix else {}), minItems=len(prefix) + 1))
         elif rest is not True and rest != {}:
             if prefix:
-                self.unsupported(ptr, "not", f"negating '{'additionalItems' if prefix_key == 'items' else 'items'}' "
-                                             f"after a tuple of items is not supported")
+                rest_key = "additionalItems" if prefix_key == "items" else "items"
+                plain = {"not": {prefix_key: [True] * len(prefix), rest_key: rest}}
+                out.append(arr(**{prefix_key: list(prefix), "minItems": len(prefix) + 1, "contains": {"not": rest},
+                                  CONTAINS_FROM: (len(prefix), plain)}))
             else:
                 out.append(arr(contains={"not": rest}))
         # contains: fewer matching items than minContains (none: every item fails it), or more
         # than maxContains
-        if "contains" in f:
+        if CONTAINS_FROM in f:
+            self.unsupported(ptr, "not", "negating a negated 'items' after a tuple is not supported")
+        elif "contains" in f:
             contains = f["contains"]
             low, high = f.get("minContains", 1), f.get("maxContains")
             if low > 0:
@@ -755,11 +765,13 @@ class Normaliser:
                 out[k] = [{"allOf": [va[i] if isinstance(va, list) and i < len(va) else rest_a,
                                      vb[i] if isinstance(vb, list) and i < len(vb) else rest_b]} for i in range(n)]
                 out["additionalItems"] = {"allOf": [rest_a, rest_b]}
+            elif k == CONTAINS_FROM and not json_equal(va, vb):
+                self.unsupported(ptr, "contains", "cannot combine the negations of two item tuples' rest in allOf")
             elif k == "contains" and not json_equal(va, vb) and \
-                    any(c in ak or c in bk for c in ("minContains", "maxContains")):
+                    any(c in ak or c in bk for c in ("minContains", "maxContains", CONTAINS_FROM)):
                 # counted: one count of items matching both is not two counts
-                self.unsupported(ptr, k, "cannot combine two different 'contains' keywords with "
-                                         "minContains/maxContains in allOf")
+                self.unsupported(ptr, k, "cannot combine two different 'contains' keywords in allOf where one is "
+                                         "counted (minContains/maxContains, or only after an item tuple)")
                 out[k] = {"allOf": [va, vb]}
             elif k in ("additionalProperties", "items", "propertyNames", "contains", "additionalItems"):
                 out[k] = {"allOf": [va, vb]}
@@ -988,6 +1000,9 @@ def plain_schema(flat: Flat) -> dict:
     """A flat schema back as a plain JSON Schema (for the jsonschema validator)."""
     out = dict(flat.keywords)
     all_of: list[dict] = [sk.plain() for sk in out.pop(SOME, ())]
+    if CONTAINS_FROM in out:
+        all_of.append(out.pop(CONTAINS_FROM)[1])
+        out.pop("contains", None)
     all_of.extend({"pattern": p} for p in flat.patterns)
     all_of.extend({"format": f} for f in flat.formats)
     all_of.extend({"not": plain_schema(n)} for n in flat.negated)

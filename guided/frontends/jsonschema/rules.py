@@ -25,6 +25,7 @@ from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.normalise import (
     ANNOTATIONS,
     ANY,
+    CONTAINS_FROM,
     SOME,
     Flat,
     NamePattern,
@@ -701,21 +702,18 @@ class RuleEmitter:
         return arr
 
     def array_contains(self, flat, prefix, items, min_i, max_i, contains):
-        """``contains`` where the item schema and ``contains`` split into disjoint scalar terminals."""
+        """``contains``: each item (of ``prefix``, then ``items``) split into those that match it
+        and those that do not (its negation), counted in the array chain."""
         g, ptr, res = self.g, flat.pointer, flat.resolver
         cptr = f"{ptr}/contains"
         min_c = int(flat.get("minContains", 1))
         max_c = flat.get("maxContains")
         max_c = int(max_c) if max_c is not None else None
-        if prefix:
-            self.n.unsupported(cptr, "contains", "contains together with prefixItems is not supported")
-            return self.array_value(flat.without("contains"))
-        item_alts = self.n.flat(items, res, f"{ptr}/items")
-        yes_alts = self.n.conj(item_alts, self.n.flat(contains, res, cptr), cptr)
+        contains_alts = self.n.flat(contains, res, cptr)
         saved = self.opts.lenient
         self.opts.lenient = False
         try:
-            no_alts = self.n.conj(item_alts, self.n.negate(contains, res, cptr, 1), cptr)
+            not_contains = self.n.negate(contains, res, cptr, 1)
         except (UnsupportedSchema, SchemaTooLarge) as exc:
             self.opts.lenient = saved
             if min_c == 0 and max_c is None:
@@ -724,10 +722,21 @@ class RuleEmitter:
             return self.array_value(flat.without("contains"))
         finally:
             self.opts.lenient = saved
-        yes = self.one(self.alts_symbols(yes_alts, cptr), cptr)
-        no = self.one(self.alts_symbols(no_alts, cptr), cptr)
+
+        def split(schema, where):
+            """(symbol of the items matching ``schema`` and contains, of those matching it but not contains)"""
+            alts = self.n.flat(schema, res, where)
+            return (self.one(self.alts_symbols(self.n.conj(alts, contains_alts, cptr), cptr), cptr),
+                    self.one(self.alts_symbols(self.n.conj(alts, not_contains, cptr), cptr), cptr))
+
+        # position by position through prefixItems (each counts when it matches contains), then the rest
+        count_from = flat.get(CONTAINS_FROM, (0, None))[0]
+        positions = [split(sub, f"{ptr}/prefixItems/{i}") if i >= count_from else
+                     (None, self.one(self.value(sub, res, f"{ptr}/prefixItems/{i}"), ptr))
+                     for i, sub in enumerate(prefix)]
+        yes, no = split(items, f"{ptr}/items")
         cap_c = max(min_c, (max_c or 0)) + 1
-        cap_i = max(min_i, (max_i or 0), 1)
+        cap_i = max(min_i, (max_i or 0), len(prefix), 1)
         if cap_i * cap_c > self.opts.max_repeat * 4:
             raise SchemaTooLarge(ptr, "minItems/maxItems/minContains/maxContains are too large together")
         close, comma = g.term(("lit", b"]")), g.term(("lit", b","))
@@ -750,7 +759,8 @@ class RuleEmitter:
             if max_i is not None and k + 1 > max_i:
                 continue
             nk = k + 1 if max_i is not None else min(k + 1, cap_i)
-            for sym, dc in ((yes, 1), (no, 0)):
+            here = positions[k] if k < len(positions) else (yes, no)
+            for sym, dc in zip(here, (1, 0)):
                 if sym is None:
                     continue
                 nc = c + dc
