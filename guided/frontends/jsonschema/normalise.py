@@ -10,6 +10,7 @@ schema is read into a terminal description (`Normaliser.scalar_key`) for the ter
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
@@ -81,9 +82,10 @@ class SomeKey:
     names: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
 
-    @property
+    @functools.cached_property
     def value(self) -> Any:
-        """The schema the witness key's value matches."""
+        """The schema the witness key's value matches (one object: the emitter memoises
+        schemas by identity)."""
         return True if self.kind == "names" else {"not": self.schema}
 
     @property
