@@ -153,7 +153,7 @@ def test_unknown_formats_warn_on_every_compilation(smollm2_vocab):
 
 # --- not over arrays and propertyNames; oneOf disjointness ------------------------------------
 
-POOL = [None, True, 0, 1, 2.5, -3, 3, 5, "", "a", "ab", "b", "abc", [], [1], ["a"], [1, "a"], ["a", 1], [1, 2], [1, 2, 3],
+POOL = [None, True, 0, 1, 2, 2.5, -3, 3, 5, "", "a", "ab", "b", "abc", [], [1], ["a"], [1, "a"], ["a", 1], [1, 2], [1, 2, 3],
         ["a", "b", "c", "d"], [[1]], [{"a": 1}], {}, {"a": 1}, {"b": 1}, {"a": "x"}, {"b": "x"}, {"a": 1, "b": 2},
         {"a": "x", "b": "y"}, {"ab": 1}, {"kind": "x", "a": 1}, {"kind": "y"}, {"kind": "y", "a": 1}, {"kind": "x"},
         {"c": None}, {"a": [1]}, {"a": {"b": 1}}, {"x-1": 1}, {"x-1": "s"}, {"foo": 1, "x-1": 2}]
@@ -189,6 +189,10 @@ def test_property_names_with_not_rules_out_the_names_it_negates():
      "contains": {"type": "string"}},
     {"not": {"prefixItems": [{"type": "integer"}], "contains": {"type": "integer"}, "minContains": 2}},
     {"not": {"not": {"type": "integer", "minimum": 3}}},
+    # a negation inside a negated scalar schema
+    {"not": {"anyOf": [{"type": "integer", "not": {"minimum": 3}}, {"type": "string", "not": {"maxLength": 1}}]}},
+    {"not": {"type": "string", "not": {"not": {"pattern": "a"}}}},
+    {"oneOf": [{"type": "integer", "not": {"const": 2}}, {"type": "integer", "minimum": 1}]},
     {"not": {"not": {"type": "array", "items": {"type": "integer"}}}},
     {"type": "array", "items": {"not": {"items": {"type": "integer"}}}},
 ])

@@ -237,19 +237,28 @@ class RuleEmitter:
 
     def not_key(self, a: Flat, t: str):
         """Terminal description of the values of scalar type ``t`` matching flat ``a`` (None: none; ANY: all)."""
-        if a.negated:
-            self.n.unsupported(a.pointer, "not", "nested negation is not supported")
-            return None
         types = self.n.types_of(a) & ({"number", "integer"} if t == "number" else {t})
         if not types:
             return None
-        if "enum" in a or "const" in a:
+        if "enum" in a or "const" in a:  # the values are checked against the negations too
             tk, _ = self.finite(a)
             keys = [k for k in tk if key_type(k) == t]
             if not keys:
                 return None
             return union(keys)
-        return self.n.scalar_key(a, t, self.n.types_of(a))
+        key = self.n.scalar_key(a, t, self.n.types_of(a))
+        if a.negated and key is not None:
+            # a negation inside the negated schema: its values taken away (exact: the same
+            # difference flat_value takes)
+            if key is ANY:
+                key = {"null": NULL, "boolean": BOOLEAN, "string": ANY_STRING, "number": ANY_NUMBER}[t]
+            for nf in a.negated:
+                nk = self.not_key(nf, t)
+                if nk is ANY:
+                    return None
+                if nk is not None:
+                    key = ("minus", key, nk)
+        return key
 
     def finite(self, flat: Flat) -> tuple[list, list]:
         """(terminal descriptions, nonterminal symbols) for a flat schema's ``enum``/``const``."""
