@@ -29,6 +29,7 @@ from guided.engine.automaton import AutomatonGrammar
 from guided.engine.cfg import CfgGrammar
 from guided.engine.matcher import CompiledGrammar
 from guided.engine.reasoning import ThoughtBudget
+from guided.engine.unique import UniqueGrammar
 from guided.engine.xml import XmlGrammar
 from guided.errors import GuidedError, TokenizerMismatch, UsageError
 from guided.frontends.pydantic import is_pydantic_model, pydantic_spec
@@ -121,12 +122,17 @@ def resolve_engine(engine: str | None = None) -> str:
 
 def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine: str | None = None) -> CompiledGrammar:
     """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
-    `CfgIR`, the XML engine for one with matched names; ``engine`` as in `compile`."""
+    `CfgIR`, the XML engine for one with matched names, the unique-items engine (Python only: the
+    native core has none yet, so ``engine="native"`` gets it too) for one with unique items;
+    ``engine`` as in `compile`."""
     engine = resolve_engine(engine)
     if isinstance(ir, ByteDFA):
         if engine == "native":
             return native.NativeRegexGrammar(ir, vocab, source=source)
         return AutomatonGrammar(ir, vocab, source=source)
+    if ir.unique_items is not None:
+        # The native core has no unique-items engine yet: the Python one, whatever was asked.
+        return UniqueGrammar(ir, vocab)
     if ir.matched_names is not None:
         if engine == "native":
             return native.NativeXmlGrammar(ir, vocab)

@@ -144,7 +144,8 @@ def test_formats():
 
 
 def test_strict_refusal_names_pointer_and_keyword():
-    schema = {"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True}}}
+    schema = {"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True,
+                                                        "contains": {"type": "integer"}}}}
     with pytest.raises(UnsupportedSchema) as exc:
         schema_to_ir(JsonSchema(schema))
     assert exc.value.pointer == "/properties/tags" and exc.value.keyword == "uniqueItems"
@@ -152,7 +153,8 @@ def test_strict_refusal_names_pointer_and_keyword():
 
 
 def test_lenient_relaxes_and_lists_every_keyword():
-    schema = {"type": "object", "properties": {"a": {"type": "array", "uniqueItems": True},
+    schema = {"type": "object", "properties": {"a": {"type": "array", "uniqueItems": True,
+                                                     "contains": {"type": "integer"}},
                                                "b": {"type": "string", "format": "no-such-format"}}}
     with pytest.warns(RelaxedSchemaWarning) as record:
         ir = schema_to_ir(JsonSchema(schema, lenient=True, unknown_formats="refuse"))

@@ -196,6 +196,122 @@ def test_tokens_spelt_alike_are_decided_alike(spec):
         assert (a in allowed) == (b in allowed)
 
 
+def test_subsequence_walk_equals_numpy_walk(smollm2_vocab):
+    """The core's trie walk lent to budget-aware closing (`closing.lend_walk`) computes the token
+    advances and best advances of the level-by-level numpy pass, integer for integer: on the real
+    vocabulary, and on one with duplicate spellings and special tokens."""
+    from guided.engine.closing import SubsequenceCover
+    from guided.engine.token_table import TokenTable
+
+    small = guided.Vocabulary.from_token_bytes([b"a", b"ab", b'"', b'"}', b"ab", b"", b"<s>", b"}"],
+                                               eos_token_ids=[6])
+    rng = random.Random(7)
+    for vocab in (smollm2_vocab, small):
+        table = TokenTable.of(vocab)
+        reference, lent = SubsequenceCover(table), SubsequenceCover(table)
+        lent.walk = native.native_trie(vocab).subsequence_advances
+        for k in range(25):
+            size = rng.choice([1, 1, 2, 5, 40, 200])
+            seq = tuple(frozenset(rng.sample(range(256), size)) for _ in range(rng.randint(0, 9)))
+            if k % 5 == 0:
+                seq = tuple(frozenset([b]) for b in b'", "a": 1}')
+            assert np.array_equal(reference.advances(seq), lent.advances(seq)), seq
+            starts = list(range(len(seq) + 1))
+            assert reference._max_advance(seq, starts) == lent._max_advance(seq, starts), seq
+    out = np.empty(smollm2_vocab.size, np.int64)
+    walk = native.native_trie(smollm2_vocab).subsequence_advances
+    with pytest.raises(ValueError):
+        walk(b"\0" * 31, 0, out)  # not whole positions
+    with pytest.raises(ValueError):
+        walk(b"\0" * 32, 2, out)  # start past the end
+    with pytest.raises(ValueError):
+        walk(b"\0" * 32, 0, out[:-1])  # one entry short
+    with pytest.raises(TypeError):
+        walk(b"\0" * 32, 0, out.astype(np.int32))  # never converted: the write would be lost
+
+
+def _random_dense(rng: random.Random, states: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random dense table (state 0 dead), few distinct targets a row as regex automata have."""
+    table = np.zeros((states, 256), np.int32)
+    for s in range(1, states):
+        cuts = sorted(rng.sample(range(1, 256), rng.randint(0, 4)))
+        bounds = [0] + cuts + [256]
+        for lo, hi in zip(bounds, bounds[1:]):
+            table[s, lo:hi] = rng.choice([0, 0] + list(range(states)))
+    accepting = np.array([False] + [rng.random() < 0.3 for _ in range(states - 1)])
+    return table, accepting
+
+
+def test_compiled_automaton_kernels_equal_numpy():
+    """The core's trim and products (lent to guided.ir.dfa) give the numpy code's automata, state
+    for state, on random tables; malformed tables are refused, never read out of bounds."""
+    from guided.errors import LimitExceeded, SpecError
+    from guided.ir import dfa as dfa_mod
+    from guided.ir import dfa_ops
+
+    core = native._require()
+    rng = random.Random(11)
+    for _ in range(200):
+        table, accepting = _random_dense(rng, rng.randint(1, 12))
+        initial = rng.randrange(table.shape[0])
+        want = dfa_mod._numpy_trim(table, accepting, initial, None, "t")
+        got = core.dfa_trim(table, accepting, initial)
+        assert np.array_equal(want.transitions, got[0]) and np.array_equal(want.accepting, got[1])
+        assert want.initial == got[2]
+    saved = dfa_mod.CompiledKernels.trim, dfa_mod.CompiledKernels.product
+    try:
+        for _ in range(150):
+            a = dfa_mod.trim(*_random_dense(rng, rng.randint(2, 9)), initial=1)
+            b = dfa_mod.trim(*_random_dense(rng, rng.randint(2, 9)), initial=1)
+            results = []
+            for kernels in ((None, None), saved):
+                dfa_mod.lend_kernels(*kernels)
+                results.append([op(a, b) for op in (dfa_ops.intersect, dfa_ops.difference)])
+            for want, got in zip(*results):
+                assert np.array_equal(want.transitions, got.transitions) and want.initial == got.initial
+                assert np.array_equal(want.accepting, got.accepting)
+    finally:
+        dfa_mod.lend_kernels(*saved)
+    with pytest.raises(LimitExceeded, match="x: more than 3 automaton states"):
+        dfa_ops.intersect(regex_to_dfa("[a-z]{0,8}"), regex_to_dfa("[a-m]{0,8}"), max_states=3, what="x")
+    bad = np.zeros((2, 256), np.int32)
+    bad[1, 7] = 2  # a target past the table
+    with pytest.raises(SpecError, match="out of range"):
+        core.dfa_trim(bad, np.array([False, True]), 1)
+    with pytest.raises(SpecError, match="initial"):
+        core.dfa_trim(np.zeros((2, 256), np.int32), np.array([False, True]), 5)
+    with pytest.raises(ValueError):
+        core.dfa_trim(np.zeros((2, 255), np.int32), np.array([False, True]), 1)
+    with pytest.raises(ValueError):
+        core.dfa_product(bad, np.array([False, True]), 1, bad, np.array([False, True]), 1, 2, False, 10, "x")
+
+
+@pytest.mark.skipif(not MASKBENCH.is_dir(), reason="shared MaskBench data not present")
+def test_schema_ir_is_the_same_with_compiled_kernels():
+    """Whole JSON Schema compilations give the same serialised IR with the compiled automaton
+    kernels as with numpy's (a sample of the shared MaskBench schemas)."""
+    from guided.ir import dfa as dfa_mod
+    from guided.ir.serialize import to_bytes
+
+    saved = dfa_mod.CompiledKernels.trim, dfa_mod.CompiledKernels.product
+    compared = 0
+    try:
+        for path in maskbench_sample(60):
+            schema = json.loads(path.read_text())["schema"]
+            out = []
+            for kernels in ((None, None), saved):
+                dfa_mod.lend_kernels(*kernels)
+                try:
+                    out.append(to_bytes(guided.JsonSchema(schema).to_ir(), compress=False))
+                except GuidedError as exc:
+                    out.append(type(exc).__name__)
+            assert out[0] == out[1], path.name
+            compared += isinstance(out[0], bytes)
+    finally:
+        dfa_mod.lend_kernels(*saved)
+    assert compared >= 40
+
+
 def _xml_doc(rng: random.Random, depth: int = 0) -> str:
     """A random XML element: nested names sharing prefixes, attributes (quotes of both kinds,
     sometimes a duplicate), text with references, comments and CDATA."""

@@ -97,7 +97,7 @@ def test_strict_mode_accepts_what_openai_accepts():
 
 def test_non_strict_relaxes_like_lenient():
     schema = {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"},
-                                                         "uniqueItems": True}}}
+                                                         "uniqueItems": True, "contains": {"type": "object"}}}}
     with pytest.raises(guided.UnsupportedSchema):  # guided's own strictness: not enforceable exactly
         guided.generate(ScriptedModel(["{}"]), "q", json_schema=schema)
     with warnings.catch_warnings(record=True) as caught:
@@ -193,7 +193,8 @@ def test_per_function_strict():
     out = guided.generate(ScriptedModel([CALL.format("lookup", '{"q": "x"}')]), "q", tools=[strict_ok],
                           tool_choice="required")
     assert out == [guided.ToolCall("lookup", {"q": "x"})]
-    unenforceable = tool("tagger", {"tags": {"type": "array", "items": {"type": "object"}, "uniqueItems": True}})
+    unenforceable = tool("tagger", {"tags": {"type": "array", "items": {"type": "object"}, "uniqueItems": True,
+                                             "contains": {"type": "object"}}})
     with pytest.raises(guided.UnsupportedSchema):
         guided.generate(ScriptedModel(["x"]), "q", tools=[unenforceable], tool_choice="required")
     relaxed = {**unenforceable, "function": {**unenforceable["function"], "strict": False}}

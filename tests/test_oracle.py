@@ -229,3 +229,25 @@ def test_maskbench_masks_are_the_references(path, vocab):
     valid = [t["data"] for t in case["tests"] if t["valid"]][:2]
     documents = [json.dumps(v, ensure_ascii=False) for v in valid] + [json.dumps(v, indent=2) for v in valid[:1]]
     assert _walks(spec, vocab, seed=path.stem, documents=documents, walks=2) >= 2
+
+
+UNIQUE_SCHEMAS = [
+    ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, ["[1, 2, 10, -3]", "[7,70,700]"]),
+    ({"type": "array", "items": {"type": "string"}, "uniqueItems": True, "maxItems": 4},
+     ['["a", "\\u0062", "ab"]', '["x","y"]']),
+    ({"type": "array", "uniqueItems": True}, ['[1, "1", [1], {"a": 1}, true, null]', '[[1,2],[2,1],{"a":[1]}]']),
+    ({"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True, "items": {
+        "type": "object", "properties": {"k": {"type": "number"}, "v": {"type": "array", "items": {"type": "integer"},
+                                                                        "uniqueItems": True}}}}}},
+     ['{"tags": [{"k": 1, "v": [1, 2]}, {"k": 1.5, "v": [2, 1]}, {"v": []}]}']),
+    ({"type": "array", "items": {"enum": [f"v{i}" for i in range(12)]}, "uniqueItems": True},
+     ['["v1", "v10", "v11", "v0"]']),
+]
+
+
+@pytest.mark.parametrize("index", range(len(UNIQUE_SCHEMAS)))
+def test_unique_items_masks_are_the_references(index, vocab):
+    schema, documents = UNIQUE_SCHEMAS[index]
+    spec = guided.JsonSchema(schema)
+    assert guided.compiler.lower(spec).unique_items is not None
+    assert _walks(spec, vocab, seed=f"unique{index}", documents=documents, walks=4, steps=30) >= 4

@@ -22,7 +22,9 @@ subsequence of each state as the lower bound and single-byte paths as the upper 
 from __future__ import annotations
 
 import functools
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +33,7 @@ from guided.engine.bitmask import pack, unpack, write_row
 from guided.engine.closing import mandatory_bytes, subsequence_cover
 from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes, token_index
 from guided.engine.token_table import TokenTable, walk_automaton
-from guided.engine.tuning import AUTOMATON_EXACT_STATES
+from guided.engine.tuning import AUTOMATON_EXACT_STATES, TOKEN_BOUNDS_MEMO
 from guided.errors import ConstraintViolation
 from guided.ir.dfa import DEAD, ByteDFA
 from guided.vocab import Vocabulary
@@ -60,6 +62,8 @@ class AutomatonGrammar:
         self._bools: dict[int, np.ndarray] = {}
         self._forced: dict[int, bytes] = {}
         self._lower: dict[int, int] = {}
+        self._bounds: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()  # LRU
+        self._bounds_lock = threading.Lock()
         eos = np.zeros(vocab.size, dtype=bool)
         eos[self.table.eos_ids] = True
         self._words[FINISHED] = pack(eos)
@@ -195,6 +199,19 @@ class AutomatonGrammar:
             allowed[self.table.eos_ids] = True
         if state == FINISHED or remaining < 1:
             return allowed
+        ids, bounds = self._token_bounds(state)
+        allowed[ids] = bounds <= remaining - 1
+        return allowed
+
+    def _token_bounds(self, state: int) -> tuple[np.ndarray, np.ndarray]:
+        """The tokens alive from ``state`` and a lower bound on the tokens each one leaves to an
+        accepting state; memoised (a budget mask is asked at every step near the end of the
+        budget, and each would otherwise walk the vocabulary again)."""
+        with self._bounds_lock:
+            found = self._bounds.get(state)
+            if found is not None:
+                self._bounds.move_to_end(state)
+                return found
         ids, ends = self._token_ends(state)
         exact = self.token_distances
         if exact is not None:
@@ -202,8 +219,12 @@ class AutomatonGrammar:
         else:
             uniq, inverse = np.unique(ends, return_inverse=True)
             bounds = np.array([self.lower_bound(int(e)) for e in uniq.tolist()], dtype=np.int64)[inverse]
-        allowed[ids] = bounds <= remaining - 1
-        return allowed
+        found = (ids, bounds)
+        with self._bounds_lock:
+            self._bounds[state] = found
+            if len(self._bounds) > TOKEN_BOUNDS_MEMO:
+                self._bounds.popitem(last=False)
+        return found
 
     def closing_tokens(self, state: int) -> np.ndarray:
         """Tokens that start a shortest known way to an accepting state."""

@@ -34,6 +34,7 @@ from guided.engine.bitmask import unpack
 from guided.engine.matcher import count_of, token_index
 from guided.errors import ConstraintViolation, GuidedError, LimitExceeded, SpecError, TokenizerMismatch, UsageError
 from guided.ir import ByteDFA, CfgIR
+from guided.ir.dfa import lend_kernels
 from guided.vocab import Vocabulary
 
 if TYPE_CHECKING:
@@ -70,6 +71,9 @@ def _load():
 _native = _load()
 if _native is not None:
     _native.set_error_types(SpecError, ConstraintViolation, LimitExceeded, TokenizerMismatch)
+    # The compile path's automaton operations (guided.ir.dfa) run in the core too.
+    if os.environ.get("GUIDED_IR_KERNELS", "native") != "numpy" and hasattr(_native, "dfa_trim"):
+        lend_kernels(trim=_native.dfa_trim, product=_native.dfa_product)
 
 __all__ = ["NativeCfgGrammar", "NativeMatcher", "NativeRegexGrammar", "NativeXmlGrammar", "available", "fill_bitmasks",
            "lower_cfg"]
@@ -114,6 +118,15 @@ def _per_vocabulary(vocab: Vocabulary):
         with _lock:
             found = _tries.setdefault(vocab, found)
     return found
+
+
+def _lend_walk(vocab: Vocabulary) -> None:
+    """Budget masks (computed by the Python engine, see `NativeMatcher.budget_mask`) walk the
+    vocabulary's trie for their token bounds: lend them the core's walk."""
+    from guided.engine.closing import lend_walk
+    from guided.engine.token_table import TokenTable
+
+    lend_walk(TokenTable.of(vocab), native_trie(vocab).subsequence_advances)
 
 
 def native_xml_risk(vocab: Vocabulary, name_bytes: frozenset[int]):
@@ -190,6 +203,7 @@ class NativeRegexGrammar:
             from guided.engine.automaton import AutomatonGrammar
 
             self._reference = AutomatonGrammar(self.dfa, self.vocab, self.source)
+            _lend_walk(self.vocab)
         return self._reference
 
     def __repr__(self) -> str:
@@ -229,6 +243,7 @@ class NativeCfgGrammar:
             from guided.engine.cfg import CfgGrammar
 
             self._reference = CfgGrammar(self.ir, self.vocab)
+            _lend_walk(self.vocab)
         return self._reference
 
 
@@ -265,6 +280,7 @@ class NativeXmlGrammar:
             from guided.engine.xml import XmlGrammar
 
             self._reference = XmlGrammar(self.ir, self.vocab)
+            _lend_walk(self.vocab)
         return self._reference
 
 

@@ -124,6 +124,23 @@ MANDATORY_MAX_SYMBOLS = 256
 """Length at which a mandatory subsequence is cut (a prefix of one is still mandatory, so the
 bound stays true, only less tight).  A guess: deep enough for 60 close tags or 250 brackets."""
 
+COMPLETION_MEMO = 65_536
+"""Configurations whose verified completion (and its token count) a grammar keeps
+(`guided.engine.cfg.closing`); past it the memo starts over, so a long-lived server grammar
+stays bounded.  A guess: a few MB; one document visits a few hundred configurations."""
+
+TOKEN_BOUNDS_MEMO = 64
+"""Regex states whose live tokens and their token bounds a grammar keeps for budget masks
+(`guided.engine.automaton`, an LRU): at most 16 bytes a live token, so under 50 MB for a 49k
+vocabulary at worst, and a regex document visits a few dozen states.  Measured: the e2e regex
+run (benchmarks/e2e.py) spent 7 ms a step walking the vocabulary again without it."""
+
+ADVANCES_MEMO = 128
+"""Token advances into a mandatory subsequence kept per vocabulary (`SubsequenceCover.advances`,
+an LRU): 98 KB each for a 49k vocabulary, so under 13 MB; the budget masks of one JSON document
+revisit a few dozen subsequences (one per grammar state on the way to its end).  Measured: the
+e2e JSON Schema run (benchmarks/e2e.py) asks for 2 walks a step, nearly all repeats."""
+
 MANDATORY_MAX_STATES = 4096
 """States a search for a cut byte (a string's closing quote) may visit in one automaton before
 it gives up (sound: the subsequence just stops there).  A guess that covers maxLength-bounded

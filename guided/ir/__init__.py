@@ -10,7 +10,8 @@
 This package imports nothing of guided but `guided.errors`.
 """
 
-from guided.ir.cfg import END, CfgIR, MatchedNames, Terminal
+from guided.ir.cfg import END, CfgIR, MatchedNames, Terminal, UniqueItems, canonical_json
 from guided.ir.dfa import DEAD, ByteDFA, ByteNFA
 
-__all__ = ["DEAD", "END", "ByteDFA", "ByteNFA", "CfgIR", "MatchedNames", "Terminal"]
+__all__ = ["DEAD", "END", "ByteDFA", "ByteNFA", "CfgIR", "MatchedNames", "Terminal", "UniqueItems",
+           "canonical_json"]

@@ -52,6 +52,9 @@ Every engine must implement exactly this.  `guided.ir.reference` is its executab
    prefix.
 8. **Matched names** (`MatchedNames`, optional): context-sensitive checks that run beside the
    parser on the lexemes of named terminals (XML's close tags naming their open tag).
+9. **Unique items** (`UniqueItems`, optional): context-sensitive checks that run beside the
+   parser on its reductions (JSON Schema's ``uniqueItems``: no two items of an array equal as
+   JSON values); see `UniqueItems` for the exact rule, which also refines rule 7.
 
 >>> from guided.ir.dfa import ByteDFA
 >>> import numpy as np
@@ -69,7 +72,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -123,6 +126,85 @@ class MatchedNames:
     unique_attributes: bool = True
 
 
+@dataclass(frozen=True)
+class UniqueItems:
+    """Arrays whose items must be pairwise distinct JSON values: JSON Schema's ``uniqueItems``.
+
+    Not context-free for items of an infinite domain.  This field says it beside the tables, in
+    terms of parser states and rules; an engine tracks, beside the parser stack:
+
+    - the *text* of each stack entry: a shifted terminal's lexeme, and for the entry a reduction
+      pushes the concatenation of the texts it popped (the bytes of every lexeme the symbol
+      spans, ignored ones excepted);
+    - *frames*: a shift that pushes a state of ``open_states`` opens a frame (an empty set of
+      values) held by that entry; the frame closes when the entry is popped;
+    - a reduction by a rule of ``item_rules`` is an item: its text read as JSON and made
+      canonical (`canonical_json`: ``1`` equals ``1.0``, object members in any order, string
+      escapes decoded) must not be in the innermost open frame (a syntax error), and is added
+      to it.  An item rule reduced with no frame open checks nothing.
+
+    When the check runs.  The parser reduces on a lookahead, which would let a duplicate item
+    through until the lexeme after it ends; so the check also runs ahead: after each shift, the
+    reductions forced by the parser state alone (while the top state's every action is a
+    reduction by one same rule) are simulated on a copy, and a duplicate item among them makes
+    the shift a syntax error (the forced reductions are what any continuation would do first, so
+    this refuses only texts with no valid completion).  And rule 7 is refined: while a frame is
+    open, a pending lexeme that can still end in finitely many ways, at most ``COMPLETIONS``
+    (each a byte string after which a candidate accepts: e.g. ``"ab`` of an enum of strings, or a
+    lexeme that cannot grow at all, which can only end now), is viable only if one of them can
+    end (rules 3, 4 and the check above).  A pending lexeme with more ways to end is viable as
+    rule 7 says, even if every one leads to a used value (the number ``1`` when ``1`` and
+    ``1.0``, ``1.00``, ... are its only spellings left): front-ends bound such finite domains
+    where they can (see ``docs/json-schema-coverage.md``).
+    """
+
+    open_states: frozenset[int]
+    item_rules: frozenset[int]
+    COMPLETIONS: ClassVar[int] = 256
+
+
+_CANONICAL_NULL = ("null",)
+
+
+def canonical_json(text: bytes):
+    """A hashable value equal for two JSON texts iff JSON Schema calls their values equal.
+
+    Numbers compare by mathematical value (``1``, ``1.0``, ``1e0``, ``-0`` and ``0``), never
+    equal to booleans; strings by their decoded code points; objects by their members in any
+    order; arrays item by item.  Text that is not JSON is compared as its bytes.
+
+    >>> canonical_json(b'[1, {"a": "\\\\u0041", "b": 0}]') == canonical_json(b'[1.0,{"b":-0e3,"a":"A"}]')
+    True
+    >>> canonical_json(b"1") == canonical_json(b"true"), canonical_json(b"[1]") == canonical_json(b"1")
+    (False, False)
+    """
+    import json
+    from decimal import Decimal
+
+    try:
+        value = json.loads(text, parse_float=Decimal, parse_int=Decimal,
+                           parse_constant=lambda c: ("const", c))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return ("bytes", bytes(text))
+
+    def canon(v):
+        if v is None:
+            return _CANONICAL_NULL
+        if v is True or v is False:
+            return ("bool", v)
+        if isinstance(v, Decimal):
+            return ("number", v)  # Decimal compares and hashes by value: 1 == 1.0 == 1E0
+        if isinstance(v, str):
+            return ("string", v)
+        if isinstance(v, list):
+            return ("array", tuple(canon(x) for x in v))
+        if isinstance(v, dict):
+            return ("object", frozenset((k, canon(x)) for k, x in v.items()))
+        return ("other", repr(v))
+
+    return canon(value)
+
+
 @dataclass(frozen=True, eq=False)
 class CfgIR:
     """Terminals, ignored terminals and LALR(1) tables of a context-free constraint; see the module docstring."""
@@ -146,6 +228,7 @@ class CfgIR:
     nesting_states: frozenset[int] = frozenset()
     max_nesting: int = 0
     matched_names: MatchedNames | None = None  # XML's close tags; see `MatchedNames`
+    unique_items: UniqueItems | None = None  # JSON Schema's uniqueItems; see `UniqueItems`
 
     @property
     def num_states(self) -> int:

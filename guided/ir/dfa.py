@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -433,14 +433,40 @@ def _search(src: np.ndarray, dst: np.ndarray, n: int, seeds: np.ndarray, check=N
     return seen
 
 
+class CompiledKernels:
+    """Compiled twins of this package's heaviest operations, lent by the engine layer when the
+    native core is built (`guided.engine.native` calls `lend_kernels`): the IR imports nothing
+    above it, so the core comes to it.  Each twin returns what the numpy code returns, state for
+    state (tests/test_native.py compares them on random automata); unset, the numpy code runs."""
+
+    trim: Callable | None = None  # (transitions int32, accepting bool, initial) -> (table, accepting, initial)
+    product: Callable | None = None  # see guided.ir.dfa_ops._product
+
+
+def lend_kernels(trim: Callable | None = None, product: Callable | None = None) -> None:
+    """Use compiled twins for `trim` and the products of `guided.ir.dfa_ops` (None: numpy)."""
+    CompiledKernels.trim = trim
+    CompiledKernels.product = product
+
+
 def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int, deadline: float | None = None,
          what: str = "automaton") -> ByteDFA:
     """Drop the states that cannot reach an accepting state or cannot be reached, and renumber.
 
     Two graph searches over the distinct edges, one frontier at a time: a dense fixpoint would
     take one pass over the whole table per step of the longest chain.  Past ``deadline``,
-    `LimitExceeded`.
+    `LimitExceeded` (the compiled twin, linear in the table, does not look at the clock).
     """
+    kernel = CompiledKernels.trim
+    if kernel is not None:
+        table, acc, start = kernel(np.ascontiguousarray(transitions, dtype=np.int32),
+                                   np.ascontiguousarray(accepting, dtype=bool), int(initial))
+        return ByteDFA(transitions=table, accepting=acc, initial=start)
+    return _numpy_trim(transitions, accepting, initial, deadline, what)
+
+
+def _numpy_trim(transitions: np.ndarray, accepting: np.ndarray, initial: int, deadline: float | None,
+                what: str) -> ByteDFA:
     def check() -> None:
         if deadline is not None and time.monotonic() > deadline:
             raise LimitExceeded(f"{what}: construction took longer than its max_seconds")

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from guided.errors import LimitExceeded
-from guided.ir.dfa import DEAD, ByteDFA, ByteNFA, trim
+from guided.ir.dfa import DEAD, ByteDFA, ByteNFA, CompiledKernels, trim
 
 EMPTY = ByteDFA(transitions=np.zeros((1, 256), np.int32), accepting=np.zeros(1, bool), initial=DEAD)
 
@@ -21,10 +21,28 @@ def is_empty(dfa: ByteDFA) -> bool:
     return dfa.initial == DEAD
 
 
+def _both(x: bool, y: bool) -> bool:
+    return x and y
+
+
+def _first_not_second(x: bool, y: bool) -> bool:
+    return x and not y
+
+
+_ACCEPT_MODES = (_both, _first_not_second)  # the compiled product's ``accept`` argument indexes this
+
+
 def _product(a: ByteDFA, b: ByteDFA, accept, max_states: int, what: str, keep_dead_b: bool) -> ByteDFA:
-    """The reachable pairs of ``a`` x ``b``, built breadth-first one whole level at a time."""
+    """The reachable pairs of ``a`` x ``b``, built breadth-first one whole level at a time
+    (``accept``: one of `_ACCEPT_MODES`, on the two automata's acceptance)."""
     if a.initial == DEAD:
         return EMPTY
+    kernel = CompiledKernels.product
+    if kernel is not None:
+        table, acc, _ = kernel(np.ascontiguousarray(a.transitions, dtype=np.int32), a.accepting, a.initial,
+                               np.ascontiguousarray(b.transitions, dtype=np.int32), b.accepting, b.initial,
+                               _ACCEPT_MODES.index(accept), keep_dead_b, max_states, what)
+        return trim(table, acc, initial=1)
     nb = b.num_states
     ta, tb = a.transitions, b.transitions
     start = a.initial * nb + b.initial
@@ -68,13 +86,13 @@ def _product(a: ByteDFA, b: ByteDFA, accept, max_states: int, what: str, keep_de
 def intersect(a: ByteDFA, b: ByteDFA, max_states: int = 200_000, what: str = "intersection") -> ByteDFA:
     if b.initial == DEAD:
         return EMPTY
-    return _product(a, b, lambda x, y: x and y, max_states, what, keep_dead_b=False)
+    return _product(a, b, _both, max_states, what, keep_dead_b=False)
 
 
 def difference(a: ByteDFA, b: ByteDFA, max_states: int = 200_000, what: str = "difference") -> ByteDFA:
     if b.initial == DEAD:
         return a
-    return _product(a, b, lambda x, y: x and not y, max_states, what, keep_dead_b=True)
+    return _product(a, b, _first_not_second, max_states, what, keep_dead_b=True)
 
 
 def disjoint(a: ByteDFA, b: ByteDFA, max_states: int = 200_000) -> bool:

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 from typing import NamedTuple, Union
 
+import numpy as np
+
 from guided.errors import InvalidIR
-from guided.ir.cfg import END, CfgIR
+from guided.ir.cfg import END, CfgIR, canonical_json
 from guided.ir.dfa import DEAD, ByteDFA
 
-__all__ = ["CfgPosition", "NamesState", "Reference", "accepts", "is_prefix"]
+__all__ = ["CfgPosition", "NamesState", "Reference", "UniqueState", "accepts", "is_prefix"]
 
 # Modes of the matched-names check (`guided.ir.cfg.MatchedNames`): where the last lexeme fed
 # to the parser left the tag being written.
@@ -41,6 +43,18 @@ class NamesState(NamedTuple):
     mode: int = OUT
     element: bytes = b""  # the name of the start tag being written (pushed at its open_end)
     attributes: frozenset[bytes] = frozenset()  # attribute names of that start tag so far
+
+
+class UniqueState(NamedTuple):
+    """What the unique-items check remembers (rule 9, `guided.ir.cfg.UniqueItems`).
+
+    ``texts`` runs beside the parser stack: the text of each entry (``b""`` where no frame is open
+    below it, so that positions outside unique arrays compare equal); ``frames`` are the open
+    frames, innermost last, each as (index of its entry in the stack, the values seen).
+    """
+
+    texts: tuple[bytes, ...] = (b"",)
+    frames: tuple[tuple[int, frozenset], ...] = ()
 
 
 class CfgPosition(NamedTuple):
@@ -58,6 +72,7 @@ class CfgPosition(NamedTuple):
     text: bytes = b""
     after_ignore: bool = False  # the lexeme that ended last was an ignored one
     names: NamesState | None = None
+    unique: UniqueState | None = None  # rule 9; ``text`` then holds the lexeme while a frame is open
 
 
 Position = Union[CfgPosition, int]
@@ -82,7 +97,8 @@ class Reference:
         ir = self.ir
         if isinstance(ir, ByteDFA):
             return ir.initial
-        return CfgPosition(stack=(ir.start_state,), names=NamesState() if ir.matched_names else None)
+        return CfgPosition(stack=(ir.start_state,), names=NamesState() if ir.matched_names else None,
+                           unique=UniqueState() if ir.unique_items else None)
 
     def step(self, pos: Position, byte: int) -> Position | None:
         if isinstance(pos, int):
@@ -107,6 +123,11 @@ class Reference:
         # candidate always counts).
         ir = self.ir
         assert isinstance(ir, CfgIR)
+        if pos.unique is not None and pos.unique.frames:
+            # Rule 9's refinement of rule 7: a lexeme with few ways left to end must end one of them.
+            ends = self.lexeme_completions(pos)
+            if ends is not None:
+                return any(self.end_lexeme(p) is not None for p in ends)
         return any(t in ir.ignore or self.feed(pos.stack, t) is not None for t, _ in pos.lexeme)
 
     def accepts_end(self, pos: Position) -> bool:
@@ -119,6 +140,8 @@ class Reference:
             pos = ended
         if pos.names is not None and pos.names.open:
             return False  # rule 8: an element is still open
+        if pos.unique is not None:
+            return self._can_end_unique(pos.stack, pos.unique)
         return self.can_end(pos.stack)
 
     # -- lexing (rules 1 to 3) ---------------------------------------------------------------------
@@ -163,6 +186,8 @@ class Reference:
     def _text(self, pos: CfgPosition, lexeme: tuple[tuple[int, int], ...], text: bytes, byte: int) -> bytes:
         """The pending lexeme's bytes where a name check may read them: inside a close tag, or
         inside a start tag while the lexeme may still be a name.  Elsewhere ``b""``."""
+        if pos.unique is not None:
+            return text + bytes((byte,)) if pos.unique.frames else b""
         names = pos.names
         if names is None or names.mode == OUT:
             return b""
@@ -188,6 +213,11 @@ class Reference:
             return None
         if terminal in ir.ignore:  # rule 4: an ignored lexeme is dropped
             return pos._replace(lexeme=(), text=b"", after_ignore=True)
+        if pos.unique is not None:
+            fed = self._feed_unique(pos.stack, pos.unique, terminal, pos.text)
+            if fed is None:
+                return None
+            return CfgPosition(stack=fed[0], unique=fed[1])
         stack = self.feed(pos.stack, terminal)
         if stack is None:
             return None
@@ -268,6 +298,130 @@ class Reference:
             return pos
         expected = names.open[-1] if names.open else b""
         return pos if expected.startswith(pos.text) else None
+
+
+    # -- unique items (rule 9) ---------------------------------------------------------------------
+
+    def _feed_unique(self, stack: tuple[int, ...], unique: UniqueState, terminal: int,
+                     text: bytes) -> tuple[tuple[int, ...], UniqueState] | None:
+        """`feed` with rule 9: reductions check items, a shift records the lexeme's text, may open
+        a frame, and must not force a duplicate item."""
+        ir = self.ir
+        assert isinstance(ir, CfgIR) and ir.unique_items is not None
+        texts, frames = unique.texts, unique.frames
+        while True:
+            action = ir.actions[stack[-1]].get(terminal)
+            if action is None:
+                return None
+            if action >= 0:
+                stack = stack + (action,)
+                if ir.max_nesting and sum(s in ir.nesting_states for s in stack) > ir.max_nesting:
+                    return None
+                texts = texts + (text if frames else b"",)
+                if action in ir.unique_items.open_states:
+                    frames = frames + ((len(stack) - 1, frozenset()),)
+                if not self._forced_ok(stack, texts, frames):
+                    return None
+                return stack, UniqueState(texts, frames)
+            reduced = self._reduce_unique(stack, texts, frames, action)
+            if reduced is None:
+                return None
+            stack, texts, frames = reduced
+
+    def lexeme_completions(self, pos: CfgPosition) -> list[CfgPosition] | None:
+        """Rule 9: the positions after each way ``pos``'s pending lexeme can still end (each byte
+        string after which a candidate accepts), or None when they are infinitely many or more
+        than `UniqueItems.COMPLETIONS`."""
+        ends = self._lexeme_ends(pos.lexeme)
+        if ends is None:
+            return None
+        return [pos._replace(lexeme=lexeme, text=pos.text + more) for more, lexeme in ends]
+
+    def _lexeme_ends(self, lexeme: tuple[tuple[int, int], ...]):
+        """(bytes still to read, the lexeme then) for each way ``lexeme`` can end; None: too many."""
+        memo = self.__dict__.setdefault("_ends_memo", {})
+        if lexeme in memo:
+            return memo[lexeme]
+        ir = self.ir
+        assert isinstance(ir, CfgIR) and ir.unique_items is not None
+        limit = ir.unique_items.COMPLETIONS
+        out: list = []
+        path: set = set()
+
+        def visit(lex, more) -> bool:
+            if lex in path:
+                return False  # a cycle: infinitely many
+            if self.choose(lex) is not None:
+                out.append((more, lex))
+                if len(out) > limit:
+                    return False
+            path.add(lex)
+            readable = sorted({int(b) for t, s in lex for b in np.flatnonzero(ir.terminals[t].dfa.transitions[s] != DEAD)})
+            for b in readable:
+                if not visit(self._read(lex, b), more + bytes((b,))):
+                    return False
+            path.discard(lex)
+            return True
+
+        result = tuple(out) if visit(lexeme, b"") else None
+        memo[lexeme] = result
+        return result
+
+    def _reduce_unique(self, stack, texts, frames, action):
+        """One reduction with rule 9's bookkeeping (None: it reduces a duplicate item)."""
+        ir = self.ir
+        rule = -action - 1
+        lhs, length = ir.rules[rule]  # type: ignore[union-attr]
+        keep = len(stack) - length  # entries that stay; the new one goes at index ``keep``
+        spanned = b"".join(texts[keep:])
+        frames = tuple(f for f in frames if f[0] < keep)  # frames whose entry is popped close
+        if rule in ir.unique_items.item_rules and frames:  # type: ignore[union-attr]
+            value = canonical_json(spanned)
+            at, seen = frames[-1]
+            if value in seen:
+                return None
+            frames = frames[:-1] + ((at, seen | {value}),)
+        stack = stack[:keep] + (ir.gotos[stack[keep - 1]][lhs],)  # type: ignore[union-attr]
+        texts = texts[:keep] + (spanned if frames else b"",)
+        return stack, texts, frames
+
+    def _forced_rule(self, state: int) -> int | None:
+        """The reduction every action of ``state`` does (None: it has a shift, none, or several)."""
+        actions = set(self.ir.actions[state].values())  # type: ignore[union-attr]
+        if len(actions) == 1:
+            (a,) = actions
+            if a < 0:
+                return a
+        return None
+
+    def _forced_ok(self, stack, texts, frames) -> bool:
+        """Rule 9's look-ahead: the reductions the top state forces reduce no duplicate item."""
+        for _ in range(10_000):  # a chain of unit rules that cycles shifts nothing: stop
+            if not frames:
+                return True
+            action = self._forced_rule(stack[-1])
+            if action is None:
+                return True
+            reduced = self._reduce_unique(stack, texts, frames, action)
+            if reduced is None:
+                return False
+            stack, texts, frames = reduced
+        return True
+
+    def _can_end_unique(self, stack: tuple[int, ...], unique: UniqueState) -> bool:
+        """`can_end` with rule 9's checks on the reductions."""
+        ir = self.ir
+        assert isinstance(ir, CfgIR)
+        texts, frames = unique.texts, unique.frames
+        while stack[-1] != ir.end_state:
+            action = ir.actions[stack[-1]].get(END)
+            if action is None or action >= 0:
+                return False
+            reduced = self._reduce_unique(stack, texts, frames, action)
+            if reduced is None:
+                return False
+            stack, texts, frames = reduced
+        return True
 
 
 def accepts(ir: CfgIR | ByteDFA, data: bytes) -> bool:

@@ -26,7 +26,8 @@ The body is a sequence of named fields, each: name length (u8), name (ASCII), ty
 Types: 1 int (i64); 2 str (u32 length, UTF-8); 3 array (u8 dtype: 1 bool, 2 uint8, 3 int32,
 4 int64; u8 ndim 1 or 2; u64 per dimension; the elements, C order, little-endian); 4 list of str
 (u32 count, then each as a type-2 value).  Each kind has a fixed set of fields (`DFA_FIELDS`,
-`CFG_FIELDS`, the optional ``matched_names``/``matched_name_bytes``), each once, in any order;
+`CFG_FIELDS`, the optional ``matched_names``/``matched_name_bytes`` and
+``unique_open_states``/``unique_item_rules``), each once, in any order;
 an unknown, missing or repeated field, a wrong type or dtype, or a byte left over is an error.
 
 A `CfgIR` is stored flat: its terminals' DFAs stacked (``dfa_offsets`` says where each starts;
@@ -53,7 +54,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from guided.errors import GuidedError, InvalidIR
-from guided.ir.cfg import CfgIR, FlatTables, MatchedNames, Terminal
+from guided.ir.cfg import CfgIR, FlatTables, MatchedNames, Terminal, UniqueItems
 from guided.ir.dfa import ByteDFA
 
 MAGIC = b"\x89GIR\r\n\x1a\n"
@@ -104,6 +105,8 @@ CFG_FIELDS = {
 }
 # (name, open_start, open_end, empty_end, close_start, unique_attributes); both or neither present.
 NAMES_FIELDS = {"matched_names": (_ARRAY, "<i8", 1), "matched_name_bytes": (_ARRAY, "uint8", 1)}
+# `UniqueItems`: its open states and item rules, sorted; both or neither present.
+UNIQUE_FIELDS = {"unique_open_states": (_ARRAY, "<i4", 1), "unique_item_rules": (_ARRAY, "<i4", 1)}
 
 IR = TypeVar("IR", ByteDFA, CfgIR)
 
@@ -168,6 +171,10 @@ def _cfg_fields(ir: CfgIR) -> dict[str, Any]:
         out["matched_names"] = np.array([names.name, names.open_start, names.open_end, names.empty_end,
                                          names.close_start, int(names.unique_attributes)], np.int64)
         out["matched_name_bytes"] = np.array(sorted(names.name_bytes), np.uint8)
+    unique = ir.unique_items
+    if unique is not None:
+        out["unique_open_states"] = np.array(sorted(unique.open_states), np.int32)
+        out["unique_item_rules"] = np.array(sorted(unique.item_rules), np.int32)
     return out
 
 
@@ -249,7 +256,7 @@ def _from_bytes(data: memoryview, expect: type | None, max_body: int) -> Any:
     if kind == KIND_DFA:
         _check_fields(fields, DFA_FIELDS, {})
         return ByteDFA(fields["transitions"], fields["accepting"], fields["initial"]).validate()
-    _check_fields(fields, CFG_FIELDS, NAMES_FIELDS)
+    _check_fields(fields, CFG_FIELDS, NAMES_FIELDS, UNIQUE_FIELDS)
     return _build_cfg(fields).validate()
 
 
@@ -337,17 +344,19 @@ def _parse_fields(body: memoryview) -> dict[str, Any]:
     return fields
 
 
-def _check_fields(fields: dict[str, Any], required: dict[str, tuple], optional: dict[str, tuple]) -> None:
-    """Every required field, the optional ones all or none, nothing else; types as declared.
+def _check_fields(fields: dict[str, Any], required: dict[str, tuple], *groups: dict[str, tuple]) -> None:
+    """Every required field, each optional group all or none, nothing else; types as declared.
     Replaces each entry by its value."""
     names = set(fields)
+    optional = {k: v for group in groups for k, v in group.items()}
     missing = sorted(set(required) - names)
     extra = sorted(names - set(required) - set(optional))
     if missing or extra:
         raise InvalidIR(f"serialised IR: missing fields {missing}, unknown fields {extra}")
-    present = names & set(optional)
-    if present and present != set(optional):
-        raise InvalidIR(f"serialised IR: fields {sorted(optional)} come together, got only {sorted(present)}")
+    for group in groups:
+        present = names & set(group)
+        if present and present != set(group):
+            raise InvalidIR(f"serialised IR: fields {sorted(group)} come together, got only {sorted(present)}")
     for name, value in fields.items():
         spec = required.get(name) or optional[name]
         if value[0] != spec[0] or (spec[0] == _ARRAY and (value[2], value[3]) != (_norm(spec[1]), spec[2])):
@@ -404,6 +413,10 @@ def _build_cfg(f: dict[str, Any]) -> CfgIR:
         roles = [int(x) for x in mn[:5]]
         names = MatchedNames(name=roles[0], open_start=roles[1], open_end=roles[2], empty_end=roles[3],
                              close_start=roles[4], name_bytes=frozenset(nb.tolist()), unique_attributes=bool(mn[5]))
+    unique = None
+    if "unique_open_states" in f:
+        unique = UniqueItems(open_states=frozenset(f["unique_open_states"].tolist()),
+                             item_rules=frozenset(f["unique_item_rules"].tolist()))
     if f["ignore_repeats"] not in (0, 1):
         raise InvalidIR("serialised IR: ignore_repeats must be 0 or 1")
     ir = CfgIR(
@@ -422,6 +435,7 @@ def _build_cfg(f: dict[str, Any]) -> CfgIR:
         nesting_states=frozenset(f["nesting_states"].tolist()),
         max_nesting=f["max_nesting"],
         matched_names=names,
+        unique_items=unique,
     )
     ir.__dict__["flat"] = flat  # the cached property, already at hand
     return ir

@@ -183,6 +183,8 @@ def validate_cfg(ir: "CfgIR") -> None:
         raise InvalidIR("CfgIR.ignore_repeats must be a bool and source a str")
     if ir.matched_names is not None:
         _validate_names(ir)
+    if ir.unique_items is not None:
+        _validate_unique(ir)
     _validate_moves(ir)
 
 
@@ -228,6 +230,20 @@ def _validate_names(ir: "CfgIR") -> None:
     used = set(np.flatnonzero(dfa.transitions.any(axis=0)).tolist())
     if not used <= names.name_bytes:
         raise InvalidIR(f"CfgIR.matched_names.name_bytes misses bytes of the name terminal: {sorted(used - names.name_bytes)}")
+
+
+def _validate_unique(ir: "CfgIR") -> None:
+    from guided.ir.cfg import UniqueItems
+
+    unique = ir.unique_items
+    if not isinstance(unique, UniqueItems):
+        raise InvalidIR(f"CfgIR.unique_items is a {type(unique).__name__}, not UniqueItems")
+    if ir.matched_names is not None:
+        raise InvalidIR("CfgIR.unique_items and matched_names cannot be combined")
+    if not isinstance(unique.open_states, frozenset) or not isinstance(unique.item_rules, frozenset):
+        raise InvalidIR("CfgIR.unique_items.open_states and item_rules must be frozensets")
+    _index_set(unique.open_states, len(ir.actions), "unique_items.open_states")
+    _index_set(unique.item_rules, len(ir.rules), "unique_items.item_rules")
 
 
 def _validate_moves(ir: "CfgIR") -> None:

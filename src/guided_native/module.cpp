@@ -5,6 +5,8 @@
 // entry (shape, dtype, contiguity, every index), so nothing Python does later can make the core
 // read out of bounds.
 
+#include <limits>
+
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/pair.h>
@@ -16,6 +18,7 @@
 
 #include "batch.h"
 #include "cfg_engine.h"
+#include "dfa_ops.h"
 #include "regex_engine.h"
 #include "xml_engine.h"
 
@@ -44,6 +47,26 @@ nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> to_numpy(const Words& w) {
   std::memcpy(copy->data(), w.data(), w.size() * sizeof(uint32_t));
   nb::capsule owner(copy, [](void* p) noexcept { delete static_cast<std::vector<int32_t>*>(p); });
   return nb::ndarray<nb::numpy, int32_t, nb::ndim<1>>(copy->data(), {copy->size()}, owner);
+}
+
+using DenseTable = nb::ndarray<const int32_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using Flags = nb::ndarray<const bool, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+void check_automaton(const DenseTable& table, const Flags& accepting) {
+  if (table.shape(1) != 256) throw nb::value_error("an automaton table has 256 columns");
+  if (accepting.shape(0) != table.shape(0)) throw nb::value_error("one accepting flag per automaton state");
+}
+
+// (transitions int32 [rows, 256], accepting bool [rows], initial) as new numpy arrays.
+nb::tuple dense_to_python(DenseDfa&& d) {
+  auto* table = new std::vector<int32_t>(std::move(d.table));
+  auto* acc = new std::vector<uint8_t>(std::move(d.accepting));
+  nb::capsule table_owner(table, [](void* p) noexcept { delete static_cast<std::vector<int32_t>*>(p); });
+  nb::capsule acc_owner(acc, [](void* p) noexcept { delete static_cast<std::vector<uint8_t>*>(p); });
+  const size_t rows = acc->size();
+  auto t = nb::ndarray<nb::numpy, int32_t, nb::ndim<2>>(table->data(), {rows, 256}, table_owner);
+  auto a = nb::ndarray<nb::numpy, bool, nb::ndim<1>>(reinterpret_cast<bool*>(acc->data()), {rows}, acc_owner);
+  return nb::make_tuple(t, a, d.initial);
 }
 
 std::vector<int32_t> int32s(const Int32s& a) { return std::vector<int32_t>(a.data(), a.data() + a.shape(0)); }
@@ -80,7 +103,28 @@ NB_MODULE(_native, m) {
 
   nb::class_<TokenTrie>(m, "TokenTrie")
       .def_prop_ro("vocab_size", &TokenTrie::vocab_size)
-      .def_prop_ro("num_nodes", [](const TokenTrie& t) { return t.nodes().size(); });
+      .def_prop_ro("num_nodes", [](const TokenTrie& t) { return t.nodes().size(); })
+      .def(
+          "subsequence_advances",
+          [](const TokenTrie& t, nb::bytes member, int32_t start,
+             nb::ndarray<int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> out) {
+            const size_t size = member.size();
+            if (size % 32 != 0) throw nb::value_error("member must hold 32 bytes per position");
+            if (size / 32 > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 2))
+              throw nb::value_error("subsequence too long");
+            const int32_t n = static_cast<int32_t>(size / 32);
+            if (start < 0 || start > n) throw nb::value_error("start out of range");
+            if (out.shape(0) != static_cast<size_t>(t.vocab_size()))
+              throw nb::value_error("out must have one entry per token");
+            std::string rows(member.c_str(), size);  // a copy: the walk runs without the GIL
+            int64_t* data = out.data();
+            nb::gil_scoped_release release;
+            std::vector<int32_t> scratch;
+            t.subsequence_advances(reinterpret_cast<const uint8_t*>(rows.data()), n, start, data, scratch);
+          },
+          nb::arg("member"), nb::arg("start"), nb::arg("out").noconvert(),
+          "For every token id, the positions of a subsequence of byte sets (32 bytes of bits per "
+          "position) its bytes match greedily from `start`, written into `out` (int64, one per token).");
   m.def(
       "token_trie",
       [](nb::list token_bytes, const std::vector<int64_t>& excluded, const std::vector<int64_t>& eos) {
@@ -297,5 +341,32 @@ NB_MODULE(_native, m) {
       nb::arg("matchers"), nb::arg("threads") = 1,
       "Start computing the matchers' masks in background native threads; join() waits (the matchers "
       "must be left alone until then).");
+  m.def(
+      "dfa_trim",
+      [](DenseTable table, Flags accepting, int64_t initial) {
+        check_automaton(table, accepting);
+        return dense_to_python(dfa_trim(table.data(), reinterpret_cast<const uint8_t*>(accepting.data()),
+                                        static_cast<int64_t>(table.shape(0)), initial));
+      },
+      nb::arg("transitions"), nb::arg("accepting"), nb::arg("initial"),
+      "guided.ir.dfa.trim's result as (transitions, accepting, initial).");
+  m.def(
+      "dfa_product",
+      [](DenseTable ta, Flags acc_a, int64_t init_a, DenseTable tb, Flags acc_b, int64_t init_b, int accept,
+         bool keep_dead_b, int64_t max_states, const std::string& what) {
+        check_automaton(ta, acc_a);
+        check_automaton(tb, acc_b);
+        if (accept != 0 && accept != 1) throw nb::value_error("accept is 0 (both) or 1 (first, not second)");
+        if (static_cast<double>(ta.shape(0)) * static_cast<double>(tb.shape(0)) > 9e18)
+          throw nb::value_error("product too large to number");
+        return dense_to_python(dfa_product(ta.data(), reinterpret_cast<const uint8_t*>(acc_a.data()),
+                                           static_cast<int64_t>(ta.shape(0)), init_a, tb.data(),
+                                           reinterpret_cast<const uint8_t*>(acc_b.data()),
+                                           static_cast<int64_t>(tb.shape(0)), init_b,
+                                           static_cast<ProductAccept>(accept), keep_dead_b, max_states, what));
+      },
+      nb::arg("ta"), nb::arg("acc_a"), nb::arg("init_a"), nb::arg("tb"), nb::arg("acc_b"), nb::arg("init_b"),
+      nb::arg("accept"), nb::arg("keep_dead_b"), nb::arg("max_states"), nb::arg("what"),
+      "The untrimmed reachable product of guided.ir.dfa_ops._product as (transitions, accepting, 1).");
   m.def("hardware_threads", [] { return std::thread::hardware_concurrency(); });
 }

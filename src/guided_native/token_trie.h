@@ -176,6 +176,30 @@ class TokenTrie : public std::enable_shared_from_this<TokenTrie> {
       if (test_bit(words, first)) set_bit(words, dup);
   }
 
+  // Budget-aware closing's subsequence walk (`guided.engine.closing.SubsequenceCover`): for
+  // every token id, how many positions of a subsequence of byte sets its bytes match greedily
+  // from position `start` (a byte in the set at the current position moves on; any other byte is
+  // skipped).  `member` holds `n` rows of 32 bytes, bit b of row i set where byte b belongs to
+  // position i.  Tokens outside the trie (special, end-of-sequence, empty) get 0.  One pre-order
+  // pass: a node's position follows from its parent's, kept per depth.
+  void subsequence_advances(const uint8_t* member, int32_t n, int32_t start, int64_t* out,
+                            std::vector<int32_t>& scratch) const {
+    std::fill(out, out + vocab_size_, int64_t{0});
+    scratch.resize(max_depth_ + 1);
+    int32_t* const at = scratch.data();
+    at[0] = start;
+    const TrieNode* const nodes = nodes_.data();
+    const size_t count = nodes_.size();
+    for (size_t i = 0; i < count; ++i) {
+      const TrieNode& node = nodes[i];
+      const int32_t p = at[node.depth - 1];
+      const int32_t next = p + (p < n && ((member[static_cast<size_t>(p) * 32 + (node.byte >> 3)] >> (node.byte & 7)) & 1));
+      at[node.depth] = next;
+      if (node.has_token) out[node.token] = next - start;
+    }
+    for (const auto& [first, dup] : duplicates_) out[dup] = out[first];
+  }
+
   // Walk every token from `start` over a dense `table` (`rows()`: 256 targets per state, 0 dead,
   // negative where `resolve(state, byte)` must be asked first), marking each live node's token in
   // `words` (`n_words() + kSpareWords` words, without duplicates) and calling

@@ -46,6 +46,7 @@ from guided.engine.tuning import (
     CLOSER_SEARCH_LIMIT,
     CLOSING_EXACT_POPS,
     CLOSING_MAX_POPS,
+    COMPLETION_MEMO,
     FORCED_BYTES_LIMIT,
     MANDATORY_MAX_STATES,
     MANDATORY_MAX_SYMBOLS,
@@ -107,6 +108,7 @@ class Closer:
         self.accepts_end = recognizer.accepts_end
         self.words = masks.words
         self._completions: dict[tuple[int, int], bytes | None] = {}
+        self._completion_tokens: dict[tuple[int, int], tuple[int, list[int]]] = {}
         self._shortest_cache: dict[int, bytes | None] = {}
         self._index: dict[bytes, list[int]] | None = None
         self._single = self._single_bytes()
@@ -556,16 +558,25 @@ class Closer:
         tokens that start a tokenization that short."""
         from guided.engine.closing import UNREACHABLE
 
+        key = (stack.uid, lex)
+        found = self._completion_tokens.get(key)
+        if found is not None:  # asked at every step near the end of the budget: memoised
+            return found[0], list(found[1])
         completion = self.completion(stack, lex)
         if completion is None:
-            return UNREACHABLE, []
-        if not completion:
-            return 0, []
-        suffixes = suffix_tokenizations(self.table, completion)
-        best = suffixes[0]
-        starts = [t for t, n in prefix_tokens(self.table, completion) if 1 + suffixes[n] == best]
-        words = self.words(stack, lex)
-        return best, [t for t in starts if words[t >> 5] >> (t & 31) & 1]
+            found = (UNREACHABLE, [])
+        elif not completion:
+            found = (0, [])
+        else:
+            suffixes = suffix_tokenizations(self.table, completion)
+            best = suffixes[0]
+            starts = [t for t, n in prefix_tokens(self.table, completion) if 1 + suffixes[n] == best]
+            words = self.words(stack, lex)
+            found = (best, [t for t in starts if words[t >> 5] >> (t & 31) & 1])
+        if len(self._completion_tokens) >= COMPLETION_MEMO:  # a long-lived grammar: start over
+            self._completion_tokens.clear()
+        self._completion_tokens[key] = found
+        return found[0], list(found[1])
 
     def completion(self, stack: Stack, lex: int) -> bytes | None:
         """A short byte string that completes the document from here (verified), or None."""
@@ -599,6 +610,8 @@ class Closer:
                             break
                 if verified or not shorter:
                     break
+        if len(self._completions) >= COMPLETION_MEMO:
+            self._completions.clear()
         self._completions[key] = best
         return best
 

@@ -229,7 +229,7 @@ def _emit(spec: JsonSchema) -> RuleEmitter:
     emitter = RuleEmitter(json.loads(spec.schema), Options(spec))
     try:
         grammar, start = emitter.emit()
-        emitter.ir = to_ir(grammar, emitter.t, start, emitter.root)
+        emitter.ir = to_ir(grammar, emitter.t, start, emitter.root, emitter.n.unsupported)
     except RecursionError:  # max_nesting set beyond what the interpreter's stack holds
         raise SchemaTooLarge(emitter.where, f"the schema nests too deeply for Python's recursion limit (lower "
                                             f"max_nesting={spec.max_nesting})") from None

@@ -47,7 +47,7 @@ from guided.frontends.jsonschema.terminals import (
     union,
     ws_dfa,
 )
-from guided.ir import CfgIR, Terminal
+from guided.ir import CfgIR, Terminal, UniqueItems
 from guided.ir import dfa_ops as _dfa
 from guided.ir.lalr import Tables, lalr_tables
 
@@ -66,6 +66,12 @@ class Grammar:
         self.rule_set: set = set()
         self.nt_count = 0
         self.open_containers: tuple[str, ...] = ()  # the open value's object and array symbols
+        # uniqueItems checked at run time: the rules of such arrays ("[" and the items) and of
+        # their items (one wrapper rule per item symbol), see `guided.ir.UniqueItems`
+        self.unique_open_rules: set[tuple[str, tuple[str, ...]]] = set()
+        self.unique_item_rules: set[tuple[str, tuple[str, ...]]] = set()
+        self.unique_wrappers: dict[str, str] = {}
+        self.unique_pointers: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def nt(self, hint: str = "n") -> str:
         self.nt_count += 1
@@ -82,6 +88,20 @@ class Grammar:
                                           f"(raise max_rules=, or simplify this part of the schema)")
         if len(self.rules) % 64 == 0:
             self.opts.check_time(pointer)
+
+    def unique_item(self, sym: str | None, pointer: str = "") -> str | None:
+        """The item symbol ``sym`` wrapped in a rule of its own, whose reductions rule 9 checks
+        (`guided.ir.UniqueItems`).  One wrapper per symbol: arrays of the same items in one
+        parser context (alternatives) then share it rather than collide on two wrappers."""
+        if sym is None:
+            return None
+        wrapped = self.unique_wrappers.get(sym)
+        if wrapped is None:
+            wrapped = self.unique_wrappers[sym] = self.nt("uitem")
+            self.rule(wrapped, (sym,), pointer)
+            self.unique_item_rules.add((wrapped, (sym,)))
+            self.unique_pointers[(wrapped, (sym,))] = pointer
+        return wrapped
 
     def term(self, key: tuple) -> str:
         name = self.term_index.get(key)
@@ -597,12 +617,20 @@ class RuleEmitter:
         max_i = int(max_i) if max_i is not None else None
         if max_i is not None and max_i < min_i:
             return None
+        unique = False
         if flat.get("uniqueItems") is True and (max_i is None or max_i > 1):
-            unique = self.unique_array(flat, prefix, items, min_i, max_i)
-            if unique is not False:
-                return unique
-            self.n.unsupported(ptr, "uniqueItems", "uniqueness is only enforced for items from a finite set of at most "
-                                                 "8 scalar values (it is not a context-free constraint in general)")
+            small = self.unique_array(flat, prefix, items, min_i, max_i)
+            if small is not False:
+                return small
+            if "contains" in flat:
+                self.n.unsupported(ptr, "uniqueItems", "uniqueItems together with contains is not supported")
+            else:
+                # Checked at run time (`guided.ir.UniqueItems`): each item is wrapped in a rule of
+                # its own, whose reductions the engine compares with the array's earlier items.
+                unique = True
+                max_i = self.unique_bound(flat, prefix, items, max_i)
+                if max_i is not None and max_i < min_i:
+                    return None
         contains = flat.get("contains")
         if contains is not None:
             return self.array_contains(flat, prefix, items, min_i, max_i, contains)
@@ -611,6 +639,9 @@ class RuleEmitter:
             prefix_syms.append(self.one(self.value(sub, res, f"{ptr}/prefixItems/{i}"), ptr))
         item_sym = self.one(self.value(items, res, f"{ptr}/items"), ptr) if items is not True else \
             self.any_value()
+        if unique:
+            prefix_syms = [g.unique_item(s, ptr) for s in prefix_syms]
+            item_sym = g.unique_item(item_sym, ptr)
         # the longest possible array
         limit = None
         for i, s in enumerate(prefix_syms):
@@ -654,7 +685,38 @@ class RuleEmitter:
                 g.rule(lhs, (comma, sym, A(nxt)), ptr)
         arr = g.nt("array")
         g.rule(arr, (g.term(("lit", b"[")), A(0)), ptr)
+        if unique:
+            g.unique_open_rules.add((arr, (g.term(("lit", b"[")), A(0))))
         return arr
+
+    def unique_bound(self, flat, prefix, items, max_i):
+        """maxItems for unique items of a finite domain: at most as many items as distinct values,
+        so that once every value is used the separator is refused (no dead end there)."""
+        if prefix or items is True:
+            return max_i
+        try:
+            alts = self.n.flat(items, flat.resolver, f"{flat.pointer}/items")
+        except GuidedError:
+            return max_i
+        values: list[Any] = []
+        for a in alts:  # each alternative's values: an enum, or booleans and null
+            found = self.n.finite_values([a])
+            if found is None:
+                types = self.n.types_of(a)
+                if not types <= {"boolean", "null"} or a.negated:
+                    return max_i
+                found = ([True, False] if "boolean" in types else []) + ([None] if "null" in types else [])
+            values.extend(found)
+        keep: list[Any] = []
+        for v in values:
+            if any(json_equal(v, w) for w in keep):
+                continue
+            if all(self.n.validates(v, plain_schema(a), a.resolver) is False for a in alts):
+                continue
+            keep.append(v)
+        if len(keep) > self.opts.max_repeat and (max_i is None or max_i > self.opts.max_repeat):
+            return max_i  # too many to count items up to: unbounded (exhausting them is a dead end)
+        return len(keep) if max_i is None else min(max_i, len(keep))
 
     def unique_array(self, flat, prefix, items, min_i, max_i):
         """uniqueItems over a finite set of scalar item values: track the subset used (False: not applicable)."""
@@ -864,8 +926,13 @@ def _opening_states(tables: Tables, containers: tuple[str, ...]) -> frozenset[in
                      if any(dot == 1 and r < len(tables.rules) and tables.rules[r][0] in lhs for r, dot in kernel))
 
 
-def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any) -> CfgIR:
-    """The grammar's LALR(1) tables and terminal automata as the intermediate form."""
+def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any, unsupported=None) -> CfgIR:
+    """The grammar's LALR(1) tables and terminal automata as the intermediate form.
+
+    ``unsupported(pointer, keyword, reason)`` (the normaliser's: raises in strict mode, records in
+    lenient mode) hears of a ``uniqueItems`` whose item wrapper collides with another alternative
+    in a parser state (a conflict that could lose documents); in lenient mode that array's items
+    go unchecked."""
     terms = g.term_keys
     rules = g.productive_rules()
     if not any(lhs == start for lhs, _ in rules):
@@ -878,10 +945,30 @@ def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any) -> CfgIR:
         # follow another (``ignore_repeats=False``): every run is bounded.
         ignore = frozenset([len(terminal_list)])
         terminal_list.append(Terminal(name="WS", dfa=ws_dfa(g.opts.ws), order=len(terminal_list)))
+    unique = None
+    if g.unique_open_rules:
+        index = {rule: r for r, rule in enumerate(rules)}
+        opening = {index[rule] for rule in g.unique_open_rules if rule in index}
+        items = {index[rule]: rule for rule in g.unique_item_rules if rule in index}
+        for kernel in tables.kernels:
+            done = [r for r, dot in kernel if r in items and dot == 1]
+            if done and len(kernel) > 1:  # the wrapper shares its state: a conflict resolved silently
+                for r in done:
+                    reason = ("the array's items are also, in the same place, those of another alternative "
+                              "(anyOf/oneOf/type list) without uniqueItems: the grammar cannot tell them apart")
+                    if unsupported is None:
+                        raise UnsupportedSchema(g.unique_pointers.get(items[r], "#"), "uniqueItems", reason)
+                    unsupported(g.unique_pointers.get(items[r], "#"), "uniqueItems", reason)
+                    items.pop(r, None)
+        unique = UniqueItems(
+            open_states=frozenset(state for state, kernel in enumerate(tables.kernels)
+                                  if any(dot == 1 and r in opening for r, dot in kernel)),
+            item_rules=frozenset(items))
     return CfgIR(
         terminals=tuple(terminal_list),
         ignore=ignore,
         ignore_repeats=False,
+        unique_items=unique,
         nesting_states=_opening_states(tables, g.open_containers),
         max_nesting=max(0, g.opts.max_depth - 1),
         source=f"JSON Schema {json.dumps(source)[:180]}",

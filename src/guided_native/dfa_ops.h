@@ -1,0 +1,170 @@
+// Byte-automaton operations of the compile path (`guided.ir.dfa.trim`, `guided.ir.dfa_ops`'s
+// products): the same results as the numpy reference, state for state (same numbering), so a
+// compiled grammar does not depend on which ran.  Tables are dense: 256 targets per state, state
+// 0 the dead sink.  Every index read from the caller's tables is checked first.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common.h"
+
+namespace guided_native {
+
+struct DenseDfa {
+  std::vector<int32_t> table;  // rows * 256
+  std::vector<uint8_t> accepting;  // rows
+  int32_t initial = 0;
+  int64_t rows() const { return static_cast<int64_t>(accepting.size()); }
+};
+
+inline void check_dense(const int32_t* table, int64_t rows, int64_t initial, const char* what) {
+  if (rows < 1) invalid(std::string(what) + ": an automaton needs at least the dead state");
+  if (initial < 0 || initial >= rows) invalid(std::string(what) + ": initial state out of range");
+  for (int64_t i = 0; i < rows * 256; ++i)
+    if (table[i] < 0 || table[i] >= rows)
+      invalid(std::string(what) + ": transition of state " + std::to_string(i / 256) + " on byte " +
+              std::to_string(i % 256) + " out of range");
+}
+
+// Drop the states that are unreachable from `initial` or cannot reach an accepting state; the
+// initial state becomes 1, the others keep their order.  No accepting state reachable: the empty
+// automaton (one dead row, initial 0).
+inline DenseDfa dfa_trim(const int32_t* table, const uint8_t* accepting, int64_t rows, int64_t initial) {
+  check_dense(table, rows, initial, "trim");
+  DenseDfa empty;
+  empty.table.assign(256, 0);
+  empty.accepting.assign(1, 0);
+  if (initial == 0) return empty;
+  // Forward search from the initial state.
+  std::vector<uint8_t> reach(static_cast<size_t>(rows), 0);
+  std::vector<int32_t> stack{static_cast<int32_t>(initial)};
+  reach[initial] = 1;
+  while (!stack.empty()) {
+    const int32_t s = stack.back();
+    stack.pop_back();
+    const int32_t* row = table + static_cast<size_t>(s) * 256;
+    for (int c = 0; c < 256; ++c) {
+      const int32_t t = row[c];
+      if (t != 0 && !reach[t]) {
+        reach[t] = 1;
+        stack.push_back(t);
+      }
+    }
+  }
+  // Backward search from the reachable accepting states, over the edges of reachable states.
+  std::vector<int64_t> offsets(static_cast<size_t>(rows) + 1, 0);
+  for (int64_t s = 1; s < rows; ++s) {
+    if (!reach[s]) continue;
+    const int32_t* row = table + static_cast<size_t>(s) * 256;
+    for (int c = 0; c < 256; ++c)
+      if (row[c] != 0 && (c == 0 || row[c] != row[c - 1])) ++offsets[row[c] + 1];
+  }
+  for (int64_t s = 0; s < rows; ++s) offsets[s + 1] += offsets[s];
+  std::vector<int32_t> sources(static_cast<size_t>(offsets[rows]));
+  std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
+  for (int64_t s = 1; s < rows; ++s) {
+    if (!reach[s]) continue;
+    const int32_t* row = table + static_cast<size_t>(s) * 256;
+    for (int c = 0; c < 256; ++c)
+      if (row[c] != 0 && (c == 0 || row[c] != row[c - 1])) sources[fill[row[c]]++] = static_cast<int32_t>(s);
+  }
+  std::vector<uint8_t> live(static_cast<size_t>(rows), 0);
+  for (int64_t s = 1; s < rows; ++s)
+    if (reach[s] && accepting[s]) {
+      live[s] = 1;
+      stack.push_back(static_cast<int32_t>(s));
+    }
+  if (stack.empty()) return empty;
+  while (!stack.empty()) {
+    const int32_t t = stack.back();
+    stack.pop_back();
+    for (int64_t k = offsets[t]; k < offsets[t + 1]; ++k) {
+      const int32_t s = sources[k];
+      if (!live[s]) {
+        live[s] = 1;
+        stack.push_back(s);
+      }
+    }
+  }
+  std::vector<int32_t> order{static_cast<int32_t>(initial)};
+  for (int64_t s = 1; s < rows; ++s)
+    if (s != initial && reach[s] && live[s]) order.push_back(static_cast<int32_t>(s));
+  std::vector<int32_t> new_id(static_cast<size_t>(rows), 0);
+  for (size_t i = 0; i < order.size(); ++i) new_id[order[i]] = static_cast<int32_t>(i + 1);
+  DenseDfa out;
+  out.table.assign((order.size() + 1) * 256, 0);
+  out.accepting.assign(order.size() + 1, 0);
+  out.initial = 1;
+  for (size_t i = 0; i < order.size(); ++i) {
+    const int32_t* row = table + static_cast<size_t>(order[i]) * 256;
+    int32_t* dst = &out.table[(i + 1) * 256];
+    for (int c = 0; c < 256; ++c) dst[c] = new_id[row[c]];
+    out.accepting[i + 1] = accepting[order[i]] ? 1 : 0;
+  }
+  return out;
+}
+
+enum class ProductAccept : int { Both = 0, FirstNotSecond = 1 };
+
+// The reachable pairs of a x b, numbered breadth-first one whole level at a time, each level's new
+// pairs in increasing order of `pa * rows_b + pb` (pair 1 the initial pair; 0 dead); untrimmed.
+// `keep_dead_b`: a pair (pa, dead) stays alive (b has rejected).  Past `max_states` pairs:
+// `LimitExceeded` naming `what`.
+inline DenseDfa dfa_product(const int32_t* ta, const uint8_t* acc_a, int64_t rows_a, int64_t init_a,
+                            const int32_t* tb, const uint8_t* acc_b, int64_t rows_b, int64_t init_b,
+                            ProductAccept accept, bool keep_dead_b, int64_t max_states, const std::string& what) {
+  check_dense(ta, rows_a, init_a, "product");
+  check_dense(tb, rows_b, init_b, "product");
+  DenseDfa out;
+  out.table.assign(256, 0);  // the dead row
+  std::vector<int64_t> pairs;  // pair id - 1 -> key
+  std::unordered_map<int64_t, int32_t> ids;
+  const int64_t start = init_a * rows_b + init_b;
+  ids.emplace(start, 1);
+  pairs.push_back(start);
+  std::vector<int64_t> frontier{start}, targets, fresh;
+  while (!frontier.empty()) {
+    targets.clear();
+    for (int64_t key : frontier) {
+      const int32_t* ra = ta + static_cast<size_t>(key / rows_b) * 256;
+      const int32_t* rb = tb + static_cast<size_t>(key % rows_b) * 256;
+      for (int c = 0; c < 256; ++c)
+        if (ra[c] != 0 && (keep_dead_b || rb[c] != 0)) targets.push_back(ra[c] * rows_b + rb[c]);
+    }
+    std::sort(targets.begin(), targets.end());
+    targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+    fresh.clear();
+    for (int64_t key : targets) {
+      auto [it, is_new] = ids.emplace(key, static_cast<int32_t>(pairs.size() + 1));
+      if (is_new) {
+        pairs.push_back(key);
+        fresh.push_back(key);
+      }
+    }
+    if (static_cast<int64_t>(pairs.size()) > max_states)
+      limit_exceeded(what + ": more than " + std::to_string(max_states) + " automaton states");
+    for (int64_t key : frontier) {
+      const int32_t* ra = ta + static_cast<size_t>(key / rows_b) * 256;
+      const int32_t* rb = tb + static_cast<size_t>(key % rows_b) * 256;
+      for (int c = 0; c < 256; ++c) {
+        const bool valid = ra[c] != 0 && (keep_dead_b || rb[c] != 0);
+        out.table.push_back(valid ? ids.find(ra[c] * rows_b + rb[c])->second : 0);
+      }
+    }
+    frontier.swap(fresh);
+  }
+  out.accepting.assign(pairs.size() + 1, 0);
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const int64_t pa = pairs[i] / rows_b, pb = pairs[i] % rows_b;
+    const bool x = acc_a[pa] != 0, y = pb != 0 && acc_b[pb] != 0;
+    out.accepting[i + 1] = (accept == ProductAccept::Both ? (x && y) : (x && !y)) ? 1 : 0;
+  }
+  out.initial = 1;
+  return out;
+}
+
+}  // namespace guided_native
