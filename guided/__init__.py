@@ -32,6 +32,7 @@ from guided.frontends.jsonschema import (
     JsonSchema,
     RelaxedSchemaWarning,
     SchemaTooLarge,
+    UnknownFormatWarning,
     UnsupportedSchema,
 )
 from guided.frontends.lark import Grammar, GrammarError
@@ -80,6 +81,7 @@ __all__ = [
     "ToolCall",
     "ToolFormat",
     "Tools",
+    "UnknownFormatWarning",
     "UnsupportedSchema",
     "UsageError",
     "ValidationResult",

@@ -284,12 +284,16 @@ def spec_key(spec: Any) -> str | None:
 def describe(spec: Any) -> str | None:
     """Everything the IR of ``spec`` depends on, as canonical JSON text (None: not describable)."""
     from guided.frontends.lark import Grammar
+    from guided.frontends.jsonschema._formats import has_unknown_formats
     from guided.frontends.tools import Tools
     from guided.frontends.xml import Xml
 
     kind = type(spec).__name__
     if getattr(spec, "lenient", False):
         return None  # lowering warns (RelaxedSchemaWarning); a stored IR would not
+    if kind in ("JsonSchema", "Tools") and has_unknown_formats(
+            spec.value if kind == "JsonSchema" else list(spec.definitions)):
+        return None  # likewise (UnknownFormatWarning)
     if isinstance(spec, Grammar):
         text, path = spec.text_and_path()
         imported = None

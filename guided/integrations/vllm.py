@@ -12,8 +12,8 @@ Load it once per engine; each request then asks for a constraint in ``extra_args
 
 Keys: ``guided_json`` (a schema dict or JSON text), ``guided_regex``, ``guided_grammar`` (Lark
 text or a shipped grammar's name), ``guided_choice`` (a list), and ``guided_options`` (a dict or
-JSON text: ``whitespace``, ``lenient``, ``closed``, ``max_whitespace``, ``max_depth`` for schemas,
-``start`` for grammars, ``close_before_max_tokens`` for all).  Requests without them pass through
+JSON text: ``whitespace``, ``lenient``, ``closed``, ``max_whitespace``, ``max_depth``,
+``unknown_formats`` for schemas, ``start`` for grammars, ``close_before_max_tokens`` for all).  Requests without them pass through
 untouched.
 
 How it fits vLLM's engine:

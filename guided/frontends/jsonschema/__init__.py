@@ -25,6 +25,12 @@ Defaults (see ``docs/json-schema-coverage.md`` for every keyword):
   ``additionalProperties`` absent means ``true`` (as the specification says) unless
   ``closed=True``: then no key the schema does not name (a key ``required`` names without a
   property schema takes any value).
+- **formats**: the string ``format``s listed in ``docs/json-schema-coverage.md`` are enforced
+  exactly; the ones the specification defines that guided cannot enforce (``regex``, ``iri``,
+  ``idn-email``, ...) are refused.  A format name the specification does not define (``path``,
+  ``password``, ``int32`` on a string, ...) constrains nothing, as validators read it: the
+  string compiles as a plain string and one `UnknownFormatWarning` per compilation lists each
+  with its JSON pointer; ``unknown_formats="refuse"`` raises `UnsupportedSchema` instead.
 - **open values** (``{}``, ``true``, additional properties and items without a schema): any
   JSON value; the document ``{}`` allows is at most ``max_depth`` levels deep (default 8), and an
   open value inside one of the schema's objects or arrays nests at most ``max_depth - 1`` more.
@@ -47,14 +53,20 @@ from typing import Any
 
 from guided.errors import UsageError
 from guided.frontends.jsonschema._checks import check_document
-from guided.frontends.jsonschema.errors import InvalidSchema, RelaxedSchemaWarning, SchemaTooLarge, UnsupportedSchema
+from guided.frontends.jsonschema.errors import (
+    InvalidSchema,
+    RelaxedSchemaWarning,
+    SchemaTooLarge,
+    UnknownFormatWarning,
+    UnsupportedSchema,
+)
 from guided.frontends.jsonschema.options import Options
 from guided.frontends.jsonschema.rules import RuleEmitter, to_ir
 from guided.frontends.regex import check_limits
 from guided.ir import CfgIR
 
 __all__ = ["JsonSchema", "InvalidSchema", "UnsupportedSchema", "SchemaTooLarge", "RelaxedSchemaWarning",
-           "schema_to_ir"]
+           "UnknownFormatWarning", "schema_to_ir"]
 
 
 @dataclass(frozen=True, init=False)
@@ -88,22 +100,26 @@ class JsonSchema:
     max_multiple_of: int = 10_000
     max_string_length: int = 1_000_000  # minLength/maxLength (counted past 256, see terminals.py)
     max_nesting: int = 128  # JSON levels of the schema document, and subschemas inside one another
+    unknown_formats: str = "ignore"  # string formats nobody defines: "ignore" (warn) or "refuse"
     # the Pydantic model the schema came from (`from_pydantic`): not part of the constraint
     model: Any = field(default=None, compare=False, repr=False)
 
     def __init__(self, schema: Any, *, lenient: bool = False, whitespace: str = "any", max_whitespace: int = 40,
                  closed: bool = False, canonical: bool = False, max_depth: int = 8, max_states: int = 100_000, max_rules: int = 50_000,
                  max_seconds: float = 10.0, max_repeat: int = 256, max_alternatives: int = 256,
-                 max_multiple_of: int = 10_000, max_string_length: int = 1_000_000, max_nesting: int = 128):
+                 max_multiple_of: int = 10_000, max_string_length: int = 1_000_000, max_nesting: int = 128,
+                 unknown_formats: str = "ignore"):
         options = {"lenient": lenient, "whitespace": whitespace, "max_whitespace": max_whitespace,
                    "closed": closed, "canonical": canonical, "max_depth": max_depth, "max_states": max_states, "max_rules": max_rules,
                    "max_seconds": max_seconds, "max_repeat": max_repeat, "max_alternatives": max_alternatives,
                    "max_multiple_of": max_multiple_of, "max_string_length": max_string_length,
-                   "max_nesting": max_nesting}
+                   "max_nesting": max_nesting, "unknown_formats": unknown_formats}
         for name, value in options.items():
             object.__setattr__(self, name, value)
         if whitespace not in ("any", "compact"):
             raise UsageError(f"JsonSchema(whitespace=...) takes 'any' or 'compact', got {whitespace!r}")
+        if unknown_formats not in ("ignore", "refuse"):
+            raise UsageError(f"JsonSchema(unknown_formats=...) takes 'ignore' or 'refuse', got {unknown_formats!r}")
         if not isinstance(max_whitespace, int) or isinstance(max_whitespace, bool) or max_whitespace < 0:
             raise UsageError(f"JsonSchema(max_whitespace=...) takes a non-negative integer, got {max_whitespace!r}")
         check_limits(self, max_depth=int, max_states=int, max_rules=int, max_seconds=float, max_repeat=int,
@@ -181,23 +197,40 @@ class JsonSchema:
 def schema_to_ir(spec: JsonSchema) -> CfgIR:
     """Compile ``spec`` to the CFG intermediate form; raises `UnsupportedSchema` / `SchemaTooLarge`.
 
-    In lenient mode every relaxed keyword is listed in one `RelaxedSchemaWarning`.
+    In lenient mode every relaxed keyword is listed in one `RelaxedSchemaWarning`; the string
+    formats nobody defines (``unknown_formats="ignore"``), in one `UnknownFormatWarning`.
     """
-    ir, relaxed = schema_to_ir_with_report(spec)
+    emitter = _emit(spec)
+    ir = emitter.ir
+    relaxed = list(dict.fromkeys(emitter.relaxed))
     if relaxed:
         warnings.warn(RelaxedSchemaWarning(
             f"{len(relaxed)} schema keyword(s) relaxed (not enforced exactly):\n  " + "\n  ".join(relaxed)),
+            stacklevel=2)
+    unknown = emitter.n.unknown_formats
+    if unknown:
+        warnings.warn(UnknownFormatWarning(
+            f"{len(unknown)} string format(s) unknown to guided and to the JSON Schema specification constrain "
+            f"nothing (compiled as plain strings; unknown_formats='refuse' refuses them):\n  "
+            + "\n  ".join(f"{pointer or '#'}: format {name!r}" for pointer, name in unknown)),
             stacklevel=2)
     return ir
 
 
 def schema_to_ir_with_report(spec: JsonSchema) -> tuple[CfgIR, list[str]]:
-    """`schema_to_ir` returning the list of relaxed keywords instead of warning."""
+    """`schema_to_ir` returning the list of relaxed keywords instead of warning (unknown formats,
+    which constrain nothing, are not among them)."""
+    emitter = _emit(spec)
+    return emitter.ir, list(dict.fromkeys(emitter.relaxed))
+
+
+def _emit(spec: JsonSchema) -> RuleEmitter:
+    """The emitter that compiled ``spec``, its IR as ``emitter.ir``."""
     emitter = RuleEmitter(json.loads(spec.schema), Options(spec))
     try:
         grammar, start = emitter.emit()
-        ir = to_ir(grammar, emitter.t, start, emitter.root, emitter.n.unsupported)
+        emitter.ir = to_ir(grammar, emitter.t, start, emitter.root, emitter.n.unsupported)
     except RecursionError:  # max_nesting set beyond what the interpreter's stack holds
         raise SchemaTooLarge(emitter.where, f"the schema nests too deeply for Python's recursion limit (lower "
                                             f"max_nesting={spec.max_nesting})") from None
-    return ir, list(dict.fromkeys(emitter.relaxed))
+    return emitter

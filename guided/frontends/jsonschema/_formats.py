@@ -2,6 +2,10 @@
 
 Each is exact or stricter than the format's RFC (stricter only where the RFC admits rare
 spellings; see ``docs/json-schema-coverage.md``): a document these regexes accept is valid.
+
+`UNENFORCED` are the formats the specification defines that guided cannot enforce exactly: they
+are refused (validators that assert formats check them).  Any other format name is unknown to
+the specification, and validators ignore it: `unknown_formats` finds them in a schema document.
 """
 
 from __future__ import annotations
@@ -94,3 +98,31 @@ FORMATS: dict[str, str] = {
 
 # Extra length bounds some formats carry (characters).
 FORMAT_MAX_LENGTH: dict[str, int] = {}
+
+# Formats JSON Schema defines (draft 2020-12 and earlier; draft 3's own names) that guided has no
+# exact automaton for: refused, never ignored (a validator asserting formats checks them).
+UNENFORCED: frozenset[str] = frozenset({
+    "idn-email", "idn-hostname", "iri", "iri-reference", "uri-template", "regex",
+})
+DRAFT3_UNENFORCED: frozenset[str] = frozenset({"host-name", "ip-address", "color"})
+
+
+def is_unknown(name: str, draft3: bool = False) -> bool:
+    """A format name neither guided nor the specification knows (validators ignore it)."""
+    return name not in FORMATS and name not in UNENFORCED and not (draft3 and name in DRAFT3_UNENFORCED)
+
+
+def has_unknown_formats(document: object) -> bool:
+    """Whether a schema document may hold an unknown string ``format`` (an over-approximation:
+    any ``"format"`` member whose value is such a name, wherever it is)."""
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            value = node.get("format")
+            if isinstance(value, str) and is_unknown(value):
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False

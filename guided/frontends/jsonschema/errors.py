@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from guided.errors import LimitExceeded, SpecError
 
+
 class UnsupportedSchema(SpecError):
     """A schema keyword guided cannot enforce exactly (strict mode), naming its JSON pointer."""
 
@@ -30,3 +31,10 @@ class SchemaTooLarge(LimitExceeded):
 class RelaxedSchemaWarning(UserWarning):
     """``lenient=True`` relaxed keywords it cannot enforce; the message lists every one."""
 
+
+
+class UnknownFormatWarning(RelaxedSchemaWarning):
+    """The schema names string ``format``s that neither guided nor the JSON Schema specification
+    knows; as the specification says, they constrain nothing (compiled as plain strings).  The
+    message lists each one with its JSON pointer; ``JsonSchema(..., unknown_formats="refuse")``
+    raises `UnsupportedSchema` instead."""

@@ -10,6 +10,7 @@ schema is read into a terminal description (`Normaliser.scalar_key`) for the ter
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
@@ -25,7 +26,7 @@ import referencing.jsonschema as rjs
 from guided.errors import GuidedError, LimitExceeded, RegexError
 from guided.frontends.jsonschema import _numbers, _strings
 from guided.frontends.jsonschema._exact import exact_validator_class
-from guided.frontends.jsonschema._formats import FORMATS
+from guided.frontends.jsonschema._formats import DRAFT3_UNENFORCED, FORMATS, UNENFORCED
 from guided.frontends.jsonschema.errors import InvalidSchema, SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.options import Options
 from guided.frontends.jsonschema.terminals import BOOLEAN, NULL, Terminals
@@ -54,6 +55,53 @@ KNOWN = STRING_KW | NUMBER_KW | OBJECT_KW | ARRAY_KW | {
     "$dynamicRef", "$recursiveRef"} | ANNOTATIONS
 
 ANY = object()  # marker: the unconstrained values of a scalar type (`Normaliser.scalar_key`)
+
+SOME = "$guided:someKey"
+"""A flat schema's own keyword (never in a user's schema: ``$`` names are the specification's):
+a tuple of `SomeKey`, each a key the object must have; what negating ``additionalProperties``,
+``patternProperties`` or ``propertyNames`` leaves."""
+
+
+CONTAINS_FROM = "$guided:containsFrom"
+"""A flat schema's own keyword: ``(n, schema)``, its ``contains`` counts only the items from
+position ``n`` on (what negating the items after a tuple leaves); ``schema`` is the same
+constraint as a plain JSON Schema."""
+
+
+@dataclass(frozen=True, eq=False)
+class SomeKey:
+    """The object has some key in a region whose value matches `value`.
+
+    ``kind`` says which keyword was negated: ``"additional"`` (a key outside ``names`` and
+    ``patterns`` whose value fails ``schema``), ``"pattern"`` (a key matching ``patterns[0]`` whose
+    value fails ``schema``) or ``"names"`` (a key that fails the ``propertyNames`` ``schema``).
+    """
+
+    kind: str
+    schema: Any
+    names: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def value(self) -> Any:
+        """The schema the witness key's value matches (one object: the emitter memoises
+        schemas by identity)."""
+        return True if self.kind == "names" else {"not": self.schema}
+
+    @property
+    def other(self) -> Any:
+        """Its negation: the schema every other key's value in the region matches."""
+        return False if self.kind == "names" else self.schema
+
+    def plain(self) -> dict:
+        """The same constraint as a plain JSON Schema (for the jsonschema validator)."""
+        if self.kind == "additional":
+            return {"not": {"properties": {n: True for n in self.names},
+                            "patternProperties": {p: True for p in self.patterns},
+                            "additionalProperties": self.schema}}
+        if self.kind == "pattern":
+            return {"not": {"patternProperties": {self.patterns[0]: self.schema}}}
+        return {"not": {"propertyNames": self.schema}}
 
 
 def json_equal(a, b) -> bool:
@@ -152,6 +200,8 @@ class Normaliser:
         self.opts = opts
         self.terminals = terminals
         self.relaxed: list[str] = []
+        # (pointer, name) of each string format nobody defines, ignored (unknown_formats="ignore")
+        self.unknown_formats: dict[tuple[str, str], None] = {}
         self.root = root
         spec = rjs.DRAFT202012
         if isinstance(root, dict) and isinstance(root.get("$schema"), str):
@@ -402,7 +452,10 @@ class Normaliser:
                 return None
         return values
 
-    def provably_disjoint(self, a: Flat, b: Flat) -> bool:
+    def provably_disjoint(self, a: Flat, b: Flat, depth: int = 0) -> bool:
+        """No value matches both (False: not proven).  Type by type: scalars by their automata,
+        objects by a property that one of them requires and whose values the two keep apart (a
+        discriminator, or a key one side forbids), either of them by disjoint size bounds."""
         ta, tb = self.types_of(a), self.types_of(b)
         if not (ta & tb):
             return True
@@ -413,31 +466,63 @@ class Normaliser:
             return not any(self.validates(x, plain_schema(b), b.resolver) for x in va)
         if vb is not None:
             return not any(self.validates(x, plain_schema(a), a.resolver) for x in vb)
-        if ta & tb <= {"object"} and "object" in ta:
-            # a required property whose values are disjoint
-            pa, pb = a.get("properties", {}), b.get("properties", {})
-            for k in set(a.get("required", [])) | set(b.get("required", [])):
-                if k in pa and k in pb and k in a.get("required", []) and k in b.get("required", []):
-                    fa = self.flat(pa[k], a.resolver, "", 1)
-                    fb = self.flat(pb[k], b.resolver, "", 1)
-                    if all(self.provably_disjoint(x, y) for x in fa for y in fb):
-                        return True
-                if k in a.get("required", []) and b.get("additionalProperties") is False and k not in pb and \
-                        not b.get("patternProperties"):
-                    return True
-                if k in b.get("required", []) and a.get("additionalProperties") is False and k not in pa and \
-                        not a.get("patternProperties"):
-                    return True
         common = ta & tb
-        if common <= {"string", "number", "integer", "boolean", "null"}:
+        if "array" in common and not _ranges_apart(a, b, "minItems", "maxItems"):
+            return False
+        if "object" in common and not self.objects_disjoint(a, b, depth):
+            return False
+        scalars = common & {"string", "number", "integer", "boolean", "null"}
+        if scalars:
             try:
-                da = self.scalar_dfa(a, common)
-                db = self.scalar_dfa(b, common)
+                da = self.scalar_dfa(a, scalars)
+                db = self.scalar_dfa(b, scalars)
             except GuidedError:
                 return False
-            if da is not None and db is not None:
-                return _dfa.disjoint(da, db)
+            if da is None or db is None or not _dfa.disjoint(da, db):
+                return False
+        return True
+
+    def objects_disjoint(self, a: Flat, b: Flat, depth: int) -> bool:
+        """No object matches both: size bounds apart, or a key one side requires whose value
+        schemas on the two sides are disjoint (False where the other side forbids the key)."""
+        if _ranges_apart(a, b, "minProperties", "maxProperties"):
+            return True
+        if depth > 6:
+            return False
+        required = [k for k in dict.fromkeys(list(a.get("required", [])) + list(b.get("required", [])))
+                    if isinstance(k, str)]
+        for k in required:
+            try:
+                sa, sb = self.schemas_for_key(a, k), self.schemas_for_key(b, k)
+                if sa is False or sb is False:
+                    return True
+                fa = self.flat({"allOf": sa}, a.resolver, f"{a.pointer}/properties/{_esc(k)}", 1)
+                fb = self.flat({"allOf": sb}, b.resolver, f"{b.pointer}/properties/{_esc(k)}", 1)
+                if all(self.provably_disjoint(x, y, depth + 1) for x in fa for y in fb):
+                    return True
+            except GuidedError:
+                continue
         return False
+
+    def schemas_for_key(self, flat: Flat, name: str) -> list | bool:
+        """The schemas ``flat`` applies to the value of key ``name`` (False: the key is forbidden),
+        as the specification reads them (not ``closed``: a oneOf branch is compared before it is
+        merged with its siblings, whose properties ``closed`` would also allow)."""
+        props = flat.get("properties") or {}
+        out = []
+        if name in props:
+            out.append(props[name])
+        for p, sub in (flat.get("patternProperties") or {}).items():
+            if NamePattern(p, self.opts.max_states).search(name):
+                out.append(sub)
+        if not out:
+            out.append(flat.get("additionalProperties", True))
+        names = flat.get("propertyNames")
+        if names is not None and names is not True and not self.validates(name, names, flat.resolver):
+            return False
+        if any(s is False for s in out):
+            return False
+        return out
 
     def scalar_dfa(self, flat: Flat, types: set):
         keys = []
@@ -461,6 +546,9 @@ class Normaliser:
             return []
         if node is False:
             return [Flat({}, resolver, ptr)]
+        if isinstance(node, dict) and "not" in node and all(k == "not" or k in ANNOTATIONS for k in node):
+            # not (not X) is X: exact, where negating X's flat schemas again might not be
+            return self.flat(node["not"], self.enter(node, resolver, ptr), f"{ptr}/not", depth + 1)
         result = [Flat({}, resolver, ptr)]
         self.negations += 1
         try:
@@ -497,8 +585,21 @@ class Normaliser:
     def negate_object(self, f: Flat, ptr: str) -> list:
         obj = lambda **kw: Flat({"type": "object", **kw}, f.resolver, ptr)  # noqa: E731
         if "enum" in f or "const" in f:
-            self.unsupported(ptr, "not", "negating an enum of objects is not supported")
-            return []
+            # the objects among the values the schema allows, each ruled out: a key missing, a
+            # key with another value, or a key beyond the value's (a witness key)
+            out = [obj()]
+            for value in self.enum_kept(f):
+                if isinstance(value, dict):
+                    # disjoint: the first key (in the value's order) that is missing or differs
+                    other, same = [], {}
+                    for k, v in value.items():
+                        other.append(obj(properties={**same, k: False}, required=list(same)))
+                        other.append(obj(properties={**same, k: {"not": {"const": v}}}, required=[*same, k]))
+                        same[k] = {"const": v}
+                    other.append(obj(properties=same, required=list(same),
+                                     **{SOME: (SomeKey("additional", False, tuple(value)),)}))
+                    out = self.conj(out, other, ptr)
+            return out
         out = []
         for k in f.get("required", []):
             out.append(obj(properties={k: False}))
@@ -510,23 +611,96 @@ class Normaliser:
             out.append(obj(maxProperties=int(f["minProperties"]) - 1))
         if f.get("maxProperties") is not None:
             out.append(obj(minProperties=int(f["maxProperties"]) + 1))
-        for k in ("additionalProperties", "patternProperties", "propertyNames", "unevaluatedProperties"):
-            if k in f and f[k] not in (True, {}):
-                self.unsupported(ptr, "not", f"negating '{k}' is not supported")
+        if SOME in f:
+            self.unsupported(ptr, "not", "negating a negated 'additionalProperties', 'patternProperties' or "
+                                         "'propertyNames' is not supported")
+        # Some key whose value fails its schema (or whose name fails propertyNames): the
+        # emitter's object rules carry a flag for the witness key (`SOME`).
+        props = f.get("properties") or {}
+        patterns = f.get("patternProperties") or {}
+        additional = f.get("additionalProperties", True)
+        some = []
+        if additional is not True and additional != {}:
+            some.append(SomeKey("additional", additional, tuple(props), tuple(patterns)))
+        for p, sub in patterns.items():
+            if sub is not True and sub != {}:
+                some.append(SomeKey("pattern", sub, (), (p,)))
+        names = f.get("propertyNames", True)
+        if names is not True and names != {}:
+            some.append(SomeKey("names", names))
+        out.extend(obj(**{SOME: (sk,)}) for sk in some)
+        if "unevaluatedProperties" in f and f["unevaluatedProperties"] not in (True, {}):
+            self.unsupported(ptr, "not", "negating 'unevaluatedProperties' is not supported")
         return out
 
     def negate_array(self, f: Flat, ptr: str) -> list:
         arr = lambda **kw: Flat({"type": "array", **kw}, f.resolver, ptr)  # noqa: E731
         if "enum" in f or "const" in f:
-            self.unsupported(ptr, "not", "negating an enum of arrays is not supported")
-            return []
+            # the arrays among the values the schema allows, each ruled out at the first position
+            # where it differs: an end, another item, or more items (disjoint alternatives, told
+            # apart from left to right)
+            tuple_key = "prefixItems" if self.draft in ("draft2020-12", "draft-next") else "items"
+            out = [arr()]
+            for value in self.enum_kept(f):
+                if isinstance(value, list):
+                    other = []
+                    for i, v in enumerate(value):
+                        same = [{"const": x} for x in value[:i]]
+                        other.append(arr(**({tuple_key: same} if same else {}), minItems=i, maxItems=i))
+                        other.append(arr(**{tuple_key: same + [{"not": {"const": v}}]}, minItems=i + 1))
+                    same = [{"const": x} for x in value]
+                    other.append(arr(**({tuple_key: same} if same else {}), minItems=len(value) + 1))
+                    out = self.conj(out, other, ptr)
+            return out
         out = []
         if f.get("minItems", 0) > 0:
             out.append(arr(maxItems=int(f["minItems"]) - 1))
         if f.get("maxItems") is not None:
             out.append(arr(minItems=int(f["maxItems"]) + 1))
-        for k in ("items", "prefixItems", "contains", "uniqueItems", "additionalItems", "unevaluatedItems"):
-            if k in f and f[k] not in (True, {}, False) or (k == "uniqueItems" and f.get(k) is True):
+        # Items: some item fails its schema.  Position i of a tuple: an array of at least i + 1
+        # items whose item i fails (written in the schema's own form, prefixItems or an items
+        # array); after the tuple, an item failing the rest's schema ('contains' its negation).
+        items = f.get("items", True)
+        if isinstance(items, list):
+            prefix, prefix_key, rest = items, "items", f.get("additionalItems", True)
+        else:
+            prefix, prefix_key, rest = f.get("prefixItems", []), "prefixItems", items
+        if not isinstance(prefix, list):
+            prefix = []
+        # Each alternative keeps the earlier positions matching (the alternatives are disjoint,
+        # so that the grammar can tell them apart at the first item they differ on).
+        for i, sub in enumerate(prefix):
+            if sub is True or sub == {}:
+                continue
+            out.append(arr(**{prefix_key: list(prefix[:i]) + [{"not": sub}], "minItems": i + 1}))
+        if rest is False:
+            out.append(arr(**({prefix_key: list(prefix)} if prefix else {}), minItems=len(prefix) + 1))
+        elif rest is not True and rest != {}:
+            if prefix:
+                rest_key = "additionalItems" if prefix_key == "items" else "items"
+                plain = {"not": {prefix_key: [True] * len(prefix), rest_key: rest}}
+                out.append(arr(**{prefix_key: list(prefix), "minItems": len(prefix) + 1, "contains": {"not": rest},
+                                  CONTAINS_FROM: (len(prefix), plain)}))
+            else:
+                out.append(arr(contains={"not": rest}))
+        # contains: fewer matching items than minContains (none: every item fails it), or more
+        # than maxContains
+        if CONTAINS_FROM in f:
+            self.unsupported(ptr, "not", "negating a negated 'items' after a tuple is not supported")
+        elif "contains" in f:
+            contains = f["contains"]
+            low, high = f.get("minContains", 1), f.get("maxContains")
+            if low > 0:
+                if low == 1:
+                    out.append(arr(items={"not": contains}))
+                else:
+                    out.append(arr(contains=contains, minContains=0, maxContains=int(low) - 1))
+            if high is not None:
+                out.append(arr(contains=contains, minContains=int(high) + 1))
+        if f.get("uniqueItems") is True:
+            self.unsupported(ptr, "not", "negating 'uniqueItems' is not supported")
+        for k in ("unevaluatedItems",):
+            if k in f and f[k] not in (True, {}):
                 self.unsupported(ptr, "not", f"negating '{k}' is not supported")
         return out
 
@@ -583,6 +757,24 @@ class Normaliser:
                     props[name] = {"allOf": [props[name], s]} if name in props else s
                 # keys of b not described by a fall under a's additionalProperties (and vice versa)
                 out[k] = props
+            elif k == SOME:
+                out[k] = tuple(va) + tuple(vb)
+            elif k == "items" and (isinstance(va, list) or isinstance(vb, list)):
+                # draft 4-2019 tuples: position by position, then the rest
+                rest_a = ak.get("additionalItems", True) if isinstance(va, list) else va
+                rest_b = bk.get("additionalItems", True) if isinstance(vb, list) else vb
+                n = max(len(v) for v in (va, vb) if isinstance(v, list))
+                out[k] = [{"allOf": [va[i] if isinstance(va, list) and i < len(va) else rest_a,
+                                     vb[i] if isinstance(vb, list) and i < len(vb) else rest_b]} for i in range(n)]
+                out["additionalItems"] = {"allOf": [rest_a, rest_b]}
+            elif k == CONTAINS_FROM and not json_equal(va, vb):
+                self.unsupported(ptr, "contains", "cannot combine the negations of two item tuples' rest in allOf")
+            elif k == "contains" and not json_equal(va, vb) and \
+                    any(c in ak or c in bk for c in ("minContains", "maxContains", CONTAINS_FROM)):
+                # counted: one count of items matching both is not two counts
+                self.unsupported(ptr, k, "cannot combine two different 'contains' keywords in allOf where one is "
+                                         "counted (minContains/maxContains, or only after an item tuple)")
+                out[k] = {"allOf": [va, vb]}
             elif k in ("additionalProperties", "items", "propertyNames", "contains", "additionalItems"):
                 out[k] = {"allOf": [va, vb]}
             elif k == "prefixItems":
@@ -706,8 +898,15 @@ class Normaliser:
             for f in formats:
                 if f in FORMATS:
                     fmts.append(f)
+                elif f in UNENFORCED or (self.draft == "draft-03" and f in DRAFT3_UNENFORCED):
+                    self.unsupported(ptr, "format", f"format {f!r} is defined by JSON Schema but guided cannot "
+                                                    f"enforce it exactly (supported: {', '.join(sorted(FORMATS))})")
+                elif self.opts.unknown_formats == "refuse":
+                    self.unsupported(ptr, "format", f"unknown format {f!r} (supported: {', '.join(sorted(FORMATS))}; "
+                                                    f"unknown_formats='ignore' reads it as the annotation it is)")
                 else:
-                    self.unsupported(ptr, "format", f"unknown format {f!r} (supported: {', '.join(sorted(FORMATS))})")
+                    # Unknown to the specification: an annotation, which validators ignore.
+                    self.unknown_formats[(ptr, f)] = None
             pats = []
             for p in patterns:
                 try:
@@ -802,7 +1001,11 @@ def _accepts_resolver(cls) -> bool:
 def plain_schema(flat: Flat) -> dict:
     """A flat schema back as a plain JSON Schema (for the jsonschema validator)."""
     out = dict(flat.keywords)
-    all_of: list[dict] = [{"pattern": p} for p in flat.patterns]
+    all_of: list[dict] = [sk.plain() for sk in out.pop(SOME, ())]
+    if CONTAINS_FROM in out:
+        all_of.append(out.pop(CONTAINS_FROM)[1])
+        out.pop("contains", None)
+    all_of.extend({"pattern": p} for p in flat.patterns)
     all_of.extend({"format": f} for f in flat.formats)
     all_of.extend({"not": plain_schema(n)} for n in flat.negated)
     if all_of:
@@ -836,6 +1039,20 @@ class NamePattern:
         dfa = _strings.pattern_content(self.pattern, self.max_states)
         # A lone surrogate has no UTF-8 form: its only JSON spelling is its \u escape.
         return dfa.fullmatch(json.dumps(name, ensure_ascii=False)[1:-1].encode("utf-8", "backslashreplace"))
+
+
+def _ranges_apart(a: Flat, b: Flat, low: str, high: str) -> bool:
+    """The two ranges [a[low], a[high]] and [b[low], b[high]] (counts) do not meet."""
+    try:
+        return (a.get(high) is not None and a[high] < b.get(low, 0)) or \
+            (b.get(high) is not None and b[high] < a.get(low, 0))
+    except TypeError:
+        return False
+
+
+def _esc(name: str) -> str:
+    """A property name as a JSON pointer token."""
+    return name.replace("~", "~0").replace("/", "~1")
 
 
 def _frac_lcm(a: Fraction, b: Fraction) -> Fraction:

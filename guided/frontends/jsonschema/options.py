@@ -26,6 +26,7 @@ class Options:
         self.max_multiple_of = spec.max_multiple_of
         self.max_string_length = spec.max_string_length
         self.max_nesting = spec.max_nesting
+        self.unknown_formats = spec.unknown_formats
         self.deadline = time.monotonic() + spec.max_seconds
         # Drafts 6 and later: an integer may be written with a zero fraction (1.0); 3 and 4: not.
         self.int_fraction = True

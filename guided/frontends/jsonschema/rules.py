@@ -17,6 +17,7 @@ reduce; earlier rule over later), which can only *lose* documents, never admit o
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from guided.errors import GuidedError, RegexError
@@ -24,9 +25,12 @@ from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.normalise import (
     ANNOTATIONS,
     ANY,
+    CONTAINS_FROM,
+    SOME,
     Flat,
     NamePattern,
     Normaliser,
+    SomeKey,
     json_equal,
     plain_schema,
 )
@@ -48,6 +52,7 @@ from guided.ir import dfa_ops as _dfa
 from guided.ir.lalr import Tables, lalr_tables
 
 _EMPTY_SCHEMA: dict = {}  # one object: schemas are memoised by identity
+MAX_WITNESSES = 6  # keys one object must have (negated object keywords): 2**n flags and value cases
 
 
 class Grammar:
@@ -135,6 +140,7 @@ class RuleEmitter:
         self.nesting = 0  # value() calls in progress
         self.any_sym: str | None = None
         self.alternatives: dict[tuple, str] = {}
+        self.ir: CfgIR | None = None  # the result, once compiled
 
     @property
     def relaxed(self) -> list[str]:
@@ -257,19 +263,28 @@ class RuleEmitter:
 
     def not_key(self, a: Flat, t: str):
         """Terminal description of the values of scalar type ``t`` matching flat ``a`` (None: none; ANY: all)."""
-        if a.negated:
-            self.n.unsupported(a.pointer, "not", "nested negation is not supported")
-            return None
         types = self.n.types_of(a) & ({"number", "integer"} if t == "number" else {t})
         if not types:
             return None
-        if "enum" in a or "const" in a:
+        if "enum" in a or "const" in a:  # the values are checked against the negations too
             tk, _ = self.finite(a)
             keys = [k for k in tk if key_type(k) == t]
             if not keys:
                 return None
             return union(keys)
-        return self.n.scalar_key(a, t, self.n.types_of(a))
+        key = self.n.scalar_key(a, t, self.n.types_of(a))
+        if a.negated and key is not None:
+            # a negation inside the negated schema: its values taken away (exact: the same
+            # difference flat_value takes)
+            if key is ANY:
+                key = {"null": NULL, "boolean": BOOLEAN, "string": ANY_STRING, "number": ANY_NUMBER}[t]
+            for nf in a.negated:
+                nk = self.not_key(nf, t)
+                if nk is ANY:
+                    return None
+                if nk is not None:
+                    key = ("minus", key, nk)
+        return key
 
     def finite(self, flat: Flat) -> tuple[list, list]:
         """(terminal descriptions, nonterminal symbols) for a flat schema's ``enum``/``const``."""
@@ -376,7 +391,31 @@ class RuleEmitter:
         if max_p is not None and max_p < min_p:
             return None
         compiled_patterns = [NamePattern(p, self.opts.max_states) for p in patterns]
-        # defined properties: (name, value symbol, required)
+        # Keys the object must have (each a negated additionalProperties, patternProperties or
+        # propertyNames): the rules carry a flag per witness, set by a key of its region whose
+        # value matches `SomeKey.value`; the region's other keys match `SomeKey.other` (so that
+        # the cases never overlap).  The object closes only once every flag is set.
+        some = flat.get(SOME, ())
+        if len(some) > MAX_WITNESSES:
+            self.n.unsupported(ptr, "not", f"more than {MAX_WITNESSES} negated 'additionalProperties', "
+                                           f"'patternProperties' or 'propertyNames' on one object")
+            some = ()
+        witnesses = [SomeRegion(sk, self, res, ptr) for sk in some]
+        full = (1 << len(witnesses)) - 1
+
+        def choices(inside: list[int]):
+            """(extra schemas, flags set) for a value whose key lies in the regions ``inside``."""
+            for chosen in range(1 << len(inside)):
+                extra, flags = [], 0
+                for bit, j in enumerate(inside):
+                    if chosen >> bit & 1:
+                        extra.append(witnesses[j].some.value)
+                        flags |= 1 << j
+                    else:
+                        extra.append(witnesses[j].some.other)
+                yield extra, flags
+
+        # defined properties: (name, required, [(value symbol, flags it sets)])
         defined = []
         for name in names:
             parts = []
@@ -396,17 +435,18 @@ class RuleEmitter:
                                                          res):
                 parts.append(False)
             sub_ptr = f"{ptr}/properties/{_esc(name)}"
-            if len(parts) == 1:
-                syms = self.value(parts[0], res, sub_ptr)
-            else:
-                syms = self.alts_symbols(self.n.flat({"allOf": parts}, res, sub_ptr), sub_ptr)
-            sym = self.one(syms, sub_ptr)
+            inside = [j for j, wit in enumerate(witnesses) if wit.contains(name)]
+            values = []
+            for extra, flags in choices(inside):
+                sym = self.parts_symbol(parts + extra, res, sub_ptr)
+                if sym is not None:
+                    values.append((sym, flags))
             is_req = name in required
-            if sym is None:
+            if not values:
                 if is_req:
                     return None
                 continue
-            defined.append((name, sym, is_req))
+            defined.append((name, is_req, values))
         # extra key classes: (key content automaton description, value symbol)
         extras = []
         defined_names = tuple(sorted(set(names)))
@@ -435,9 +475,8 @@ class RuleEmitter:
                           for i in range(len(pattern_keys)) for j in range(i + 1, len(pattern_keys)))
             if not overlap:
                 for p, k, sub in pattern_keys:
-                    sym = self.one(self.value(sub, res, f"{ptr}/patternProperties/{_esc(p)}"), ptr)
-                    if sym is not None and not _dfa.is_empty(self.t.bare(k)):
-                        extras.append((k, sym))
+                    if not _dfa.is_empty(self.t.bare(k)):
+                        extras.append((k, [sub], f"{ptr}/patternProperties/{_esc(p)}"))
             elif len(pattern_keys) > 6:
                 self.n.unsupported(f"{ptr}/patternProperties", "patternProperties",
                                  "more than 6 overlapping patterns")
@@ -455,25 +494,36 @@ class RuleEmitter:
                             region = _dfa.difference(region, self.t.bare(pattern_keys[i][1]), self.opts.max_states)
                     if _dfa.is_empty(region):
                         continue
-                    subs = [sub for _, _, sub in inside]
-                    rptr = f"{ptr}/patternProperties"
-                    syms = self.value(subs[0], res, rptr) if len(subs) == 1 else \
-                        self.alts_symbols(self.n.flat({"allOf": subs}, res, rptr), rptr)
-                    sym = self.one(syms, rptr)
-                    if sym is not None:
-                        extras.append((("dfa", region), sym))
+                    extras.append((("dfa", region), [sub for _, _, sub in inside], f"{ptr}/patternProperties"))
             if additional is not False:
                 k = ("string", ((), 0, None, (), defined_names))
                 if pn_key is not None:
                     k = ("dfa", _dfa.intersect(self.t.bare(k), self.t.bare(pn_key), self.opts.max_states))
                 for _, pk, _ in pattern_keys:
                     k = ("minus", k, pk)
-                if additional is True:
-                    sym = self.any_value()
-                else:
-                    sym = self.one(self.value(additional, res, f"{ptr}/additionalProperties"), ptr)
-                if sym is not None and not _dfa.is_empty(self.t.bare(k)):
-                    extras.append((k, sym))
+                if not _dfa.is_empty(self.t.bare(k)):
+                    extras.append((k, [additional], f"{ptr}/additionalProperties"))
+        # each key class with its value symbol and the flags it sets
+        extra_syms: list[tuple[Description, str, int]] = []
+        for k, parts, kptr in extras:
+            pieces: list[tuple[Description, list[int]]] = [(k, [])]
+            for j, wit in enumerate(witnesses):  # split by the regions each key lies in
+                split = []
+                for key, inside in pieces:
+                    key_in, key_out = wit.split(key)
+                    if key_in is not None:
+                        split.append((key_in, inside + [j]))
+                    if key_out is not None:
+                        split.append((key_out, inside))
+                pieces = split
+            for key, inside in pieces:
+                for extra, flags in choices(inside):
+                    if parts == [True] and not extra:
+                        sym = self.any_value()
+                    else:
+                        sym = self.parts_symbol(parts + extra, res, kptr)
+                    if sym is not None:
+                        extra_syms.append((key, sym, flags))
         n = len(defined)
         cap = max(1, min_p, max_p or 0)
         if cap > self.opts.max_repeat:
@@ -481,49 +531,60 @@ class RuleEmitter:
         counting = min_p > 1 or max_p is not None
         if not counting:
             cap = 1
-        # O(i, c): next defined property is i, c properties emitted so far (capped)
-        names_nt: dict[tuple[int, int], str] = {}
+        # O(i, c, w): next defined property is i, c properties emitted so far (capped), w the
+        # witness flags set so far
+        names_nt: dict[tuple[int, int, int], str] = {}
 
-        def O(i, c):
-            key = (i, c)
+        def O(i, c, w):
+            key = (i, c, w)
             if key not in names_nt:
                 names_nt[key] = g.nt("obj")
             return names_nt[key]
 
         close, comma = g.term(("lit", b"}")), g.term(("lit", b","))
-        todo = [(0, 0)]
+        todo = [(0, 0, 0)]
         seen = set()
         while todo:
-            i, c = todo.pop()
-            if (i, c) in seen:
+            i, c, w = todo.pop()
+            if (i, c, w) in seen:
                 continue
-            seen.add((i, c))
-            lhs = O(i, c)
+            seen.add((i, c, w))
+            lhs = O(i, c, w)
             nxt_c = min(c + 1, cap) if not (max_p is not None) else c + 1
             if i < n:
-                name, sym, is_req = defined[i]
+                name, is_req, values = defined[i]
                 if max_p is None or c + 1 <= max_p:
                     kt = g.term(("key", ("strlit", name)))
-                    g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (sym, O(i + 1, nxt_c)), ptr)
-                    todo.append((i + 1, nxt_c))
+                    for value_sym, flags in values:
+                        g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (value_sym, O(i + 1, nxt_c, w | flags)), ptr)
+                        todo.append((i + 1, nxt_c, w | flags))
                 if not is_req:
-                    g.rule(lhs, (O(i + 1, c),), ptr)
-                    todo.append((i + 1, c))
+                    g.rule(lhs, (O(i + 1, c, w),), ptr)
+                    todo.append((i + 1, c, w))
             else:
-                if c >= min_p:
+                if c >= min_p and w == full:
                     g.rule(lhs, (close,), ptr)
                 if max_p is None or c + 1 <= max_p:
-                    for k, sym in extras:
+                    for k, sym, flags in extra_syms:
                         kt = g.term(("key", k))
-                        g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (sym, O(n, nxt_c)), ptr)
-                        todo.append((n, nxt_c))
+                        g.rule(lhs, ((kt,) if c == 0 else (comma, kt)) + (sym, O(n, nxt_c, w | flags)), ptr)
+                        todo.append((n, nxt_c, w | flags))
         obj = g.nt("object")
-        g.rule(obj, (g.term(("lit", b"{")), O(0, 0)), ptr)
+        g.rule(obj, (g.term(("lit", b"{")), O(0, 0, 0)), ptr)
         return obj
 
-    def key_content(self, pnames, res, ptr):
-        """A key description for propertyNames (a string schema)."""
+    def parts_symbol(self, parts: list, res, ptr: str) -> str | None:
+        """One symbol for a value matching every schema in ``parts`` (None: no value does)."""
+        if len(parts) == 1:
+            return self.one(self.value(parts[0], res, ptr), ptr)
+        return self.one(self.alts_symbols(self.n.flat({"allOf": parts}, res, ptr), ptr), ptr)
+
+    def key_content(self, pnames, res, ptr, formats: bool = True):
+        """A key description for propertyNames (a string schema); ``formats=False`` reads its
+        formats as annotations (the names it allows, exactly, as validators read them)."""
         alts = self.n.flat(pnames, res, ptr)
+        if not formats:
+            alts = [replace(a.without("format"), formats=()) for a in alts]
         keys = []
         for a in alts:
             if "enum" in a or "const" in a:
@@ -536,6 +597,14 @@ class RuleEmitter:
             k = self.n.scalar_key(a, "string")
             if k is ANY:
                 k = ANY_STRING
+            for nf in a.negated:  # the names a 'not' inside propertyNames rules out
+                if k is None:
+                    break
+                nk = self.not_key(nf, "string")
+                if nk is ANY:
+                    k = None
+                elif nk is not None:
+                    k = ("minus", k, nk)
             if k is not None:
                 keys.append(k)
         if not keys:
@@ -710,21 +779,18 @@ class RuleEmitter:
         return arr
 
     def array_contains(self, flat, prefix, items, min_i, max_i, contains):
-        """``contains`` where the item schema and ``contains`` split into disjoint scalar terminals."""
+        """``contains``: each item (of ``prefix``, then ``items``) split into those that match it
+        and those that do not (its negation), counted in the array chain."""
         g, ptr, res = self.g, flat.pointer, flat.resolver
         cptr = f"{ptr}/contains"
         min_c = int(flat.get("minContains", 1))
         max_c = flat.get("maxContains")
         max_c = int(max_c) if max_c is not None else None
-        if prefix:
-            self.n.unsupported(cptr, "contains", "contains together with prefixItems is not supported")
-            return self.array_value(flat.without("contains"))
-        item_alts = self.n.flat(items, res, f"{ptr}/items")
-        yes_alts = self.n.conj(item_alts, self.n.flat(contains, res, cptr), cptr)
+        contains_alts = self.n.flat(contains, res, cptr)
         saved = self.opts.lenient
         self.opts.lenient = False
         try:
-            no_alts = self.n.conj(item_alts, self.n.negate(contains, res, cptr, 1), cptr)
+            not_contains = self.n.negate(contains, res, cptr, 1)
         except (UnsupportedSchema, SchemaTooLarge) as exc:
             self.opts.lenient = saved
             if min_c == 0 and max_c is None:
@@ -733,10 +799,21 @@ class RuleEmitter:
             return self.array_value(flat.without("contains"))
         finally:
             self.opts.lenient = saved
-        yes = self.one(self.alts_symbols(yes_alts, cptr), cptr)
-        no = self.one(self.alts_symbols(no_alts, cptr), cptr)
+
+        def split(schema, where):
+            """(symbol of the items matching ``schema`` and contains, of those matching it but not contains)"""
+            alts = self.n.flat(schema, res, where)
+            return (self.one(self.alts_symbols(self.n.conj(alts, contains_alts, cptr), cptr), cptr),
+                    self.one(self.alts_symbols(self.n.conj(alts, not_contains, cptr), cptr), cptr))
+
+        # position by position through prefixItems (each counts when it matches contains), then the rest
+        count_from = flat.get(CONTAINS_FROM, (0, None))[0]
+        positions = [split(sub, f"{ptr}/prefixItems/{i}") if i >= count_from else
+                     (None, self.one(self.value(sub, res, f"{ptr}/prefixItems/{i}"), ptr))
+                     for i, sub in enumerate(prefix)]
+        yes, no = split(items, f"{ptr}/items")
         cap_c = max(min_c, (max_c or 0)) + 1
-        cap_i = max(min_i, (max_i or 0), 1)
+        cap_i = max(min_i, (max_i or 0), len(prefix), 1)
         if cap_i * cap_c > self.opts.max_repeat * 4:
             raise SchemaTooLarge(ptr, "minItems/maxItems/minContains/maxContains are too large together")
         close, comma = g.term(("lit", b"]")), g.term(("lit", b","))
@@ -759,7 +836,8 @@ class RuleEmitter:
             if max_i is not None and k + 1 > max_i:
                 continue
             nk = k + 1 if max_i is not None else min(k + 1, cap_i)
-            for sym, dc in ((yes, 1), (no, 0)):
+            here = positions[k] if k < len(positions) else (yes, no)
+            for sym, dc in zip(here, (1, 0)):
                 if sym is None:
                     continue
                 nc = c + dc
@@ -783,6 +861,47 @@ class RuleEmitter:
         for s in syms:
             g.rule(start, (s,))
         return g, start
+
+
+class SomeRegion:
+    """The keys a `SomeKey` ranges over: as a test on one name and as a key automaton."""
+
+    def __init__(self, some: SomeKey, emitter: RuleEmitter, res, ptr: str):
+        self.some, self.emitter, self.res, self.ptr = some, emitter, res, ptr
+        t, max_states = emitter.t, emitter.opts.max_states
+        any_key: Description = ("string", ((), 0, None, (), ()))
+        if some.kind == "additional":
+            key: Description = ("string", ((), 0, None, (), tuple(sorted(set(some.names)))))
+            for p in some.patterns:
+                key = ("minus", key, ("string", ((p,), 0, None, (), ())))
+        elif some.kind == "pattern":
+            key = ("string", ((some.patterns[0],), 0, None, (), ()))
+        else:
+            allowed = emitter.key_content(some.schema, res, f"{ptr}/propertyNames", formats=False)
+            key = any_key if allowed is None else ("minus", any_key, allowed)
+        try:
+            self.dfa = t.bare(key, ptr)
+        except RegexError as exc:
+            raise UnsupportedSchema(ptr, "not", f"{exc}") from None
+        self.max_states = max_states
+
+    def contains(self, name: str) -> bool:
+        """Whether key ``name`` lies in the region."""
+        some = self.some
+        if some.kind == "additional":
+            return name not in some.names and not any(NamePattern(p, self.max_states).search(name)
+                                                      for p in some.patterns)
+        if some.kind == "pattern":
+            return NamePattern(some.patterns[0], self.max_states).search(name)
+        return not self.emitter.n.validates(name, some.schema, self.res)
+
+    def split(self, key: Description) -> tuple[Description | None, Description | None]:
+        """A key class split into its keys inside the region and those outside (None: none)."""
+        bare = self.emitter.t.bare(key)
+        inside = _dfa.intersect(bare, self.dfa, self.max_states)
+        outside = _dfa.difference(bare, self.dfa, self.max_states)
+        return (None if _dfa.is_empty(inside) else ("dfa", inside),
+                None if _dfa.is_empty(outside) else ("dfa", outside))
 
 
 def _esc(name: str) -> str:
