@@ -51,6 +51,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from guided.engine.bitmask import unpack, write_row
 from guided.errors import ConstraintViolation, UsageError
 from guided.vocab import Vocabulary
 
@@ -179,6 +180,59 @@ class HistoryMatcher:
         clone = object.__new__(type(self))
         HistoryMatcher.__init__(clone, self.grammar, self._history, self._n)
         return clone
+
+
+class CheckedCfgMatcher(HistoryMatcher):
+    """What the matchers of grammars that run checks beside a CFG parser share (XML's matched
+    names, unique items): their history holds configurations (None once finished), and the
+    grammar answers ``words(config)``, ``walk(config, data)``, ``accepts_end(config)`` and holds
+    the CFG engine it extends as ``cfg``.  Subclasses add forced bytes and closing."""
+
+    __slots__ = ()
+    language = "the grammar"  # what an error message says a refused token leaves
+
+    def __init__(self, grammar):
+        super().__init__(grammar, (grammar.start, None))
+
+    def _words(self) -> np.ndarray:
+        config = self._history[0]
+        if config is None:
+            return self.grammar.cfg.eos_words
+        return self.grammar.words(config)
+
+    def mask(self) -> np.ndarray:
+        return unpack(self._words(), self.grammar.vocab.size)
+
+    def fill_bitmask(self, bitmask, row: int = 0) -> None:
+        write_row(bitmask, row, self._words())
+
+    def advance(self, token_id: int) -> None:
+        token_id = token_index(token_id)
+        g = self.grammar
+        config = self._history[0]
+        if token_id in g.vocab.eos_token_ids:
+            if config is not None and not g.accepts_end(config):
+                raise ConstraintViolation(f"end of sequence is not allowed here: the text is incomplete "
+                                          f"(after {self._n} tokens)")
+            self._push(None)
+            return
+        if config is None:
+            raise ConstraintViolation(f"token {token_id} after end of sequence")
+        nxt = g.walk(config, text_bytes(g.vocab, token_id, self._n))
+        if nxt is None:
+            raise ConstraintViolation(f"token {token_id} ({g.vocab.token_text(token_id)!r}) leaves {self.language} "
+                                      f"after {self._n} tokens")
+        self._push(nxt)
+
+    def accepts_eos(self) -> bool:
+        config = self._history[0]
+        return config is not None and self.grammar.accepts_end(config)
+
+    def is_finished(self) -> bool:
+        config = self._history[0]
+        if config is None:
+            return True
+        return self.accepts_eos() and not np.any(self._words() & ~self.grammar.cfg.eos_words)
 
 
 def token_index(token_id) -> int:

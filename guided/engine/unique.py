@@ -37,12 +37,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from guided.engine.bitmask import pack, set_bits, unpack, write_row
+from guided.engine.bitmask import pack, set_bits, unpack
 from guided.engine.cfg import CfgGrammar, Stack
 from guided.engine.cfg.matcher import budget_allowed
-from guided.engine.matcher import HistoryMatcher, text_bytes, token_index
+from guided.engine.matcher import CheckedCfgMatcher
 from guided.engine.tuning import MASK_CACHE_SIZE
-from guided.errors import ConstraintViolation, SpecError
+from guided.errors import SpecError
 from guided.ir import DEAD, END, CfgIR, canonical_json
 from guided.vocab import Vocabulary
 
@@ -388,59 +388,15 @@ class UniqueGrammar:
         return words
 
 
-class UniqueMatcher(HistoryMatcher):
+class UniqueMatcher(CheckedCfgMatcher):
     """Matcher over a `UniqueGrammar`: its history holds `UniqueConfig` (None once finished)."""
 
     __slots__ = ()
-
-    def __init__(self, grammar: UniqueGrammar):
-        super().__init__(grammar, (grammar.start, None))
 
     def __repr__(self) -> str:
         config = self._history[0]
         state = "finished" if config is None else f"lr={config.stack.state}, arrays={len(config.frames)}"
         return f"UniqueMatcher({state}, tokens={self._n})"
-
-    def _words(self) -> np.ndarray:
-        config = self._history[0]
-        if config is None:
-            return self.grammar.cfg.eos_words
-        return self.grammar.words(config)
-
-    def mask(self) -> np.ndarray:
-        return unpack(self._words(), self.grammar.vocab.size)
-
-    def fill_bitmask(self, bitmask, row: int = 0) -> None:
-        write_row(bitmask, row, self._words())
-
-    def advance(self, token_id: int) -> None:
-        token_id = token_index(token_id)
-        g = self.grammar
-        config = self._history[0]
-        if token_id in g.vocab.eos_token_ids:
-            if config is not None and not g.accepts_end(config):
-                raise ConstraintViolation(f"end of sequence is not allowed here: the text is incomplete "
-                                          f"(after {self._n} tokens)")
-            self._push(None)
-            return
-        if config is None:
-            raise ConstraintViolation(f"token {token_id} after end of sequence")
-        nxt = g.walk(config, text_bytes(g.vocab, token_id, self._n))
-        if nxt is None:
-            raise ConstraintViolation(f"token {token_id} ({g.vocab.token_text(token_id)!r}) leaves the grammar "
-                                      f"after {self._n} tokens")
-        self._push(nxt)
-
-    def accepts_eos(self) -> bool:
-        config = self._history[0]
-        return config is not None and self.grammar.accepts_end(config)
-
-    def is_finished(self) -> bool:
-        config = self._history[0]
-        if config is None:
-            return True
-        words = self._words()
-        return self.accepts_eos() and not np.any(words & ~self.grammar.cfg.eos_words)
 
     def forced_bytes(self) -> bytes:
         config = self._history[0]

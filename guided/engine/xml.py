@@ -36,13 +36,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from guided.engine.bitmask import pack, set_bits, unpack, write_row
+from guided.engine.bitmask import pack, set_bits, unpack
 from guided.engine.cfg import CfgGrammar, Stack
 from guided.engine.closing import prefix_tokens, subsequence_cover, suffix_tokenizations
-from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes, token_index
+from guided.engine.matcher import UNREACHABLE, CheckedCfgMatcher
 from guided.engine.token_table import TokenTable
 from guided.engine.tuning import CLOSING_REFINE_TOKENS, INTERN_LIMIT, MANDATORY_MAX_SYMBOLS, MASK_CACHE_SIZE
-from guided.errors import ConstraintViolation, SpecError
+from guided.errors import SpecError
 from guided.ir import DEAD, ByteDFA, CfgIR
 from guided.vocab import Vocabulary
 
@@ -429,59 +429,16 @@ class XmlGrammar:
         return None
 
 
-class XmlMatcher(HistoryMatcher):
+class XmlMatcher(CheckedCfgMatcher):
     """Matcher over an `XmlGrammar`: its history holds XML parser configurations."""
 
     __slots__ = ()
-
-    def __init__(self, grammar: XmlGrammar):
-        super().__init__(grammar, (grammar.start, None))
+    language = "well-formed XML"
 
     def __repr__(self) -> str:
         config = self._history[0]
         depth = "finished" if config is None else f"depth={config.names.depth}"
         return f"XmlMatcher({depth}, tokens={self._n})"
-
-    def _words(self) -> np.ndarray:
-        config = self._history[0]
-        if config is None:
-            return self.grammar.cfg.eos_words
-        return self.grammar.words(config)
-
-    def mask(self) -> np.ndarray:
-        return unpack(self._words(), self.grammar.vocab.size)
-
-    def fill_bitmask(self, bitmask, row: int = 0) -> None:
-        write_row(bitmask, row, self._words())
-
-    def advance(self, token_id: int) -> None:
-        token_id = token_index(token_id)
-        g = self.grammar
-        config = self._history[0]
-        if token_id in g.vocab.eos_token_ids:
-            if config is None or not g.accepts_end(config):
-                if config is not None:
-                    raise ConstraintViolation(f"end of sequence is not allowed here: the XML is incomplete "
-                                              f"(after {self._n} tokens)")
-            self._push(None)
-            return
-        if config is None:
-            raise ConstraintViolation(f"token {token_id} after end of sequence")
-        nxt = g.walk(config, text_bytes(g.vocab, token_id, self._n))
-        if nxt is None:
-            raise ConstraintViolation(f"token {token_id} ({g.vocab.token_text(token_id)!r}) leaves well-formed XML "
-                                      f"after {self._n} tokens")
-        self._push(nxt)
-
-    def accepts_eos(self) -> bool:
-        config = self._history[0]
-        return config is not None and self.grammar.accepts_end(config)
-
-    def is_finished(self) -> bool:
-        config = self._history[0]
-        if config is None:
-            return True
-        return self.accepts_eos() and not np.any(self._words() & ~self.grammar.cfg.eos_words)
 
     def forced_bytes(self) -> bytes:
         config = self._history[0]
