@@ -591,7 +591,8 @@ class Normaliser:
             for value in self.enum_kept(f):
                 if isinstance(value, dict):
                     # disjoint: the first key (in the value's order) that is missing or differs
-                    other, same = [], {}
+                    other: list = []
+                    same: dict[str, Any] = {}
                     for k, v in value.items():
                         other.append(obj(properties={**same, k: False}, required=list(same)))
                         other.append(obj(properties={**same, k: {"not": {"const": v}}}, required=[*same, k]))

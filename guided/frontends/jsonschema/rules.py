@@ -485,16 +485,16 @@ class RuleEmitter:
                 # combination of matched patterns
                 m = len(pattern_keys)
                 for mask in range(1, 1 << m):
-                    inside = [pattern_keys[i] for i in range(m) if mask >> i & 1]
-                    region = self.t.bare(inside[0][1])
-                    for _, k, _ in inside[1:]:
+                    in_all = [pattern_keys[i] for i in range(m) if mask >> i & 1]
+                    region = self.t.bare(in_all[0][1])
+                    for _, k, _ in in_all[1:]:
                         region = _dfa.intersect(region, self.t.bare(k), self.opts.max_states)
                     for i in range(m):
                         if not mask >> i & 1 and not _dfa.is_empty(region):
                             region = _dfa.difference(region, self.t.bare(pattern_keys[i][1]), self.opts.max_states)
                     if _dfa.is_empty(region):
                         continue
-                    extras.append((("dfa", region), [sub for _, _, sub in inside], f"{ptr}/patternProperties"))
+                    extras.append((("dfa", region), [sub for _, _, sub in in_all], f"{ptr}/patternProperties"))
             if additional is not False:
                 k = ("string", ((), 0, None, (), defined_names))
                 if pn_key is not None:
