@@ -526,3 +526,22 @@ def test_canonical_patterns_lengths_and_formats():
                 '{"n": "\\u001F"}']:
         assert not accepts(strict, bad.encode()), bad
     assert accepts(strict, b'{"n": "\\u001f"}')  # a control character has to be escaped: lowercase hex
+
+
+@pytest.mark.parametrize("draft, valid", [("http://json-schema.org/draft-04/schema#", []),
+                                          ("http://json-schema.org/draft-06/schema#", []),
+                                          ("http://json-schema.org/draft-07/schema#", ["1.5", '"a"', "null", "[]"])])
+def test_if_then_else_only_from_draft_7(draft, valid):
+    """Before draft 7 ``if``/``then``/``else`` are unknown keywords, constraining nothing: under
+    ``not`` the schema accepts nothing (read as a condition, ``not`` once let ``-0.0`` through a
+    draft-04 schema).  From draft 7 the condition applies."""
+    schema = {"$schema": draft, "not": {"if": {"type": "integer"}, "then": {"type": "integer"},
+                                        "else": {"type": "integer"}}}
+    try:
+        ir = JsonSchema(schema).to_ir()
+    except GuidedError:
+        assert not valid  # refusing a schema that accepts nothing is fine too
+        return
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    for text in ["-0.0", "0", "1.5", '"a"', "null", "[]"]:
+        assert accepts(ir, text.encode()) == validator.is_valid(json.loads(text)) == (text in valid), text

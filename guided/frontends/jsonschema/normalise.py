@@ -193,6 +193,11 @@ class Flat(Mapping[str, Any]):
         return self.with_keywords({k: v for k, v in self.keywords.items() if k not in names})
 
 
+# Drafts before 7 have no if/then/else: there they are unknown keywords, which constrain nothing
+# (read as conditions, a `not` around them would let invalid values through).
+PRE_IF_DRAFTS = ("draft-03", "draft-04", "draft-06")
+
+
 class Normaliser:
     """Normalises the subschemas of one root schema; records what it relaxes (lenient mode)."""
 
@@ -318,7 +323,7 @@ class Normaliser:
         if "oneOf" in node:
             branches = [self.flat(sub, resolver, f"{ptr}/oneOf/{i}", depth + 1) for i, sub in enumerate(node["oneOf"])]
             alts = self.conj(alts, self.one_of(branches, node["oneOf"], resolver, ptr), ptr)
-        if "if" in node and ("then" in node or "else" in node):
+        if "if" in node and ("then" in node or "else" in node) and self.draft not in PRE_IF_DRAFTS:
             cond = node["if"]
             then = node.get("then", True)
             other = node.get("else", True)
