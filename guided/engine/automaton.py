@@ -22,13 +22,12 @@ subsequence of each state as the lower bound and single-byte paths as the upper 
 from __future__ import annotations
 
 import functools
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
+from guided.engine.lru import LockedLru
 from guided.engine.bitmask import pack, unpack, write_row
 from guided.engine.closing import mandatory_bytes, subsequence_cover
 from guided.engine.matcher import UNREACHABLE, HistoryMatcher, text_bytes, token_index
@@ -62,8 +61,7 @@ class AutomatonGrammar:
         self._bools: dict[int, np.ndarray] = {}
         self._forced: dict[int, bytes] = {}
         self._lower: dict[int, int] = {}
-        self._bounds: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()  # LRU
-        self._bounds_lock = threading.Lock()
+        self._bounds: LockedLru[int, tuple[np.ndarray, np.ndarray]] = LockedLru(TOKEN_BOUNDS_MEMO)
         eos = np.zeros(vocab.size, dtype=bool)
         eos[self.table.eos_ids] = True
         self._words[FINISHED] = pack(eos)
@@ -207,11 +205,9 @@ class AutomatonGrammar:
         """The tokens alive from ``state`` and a lower bound on the tokens each one leaves to an
         accepting state; memoised (a budget mask is asked at every step near the end of the
         budget, and each would otherwise walk the vocabulary again)."""
-        with self._bounds_lock:
-            found = self._bounds.get(state)
-            if found is not None:
-                self._bounds.move_to_end(state)
-                return found
+        found = self._bounds.get(state)
+        if found is not None:
+            return found
         ids, ends = self._token_ends(state)
         exact = self.token_distances
         if exact is not None:
@@ -220,10 +216,7 @@ class AutomatonGrammar:
             uniq, inverse = np.unique(ends, return_inverse=True)
             bounds = np.array([self.lower_bound(int(e)) for e in uniq.tolist()], dtype=np.int64)[inverse]
         found = (ids, bounds)
-        with self._bounds_lock:
-            self._bounds[state] = found
-            if len(self._bounds) > TOKEN_BOUNDS_MEMO:
-                self._bounds.popitem(last=False)
+        self._bounds.put(state, found)
         return found
 
     def closing_tokens(self, state: int) -> np.ndarray:

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections import OrderedDict
 import weakref
 from typing import Callable
 
 import numpy as np
 
+from guided.engine.lru import LockedLru
 from guided.engine.token_table import TokenTable, trie_lists
 from guided.engine.tuning import ADVANCES_MEMO, MANDATORY_MAX_STATES, MANDATORY_MAX_SYMBOLS
 from guided.ir import DEAD
@@ -148,7 +148,7 @@ class SubsequenceCover:
         self._lock = threading.Lock()
         self._reach: dict[Subsequence, int] = {}  # suffix -> A(0) of that suffix
         self._cover: dict[Subsequence, int] = {}  # suffix -> tokens needed
-        self._advances: OrderedDict[Subsequence, np.ndarray] = OrderedDict()  # seq -> a(t), LRU
+        self._advances: LockedLru[Subsequence, np.ndarray] = LockedLru(ADVANCES_MEMO)  # seq -> a(t)
         # The same walk over the native core's trie, lent by `guided.engine.native` once one of
         # its grammars asks for a budget mask (`lend_walk`): ~30x faster than the level-by-level
         # numpy pass, the same integers (tests/test_native.py compares them).
@@ -218,21 +218,16 @@ class SubsequenceCover:
         """``a(t)`` for every token id: positions of ``seq`` its bytes match greedily from the start
         (0 for special tokens); read-only, memoised (a configuration's mandatory subsequence is
         asked for at every step that stays in it: inside a string, the same closing quote)."""
-        with self._lock:
-            found = self._advances.get(seq)
-            if found is not None:
-                self._advances.move_to_end(seq)
-                return found
+        found = self._advances.get(seq)
+        if found is not None:
+            return found
         found = self._native_advances(seq, 0)
         if found is None:
             found = self._numpy_advances(seq)
         # Advances are at most len(seq) (cut at MANDATORY_MAX_SYMBOLS): 2 bytes per token.
         found = found.astype(np.uint16 if len(seq) < 2**16 else np.int64)
         found.setflags(write=False)
-        with self._lock:
-            self._advances[seq] = found
-            if len(self._advances) > ADVANCES_MEMO:
-                self._advances.popitem(last=False)
+        self._advances.put(seq, found)
         return found
 
     def _numpy_advances(self, seq: Subsequence) -> np.ndarray:

@@ -31,12 +31,11 @@ compiles such an IR with this one whatever engine is asked for.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import NamedTuple
 
 import numpy as np
 
+from guided.engine.lru import LockedLru
 from guided.engine.bitmask import pack, set_bits, unpack
 from guided.engine.cfg import CfgGrammar, Stack
 from guided.engine.cfg.matcher import budget_allowed
@@ -97,8 +96,7 @@ class UniqueGrammar:
         self.holds_open = pack(holds)
         stack, lex = self.cfg.start()
         self.start = UniqueConfig(stack, lex, (b"",), _NO_FRAMES, b"")
-        self._lock = threading.Lock()
-        self._masks: OrderedDict[UniqueConfig, np.ndarray] = OrderedDict()
+        self._masks: LockedLru[UniqueConfig, np.ndarray] = LockedLru(MASK_CACHE_SIZE)
         self._completions: dict[int, tuple | None] = {}
         self._counts: dict[int, int] = {}
 
@@ -322,16 +320,10 @@ class UniqueGrammar:
     # -- masks -----------------------------------------------------------------------------------
 
     def words(self, config: UniqueConfig) -> np.ndarray:
-        with self._lock:
-            words = self._masks.get(config)
-            if words is not None:
-                self._masks.move_to_end(config)
-                return words
-        words = self._compute(config)
-        with self._lock:
-            self._masks[config] = words
-            while len(self._masks) > MASK_CACHE_SIZE:
-                self._masks.popitem(last=False)
+        words = self._masks.get(config)
+        if words is None:
+            words = self._compute(config)
+            self._masks.put(config, words)
         return words
 
     def risky(self, config: UniqueConfig) -> np.ndarray:

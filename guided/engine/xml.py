@@ -31,11 +31,11 @@ from __future__ import annotations
 import bisect
 import threading
 import weakref
-from collections import OrderedDict
 from typing import NamedTuple
 
 import numpy as np
 
+from guided.engine.lru import LockedLru
 from guided.engine.bitmask import pack, set_bits, unpack
 from guided.engine.cfg import CfgGrammar, Stack
 from guided.engine.closing import prefix_tokens, subsequence_cover, suffix_tokenizations
@@ -202,7 +202,7 @@ class XmlGrammar:
         self._interned: dict[tuple[bytes, int], _Names] = {}
         self._uids = iter(range(1, 1 << 62))
         self.empty = _Names(b"", None, 0)
-        self._masks: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._masks: LockedLru[tuple, np.ndarray] = LockedLru(MASK_CACHE_SIZE)
         stack, lex = self.cfg.start()
         self.start = XmlConfig(stack, lex, self.empty, OUT, frozenset(), None, b"")
 
@@ -291,16 +291,10 @@ class XmlGrammar:
     def words(self, config: XmlConfig) -> np.ndarray:
         stack, lex, names, mode, attrs, pending, lexbuf = config
         key = (stack.uid, lex, names.uid, mode, attrs, pending, lexbuf)
-        with self._lock:
-            words = self._masks.get(key)
-            if words is not None:
-                self._masks.move_to_end(key)
-                return words
-        words = self._compute(config)
-        with self._lock:
-            self._masks[key] = words
-            while len(self._masks) > MASK_CACHE_SIZE:
-                self._masks.popitem(last=False)
+        words = self._masks.get(key)
+        if words is None:
+            words = self._compute(config)
+            self._masks.put(key, words)
         return words
 
     def _compute(self, config: XmlConfig) -> np.ndarray:

@@ -12,14 +12,13 @@ grammars (`guided.engine.cfg.sharing`); only the rest is resolved per stack, per
 
 from __future__ import annotations
 
-import threading
 import time
 import weakref
-from collections import OrderedDict
 from typing import NamedTuple
 
 import numpy as np
 
+from guided.engine.lru import LockedLru
 from guided.engine.automaton import MaskStats
 from guided.engine.bitmask import clear_bits, pack, set_bits
 from guided.engine.cfg.recognizer import Recognizer
@@ -76,8 +75,7 @@ class MaskAssembler:
         self.viable = recognizer.viable
         self.viable_terminals = recognizer.viable_terminals
         self.accepts_end = recognizer.accepts_end
-        self._lock = threading.Lock()
-        self._masks: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._masks: LockedLru[tuple[int, int], np.ndarray] = LockedLru(MASK_CACHE_SIZE)
         self._lexemes: dict[int, LexemeInfo] = {}
         self._by_end: dict[int, InsideByEnd] = {}
         self._first_byte = first_byte_words(vocab, table)
@@ -85,19 +83,14 @@ class MaskAssembler:
     def words(self, stack: Stack, lex: int) -> np.ndarray:
         """The packed mask of configuration ``(stack, lex)`` (cached; do not modify it)."""
         key = (stack.uid, lex)
-        with self._lock:
-            words = self._masks.get(key)
-            if words is not None:
-                self._masks.move_to_end(key)
-                return words
+        words = self._masks.get(key)
+        if words is not None:
+            return words
         start = time.perf_counter()
         words = self._assemble(stack, lex)
         self.stats.states_computed += 1
         self.stats.seconds += time.perf_counter() - start
-        with self._lock:
-            self._masks[key] = words
-            while len(self._masks) > MASK_CACHE_SIZE:
-                self._masks.popitem(last=False)
+        self._masks.put(key, words)
         return words
 
     def _assemble(self, stack: Stack, lex: int) -> np.ndarray:
