@@ -545,3 +545,65 @@ def test_if_then_else_only_from_draft_7(draft, valid):
     validator = jsonschema.validators.validator_for(schema)(schema)
     for text in ["-0.0", "0", "1.5", '"a"', "null", "[]"]:
         assert accepts(ir, text.encode()) == validator.is_valid(json.loads(text)) == (text in valid), text
+
+
+def _random_spelling(text: str, rnd: random.Random) -> bytes:
+    """One valid JSON spelling of ``text``, each character raw or escaped at random."""
+    out = []
+    for c in text:
+        cp = ord(c)
+        choices = [f"\\u{cp:04x}", f"\\u{cp:04X}"] if cp < 0x10000 else [json.dumps(c)[1:-1]]
+        if cp >= 0x20 and c not in '"\\':
+            choices.append(c)
+        short = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\n": "\\n", "\t": "\\t", "\b": "\\b", "\f": "\\f", "\r": "\\r"}
+        if c in short:
+            choices.append(short[c])
+        out.append(rnd.choice(choices))
+    return ('"' + "".join(out) + '"').encode()
+
+
+_ENUM_TEXT = st.text(st.sampled_from('ab"\\/\né\U0001f600\x01'), max_size=4)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(st.lists(_ENUM_TEXT, min_size=1, max_size=8), st.lists(_ENUM_TEXT, max_size=6), st.randoms(use_true_random=False))
+def test_enum_trie_accepts_exactly_the_spellings_of_its_values(texts, others, rnd):
+    """The one-pass quoted trie (large enums) against json.loads as the oracle, both spellings modes."""
+    for canonical in (False, True):
+        trie = _strings.quoted_literals(tuple(texts), canonical)
+        assert trie.num_states == len(trie.accepting) and not trie.accepting[0]
+        for text in texts + others:
+            spellings = {json.dumps(text, ensure_ascii=False).encode(), json.dumps(text).encode(),
+                         _random_spelling(text, rnd)}
+            for s in spellings:
+                assert json.loads(s) == text
+                expected = text in texts and (not canonical or s == json.dumps(text, ensure_ascii=False).encode())
+                assert trie.fullmatch(s) == expected, (texts, s, canonical)
+                assert trie.fullmatch(s) == _strings.quoted(_strings.literals_content(tuple(texts), canonical)).fullmatch(s)
+        for s in (b'"', b'""x', b'"\\u00"', b'"\\x"'):
+            assert not trie.fullmatch(s)
+
+
+_JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([0.0, 1.0, -1.0, 2.5])
+                            | st.text("ab", max_size=2),
+                            lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text("ab", max_size=2), kids, max_size=3),
+                            max_leaves=6)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(_JSON_VALUES, _JSON_VALUES)
+def test_json_key_is_json_equality(a, b):
+    from guided.frontends.jsonschema.normalise import json_equal, json_key
+
+    assert (json_key(a) == json_key(b)) == json_equal(a, b)
+    assert json_key(a) == json_key(json.loads(json.dumps(a)))
+
+
+def test_large_enum_compiles_by_one_trie_and_keeps_every_value():
+    rnd = random.Random(7)
+    values = sorted({"".join(rnd.choice("abcxyz_-é") for _ in range(rnd.randint(1, 12))) for _ in range(3000)})
+    ir = schema_to_ir(JsonSchema({"type": "string", "enum": values + [5]}, canonical=True))
+    for v in values[::97]:
+        assert accepts(ir, json.dumps(v, ensure_ascii=False).encode())
+        assert not accepts(ir, json.dumps(v + "q", ensure_ascii=False).encode())
+    assert not accepts(ir, b"5")  # the type keyword removes the number

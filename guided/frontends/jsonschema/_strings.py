@@ -578,43 +578,87 @@ def literal_content(text: str, canonical: bool = False) -> ByteDFA:
 @lru_cache(maxsize=1024)
 def literals_content(texts: tuple[str, ...], canonical: bool = False) -> ByteDFA:
     """Every JSON spelling of the content of any of ``texts`` (or only the canonical one), built
-    directly as a trie.
+    directly as a trie."""
+    return _literals_trie(texts, canonical, quoted=False)
+
+
+@lru_cache(maxsize=1024)
+def quoted_literals(texts: tuple[str, ...], canonical: bool = False) -> ByteDFA:
+    """``quoted(literals_content(texts))`` built in one pass: a large enum's table is then
+    allocated once instead of copied by two concatenations."""
+    return _literals_trie(texts, canonical, quoted=True)
+
+
+def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool) -> ByteDFA:
+    """The trie of every JSON spelling of any of ``texts``, with the quotes when ``quoted``.
 
     A trie node is a decoded prefix plus the bytes of the current character spelled so far.
     No subset construction is needed: the spellings of one character never share a first byte
     except through the backslash (then ``u`` or one escape letter), and UTF-8 and the escapes
-    are prefix-free, so two characters' spellings part before either ends.
+    are prefix-free, so two characters' spellings part before either ends.  Edges are gathered
+    sparsely and written into the dense table at once (a 10,000-value enum has ~10^5 nodes).
     """
-    rows: list[np.ndarray] = [np.zeros(256, np.int32)]
-    accepting = [False]
+    count = 1  # state 0 is dead
+    src: list[int] = []
+    byte: list[int] = []
+    dst: list[int] = []
 
     def state() -> int:
-        rows.append(np.zeros(256, np.int32))
-        accepting.append(False)
-        return len(rows) - 1
+        nonlocal count
+        count += 1
+        return count - 1
 
-    at_boundary = {"": state()}
+    def edge(a: int, options: tuple[int, ...], b: int) -> None:
+        for o in options:
+            src.append(a)
+            byte.append(o)
+            dst.append(b)
+
+    initial = state()
+    root = initial
+    if quoted:
+        root = state()
+        edge(initial, (0x22,), root)
+    at_boundary = {"": root}
     inside: dict[tuple, int] = {}
+    ends: list[int] = []
     for text in sorted(set(texts)):
         prefix = ""
         for ch in text:
             target = at_boundary.get(prefix + ch)
             if target is None:
                 target = at_boundary[prefix + ch] = state()
-            for spelling in _spellings(ch, canonical):
-                at = at_boundary[prefix]
-                for k, options in enumerate(spelling):
-                    if k == len(spelling) - 1:
-                        nxt = target
-                    else:
-                        nxt = inside.get((prefix, spelling[:k + 1]))
-                        if nxt is None:
-                            nxt = inside[(prefix, spelling[:k + 1])] = state()
-                    rows[at][list(options)] = nxt
-                    at = nxt
+                for spelling in _char_spellings(ch, canonical):
+                    at = at_boundary[prefix]
+                    for k, options in enumerate(spelling):
+                        if k == len(spelling) - 1:
+                            nxt = target
+                        else:
+                            nxt = inside.get((prefix, spelling[:k + 1]))
+                            if nxt is None:
+                                nxt = inside[(prefix, spelling[:k + 1])] = state()
+                            else:  # a sibling character's spelling made it, and the edge
+                                at = nxt
+                                continue
+                        edge(at, options, nxt)
+                        at = nxt
             prefix += ch
-        accepting[at_boundary[text]] = True
-    return ByteDFA(transitions=np.stack(rows), accepting=np.array(accepting), initial=1)
+        ends.append(at_boundary[text])
+    final = state() if quoted else None
+    table = np.zeros((count, 256), np.int32)
+    table[np.array(src, np.intp), np.array(byte, np.intp)] = np.array(dst, np.int32)
+    accepting = np.zeros(count, bool)
+    if final is None:
+        accepting[ends] = True
+    else:
+        table[ends, 0x22] = final
+        accepting[final] = True
+    return ByteDFA(transitions=table, accepting=accepting, initial=initial)
+
+
+@lru_cache(maxsize=4096)
+def _char_spellings(ch: str, canonical: bool) -> list[tuple[tuple[int, ...], ...]]:
+    return _spellings(ch, canonical)
 
 
 @lru_cache(maxsize=8)

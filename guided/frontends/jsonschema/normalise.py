@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import Callable, Hashable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from fractions import Fraction
@@ -115,6 +115,34 @@ def json_equal(a, b) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
     return type(a) is type(b) and a == b
+
+
+def json_key(v) -> Hashable:
+    """A hashable key, equal for two values exactly when :func:`json_equal` says they are equal.
+
+    Python's ``1 == 1.0`` (and equal hashes) is JSON's number equality; booleans are tagged
+    apart from numbers, objects compare as sets of members."""
+    if isinstance(v, bool):
+        return ("b", v)
+    if isinstance(v, (int, float)):
+        return ("n", v)
+    if isinstance(v, dict):
+        return ("o", frozenset((k, json_key(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return ("a", tuple(json_key(x) for x in v))
+    return (type(v).__name__, v)
+
+
+def distinct_json(values: Iterable) -> list:
+    """``values`` without repeats under JSON equality, first occurrences in order."""
+    seen: set = set()
+    out = []
+    for v in values:
+        k = json_key(v)
+        if k not in seen:
+            seen.add(k)
+            out.append(v)
+    return out
 
 
 def _type_of(v) -> str:
@@ -235,6 +263,10 @@ class Normaliser:
 
 
     def validates(self, value, schema, resolver) -> bool:
+        return self.validator(schema, resolver)(value)
+
+    def validator(self, schema, resolver) -> Callable[[Any], bool]:
+        """``value -> valid?`` under ``schema``, one validator built for many values."""
         import jsonschema
 
         if self._validator_cls is None:
@@ -244,10 +276,13 @@ class Normaliser:
         cls = self._validator_cls
         v = cls(schema, registry=self.registry, _resolver=resolver) if _accepts_resolver(cls) else cls(
             schema, registry=self.registry)
-        try:
-            return v.is_valid(value)
-        except Exception:  # noqa: BLE001 - a schema jsonschema cannot run: count as not provable
-            raise UnsupportedSchema("", "enum", "cannot check enum values against the sibling keywords")
+
+        def is_valid(value) -> bool:
+            try:
+                return v.is_valid(value)
+            except Exception:  # noqa: BLE001 - a schema jsonschema cannot run: count as not provable
+                raise UnsupportedSchema("", "enum", "cannot check enum values against the sibling keywords")
+        return is_valid
 
     def flat(self, node, resolver, ptr: str, depth: int = 0) -> list[Flat]:
         """The schema as a disjunction of flat schemas (no $ref/allOf/anyOf/oneOf/not/if left).
@@ -466,7 +501,7 @@ class Normaliser:
             return True
         va, vb = self.finite_values([a]), self.finite_values([b])
         if va is not None and vb is not None:
-            return not any(json_equal(x, y) for x in va for y in vb)
+            return not ({json_key(x) for x in va} & {json_key(y) for y in vb})
         if va is not None:
             return not any(self.validates(x, plain_schema(b), b.resolver) for x in va)
         if vb is not None:
@@ -736,7 +771,8 @@ class Normaliser:
                 ea = va if k == "enum" else [va]
                 eb = vb if k == "enum" else [vb]
                 out.pop("const", None)
-                out["enum"] = [x for x in ea if any(json_equal(x, y) for y in eb)]
+                kb = {json_key(y) for y in eb}
+                out["enum"] = [x for x in ea if json_key(x) in kb]
             elif k in ("minimum", "minLength", "minItems", "minProperties", "minContains"):
                 out[k] = max(va, vb)
             elif k in ("maximum", "maxLength", "maxItems", "maxProperties", "maxContains"):
@@ -973,13 +1009,12 @@ class Normaliser:
             raise UnsupportedSchema(ptr, "enum", "must be an array")
         others = {k: v for k, v in flat.items() if k not in ("enum", "const") and k not in ANNOTATIONS}
         extra = flat.patterns or flat.formats or flat.negated
-        keep: list = []
-        for v in values:
-            if any(json_equal(v, w) for w in keep):
-                continue
-            if (others or extra) and not self.validates(v, plain_schema(flat), flat.resolver):
-                continue
-            keep.append(v)
+        keep = distinct_json(values)
+        if others or extra:
+            # Checked against the other keywords only: each value is one of the enum's, and
+            # leaving the enum out keeps a 10,000-value enum linear rather than quadratic.
+            valid = self.validator(plain_schema(flat.without("enum", "const")), flat.resolver)
+            keep = [v for v in keep if valid(v)]
         return keep
 
 

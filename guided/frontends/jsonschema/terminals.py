@@ -155,7 +155,7 @@ class Terminals:
         if kind == "regex":
             return _regex(key[1])
         if kind == "strlit":
-            return _strings.quoted(_strings.literal_content(key[1], self.opts.canonical))
+            return _strings.quoted_literals((key[1],), self.opts.canonical)
         if kind == "string":
             return _strings.quoted(self.string_content(key[1], pointer))
         if kind == "key":  # "name" ws :
@@ -167,7 +167,7 @@ class Terminals:
             texts = tuple(k[1] for k in key[1] if k[0] == "strlit")
             parts = [self.bare(k, pointer) for k in key[1] if k[0] != "strlit"]
             if len(texts) > 1:
-                parts.append(_strings.quoted(_strings.literals_content(texts, self.opts.canonical)))
+                parts.append(_strings.quoted_literals(texts, self.opts.canonical))
             elif texts:
                 parts.append(self.bare(("strlit", texts[0]), pointer))
             return _dfa.union_dfas(parts, self.opts.max_states)
