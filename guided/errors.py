@@ -57,3 +57,18 @@ class UnsafeCache(GuidedError):
 class CacheWarning(UserWarning):
     """A cache entry was ignored (truncated, tampered with, planted) or a cache was turned off;
     guided rebuilt what it needed and carries on."""
+
+
+def warn_caller(warning: Warning) -> None:
+    """Issue ``warning`` attributed to the first frame outside guided: the user's line that
+    compiled or generated, however deep inside the library the cause was found."""
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    level, frame = 2, sys._getframe(1)  # stacklevel 1 is this function, 2 its caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        level += 1
+        frame = frame.f_back
+    warnings.warn(warning, stacklevel=level)

@@ -41,11 +41,10 @@ import pathlib
 import stat
 import threading
 import time
-import warnings
 from typing import Any
 
 from guided import cachedir
-from guided.errors import CacheWarning, InvalidIR, UnsafeCache
+from guided.errors import CacheWarning, InvalidIR, UnsafeCache, warn_caller
 from guided.ir import ByteDFA, CfgIR
 from guided.ir.serialize import FORMAT_VERSION, from_bytes, to_bytes
 
@@ -83,7 +82,7 @@ class IRStore:
         except (UnsafeCache, OSError) as exc:
             if not self._refused:
                 self._refused = True
-                warnings.warn(CacheWarning(f"guided: the on-disk IR cache is not used: {exc}"), stacklevel=4)
+                warn_caller(CacheWarning(f"guided: the on-disk IR cache is not used: {exc}"))
             return False
         self._refused = False
         return True
@@ -202,7 +201,7 @@ class IRStore:
         return self._scan()[1]
 
     def _reject(self, path: pathlib.Path, reason: str) -> None:
-        warnings.warn(CacheWarning(f"guided: ignored the cached IR {path}: {reason}; rebuilding it"), stacklevel=4)
+        warn_caller(CacheWarning(f"guided: ignored the cached IR {path}: {reason}; rebuilding it"))
         _unlink(path)
 
 
@@ -259,8 +258,7 @@ def default_store() -> IRStore | None:
                 _store = IRStore(cachedir.private_dir(folder, root=root), max_bytes)
             except (UnsafeCache, OSError) as exc:
                 _store = None
-                warnings.warn(CacheWarning(f"guided: the on-disk IR cache is off for this process: {exc}"),
-                              stacklevel=3)
+                warn_caller(CacheWarning(f"guided: the on-disk IR cache is off for this process: {exc}"))
         return _store
 
 

@@ -403,3 +403,16 @@ def test_pydantic_types_with_unknown_formats_compile_and_walk():
     text = instance.model_dump_json(round_trip=True)
     assert accepts(ir, text.encode())
     assert not accepts(ir, b'{"secret": 1, "where": "/tmp/x", "data": "abc"}')
+
+
+def test_schema_warnings_point_at_the_users_line(smollm2_vocab):
+    """The warning names the caller's file and line, not a line inside guided (here the caller
+    may be conftest's wrapper of `guided.compile`: the first frame outside the package)."""
+    import pathlib
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        guided.compile(guided.JsonSchema({"type": "string", "format": "no-such-format"}), smollm2_vocab, cache=False)
+    unknown = [w for w in record if issubclass(w.category, guided.UnknownFormatWarning)]
+    assert unknown and pathlib.Path(unknown[0].filename).parent == pathlib.Path(__file__).parent, \
+        [w.filename for w in unknown]

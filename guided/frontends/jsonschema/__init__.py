@@ -47,11 +47,10 @@ and the clock, ``errors`` the errors.
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from guided.errors import UsageError
+from guided.errors import UsageError, warn_caller
 from guided.frontends.jsonschema._checks import check_document
 from guided.frontends.jsonschema.errors import (
     InvalidSchema,
@@ -204,16 +203,14 @@ def schema_to_ir(spec: JsonSchema) -> CfgIR:
     ir = emitter.ir
     relaxed = list(dict.fromkeys(emitter.relaxed))
     if relaxed:
-        warnings.warn(RelaxedSchemaWarning(
-            f"{len(relaxed)} schema keyword(s) relaxed (not enforced exactly):\n  " + "\n  ".join(relaxed)),
-            stacklevel=2)
+        warn_caller(RelaxedSchemaWarning(
+            f"{len(relaxed)} schema keyword(s) relaxed (not enforced exactly):\n  " + "\n  ".join(relaxed)))
     unknown = emitter.n.unknown_formats
     if unknown:
-        warnings.warn(UnknownFormatWarning(
+        warn_caller(UnknownFormatWarning(
             f"{len(unknown)} string format(s) unknown to guided and to the JSON Schema specification constrain "
             f"nothing (compiled as plain strings; unknown_formats='refuse' refuses them):\n  "
-            + "\n  ".join(f"{pointer or '#'}: format {name!r}" for pointer, name in unknown)),
-            stacklevel=2)
+            + "\n  ".join(f"{pointer or '#'}: format {name!r}" for pointer, name in unknown)))
     return ir
 
 
