@@ -289,8 +289,8 @@ def describe(spec: Any) -> str | None:
     kind = type(spec).__name__
     if getattr(spec, "lenient", False):
         return None  # lowering warns (RelaxedSchemaWarning); a stored IR would not
-    if kind in ("JsonSchema", "Tools") and has_unknown_formats(
-            spec.value if kind == "JsonSchema" else list(spec.definitions)):
+    if kind in ("JsonSchema", "Tools", "Xml") and has_unknown_formats(
+            spec.value if kind == "JsonSchema" else list(spec.definitions) if kind == "Tools" else spec.schema):
         return None  # likewise (UnknownFormatWarning)
     if isinstance(spec, Grammar):
         text, path = spec.text_and_path()
@@ -304,7 +304,7 @@ def describe(spec: Any) -> str | None:
     if isinstance(spec, Xml):
         if spec.schema is not None and not isinstance(spec.schema, (dict, bool)):
             return None  # a model class: no description that is stable across processes
-        return _dump([kind, spec.schema, spec.root, spec.max_repeat])
+        return _dump([kind, spec.schema, spec.root, spec.max_repeat, spec.unknown_formats])
     if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
         # Fields outside equality (JsonSchema.model, the Pydantic class a schema came from) do
         # not change the IR.

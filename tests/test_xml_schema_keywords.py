@@ -156,7 +156,7 @@ def test_none_is_written_and_read_back():
     (obj(v={"type": "integer", "not": {"const": 3}}), "/properties/v", "not"),
     (obj(v={"type": "array", "uniqueItems": True}), "/properties/v", "uniqueItems"),
     (obj(v={"type": "array", "contains": {"const": 1}}), "/properties/v", "contains"),
-    (obj(v={"type": "string", "format": "no-such-format"}), "/properties/v", "format"),
+    (obj(v={"type": "string", "format": "idn-email"}), "/properties/v", "format"),
     (obj(v={"type": "string", "pattern": "(?<=a)b"}), "/properties/v", "pattern"),
     (obj(v={"type": ["integer", "string"]}), "/properties/v", "type"),
     (obj(v={"type": "object", "patternProperties": {"x": {}}}), "/properties/v", "patternProperties"),
@@ -173,6 +173,28 @@ def test_unsupported_keywords_are_refused_naming_pointer_and_keyword(schema, poi
     with pytest.raises(SpecError) as info:
         Xml(schema).to_ir()
     assert info.value.keyword == keyword and info.value.pointer.startswith(pointer), str(info.value)
+
+
+def test_unknown_formats_are_annotations_unless_refused():
+    """A format nobody defines constrains nothing and is reported once, naming the pointer, as
+    in the JSON Schema front-end; ``unknown_formats="refuse"`` refuses it."""
+    import warnings
+
+    schema = obj(v={"type": "string", "format": "no-such-format"}, w={"type": "string", "format": "date"})
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        Xml(schema).to_ir()
+    unknown = [str(w.message) for w in record if issubclass(w.category, guided.UnknownFormatWarning)]
+    assert len(unknown) == 1 and "/properties/v: format 'no-such-format'" in unknown[0], unknown
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", guided.UnknownFormatWarning)
+        assert accepts(schema, "<r><v>anything at all</v><w>2024-02-29</w></r>")
+        assert not accepts(schema, "<r><v>x</v><w>2023-02-29</w></r>")  # the known format stays exact
+    with pytest.raises(SpecError) as info:
+        Xml(schema, unknown_formats="refuse").to_ir()
+    assert info.value.keyword == "format" and info.value.pointer.startswith("/properties/v")
+    with pytest.raises(guided.UsageError):
+        Xml(schema, unknown_formats="maybe")
 
 
 # ---------------------------------------------------------------------------------------------

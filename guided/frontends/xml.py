@@ -55,12 +55,12 @@ from typing import Any
 import jsonschema
 import jsonschema.validators
 
-from guided.errors import LimitExceeded, RegexError, SpecError, UsageError
+from guided.errors import LimitExceeded, RegexError, SpecError, UsageError, warn_caller
 from guided.frontends import xml_text
 from guided.frontends.jsonschema import JsonSchema, _numbers, _strings
 from guided.frontends.jsonschema._exact import exact_validator_class
-from guided.frontends.jsonschema._formats import FORMATS
-from guided.frontends.jsonschema.errors import InvalidSchema, SchemaTooLarge, UnsupportedSchema
+from guided.frontends.jsonschema._formats import FORMATS, is_unknown
+from guided.frontends.jsonschema.errors import InvalidSchema, SchemaTooLarge, UnknownFormatWarning, UnsupportedSchema
 from guided.frontends.jsonschema.normalise import ANNOTATIONS, json_equal
 from guided.frontends.jsonschema.options import Options
 from guided.frontends.jsonschema.terminals import Terminals
@@ -81,6 +81,10 @@ class Xml:
     Every keyword of the schema is enforced exactly or refused at compile time with
     `guided.frontends.jsonschema.UnsupportedSchema` naming its JSON pointer (see `schema_ir`);
     ``max_repeat`` bounds the ``minItems``/``maxItems`` counted out as repeated elements.
+    A string ``format`` that neither guided nor JSON Schema defines (Pydantic's ``path``,
+    ``password``) is an annotation: by default it constrains nothing and one
+    `UnknownFormatWarning` lists each pointer; ``unknown_formats="refuse"`` refuses it, as the
+    JSON Schema front-end does.
 
     >>> Xml().schema is None
     True
@@ -89,9 +93,12 @@ class Xml:
     schema: object = None
     root: str | None = None  # root element name for schema-shaped XML (default: the model's title)
     max_repeat: int = 256
+    unknown_formats: str = "ignore"  # string formats nobody defines: "ignore" (warn) or "refuse"
 
     def __post_init__(self) -> None:
         shape = self.schema
+        if self.unknown_formats not in ("ignore", "refuse"):
+            raise UsageError(f"Xml(unknown_formats=...) takes 'ignore' or 'refuse', got {self.unknown_formats!r}")
         if not (shape is None or isinstance(shape, dict) or (isinstance(shape, type)
                                                              and hasattr(shape, "model_json_schema"))):
             raise UsageError(f"guided.Xml takes a JSON Schema dict or a Pydantic model class (or nothing), got "
@@ -101,17 +108,17 @@ class Xml:
         check_limits(self, max_repeat=int)
 
     def __hash__(self) -> int:
-        return hash((_hashable(self.schema), self.root, self.max_repeat))
+        return hash((_hashable(self.schema), self.root, self.max_repeat, self.unknown_formats))
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Xml) and _hashable(self.schema) == _hashable(other.schema) and self.root == other.root
-                and self.max_repeat == other.max_repeat)
+                and self.max_repeat == other.max_repeat and self.unknown_formats == other.unknown_formats)
 
     def to_ir(self) -> CfgIR:
         """The intermediate form: `XML_GRAMMAR` with matched names, or the schema's grammar."""
         if self.schema is None:
             return well_formed_ir()
-        return schema_ir(self.schema, root=self.root, max_repeat=self.max_repeat)
+        return schema_ir(self.schema, root=self.root, max_repeat=self.max_repeat, unknown_formats=self.unknown_formats)
 
 
 def _hashable(schema):
@@ -300,8 +307,10 @@ def _esc(key: str) -> str:
 class _Builder:
     """Reads a schema's nodes (`shape`) and emits the grammar of the XML they describe."""
 
-    def __init__(self, root_schema: Any, max_repeat: int = 256):
+    def __init__(self, root_schema: Any, max_repeat: int = 256, unknown_formats: str = "ignore"):
         self.root = root_schema
+        self.unknown_formats = unknown_formats
+        self.ignored_formats: dict[tuple[str, str], None] = {}  # (pointer, name), in order
         self.max_repeat = max_repeat
         self.rules: list[str] = []
         self.terms: dict[tuple, tuple[str | None, bool]] = {}  # value description -> (terminal, may be empty)
@@ -503,9 +512,13 @@ class _Builder:
             patterns.append(p)
         if "format" in node:
             f = node["format"]
-            if f not in FORMATS:
-                raise UnsupportedSchema(ptr, "format", f"unknown format {f!r} (supported: {', '.join(sorted(FORMATS))})")
-            formats.append(f)
+            if f in FORMATS:
+                formats.append(f)
+            elif not isinstance(f, str) or not is_unknown(f, self.old_draft) or self.unknown_formats == "refuse":
+                raise UnsupportedSchema(ptr, "format", f"format {f!r} cannot be enforced (supported: "
+                                                       f"{', '.join(sorted(FORMATS))})")
+            else:  # unknown to the specification: an annotation, which validators ignore
+                self.ignored_formats[(ptr, f)] = None
         try:
             min_len = int(node.get("minLength", 0))
             max_len = None if node.get("maxLength") is None else int(node["maxLength"])
@@ -726,12 +739,19 @@ def _root_name(schema: Any, root: str | None, js: dict) -> str:
     return name if re.match(r"[A-Za-z_]", name) else "_" + name
 
 
-def schema_ir(schema: Any, root: str | None = None, max_repeat: int = 256) -> CfgIR:
+def schema_ir(schema: Any, root: str | None = None, max_repeat: int = 256, unknown_formats: str = "ignore") -> CfgIR:
     """The intermediate form of XML documents shaped by ``schema``: `schema_grammar`'s structure
-    with each value terminal's exact automaton."""
+    with each value terminal's exact automaton (unknown formats: see `Xml`)."""
     js = xml_schema(schema)
-    text, automata = _Builder(js, max_repeat).grammar(_root_name(schema, root, js))
-    return lark_to_ir(Grammar(text, parser="lalr"), automata=automata, lark_lexing=False)
+    builder = _Builder(js, max_repeat, unknown_formats)
+    text, automata = builder.grammar(_root_name(schema, root, js))
+    ir = lark_to_ir(Grammar(text, parser="lalr"), automata=automata, lark_lexing=False)
+    if builder.ignored_formats:
+        warn_caller(UnknownFormatWarning(
+            f"{len(builder.ignored_formats)} string format(s) unknown to guided and to the JSON Schema specification "
+            f"constrain nothing (compiled as plain strings; unknown_formats='refuse' refuses them):\n  "
+            + "\n  ".join(f"{pointer or '#'}: format {name!r}" for pointer, name in builder.ignored_formats)))
+    return ir
 
 
 def schema_grammar(schema: Any, root: str | None = None, max_repeat: int = 256) -> str:
