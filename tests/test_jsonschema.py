@@ -607,3 +607,12 @@ def test_large_enum_compiles_by_one_trie_and_keeps_every_value():
         assert accepts(ir, json.dumps(v, ensure_ascii=False).encode())
         assert not accepts(ir, json.dumps(v + "q", ensure_ascii=False).encode())
     assert not accepts(ir, b"5")  # the type keyword removes the number
+
+
+def test_enum_past_the_state_limit_is_refused_before_its_table_is_built():
+    rnd = random.Random(3)
+    values = sorted({"".join(rnd.choice("abcdefgh") for _ in range(8)) for _ in range(300)})
+    with pytest.raises(SchemaTooLarge) as info:
+        schema_to_ir(JsonSchema({"type": "object", "properties": {"k": {"enum": values}}}, max_states=2000))
+    assert info.value.pointer == "/properties/k" and "canonical=True" in str(info.value)
+    schema_to_ir(JsonSchema({"type": "object", "properties": {"k": {"enum": values}}}, max_states=2000, canonical=True))

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 from interegular import patterns as _ip
 
-from guided.errors import RegexError
+from guided.errors import LimitExceeded, RegexError
 from guided.ir.dfa import DEAD, MAX_UNICODE, ByteDFA, ByteNFA, Limits, determinize, trim
 from guided.frontends import regex as _rx
 
@@ -583,13 +583,14 @@ def literals_content(texts: tuple[str, ...], canonical: bool = False) -> ByteDFA
 
 
 @lru_cache(maxsize=1024)
-def quoted_literals(texts: tuple[str, ...], canonical: bool = False) -> ByteDFA:
+def quoted_literals(texts: tuple[str, ...], canonical: bool = False, max_states: int | None = None) -> ByteDFA:
     """``quoted(literals_content(texts))`` built in one pass: a large enum's table is then
-    allocated once instead of copied by two concatenations."""
-    return _literals_trie(texts, canonical, quoted=True)
+    allocated once instead of copied by two concatenations.  Raises `LimitExceeded` as soon as
+    the trie needs more than ``max_states`` states, before the table is allocated."""
+    return _literals_trie(texts, canonical, quoted=True, max_states=max_states)
 
 
-def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool) -> ByteDFA:
+def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_states: int | None = None) -> ByteDFA:
     """The trie of every JSON spelling of any of ``texts``, with the quotes when ``quoted``.
 
     A trie node is a decoded prefix plus the bytes of the current character spelled so far.
@@ -606,6 +607,9 @@ def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool) -> Byt
     def state() -> int:
         nonlocal count
         count += 1
+        if max_states is not None and count > max_states:
+            raise LimitExceeded(f"the {len(texts)} strings need more than max_states={max_states} automaton states "
+                                f"in every JSON spelling (canonical=True spells each one way, about 5 times fewer)")
         return count - 1
 
     def edge(a: int, options: tuple[int, ...], b: int) -> None:

@@ -25,7 +25,7 @@ from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.options import Options
 from guided.frontends.regex import Regex, regex_to_dfa
 from guided.ir import dfa_ops as _dfa
-from guided.errors import GuidedError
+from guided.errors import GuidedError, LimitExceeded
 from guided.ir.cfg import Count
 from guided.ir.validate import MAX_COUNTED_STATES
 from guided.ir.dfa import ByteDFA
@@ -167,7 +167,10 @@ class Terminals:
             texts = tuple(k[1] for k in key[1] if k[0] == "strlit")
             parts = [self.bare(k, pointer) for k in key[1] if k[0] != "strlit"]
             if len(texts) > 1:
-                parts.append(_strings.quoted_literals(texts, self.opts.canonical))
+                try:
+                    parts.append(_strings.quoted_literals(texts, self.opts.canonical, self.opts.max_states))
+                except LimitExceeded as exc:
+                    raise SchemaTooLarge(pointer, f"enum: {exc}") from None
             elif texts:
                 parts.append(self.bare(("strlit", texts[0]), pointer))
             return _dfa.union_dfas(parts, self.opts.max_states)
