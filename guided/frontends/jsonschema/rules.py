@@ -47,12 +47,16 @@ from guided.frontends.jsonschema.terminals import (
     union,
     ws_dfa,
 )
-from guided.ir import CfgIR, Terminal, UniqueItems
+from guided.ir import CfgIR, ItemCounts, Terminal, UniqueItems
 from guided.ir import dfa_ops as _dfa
 from guided.ir.lalr import Tables, lalr_tables
 
 _EMPTY_SCHEMA: dict = {}  # one object: schemas are memoised by identity
 MAX_WITNESSES = 6  # keys one object must have (negated object keywords): 2**n flags and value cases
+# Item bounds (minItems/maxItems) past this many positions (or past max_repeat, if lower) are
+# counted at run time (`guided.ir.ItemCounts`, the Python engine) instead of unrolled into one
+# grammar position per item (exact masks on either engine, but compile time superlinear in the bound).
+COUNTED_ITEMS_FROM = 128
 
 
 class Grammar:
@@ -72,6 +76,8 @@ class Grammar:
         self.unique_item_rules: set[tuple[str, tuple[str, ...]]] = set()
         self.unique_wrappers: dict[str, str] = {}
         self.unique_pointers: dict[tuple[str, tuple[str, ...]], str] = {}
+        # minItems/maxItems counted at run time (`guided.ir.ItemCounts`), one entry per array
+        self.counted_arrays: list[CountedArray] = []
 
     def nt(self, hint: str = "n") -> str:
         self.nt_count += 1
@@ -661,6 +667,9 @@ class RuleEmitter:
             if max_i < min_i:
                 return None
         cap = max(len(prefix_syms), min_i, max_i or 0, 1)
+        if (not unique and cap > min(COUNTED_ITEMS_FROM, self.opts.max_repeat)
+                and len(prefix_syms) <= min(COUNTED_ITEMS_FROM, self.opts.max_repeat)):
+            return self.counted_array(prefix_syms, item_sym, min_i, max_i, ptr)
         if cap > self.opts.max_repeat:
             raise SchemaTooLarge(ptr, f"minItems/maxItems/prefixItems need {cap} positions, above "
                                       f"max_repeat={self.opts.max_repeat}")
@@ -693,6 +702,49 @@ class RuleEmitter:
         g.rule(arr, (g.term(("lit", b"[")), A(0)), ptr)
         if unique:
             g.unique_open_rules.add((arr, (g.term(("lit", b"[")), A(0))))
+        return arr
+
+    def counted_array(self, prefix_syms: list, item_sym: str | None, min_i: int, max_i: int | None, ptr: str) -> str:
+        """An array whose item bounds are counted at run time (`guided.ir.ItemCounts`) rather than
+        unrolled: the prefix items position by position, then the items left-recursively
+        (``items: items "," item``: each item reduced on the lookahead after it, the stack flat).
+
+        The caller makes sure that every prefix symbol and the item symbol exist past the prefix
+        (else the array is short and unrolled) and that the bounds are past the prefix.
+        """
+        g = self.g
+        assert item_sym is not None and all(s is not None for s in prefix_syms)
+        counted = CountedArray(ptr, min_i, max_i)
+        opener, close, comma = g.term(("lit", b"[")), g.term(("lit", b"]")), g.term(("lit", b","))
+        arr, items = g.nt("array"), g.nt("items")
+
+        def add(lhs, rhs, item=False):
+            g.rule(lhs, rhs, ptr)
+            counted.rules.add((lhs, rhs))
+            if item:
+                counted.item_rules.add((lhs, rhs))
+            if rhs[0] == opener:
+                counted.open_rules.add((lhs, rhs))
+            if rhs[-1] == close:
+                counted.close_rules.add((lhs, rhs))
+            if comma in rhs:
+                counted.separator_rules.add((lhs, rhs))
+
+        add(arr, (opener, close))  # the empty array (refused by the count when minItems > 0)
+        head = None  # the first k prefix items
+        for k, sym in enumerate(prefix_syms):
+            nxt = g.nt("head")
+            add(nxt, (sym,) if head is None else (head, comma, sym), item=True)
+            if k + 1 < len(prefix_syms):  # the whole prefix closes through ``items``
+                add(arr, (opener, nxt, close))
+            head = nxt
+        if head is None:
+            add(items, (item_sym,), item=True)
+        else:
+            add(items, (head,))
+        add(items, (items, comma, item_sym), item=True)
+        add(arr, (opener, items, close))
+        g.counted_arrays.append(counted)
         return arr
 
     def unique_bound(self, flat, prefix, items, max_i):
@@ -904,6 +956,19 @@ class SomeRegion:
                 None if _dfa.is_empty(outside) else ("dfa", outside))
 
 
+class CountedArray:
+    """The rules of one array whose items are counted at run time (`guided.ir.ItemCounts`), by role."""
+
+    def __init__(self, pointer: str, min_items: int, max_items: int | None):
+        self.pointer = pointer
+        self.bounds = (min_items, max_items)
+        self.rules: set[tuple[str, tuple[str, ...]]] = set()
+        self.open_rules: set[tuple[str, tuple[str, ...]]] = set()  # "[" ...: a frame opens after "["
+        self.item_rules: set[tuple[str, tuple[str, ...]]] = set()  # one reduction per item
+        self.separator_rules: set[tuple[str, tuple[str, ...]]] = set()  # ... "," item: checked after ","
+        self.close_rules: set[tuple[str, tuple[str, ...]]] = set()  # ... "]": checked after "]"
+
+
 def _esc(name: str) -> str:
     return name.replace("~", "~0").replace("/", "~1")
 
@@ -981,8 +1046,62 @@ def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any, unsupported
         ignore=ignore,
         ignore_repeats=False,
         unique_items=unique,
+        item_counts=_item_counts(g, rules, tables, unique is not None, unsupported),
         nesting_states=_opening_states(tables, g.open_containers),
         max_nesting=max(0, g.opts.max_depth - 1),
         source=f"JSON Schema {json.dumps(source)[:180]}",
         **tables.ir_fields(),
     )
+
+
+def _item_counts(g: Grammar, rules: list, tables: Tables, with_unique: bool, unsupported) -> ItemCounts | None:
+    """The counted arrays' states and rules (`guided.ir.ItemCounts`), or None when there are none.
+
+    A parser state whose kernel holds a counted array's rules past the ``[`` together with any
+    other rule (an alternative array read by the same states: the counts would apply to it, or
+    go to the wrong frame) is refused, through ``unsupported`` as in `to_ir` (in lenient mode that
+    array's bounds are dropped: a superset); so is a grammar with unique items as well."""
+    if not g.counted_arrays:
+        return None
+    if with_unique:
+        raise SchemaTooLarge(g.counted_arrays[0].pointer,
+                             f"minItems/maxItems past {min(COUNTED_ITEMS_FROM, g.opts.max_repeat)} are counted at run "
+                             f"time, which uniqueItems elsewhere in the same schema does not support yet")
+    index = {rule: r for r, rule in enumerate(rules)}
+    owner: dict[int, int] = {}  # rule -> counted array
+    for a, arr in enumerate(g.counted_arrays):
+        for rule in arr.rules:
+            if rule in index:
+                owner[index[rule]] = a
+    dropped: set[int] = set()
+    for kernel in tables.kernels:
+        inside = {owner[r] for r, dot in kernel if dot >= 1 and r in owner}
+        if inside and (len(inside) > 1 or any(r not in owner for r, _ in kernel)):
+            for a in sorted(inside - dropped):
+                reason = ("the array is read, in the same place, by the same parser states as another "
+                          "alternative (anyOf/oneOf/type list): its item count cannot be kept apart")
+                if unsupported is None:
+                    raise UnsupportedSchema(g.counted_arrays[a].pointer, "maxItems", reason)
+                unsupported(g.counted_arrays[a].pointer, "maxItems", reason)
+                dropped.add(a)
+    bounds: dict[int, tuple[int, int | None]] = {}
+    separators, closes = set(), set()
+    for q, kernel in enumerate(tables.kernels):
+        for r, dot in kernel:
+            a = owner.get(r)
+            if a is None or a in dropped:
+                continue
+            arr = g.counted_arrays[a]
+            rule = rules[r]
+            if dot == 1 and rule in arr.open_rules:
+                bounds[q] = arr.bounds
+            if dot == len(rule[1]) and rule in arr.close_rules:
+                closes.add(q)
+            if dot == 2 and rule in arr.separator_rules:
+                separators.add(q)
+    items = frozenset(index[rule] for a, arr in enumerate(g.counted_arrays) if a not in dropped
+                      for rule in arr.item_rules if rule in index)
+    if not bounds:
+        return None
+    return ItemCounts(bounds=tuple((q, lo, hi) for q, (lo, hi) in sorted(bounds.items())), item_rules=items,
+                      separator_states=frozenset(separators), close_states=frozenset(closes))
