@@ -18,9 +18,10 @@ so a 100,000-item array costs a handful of distinct masks, not one per item.
 
 The completion helpers (`forced_bytes`, `budget_mask`'s and `closing_lower_bound`'s bounds) are
 the CFG's, which ignore the counts: its language is a superset, so its lower bounds stay lower
-bounds and its forced bytes stay forced.  Its shortest completion closes every array as soon as
-it may, which the counts refuse while an array is below its minimum: `closing_distance` then
-answers `UNREACHABLE` (no completion known) rather than a wrong one.  The native core has no
+bounds and its forced bytes stay forced.  Its completion closes every array as soon as it may,
+which the counts refuse while an array is below its minimum: the completion is walked with the
+counts, and where they refuse it `closing_distance` answers `UNREACHABLE` (no completion known)
+rather than a wrong one.  The native core has no
 item counts yet: `guided.compiler` compiles such an IR with this engine whatever engine is
 asked for.
 
@@ -221,9 +222,13 @@ class CountsGrammar:
         return config if self.is_viable(config) else None
 
     def closing_ok(self, config: CountsConfig) -> bool:
-        """Does the CFG's shortest completion keep the counts?  (Yes unless an open array is below
-        its minimum: that completion closes it at once, and never adds an item.)"""
-        return all(n >= lo for _, n, lo, _ in config.frames)
+        """Does the CFG's completion (`CfgGrammar.completion`) keep the counts?  It closes every
+        array as soon as it may, so not while one is below its minimum; it is walked here."""
+        data = self.cfg.completion(config.stack, config.lex)
+        if data is None:
+            return False
+        end = self.walk(config, data) if data else config
+        return end is not None and self.accepts_end(end)
 
     # -- masks -----------------------------------------------------------------------------------
 

@@ -667,8 +667,9 @@ class RuleEmitter:
             if max_i < min_i:
                 return None
         cap = max(len(prefix_syms), min_i, max_i or 0, 1)
-        if (not unique and cap > min(COUNTED_ITEMS_FROM, self.opts.max_repeat)
-                and len(prefix_syms) <= min(COUNTED_ITEMS_FROM, self.opts.max_repeat)):
+        unroll = min(COUNTED_ITEMS_FROM, self.opts.max_repeat)
+        if not unique and cap > unroll and len(prefix_syms) <= unroll and (max_i is None or max_i >= 1):
+            # (maxItems 0 stays unrolled: the first item is preceded by no separator to refuse)
             return self.counted_array(prefix_syms, item_sym, min_i, max_i, ptr)
         if cap > self.opts.max_repeat:
             raise SchemaTooLarge(ptr, f"minItems/maxItems/prefixItems need {cap} positions, above "
