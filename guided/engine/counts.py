@@ -102,10 +102,17 @@ class CountsGrammar:
             dfa = self.ir.terminals[t].dfa
             if dfa.initial != DEAD:
                 first.update(np.flatnonzero(dfa.transitions[dfa.initial] != DEAD).tolist())
+        lut = np.zeros(256, dtype=bool)
+        lut[sorted(first)] = True
+        # Down the token trie, level by level: a node holds one if its parent does or its byte is one.
+        table = self.cfg.table
+        levels: list[np.ndarray] = []
+        for parents, last in zip(table.level_parents, table.level_bytes):
+            here = lut[last]
+            levels.append(here | levels[-1][parents] if levels else here)
+        nodes = np.concatenate(levels) if levels else np.zeros(0, bool)
         holds = np.zeros(self.vocab.size, dtype=bool)
-        tb = self.vocab.token_bytes
-        for i in self.cfg.table.token_ids.tolist():
-            holds[i] = any(b in first for b in tb[i])
+        holds[table.token_ids] = nodes[table.token_nodes]
         return pack(holds)
 
     def __repr__(self) -> str:
