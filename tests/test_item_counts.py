@@ -132,7 +132,7 @@ def test_engine_agrees_with_the_reference(seed):
             pos = ref.walk(pos, PIECES[t])
 
 
-BOUNDS = [(0, 130), (130, None), (129, 135), (200, 200), (1, 300)]
+BOUNDS = [(0, 260), (260, None), (259, 265), (300, 300), (1, 400)]
 
 
 @pytest.mark.parametrize("lo,hi", BOUNDS)
@@ -163,10 +163,10 @@ def test_python_engine_on_whole_documents():
     """The engine accepts (token by token, a byte a token) exactly the documents `jsonschema`
     validates, at and around both bounds, and refuses the one byte that breaks a bound."""
     vocab = guided.Vocabulary.from_token_bytes([bytes([b]) for b in range(128)] + [b"<eos>"], eos_token_ids=[128])
-    schema = _ints(150, 160)
+    schema = _ints(300, 310)
     g = engine_for(_ir(schema), vocab)
     assert isinstance(g, CountsGrammar)
-    for n in (0, 149, 150, 155, 160, 161):
+    for n in (0, 299, 300, 305, 310, 311):
         m = g.matcher()
         text = json.dumps(list(range(n))).encode()
         refused = None  # where the first byte the mask refuses is
@@ -177,10 +177,10 @@ def test_python_engine_on_whole_documents():
             m.advance(b)
         valid = jsonschema.Draft202012Validator(schema).is_valid(list(range(n)))
         assert (refused is None and m.accepts_eos()) == valid, n
-        if n < 150:
+        if n < 300:
             assert refused == len(text) - 1  # at the "]"
-        if n == 161:
-            assert refused == len(json.dumps(list(range(160))))  - 1  # at the 160th item's ","
+        if n == 311:
+            assert refused == len(json.dumps(list(range(310)))) - 1  # at the 310th item's ","
 
 
 def test_large_bounds_compile_without_unrolling():
@@ -204,13 +204,13 @@ def test_large_bounds_compile_without_unrolling():
 
 def test_closing_never_proposes_a_wrong_completion():
     vocab = guided.Vocabulary.from_token_bytes([b"[", b"]", b"1", b",", b"<eos>"], eos_token_ids=[4])
-    g = engine_for(_ir(_ints(200, 300)), vocab)
+    g = engine_for(_ir(_ints(300, 400)), vocab)
     m = g.matcher()
     m.advance(0)
     m.advance(2)
     assert m.closing_distance() == UNREACHABLE and m.closing_tokens().size == 0  # "]" would close too early
     assert m.closing_lower_bound() >= 1
-    for _ in range(199):
+    for _ in range(299):
         m.advance(3)
         m.advance(2)
     assert m.closing_distance() == 1 and m.closing_tokens().tolist() == [1]
@@ -237,6 +237,11 @@ def test_alternative_arrays_in_the_same_states_are_refused():
         for n in (0, 1000, 1001, 2000):
             doc = list(range(n))
             assert accepts(ir, json.dumps(doc).encode()) == jsonschema.Draft202012Validator(schema).is_valid(doc), n
+    # lenient: the bounds are dropped (a superset) and reported
+    with pytest.warns(guided.RelaxedSchemaWarning, match="maxItems"):
+        ir = guided.JsonSchema(schema, lenient=True).to_ir()
+    assert ir.item_counts is None
+    assert all(accepts(ir, json.dumps(list(range(n))).encode()) for n in (0, 1500, 2000))
 
 
 def test_malformed_item_counts_are_refused():

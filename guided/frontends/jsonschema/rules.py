@@ -56,7 +56,7 @@ MAX_WITNESSES = 6  # keys one object must have (negated object keywords): 2**n f
 # Item bounds (minItems/maxItems) past this many positions (or past max_repeat, if lower) are
 # counted at run time (`guided.ir.ItemCounts`, the Python engine) instead of unrolled into one
 # grammar position per item (exact masks on either engine, but compile time superlinear in the bound).
-COUNTED_ITEMS_FROM = 128
+COUNTED_ITEMS_FROM = 256  # (max_repeat's default: what compiled before keeps its grammar and engine)
 
 
 class Grammar:
@@ -1089,10 +1089,10 @@ def _item_counts(g: Grammar, rules: list, tables: Tables, with_unique: bool, uns
     separators, closes = set(), set()
     for q, kernel in enumerate(tables.kernels):
         for r, dot in kernel:
-            a = owner.get(r)
-            if a is None or a in dropped:
+            which = owner.get(r)
+            if which is None or which in dropped:
                 continue
-            arr = g.counted_arrays[a]
+            arr = g.counted_arrays[which]
             rule = rules[r]
             if dot == 1 and rule in arr.open_rules:
                 bounds[q] = arr.bounds
