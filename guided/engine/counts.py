@@ -11,8 +11,8 @@ Masks are exact (as rule 12 defines them).  The CFG mask (vectorised, cached) is
 checks only take tokens away, and only at a shift of a *checked* terminal (one that shifts into
 a separator or close state).  So only the tokens that hold the first byte of a checked terminal
 are walked again byte by byte with the counts, or, while the pending lexeme may itself be a
-checked one that can still grow, every token the CFG allows.  With no frame open, a token must
-also open one to reach a check.  Masks are memoised under the counts made coarse: a count far
+checked one that can still grow (or fails its check), every token the CFG allows.  With no
+frame open, a token must also open one to reach a check.  Masks are memoised under the counts made coarse: a count far
 from both bounds (further than a token's bytes can move it) behaves like any other such count,
 so a 100,000-item array costs a handful of distinct masks, not one per item.
 
@@ -266,6 +266,13 @@ class CountsGrammar:
         None: all of them."""
         if config.frames:
             if self._may_be_checked(config.lex):
+                lexers = self.cfg.lexers
+                lex = config.lex
+                row = (lexers.table if lexers.filled[lex] else lexers.ready(lex))[lex]
+                if not row.any() and self.end_lexeme(config) is not None:
+                    # A "," or "]" that cannot grow: every token ends it with its first byte, and
+                    # it passes its check; the rest of a token is checked only past a checked byte.
+                    return self.holds_checked
                 return None
             return self.holds_checked
         lexers = self.cfg.lexers
