@@ -21,13 +21,16 @@ from hypothesis import strategies as st
 
 import guided
 from guided.compiler import engine_for
+from guided.engine import native
 from guided.engine.counts import CountsGrammar
 from guided.engine.matcher import UNREACHABLE
 from guided.errors import InvalidIR
 from guided.frontends.jsonschema import rules as _rules
 from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
 from guided.ir import CfgIR, ItemCounts, UniqueItems
+from guided.ir import serialize
 from guided.ir.reference import Reference, accepts, is_prefix
+from tests.test_ir import _body, _rewrite
 
 
 def _ir(schema: dict, counted_from: int | None = None) -> CfgIR:
@@ -68,7 +71,7 @@ def test_small_bounds_counted_equal_unrolled(schema, smollm2_vocab):
     counted_ir = _ir(schema, len(schema.get("prefixItems", [])))  # (a longer prefix stays unrolled)
     plain_ir = _ir(schema, 10 ** 9)
     assert counted_ir.item_counts is not None and plain_ir.item_counts is None
-    counted = engine_for(counted_ir, vocab, engine="native")
+    counted = engine_for(counted_ir, vocab, engine="native" if native.available() else "python")
     assert isinstance(counted, CountsGrammar)  # whatever engine is asked for
     plain = engine_for(plain_ir, vocab)
     rng = random.Random(json.dumps(schema))
@@ -268,3 +271,26 @@ def test_malformed_item_counts_are_refused():
     with pytest.raises(InvalidIR, match="item_counts"):
         replace(ir, item_counts=object()).validate()
     assert isinstance(replace(ir, item_counts=ItemCounts((), frozenset(), frozenset(), frozenset())).validate(), CfgIR)
+
+
+def test_malformed_serialised_item_counts_are_refused():
+    """The four ``items_*`` fields come together, as rows of the right shape, and what they
+    decode to is validated like any IR."""
+    ir = _ir(_ints(3, 1000))
+    data = ir.to_bytes(compress=False)
+    body = _body(data)
+    q, lo, hi = ir.item_counts.bounds[0]
+    field = serialize._encode("items_bounds", np.array([(q, lo, hi)], np.int64))
+    assert field in body
+    cases = {
+        "state out of range": np.array([(ir.num_states, lo, hi)], np.int64),
+        "max below -1": np.array([(q, lo, -2)], np.int64),
+        "min above max": np.array([(q, 5, 4)], np.int64),
+        "rows of two": np.array([(q, lo)], np.int64),
+    }
+    for what, rows in cases.items():
+        with pytest.raises(InvalidIR):
+            serialize.from_bytes(_rewrite(data, body.replace(field, serialize._encode("items_bounds", rows))))
+    with pytest.raises(InvalidIR, match="come together"):
+        serialize.from_bytes(_rewrite(data, body.replace(field, b"")))
+    assert serialize.from_bytes(_rewrite(data, body)).item_counts == ir.item_counts
