@@ -294,3 +294,33 @@ def test_malformed_serialised_item_counts_are_refused():
     with pytest.raises(InvalidIR, match="come together"):
         serialize.from_bytes(_rewrite(data, body.replace(field, b"")))
     assert serialize.from_bytes(_rewrite(data, body)).item_counts == ir.item_counts
+
+
+def test_threshold_keeps_small_bounds_unrolled():
+    """Bounds up to `COUNTED_ITEMS_FROM` (or `max_repeat` if lower) unroll as before (native,
+    exact); past it they are counted, also past a lowered `max_repeat` that used to refuse them."""
+    edge = _rules.COUNTED_ITEMS_FROM
+    assert _ir(_ints(0, edge)).item_counts is None
+    assert _ir(_ints(edge + 1, None)).item_counts is not None
+    ir = guided.JsonSchema(_ints(0, 20), max_repeat=10).to_ir()
+    assert ir.item_counts is not None and ir.item_counts.bounds[0][1:] == (0, 20)
+    assert accepts(ir, json.dumps(list(range(20))).encode()) and not accepts(ir, json.dumps(list(range(21))).encode())
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_nested_small_bounds_as_json_schema(data):
+    """Every array counted (`COUNTED_ITEMS_FROM` 0), nested with bounds of their own: the
+    reference accepts exactly what `jsonschema` validates."""
+    lo, lo_in = data.draw(st.integers(0, 3)), data.draw(st.integers(0, 2))
+    hi = data.draw(st.one_of(st.none(), st.integers(max(lo, 1), 4)))
+    hi_in = data.draw(st.one_of(st.none(), st.integers(max(lo_in, 1), 3)))
+    inner = {"type": "array", "items": {"type": "integer"}, "minItems": lo_in,
+             **({"maxItems": hi_in} if hi_in is not None else {})}
+    schema = {"type": "array", "items": {"anyOf": [{"type": "integer"}, inner]}, "minItems": lo,
+              **({"maxItems": hi} if hi is not None else {})}
+    ir = _ir(schema, 0)
+    assert len(ir.item_counts.bounds) == 2  # a frame for each array
+    value = data.draw(st.lists(st.one_of(st.integers(0, 99), st.lists(st.integers(0, 9), max_size=5)), max_size=6))
+    text = json.dumps(value, separators=data.draw(st.sampled_from([(",", ":"), (", ", ": ")]))).encode()
+    assert accepts(ir, text) == jsonschema.Draft202012Validator(schema).is_valid(value), (schema, text)
