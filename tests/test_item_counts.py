@@ -60,6 +60,10 @@ SMALL = [
     {"type": "object", "properties": {"a": _ints(0, 2), "b": {"type": "array", "items": {"type": "string"},
                                                               "minItems": 2}}, "required": ["a"]},
     {"type": "array", "items": {"anyOf": [{"type": "null"}, _ints(0, 2)]}, "maxItems": 3},
+    {"type": "array", "items": {"type": "string", "maxLength": 3}, "minItems": 1, "maxItems": 2},  # "," and "]" in strings
+    {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string"}, "b": _ints(0, 1)},
+                                "required": ["a"]}, "minItems": 1, "maxItems": 2},
+    {"type": "array", "items": {}, "maxItems": 2},  # open values inside: arrays of their own, uncounted
 ]
 
 
