@@ -7,7 +7,8 @@ description (`guided.frontends.jsonschema.terminals`), ``T0``, ``T1``, ... in th
 first used.  Whitespace between lexemes is one ignored terminal of at most ``max_whitespace`` bytes
 that may not follow itself, so every run is bounded and a model can never loop on it.
 Nonterminals carry the structure: objects as a chain over their properties in schema order, arrays
-as a chain over item counts, unions as alternatives, ``$ref`` cycles as recursion; open-ended values
+as a chain over item counts (past `COUNTED_ITEMS_FROM` items, a list whose bounds the engine counts:
+`guided.ir.ItemCounts`), unions as alternatives, ``$ref`` cycles as recursion; open-ended values
 are one recursive rule set whose nesting the engine bounds (`CfgIR.max_nesting`).
 
 Soundness does not depend on the grammar being conflict-free: conflicts are resolved (shift over
