@@ -343,3 +343,11 @@ def test_fuzzed_schemas_with_every_array_counted(schema, seed):
         mp.setattr(_rules, "COUNTED_ITEMS_FROM", 0)
         mp.setenv("GUIDED_IR_CACHE", "off")  # IR stored on disk under the default threshold
         F.check("schema", schema, lambda: F.run_schema(schema, seed))
+
+
+def test_native_core_refuses_item_counts_it_cannot_check():
+    if not native.available():
+        pytest.skip("the native core is not built")
+    vocab = guided.Vocabulary.from_token_bytes([b"[", b"]", b"1", b",", b"<eos>"], eos_token_ids=[4])
+    with pytest.raises(guided.SpecError, match="item counts"):
+        native.NativeCfgGrammar(_ir(_ints(0, 1000)), vocab)
