@@ -65,6 +65,10 @@ SMALL = [
     {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string"}, "b": _ints(0, 1)},
                                 "required": ["a"]}, "minItems": 1, "maxItems": 2},
     {"type": "array", "items": {}, "maxItems": 2},  # open values inside: arrays of their own, uncounted
+    {"type": "array", "items": {"type": "integer"}, "contains": {"minimum": 5}, "minContains": 1, "maxContains": 2,
+     "minItems": 2},
+    {"type": "array", "items": {"type": ["integer", "string"]}, "contains": {"type": "string"}, "minContains": 0,
+     "maxContains": 1, "maxItems": 3},
 ]
 
 
@@ -351,3 +355,27 @@ def test_native_core_refuses_item_counts_it_cannot_check():
     vocab = guided.Vocabulary.from_token_bytes([b"[", b"]", b"1", b",", b"<eos>"], eos_token_ids=[4])
     with pytest.raises(guided.SpecError, match="item counts"):
         native.NativeCfgGrammar(_ir(_ints(0, 1000)), vocab)
+
+
+CONTAINS = [(0, None, 0, 1), (1, None, 0, None), (2, 3, 0, None), (0, 2, 0, None), (1, None, 0, 5), (2, None, 3, None),
+            (0, 1, 2, 4), (1, 2, 1, None)]
+
+
+@pytest.mark.parametrize("min_c,max_c,lo,hi", CONTAINS)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_contains_with_counted_items_as_json_schema(min_c, max_c, lo, hi, data):
+    """`contains` beside counted item bounds (`COUNTED_ITEMS_FROM` 0): the reference accepts
+    exactly what `jsonschema` validates, and every prefix of a valid array stays viable; where
+    the two counts would need each other (maxItems with minContains) the array stays unrolled."""
+    schema = {"type": "array", "items": {"type": "integer"}, "contains": {"minimum": 5}, "minContains": min_c,
+              "minItems": lo, **({"maxContains": max_c} if max_c is not None else {}),
+              **({"maxItems": hi} if hi is not None else {})}
+    ir = _ir(schema, 0)
+    assert (ir.item_counts is not None) == (hi is None or min_c == 0)
+    value = data.draw(st.lists(st.integers(0, 9), max_size=7))
+    text = json.dumps(value).encode()
+    valid = jsonschema.Draft202012Validator(schema).is_valid(value)
+    assert accepts(ir, text) == valid, (schema, text)
+    if valid:
+        assert all(is_prefix(ir, text[:k]) for k in range(len(text)))

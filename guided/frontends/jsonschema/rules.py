@@ -714,39 +714,56 @@ class RuleEmitter:
         The caller makes sure that every prefix symbol and the item symbol exist past the prefix
         (else the array is short and unrolled) and that the bounds are past the prefix.
         """
-        g = self.g
         assert item_sym is not None and all(s is not None for s in prefix_syms)
-        counted = CountedArray(ptr, min_i, max_i)
-        opener, close, comma = g.term(("lit", b"[")), g.term(("lit", b"]")), g.term(("lit", b","))
-        arr, items = g.nt("array"), g.nt("items")
-
-        def add(lhs, rhs, item=False):
-            g.rule(lhs, rhs, ptr)
-            counted.rules.add((lhs, rhs))
-            if item:
-                counted.item_rules.add((lhs, rhs))
-            if rhs[0] == opener:
-                counted.open_rules.add((lhs, rhs))
-            if rhs[-1] == close:
-                counted.close_rules.add((lhs, rhs))
-            if comma in rhs:
-                counted.separator_rules.add((lhs, rhs))
-
-        add(arr, (opener, close))  # the empty array (refused by the count when minItems > 0)
+        counted = CountedArray(self.g, ptr, min_i, max_i)
+        add, comma = counted.add, counted.comma
+        arr, items = self.g.nt("array"), self.g.nt("items")
+        add(arr, (counted.opener, counted.close))  # the empty array (refused by the count when minItems > 0)
         head = None  # the first k prefix items
         for k, sym in enumerate(prefix_syms):
-            nxt = g.nt("head")
+            nxt = self.g.nt("head")
             add(nxt, (sym,) if head is None else (head, comma, sym), item=True)
             if k + 1 < len(prefix_syms):  # the whole prefix closes through ``items``
-                add(arr, (opener, nxt, close))
+                add(arr, (counted.opener, nxt, counted.close))
             head = nxt
         if head is None:
             add(items, (item_sym,), item=True)
         else:
             add(items, (head,))
         add(items, (items, comma, item_sym), item=True)
-        add(arr, (opener, items, close))
-        g.counted_arrays.append(counted)
+        add(arr, (counted.opener, items, counted.close))
+        self.g.counted_arrays.append(counted)
+        return arr
+
+    def counted_contains(self, yes: str | None, no: str | None, min_i: int, max_i: int | None, min_c: int,
+                         max_c: int | None, ptr: str) -> str:
+        """`contains` over an array whose item bounds are counted at run time: the items
+        left-recursively, one list symbol per number of items matching ``contains`` so far (up to
+        ``maxContains``, or ``minContains`` where there is no maximum: more are as good), each item
+        a ``yes`` (matches) or a ``no``; the array closes from the counts ``contains`` accepts."""
+        counted = CountedArray(self.g, ptr, min_i, max_i)
+        add, comma = counted.add, counted.comma
+        top = min_c if max_c is None else max_c
+        lists = [self.g.nt("matched") for _ in range(top + 1)]
+
+        def after(c: int) -> int | None:  # the count after one more matching item (None: too many)
+            return min(c + 1, top) if max_c is None else (c + 1 if c + 1 <= max_c else None)
+
+        if no is not None:
+            add(lists[0], (no,), item=True)
+        if yes is not None and after(0) is not None:
+            add(lists[after(0)], (yes,), item=True)  # type: ignore[index]
+        for c in range(top + 1):
+            if no is not None:
+                add(lists[c], (lists[c], comma, no), item=True)
+            if yes is not None and after(c) is not None:
+                add(lists[after(c)], (lists[c], comma, yes), item=True)  # type: ignore[index]
+        arr = self.g.nt("array")
+        if min_c == 0:
+            add(arr, (counted.opener, counted.close))
+        for c in range(min_c, top + 1):
+            add(arr, (counted.opener, lists[c], counted.close))
+        self.g.counted_arrays.append(counted)
         return arr
 
     def unique_bound(self, flat, prefix, items, max_i):
@@ -868,6 +885,14 @@ class RuleEmitter:
         yes, no = split(items, f"{ptr}/items")
         cap_c = max(min_c, (max_c or 0)) + 1
         cap_i = max(min_i, (max_i or 0), len(prefix), 1)
+        unroll = min(COUNTED_ITEMS_FROM, self.opts.max_repeat)
+        if (not positions and cap_i > unroll and cap_c <= self.opts.max_repeat and (max_i is None or max_i >= 1)
+                and (max_c is None or max_c >= min_c) and (yes is not None or min_c == 0)
+                and (no is not None or max_c is None) and (max_i is None or min_c == 0)):
+            # Many items, few of them counted by contains: the items by a run-time count.  Only
+            # where the two counts never need each other (no dead end): with both a maxItems and a
+            # minContains, 999 items that do not match leave no room for 3 that must (unrolled).
+            return self.counted_contains(yes, no, min_i, max_i, min_c, max_c, ptr)
         if cap_i * cap_c > self.opts.max_repeat * 4:
             raise SchemaTooLarge(ptr, "minItems/maxItems/minContains/maxContains are too large together")
         close, comma = g.term(("lit", b"]")), g.term(("lit", b","))
@@ -961,14 +986,30 @@ class SomeRegion:
 class CountedArray:
     """The rules of one array whose items are counted at run time (`guided.ir.ItemCounts`), by role."""
 
-    def __init__(self, pointer: str, min_items: int, max_items: int | None):
+    def __init__(self, g: Grammar, pointer: str, min_items: int, max_items: int | None):
+        self.g = g
         self.pointer = pointer
         self.bounds = (min_items, max_items)
+        self.opener, self.close, self.comma = g.term(("lit", b"[")), g.term(("lit", b"]")), g.term(("lit", b","))
         self.rules: set[tuple[str, tuple[str, ...]]] = set()
         self.open_rules: set[tuple[str, tuple[str, ...]]] = set()  # "[" ...: a frame opens after "["
         self.item_rules: set[tuple[str, tuple[str, ...]]] = set()  # one reduction per item
         self.separator_rules: set[tuple[str, tuple[str, ...]]] = set()  # ... "," item: checked after ","
         self.close_rules: set[tuple[str, tuple[str, ...]]] = set()  # ... "]": checked after "]"
+
+    def add(self, lhs: str, rhs: tuple[str, ...], item: bool = False) -> None:
+        """Emit a rule of this array, filed by its role (``item``: its reduction is one item)."""
+        self.g.rule(lhs, rhs, self.pointer)
+        rule = (lhs, rhs)
+        self.rules.add(rule)
+        if item:
+            self.item_rules.add(rule)
+        if rhs[0] == self.opener:
+            self.open_rules.add(rule)
+        if rhs[-1] == self.close:
+            self.close_rules.add(rule)
+        if self.comma in rhs:
+            self.separator_rules.add(rule)
 
 
 def _esc(name: str) -> str:
