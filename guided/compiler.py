@@ -27,6 +27,7 @@ from guided import irstore
 from guided.engine import native
 from guided.engine.automaton import AutomatonGrammar
 from guided.engine.cfg import CfgGrammar
+from guided.engine.counts import CountsGrammar
 from guided.engine.matcher import CompiledGrammar
 from guided.engine.reasoning import ThoughtBudget
 from guided.engine.unique import UniqueGrammar
@@ -122,8 +123,9 @@ def resolve_engine(engine: str | None = None) -> str:
 
 def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine: str | None = None) -> CompiledGrammar:
     """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
-    `CfgIR`, the XML engine for one with matched names, the unique-items engine (Python only: the
-    native core has none yet, so ``engine="native"`` gets it too) for one with unique items;
+    `CfgIR`, the XML engine for one with matched names, the unique-items engine and the item-counts
+    engine (Python only: the native core has neither yet, so ``engine="native"`` gets them too) for
+    one with unique items or item counts;
     ``engine`` as in `compile` (a `CfgIR` that parses by Earley always gets the Python engine)."""
     engine = resolve_engine(engine)
     if isinstance(ir, ByteDFA):
@@ -133,6 +135,9 @@ def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine:
     if ir.unique_items is not None:
         # The native core has no unique-items engine yet: the Python one, whatever was asked.
         return UniqueGrammar(ir, vocab)
+    if ir.item_counts is not None:
+        # Nor item counts (minItems/maxItems counted at run time): the Python engine, whatever was asked.
+        return CountsGrammar(ir, vocab)
     if ir.matched_names is not None:
         # Counted terminals (`guided.ir.Count`) are native in CFG grammars, not yet beside matched
         # names (no front-end makes both): the Python XML engine takes those.

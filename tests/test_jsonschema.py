@@ -230,8 +230,9 @@ def test_limits_name_the_part_of_the_schema():
     with pytest.raises(SchemaTooLarge, match="longest length guided unrolls") as exc:  # counted only when plain
         schema_to_ir(JsonSchema({"properties": {"x": {"type": "string", "pattern": "^a", "maxLength": 100000}}}))
     assert exc.value.pointer == "/properties/x"
-    with pytest.raises(SchemaTooLarge):
-        schema_to_ir(JsonSchema({"type": "array", "maxItems": 10_000}))
+    with pytest.raises(SchemaTooLarge, match="prefixItems need 300 positions") as exc:  # (maxItems alone is counted)
+        schema_to_ir(JsonSchema({"properties": {"x": {"type": "array", "prefixItems": [{"type": "integer"}] * 300}}}))
+    assert exc.value.pointer == "/properties/x"
     with pytest.raises(SchemaTooLarge):
         schema_to_ir(JsonSchema({"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(50)}},
                                 max_rules=40))

@@ -224,6 +224,10 @@ class NativeCfgGrammar:
     engine = "native"
 
     def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
+        if ir.item_counts is not None:
+            # Its tables alone accept arrays of any length: refuse rather than mask a superset.
+            raise SpecError("the native core has no item counts (guided.ir.ItemCounts) yet: compile this IR "
+                            "through guided.compile, which gives it the Python engine")
         self.ir = ir
         self.vocab = vocab
         if any(t.count is not None for t in ir.terminals):

@@ -10,8 +10,8 @@
 This package imports nothing of guided but `guided.errors`.
 """
 
-from guided.ir.cfg import END, CfgIR, Count, MatchedNames, Terminal, UniqueItems, canonical_json
+from guided.ir.cfg import END, CfgIR, Count, ItemCounts, MatchedNames, Terminal, UniqueItems, canonical_json
 from guided.ir.dfa import DEAD, ByteDFA, ByteNFA
 
-__all__ = ["DEAD", "END", "ByteDFA", "ByteNFA", "CfgIR", "Count", "MatchedNames", "Terminal", "UniqueItems",
-           "canonical_json"]
+__all__ = ["DEAD", "END", "ByteDFA", "ByteNFA", "CfgIR", "Count", "ItemCounts", "MatchedNames", "Terminal",
+           "UniqueItems", "canonical_json"]

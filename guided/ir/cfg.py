@@ -77,6 +77,13 @@ Every engine must implement exactly this.  `guided.ir.reference` is its executab
     accepts a lexeme only when its count is within them.  Engines keep the exact count beside
     the lexer state, so a bound of 100,000 costs no automaton state per position.  Earley
     grammars (rule 10) have none.
+12. **Item counts** (`ItemCounts`, optional): a number of items per open array, checked beside
+    the parser (JSON Schema's ``minItems``/``maxItems`` past what the front-end unrolls): a shift
+    into an open state opens a *frame* counting from 0, each reduction by an item rule adds one
+    to the innermost frame, and a shift into a separator state when that count is already the
+    frame's maximum, or into a close state while it is below its minimum, is a syntax error
+    (rules 4 and 7 included); see `ItemCounts`.  Engines keep the counts beside the stack, so a
+    bound of 100,000 costs no parser state per item.
 
 >>> from guided.ir.dfa import ByteDFA
 >>> import numpy as np
@@ -263,6 +270,47 @@ class UniqueItems:
     COMPLETIONS: ClassVar[int] = 256
 
 
+@dataclass(frozen=True)
+class ItemCounts:
+    """Arrays with a bounded number of items: JSON Schema's ``minItems``/``maxItems`` (rule 12).
+
+    A bound as large as 100,000 would take one grammar position per item if unrolled.  This field
+    says it beside the tables, in terms of parser states and rules; an engine keeps, beside the
+    parser stack, *frames*: a shift that pushes a state of ``bounds`` (``(state, min, max)`` rows,
+    max None for no maximum: the state just after an array's ``[``) opens a frame with a count of
+    0 and that state's bounds, held by the entry it pushes; the frame closes when that entry is
+    popped.  Then:
+
+    - a reduction by a rule of ``item_rules`` (one per item of a counted array: the front-end
+      writes the items left-recursively, ``items: item | items "," item``, so that each item is
+      reduced as soon as the lookahead after it arrives and the stack stays flat) adds one to the
+      innermost open frame's count; with no frame open it counts nothing;
+    - a shift that pushes a state of ``separator_states`` (just after the ``,`` before another
+      item) is a syntax error when the innermost frame's count is already its maximum;
+    - a shift that pushes a state of ``close_states`` (just after the closing ``]``) is a syntax
+      error when the innermost frame's count is below its minimum.
+
+    The reductions of an item happen on the lookahead that follows it, before that lookahead is
+    shifted, so the separator or closer after the k-th item sees a count of k.  Both checks are
+    on shifts, which rule 7 (viability of the pending lexeme) includes: a ``,`` after the last
+    item allowed, or a ``]`` before the first one needed, is refused as soon as it is read, and
+    nothing else is: the masks have no dead end (below the maximum another item may always
+    follow; at or above the minimum the array may always close).  The three sets of states are
+    disjoint; the front-end also makes sure that no state mixes a counted array's items with
+    another alternative's, so that the innermost frame is always the array being written.
+    """
+
+    bounds: tuple[tuple[int, int, int | None], ...]  # (open state, min, max or None), by state
+    item_rules: frozenset[int]
+    separator_states: frozenset[int]
+    close_states: frozenset[int]
+
+    @functools.cached_property
+    def by_state(self) -> dict[int, tuple[int, int | None]]:
+        """Open state -> (min, max)."""
+        return {q: (lo, hi) for q, lo, hi in self.bounds}
+
+
 _CANONICAL_NULL = ("null",)
 
 
@@ -329,6 +377,7 @@ class CfgIR:
     max_nesting: int = 0
     matched_names: MatchedNames | None = None  # XML's close tags; see `MatchedNames`
     unique_items: UniqueItems | None = None  # JSON Schema's uniqueItems; see `UniqueItems`
+    item_counts: ItemCounts | None = None  # minItems/maxItems as run-time counts; see `ItemCounts`
     # Rule 10: parse by Earley over these right-hand sides (one per rule: terminal t as t,
     # nonterminal A as ~A) instead of by the tables, for grammars whose tables have conflicts.
     earley: bool = False

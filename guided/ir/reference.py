@@ -1,6 +1,6 @@
 """The reference recogniser: the one executable definition of what an IR accepts, byte by byte.
 
-`guided.ir.cfg` states the semantics of a `CfgIR` in words (rules 1 to 8); this module runs them
+`guided.ir.cfg` states the semantics of a `CfgIR` in words (rules 1 to 12); this module runs them
 as directly as they read, with no tables built ahead, no caches and no masks, so that each rule
 can be checked against its line here.  Every engine is tested against it: a mask allows a token
 exactly when `Reference.step` over the token's bytes keeps the position viable
@@ -73,6 +73,8 @@ class CfgPosition(NamedTuple):
     after_ignore: bool = False  # the lexeme that ended last was an ignored one
     names: NamesState | None = None
     unique: UniqueState | None = None  # rule 9; ``text`` then holds the lexeme while a frame is open
+    # rule 12: the open item-count frames, innermost last: (stack index, count, min, max)
+    counts: tuple[tuple[int, int, int, int | None], ...] | None = None
 
 
 Position = Union[CfgPosition, int]
@@ -101,7 +103,8 @@ class Reference:
             return CfgPosition(stack=(self._closure((), [(r, 0, 0) for r, (lhs, _) in enumerate(ir.rules)
                                                          if lhs == 0]),))
         return CfgPosition(stack=(ir.start_state,), names=NamesState() if ir.matched_names else None,
-                           unique=UniqueState() if ir.unique_items else None)
+                           unique=UniqueState() if ir.unique_items else None,
+                           counts=() if ir.item_counts else None)
 
     def step(self, pos: Position, byte: int) -> Position | None:
         if isinstance(pos, int):
@@ -131,6 +134,9 @@ class Reference:
             ends = self.lexeme_completions(pos)
             if ends is not None:
                 return any(self.end_lexeme(p) is not None for p in ends)
+        if pos.counts is not None:  # rule 12: the count checks are part of "the parser accepts"
+            return any(t in ir.ignore or self._feed_counts(pos.stack, pos.counts, t) is not None
+                       for t, _ in pos.lexeme)
         return any(t in ir.ignore or self.feed(pos.stack, t) is not None for t, _ in pos.lexeme)
 
     def accepts_end(self, pos: Position) -> bool:
@@ -250,6 +256,11 @@ class Reference:
             if fed is None:
                 return None
             return CfgPosition(stack=fed[0], unique=fed[1])
+        if pos.counts is not None:
+            counted = self._feed_counts(pos.stack, pos.counts, terminal)
+            if counted is None:
+                return None
+            return CfgPosition(stack=counted[0], counts=counted[1])
         stack = self.feed(pos.stack, terminal)
         if stack is None:
             return None
@@ -502,6 +513,42 @@ class Reference:
                 return False
             stack, texts, frames = reduced
         return True
+
+
+    # -- item counts (rule 12) ---------------------------------------------------------------------
+
+    def _feed_counts(self, stack: tuple[int, ...], frames: tuple, terminal: int) -> tuple[tuple, tuple] | None:
+        """`feed` with rule 12: item reductions count in the innermost frame, the shift is checked
+        against its bounds, and a shift into an open state opens a frame."""
+        ir = self.ir
+        assert isinstance(ir, CfgIR) and ir.item_counts is not None
+        spec = ir.item_counts
+        while True:
+            action = ir.actions[stack[-1]].get(terminal)
+            if action is None:
+                return None
+            if action >= 0:
+                break
+            rule = -action - 1
+            keep = len(stack) - ir.rules[rule][1]  # entries that stay
+            frames = tuple(f for f in frames if f[0] < keep)  # frames whose entry is popped close
+            if rule in spec.item_rules and frames:
+                at, n, lo, hi = frames[-1]
+                frames = frames[:-1] + ((at, n + 1, lo, hi),)
+            stack = self._reduce(stack, action)
+        if frames:
+            _, n, lo, hi = frames[-1]
+            if action in spec.separator_states and hi is not None and n >= hi:
+                return None  # a separator after the last item allowed
+            if action in spec.close_states and n < lo:
+                return None  # the array closes before its minimum
+        stack = stack + (action,)
+        if ir.max_nesting and sum(s in ir.nesting_states for s in stack) > ir.max_nesting:
+            return None
+        bound = spec.by_state.get(action)
+        if bound is not None:
+            frames = frames + ((len(stack) - 1, 0, bound[0], bound[1]),)
+        return stack, frames
 
 
 def accepts(ir: CfgIR | ByteDFA, data: bytes) -> bool:

@@ -27,8 +27,8 @@ Types: 1 int (i64); 2 str (u32 length, UTF-8); 3 array (u8 dtype: 1 bool, 2 uint
 4 int64; u8 ndim 1 or 2; u64 per dimension; the elements, C order, little-endian); 4 list of str
 (u32 count, then each as a type-2 value).  Each kind has a fixed set of fields (`DFA_FIELDS`,
 `CFG_FIELDS`, the optional ``matched_names``/``matched_name_bytes``,
-``unique_open_states``/``unique_item_rules``, ``rhs_offsets``/``rhs_symbols`` and
-``count_bounds``/``count_counted``), each once, in any order;
+``unique_open_states``/``unique_item_rules``, ``rhs_offsets``/``rhs_symbols``,
+``count_bounds``/``count_counted`` and the four ``items_*`` of `ItemCounts`), each once, in any order;
 an unknown, missing or repeated field, a wrong type or dtype, or a byte left over is an error.
 
 A `CfgIR` is stored flat: its terminals' DFAs stacked (``dfa_offsets`` says where each starts;
@@ -55,7 +55,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from guided.errors import GuidedError, InvalidIR
-from guided.ir.cfg import CfgIR, Count, FlatTables, MatchedNames, Terminal, UniqueItems
+from guided.ir.cfg import CfgIR, Count, FlatTables, ItemCounts, MatchedNames, Terminal, UniqueItems
 from guided.ir.dfa import ByteDFA
 
 MAGIC = b"\x89GIR\r\n\x1a\n"
@@ -114,6 +114,10 @@ EARLEY_FIELDS = {"rhs_offsets": (_ARRAY, "<i8", 1), "rhs_symbols": (_ARRAY, "<i4
 # Counted terminals (rule 11): rows (terminal, min, max or -1); their counted transitions, each
 # terminal's DFA rows in count_bounds order.
 COUNT_FIELDS = {"count_bounds": (_ARRAY, "<i8", 2), "count_counted": (_ARRAY, "bool", 2)}
+# `ItemCounts` (rule 12): rows (open state, min, max or -1), then its item rules, separator and
+# close states, sorted; all four or none.
+ITEMS_FIELDS = {"items_bounds": (_ARRAY, "<i8", 2), "items_rules": (_ARRAY, "<i4", 1),
+                "items_separator_states": (_ARRAY, "<i4", 1), "items_close_states": (_ARRAY, "<i4", 1)}
 
 IR = TypeVar("IR", ByteDFA, CfgIR)
 
@@ -185,6 +189,13 @@ def _cfg_fields(ir: CfgIR) -> dict[str, Any]:
     if unique is not None:
         out["unique_open_states"] = np.array(sorted(unique.open_states), np.int32)
         out["unique_item_rules"] = np.array(sorted(unique.item_rules), np.int32)
+    items = ir.item_counts
+    if items is not None:
+        out["items_bounds"] = np.array([(q, lo, -1 if hi is None else hi) for q, lo, hi in sorted(items.bounds)],
+                                       np.int64).reshape(-1, 3)
+        out["items_rules"] = np.array(sorted(items.item_rules), np.int32)
+        out["items_separator_states"] = np.array(sorted(items.separator_states), np.int32)
+        out["items_close_states"] = np.array(sorted(items.close_states), np.int32)
     counted = [(i, t.count) for i, t in enumerate(ir.terminals) if t.count is not None]
     if counted:
         out["count_bounds"] = np.array([(i, c.min, -1 if c.max is None else c.max) for i, c in counted], np.int64)
@@ -270,7 +281,7 @@ def _from_bytes(data: memoryview, expect: type | None, max_body: int) -> Any:
     if kind == KIND_DFA:
         _check_fields(fields, DFA_FIELDS, {})
         return ByteDFA(fields["transitions"], fields["accepting"], fields["initial"]).validate()
-    _check_fields(fields, CFG_FIELDS, NAMES_FIELDS, UNIQUE_FIELDS, EARLEY_FIELDS, COUNT_FIELDS)
+    _check_fields(fields, CFG_FIELDS, NAMES_FIELDS, UNIQUE_FIELDS, EARLEY_FIELDS, COUNT_FIELDS, ITEMS_FIELDS)
     return _build_cfg(fields).validate()
 
 
@@ -450,6 +461,15 @@ def _build_cfg(f: dict[str, Any]) -> CfgIR:
     if "unique_open_states" in f:
         unique = UniqueItems(open_states=frozenset(f["unique_open_states"].tolist()),
                              item_rules=frozenset(f["unique_item_rules"].tolist()))
+    items = None
+    if "items_bounds" in f:
+        rows = f["items_bounds"]
+        if rows.shape[1:] != (3,) or (rows[:, 2] < -1).any():
+            raise InvalidIR("serialised IR: items_bounds must be rows (open state, min, max or -1)")
+        items = ItemCounts(bounds=tuple((q, lo, None if hi == -1 else hi) for q, lo, hi in rows.tolist()),
+                           item_rules=frozenset(f["items_rules"].tolist()),
+                           separator_states=frozenset(f["items_separator_states"].tolist()),
+                           close_states=frozenset(f["items_close_states"].tolist()))
     if f["ignore_repeats"] not in (0, 1):
         raise InvalidIR("serialised IR: ignore_repeats must be 0 or 1")
     rule_rhs: tuple[tuple[int, ...], ...] = ()
@@ -476,6 +496,7 @@ def _build_cfg(f: dict[str, Any]) -> CfgIR:
         max_nesting=f["max_nesting"],
         matched_names=names,
         unique_items=unique,
+        item_counts=items,
         earley="rhs_offsets" in f,
         rule_rhs=rule_rhs,
     )

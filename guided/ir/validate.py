@@ -195,6 +195,8 @@ def validate_cfg(ir: "CfgIR") -> None:
         _validate_names(ir)
     if ir.unique_items is not None:
         _validate_unique(ir)
+    if ir.item_counts is not None:
+        _validate_item_counts(ir)
     _validate_moves(ir)
     _validate_earley(ir)
 
@@ -208,10 +210,10 @@ def _validate_earley(ir: "CfgIR") -> None:
         if ir.rule_rhs:
             raise InvalidIR("CfgIR.rule_rhs is only for earley=True")
         return
-    if (ir.matched_names is not None or ir.unique_items is not None or ir.max_nesting
-            or any(t.count is not None for t in ir.terminals)):
-        raise InvalidIR("CfgIR: earley=True takes no matched_names, no unique_items, no counted terminals and no "
-                        "nesting bound")
+    if (ir.matched_names is not None or ir.unique_items is not None or ir.item_counts is not None
+            or ir.max_nesting or any(t.count is not None for t in ir.terminals)):
+        raise InvalidIR("CfgIR: earley=True takes no matched_names, no unique_items, no item_counts, no counted "
+                        "terminals and no nesting bound")
     n_terms, n_nt = len(ir.terminals), len(ir.nonterminals)
     if len(ir.rule_rhs) != len(ir.rules):
         raise InvalidIR(f"CfgIR.rule_rhs has {len(ir.rule_rhs)} entries for {len(ir.rules)} rules")
@@ -389,6 +391,37 @@ def _validate_unique(ir: "CfgIR") -> None:
         raise InvalidIR("CfgIR.unique_items.open_states and item_rules must be frozensets")
     _index_set(unique.open_states, len(ir.actions), "unique_items.open_states")
     _index_set(unique.item_rules, len(ir.rules), "unique_items.item_rules")
+
+
+def _validate_item_counts(ir: "CfgIR") -> None:
+    """Rule 12: states and rules in range, bounds of ints with 0 <= min <= max, the three sets of
+    states disjoint, one row per open state, and no other run-time check beside it."""
+    from guided.ir.cfg import ItemCounts
+
+    counts = ir.item_counts
+    if not isinstance(counts, ItemCounts):
+        raise InvalidIR(f"CfgIR.item_counts is a {type(counts).__name__}, not ItemCounts")
+    if ir.matched_names is not None or ir.unique_items is not None:
+        raise InvalidIR("CfgIR.item_counts cannot be combined with matched_names or unique_items")
+    if not isinstance(counts.bounds, tuple) or not all(isinstance(row, tuple) and len(row) == 3 for row in counts.bounds):
+        raise InvalidIR("CfgIR.item_counts.bounds must be a tuple of (open state, min, max) rows")
+    for name in ("item_rules", "separator_states", "close_states"):
+        if not isinstance(getattr(counts, name), frozenset):
+            raise InvalidIR(f"CfgIR.item_counts.{name} must be a frozenset")
+    n_states = len(ir.actions)
+    opens = [row[0] for row in counts.bounds]
+    _index_set(frozenset(opens), n_states, "item_counts.bounds (open states)")
+    if len(set(opens)) != len(opens):
+        raise InvalidIR("CfgIR.item_counts.bounds lists an open state twice")
+    for q, lo, hi in counts.bounds:
+        if not _is_int(lo) or lo < 0 or not (hi is None or (_is_int(hi) and hi >= max(lo, 1))):
+            raise InvalidIR(f"CfgIR.item_counts.bounds: state {q} has bounds ({lo!r}, {hi!r}); expected "
+                            "0 <= min <= max, max >= 1 or None")
+    _index_set(counts.item_rules, len(ir.rules), "item_counts.item_rules")
+    _index_set(counts.separator_states, n_states, "item_counts.separator_states")
+    _index_set(counts.close_states, n_states, "item_counts.close_states")
+    if set(opens) & (counts.separator_states | counts.close_states) or counts.separator_states & counts.close_states:
+        raise InvalidIR("CfgIR.item_counts: open, separator and close states must be disjoint")
 
 
 def _validate_moves(ir: "CfgIR") -> None:

@@ -7,7 +7,8 @@ description (`guided.frontends.jsonschema.terminals`), ``T0``, ``T1``, ... in th
 first used.  Whitespace between lexemes is one ignored terminal of at most ``max_whitespace`` bytes
 that may not follow itself, so every run is bounded and a model can never loop on it.
 Nonterminals carry the structure: objects as a chain over their properties in schema order, arrays
-as a chain over item counts, unions as alternatives, ``$ref`` cycles as recursion; open-ended values
+as a chain over item counts (past `COUNTED_ITEMS_FROM` items, a list whose bounds the engine counts:
+`guided.ir.ItemCounts`), unions as alternatives, ``$ref`` cycles as recursion; open-ended values
 are one recursive rule set whose nesting the engine bounds (`CfgIR.max_nesting`).
 
 Soundness does not depend on the grammar being conflict-free: conflicts are resolved (shift over
@@ -47,12 +48,16 @@ from guided.frontends.jsonschema.terminals import (
     union,
     ws_dfa,
 )
-from guided.ir import CfgIR, Terminal, UniqueItems
+from guided.ir import CfgIR, ItemCounts, Terminal, UniqueItems
 from guided.ir import dfa_ops as _dfa
 from guided.ir.lalr import Tables, lalr_tables
 
 _EMPTY_SCHEMA: dict = {}  # one object: schemas are memoised by identity
 MAX_WITNESSES = 6  # keys one object must have (negated object keywords): 2**n flags and value cases
+# Item bounds (minItems/maxItems) past this many positions (or past max_repeat, if lower) are
+# counted at run time (`guided.ir.ItemCounts`, the Python engine) instead of unrolled into one
+# grammar position per item (exact masks on either engine, but compile time superlinear in the bound).
+COUNTED_ITEMS_FROM = 256  # (max_repeat's default: what compiled before keeps its grammar and engine)
 
 
 class Grammar:
@@ -72,6 +77,8 @@ class Grammar:
         self.unique_item_rules: set[tuple[str, tuple[str, ...]]] = set()
         self.unique_wrappers: dict[str, str] = {}
         self.unique_pointers: dict[tuple[str, tuple[str, ...]], str] = {}
+        # minItems/maxItems counted at run time (`guided.ir.ItemCounts`), one entry per array
+        self.counted_arrays: list[CountedArray] = []
 
     def nt(self, hint: str = "n") -> str:
         self.nt_count += 1
@@ -661,6 +668,10 @@ class RuleEmitter:
             if max_i < min_i:
                 return None
         cap = max(len(prefix_syms), min_i, max_i or 0, 1)
+        unroll = min(COUNTED_ITEMS_FROM, self.opts.max_repeat)
+        if not unique and cap > unroll and len(prefix_syms) <= unroll and (max_i is None or max_i >= 1):
+            # (maxItems 0 stays unrolled: the first item is preceded by no separator to refuse)
+            return self.counted_array(prefix_syms, item_sym, min_i, max_i, ptr)
         if cap > self.opts.max_repeat:
             raise SchemaTooLarge(ptr, f"minItems/maxItems/prefixItems need {cap} positions, above "
                                       f"max_repeat={self.opts.max_repeat}")
@@ -693,6 +704,66 @@ class RuleEmitter:
         g.rule(arr, (g.term(("lit", b"[")), A(0)), ptr)
         if unique:
             g.unique_open_rules.add((arr, (g.term(("lit", b"[")), A(0))))
+        return arr
+
+    def counted_array(self, prefix_syms: list, item_sym: str | None, min_i: int, max_i: int | None, ptr: str) -> str:
+        """An array whose item bounds are counted at run time (`guided.ir.ItemCounts`) rather than
+        unrolled: the prefix items position by position, then the items left-recursively
+        (``items: items "," item``: each item reduced on the lookahead after it, the stack flat).
+
+        The caller makes sure that every prefix symbol and the item symbol exist past the prefix
+        (else the array is short and unrolled) and that the bounds are past the prefix.
+        """
+        assert item_sym is not None and all(s is not None for s in prefix_syms)
+        counted = CountedArray(self.g, ptr, min_i, max_i)
+        add, comma = counted.add, counted.comma
+        arr, items = self.g.nt("array"), self.g.nt("items")
+        add(arr, (counted.opener, counted.close))  # the empty array (refused by the count when minItems > 0)
+        head = None  # the first k prefix items
+        for k, sym in enumerate(prefix_syms):
+            nxt = self.g.nt("head")
+            add(nxt, (sym,) if head is None else (head, comma, sym), item=True)
+            if k + 1 < len(prefix_syms):  # the whole prefix closes through ``items``
+                add(arr, (counted.opener, nxt, counted.close))
+            head = nxt
+        if head is None:
+            add(items, (item_sym,), item=True)
+        else:
+            add(items, (head,))
+        add(items, (items, comma, item_sym), item=True)
+        add(arr, (counted.opener, items, counted.close))
+        self.g.counted_arrays.append(counted)
+        return arr
+
+    def counted_contains(self, yes: str | None, no: str | None, min_i: int, max_i: int | None, min_c: int,
+                         max_c: int | None, ptr: str) -> str:
+        """`contains` over an array whose item bounds are counted at run time: the items
+        left-recursively, one list symbol per number of items matching ``contains`` so far (up to
+        ``maxContains``, or ``minContains`` where there is no maximum: more are as good), each item
+        a ``yes`` (matches) or a ``no``; the array closes from the counts ``contains`` accepts."""
+        counted = CountedArray(self.g, ptr, min_i, max_i)
+        add, comma = counted.add, counted.comma
+        top = min_c if max_c is None else max_c
+        lists = [self.g.nt("matched") for _ in range(top + 1)]
+
+        def after(c: int) -> int | None:  # the count after one more matching item (None: too many)
+            return min(c + 1, top) if max_c is None else (c + 1 if c + 1 <= max_c else None)
+
+        if no is not None:
+            add(lists[0], (no,), item=True)
+        if yes is not None and after(0) is not None:
+            add(lists[after(0)], (yes,), item=True)  # type: ignore[index]
+        for c in range(top + 1):
+            if no is not None:
+                add(lists[c], (lists[c], comma, no), item=True)
+            if yes is not None and after(c) is not None:
+                add(lists[after(c)], (lists[c], comma, yes), item=True)  # type: ignore[index]
+        arr = self.g.nt("array")
+        if min_c == 0:
+            add(arr, (counted.opener, counted.close))
+        for c in range(min_c, top + 1):
+            add(arr, (counted.opener, lists[c], counted.close))
+        self.g.counted_arrays.append(counted)
         return arr
 
     def unique_bound(self, flat, prefix, items, max_i):
@@ -814,6 +885,14 @@ class RuleEmitter:
         yes, no = split(items, f"{ptr}/items")
         cap_c = max(min_c, (max_c or 0)) + 1
         cap_i = max(min_i, (max_i or 0), len(prefix), 1)
+        unroll = min(COUNTED_ITEMS_FROM, self.opts.max_repeat)
+        if (not positions and cap_i > unroll and cap_c <= self.opts.max_repeat and (max_i is None or max_i >= 1)
+                and (max_c is None or max_c >= min_c) and (yes is not None or min_c == 0)
+                and (no is not None or max_c is None) and (max_i is None or min_c == 0)):
+            # Many items, few of them counted by contains: the items by a run-time count.  Only
+            # where the two counts never need each other (no dead end): with both a maxItems and a
+            # minContains, 999 items that do not match leave no room for 3 that must (unrolled).
+            return self.counted_contains(yes, no, min_i, max_i, min_c, max_c, ptr)
         if cap_i * cap_c > self.opts.max_repeat * 4:
             raise SchemaTooLarge(ptr, "minItems/maxItems/minContains/maxContains are too large together")
         close, comma = g.term(("lit", b"]")), g.term(("lit", b","))
@@ -904,6 +983,35 @@ class SomeRegion:
                 None if _dfa.is_empty(outside) else ("dfa", outside))
 
 
+class CountedArray:
+    """The rules of one array whose items are counted at run time (`guided.ir.ItemCounts`), by role."""
+
+    def __init__(self, g: Grammar, pointer: str, min_items: int, max_items: int | None):
+        self.g = g
+        self.pointer = pointer
+        self.bounds = (min_items, max_items)
+        self.opener, self.close, self.comma = g.term(("lit", b"[")), g.term(("lit", b"]")), g.term(("lit", b","))
+        self.rules: set[tuple[str, tuple[str, ...]]] = set()
+        self.open_rules: set[tuple[str, tuple[str, ...]]] = set()  # "[" ...: a frame opens after "["
+        self.item_rules: set[tuple[str, tuple[str, ...]]] = set()  # one reduction per item
+        self.separator_rules: set[tuple[str, tuple[str, ...]]] = set()  # ... "," item: checked after ","
+        self.close_rules: set[tuple[str, tuple[str, ...]]] = set()  # ... "]": checked after "]"
+
+    def add(self, lhs: str, rhs: tuple[str, ...], item: bool = False) -> None:
+        """Emit a rule of this array, filed by its role (``item``: its reduction is one item)."""
+        self.g.rule(lhs, rhs, self.pointer)
+        rule = (lhs, rhs)
+        self.rules.add(rule)
+        if item:
+            self.item_rules.add(rule)
+        if rhs[0] == self.opener:
+            self.open_rules.add(rule)
+        if rhs[-1] == self.close:
+            self.close_rules.add(rule)
+        if self.comma in rhs:
+            self.separator_rules.add(rule)
+
+
 def _esc(name: str) -> str:
     return name.replace("~", "~0").replace("/", "~1")
 
@@ -981,8 +1089,62 @@ def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any, unsupported
         ignore=ignore,
         ignore_repeats=False,
         unique_items=unique,
+        item_counts=_item_counts(g, rules, tables, unique is not None, unsupported),
         nesting_states=_opening_states(tables, g.open_containers),
         max_nesting=max(0, g.opts.max_depth - 1),
         source=f"JSON Schema {json.dumps(source)[:180]}",
         **tables.ir_fields(),
     )
+
+
+def _item_counts(g: Grammar, rules: list, tables: Tables, with_unique: bool, unsupported) -> ItemCounts | None:
+    """The counted arrays' states and rules (`guided.ir.ItemCounts`), or None when there are none.
+
+    A parser state whose kernel holds a counted array's rules past the ``[`` together with any
+    other rule (an alternative array read by the same states: the counts would apply to it, or
+    go to the wrong frame) is refused, through ``unsupported`` as in `to_ir` (in lenient mode that
+    array's bounds are dropped: a superset); so is a grammar with unique items as well."""
+    if not g.counted_arrays:
+        return None
+    if with_unique:
+        raise SchemaTooLarge(g.counted_arrays[0].pointer,
+                             f"minItems/maxItems past {min(COUNTED_ITEMS_FROM, g.opts.max_repeat)} are counted at run "
+                             f"time, which uniqueItems elsewhere in the same schema does not support yet")
+    index = {rule: r for r, rule in enumerate(rules)}
+    owner: dict[int, int] = {}  # rule -> counted array
+    for a, arr in enumerate(g.counted_arrays):
+        for rule in arr.rules:
+            if rule in index:
+                owner[index[rule]] = a
+    dropped: set[int] = set()
+    for kernel in tables.kernels:
+        inside = {owner[r] for r, dot in kernel if dot >= 1 and r in owner}
+        if inside and (len(inside) > 1 or any(r not in owner for r, _ in kernel)):
+            for a in sorted(inside - dropped):
+                reason = ("the array is read, in the same place, by the same parser states as another "
+                          "alternative (anyOf/oneOf/type list): its item count cannot be kept apart")
+                if unsupported is None:
+                    raise UnsupportedSchema(g.counted_arrays[a].pointer, "maxItems", reason)
+                unsupported(g.counted_arrays[a].pointer, "maxItems", reason)
+                dropped.add(a)
+    bounds: dict[int, tuple[int, int | None]] = {}
+    separators, closes = set(), set()
+    for q, kernel in enumerate(tables.kernels):
+        for r, dot in kernel:
+            which = owner.get(r)
+            if which is None or which in dropped:
+                continue
+            arr = g.counted_arrays[which]
+            rule = rules[r]
+            if dot == 1 and rule in arr.open_rules:
+                bounds[q] = arr.bounds
+            if dot == len(rule[1]) and rule in arr.close_rules:
+                closes.add(q)
+            if dot == 2 and rule in arr.separator_rules:
+                separators.add(q)
+    items = frozenset(index[rule] for a, arr in enumerate(g.counted_arrays) if a not in dropped
+                      for rule in arr.item_rules if rule in index)
+    if not bounds:
+        return None
+    return ItemCounts(bounds=tuple((q, lo, hi) for q, (lo, hi) in sorted(bounds.items())), item_rules=items,
+                      separator_states=frozenset(separators), close_states=frozenset(closes))
