@@ -110,6 +110,29 @@ inline DenseDfa dfa_trim(const int32_t* table, const uint8_t* accepting, int64_t
 
 enum class ProductAccept : int { Both = 0, FirstNotSecond = 1 };
 
+// Per row of a dense table, the bytes that start a run of equal targets (byte 0 and every byte
+// whose target differs from the previous byte's) as 256 bits, computed on first use.
+class RunStarts {
+ public:
+  RunStarts(const int32_t* table, int64_t rows)
+      : table_(table), bits_(static_cast<size_t>(rows) * 4, 0), have_(static_cast<size_t>(rows), 0) {}
+  const uint64_t* get(int64_t row) {
+    uint64_t* out = &bits_[static_cast<size_t>(row) * 4];
+    if (!have_[row]) {
+      const int32_t* r = table_ + static_cast<size_t>(row) * 256;
+      out[0] = 1;
+      for (int c = 1; c < 256; ++c) out[c >> 6] |= static_cast<uint64_t>(r[c] != r[c - 1]) << (c & 63);
+      have_[row] = 1;
+    }
+    return out;
+  }
+
+ private:
+  const int32_t* table_;
+  std::vector<uint64_t> bits_;
+  std::vector<uint8_t> have_;
+};
+
 // The reachable pairs of a x b, numbered breadth-first one whole level at a time, each level's new
 // pairs in increasing order of `pa * rows_b + pb` (pair 1 the initial pair; 0 dead); untrimmed.
 // `keep_dead_b`: a pair (pa, dead) stays alive (b has rejected).  Past `max_states` pairs:
@@ -127,14 +150,34 @@ inline DenseDfa dfa_product(const int32_t* ta, const uint8_t* acc_a, int64_t row
   ids.emplace(start, 1);
   pairs.push_back(start);
   std::vector<int64_t> frontier{start}, targets, fresh;
+  RunStarts runs_a(ta, rows_a), runs_b(tb, rows_b);
+  // Calls `f(first byte, end byte, target key or -1)` once per run of bytes on which the pair
+  // `key` moves to the same pair: a row has a few runs, so the work goes by runs, not bytes.
+  auto for_runs = [&](int64_t key, auto&& f) {
+    const int64_t pa = key / rows_b, pb = key % rows_b;
+    const int32_t* ra = ta + static_cast<size_t>(pa) * 256;
+    const int32_t* rb = tb + static_cast<size_t>(pb) * 256;
+    const uint64_t* ma = runs_a.get(pa);
+    const uint64_t* mb = runs_b.get(pb);
+    int c = 0;
+    for (int w = 0; w < 4; ++w) {
+      uint64_t bits = ma[w] | mb[w];
+      if (w == 0) bits &= ~uint64_t{1};  // byte 0 starts the first run
+      while (bits) {
+        const int e = w * 64 + __builtin_ctzll(bits);
+        bits &= bits - 1;
+        f(c, e, ra[c] != 0 && (keep_dead_b || rb[c] != 0) ? ra[c] * rows_b + rb[c] : -1);
+        c = e;
+      }
+    }
+    f(c, 256, ra[c] != 0 && (keep_dead_b || rb[c] != 0) ? ra[c] * rows_b + rb[c] : -1);
+  };
   while (!frontier.empty()) {
     targets.clear();
-    for (int64_t key : frontier) {
-      const int32_t* ra = ta + static_cast<size_t>(key / rows_b) * 256;
-      const int32_t* rb = tb + static_cast<size_t>(key % rows_b) * 256;
-      for (int c = 0; c < 256; ++c)
-        if (ra[c] != 0 && (keep_dead_b || rb[c] != 0)) targets.push_back(ra[c] * rows_b + rb[c]);
-    }
+    for (int64_t key : frontier)
+      for_runs(key, [&](int, int, int64_t target) {
+        if (target >= 0) targets.push_back(target);
+      });
     std::sort(targets.begin(), targets.end());
     targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
     fresh.clear();
@@ -147,13 +190,14 @@ inline DenseDfa dfa_product(const int32_t* ta, const uint8_t* acc_a, int64_t row
     }
     if (static_cast<int64_t>(pairs.size()) > max_states)
       limit_exceeded(what + ": more than " + std::to_string(max_states) + " automaton states");
+    size_t row = out.table.size();
+    out.table.resize(row + frontier.size() * 256, 0);
     for (int64_t key : frontier) {
-      const int32_t* ra = ta + static_cast<size_t>(key / rows_b) * 256;
-      const int32_t* rb = tb + static_cast<size_t>(key % rows_b) * 256;
-      for (int c = 0; c < 256; ++c) {
-        const bool valid = ra[c] != 0 && (keep_dead_b || rb[c] != 0);
-        out.table.push_back(valid ? ids.find(ra[c] * rows_b + rb[c])->second : 0);
-      }
+      int32_t* dst = &out.table[row];
+      for_runs(key, [&](int c, int e, int64_t target) {
+        if (target >= 0) std::fill(dst + c, dst + e, ids.find(target)->second);
+      });
+      row += 256;
     }
     frontier.swap(fresh);
   }
