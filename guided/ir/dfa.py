@@ -257,7 +257,8 @@ class Limits:
 
 
 def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton", minimal: bool = True) -> ByteDFA:
-    """Subset construction to a trimmed `ByteDFA`, bounded by ``limits``.
+    """Subset construction to a trimmed `ByteDFA`, bounded by ``limits`` (the construction runs in
+    the compiled twin where one is lent, `CompiledKernels`, with the same numbering and limits).
 
     >>> n = ByteNFA(); e = n.add_state(); n.add_sequence(n.start, [(48, 57)], e); n.accepting.add(e)
     >>> determinize(n).num_states  # dead state, start, after-a-digit
@@ -346,7 +347,8 @@ def minimize(dfa: ByteDFA, deadline: float | None = None) -> ByteDFA:
     signature (its block and its successors' blocks) to one integer and checks the grouping
     exactly; a DFA that needs more rounds than `MINIMIZE_ROUNDS` and `MINIMIZE_WORK` allow for
     its size (long chains), or that is still refining at ``deadline``, is returned as it is,
-    which is just as exact.
+    which is just as exact.  The compiled twin (`CompiledKernels`) runs the same rounds and
+    numbers blocks the same way.
 
     >>> n = ByteNFA(); a = n.add_state(); b = n.add_state()
     >>> n.add_sequence(n.start, [(97, 97)], a); n.add_sequence(n.start, [(98, 98)], b)
