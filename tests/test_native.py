@@ -278,6 +278,10 @@ def test_compiled_automaton_kernels_equal_numpy():
     bad[1, 7] = 2  # a target past the table
     with pytest.raises(SpecError, match="out of range"):
         core.dfa_trim(bad, np.array([False, True]), 1)
+    negative = np.zeros((2, 256), np.int32)
+    negative[1, 200] = -7
+    with pytest.raises(SpecError, match="state 1 on byte 200 out of range"):
+        core.dfa_trim(negative, np.array([False, True]), 1)
     with pytest.raises(SpecError, match="initial"):
         core.dfa_trim(np.zeros((2, 256), np.int32), np.array([False, True]), 5)
     with pytest.raises(ValueError):

@@ -24,10 +24,29 @@ struct DenseDfa {
 inline void check_dense(const int32_t* table, int64_t rows, int64_t initial, const char* what) {
   if (rows < 1) invalid(std::string(what) + ": an automaton needs at least the dead state");
   if (initial < 0 || initial >= rows) invalid(std::string(what) + ": initial state out of range");
+  // Branch-free over the table (it vectorises); the offending entry is looked for only on failure.
+  // As unsigned, a negative target is at least 2^31: past the bound either way.
+  const uint32_t bound = static_cast<uint32_t>(std::min<int64_t>(rows, int64_t{1} << 31));
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < rows * 256; ++i) bad |= static_cast<uint32_t>(static_cast<uint32_t>(table[i]) >= bound);
+  if (!bad) return;
   for (int64_t i = 0; i < rows * 256; ++i)
     if (table[i] < 0 || table[i] >= rows)
       invalid(std::string(what) + ": transition of state " + std::to_string(i / 256) + " on byte " +
               std::to_string(i % 256) + " out of range");
+}
+
+// The bytes of `row` that start a run of equal targets (byte 0, and each byte whose target differs
+// from the previous byte's) as 256 bits: a row has a few runs, so products go by runs, not bytes.
+inline void run_starts(const int32_t* row, uint64_t out[4]) {
+  for (int w = 0; w < 4; ++w) {
+    uint64_t bits = 0;
+    for (int i = 0; i < 64; ++i) {
+      const int c = w * 64 + i;
+      bits |= static_cast<uint64_t>(c == 0 || row[c] != row[c - 1]) << i;
+    }
+    out[w] = bits;
+  }
 }
 
 // Drop the states that are unreachable from `initial` or cannot reach an accepting state; the
@@ -39,38 +58,37 @@ inline DenseDfa dfa_trim(const int32_t* table, const uint8_t* accepting, int64_t
   empty.table.assign(256, 0);
   empty.accepting.assign(1, 0);
   if (initial == 0) return empty;
-  // Forward search from the initial state.
+  // Forward search from the initial state, noting an edge per run of equal targets on the way.
   std::vector<uint8_t> reach(static_cast<size_t>(rows), 0);
   std::vector<int32_t> stack{static_cast<int32_t>(initial)};
+  std::vector<int32_t> edge_src, edge_dst;
   reach[initial] = 1;
   while (!stack.empty()) {
     const int32_t s = stack.back();
     stack.pop_back();
     const int32_t* row = table + static_cast<size_t>(s) * 256;
+    int32_t prev = -1;
     for (int c = 0; c < 256; ++c) {
       const int32_t t = row[c];
-      if (t != 0 && !reach[t]) {
+      if (t == prev) continue;
+      prev = t;
+      if (t == 0) continue;
+      edge_src.push_back(s);
+      edge_dst.push_back(t);
+      if (!reach[t]) {
         reach[t] = 1;
         stack.push_back(t);
       }
     }
   }
-  // Backward search from the reachable accepting states, over the edges of reachable states.
+  // Backward search from the reachable accepting states over those edges, grouped by target.
   std::vector<int64_t> offsets(static_cast<size_t>(rows) + 1, 0);
-  for (int64_t s = 1; s < rows; ++s) {
-    if (!reach[s]) continue;
-    const int32_t* row = table + static_cast<size_t>(s) * 256;
-    for (int c = 0; c < 256; ++c)
-      if (row[c] != 0 && (c == 0 || row[c] != row[c - 1])) ++offsets[row[c] + 1];
-  }
+  for (int32_t t : edge_dst) ++offsets[t + 1];
   for (int64_t s = 0; s < rows; ++s) offsets[s + 1] += offsets[s];
-  std::vector<int32_t> sources(static_cast<size_t>(offsets[rows]));
-  std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
-  for (int64_t s = 1; s < rows; ++s) {
-    if (!reach[s]) continue;
-    const int32_t* row = table + static_cast<size_t>(s) * 256;
-    for (int c = 0; c < 256; ++c)
-      if (row[c] != 0 && (c == 0 || row[c] != row[c - 1])) sources[fill[row[c]]++] = static_cast<int32_t>(s);
+  std::vector<int32_t> sources(edge_src.size());
+  {
+    std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
+    for (size_t k = 0; k < edge_src.size(); ++k) sources[fill[edge_dst[k]]++] = edge_src[k];
   }
   std::vector<uint8_t> live(static_cast<size_t>(rows), 0);
   for (int64_t s = 1; s < rows; ++s)
@@ -110,8 +128,7 @@ inline DenseDfa dfa_trim(const int32_t* table, const uint8_t* accepting, int64_t
 
 enum class ProductAccept : int { Both = 0, FirstNotSecond = 1 };
 
-// Per row of a dense table, the bytes that start a run of equal targets (byte 0 and every byte
-// whose target differs from the previous byte's) as 256 bits, computed on first use.
+// Per row of a dense table, its `run_starts`, computed on first use.
 class RunStarts {
  public:
   RunStarts(const int32_t* table, int64_t rows)
@@ -119,9 +136,7 @@ class RunStarts {
   const uint64_t* get(int64_t row) {
     uint64_t* out = &bits_[static_cast<size_t>(row) * 4];
     if (!have_[row]) {
-      const int32_t* r = table_ + static_cast<size_t>(row) * 256;
-      out[0] = 1;
-      for (int c = 1; c < 256; ++c) out[c >> 6] |= static_cast<uint64_t>(r[c] != r[c - 1]) << (c & 63);
+      run_starts(table_ + static_cast<size_t>(row) * 256, out);
       have_[row] = 1;
     }
     return out;
