@@ -258,13 +258,13 @@ def test_compiled_automaton_kernels_equal_numpy():
         got = core.dfa_trim(table, accepting, initial)
         assert np.array_equal(want.transitions, got[0]) and np.array_equal(want.accepting, got[1])
         assert want.initial == got[2]
-    saved = dfa_mod.CompiledKernels.trim, dfa_mod.CompiledKernels.product
+    saved = dfa_mod.CompiledKernels.lent()
     try:
         for _ in range(150):
             a = dfa_mod.trim(*_random_dense(rng, rng.randint(2, 9)), initial=1)
             b = dfa_mod.trim(*_random_dense(rng, rng.randint(2, 9)), initial=1)
             results = []
-            for kernels in ((None, None), saved):
+            for kernels in ((), saved):
                 dfa_mod.lend_kernels(*kernels)
                 results.append([op(a, b) for op in (dfa_ops.intersect, dfa_ops.difference)])
             for want, got in zip(*results):
@@ -278,6 +278,10 @@ def test_compiled_automaton_kernels_equal_numpy():
     bad[1, 7] = 2  # a target past the table
     with pytest.raises(SpecError, match="out of range"):
         core.dfa_trim(bad, np.array([False, True]), 1)
+    negative = np.zeros((2, 256), np.int32)
+    negative[1, 200] = -7
+    with pytest.raises(SpecError, match="state 1 on byte 200 out of range"):
+        core.dfa_trim(negative, np.array([False, True]), 1)
     with pytest.raises(SpecError, match="initial"):
         core.dfa_trim(np.zeros((2, 256), np.int32), np.array([False, True]), 5)
     with pytest.raises(ValueError):
@@ -286,20 +290,169 @@ def test_compiled_automaton_kernels_equal_numpy():
         core.dfa_product(bad, np.array([False, True]), 1, bad, np.array([False, True]), 1, 2, False, 10, "x")
 
 
+def _random_nfa(rng: random.Random, states: int):
+    """A random ByteNFA: byte-range moves (now and then an empty one, lo > hi), epsilon moves
+    (cycles included), a few accepting states and a random start."""
+    from guided.ir.dfa import ByteNFA
+
+    nfa = ByteNFA()
+    for _ in range(states - 1):
+        nfa.add_state()
+    for s in range(states):
+        for _ in range(rng.randint(0, 4)):
+            lo = rng.choice([rng.randrange(256), rng.randrange(0x61, 0x7B)])
+            hi = min(255, lo + rng.choice([0, 0, 1, 5, 30, 200])) if rng.random() > 0.05 else lo - 1
+            nfa.ranges[s].append((lo, hi, rng.randrange(states)))
+        for _ in range(rng.choice([0, 0, 0, 1, 2])):
+            nfa.add_epsilon(s, rng.randrange(states))
+    nfa.accepting.update(rng.sample(range(states), rng.randint(0, min(3, states))))
+    nfa.start = rng.randrange(states)
+    return nfa
+
+
+def _same_dfa(want, got) -> bool:
+    return (np.array_equal(want.transitions, got.transitions) and np.array_equal(want.accepting, got.accepting)
+            and want.initial == got.initial)
+
+
+def test_compiled_determinize_and_minimize_equal_python():
+    """The core's subset construction and minimisation (lent to guided.ir.dfa) give the Python
+    code's automata state for state, on random NFAs and DFAs and on the practical regexes; the
+    same limits hold; malformed NFAs and tables are refused with a guided error."""
+    import time
+
+    from guided.errors import LimitExceeded, SpecError
+    from guided.ir import dfa as dfa_mod
+
+    core = native._require()
+    rng = random.Random(17)
+    saved = dfa_mod.CompiledKernels.lent()
+    assert saved[2] is core.nfa_determinize and saved[3] is core.dfa_minimize
+    try:
+        for _ in range(300):
+            nfa = _random_nfa(rng, rng.randint(1, 14))
+            far = time.monotonic() + 60
+            want = dfa_mod._subsets(nfa, dfa_mod.Limits(), far, "t", "slow")
+            got = core.nfa_determinize(nfa.ranges, nfa.epsilons, list(nfa.accepting), nfa.start, 100_000, 60.0,
+                                       "t", "slow")
+            assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1]) and got[2] == 1
+            results = []
+            for kernels in ((), saved):
+                dfa_mod.lend_kernels(*kernels)
+                results.append([dfa_mod.determinize(nfa, minimal=m) for m in (False, True)])
+            assert all(_same_dfa(w, g) for w, g in zip(*results))
+        changed = 0
+        for _ in range(300):  # minimisation alone, on trimmed and untrimmed tables
+            table, accepting = _random_dense(rng, rng.randint(1, 16))
+            if rng.random() < 0.6:  # a twin of every live state, each edge to either: much to merge
+                n = table.shape[0]
+                twin = np.arange(n, dtype=np.int32) + n - 1
+                twin[0] = 0
+                table = np.concatenate([table, table[1:]])
+                table = np.where(np.random.default_rng(rng.randrange(99)).random(table.shape) < 0.5, table,
+                                 twin[table]).astype(np.int32)
+                accepting = np.concatenate([accepting, accepting[1:]])
+            dfa = dfa_mod.ByteDFA(table, accepting, rng.randrange(table.shape[0]))
+            if rng.random() < 0.5:
+                dfa = dfa_mod._numpy_trim(table, accepting, dfa.initial, None, "t")
+            results = []
+            for kernels in ((), saved):
+                dfa_mod.lend_kernels(*kernels)
+                results.append(dfa_mod.minimize(dfa))
+            assert _same_dfa(*results)
+            assert (results[0] is dfa) == (results[1] is dfa)
+            changed += results[0] is not dfa
+        assert changed > 50
+        # Few rounds allowed: both give up on the same automata (a chain needs a round per state).
+        limit = dfa_mod.MINIMIZE_ROUNDS
+        try:
+            dfa_mod.MINIMIZE_ROUNDS = 3
+            for pattern in ["a{7}", "(ab|ac){2}", "[a-c]{0,4}x", "(a|b)*abb"]:
+                nfa_dfa = regex_to_dfa(pattern)
+                unminimal = dfa_mod.ByteDFA(np.concatenate([nfa_dfa.transitions, nfa_dfa.transitions[1:]]),
+                                            np.concatenate([nfa_dfa.accepting, nfa_dfa.accepting[1:]]), 1)
+                results = []
+                for kernels in ((), saved):
+                    dfa_mod.lend_kernels(*kernels)
+                    results.append(dfa_mod.minimize(unminimal))
+                assert _same_dfa(*results) and (results[0] is unminimal) == (results[1] is unminimal)
+        finally:
+            dfa_mod.MINIMIZE_ROUNDS = limit
+        for pattern in PRACTICAL.values():
+            results = []
+            for kernels in ((), saved):
+                dfa_mod.lend_kernels(*kernels)
+                try:
+                    results.append(regex_to_dfa(pattern))
+                except GuidedError as exc:
+                    results.append(str(exc))
+            if isinstance(results[0], str):
+                assert results[0] == results[1], pattern
+            else:
+                assert _same_dfa(*results), pattern
+    finally:
+        dfa_mod.lend_kernels(*saved)
+    # Limits: too many states, and a deadline already passed (looked at every 256 subsets).
+    chain = dfa_mod.ByteNFA()
+    for _ in range(600):
+        chain.add_sequence(chain.num_states - 1, [(0x61, 0x62)], chain.add_state())
+    chain.accepting.add(chain.num_states - 1)
+    for kernels in ((), saved):
+        dfa_mod.lend_kernels(*kernels)
+        try:
+            with pytest.raises(LimitExceeded, match=r"^c: more than 100 automaton states \(raise the limit"):
+                dfa_mod.determinize(chain, dfa_mod.Limits(max_states=100), what="c")
+            with pytest.raises(LimitExceeded, match=r"^c: construction took longer than max_seconds=10.0 s$"):
+                dfa_mod.determinize(chain, dfa_mod.Limits(deadline=time.monotonic() - 1), what="c")
+            assert dfa_mod.determinize(chain, dfa_mod.Limits(max_states=602), what="c").num_states == 602
+        finally:
+            dfa_mod.lend_kernels(*saved)
+    # Malformed input never reaches the construction.
+    ok = ([[(97, 97, 1)], []], [[], []], [1], 0)
+    assert core.nfa_determinize(*ok, 10, 1.0, "m", "slow")[0].shape == (3, 256)
+    for ranges, epsilons, accepting, start, message in [
+        ([[(97, 97, 2)], []], [[], []], [1], 0, "move of state 0"),
+        ([[(97, 97, -1)], []], [[], []], [1], 0, "move of state 0"),
+        ([[(97, 256, 1)], []], [[], []], [1], 0, "byte range of state 0 outside 0..255"),
+        ([[(-1, 3, 1)], []], [[], []], [1], 0, "byte range of state 0 outside 0..255"),
+        ([[], [(0, 0, 0)]], [[], [5]], [1], 0, "epsilon of state 1"),
+        ([[], []], [[]], [1], 0, "one epsilon list per state"),
+        ([[], []], [[], []], [2], 0, "accepting state"),
+        ([[], []], [[], []], [1], 2, "start state"),
+        ([], [], [], 0, "no states"),
+    ]:
+        with pytest.raises(SpecError, match=f"^m: malformed automaton: {message}"):
+            core.nfa_determinize(ranges, epsilons, accepting, start, 10, 1.0, "m", "slow")
+    with pytest.raises(TypeError):
+        core.nfa_determinize([[(97, 97)]], [[]], [], 0, 10, 1.0, "m", "slow")  # a move without a target
+    bad = np.zeros((2, 256), np.int32)
+    bad[1, 7] = 2
+    with pytest.raises(SpecError, match="out of range"):
+        core.dfa_minimize(bad, np.array([False, True]), 1, 8, 1.0)
+    with pytest.raises(SpecError, match="initial"):
+        core.dfa_minimize(np.zeros((2, 256), np.int32), np.array([False, True]), -1, 8, 1.0)
+    with pytest.raises(ValueError):
+        core.dfa_minimize(np.zeros((2, 255), np.int32), np.array([False, True]), 1, 8, 1.0)
+    with pytest.raises(ValueError):
+        core.dfa_minimize(np.zeros((2, 256), np.int32), np.array([False]), 1, 8, 1.0)
+
+
 @pytest.mark.skipif(not MASKBENCH.is_dir(), reason="shared MaskBench data not present")
 def test_schema_ir_is_the_same_with_compiled_kernels():
     """Whole JSON Schema compilations give the same serialised IR with the compiled automaton
-    kernels as with numpy's (a sample of the shared MaskBench schemas)."""
+    kernels (trim, products, subset construction, minimisation) as with the numpy/Python code (a
+    sample of the shared MaskBench schemas)."""
     from guided.ir import dfa as dfa_mod
     from guided.ir.serialize import to_bytes
 
-    saved = dfa_mod.CompiledKernels.trim, dfa_mod.CompiledKernels.product
+    saved = dfa_mod.CompiledKernels.lent()
+    assert all(saved), "the core lends every automaton kernel"
     compared = 0
     try:
         for path in maskbench_sample(60):
             schema = json.loads(path.read_text())["schema"]
             out = []
-            for kernels in ((None, None), saved):
+            for kernels in ((), saved):
                 dfa_mod.lend_kernels(*kernels)
                 try:
                     out.append(to_bytes(guided.JsonSchema(schema).to_ir(), compress=False))

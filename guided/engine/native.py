@@ -73,7 +73,8 @@ if _native is not None:
     _native.set_error_types(SpecError, ConstraintViolation, LimitExceeded, TokenizerMismatch)
     # The compile path's automaton operations (guided.ir.dfa) run in the core too.
     if os.environ.get("GUIDED_IR_KERNELS", "native") != "numpy" and hasattr(_native, "dfa_trim"):
-        lend_kernels(trim=_native.dfa_trim, product=_native.dfa_product)
+        lend_kernels(trim=_native.dfa_trim, product=_native.dfa_product,
+                     determinize=getattr(_native, "nfa_determinize", None), minimize=getattr(_native, "dfa_minimize", None))
 
 __all__ = ["NativeCfgGrammar", "NativeMatcher", "NativeRegexGrammar", "NativeXmlGrammar", "available", "fill_bitmasks",
            "lower_cfg"]

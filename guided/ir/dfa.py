@@ -22,6 +22,7 @@ any other byte string.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -256,13 +257,29 @@ class Limits:
 
 
 def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton", minimal: bool = True) -> ByteDFA:
-    """Subset construction to a trimmed `ByteDFA`, bounded by ``limits``.
+    """Subset construction to a trimmed `ByteDFA`, bounded by ``limits`` (the construction runs in
+    the compiled twin where one is lent, `CompiledKernels`, with the same numbering and limits).
 
     >>> n = ByteNFA(); e = n.add_state(); n.add_sequence(n.start, [(48, 57)], e); n.accepting.add(e)
     >>> determinize(n).num_states  # dead state, start, after-a-digit
     3
     """
     deadline = limits.until()
+    too_slow = f"{what}: construction took longer than max_seconds={limits.max_seconds} s"
+    kernel = CompiledKernels.determinize
+    if kernel is not None:
+        transitions, accepting, _ = kernel(nfa.ranges, nfa.epsilons, list(nfa.accepting), nfa.start,
+                                           limits.max_states, deadline - time.monotonic(), what, too_slow)
+    else:
+        transitions, accepting = _subsets(nfa, limits, deadline, what, too_slow)
+    dfa = trim(transitions, accepting, initial=1, deadline=deadline, what=what)
+    return minimize(dfa, deadline) if minimal else dfa
+
+
+def _subsets(nfa: ByteNFA, limits: Limits, deadline: float, what: str, too_slow: str) -> tuple[np.ndarray, np.ndarray]:
+    """The subset construction, untrimmed: subset 0 is the empty (dead) set, 1 the start state's
+    closure, the others numbered as they are met (subsets in order, each one's byte intervals in
+    increasing order), which the compiled twin reproduces."""
     closure_cache: dict[int, frozenset[int]] = {}
 
     def closure(states: Iterable[int]) -> frozenset[int]:
@@ -290,7 +307,7 @@ def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton"
                 f"(raise the limit with max_states=, or simplify the pattern)"
             )
         if pending % 256 == 0 and time.monotonic() > deadline:
-            raise LimitExceeded(f"{what}: construction took longer than max_seconds={limits.max_seconds} s")
+            raise LimitExceeded(too_slow)
         # Split the byte space at every range boundary of every member state, then map each
         # elementary interval to the closure of its targets.
         moves: list[tuple[int, int, int]] = [r for s in subset for r in nfa.ranges[s]]
@@ -314,8 +331,7 @@ def determinize(nfa: ByteNFA, limits: Limits = Limits(), what: str = "automaton"
         rows.append(row)
     transitions = np.stack(rows).astype(np.int32)
     accepting = np.array([bool(subset & nfa.accepting) for subset in order])
-    dfa = trim(transitions, accepting, initial=1, deadline=deadline, what=what)
-    return minimize(dfa, deadline) if minimal else dfa
+    return transitions, accepting
 
 
 MINIMIZE_ROUNDS = 256  # refinement rounds before settling for the unminimised (equally exact) DFA
@@ -331,7 +347,8 @@ def minimize(dfa: ByteDFA, deadline: float | None = None) -> ByteDFA:
     signature (its block and its successors' blocks) to one integer and checks the grouping
     exactly; a DFA that needs more rounds than `MINIMIZE_ROUNDS` and `MINIMIZE_WORK` allow for
     its size (long chains), or that is still refining at ``deadline``, is returned as it is,
-    which is just as exact.
+    which is just as exact.  The compiled twin (`CompiledKernels`) runs the same rounds and
+    numbers blocks the same way.
 
     >>> n = ByteNFA(); a = n.add_state(); b = n.add_state()
     >>> n.add_sequence(n.start, [(97, 97)], a); n.add_sequence(n.start, [(98, 98)], b)
@@ -342,6 +359,12 @@ def minimize(dfa: ByteDFA, deadline: float | None = None) -> ByteDFA:
     table = dfa.transitions
     if deadline is not None and time.monotonic() > deadline:
         return dfa
+    rounds = min(MINIMIZE_ROUNDS, max(8, MINIMIZE_WORK // dfa.num_states))
+    kernel = CompiledKernels.minimize
+    if kernel is not None:
+        out = kernel(np.ascontiguousarray(table, dtype=np.int32), np.ascontiguousarray(dfa.accepting, dtype=bool),
+                     int(dfa.initial), rounds, math.inf if deadline is None else deadline - time.monotonic())
+        return dfa if out is None else ByteDFA(transitions=out[0], accepting=out[1], initial=out[2])
     # Bytes that every state treats alike form one class; refinement only needs one column each.
     # Columns are grouped by a random linear hash, checked exactly (np.unique over whole columns
     # takes seconds for tens of thousands of states).
@@ -354,7 +377,7 @@ def minimize(dfa: ByteDFA, deadline: float | None = None) -> ByteDFA:
     block = dfa.accepting.astype(np.int64) + 1
     block[DEAD] = 0
     count = len(np.unique(block))
-    for _ in range(min(MINIMIZE_ROUNDS, max(8, MINIMIZE_WORK // dfa.num_states))):
+    for _ in range(rounds):
         if deadline is not None and time.monotonic() > deadline:
             return dfa
         signature = np.concatenate([block[:, None], block[columns]], axis=1)
@@ -370,7 +393,7 @@ def minimize(dfa: ByteDFA, deadline: float | None = None) -> ByteDFA:
         count = new_count
     else:
         return dfa
-    if count == dfa.num_states:
+    if count == dfa.num_states or block[DEAD] == block[dfa.initial]:  # minimal, or untrimmed: as it is
         return dfa
     # Renumber blocks: the dead state's block stays 0, the initial state's becomes 1.
     order = [int(block[DEAD]), int(block[dfa.initial])]
@@ -441,12 +464,26 @@ class CompiledKernels:
 
     trim: Callable | None = None  # (transitions int32, accepting bool, initial) -> (table, accepting, initial)
     product: Callable | None = None  # see guided.ir.dfa_ops._product
+    # (ranges, epsilons, accepting list, start, max_states, seconds left, what, too-slow message)
+    # -> `_subsets`' (table, accepting) and the initial state 1
+    determinize: Callable | None = None
+    # (transitions, accepting, initial, rounds, seconds left or inf) -> (table, accepting, 1), or None: unchanged
+    minimize: Callable | None = None
+
+    @classmethod
+    def lent(cls) -> tuple[Callable | None, ...]:
+        """The twins in use, in `lend_kernels`' order (to lend them again after a comparison)."""
+        return cls.trim, cls.product, cls.determinize, cls.minimize
 
 
-def lend_kernels(trim: Callable | None = None, product: Callable | None = None) -> None:
-    """Use compiled twins for `trim` and the products of `guided.ir.dfa_ops` (None: numpy)."""
+def lend_kernels(trim: Callable | None = None, product: Callable | None = None, determinize: Callable | None = None,
+                 minimize: Callable | None = None) -> None:
+    """Use compiled twins for `trim`, the products of `guided.ir.dfa_ops`, the subset construction
+    of `determinize` and `minimize` (None: the numpy/Python code)."""
     CompiledKernels.trim = trim
     CompiledKernels.product = product
+    CompiledKernels.determinize = determinize
+    CompiledKernels.minimize = minimize
 
 
 def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int, deadline: float | None = None,

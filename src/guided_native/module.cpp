@@ -18,6 +18,7 @@
 
 #include "batch.h"
 #include "cfg_engine.h"
+#include "dfa_build.h"
 #include "dfa_ops.h"
 #include "regex_engine.h"
 #include "xml_engine.h"
@@ -390,5 +391,36 @@ NB_MODULE(_native, m) {
       nb::arg("ta"), nb::arg("acc_a"), nb::arg("init_a"), nb::arg("tb"), nb::arg("acc_b"), nb::arg("init_b"),
       nb::arg("accept"), nb::arg("keep_dead_b"), nb::arg("max_states"), nb::arg("what"),
       "The untrimmed reachable product of guided.ir.dfa_ops._product as (transitions, accepting, 1).");
+  m.def(
+      "nfa_determinize",
+      [](std::vector<std::vector<std::tuple<int64_t, int64_t, int64_t>>> ranges,
+         std::vector<std::vector<int64_t>> epsilons, std::vector<int64_t> accepting, int64_t start,
+         int64_t max_states, double seconds_left, const std::string& what, const std::string& too_slow) {
+        RangeNfa nfa{std::move(ranges), std::move(epsilons), std::move(accepting), start};
+        DenseDfa out;
+        {
+          nb::gil_scoped_release release;  // the NFA is a copy
+          out = nfa_determinize(nfa, max_states, seconds_left, what, too_slow);
+        }
+        return dense_to_python(std::move(out));
+      },
+      nb::arg("ranges"), nb::arg("epsilons"), nb::arg("accepting"), nb::arg("start"), nb::arg("max_states"),
+      nb::arg("seconds_left"), nb::arg("what"), nb::arg("too_slow"),
+      "guided.ir.dfa.determinize's subset construction (a ByteNFA's ranges, epsilons, accepting states as a "
+      "list and start), untrimmed, as (transitions, accepting, 1).");
+  m.def(
+      "dfa_minimize",
+      [](DenseTable table, Flags accepting, int64_t initial, int64_t max_rounds, double seconds_left) -> nb::object {
+        check_automaton(table, accepting);
+        // The GIL stays held: the table is Python's, read in place.
+        Minimized out = dfa_minimize(table.data(), reinterpret_cast<const uint8_t*>(accepting.data()),
+                                     static_cast<int64_t>(table.shape(0)), initial, max_rounds, seconds_left);
+        if (!out.changed) return nb::none();
+        return dense_to_python(std::move(out.dfa));
+      },
+      nb::arg("transitions"), nb::arg("accepting"), nb::arg("initial"), nb::arg("max_rounds"),
+      nb::arg("seconds_left"),
+      "guided.ir.dfa.minimize's result as (transitions, accepting, 1), or None where it returns the automaton "
+      "unchanged.");
   m.def("hardware_threads", [] { return std::thread::hardware_concurrency(); });
 }

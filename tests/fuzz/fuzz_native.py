@@ -1,6 +1,7 @@
 """Fuzz target for the native core (atheris over the Python API): random vocabularies, random and
 often malformed IR (byte DFAs, LALR tables, XML's matched names), random token sequences, rollbacks, copies and bitmask
-buffers.  Every outcome must be a mask or a clean Python exception (a `guided.GuidedError`,
+buffers; the compile path's automaton kernels (trim, products, subset construction, minimisation) on random and
+malformed automata.  Every outcome must be a mask or a clean Python exception (a `guided.GuidedError`,
 ``ValueError``, ``IndexError`` or ``TypeError``): never a crash, a hang or a sanitizer report.
 
     make fuzz-native                      # ASan+UBSan build, 60 s
@@ -116,6 +117,41 @@ def exercise(matcher, src: Source, vocab_size: int) -> None:
             pass
 
 
+def random_nfa(src: Source, sound: bool):
+    """(ranges, epsilons, accepting, start) of a random ByteNFA; unsound: bytes, targets or
+    states out of range."""
+    n = src.int(1, 6)
+    lo_b, hi_b, lo_s, hi_s = (0, 255, 0, n - 1) if sound else (-2, 258, -1, n)
+    ranges = [[(src.int(lo_b, hi_b), src.int(lo_b, hi_b), src.int(lo_s, hi_s)) for _ in range(src.int(0, 3))]
+              for _ in range(n)]
+    epsilons = [[src.int(lo_s, hi_s) for _ in range(src.int(0, 2))] for _ in range(n)]
+    if not sound and src.chance(20):
+        epsilons.pop()
+    accepting = [src.int(lo_s, hi_s) for _ in range(src.int(0, 2))]
+    return ranges, epsilons, accepting, src.int(lo_s, hi_s)
+
+
+def automaton_kernels(core, src: Source, alphabet: bytes, sound: bool) -> None:
+    """The compiled twins of guided.ir.dfa's operations on random, sometimes malformed, input."""
+    try:
+        which = src.int(0, 3)
+        if which == 0:
+            ranges, epsilons, accepting, start = random_nfa(src, sound)
+            core.nfa_determinize(ranges, epsilons, accepting, start, src.int(1, 64), 1.0, "f", "slow")
+            return
+        table, accepting, initial = random_dfa(src, alphabet, sound)
+        if which == 1:
+            core.dfa_trim(table, accepting, initial)
+        elif which == 2:
+            core.dfa_minimize(table, accepting, initial, src.int(0, 8), 1.0)
+        else:
+            tb, acc_b, init_b = random_dfa(src, alphabet, sound)
+            core.dfa_product(table, accepting, initial, tb, acc_b, init_b, src.int(0, 1), src.chance(50),
+                             src.int(1, 64), "f")
+    except EXPECTED:
+        pass
+
+
 def one_input(src: Source) -> None:
     core = native._require()
     alphabet = bytes(sorted(set(src.bytes(src.int(1, 6)) or b"a")))
@@ -126,6 +162,9 @@ def one_input(src: Source) -> None:
     trie = core.token_trie(tokens, [eos], [eos])
     shared = core.shared_lexemes() if src.chance(50) else None
     sound = src.chance(70)
+    if src.chance(20):
+        automaton_kernels(core, src, alphabet, sound)
+        return
     try:
         if src.chance(30):
             table, accepting, initial = random_dfa(src, alphabet, sound)
@@ -162,7 +201,7 @@ def one_input(src: Source) -> None:
 
 
 def main() -> None:
-    global one_input, exercise, random_dfa, random_tables
+    global one_input, exercise, random_dfa, random_tables, random_nfa, automaton_kernels
     if "--replay" in sys.argv:
         n = int(sys.argv[sys.argv.index("--replay") + 1])
         for seed in range(n):
@@ -173,7 +212,7 @@ def main() -> None:
 
     # Coverage of this harness's branches (which inputs were refused where) guides the fuzzer;
     # the core itself is compiled by gcc without coverage hooks, with the sanitizers.
-    for fn in (one_input, exercise, random_dfa, random_tables, Source.int, Source.chance):
+    for fn in (one_input, exercise, random_dfa, random_tables, random_nfa, automaton_kernels, Source.int, Source.chance):
         atheris.instrument_func(fn)
     atheris.Setup(sys.argv, lambda data: one_input(Source(data)))
     atheris.Fuzz()
