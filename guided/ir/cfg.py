@@ -139,7 +139,7 @@ def count_range(dfa: ByteDFA, counted: np.ndarray) -> tuple[np.ndarray, np.ndarr
     reach = np.eye(n, dtype=bool)  # reach[a, b]: b is reachable from a
     reach[src, dst] = True
     while True:
-        nxt = (reach.astype(np.int32) @ reach.astype(np.int32)) > 0
+        nxt = (reach.astype(np.float32) @ reach.astype(np.float32)) > 0  # exact: sums of 0/1 below 2**24
         if np.array_equal(nxt, reach):
             break
         reach = nxt

@@ -27,7 +27,7 @@ from guided.frontends.regex import Regex, regex_to_dfa
 from guided.ir import dfa_ops as _dfa
 from guided.errors import GuidedError, LimitExceeded
 from guided.ir.cfg import Count
-from guided.ir.validate import MAX_COUNTED_STATES
+from guided.ir.validate import MAX_COUNTED_STATES, extends_by_one
 from guided.ir.dfa import ByteDFA
 
 Description = tuple[Any, ...]  # a terminal description, as above (hashable: the cache key)
@@ -253,12 +253,29 @@ class Terminals:
         if formats or literals_out or len(patterns) > 1:
             return None
         cls = None
+        m = _CLASS_REPEAT.match(patterns[0]) if patterns else None
+        if patterns and m is None:
+            # Any other pattern (a URL's) with bounds past COUNTED_FROM: its own automaton, counted,
+            # where the interval property is cheap to prove (`extends_by_one`); unrolling its
+            # length would multiply its states by the bound.
+            if max(min_len, max_len or 0) <= COUNTED_FROM or (max_len is not None and max_len < min_len):
+                return None
+            self._check_length(min_len, max_len, pointer)
+            spelling = _strings.json_spelling(self.opts.canonical)
+            name = ("counted-pattern", patterns[0], self.opts.canonical)
+            hit = _BARE_CACHE.get(name)
+            if hit is None:
+                content = _strings.pattern_content(patterns[0], self.opts.max_states, spelling)
+                hit = _strings.counted_product(_strings.quoted(content), spelling)
+                hit = _cache_put(_BARE_CACHE, name, hit if extends_by_one(*hit) else False)
+            if hit is False:
+                return None
+            dfa, counted = hit
+            return dfa, Count(counted, min_len, max_len)
         if patterns:
             # A pattern that is one character class repeated (`^[a-z0-9_-]{1,255}$`, `^\\d+$`):
             # its repeat is a count too, over the class's own string automaton.
-            m = _CLASS_REPEAT.match(patterns[0])
-            if m is None:
-                return None
+            assert m is not None
             cls = m.group(1)
             lo, comma, hi = m.group(2), m.group(3), m.group(4)
             if m.group(5):
