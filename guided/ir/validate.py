@@ -309,33 +309,25 @@ def extends_by_one(dfa, counted: np.ndarray) -> bool:
     ``f`` up is realised, none below (a string pattern such as a URL's, which a character can
     always lengthen).  End states with no counted transition ahead that no counted transition
     enters (after a closing quote) are exempt: they count 0, and no such path ends in them."""
+    from guided.ir.graph import reaching
+
     n = dfa.num_states
     src, byte = np.nonzero(dfa.transitions)
     dst = dfa.transitions[src, byte]
     w = counted[src, byte]
-    zero = np.eye(n, dtype=np.float32)
-    zero[src[~w], dst[~w]] = 1
-    while True:  # reflexive-transitive closure of the uncounted moves
-        nxt = ((zero @ zero) > 0).astype(np.float32)  # exact: sums of 0/1 below 2**24
-        if np.array_equal(nxt, zero):
-            break
-        zero = nxt
-    one = np.zeros((n, n), np.float32)
-    one[src[w], dst[w]] = 1
-    ends = (zero @ dfa.accepting.astype(np.float32)) > 0  # acceptance with no counted transition left
+    us, ud = src[~w], dst[~w]
+    ends = reaching(n, us, ud, dfa.accepting)  # acceptance with no counted transition left
     ends[DEAD] = False
-    every = one + zero
-    while True:  # reflexive-transitive closure of all moves
-        nxt = ((every @ every) > 0).astype(np.float32)
-        if np.array_equal(nxt, every):
-            break
-        every = nxt
-    counts = (every @ one.any(axis=1).astype(np.float32)) > 0  # some counted transition ahead
+    into_end = np.zeros(n, bool)  # a counted move into an end state
+    into_end[src[w & ends[dst]]] = True
+    extends = reaching(n, us, ud, into_end)
+    has_counted = np.zeros(n, bool)
+    has_counted[src[w]] = True
+    ahead = reaching(n, src, dst, has_counted)  # some counted transition ahead
     targets = np.zeros(n, bool)
     targets[dst[w]] = True
-    must = ends & (counts | targets)  # the rest count exactly 0 (after a closing quote)
-    step = (zero[must] @ one @ zero) > 0
-    return bool((step & ends[None, :]).any(axis=1).all())
+    must = ends & (ahead | targets)  # the rest count exactly 0 (after a closing quote)
+    return not bool((must & ~extends).any())
 
 
 def _check_alike(a: tuple, b: tuple, what: str) -> None:

@@ -1,0 +1,201 @@
+"""The Pydantic types users write, one test each: Pydantic's own ``model_dump_json()`` of
+hypothesis-built instances walks through the compiled grammar, and random walks through the
+grammar's masks give documents ``model_validate_json`` accepts."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import ipaddress
+import pathlib
+import random
+import string
+from typing import Annotated, Any, Generic, TypeVar
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import (AnyUrl, BaseModel, Field, HttpUrl, IPvAnyAddress, SecretStr, condecimal, conlist, conset,
+                      create_model)
+
+import guided
+from guided.frontends.jsonschema import schema_to_ir
+from guided.frontends.pydantic import pydantic_spec
+from guided.ir.reference import accepts
+from guided.validate import byte_vocabulary
+
+T = TypeVar("T")
+
+
+class Box(BaseModel, Generic[T]):
+    item: T
+    items: list[T] = []
+
+
+def _model(name: str, annotation: Any) -> type[BaseModel]:
+    return create_model(f"M_{name}", x=(annotation, ...))
+
+
+# --- strategies for the values (Pydantic v2 registers none with hypothesis) -------------------------
+_label = st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=10)
+_host = st.builds(lambda ls, top: ".".join([*ls, top]), st.lists(_label, max_size=3),
+                  st.text(string.ascii_lowercase, min_size=2, max_size=6))
+_path = st.lists(st.text(string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@%|^[]", max_size=8), max_size=3)
+_query = st.text(string.ascii_letters + string.digits + "=&/?{}|-._~", max_size=12)
+_ip4 = st.ip_addresses(v=4).map(str)
+_ip6 = st.ip_addresses(v=6).map(str)
+
+
+def _url(schemes):
+    return st.builds(lambda s, h, port, p, q, f: f"{s}://{h}{port}/{'/'.join(p)}{q}{f}",
+                     st.sampled_from(schemes), st.one_of(_host, _ip4, _ip6.map(lambda a: f"[{a}]")),
+                     st.sampled_from(["", ":8080", ":1"]), _path,
+                     st.one_of(st.just(""), _query.map(lambda q: "?" + q)),
+                     st.one_of(st.just(""), _query.map(lambda q: "#" + q)))
+
+
+_email = st.builds(lambda local, dom: f"{local}@{dom}",
+                   st.text(string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=12),
+                   _host.filter(lambda h: "." in h and h.rsplit(".", 1)[1] not in ("test", "local", "onion", "arpa")))
+
+CASES: dict[str, tuple[Any, Any]] = {
+    "HttpUrl": (HttpUrl, _url(["http", "https"])),
+    "AnyUrl": (AnyUrl, st.one_of(_url(["http", "https", "ftp", "ws", "redis", "s3"]),
+                                 st.builds(lambda s, p: f"{s}:{p}", st.sampled_from(["mailto", "urn", "x-y"]),
+                                           st.text(string.ascii_letters + "@.:", min_size=1, max_size=10)))),
+    "Path": (pathlib.Path, st.text(max_size=20).map(pathlib.Path)),
+    "SecretStr": (SecretStr, st.text(max_size=10)),
+    "bytes": (bytes, st.text(max_size=10).map(str.encode)),
+    "EmailStr": ("EmailStr", _email),
+    "IPvAnyAddress": (IPvAnyAddress, st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6))),
+    "datetime": (datetime.datetime, st.datetimes(timezones=st.one_of(st.none(), st.timezones()))),
+    "Decimal": (decimal.Decimal, st.decimals(allow_nan=False, allow_infinity=False)),
+    "condecimal": (condecimal(max_digits=5, decimal_places=2),
+                   st.decimals(min_value=-999, max_value=999, places=2, allow_nan=False)),
+    "condecimal_digits": (condecimal(max_digits=4), st.decimals(min_value=-99, max_value=99, places=2)),
+    "conlist": (conlist(int, min_length=1, max_length=3), st.lists(st.integers(), min_size=1, max_size=3)),
+    "conset": (conset(int, min_length=2, max_length=4), st.sets(st.integers(-5, 5), min_size=2, max_size=4)),
+    "Annotated": (Annotated[int, Field(ge=0, le=10)], st.integers(0, 10)),
+    "Generic": (Box[datetime.date], st.builds(Box[datetime.date], item=st.dates(), items=st.lists(st.dates()))),
+}
+
+
+def _annotation(name: str):
+    ann = CASES[name][0]
+    if ann == "EmailStr":
+        pytest.importorskip("email_validator")
+        from pydantic import EmailStr
+
+        return EmailStr
+    return ann
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    memo: dict[str, tuple] = {}
+
+    def get(name: str):
+        if name not in memo:
+            model = _model(name, _annotation(name))
+            memo[name] = (model, schema_to_ir(pydantic_spec(model)))
+        return memo[name]
+    return get
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_dumps_of_built_instances_are_accepted(name, compiled):
+    model, ir = compiled(name)
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(CASES[name][1])
+    def check(value):
+        try:
+            inst = model(x=value)
+        except Exception:  # noqa: BLE001 - a value Pydantic itself refuses is no instance
+            return
+        text = inst.model_dump_json()
+        assert accepts(ir, text.encode()), text
+
+    check()
+
+
+def _random_documents(grammar, rng: random.Random, n: int, steps: int = 400) -> list[bytes]:
+    """Random walks through the masks of a byte-level grammar, closing strings and objects with
+    rising probability; the finished documents."""
+    vocab = byte_vocabulary()
+    closing = [ord(c) for c in '"}]']
+    out = []
+    for _ in range(n):
+        m = grammar.matcher()
+        text = b""
+        for step in range(steps):
+            allowed = np.flatnonzero(m.mask()).tolist()
+            if 256 in allowed and (len(allowed) == 1 or rng.random() < 0.5):
+                out.append(text)
+                break
+            allowed = [t for t in allowed if t != 256]
+            ends = [t for t in allowed if t in closing]
+            t = rng.choice(ends if ends and rng.random() < step / 60 else allowed)
+            m.advance(t)
+            text += vocab.token_bytes[t]
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_random_generations_validate(name):
+    model = _model(name, _annotation(name))
+    grammar = guided.compile(pydantic_spec(model, max_whitespace=1), byte_vocabulary(), cache=False)
+    docs = _random_documents(grammar, random.Random(name), 12)
+    assert len(docs) >= 6, docs
+    for doc in docs:
+        model.model_validate_json(doc)  # raises on an invalid document
+
+
+class Query(BaseModel):
+    text: str
+    url: HttpUrl
+
+
+def search(q: Query, limit: int = 3) -> str:
+    """Search."""
+    return q.text
+
+
+def test_tool_parameters_typed_as_models():
+    tools = guided.Tools([search], max_whitespace=1)
+    ir = tools.to_ir()
+    ok = b'<tool_call>{"name": "search", "arguments": {"q": {"text": "a", "url": "http://a.com/"}}}</tool_call>'
+    bad = b'<tool_call>{"name": "search", "arguments": {"q": {"text": "a", "url": "http:"}}}</tool_call>'
+    assert accepts(ir, ok) and not accepts(ir, bad)
+
+
+def test_special_use_and_dotless_email_domains_are_refused():
+    pytest.importorskip("email_validator")
+    from pydantic import EmailStr
+
+    ir = schema_to_ir(pydantic_spec(_model("e", EmailStr)))
+    assert accepts(ir, b'{"x": "a@b.co"}')
+    for bad in ("a@b", "a@b.test", "a@x.localhost", "a@b.c1", ".a@b.co"):
+        assert not accepts(ir, f'{{"x": "{bad}"}}'.encode()), bad
+
+
+def test_decimal_digits_are_counted_as_pydantic_counts():
+    model = _model("d", condecimal(max_digits=5, decimal_places=2))
+    ir = schema_to_ir(pydantic_spec(model))
+    for text in ('"123.45"', "123.45", '"1.500"', "-0.01", '"999"'):
+        assert accepts(ir, f'{{"x": {text}}}'.encode()), text
+        model.model_validate_json(f'{{"x": {text}}}')
+    for text in ('"1234.5"', "1234.5", '"0.001"', "0.001", '"abc"'):
+        assert not accepts(ir, f'{{"x": {text}}}'.encode()), text
+
+
+def test_ip_addresses_and_urls_refuse_what_pydantic_refuses():
+    ir = schema_to_ir(pydantic_spec(_model("ip", IPvAnyAddress)))
+    assert accepts(ir, b'{"x": "::ffff:1.2.3.4"}') and not accepts(ir, b'{"x": "1.2.3.256"}')
+    assert ipaddress.ip_address("::ffff:1.2.3.4")
+    ir = schema_to_ir(pydantic_spec(_model("u", HttpUrl)))
+    for bad in ("http:", "http://", "ftp://a.com", "http://a.1", "http://a:99999"):
+        assert not accepts(ir, f'{{"x": "{bad}"}}'.encode()), bad
+    assert not accepts(ir, ('{"x": "http://a.com/' + "a" * 2071 + '"}').encode())  # maxLength 2083
+    assert accepts(ir, ('{"x": "http://a.com/' + "a" * 2070 + '"}').encode())
