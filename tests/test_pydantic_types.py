@@ -106,6 +106,7 @@ def compiled():
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_dumps_of_built_instances_are_accepted(name, compiled):
     model, ir = compiled(name)
+    built = []
 
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(CASES[name][1])
@@ -116,8 +117,10 @@ def test_dumps_of_built_instances_are_accepted(name, compiled):
             return
         text = inst.model_dump_json()
         assert accepts(ir, text.encode()), text
+        built.append(text)
 
     check()
+    assert len(built) >= 10, built  # the strategy builds instances Pydantic accepts
 
 
 def _random_documents(grammar, rng: random.Random, n: int, steps: int = 400) -> list[bytes]:

@@ -8,6 +8,12 @@ branches differ by a required ``Literal`` tag: provably disjoint, so exact), ``L
 ``pattern``), ``datetime``/``date``/``time``/``UUID``/``EmailStr`` (``format``), ``list``/``set``
 /``tuple``/``dict``, and aliases (the output uses the alias, as ``model_validate_json`` expects).
 
+**Pydantic's own types** (URLs, ``EmailStr``, ``IPvAny*``, ``Decimal``, ``Path``, ``SecretStr``,
+``bytes``, sets) are said as Pydantic validates them rather than by the format names of its schema
+(`guided.frontends.pydantic_patterns`; the table in ``docs/json-schema-coverage.md``): every
+string a pattern matches is accepted by Pydantic, and Pydantic's own output of common values
+matches.
+
 What Pydantic validates beyond the schema (custom validators) is not part of the constraint:
 `guided.generate(..., schema=Model)` validates the result with ``Model.model_validate_json``.
 

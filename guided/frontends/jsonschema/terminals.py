@@ -19,6 +19,8 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from guided.frontends.jsonschema import _numbers, _strings
 from guided.frontends.jsonschema._formats import FORMAT_MAX_LENGTH, FORMATS
 from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
@@ -26,7 +28,7 @@ from guided.frontends.jsonschema.options import Options
 from guided.frontends.regex import Regex, regex_to_dfa
 from guided.ir import dfa_ops as _dfa
 from guided.errors import GuidedError, LimitExceeded
-from guided.ir.cfg import Count
+from guided.ir.cfg import Count, count_range
 from guided.ir.validate import MAX_COUNTED_STATES, extends_by_one
 from guided.ir.dfa import ByteDFA
 
@@ -49,6 +51,8 @@ _CLASS_REPEAT = re.compile(r"\^(\[(?:[^\]\\]|\\.)+\]|\\[dDwWsS]|\.)(?:\{(\d+)(?:
 UNROLLED_LENGTH = 4_096
 
 _BARE_CACHE: dict[tuple, ByteDFA] = {}
+# A pattern's counted automaton and counted moves, or None where `extends_by_one` cannot prove it.
+_COUNTED_PATTERNS: dict[tuple, tuple[ByteDFA, np.ndarray] | None] = {}
 _SPELLED = frozenset({"strlit", "string", "key", "union", "minus"})  # descriptions holding JSON strings
 _CACHE_LIMIT = 20_000
 
@@ -263,14 +267,20 @@ class Terminals:
             self._check_length(min_len, max_len, pointer)
             spelling = _strings.json_spelling(self.opts.canonical)
             name = ("counted-pattern", patterns[0], self.opts.canonical)
-            hit = _BARE_CACHE.get(name)
+            if name not in _COUNTED_PATTERNS:
+                try:
+                    content = _strings.pattern_content(patterns[0], self.opts.max_states, spelling)
+                except GuidedError:
+                    return None  # a pattern the reader refuses: the unrolled path says why
+                built = _strings.counted_product(_strings.quoted(content), spelling)
+                ok = built[0].initial != 0 and extends_by_one(*built)
+                _cache_put(_COUNTED_PATTERNS, name, built if ok else None)
+            hit = _COUNTED_PATTERNS[name]
             if hit is None:
-                content = _strings.pattern_content(patterns[0], self.opts.max_states, spelling)
-                hit = _strings.counted_product(_strings.quoted(content), spelling)
-                hit = _cache_put(_BARE_CACHE, name, hit if extends_by_one(*hit) else False)
-            if hit is False:
                 return None
             dfa, counted = hit
+            if max_len is not None and count_range(dfa, counted)[0][dfa.initial] > max_len:
+                return None  # no string short enough: empty, as the unrolled path finds
             return dfa, Count(counted, min_len, max_len)
         if patterns:
             # A pattern that is one character class repeated (`^[a-z0-9_-]{1,255}$`, `^\\d+$`):
