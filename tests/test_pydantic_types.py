@@ -202,3 +202,61 @@ def test_ip_addresses_and_urls_refuse_what_pydantic_refuses():
         assert not accepts(ir, f'{{"x": "{bad}"}}'.encode()), bad
     assert not accepts(ir, ('{"x": "http://a.com/' + "a" * 2071 + '"}').encode())  # maxLength 2083
     assert accepts(ir, ('{"x": "http://a.com/' + "a" * 2070 + '"}').encode())
+
+
+def test_decimal_patterns_agree_with_pydantic_both_ways():
+    """On a grid of plain spellings, a decimal's pattern matches exactly what Pydantic accepts
+    (max_digits/decimal_places as Pydantic counts them: zero is one digit, trailing zeros of the
+    fraction are none)."""
+    import re
+
+    from guided.frontends.pydantic_patterns import decimal_pattern
+
+    spellings = [sign + whole + frac for sign in ("", "-")
+                 for whole in ("0", "5", "10", "100", "1000", "12345")
+                 for frac in ("", ".0", ".5", ".05", ".50", ".123", ".1230", ".001", ".00")]
+    for md, dp in [(1, 0), (2, 1), (3, 3), (4, None), (None, 2), (3, 1), (5, 2), (2, 4)]:
+        model = _model("grid", condecimal(max_digits=md, decimal_places=dp))
+        pattern = decimal_pattern(md, dp)
+        ir = schema_to_ir(pydantic_spec(model))
+        for text in spellings:
+            valid = {}
+            for form, doc in (("string", f'{{"x": "{text}"}}'), ("number", f'{{"x": {text}}}')):
+                try:
+                    model.model_validate_json(doc)
+                    valid[form] = True
+                except Exception:  # noqa: BLE001 - Pydantic's ValidationError
+                    valid[form] = False
+                got = accepts(ir, doc.encode())
+                if form == "number" and float(text) == 0 and md is not None and (dp or 0) >= md:
+                    assert not got  # "0.0" is valid, "0" is not: no zero number (by value) at all
+                else:
+                    assert got == valid[form], (md, dp, doc, valid[form])
+            assert bool(re.fullmatch(pattern, text)) == valid["string"], (md, dp, text)
+
+
+@pytest.mark.parametrize("name", ["HttpUrl", "AnyUrl", "PostgresDsn", "EmailStr", "IPvAnyAddress",
+                                  "IPvAnyInterface"])
+def test_every_string_of_a_type_pattern_validates(name):
+    """Random strings of the pattern guided compiles for the type (random walks of its automaton,
+    short and long) are all accepted by Pydantic."""
+    import json
+
+    import pydantic
+    from pydantic import TypeAdapter
+
+    from guided.frontends.jsonschema import _strings
+    from guided.frontends.pydantic import pydantic_schema
+    from tests.grammar_sampler import _distances, _random_walk
+
+    if name == "EmailStr":
+        pytest.importorskip("email_validator")
+    annotation = getattr(pydantic, name)
+    pattern = pydantic_schema(_model(name, annotation))["properties"]["x"]["pattern"]
+    dfa = _strings.pattern_content(pattern, 1_000_000, _strings.add_canonical_json_chars)
+    dist = _distances(dfa)
+    adapter = TypeAdapter(annotation)
+    rng = random.Random(name)
+    for _ in range(400):
+        text = json.loads(b'"' + _random_walk(dfa, dist, rng, soft_limit=rng.choice([5, 15, 40])) + b'"')
+        adapter.validate_python(text)  # raises where Pydantic refuses

@@ -88,17 +88,17 @@ class _TemporalFormats(GenerateJsonSchema):
 
     def multi_host_url_schema(self, schema):
         # one host (``postgres://u@h/db``): the multi-host spellings (``h1,h2``) are left out
-        return _url(super().multi_host_url_schema(schema), schema)
+        return _url(super().multi_host_url_schema(schema), schema, multi_host=True)
 
     def decimal_schema(self, schema):
         return _decimal(schema)
 
 
-def _url(out: dict, core: dict) -> dict:
+def _url(out: dict, core: dict, multi_host: bool = False) -> dict:
     schemes = core.get("allowed_schemes")
     schemes = tuple(re.escape(s.lower()) for s in schemes) if schemes else None
     out = {k: v for k, v in out.items() if k != "format"}
-    return {**out, "pattern": _patterns.url_pattern(schemes, bool(core.get("host_required")))}
+    return {**out, "pattern": _patterns.url_pattern(schemes, bool(core.get("host_required")), multi_host)}
 
 
 def _decimal(core: dict) -> dict:
@@ -113,9 +113,14 @@ def _decimal(core: dict) -> dict:
                         f"spelling (how Pydantic writes a Decimal) cannot carry it")
     number: dict = {"type": "number", **bounds}
     digits: list[dict] = []  # the values of at most md digits and dp decimals, as number schemas
-    if md is not None and (dp is None or dp > md):
+    if md is not None and dp is None:
         digits = [{"multipleOf": float(Decimal(1).scaleb(-d)), "exclusiveMaximum": float(10 ** (md - d)),
                    "exclusiveMinimum": -float(10 ** (md - d))} for d in range(md + 1)]
+    elif md is not None and dp is not None and dp >= md:
+        # no integer digit, and not zero: "0" counts one (its spellings "0.0" do not, but a
+        # number's value cannot tell them apart)
+        digits = [{"multipleOf": float(Decimal(1).scaleb(-md)), "exclusiveMaximum": 1, "exclusiveMinimum": -1,
+                   "not": {"const": 0}}]
     elif md is not None:
         digits = [{"multipleOf": float(Decimal(1).scaleb(-dp)), "exclusiveMaximum": float(10 ** (md - dp)),
                    "exclusiveMinimum": -float(10 ** (md - dp))}]

@@ -86,14 +86,16 @@ _AFTER_PATH_NS = rf"(?:\?{_QUERY}*)?(?:#{_FRAGMENT}*)?"
 SPECIAL_SCHEMES = ("http", "https", "ws", "wss", "ftp", "file")
 
 
-def url_pattern(schemes: tuple[str, ...] | None, host_required: bool) -> str:
+def url_pattern(schemes: tuple[str, ...] | None, host_required: bool, multi_host: bool = False) -> str:
     """A URL with one of ``schemes`` (None: any scheme, as ``AnyUrl``), as Pydantic accepts and
     writes it: an authority with a host for the special schemes, and for the others an authority
-    (host optional unless ``host_required``) or a path."""
+    (host optional unless ``host_required``) or a path.  ``multi_host`` (``PostgresDsn``...):
+    one host, and no "," in the user info (Pydantic splits hosts there)."""
     alts = []
+    userinfo = _USERINFO.replace(",", "") if multi_host else _USERINFO
     special = [s for s in (schemes or SPECIAL_SCHEMES) if s in SPECIAL_SCHEMES and s != "file"]
     if special:
-        alts.append(rf"(?:{'|'.join(special)})://{_USERINFO}{_HOST}(?::{_PORT})?(?:/{_PATH}*)*{_AFTER_PATH}")
+        alts.append(rf"(?:{'|'.join(special)})://{userinfo}{_HOST}(?::{_PORT})?(?:/{_PATH}*)*{_AFTER_PATH}")
     if (schemes is None or "file" in schemes) and not host_required:
         alts.append(rf"file://(?:{_DOMAIN}|{_IPV4})?(?:/{_PATH}*)*{_AFTER_PATH}")
     others = [s for s in schemes if s not in SPECIAL_SCHEMES] if schemes is not None else None
@@ -101,7 +103,7 @@ def url_pattern(schemes: tuple[str, ...] | None, host_required: bool) -> str:
         name = (avoid_words(set(SPECIAL_SCHEMES), _LOWER, _LOWER_DIGITS + "+-.", 1, None) if others is None
                 else "(?:" + "|".join(others) + ")")
         host = _HOST if host_required else f"{_HOST}?"
-        alts.append(rf"{name}://{_USERINFO}{host}(?::{_PORT})?(?:/{_PATH}*)*{_AFTER_PATH_NS}")
+        alts.append(rf"{name}://{userinfo}{host}(?::{_PORT})?(?:/{_PATH}*)*{_AFTER_PATH_NS}")
         if not host_required:  # no authority: a path that does not start with "//"
             alts.append(rf"{name}:(?:/?{_PATH}+(?:/{_PATH}*)*|/)?{_AFTER_PATH_NS}")
     return "^(?:" + "|".join(alts) + ")$"
@@ -134,7 +136,8 @@ IPV6_INTERFACE = rf"^{_IPV6}(?:/{_PREFIX6})?$"
 def decimal_pattern(max_digits: int | None, decimal_places: int | None) -> str:
     """The plain (exponent-free) spellings of the decimals with at most ``max_digits`` digits and
     ``decimal_places`` decimals, as Pydantic counts them: on the normalised value (trailing
-    zeros of the fraction and leading zeros do not count, an integer's do)."""
+    zeros of the fraction and leading zeros do not count, an integer's do; "0" is one digit, as
+    Pydantic counts it, "0.0" none)."""
 
     def integer(n: int | None) -> str:  # an integer part of at most n digits (0 is none)
         if n is None:
@@ -150,9 +153,13 @@ def decimal_pattern(max_digits: int | None, decimal_places: int | None) -> str:
         body = r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
     elif max_digits is None:
         body = integer(None) + fraction(decimal_places)
-    elif decimal_places is not None and decimal_places <= max_digits:
+    elif decimal_places is not None and decimal_places < max_digits:
         body = integer(max_digits - decimal_places) + fraction(decimal_places)
-    else:  # max_digits alone (or decimal_places above it, which then never binds)
+    elif decimal_places is not None:
+        # no integer digit (Pydantic counts the zero of "0" as one, though not that of "0.0"), at
+        # most max_digits significant decimals
+        body = (rf"0\.(?:[0-9]{{0,{max_digits - 1}}}[1-9]0*|0+)" if max_digits else "(?!)")
+    else:  # max_digits alone
         body = "(?:" + "|".join(
             ("0" if w == 0 else f"[1-9][0-9]{{{w - 1}}}") + fraction(max_digits - w)
             for w in range(max_digits + 1)) + ")"
