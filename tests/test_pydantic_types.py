@@ -260,3 +260,19 @@ def test_every_string_of_a_type_pattern_validates(name):
     for _ in range(400):
         text = json.loads(b'"' + _random_walk(dfa, dist, rng, soft_limit=rng.choice([5, 15, 40])) + b'"')
         adapter.validate_python(text)  # raises where Pydantic refuses
+
+
+def test_decimals_guided_cannot_say_are_refused_naming_the_field():
+    from guided.errors import SpecError
+    from guided.frontends.pydantic import pydantic_schema
+
+    class Price(BaseModel):
+        amount: condecimal(multiple_of=decimal.Decimal("0.05"))
+
+    class Bound(BaseModel):
+        amount: condecimal(gt=decimal.Decimal("1.00000000000000000001"))
+
+    for model in (Price, Bound):
+        with pytest.raises(SpecError, match="/properties/amount"):
+            pydantic_schema(model)
+    assert pydantic_schema(_model("ok", condecimal(gt=decimal.Decimal("0.1"))))  # exact as a float's repr

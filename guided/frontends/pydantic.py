@@ -105,12 +105,16 @@ def _decimal(core: dict) -> dict:
     """A ``Decimal``: a JSON number or a string (how Pydantic writes it), both with its bounds and
     its ``max_digits``/``decimal_places`` (counted as Pydantic counts them)."""
     md, dp = core.get("max_digits"), core.get("decimal_places")
-    bounds = {key: float(core[name]) for name, key in (("gt", "exclusiveMinimum"), ("ge", "minimum"),
-                                                        ("lt", "exclusiveMaximum"), ("le", "maximum"))
-              if core.get(name) is not None}
     if core.get("multiple_of") is not None:
-        raise SpecError(f"a Decimal with multiple_of={core['multiple_of']} is not supported: its string "
-                        f"spelling (how Pydantic writes a Decimal) cannot carry it")
+        return {_REFUSED: f"a Decimal with multiple_of={core['multiple_of']} is not supported: its string "
+                          f"spelling (how Pydantic writes a Decimal) cannot carry it"}
+    bounds = {}
+    for name, key in (("gt", "exclusiveMinimum"), ("ge", "minimum"), ("lt", "exclusiveMaximum"), ("le", "maximum")):
+        if core.get(name) is not None:
+            bounds[key] = float(core[name])
+            if Decimal(repr(bounds[key])) != Decimal(str(core[name])):  # a JSON Schema bound is a float
+                return {_REFUSED: f"a Decimal bound {name}={core[name]} is not supported: no JSON number "
+                                  f"guided reads says it exactly"}
     number: dict = {"type": "number", **bounds}
     digits: list[dict] = []  # the values of at most md digits and dp decimals, as number schemas
     if md is not None and dp is None:
@@ -141,6 +145,9 @@ def _decimal(core: dict) -> dict:
     return {"anyOf": [number, string]}
 
 
+_REFUSED = "x-guided-refused"  # a type guided cannot enforce: `_pydantic_strings` raises, naming the field
+
+
 def _temporal(out: dict, core: dict, fmt: str) -> dict:
     if out.get("format") != fmt:  # ser_json_temporal="seconds"...: a number, nothing to change
         return out
@@ -165,18 +172,21 @@ _FORMAT_PATTERNS: dict[str, str | None] = {
 }
 
 
-def _pydantic_strings(node: Any) -> Any:
+def _pydantic_strings(node: Any, pointer: str = "") -> Any:
     """Pydantic's format names replaced by what Pydantic validates (`_FORMAT_PATTERNS`); and
     ``uniqueItems`` dropped where it constrains nothing: Pydantic marks ``set``/``frozenset``
     fields so, yet validates a JSON array with repeated items into a set (duplicates collapse).
     It checks ``min_length`` on the set, though: with ``minItems`` above 1 ``[1, 1]`` fails, so
     there the keyword stays (stricter only on ``max_length``, which a collapsed set may meet)."""
     if isinstance(node, list):
-        return [_pydantic_strings(v) for v in node]
+        return [_pydantic_strings(v, f"{pointer}/{i}") for i, v in enumerate(node)]
     if not isinstance(node, dict):
         return node
+    if isinstance(node.get(_REFUSED), str):
+        raise SpecError(f"{pointer or '#'}: {node[_REFUSED]}")
     collapse = node.get("uniqueItems") is True and node.get("minItems", 0) <= 1
-    out = {k: _pydantic_strings(v) for k, v in node.items() if not (k == "uniqueItems" and collapse)}
+    out = {k: _pydantic_strings(v, f"{pointer}/{k}") for k, v in node.items()
+           if not (k == "uniqueItems" and collapse)}
     fmt = out.get("format")
     if isinstance(fmt, str) and out.get("type") == "string" and fmt in _FORMAT_PATTERNS:
         del out["format"]
