@@ -421,3 +421,16 @@ def test_extends_by_one_proves_the_interval_property():
         proven += 1
         _check_interval(dfa, counted, "random")  # raises where the counts are no interval
     assert proven > 100
+
+
+def test_a_counted_expansion_past_its_budget_is_refused(monkeypatch):
+    """A counted terminal whose capped expansion would pass `MAX_EXPANDED_STATES` (a pattern of
+    thousands of states with a long-token vocabulary) is refused when compiled, not built."""
+    from guided.engine.cfg import counting
+
+    spec = guided.JsonSchema({"type": "string", "pattern": "^a", "maxLength": 1000})
+    vocab = guided.Vocabulary.from_token_bytes([bytes([b]) for b in range(256)] + [b"a" * 64, b"<eos>"],
+                                               eos_token_ids=[257])
+    monkeypatch.setattr(counting, "MAX_EXPANDED_STATES", 50)
+    with pytest.raises(guided.LimitExceeded, match="capped expansion"):
+        guided.compile(spec, vocab, cache=False)
