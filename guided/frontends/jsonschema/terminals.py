@@ -308,7 +308,7 @@ class Terminals:
                 dfa, counted = _strings.counted_class(cls, spelling)
             except GuidedError:
                 return None  # a class the pattern reader refuses: the unrolled path says why
-            if dfa.num_states > MAX_COUNTED_STATES:
+            if dfa.num_states > MAX_COUNTED_STATES and not extends_by_one(dfa, counted):
                 return None
         return dfa, Count(counted, min_len, max_len)
 
