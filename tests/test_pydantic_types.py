@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import (AnyUrl, BaseModel, Field, HttpUrl, IPvAnyAddress, SecretStr, condecimal, conlist, conset,
+from pydantic import (AnyUrl, BaseModel, Field, HttpUrl, IPvAnyAddress, IPvAnyNetwork, SecretStr, condecimal, conlist, conset,
                       create_model)
 
 import guided
@@ -69,6 +69,8 @@ CASES: dict[str, tuple[Any, Any]] = {
     "bytes": (bytes, st.text(max_size=10).map(str.encode)),
     "EmailStr": ("EmailStr", _email),
     "IPvAnyAddress": (IPvAnyAddress, st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6))),
+    "IPvAnyNetwork": (IPvAnyNetwork, st.builds(lambda a, p: ipaddress.ip_network((a, p), strict=False),
+                                               st.ip_addresses(v=4), st.integers(0, 32))),
     "datetime": (datetime.datetime, st.datetimes(timezones=st.one_of(st.none(), st.timezones()))),
     "Decimal": (decimal.Decimal, st.decimals(allow_nan=False, allow_infinity=False)),
     "condecimal": (condecimal(max_digits=5, decimal_places=2),
@@ -236,7 +238,7 @@ def test_decimal_patterns_agree_with_pydantic_both_ways():
 
 
 @pytest.mark.parametrize("name", ["HttpUrl", "AnyUrl", "PostgresDsn", "EmailStr", "IPvAnyAddress",
-                                  "IPvAnyInterface"])
+                                  "IPvAnyInterface", "IPvAnyNetwork"])
 def test_every_string_of_a_type_pattern_validates(name):
     """Random strings of the pattern guided compiles for the type (random walks of its automaton,
     short and long) are all accepted by Pydantic."""
@@ -276,3 +278,25 @@ def test_decimals_guided_cannot_say_are_refused_naming_the_field():
         with pytest.raises(SpecError, match="/properties/amount"):
             pydantic_schema(model)
     assert pydantic_schema(_model("ok", condecimal(gt=decimal.Decimal("0.1"))))  # exact as a float's repr
+
+
+def test_ipv4_network_pattern_agrees_with_ipaddress_both_ways():
+    """An IPv4 network's pattern matches exactly what ``ipaddress.ip_network`` (strict, as Pydantic
+    calls it) accepts, over random addresses with random prefix lengths, half with host bits."""
+    import re
+
+    from guided.frontends.pydantic_patterns import IPV4_NETWORK
+
+    rng = random.Random(4)
+    for _ in range(2000):
+        prefix = rng.randrange(33)
+        address = rng.getrandbits(32)
+        if rng.random() < 0.5:
+            address &= ~((1 << (32 - prefix)) - 1) & 0xFFFFFFFF
+        text = f"{ipaddress.IPv4Address(address)}/{prefix}"
+        try:
+            ipaddress.ip_network(text)
+            valid = True
+        except ValueError:
+            valid = False
+        assert bool(re.fullmatch(IPV4_NETWORK, text)) == valid, text

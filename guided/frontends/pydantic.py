@@ -168,6 +168,8 @@ _FORMAT_PATTERNS: dict[str, str | None] = {
     "ipvanyinterface": _patterns.IP_ANY_INTERFACE,
     "ipv4interface": _patterns.IPV4_INTERFACE,
     "ipv6interface": _patterns.IPV6_INTERFACE,
+    "ipvanynetwork": _patterns.IPV4_NETWORK,  # IPv4 networks only (stricter)
+    "ipv4network": _patterns.IPV4_NETWORK,
     "path": None, "password": None, "binary": None,
 }
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import string
 
-from guided.frontends.jsonschema._formats import _IPV4, _IPV6
+from guided.frontends.jsonschema._formats import _IPV4, _IPV6, _OCTET
 
 def _label(longest: int, first: str = "[A-Za-z0-9]", lower: bool = False) -> str:
     """A DNS label of 1 to ``longest`` letters, digits and inner hyphens, its first character in
@@ -129,6 +129,30 @@ IP_ANY_ADDRESS = rf"^(?:{_IPV4}|{_IPV6})$"
 IP_ANY_INTERFACE = rf"^(?:{_IPV4}(?:/{_PREFIX4})?|{_IPV6}(?:/{_PREFIX6})?)$"
 IPV4_INTERFACE = rf"^{_IPV4}(?:/{_PREFIX4})?$"
 IPV6_INTERFACE = rf"^{_IPV6}(?:/{_PREFIX6})?$"
+
+
+
+
+def _ipv4_network() -> str:
+    """An IPv4 network as Python's ``ip_network`` (strict) reads it: an address alone (/32), or
+    one whose bits past the prefix length are zero, then the length."""
+    alts = [rf"{_IPV4}(?:/32)?"]
+    for prefix in range(32):
+        octets = []
+        for i in range(4):
+            if 8 * i + 8 <= prefix:
+                octets.append(_OCTET)
+            elif 8 * i >= prefix:
+                octets.append("0")
+            else:  # the octet the prefix ends in: a multiple of 2 ** (bits past the prefix)
+                octets.append("(?:" + "|".join(map(str, range(0, 256, 2 ** (8 * i + 8 - prefix)))) + ")")
+        alts.append(r"\.".join(octets) + f"/{prefix}")
+    return "(?:" + "|".join(alts) + ")"
+
+
+# IPv6 networks (zero host bits in any of the compressed spellings) are not said: IPvAnyNetwork
+# is IPv4 networks only (stricter), IPv6Network stays an unknown format.
+IPV4_NETWORK = f"^{_ipv4_network()}$"
 
 
 # --- decimals (Pydantic's Decimal, with max_digits/decimal_places) ---------------------------------
