@@ -154,8 +154,15 @@ def test_validation_refuses_malformed_counts():
 def test_limits_and_refusals():
     with pytest.raises(SchemaTooLarge, match="max_string_length=1000"):
         guided.JsonSchema(_schema(0, 100_000), max_string_length=1000).to_ir()
-    with pytest.raises(SchemaTooLarge, match="unrolls"):  # a pattern keeps the unrolled construction
-        guided.JsonSchema({"type": "string", "pattern": "^a", "maxLength": 100_000}).to_ir()
+    # a pattern whose lengths are not every number from the fewest up (2, 4, 6...) keeps the
+    # unrolled construction
+    with pytest.raises(SchemaTooLarge, match="unrolls"):
+        guided.JsonSchema({"type": "string", "pattern": "^(?:ab)+$", "maxLength": 100_000}).to_ir()
+    # one any character can lengthen is counted (`extends_by_one`)
+    ir = guided.JsonSchema({"type": "string", "pattern": "^a", "maxLength": 100_000}).to_ir()
+    assert any(t.count is not None for t in ir.terminals)
+    assert accepts(ir, b'"a' + b"b" * 99_999 + b'"') and not accepts(ir, b'"a' + b"b" * 100_000 + b'"')
+    assert not accepts(ir, b'"ba"')
     # a long plain string beside other types is a terminal of its own, counted
     ir = guided.JsonSchema({"type": ["string", "null"], "maxLength": 100_000}).to_ir()
     assert any(t.count is not None for t in ir.terminals)
@@ -391,3 +398,39 @@ def test_class_repeats_counted_as_unrolled(schema, monkeypatch):
             assert accepts(ir, data) == accepts(unrolled, data), (n, spelt[:40])
             for cut in (len(data) - 1, len(data) // 2):
                 assert is_prefix(ir, data[:cut]) == is_prefix(unrolled, data[:cut]), (n, cut, spelt[:40])
+
+
+def test_extends_by_one_proves_the_interval_property():
+    """The cheap proof (`extends_by_one`) never vouches for a DFA the exhaustive check
+    (`_check_interval`) refuses: random small DFAs with random counted moves."""
+    from guided.ir.validate import _check_interval, extends_by_one
+
+    rng = np.random.default_rng(7)
+    proven = 0
+    for _ in range(3000):
+        n = int(rng.integers(2, 7))
+        table = np.zeros((n, 256), np.int32)
+        moves = rng.random((n, 3)) < 0.6
+        table[1:, :3] = np.where(moves[1:], rng.integers(1, n, (n - 1, 3)), 0)
+        accepting = np.zeros(n, bool)
+        accepting[1:] = rng.random(n - 1) < 0.4
+        counted = (table != 0) & (rng.random((n, 256)) < 0.5)
+        dfa = ByteDFA(transitions=table, accepting=accepting, initial=1)
+        if not accepting.any() or not extends_by_one(dfa, counted):
+            continue
+        proven += 1
+        _check_interval(dfa, counted, "random")  # raises where the counts are no interval
+    assert proven > 100
+
+
+def test_a_counted_expansion_past_its_budget_is_refused(monkeypatch):
+    """A counted terminal whose capped expansion would pass `MAX_EXPANDED_STATES` (a pattern of
+    thousands of states with a long-token vocabulary) is refused when compiled, not built."""
+    from guided.engine.cfg import counting
+
+    spec = guided.JsonSchema({"type": "string", "pattern": "^a", "maxLength": 1000})
+    vocab = guided.Vocabulary.from_token_bytes([bytes([b]) for b in range(256)] + [b"a" * 64, b"<eos>"],
+                                               eos_token_ids=[257])
+    monkeypatch.setattr(counting, "MAX_EXPANDED_STATES", 50)
+    with pytest.raises(guided.LimitExceeded, match="capped expansion"):
+        guided.compile(spec, vocab, cache=False)

@@ -382,8 +382,8 @@ def test_random_combinators_admit_no_invalid_instance(schema, values):
 
 def test_pydantic_types_with_unknown_formats_compile_and_walk():
     """Pydantic's SecretStr, Path and bytes carry formats the specification does not define
-    (password, path, binary): plain strings now, listed in the warning; the model's own JSON
-    output walks through."""
+    (password, path, binary): the Pydantic front-end knows Pydantic takes any string there, so
+    they compile as plain strings without a warning; the model's own JSON output walks through."""
     import pathlib
 
     from pydantic import BaseModel, SecretStr
@@ -395,10 +395,9 @@ def test_pydantic_types_with_unknown_formats_compile_and_walk():
         where: pathlib.Path
         data: bytes
 
-    with pytest.warns(UnknownFormatWarning) as record:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownFormatWarning)
         ir = schema_to_ir(pydantic_spec(Upload))
-    message = str(record[0].message)
-    assert all(f"format {name!r}" in message for name in ("password", "path", "binary"))
     instance = Upload(secret="s3cr3t", where=pathlib.Path("/tmp/x"), data=b"abc")
     text = instance.model_dump_json(round_trip=True)
     assert accepts(ir, text.encode())

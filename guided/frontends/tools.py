@@ -33,6 +33,7 @@ import re
 import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
@@ -261,12 +262,28 @@ class Tools:
         of calls for an array format (Mistral)."""
         f = self.format
         chosen = [d for d in self.definitions if self.tool_choice in ("auto", "required") or d["name"] == self.tool_choice]
-        alts = [{"type": "object", "properties": {f.name_key: {"const": d["name"]}, f.arguments_key: d["parameters"]},
+        alts = [{"type": "object", "properties": {f.name_key: {"const": d["name"]},
+                                                  f.arguments_key: self._parameters(d)},
                  "required": [f.name_key, f.arguments_key], "additionalProperties": False} for d in chosen]
         one = alts[0] if len(alts) == 1 else {"anyOf": alts}
         if f.array:
             return {"type": "array", "items": one, "minItems": 1, **({} if self.parallel else {"maxItems": 1})}
         return one
+
+    def _parameters(self, d: dict) -> Any:
+        """A tool's parameters schema as embedded in `call_schema`: for a Python function, its
+        arguments model's schema as guided reads Pydantic (`pydantic_schema`: formats that follow
+        the Pydantic types); and an ``$id`` of its own, so that references inside it (Pydantic's
+        ``#/$defs/Q`` for an argument typed as a model) resolve against it, not the call schema."""
+        fn = self.functions.get(d["name"])
+        params = d["parameters"]
+        if fn is not None:
+            from guided.frontends.pydantic import pydantic_schema
+
+            params = pydantic_schema(_arguments_model(fn))
+        if isinstance(params, dict) and "$id" not in params and "id" not in params:
+            params = {**params, "$id": f"urn:guided:tool:{quote(d['name'], safe='')}"}
+        return params
 
     @property
     def lenient(self) -> bool:

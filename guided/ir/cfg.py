@@ -137,24 +137,22 @@ UNBOUNDED = 1 << 62  # `count_range`'s most where a counted cycle lies on the wa
 def count_range(dfa: ByteDFA, counted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per DFA state, the fewest and the most counted transitions on a path to acceptance
     (both -1: no path; most `UNBOUNDED`: a counted transition on a cycle lies on the way)."""
+    from guided.ir.graph import components, reaching
+
     n = dfa.num_states
     src, byte = np.nonzero(dfa.transitions)
     dst = dfa.transitions[src, byte].astype(np.int64)
     w = counted[src, byte].astype(np.int64)
     if src.size:
         src, dst, w = np.unique(np.stack([src, dst, w]), axis=1)
-    reach = np.eye(n, dtype=bool)  # reach[a, b]: b is reachable from a
-    reach[src, dst] = True
-    while True:
-        nxt = (reach.astype(np.int32) @ reach.astype(np.int32)) > 0
-        if np.array_equal(nxt, reach):
-            break
-        reach = nxt
-    live = (reach & dfa.accepting[None, :]).any(axis=1)
+    live = reaching(n, src, dst, dfa.accepting)
     keep = live[src] & live[dst]
     src, dst, w = src[keep], dst[keep], w[keep]
-    on_cycle = (w == 1) & reach[dst, src]
-    unbounded = reach[:, src[on_cycle]].any(axis=1) & live
+    comp = components(n, src, dst)
+    on_cycle = (w == 1) & (comp[src] == comp[dst])  # a counted move inside a strongly connected part
+    seeds = np.zeros(n, bool)
+    seeds[src[on_cycle]] = True
+    unbounded = reaching(n, src, dst, seeds) & live
     big = np.int64(1) << 40
     lo = np.where(dfa.accepting & live, 0, big).astype(np.int64)
     hi = np.where(dfa.accepting & live, 0, -big).astype(np.int64)

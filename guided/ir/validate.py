@@ -24,8 +24,10 @@ nonterminals in range; the start symbol has a rule; every rule can finish (each 
 its right-hand side derives some text), which is what makes masks exact there; no nesting bound
 and no matched names.
 Counted terminals (rule 11, `guided.ir.Count`): bounds ``0 <= min <= max``, ``counted`` shaped like
-the DFA's transitions and set only on live moves, the DFA at most `MAX_COUNTED_STATES` states,
-from every state the counts of paths to acceptance an interval, and all of a grammar's counted
+the DFA's transitions and set only on live moves, from every state the counts of paths to
+acceptance an interval (proven cheaply where every accepting state extends by one counted
+transition to another, `extends_by_one`; otherwise checked, for DFAs of at most
+`MAX_COUNTED_STATES` states), and all of a grammar's counted
 terminals counting alike (the same bytes counted on every text two of them can read: engines
 keep one count per lexeme); neither ignored nor the matched-names ``name`` terminal.
 
@@ -287,14 +289,47 @@ def _validate_counts(ir: "CfgIR") -> None:
         if key in checked:
             continue
         checked.add(key)
-        if dfa.num_states > MAX_COUNTED_STATES:
-            raise InvalidIR(f"{what}: a counted terminal's DFA has {dfa.num_states} states, "
-                            f"above {MAX_COUNTED_STATES}")
-        _check_interval(dfa, counted, what)
+        if not extends_by_one(dfa, counted):
+            if dfa.num_states > MAX_COUNTED_STATES:
+                raise InvalidIR(f"{what}: a counted terminal's DFA has {dfa.num_states} states, above "
+                                f"{MAX_COUNTED_STATES}, and some accepting state cannot be extended by exactly "
+                                f"one counted transition to another accepting one")
+            _check_interval(dfa, counted, what)
         if unit is None:
             unit = (dfa, counted)
         else:
             _check_alike(unit, (dfa, counted), what)
+
+
+def extends_by_one(dfa, counted: np.ndarray) -> bool:
+    """Whether every *end* state (one that reaches acceptance through uncounted transitions only,
+    such as the state before a string's closing quote) reaches an end state through exactly one
+    counted transition (and any uncounted ones): a cheap proof of rule 11's interval property,
+    for DFAs of any size.  From a live state whose fewest counted transitions to acceptance are
+    ``f``, a path of ``f`` reaches an end state (just after its last counted transition), from
+    which one more counted transition at a time reaches an end state again: every count from
+    ``f`` up is realised, none below (a string pattern such as a URL's, which a character can
+    always lengthen).  End states with no counted transition ahead that no counted transition
+    enters (after a closing quote) are exempt: they count 0, and no such path ends in them."""
+    from guided.ir.graph import reaching
+
+    n = dfa.num_states
+    src, byte = np.nonzero(dfa.transitions)
+    dst = dfa.transitions[src, byte]
+    w = counted[src, byte]
+    us, ud = src[~w], dst[~w]
+    ends = reaching(n, us, ud, dfa.accepting)  # acceptance with no counted transition left
+    ends[DEAD] = False
+    into_end = np.zeros(n, bool)  # a counted move into an end state
+    into_end[src[w & ends[dst]]] = True
+    extends = reaching(n, us, ud, into_end)
+    has_counted = np.zeros(n, bool)
+    has_counted[src[w]] = True
+    ahead = reaching(n, src, dst, has_counted)  # some counted transition ahead
+    targets = np.zeros(n, bool)
+    targets[dst[w]] = True
+    must = ends & (ahead | targets)  # the rest count exactly 0 (after a closing quote)
+    return not bool((must & ~extends).any())
 
 
 def _check_alike(a: tuple, b: tuple, what: str) -> None:

@@ -35,12 +35,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from guided.errors import LimitExceeded
 from guided.ir import DEAD, ByteDFA, CfgIR, Terminal
 from guided.ir.cfg import UNBOUNDED
 from guided.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from guided.engine.cfg.lexer import LexerTable
+
+
+# The most states a counted terminal's capped expansion may have (a lexer row of 1 KiB each): a
+# URL pattern's 761-state automaton expands to about 70,000 with SmolLM2's vocabulary; a pattern
+# in every JSON spelling with thousands of states would take gigabytes.
+MAX_EXPANDED_STATES = 300_000
 
 
 class CountedLex(int):
@@ -97,6 +104,10 @@ class Expansion:
         # A counted move from a pair whose room is 0 leads nowhere: column n_pairs, dead.
         moved = np.array([pair_index.get(self._move(p), n_pairs) for p in pair_list], np.int64)
         n_states = int(alive.sum()) + 1
+        if n_states > MAX_EXPANDED_STATES:
+            raise LimitExceeded(f"counted terminal {term.name}: its capped expansion would have {n_states} states "
+                                f"({n_base} DFA states by {n_pairs} distances to the bounds, as many as this "
+                                f"vocabulary's longest token needs), above {MAX_EXPANDED_STATES}")
         table = np.zeros((n_states, 256), np.int32)
         accepting = np.zeros(n_states, bool)
         self.base_of = np.zeros(n_states, np.int64)  # expanded state -> DFA state

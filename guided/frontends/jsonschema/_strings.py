@@ -751,8 +751,12 @@ def counted_class(cls: str, chars: Spelling = add_json_chars) -> tuple[ByteDFA, 
     """`counted_string` for the strings whose every character matches the ECMA-262 class ``cls``
     (``[a-z]``, ``\\d``, ``.``): the quoted content of ``^cls*$`` and, by a product with
     `counted_string`'s automaton, the transitions that complete a character."""
-    content = pattern_content(f"^{cls}*$", 100_000, chars)
-    base = quoted(content)
+    return counted_product(quoted(pattern_content(f"^{cls}*$", 100_000, chars)), chars)
+
+
+def counted_product(base: ByteDFA, chars: Spelling = add_json_chars) -> tuple[ByteDFA, np.ndarray]:
+    """A quoted string automaton ``base`` and the transitions that complete a character (as
+    `counted_string` counts them), by a product with `counted_string`'s automaton."""
     track, tcounted = counted_string(chars)
     pairs = {(base.initial, track.initial): 1}
     order = [(base.initial, track.initial)]

@@ -19,6 +19,8 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from guided.frontends.jsonschema import _numbers, _strings
 from guided.frontends.jsonschema._formats import FORMAT_MAX_LENGTH, FORMATS
 from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
@@ -26,8 +28,8 @@ from guided.frontends.jsonschema.options import Options
 from guided.frontends.regex import Regex, regex_to_dfa
 from guided.ir import dfa_ops as _dfa
 from guided.errors import GuidedError, LimitExceeded
-from guided.ir.cfg import Count
-from guided.ir.validate import MAX_COUNTED_STATES
+from guided.ir.cfg import Count, count_range
+from guided.ir.validate import MAX_COUNTED_STATES, extends_by_one
 from guided.ir.dfa import ByteDFA
 
 Description = tuple[Any, ...]  # a terminal description, as above (hashable: the cache key)
@@ -49,6 +51,8 @@ _CLASS_REPEAT = re.compile(r"\^(\[(?:[^\]\\]|\\.)+\]|\\[dDwWsS]|\.)(?:\{(\d+)(?:
 UNROLLED_LENGTH = 4_096
 
 _BARE_CACHE: dict[tuple, ByteDFA] = {}
+# A pattern's counted automaton and counted moves, or None where `extends_by_one` cannot prove it.
+_COUNTED_PATTERNS: dict[tuple, tuple[ByteDFA, np.ndarray] | None] = {}
 _SPELLED = frozenset({"strlit", "string", "key", "union", "minus"})  # descriptions holding JSON strings
 _CACHE_LIMIT = 20_000
 
@@ -253,12 +257,35 @@ class Terminals:
         if formats or literals_out or len(patterns) > 1:
             return None
         cls = None
+        m = _CLASS_REPEAT.match(patterns[0]) if patterns else None
+        if patterns and m is None:
+            # Any other pattern (a URL's) with bounds past COUNTED_FROM: its own automaton, counted,
+            # where the interval property is cheap to prove (`extends_by_one`); unrolling its
+            # length would multiply its states by the bound.
+            if max(min_len, max_len or 0) <= COUNTED_FROM or (max_len is not None and max_len < min_len):
+                return None
+            self._check_length(min_len, max_len, pointer)
+            spelling = _strings.json_spelling(self.opts.canonical)
+            name = ("counted-pattern", patterns[0], self.opts.canonical)
+            if name not in _COUNTED_PATTERNS:
+                try:
+                    content = _strings.pattern_content(patterns[0], self.opts.max_states, spelling)
+                except GuidedError:
+                    return None  # a pattern the reader refuses: the unrolled path says why
+                built = _strings.counted_product(_strings.quoted(content), spelling)
+                ok = built[0].initial != 0 and extends_by_one(*built)
+                _cache_put(_COUNTED_PATTERNS, name, built if ok else None)
+            hit = _COUNTED_PATTERNS[name]
+            if hit is None:
+                return None
+            dfa, counted = hit
+            if max_len is not None and count_range(dfa, counted)[0][dfa.initial] > max_len:
+                return None  # no string short enough: empty, as the unrolled path finds
+            return dfa, Count(counted, min_len, max_len)
         if patterns:
             # A pattern that is one character class repeated (`^[a-z0-9_-]{1,255}$`, `^\\d+$`):
             # its repeat is a count too, over the class's own string automaton.
-            m = _CLASS_REPEAT.match(patterns[0])
-            if m is None:
-                return None
+            assert m is not None
             cls = m.group(1)
             lo, comma, hi = m.group(2), m.group(3), m.group(4)
             if m.group(5):
@@ -281,7 +308,7 @@ class Terminals:
                 dfa, counted = _strings.counted_class(cls, spelling)
             except GuidedError:
                 return None  # a class the pattern reader refuses: the unrolled path says why
-            if dfa.num_states > MAX_COUNTED_STATES:
+            if dfa.num_states > MAX_COUNTED_STATES and not extends_by_one(dfa, counted):
                 return None
         return dfa, Count(counted, min_len, max_len)
 
