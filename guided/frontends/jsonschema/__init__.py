@@ -101,6 +101,8 @@ class JsonSchema:
     max_string_length: int = 1_000_000  # minLength/maxLength (counted past 256, see terminals.py)
     max_nesting: int = 128  # JSON levels of the schema document, and subschemas inside one another
     unknown_formats: str = "ignore"  # string formats nobody defines: "ignore" (warn) or "refuse"
+    formats: str = "assert"  # the formats guided knows: "assert" them, or "annotate" (constrain nothing)
+    property_order: str = "declared"  # properties in schema order, or "any" order (small objects)
     # the Pydantic model the schema came from (`from_pydantic`): not part of the constraint
     model: Any = field(default=None, compare=False, repr=False)
 
@@ -108,18 +110,23 @@ class JsonSchema:
                  closed: bool = False, canonical: bool = False, max_depth: int = 8, max_states: int = 100_000, max_rules: int = 50_000,
                  max_seconds: float = 10.0, max_repeat: int = 256, max_alternatives: int = 256,
                  max_multiple_of: int = 10_000, max_string_length: int = 1_000_000, max_nesting: int = 128,
-                 unknown_formats: str = "ignore"):
+                 unknown_formats: str = "ignore", formats: str = "assert", property_order: str = "declared"):
         options = {"lenient": lenient, "whitespace": whitespace, "max_whitespace": max_whitespace,
                    "closed": closed, "canonical": canonical, "max_depth": max_depth, "max_states": max_states, "max_rules": max_rules,
                    "max_seconds": max_seconds, "max_repeat": max_repeat, "max_alternatives": max_alternatives,
                    "max_multiple_of": max_multiple_of, "max_string_length": max_string_length,
-                   "max_nesting": max_nesting, "unknown_formats": unknown_formats}
+                   "max_nesting": max_nesting, "unknown_formats": unknown_formats, "formats": formats,
+                   "property_order": property_order}
         for name, value in options.items():
             object.__setattr__(self, name, value)
         if whitespace not in ("any", "compact"):
             raise UsageError(f"JsonSchema(whitespace=...) takes 'any' or 'compact', got {whitespace!r}")
         if unknown_formats not in ("ignore", "refuse"):
             raise UsageError(f"JsonSchema(unknown_formats=...) takes 'ignore' or 'refuse', got {unknown_formats!r}")
+        if formats not in ("assert", "annotate"):
+            raise UsageError(f"JsonSchema(formats=...) takes 'assert' or 'annotate', got {formats!r}")
+        if property_order not in ("declared", "any"):
+            raise UsageError(f"JsonSchema(property_order=...) takes 'declared' or 'any', got {property_order!r}")
         if not isinstance(max_whitespace, int) or isinstance(max_whitespace, bool) or max_whitespace < 0:
             raise UsageError(f"JsonSchema(max_whitespace=...) takes a non-negative integer, got {max_whitespace!r}")
         check_limits(self, max_depth=int, max_states=int, max_rules=int, max_seconds=float, max_repeat=int,

@@ -902,6 +902,8 @@ class Normaliser:
                 formats.insert(0, flat["format"])
             fmts = []
             for f in formats:
+                if self.opts.formats == "annotate" and (f in FORMATS or f in UNENFORCED or f in DRAFT3_UNENFORCED):
+                    continue  # an annotation, as the specification reads a format by default
                 if f in FORMATS:
                     fmts.append(f)
                 elif f in UNENFORCED or (self.draft == "draft-03" and f in DRAFT3_UNENFORCED):

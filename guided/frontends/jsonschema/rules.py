@@ -53,6 +53,7 @@ from guided.ir.lalr import Tables, lalr_tables
 
 _EMPTY_SCHEMA: dict = {}  # one object: schemas are memoised by identity
 MAX_WITNESSES = 6  # keys one object must have (negated object keywords): 2**n flags and value cases
+MAX_ANY_ORDER = 8  # defined properties of one object in property_order="any": 2**n states
 
 
 class Grammar:
@@ -542,6 +543,8 @@ class RuleEmitter:
             return names_nt[key]
 
         close, comma = g.term(("lit", b"}")), g.term(("lit", b","))
+        if self.opts.any_order:
+            return self.any_order_object(defined, extra_syms, min_p, max_p, cap, full, ptr)
         todo = [(0, 0, 0)]
         seen = set()
         while todo:
@@ -571,6 +574,53 @@ class RuleEmitter:
                         todo.append((n, nxt_c, w | flags))
         obj = g.nt("object")
         g.rule(obj, (g.term(("lit", b"{")), O(0, 0, 0)), ptr)
+        return obj
+
+    def any_order_object(self, defined: list, extra_syms: list, min_p: int, max_p: int | None, cap: int,
+                         full: int, ptr: str) -> str:
+        """An object whose defined properties come in any order (``property_order="any"``).
+
+        One nonterminal per (defined properties written so far, properties counted, witness
+        flags): each defined key can be written once, in any order, with additional keys before,
+        between and after them; the object closes once every required one is written.  Exact,
+        and 2**n states for n defined properties, hence the bound `MAX_ANY_ORDER`.
+        """
+        g, n = self.g, len(defined)
+        if n > MAX_ANY_ORDER:
+            raise SchemaTooLarge(ptr, f"property_order='any' tracks which of an object's properties are written "
+                                      f"(2**n states): {n} properties here, above {MAX_ANY_ORDER} "
+                                      f"(property_order='declared' fixes their order instead)")
+        required = sum(1 << i for i, (_, is_req, _) in enumerate(defined) if is_req)
+        close, comma = g.term(("lit", b"}")), g.term(("lit", b","))
+        keys = [g.term(("key", ("strlit", name))) for name, _, _ in defined]
+        states: dict[tuple[int, int, int], str] = {}
+
+        def O(mask: int, c: int, w: int) -> str:
+            key = (mask, c, w)
+            if key not in states:
+                states[key] = g.nt("anyobj")
+                todo.append(key)
+            return states[key]
+
+        todo: list[tuple[int, int, int]] = []
+        start = O(0, 0, 0)
+        while todo:
+            mask, c, w = todo.pop()
+            lhs = states[(mask, c, w)]
+            if mask & required == required and c >= min_p and w == full:
+                g.rule(lhs, (close,), ptr)
+            if max_p is not None and c + 1 > max_p:
+                continue
+            nxt_c = c + 1 if max_p is not None else min(c + 1, cap)
+            lead: tuple[str, ...] = () if c == 0 else (comma,)
+            for i, (_, _, values) in enumerate(defined):
+                if not mask >> i & 1:
+                    for value_sym, flags in values:
+                        g.rule(lhs, lead + (keys[i], value_sym, O(mask | 1 << i, nxt_c, w | flags)), ptr)
+            for k, sym, flags in extra_syms:
+                g.rule(lhs, lead + (g.term(("key", k)), sym, O(mask, nxt_c, w | flags)), ptr)
+        obj = g.nt("object")
+        g.rule(obj, (g.term(("lit", b"{")), start), ptr)
         return obj
 
     def parts_symbol(self, parts: list, res, ptr: str) -> str | None:
