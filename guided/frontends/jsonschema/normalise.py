@@ -62,6 +62,13 @@ a tuple of `SomeKey`, each a key the object must have; what negating ``additiona
 ``patternProperties`` or ``propertyNames`` leaves."""
 
 
+DEPENDS = "$guided:dependentRequired"
+"""A flat schema's own keyword (``property_order="any"`` only): a tuple of ``(name, names)``, each
+an object with key ``name`` must also have every key of ``names`` (``dependentRequired``, and
+draft 7's ``dependencies`` with a list).  The any-order object rules know which keys are written,
+so they check it where the object closes; otherwise it is a union of "absent" and "present"
+objects, whose keys overlap."""
+
 CONTAINS_FROM = "$guided:containsFrom"
 """A flat schema's own keyword: ``(n, schema)``, its ``contains`` counts only the items from
 position ``n`` on (what negating the items after a tuple leaves); ``schema`` is the same
@@ -338,8 +345,12 @@ class Normaliser:
         for key in ("dependentRequired", "dependentSchemas"):
             if isinstance(node.get(key), dict):
                 deps.update(node[key])
+        required_deps = []
         for name, dep in deps.items():
             dptr = f"{ptr}/dependencies/{name}"
+            if isinstance(dep, list) and self.opts.any_order and self.draft != "draft-03":
+                required_deps.append((name, tuple(dep)))
+                continue
             absent = [Flat({"properties": {name: False}}, resolver, dptr)]
             if isinstance(dep, list):
                 present = [Flat({"required": [name] + list(dep)}, resolver, dptr)]
@@ -347,6 +358,8 @@ class Normaliser:
                 present = self.conj([Flat({"required": [name]}, resolver, dptr)],
                                     self.flat(dep, resolver, dptr, depth + 1), ptr)
             alts = self.conj(alts, absent + present, ptr)
+        if required_deps:
+            alts = self.conj(alts, [Flat({DEPENDS: tuple(required_deps)}, resolver, ptr)], ptr)
         return alts
 
     def lookup(self, resolver, ref: str, ptr: str):
@@ -613,6 +626,8 @@ class Normaliser:
             if sub is True or sub == {}:
                 continue
             out.append(obj(required=[k], properties={k: {"not": sub}}))
+        for name, needed in f.get(DEPENDS, ()):  # the key without one of the keys it needs
+            out.extend(obj(required=[name], properties={k: False}) for k in needed if k != name)
         if f.get("minProperties", 0) > 0:
             out.append(obj(maxProperties=int(f["minProperties"]) - 1))
         if f.get("maxProperties") is not None:
@@ -763,7 +778,7 @@ class Normaliser:
                     props[name] = {"allOf": [props[name], s]} if name in props else s
                 # keys of b not described by a fall under a's additionalProperties (and vice versa)
                 out[k] = props
-            elif k == SOME:
+            elif k in (SOME, DEPENDS):
                 out[k] = tuple(va) + tuple(vb)
             elif k == "items" and (isinstance(va, list) or isinstance(vb, list)):
                 # draft 4-2019 tuples: position by position, then the rest
@@ -1010,6 +1025,9 @@ def plain_schema(flat: Flat) -> dict:
     """A flat schema back as a plain JSON Schema (for the jsonschema validator)."""
     out = dict(flat.keywords)
     all_of: list[dict] = [sk.plain() for sk in out.pop(SOME, ())]
+    # in every draft's words (draft 7 has no dependentRequired, 2020-12 no list dependencies)
+    all_of.extend({"anyOf": [{"not": {"required": [name]}}, {"required": list(needed)}]}
+                  for name, needed in out.pop(DEPENDS, ()))
     if CONTAINS_FROM in out:
         all_of.append(out.pop(CONTAINS_FROM)[1])
         out.pop("contains", None)

@@ -26,6 +26,7 @@ from guided.frontends.jsonschema.normalise import (
     ANNOTATIONS,
     ANY,
     CONTAINS_FROM,
+    DEPENDS,
     SOME,
     Flat,
     NamePattern,
@@ -382,8 +383,9 @@ class RuleEmitter:
         if additional is None:
             additional = False if self.opts.closed else True
         names = list(props_schema)
-        for r in required:
-            if r not in props_schema:
+        depends = flat.get(DEPENDS, ())
+        for r in required + [n for name, needed in depends for n in (name, *needed)]:
+            if r not in names:
                 names.append(r)
         pnames = flat.get("propertyNames")
         min_p = int(flat.get("minProperties", 0))
@@ -544,7 +546,7 @@ class RuleEmitter:
 
         close, comma = g.term(("lit", b"}")), g.term(("lit", b","))
         if self.opts.any_order:
-            return self.any_order_object(defined, extra_syms, min_p, max_p, cap, full, ptr)
+            return self.any_order_object(defined, extra_syms, min_p, max_p, cap, full, depends, ptr)
         todo = [(0, 0, 0)]
         seen = set()
         while todo:
@@ -577,13 +579,15 @@ class RuleEmitter:
         return obj
 
     def any_order_object(self, defined: list, extra_syms: list, min_p: int, max_p: int | None, cap: int,
-                         full: int, ptr: str) -> str:
+                         full: int, depends: tuple, ptr: str) -> str:
         """An object whose defined properties come in any order (``property_order="any"``).
 
         One nonterminal per (defined properties written so far, properties counted, witness
         flags): each defined key can be written once, in any order, with additional keys before,
         between and after them; the object closes once every required one is written.  Exact,
-        and 2**n states for n defined properties, hence the bound `MAX_ANY_ORDER`.
+        and 2**n states for n defined properties, hence the bound `MAX_ANY_ORDER`.  ``depends``
+        (`normalise.DEPENDS`) is checked where the object closes: each key written has the keys it
+        needs (a key that cannot be written at all has no bit, and nothing needing it closes).
         """
         g, n = self.g, len(defined)
         if n > MAX_ANY_ORDER:
@@ -591,6 +595,10 @@ class RuleEmitter:
                                       f"(2**n states): {n} properties here, above {MAX_ANY_ORDER} "
                                       f"(property_order='declared' fixes their order instead)")
         required = sum(1 << i for i, (_, is_req, _) in enumerate(defined) if is_req)
+        bit = {name: 1 << i for i, (name, _, _) in enumerate(defined)}
+        impossible = 1 << n  # a key that no value allows: never in a mask
+        needs = [(bit[name], sum(bit.get(k, impossible) for k in needed if k != name))
+                 for name, needed in depends if name in bit]
         close, comma = g.term(("lit", b"}")), g.term(("lit", b","))
         keys = [g.term(("key", ("strlit", name))) for name, _, _ in defined]
         states: dict[tuple[int, int, int], str] = {}
@@ -607,7 +615,8 @@ class RuleEmitter:
         while todo:
             mask, c, w = todo.pop()
             lhs = states[(mask, c, w)]
-            if mask & required == required and c >= min_p and w == full:
+            if mask & required == required and c >= min_p and w == full and \
+                    all(not mask & b or mask & need == need for b, need in needs):
                 g.rule(lhs, (close,), ptr)
             if max_p is not None and c + 1 > max_p:
                 continue
