@@ -20,7 +20,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from guided.errors import GuidedError, RegexError
+from guided.errors import GuidedError, LimitExceeded, RegexError
 from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.normalise import (
     ANNOTATIONS,
@@ -55,6 +55,9 @@ from guided.ir.lalr import Tables, lalr_tables
 _EMPTY_SCHEMA: dict = {}  # one object: schemas are memoised by identity
 MAX_WITNESSES = 6  # keys one object must have (negated object keywords): 2**n flags and value cases
 MAX_ANY_ORDER = 8  # defined properties of one object in property_order="any": 2**n states
+MAX_INLINED = 8  # alternatives of a property's value written out in the object's rules (`inlined`)
+MAX_ATOMS = 16  # pieces one group of overlapping terminals is split into (`refine_overlaps`)
+REFINE_ROUNDS = 3
 
 
 class Grammar:
@@ -142,6 +145,7 @@ class RuleEmitter:
         self.nesting = 0  # value() calls in progress
         self.any_sym: str | None = None
         self.alternatives: dict[tuple, str] = {}
+        self.members: dict[str, list[str]] = {}  # an alternatives symbol (`one`, `any_value`): its symbols
         self.ir: CfgIR | None = None  # the result, once compiled
 
     @property
@@ -351,6 +355,9 @@ class RuleEmitter:
             g.rule(more_a, (comma, inner, more_a))
             g.rule(sym, (obj,))
             g.rule(sym, (arr,))
+            self.members[sym] = [scalars, obj, arr]
+        else:
+            self.members[sym] = [scalars]
         return sym
 
     def one(self, syms: list, ptr: str) -> str | None:
@@ -365,9 +372,28 @@ class RuleEmitter:
         nt = self.alternatives.get(key)
         if nt is None:
             nt = self.alternatives[key] = self.g.nt("alt")
+            self.members[nt] = list(syms)
             for s in syms:
                 self.g.rule(nt, (s,), ptr)
         return nt
+
+    def inlined(self, sym: str) -> list[str]:
+        """The symbols an alternatives symbol stands for, nested ones flattened (at most
+        `MAX_INLINED`; else ``[sym]``).  A property's value written as each of them in the object's
+        rules: a terminal among them is then shifted where it is read, with no reduction to the
+        alternatives symbol first, so that two objects of a union reading the same terminal there
+        go on side by side instead of meeting in a conflict that keeps one."""
+        out: list[str] = []
+        todo = [sym]
+        while todo:
+            s = todo.pop(0)
+            if s in self.members:
+                todo[:0] = self.members[s]
+            elif s not in out:
+                out.append(s)
+            if len(out) + len(todo) > MAX_INLINED:
+                return [sym]
+        return out
 
     def object_value(self, flat: Flat) -> str | None:
         g, ptr, res = self.g, flat.pointer, flat.resolver
@@ -443,7 +469,7 @@ class RuleEmitter:
             for extra, flags in choices(inside):
                 sym = self.parts_symbol(parts + extra, res, sub_ptr)
                 if sym is not None:
-                    values.append((sym, flags))
+                    values.extend((s, flags) for s in self.inlined(sym))
             is_req = name in required
             if not values:
                 if is_req:
@@ -526,7 +552,7 @@ class RuleEmitter:
                     else:
                         sym = self.parts_symbol(parts + extra, res, kptr)
                     if sym is not None:
-                        extra_syms.append((key, sym, flags))
+                        extra_syms.extend((key, s, flags) for s in self.inlined(sym))
         n = len(defined)
         cap = max(1, min_p, max_p or 0)
         if cap > self.opts.max_repeat:
@@ -991,6 +1017,121 @@ def _opening_states(tables: Tables, containers: tuple[str, ...]) -> frozenset[in
                      if any(dot == 1 and r < len(tables.rules) and tables.rules[r][0] in lhs for r, dot in kernel))
 
 
+def refine_overlaps(g: Grammar, terminals: Terminals, tables: Tables) -> bool:
+    """Split terminals that overlap in one parser state into the pieces of their overlap; True if
+    the grammar changed (its tables are then stale).
+
+    The lexer reads each lexeme as one terminal (rule 3 of `guided.ir.cfg`): where two candidates
+    of a state both match it (the key ``"a":`` named by one object of a union and left to another's
+    additional properties), the tie-break keeps one and the other alternative dies, which loses
+    documents.  Each group of terminals overlapping that way becomes the disjoint pieces of their
+    Venn diagram, and a rule using a terminal is repeated once per piece inside it: the language
+    is unchanged, and the pieces two alternatives share are one terminal, which the LR parser
+    carries through both.  Groups past `MAX_ATOMS` pieces or the automaton limits, counted string
+    terminals, and splits that would add more than the grammar's own number of rules are left as
+    they were (lossy as before, never unsound).
+    """
+    names = g.terminal_ids()
+    index = {i: name for name, i in names.items()}
+    countless = {i for i in index if terminals.counted(g.term_keys[i]) is None}
+    parent = {i: i for i in index}
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    checked: dict[tuple[int, int], bool] = {}
+    max_states = g.opts.max_states
+    for actions in tables.actions:
+        cands = sorted(t for t in actions if t in countless)
+        for x in range(len(cands)):
+            for y in range(x + 1, len(cands)):
+                pair = (cands[x], cands[y])
+                if pair not in checked:
+                    try:
+                        checked[pair] = not _dfa.disjoint(terminals.bare(g.term_keys[pair[0]]),
+                                                          terminals.bare(g.term_keys[pair[1]]), max_states)
+                    except LimitExceeded:
+                        checked[pair] = False
+                    if checked[pair]:
+                        parent[find(pair[0])] = find(pair[1])
+    groups: dict[int, list[int]] = {}
+    for (a, b), overlap in checked.items():
+        if overlap:
+            for i in (a, b):
+                members = groups.setdefault(find(i), [])
+                if i not in members:
+                    members.append(i)
+    split: dict[str, list[str]] = {}
+    for members in groups.values():
+        try:
+            atoms: list[tuple[Any, frozenset[int]]] = []
+            for t in sorted(members):
+                d = rest = terminals.bare(g.term_keys[t])
+                pieces = []
+                for a, m in atoms:
+                    inside = _dfa.intersect(a, d, max_states)
+                    if _dfa.is_empty(inside):
+                        pieces.append((a, m))
+                        continue
+                    pieces.append((inside, m | {t}))
+                    outside = _dfa.difference(a, d, max_states)
+                    if not _dfa.is_empty(outside):
+                        pieces.append((outside, m))
+                    rest = _dfa.difference(rest, a, max_states)
+                if not _dfa.is_empty(rest):
+                    pieces.append((rest, frozenset([t])))
+                atoms = pieces
+                if len(atoms) > MAX_ATOMS:
+                    raise LimitExceeded("too many pieces")
+        except LimitExceeded:
+            continue
+        for t in members:
+            mine = [(a, m) for a, m in atoms if t in m]
+            # A terminal inside every other it overlaps is a piece itself: it keeps its name.
+            split[index[t]] = [index[t]] if len(mine) == 1 else [g.term(("dfa", a)) for a, _ in mine]
+        for a, m in atoms:
+            whole = [t for t in m if len(split[index[t]]) == 1]
+            if whole:  # the other members use that terminal for this piece
+                for t in m:
+                    if len(split[index[t]]) > 1:
+                        own = g.term(("dfa", a))
+                        split[index[t]] = [index[whole[0]] if x == own else x for x in split[index[t]]]
+    split = {t: pieces for t, pieces in split.items() if pieces != [t]}
+    if not split:
+        return False
+    grown = sum(_product_size(rhs, split) - 1 for _, rhs in g.rules)
+    if grown > len(g.rules) or len(g.rules) + grown > g.opts.max_rules:
+        return False
+    old_rules = g.rules
+    g.rules, g.rule_set = [], set()
+    renamed: dict[tuple[str, tuple[str, ...]], list[tuple[str, tuple[str, ...]]]] = {}
+    for lhs, rhs in old_rules:
+        variants: list[tuple[str, ...]] = [()]
+        for sym in rhs:
+            variants = [v + (piece,) for v in variants for piece in split.get(sym, [sym])]
+        renamed[(lhs, rhs)] = [(lhs, v) for v in variants]
+        for v in variants:
+            g.rule(lhs, v)
+    for rule_set in (g.unique_open_rules, g.unique_item_rules):
+        for rule in list(rule_set):
+            if renamed.get(rule, [rule]) != [rule]:
+                rule_set.discard(rule)
+                rule_set.update(renamed[rule])
+                for new in renamed[rule]:
+                    g.unique_pointers[new] = g.unique_pointers.get(rule, "#")
+    return True
+
+
+def _product_size(rhs: tuple[str, ...], split: dict[str, list[str]]) -> int:
+    size = 1
+    for sym in rhs:
+        size *= len(split.get(sym, (sym,)))
+    return size
+
+
 def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any, unsupported=None) -> CfgIR:
     """The grammar's LALR(1) tables and terminal automata as the intermediate form.
 
@@ -998,11 +1139,16 @@ def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any, unsupported
     lenient mode) hears of a ``uniqueItems`` whose item wrapper collides with another alternative
     in a parser state (a conflict that could lose documents); in lenient mode that array's items
     go unchecked."""
-    terms = g.term_keys
     rules = g.productive_rules()
     if not any(lhs == start for lhs, _ in rules):
         raise UnsupportedSchema("#", "schema", "the schema accepts no JSON value at all")
     tables = lalr_tables(rules, g.terminal_ids(), start, check=g.opts.check_time)
+    for _ in range(REFINE_ROUNDS):
+        if not refine_overlaps(g, terminals, tables):
+            break
+        rules = g.productive_rules()
+        tables = lalr_tables(rules, g.terminal_ids(), start, check=g.opts.check_time)
+    terms = g.term_keys
     terminal_list = []
     for i, key in enumerate(terms):
         counted = terminals.counted(key)
