@@ -24,13 +24,16 @@ Defaults (see ``docs/json-schema-coverage.md`` for every keyword):
   properties (``patternProperties`` / ``additionalProperties``), in any order.
   ``additionalProperties`` absent means ``true`` (as the specification says) unless
   ``closed=True``: then no key the schema does not name (a key ``required`` names without a
-  property schema takes any value).
-- **formats**: the string ``format``s listed in ``docs/json-schema-coverage.md`` are enforced
-  exactly; the ones the specification defines that guided cannot enforce (``regex``, ``iri``,
-  ``idn-email``, ...) are refused.  A format name the specification does not define (``path``,
+  property schema takes any value).  ``property_order="any"``: an object's keys in any order,
+  exactly (at most 8 named properties per object, else `SchemaTooLarge`).
+- **formats** (``formats="assert"``): the string ``format``s listed in
+  ``docs/json-schema-coverage.md`` are enforced exactly; the ones the specification defines
+  that guided cannot enforce (``regex``, ``iri``, ``idn-email``, ...) are refused.  A format name the specification does not define (``path``,
   ``password``, ``int32`` on a string, ...) constrains nothing, as validators read it: the
   string compiles as a plain string and one `UnknownFormatWarning` per compilation lists each
   with its JSON pointer; ``unknown_formats="refuse"`` raises `UnsupportedSchema` instead.
+  ``formats="annotate"`` reads every format as the specification does by default: an annotation
+  that constrains nothing.
 - **open values** (``{}``, ``true``, additional properties and items without a schema): any
   JSON value; the document ``{}`` allows is at most ``max_depth`` levels deep (default 8), and an
   open value inside one of the schema's objects or arrays nests at most ``max_depth - 1`` more.

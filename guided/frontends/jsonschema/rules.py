@@ -57,7 +57,9 @@ MAX_WITNESSES = 6  # keys one object must have (negated object keywords): 2**n f
 MAX_ANY_ORDER = 8  # defined properties of one object in property_order="any": 2**n states
 MAX_INLINED = 8  # alternatives of a property's value written out in the object's rules (`inlined`)
 MAX_ATOMS = 16  # pieces one group of overlapping terminals is split into (`refine_overlaps`)
-REFINE_ROUNDS = 3
+REFINE_ROUNDS = 3  # splits, each after new tables (a split key exposes the values after it)
+REFINE_GROWTH = 1.0  # rules all splits together may add, as a fraction of the grammar's own
+REFINE_UP_TO = 2_000  # rules of the largest grammar split at all (past it, tables take seconds)
 
 
 class Grammar:
@@ -1017,7 +1019,7 @@ def _opening_states(tables: Tables, containers: tuple[str, ...]) -> frozenset[in
                      if any(dot == 1 and r < len(tables.rules) and tables.rules[r][0] in lhs for r, dot in kernel))
 
 
-def refine_overlaps(g: Grammar, terminals: Terminals, tables: Tables) -> bool:
+def refine_overlaps(g: Grammar, terminals: Terminals, tables: Tables, budget: int) -> bool:
     """Split terminals that overlap in one parser state into the pieces of their overlap; True if
     the grammar changed (its tables are then stale).
 
@@ -1028,8 +1030,8 @@ def refine_overlaps(g: Grammar, terminals: Terminals, tables: Tables) -> bool:
     Venn diagram, and a rule using a terminal is repeated once per piece inside it: the language
     is unchanged, and the pieces two alternatives share are one terminal, which the LR parser
     carries through both.  Groups past `MAX_ATOMS` pieces or the automaton limits, counted string
-    terminals, and splits that would add more than the grammar's own number of rules are left as
-    they were (lossy as before, never unsound).
+    terminals, and splits that would add more than ``budget`` rules are left as they were (lossy
+    as before, never unsound): the tables grow with the rules, and so does the time to first mask.
     """
     names = g.terminal_ids()
     index = {i: name for name, i in names.items()}
@@ -1050,11 +1052,7 @@ def refine_overlaps(g: Grammar, terminals: Terminals, tables: Tables) -> bool:
             for y in range(x + 1, len(cands)):
                 pair = (cands[x], cands[y])
                 if pair not in checked:
-                    try:
-                        checked[pair] = not _dfa.disjoint(terminals.bare(g.term_keys[pair[0]]),
-                                                          terminals.bare(g.term_keys[pair[1]]), max_states)
-                    except LimitExceeded:
-                        checked[pair] = False
+                    checked[pair] = _overlap(terminals, g.term_keys[pair[0]], g.term_keys[pair[1]], max_states)
                     if checked[pair]:
                         parent[find(pair[0])] = find(pair[1])
     groups: dict[int, list[int]] = {}
@@ -1103,7 +1101,7 @@ def refine_overlaps(g: Grammar, terminals: Terminals, tables: Tables) -> bool:
     if not split:
         return False
     grown = sum(_product_size(rhs, split) - 1 for _, rhs in g.rules)
-    if grown > len(g.rules) or len(g.rules) + grown > g.opts.max_rules:
+    if grown > budget or len(g.rules) + grown > g.opts.max_rules:
         return False
     old_rules = g.rules
     g.rules, g.rule_set = [], set()
@@ -1125,6 +1123,30 @@ def refine_overlaps(g: Grammar, terminals: Terminals, tables: Tables) -> bool:
     return True
 
 
+def _overlap(terminals: Terminals, a: Description, b: Description, max_states: int) -> bool:
+    """Whether two terminals share a lexeme (False where the automata are too large to tell)."""
+    if a[0] == b[0] == "key":  # the same colon after both: their names tell
+        a, b = a[1], b[1]
+    if a[0] == b[0] == "strlit":  # two different texts: no spelling of one spells the other
+        return a == b
+    if b[0] == "strlit":
+        a, b = b, a
+    da, db = terminals.bare(a), terminals.bare(b)
+    if a[0] == "strlit":
+        # String terminals read decoded characters, whatever their spelling: one spelling of
+        # the text tells (were one not to, the split is only left out, as where nothing overlaps).
+        return db.fullmatch(json.dumps(a[1], ensure_ascii=False).encode())
+    # Most pairs start apart (a key and a number, "{" and "["): their first bytes tell.
+    first_a = da.transitions[da.initial] != 0
+    first_b = db.transitions[db.initial] != 0
+    if not (first_a & first_b).any():
+        return False
+    try:
+        return not _dfa.disjoint(da, db, max_states)
+    except LimitExceeded:
+        return False
+
+
 def _product_size(rhs: tuple[str, ...], split: dict[str, list[str]]) -> int:
     size = 1
     for sym in rhs:
@@ -1143,8 +1165,9 @@ def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any, unsupported
     if not any(lhs == start for lhs, _ in rules):
         raise UnsupportedSchema("#", "schema", "the schema accepts no JSON value at all")
     tables = lalr_tables(rules, g.terminal_ids(), start, check=g.opts.check_time)
-    for _ in range(REFINE_ROUNDS):
-        if not refine_overlaps(g, terminals, tables):
+    limit = len(g.rules) * (1 + REFINE_GROWTH)
+    for _ in range(REFINE_ROUNDS if len(g.rules) <= REFINE_UP_TO else 0):
+        if not refine_overlaps(g, terminals, tables, int(limit - len(g.rules))):
             break
         rules = g.productive_rules()
         tables = lalr_tables(rules, g.terminal_ids(), start, check=g.opts.check_time)
