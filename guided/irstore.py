@@ -292,7 +292,7 @@ def describe(spec: Any) -> str | None:
     if getattr(spec, "lenient", False):
         return None  # lowering warns (RelaxedSchemaWarning); a stored IR would not
     if kind in ("JsonSchema", "Tools") and has_unknown_formats(
-            spec.value if kind == "JsonSchema" else list(spec.definitions)):
+            [spec.value, json.loads(spec.resources or "{}")] if kind == "JsonSchema" else list(spec.definitions)):
         return None  # likewise (UnknownFormatWarning)
     if isinstance(spec, Grammar):
         text, path = spec.text_and_path()

@@ -32,9 +32,13 @@ SCHEMAS = sorted((ROOT / "schemas").glob("*.json"))
 DRAFT_URI = {"draft2020-12": "https://json-schema.org/draft/2020-12/schema",
              "draft7": "http://json-schema.org/draft-07/schema#"}
 
+REMOTES = SUITE.parent / "remotes"
 # The suite is run with the specification's readings where guided's defaults deliberately differ
-# for generation: formats as annotations, properties in any order (see docs/json-schema-coverage.md).
-SUITE_OPTIONS = {"formats": "annotate", "property_order": "any"}
+# for generation: formats as annotations, properties in any order (see docs/json-schema-coverage.md);
+# the suite's remote documents are the resources its references name (served at localhost:1234).
+SUITE_OPTIONS = {"formats": "annotate", "property_order": "any",
+                 "resources": {f"http://localhost:1234/{p.relative_to(REMOTES).as_posix()}": json.loads(p.read_text())
+                               for p in sorted(REMOTES.rglob("*.json"))}}
 # Valid instances of the suite that guided rejects, each for a documented reason (see
 # docs/json-schema-coverage.md).  Never an invalid instance accepted: that list must stay empty.
 VOCAB = "custom metaschema vocabularies are not read: validation keywords always apply"
@@ -321,6 +325,26 @@ def test_union_of_objects_never_admits_an_invalid_object(cases, rng):
         rng.shuffle(keys)
         if accepts(ir, json.dumps({k: value[k] for k in keys}).encode()):
             assert jsonschema.Draft202012Validator(schema).is_valid(value), (schema, value)
+
+
+def test_resources_resolve_references_to_other_documents():
+    defs = {"$id": "https://example.test/defs.json", "$defs": {"pos": {"type": "integer", "minimum": 1}}}
+    schema = {"type": "object", "properties": {"n": {"$ref": "defs.json#/$defs/pos"},
+                                               "m": {"$ref": "https://example.test/more.json"}}}
+    schema["$id"] = "https://example.test/root.json"
+    more = {"type": "array", "items": {"$ref": "defs.json#/$defs/pos"}}  # relative to its own URI
+    spec = JsonSchema(schema, resources={"https://example.test/more.json": more, "https://example.test/defs.json": defs})
+    ir = schema_to_ir(spec)
+    assert accepts(ir, b'{"n": 2, "m": [1, 3]}') and not accepts(ir, b'{"n": 0}') and not accepts(ir, b'{"m": [0]}')
+    again = JsonSchema(schema, resources=json.dumps({"https://example.test/defs.json": defs,
+                                                     "https://example.test/more.json": more}))
+    assert spec == again and hash(spec) == hash(again) and spec.with_options(closed=True).resources == spec.resources
+    with pytest.raises(UnsupportedSchema, match="more.json"):  # not given: refused, naming the reference
+        schema_to_ir(JsonSchema(schema, resources={"https://example.test/defs.json": defs}))
+    with pytest.raises(guided.UsageError):
+        JsonSchema(schema, resources=[defs])
+    with pytest.raises(guided.errors.GuidedError, match="x.json"):
+        JsonSchema(schema, resources={"x.json": 3})
 
 
 def test_formats_annotate_constrain_nothing():

@@ -106,6 +106,8 @@ class JsonSchema:
     unknown_formats: str = "ignore"  # string formats nobody defines: "ignore" (warn) or "refuse"
     formats: str = "assert"  # the formats guided knows: "assert" them, or "annotate" (constrain nothing)
     property_order: str = "declared"  # properties in schema order, or "any" order (small objects)
+    # other schema documents "$ref" may name, by URI: canonical JSON text of {uri: document}
+    resources: str | None = None
     # the Pydantic model the schema came from (`from_pydantic`): not part of the constraint
     model: Any = field(default=None, compare=False, repr=False)
 
@@ -113,7 +115,8 @@ class JsonSchema:
                  closed: bool = False, canonical: bool = False, max_depth: int = 8, max_states: int = 100_000, max_rules: int = 50_000,
                  max_seconds: float = 10.0, max_repeat: int = 256, max_alternatives: int = 256,
                  max_multiple_of: int = 10_000, max_string_length: int = 1_000_000, max_nesting: int = 128,
-                 unknown_formats: str = "ignore", formats: str = "assert", property_order: str = "declared"):
+                 unknown_formats: str = "ignore", formats: str = "assert", property_order: str = "declared",
+                 resources: Any = None):
         options = {"lenient": lenient, "whitespace": whitespace, "max_whitespace": max_whitespace,
                    "closed": closed, "canonical": canonical, "max_depth": max_depth, "max_states": max_states, "max_rules": max_rules,
                    "max_seconds": max_seconds, "max_repeat": max_repeat, "max_alternatives": max_alternatives,
@@ -164,6 +167,7 @@ class JsonSchema:
         object.__setattr__(self, "schema", text)
         object.__setattr__(self, "canonical", bool(canonical))
         object.__setattr__(self, "model", None)
+        object.__setattr__(self, "resources", _resources_text(resources, max_nesting))
 
     def options(self) -> dict:
         """The keyword options this spec was made with (all but ``schema`` and ``model``)."""
@@ -204,6 +208,30 @@ class JsonSchema:
         return schema_to_ir(self)
 
 
+def _resources_text(resources: Any, max_nesting: int) -> str | None:
+    """``resources`` ({URI: schema document}, or its JSON text) as canonical JSON text, URIs
+    sorted (the documents keep their own key order: it is the order output follows)."""
+    if resources is None:
+        return None
+    if isinstance(resources, str):
+        try:
+            resources = json.loads(resources)
+        except json.JSONDecodeError as exc:
+            raise InvalidSchema("#", "resources", f"not valid JSON text: {exc}") from None
+    if not isinstance(resources, dict) or not all(isinstance(uri, str) for uri in resources):
+        raise UsageError("JsonSchema(resources=...) takes a mapping of URIs to schema documents")
+    for uri, document in resources.items():
+        if not isinstance(document, (dict, bool)):
+            raise InvalidSchema(uri, "schema", f"a schema must be an object or a boolean, not "
+                                               f"{type(document).__name__}")
+        check_document(document, max_nesting)
+    try:
+        return json.dumps(dict(sorted(resources.items())), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidSchema("#", "resources", f"not JSON-serialisable: {exc}") from None
+
+
 def schema_to_ir(spec: JsonSchema) -> CfgIR:
     """Compile ``spec`` to the CFG intermediate form; raises `UnsupportedSchema` / `SchemaTooLarge`.
 
@@ -236,7 +264,7 @@ def schema_to_ir_with_report(spec: JsonSchema) -> tuple[CfgIR, list[str]]:
 
 def _emit(spec: JsonSchema) -> RuleEmitter:
     """The emitter that compiled ``spec``, its IR as ``emitter.ir``."""
-    emitter = RuleEmitter(json.loads(spec.schema), Options(spec))
+    emitter = RuleEmitter(json.loads(spec.schema), Options(spec), json.loads(spec.resources or "{}"))
     try:
         grammar, start = emitter.emit()
         emitter.ir = to_ir(grammar, emitter.t, start, emitter.root, emitter.n.unsupported)

@@ -208,7 +208,7 @@ PRE_IF_DRAFTS = ("draft-03", "draft-04", "draft-06")
 class Normaliser:
     """Normalises the subschemas of one root schema; records what it relaxes (lenient mode)."""
 
-    def __init__(self, root: Any, opts: Options, terminals: Terminals):
+    def __init__(self, root: Any, opts: Options, terminals: Terminals, resources: dict | None = None):
         self.opts = opts
         self.terminals = terminals
         self.relaxed: list[str] = []
@@ -226,7 +226,11 @@ class Normaliser:
         opts.int_fraction = not self.old_draft
         resource = spec.create_resource(root)
         base = resource.id() or "urn:guided:root"
-        self.registry = referencing.Registry().with_resource(base, resource).crawl()
+        # Other documents the schema's references may name (`JsonSchema(resources=...)`), each
+        # read as the draft its own "$schema" says, else as the root's.
+        others = [(uri, referencing.Resource.from_contents(doc, default_specification=spec))
+                  for uri, doc in (resources or {}).items()]
+        self.registry = referencing.Registry().with_resources(others).with_resource(base, resource).crawl()
         self.resolver = self.registry.resolver(base)
         # A schema being applied in place (flattened) to the current value, with the 'not'
         # parity it entered at, by identity.

@@ -133,11 +133,11 @@ class Grammar:
 class RuleEmitter:
     """Emits the grammar of one root schema, normalising each subschema as it reaches it."""
 
-    def __init__(self, root: Any, opts: Options):
+    def __init__(self, root: Any, opts: Options, resources: dict | None = None):
         self.opts = opts
         self.root = root
         self.t = Terminals(opts)
-        self.n = Normaliser(root, opts, self.t)
+        self.n = Normaliser(root, opts, self.t, resources)
         self.g = Grammar(opts)
         self.memo: dict[Any, tuple] = {}
         self.referenced: set[str] = set()
@@ -467,7 +467,7 @@ class RuleEmitter:
                 parts.append(False)
             sub_ptr = f"{ptr}/properties/{_esc(name)}"
             inside = [j for j, wit in enumerate(witnesses) if wit.contains(name)]
-            values = []
+            values: list[tuple[str, int]] = []
             for extra, flags in choices(inside):
                 sym = self.parts_symbol(parts + extra, res, sub_ptr)
                 if sym is not None:
