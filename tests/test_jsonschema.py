@@ -39,13 +39,10 @@ REMOTES = SUITE.parent / "remotes"
 SUITE_OPTIONS = {"formats": "annotate", "property_order": "any",
                  "resources": {f"http://localhost:1234/{p.relative_to(REMOTES).as_posix()}": json.loads(p.read_text())
                                for p in sorted(REMOTES.rglob("*.json"))}}
-# Valid instances of the suite that guided rejects, each for a documented reason (see
-# docs/json-schema-coverage.md).  Never an invalid instance accepted: that list must stay empty.
-VOCAB = "custom metaschema vocabularies are not read: validation keywords always apply"
-KNOWN_REJECTIONS = {
-    ("vocabulary", "schema that uses custom metaschema with with no validation vocabulary",
-     "no validation: invalid number, but it still validates"): VOCAB,
-}
+# Valid instances of the suite that guided rejects, each with its documented reason (see
+# docs/json-schema-coverage.md): none left under SUITE_OPTIONS.  Never an invalid instance
+# accepted: the test checks that separately.
+KNOWN_REJECTIONS: dict[tuple[str, str, str], str] = {}
 
 
 def suite_cases(draft: str):
@@ -345,6 +342,24 @@ def test_resources_resolve_references_to_other_documents():
         JsonSchema(schema, resources=[defs])
     with pytest.raises(guided.errors.GuidedError, match="x.json"):
         JsonSchema(schema, resources={"x.json": 3})
+
+
+def test_vocabularies_of_a_metaschema_resource():
+    """A metaschema among the resources chooses vocabularies: format-assertion asserts formats
+    even under formats="annotate" (the suite's optional file), no validation vocabulary makes
+    validation keywords annotations (its vocabulary.json, in the suite test)."""
+    cases = json.loads((SUITE / "draft2020-12" / "optional" / "format-assertion.json").read_text())
+    for case in cases:
+        ir = schema_to_ir(JsonSchema(case["schema"], **SUITE_OPTIONS))
+        for test in case["tests"]:
+            assert accepts(ir, json.dumps(test["data"]).encode()) == test["valid"], test
+    meta = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$vocabulary": {"https://json-schema.org/draft/2020-12/vocab/applicator": True}}
+    schema = {"$schema": "https://example.test/meta", "properties": {"a": {"type": "integer", "minimum": 5}},
+              "required": ["b"], "dependentRequired": {"a": ["c"]}}
+    ir = schema_to_ir(JsonSchema(schema, resources={"https://example.test/meta": meta}))
+    assert accepts(ir, b'{"a": "x"}') and accepts(ir, b'3')
+    assert not accepts(schema_to_ir(JsonSchema(schema)), b'{"a": "x", "b": 1}')  # the metaschema not given
 
 
 def test_formats_annotate_constrain_nothing():

@@ -49,6 +49,11 @@ OBJECT_KW = {"properties", "required", "additionalProperties", "patternPropertie
              "unevaluatedProperties"}
 ARRAY_KW = {"items", "prefixItems", "additionalItems", "minItems", "maxItems", "contains", "minContains",
             "maxContains", "uniqueItems", "unevaluatedItems"}
+VALIDATION_KW = {"type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum",
+                 "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxContains",
+                 "minContains", "maxProperties", "minProperties", "required", "dependentRequired"}
+"""The keywords of the validation vocabulary (2019-09 and later): a metaschema whose
+``$vocabulary`` leaves it out makes them annotations."""
 TYPES = ("null", "boolean", "object", "array", "number", "string")  # "integer" is a kind of number
 KNOWN = STRING_KW | NUMBER_KW | OBJECT_KW | ARRAY_KW | {
     "type", "enum", "const", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref",
@@ -231,6 +236,17 @@ class Normaliser:
         others = [(uri, referencing.Resource.from_contents(doc, default_specification=spec))
                   for uri, doc in (resources or {}).items()]
         self.registry = referencing.Registry().with_resources(others).with_resource(base, resource).crawl()
+        # A metaschema given as a resource may choose vocabularies (2019-09 and later): without
+        # the validation vocabulary its keywords constrain nothing; with format-assertion, formats
+        # are asserted whatever `formats=` says.
+        self.validation = True
+        meta = (resources or {}).get(root.get("$schema")) if isinstance(root, dict) else None
+        if isinstance(meta, dict) and isinstance(meta.get("$vocabulary"), dict) and \
+                self.draft not in ("draft-03", "draft-04", "draft-06", "draft-07"):
+            vocabularies = [uri for uri in meta["$vocabulary"] if isinstance(uri, str)]
+            self.validation = any(uri.endswith("/vocab/validation") for uri in vocabularies)
+            if any(uri.endswith("/vocab/format-assertion") for uri in vocabularies):
+                opts.formats = "assert"
         self.resolver = self.registry.resolver(base)
         # A schema being applied in place (flattened) to the current value, with the 'not'
         # parity it entered at, by identity.
@@ -289,6 +305,8 @@ class Normaliser:
                                                             "$dynamicRef", "$recursiveRef", "dependentRequired",
                                                             "dependentSchemas", "dependencies")}
         base.pop("not", None)
+        if not self.validation:
+            base = {k: v for k, v in base.items() if k not in VALIDATION_KW}
         applicators = [k for k in ("allOf", "anyOf", "oneOf", "$ref", "if", "dependentSchemas", "dependencies",
                                    "not", "$dynamicRef", "$recursiveRef", "contains") if k in node]
         if "unevaluatedProperties" in base:
@@ -347,6 +365,8 @@ class Normaliser:
         if isinstance(node.get("dependencies"), dict):
             deps.update(node["dependencies"])
         for key in ("dependentRequired", "dependentSchemas"):
+            if key == "dependentRequired" and not self.validation:
+                continue
             if isinstance(node.get(key), dict):
                 deps.update(node[key])
         required_deps = []
