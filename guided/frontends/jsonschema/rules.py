@@ -164,13 +164,12 @@ class RuleEmitter:
         # never reaches a schema.
         chain: set[int] = set()
         while isinstance(node, dict):
-            resolver = self.n.enter(node, resolver, ptr)
             if not ("$ref" in node and (self.n.old_ref or all(k in ANNOTATIONS or k == "$ref" for k in node))):
-                break
+                break  # `Normaliser.flat` enters the node's own base URI (once: an "$id" may be relative)
             if id(node) in chain:
                 raise UnsupportedSchema(ptr, "$ref", "circular reference with no schema in between")
             chain.add(id(node))
-            resolved = self.n.lookup(resolver, node["$ref"], ptr)
+            resolved = self.n.lookup(self.n.enter(node, resolver, ptr), node["$ref"], ptr)
             if len(chain) % 256 == 0:
                 self.opts.check_time(ptr)
             node, resolver, ptr = resolved.contents, resolved.resolver, f"{ptr}/$ref"
