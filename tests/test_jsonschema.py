@@ -373,6 +373,13 @@ def test_formats_annotate_constrain_nothing():
     assert not accepts(ir, b'"2024-02-30"') and accepts(ir, b'"2024-02-29"')
     with pytest.raises(guided.UsageError):
         JsonSchema({}, formats="ignore")
+    # enum and const values are held to an asserted format too (they used to pass unchecked)
+    schema = {"enum": ["x", "2024-01-01", 3], "format": "date"}
+    ir = schema_to_ir(JsonSchema(schema))
+    assert not accepts(ir, b'"x"') and accepts(ir, b'"2024-01-01"') and accepts(ir, b"3")
+    assert accepts(schema_to_ir(JsonSchema(schema, formats="annotate")), b'"x"')
+    with pytest.raises(UnsupportedSchema, match="regex"):
+        schema_to_ir(JsonSchema({"const": "((", "format": "regex"}))
 
 
 def test_open_values_depth_bound():

@@ -1014,11 +1014,24 @@ class Normaliser:
             raise UnsupportedSchema(ptr, "enum", "must be an array")
         others = {k: v for k, v in flat.items() if k not in ("enum", "const") and k not in ANNOTATIONS}
         extra = flat.patterns or flat.formats or flat.negated
+        # `jsonschema` reads formats as annotations; asserted ones are checked here, by the same
+        # automata a string with that format compiles to.
+        formats = ([flat["format"]] if isinstance(flat.get("format"), str) else []) + list(flat.formats)
+        asserted = [f for f in formats if self.opts.formats == "assert" and f in FORMATS]
+        if self.opts.formats == "assert" and any(isinstance(v, str) for v in values):
+            for f in formats:
+                if f in UNENFORCED or (self.draft == "draft-03" and f in DRAFT3_UNENFORCED):
+                    self.unsupported(ptr, "format", f"format {f!r} is defined by JSON Schema but guided cannot "
+                                                    f"enforce it exactly (supported: {', '.join(sorted(FORMATS))})")
         keep: list = []
         for v in values:
             if any(json_equal(v, w) for w in keep):
                 continue
             if (others or extra) and not self.validates(v, plain_schema(flat), flat.resolver):
+                continue
+            if isinstance(v, str) and any(
+                    not self.terminals.bare(("string", ((), 0, None, (f,), ()))).fullmatch(
+                        json.dumps(v, ensure_ascii=False).encode()) for f in asserted):
                 continue
             keep.append(v)
         return keep
