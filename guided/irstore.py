@@ -290,7 +290,8 @@ def describe(spec: Any) -> str | None:
     if getattr(spec, "lenient", False):
         return None  # lowering warns (RelaxedSchemaWarning); a stored IR would not
     if kind in ("JsonSchema", "Tools", "Xml") and has_unknown_formats(
-            spec.value if kind == "JsonSchema" else list(spec.definitions) if kind == "Tools" else spec.schema):
+            [spec.value, json.loads(spec.resources or "{}")] if kind == "JsonSchema"
+            else list(spec.definitions) if kind == "Tools" else spec.schema):
         return None  # likewise (UnknownFormatWarning)
     if isinstance(spec, Grammar):
         text, path = spec.text_and_path()

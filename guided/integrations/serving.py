@@ -65,7 +65,7 @@ OPTIONS_KEY = "guided_options"
 # Options a client may set.  Compile limits (states, seconds, rules) are deliberately absent:
 # they protect the server, so only whoever starts it may change them.
 _JSON_OPTIONS = {"whitespace": str, "lenient": bool, "closed": bool, "max_whitespace": int, "max_depth": int,
-                 "unknown_formats": str}
+                 "unknown_formats": str, "formats": str, "property_order": str}
 _GRAMMAR_OPTIONS = {"start": str}
 _COMMON_OPTIONS = {"close_before_max_tokens": bool}
 

@@ -24,13 +24,16 @@ Defaults (see ``docs/json-schema-coverage.md`` for every keyword):
   properties (``patternProperties`` / ``additionalProperties``), in any order.
   ``additionalProperties`` absent means ``true`` (as the specification says) unless
   ``closed=True``: then no key the schema does not name (a key ``required`` names without a
-  property schema takes any value).
-- **formats**: the string ``format``s listed in ``docs/json-schema-coverage.md`` are enforced
-  exactly; the ones the specification defines that guided cannot enforce (``regex``, ``iri``,
-  ``idn-email``, ...) are refused.  A format name the specification does not define (``path``,
+  property schema takes any value).  ``property_order="any"``: an object's keys in any order,
+  exactly (at most 8 named properties per object, else `SchemaTooLarge`).
+- **formats** (``formats="assert"``): the string ``format``s listed in
+  ``docs/json-schema-coverage.md`` are enforced exactly; the ones the specification defines
+  that guided cannot enforce (``regex``, ``iri``, ``idn-email``, ...) are refused.  A format name the specification does not define (``path``,
   ``password``, ``int32`` on a string, ...) constrains nothing, as validators read it: the
   string compiles as a plain string and one `UnknownFormatWarning` per compilation lists each
   with its JSON pointer; ``unknown_formats="refuse"`` raises `UnsupportedSchema` instead.
+  ``formats="annotate"`` reads every format as the specification does by default: an annotation
+  that constrains nothing.
 - **open values** (``{}``, ``true``, additional properties and items without a schema): any
   JSON value; the document ``{}`` allows is at most ``max_depth`` levels deep (default 8), and an
   open value inside one of the schema's objects or arrays nests at most ``max_depth - 1`` more.
@@ -100,6 +103,10 @@ class JsonSchema:
     max_string_length: int = 1_000_000  # minLength/maxLength (counted past 256, see terminals.py)
     max_nesting: int = 128  # JSON levels of the schema document, and subschemas inside one another
     unknown_formats: str = "ignore"  # string formats nobody defines: "ignore" (warn) or "refuse"
+    formats: str = "assert"  # the formats guided knows: "assert" them, or "annotate" (constrain nothing)
+    property_order: str = "declared"  # properties in schema order, or "any" order (small objects)
+    # other schema documents "$ref" may name, by URI: canonical JSON text of {uri: document}
+    resources: str | None = None
     # the Pydantic model the schema came from (`from_pydantic`): not part of the constraint
     model: Any = field(default=None, compare=False, repr=False)
 
@@ -107,18 +114,24 @@ class JsonSchema:
                  closed: bool = False, canonical: bool = False, max_depth: int = 8, max_states: int = 100_000, max_rules: int = 50_000,
                  max_seconds: float = 10.0, max_repeat: int = 256, max_alternatives: int = 256,
                  max_multiple_of: int = 10_000, max_string_length: int = 1_000_000, max_nesting: int = 128,
-                 unknown_formats: str = "ignore"):
+                 unknown_formats: str = "ignore", formats: str = "assert", property_order: str = "declared",
+                 resources: Any = None):
         options = {"lenient": lenient, "whitespace": whitespace, "max_whitespace": max_whitespace,
                    "closed": closed, "canonical": canonical, "max_depth": max_depth, "max_states": max_states, "max_rules": max_rules,
                    "max_seconds": max_seconds, "max_repeat": max_repeat, "max_alternatives": max_alternatives,
                    "max_multiple_of": max_multiple_of, "max_string_length": max_string_length,
-                   "max_nesting": max_nesting, "unknown_formats": unknown_formats}
+                   "max_nesting": max_nesting, "unknown_formats": unknown_formats, "formats": formats,
+                   "property_order": property_order}
         for name, value in options.items():
             object.__setattr__(self, name, value)
         if whitespace not in ("any", "compact"):
             raise UsageError(f"JsonSchema(whitespace=...) takes 'any' or 'compact', got {whitespace!r}")
         if unknown_formats not in ("ignore", "refuse"):
             raise UsageError(f"JsonSchema(unknown_formats=...) takes 'ignore' or 'refuse', got {unknown_formats!r}")
+        if formats not in ("assert", "annotate"):
+            raise UsageError(f"JsonSchema(formats=...) takes 'assert' or 'annotate', got {formats!r}")
+        if property_order not in ("declared", "any"):
+            raise UsageError(f"JsonSchema(property_order=...) takes 'declared' or 'any', got {property_order!r}")
         if not isinstance(max_whitespace, int) or isinstance(max_whitespace, bool) or max_whitespace < 0:
             raise UsageError(f"JsonSchema(max_whitespace=...) takes a non-negative integer, got {max_whitespace!r}")
         check_limits(self, max_depth=int, max_states=int, max_rules=int, max_seconds=float, max_repeat=int,
@@ -153,6 +166,7 @@ class JsonSchema:
         object.__setattr__(self, "schema", text)
         object.__setattr__(self, "canonical", bool(canonical))
         object.__setattr__(self, "model", None)
+        object.__setattr__(self, "resources", _resources_text(resources, max_nesting))
 
     def options(self) -> dict:
         """The keyword options this spec was made with (all but ``schema`` and ``model``)."""
@@ -193,6 +207,30 @@ class JsonSchema:
         return schema_to_ir(self)
 
 
+def _resources_text(resources: Any, max_nesting: int) -> str | None:
+    """``resources`` ({URI: schema document}, or its JSON text) as canonical JSON text, URIs
+    sorted (the documents keep their own key order: it is the order output follows)."""
+    if resources is None:
+        return None
+    if isinstance(resources, str):
+        try:
+            resources = json.loads(resources)
+        except json.JSONDecodeError as exc:
+            raise InvalidSchema("#", "resources", f"not valid JSON text: {exc}") from None
+    if not isinstance(resources, dict) or not all(isinstance(uri, str) for uri in resources):
+        raise UsageError("JsonSchema(resources=...) takes a mapping of URIs to schema documents")
+    for uri, document in resources.items():
+        if not isinstance(document, (dict, bool)):
+            raise InvalidSchema(uri, "schema", f"a schema must be an object or a boolean, not "
+                                               f"{type(document).__name__}")
+        check_document(document, max_nesting)
+    try:
+        return json.dumps(dict(sorted(resources.items())), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidSchema("#", "resources", f"not JSON-serialisable: {exc}") from None
+
+
 def schema_to_ir(spec: JsonSchema) -> CfgIR:
     """Compile ``spec`` to the CFG intermediate form; raises `UnsupportedSchema` / `SchemaTooLarge`.
 
@@ -223,7 +261,7 @@ def schema_to_ir_with_report(spec: JsonSchema) -> tuple[CfgIR, list[str]]:
 
 def _emit(spec: JsonSchema) -> RuleEmitter:
     """The emitter that compiled ``spec``, its IR as ``emitter.ir``."""
-    emitter = RuleEmitter(json.loads(spec.schema), Options(spec))
+    emitter = RuleEmitter(json.loads(spec.schema), Options(spec), json.loads(spec.resources or "{}"))
     try:
         grammar, start = emitter.emit()
         emitter.ir = to_ir(grammar, emitter.t, start, emitter.root, emitter.n.unsupported)

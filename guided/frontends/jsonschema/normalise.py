@@ -49,6 +49,11 @@ OBJECT_KW = {"properties", "required", "additionalProperties", "patternPropertie
              "unevaluatedProperties"}
 ARRAY_KW = {"items", "prefixItems", "additionalItems", "minItems", "maxItems", "contains", "minContains",
             "maxContains", "uniqueItems", "unevaluatedItems"}
+VALIDATION_KW = {"type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum",
+                 "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxContains",
+                 "minContains", "maxProperties", "minProperties", "required", "dependentRequired"}
+"""The keywords of the validation vocabulary (2019-09 and later): a metaschema whose
+``$vocabulary`` leaves it out makes them annotations."""
 TYPES = ("null", "boolean", "object", "array", "number", "string")  # "integer" is a kind of number
 KNOWN = STRING_KW | NUMBER_KW | OBJECT_KW | ARRAY_KW | {
     "type", "enum", "const", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref",
@@ -61,6 +66,13 @@ SOME = "$guided:someKey"
 a tuple of `SomeKey`, each a key the object must have; what negating ``additionalProperties``,
 ``patternProperties`` or ``propertyNames`` leaves."""
 
+
+DEPENDS = "$guided:dependentRequired"
+"""A flat schema's own keyword (``property_order="any"`` only): a tuple of ``(name, names)``, each
+an object with key ``name`` must also have every key of ``names`` (``dependentRequired``, and
+draft 7's ``dependencies`` with a list).  The any-order object rules know which keys are written,
+so they check it where the object closes; otherwise it is a union of "absent" and "present"
+objects, whose keys overlap."""
 
 CONTAINS_FROM = "$guided:containsFrom"
 """A flat schema's own keyword: ``(n, schema)``, its ``contains`` counts only the items from
@@ -229,7 +241,7 @@ PRE_IF_DRAFTS = ("draft-03", "draft-04", "draft-06")
 class Normaliser:
     """Normalises the subschemas of one root schema; records what it relaxes (lenient mode)."""
 
-    def __init__(self, root: Any, opts: Options, terminals: Terminals):
+    def __init__(self, root: Any, opts: Options, terminals: Terminals, resources: dict | None = None):
         self.opts = opts
         self.terminals = terminals
         self.relaxed: list[str] = []
@@ -247,7 +259,22 @@ class Normaliser:
         opts.int_fraction = not self.old_draft
         resource = spec.create_resource(root)
         base = resource.id() or "urn:guided:root"
-        self.registry = referencing.Registry().with_resource(base, resource).crawl()
+        # Other documents the schema's references may name (`JsonSchema(resources=...)`), each
+        # read as the draft its own "$schema" says, else as the root's.
+        others = [(uri, referencing.Resource.from_contents(doc, default_specification=spec))
+                  for uri, doc in (resources or {}).items()]
+        self.registry = referencing.Registry().with_resources(others).with_resource(base, resource).crawl()
+        # A metaschema given as a resource may choose vocabularies (2019-09 and later): without
+        # the validation vocabulary its keywords constrain nothing; with format-assertion, formats
+        # are asserted whatever `formats=` says.
+        self.validation = True
+        meta = (resources or {}).get(root.get("$schema")) if isinstance(root, dict) else None
+        if isinstance(meta, dict) and isinstance(meta.get("$vocabulary"), dict) and \
+                self.draft not in ("draft-03", "draft-04", "draft-06", "draft-07"):
+            vocabularies = [uri for uri in meta["$vocabulary"] if isinstance(uri, str)]
+            self.validation = any(uri.endswith("/vocab/validation") for uri in vocabularies)
+            if any(uri.endswith("/vocab/format-assertion") for uri in vocabularies):
+                opts.formats = "assert"
         self.resolver = self.registry.resolver(base)
         # A schema being applied in place (flattened) to the current value, with the 'not'
         # parity it entered at, by identity.
@@ -313,6 +340,8 @@ class Normaliser:
                                                             "$dynamicRef", "$recursiveRef", "dependentRequired",
                                                             "dependentSchemas", "dependencies")}
         base.pop("not", None)
+        if not self.validation:
+            base = {k: v for k, v in base.items() if k not in VALIDATION_KW}
         applicators = [k for k in ("allOf", "anyOf", "oneOf", "$ref", "if", "dependentSchemas", "dependencies",
                                    "not", "$dynamicRef", "$recursiveRef", "contains") if k in node]
         if "unevaluatedProperties" in base:
@@ -371,10 +400,16 @@ class Normaliser:
         if isinstance(node.get("dependencies"), dict):
             deps.update(node["dependencies"])
         for key in ("dependentRequired", "dependentSchemas"):
+            if key == "dependentRequired" and not self.validation:
+                continue
             if isinstance(node.get(key), dict):
                 deps.update(node[key])
+        required_deps = []
         for name, dep in deps.items():
             dptr = f"{ptr}/dependencies/{name}"
+            if isinstance(dep, list) and self.opts.any_order and self.draft != "draft-03":
+                required_deps.append((name, tuple(dep)))
+                continue
             absent = [Flat({"properties": {name: False}}, resolver, dptr)]
             if isinstance(dep, list):
                 present = [Flat({"required": [name] + list(dep)}, resolver, dptr)]
@@ -382,6 +417,8 @@ class Normaliser:
                 present = self.conj([Flat({"required": [name]}, resolver, dptr)],
                                     self.flat(dep, resolver, dptr, depth + 1), ptr)
             alts = self.conj(alts, absent + present, ptr)
+        if required_deps:
+            alts = self.conj(alts, [Flat({DEPENDS: tuple(required_deps)}, resolver, ptr)], ptr)
         return alts
 
     def lookup(self, resolver, ref: str, ptr: str):
@@ -648,6 +685,8 @@ class Normaliser:
             if sub is True or sub == {}:
                 continue
             out.append(obj(required=[k], properties={k: {"not": sub}}))
+        for name, needed in f.get(DEPENDS, ()):  # the key without one of the keys it needs
+            out.extend(obj(required=[name], properties={k: False}) for k in needed if k != name)
         if f.get("minProperties", 0) > 0:
             out.append(obj(maxProperties=int(f["minProperties"]) - 1))
         if f.get("maxProperties") is not None:
@@ -799,7 +838,7 @@ class Normaliser:
                     props[name] = {"allOf": [props[name], s]} if name in props else s
                 # keys of b not described by a fall under a's additionalProperties (and vice versa)
                 out[k] = props
-            elif k == SOME:
+            elif k in (SOME, DEPENDS):
                 out[k] = tuple(va) + tuple(vb)
             elif k == "items" and (isinstance(va, list) or isinstance(vb, list)):
                 # draft 4-2019 tuples: position by position, then the rest
@@ -938,6 +977,8 @@ class Normaliser:
                 formats.insert(0, flat["format"])
             fmts = []
             for f in formats:
+                if self.opts.formats == "annotate" and (f in FORMATS or f in UNENFORCED or f in DRAFT3_UNENFORCED):
+                    continue  # an annotation, as the specification reads a format by default
                 if f in FORMATS:
                     fmts.append(f)
                 elif f in UNENFORCED or (self.draft == "draft-03" and f in DRAFT3_UNENFORCED):
@@ -1009,12 +1050,25 @@ class Normaliser:
             raise UnsupportedSchema(ptr, "enum", "must be an array")
         others = {k: v for k, v in flat.items() if k not in ("enum", "const") and k not in ANNOTATIONS}
         extra = flat.patterns or flat.formats or flat.negated
+        # `jsonschema` reads formats as annotations; asserted ones are checked here, by the same
+        # automata a string with that format compiles to.
+        formats = ([flat["format"]] if isinstance(flat.get("format"), str) else []) + list(flat.formats)
+        asserted = [f for f in formats if self.opts.formats == "assert" and f in FORMATS]
+        if self.opts.formats == "assert" and any(isinstance(v, str) for v in values):
+            for f in formats:
+                if f in UNENFORCED or (self.draft == "draft-03" and f in DRAFT3_UNENFORCED):
+                    self.unsupported(ptr, "format", f"format {f!r} is defined by JSON Schema but guided cannot "
+                                                    f"enforce it exactly (supported: {', '.join(sorted(FORMATS))})")
         keep = distinct_json(values)
         if others or extra:
             # Checked against the other keywords only: each value is one of the enum's, and
             # leaving the enum out keeps a 10,000-value enum linear rather than quadratic.
             valid = self.validator(plain_schema(flat.without("enum", "const")), flat.resolver)
             keep = [v for v in keep if valid(v)]
+        if asserted:
+            keep = [v for v in keep if not isinstance(v, str) or all(
+                self.terminals.bare(("string", ((), 0, None, (f,), ()))).fullmatch(
+                    json.dumps(v, ensure_ascii=False).encode()) for f in asserted)]
         return keep
 
 
@@ -1043,6 +1097,9 @@ def plain_schema(flat: Flat) -> dict:
     """A flat schema back as a plain JSON Schema (for the jsonschema validator)."""
     out = dict(flat.keywords)
     all_of: list[dict] = [sk.plain() for sk in out.pop(SOME, ())]
+    # in every draft's words (draft 7 has no dependentRequired, 2020-12 no list dependencies)
+    all_of.extend({"anyOf": [{"not": {"required": [name]}}, {"required": list(needed)}]}
+                  for name, needed in out.pop(DEPENDS, ()))
     if CONTAINS_FROM in out:
         all_of.append(out.pop(CONTAINS_FROM)[1])
         out.pop("contains", None)

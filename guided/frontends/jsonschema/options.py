@@ -27,6 +27,8 @@ class Options:
         self.max_string_length = spec.max_string_length
         self.max_nesting = spec.max_nesting
         self.unknown_formats = spec.unknown_formats
+        self.formats = spec.formats
+        self.any_order = spec.property_order == "any"
         self.deadline = time.monotonic() + spec.max_seconds
         # Drafts 6 and later: an integer may be written with a zero fraction (1.0); 3 and 4: not.
         self.int_fraction = True

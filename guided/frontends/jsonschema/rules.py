@@ -21,12 +21,13 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from guided.errors import GuidedError, RegexError
+from guided.errors import GuidedError, LimitExceeded, RegexError
 from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.normalise import (
     ANNOTATIONS,
     ANY,
     CONTAINS_FROM,
+    DEPENDS,
     SOME,
     Flat,
     NamePattern,
@@ -58,6 +59,12 @@ MAX_WITNESSES = 6  # keys one object must have (negated object keywords): 2**n f
 # counted at run time (`guided.ir.ItemCounts`, the Python engine) instead of unrolled into one
 # grammar position per item (exact masks on either engine, but compile time superlinear in the bound).
 COUNTED_ITEMS_FROM = 256  # (max_repeat's default: what compiled before keeps its grammar and engine)
+MAX_ANY_ORDER = 8  # defined properties of one object in property_order="any": 2**n states
+MAX_INLINED = 8  # alternatives of a property's value written out in the object's rules (`inlined`)
+MAX_ATOMS = 16  # pieces one group of overlapping terminals is split into (`refine_overlaps`)
+REFINE_ROUNDS = 3  # splits, each after new tables (a split key exposes the values after it)
+REFINE_GROWTH = 1.0  # rules all splits together may add, as a fraction of the grammar's own
+REFINE_UP_TO = 2_000  # rules of the largest grammar split at all (past it, tables take seconds)
 
 
 class Grammar:
@@ -133,11 +140,11 @@ class Grammar:
 class RuleEmitter:
     """Emits the grammar of one root schema, normalising each subschema as it reaches it."""
 
-    def __init__(self, root: Any, opts: Options):
+    def __init__(self, root: Any, opts: Options, resources: dict | None = None):
         self.opts = opts
         self.root = root
         self.t = Terminals(opts)
-        self.n = Normaliser(root, opts, self.t)
+        self.n = Normaliser(root, opts, self.t, resources)
         self.g = Grammar(opts)
         self.memo: dict[Any, tuple] = {}
         self.referenced: set[str] = set()
@@ -147,6 +154,7 @@ class RuleEmitter:
         self.nesting = 0  # value() calls in progress
         self.any_sym: str | None = None
         self.alternatives: dict[tuple, str] = {}
+        self.members: dict[str, list[str]] = {}  # an alternatives symbol (`one`, `any_value`): its symbols
         self.ir: CfgIR | None = None  # the result, once compiled
 
     @property
@@ -163,13 +171,12 @@ class RuleEmitter:
         # never reaches a schema.
         chain: set[int] = set()
         while isinstance(node, dict):
-            resolver = self.n.enter(node, resolver, ptr)
             if not ("$ref" in node and (self.n.old_ref or all(k in ANNOTATIONS or k == "$ref" for k in node))):
-                break
+                break  # `Normaliser.flat` enters the node's own base URI (once: an "$id" may be relative)
             if id(node) in chain:
                 raise UnsupportedSchema(ptr, "$ref", "circular reference with no schema in between")
             chain.add(id(node))
-            resolved = self.n.lookup(resolver, node["$ref"], ptr)
+            resolved = self.n.lookup(self.n.enter(node, resolver, ptr), node["$ref"], ptr)
             if len(chain) % 256 == 0:
                 self.opts.check_time(ptr)
             node, resolver, ptr = resolved.contents, resolved.resolver, f"{ptr}/$ref"
@@ -356,6 +363,9 @@ class RuleEmitter:
             g.rule(more_a, (comma, inner, more_a))
             g.rule(sym, (obj,))
             g.rule(sym, (arr,))
+            self.members[sym] = [scalars, obj, arr]
+        else:
+            self.members[sym] = [scalars]
         return sym
 
     def one(self, syms: list, ptr: str) -> str | None:
@@ -370,9 +380,28 @@ class RuleEmitter:
         nt = self.alternatives.get(key)
         if nt is None:
             nt = self.alternatives[key] = self.g.nt("alt")
+            self.members[nt] = list(syms)
             for s in syms:
                 self.g.rule(nt, (s,), ptr)
         return nt
+
+    def inlined(self, sym: str) -> list[str]:
+        """The symbols an alternatives symbol stands for, nested ones flattened (at most
+        `MAX_INLINED`; else ``[sym]``).  A property's value written as each of them in the object's
+        rules: a terminal among them is then shifted where it is read, with no reduction to the
+        alternatives symbol first, so that two objects of a union reading the same terminal there
+        go on side by side instead of meeting in a conflict that keeps one."""
+        out: list[str] = []
+        todo = [sym]
+        while todo:
+            s = todo.pop(0)
+            if s in self.members:
+                todo[:0] = self.members[s]
+            elif s not in out:
+                out.append(s)
+            if len(out) + len(todo) > MAX_INLINED:
+                return [sym]
+        return out
 
     def object_value(self, flat: Flat) -> str | None:
         g, ptr, res = self.g, flat.pointer, flat.resolver
@@ -388,8 +417,9 @@ class RuleEmitter:
         if additional is None:
             additional = False if self.opts.closed else True
         names = list(props_schema)
-        for r in required:
-            if r not in props_schema:
+        depends = flat.get(DEPENDS, ())
+        for r in required + [n for name, needed in depends for n in (name, *needed)]:
+            if r not in names:
                 names.append(r)
         pnames = flat.get("propertyNames")
         min_p = int(flat.get("minProperties", 0))
@@ -443,11 +473,11 @@ class RuleEmitter:
                 parts.append(False)
             sub_ptr = f"{ptr}/properties/{_esc(name)}"
             inside = [j for j, wit in enumerate(witnesses) if wit.contains(name)]
-            values = []
+            values: list[tuple[str, int]] = []
             for extra, flags in choices(inside):
                 sym = self.parts_symbol(parts + extra, res, sub_ptr)
                 if sym is not None:
-                    values.append((sym, flags))
+                    values.extend((s, flags) for s in self.inlined(sym))
             is_req = name in required
             if not values:
                 if is_req:
@@ -530,7 +560,7 @@ class RuleEmitter:
                     else:
                         sym = self.parts_symbol(parts + extra, res, kptr)
                     if sym is not None:
-                        extra_syms.append((key, sym, flags))
+                        extra_syms.extend((key, s, flags) for s in self.inlined(sym))
         n = len(defined)
         cap = max(1, min_p, max_p or 0)
         if cap > self.opts.max_repeat:
@@ -549,6 +579,8 @@ class RuleEmitter:
             return names_nt[key]
 
         close, comma = g.term(("lit", b"}")), g.term(("lit", b","))
+        if self.opts.any_order:
+            return self.any_order_object(defined, extra_syms, min_p, max_p, cap, full, depends, ptr)
         todo = [(0, 0, 0)]
         seen = set()
         while todo:
@@ -578,6 +610,60 @@ class RuleEmitter:
                         todo.append((n, nxt_c, w | flags))
         obj = g.nt("object")
         g.rule(obj, (g.term(("lit", b"{")), O(0, 0, 0)), ptr)
+        return obj
+
+    def any_order_object(self, defined: list, extra_syms: list, min_p: int, max_p: int | None, cap: int,
+                         full: int, depends: tuple, ptr: str) -> str:
+        """An object whose defined properties come in any order (``property_order="any"``).
+
+        One nonterminal per (defined properties written so far, properties counted, witness
+        flags): each defined key can be written once, in any order, with additional keys before,
+        between and after them; the object closes once every required one is written.  Exact,
+        and 2**n states for n defined properties, hence the bound `MAX_ANY_ORDER`.  ``depends``
+        (`normalise.DEPENDS`) is checked where the object closes: each key written has the keys it
+        needs (a key that cannot be written at all has no bit, and nothing needing it closes).
+        """
+        g, n = self.g, len(defined)
+        if n > MAX_ANY_ORDER:
+            raise SchemaTooLarge(ptr, f"property_order='any' tracks which of an object's properties are written "
+                                      f"(2**n states): {n} properties here, above {MAX_ANY_ORDER} "
+                                      f"(property_order='declared' fixes their order instead)")
+        required = sum(1 << i for i, (_, is_req, _) in enumerate(defined) if is_req)
+        bit = {name: 1 << i for i, (name, _, _) in enumerate(defined)}
+        impossible = 1 << n  # a key that no value allows: never in a mask
+        needs = [(bit[name], sum(bit.get(k, impossible) for k in needed if k != name))
+                 for name, needed in depends if name in bit]
+        close, comma = g.term(("lit", b"}")), g.term(("lit", b","))
+        keys = [g.term(("key", ("strlit", name))) for name, _, _ in defined]
+        states: dict[tuple[int, int, int], str] = {}
+
+        def O(mask: int, c: int, w: int) -> str:
+            key = (mask, c, w)
+            if key not in states:
+                states[key] = g.nt("anyobj")
+                todo.append(key)
+            return states[key]
+
+        todo: list[tuple[int, int, int]] = []
+        start = O(0, 0, 0)
+        while todo:
+            mask, c, w = todo.pop()
+            lhs = states[(mask, c, w)]
+            if mask & required == required and c >= min_p and w == full and \
+                    all(not mask & b or mask & need == need for b, need in needs):
+                g.rule(lhs, (close,), ptr)
+            if max_p is not None and c + 1 > max_p:
+                continue
+            nxt_c = c + 1 if max_p is not None else min(c + 1, cap)
+            lead: tuple[str, ...] = () if c == 0 else (comma,)
+            for i, (_, _, values) in enumerate(defined):
+                if not mask >> i & 1:
+                    for value_sym, flags in values:
+                        g.rule(lhs, lead + (keys[i], value_sym, O(mask | 1 << i, nxt_c, w | flags)), ptr)
+            for k, sym, flags in extra_syms:
+                g.rule(lhs, lead + (g.term(("key", k)), sym, O(mask, nxt_c, w | flags)), ptr)
+        obj = g.nt("object")
+        g.rule(obj, (g.term(("lit", b"{")), start), ptr)
         return obj
 
     def parts_symbol(self, parts: list, res, ptr: str) -> str | None:
@@ -1040,6 +1126,141 @@ def _opening_states(tables: Tables, containers: tuple[str, ...]) -> frozenset[in
                      if any(dot == 1 and r < len(tables.rules) and tables.rules[r][0] in lhs for r, dot in kernel))
 
 
+def refine_overlaps(g: Grammar, terminals: Terminals, tables: Tables, budget: int) -> bool:
+    """Split terminals that overlap in one parser state into the pieces of their overlap; True if
+    the grammar changed (its tables are then stale).
+
+    The lexer reads each lexeme as one terminal (rule 3 of `guided.ir.cfg`): where two candidates
+    of a state both match it (the key ``"a":`` named by one object of a union and left to another's
+    additional properties), the tie-break keeps one and the other alternative dies, which loses
+    documents.  Each group of terminals overlapping that way becomes the disjoint pieces of their
+    Venn diagram, and a rule using a terminal is repeated once per piece inside it: the language
+    is unchanged, and the pieces two alternatives share are one terminal, which the LR parser
+    carries through both.  Groups past `MAX_ATOMS` pieces or the automaton limits, counted string
+    terminals, and splits that would add more than ``budget`` rules are left as they were (lossy
+    as before, never unsound): the tables grow with the rules, and so does the time to first mask.
+    """
+    names = g.terminal_ids()
+    index = {i: name for name, i in names.items()}
+    countless = {i for i in index if terminals.counted(g.term_keys[i]) is None}
+    parent = {i: i for i in index}
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    checked: dict[tuple[int, int], bool] = {}
+    max_states = g.opts.max_states
+    for actions in tables.actions:
+        cands = sorted(t for t in actions if t in countless)
+        for x in range(len(cands)):
+            for y in range(x + 1, len(cands)):
+                pair = (cands[x], cands[y])
+                if pair not in checked:
+                    checked[pair] = _overlap(terminals, g.term_keys[pair[0]], g.term_keys[pair[1]], max_states)
+                    if checked[pair]:
+                        parent[find(pair[0])] = find(pair[1])
+    groups: dict[int, list[int]] = {}
+    for (a, b), overlap in checked.items():
+        if overlap:
+            for i in (a, b):
+                members = groups.setdefault(find(i), [])
+                if i not in members:
+                    members.append(i)
+    split: dict[str, list[str]] = {}
+    for members in groups.values():
+        try:
+            atoms: list[tuple[Any, frozenset[int]]] = []
+            for t in sorted(members):
+                d = rest = terminals.bare(g.term_keys[t])
+                pieces = []
+                for a, m in atoms:
+                    inside = _dfa.intersect(a, d, max_states)
+                    if _dfa.is_empty(inside):
+                        pieces.append((a, m))
+                        continue
+                    pieces.append((inside, m | {t}))
+                    outside = _dfa.difference(a, d, max_states)
+                    if not _dfa.is_empty(outside):
+                        pieces.append((outside, m))
+                    rest = _dfa.difference(rest, a, max_states)
+                if not _dfa.is_empty(rest):
+                    pieces.append((rest, frozenset([t])))
+                atoms = pieces
+                if len(atoms) > MAX_ATOMS:
+                    raise LimitExceeded("too many pieces")
+        except LimitExceeded:
+            continue
+        for t in members:
+            mine = [(a, m) for a, m in atoms if t in m]
+            # A terminal inside every other it overlaps is a piece itself: it keeps its name.
+            split[index[t]] = [index[t]] if len(mine) == 1 else [g.term(("dfa", a)) for a, _ in mine]
+        for a, m in atoms:
+            whole = [t for t in m if len(split[index[t]]) == 1]
+            if whole:  # the other members use that terminal for this piece
+                for t in m:
+                    if len(split[index[t]]) > 1:
+                        own = g.term(("dfa", a))
+                        split[index[t]] = [index[whole[0]] if x == own else x for x in split[index[t]]]
+    split = {t: pieces for t, pieces in split.items() if pieces != [t]}
+    if not split:
+        return False
+    grown = sum(_product_size(rhs, split) - 1 for _, rhs in g.rules)
+    if grown > budget or len(g.rules) + grown > g.opts.max_rules:
+        return False
+    old_rules = g.rules
+    g.rules, g.rule_set = [], set()
+    renamed: dict[tuple[str, tuple[str, ...]], list[tuple[str, tuple[str, ...]]]] = {}
+    for lhs, rhs in old_rules:
+        variants: list[tuple[str, ...]] = [()]
+        for sym in rhs:
+            variants = [v + (piece,) for v in variants for piece in split.get(sym, [sym])]
+        renamed[(lhs, rhs)] = [(lhs, v) for v in variants]
+        for v in variants:
+            g.rule(lhs, v)
+    for rule_set in (g.unique_open_rules, g.unique_item_rules):
+        for rule in list(rule_set):
+            if renamed.get(rule, [rule]) != [rule]:
+                rule_set.discard(rule)
+                rule_set.update(renamed[rule])
+                for new in renamed[rule]:
+                    g.unique_pointers[new] = g.unique_pointers.get(rule, "#")
+    return True
+
+
+def _overlap(terminals: Terminals, a: Description, b: Description, max_states: int) -> bool:
+    """Whether two terminals share a lexeme (False where the automata are too large to tell)."""
+    if a[0] == b[0] == "key":  # the same colon after both: their names tell
+        a, b = a[1], b[1]
+    if a[0] == b[0] == "strlit":  # two different texts: no spelling of one spells the other
+        return a == b
+    if b[0] == "strlit":
+        a, b = b, a
+    da, db = terminals.bare(a), terminals.bare(b)
+    if a[0] == "strlit":
+        # String terminals read decoded characters, whatever their spelling: one spelling of
+        # the text tells (were one not to, the split is only left out, as where nothing overlaps).
+        return db.fullmatch(json.dumps(a[1], ensure_ascii=False).encode())
+    # Most pairs start apart (a key and a number, "{" and "["): their first bytes tell.
+    first_a = da.transitions[da.initial] != 0
+    first_b = db.transitions[db.initial] != 0
+    if not (first_a & first_b).any():
+        return False
+    try:
+        return not _dfa.disjoint(da, db, max_states)
+    except LimitExceeded:
+        return False
+
+
+def _product_size(rhs: tuple[str, ...], split: dict[str, list[str]]) -> int:
+    size = 1
+    for sym in rhs:
+        size *= len(split.get(sym, (sym,)))
+    return size
+
+
 def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any, unsupported=None) -> CfgIR:
     """The grammar's LALR(1) tables and terminal automata as the intermediate form.
 
@@ -1047,11 +1268,17 @@ def to_ir(g: Grammar, terminals: Terminals, start: str, source: Any, unsupported
     lenient mode) hears of a ``uniqueItems`` whose item wrapper collides with another alternative
     in a parser state (a conflict that could lose documents); in lenient mode that array's items
     go unchecked."""
-    terms = g.term_keys
     rules = g.productive_rules()
     if not any(lhs == start for lhs, _ in rules):
         raise UnsupportedSchema("#", "schema", "the schema accepts no JSON value at all")
     tables = lalr_tables(rules, g.terminal_ids(), start, check=g.opts.check_time)
+    limit = len(g.rules) * (1 + REFINE_GROWTH)
+    for _ in range(REFINE_ROUNDS if len(g.rules) <= REFINE_UP_TO else 0):
+        if not refine_overlaps(g, terminals, tables, int(limit - len(g.rules))):
+            break
+        rules = g.productive_rules()
+        tables = lalr_tables(rules, g.terminal_ids(), start, check=g.opts.check_time)
+    terms = g.term_keys
     terminal_list = []
     for i, key in enumerate(terms):
         counted = terminals.counted(key)
