@@ -361,3 +361,34 @@ def test_arbitrary_signed_bodies_are_refused(body, kind, compress):
     head = serialize._HEADER.pack(serialize.MAGIC, serialize.FORMAT_VERSION, kind,
                                   serialize.FLAG_ZLIB if compress else 0, len(stored), len(body))
     _refused(_resign(head + stored))
+
+
+def _blocky_dfa(rng: random.Random, n: int) -> ByteDFA:
+    """A random byte DFA whose rows are runs of equal targets (as real automata's are)."""
+    table = np.zeros((n, 256), np.int32)
+    for s in range(1, n):
+        cuts = sorted(rng.randrange(257) for _ in range(rng.randrange(6))) + [256]
+        lo = 0
+        for hi in cuts:
+            table[s, lo:hi] = rng.randrange(n) if rng.random() < 0.6 else 0
+            lo = hi
+    accepting = np.array([s > 0 and rng.random() < 0.3 for s in range(n)])
+    return ByteDFA(transitions=table, accepting=accepting, initial=1)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(st.integers(0, 10 ** 6))
+def test_concatenation_and_union_by_embedding_keep_each_part_language(seed):
+    """`dfa_ops.embed` (all rows' runs at once) under `concat_dfas`/`union_dfas`: a string is in
+    the concatenation iff it splits into parts each accepted, in the union iff one part accepts."""
+    from guided.ir import dfa_ops
+
+    rng = random.Random(seed)
+    a, b = _blocky_dfa(rng, rng.randrange(2, 7)), _blocky_dfa(rng, rng.randrange(2, 7))
+    cat, union = dfa_ops.concat_dfas([a, b]), dfa_ops.union_dfas([a, b])
+    alphabet = sorted({int(x) for x in np.flatnonzero(a.transitions.any(axis=0) | b.transitions.any(axis=0))})[:6] or [0]
+    for _ in range(60):
+        text = bytes(rng.choice(alphabet) for _ in range(rng.randrange(6)))
+        splits = any(a.fullmatch(text[:i]) and b.fullmatch(text[i:]) for i in range(len(text) + 1))
+        assert cat.fullmatch(text) == splits, (seed, text)
+        assert union.fullmatch(text) == (a.fullmatch(text) or b.fullmatch(text)), (seed, text)
