@@ -2,8 +2,8 @@
 //
 // JSON Schema's minItems/maxItems past what the front-end unrolls are counted at run time (rule
 // 12 of `guided.ir.cfg`, `guided.ir.ItemCounts`): beside each CFG configuration a counts
-// configuration keeps the open arrays (frames: the height of the stack entry that opened each,
-// its count so far and its bounds) as a persistent list, so copy and rollback stay O(1).
+// configuration keeps the open arrays (frames: the stack entry that opened each, its count so
+// far and its bounds) as a persistent list, so copy and rollback stay O(1).
 //
 // A mask starts from the CFG mask (cached, shared with every configuration on the same stack and
 // lexer state) and walks again, byte by byte with the counts, only the tokens that may reach a
@@ -26,7 +26,7 @@ namespace guided_native {
 
 // An open frame; `parent` is the enclosing one (null: none).
 struct Frame {
-  int32_t height;  // of the stack entry holding it: it closes when that entry is popped
+  const StackNode* entry;  // the stack entry holding it: it closes when that entry is popped
   int64_t count, min, max;  // max -1: no maximum
   std::shared_ptr<const Frame> parent;
 };
@@ -120,19 +120,19 @@ class CountsGrammar {
     if (result == nullptr) return false;
     if (frames) {
       // The reductions before the shift (as many as the parser's feed took, so they end): each
-      // pops the frames its entries held, and an item rule counts one in the innermost.
+      // closes the frames its popped entries held (inner frames sit on higher entries), and an
+      // item rule counts one in the innermost.
       const ParseTables& t = p.tables();
       const StackNode* node = stack;
       int32_t action;
       while (frames && t.action(node->state, terminal, action) && action < 0) {
         const int32_t rule = -action - 1;
-        const StackNode* below = node;
-        for (int32_t k = 0; k < t.rules[rule].second; ++k) below = below->parent;
-        const int32_t keep = below->height + 1;  // the new entry's height
-        while (frames && frames->height >= keep) frames = frames->parent;
+        const StackNode* popped = node;
+        for (int32_t k = 0; k < t.rules[rule].second; ++k, popped = popped->parent)
+          while (frames && frames->entry == popped) frames = frames->parent;
         if (frames && item_rule_[rule])
           frames = std::make_shared<const Frame>(
-              Frame{frames->height, frames->count + 1, frames->min, frames->max, frames->parent});
+              Frame{frames->entry, frames->count + 1, frames->min, frames->max, frames->parent});
         node = p.reduce(node, action);
       }
       if (frames) {
@@ -143,7 +143,7 @@ class CountsGrammar {
     }
     if (kind_[result->state] == kOpen)
       frames = std::make_shared<const Frame>(
-          Frame{result->height, 0, min_[result->state], max_[result->state], std::move(frames)});
+          Frame{result, 0, min_[result->state], max_[result->state], std::move(frames)});
     stack = result;
     return true;
   }
@@ -296,7 +296,7 @@ class CountsGrammar {
       } else if (n + reach_ < f->min && !near_max) {
         n = -2;  // every close check fails, every separator check passes
       }
-      put(&f->height, sizeof(int32_t));
+      put(&f->entry->uid, sizeof(uint64_t));  // (given the stack, as telling as the Python engine's height)
       put(&n, sizeof(int64_t));
       put(&f->min, sizeof(int64_t));
       put(&f->max, sizeof(int64_t));

@@ -18,7 +18,6 @@ struct StackNode {
   int32_t state;
   int32_t depth;  // nodes of the nesting states in the stack
   const StackNode* parent;
-  int32_t height;  // nodes in the stack (the root: 1); item counts' frames are held by height
   uint64_t uid;
 };
 
@@ -111,8 +110,7 @@ class Parser {
     std::lock_guard<std::mutex> lock(intern_mu_);
     auto it = interned_.find(key);
     if (it != interned_.end()) return it->second;
-    arena_.push_back(StackNode{state, (parent ? parent->depth : 0) + (t_.nesting[state] ? 1 : 0), parent,
-                               (parent ? parent->height : 0) + 1, next_uid_++});
+    arena_.push_back(StackNode{state, (parent ? parent->depth : 0) + (t_.nesting[state] ? 1 : 0), parent, next_uid_++});
     const StackNode* n = &arena_.back();
     interned_.emplace(key, n);
     return n;
@@ -165,7 +163,7 @@ class Parser {
     return ok;
   }
 
- // The stack after reducing `n` by `action` (a reduce action, -rule-1).
+  // The stack after reducing `n` by `action` (a reduce action: rule -action-1).
   const StackNode* reduce(const StackNode* n, int32_t action) {
     const auto& [lhs, length] = t_.rules[static_cast<size_t>(-static_cast<int64_t>(action) - 1)];
     for (int32_t k = 0; k < length; ++k) {
