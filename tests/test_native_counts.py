@@ -266,3 +266,27 @@ def test_threshold_unchanged_for_plain_grammars(smollm2_vocab):
         mp.setattr(_rules, "COUNTED_ITEMS_FROM", 10 ** 9)
         ir = guided.JsonSchema(_ints(2, 4)).to_ir()
     assert isinstance(engine_for(ir, smollm2_vocab, engine="native"), native.NativeCfgGrammar)
+
+
+def test_fill_bitmasks_in_native_threads(smollm2_vocab):
+    """A batch of counts matchers at different counts, filled in native threads, row for row
+    equal to each matcher's own mask (and the Python engine's)."""
+    ir = _ir(_ints(2, 300))
+    ng, pg = _pair(ir, smollm2_vocab)
+    tid = {bs: i for i, bs in enumerate(smollm2_vocab.token_bytes)}
+    matchers, twins = [], []
+    for n in (0, 1, 2, 150, 299, 300):
+        a, b = ng.matcher(), pg.matcher()
+        pieces = [b"["] + [b"1", b","] * n
+        for piece in pieces[:-1] if n else pieces:  # n items, the last without its ","
+            a.advance(tid[piece])
+            b.advance(tid[piece])
+        matchers.append(a)
+        twins.append(b)
+    bitmask = np.zeros((len(matchers), (smollm2_vocab.size + 31) // 32), np.int32)
+    native.fill_bitmasks(matchers, bitmask, threads=3)
+    for row, (a, b) in enumerate(zip(matchers, twins)):
+        assert np.array_equal(bitmask[row], a.words())
+        assert np.array_equal(a.mask(), b.mask()), row
+    assert not matchers[0].mask()[tid[b"]"]] and matchers[2].mask()[tid[b"]"]]
+    assert matchers[-2].mask()[tid[b","]] and not matchers[-1].mask()[tid[b","]]
