@@ -56,7 +56,6 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
   }
 
   const TokenTrie& trie() const { return *trie_; }
-  std::shared_ptr<const TokenTrie> trie_ptr() const { return trie_; }
   bool is_ignored(int32_t terminal) const { return ignored_[terminal] != 0; }
   bool counting() const { return counting_; }
   Parser& parser() { return parser_; }
