@@ -123,9 +123,9 @@ def resolve_engine(engine: str | None = None) -> str:
 
 def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine: str | None = None) -> CompiledGrammar:
     """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
-    `CfgIR`, the XML engine for one with matched names, the unique-items engine and the item-counts
-    engine (Python only: the native core has neither yet, so ``engine="native"`` gets them too) for
-    one with unique items or item counts;
+    `CfgIR`, the XML engine for one with matched names, the unique-items engine (Python only: the
+    native core has none yet, so ``engine="native"`` gets it too) for one with unique items, the
+    item-counts engine for one with item counts;
     ``engine`` as in `compile` (a `CfgIR` that parses by Earley always gets the Python engine)."""
     engine = resolve_engine(engine)
     if isinstance(ir, ByteDFA):
@@ -136,7 +136,9 @@ def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine:
         # The native core has no unique-items engine yet: the Python one, whatever was asked.
         return UniqueGrammar(ir, vocab)
     if ir.item_counts is not None:
-        # Nor item counts (minItems/maxItems counted at run time): the Python engine, whatever was asked.
+        # Item counts (minItems/maxItems counted at run time, rule 12): native over LALR(1) tables.
+        if engine == "native" and not ir.earley and ir.matched_names is None:
+            return native.NativeCountsGrammar(ir, vocab)
         return CountsGrammar(ir, vocab)
     if ir.matched_names is not None:
         # Counted terminals (`guided.ir.Count`) are native in CFG grammars, not yet beside matched

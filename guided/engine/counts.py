@@ -21,9 +21,8 @@ the CFG's, which ignore the counts: its language is a superset, so its lower bou
 bounds and its forced bytes stay forced.  Its completion closes every array as soon as it may,
 which the counts refuse while an array is below its minimum: the completion is walked with the
 counts, and where they refuse it `closing_distance` answers `UNREACHABLE` (no completion known)
-rather than a wrong one.  The native core has no
-item counts yet: `guided.compiler` compiles such an IR with this engine whatever engine is
-asked for.
+rather than a wrong one.  The native core's twin (`guided.engine.native.NativeCountsGrammar`)
+is held to this engine mask for mask.
 
 >>> import guided
 >>> vocab = guided.Vocabulary.from_token_bytes([b"[", b"]", b"1", b",", b"<eos>"], eos_token_ids=[4])

@@ -40,6 +40,7 @@ from guided.vocab import Vocabulary
 if TYPE_CHECKING:
     from guided.engine.automaton import AutomatonGrammar
     from guided.engine.cfg import CfgGrammar
+    from guided.engine.counts import CountsGrammar
     from guided.engine.xml import XmlGrammar
 
 FINISHED = -1  # `guided.engine.automaton.FINISHED`: the regex state after EOS
@@ -76,7 +77,7 @@ if _native is not None:
         lend_kernels(trim=_native.dfa_trim, product=_native.dfa_product,
                      determinize=getattr(_native, "nfa_determinize", None), minimize=getattr(_native, "dfa_minimize", None))
 
-__all__ = ["NativeCfgGrammar", "NativeMatcher", "NativeRegexGrammar", "NativeXmlGrammar", "available", "fill_bitmasks",
+__all__ = ["NativeCfgGrammar", "NativeCountsGrammar", "NativeMatcher", "NativeRegexGrammar", "NativeXmlGrammar", "available", "fill_bitmasks",
            "lower_cfg"]
 
 
@@ -219,6 +220,21 @@ class NativeRegexGrammar:
         return NativeMatcher(self, self._native.matcher())
 
 
+def _core_cfg(ir: CfgIR, vocab: Vocabulary, max_lexer_states: int):
+    """The core's `CfgGrammar` of ``ir``'s tables (its item counts, if any, left to the caller)."""
+    if any(t.count is not None for t in ir.terminals):
+        # Counted terminals (`guided.ir.Count`): the core reads their capped expansions and the
+        # tables that put a configuration back on its exact count (`guided.engine.cfg.counting`).
+        from guided.engine.cfg.counting import Counting
+
+        counting = Counting(ir, vocab)
+        args = lower_cfg(counting.ir)
+        args["counted"] = counting.native_tables()
+    else:
+        args = lower_cfg(ir)
+    return _require().cfg_grammar(native_trie(vocab), native_shared(vocab), max_lexer_states=max_lexer_states, **args)
+
+
 class NativeCfgGrammar:
     """A `CfgIR` compiled against a vocabulary by the native core."""
 
@@ -227,22 +243,11 @@ class NativeCfgGrammar:
     def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
         if ir.item_counts is not None:
             # Its tables alone accept arrays of any length: refuse rather than mask a superset.
-            raise SpecError("the native core has no item counts (guided.ir.ItemCounts) yet: compile this IR "
-                            "through guided.compile, which gives it the Python engine")
+            raise SpecError("this IR has item counts (guided.ir.ItemCounts): compile it with NativeCountsGrammar "
+                            "(guided.compile does so by itself)")
         self.ir = ir
         self.vocab = vocab
-        if any(t.count is not None for t in ir.terminals):
-            # Counted terminals (`guided.ir.Count`): the core reads their capped expansions and the
-            # tables that put a configuration back on its exact count (`guided.engine.cfg.counting`).
-            from guided.engine.cfg.counting import Counting
-
-            counting = Counting(ir, vocab)
-            args = lower_cfg(counting.ir)
-            args["counted"] = counting.native_tables()
-        else:
-            args = lower_cfg(ir)
-        self._native = _require().cfg_grammar(native_trie(vocab), native_shared(vocab),
-                                             max_lexer_states=max_lexer_states, **args)
+        self._native = _core_cfg(ir, vocab, max_lexer_states)
         self._reference: CfgGrammar | None = None
 
     def __repr__(self) -> str:
@@ -263,6 +268,46 @@ class NativeCfgGrammar:
             from guided.engine.cfg import CfgGrammar
 
             self._reference = CfgGrammar(self.ir, self.vocab)
+            _lend_walk(self.vocab)
+        return self._reference
+
+
+class NativeCountsGrammar:
+    """A `CfgIR` with item counts (`guided.ir.ItemCounts`, rule 12) compiled by the native core."""
+
+    engine = "native"
+
+    def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
+        counts = ir.item_counts
+        if counts is None:
+            raise SpecError(f"NativeCountsGrammar needs a CfgIR with item_counts ({ir.source[:80]!r} has none)")
+        try:  # the core checks every index; here only that the rows are numbers
+            bounds = [(int(q), int(lo), -1 if hi is None else int(hi)) for q, lo, hi in counts.bounds]
+            sets = [sorted(int(x) for x in s) for s in (counts.item_rules, counts.separator_states,
+                                                         counts.close_states)]
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"malformed IR: item_counts is not rows of integers ({e})") from None
+        if any(not -(2 ** 31) <= x < 2 ** 62 for row in bounds for x in row) or \
+                any(not -(2 ** 31) <= x < 2 ** 31 for s in sets for x in s):
+            raise SpecError("malformed IR: item_counts has a state, rule or bound out of range")
+        self.ir = ir
+        self.vocab = vocab
+        cfg = _core_cfg(ir, vocab, max_lexer_states)
+        self._native = _require().counts_grammar(cfg, bounds, *sets)
+        self._reference: CountsGrammar | None = None
+
+    def __repr__(self) -> str:
+        return f"NativeCountsGrammar({self.ir.source!r}, lr_states={self.ir.num_states}, vocab={self.vocab.size})"
+
+    def matcher(self) -> "NativeMatcher":
+        return NativeMatcher(self, self._native.matcher())
+
+    def reference(self):
+        """The Python engine on the same IR (for what the core does not compute yet: budget masks)."""
+        if self._reference is None:
+            from guided.engine.counts import CountsGrammar
+
+            self._reference = CountsGrammar(self.ir, self.vocab)
             _lend_walk(self.vocab)
         return self._reference
 
@@ -384,6 +429,15 @@ class NativeMatcher:
         # Python mask is ever computed here.
         config = self._twin_matcher()._history[0]
         plain = unpack(self._m.words(), g.vocab.size) if config is not None and remaining >= 1 else None
+        if isinstance(g, NativeCountsGrammar):
+            from guided.engine.cfg.matcher import budget_allowed
+
+            ref = g.reference()  # the CFG's bounds, with the counts' own end of sequence (as CountsMatcher)
+            allowed = budget_allowed(ref.cfg, None if config is None else (config.stack, config.lex), plain,
+                                     remaining)
+            if config is not None:
+                allowed[ref.cfg.table.eos_ids] = ref.accepts_end(config)
+            return allowed
         if isinstance(g, NativeXmlGrammar):
             from guided.engine.xml import budget_allowed as xml_budget_allowed
 

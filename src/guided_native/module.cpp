@@ -18,6 +18,7 @@
 
 #include "batch.h"
 #include "cfg_engine.h"
+#include "counts_engine.h"
 #include "dfa_build.h"
 #include "dfa_ops.h"
 #include "regex_engine.h"
@@ -293,6 +294,29 @@ NB_MODULE(_native, m) {
       nb::arg("goto_symbols"), nb::arg("goto_values"), nb::arg("rule_lhs"), nb::arg("rule_len"),
       nb::arg("n_nonterminals"), nb::arg("start_state"), nb::arg("end_state"), nb::arg("nesting_states"),
       nb::arg("max_nesting"), nb::arg("max_lexer_states"), nb::arg("counted") = CountedArgs{});
+
+  nb::class_<CountsMatcher, Matcher>(m, "CountsMatcher");
+  nb::class_<CountsGrammar>(m, "CountsGrammar").def("matcher", [](std::shared_ptr<CountsGrammar> g) {
+    std::unique_ptr<CountsMatcher> out;
+    {
+      nb::gil_scoped_release release;
+      out = std::make_unique<CountsMatcher>(std::move(g));
+    }
+    return out;
+  });
+  m.def(
+      "counts_grammar",
+      [](std::shared_ptr<CfgGrammar> cfg, const std::vector<std::tuple<int32_t, int64_t, int64_t>>& bounds,
+         const std::vector<int32_t>& item_rules, const std::vector<int32_t>& separator_states,
+         const std::vector<int32_t>& close_states) {
+        if (!cfg) throw nb::type_error("expected a CfgGrammar");
+        std::vector<ItemBounds> rows;
+        for (const auto& [state, min, max] : bounds) rows.push_back(ItemBounds{state, min, max});
+        nb::gil_scoped_release release;
+        return std::make_shared<CountsGrammar>(std::move(cfg), rows, item_rules, separator_states, close_states);
+      },
+      nb::arg("cfg"), nb::arg("bounds"), nb::arg("item_rules"), nb::arg("separator_states"), nb::arg("close_states"),
+      "Item counts (guided.ir.ItemCounts) over a CfgGrammar: bounds are (open state, min, max or -1) rows.");
 
   nb::class_<XmlRisk>(m, "XmlRisk");
   m.def(

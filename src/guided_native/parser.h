@@ -163,7 +163,7 @@ class Parser {
     return ok;
   }
 
- private:
+  // The stack after reducing `n` by `action` (a reduce action: rule -action-1).
   const StackNode* reduce(const StackNode* n, int32_t action) {
     const auto& [lhs, length] = t_.rules[static_cast<size_t>(-static_cast<int64_t>(action) - 1)];
     for (int32_t k = 0; k < length; ++k) {
@@ -176,6 +176,7 @@ class Parser {
     return node(target, n);
   }
 
+ private:
   ParseTables t_;
   mutable std::mutex intern_mu_;
   std::unordered_map<uint64_t, const StackNode*> interned_;

@@ -1,7 +1,7 @@
 """Fuzz target for the native core (atheris over the Python API): random vocabularies, random and
-often malformed IR (byte DFAs, LALR tables, XML's matched names), random token sequences, rollbacks, copies and bitmask
-buffers; the compile path's automaton kernels (trim, products, subset construction, minimisation) on random and
-malformed automata.  Every outcome must be a mask or a clean Python exception (a `guided.GuidedError`,
+often malformed IR (byte DFAs, LALR tables, XML's matched names, item counts), random token sequences, rollbacks, copies
+and bitmask buffers; the compile path's automaton kernels (trim, products, subset construction, minimisation) on random
+and malformed automata.  Every outcome must be a mask or a clean Python exception (a `guided.GuidedError`,
 ``ValueError``, ``IndexError`` or ``TypeError``): never a crash, a hang or a sanitizer report.
 
     make fuzz-native                      # ASan+UBSan build, 60 s
@@ -47,6 +47,10 @@ class Source:
     def chance(self, percent: int) -> bool:
         return self.int(0, 99) < percent
 
+    def choice_max(self, lo: int) -> int:
+        """A maximum of at least ``lo``, or -1 (none)."""
+        return -1 if self.chance(30) else lo + self.int(0, 3)
+
 
 def random_dfa(src: Source, alphabet: bytes, sound: bool = True):
     n = src.int(1, 6)
@@ -78,6 +82,25 @@ def random_tables(src: Source, n_terms: int, sound: bool):
     if not sound and src.chance(30):
         actions[src.int(0, n_states - 1)][src.int(-2, n_terms + 3)] = src.int(-len(rules) - 3, n_states + 3)
     return actions, gotos, rules, n_nt, n_states
+
+
+def random_counts(src: Source, n_states: int, n_rules: int, sound: bool):
+    """`counts_grammar`'s arguments: each state open (random bounds), separator, close or plain."""
+    bounds, separators, closes = [], [], []
+    for s in range(n_states):
+        kind = src.int(0, 3)
+        if kind == 0:
+            lo = src.int(0, 3)
+            bounds.append((s, lo, src.choice_max(lo) if sound else src.int(-3, 2 ** 62)))
+        elif kind == 1:
+            separators.append(s)
+        elif kind == 2:
+            closes.append(s)
+    rules = [r for r in range(n_rules) if src.chance(50)]
+    if not sound and src.chance(50):
+        [bounds, separators, closes, rules][src.int(0, 3)].append(
+            (src.int(-2, n_states + 2), src.int(-2, 3), src.int(-2, 3)) if src.chance(25) else src.int(-2, n_states + 2))
+    return bounds, rules, separators, closes
 
 
 def csr(rows):
@@ -191,6 +214,8 @@ def one_input(src: Source) -> None:
                 risk = core.xml_risk(trie, name_bytes)
                 lo, hi = (0, n_terms - 1) if sound else (-1, n_terms)
                 grammar = core.xml_grammar(grammar, risk, *(src.int(lo, hi) for _ in range(5)), src.chance(70))
+            elif src.chance(40):  # item counts over it (rule 12), on random states and rules
+                grammar = core.counts_grammar(grammar, *random_counts(src, n_states, len(rules), sound))
     except EXPECTED:
         return
     try:
@@ -201,7 +226,7 @@ def one_input(src: Source) -> None:
 
 
 def main() -> None:
-    global one_input, exercise, random_dfa, random_tables, random_nfa, automaton_kernels
+    global one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, automaton_kernels
     if "--replay" in sys.argv:
         n = int(sys.argv[sys.argv.index("--replay") + 1])
         for seed in range(n):
@@ -212,7 +237,8 @@ def main() -> None:
 
     # Coverage of this harness's branches (which inputs were refused where) guides the fuzzer;
     # the core itself is compiled by gcc without coverage hooks, with the sanitizers.
-    for fn in (one_input, exercise, random_dfa, random_tables, random_nfa, automaton_kernels, Source.int, Source.chance):
+    for fn in (one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, automaton_kernels, Source.int,
+               Source.chance):
         atheris.instrument_func(fn)
     atheris.Setup(sys.argv, lambda data: one_input(Source(data)))
     atheris.Fuzz()
