@@ -45,6 +45,7 @@ import re
 import sys
 import time
 import traceback
+import warnings
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -120,6 +121,9 @@ class GuidedEngine:
         return f"{guided.__version__} ({resolve_engine(self.engine)})"
 
     def compile(self, schema):
+        # Unknown formats are annotations (compiled as plain strings); their warning would print
+        # once per such case here.
+        warnings.simplefilter("ignore", self.guided.UnknownFormatWarning)
         if self.engine is None:
             return self.guided.compile(self.guided.JsonSchema(schema), self.vocab, cache=False)
         return self.guided.compile(self.guided.JsonSchema(schema), self.vocab, cache=False, engine=self.engine)
