@@ -34,6 +34,7 @@ building, determinising and minimising share the one deadline).
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 import time
@@ -52,6 +53,7 @@ from guided.ir.dfa import (
     complement_codepoints,
     determinize,
 )
+from guided.frontends.regex_assertions import Assertion, determinize_guarded, lookahead, lookbehind
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,17 @@ def check_limits(spec, **kinds: type) -> None:
                              f"{'number' if kind is float else 'integer'}, got {value!r}")
 
 
-def regex_to_dfa(spec: Regex | str) -> ByteDFA:
-    """Compile a regex to a trimmed byte-level DFA, or raise `RegexError` / `LimitExceeded`."""
+def regex_to_dfa(spec: Regex | str, *, assertions: bool = True) -> ByteDFA:
+    """Compile a regex to a trimmed byte-level DFA, or raise `RegexError` / `LimitExceeded`.
+
+    ``assertions=False`` refuses lookarounds, word boundaries and anchors inside the pattern (a
+    grammar terminal's would look at the text around it).
+    """
     if isinstance(spec, str):
         spec = Regex(spec)
     limits = Limits(spec.max_states, spec.max_seconds, time.monotonic() + spec.max_seconds)
-    nfa = regex_to_nfa(spec.pattern, limits, spec.max_nesting)
-    dfa = determinize(nfa, limits, what=f"regex {shown(spec.pattern)}")
+    builder = _build(spec.pattern, limits, spec.max_nesting, assertions)
+    dfa = builder.finish(f"regex {shown(spec.pattern)}")
     if dfa.initial == 0:
         raise RegexError("the regex matches no string at all", spec.pattern)
     return dfa
@@ -130,16 +136,32 @@ def literal_to_dfa(text: str, ignore_case: bool = False) -> ByteDFA:
 
 
 def regex_to_nfa(pattern: str, limits: Limits | None = None, max_nesting: int = 40) -> ByteNFA:
-    """Parse ``pattern`` and build its byte-level NFA (no determinisation), within ``limits``."""
+    """Parse ``pattern`` and build its byte-level NFA within ``limits`` (determinised first only
+    where it has zero-width assertions, which a plain NFA cannot carry)."""
     limits = limits or Limits()
-    body = _check_and_normalise(pattern, max_nesting)
+    builder = _build(pattern, limits, max_nesting)
+    if not builder.guards:
+        return builder.nfa
+    from guided.ir.dfa_ops import embed
+
+    nfa = ByteNFA()
+    end = nfa.add_state()
+    embed(nfa, builder.finish(f"regex {shown(pattern)}"), nfa.start, end)
+    nfa.accepting.add(end)
+    return nfa
+
+
+def _build(pattern: str, limits: Limits, max_nesting: int, assertions: bool = True) -> "_Builder":
+    """The builder holding ``pattern``'s NFA (its accepting state added) and its guarded moves."""
+    body = _check_and_normalise(pattern, max_nesting, assertions=assertions)
     _check_python_syntax(pattern)
     tree = parse_tree(body, pattern, limits, max_nesting)
     nfa = ByteNFA()
     end = nfa.add_state()
-    _Builder(nfa, pattern, limits).build(tree, nfa.start, end, _ip.REFlags(0))
+    builder = _Builder(nfa, pattern, limits)
+    builder.build(tree, nfa.start, end, _ip.REFlags(0))
     nfa.accepting.add(end)
-    return nfa
+    return builder
 
 
 def parse_tree(body: str, pattern: str, limits: Limits | None = None, max_nesting: int = 40):
@@ -210,6 +232,8 @@ def _check_size(tree, pattern: str, limits: Limits, max_nesting: int) -> None:
             size = sum(p[0] for p in parts) + len(parts)
             shortest = sum(p[1] for p in parts)
             longest = None if any(p[2] is None for p in parts) else sum(p[2] for p in parts)
+        elif isinstance(node, _ip._NonCapturing) or (isinstance(node, _ip._CharGroup) and node.chars & _MARKS):
+            size, shortest, longest = 1, 0, 0  # zero-width (a lookaround's body is built on its own)
         elif isinstance(node, _ip._Repeated):
             (b_size, b_short, b_long), lo, hi = parts[0], node.min, node.max
             size = b_size * (max(lo, hi if hi is not None else lo) + 1) + 2
@@ -281,6 +305,149 @@ class _Builder:
         self.limits = limits
         self.calls = 0
         self._ranges: dict[tuple, list[tuple[int, int]]] = {}
+        # Zero-width assertions: state -> [(assertion, target)], opened by the guarded construction.
+        self.guards: dict[int, list[tuple[Assertion, int]]] = {}
+        self._assertions: dict[object, Assertion] = {}  # shared with forks: one per node / placeholder
+        self._universe: list[ByteDFA] = []
+
+    # --- how characters are spelt (the JSON Schema builder spells them its own way) -----------
+
+    def char_set(self, nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, int]]) -> None:
+        """One character of ``ranges`` (sorted code point ranges), from ``start`` to ``end``."""
+        nfa.add_codepoints(start, ranges, end)
+
+    def any_char(self, nfa: ByteNFA, start: int, end: int) -> None:
+        """Any one character (the text around a match: never narrowed)."""
+        nfa.add_codepoints(start, [(0, MAX_UNICODE)], end)
+
+    # --- zero-width assertions -------------------------------------------------------------------
+
+    def finish(self, what: str) -> ByteDFA:
+        """The trimmed, minimised DFA of the NFA built so far (its accepting states set)."""
+        if self.guards:
+            return determinize_guarded(self.nfa, self.guards, self.limits, what)
+        return determinize(self.nfa, self.limits, what=what)
+
+    def _fork(self) -> "_Builder":
+        """A builder like this one over a fresh NFA (for a lookaround's body)."""
+        sub = copy.copy(self)
+        sub.nfa = ByteNFA()
+        sub.guards = {}
+        return sub
+
+    def _loop(self, nfa: ByteNFA, start: int, end: int) -> None:
+        """Any text, from ``start`` to ``end``."""
+        loop, back = nfa.add_state(), nfa.add_state()
+        nfa.add_epsilon(start, loop)
+        self.any_char(nfa, loop, back)
+        nfa.add_epsilon(back, loop)
+        nfa.add_epsilon(loop, end)
+
+    def _language(self, *pieces) -> ByteDFA:
+        """The DFA of the concatenated ``pieces``: "any" (any text), "char" (any one character),
+        "" (the empty text) or a list of code point ranges (one character of them)."""
+        nfa = ByteNFA()
+        state = nfa.start
+        for piece in pieces:
+            nxt = nfa.add_state()
+            if piece == "any":
+                self._loop(nfa, state, nxt)
+            elif piece == "char":
+                self.any_char(nfa, state, nxt)
+            elif piece == "":
+                nfa.add_epsilon(state, nxt)
+            else:
+                self.char_set(nfa, state, nxt, piece)
+            state = nxt
+        nfa.accepting.add(state)
+        return determinize(nfa, self.limits, what=f"regex {shown(self.pattern)}")
+
+    def universe(self) -> ByteDFA:
+        """Every text, as spelt."""
+        if not self._universe:
+            self._universe.append(self._language("any"))
+        return self._universe[0]
+
+    def _assertion(self, key: str) -> Assertion:
+        """The assertions placeholders are made of, built once per builder family."""
+        found = self._assertions.get(key)
+        if found is None:
+            words = list(escape_ranges("w", self.dialect))
+            newline = [(10, 10)]
+            found = {
+                "word before": lambda: lookbehind(self._language("any", words), True),
+                "no word before": lambda: lookbehind(self._language("any", words), False),
+                "word after": lambda: lookahead(self._language(words, "any"), True, self.universe()),
+                "no word after": lambda: lookahead(self._language(words, "any"), False, self.universe()),
+                "text before": lambda: lookbehind(self._language("any", "char"), True),
+                "no text before": lambda: lookbehind(self._language("any", "char"), False),
+                "text after": lambda: lookahead(self._language("char", "any"), True, self.universe()),
+                "no text after": lambda: lookahead(self._language("char", "any"), False, self.universe()),
+                # Python's $: at the end, or before a newline that ends the text.
+                "end or final newline": lambda: lookahead(self._union([""], [newline]), True, self.universe()),
+                "line start": lambda: lookbehind(self._union([""], ["any", newline]), True),
+                "line end": lambda: lookahead(self._union([""], [newline, "any"]), True, self.universe()),
+            }[key]()
+            self._assertions[key] = found
+        return found
+
+    def _union(self, *alternatives) -> ByteDFA:
+        from guided.ir.dfa_ops import union_dfas
+
+        return union_dfas([self._language(*alt) for alt in alternatives])
+
+    def _guards(self, start: int, end: int, *paths: tuple[str, ...]) -> None:
+        """Guarded moves from ``start`` to ``end``: one path per alternative, each a chain of assertions."""
+        for path in paths:
+            state = start
+            for k, key in enumerate(path):
+                nxt = end if k == len(path) - 1 else self.nfa.add_state()
+                self.guards.setdefault(state, []).append((self._assertion(key), nxt))
+                state = nxt
+
+    def _mark(self, marker: str, start: int, end: int) -> None:
+        """An assertion placeholder (`_check_and_normalise` checked where it stands)."""
+        if marker == BOUNDARY:
+            self._guards(start, end, ("word before", "no word after"), ("no word before", "word after"))
+        elif marker == NON_BOUNDARY:
+            if self.dialect == "python" and _EMPTY_TEXT_HAS_NO_NON_BOUNDARY:
+                # re's \B fails on the empty text (before Python 3.14)
+                self._guards(start, end, ("word before", "word after"),
+                             ("no word before", "no word after", "text before"),
+                             ("no word before", "no word after", "no text before", "text after"))
+            else:
+                self._guards(start, end, ("word before", "word after"), ("no word before", "no word after"))
+        elif marker == START:
+            self._guards(start, end, ("no text before",))
+        elif marker == END:
+            self._guards(start, end, ("no text after",))
+        elif marker == PY_END:
+            self._guards(start, end, ("end or final newline",))
+        elif marker == LINE_START:
+            self._guards(start, end, ("line start",))
+        else:
+            self._guards(start, end, ("line end",))
+
+    def _lookaround(self, node, start: int, end: int, flags) -> None:
+        """``(?=A)``, ``(?!A)``, ``(?<=B)`` or ``(?<!B)``: its body compiled once (Σ*B or AΣ*)."""
+        key = (id(node), flags)
+        found = self._assertions.get(key)
+        if found is None:
+            sub = self._fork()
+            nfa = sub.nfa
+            middle, last = nfa.add_state(), nfa.add_state()
+            if node.backwards:
+                sub._loop(nfa, nfa.start, middle)
+                sub.build(node.inner, middle, last, flags)
+            else:
+                sub.build(node.inner, nfa.start, middle, flags)
+                sub._loop(nfa, middle, last)
+            nfa.accepting.add(last)
+            dfa = sub.finish(f"regex {shown(self.pattern)}")
+            found = (lookbehind(dfa, not node.negate) if node.backwards
+                     else lookahead(dfa, not node.negate, self.universe()))
+            self._assertions[key] = found
+        self.guards.setdefault(start, []).append((found, end))
 
     def ranges(self, group, flags) -> list[tuple[int, int]]:
         """`_class_ranges`, once per class node: a counted repeat builds its body many times."""
@@ -311,13 +478,16 @@ class _Builder:
             if not parts:
                 nfa.add_epsilon(start, end)
             for i, part in enumerate(parts):
-                if isinstance(part, _ip._NonCapturing):
-                    raise RegexError("lookahead and lookbehind are not supported", self.pattern)
                 nxt = end if i == len(parts) - 1 else nfa.add_state()
-                self.build(part, state, nxt, flags)
+                if isinstance(part, _ip._NonCapturing):
+                    self._lookaround(part, state, nxt, flags)
+                else:
+                    self.build(part, state, nxt, flags)
                 state = nxt
         elif isinstance(node, _ip._Repeated):
             self._repeat(node, start, end, flags)
+        elif isinstance(node, _ip._CharGroup) and len(node.chars) == 1 and node.chars & _MARKS:
+            self._mark(next(iter(node.chars)), start, end)
         elif isinstance(node, _ip._CharGroup):
             nfa.add_codepoints(start, self.ranges(node, flags), end)
         elif node is _ip._DOT:
@@ -359,6 +529,17 @@ class _Builder:
 # merges them into the class), and the construction expands them in the pattern's dialect.
 CLASS_ESCAPES = {escape: chr(0xFDD0 + i) for i, escape in enumerate("dDwWsS")}
 _PLACEHOLDERS = {v: k for k, v in CLASS_ESCAPES.items()}
+# Zero-width assertions other than lookarounds reach interegular the same way, one noncharacter
+# each, and the construction lays each down as guarded moves (guided.frontends.regex_assertions).
+BOUNDARY, NON_BOUNDARY, START, END, PY_END, LINE_START, LINE_END = (chr(0xFDD6 + i) for i in range(7))
+_MARKS = frozenset((BOUNDARY, NON_BOUNDARY, START, END, PY_END, LINE_START, LINE_END))
+_LOOKS_BACK = frozenset((BOUNDARY, NON_BOUNDARY, START, LINE_START))  # each needs the text before it
+_LOOKS_AHEAD = frozenset((BOUNDARY, NON_BOUNDARY, END, PY_END, LINE_END))  # ... or after it
+
+
+def _internal(c: str) -> bool:
+    """Is ``c`` one of the noncharacters U+FDD0 to U+FDDF this module uses as placeholders?"""
+    return 0xFDD0 <= ord(c) <= 0xFDDF
 _ECMA_SETS = {
     "d": ((0x30, 0x39),),
     "w": ((0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)),
@@ -464,18 +645,28 @@ except ImportError:  # pragma: no cover - other implementations
         return ord(low) if len(low) == 1 else cp
 
 
+_EMPTY_TEXT_HAS_NO_NON_BOUNDARY = re.search(r"\B", "") is None
+
+
 # --- checking the pattern text before interegular sees it -------------------------------------
 
 _LOOKAROUND = re.compile(r"\(\?(=|!|<=|<!)")
+_SCOPED_FLAGS = re.compile(r"\(\?([aiLmsux]*-?[aiLmsux]*):")
 _QUANTIFIER = re.compile(r"\{(?:[0-9]+(?:,[0-9]*)?|,[0-9]*)\}")  # a "{" that re reads as a repeat
 _BRACED_HEX = re.compile(r"(?<!\\)((?:\\\\)*)\\x\{([0-9A-Fa-f]{1,6})\}")
 _OCTAL = re.compile(r"\\(0[0-7]{0,2}|[1-7][0-7]{2})")
 _CLASS_OCTAL = re.compile(r"\\([0-7]{1,3})")
 
 
-def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
+def _check_and_normalise(pattern: str, max_nesting: int = 40, dialect: str = "python", edges: bool = True,
+                         assertions: bool = True) -> str:
     """Refuse unsupported constructs with their position; strip outer anchors and comments;
     expand \\u escapes; refuse groups nested deeper than ``max_nesting`` (`LimitExceeded`).
+
+    ``edges``: a leading ``^`` and a trailing ``$`` are dropped (full match implies them); other
+    anchors and word boundaries become assertion placeholders, read as ``dialect`` reads them
+    (Python: ``$`` also before a final newline; ECMA-262: at the end only), or are refused where
+    ``assertions`` is false (as are lookarounds).
 
     Returns the pattern interegular parses.  Positions in errors refer to the user's pattern.
     """
@@ -484,16 +675,35 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
     in_class = False
     class_start = -1
     depth = 0
+    groups: list[str] = []  # per open group: "ahead", "behind" (a lookaround) or "group"
     # Inline flags may precede a leading ^: (?i)^abc
     lead = re.match(r"\(\?[aiLmsux]+\)", pattern)
+    multiline = bool(lead and "m" in lead.group(0))
+    scoped_multiline = any("m" in m.group(1) for m in _SCOPED_FLAGS.finditer(pattern))
     if lead:
         out.append(lead.group(0))
         i = lead.end()
-    if i < n and pattern[i] == "^":
+    if edges and i < n and pattern[i] == "^":
         i += 1
+
+    def mark(marker: str, what: str, at: int) -> None:
+        """Lay down an assertion placeholder, or refuse it where it cannot be exact."""
+        if not assertions:
+            raise RegexError(f"{what} is not supported here (in a grammar terminal it would look at the text "
+                             f"around the terminal)", pattern, at)
+        if marker in _LOOKS_BACK and "ahead" in groups:
+            raise RegexError(f"{what} inside a lookahead is not supported (it looks before the lookahead's "
+                             f"position)", pattern, at)
+        if marker in _LOOKS_AHEAD and "behind" in groups:
+            raise RegexError(f"{what} inside a lookbehind is not supported (it looks past the lookbehind's "
+                             f"position)", pattern, at)
+        if marker not in (BOUNDARY, NON_BOUNDARY) and scoped_multiline:
+            raise RegexError(f"{what} with a scoped MULTILINE flag (?m:...) is not supported", pattern, at)
+        out.append(marker)
+
     while i < n:
         c = pattern[i]
-        if c in _PLACEHOLDERS:
+        if _internal(c):
             raise RegexError(f"the noncharacter U+{ord(c):04X} is not supported", pattern, i)
         if c == "\\":
             if i + 1 >= n:
@@ -501,7 +711,7 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
             d = pattern[i + 1]
             if d in "uUx" and (expanded := _unicode_escape(pattern, i)) is not None:
                 char, length = expanded
-                if char in _PLACEHOLDERS:
+                if _internal(char):
                     raise RegexError(f"the noncharacter U+{ord(char):04X} is not supported", pattern, i)
                 out.append(_literal(char, in_class))
                 i += length
@@ -524,16 +734,22 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
                 if d in "123456789":
                     raise RegexError("backreferences are not supported", pattern, i)
                 if d in "bB":
-                    raise RegexError(f"word boundary \\{d} is not supported", pattern, i)
+                    mark(BOUNDARY if d == "b" else NON_BOUNDARY, f"word boundary \\{d}", i)
+                    i += 2
+                    continue
                 if d == "A":
-                    if i == 0:
+                    if i == 0 and edges:
                         i += 2
                         continue
-                    raise RegexError("\\A is only supported at the start of the pattern", pattern, i)
+                    mark(START, "\\A", i)
+                    i += 2
+                    continue
                 if d in "Zz":
-                    if i + 2 == n:
+                    if i + 2 == n and edges:
                         break
-                    raise RegexError(f"\\{d} is only supported at the end of the pattern", pattern, i)
+                    mark(END, f"\\{d}", i)
+                    i += 2
+                    continue
             if d in "pP":
                 raise RegexError(f"Unicode property classes \\{d}{{...}} are not supported", pattern, i)
             if d == "N":
@@ -564,14 +780,22 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
             continue
         elif c == ")":
             depth -= 1
+            if groups:
+                groups.pop()
         elif c == "(":
             depth += 1
             if depth > max_nesting:
                 raise LimitExceeded(f"regex {shown(pattern)}: groups nest more than max_nesting={max_nesting} deep at "
                                     f"position {i}")
             m = _LOOKAROUND.match(pattern, i)
-            if m:
-                raise RegexError("lookahead and lookbehind are not supported", pattern, i)
+            kind = "group" if not m else "behind" if m.group(1).startswith("<") else "ahead"
+            if m and not assertions:
+                raise RegexError("lookahead and lookbehind are not supported here (in a grammar terminal they would "
+                                 "look at the text around the terminal)", pattern, i)
+            if kind == "behind" and "ahead" in groups or kind == "ahead" and "behind" in groups:
+                raise RegexError(f"a look{'behind' if kind == 'behind' else 'ahead'} inside a "
+                                 f"look{'ahead' if kind == 'behind' else 'behind'} is not supported", pattern, i)
+            groups.append(kind)
             if pattern.startswith("(?P=", i):
                 raise RegexError("backreferences are not supported", pattern, i)
             if pattern.startswith("(?(", i):
@@ -579,11 +803,15 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
             if pattern.startswith("(?>", i):
                 raise RegexError("atomic groups are not supported", pattern, i)
         elif c == "^":
-            raise RegexError("'^' is only supported at the start of the pattern", pattern, i)
+            mark(LINE_START if multiline else START, "'^'", i)
+            i += 1
+            continue
         elif c == "$":
-            if i == n - 1:
+            if i == n - 1 and edges:
                 break
-            raise RegexError("'$' is only supported at the end of the pattern", pattern, i)
+            mark(LINE_END if multiline else END if dialect == "ecma" else PY_END, "'$'", i)
+            i += 1
+            continue
         elif c in "*+?" and i + 1 < n and pattern[i + 1] == "+":
             raise RegexError("possessive quantifiers are not supported", pattern, i + 1)
         elif c == "{":
