@@ -12,14 +12,21 @@ Supported syntax (Python ``re`` spelling):
   (``\\d`` is any decimal digit, ``٣`` included; ``[0-9]`` for ASCII digits);
 - groups ``(...)``, ``(?:...)``, ``(?P<name>...)``, alternation ``|``;
 - quantifiers ``* + ? {n} {n,} {,m} {n,m}`` (lazy forms accepted: under full-match they are the same);
-- inline flags ``(?i)``, ``(?s)``, scoped ``(?i:...)``;
-- ``^`` at the very start and ``$`` (or ``\\Z``, ``\\z``) at the very end, which full-match implies.
+- inline flags ``(?i)``, ``(?s)``, ``(?m)``, scoped ``(?i:...)``;
+- zero-width assertions anywhere, compiled into the automaton exactly
+  (`guided.frontends.regex_assertions`): lookaheads ``(?=...)`` ``(?!...)``, lookbehinds
+  ``(?<=...)`` ``(?<!...)``, word boundaries ``\\b \\B`` (``re``'s Unicode word characters;
+  ``\\B`` fails on the empty text as in ``re`` before Python 3.14), ``^``/``\\A`` (the start),
+  ``$`` (the end or before a final newline, as ``re``), ``\\Z``, and under ``(?m)`` the line
+  anchors.  A lookahead may hold lookaheads and ``$``, a lookbehind lookbehinds and ``^``; what
+  would look the other way from inside one (``(?=\\ba)``, ``(?<=a$)``) is refused.
 
 Refused with a `guided.errors.RegexError` naming the position: what ``re`` itself refuses (with
-its message), backreferences, lookahead and lookbehind, word boundaries ``\\b \\B``, anchors
-anywhere else, conditionals, Unicode property classes ``\\p{...}``, the flags ``(?a)``,
-``(?L)``, ``(?x)``, and the noncharacters U+FDD0 to U+FDD5 (used internally).  Comments
-``(?#...)`` are ignored, as ``re`` ignores them.
+its message), backreferences, the nested lookarounds above, anchors under a scoped ``(?m:...)``,
+conditionals, Unicode property classes ``\\p{...}``, the flags ``(?a)``, ``(?L)``, ``(?x)``,
+and the noncharacters U+FDD0 to U+FDDF (used internally).  Comments ``(?#...)`` are ignored, as
+``re`` ignores them.  `regex_to_dfa(..., assertions=False)` (Lark terminals) refuses every
+zero-width assertion but a leading ``^`` and a trailing ``$``.
 
 Limits (`guided.errors.LimitExceeded`, fast): groups nested deeper than ``max_nesting``; a
 pattern whose automaton must have more than ``max_states`` states (a shortest or longest match
