@@ -106,7 +106,8 @@ def test_utf8_ranges_cover_exactly_the_range(a, b):
         (r"\p{L}+", 0, "Unicode property"),
         (r"(?P<n>a)(?P=n)", 8, "backreference"),
         (r"ab\u12", 2, "four hex digits"),
-        (r"a*+", 2, "possessive"),
+        (r"(?>a|ab)c", 0, "atomic group"),
+        (r"x(?:a|ab)++", 10, "possessive"),
     ],
 )
 def test_unsupported_constructs_name_their_position(pattern, position, message):

@@ -19,7 +19,11 @@ Supported syntax (Python ``re`` spelling):
   ``\\B`` fails on the empty text as in ``re`` before Python 3.14), ``^``/``\\A`` (the start),
   ``$`` (the end or before a final newline, as ``re``), ``\\Z``, and under ``(?m)`` the line
   anchors.  A lookahead may hold lookaheads and ``$``, a lookbehind lookbehinds and ``^``; what
-  would look the other way from inside one (``(?=\\ba)``, ``(?<=a$)``) is refused.
+  would look the other way from inside one (``(?=\\ba)``, ``(?<=a$)``) is refused;
+- atomic groups ``(?>...)`` and possessive quantifiers ``*+ ++ ?+ {n,m}+`` where their first match
+  does not depend on the order ``re`` tries alternatives in: a body no match of which is a
+  prefix of another (``(?>abc|d)`` is ``abc|d``), or a greedy repeat of such a body
+  (``\\d++`` is ``\\d+(?!\\d)``); others are refused.
 
 Refused with a `guided.errors.RegexError` naming the position: what ``re`` itself refuses (with
 its message), backreferences, the nested lookarounds above, anchors under a scoped ``(?m:...)``,
@@ -52,6 +56,7 @@ from interegular import patterns as _ip
 
 from guided.errors import LimitExceeded, RegexError, UsageError
 from guided.ir.dfa import (
+    DEAD,
     MAX_UNICODE,
     ByteDFA,
     ByteNFA,
@@ -239,7 +244,8 @@ def _check_size(tree, pattern: str, limits: Limits, max_nesting: int) -> None:
             size = sum(p[0] for p in parts) + len(parts)
             shortest = sum(p[1] for p in parts)
             longest = None if any(p[2] is None for p in parts) else sum(p[2] for p in parts)
-        elif isinstance(node, _ip._NonCapturing) or (isinstance(node, _ip._CharGroup) and node.chars & _MARKS):
+        elif isinstance(node, _ip._NonCapturing) or (isinstance(node, _ip._CharGroup) and
+                                                      node.chars & (_MARKS | _ATOMIC_MARKS)):
             size, shortest, longest = 1, 0, 0  # zero-width (a lookaround's body is built on its own)
         elif isinstance(node, _ip._Repeated):
             (b_size, b_short, b_long), lo, hi = parts[0], node.min, node.max
@@ -435,6 +441,55 @@ class _Builder:
         else:
             self._guards(start, end, ("line end",))
 
+    def _alone(self, node, flags) -> ByteDFA:
+        """The DFA of ``node``'s own matches (no assertion may be in it)."""
+        sub = self._fork()
+        last = sub.nfa.add_state()
+        sub.build(node, sub.nfa.start, last, flags)
+        sub.nfa.accepting.add(last)
+        if sub.guards:
+            raise RegexError("an atomic group or possessive quantifier holding an assertion is not supported",
+                             self.pattern, _atomic_position(self.pattern))
+        return sub.finish(f"regex {shown(self.pattern)}")
+
+    def _atomic(self, node, start: int, end: int, flags, lazy: bool) -> None:
+        """``(?>X)`` or a possessive ``X*+``: X's first match only, with no backtracking into it.
+
+        Where no match of X is a proper prefix of another (prefix-free), at most one can start
+        here, so X's first match is X's only one: X as it is.  A greedy repeat ``Y{n,m}`` of a
+        prefix-free Y takes Y as often as Y matches, up to m: ``Y{m} | Y{n,m-1}(?!Y)``.
+        Anything else is refused (its first match depends on the order re tries alternatives in).
+        """
+        node = _unwrap(node)
+        if _prefix_free(self._alone(node, flags)):
+            self.build(node, start, end, flags)
+            return
+        if isinstance(node, _ip._Repeated) and not lazy:
+            base = self._alone(node.base, flags)
+            if _prefix_free(base):
+                lo, hi = node.min, node.max
+                if hi is not None:
+                    self.build(_ip._Repeated(node.base, hi, hi), start, end, flags)
+                if hi is None or hi > lo:
+                    middle = self.nfa.add_state()
+                    self.build(_ip._Repeated(node.base, lo, None if hi is None else hi - 1), start, middle, flags)
+                    key = ("no more", id(node.base), flags)
+                    found = self._assertions.get(key)
+                    if found is None:
+                        nfa = ByteNFA()
+                        middle2, last = nfa.add_state(), nfa.add_state()
+                        from guided.ir.dfa_ops import embed
+
+                        embed(nfa, base, nfa.start, middle2)
+                        self._loop(nfa, middle2, last)
+                        nfa.accepting.add(last)
+                        found = self._assertions[key] = lookahead(determinize(nfa, self.limits), False, self.universe())
+                    self.guards.setdefault(middle, []).append((found, end))
+                return
+        raise RegexError("an atomic group or possessive quantifier is only supported where its first match is "
+                         "its only one (no match a prefix of another, e.g. (?>abc|d)) or it repeats such a "
+                         "pattern greedily (\\d++, [^\"]*+, (?>(?:ab)*))", self.pattern, _atomic_position(self.pattern))
+
     def _lookaround(self, node, start: int, end: int, flags) -> None:
         """``(?=A)``, ``(?!A)``, ``(?<=B)`` or ``(?<!B)``: its body compiled once (Σ*B or AΣ*)."""
         key = (id(node), flags)
@@ -484,13 +539,21 @@ class _Builder:
             parts = list(node.parts)
             if not parts:
                 nfa.add_epsilon(start, end)
+            marks = [_atomic_mark(part) for part in parts]
+            last = max((i for i, mark in enumerate(marks) if not mark), default=-1)
             for i, part in enumerate(parts):
-                nxt = end if i == len(parts) - 1 else nfa.add_state()
+                if marks[i]:
+                    continue  # read with the part before it
+                nxt = end if i == last else nfa.add_state()
                 if isinstance(part, _ip._NonCapturing):
                     self._lookaround(part, state, nxt, flags)
+                elif i + 1 < len(parts) and marks[i + 1]:
+                    self._atomic(part, state, nxt, flags, lazy=marks[i + 1] == ATOMIC_LAZY)
                 else:
                     self.build(part, state, nxt, flags)
                 state = nxt
+            if last < 0 and parts:
+                nfa.add_epsilon(start, end)
         elif isinstance(node, _ip._Repeated):
             self._repeat(node, start, end, flags)
         elif isinstance(node, _ip._CharGroup) and len(node.chars) == 1 and node.chars & _MARKS:
@@ -540,6 +603,9 @@ _PLACEHOLDERS = {v: k for k, v in CLASS_ESCAPES.items()}
 # each, and the construction lays each down as guarded moves (guided.frontends.regex_assertions).
 BOUNDARY, NON_BOUNDARY, START, END, PY_END, LINE_START, LINE_END = (chr(0xFDD6 + i) for i in range(7))
 _MARKS = frozenset((BOUNDARY, NON_BOUNDARY, START, END, PY_END, LINE_START, LINE_END))
+# After a group or repeat: read it atomically ((?>X), X*+), its text holding a lazy quantifier or not.
+ATOMIC, ATOMIC_LAZY = chr(0xFDDD), chr(0xFDDE)
+_ATOMIC_MARKS = frozenset((ATOMIC, ATOMIC_LAZY))
 _LOOKS_BACK = frozenset((BOUNDARY, NON_BOUNDARY, START, LINE_START))  # each needs the text before it
 _LOOKS_AHEAD = frozenset((BOUNDARY, NON_BOUNDARY, END, PY_END, LINE_END))  # ... or after it
 
@@ -652,12 +718,44 @@ except ImportError:  # pragma: no cover - other implementations
         return ord(low) if len(low) == 1 else cp
 
 
+def _atomic_mark(node) -> str | None:
+    """The atomic mark ``node`` is, if it is one."""
+    if isinstance(node, _ip._CharGroup) and len(node.chars) == 1 and not node.negated:
+        char = next(iter(node.chars))
+        return char if char in _ATOMIC_MARKS else None
+    return None
+
+
+def _unwrap(node):
+    """``node`` without the groups around it: (?:(?:X)) is X."""
+    while isinstance(node, _ip.Pattern) and len(node.options) == 1 and not node.added_flags and \
+            not node.removed_flags:
+        only = node.options[0]
+        if isinstance(only, _ip._Concatenation) and len(only.parts) == 1:
+            node = only.parts[0]
+        else:
+            break
+    return node
+
+
+def _prefix_free(dfa: ByteDFA) -> bool:
+    """No accepted text is a proper prefix of another (a trimmed DFA: no accepting state moves on)."""
+    return not (dfa.transitions[dfa.accepting] != DEAD).any()
+
+
+def _atomic_position(pattern: str) -> int | None:
+    """Where the first atomic group or possessive quantifier is (for messages)."""
+    m = re.search(r"\(\?>|(?<!\\)[*+?}]\+", pattern)
+    return None if m is None else m.start() + (0 if m.group().startswith("(") else 1)
+
+
 _EMPTY_TEXT_HAS_NO_NON_BOUNDARY = re.search(r"\B", "") is None
 
 
 # --- checking the pattern text before interegular sees it -------------------------------------
 
 _LOOKAROUND = re.compile(r"\(\?(=|!|<=|<!)")
+_LAZY = re.compile(r"[*+?}]\?")  # a lazy quantifier (or something like one: only ever refuses more)
 _SCOPED_FLAGS = re.compile(r"\(\?([aiLmsux]*-?[aiLmsux]*):")
 _QUANTIFIER = re.compile(r"\{(?:[0-9]+(?:,[0-9]*)?|,[0-9]*)\}")  # a "{" that re reads as a repeat
 _BRACED_HEX = re.compile(r"(?<!\\)((?:\\\\)*)\\x\{([0-9A-Fa-f]{1,6})\}")
@@ -682,7 +780,8 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40, dialect: str = "py
     in_class = False
     class_start = -1
     depth = 0
-    groups: list[str] = []  # per open group: "ahead", "behind" (a lookaround) or "group"
+    groups: list[str] = []  # per open group: "ahead", "behind" (a lookaround), "atomic" or "group"
+    atomic_starts: list[int] = []  # where each open atomic group starts
     # Inline flags may precede a leading ^: (?i)^abc
     lead = re.match(r"\(\?[aiLmsux]+\)", pattern)
     multiline = bool(lead and "m" in lead.group(0))
@@ -787,8 +886,13 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40, dialect: str = "py
             continue
         elif c == ")":
             depth -= 1
-            if groups:
-                groups.pop()
+            if groups and groups.pop() == "atomic":
+                # (?>X) went out as (?:(?:X)<mark>): the mark makes the construction read X atomically.
+                opened = atomic_starts.pop()
+                lazy = _LAZY.search(pattern, opened, i) is not None
+                out.append(")" + (ATOMIC_LAZY if lazy else ATOMIC) + ")")
+                i += 1
+                continue
         elif c == "(":
             depth += 1
             if depth > max_nesting:
@@ -808,7 +912,13 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40, dialect: str = "py
             if pattern.startswith("(?(", i):
                 raise RegexError("conditional groups are not supported", pattern, i)
             if pattern.startswith("(?>", i):
-                raise RegexError("atomic groups are not supported", pattern, i)
+                if dialect == "ecma" or not assertions:
+                    raise RegexError("atomic groups are not supported", pattern, i)
+                groups[-1] = "atomic"
+                atomic_starts.append(i)
+                out.append("(?:(?:")
+                i += 3
+                continue
         elif c == "^":
             mark(LINE_START if multiline else START, "'^'", i)
             i += 1
@@ -820,7 +930,11 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40, dialect: str = "py
             i += 1
             continue
         elif c in "*+?" and i + 1 < n and pattern[i + 1] == "+":
-            raise RegexError("possessive quantifiers are not supported", pattern, i + 1)
+            if dialect == "ecma" or not assertions:
+                raise RegexError("possessive quantifiers are not supported", pattern, i + 1)
+            out.append(c + ATOMIC)  # X*+ is (?>X*): the mark after the repeat says so
+            i += 2
+            continue
         elif c == "{":
             repeat = _QUANTIFIER.match(pattern, i)
             if not repeat:
@@ -828,7 +942,11 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40, dialect: str = "py
                 i += 1
                 continue
             if repeat.end() < n and pattern[repeat.end()] == "+":
-                raise RegexError("possessive quantifiers are not supported", pattern, repeat.end())
+                if dialect == "ecma" or not assertions:
+                    raise RegexError("possessive quantifiers are not supported", pattern, repeat.end())
+                out.append(repeat.group(0) + ATOMIC)
+                i = repeat.end() + 1
+                continue
             out.append(repeat.group(0))
             i = repeat.end()
             continue
