@@ -342,3 +342,31 @@ def test_nested_lookarounds_that_look_the_other_way_are_refused_with_their_posit
         assert info.value.position == position, pattern
     with pytest.raises(GuidedError):
         regex_to_dfa(r"(a)(?=\1)")
+
+
+@pytest.mark.parametrize("pattern", [
+    r"(?=.*[A-Z])(?=.*\d)(?!.*\s).{4,12}", r"a(?=b)\w(?!c).*", r"(?=a)(?=.*b$)\w*\n?", r"(?=é)(?!..)\w",
+    r"(?i)(?=.*A)[a-c]{2,3}", r"x(?=y)",
+])
+def test_top_level_lookaheads_by_products_agree_with_the_general_construction(pattern):
+    """``X(?=A)Y`` over the whole text is ``X·(Y ∩ AΣ*)``: the product shortcut and the
+    obligation-carrying construction accept the same language (and re agrees)."""
+    from guided.frontends.regex import _build
+    from guided.frontends.regex_assertions import determinize_guarded
+    from guided.ir.dfa import Limits
+    from guided.ir.dfa_ops import difference, is_empty
+
+    builder = _build(pattern, Limits(), 40)
+    fast = builder.finish("products", builder.tree)
+    slow = determinize_guarded(builder.nfa, builder.guards, builder.limits, "general")
+    assert is_empty(difference(fast, slow)) and is_empty(difference(slow, fast)), pattern
+    assert check_python(pattern) or not [t for t in TEXTS if re.fullmatch(pattern, t)]
+
+
+def test_password_rules_compile():
+    """The common password pattern: three lookaheads over a counted repeat (products, not the
+    general construction), in both dialects."""
+    rule = r"(?=.*[A-Z])(?=.*\d)(?=.*[^\w\s]).{8,64}"
+    for dfa, spell in ((regex_to_dfa(rule), str.encode), (pattern_content(f"^{rule}$"), str.encode)):
+        assert dfa.fullmatch(spell("Passw0rd!")) and not dfa.fullmatch(spell("password1!"))
+        assert not dfa.fullmatch(spell("Pa0!")) and not dfa.fullmatch(spell("Password!!"))

@@ -122,7 +122,7 @@ def regex_to_dfa(spec: Regex | str, *, assertions: bool = True) -> ByteDFA:
         spec = Regex(spec)
     limits = Limits(spec.max_states, spec.max_seconds, time.monotonic() + spec.max_seconds)
     builder = _build(spec.pattern, limits, spec.max_nesting, assertions)
-    dfa = builder.finish(f"regex {shown(spec.pattern)}")
+    dfa = builder.finish(f"regex {shown(spec.pattern)}", builder.tree)
     if dfa.initial == 0:
         raise RegexError("the regex matches no string at all", spec.pattern)
     return dfa
@@ -173,6 +173,7 @@ def _build(pattern: str, limits: Limits, max_nesting: int, assertions: bool = Tr
     builder = _Builder(nfa, pattern, limits)
     builder.build(tree, nfa.start, end, _ip.REFlags(0))
     nfa.accepting.add(end)
+    builder.tree = tree
     return builder
 
 
@@ -322,6 +323,7 @@ class _Builder:
         self.guards: dict[int, list[tuple[Assertion, int]]] = {}
         self._assertions: dict[object, Assertion] = {}  # shared with forks: one per node / placeholder
         self._universe: list[ByteDFA] = []
+        self.tree = None  # the parse tree built from the start state, once built (see finish)
 
     # --- how characters are spelt (the JSON Schema builder spells them its own way) -----------
 
@@ -335,11 +337,64 @@ class _Builder:
 
     # --- zero-width assertions -------------------------------------------------------------------
 
-    def finish(self, what: str) -> ByteDFA:
-        """The trimmed, minimised DFA of the NFA built so far (its accepting states set)."""
+    def finish(self, what: str, tree=None) -> ByteDFA:
+        """The trimmed, minimised DFA of the NFA built so far (its accepting states set); ``tree``:
+        what was built, if it spans the whole text (`_top_lookaheads` may then take a faster way)."""
         if self.guards:
+            if tree is not None:
+                found = self._top_lookaheads(tree, what)
+                if found is not None:
+                    return found
             return determinize_guarded(self.nfa, self.guards, self.limits, what)
         return determinize(self.nfa, self.limits, what=what)
+
+    def _top_lookaheads(self, tree, what: str) -> ByteDFA | None:
+        """A whole-text pattern whose only assertions are lookaheads in its top concatenation
+        (``(?=.*[A-Z])(?=.*\\d).{8,64}``), by automaton products: ``X(?=A)Y`` is ``X·(Y ∩ AΣ*)``
+        and ``X(?!A)Y`` is ``X·(Y - AΣ*)`` where Y runs to the end of the text.  Products of a few
+        DFAs are much cheaper than carrying the obligations state by state.  None where the
+        pattern has another shape (the general construction then runs)."""
+        from guided.ir.dfa_ops import concat_dfas, difference, intersect
+
+        if not (isinstance(tree, _ip.Pattern) and len(tree.options) == 1 and
+                isinstance(tree.options[0], _ip._Concatenation)):
+            return None
+        flags = _ip._combine_flags(_ip.REFlags(0), tree.added_flags, tree.removed_flags)
+        parts = tree.options[0].parts
+        if any(isinstance(p, _ip._NonCapturing) and p.backwards for p in parts):
+            return None
+        if not any(isinstance(p, _ip._NonCapturing) for p in parts):
+            return None
+        limit = self.limits.max_states
+
+        def plain(run) -> ByteDFA | None:  # the DFA of ordinary parts, None if they hold assertions
+            sub = self._fork()
+            last = sub.nfa.add_state()
+            sub.build(_ip._Concatenation(tuple(run)), sub.nfa.start, last, flags)
+            sub.nfa.accepting.add(last)
+            return None if sub.guards else sub.finish(what)
+
+        suffix: ByteDFA | None = None  # from the current position to the end; None: the empty text
+        run: list = []
+        for part in reversed(parts):
+            if not isinstance(part, _ip._NonCapturing):
+                run.insert(0, part)
+                continue
+            if run or suffix is None:
+                rest = plain(run)
+                if rest is None:
+                    return None
+                rest = rest if suffix is None else concat_dfas([rest, suffix], limit, what)
+            else:
+                rest = suffix
+            assertion = self._assertions[(id(part), flags)]
+            suffix = (intersect if assertion.positive else difference)(rest, assertion.dfa, limit, what)
+            run = []
+        head = plain(run)
+        if head is None:
+            return None
+        assert suffix is not None
+        return concat_dfas([head, suffix], limit, what) if run else suffix
 
     def _fork(self) -> "_Builder":
         """A builder like this one over a fresh NFA (for a lookaround's body)."""

@@ -153,6 +153,9 @@ def determinize_guarded(nfa: ByteNFA, guards: dict[int, list[tuple[Assertion, in
         # Only states that read a byte or accept matter to the automaton.
         return frozenset(item for item in seen if nfa.ranges[item[0]] or item[0] in accepting)
 
+    closures: dict = {}  # (items, histories) -> closure: classes of many states lead to the same items
+    steps: dict = {}  # (obligations, byte class) -> obligations after it (None: failed)
+
     hist0 = tuple(h.initial for h in histories)
     start = (hist0, closure([(nfa.start, frozenset())], hist0))
     index = {start: 1}
@@ -175,23 +178,27 @@ def determinize_guarded(nfa: ByteNFA, guards: dict[int, list[tuple[Assertion, in
                 for c in range(c0, c1):
                     by_class.setdefault(c, []).append((t, obligations))
         row = np.zeros(256, np.int32)
-        stepped: dict = {}
         for c, targets in by_class.items():
             b = reps[c]
             new_hist = tuple(int(h.transitions[s, b]) for h, s in zip(histories, hist))
             nexts = []
             for t, obligations in targets:
                 key = (obligations, c)
-                after = stepped.get(key, ())
+                after = steps.get(key, ())
                 if after == ():
-                    after = _step(obligations, assertions, b)
-                    stepped[key] = after
+                    after = steps[key] = _step(obligations, assertions, b)
                 if after is not None:
                     nexts.append((t, after))
             if not nexts:
                 continue
-            state = (new_hist, closure(nexts, new_hist))
-            if not state[1]:
+            ckey = (frozenset(nexts), new_hist)
+            found = closures.get(ckey)
+            if found is None:
+                found = closures[ckey] = closure(nexts, new_hist)
+                if len(closures) > 200_000:
+                    closures.clear()
+            state = (new_hist, found)
+            if not found:
                 continue
             sid = index.get(state)
             if sid is None:

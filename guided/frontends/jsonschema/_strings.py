@@ -497,7 +497,9 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits
     nfa = ByteNFA()
     start, end = nfa.start, nfa.add_state()
     builder = _JsonBuilder(nfa, pattern, limits, dialect="ecma", chars=chars, bmp_only=not unicode)
-    for alt in _split_top(pattern):
+    alternatives = _split_top(pattern)
+    whole = None  # the one alternative's tree, where it spans the whole text (^...$)
+    for alt in alternatives:
         a_start = alt.startswith("^")
         body = alt[1:] if a_start else alt
         a_end = False
@@ -519,22 +521,26 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits
         else:
             _any_loop(nfa, start, s1, chars)
         builder.build(tree, s1, e1, _ip.REFlags(0))
+        if a_start and a_end and len(alternatives) == 1:
+            whole = tree
         if a_end:
             nfa.add_epsilon(e1, end)
         else:
             _any_loop(nfa, e1, end, chars)
-    _embed_built(builder, end, outer, outer_start, outer_end, f"pattern {_rx.shown(pattern)}")
+    _embed_built(builder, end, outer, outer_start, outer_end, f"pattern {_rx.shown(pattern)}", whole)
 
 
-def _embed_built(builder: _rx._Builder, end: int, outer: ByteNFA, start: int, stop: int, what: str) -> None:
+def _embed_built(builder: _rx._Builder, end: int, outer: ByteNFA, start: int, stop: int, what: str,
+                 tree=None) -> None:
     """Copy what ``builder`` built (its NFA, from its start to ``end``) into ``outer`` from
-    ``start`` to ``stop``: as it is, or determinised first where it has zero-width assertions."""
+    ``start`` to ``stop``: as it is, or determinised first where it has zero-width assertions
+    (``tree``: the parse tree built, where it spans the whole text)."""
     from guided.ir.dfa_ops import embed
 
     nfa = builder.nfa
     if builder.guards:
         nfa.accepting.add(end)
-        embed(outer, builder.finish(what), start, stop)
+        embed(outer, builder.finish(what, tree), start, stop)
         return
     offset = outer.num_states
     for _ in range(nfa.num_states):
@@ -555,7 +561,7 @@ def fullmatch_nfa(nfa: ByteNFA, regex: str, start: int, end: int, limits: Limits
     last = local.add_state()
     builder = _JsonBuilder(local, regex, limits, dialect="ecma", chars=chars)
     builder.build(tree, local.start, last, _ip.REFlags(0))
-    _embed_built(builder, last, nfa, start, end, f"regex {_rx.shown(regex)}")
+    _embed_built(builder, last, nfa, start, end, f"regex {_rx.shown(regex)}", tree)
 
 
 def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
