@@ -370,3 +370,32 @@ def test_password_rules_compile():
     for dfa, spell in ((regex_to_dfa(rule), str.encode), (pattern_content(f"^{rule}$"), str.encode)):
         assert dfa.fullmatch(spell("Passw0rd!")) and not dfa.fullmatch(spell("password1!"))
         assert not dfa.fullmatch(spell("Pa0!")) and not dfa.fullmatch(spell("Password!!"))
+
+
+@pytest.mark.parametrize("pattern", [r"^(?!.*--)[a-z-]+$", r"\bcat\b", r"^(?=.*\d)\w{2,4}$", r"(?<!a)b$", r"(^a|b$)"])
+def test_schema_patterns_with_assertions_walk_exactly(pattern):
+    """A JSON Schema string with such a ``pattern``, compiled and walked byte by byte: the
+    compiled matcher accepts exactly the strings ECMA-262 matches (every JSON spelling)."""
+    _ecma()
+    import json
+
+    import quickjs
+
+    from guided import JsonSchema
+
+    test = quickjs.Context().eval('(function (p, s) { return new RegExp(p, "u").test(s); })')
+    vocab = Vocabulary.from_token_bytes([bytes([b]) for b in range(256)] + [b"<eos>"], eos_token_ids=[256])
+    grammar = guided.compile(JsonSchema({"type": "string", "pattern": pattern}), vocab)
+    texts = ["".join(t) for n in range(5) for t in itertools.product(["a", "b", "-", "c", "t", "1", " "], repeat=n)]
+    rng = random.Random(pattern)
+    for text in rng.sample(texts, 300) + ["cat", "a cat", "concat", "a--b", "ab1", "a-b"]:
+        for doc in (json.dumps(text), json.dumps(text).replace("a", "\\u0061")):
+            m = grammar.matcher()
+            accepted = True
+            for b in doc.encode():
+                if not m.mask()[b]:
+                    accepted = False
+                    break
+                m.advance(b)
+            accepted = accepted and m.accepts_eos()
+            assert accepted == test(pattern, text), (pattern, doc)
