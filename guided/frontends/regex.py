@@ -18,15 +18,16 @@ Supported syntax (Python ``re`` spelling):
   ``(?<=...)`` ``(?<!...)``, word boundaries ``\\b \\B`` (``re``'s Unicode word characters;
   ``\\B`` fails on the empty text as in ``re`` before Python 3.14), ``^``/``\\A`` (the start),
   ``$`` (the end or before a final newline, as ``re``), ``\\Z``, and under ``(?m)`` the line
-  anchors.  A lookahead may hold lookaheads and ``$``, a lookbehind lookbehinds and ``^``; what
-  would look the other way from inside one (``(?=\\ba)``, ``(?<=a$)``) is refused;
+  anchors.  A lookahead may hold any of these (``(?=.*\\bcat\\b)``: one automaton per state
+  of the text before it), a lookbehind lookbehinds and ``^``; what would look past a
+  lookbehind's end (``(?<=a$)``, ``(?<=a\\b)``, ``(?<=(?=a)a)``) is refused;
 - atomic groups ``(?>...)`` and possessive quantifiers ``*+ ++ ?+ {n,m}+`` where their first match
   does not depend on the order ``re`` tries alternatives in: a body no match of which is a
   prefix of another (``(?>abc|d)`` is ``abc|d``), or a greedy repeat of such a body
   (``\\d++`` is ``\\d+(?!\\d)``); others are refused.
 
 Refused with a `guided.errors.RegexError` naming the position: what ``re`` itself refuses (with
-its message), backreferences, the nested lookarounds above, anchors under a scoped ``(?m:...)``,
+its message), backreferences, the lookaheads inside lookbehinds above, anchors under a scoped ``(?m:...)``,
 conditionals, Unicode property classes ``\\p{...}``, the flags ``(?a)``, ``(?L)``, ``(?x)``,
 and the noncharacters U+FDD0 to U+FDDF (used internally).  Comments ``(?#...)`` are ignored, as
 ``re`` ignores them.  `regex_to_dfa(..., assertions=False)` (Lark terminals) refuses every
@@ -65,7 +66,14 @@ from guided.ir.dfa import (
     complement_codepoints,
     determinize,
 )
-from guided.frontends.regex_assertions import Assertion, determinize_guarded, lookahead, lookbehind
+from guided.frontends.regex_assertions import (
+    Assertion,
+    ContextualLookahead,
+    determinize_guarded,
+    histories_of,
+    lookahead,
+    lookbehind,
+)
 
 
 @dataclass(frozen=True)
@@ -320,8 +328,8 @@ class _Builder:
         self.calls = 0
         self._ranges: dict[tuple, list[tuple[int, int]]] = {}
         # Zero-width assertions: state -> [(assertion, target)], opened by the guarded construction.
-        self.guards: dict[int, list[tuple[Assertion, int]]] = {}
-        self._assertions: dict[object, Assertion] = {}  # shared with forks: one per node / placeholder
+        self.guards: dict[int, list[tuple[Assertion | ContextualLookahead, int]]] = {}
+        self._assertions: dict[object, Assertion | ContextualLookahead] = {}  # shared with forks: one per node / placeholder
         self._universe: list[ByteDFA] = []
         self.tree = None  # the parse tree built from the start state, once built (see finish)
 
@@ -388,6 +396,8 @@ class _Builder:
             else:
                 rest = suffix
             assertion = self._assertions[(id(part), flags)]
+            if isinstance(assertion, ContextualLookahead):
+                return None
             suffix = (intersect if assertion.positive else difference)(rest, assertion.dfa, limit, what)
             run = []
         head = plain(run)
@@ -560,9 +570,14 @@ class _Builder:
                 sub.build(node.inner, nfa.start, middle, flags)
                 sub._loop(nfa, middle, last)
             nfa.accepting.add(last)
-            dfa = sub.finish(f"regex {shown(self.pattern)}")
-            found = (lookbehind(dfa, not node.negate) if node.backwards
-                     else lookahead(dfa, not node.negate, self.universe()))
+            what = f"regex {shown(self.pattern)}"
+            if not node.backwards and histories_of(sub.guards):
+                # Its body looks back (\b, a lookbehind...): one automaton per state of what it reads.
+                found = ContextualLookahead(nfa, sub.guards, not node.negate, self.universe(), self.limits, what)
+            else:
+                dfa = sub.finish(what)
+                found = (lookbehind(dfa, not node.negate) if node.backwards
+                         else lookahead(dfa, not node.negate, self.universe()))
             self._assertions[key] = found
         self.guards.setdefault(start, []).append((found, end))
 
@@ -852,9 +867,6 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40, dialect: str = "py
         if not assertions:
             raise RegexError(f"{what} is not supported here (in a grammar terminal it would look at the text "
                              f"around the terminal)", pattern, at)
-        if marker in _LOOKS_BACK and "ahead" in groups:
-            raise RegexError(f"{what} inside a lookahead is not supported (it looks before the lookahead's "
-                             f"position)", pattern, at)
         if marker in _LOOKS_AHEAD and "behind" in groups:
             raise RegexError(f"{what} inside a lookbehind is not supported (it looks past the lookbehind's "
                              f"position)", pattern, at)
@@ -958,9 +970,9 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40, dialect: str = "py
             if m and not assertions:
                 raise RegexError("lookahead and lookbehind are not supported here (in a grammar terminal they would "
                                  "look at the text around the terminal)", pattern, i)
-            if kind == "behind" and "ahead" in groups or kind == "ahead" and "behind" in groups:
-                raise RegexError(f"a look{'behind' if kind == 'behind' else 'ahead'} inside a "
-                                 f"look{'ahead' if kind == 'behind' else 'behind'} is not supported", pattern, i)
+            if kind == "ahead" and "behind" in groups:
+                raise RegexError("a lookahead inside a lookbehind is not supported (it looks past the lookbehind's "
+                                 "position)", pattern, i)
             groups.append(kind)
             if pattern.startswith("(?P=", i):
                 raise RegexError("backreferences are not supported", pattern, i)

@@ -12,7 +12,9 @@ spellings), read one of two ways:
   a DFA of the suffixes it allows (AΣ* for a lookahead; {"", "\\n"} for Python's ``$``) as an
   *obligation* that runs along with the path, which may only end where the obligation accepts
   (does not, for a negative one).  An obligation whose every continuation is accepted is met
-  and dropped; one that can no longer accept is failed (the reverse for a negative one).
+  and dropped; one that can no longer accept is failed (the reverse for a negative one).  A
+  lookahead whose body looks back (`ContextualLookahead`) has one such DFA per state of the
+  histories its body reads, which the construction runs from the start of the text too.
 
 A state of the result is the histories' states and a set of (NFA state, obligations) pairs.
 The spellings are uniquely decodable (a byte string spells at most one text), so these byte-level
@@ -61,6 +63,59 @@ def lookahead(dfa: ByteDFA, positive: bool, universe: ByteDFA) -> Assertion:
     return Assertion(dfa, False, positive, status)
 
 
+class ContextualLookahead:
+    """A lookahead whose body looks back too (``(?=.*\\bcat)``, ``(?!(?<=a)b)``): its automaton
+    depends on the text before its position, which histories running from the start of the text
+    summarise (``contexts``), so there is one variant per combination of their states, built
+    when first needed (each an ordinary lookahead `Assertion`)."""
+
+    behind = False
+
+    def __init__(self, nfa: ByteNFA, guards: dict, positive: bool, universe: ByteDFA, limits: Limits, what: str):
+        self.nfa, self.guards, self.positive = nfa, guards, positive
+        self.universe, self.limits, self.what = universe, limits, what
+        self.contexts = histories_of(guards)
+        self.cuts = _cuts(nfa, guards)
+        self._variants: dict[tuple, Assertion] = {}
+
+    def variant(self, context: tuple) -> Assertion:
+        """The lookahead where the contexts' states are ``context``."""
+        found = self._variants.get(context)
+        if found is None:
+            start = {id(h): s for h, s in zip(self.contexts, context)}
+            dfa = determinize_guarded(self.nfa, self.guards, self.limits, self.what, start)
+            found = self._variants[context] = lookahead(dfa, self.positive, self.universe)
+        return found
+
+
+def histories_of(guards: dict) -> list[ByteDFA]:
+    """The DFAs that must run from the start of the text for ``guards`` to be decided."""
+    out: dict[int, ByteDFA] = {}
+    for moves in guards.values():
+        for a, _ in moves:
+            if isinstance(a, ContextualLookahead):
+                out.update((id(h), h) for h in a.contexts)
+            elif a.behind:
+                out[id(a.dfa)] = a.dfa
+    return list(out.values())
+
+
+def _cuts(nfa: ByteNFA, guards: dict) -> set[int]:
+    """The bytes where some NFA range or assertion DFA starts treating bytes differently."""
+    cuts = {0, 256}
+    for moves in nfa.ranges:
+        for lo, hi, _ in moves:
+            cuts.update((lo, hi + 1))
+    for moves in guards.values():
+        for a, _ in moves:
+            if isinstance(a, ContextualLookahead):
+                cuts |= a.cuts
+                continue
+            table = a.dfa.transitions
+            cuts.update((np.flatnonzero((table[:, 1:] != table[:, :-1]).any(axis=0)) + 1).tolist())
+    return cuts
+
+
 def _sure_states(dfa: ByteDFA, universe: ByteDFA) -> np.ndarray:
     """The states of ``dfa`` from which every text of ``universe`` is accepted.
 
@@ -99,23 +154,20 @@ def _sure_states(dfa: ByteDFA, universe: ByteDFA) -> np.ndarray:
     return np.flatnonzero(sure)
 
 
-def determinize_guarded(nfa: ByteNFA, guards: dict[int, list[tuple[Assertion, int]]], limits: Limits,
-                        what: str = "regex") -> ByteDFA:
+def determinize_guarded(nfa: ByteNFA, guards: dict[int, list[tuple]], limits: Limits,
+                        what: str = "regex", start_histories: dict[int, int] | None = None) -> ByteDFA:
     """The trimmed, minimised DFA of ``nfa`` whose epsilon moves ``guards[q] = [(assertion,
-    target), ...]`` are open only where their assertion holds (see the module docstring)."""
+    target), ...]`` are open only where their assertion holds (see the module docstring);
+    ``start_histories``: the histories' states at the start (by ``id`` of their DFA), where the
+    text read is the rest of a longer one (a lookahead's body)."""
     deadline = limits.until()
-    assertions = list({id(a): a for moves in guards.values() for a, _ in moves}.values())
-    histories = list({id(a.dfa): a.dfa for a in assertions if a.behind}.values())
+    # Obligations name their lookahead by index; contextual lookaheads add variants as they are met.
+    assertions: list[Assertion] = []
+    index_of: dict[int, int] = {}
+    histories = histories_of(guards)
     slot = {id(h): k for k, h in enumerate(histories)}
     # Bytes every NFA range and every assertion DFA treats alike form one class.
-    cuts = {0, 256}
-    for moves in nfa.ranges:
-        for lo, hi, _ in moves:
-            cuts.update((lo, hi + 1))
-    for a in assertions:
-        table = a.dfa.transitions
-        cuts.update((np.flatnonzero((table[:, 1:] != table[:, :-1]).any(axis=0)) + 1).tolist())
-    bounds = sorted(cuts)
+    bounds = sorted(_cuts(nfa, guards))
     reps = bounds[:-1]
     class_of = np.zeros(257, np.int64)
     for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
@@ -123,7 +175,13 @@ def determinize_guarded(nfa: ByteNFA, guards: dict[int, list[tuple[Assertion, in
     moves_by_class: list[list[tuple[int, int, int]]] = [
         [(int(class_of[lo]), int(class_of[hi]) + 1, t) for lo, hi, t in moves] for moves in nfa.ranges]
     accepting = nfa.accepting
-    index_of = {id(a): k for k, a in enumerate(assertions)}
+
+    def obligation_index(a: Assertion) -> int:
+        k = index_of.get(id(a))
+        if k is None:
+            k = index_of[id(a)] = len(assertions)
+            assertions.append(a)
+        return k
 
     def holds_at_end(obligations) -> bool:
         return all(bool(assertions[k].dfa.accepting[d]) == assertions[k].positive for k, d in obligations)
@@ -144,19 +202,22 @@ def determinize_guarded(nfa: ByteNFA, guards: dict[int, list[tuple[Assertion, in
                     if bool(a.dfa.accepting[hist[slot[id(a.dfa)]]]) == a.positive:
                         stack.append((t, obligations))
                     continue
+                if isinstance(a, ContextualLookahead):
+                    a = a.variant(tuple(hist[slot[id(h)]] for h in a.contexts))
                 d = a.dfa.initial
                 status = a.status[d]
                 if status == MET:
                     stack.append((t, obligations))
                 elif status == PENDING:
-                    stack.append((t, obligations | {(index_of[id(a)], d)}))
+                    stack.append((t, obligations | {(obligation_index(a), d)}))
         # Only states that read a byte or accept matter to the automaton.
         return frozenset(item for item in seen if nfa.ranges[item[0]] or item[0] in accepting)
 
     closures: dict = {}  # (items, histories) -> closure: classes of many states lead to the same items
     steps: dict = {}  # (obligations, byte class) -> obligations after it (None: failed)
 
-    hist0 = tuple(h.initial for h in histories)
+    given = start_histories or {}
+    hist0 = tuple(given.get(id(h), h.initial) for h in histories)
     start = (hist0, closure([(nfa.start, frozenset())], hist0))
     index = {start: 1}
     order = [start]
