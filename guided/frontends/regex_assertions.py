@@ -172,6 +172,7 @@ def determinize_guarded(nfa: ByteNFA, guards: dict[int, list[tuple]], limits: Li
     class_of = np.zeros(257, np.int64)
     for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
         class_of[lo:hi] = k
+    byte_class = class_of[:256]
     moves_by_class: list[list[tuple[int, int, int]]] = [
         [(int(class_of[lo]), int(class_of[hi]) + 1, t) for lo, hi, t in moves] for moves in nfa.ranges]
     accepting = nfa.accepting
@@ -215,6 +216,7 @@ def determinize_guarded(nfa: ByteNFA, guards: dict[int, list[tuple]], limits: Li
 
     closures: dict = {}  # (items, histories) -> closure: classes of many states lead to the same items
     steps: dict = {}  # (obligations, byte class) -> obligations after it (None: failed)
+    hist_steps: dict = {}  # (histories' states, byte class) -> their states after it
 
     given = start_histories or {}
     hist0 = tuple(given.get(id(h), h.initial) for h in histories)
@@ -238,10 +240,12 @@ def determinize_guarded(nfa: ByteNFA, guards: dict[int, list[tuple]], limits: Li
             for c0, c1, t in moves_by_class[q]:
                 for c in range(c0, c1):
                     by_class.setdefault(c, []).append((t, obligations))
-        row = np.zeros(256, np.int32)
+        row_by_class = [0] * len(reps)
         for c, targets in by_class.items():
             b = reps[c]
-            new_hist = tuple(int(h.transitions[s, b]) for h, s in zip(histories, hist))
+            new_hist = hist_steps.get((hist, c))
+            if new_hist is None:
+                new_hist = hist_steps[(hist, c)] = tuple(int(h.transitions[s, b]) for h, s in zip(histories, hist))
             nexts = []
             for t, obligations in targets:
                 key = (obligations, c)
@@ -265,8 +269,8 @@ def determinize_guarded(nfa: ByteNFA, guards: dict[int, list[tuple]], limits: Li
             if sid is None:
                 sid = index[state] = len(order) + 1
                 order.append(state)
-            row[bounds[c]:bounds[c + 1]] = sid
-        rows.append(row)
+            row_by_class[c] = sid
+        rows.append(np.array(row_by_class, np.int32)[byte_class])
     table = np.stack(rows).astype(np.int32)
     dfa = trim(table, np.array(accept, bool), initial=1, deadline=deadline, what=what)
     return minimize(dfa, deadline)
