@@ -402,3 +402,13 @@ def test_schema_patterns_with_assertions_walk_exactly(pattern):
                 m.advance(b)
             accepted = accepted and m.accepts_eos()
             assert accepted == test(pattern, text), (pattern, doc)
+
+
+def test_top_level_alternatives_each_keep_their_classes():
+    """A regression: a pattern's top-level alternatives share one builder, whose caches are keyed by
+    node identity; an alternative's parse tree freed early let a later node reuse its id."""
+    check_ecma = _ecma()
+    for pattern in (r"^dev|alpha|beta|rc|RC|stable$", r"^a|[bc]|d$|[e-g]x|\d|\w\b", r"x|(?=y)|^z|[^a]q$"):
+        assert check_ecma(pattern), pattern
+    d = pattern_content(r"^dev|alpha|beta|rc|RC|stable$")
+    assert d.fullmatch(b"src/") and not d.fullmatch(b"xdev") and d.fullmatch(b"dev1")

@@ -327,6 +327,9 @@ class _Builder:
         self.limits = limits
         self.calls = 0
         self._ranges: dict[tuple, list[tuple[int, int]]] = {}
+        # Caches are keyed by id(node): the nodes stay alive with the builder so that no id is
+        # reused by another node (a builder may build several parse trees, one per alternative).
+        self._alive: list = []
         # Zero-width assertions: state -> [(assertion, target)], opened by the guarded construction.
         self.guards: dict[int, list[tuple[Assertion | ContextualLookahead, int]]] = {}
         self._assertions: dict[object, Assertion | ContextualLookahead] = {}  # shared with forks: one per node / placeholder
@@ -549,6 +552,7 @@ class _Builder:
                         self._loop(nfa, middle2, last)
                         nfa.accepting.add(last)
                         found = self._assertions[key] = lookahead(determinize(nfa, self.limits), False, self.universe())
+                        self._alive.append(node.base)
                     self.guards.setdefault(middle, []).append((found, end))
                 return
         raise RegexError("an atomic group or possessive quantifier is only supported where its first match is "
@@ -579,6 +583,7 @@ class _Builder:
                 found = (lookbehind(dfa, not node.negate) if node.backwards
                          else lookahead(dfa, not node.negate, self.universe()))
             self._assertions[key] = found
+            self._alive.append(node)
         self.guards.setdefault(start, []).append((found, end))
 
     def ranges(self, group, flags) -> list[tuple[int, int]]:
@@ -587,6 +592,7 @@ class _Builder:
         found = self._ranges.get(key)
         if found is None:
             found = self._ranges[key] = _class_ranges(group, flags, self.dialect)
+            self._alive.append(group)
         return found
 
     def build(self, node, start: int, end: int, flags) -> None:
