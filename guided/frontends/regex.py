@@ -453,7 +453,7 @@ class _Builder:
         """The assertions placeholders are made of, built once per builder family."""
         found = self._assertions.get(key)
         if found is None:
-            words = list(escape_ranges("w", self.dialect))
+            words = list(escape_ranges("w", self.dialect)) if "word" in key else []
             newline = [(10, 10)]
             found = {
                 "word before": lambda: lookbehind(self._language("any", words), True),
