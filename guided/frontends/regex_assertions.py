@@ -21,9 +21,9 @@ The spellings are uniquely decodable (a byte string spells at most one text), so
 products say exactly what the character-level definitions say.
 
 >>> from guided.frontends.regex import regex_to_dfa
->>> d = regex_to_dfa(r"\\w+\\b(?!-)-?\\d")
->>> d.fullmatch(b"ab1"), d.fullmatch(b"ab-1"), d.fullmatch(b"a b")
-(False, True, False)
+>>> d = regex_to_dfa(r".*\\bcat\\b(?!-).*")
+>>> d.fullmatch(b"a cat."), d.fullmatch(b"concat"), d.fullmatch(b"cat-")
+(True, False, False)
 """
 
 from __future__ import annotations
