@@ -498,6 +498,22 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits
     start, end = nfa.start, nfa.add_state()
     builder = _JsonBuilder(nfa, pattern, limits, dialect="ecma", chars=chars, bmp_only=not unicode)
     alternatives = _split_top(pattern)
+    # The unanchored alternatives share one loop before them and one after: a loop each would
+    # let determinisation track which alternatives have matched (2^n subsets) before minimising.
+    loops: dict[str, int] = {}
+
+    def lead() -> int:
+        if "lead" not in loops:
+            loops["lead"] = nfa.add_state()
+            _any_loop(nfa, start, loops["lead"], chars)
+        return loops["lead"]
+
+    def tail() -> int:
+        if "tail" not in loops:
+            loops["tail"] = nfa.add_state()
+            _any_loop(nfa, loops["tail"], end, chars)
+        return loops["tail"]
+
     whole = None  # the one alternative's tree, where it spans the whole text (^...$)
     for alt in alternatives:
         a_start = alt.startswith("^")
@@ -519,14 +535,14 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits
         if a_start:
             nfa.add_epsilon(start, s1)
         else:
-            _any_loop(nfa, start, s1, chars)
+            nfa.add_epsilon(lead(), s1)
         builder.build(tree, s1, e1, _ip.REFlags(0))
         if a_start and a_end and len(alternatives) == 1:
             whole = tree
         if a_end:
             nfa.add_epsilon(e1, end)
         else:
-            _any_loop(nfa, e1, end, chars)
+            nfa.add_epsilon(e1, tail())
     _embed_built(builder, end, outer, outer_start, outer_end, f"pattern {_rx.shown(pattern)}", whole)
 
 
