@@ -97,16 +97,16 @@ def test_utf8_ranges_cover_exactly_the_range(a, b):
     "pattern, position, message",
     [
         (r"(a)\1", 3, "backreference"),
-        (r"a(?=b)", 1, "lookahead"),
-        (r"a(?<!b)c", 1, "lookahead and lookbehind"),
-        (r"ab\b", 2, "word boundary"),
-        (r"a^b", 1, "'^'"),
-        (r"a$b", 1, "'$'"),
+        (r"(?<!a(?!b))c", 5, "lookahead inside a lookbehind"),
+        (r"(?<!a\b)c", 5, "word boundary \\b inside a lookbehind"),
+        (r"(?<=a$)b", 5, "'$' inside a lookbehind"),
+        (r"(?m:a^)b", 5, "scoped MULTILINE"),
         (r"x[ab", 1, "unterminated"),
         (r"\p{L}+", 0, "Unicode property"),
         (r"(?P<n>a)(?P=n)", 8, "backreference"),
         (r"ab\u12", 2, "four hex digits"),
-        (r"a*+", 2, "possessive"),
+        (r"(?>a|ab)c", 0, "atomic group"),
+        (r"x(?:a|ab)++", 10, "possessive"),
     ],
 )
 def test_unsupported_constructs_name_their_position(pattern, position, message):

@@ -568,7 +568,7 @@ _REGEX_DFAS: dict[tuple[str, int], object] = {}  # terminal regexes shared by gr
 def _regex_dfa(regex: str, max_states: int, seconds: float):
     dfa = _REGEX_DFAS.get((regex, max_states))
     if dfa is None:
-        dfa = regex_to_dfa(Regex(regex, max_states=max_states, max_seconds=max(seconds, 0.001)))
+        dfa = regex_to_dfa(Regex(regex, max_states=max_states, max_seconds=max(seconds, 0.001)), assertions=False)
         if len(_REGEX_DFAS) >= 4096:
             _REGEX_DFAS.clear()
         _REGEX_DFAS[(regex, max_states)] = dfa

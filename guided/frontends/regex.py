@@ -12,14 +12,26 @@ Supported syntax (Python ``re`` spelling):
   (``\\d`` is any decimal digit, ``٣`` included; ``[0-9]`` for ASCII digits);
 - groups ``(...)``, ``(?:...)``, ``(?P<name>...)``, alternation ``|``;
 - quantifiers ``* + ? {n} {n,} {,m} {n,m}`` (lazy forms accepted: under full-match they are the same);
-- inline flags ``(?i)``, ``(?s)``, scoped ``(?i:...)``;
-- ``^`` at the very start and ``$`` (or ``\\Z``, ``\\z``) at the very end, which full-match implies.
+- inline flags ``(?i)``, ``(?s)``, ``(?m)``, scoped ``(?i:...)``;
+- zero-width assertions anywhere, compiled into the automaton exactly
+  (`guided.frontends.regex_assertions`): lookaheads ``(?=...)`` ``(?!...)``, lookbehinds
+  ``(?<=...)`` ``(?<!...)``, word boundaries ``\\b \\B`` (``re``'s Unicode word characters;
+  ``\\B`` fails on the empty text as in ``re`` before Python 3.14), ``^``/``\\A`` (the start),
+  ``$`` (the end or before a final newline, as ``re``), ``\\Z``, and under ``(?m)`` the line
+  anchors.  A lookahead may hold any of these (``(?=.*\\bcat\\b)``: one automaton per state
+  of the text before it), a lookbehind lookbehinds and ``^``; what would look past a
+  lookbehind's end (``(?<=a$)``, ``(?<=a\\b)``, ``(?<=(?=a)a)``) is refused;
+- atomic groups ``(?>...)`` and possessive quantifiers ``*+ ++ ?+ {n,m}+`` where their first match
+  does not depend on the order ``re`` tries alternatives in: a body no match of which is a
+  prefix of another (``(?>abc|d)`` is ``abc|d``), or a greedy repeat of such a body
+  (``\\d++`` is ``\\d+(?!\\d)``); others are refused.
 
 Refused with a `guided.errors.RegexError` naming the position: what ``re`` itself refuses (with
-its message), backreferences, lookahead and lookbehind, word boundaries ``\\b \\B``, anchors
-anywhere else, conditionals, Unicode property classes ``\\p{...}``, the flags ``(?a)``,
-``(?L)``, ``(?x)``, and the noncharacters U+FDD0 to U+FDD5 (used internally).  Comments
-``(?#...)`` are ignored, as ``re`` ignores them.
+its message), backreferences, the lookaheads inside lookbehinds above, anchors under a scoped ``(?m:...)``,
+conditionals, Unicode property classes ``\\p{...}``, the flags ``(?a)``, ``(?L)``, ``(?x)``,
+and the noncharacters U+FDD0 to U+FDDF (used internally).  Comments ``(?#...)`` are ignored, as
+``re`` ignores them.  `regex_to_dfa(..., assertions=False)` (Lark terminals) refuses every
+zero-width assertion but a leading ``^`` and a trailing ``$``.
 
 Limits (`guided.errors.LimitExceeded`, fast): groups nested deeper than ``max_nesting``; a
 pattern whose automaton must have more than ``max_states`` states (a shortest or longest match
@@ -34,6 +46,7 @@ building, determinising and minimising share the one deadline).
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 import time
@@ -44,6 +57,7 @@ from interegular import patterns as _ip
 
 from guided.errors import LimitExceeded, RegexError, UsageError
 from guided.ir.dfa import (
+    DEAD,
     MAX_UNICODE,
     ByteDFA,
     ByteNFA,
@@ -51,6 +65,14 @@ from guided.ir.dfa import (
     codepoint_ranges,
     complement_codepoints,
     determinize,
+)
+from guided.frontends.regex_assertions import (
+    Assertion,
+    ContextualLookahead,
+    determinize_guarded,
+    histories_of,
+    lookahead,
+    lookbehind,
 )
 
 
@@ -98,13 +120,17 @@ def check_limits(spec, **kinds: type) -> None:
                              f"{'number' if kind is float else 'integer'}, got {value!r}")
 
 
-def regex_to_dfa(spec: Regex | str) -> ByteDFA:
-    """Compile a regex to a trimmed byte-level DFA, or raise `RegexError` / `LimitExceeded`."""
+def regex_to_dfa(spec: Regex | str, *, assertions: bool = True) -> ByteDFA:
+    """Compile a regex to a trimmed byte-level DFA, or raise `RegexError` / `LimitExceeded`.
+
+    ``assertions=False`` refuses lookarounds, word boundaries and anchors inside the pattern (a
+    grammar terminal's would look at the text around it).
+    """
     if isinstance(spec, str):
         spec = Regex(spec)
     limits = Limits(spec.max_states, spec.max_seconds, time.monotonic() + spec.max_seconds)
-    nfa = regex_to_nfa(spec.pattern, limits, spec.max_nesting)
-    dfa = determinize(nfa, limits, what=f"regex {shown(spec.pattern)}")
+    builder = _build(spec.pattern, limits, spec.max_nesting, assertions)
+    dfa = builder.finish(f"regex {shown(spec.pattern)}", builder.tree)
     if dfa.initial == 0:
         raise RegexError("the regex matches no string at all", spec.pattern)
     return dfa
@@ -130,16 +156,33 @@ def literal_to_dfa(text: str, ignore_case: bool = False) -> ByteDFA:
 
 
 def regex_to_nfa(pattern: str, limits: Limits | None = None, max_nesting: int = 40) -> ByteNFA:
-    """Parse ``pattern`` and build its byte-level NFA (no determinisation), within ``limits``."""
+    """Parse ``pattern`` and build its byte-level NFA within ``limits`` (determinised first only
+    where it has zero-width assertions, which a plain NFA cannot carry)."""
     limits = limits or Limits()
-    body = _check_and_normalise(pattern, max_nesting)
+    builder = _build(pattern, limits, max_nesting)
+    if not builder.guards:
+        return builder.nfa
+    from guided.ir.dfa_ops import embed
+
+    nfa = ByteNFA()
+    end = nfa.add_state()
+    embed(nfa, builder.finish(f"regex {shown(pattern)}"), nfa.start, end)
+    nfa.accepting.add(end)
+    return nfa
+
+
+def _build(pattern: str, limits: Limits, max_nesting: int, assertions: bool = True) -> "_Builder":
+    """The builder holding ``pattern``'s NFA (its accepting state added) and its guarded moves."""
+    body = _check_and_normalise(pattern, max_nesting, assertions=assertions)
     _check_python_syntax(pattern)
     tree = parse_tree(body, pattern, limits, max_nesting)
     nfa = ByteNFA()
     end = nfa.add_state()
-    _Builder(nfa, pattern, limits).build(tree, nfa.start, end, _ip.REFlags(0))
+    builder = _Builder(nfa, pattern, limits)
+    builder.build(tree, nfa.start, end, _ip.REFlags(0))
     nfa.accepting.add(end)
-    return nfa
+    builder.tree = tree
+    return builder
 
 
 def parse_tree(body: str, pattern: str, limits: Limits | None = None, max_nesting: int = 40):
@@ -210,6 +253,9 @@ def _check_size(tree, pattern: str, limits: Limits, max_nesting: int) -> None:
             size = sum(p[0] for p in parts) + len(parts)
             shortest = sum(p[1] for p in parts)
             longest = None if any(p[2] is None for p in parts) else sum(p[2] for p in parts)
+        elif isinstance(node, _ip._NonCapturing) or (isinstance(node, _ip._CharGroup) and
+                                                      node.chars & (_MARKS | _ATOMIC_MARKS)):
+            size, shortest, longest = 1, 0, 0  # zero-width (a lookaround's body is built on its own)
         elif isinstance(node, _ip._Repeated):
             (b_size, b_short, b_long), lo, hi = parts[0], node.min, node.max
             size = b_size * (max(lo, hi if hi is not None else lo) + 1) + 2
@@ -281,6 +327,264 @@ class _Builder:
         self.limits = limits
         self.calls = 0
         self._ranges: dict[tuple, list[tuple[int, int]]] = {}
+        # Caches are keyed by id(node): the nodes stay alive with the builder so that no id is
+        # reused by another node (a builder may build several parse trees, one per alternative).
+        self._alive: list = []
+        # Zero-width assertions: state -> [(assertion, target)], opened by the guarded construction.
+        self.guards: dict[int, list[tuple[Assertion | ContextualLookahead, int]]] = {}
+        self._assertions: dict[object, Assertion | ContextualLookahead] = {}  # shared with forks: one per node / placeholder
+        self._universe: list[ByteDFA] = []
+        self.tree = None  # the parse tree built from the start state, once built (see finish)
+
+    # --- how characters are spelt (the JSON Schema builder spells them its own way) -----------
+
+    def char_set(self, nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, int]]) -> None:
+        """One character of ``ranges`` (sorted code point ranges), from ``start`` to ``end``."""
+        nfa.add_codepoints(start, ranges, end)
+
+    def any_char(self, nfa: ByteNFA, start: int, end: int) -> None:
+        """Any one character (the text around a match: never narrowed)."""
+        nfa.add_codepoints(start, [(0, MAX_UNICODE)], end)
+
+    # --- zero-width assertions -------------------------------------------------------------------
+
+    def finish(self, what: str, tree=None) -> ByteDFA:
+        """The trimmed, minimised DFA of the NFA built so far (its accepting states set); ``tree``:
+        what was built, if it spans the whole text (`_top_lookaheads` may then take a faster way)."""
+        if self.guards:
+            if tree is not None:
+                found = self._top_lookaheads(tree, what)
+                if found is not None:
+                    return found
+            return determinize_guarded(self.nfa, self.guards, self.limits, what)
+        return determinize(self.nfa, self.limits, what=what)
+
+    def _top_lookaheads(self, tree, what: str) -> ByteDFA | None:
+        """A whole-text pattern whose only assertions are lookaheads in its top concatenation
+        (``(?=.*[A-Z])(?=.*\\d).{8,64}``), by automaton products: ``X(?=A)Y`` is ``X·(Y ∩ AΣ*)``
+        and ``X(?!A)Y`` is ``X·(Y - AΣ*)`` where Y runs to the end of the text.  Products of a few
+        DFAs are much cheaper than carrying the obligations state by state.  None where the
+        pattern has another shape (the general construction then runs)."""
+        from guided.ir.dfa_ops import concat_dfas, difference, intersect
+
+        if not (isinstance(tree, _ip.Pattern) and len(tree.options) == 1 and
+                isinstance(tree.options[0], _ip._Concatenation)):
+            return None
+        flags = _ip._combine_flags(_ip.REFlags(0), tree.added_flags, tree.removed_flags)
+        parts = tree.options[0].parts
+        if any(isinstance(p, _ip._NonCapturing) and p.backwards for p in parts):
+            return None
+        if not any(isinstance(p, _ip._NonCapturing) for p in parts):
+            return None
+        limit = self.limits.max_states
+
+        def plain(run) -> ByteDFA | None:  # the DFA of ordinary parts, None if they hold assertions
+            sub = self._fork()
+            last = sub.nfa.add_state()
+            sub.build(_ip._Concatenation(tuple(run)), sub.nfa.start, last, flags)
+            sub.nfa.accepting.add(last)
+            return None if sub.guards else sub.finish(what)
+
+        suffix: ByteDFA | None = None  # from the current position to the end; None: the empty text
+        run: list = []
+        for part in reversed(parts):
+            if not isinstance(part, _ip._NonCapturing):
+                run.insert(0, part)
+                continue
+            if run or suffix is None:
+                rest = plain(run)
+                if rest is None:
+                    return None
+                rest = rest if suffix is None else concat_dfas([rest, suffix], limit, what)
+            else:
+                rest = suffix
+            assertion = self._assertions[(id(part), flags)]
+            if isinstance(assertion, ContextualLookahead):
+                return None
+            suffix = (intersect if assertion.positive else difference)(rest, assertion.dfa, limit, what)
+            run = []
+        head = plain(run)
+        if head is None:
+            return None
+        assert suffix is not None
+        return concat_dfas([head, suffix], limit, what) if run else suffix
+
+    def _fork(self) -> "_Builder":
+        """A builder like this one over a fresh NFA (for a lookaround's body)."""
+        sub = copy.copy(self)
+        sub.nfa = ByteNFA()
+        sub.guards = {}
+        return sub
+
+    def _loop(self, nfa: ByteNFA, start: int, end: int) -> None:
+        """Any text, from ``start`` to ``end``."""
+        loop, back = nfa.add_state(), nfa.add_state()
+        nfa.add_epsilon(start, loop)
+        self.any_char(nfa, loop, back)
+        nfa.add_epsilon(back, loop)
+        nfa.add_epsilon(loop, end)
+
+    def _language(self, *pieces) -> ByteDFA:
+        """The DFA of the concatenated ``pieces``: "any" (any text), "char" (any one character),
+        "" (the empty text) or a list of code point ranges (one character of them)."""
+        nfa = ByteNFA()
+        state = nfa.start
+        for piece in pieces:
+            nxt = nfa.add_state()
+            if piece == "any":
+                self._loop(nfa, state, nxt)
+            elif piece == "char":
+                self.any_char(nfa, state, nxt)
+            elif piece == "":
+                nfa.add_epsilon(state, nxt)
+            else:
+                self.char_set(nfa, state, nxt, piece)
+            state = nxt
+        nfa.accepting.add(state)
+        return determinize(nfa, self.limits, what=f"regex {shown(self.pattern)}")
+
+    def universe(self) -> ByteDFA:
+        """Every text, as spelt."""
+        if not self._universe:
+            self._universe.append(self._language("any"))
+        return self._universe[0]
+
+    def _assertion(self, key: str) -> Assertion:
+        """The assertions placeholders are made of, built once per builder family."""
+        found = self._assertions.get(key)
+        if found is None:
+            words = list(escape_ranges("w", self.dialect)) if "word" in key else []
+            newline = [(10, 10)]
+            found = {
+                "word before": lambda: lookbehind(self._language("any", words), True),
+                "no word before": lambda: lookbehind(self._language("any", words), False),
+                "word after": lambda: lookahead(self._language(words, "any"), True, self.universe()),
+                "no word after": lambda: lookahead(self._language(words, "any"), False, self.universe()),
+                "text before": lambda: lookbehind(self._language("any", "char"), True),
+                "no text before": lambda: lookbehind(self._language("any", "char"), False),
+                "text after": lambda: lookahead(self._language("char", "any"), True, self.universe()),
+                "no text after": lambda: lookahead(self._language("char", "any"), False, self.universe()),
+                # Python's $: at the end, or before a newline that ends the text.
+                "end or final newline": lambda: lookahead(self._union([""], [newline]), True, self.universe()),
+                "line start": lambda: lookbehind(self._union([""], ["any", newline]), True),
+                "line end": lambda: lookahead(self._union([""], [newline, "any"]), True, self.universe()),
+            }[key]()
+            self._assertions[key] = found
+        return found
+
+    def _union(self, *alternatives) -> ByteDFA:
+        from guided.ir.dfa_ops import union_dfas
+
+        return union_dfas([self._language(*alt) for alt in alternatives])
+
+    def _guards(self, start: int, end: int, *paths: tuple[str, ...]) -> None:
+        """Guarded moves from ``start`` to ``end``: one path per alternative, each a chain of assertions."""
+        for path in paths:
+            state = start
+            for k, key in enumerate(path):
+                nxt = end if k == len(path) - 1 else self.nfa.add_state()
+                self.guards.setdefault(state, []).append((self._assertion(key), nxt))
+                state = nxt
+
+    def _mark(self, marker: str, start: int, end: int) -> None:
+        """An assertion placeholder (`_check_and_normalise` checked where it stands)."""
+        if marker == BOUNDARY:
+            self._guards(start, end, ("word before", "no word after"), ("no word before", "word after"))
+        elif marker == NON_BOUNDARY:
+            if self.dialect == "python" and _EMPTY_TEXT_HAS_NO_NON_BOUNDARY:
+                # re's \B fails on the empty text (before Python 3.14)
+                self._guards(start, end, ("word before", "word after"),
+                             ("no word before", "no word after", "text before"),
+                             ("no word before", "no word after", "no text before", "text after"))
+            else:
+                self._guards(start, end, ("word before", "word after"), ("no word before", "no word after"))
+        elif marker == START:
+            self._guards(start, end, ("no text before",))
+        elif marker == END:
+            self._guards(start, end, ("no text after",))
+        elif marker == PY_END:
+            self._guards(start, end, ("end or final newline",))
+        elif marker == LINE_START:
+            self._guards(start, end, ("line start",))
+        else:
+            self._guards(start, end, ("line end",))
+
+    def _alone(self, node, flags) -> ByteDFA:
+        """The DFA of ``node``'s own matches (no assertion may be in it)."""
+        sub = self._fork()
+        last = sub.nfa.add_state()
+        sub.build(node, sub.nfa.start, last, flags)
+        sub.nfa.accepting.add(last)
+        if sub.guards:
+            raise RegexError("an atomic group or possessive quantifier holding an assertion is not supported",
+                             self.pattern, _atomic_position(self.pattern))
+        return sub.finish(f"regex {shown(self.pattern)}")
+
+    def _atomic(self, node, start: int, end: int, flags, lazy: bool) -> None:
+        """``(?>X)`` or a possessive ``X*+``: X's first match only, with no backtracking into it.
+
+        Where no match of X is a proper prefix of another (prefix-free), at most one can start
+        here, so X's first match is X's only one: X as it is.  A greedy repeat ``Y{n,m}`` of a
+        prefix-free Y takes Y as often as Y matches, up to m: ``Y{m} | Y{n,m-1}(?!Y)``.
+        Anything else is refused (its first match depends on the order re tries alternatives in).
+        """
+        node = _unwrap(node)
+        if _prefix_free(self._alone(node, flags)):
+            self.build(node, start, end, flags)
+            return
+        if isinstance(node, _ip._Repeated) and not lazy:
+            base = self._alone(node.base, flags)
+            if _prefix_free(base):
+                lo, hi = node.min, node.max
+                if hi is not None:
+                    self.build(_ip._Repeated(node.base, hi, hi), start, end, flags)
+                if hi is None or hi > lo:
+                    middle = self.nfa.add_state()
+                    self.build(_ip._Repeated(node.base, lo, None if hi is None else hi - 1), start, middle, flags)
+                    key = ("no more", id(node.base), flags)
+                    found = self._assertions.get(key)
+                    if found is None:
+                        nfa = ByteNFA()
+                        middle2, last = nfa.add_state(), nfa.add_state()
+                        from guided.ir.dfa_ops import embed
+
+                        embed(nfa, base, nfa.start, middle2)
+                        self._loop(nfa, middle2, last)
+                        nfa.accepting.add(last)
+                        found = self._assertions[key] = lookahead(determinize(nfa, self.limits), False, self.universe())
+                        self._alive.append(node.base)
+                    self.guards.setdefault(middle, []).append((found, end))
+                return
+        raise RegexError("an atomic group or possessive quantifier is only supported where its first match is "
+                         "its only one (no match a prefix of another, e.g. (?>abc|d)) or it repeats such a "
+                         "pattern greedily (\\d++, [^\"]*+, (?>(?:ab)*))", self.pattern, _atomic_position(self.pattern))
+
+    def _lookaround(self, node, start: int, end: int, flags) -> None:
+        """``(?=A)``, ``(?!A)``, ``(?<=B)`` or ``(?<!B)``: its body compiled once (Σ*B or AΣ*)."""
+        key = (id(node), flags)
+        found = self._assertions.get(key)
+        if found is None:
+            sub = self._fork()
+            nfa = sub.nfa
+            middle, last = nfa.add_state(), nfa.add_state()
+            if node.backwards:
+                sub._loop(nfa, nfa.start, middle)
+                sub.build(node.inner, middle, last, flags)
+            else:
+                sub.build(node.inner, nfa.start, middle, flags)
+                sub._loop(nfa, middle, last)
+            nfa.accepting.add(last)
+            what = f"regex {shown(self.pattern)}"
+            if not node.backwards and histories_of(sub.guards):
+                # Its body looks back (\b, a lookbehind...): one automaton per state of what it reads.
+                found = ContextualLookahead(nfa, sub.guards, not node.negate, self.universe(), self.limits, what)
+            else:
+                dfa = sub.finish(what)
+                found = (lookbehind(dfa, not node.negate) if node.backwards
+                         else lookahead(dfa, not node.negate, self.universe()))
+            self._assertions[key] = found
+            self._alive.append(node)
+        self.guards.setdefault(start, []).append((found, end))
 
     def ranges(self, group, flags) -> list[tuple[int, int]]:
         """`_class_ranges`, once per class node: a counted repeat builds its body many times."""
@@ -288,6 +592,7 @@ class _Builder:
         found = self._ranges.get(key)
         if found is None:
             found = self._ranges[key] = _class_ranges(group, flags, self.dialect)
+            self._alive.append(group)
         return found
 
     def build(self, node, start: int, end: int, flags) -> None:
@@ -310,14 +615,25 @@ class _Builder:
             parts = list(node.parts)
             if not parts:
                 nfa.add_epsilon(start, end)
+            marks = [_atomic_mark(part) for part in parts]
+            last = max((i for i, mark in enumerate(marks) if not mark), default=-1)
             for i, part in enumerate(parts):
+                if marks[i]:
+                    continue  # read with the part before it
+                nxt = end if i == last else nfa.add_state()
                 if isinstance(part, _ip._NonCapturing):
-                    raise RegexError("lookahead and lookbehind are not supported", self.pattern)
-                nxt = end if i == len(parts) - 1 else nfa.add_state()
-                self.build(part, state, nxt, flags)
+                    self._lookaround(part, state, nxt, flags)
+                elif i + 1 < len(parts) and marks[i + 1]:
+                    self._atomic(part, state, nxt, flags, lazy=marks[i + 1] == ATOMIC_LAZY)
+                else:
+                    self.build(part, state, nxt, flags)
                 state = nxt
+            if last < 0 and parts:
+                nfa.add_epsilon(start, end)
         elif isinstance(node, _ip._Repeated):
             self._repeat(node, start, end, flags)
+        elif isinstance(node, _ip._CharGroup) and len(node.chars) == 1 and node.chars & _MARKS:
+            self._mark(next(iter(node.chars)), start, end)
         elif isinstance(node, _ip._CharGroup):
             nfa.add_codepoints(start, self.ranges(node, flags), end)
         elif node is _ip._DOT:
@@ -359,6 +675,20 @@ class _Builder:
 # merges them into the class), and the construction expands them in the pattern's dialect.
 CLASS_ESCAPES = {escape: chr(0xFDD0 + i) for i, escape in enumerate("dDwWsS")}
 _PLACEHOLDERS = {v: k for k, v in CLASS_ESCAPES.items()}
+# Zero-width assertions other than lookarounds reach interegular the same way, one noncharacter
+# each, and the construction lays each down as guarded moves (guided.frontends.regex_assertions).
+BOUNDARY, NON_BOUNDARY, START, END, PY_END, LINE_START, LINE_END = (chr(0xFDD6 + i) for i in range(7))
+_MARKS = frozenset((BOUNDARY, NON_BOUNDARY, START, END, PY_END, LINE_START, LINE_END))
+# After a group or repeat: read it atomically ((?>X), X*+), its text holding a lazy quantifier or not.
+ATOMIC, ATOMIC_LAZY = chr(0xFDDD), chr(0xFDDE)
+_ATOMIC_MARKS = frozenset((ATOMIC, ATOMIC_LAZY))
+_LOOKS_BACK = frozenset((BOUNDARY, NON_BOUNDARY, START, LINE_START))  # each needs the text before it
+_LOOKS_AHEAD = frozenset((BOUNDARY, NON_BOUNDARY, END, PY_END, LINE_END))  # ... or after it
+
+
+def _internal(c: str) -> bool:
+    """Is ``c`` one of the noncharacters U+FDD0 to U+FDDF this module uses as placeholders?"""
+    return 0xFDD0 <= ord(c) <= 0xFDDF
 _ECMA_SETS = {
     "d": ((0x30, 0x39),),
     "w": ((0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)),
@@ -464,18 +794,60 @@ except ImportError:  # pragma: no cover - other implementations
         return ord(low) if len(low) == 1 else cp
 
 
+def _atomic_mark(node) -> str | None:
+    """The atomic mark ``node`` is, if it is one."""
+    if isinstance(node, _ip._CharGroup) and len(node.chars) == 1 and not node.negated:
+        char = next(iter(node.chars))
+        return char if char in _ATOMIC_MARKS else None
+    return None
+
+
+def _unwrap(node):
+    """``node`` without the groups around it: (?:(?:X)) is X."""
+    while isinstance(node, _ip.Pattern) and len(node.options) == 1 and not node.added_flags and \
+            not node.removed_flags:
+        only = node.options[0]
+        if isinstance(only, _ip._Concatenation) and len(only.parts) == 1:
+            node = only.parts[0]
+        else:
+            break
+    return node
+
+
+def _prefix_free(dfa: ByteDFA) -> bool:
+    """No accepted text is a proper prefix of another (a trimmed DFA: no accepting state moves on)."""
+    return not (dfa.transitions[dfa.accepting] != DEAD).any()
+
+
+def _atomic_position(pattern: str) -> int | None:
+    """Where the first atomic group or possessive quantifier is (for messages)."""
+    m = re.search(r"\(\?>|(?<!\\)[*+?}]\+", pattern)
+    return None if m is None else m.start() + (0 if m.group().startswith("(") else 1)
+
+
+_EMPTY_TEXT_HAS_NO_NON_BOUNDARY = re.search(r"\B", "") is None
+
+
 # --- checking the pattern text before interegular sees it -------------------------------------
 
 _LOOKAROUND = re.compile(r"\(\?(=|!|<=|<!)")
+_LAZY = re.compile(r"[*+?}]\?")  # a lazy quantifier (or something like one: only ever refuses more)
+_SCOPED_FLAGS = re.compile(r"\(\?([aiLmsux]*-?[aiLmsux]*):")
 _QUANTIFIER = re.compile(r"\{(?:[0-9]+(?:,[0-9]*)?|,[0-9]*)\}")  # a "{" that re reads as a repeat
 _BRACED_HEX = re.compile(r"(?<!\\)((?:\\\\)*)\\x\{([0-9A-Fa-f]{1,6})\}")
 _OCTAL = re.compile(r"\\(0[0-7]{0,2}|[1-7][0-7]{2})")
 _CLASS_OCTAL = re.compile(r"\\([0-7]{1,3})")
 
 
-def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
+def _check_and_normalise(pattern: str, max_nesting: int = 40, dialect: str = "python", edges: bool = True,
+                         assertions: bool = True) -> str:
     """Refuse unsupported constructs with their position; strip outer anchors and comments;
     expand \\u escapes; refuse groups nested deeper than ``max_nesting`` (`LimitExceeded`).
+
+    ``edges``: a leading ``^`` and a trailing ``$`` are dropped (full match implies them); other
+    anchors and word boundaries become assertion placeholders, read as ``dialect`` reads them
+    (Python: ``$`` also before a final newline; ECMA-262: at the end only), or are refused where
+    ``assertions`` is false (as are lookarounds).
 
     Returns the pattern interegular parses.  Positions in errors refer to the user's pattern.
     """
@@ -484,16 +856,33 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
     in_class = False
     class_start = -1
     depth = 0
+    groups: list[str] = []  # per open group: "ahead", "behind" (a lookaround), "atomic" or "group"
+    atomic_starts: list[int] = []  # where each open atomic group starts
     # Inline flags may precede a leading ^: (?i)^abc
     lead = re.match(r"\(\?[aiLmsux]+\)", pattern)
+    multiline = bool(lead and "m" in lead.group(0))
+    scoped_multiline = any("m" in m.group(1) for m in _SCOPED_FLAGS.finditer(pattern))
     if lead:
         out.append(lead.group(0))
         i = lead.end()
-    if i < n and pattern[i] == "^":
+    if edges and i < n and pattern[i] == "^":
         i += 1
+
+    def mark(marker: str, what: str, at: int) -> None:
+        """Lay down an assertion placeholder, or refuse it where it cannot be exact."""
+        if not assertions:
+            raise RegexError(f"{what} is not supported here (in a grammar terminal it would look at the text "
+                             f"around the terminal)", pattern, at)
+        if marker in _LOOKS_AHEAD and "behind" in groups:
+            raise RegexError(f"{what} inside a lookbehind is not supported (it looks past the lookbehind's "
+                             f"position)", pattern, at)
+        if marker not in (BOUNDARY, NON_BOUNDARY) and scoped_multiline:
+            raise RegexError(f"{what} with a scoped MULTILINE flag (?m:...) is not supported", pattern, at)
+        out.append(marker)
+
     while i < n:
         c = pattern[i]
-        if c in _PLACEHOLDERS:
+        if _internal(c):
             raise RegexError(f"the noncharacter U+{ord(c):04X} is not supported", pattern, i)
         if c == "\\":
             if i + 1 >= n:
@@ -501,7 +890,7 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
             d = pattern[i + 1]
             if d in "uUx" and (expanded := _unicode_escape(pattern, i)) is not None:
                 char, length = expanded
-                if char in _PLACEHOLDERS:
+                if _internal(char):
                     raise RegexError(f"the noncharacter U+{ord(char):04X} is not supported", pattern, i)
                 out.append(_literal(char, in_class))
                 i += length
@@ -524,16 +913,22 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
                 if d in "123456789":
                     raise RegexError("backreferences are not supported", pattern, i)
                 if d in "bB":
-                    raise RegexError(f"word boundary \\{d} is not supported", pattern, i)
+                    mark(BOUNDARY if d == "b" else NON_BOUNDARY, f"word boundary \\{d}", i)
+                    i += 2
+                    continue
                 if d == "A":
-                    if i == 0:
+                    if i == 0 and edges:
                         i += 2
                         continue
-                    raise RegexError("\\A is only supported at the start of the pattern", pattern, i)
+                    mark(START, "\\A", i)
+                    i += 2
+                    continue
                 if d in "Zz":
-                    if i + 2 == n:
+                    if i + 2 == n and edges:
                         break
-                    raise RegexError(f"\\{d} is only supported at the end of the pattern", pattern, i)
+                    mark(END, f"\\{d}", i)
+                    i += 2
+                    continue
             if d in "pP":
                 raise RegexError(f"Unicode property classes \\{d}{{...}} are not supported", pattern, i)
             if d == "N":
@@ -564,28 +959,55 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
             continue
         elif c == ")":
             depth -= 1
+            if groups and groups.pop() == "atomic":
+                # (?>X) went out as (?:(?:X)<mark>): the mark makes the construction read X atomically.
+                opened = atomic_starts.pop()
+                lazy = _LAZY.search(pattern, opened, i) is not None
+                out.append(")" + (ATOMIC_LAZY if lazy else ATOMIC) + ")")
+                i += 1
+                continue
         elif c == "(":
             depth += 1
             if depth > max_nesting:
                 raise LimitExceeded(f"regex {shown(pattern)}: groups nest more than max_nesting={max_nesting} deep at "
                                     f"position {i}")
             m = _LOOKAROUND.match(pattern, i)
-            if m:
-                raise RegexError("lookahead and lookbehind are not supported", pattern, i)
+            kind = "group" if not m else "behind" if m.group(1).startswith("<") else "ahead"
+            if m and not assertions:
+                raise RegexError("lookahead and lookbehind are not supported here (in a grammar terminal they would "
+                                 "look at the text around the terminal)", pattern, i)
+            if kind == "ahead" and "behind" in groups:
+                raise RegexError("a lookahead inside a lookbehind is not supported (it looks past the lookbehind's "
+                                 "position)", pattern, i)
+            groups.append(kind)
             if pattern.startswith("(?P=", i):
                 raise RegexError("backreferences are not supported", pattern, i)
             if pattern.startswith("(?(", i):
                 raise RegexError("conditional groups are not supported", pattern, i)
             if pattern.startswith("(?>", i):
-                raise RegexError("atomic groups are not supported", pattern, i)
+                if dialect == "ecma" or not assertions:
+                    raise RegexError("atomic groups are not supported", pattern, i)
+                groups[-1] = "atomic"
+                atomic_starts.append(i)
+                out.append("(?:(?:")
+                i += 3
+                continue
         elif c == "^":
-            raise RegexError("'^' is only supported at the start of the pattern", pattern, i)
+            mark(LINE_START if multiline else START, "'^'", i)
+            i += 1
+            continue
         elif c == "$":
-            if i == n - 1:
+            if i == n - 1 and edges:
                 break
-            raise RegexError("'$' is only supported at the end of the pattern", pattern, i)
+            mark(LINE_END if multiline else END if dialect == "ecma" else PY_END, "'$'", i)
+            i += 1
+            continue
         elif c in "*+?" and i + 1 < n and pattern[i + 1] == "+":
-            raise RegexError("possessive quantifiers are not supported", pattern, i + 1)
+            if dialect == "ecma" or not assertions:
+                raise RegexError("possessive quantifiers are not supported", pattern, i + 1)
+            out.append(c + ATOMIC)  # X*+ is (?>X*): the mark after the repeat says so
+            i += 2
+            continue
         elif c == "{":
             repeat = _QUANTIFIER.match(pattern, i)
             if not repeat:
@@ -593,7 +1015,11 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40) -> str:
                 i += 1
                 continue
             if repeat.end() < n and pattern[repeat.end()] == "+":
-                raise RegexError("possessive quantifiers are not supported", pattern, repeat.end())
+                if dialect == "ecma" or not assertions:
+                    raise RegexError("possessive quantifiers are not supported", pattern, repeat.end())
+                out.append(repeat.group(0) + ATOMIC)
+                i = repeat.end() + 1
+                continue
             out.append(repeat.group(0))
             i = repeat.end()
             continue

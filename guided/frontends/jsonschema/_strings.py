@@ -216,8 +216,24 @@ class _JsonBuilder(_rx._Builder):
         # Multilingual Plane, where a character is one code unit and both readings agree.
         self.top = 0xFFFF if bmp_only else MAX_UNICODE
 
+    def char_set(self, nfa: ByteNFA, start: int, end: int, ranges: list[tuple[int, int]]) -> None:
+        self.chars(nfa, start, end, _clip(ranges, 0, self.top))
+
+    def any_char(self, nfa: ByteNFA, start: int, end: int) -> None:
+        self.chars(nfa, start, end, ALL_CHARS)
+
+    def _lookaround(self, node, start, end, flags):
+        if node.negate and self.top < MAX_UNICODE:
+            # Its body's classes would be narrowed to the BMP: a negative lookaround would then allow more.
+            at = self.pattern.find("(?<!" if node.backwards else "(?!")
+            raise RegexError("a negative lookaround in a pattern ECMA-262 reads without the u flag is not supported",
+                             self.pattern, at if at >= 0 else None)
+        super()._lookaround(node, start, end, flags)
+
     def build(self, node, start, end, flags):
-        if isinstance(node, _ip._CharGroup):
+        if isinstance(node, _ip._CharGroup) and node.chars & _rx._MARKS:
+            super().build(node, start, end, flags)
+        elif isinstance(node, _ip._CharGroup):
             self.chars(self.nfa, start, end, _clip(self.ranges(node, flags), 0, self.top))
         elif node is _ip._DOT:
             # ECMA-262 '.' excludes all line terminators
@@ -475,7 +491,31 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits
     match as two code units). The text around an unanchored match stays free.
     """
     unicode = unicode_mode(pattern)
-    for alt in _split_top(pattern):
+    # One builder for every alternative: zero-width assertions look at the whole text, so a
+    # pattern that has some is determinised whole (from the start of the text) and embedded.
+    outer, outer_start, outer_end = nfa, start, end
+    nfa = ByteNFA()
+    start, end = nfa.start, nfa.add_state()
+    builder = _JsonBuilder(nfa, pattern, limits, dialect="ecma", chars=chars, bmp_only=not unicode)
+    alternatives = _split_top(pattern)
+    # The unanchored alternatives share one loop before them and one after: a loop each would
+    # let determinisation track which alternatives have matched (2^n subsets) before minimising.
+    loops: dict[str, int] = {}
+
+    def lead() -> int:
+        if "lead" not in loops:
+            loops["lead"] = nfa.add_state()
+            _any_loop(nfa, start, loops["lead"], chars)
+        return loops["lead"]
+
+    def tail() -> int:
+        if "tail" not in loops:
+            loops["tail"] = nfa.add_state()
+            _any_loop(nfa, loops["tail"], end, chars)
+        return loops["tail"]
+
+    whole = None  # the one alternative's tree, where it spans the whole text (^...$)
+    for alt in alternatives:
         a_start = alt.startswith("^")
         body = alt[1:] if a_start else alt
         a_end = False
@@ -488,22 +528,44 @@ def pattern_nfa(nfa: ByteNFA, pattern: str, start: int, end: int, limits: Limits
                 a_end = True
                 body = body[:-1]
         py = _ecma_to_python(body, unicode)
-        normal = _rx._check_and_normalise(py)
-        if py.startswith("^") or (normal != py and py.endswith("$")):
-            raise RegexError("anchors inside the pattern are not supported", pattern, None)
+        normal = _rx._check_and_normalise(py, dialect="ecma", edges=False)
         tree = _rx.parse_tree(normal, pattern, limits)
         s1 = nfa.add_state()
         e1 = nfa.add_state()
         if a_start:
             nfa.add_epsilon(start, s1)
         else:
-            _any_loop(nfa, start, s1, chars)
-        _JsonBuilder(nfa, pattern, limits, dialect="ecma", chars=chars, bmp_only=not unicode).build(
-            tree, s1, e1, _ip.REFlags(0))
+            nfa.add_epsilon(lead(), s1)
+        builder.build(tree, s1, e1, _ip.REFlags(0))
+        if a_start and a_end and len(alternatives) == 1:
+            whole = tree
         if a_end:
             nfa.add_epsilon(e1, end)
         else:
-            _any_loop(nfa, e1, end, chars)
+            nfa.add_epsilon(e1, tail())
+    _embed_built(builder, end, outer, outer_start, outer_end, f"pattern {_rx.shown(pattern)}", whole)
+
+
+def _embed_built(builder: _rx._Builder, end: int, outer: ByteNFA, start: int, stop: int, what: str,
+                 tree=None) -> None:
+    """Copy what ``builder`` built (its NFA, from its start to ``end``) into ``outer`` from
+    ``start`` to ``stop``: as it is, or determinised first where it has zero-width assertions
+    (``tree``: the parse tree built, where it spans the whole text)."""
+    from guided.ir.dfa_ops import embed
+
+    nfa = builder.nfa
+    if builder.guards:
+        nfa.accepting.add(end)
+        embed(outer, builder.finish(what, tree), start, stop)
+        return
+    offset = outer.num_states
+    for _ in range(nfa.num_states):
+        outer.add_state()
+    for q in range(nfa.num_states):
+        outer.ranges[q + offset].extend((lo, hi, t + offset) for lo, hi, t in nfa.ranges[q])
+        outer.epsilons[q + offset].extend(t + offset for t in nfa.epsilons[q])
+    outer.add_epsilon(start, nfa.start + offset)
+    outer.add_epsilon(end + offset, stop)
 
 
 def fullmatch_nfa(nfa: ByteNFA, regex: str, start: int, end: int, limits: Limits | None = None,
@@ -511,7 +573,11 @@ def fullmatch_nfa(nfa: ByteNFA, regex: str, start: int, end: int, limits: Limits
     """JSON-string content (spelt by ``chars``) whose decoded text fully matches ``regex`` (guided's Python-style dialect)."""
     normal = _rx._check_and_normalise(regex)
     tree = _rx.parse_tree(normal, regex, limits)
-    _JsonBuilder(nfa, regex, limits, dialect="ecma", chars=chars).build(tree, start, end, _ip.REFlags(0))
+    local = ByteNFA()
+    last = local.add_state()
+    builder = _JsonBuilder(local, regex, limits, dialect="ecma", chars=chars)
+    builder.build(tree, local.start, last, _ip.REFlags(0))
+    _embed_built(builder, last, nfa, start, end, f"regex {_rx.shown(regex)}", tree)
 
 
 def _content_dfa(build, max_states: int, what: str) -> ByteDFA:
