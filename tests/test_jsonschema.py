@@ -801,3 +801,14 @@ def test_enum_past_the_state_limit_is_refused_before_its_table_is_built():
         schema_to_ir(JsonSchema({"type": "object", "properties": {"k": {"enum": values}}}, max_states=2000))
     assert info.value.pointer == "/properties/k" and "canonical=True" in str(info.value)
     schema_to_ir(JsonSchema({"type": "object", "properties": {"k": {"enum": values}}}, max_states=2000, canonical=True))
+
+
+@pytest.mark.parametrize("canonical", [False, True])
+def test_lone_surrogates_are_spelt_by_their_escape(canonical):
+    """A lone surrogate has no UTF-8 form: canonical spelling and the overlap check of unions of
+    objects (a fuzzer's find: ``{"dependentRequired": {"\\ud800": []}}`` raised UnicodeEncodeError)
+    spell it ``\\ud800``."""
+    schema_to_ir(JsonSchema({"dependentRequired": {"\ud800": []}}, canonical=canonical))
+    ir = schema_to_ir(JsonSchema({"enum": ["\ud800x", "a"]}, canonical=canonical))
+    assert accepts(ir, b'"\\ud800x"') and accepts(ir, b'"a"') and not accepts(ir, b'"x"')
+    assert accepts(ir, b'"\\uD800x"') != canonical  # other spellings only where all are kept

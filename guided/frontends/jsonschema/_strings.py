@@ -179,7 +179,12 @@ def canonical_text(text: str) -> bytes:
     writes between its quotes)."""
     import json
 
-    return json.dumps(text, ensure_ascii=False)[1:-1].encode("utf-8")
+    spelled = json.dumps(text, ensure_ascii=False)[1:-1]
+    # A lone surrogate has no UTF-8 form: its one spelling is the escape (as `_spellings` says).
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", spelled).encode("utf-8")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 ALL_CHARS = [(0, MAX_UNICODE)]

@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from guided.errors import GuidedError, LimitExceeded, RegexError
+from guided.frontends.jsonschema import _strings
 from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.normalise import (
     ANNOTATIONS,
@@ -1242,7 +1243,7 @@ def _overlap(terminals: Terminals, a: Description, b: Description, max_states: i
     if a[0] == "strlit":
         # String terminals read decoded characters, whatever their spelling: one spelling of
         # the text tells (were one not to, the split is only left out, as where nothing overlaps).
-        return db.fullmatch(json.dumps(a[1], ensure_ascii=False).encode())
+        return db.fullmatch(b'"' + _strings.canonical_text(a[1]) + b'"')
     # Most pairs start apart (a key and a number, "{" and "["): their first bytes tell.
     first_a = da.transitions[da.initial] != 0
     first_b = db.transitions[db.initial] != 0
