@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from guided.ir import END
+from guided.ir.dfa import CompiledKernels
 
 CHECK_WORK = 4_000
 """Units of work (items, rule symbols, edges) between two calls of a construction's ``check``:
@@ -85,6 +86,16 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
             else:
                 raise ValueError(f"symbol {name!r} is neither a terminal nor defined by a rule")
         rhs_syms.append(tuple(ids))
+    kernel = CompiledKernels.lalr
+    if kernel is not None:  # the compiled twin: the same tables, state for state
+        actions_, gotos_, kernels_, conflicts_, collisions_, end_state = kernel(
+            lhs_of, rhs_syms, n_nt, bias, nt_id[start], [] if priority is None else list(priority), check)
+        return Tables(
+            actions=actions_, gotos=gotos_, rules=tuple((lhs_of[r], len(rhs_syms[r])) for r in range(len(rules))),
+            nonterminals=tuple(names), rule_names=tuple(f"<{lhs} : {' '.join(rhs)}>" for lhs, rhs in rules),
+            start_state=0, end_state=end_state, kernels=kernels_, conflicts=conflicts_,
+            rhs=tuple(tuple(s if s < bias else ~(s - bias) for s in rhs_syms[r]) for r in range(len(rules))),
+            collisions=collisions_)
     # The augmented rule: accept = the start symbol shifted from the start state.
     aug = len(rules)
     lhs_of.append(n_nt)
