@@ -8,6 +8,9 @@ Pennello's LALR(1) lookaheads over the LR(0) automaton, on integers and without 
 items are ints, terminal sets are int bitsets, and conflicts are resolved as Lark resolves
 them (shift over reduce; between reductions, the rule listed first, or the one of highest
 priority), so the tables are those Lark would build.
+The construction runs in the native core's compiled twin where one is lent
+(`guided.ir.dfa.CompiledKernels.lalr`), which builds the same tables state for state, every
+dict in the same order, so the serialised IR does not depend on which ran.
 
 >>> t = lalr_tables([("start", ("list",)), ("list", ("NUM",)), ("list", ("list", "COMMA", "NUM"))],
 ...                 {"NUM": 0, "COMMA": 1}, "start")
@@ -86,9 +89,9 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
             else:
                 raise ValueError(f"symbol {name!r} is neither a terminal nor defined by a rule")
         rhs_syms.append(tuple(ids))
-    kernel = CompiledKernels.lalr
-    if kernel is not None:  # the compiled twin: the same tables, state for state
-        actions_, gotos_, kernels_, conflicts_, collisions_, end_state = kernel(
+    twin = CompiledKernels.lalr
+    if twin is not None:  # the compiled twin: the same tables, state for state
+        actions_, gotos_, kernels_, conflicts_, collisions_, end_state = twin(
             lhs_of, rhs_syms, n_nt, bias, nt_id[start], [] if priority is None else list(priority), check)
         return Tables(
             actions=actions_, gotos=gotos_, rules=tuple((lhs_of[r], len(rhs_syms[r])) for r in range(len(rules))),
