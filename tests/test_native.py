@@ -530,6 +530,9 @@ def test_compiled_lalr_tables_equal_python():
             seen_conflicts += bool(want[8])
             seen_collisions += bool(want[10])
         assert seen_conflicts > 20 and seen_collisions > 100  # the conflict paths were exercised
+        # Terminal ids past the twin's 2**20 take the Python code, to the same tables.
+        want, got = both([("s", ("A", "s")), ("s", ())], {"A": 1 << 21}, "s")
+        assert want == got and (1 << 21) in dict(want[0][0])
 
         # ``check`` is called back during a large construction, and what it raises stops it.
         rules = [(f"n{i}", (f"n{i + 1}", "A")) for i in range(3000)] + [("n3000", ("B",)), ("n0", ())]
@@ -553,7 +556,7 @@ def test_compiled_lalr_tables_equal_python():
     assert core.lalr_build(**good)[5] >= 0
     for bad in [dict(lhs=[0, 2]), dict(lhs=[-1, 1]), dict(rhs=[[4, 2], [1]]), dict(rhs=[[5], [1]]),
                 dict(rhs=[[-1], [1]]), dict(rhs=[[1]]), dict(start=2), dict(priority=[1]), dict(n_nt=0),
-                dict(bias=0), dict(bias=1 << 40)]:
+                dict(bias=0), dict(bias=(1 << 20) + 1), dict(n_nt=4)]:
         with pytest.raises(SpecError, match="malformed rules"):
             core.lalr_build(**{**good, **bad})
 

@@ -90,7 +90,8 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
                 raise ValueError(f"symbol {name!r} is neither a terminal nor defined by a rule")
         rhs_syms.append(tuple(ids))
     twin = CompiledKernels.lalr
-    if twin is not None:  # the compiled twin: the same tables, state for state
+    # The compiled twin (the same tables, state for state) takes terminal ids below 2**20.
+    if twin is not None and bias <= 1 << 20:
         actions_, gotos_, kernels_, conflicts_, collisions_, end_state = twin(
             lhs_of, rhs_syms, n_nt, bias, nt_id[start], [] if priority is None else list(priority), check)
         return Tables(

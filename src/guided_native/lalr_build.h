@@ -38,15 +38,18 @@ struct LalrTables {
 };
 
 constexpr int64_t kLalrCheckWork = 4000;  // guided.ir.lalr.CHECK_WORK
-constexpr int64_t kLalrMaxSymbols = int64_t{1} << 24;
+// Terminal ids up to this (per-state scratch arrays are as wide as the terminal ids; the Python
+// code, which takes any, runs where ids are larger: guided.ir.lalr.lalr_tables).
+constexpr int64_t kLalrMaxBias = int64_t{1} << 20;
 
 inline void check_lalr_grammar(const LalrGrammar& g) {
   auto bad = [](const std::string& m) { invalid("LALR(1) tables: malformed rules: " + m); };
   const auto n = static_cast<int64_t>(g.lhs.size());
   if (static_cast<int64_t>(g.rhs.size()) != n) bad("one right-hand side per rule");
   if (n > INT32_MAX - 2) bad("too many rules");
-  if (g.n_nt < 1 || g.n_nt > kLalrMaxSymbols) bad("nonterminal count out of range");
-  if (g.bias < 1 || g.bias > kLalrMaxSymbols) bad("terminal bias out of range");
+  // Nonterminals are the start symbol and the rules' left-hand sides: no more than the rules + 1.
+  if (g.n_nt < 1 || g.n_nt > n + 1) bad("nonterminal count out of range");
+  if (g.bias < 1 || g.bias > kLalrMaxBias) bad("terminal bias out of range");
   if (g.start < 0 || g.start >= g.n_nt) bad("start nonterminal out of range");
   if (!g.priority.empty() && static_cast<int64_t>(g.priority.size()) != n) bad("one priority per rule");
   for (int64_t r = 0; r < n; ++r) {
