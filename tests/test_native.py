@@ -465,6 +465,129 @@ def test_schema_ir_is_the_same_with_compiled_kernels():
     assert compared >= 40
 
 
+def _tables_in_order(t) -> tuple:
+    """Every field of LALR `Tables`, dicts as their item lists: the order is compared too (it is
+    the serialised IR's)."""
+    return (tuple(tuple(d.items()) for d in t.actions), tuple(tuple(d.items()) for d in t.gotos), t.rules,
+            t.nonterminals, t.rule_names, t.start_state, t.end_state, t.kernels, t.conflicts, t.rhs, t.collisions)
+
+
+def _random_cfg(rng: random.Random) -> tuple[list, dict[str, int], list[int]]:
+    """A random grammar: empty rules, left/right recursion, duplicated rules (reduce/reduce
+    conflicts), shift/reduce conflicts, priorities with ties, terminal ids spread past 64 bits."""
+    n_nt = rng.randint(1, 9)
+    terminal_ids = rng.sample(range(rng.choice([8, 70, 200])), rng.randint(1, 7))
+    terminals = {f"T{i}": t for i, t in enumerate(terminal_ids)}
+    symbols = list(terminals) + [f"n{i}" for i in range(n_nt)]
+    rules = []
+    for a in range(n_nt):
+        for _ in range(rng.randint(1, 4)):
+            rules.append((f"n{a}", tuple(rng.choice(symbols) for _ in range(rng.choice([0, 1, 1, 2, 2, 3, 4])))))
+    for _ in range(rng.randint(0, 3)):  # the same right-hand side for two nonterminals, or twice
+        lhs, rhs = rng.choice(rules)
+        rules.insert(rng.randrange(len(rules) + 1), (rng.choice([lhs, f"n{rng.randrange(n_nt)}"]), rhs))
+    return rules, terminals, [rng.choice([0, 0, 1, 2]) for _ in rules]
+
+
+def test_compiled_lalr_tables_equal_python():
+    """The compiled LALR(1) construction gives `lalr_tables`' very tables (states numbered alike,
+    every dict in the same order, kernels, conflicts, collisions) on the shipped grammars and
+    random grammars with conflicts, priorities and empty rules; ``check`` is called back and its
+    exception stops the construction; malformed integer rules are refused with a guided error."""
+    import lark
+
+    from guided.errors import SpecError
+    from guided.ir import dfa as dfa_mod
+    from guided.ir.lalr import lalr_tables
+
+    core = native._require()
+    saved = dfa_mod.CompiledKernels.lent()
+    assert saved[4] is core.lalr_build
+    without = saved[:4]
+
+    def both(*args, **kwargs) -> list:
+        out = []
+        for kernels in (without, saved):
+            dfa_mod.lend_kernels(*kernels)
+            out.append(_tables_in_order(lalr_tables(*args, **kwargs)))
+        return out
+
+    rng = random.Random(23)
+    try:
+        for name in SHIPPED:
+            parser = lark.Lark.open(str(Path(__file__).resolve().parents[1] / "grammars" / f"{name}.lark"),
+                                    parser="lalr", lexer="basic")
+            names = sorted({s.name for r in parser.rules for s in r.expansion if s.is_term})
+            rules = [(r.origin.name, tuple(s.name for s in r.expansion)) for r in parser.rules]
+            want, got = both(rules, {t: i for i, t in enumerate(names)}, "start",
+                             priority=[r.options.priority or 0 for r in parser.rules])
+            assert want == got, name
+        seen_conflicts = seen_collisions = 0
+        for _ in range(400):
+            rules, terminals, priority = _random_cfg(rng)
+            want, got = both(rules, terminals, "n0", priority=priority if rng.random() < 0.5 else None)
+            assert want == got, rules
+            seen_conflicts += bool(want[8])
+            seen_collisions += bool(want[10])
+        assert seen_conflicts > 20 and seen_collisions > 100  # the conflict paths were exercised
+        # Terminal ids past the twin's 2**20 take the Python code, to the same tables.
+        want, got = both([("s", ("A", "s")), ("s", ())], {"A": 1 << 21}, "s")
+        assert want == got and (1 << 21) in dict(want[0][0])
+
+        # ``check`` is called back during a large construction, and what it raises stops it.
+        rules = [(f"n{i}", (f"n{i + 1}", "A")) for i in range(3000)] + [("n3000", ("B",)), ("n0", ())]
+        calls = []
+        for kernels in (without, saved):
+            dfa_mod.lend_kernels(*kernels)
+            calls.append(0)
+
+            def check() -> None:
+                calls[-1] += 1
+                if calls[-1] == 3:
+                    raise KeyboardInterrupt("stop")
+
+            with pytest.raises(KeyboardInterrupt, match="stop"):
+                lalr_tables(rules, {"A": 0, "B": 1}, "n0", check=check)
+        assert calls == [3, 3]
+    finally:
+        dfa_mod.lend_kernels(*saved)
+    # Malformed integer rules never reach the construction (bias 3: terminals 0-1, end 2, nonterminals 3-4).
+    good = dict(lhs=[0, 1], rhs=[[4, 0], [1]], n_nt=2, bias=3, start=0, priority=[], check=None)
+    assert core.lalr_build(**good)[5] >= 0
+    for bad in [dict(lhs=[0, 2]), dict(lhs=[-1, 1]), dict(rhs=[[4, 2], [1]]), dict(rhs=[[5], [1]]),
+                dict(rhs=[[-1], [1]]), dict(rhs=[[1]]), dict(start=2), dict(priority=[1]), dict(n_nt=0),
+                dict(bias=0), dict(bias=(1 << 20) + 1), dict(n_nt=4)]:
+        with pytest.raises(SpecError, match="malformed rules"):
+            core.lalr_build(**{**good, **bad})
+
+
+@pytest.mark.skipif(not MASKBENCH.is_dir(), reason="shared MaskBench data not present")
+def test_schema_ir_is_the_same_with_compiled_lalr():
+    """JSON Schema compilations give the same serialised IR with the compiled LALR(1)
+    construction as with `lalr_tables`' Python code (the automaton kernels lent in both)."""
+    from guided.ir import dfa as dfa_mod
+    from guided.ir.serialize import to_bytes
+
+    saved = dfa_mod.CompiledKernels.lent()
+    assert saved[4] is not None
+    compared = 0
+    try:
+        for path in maskbench_sample(60):
+            schema = json.loads(path.read_text())["schema"]
+            out = []
+            for kernels in (saved[:4], saved):
+                dfa_mod.lend_kernels(*kernels)
+                try:
+                    out.append(to_bytes(guided.JsonSchema(schema).to_ir(), compress=False))
+                except GuidedError as exc:
+                    out.append(type(exc).__name__)
+            assert out[0] == out[1], path.name
+            compared += isinstance(out[0], bytes)
+    finally:
+        dfa_mod.lend_kernels(*saved)
+    assert compared >= 40
+
+
 def _xml_doc(rng: random.Random, depth: int = 0) -> str:
     """A random XML element: nested names sharing prefixes, attributes (quotes of both kinds,
     sometimes a duplicate), text with references, comments and CDATA."""

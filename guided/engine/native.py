@@ -75,7 +75,8 @@ if _native is not None:
     # The compile path's automaton operations (guided.ir.dfa) run in the core too.
     if os.environ.get("GUIDED_IR_KERNELS", "native") != "numpy" and hasattr(_native, "dfa_trim"):
         lend_kernels(trim=_native.dfa_trim, product=_native.dfa_product,
-                     determinize=getattr(_native, "nfa_determinize", None), minimize=getattr(_native, "dfa_minimize", None))
+                     determinize=getattr(_native, "nfa_determinize", None), minimize=getattr(_native, "dfa_minimize", None),
+                     lalr=getattr(_native, "lalr_build", None))
 
 __all__ = ["NativeCfgGrammar", "NativeCountsGrammar", "NativeMatcher", "NativeRegexGrammar", "NativeXmlGrammar", "available", "fill_bitmasks",
            "lower_cfg"]

@@ -469,21 +469,26 @@ class CompiledKernels:
     determinize: Callable | None = None
     # (transitions, accepting, initial, rounds, seconds left or inf) -> (table, accepting, 1), or None: unchanged
     minimize: Callable | None = None
+    # (lhs, rhs, nonterminal count, bias, start, priorities or [], check or None)
+    # -> (actions, gotos, kernels, conflicts, collisions, end state): see guided.ir.lalr.lalr_tables
+    lalr: Callable | None = None
 
     @classmethod
     def lent(cls) -> tuple[Callable | None, ...]:
         """The twins in use, in `lend_kernels`' order (to lend them again after a comparison)."""
-        return cls.trim, cls.product, cls.determinize, cls.minimize
+        return cls.trim, cls.product, cls.determinize, cls.minimize, cls.lalr
 
 
 def lend_kernels(trim: Callable | None = None, product: Callable | None = None, determinize: Callable | None = None,
-                 minimize: Callable | None = None) -> None:
+                 minimize: Callable | None = None, lalr: Callable | None = None) -> None:
     """Use compiled twins for `trim`, the products of `guided.ir.dfa_ops`, the subset construction
-    of `determinize` and `minimize` (None: the numpy/Python code)."""
+    of `determinize`, `minimize` and the LALR(1) construction of `guided.ir.lalr.lalr_tables`
+    (None: the numpy/Python code)."""
     CompiledKernels.trim = trim
     CompiledKernels.product = product
     CompiledKernels.determinize = determinize
     CompiledKernels.minimize = minimize
+    CompiledKernels.lalr = lalr
 
 
 def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int, deadline: float | None = None,

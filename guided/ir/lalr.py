@@ -8,6 +8,9 @@ Pennello's LALR(1) lookaheads over the LR(0) automaton, on integers and without 
 items are ints, terminal sets are int bitsets, and conflicts are resolved as Lark resolves
 them (shift over reduce; between reductions, the rule listed first, or the one of highest
 priority), so the tables are those Lark would build.
+The construction runs in the native core's compiled twin where one is lent
+(`guided.ir.dfa.CompiledKernels.lalr`), which builds the same tables state for state, every
+dict in the same order, so the serialised IR does not depend on which ran.
 
 >>> t = lalr_tables([("start", ("list",)), ("list", ("NUM",)), ("list", ("list", "COMMA", "NUM"))],
 ...                 {"NUM": 0, "COMMA": 1}, "start")
@@ -21,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from guided.ir import END
+from guided.ir.dfa import CompiledKernels
 
 CHECK_WORK = 4_000
 """Units of work (items, rule symbols, edges) between two calls of a construction's ``check``:
@@ -85,6 +89,17 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
             else:
                 raise ValueError(f"symbol {name!r} is neither a terminal nor defined by a rule")
         rhs_syms.append(tuple(ids))
+    twin = CompiledKernels.lalr
+    # The compiled twin (the same tables, state for state) takes terminal ids below 2**20.
+    if twin is not None and bias <= 1 << 20:
+        actions_, gotos_, kernels_, conflicts_, collisions_, end_state = twin(
+            lhs_of, rhs_syms, n_nt, bias, nt_id[start], [] if priority is None else list(priority), check)
+        return Tables(
+            actions=actions_, gotos=gotos_, rules=tuple((lhs_of[r], len(rhs_syms[r])) for r in range(len(rules))),
+            nonterminals=tuple(names), rule_names=tuple(f"<{lhs} : {' '.join(rhs)}>" for lhs, rhs in rules),
+            start_state=0, end_state=end_state, kernels=kernels_, conflicts=conflicts_,
+            rhs=tuple(tuple(s if s < bias else ~(s - bias) for s in rhs_syms[r]) for r in range(len(rules))),
+            collisions=collisions_)
     # The augmented rule: accept = the start symbol shifted from the start state.
     aug = len(rules)
     lhs_of.append(n_nt)

@@ -21,6 +21,7 @@
 #include "counts_engine.h"
 #include "dfa_build.h"
 #include "dfa_ops.h"
+#include "lalr_build.h"
 #include "regex_engine.h"
 #include "xml_engine.h"
 
@@ -446,5 +447,52 @@ NB_MODULE(_native, m) {
       nb::arg("seconds_left"),
       "guided.ir.dfa.minimize's result as (transitions, accepting, 1), or None where it returns the automaton "
       "unchanged.");
+  m.def(
+      "lalr_build",
+      [](std::vector<int64_t> lhs, std::vector<std::vector<int64_t>> rhs, int64_t n_nt, int64_t bias, int64_t start,
+         std::vector<int64_t> priority, nb::object check) {
+        LalrGrammar g{std::move(lhs), std::move(rhs), n_nt, bias, start, std::move(priority)};
+        LalrTables t;
+        const bool has_check = !check.is_none();
+        std::function<void()> call_back = [&check, has_check] {
+          if (!has_check) return;
+          nb::gil_scoped_acquire acquire;
+          check();  // a Python exception stops the construction and reaches the caller as it is
+        };
+        {
+          nb::gil_scoped_release release;  // the rules are copies
+          t = lalr_build(g, call_back);
+        }
+        auto dicts = [](const auto& rows) {
+          nb::list out;
+          for (const auto& row : rows) {
+            nb::dict d;
+            for (const auto& [k, v] : row) d[nb::int_(k)] = nb::int_(v);
+            out.append(d);
+          }
+          return nb::tuple(out);
+        };
+        nb::list kernels;
+        for (const auto& kernel : t.kernels) {
+          nb::list items;
+          for (const auto& [r, dot] : kernel) items.append(nb::make_tuple(r, dot));
+          kernels.append(nb::tuple(items));
+        }
+        nb::list conflicts;
+        for (const auto& [p, la, rules] : t.conflicts) {
+          nb::list rs;
+          for (int32_t r : rules) rs.append(r);
+          conflicts.append(nb::make_tuple(p, la, nb::tuple(rs)));
+        }
+        nb::list collisions;
+        for (const auto& [p, la] : t.collisions) collisions.append(nb::make_tuple(p, la));
+        return nb::make_tuple(dicts(t.actions), dicts(t.gotos), nb::tuple(kernels), nb::tuple(conflicts),
+                              nb::tuple(collisions), t.end_state);
+      },
+      nb::arg("lhs"), nb::arg("rhs"), nb::arg("n_nt"), nb::arg("bias"), nb::arg("start"), nb::arg("priority"),
+      nb::arg("check").none(),
+      "guided.ir.lalr.lalr_tables' construction on integer rules (lhs, rhs with terminal t as t and nonterminal A "
+      "as bias + A, the start nonterminal, priorities or [], check called now and then or None) as (actions, gotos, "
+      "kernels, conflicts, collisions, end_state).");
   m.def("hardware_threads", [] { return std::thread::hardware_concurrency(); });
 }

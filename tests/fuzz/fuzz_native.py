@@ -154,10 +154,34 @@ def random_nfa(src: Source, sound: bool):
     return ranges, epsilons, accepting, src.int(lo_s, hi_s)
 
 
+def random_rules(src: Source, sound: bool):
+    """(lhs, rhs, n_nt, bias, start, priority) of random integer grammar rules for the compiled
+    LALR(1) construction; unsound: left-hand sides, symbols, start or priorities out of range."""
+    n_nt, bias = src.int(1, 5), src.int(1, 70)
+    lo_a, hi_a = (0, n_nt - 1) if sound else (-1, n_nt)
+    lhs = [src.int(lo_a, hi_a) for _ in range(src.int(0 if not sound else 1, 8))]
+    if sound:
+        lhs += [a for a in range(n_nt) if a not in lhs]  # every nonterminal defined
+
+    def symbol() -> int:
+        if not sound and src.chance(10):
+            return src.int(-2, bias + n_nt + 1)
+        return src.int(bias, bias + n_nt - 1) if bias == 1 or src.chance(50) else src.int(0, bias - 2)
+
+    rhs = [[symbol() for _ in range(src.int(0, 4))] for _ in lhs]
+    priority = [src.int(0, 2) for _ in lhs] if src.chance(50) else []
+    if not sound and priority and src.chance(30):
+        priority.pop()
+    return lhs, rhs, n_nt, bias, src.int(lo_a, hi_a), priority
+
+
 def automaton_kernels(core, src: Source, alphabet: bytes, sound: bool) -> None:
     """The compiled twins of guided.ir.dfa's operations on random, sometimes malformed, input."""
     try:
-        which = src.int(0, 3)
+        which = src.int(0, 4)
+        if which == 4:
+            core.lalr_build(*random_rules(src, sound), None)
+            return
         if which == 0:
             ranges, epsilons, accepting, start = random_nfa(src, sound)
             core.nfa_determinize(ranges, epsilons, accepting, start, src.int(1, 64), 1.0, "f", "slow")
@@ -226,7 +250,8 @@ def one_input(src: Source) -> None:
 
 
 def main() -> None:
-    global one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, automaton_kernels
+    global one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, random_rules
+    global automaton_kernels
     if "--replay" in sys.argv:
         n = int(sys.argv[sys.argv.index("--replay") + 1])
         for seed in range(n):
@@ -237,8 +262,8 @@ def main() -> None:
 
     # Coverage of this harness's branches (which inputs were refused where) guides the fuzzer;
     # the core itself is compiled by gcc without coverage hooks, with the sanitizers.
-    for fn in (one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, automaton_kernels, Source.int,
-               Source.chance):
+    for fn in (one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, random_rules, automaton_kernels,
+               Source.int, Source.chance):
         atheris.instrument_func(fn)
     atheris.Setup(sys.argv, lambda data: one_input(Source(data)))
     atheris.Fuzz()
