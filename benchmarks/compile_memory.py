@@ -37,6 +37,9 @@ os.environ.setdefault("GUIDED_IR_CACHE", "0")
 import guided  # noqa: E402
 from guided import compiler, models  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from compile_phases import stratified  # noqa: E402  (the same case sample)
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "maskbench"
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -100,13 +103,6 @@ def measure(spec, vocab, words) -> tuple[str, float, float]:
         return f"child died (status {status})", float("nan"), float("nan")
     outcome, mb, ms = json.loads(data)
     return outcome, mb, ms
-
-
-def stratified(paths: list[pathlib.Path], n: int) -> list[pathlib.Path]:
-    if n <= 0 or n >= len(paths):
-        return paths
-    step = len(paths) / n
-    return [paths[int(i * step)] for i in range(n)]
 
 
 def main() -> None:

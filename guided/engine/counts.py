@@ -46,9 +46,8 @@ import numpy as np
 
 from guided.engine.bitmask import pack, set_bits, unpack
 from guided.engine.cfg import CfgGrammar, Stack
-from guided.engine.cfg.matcher import budget_allowed
+from guided.engine.cfg.matcher import CheckedStackMatcher
 from guided.engine.lru import LockedLru
-from guided.engine.matcher import UNREACHABLE, CheckedCfgMatcher
 from guided.engine.tuning import MASK_CACHE_SIZE
 from guided.errors import SpecError
 from guided.ir import DEAD, CfgIR
@@ -313,7 +312,7 @@ class CountsGrammar:
         return words
 
 
-class CountsMatcher(CheckedCfgMatcher):
+class CountsMatcher(CheckedStackMatcher):
     """Matcher over a `CountsGrammar`: its history holds `CountsConfig` (None once finished)."""
 
     __slots__ = ()
@@ -324,34 +323,9 @@ class CountsMatcher(CheckedCfgMatcher):
             f"lr={config.stack.state}, counts={[n for _, n, _, _ in config.frames]}"
         return f"CountsMatcher({state}, tokens={self._n})"
 
-    def forced_bytes(self) -> bytes:
-        config = self._history[0]
-        return b"" if config is None else self.grammar.cfg.forced_bytes(config.stack, config.lex)
-
-    def budget_mask(self, remaining: int) -> np.ndarray:
-        config = self._history[0]
-        g = self.grammar
-        plain = self.mask() if config is not None and remaining >= 1 else None
-        allowed = budget_allowed(g.cfg, None if config is None else (config.stack, config.lex), plain, remaining)
-        if config is not None:
-            allowed[g.cfg.table.eos_ids] = g.accepts_end(config)
-        return allowed
-
-    def closing_lower_bound(self) -> int:
-        config = self._history[0]
-        return 0 if config is None else self.grammar.cfg.lower_bound(config.stack, config.lex, True)
-
-    def closing_distance(self) -> int:
-        config = self._history[0]
-        if config is None or self.grammar.accepts_end(config):
-            return 0
-        if not self.grammar.closing_ok(config):
-            return UNREACHABLE
-        return self.grammar.cfg.completion_tokens(config.stack, config.lex)[0]
+    def _completion_kept(self, config) -> bool:
+        return self.grammar.closing_ok(config)
 
     def closing_tokens(self) -> np.ndarray:
-        config = self._history[0]
-        if config is None or not self.grammar.closing_ok(config):
-            return np.zeros(0, np.int64)
-        tokens = np.array(self.grammar.cfg.completion_tokens(config.stack, config.lex)[1], dtype=np.int64)
+        tokens = super().closing_tokens()
         return tokens[self.mask()[tokens]]  # (a token that adds an item past a maximum is not one)

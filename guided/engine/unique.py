@@ -38,8 +38,7 @@ import numpy as np
 from guided.engine.lru import LockedLru
 from guided.engine.bitmask import pack, set_bits, unpack
 from guided.engine.cfg import CfgGrammar, Stack
-from guided.engine.cfg.matcher import budget_allowed
-from guided.engine.matcher import CheckedCfgMatcher
+from guided.engine.cfg.matcher import CheckedStackMatcher
 from guided.engine.tuning import MASK_CACHE_SIZE
 from guided.errors import SpecError
 from guided.ir import DEAD, END, CfgIR, canonical_json
@@ -380,7 +379,7 @@ class UniqueGrammar:
         return words
 
 
-class UniqueMatcher(CheckedCfgMatcher):
+class UniqueMatcher(CheckedStackMatcher):
     """Matcher over a `UniqueGrammar`: its history holds `UniqueConfig` (None once finished)."""
 
     __slots__ = ()
@@ -389,32 +388,3 @@ class UniqueMatcher(CheckedCfgMatcher):
         config = self._history[0]
         state = "finished" if config is None else f"lr={config.stack.state}, arrays={len(config.frames)}"
         return f"UniqueMatcher({state}, tokens={self._n})"
-
-    def forced_bytes(self) -> bytes:
-        config = self._history[0]
-        return b"" if config is None else self.grammar.cfg.forced_bytes(config.stack, config.lex)
-
-    def budget_mask(self, remaining: int) -> np.ndarray:
-        config = self._history[0]
-        g = self.grammar
-        plain = self.mask() if config is not None and remaining >= 1 else None
-        allowed = budget_allowed(g.cfg, None if config is None else (config.stack, config.lex), plain, remaining)
-        if config is not None:
-            allowed[g.cfg.table.eos_ids] = g.accepts_end(config)
-        return allowed
-
-    def closing_lower_bound(self) -> int:
-        config = self._history[0]
-        return 0 if config is None else self.grammar.cfg.lower_bound(config.stack, config.lex, True)
-
-    def closing_distance(self) -> int:
-        config = self._history[0]
-        if config is None or self.grammar.accepts_end(config):
-            return 0
-        return self.grammar.cfg.completion_tokens(config.stack, config.lex)[0]
-
-    def closing_tokens(self) -> np.ndarray:
-        config = self._history[0]
-        if config is None:
-            return np.zeros(0, np.int64)
-        return np.array(self.grammar.cfg.completion_tokens(config.stack, config.lex)[1], dtype=np.int64)

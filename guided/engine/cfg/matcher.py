@@ -1,4 +1,5 @@
-"""`CfgMatcher`: one sequence's place in a `CfgGrammar`, as a persistent history of configurations."""
+"""`CfgMatcher`: one sequence's place in a `CfgGrammar`, as a persistent history of configurations
+(and `CheckedStackMatcher`, the closing answers of grammars that check beside such a CFG)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from guided.engine.bitmask import unpack, write_row
-from guided.engine.matcher import HistoryMatcher, text_bytes, token_index
+from guided.engine.matcher import UNREACHABLE, CheckedCfgMatcher, HistoryMatcher, text_bytes, token_index
 from guided.engine.tuning import CLOSING_REFINE_ADVANCING, CLOSING_REFINE_TOKENS, CLOSING_SEARCH_TOKENS
 from guided.errors import ConstraintViolation
 
@@ -101,6 +102,50 @@ class CfgMatcher(HistoryMatcher):
         if config is None:
             return np.zeros(0, np.int64)
         return np.array(self.grammar.completion_tokens(*config)[1], dtype=np.int64)
+
+
+class CheckedStackMatcher(CheckedCfgMatcher):
+    """What the matchers of checks beside a CFG parser share where each configuration holds the
+    CFG's own (``stack``, ``lex``) (unique items, item counts): forced bytes, budget masks and
+    closing answered by the CFG, the checks' verdict on the end (``accepts_end``) and on the
+    CFG's completion (`_completion_kept`) added."""
+
+    __slots__ = ()
+
+    def _completion_kept(self, config) -> bool:
+        """Does the CFG's shortest completion pass the checks too?  (Yes unless a subclass says.)"""
+        return True
+
+    def forced_bytes(self) -> bytes:
+        config = self._history[0]
+        return b"" if config is None else self.grammar.cfg.forced_bytes(config.stack, config.lex)
+
+    def budget_mask(self, remaining: int) -> np.ndarray:
+        config = self._history[0]
+        g = self.grammar
+        plain = self.mask() if config is not None and remaining >= 1 else None
+        allowed = budget_allowed(g.cfg, None if config is None else (config.stack, config.lex), plain, remaining)
+        if config is not None:
+            allowed[g.cfg.table.eos_ids] = g.accepts_end(config)
+        return allowed
+
+    def closing_lower_bound(self) -> int:
+        config = self._history[0]
+        return 0 if config is None else self.grammar.cfg.lower_bound(config.stack, config.lex, True)
+
+    def closing_distance(self) -> int:
+        config = self._history[0]
+        if config is None or self.grammar.accepts_end(config):
+            return 0
+        if not self._completion_kept(config):
+            return UNREACHABLE
+        return self.grammar.cfg.completion_tokens(config.stack, config.lex)[0]
+
+    def closing_tokens(self) -> np.ndarray:
+        config = self._history[0]
+        if config is None or not self._completion_kept(config):
+            return np.zeros(0, np.int64)
+        return np.array(self.grammar.cfg.completion_tokens(config.stack, config.lex)[1], dtype=np.int64)
 
 
 def budget_allowed(g: CfgGrammar, config, plain: np.ndarray | None, remaining: int) -> np.ndarray:
