@@ -1086,7 +1086,10 @@ def _const_as_enum(d: Flat) -> Flat:
     return d.with_keywords(out)
 
 
+@functools.lru_cache(maxsize=64)
 def _accepts_resolver(cls) -> bool:
+    """Whether this jsonschema's validator classes take ``_resolver`` (asked once per class:
+    `inspect.signature` costs ~60 us, and a large schema builds tens of thousands of validators)."""
     import inspect
 
     try:
