@@ -437,6 +437,7 @@ def test_compiled_determinize_and_minimize_equal_python():
         core.dfa_minimize(np.zeros((2, 256), np.int32), np.array([False]), 1, 8, 1.0)
 
 
+@pytest.mark.filterwarnings("ignore::guided.UnknownFormatWarning")  # MaskBench schemas have some
 @pytest.mark.skipif(not MASKBENCH.is_dir(), reason="shared MaskBench data not present")
 def test_schema_ir_is_the_same_with_compiled_kernels():
     """Whole JSON Schema compilations give the same serialised IR with the compiled automaton
@@ -561,6 +562,7 @@ def test_compiled_lalr_tables_equal_python():
             core.lalr_build(**{**good, **bad})
 
 
+@pytest.mark.filterwarnings("ignore::guided.UnknownFormatWarning")  # MaskBench schemas have some
 @pytest.mark.skipif(not MASKBENCH.is_dir(), reason="shared MaskBench data not present")
 def test_schema_ir_is_the_same_with_compiled_lalr():
     """JSON Schema compilations give the same serialised IR with the compiled LALR(1)
