@@ -128,21 +128,21 @@ def _expected(mask) -> list[str]:
 
 def _compiled(spec: Any) -> tuple[Any, str]:
     """A matcher of ``spec`` on the byte vocabulary, and a note for failure messages: a schema
-    whose objects cannot all be compiled in any key order (``property_order="any"`` tracks
-    which keys are written, so it is bounded) is checked with keys in declared order instead."""
+    that cannot be compiled with keys in any order (``property_order="any"`` tracks which keys
+    are written, so it is bounded: `guided.errors.LimitExceeded`) is checked with keys in
+    declared order instead, and the note says where any order stopped."""
     from guided.compiler import compile
+    from guided.errors import LimitExceeded
     from guided.frontends.jsonschema import JsonSchema
-    from guided.frontends.jsonschema.errors import SchemaTooLarge
 
     try:
         return compile(spec, byte_vocabulary()).matcher(), ""
-    except SchemaTooLarge as exc:
-        if not isinstance(spec, JsonSchema) or "property_order='any'" not in str(exc):
+    except LimitExceeded as exc:
+        if not isinstance(spec, JsonSchema) or spec.property_order != "any":
             raise
-        pointer = exc.pointer
+        why = str(exc)
     declared = spec.with_options(property_order="declared")
-    return compile(declared, byte_vocabulary()).matcher(), (
-        f" (keys checked in declared order: {pointer} has too many properties for any order)")
+    return compile(declared, byte_vocabulary()).matcher(), f" (keys checked in declared order: any order stopped at {why})"
 
 
 def validate(text: str | bytes, spec: Any = None, *, schema: Any = None, json_schema: Any = None, regex: Any = None,
