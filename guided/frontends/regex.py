@@ -31,7 +31,8 @@ its message), backreferences, the lookaheads inside lookbehinds above, anchors u
 conditionals, Unicode property classes ``\\p{...}``, the flags ``(?a)``, ``(?L)``, ``(?x)``,
 and the noncharacters U+FDD0 to U+FDDF (used internally).  Comments ``(?#...)`` are ignored, as
 ``re`` ignores them.  `regex_to_dfa(..., assertions=False)` (Lark terminals) refuses every
-zero-width assertion but a leading ``^`` and a trailing ``$``.
+zero-width assertion, edge anchors included: Lark checks a terminal's ``^`` and ``$`` against
+the whole text, not the terminal's own match.
 
 Limits (`guided.errors.LimitExceeded`, fast): groups nested deeper than ``max_nesting``; a
 pattern whose automaton must have more than ``max_states`` states (a shortest or longest match
@@ -173,7 +174,9 @@ def regex_to_nfa(pattern: str, limits: Limits | None = None, max_nesting: int = 
 
 def _build(pattern: str, limits: Limits, max_nesting: int, assertions: bool = True) -> "_Builder":
     """The builder holding ``pattern``'s NFA (its accepting state added) and its guarded moves."""
-    body = _check_and_normalise(pattern, max_nesting, assertions=assertions)
+    # A grammar terminal's edge anchors are not implied by a full match: Lark reads `^` and `$`
+    # there at the ends of the whole text, so they are refused like the other assertions.
+    body = _check_and_normalise(pattern, max_nesting, edges=assertions, assertions=assertions)
     _check_python_syntax(pattern)
     tree = parse_tree(body, pattern, limits, max_nesting)
     nfa = ByteNFA()
