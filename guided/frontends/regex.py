@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from interegular import patterns as _ip
 
 from guided.errors import LimitExceeded, RegexError, UsageError
+from guided.ir.cfg import CfgIR
 from guided.ir.dfa import (
     DEAD,
     MAX_UNICODE,
@@ -101,8 +102,16 @@ class Regex:
             raise UsageError(f"guided.Regex takes a pattern string, got {type(self.pattern).__name__}{hint}")
         check_limits(self, max_states=int, max_seconds=float, max_nesting=int)
 
-    def to_ir(self) -> ByteDFA:
-        """The intermediate form: a trimmed byte DFA (`regex_to_dfa`)."""
+    def to_ir(self) -> ByteDFA | CfgIR:
+        """The intermediate form: a trimmed byte DFA (`regex_to_dfa`); for a pattern whose one
+        large repeat (``x[0-9]{1,100000}y``) can be counted exactly, a one-terminal grammar
+        counting it instead of unrolling it (`guided.frontends.regex_counted`)."""
+        from guided.frontends.regex_counted import counted_regex_ir, has_large_repeat
+
+        if has_large_repeat(self.pattern):
+            counted = counted_regex_ir(self)
+            if counted is not None:
+                return counted
         return regex_to_dfa(self)
 
 
