@@ -30,6 +30,7 @@ from guided.frontends.jsonschema import terminals as _terminals
 from guided.ir import ByteDFA, CfgIR, Count, Terminal
 from guided.ir.cfg import END
 from guided.ir.reference import Reference, accepts, is_prefix
+from tests.reference_walks import piece_vocabulary, walk_with_reference
 
 # Characters spelt every way JSON allows: (decoded text, spelling in the JSON text).
 SPELLINGS = [
@@ -335,34 +336,14 @@ def test_capped_counts_agree_with_the_reference(seed):
     schema = rng.choice([_schema(lo, hi), {"type": "object", "properties": {"k": _schema(lo, hi)}},
                          {"type": "array", "items": {"type": ["string", "null"], "minLength": lo,
                                                      **({"maxLength": hi} if hi is not None else {})}}])
-    vocab = guided.Vocabulary.from_token_bytes(PIECES + [b"<eos>"], eos_token_ids=[len(PIECES)])
+    vocab = piece_vocabulary(PIECES)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_terminals, "COUNTED_FROM", 0)
         ir = guided.JsonSchema(schema).to_ir()
     if not any(t.count is not None for t in ir.terminals):
         return  # the normaliser made it something else (a constant)
     engines = [CfgGrammar(ir, vocab)] + ([native.NativeCfgGrammar(ir, vocab)] if native.available() else [])
-    ref = Reference(ir)
-    for walk in range(4):
-        matchers = [g.matcher() for g in engines]
-        pos = ref.start()
-        for step in range(40):
-            expected = np.zeros(vocab.size, bool)
-            for t, piece in enumerate(PIECES):
-                after = ref.walk(pos, piece)
-                expected[t] = after is not None and ref.is_viable(after)
-            expected[len(PIECES)] = ref.accepts_end(pos)
-            for m in matchers:
-                assert np.array_equal(m.mask(), expected), (schema, type(m).__name__, walk, step)
-            allowed = np.flatnonzero(expected)
-            if allowed.size == 0:
-                break
-            t = int(rng.choice(allowed))
-            if t == len(PIECES):
-                break
-            for m in matchers:
-                m.advance(t)
-            pos = ref.walk(pos, PIECES[t])
+    walk_with_reference(ir, PIECES, engines, rng, walks=4, steps=40, what=schema)
 
 
 CLASS_PATTERNS = [

@@ -29,8 +29,9 @@ from guided.frontends.jsonschema import rules as _rules
 from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
 from guided.ir import CfgIR, ItemCounts, UniqueItems
 from guided.ir import serialize
-from guided.ir.reference import Reference, accepts, is_prefix
+from guided.ir.reference import accepts, is_prefix
 from tests import fuzzing as F
+from tests.reference_walks import piece_vocabulary, walk_with_reference
 from tests.test_ir import _body, _rewrite
 
 
@@ -121,27 +122,7 @@ def test_engine_agrees_with_the_reference(seed):
     ir = _ir(schema, 0)
     if ir.item_counts is None:
         return  # maxItems 0: unrolled
-    vocab = guided.Vocabulary.from_token_bytes(PIECES + [b"<eos>"], eos_token_ids=[len(PIECES)])
-    g = CountsGrammar(ir, vocab)
-    ref = Reference(ir)
-    for walk in range(5):
-        m = g.matcher()
-        pos = ref.start()
-        for step in range(30):
-            expected = np.zeros(vocab.size, bool)
-            for t, piece in enumerate(PIECES):
-                after = ref.walk(pos, piece)
-                expected[t] = after is not None and ref.is_viable(after)
-            expected[len(PIECES)] = ref.accepts_end(pos)
-            assert np.array_equal(m.mask(), expected), (schema, walk, step)
-            allowed = np.flatnonzero(expected)
-            if allowed.size == 0:
-                break
-            t = int(rng.choice(allowed))
-            if t == len(PIECES):
-                break
-            m.advance(t)
-            pos = ref.walk(pos, PIECES[t])
+    walk_with_reference(ir, PIECES, [CountsGrammar(ir, piece_vocabulary(PIECES))], rng, walks=5, steps=30, what=schema)
 
 
 BOUNDS = [(0, 260), (260, None), (259, 265), (300, 300), (1, 400)]

@@ -437,35 +437,6 @@ def test_compiled_determinize_and_minimize_equal_python():
         core.dfa_minimize(np.zeros((2, 256), np.int32), np.array([False]), 1, 8, 1.0)
 
 
-@pytest.mark.filterwarnings("ignore::guided.UnknownFormatWarning")  # MaskBench schemas have some
-@pytest.mark.skipif(not MASKBENCH.is_dir(), reason="shared MaskBench data not present")
-def test_schema_ir_is_the_same_with_compiled_kernels():
-    """Whole JSON Schema compilations give the same serialised IR with the compiled automaton
-    kernels (trim, products, subset construction, minimisation) as with the numpy/Python code (a
-    sample of the shared MaskBench schemas)."""
-    from guided.ir import dfa as dfa_mod
-    from guided.ir.serialize import to_bytes
-
-    saved = dfa_mod.CompiledKernels.lent()
-    assert all(saved), "the core lends every automaton kernel"
-    compared = 0
-    try:
-        for path in maskbench_sample(60):
-            schema = json.loads(path.read_text())["schema"]
-            out = []
-            for kernels in ((), saved):
-                dfa_mod.lend_kernels(*kernels)
-                try:
-                    out.append(to_bytes(guided.JsonSchema(schema).to_ir(), compress=False))
-                except GuidedError as exc:
-                    out.append(type(exc).__name__)
-            assert out[0] == out[1], path.name
-            compared += isinstance(out[0], bytes)
-    finally:
-        dfa_mod.lend_kernels(*saved)
-    assert compared >= 40
-
-
 def _tables_in_order(t) -> tuple:
     """Every field of LALR `Tables`, dicts as their item lists: the order is compared too (it is
     the serialised IR's)."""
@@ -564,20 +535,28 @@ def test_compiled_lalr_tables_equal_python():
 
 @pytest.mark.filterwarnings("ignore::guided.UnknownFormatWarning")  # MaskBench schemas have some
 @pytest.mark.skipif(not MASKBENCH.is_dir(), reason="shared MaskBench data not present")
-def test_schema_ir_is_the_same_with_compiled_lalr():
-    """JSON Schema compilations give the same serialised IR with the compiled LALR(1)
-    construction as with `lalr_tables`' Python code (the automaton kernels lent in both)."""
+@pytest.mark.parametrize("compiled", ["kernels", "lalr"])
+def test_schema_ir_is_the_same_with_compiled_code(compiled):
+    """Whole JSON Schema compilations give the same serialised IR with compiled code as with the
+    numpy/Python code (a sample of the shared MaskBench schemas): ``kernels``, the automaton
+    kernels (trim, products, subset construction, minimisation) against none lent; ``lalr``, the
+    LALR(1) construction against `lalr_tables`' Python code (the automaton kernels lent in both)."""
     from guided.ir import dfa as dfa_mod
     from guided.ir.serialize import to_bytes
 
     saved = dfa_mod.CompiledKernels.lent()
-    assert saved[4] is not None
+    if compiled == "kernels":
+        assert all(saved), "the core lends every automaton kernel"
+        pair = ((), saved)
+    else:
+        assert saved[4] is not None
+        pair = (saved[:4], saved)
     compared = 0
     try:
         for path in maskbench_sample(60):
             schema = json.loads(path.read_text())["schema"]
             out = []
-            for kernels in (saved[:4], saved):
+            for kernels in pair:
                 dfa_mod.lend_kernels(*kernels)
                 try:
                     out.append(to_bytes(guided.JsonSchema(schema).to_ir(), compress=False))

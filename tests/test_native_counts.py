@@ -21,7 +21,7 @@ from guided.engine import native
 from guided.engine.counts import CountsGrammar
 from guided.frontends.jsonschema import rules as _rules
 from guided.ir import CfgIR
-from guided.ir.reference import Reference
+from tests.reference_walks import piece_vocabulary, walk_with_reference
 from tests.test_item_counts import PIECES, SMALL, _ints, _ir
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="the native core is not built")
@@ -123,27 +123,7 @@ def test_native_agrees_with_the_reference(seed):
     ir = _ir(schema, 0)
     if ir.item_counts is None:
         return  # maxItems 0: unrolled
-    vocab = guided.Vocabulary.from_token_bytes(PIECES + [b"<eos>"], eos_token_ids=[len(PIECES)])
-    g = native.NativeCountsGrammar(ir, vocab)
-    ref = Reference(ir)
-    for walk in range(5):
-        m = g.matcher()
-        pos = ref.start()
-        for step in range(30):
-            expected = np.zeros(vocab.size, bool)
-            for t, piece in enumerate(PIECES):
-                after = ref.walk(pos, piece)
-                expected[t] = after is not None and ref.is_viable(after)
-            expected[len(PIECES)] = ref.accepts_end(pos)
-            assert np.array_equal(m.mask(), expected), (schema, walk, step)
-            allowed = np.flatnonzero(expected)
-            if allowed.size == 0:
-                break
-            t = int(rng.choice(allowed))
-            if t == len(PIECES):
-                break
-            m.advance(t)
-            pos = ref.walk(pos, PIECES[t])
+    walk_with_reference(ir, PIECES, [native.NativeCountsGrammar(ir, piece_vocabulary(PIECES))], rng, walks=5, steps=30, what=schema)
 
 
 def test_exact_bounds_on_a_long_array():
