@@ -29,7 +29,7 @@ from guided.frontends.jsonschema._exact import exact_validator_class
 from guided.frontends.jsonschema._formats import DRAFT3_UNENFORCED, FORMATS, UNENFORCED
 from guided.frontends.jsonschema.errors import InvalidSchema, SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.options import Options
-from guided.frontends.jsonschema.terminals import BOOLEAN, NULL, Terminals
+from guided.frontends.jsonschema.terminals import BOOLEAN, NULL, IntegerRange, NumberRange, StringSpec, Terminals
 from guided.ir import dfa_ops as _dfa
 
 if TYPE_CHECKING:
@@ -188,7 +188,9 @@ class Flat(Mapping[str, Any]):
     came from, and what ``allOf`` and ``not`` added that one keyword cannot hold.
 
     It reads as the mapping of its keywords (``flat.get("minimum")``); it is never changed (the
-    passes make new ones).  Property and item subschemas in ``keywords`` are raw schemas.
+    passes make new ones).  Property and item subschemas in ``keywords`` are raw schemas.  The
+    rule emitter reads its object and array keywords as typed parts (`object_part`,
+    `array_part`), its scalar ones as terminal descriptions (`Normaliser.scalar_key`).
     """
 
     keywords: Mapping[str, Any]
@@ -231,6 +233,86 @@ class Flat(Mapping[str, Any]):
     def without(self, *names: str) -> Flat:
         """The same flat schema less some keywords."""
         return self.with_keywords({k: v for k, v in self.keywords.items() if k not in names})
+
+
+    def object_part(self) -> ObjectPart:
+        """Its object keywords, read once (see `ObjectPart`)."""
+        props = self.keywords.get("properties", {})
+        if not isinstance(props, dict):
+            raise UnsupportedSchema(self.pointer, "properties", "must be an object")
+        max_p = self.keywords.get("maxProperties")
+        return ObjectPart(
+            properties=props,
+            required=tuple(dict.fromkeys(self.keywords.get("required", []))),
+            pattern_properties=self.keywords.get("patternProperties", {}) or {},
+            additional=self.keywords.get("additionalProperties"),
+            property_names=self.keywords.get("propertyNames"),
+            min_properties=int(self.keywords.get("minProperties", 0)),
+            max_properties=int(max_p) if max_p is not None else None,
+            witnesses=tuple(self.keywords.get(SOME, ())),
+            depends=tuple(self.keywords.get(DEPENDS, ())))
+
+    def array_part(self) -> ArrayPart:
+        """Its array keywords, read once (see `ArrayPart`)."""
+        kw = self.keywords
+        items = kw.get("items", True)
+        prefix = kw.get("prefixItems", [])
+        if isinstance(items, list):  # draft 4-2019 tuple form
+            prefix, items = items, kw.get("additionalItems", True)
+        max_i = kw.get("maxItems")
+        contains = kw.get("contains")
+        max_c = kw.get("maxContains") if contains is not None else None
+        return ArrayPart(
+            prefix=tuple(prefix),
+            items=items,
+            min_items=int(kw.get("minItems", 0)),
+            max_items=int(max_i) if max_i is not None else None,
+            unique=kw.get("uniqueItems") is True,
+            contains=contains,
+            min_contains=int(kw.get("minContains", 1)) if contains is not None else 1,
+            max_contains=int(max_c) if max_c is not None else None,
+            contains_from=kw.get(CONTAINS_FROM, (0, None))[0])
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPart:
+    """The object keywords of a flat schema, as the rule emitter builds an object from them.
+
+    Subschemas stay raw (the emitter normalises each when it reaches it).  Absent keywords are
+    read as the specification reads them, except ``additional``: None when absent, since the
+    emitter's ``closed`` option decides what an absent one means.
+    """
+
+    properties: Mapping[str, Any]  # name -> schema, in schema order (the order the output follows)
+    required: tuple[str, ...]  # without repeats, in order
+    pattern_properties: Mapping[str, Any]  # pattern -> schema
+    additional: Any  # additionalProperties, None when absent
+    property_names: Any  # the propertyNames schema, None when absent
+    min_properties: int
+    max_properties: int | None
+    witnesses: tuple[SomeKey, ...]  # keys the object must have (`SOME`: negated object keywords)
+    depends: tuple[tuple[str, tuple[str, ...]], ...]  # (name, names it needs), `DEPENDS`
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayPart:
+    """The array keywords of a flat schema, as the rule emitter builds an array from them: the
+    tuple form of drafts 4 to 2019-09 (``items`` an array, then ``additionalItems``) and 2020-12's
+    (``prefixItems``, then ``items``) read alike.  Subschemas stay raw."""
+
+    prefix: tuple[Any, ...]  # the schemas of the first items, position by position
+    items: Any  # the schema of every item after them (True: any value)
+    min_items: int
+    max_items: int | None
+    unique: bool  # uniqueItems is true
+    contains: Any  # the contains schema, None when absent
+    min_contains: int  # (1 when contains is absent)
+    max_contains: int | None
+    contains_from: int  # contains counts the items from this position on (`CONTAINS_FROM`)
+
+    def without_contains(self) -> ArrayPart:
+        """The same array keywords less ``contains`` (and its counts)."""
+        return replace(self, contains=None, min_contains=1, max_contains=None)
 
 
 # Drafts before 7 have no if/then/else: there they are unknown keywords, which constrain nothing
@@ -1010,7 +1092,7 @@ class Normaliser:
                 return None
             if not pats and not fmts and min_len == 0 and max_len is None:
                 return ANY
-            return ("string", (tuple(pats), min_len, max_len, tuple(sorted(set(fmts))), ()))
+            return ("string", StringSpec(tuple(pats), min_len, max_len, tuple(sorted(set(fmts)))))
         if t == "number":
             is_int = "number" not in types and "integer" in types
             if not ({"number", "integer"} & types):
@@ -1035,12 +1117,10 @@ class Normaliser:
             if is_int:
                 ilo = None if lo is None else (math.floor(lo) + 1 if lo_x else math.ceil(lo))
                 ihi = None if hi is None else (math.ceil(hi) - 1 if hi_x else math.floor(hi))
-                return ("int", ilo, ihi, mult, self.opts.int_fraction)
+                return ("int", IntegerRange(ilo, ihi, mult, self.opts.int_fraction))
             if lo is None and hi is None and mult is None:
                 return ANY
-            if mult is not None and mult[1] == 0 and mult[0] >= 1 and False:
-                pass
-            return ("num", None if lo is None else str(lo), lo_x, None if hi is None else str(hi), hi_x, mult)
+            return ("num", NumberRange(None if lo is None else str(lo), lo_x, None if hi is None else str(hi), hi_x, mult))
         return None
 
     def enum_kept(self, flat: Flat) -> list:
@@ -1069,7 +1149,7 @@ class Normaliser:
             keep = [v for v in keep if valid(v)]
         if asserted:
             keep = [v for v in keep if not isinstance(v, str) or all(
-                self.terminals.bare(("string", ((), 0, None, (f,), ()))).fullmatch(
+                self.terminals.bare(("string", StringSpec(formats=(f,)))).fullmatch(
                     json.dumps(v, ensure_ascii=False).encode()) for f in asserted)]
         return keep
 
