@@ -616,7 +616,7 @@ class RuleEmitter:
         flags): each defined key can be written once, in any order, with additional keys before,
         between and after them; the object closes once every required one is written.  Exact,
         and 2**n states for n defined properties, hence the bound `MAX_ANY_ORDER`.  ``depends``
-        (`normalise.DEPENDS`) is checked where the object closes: each key written has the keys it
+        (`normalise.Flat.depends`) is checked where the object closes: each key written has the keys it
         needs (a key that cannot be written at all has no bit, and nothing needing it closes).
         """
         g, n = self.g, len(defined)
