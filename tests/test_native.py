@@ -630,18 +630,26 @@ def maskbench_sample(count: int) -> list[Path]:
     return files[::step][:count]
 
 
+def _both_engines(spec, vocab) -> tuple | None:
+    """``spec`` compiled by the Python engine and by the native core; None where the Python
+    engine refuses it, after checking that the native core refuses it with the same error."""
+    try:
+        py = guided.compile(spec, vocab, engine="python", cache=False)
+    except GuidedError as e:
+        with pytest.raises(type(e)):
+            guided.compile(spec, vocab, engine="native", cache=False)
+        return None
+    return py, guided.compile(spec, vocab, engine="native", cache=False)
+
+
 @pytest.mark.skipif(not MASKBENCH.is_dir(), reason="shared MaskBench data not present")
 @pytest.mark.parametrize("path", maskbench_sample(40), ids=lambda p: p.stem)
 def test_maskbench_schemas_agree(path, smollm2_tokenizer, smollm2_vocab):
     case = json.loads(path.read_text())
-    spec = guided.JsonSchema(case["schema"])
-    try:
-        py = guided.compile(spec, smollm2_vocab, engine="python", cache=False)
-    except GuidedError as e:
-        with pytest.raises(type(e)):
-            guided.compile(spec, smollm2_vocab, engine="native", cache=False)
+    both = _both_engines(guided.JsonSchema(case["schema"]), smollm2_vocab)
+    if both is None:
         return
-    nat = guided.compile(spec, smollm2_vocab, engine="native", cache=False)
+    py, nat = both
     rng = random.Random(path.stem)
     for i, test in enumerate(case["tests"][:4]):
         text = json.dumps(test["data"], ensure_ascii=False)
@@ -686,14 +694,10 @@ def _schemas():
 def test_generated_schemas_agree(schema, data, smollm2_tokenizer, smollm2_vocab):
     from hypothesis_jsonschema import from_schema
 
-    spec = guided.JsonSchema(schema)
-    try:
-        py = guided.compile(spec, smollm2_vocab, engine="python", cache=False)
-    except GuidedError as e:
-        with pytest.raises(type(e)):
-            guided.compile(spec, smollm2_vocab, engine="native", cache=False)
+    both = _both_engines(guided.JsonSchema(schema), smollm2_vocab)
+    if both is None:
         return
-    nat = guided.compile(spec, smollm2_vocab, engine="native", cache=False)
+    py, nat = both
     instance = data.draw(from_schema(schema))
     text = json.dumps(instance, ensure_ascii=False)
     ids = tokenize(smollm2_tokenizer, smollm2_vocab, text)

@@ -4,8 +4,9 @@ A flat schema has no in-place applicator left (``$ref``, ``allOf``, ``anyOf``, `
 ``if``/``then``/``else``, dependencies): they are resolved, merged (``allOf`` as intersection of
 keywords), distributed (unions) and negated (De Morgan) here, so that the rule emitter sees only
 keywords it can turn into grammar rules directly.  Subschemas under ``properties``, ``items`` and
-the like stay raw: they are normalised when the emitter reaches them.  The scalar part of a flat
-schema is read into a terminal description (`Normaliser.scalar_key`) for the terminal builder.
+the like stay raw: they are normalised when the emitter reaches them.  What the emitter reads of a
+flat schema is typed: its object and array keywords as `ObjectPart` and `ArrayPart`, its scalar
+part as a terminal description (`Normaliser.scalar_key`) for the terminal builder.
 """
 
 from __future__ import annotations
@@ -1116,7 +1117,8 @@ class Normaliser:
                 return ("int", IntegerRange(ilo, ihi, mult, self.opts.int_fraction))
             if lo is None and hi is None and mult is None:
                 return ANY
-            return ("num", NumberRange(None if lo is None else str(lo), lo_x, None if hi is None else str(hi), hi_x, mult))
+            return ("num", NumberRange(None if lo is None else str(lo), lo_x, None if hi is None else str(hi), hi_x,
+                                       mult))
         return None
 
     def enum_kept(self, flat: Flat) -> list:
