@@ -228,6 +228,20 @@ class Flat(Mapping[str, Any]):
         return self.with_keywords({k: v for k, v in self.keywords.items() if k not in names})
 
 
+    @property
+    def enumerated(self) -> bool:
+        """Whether it lists its values (``enum`` or ``const``): the emitter writes each one."""
+        return "enum" in self.keywords or "const" in self.keywords
+
+    @property
+    def declared_types(self) -> set[str]:
+        """The type names its ``type`` keyword lists (none without one; `Normaliser.types_of`
+        says which types its values may have)."""
+        declared = self.keywords.get("type")
+        if declared is None:
+            return set()
+        return set(declared if isinstance(declared, list) else [declared])
+
     def object_part(self) -> ObjectPart:
         """Its object keywords, read once (see `ObjectPart`)."""
         props = self.keywords.get("properties", {})

@@ -242,7 +242,7 @@ class RuleEmitter:
 
     def flat_value(self, flat: Flat) -> tuple[list, list]:
         """(terminal descriptions, nonterminal symbols) for one flat schema."""
-        if "enum" in flat or "const" in flat:
+        if flat.enumerated:
             return self.finite(flat)
         types = self.n.types_of(flat)
         nots = flat.negated
@@ -280,7 +280,7 @@ class RuleEmitter:
         types = self.n.types_of(a) & ({"number", "integer"} if t == "number" else {t})
         if not types:
             return None
-        if "enum" in a or "const" in a:  # the values are checked against the negations too
+        if a.enumerated:  # the values are checked against the negations too
             tk, _ = self.finite(a)
             keys = [k for k in tk if key_type(k) == t]
             if not keys:
@@ -305,8 +305,7 @@ class RuleEmitter:
         ptr = flat.pointer
         keep = self.n.enum_kept(flat)
         # Under drafts 3 and 4 a value typed "integer" (not "number") may not be written 1.0.
-        declared = flat.get("type")
-        declared = set(declared if isinstance(declared, list) else [declared])
+        declared = flat.declared_types
         integer_only = not self.opts.int_fraction and "integer" in declared and "number" not in declared
         terms: list[Description] = []
         nts: list[str] = []
@@ -676,8 +675,9 @@ class RuleEmitter:
             alts = [replace(a.without("format"), formats=()) for a in alts]
         keys = []
         for a in alts:
-            if "enum" in a or "const" in a:
-                for v in (a["enum"] if "enum" in a else [a["const"]]):
+            values = self.n.finite_values([a])
+            if values is not None:
+                for v in values:
                     if isinstance(v, str) and self.n.validates(v, plain_schema(a), a.resolver):
                         keys.append(("strlit", v))
                 continue
