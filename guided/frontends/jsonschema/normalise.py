@@ -227,7 +227,6 @@ class Flat(Mapping[str, Any]):
         """The same flat schema less some keywords."""
         return self.with_keywords({k: v for k, v in self.keywords.items() if k not in names})
 
-
     @property
     def enumerated(self) -> bool:
         """Whether it lists its values (``enum`` or ``const``): the emitter writes each one."""
