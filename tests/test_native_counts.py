@@ -20,7 +20,6 @@ import guided
 from guided.compiler import engine_for
 from guided.engine import native
 from guided.engine.counts import CountsGrammar
-from guided.frontends.jsonschema import rules as _rules
 from guided.ir import CfgIR
 from tests.test_item_counts import SMALL, _ints, _ir
 
@@ -202,9 +201,7 @@ def test_malformed_item_counts_refused_by_the_core():
 
 def test_threshold_unchanged_for_plain_grammars(smollm2_vocab):
     """An IR without item counts keeps the plain native CFG grammar (no counts on its path)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_rules, "COUNTED_ITEMS_FROM", 10 ** 9)
-        ir = guided.JsonSchema(_ints(2, 4)).to_ir()
+    ir = _ir(_ints(2, 4), 10 ** 9)
     assert isinstance(engine_for(ir, smollm2_vocab, engine="native"), native.NativeCfgGrammar)
 
 
