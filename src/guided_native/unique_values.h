@@ -10,7 +10,7 @@
 //
 // The encoding is self-delimiting and tagged, so equal encodings mean equal values:
 //   z null, t / f booleans, n<sign><digits>e<exponent>; a number (digits without leading or trailing
-//   zeros, value 0.<digits> x 10^exponent; zero is "n0"), s<length>:<code points as generalized
+//   zeros, value 0.<digits> x 10^exponent, the exponent in decimal however long; zero is "n0"), s<length>:<code points as generalized
 //   UTF-8> a string, a<items>] an array, o<key value...>} an object (members sorted by key),
 //   c<name>; a constant, b<bytes> a text that is not JSON (top level only).
 #pragma once
@@ -223,50 +223,64 @@ class Reader {
       while (digit(at(i_))) ++i_;
       frac_end = i_;
     }
-    // The exponent, saturated: past 10^18 Decimal refuses the number (see below).
-    int64_t exponent = 0;
-    bool huge = false;
+    // The exponent's digits (any number of them: JSON bounds none).
+    bool minus = false;
+    size_t exp_begin = i_, exp_end = i_;
     if (at(i_) == 'e' || at(i_) == 'E') {
       size_t k = i_ + 1;
-      bool minus = false;
       if (at(k) == '+' || at(k) == '-') minus = at(k) == '-', ++k;
       if (digit(at(k))) {
-        while (digit(at(k))) {
-          if (exponent > 100000000000000000LL) huge = true;
-          else exponent = exponent * 10 + static_cast<int64_t>(at(k) - '0');
-          ++k;
-        }
-        if (minus) exponent = -exponent;
-        i_ = k;
+        exp_begin = k;
+        while (digit(at(k))) ++k;
+        exp_end = i_ = k;
       }
     }
     // Significant digits (int part then fraction), their point after the int part.
     std::string digits;
     for (size_t k = negative ? begin + 1 : begin; k < int_end; ++k) digits.push_back(static_cast<char>(t_[k]));
     for (size_t k = frac_begin; k < frac_end; ++k) digits.push_back(static_cast<char>(t_[k]));
-    const int64_t n_frac = static_cast<int64_t>(frac_end - frac_begin);
     const size_t first = digits.find_first_not_of('0');
-    const int64_t n_digits = static_cast<int64_t>(digits.size()) - static_cast<int64_t>(first == std::string::npos ? digits.size() : first);
-    // Decimal's own limits (libmpdec's, 64-bit): an adjusted exponent past 999999999999999999 or
-    // an exponent below -1999999999999999997 is refused.  Python raises there; this compares
-    // the text as bytes instead (see the report of issue 20).
-    const int64_t coefficient_exp = huge ? 0 : exponent - n_frac;
-    const int64_t adjusted = coefficient_exp + std::max<int64_t>(n_digits, 1) - 1;
-    if (huge || adjusted > 999999999999999999LL || coefficient_exp < -1999999999999999997LL) {
-      i_ = begin;
-      too_large_ = true;
-      return false;
-    }
     if (first == std::string::npos) {
       out += "n0";
       return true;
     }
-    size_t last = digits.find_last_not_of('0');
+    const size_t last = digits.find_last_not_of('0');
+    // value = 0.<digits from the first non-zero> x 10^(exponent + shift)
+    const int64_t shift = static_cast<int64_t>(int_end - (negative ? begin + 1 : begin)) - static_cast<int64_t>(first);
+    std::string magnitude;
+    for (size_t k = exp_begin; k < exp_end; ++k) magnitude.push_back(static_cast<char>(t_[k]));
     out += negative ? "n-" : "n+";
     out.append(digits, first, last - first + 1);
-    // value = 0.<significant digits> x 10^(adjusted + 1)
-    out += 'e' + std::to_string(adjusted + 1) + ';';
+    out += 'e' + add_exponent(magnitude, minus, shift) + ';';
     return true;
+  }
+
+  // The decimal string of (-1 if `minus`)·`magnitude` + `shift` (`magnitude` decimal digits, maybe
+  // none or with leading zeros; `shift` is bounded by the text's length).  Decimal refuses an
+  // exponent past about 10^18 (Python then raises; see the report of issue 20): here every
+  // exponent compares by value.
+  static std::string add_exponent(const std::string& magnitude, bool minus, int64_t shift) {
+    const size_t nz = magnitude.find_first_not_of('0');
+    const std::string m = nz == std::string::npos ? std::string() : magnitude.substr(nz);
+    if (m.size() <= 17) {
+      int64_t e = 0;
+      for (char ch : m) e = e * 10 + (ch - '0');
+      return std::to_string((minus ? -e : e) + shift);
+    }
+    // |exponent| >= 10^17 > |shift|: the sign is the exponent's; add shift's part to the magnitude.
+    int64_t carry = minus ? -shift : shift;  // added to the magnitude (never makes it negative)
+    std::string r = m;
+    for (size_t k = r.size(); k-- > 0 && carry != 0;) {
+      const int64_t d = (r[k] - '0') + carry;
+      carry = d >= 0 ? d / 10 : -((9 - d) / 10);  // floor(d / 10)
+      r[k] = static_cast<char>('0' + (d - carry * 10));
+    }
+    while (carry > 0) {
+      r.insert(r.begin(), static_cast<char>('0' + carry % 10));
+      carry /= 10;
+    }
+    const size_t lead = r.find_first_not_of('0');
+    return (minus ? "-" : "") + r.substr(lead);
   }
 
   // After the opening quote: the decoded string as generalized UTF-8.
@@ -376,9 +390,6 @@ class Reader {
 
   const std::vector<uint32_t>& t_;
   size_t i_ = 0;
-
- public:
-  bool too_large_ = false;  // a number Decimal refuses was met
 };
 
 }  // namespace canonical_detail
