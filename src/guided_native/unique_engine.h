@@ -17,7 +17,9 @@
 // engine's `risky`.  Forced bytes are the CFG's (as the Python engine's: they ignore uniqueness).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <climits>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -453,12 +455,33 @@ class UniqueGrammar {
       w[k] &= ~x;
       for (uint32_t y = x; y; y &= y - 1) check.push_back(static_cast<int32_t>(k * 32 + __builtin_ctz(y)));
     }
+    // Tokens share prefixes ("1", "1,", ", ", ",\n"): in byte order, each token is stepped on from
+    // the configuration after its common prefix with the previous one, so the lexeme a prefix
+    // ends is fed (and its item compared with the others) once, not once per token.
+    std::sort(check.begin(), check.end(), [&](int32_t a, int32_t b) { return trie.bytes(a) < trie.bytes(b); });
+    std::vector<UniqueConfig> after{c};  // after[k]: the configuration after k bytes of `prev`
+    const std::string* prev = nullptr;
+    size_t dead = SIZE_MAX;  // the length of `prev`'s shortest prefix that leaves the language
     for (int32_t id : check) {
       if (trie.is_eos(id)) continue;  // decided below
       const std::string& data = trie.bytes(id);
       if (data.empty()) continue;
-      UniqueConfig probe = c;
-      if (walk(probe, data)) set_bit(w.data(), id);
+      size_t common = 0;
+      if (prev != nullptr)
+        while (common < data.size() && common < prev->size() && data[common] == (*prev)[common]) ++common;
+      if (dead <= common) continue;  // a prefix of it leaves the language
+      dead = SIZE_MAX;
+      after.resize(std::min(after.size(), common + 1));
+      prev = &data;
+      for (size_t k = after.size() - 1; k < data.size(); ++k) {
+        after.push_back(after.back());
+        if (!step(after.back(), static_cast<uint8_t>(data[k]))) {
+          after.pop_back();
+          dead = k + 1;
+          break;
+        }
+      }
+      if (dead == SIZE_MAX && is_viable(after.back())) set_bit(w.data(), id);
     }
     const Words& eos = trie.eos_words();
     if (accepts_end(c)) {
