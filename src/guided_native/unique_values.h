@@ -257,7 +257,7 @@ class Reader {
 
   // The decimal string of (-1 if `minus`)·`magnitude` + `shift` (`magnitude` decimal digits, maybe
   // none or with leading zeros; `shift` is bounded by the text's length).  Decimal refuses an
-  // exponent past about 10^18 (Python then raises; see the report of issue 20): here every
+  // exponent past about 10^18 (`canonical_json` then raises decimal.InvalidOperation): here every
   // exponent compares by value.
   static std::string add_exponent(const std::string& magnitude, bool minus, int64_t shift) {
     const size_t nz = magnitude.find_first_not_of('0');
