@@ -296,7 +296,7 @@ def _same(a: bytes, b: bytes) -> bool:
     return core.canonical_value(a) == core.canonical_value(b)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(values=st.lists(VALUES, min_size=2, max_size=2), seed=st.integers(0, 1 << 30), dup=st.booleans())
 def test_canonical_values_as_python_compares_them(values, seed, dup):
     """Two JSON texts (often one value in two spellings): the core's canonical values are equal
@@ -322,12 +322,15 @@ EDGES = [
 ]
 
 
-@pytest.mark.parametrize("a", EDGES)
-def test_canonical_value_edges(a):
+def test_canonical_value_edges():
     """Spellings at the edges of `json.loads` (numbers, escapes, surrogates, repeated keys, the
     encodings it detects, texts it refuses): equal to each other exactly as in Python."""
-    for b in EDGES:
-        assert _same(a, b) == (canonical_json(a) == canonical_json(b)), (a, b)
+    python = [canonical_json(a) for a in EDGES]
+    core = [native._require().canonical_value(a) for a in EDGES]
+    for i, a in enumerate(EDGES):
+        for j, b in enumerate(EDGES):
+            assert (core[i] == core[j]) == (python[i] == python[j]), (a, b)
+    assert sum(core[i] == core[j] for i in range(len(EDGES)) for j in range(i)) >= 20  # many spellings alike
 
 
 def test_canonical_value_deep_nesting_as_bytes():
@@ -351,7 +354,7 @@ def _by_value(text: bytes):
     return sign, digits.strip("0"), int(exp or 0) + len(whole) - first
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 10 ** 30), st.integers(0, 6), st.integers(-(10 ** 25), 10 ** 25),
                           st.booleans()), min_size=2, max_size=2), st.booleans())
 def test_numbers_of_any_exponent_compare_by_value(numbers, same_value):
