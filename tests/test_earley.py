@@ -319,12 +319,17 @@ def test_random_grammars_by_earley_against_lark():
     assert compared >= 40 and sentences >= 100, (compared, sentences)
 
 
-def test_protocol_on_earley():
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_protocol_on_earley(engine):
     """Rollback, copy, forced bytes, closing and budget masks on an Earley grammar."""
+    from guided.engine import native
+
+    if engine == "native" and not native.available():
+        pytest.skip("the native core is not built")
     text = 'start: x "a" "b"\nx: "a" |'
     vocab = guided.Vocabulary.from_token_bytes([b"a", b"b", b"ab", b"aa", b"<eos>"], eos_token_ids=[4])
-    g = guided.compile(Grammar(text), vocab)  # the default engine: Earley grammars go to Python
-    assert g.engine == "python"
+    g = guided.compile(Grammar(text), vocab, engine=engine)
+    assert g.engine == engine
     m = g.matcher()
     m.advance(0)
     c = m.copy()
