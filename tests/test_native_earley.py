@@ -255,6 +255,36 @@ def test_budget_and_closing_on_native_earley():
     assert nat.closing_tokens().tolist() == py.closing_tokens().tolist()
 
 
+def test_columns_restart_past_the_intern_limit(monkeypatch):
+    """Past INTERN_LIMIT columns a new matcher gets a fresh core grammar (the old columns are freed
+    with their last matcher); matchers on either keep the Python engine's masks."""
+    from guided.engine import tuning
+
+    spec, vocab, tokens, rng = _setup("bench_expressions")
+    py_g = guided.compile(spec, vocab, engine="python", cache=False)
+    nat_g = guided.compile(spec, vocab, engine="native", cache=False)
+    monkeypatch.setattr(tuning, "INTERN_LIMIT", 6)
+    pairs, cores = [], []
+    for _ in range(6):
+        pairs.append((py_g.matcher(), nat_g.matcher()))
+        cores.append(nat_g._native)  # held: distinct ids are distinct core grammars
+        assert nat_g._native.stack_nodes < 6  # restarted when the last walks took it to the limit
+        for py, nat in pairs:  # old matchers go on, on the core grammar they started with
+            w = _words(py)
+            assert _words(nat) == w
+            allowed = [k for k in range(len(tokens)) if (w[k >> 5] >> (k & 31)) & 1]
+            for _ in range(rng.randint(1, 6)):
+                if not allowed:
+                    break
+                t = rng.choice(allowed)
+                py.advance(t)
+                nat.advance(t)
+                w = _words(py)
+                assert _words(nat) == w
+                allowed = [k for k in range(len(tokens)) if (w[k >> 5] >> (k & 31)) & 1]
+    assert len({id(c) for c in cores}) > 1
+
+
 def _bad(ir, **changes):
     return dataclasses.replace(ir, **changes)
 

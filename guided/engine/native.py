@@ -265,6 +265,7 @@ class NativeCfgGrammar:
                             "(guided.compile does so by itself)")
         self.ir = ir
         self.vocab = vocab
+        self._max_lexer_states = max_lexer_states
         self._native = _core_cfg(ir, vocab, max_lexer_states)
         self._reference: CfgGrammar | None = None
 
@@ -274,7 +275,20 @@ class NativeCfgGrammar:
                 f"lexer_states={self._native.lexer_states} built, vocab={self.vocab.size})")
 
     def matcher(self) -> "NativeMatcher":
+        if self.ir.earley:
+            self._restart_when_full()
         return NativeMatcher(self, self._native.matcher())
+
+    def _restart_when_full(self) -> None:
+        """The core keeps every Earley column while its grammar lives (matchers and later columns
+        point to them), and columns are rarely shared between texts (origins differ): past
+        `INTERN_LIMIT` columns, new matchers get a fresh core grammar, as the Python engine restarts
+        its table (`guided.engine.cfg.earley`).  That costs cache misses only (the lexer data shared
+        per vocabulary stays), and the old core grammar is freed with its last matcher."""
+        from guided.engine import tuning
+
+        if self._native.stack_nodes >= tuning.INTERN_LIMIT:
+            self._native = _core_cfg(self.ir, self.vocab, self._max_lexer_states)
 
     def walk_stats(self) -> dict[str, int]:
         """Lexer states met so far whose data took a walk of the whole trie (``full``) or only of the
