@@ -166,6 +166,47 @@ def test_native_earley_walks(name):
     assert steps >= 60
 
 
+def test_random_grammars_native_equals_python():
+    """Random grammars (`tests.random_specs.random_grammar`: rules that never finish, recursion,
+    overlapping terminals, ``%ignore``), each parsed by Earley: along random walks the native
+    masks equal the Python engine's; a grammar one engine refuses, the other refuses too."""
+    from tests.random_specs import random_grammar
+
+    rng = random.Random(2026)
+    chars = [bytes([c]) for c in b"abcxyz019 !?.,;:()[]{}+-*=<>\"'_"]
+    token_bytes = chars + [a + b for a in chars[:12] for b in chars[:12]] + [b"do", b"if"]
+    vocab = guided.Vocabulary.from_token_bytes(token_bytes + [b"<eos>"], eos_token_ids=[len(token_bytes)])
+    compared = 0
+    for k in range(80):
+        source = random_grammar(rng)
+        spec = Grammar(source, parser="earley")
+        outcomes = []
+        for engine in ("python", "native"):
+            try:
+                outcomes.append(guided.compile(spec, vocab, engine=engine, cache=False))
+            except GuidedError as e:
+                outcomes.append(type(e))
+        py_g, nat_g = outcomes
+        if not isinstance(py_g, type) or not isinstance(nat_g, type):
+            assert not isinstance(py_g, type) and not isinstance(nat_g, type), (k, outcomes)
+        else:
+            continue
+        compared += 1
+        for _ in range(3):
+            py, nat = py_g.matcher(), nat_g.matcher()
+            for step in range(15):
+                w = _words(py)
+                assert _words(nat) == w, (k, step, source)
+                assert nat.accepts_eos() == py.accepts_eos() and nat.forced_bytes() == py.forced_bytes()
+                allowed = [t for t in range(vocab.size - 1) if (w[t >> 5] >> (t & 31)) & 1]
+                if not allowed:
+                    break
+                t = rng.choice(allowed)
+                py.advance(t)
+                nat.advance(t)
+    assert compared >= 40, compared
+
+
 def test_earley_goes_native_by_default():
     vocab = guided.Vocabulary.from_token_bytes([b"a", b"b", b"ab", b"<eos>"], eos_token_ids=[3])
     g = guided.compile(Grammar('start: x "a" "b"\nx: "a" |'), vocab, cache=False)
