@@ -26,7 +26,7 @@ from guided.engine import native
 from guided.errors import ConstraintViolation, GuidedError
 from guided.frontends.lark import Grammar
 from guided.ir.reference import Reference
-from tests.test_earley import NON_LALR, Oracle, _sample, _vocab
+from tests.test_earley import NON_LALR, Oracle, _check, _sample, _vocab
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="the native core is not built")
 
@@ -205,6 +205,14 @@ def test_random_grammars_native_equals_python():
                 py.advance(t)
                 nat.advance(t)
     assert compared >= 40, compared
+
+
+@pytest.mark.parametrize("name", ["lookahead2", "rr_names", "nullables", "palindromes", "dangling_else", "words"])
+def test_native_against_lark(name):
+    """Lark's Earley parser as the oracle of the native masks (`tests.test_earley`'s check, on
+    sentences sampled from the grammar and their mutations, every mask token by token)."""
+    text, seeds = NON_LALR[name]
+    _check(name, text, seeds, samples=4, mutations=2, engine="native")
 
 
 def test_earley_goes_native_by_default():
