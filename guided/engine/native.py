@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from guided.engine.automaton import AutomatonGrammar
     from guided.engine.cfg import CfgGrammar
     from guided.engine.counts import CountsGrammar
+    from guided.engine.unique import UniqueGrammar
     from guided.engine.xml import XmlGrammar
 
 FINISHED = -1  # `guided.engine.automaton.FINISHED`: the regex state after EOS
@@ -78,8 +79,8 @@ if _native is not None:
                      determinize=getattr(_native, "nfa_determinize", None), minimize=getattr(_native, "dfa_minimize", None),
                      lalr=getattr(_native, "lalr_build", None))
 
-__all__ = ["NativeCfgGrammar", "NativeCountsGrammar", "NativeMatcher", "NativeRegexGrammar", "NativeXmlGrammar", "available", "fill_bitmasks",
-           "lower_cfg"]
+__all__ = ["NativeCfgGrammar", "NativeCountsGrammar", "NativeMatcher", "NativeRegexGrammar", "NativeUniqueGrammar",
+           "NativeXmlGrammar", "available", "fill_bitmasks", "lower_cfg"]
 
 
 def available() -> bool:
@@ -345,6 +346,45 @@ class NativeCountsGrammar:
         return self._reference
 
 
+class NativeUniqueGrammar:
+    """A `CfgIR` with unique items (`guided.ir.UniqueItems`, rule 9) compiled by the native core."""
+
+    engine = "native"
+
+    def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
+        unique = ir.unique_items
+        if unique is None:
+            raise SpecError(f"NativeUniqueGrammar needs a CfgIR with unique_items ({ir.source[:80]!r} has none)")
+        if ir.item_counts is not None or ir.matched_names is not None:
+            raise SpecError("malformed IR: unique_items cannot be combined with item_counts or matched_names")
+        try:  # the core checks every index; here only that they are numbers
+            sets = [sorted(int(x) for x in s) for s in (unique.open_states, unique.item_rules)]
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"malformed IR: unique_items is not sets of integers ({e})") from None
+        if any(not -(2 ** 31) <= x < 2 ** 31 for s in sets for x in s):
+            raise SpecError("malformed IR: unique_items has a state or rule out of range")
+        self.ir = ir
+        self.vocab = vocab
+        cfg = _core_cfg(ir, vocab, max_lexer_states)
+        self._native = _require().unique_grammar(cfg, *sets, int(unique.COMPLETIONS))
+        self._reference: UniqueGrammar | None = None
+
+    def __repr__(self) -> str:
+        return f"NativeUniqueGrammar({self.ir.source!r}, lr_states={self.ir.num_states}, vocab={self.vocab.size})"
+
+    def matcher(self) -> "NativeMatcher":
+        return NativeMatcher(self, self._native.matcher())
+
+    def reference(self):
+        """The Python engine on the same IR (for what the core does not compute yet: budget masks)."""
+        if self._reference is None:
+            from guided.engine.unique import UniqueGrammar
+
+            self._reference = UniqueGrammar(self.ir, self.vocab)
+            _lend_walk(self.vocab)
+        return self._reference
+
+
 class NativeXmlGrammar:
     """A `CfgIR` with matched names (XML's close tags, `guided.ir.MatchedNames`) compiled by the native core."""
 
@@ -462,10 +502,10 @@ class NativeMatcher:
         # Python mask is ever computed here.
         config = self._twin_matcher()._history[0]
         plain = unpack(self._m.words(), g.vocab.size) if config is not None and remaining >= 1 else None
-        if isinstance(g, NativeCountsGrammar):
+        if isinstance(g, (NativeCountsGrammar, NativeUniqueGrammar)):
             from guided.engine.cfg.matcher import budget_allowed
 
-            ref = g.reference()  # the CFG's bounds, with the counts' own end of sequence (as CountsMatcher)
+            ref = g.reference()  # the CFG's bounds, with the checks' own end of sequence (as CheckedStackMatcher)
             allowed = budget_allowed(ref.cfg, None if config is None else (config.stack, config.lex), plain,
                                      remaining)
             if config is not None:

@@ -95,6 +95,7 @@ class CfgGrammarT : public std::enable_shared_from_this<CfgGrammarT<Table>> {
   const TokenTrie& trie() const { return *trie_; }
   bool is_ignored(int32_t terminal) const { return ignored_[terminal] != 0; }
   bool counting() const { return counting_; }
+  bool is_counted(int32_t terminal) const { return counting_ && counted_[terminal] != nullptr; }
   Table& parser() { return parser_; }
   Lexer& lexer() { return lexer_; }
 

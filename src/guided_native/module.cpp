@@ -23,6 +23,7 @@
 #include "dfa_ops.h"
 #include "lalr_build.h"
 #include "regex_engine.h"
+#include "unique_engine.h"
 #include "xml_engine.h"
 
 namespace nb = nanobind;
@@ -411,6 +412,39 @@ NB_MODULE(_native, m) {
       },
       nb::arg("cfg"), nb::arg("risk"), nb::arg("name"), nb::arg("open_start"), nb::arg("open_end"),
       nb::arg("empty_end"), nb::arg("close_start"), nb::arg("unique_attributes"));
+
+  nb::class_<UniqueMatcher, Matcher>(m, "UniqueMatcher");
+  nb::class_<UniqueGrammar>(m, "UniqueGrammar").def("matcher", [](std::shared_ptr<UniqueGrammar> g) {
+    std::unique_ptr<UniqueMatcher> out;
+    {
+      nb::gil_scoped_release release;
+      out = std::make_unique<UniqueMatcher>(std::move(g));
+    }
+    return out;
+  });
+  m.def(
+      "unique_grammar",
+      [](std::shared_ptr<CfgGrammar> cfg, const std::vector<int32_t>& open_states, const std::vector<int32_t>& item_rules,
+         int64_t completions) {
+        if (!cfg) throw nb::type_error("expected a CfgGrammar");
+        nb::gil_scoped_release release;
+        return std::make_shared<UniqueGrammar>(std::move(cfg), open_states, item_rules, completions);
+      },
+      nb::arg("cfg"), nb::arg("open_states"), nb::arg("item_rules"), nb::arg("completions"),
+      "Unique items (guided.ir.UniqueItems) over a CfgGrammar; `completions` is UniqueItems.COMPLETIONS.");
+  m.def(
+      "canonical_value",
+      [](nb::bytes text) {
+        const std::string in(text.c_str(), text.size());
+        std::string out;
+        {
+          nb::gil_scoped_release release;
+          out = canonical_value(in);
+        }
+        return nb::bytes(out.data(), out.size());
+      },
+      nb::arg("text"),
+      "The core's canonical encoding of a JSON text: equal for two texts iff guided.ir.canonical_json's values are.");
 
   m.def(
       "fill_bitmasks",
