@@ -125,7 +125,8 @@ def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine:
     """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
     `CfgIR`, the XML engine for one with matched names, the unique-items engine for one with
     unique items, the item-counts engine for one with item counts;
-    ``engine`` as in `compile` (a `CfgIR` that parses by Earley always gets the Python engine)."""
+    ``engine`` as in `compile` (a `CfgIR` that parses by Earley gets the native core as a plain CFG;
+    beside unique items or item counts, which validation refuses, the Python engine)."""
     engine = resolve_engine(engine)
     if isinstance(ir, ByteDFA):
         if engine == "native":
@@ -147,11 +148,10 @@ def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine:
         if engine == "native" and not any(t.count is not None for t in ir.terminals):
             return native.NativeXmlGrammar(ir, vocab)
         return XmlGrammar(ir, vocab)
-    if engine == "native" and not ir.earley:
+    if engine == "native":
+        # Grammars whose LALR(1) tables have conflicts parse by Earley (`guided.ir.cfg` rule 10),
+        # natively too (src/guided_native/earley.h).
         return native.NativeCfgGrammar(ir, vocab)
-    # Grammars whose LALR(1) tables have conflicts parse by Earley (`guided.ir.cfg` rule 10),
-    # which only the Python engine does: they compile there whatever ``engine`` asks
-    # (``grammar.engine`` says "python").
     return CfgGrammar(ir, vocab)
 
 

@@ -161,12 +161,11 @@ def lower_cfg(ir: CfgIR) -> dict[str, Any]:
     """`CfgIR` as the arguments `guided._native.cfg_grammar` takes: the IR's own flat tables
     (`CfgIR.flat`: CSR rows, END as terminal id ``len(terminals)``) and its scalars.
 
-    The only place that reads the IR's layout, so a change of the IR is adapted here.
+    The only place that reads the IR's layout, so a change of the IR is adapted here.  A grammar
+    parsed by Earley (`guided.ir.cfg` rule 10) also gets its rules' right-hand sides, CSR
+    (``rhs_offsets``/``rhs_symbols``, as `guided.ir.serialize` stores them), for
+    `guided._native.earley_grammar`, and no counted terminals (rule 10 has none).
     """
-    if ir.earley:
-        raise SpecError("the native core parses by LALR(1) tables only: this grammar's tables have conflicts "
-                        "and it parses by Earley (guided.ir.cfg rule 10); compile it with engine='python' "
-                        "(guided.compile does so by itself)")
     n_terms = len(ir.terminals)
     for t in ir.ignore:
         if not 0 <= t < n_terms:
@@ -182,8 +181,20 @@ def lower_cfg(ir: CfgIR) -> dict[str, Any]:
         end_state=int(ir.end_state),
         nesting_states=sorted(ir.nesting_states),
         max_nesting=int(ir.max_nesting),
-        counted=[],
+        **(_earley_rules(ir) if ir.earley else {"counted": []}),
     )
+
+
+def _earley_rules(ir: CfgIR) -> dict[str, np.ndarray]:
+    """Rule 10's right-hand sides as CSR arrays (the core checks every length and symbol)."""
+    try:
+        offsets = np.cumsum([0] + [len(rhs) for rhs in ir.rule_rhs], dtype=np.int64)
+        symbols = np.array([s for rhs in ir.rule_rhs for s in rhs], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise SpecError(f"malformed IR: rule_rhs is not rows of integers ({e})") from None
+    if symbols.size and not (-(2 ** 31) <= int(symbols.min()) and int(symbols.max()) < 2 ** 31):
+        raise SpecError("malformed IR: rule_rhs has a symbol out of range")
+    return {"rhs_offsets": offsets, "rhs_symbols": symbols.astype(np.int32)}
 
 
 class NativeRegexGrammar:
@@ -223,7 +234,10 @@ class NativeRegexGrammar:
 
 
 def _core_cfg(ir: CfgIR, vocab: Vocabulary, max_lexer_states: int):
-    """The core's `CfgGrammar` of ``ir``'s tables (its item counts, if any, left to the caller)."""
+    """The core's `CfgGrammar` of ``ir``'s tables (its item counts, if any, left to the caller), or
+    its `EarleyGrammar` for a grammar parsed by Earley (`guided.ir.cfg` rule 10)."""
+    if ir.earley and any(t.count is not None for t in ir.terminals):
+        raise SpecError("malformed IR: a grammar parsed by Earley (guided.ir.cfg rule 10) has no counted terminals")
     if any(t.count is not None for t in ir.terminals):
         # Counted terminals (`guided.ir.Count`): the core reads their capped expansions and the
         # tables that put a configuration back on its exact count (`guided.engine.cfg.counting`).
@@ -234,6 +248,9 @@ def _core_cfg(ir: CfgIR, vocab: Vocabulary, max_lexer_states: int):
         args["counted"] = counting.native_tables()
     else:
         args = lower_cfg(ir)
+    if ir.earley:  # rule 10: the core's Earley table stands where its LR stacks stand
+        return _require().earley_grammar(native_trie(vocab), native_shared(vocab), max_lexer_states=max_lexer_states,
+                                         **args)
     return _require().cfg_grammar(native_trie(vocab), native_shared(vocab), max_lexer_states=max_lexer_states, **args)
 
 
@@ -249,15 +266,30 @@ class NativeCfgGrammar:
                             "(guided.compile does so by itself)")
         self.ir = ir
         self.vocab = vocab
+        self._max_lexer_states = max_lexer_states
         self._native = _core_cfg(ir, vocab, max_lexer_states)
         self._reference: CfgGrammar | None = None
 
     def __repr__(self) -> str:
-        return (f"NativeCfgGrammar({self.ir.source!r}, lr_states={self.ir.num_states}, "
+        parser = "earley" if self.ir.earley else f"lr_states={self.ir.num_states}"
+        return (f"NativeCfgGrammar({self.ir.source!r}, {parser}, "
                 f"lexer_states={self._native.lexer_states} built, vocab={self.vocab.size})")
 
     def matcher(self) -> "NativeMatcher":
+        if self.ir.earley:
+            self._restart_when_full()
         return NativeMatcher(self, self._native.matcher())
+
+    def _restart_when_full(self) -> None:
+        """The core keeps every Earley column while its grammar lives (matchers and later columns
+        point to them), and columns are rarely shared between texts (origins differ): past
+        `INTERN_LIMIT` columns, new matchers get a fresh core grammar, as the Python engine restarts
+        its table (`guided.engine.cfg.earley`).  That costs cache misses only (the lexer data shared
+        per vocabulary stays), and the old core grammar is freed with its last matcher."""
+        from guided.engine import tuning
+
+        if self._native.stack_nodes >= tuning.INTERN_LIMIT:
+            self._native = _core_cfg(self.ir, self.vocab, self._max_lexer_states)
 
     def walk_stats(self) -> dict[str, int]:
         """Lexer states met so far whose data took a walk of the whole trie (``full``) or only of the

@@ -1,5 +1,5 @@
 """Fuzz target for the native core (atheris over the Python API): random vocabularies, random and
-often malformed IR (byte DFAs, LALR tables, XML's matched names, item counts, unique items), random token sequences,
+often malformed IR (byte DFAs, LALR tables, Earley right-hand sides, XML's matched names, item counts, unique items), random token sequences,
 rollbacks, copies and bitmask buffers; the core's canonical JSON values against `guided.ir.canonical_json` on random
 JSON-like texts; the compile path's automaton kernels (trim, products, subset construction, minimisation) on random
 and malformed automata.  Every outcome must be a mask or a clean Python exception (a `guided.GuidedError`,
@@ -83,6 +83,26 @@ def random_tables(src: Source, n_terms: int, sound: bool):
     if not sound and src.chance(30):
         actions[src.int(0, n_states - 1)][src.int(-2, n_terms + 3)] = src.int(-len(rules) - 3, n_states + 3)
     return actions, gotos, rules, n_nt, n_states
+
+
+def random_earley(src: Source, n_terms: int, rules: list, n_nt: int, sound: bool):
+    """Rule 10's right-hand sides of ``rules`` ((lhs, length) rows) as CSR (offsets, symbols), terminals
+    more often than nonterminals so that some grammars can finish; unsound: a symbol or an offset
+    out of range, or one offset missing."""
+    offsets, symbols = [0], []
+    for _, length in rules:
+        for _ in range(max(length, 0)):
+            symbols.append(src.int(0, n_terms - 1) if src.chance(60) else ~src.int(0, n_nt - 1))
+        offsets.append(len(symbols))
+    if not sound and src.chance(60):
+        which = src.int(0, 2)
+        if which == 0 and symbols:
+            symbols[src.int(0, len(symbols) - 1)] = src.int(-n_nt - 3, n_terms + 3)
+        elif which == 1:
+            offsets[src.int(0, len(offsets) - 1)] = src.int(-1, len(symbols) + 2)
+        else:
+            offsets.pop()
+    return np.array(offsets, np.int64), np.array(symbols, np.int32)
 
 
 def random_counts(src: Source, n_states: int, n_rules: int, sound: bool):
@@ -269,6 +289,19 @@ def one_input(src: Source) -> None:
             ao, asym, aval = csr(actions)
             go, gsym, gval = csr(gotos)
             ignore = [t for t in range(n_terms) if src.chance(20)]
+            if src.chance(30):  # parsed by Earley (rule 10): the tables' rules with right-hand sides
+                if sound:
+                    rules[0] = (0, rules[0][1])  # the start symbol has a rule
+                offsets, symbols = random_earley(src, n_terms, rules, n_nt, sound)
+                grammar = core.earley_grammar(
+                    trie, shared, terms, ignore, src.chance(50), [s for s in range(n_states) if src.chance(20)],
+                    ao, asym, aval, go, gsym, gval,
+                    np.array([r[0] for r in rules], np.int32), np.array([r[1] for r in rules], np.int32),
+                    n_nt, src.int(0, n_states - 1), src.int(0, n_states - 1),
+                    [] if sound else [s for s in range(n_states) if src.chance(10)], 0 if sound else src.int(0, 1),
+                    src.int(2, 64), offsets, symbols)
+                exercise(grammar.matcher(), src, len(tokens))
+                return
             grammar = core.cfg_grammar(
                 trie, shared, terms, ignore, src.chance(50), [s for s in range(n_states) if src.chance(20)],
                 ao, asym, aval, go, gsym, gval,
@@ -295,7 +328,7 @@ def one_input(src: Source) -> None:
 
 
 def main() -> None:
-    global one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, random_rules
+    global one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, random_rules, random_earley
     global automaton_kernels, random_unique, canonical_values
     if "--replay" in sys.argv:
         n = int(sys.argv[sys.argv.index("--replay") + 1])
@@ -307,7 +340,8 @@ def main() -> None:
 
     # Coverage of this harness's branches (which inputs were refused where) guides the fuzzer;
     # the core itself is compiled by gcc without coverage hooks, with the sanitizers.
-    for fn in (one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, random_rules, automaton_kernels,
+    for fn in (one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, random_rules, random_earley,
+               automaton_kernels,
                random_unique, canonical_values, Source.int, Source.chance):
         atheris.instrument_func(fn)
     atheris.Setup(sys.argv, lambda data: one_input(Source(data)))
