@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import time
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 from interegular import patterns as _ip
@@ -661,7 +661,8 @@ def quoted_literals(texts: tuple[str, ...], canonical: bool = False, max_states:
     return _literals_trie(texts, canonical, quoted=True, max_states=max_states)
 
 
-def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_states: int | None = None) -> ByteDFA:
+def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_states: int | None = None,
+                   planned: bool = True) -> ByteDFA:
     """The trie of every JSON spelling of any of ``texts``, with the quotes when ``quoted``.
 
     A trie node is a decoded prefix plus the bytes of the current character spelled so far.
@@ -669,6 +670,12 @@ def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_st
     except through the backslash (then ``u`` or one escape letter), and UTF-8 and the escapes
     are prefix-free, so two characters' spellings part before either ends.  Edges are gathered
     sparsely and written into the dense table at once (a 10,000-value enum has ~10^5 nodes).
+
+    A character read from a node that has no other child yet (every character of a property
+    name, most of an enum's) takes its states and edges from `_char_plan`, the same ones in the
+    same order as the step by step walk below, which only the second and later children of a
+    node take (they share the escape states of their elder siblings).  ``planned=False`` walks
+    every character step by step: the reference the plans are tested against.
     """
     count = 1  # state 0 is dead
     src: list[int] = []
@@ -679,9 +686,12 @@ def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_st
         nonlocal count
         count += 1
         if max_states is not None and count > max_states:
-            raise LimitExceeded(f"the {len(texts)} strings need more than max_states={max_states} automaton states "
-                                f"in every JSON spelling (canonical=True spells each one way, about 5 times fewer)")
+            too_many()
         return count - 1
+
+    def too_many() -> None:
+        raise LimitExceeded(f"the {len(texts)} strings need more than max_states={max_states} automaton states "
+                            f"in every JSON spelling (canonical=True spells each one way, about 5 times fewer)")
 
     def edge(a: int, options: tuple[int, ...], b: int) -> None:
         for o in options:
@@ -696,12 +706,31 @@ def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_st
         edge(initial, (0x22,), root)
     at_boundary = {"": root}
     inside: dict[tuple, int] = {}
+    # Nodes whose one child was read by its plan: (plan, first state) to name its inner states by
+    # when a second child comes; and every node with a child.
+    planned_child: dict[str, tuple[_CharPlan, int]] = {}
+    parents: set[str] = set()
+    uses: list[tuple[_CharPlan, int, int]] = []  # (plan, node read from, first state)
     ends: list[int] = []
     for text in sorted(set(texts)):
         prefix = ""
         for ch in text:
             target = at_boundary.get(prefix + ch)
-            if target is None:
+            if target is None and planned and prefix not in parents:
+                plan = _char_plan(ch, canonical)
+                target = at_boundary[prefix + ch] = count
+                count += plan.states
+                if max_states is not None and count > max_states:
+                    too_many()
+                uses.append((plan, at_boundary[prefix], target))
+                planned_child[prefix] = (plan, target)
+                parents.add(prefix)
+            elif target is None:
+                elder = planned_child.pop(prefix, None)
+                if elder is not None:  # name the elder sibling's inner states, to share them
+                    for k, spelled in enumerate(elder[0].inner):
+                        inside[(prefix, spelled)] = elder[1] + 1 + k
+                parents.add(prefix)
                 target = at_boundary[prefix + ch] = state()
                 for spelling in _char_spellings(ch, canonical):
                     at = at_boundary[prefix]
@@ -722,6 +751,14 @@ def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_st
     final = state() if quoted else None
     table = np.zeros((count, 256), np.int32)
     table[np.array(src, np.intp), np.array(byte, np.intp)] = np.array(dst, np.int32)
+    if uses:
+        # Local state 0 is the node read from, local j >= 1 the state first + j - 1.
+        sizes = np.array([len(p.src) for p, _, _ in uses], np.intp)
+        frm = np.repeat(np.array([a for _, a, _ in uses], np.intp), sizes)
+        first = np.repeat(np.array([f for _, _, f in uses], np.intp), sizes) - 1
+        lsrc = np.concatenate([p.src for p, _, _ in uses])
+        ldst = np.concatenate([p.dst for p, _, _ in uses])
+        table[np.where(lsrc == 0, frm, first + lsrc), np.concatenate([p.byte for p, _, _ in uses])] = first + ldst
     accepting = np.zeros(count, bool)
     if final is None:
         accepting[ends] = True
@@ -729,6 +766,45 @@ def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_st
         table[ends, 0x22] = final
         accepting[final] = True
     return ByteDFA(transitions=table, accepting=accepting, initial=initial)
+
+
+class _CharPlan(NamedTuple):
+    """One character read from a trie node with no other child: its states (the node it ends
+    at, then the inner ones of its escapes) and edges in local numbers (0: the node read from,
+    1: the node it ends at, 2 and on: inner states), as `_literals_trie` walks them."""
+
+    states: int
+    inner: tuple[tuple[tuple[int, ...], ...], ...]  # inner state 2 + k spells inner[k] so far
+    src: np.ndarray
+    byte: np.ndarray
+    dst: np.ndarray
+
+
+@lru_cache(maxsize=8192)
+def _char_plan(ch: str, canonical: bool) -> _CharPlan:
+    inner: dict[tuple, int] = {}
+    src: list[int] = []
+    byte: list[int] = []
+    dst: list[int] = []
+    for spelling in _char_spellings(ch, canonical):
+        at = 0
+        for k, options in enumerate(spelling):
+            if k == len(spelling) - 1:
+                nxt = 1
+            else:
+                nxt = inner.get(spelling[:k + 1], -1)
+                if nxt < 0:
+                    nxt = inner[spelling[:k + 1]] = 2 + len(inner)
+                else:
+                    at = nxt
+                    continue
+            for o in options:
+                src.append(at)
+                byte.append(o)
+                dst.append(nxt)
+            at = nxt
+    return _CharPlan(1 + len(inner), tuple(inner), np.array(src, np.intp), np.array(byte, np.intp),
+                     np.array(dst, np.intp))
 
 
 @lru_cache(maxsize=4096)

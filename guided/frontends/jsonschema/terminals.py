@@ -69,6 +69,12 @@ def _regex(pattern: str) -> ByteDFA:
     return regex_to_dfa(Regex(pattern))
 
 
+@lru_cache(maxsize=64)
+def _colon(ws: int) -> ByteDFA:
+    """Up to ``ws`` whitespace bytes then a colon: the tail of every key automaton (built once per bound)."""
+    return _strings.with_ws(_dfa.literal_dfa(b":"), ws)
+
+
 def ws_dfa(n: int) -> ByteDFA:
     return _regex(f"[ \\t\\n\\r]{{1,{n}}}")
 
@@ -163,7 +169,7 @@ class Terminals:
         if kind == "string":
             return _strings.quoted(self.string_content(key[1], pointer))
         if kind == "key":  # "name" ws :
-            return _strings.concat_fast(self.bare(key[1], pointer), _strings.with_ws(_dfa.literal_dfa(b":"), ws))
+            return _strings.concat_fast(self.bare(key[1], pointer), _colon(ws))
         if kind == "dfa":
             return key[1]
         if kind == "union":

@@ -1,0 +1,82 @@
+"""Compile-path shortcuts (time to first mask) equal the constructions they replace, state for state."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guided.errors import LimitExceeded
+from guided.frontends.jsonschema import _strings, terminals
+from guided.ir import END
+from guided.ir.cfg import _csr
+
+# Characters with one spelling, several (escapes, \u in either case), surrogate pairs, lone surrogates.
+_TEXT = st.text(st.sampled_from('ab"\\/\né\U0001f600\x01\ud800_0'), max_size=6)
+
+
+def _same(a, b) -> bool:
+    return a.initial == b.initial and np.array_equal(a.transitions, b.transitions) and \
+        np.array_equal(a.accepting, b.accepting)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(st.lists(_TEXT, min_size=1, max_size=8), st.booleans(), st.booleans())
+def test_planned_trie_equals_the_step_by_step_walk(texts, canonical, quoted):
+    """Characters read by their cached plan give the trie of the walk that reads each byte choice,
+    the same states in the same numbers (so the serialised IR does not change)."""
+    texts = tuple(texts)
+    planned = _strings._literals_trie(texts, canonical, quoted)
+    walked = _strings._literals_trie(texts, canonical, quoted, planned=False)
+    assert _same(planned, walked)
+    if not canonical:  # and it is the trie of these texts: json.dumps's spelling is one JSON allows
+        for text in texts:
+            spelled = json.dumps(text).encode()
+            assert planned.fullmatch(spelled if quoted else spelled[1:-1])
+
+
+def test_planned_trie_keeps_the_state_bound():
+    texts = tuple(f"value{i}" for i in range(50))
+    with pytest.raises(LimitExceeded, match="max_states=100"):
+        _strings._literals_trie(texts, False, True, max_states=100)
+    with pytest.raises(LimitExceeded, match="max_states=100"):
+        _strings._literals_trie(texts, False, True, max_states=100, planned=False)
+
+
+def test_key_automata_share_one_colon_tail_and_equal_the_concatenation():
+    ws = 3
+    colon = terminals._colon(ws)
+    assert colon is terminals._colon(ws)
+    key = _strings.concat_fast(_strings.quoted_literals(("name",)), colon)
+    assert key.fullmatch(b'"name"  :') and key.fullmatch(b'"\\u006Eame":') and not key.fullmatch(b'"name"    :')
+
+
+def _rows(draw_rows, n_terms):
+    return [{(END if s == n_terms else s): v for s, v in row.items()} for row in draw_rows]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(st.integers(1, 12).flatmap(lambda n: st.tuples(st.just(n), st.lists(
+    st.dictionaries(st.integers(0, n), st.integers(-(2 ** 31), 2 ** 31 - 1), max_size=n + 1), max_size=10))))
+def test_csr_rows_sorted_per_state_and_read_back(case):
+    """The bulk CSR layout: each state's symbols ascending (END last, as ``len(terminals)``), values
+    beside their symbols, and `FlatTables.rows`' reading gives the dicts back."""
+    n_terms, raw = case
+    rows = _rows(raw, n_terms)
+    offsets, symbols, values = _csr(rows, n_terms)
+    assert offsets.dtype == np.int64 and symbols.dtype == np.int32 and values.dtype == np.int32
+    assert offsets[0] == 0 and offsets[-1] == len(symbols) == len(values)
+    for q, row in enumerate(rows):
+        lo, hi = offsets[q], offsets[q + 1]
+        expected = sorted((n_terms if s == END else s, v) for s, v in row.items())
+        assert list(zip(symbols[lo:hi].tolist(), values[lo:hi].tolist())) == expected
+
+
+def test_csr_refuses_entries_past_32_bits():
+    with pytest.raises(OverflowError):
+        _csr([{0: 1 << 31}], None)
+    with pytest.raises(OverflowError):
+        _csr([{1 << 40: 0}], None)
