@@ -80,3 +80,30 @@ def test_csr_refuses_entries_past_32_bits():
         _csr([{0: 1 << 31}], None)
     with pytest.raises(OverflowError):
         _csr([{1 << 40: 0}], None)
+
+
+def _fixpoint_productive(rules, is_term) -> list:
+    """The textbook fixpoint: rounds over every rule until no nonterminal is added."""
+    productive: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for lhs, rhs in rules:
+            if lhs not in productive and all(is_term(s) or s in productive for s in rhs):
+                productive.add(lhs)
+                changed = True
+    return [(lhs, rhs) for lhs, rhs in rules if lhs in productive and all(is_term(s) or s in productive for s in rhs)]
+
+
+_SYMBOL = st.sampled_from(["A", "B", "C", "D", "E", "T0", "T1"])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.tuples(st.sampled_from(["A", "B", "C", "D", "E"]), st.lists(_SYMBOL, max_size=4).map(tuple)),
+                max_size=12))
+def test_productive_rules_equal_the_fixpoint(rules):
+    """The counting pass keeps exactly the rules (in their order) of the round-by-round fixpoint,
+    repeated symbols and self-references included."""
+    from guided.frontends.jsonschema.rules import Grammar, productive_rules
+
+    assert productive_rules(rules, Grammar.is_terminal) == _fixpoint_productive(rules, Grammar.is_terminal)
