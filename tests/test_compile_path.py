@@ -107,3 +107,26 @@ def test_productive_rules_equal_the_fixpoint(rules):
     from guided.frontends.jsonschema.rules import Grammar, productive_rules
 
     assert productive_rules(rules, Grammar.is_terminal) == _fixpoint_productive(rules, Grammar.is_terminal)
+
+
+def _contents():
+    from guided.ir import dfa_ops
+
+    spelling = _strings.json_spelling(False)
+    yield _strings.any_content(spelling)
+    yield _strings.length_content(0, 3, spelling)
+    yield _strings.length_content(2, 5, _strings.json_spelling(True))
+    yield _strings.literals_content(("a", "bc", "é\U0001f600"))
+    yield _strings.literals_content(("", "x"))  # the initial state accepts
+    yield _strings.pattern_content("^[a-z]+@[a-z]+$", 10_000, spelling)
+    yield dfa_ops.difference(_strings.any_content(spelling), _strings.literals_content(("id", "name")))
+    yield dfa_ops.EMPTY
+    yield dfa_ops.literal_dfa(b'a"b')  # holds a raw quote (not string content): the general way
+    yield dfa_ops.union_dfas([dfa_ops.literal_dfa(b"a"), dfa_ops.literal_dfa(b'a"')])
+
+
+@pytest.mark.parametrize("content", list(_contents()), ids=lambda d: f"{d.num_states}-states")
+def test_quoted_equals_two_concatenations(content):
+    """The one-step quoted automaton is the two concatenations', state for state."""
+    fast, reference = _strings.quoted(content), _strings.quoted_by_concat(content)
+    assert _same(fast, reference)

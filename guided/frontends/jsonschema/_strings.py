@@ -956,9 +956,7 @@ def concat_fast(a: ByteDFA, b: ByteDFA) -> ByteDFA:
     table[:na] = a.transitions
     bt = b.transitions[1:]
     table[na:] = np.where(bt != DEAD, bt + shift, DEAD)
-    entry = np.where(first[cols] != DEAD, first[cols] + shift, DEAD)
-    for s in acc_a.tolist():
-        table[s, cols] = entry
+    table[np.ix_(acc_a, cols)] = first[cols] + shift  # (cols are the live first bytes: no dead entry)
     acc = np.zeros(table.shape[0], bool)
     acc[na:] = b.accepting[1:]
     if b.accepting[b.initial]:
@@ -967,7 +965,38 @@ def concat_fast(a: ByteDFA, b: ByteDFA) -> ByteDFA:
 
 
 def quoted(content: ByteDFA) -> ByteDFA:
-    """``"`` + content + ``"`` (content never holds a raw ``"`` byte)."""
+    """``"`` + content + ``"`` (content never holds a raw ``"`` byte).
+
+    Written at once in the layout of `quoted_by_concat` (the same states, numbered the same):
+    state 1 reads the opening quote into 2, which has the content's initial moves; the content's
+    states follow from 3; then the closing quote's automaton (its initial state, unreachable, and
+    its accepting state ``n + 3``, reached on ``"`` from every accepting content state)."""
+    if content.initial == DEAD:
+        from guided.ir.dfa_ops import EMPTY
+        return EMPTY
+    n = content.num_states
+    ct = content.transitions
+    acc_c = content.accepting
+    if ct[acc_c, 0x22].any():  # a quote after a complete content: only the general concatenation
+        return quoted_by_concat(content)
+    table = np.zeros((n + 4, 256), np.int32)
+    shifted = ct + 2
+    shifted[ct == DEAD] = DEAD
+    table[1, 0x22] = 2
+    table[2] = shifted[content.initial]
+    table[3:n + 2] = shifted[1:]
+    table[n + 2, 0x22] = n + 3
+    ends = np.flatnonzero(acc_c[1:]) + 3
+    table[ends, 0x22] = n + 3
+    if acc_c[content.initial]:
+        table[2, 0x22] = n + 3
+    acc = np.zeros(n + 4, bool)
+    acc[n + 3] = True
+    return ByteDFA(transitions=table, accepting=acc, initial=1)
+
+
+def quoted_by_concat(content: ByteDFA) -> ByteDFA:
+    """`quoted` by two concatenations: its reference, and its way for content that may end before a quote."""
     from guided.ir.dfa_ops import literal_dfa
     q = literal_dfa(b'"')
     return concat_fast(concat_fast(q, content), q)
