@@ -130,3 +130,21 @@ def test_quoted_equals_two_concatenations(content):
     """The one-step quoted automaton is the two concatenations', state for state."""
     fast, reference = _strings.quoted(content), _strings.quoted_by_concat(content)
     assert _same(fast, reference)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(st.lists(_TEXT, min_size=1, max_size=6), st.booleans())
+def test_any_string_but_names_needs_no_trim(names, canonical):
+    """Any string content minus a finite set of names: the untrimmed product is `difference`'s
+    result state for state (every reachable pair is live), and it refuses exactly the names."""
+    from guided.ir import dfa_ops
+
+    anything = _strings.any_content(_strings.json_spelling(canonical))
+    excluded = _strings.literals_content(tuple(sorted(set(names))))
+    fast = dfa_ops.difference_unbounded_finite(anything, excluded)
+    assert _same(fast, dfa_ops.difference(anything, excluded))
+    for name in names:
+        spelled = _strings.canonical_text(name) if canonical else json.dumps(name).encode()[1:-1]
+        assert not fast.fullmatch(spelled)
+        if not any(0xD800 <= ord(c) <= 0xDFFF for c in name):  # (no lone surrogate in JSON strings)
+            assert fast.fullmatch(spelled + b"x")

@@ -240,7 +240,12 @@ class Terminals:
         if literals_out:
             # every JSON spelling of the excluded values goes (exclusion is only made for JSON)
             assert chars in (_strings.add_json_chars, _strings.add_canonical_json_chars)
-            out = _dfa.difference(out, _strings.literals_content(tuple(sorted(set(literals_out)))), ms)
+            excluded = _strings.literals_content(tuple(sorted(set(literals_out))))
+            if len(parts) == 1 and not formats and not patterns and min_len == 0 and max_len is None:
+                # any string but these (additional property names): every product state is live
+                out = _dfa.difference_unbounded_finite(out, excluded, ms)
+            else:
+                out = _dfa.difference(out, excluded, ms)
         return out
 
 
