@@ -44,6 +44,10 @@ def test_planned_trie_keeps_the_state_bound():
         _strings._literals_trie(texts, False, True, max_states=100)
     with pytest.raises(LimitExceeded, match="max_states=100"):
         _strings._literals_trie(texts, False, True, max_states=100, planned=False)
+    for quoted in (False, True):  # one long text (the single-text path), quoted or not
+        for planned in (False, True):
+            with pytest.raises(LimitExceeded, match="max_states=30"):
+                _strings._literals_trie(("abcdefgh",), False, quoted, max_states=30, planned=planned)
 
 
 def test_key_automata_share_one_colon_tail_and_equal_the_concatenation():

@@ -101,6 +101,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 from dataclasses import dataclass, field
 from typing import ClassVar, Sequence
 
@@ -465,7 +466,8 @@ def _csr(rows: Sequence[dict[int, int]], end: int | None) -> tuple[np.ndarray, n
     np.cumsum(lens, out=offsets[1:])
     total = int(offsets[-1])
     symbols = np.fromiter(itertools.chain.from_iterable(rows), np.int64, count=total)
-    values = np.fromiter(itertools.chain.from_iterable(row.values() for row in rows), np.int64, count=total)
+    values = np.fromiter(itertools.chain.from_iterable(map(operator.methodcaller("values"), rows)), np.int64,
+                         count=total)
     if end is not None:
         symbols[symbols == END] = end
     for a in (symbols, values):

@@ -712,7 +712,19 @@ def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_st
     parents: set[str] = set()
     uses: list[tuple[_CharPlan, int, int]] = []  # (plan, node read from, first state)
     ends: list[int] = []
-    for text in sorted(set(texts)):
+    unique = sorted(set(texts))
+    if planned and len(unique) == 1:  # one text (a property name): every character by its plan
+        at = root
+        for ch in unique[0]:
+            plan = _char_plan(ch, canonical)
+            uses.append((plan, at, count))
+            at = count
+            count += plan.states
+        if max_states is not None and count + quoted > max_states:
+            too_many()
+        ends.append(at)
+        unique = []
+    for text in unique:
         prefix = ""
         for ch in text:
             target = at_boundary.get(prefix + ch)
