@@ -964,10 +964,10 @@ def concat_fast(a: ByteDFA, b: ByteDFA) -> ByteDFA:
         return concat_dfas([a, b])
     na = a.num_states
     shift = na - 1  # b's state s > 0 becomes s + shift; its dead state merges with a's
-    table = np.empty((na + b.num_states - 1, 256), np.int32)
+    table = np.zeros((na + b.num_states - 1, 256), np.int32)
     table[:na] = a.transitions
     bt = b.transitions[1:]
-    table[na:] = np.where(bt != DEAD, bt + shift, DEAD)
+    np.add(bt, shift, out=table[na:], where=bt != DEAD)  # in place: b may be large
     table[np.ix_(acc_a, cols)] = first[cols] + shift  # (cols are the live first bytes: no dead entry)
     acc = np.zeros(table.shape[0], bool)
     acc[na:] = b.accepting[1:]
@@ -991,12 +991,11 @@ def quoted(content: ByteDFA) -> ByteDFA:
     acc_c = content.accepting
     if ct[acc_c, 0x22].any():  # a quote after a complete content: only the general concatenation
         return quoted_by_concat(content)
+    # Shifted in place (one pass: string automata of long bounds have 10^5 states, 100 MB).
     table = np.zeros((n + 4, 256), np.int32)
-    shifted = ct + 2
-    shifted[ct == DEAD] = DEAD
+    np.add(ct[1:], 2, out=table[3:n + 2], where=ct[1:] != DEAD)
     table[1, 0x22] = 2
-    table[2] = shifted[content.initial]
-    table[3:n + 2] = shifted[1:]
+    np.add(ct[content.initial], 2, out=table[2], where=ct[content.initial] != DEAD)
     table[n + 2, 0x22] = n + 3
     ends = np.flatnonzero(acc_c[1:]) + 3
     table[ends, 0x22] = n + 3
