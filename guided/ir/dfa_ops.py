@@ -95,6 +95,28 @@ def difference(a: ByteDFA, b: ByteDFA, max_states: int = 200_000, what: str = "d
     return _product(a, b, _first_not_second, max_states, what, keep_dead_b=True)
 
 
+def difference_unbounded_finite(a: ByteDFA, b: ByteDFA, max_states: int = 200_000,
+                                what: str = "difference") -> ByteDFA:
+    """`difference` where every state of ``a`` reads on to words of every length (``a``'s strings of
+    any length) and ``b`` is acyclic (finitely many words, a trie of excluded names): the same
+    automaton, without the trim.
+
+    Every reachable pair is live: past ``b``'s longest word the pair has left ``b`` (its dead
+    state) and ``a`` still accepts, so the untrimmed product is the trimmed one state for state
+    (trim keeps the reachable live states in order, the initial pair already first).  The caller
+    vouches for both conditions; ``tests/test_compile_path.py`` checks the result against
+    `difference`."""
+    if b.initial == DEAD or CompiledKernels.product is None:
+        return difference(a, b, max_states, what)
+    if a.initial == DEAD:
+        return EMPTY
+    table, acc, _ = CompiledKernels.product(
+        np.ascontiguousarray(a.transitions, dtype=np.int32), a.accepting, a.initial,
+        np.ascontiguousarray(b.transitions, dtype=np.int32), b.accepting, b.initial,
+        _ACCEPT_MODES.index(_first_not_second), True, max_states, what)
+    return ByteDFA(transitions=table, accepting=acc, initial=1)
+
+
 def disjoint(a: ByteDFA, b: ByteDFA, max_states: int = 200_000) -> bool:
     return is_empty(intersect(a, b, max_states))
 

@@ -76,19 +76,14 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
     # Symbols: terminal t is t, nonterminal A is bias + A; END is bit end_bit of a terminal bitset.
     bias = max(terminals.values(), default=-1) + 2
     end_bit = bias - 1
-    rhs_syms: list[tuple[int, ...]] = []
-    lhs_of: list[int] = []
-    for lhs_name, rhs in rules:
-        lhs_of.append(nt_id[lhs_name])
-        ids: list[int] = []
-        for name in rhs:
-            if name in terminals:
-                ids.append(terminals[name])
-            elif name in nt_id:
-                ids.append(bias + nt_id[name])
-            else:
-                raise ValueError(f"symbol {name!r} is neither a terminal nor defined by a rule")
-        rhs_syms.append(tuple(ids))
+    # One lookup per symbol; a terminal's id wins over a nonterminal of the same name.
+    symbol_id = {name: bias + i for name, i in nt_id.items()}
+    symbol_id.update(terminals)
+    lhs_of = [nt_id[lhs_name] for lhs_name, _ in rules]
+    try:
+        rhs_syms = [tuple(map(symbol_id.__getitem__, rhs)) for _, rhs in rules]
+    except KeyError as e:
+        raise ValueError(f"symbol {e.args[0]!r} is neither a terminal nor defined by a rule") from None
     twin = CompiledKernels.lalr
     # The compiled twin (the same tables, state for state) takes terminal ids below 2**20.
     if twin is not None and bias <= 1 << 20:
@@ -98,7 +93,7 @@ def lalr_tables(rules: list[tuple[str, tuple[str, ...]]], terminals: dict[str, i
             actions=actions_, gotos=gotos_, rules=tuple((lhs_of[r], len(rhs_syms[r])) for r in range(len(rules))),
             nonterminals=tuple(names), rule_names=tuple(f"<{lhs} : {' '.join(rhs)}>" for lhs, rhs in rules),
             start_state=0, end_state=end_state, kernels=kernels_, conflicts=conflicts_,
-            rhs=tuple(tuple(s if s < bias else ~(s - bias) for s in rhs_syms[r]) for r in range(len(rules))),
+            rhs=_signed_rhs(rhs_syms, bias),
             collisions=collisions_)
     # The augmented rule: accept = the start symbol shifted from the start state.
     aug = len(rules)
@@ -341,3 +336,11 @@ def _digraph(base: list[int], edges: list[list[int]], check: Callable[[], None] 
                     mark[parent] = mark[x]
                 result[parent] |= result[x]
     return result
+
+
+def _signed_rhs(rhs_syms: list[tuple[int, ...]], bias: int) -> tuple[tuple[int, ...], ...]:
+    """`Tables.rhs`: each right-hand side with terminal t as t and nonterminal ``bias + A`` as ~A,
+    through one lookup list (``bias`` is below 2**20 where it is called)."""
+    n_nt = max((max(syms, default=0) for syms in rhs_syms), default=0) - bias + 1
+    signed = list(range(bias)) + [~a for a in range(max(0, n_nt))]
+    return tuple(tuple(map(signed.__getitem__, syms)) for syms in rhs_syms)

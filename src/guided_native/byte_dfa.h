@@ -20,19 +20,32 @@ class ByteDfa : public std::enable_shared_from_this<ByteDfa> {
     if (initial < 0 || initial >= n_) invalid("byte DFA: initial state " + std::to_string(initial) + " out of range");
     initial_ = static_cast<int32_t>(initial);
     trans_.assign(transitions, transitions + rows * 256);
-    for (size_t i = 0; i < trans_.size(); ++i) {
-      int32_t t = trans_[i];
-      if (t < 0 || t >= n_)
-        invalid("byte DFA: transition of state " + std::to_string(i / 256) + " on byte " + std::to_string(i % 256) +
-                " leads to state " + std::to_string(t) + ", out of range");
-      if (i < 256 && t != 0) invalid("byte DFA: the dead state 0 must have no transitions");
+    // Checked branch-free (the loops vectorise: a grammar copies in every terminal's table per
+    // compile); the offending entry is looked for only on failure.  As unsigned, a negative target
+    // is at least 2^31: past the bound either way.
+    const uint32_t bound = static_cast<uint32_t>(n_);
+    uint32_t bad = 0;
+    for (size_t i = 0; i < trans_.size(); ++i) bad |= static_cast<uint32_t>(static_cast<uint32_t>(trans_[i]) >= bound);
+    for (size_t i = 0; i < 256; ++i) bad |= static_cast<uint32_t>(trans_[i] != 0);
+    if (bad) {
+      for (size_t i = 0; i < trans_.size(); ++i) {
+        int32_t t = trans_[i];
+        if (t < 0 || t >= n_)
+          invalid("byte DFA: transition of state " + std::to_string(i / 256) + " on byte " + std::to_string(i % 256) +
+                  " leads to state " + std::to_string(t) + ", out of range");
+        if (i < 256 && t != 0) invalid("byte DFA: the dead state 0 must have no transitions");
+      }
     }
     accepting_.resize(rows);
     for (size_t i = 0; i < rows; ++i) accepting_[i] = accepting[i] ? 1 : 0;
     if (accepting_[0]) invalid("byte DFA: the dead state 0 cannot accept");
     live_.resize(rows, 0);
-    for (size_t s = 0; s < rows; ++s)
-      for (int b = 0; b < 256; ++b) live_[s] += trans_[s * 256 + b] != 0;
+    for (size_t s = 0; s < rows; ++s) {
+      const int32_t* row = trans_.data() + s * 256;
+      int live = 0;
+      for (int b = 0; b < 256; ++b) live += row[b] != 0;
+      live_[s] = static_cast<uint16_t>(live);
+    }
   }
 
   int32_t num_states() const { return n_; }

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import time
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 from interegular import patterns as _ip
@@ -661,7 +661,8 @@ def quoted_literals(texts: tuple[str, ...], canonical: bool = False, max_states:
     return _literals_trie(texts, canonical, quoted=True, max_states=max_states)
 
 
-def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_states: int | None = None) -> ByteDFA:
+def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_states: int | None = None,
+                   planned: bool = True) -> ByteDFA:
     """The trie of every JSON spelling of any of ``texts``, with the quotes when ``quoted``.
 
     A trie node is a decoded prefix plus the bytes of the current character spelled so far.
@@ -669,6 +670,12 @@ def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_st
     except through the backslash (then ``u`` or one escape letter), and UTF-8 and the escapes
     are prefix-free, so two characters' spellings part before either ends.  Edges are gathered
     sparsely and written into the dense table at once (a 10,000-value enum has ~10^5 nodes).
+
+    A character read from a node that has no other child yet (every character of a property
+    name, most of an enum's) takes its states and edges from `_char_plan`, the same ones in the
+    same order as the step by step walk below, which only the second and later children of a
+    node take (they share the escape states of their elder siblings).  ``planned=False`` walks
+    every character step by step: the reference the plans are tested against.
     """
     count = 1  # state 0 is dead
     src: list[int] = []
@@ -679,9 +686,12 @@ def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_st
         nonlocal count
         count += 1
         if max_states is not None and count > max_states:
-            raise LimitExceeded(f"the {len(texts)} strings need more than max_states={max_states} automaton states "
-                                f"in every JSON spelling (canonical=True spells each one way, about 5 times fewer)")
+            too_many()
         return count - 1
+
+    def too_many() -> None:
+        raise LimitExceeded(f"the {len(texts)} strings need more than max_states={max_states} automaton states "
+                            f"in every JSON spelling (canonical=True spells each one way, about 5 times fewer)")
 
     def edge(a: int, options: tuple[int, ...], b: int) -> None:
         for o in options:
@@ -696,12 +706,43 @@ def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_st
         edge(initial, (0x22,), root)
     at_boundary = {"": root}
     inside: dict[tuple, int] = {}
+    # Nodes whose one child was read by its plan: (plan, first state) to name its inner states by
+    # when a second child comes; and every node with a child.
+    planned_child: dict[str, tuple[_CharPlan, int]] = {}
+    parents: set[str] = set()
+    uses: list[tuple[_CharPlan, int, int]] = []  # (plan, node read from, first state)
     ends: list[int] = []
-    for text in sorted(set(texts)):
+    unique = sorted(set(texts))
+    if planned and len(unique) == 1:  # one text (a property name): every character by its plan
+        at = root
+        for ch in unique[0]:
+            plan = _char_plan(ch, canonical)
+            uses.append((plan, at, count))
+            at = count
+            count += plan.states
+        if max_states is not None and count + quoted > max_states:
+            too_many()
+        ends.append(at)
+        unique = []
+    for text in unique:
         prefix = ""
         for ch in text:
             target = at_boundary.get(prefix + ch)
-            if target is None:
+            if target is None and planned and prefix not in parents:
+                plan = _char_plan(ch, canonical)
+                target = at_boundary[prefix + ch] = count
+                count += plan.states
+                if max_states is not None and count > max_states:
+                    too_many()
+                uses.append((plan, at_boundary[prefix], target))
+                planned_child[prefix] = (plan, target)
+                parents.add(prefix)
+            elif target is None:
+                elder = planned_child.pop(prefix, None)
+                if elder is not None:  # name the elder sibling's inner states, to share them
+                    for k, spelled in enumerate(elder[0].inner):
+                        inside[(prefix, spelled)] = elder[1] + 1 + k
+                parents.add(prefix)
                 target = at_boundary[prefix + ch] = state()
                 for spelling in _char_spellings(ch, canonical):
                     at = at_boundary[prefix]
@@ -722,6 +763,14 @@ def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_st
     final = state() if quoted else None
     table = np.zeros((count, 256), np.int32)
     table[np.array(src, np.intp), np.array(byte, np.intp)] = np.array(dst, np.int32)
+    if uses:
+        # Local state 0 is the node read from, local j >= 1 the state first + j - 1.
+        sizes = np.array([len(p.src) for p, _, _ in uses], np.intp)
+        frm = np.repeat(np.array([a for _, a, _ in uses], np.intp), sizes)
+        first = np.repeat(np.array([f for _, _, f in uses], np.intp), sizes) - 1
+        lsrc = np.concatenate([p.src for p, _, _ in uses])
+        ldst = np.concatenate([p.dst for p, _, _ in uses])
+        table[np.where(lsrc == 0, frm, first + lsrc), np.concatenate([p.byte for p, _, _ in uses])] = first + ldst
     accepting = np.zeros(count, bool)
     if final is None:
         accepting[ends] = True
@@ -729,6 +778,45 @@ def _literals_trie(texts: tuple[str, ...], canonical: bool, quoted: bool, max_st
         table[ends, 0x22] = final
         accepting[final] = True
     return ByteDFA(transitions=table, accepting=accepting, initial=initial)
+
+
+class _CharPlan(NamedTuple):
+    """One character read from a trie node with no other child: its states (the node it ends
+    at, then the inner ones of its escapes) and edges in local numbers (0: the node read from,
+    1: the node it ends at, 2 and on: inner states), as `_literals_trie` walks them."""
+
+    states: int
+    inner: tuple[tuple[tuple[int, ...], ...], ...]  # inner state 2 + k spells inner[k] so far
+    src: np.ndarray
+    byte: np.ndarray
+    dst: np.ndarray
+
+
+@lru_cache(maxsize=8192)
+def _char_plan(ch: str, canonical: bool) -> _CharPlan:
+    inner: dict[tuple, int] = {}
+    src: list[int] = []
+    byte: list[int] = []
+    dst: list[int] = []
+    for spelling in _char_spellings(ch, canonical):
+        at = 0
+        for k, options in enumerate(spelling):
+            if k == len(spelling) - 1:
+                nxt = 1
+            else:
+                nxt = inner.get(spelling[:k + 1], -1)
+                if nxt < 0:
+                    nxt = inner[spelling[:k + 1]] = 2 + len(inner)
+                else:
+                    at = nxt
+                    continue
+            for o in options:
+                src.append(at)
+                byte.append(o)
+                dst.append(nxt)
+            at = nxt
+    return _CharPlan(1 + len(inner), tuple(inner), np.array(src, np.intp), np.array(byte, np.intp),
+                     np.array(dst, np.intp))
 
 
 @lru_cache(maxsize=4096)
@@ -876,13 +964,11 @@ def concat_fast(a: ByteDFA, b: ByteDFA) -> ByteDFA:
         return concat_dfas([a, b])
     na = a.num_states
     shift = na - 1  # b's state s > 0 becomes s + shift; its dead state merges with a's
-    table = np.empty((na + b.num_states - 1, 256), np.int32)
+    table = np.zeros((na + b.num_states - 1, 256), np.int32)
     table[:na] = a.transitions
     bt = b.transitions[1:]
-    table[na:] = np.where(bt != DEAD, bt + shift, DEAD)
-    entry = np.where(first[cols] != DEAD, first[cols] + shift, DEAD)
-    for s in acc_a.tolist():
-        table[s, cols] = entry
+    np.add(bt, shift, out=table[na:], where=bt != DEAD)  # in place: b may be large
+    table[np.ix_(acc_a, cols)] = first[cols] + shift  # (cols are the live first bytes: no dead entry)
     acc = np.zeros(table.shape[0], bool)
     acc[na:] = b.accepting[1:]
     if b.accepting[b.initial]:
@@ -891,7 +977,37 @@ def concat_fast(a: ByteDFA, b: ByteDFA) -> ByteDFA:
 
 
 def quoted(content: ByteDFA) -> ByteDFA:
-    """``"`` + content + ``"`` (content never holds a raw ``"`` byte)."""
+    """``"`` + content + ``"`` (content never holds a raw ``"`` byte).
+
+    Written at once in the layout of `quoted_by_concat` (the same states, numbered the same):
+    state 1 reads the opening quote into 2, which has the content's initial moves; the content's
+    states follow from 3; then the closing quote's automaton (its initial state, unreachable, and
+    its accepting state ``n + 3``, reached on ``"`` from every accepting content state)."""
+    if content.initial == DEAD:
+        from guided.ir.dfa_ops import EMPTY
+        return EMPTY
+    n = content.num_states
+    ct = content.transitions
+    acc_c = content.accepting
+    if ct[acc_c, 0x22].any():  # a quote after a complete content: only the general concatenation
+        return quoted_by_concat(content)
+    # Shifted in place (one pass: string automata of long bounds have 10^5 states, 100 MB).
+    table = np.zeros((n + 4, 256), np.int32)
+    np.add(ct[1:], 2, out=table[3:n + 2], where=ct[1:] != DEAD)
+    table[1, 0x22] = 2
+    np.add(ct[content.initial], 2, out=table[2], where=ct[content.initial] != DEAD)
+    table[n + 2, 0x22] = n + 3
+    ends = np.flatnonzero(acc_c[1:]) + 3
+    table[ends, 0x22] = n + 3
+    if acc_c[content.initial]:
+        table[2, 0x22] = n + 3
+    acc = np.zeros(n + 4, bool)
+    acc[n + 3] = True
+    return ByteDFA(transitions=table, accepting=acc, initial=1)
+
+
+def quoted_by_concat(content: ByteDFA) -> ByteDFA:
+    """`quoted` by two concatenations: its reference, and its way for content that may end before a quote."""
     from guided.ir.dfa_ops import literal_dfa
     q = literal_dfa(b'"')
     return concat_fast(concat_fast(q, content), q)

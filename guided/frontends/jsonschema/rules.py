@@ -1094,16 +1094,34 @@ def _esc(name: str) -> str:
 
 
 def productive_rules(rules, is_term) -> list:
-    """The rules whose every symbol derives some terminal string (empty languages pruned)."""
+    """The rules whose every symbol derives some terminal string (empty languages pruned).
+
+    One pass, not a fixpoint over every rule per round: each rule counts its nonterminal
+    symbols not yet known productive, and a nonterminal found productive counts down the rules
+    that use it (rounds over the whole list were a tenth of a median schema's compile)."""
+    users: dict[str, list[int]] = {}
+    missing: list[int] = []
+    ready: list[str] = []
+    for i, (lhs, rhs) in enumerate(rules):
+        n = 0
+        for sym in rhs:
+            if not is_term(sym):
+                users.setdefault(sym, []).append(i)  # once per occurrence, as counted
+                n += 1
+        missing.append(n)
+        if n == 0:
+            ready.append(lhs)
     productive: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        for lhs, rhs in rules:
-            if lhs not in productive and all(is_term(s) or s in productive for s in rhs):
-                productive.add(lhs)
-                changed = True
-    return [(lhs, rhs) for lhs, rhs in rules if lhs in productive and all(is_term(s) or s in productive for s in rhs)]
+    while ready:
+        lhs = ready.pop()
+        if lhs in productive:
+            continue
+        productive.add(lhs)
+        for i in users.get(lhs, ()):
+            missing[i] -= 1
+            if missing[i] == 0:
+                ready.append(rules[i][0])
+    return [rule for rule, n in zip(rules, missing) if n == 0 and rule[0] in productive]
 
 
 def _opening_states(tables: Tables, containers: tuple[str, ...]) -> frozenset[int]:

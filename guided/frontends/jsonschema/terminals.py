@@ -101,6 +101,12 @@ def _regex(pattern: str) -> ByteDFA:
     return regex_to_dfa(Regex(pattern))
 
 
+@lru_cache(maxsize=64)
+def _colon(ws: int) -> ByteDFA:
+    """Up to ``ws`` whitespace bytes then a colon: the tail of every key automaton (built once per bound)."""
+    return _strings.with_ws(_dfa.literal_dfa(b":"), ws)
+
+
 def ws_dfa(n: int) -> ByteDFA:
     return _regex(f"[ \\t\\n\\r]{{1,{n}}}")
 
@@ -195,7 +201,7 @@ class Terminals:
         if kind == "string":
             return _strings.quoted(self.string_content(key[1], pointer))
         if kind == "key":  # "name" ws :
-            return _strings.concat_fast(self.bare(key[1], pointer), _strings.with_ws(_dfa.literal_dfa(b":"), ws))
+            return _strings.concat_fast(self.bare(key[1], pointer), _colon(ws))
         if kind == "dfa":
             return key[1]
         if kind == "union":
@@ -268,7 +274,12 @@ class Terminals:
         if literals_out:
             # every JSON spelling of the excluded values goes (exclusion is only made for JSON)
             assert chars in (_strings.add_json_chars, _strings.add_canonical_json_chars)
-            out = _dfa.difference(out, _strings.literals_content(tuple(sorted(set(literals_out)))), ms)
+            excluded = _strings.literals_content(tuple(sorted(set(literals_out))))
+            if len(parts) == 1 and not formats and not patterns and min_len == 0 and max_len is None:
+                # any string but these (additional property names): every product state is live
+                out = _dfa.difference_unbounded_finite(out, excluded, ms)
+            else:
+                out = _dfa.difference(out, excluded, ms)
         return out
 
 
