@@ -74,7 +74,7 @@ def test_one_of_whose_negations_multiply_drops_the_empty_ones():
     rng = random.Random(2)
     docs = _objects(rng, 150) + [{"a": 1, "b": 1, "c": 1}, {"a": 1}, {"b": 1, "d": "x"}, {"e": "x", "f": 1, "g": 1}]
     assert any(jsonschema.Draft202012Validator(schema).is_valid(d) for d in docs)
-    _check_exact(schema, docs, max_alternatives=64)  # 786 merged before: 57 left
+    _check_exact(schema, docs, max_alternatives=64)  # the plain product is past 64
 
 
 def test_types_apart_multiply_to_a_sum():
@@ -83,7 +83,7 @@ def test_types_apart_multiply_to_a_sum():
     objects = [{"type": "object", "required": [k]} for k in KEYS]
     schema = {"allOf": [{"anyOf": strings + objects}, {"anyOf": objects + strings}]}
     docs = ["", "abc", "abcdefghij", 3, None] + _objects(random.Random(3), 60)
-    _check_exact(schema, docs, max_alternatives=24)
+    _check_exact(schema, docs, max_alternatives=32)  # 113 merged, 15 left
 
 
 _LEAVES = st.sampled_from([
