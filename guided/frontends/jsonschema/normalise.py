@@ -321,6 +321,9 @@ class ArrayPart:
         return replace(self, contains=None, min_contains=1, max_contains=None)
 
 
+# `Normaliser.reduced_conj` tries at most this many merges per alternative it may keep.
+MERGES_PER_CAP = 64
+
 # Drafts before 7 have no if/then/else: there they are unknown keywords, which constrain nothing
 # (read as conditions, a `not` around them would let invalid values through).
 PRE_IF_DRAFTS = ("draft-03", "draft-04", "draft-06")
@@ -465,16 +468,17 @@ class Normaliser:
                 return self.ref_alts(resolved, target_ptr, depth)
             alts = self.conj(alts, self.ref_alts(resolved, target_ptr, depth), ptr)
         if "allOf" in node:
+            # (a refusal of the combination names the keyword's array, not the schema around it)
             for i, sub in enumerate(node["allOf"]):
-                alts = self.conj(alts, self.flat(sub, resolver, f"{ptr}/allOf/{i}", depth + 1), ptr)
+                alts = self.conj(alts, self.flat(sub, resolver, f"{ptr}/allOf/{i}", depth + 1), f"{ptr}/allOf")
         if "anyOf" in node:
             union = []
             for i, sub in enumerate(node["anyOf"]):
                 union.extend(self.flat(sub, resolver, f"{ptr}/anyOf/{i}", depth + 1))
-            alts = self.conj(alts, union, ptr)
+            alts = self.conj(alts, union, f"{ptr}/anyOf")
         if "oneOf" in node:
             branches = [self.flat(sub, resolver, f"{ptr}/oneOf/{i}", depth + 1) for i, sub in enumerate(node["oneOf"])]
-            alts = self.conj(alts, self.one_of(branches, node["oneOf"], resolver, ptr), ptr)
+            alts = self.conj(alts, self.one_of(branches, node["oneOf"], resolver, ptr), f"{ptr}/oneOf")
         if "if" in node and ("then" in node or "else" in node) and self.draft not in PRE_IF_DRAFTS:
             cond = node["if"]
             then = node.get("then", True)
@@ -552,18 +556,154 @@ class Normaliser:
         return [Flat({}, resolver, ptr)]
 
     def conj(self, left: list[Flat], right: list[Flat], ptr: str) -> list[Flat]:
+        """The flat schemas of ``left`` and ``right`` together: each pair merged (allOf
+        distributes over the unions).
+
+        The plain product is kept while it is at most ``max_alternatives`` long (the grammar
+        of every schema that compiled so far stays the same, byte for byte).  Past that, the
+        product is taken again sharing what it can (`reduced_conj`) and refused only when even
+        that is too many.
+        """
         out = []
         for a in left:
             for b in right:
                 m = self.merge(a, b, ptr)
                 if m is not None:
                     out.append(m)
-                    # Refused as soon as it is too many: finishing a product of thousands of
-                    # merges only to refuse it took seconds (WashingtonPost---wp_26: 4.5 s).
                     if len(out) > self.opts.max_alternatives:
-                        raise SchemaTooLarge(ptr, f"allOf/anyOf/oneOf combinations expand to more than "
-                                                  f"{self.opts.max_alternatives} alternatives")
+                        return self.reduced_conj(left, right, ptr)
         return out
+
+    def reduced_conj(self, left: list[Flat], right: list[Flat], ptr: str) -> list[Flat]:
+        """`conj` without the repeats: both sides and the product lose the flat schemas that
+        are provably empty (`empty`), equal to another one (by `flat_key`) or contained in
+        another one of the same union (`contained`); the union's language is the same.
+
+        Products of unions mostly repeat themselves (``oneOf`` as each branch with the
+        negations of the others: a negated ``required`` is one alternative per name, most of
+        them contradicting a ``required`` or ``maxProperties`` of the branch, or implied by
+        another).  Refused, naming ``ptr``, when the pairs to merge are too many to try or the
+        alternatives left are still more than ``max_alternatives``.
+        """
+        cap = self.opts.max_alternatives
+        left, right = self.reduce_union(left, ptr), self.reduce_union(right, ptr)
+        if len(left) * len(right) > MERGES_PER_CAP * cap:
+            raise SchemaTooLarge(ptr, f"allOf/anyOf/oneOf combinations expand to more than {cap} alternatives "
+                                      f"({len(left)} x {len(right)} to combine)")
+        out = []
+        for a in left:
+            for b in right:
+                m = self.merge(a, b, ptr)
+                if m is not None:
+                    out.append(m)
+            self.opts.check_time(ptr)
+        out = self.reduce_union(out, ptr)
+        if len(out) > cap:
+            raise SchemaTooLarge(ptr, f"allOf/anyOf/oneOf combinations expand to more than {cap} alternatives "
+                                      f"({len(out)} distinct ones)")
+        return out
+
+    def reduce_union(self, alts: list[Flat], ptr: str) -> list[Flat]:
+        """The same union less its empty, repeated and contained flat schemas (in order)."""
+        seen: dict[str, Flat] = {}
+        for f in alts:
+            if not self.empty(f):
+                f = _simpler_properties(f)
+                seen.setdefault(flat_key(f), f)
+        kept = list(seen.values())
+        if len(kept) > 2 * self.opts.max_alternatives:
+            # Too many to compare pairwise (quadratic: 645 took 2.5 s); containment seldom drops
+            # half of them, so the caller refuses them at once.
+            return kept
+        # y can contain x only where x has every constraining keyword y has (checked first: cheap)
+        shapes = [frozenset(k for k in f.keywords if k in KNOWN and k not in ANNOTATIONS) for f in kept]
+        out = []
+        for i, f in enumerate(kept):
+            # Of two that contain each other (equal languages, different keywords) the first stays.
+            if not any(j != i and shapes[j] <= shapes[i] and self.contained(f, g)
+                       and not (j > i and shapes[i] <= shapes[j] and self.contained(g, f))
+                       for j, g in enumerate(kept)):
+                out.append(f)
+        self.opts.check_time(ptr)
+        return out
+
+    def empty(self, f: Flat) -> bool:
+        """Whether no value matches ``f``, by its keywords alone (False: maybe some does)."""
+        kw = f.keywords
+        if "enum" in kw and not kw["enum"]:
+            return True
+        types = self.types_of(f)
+        if "object" in types:
+            part_required = set(kw.get("required", ()))
+            props = kw.get("properties", {})
+            max_p = kw.get("maxProperties")
+            dead = (isinstance(max_p, int) and (len(part_required) > max_p or kw.get("minProperties", 0) > max_p)) \
+                or (isinstance(props, dict) and any(_never(props.get(n, True)) for n in part_required))
+            if not dead and kw.get("additionalProperties") is False and not kw.get("patternProperties") \
+                    and isinstance(props, dict):
+                dead = any(n not in props for n in part_required)
+            if dead:
+                types = types - {"object"}
+        if "array" in types and isinstance(kw.get("maxItems"), int) and kw.get("minItems", 0) > kw["maxItems"]:
+            types = types - {"array"}
+        if "string" in types and isinstance(kw.get("maxLength"), int) and kw.get("minLength", 0) > kw["maxLength"]:
+            types = types - {"string"}
+        return not types
+
+    def contained(self, x: Flat, y: Flat) -> bool:
+        """Whether every value matching ``x`` matches ``y``, read from their keywords (False:
+        maybe not).  Every keyword of ``y`` must be in ``x`` as strict or stricter."""
+        if x.resolver is not y.resolver or x.contains_from != y.contains_from:
+            return False
+        for attr in ("patterns", "formats", "negated", "witnesses", "depends"):
+            ours = getattr(x, attr)
+            if any(v not in ours for v in getattr(y, attr)):
+                return False
+        xk = x.keywords
+        for k, vy in y.keywords.items():
+            if k in ANNOTATIONS or k not in KNOWN:
+                continue
+            if k not in xk:
+                return False
+            vx = xk[k]
+            if k == "type":
+                tx = set(vx if isinstance(vx, list) else [vx])
+                ty = set(vy if isinstance(vy, list) else [vy])
+                if "number" in ty:
+                    ty.add("integer")
+                if not tx <= ty:
+                    return False
+            elif k == "required":
+                if not set(vy) <= set(vx):
+                    return False
+            elif k in ("minLength", "minItems", "minProperties"):
+                if not (isinstance(vx, int) and isinstance(vy, int) and vx >= vy):
+                    return False
+            elif k in ("maxLength", "maxItems", "maxProperties"):
+                if not (isinstance(vx, int) and isinstance(vy, int) and vx <= vy):
+                    return False
+            elif k == "properties":
+                if not isinstance(vx, dict) or not isinstance(vy, dict):
+                    return False
+                if any(not (vy[n] is True or vy[n] == {}) and (n not in vx or not _same(vx[n], vy[n]))
+                       for n in vy):
+                    return False
+                # A property x describes that y leaves to its additionalProperties: only where
+                # those allow any value (and, closed, where y names the key).
+                extra = [n for n in vx if n not in vy]
+                if extra:
+                    add = y.keywords.get("additionalProperties")
+                    if add is None and self.opts.closed or add not in (None, True, {}):
+                        return False
+            elif not _same(vx, vy):
+                return False
+        if self.opts.closed and "additionalProperties" not in y.keywords and "object" in self.types_of(x):
+            # closed: y allows only the keys it names; x must name no others
+            named_y = set(y.get("properties", {})) | set(y.get("required", ()))
+            if not set(x.get("properties", {})) | set(x.get("required", ())) <= named_y \
+                    or x.get("patternProperties") or x.witnesses:
+                return False
+        return True
 
     def one_of(self, branches: list[list], raw, resolver, ptr) -> list:
         flat = [alt for b in branches for alt in b]
@@ -597,7 +737,8 @@ class Normaliser:
                     alts = b
                     for j, other in enumerate(raw):
                         if j != i:
-                            alts = self.conj(alts, self.negate(other, resolver, f"{ptr}/oneOf/{j}", 1), ptr)
+                            alts = self.conj(alts, self.negate(other, resolver, f"{ptr}/oneOf/{j}", 1),
+                                             f"{ptr}/oneOf/{i}")
                     out.extend(alts)
                 return out
             except (UnsupportedSchema, SchemaTooLarge) as exc:
@@ -1164,6 +1305,57 @@ class Normaliser:
                 self.terminals.bare(("string", StringSpec(formats=(f,)))).fullmatch(
                     json.dumps(v, ensure_ascii=False).encode()) for f in asserted)]
         return keep
+
+
+def _never(schema) -> bool:
+    """Whether no value matches ``schema``, seen at a glance (``false``, or an allOf with one)."""
+    if schema is False:
+        return True
+    if isinstance(schema, dict) and len(schema) == 1:  # (beside a draft 7 $ref, allOf would not count)
+        if schema.get("not") is True or schema.get("not") == {}:
+            return True
+        return isinstance(schema.get("allOf"), list) and any(_never(s) for s in schema["allOf"])
+    return False
+
+
+def _simpler(schema):
+    """The same schema, the allOf/not wrappers merging put around property schemas read at a
+    glance where they decide nothing (``true`` members) or everything (a ``false`` one)."""
+    if _never(schema):
+        return False
+    if isinstance(schema, dict) and len(schema) == 1:
+        if "not" in schema and schema["not"] is False:
+            return True
+        if isinstance(schema.get("allOf"), list):
+            members = [m for m in (_simpler(m) for m in schema["allOf"]) if m is not True and m != {}]
+            if not members:
+                return True
+            return members[0] if len(members) == 1 else {"allOf": members}
+    return schema
+
+
+def _simpler_properties(f: Flat) -> Flat:
+    """``f`` with `_simpler` property schemas (the same one where none changes)."""
+    props = f.keywords.get("properties")
+    if not isinstance(props, dict):
+        return f
+    simpler = {name: _simpler(s) for name, s in props.items()}
+    if all(simpler[name] is s for name, s in props.items()):
+        return f
+    return f.with_keywords({**f.keywords, "properties": simpler})
+
+
+def _same(a, b) -> bool:
+    """`json_equal`, at once where both are the same object (merged flat schemas share them)."""
+    return a is b or json_equal(a, b)
+
+
+def flat_key(f: Flat) -> str:
+    """A canonical text of a flat schema: equal texts, equal languages (the same resolver
+    assumed: subschemas' ``$ref`` are read through it)."""
+    return json.dumps([id(f.resolver), f.keywords, f.patterns, f.formats, [flat_key(n) for n in f.negated],
+                       [(w.kind, w.schema, w.names, w.patterns) for w in f.witnesses], f.depends, f.contains_from],
+                      sort_keys=True, default=repr)
 
 
 def _const_as_enum(d: Flat) -> Flat:

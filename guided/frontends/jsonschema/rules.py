@@ -189,14 +189,22 @@ class RuleEmitter:
                 nt = self.in_progress[key]
                 self.referenced.add(nt)
                 return [nt]
+            shape = _merged_shape(node, resolver)
+            if shape is not None and shape in self.in_progress:
+                # The same merge as one in progress, rebuilt on the way (`_merged_shape`): recursion.
+                return [self.recursion(shape)]
         elif node is True:
             # As ``{}``: its own container counts towards ``max_depth`` like any schema's.
             return self.value(_EMPTY_SCHEMA, resolver, ptr)
         elif node is False:
             return []
         nt = self.g.nt("v")
+        shape = None
         if key is not None:
             self.in_progress[key] = nt
+            shape = _merged_shape(node, resolver)
+            if shape is not None:
+                self.in_progress[shape] = nt
         # Recursion is caught by node identity; a cycle that rebuilds its nodes on the way (a
         # $ref under a oneOf merge, say) would expand forever, so nesting is bounded as well.
         self.nesting += 1
@@ -211,6 +219,8 @@ class RuleEmitter:
             self.nesting -= 1
             if key is not None:
                 del self.in_progress[key]
+            if shape is not None:
+                del self.in_progress[shape]
         if nt in self.referenced:
             for s in syms:
                 self.g.rule(nt, (s,), ptr)
@@ -665,7 +675,30 @@ class RuleEmitter:
         """One symbol for a value matching every schema in ``parts`` (None: no value does)."""
         if len(parts) == 1:
             return self.one(self.value(parts[0], res, ptr), ptr)
-        return self.one(self.alts_symbols(self.n.flat({"allOf": parts}, res, ptr), ptr), ptr)
+        node = {"allOf": parts}
+        shape = _merged_shape(node, res)
+        if shape in self.in_progress:
+            return self.one([self.recursion(shape)], ptr)
+        # Its symbol is made only where it recurs: the grammar of a schema that does not is
+        # the same as without the check.
+        self.in_progress[shape] = None
+        try:
+            syms = self.alts_symbols(self.n.flat(node, res, ptr), ptr)
+        finally:
+            nt = self.in_progress.pop(shape)
+        if nt is not None:
+            for s in syms:
+                self.g.rule(nt, (s,), ptr)
+            syms = [nt] if syms else []
+        return self.one(syms, ptr)
+
+    def recursion(self, key: Any) -> str:
+        """The symbol of the value in progress under ``key``, reached again inside itself."""
+        nt = self.in_progress[key]
+        if nt is None:
+            nt = self.in_progress[key] = self.g.nt("v")
+        self.referenced.add(nt)
+        return nt
 
     def key_content(self, pnames, res, ptr, formats: bool = True):
         """A key description for propertyNames (a string schema); ``formats=False`` reads its
@@ -1087,6 +1120,36 @@ class CountedArray:
             self.close_rules.add(rule)
         if self.comma in rhs:
             self.separator_rules.add(rule)
+
+
+def _merged_shape(node: dict, resolver) -> tuple | None:
+    """What a subschema that merging built (``{"allOf": [...]}``, ``{"not": ...}`` around the
+    schema's own subschemas) applies, by the identity of those subschemas, in order: two merges
+    of the same subschemas, nested alike or not, constrain alike.  None for a schema of the
+    user's own (those are known by identity).
+
+    A recursion through a merge (a ``$ref`` back to a oneOf whose negated branches put the
+    referenced schema under ``allOf`` again) rebuilds these nodes at every level; by their shape
+    the emitter sees that it is back where it was, and the grammar recurses instead of
+    unfolding until ``max_nesting``.
+    """
+    if not (node.keys() == {"allOf"} and isinstance(node["allOf"], list)) and node.keys() != {"not"}:
+        return None
+    return ("merged", id(resolver), _shape_of(node))
+
+
+def _shape_of(node) -> tuple:
+    if isinstance(node, bool):
+        return ("bool", node)
+    if isinstance(node, dict) and node.keys() == {"not"}:
+        return ("not", _shape_of(node["not"]))
+    if isinstance(node, dict) and node.keys() == {"allOf"} and isinstance(node["allOf"], list):
+        parts: list = []
+        for sub in node["allOf"]:
+            shape = _shape_of(sub)
+            parts.extend(shape[1] if shape[0] == "all" else (shape,))
+        return ("all", tuple(dict.fromkeys(parts)))  # allOf is associative and idempotent (order kept)
+    return ("id", id(node))
 
 
 def _esc(name: str) -> str:
