@@ -145,11 +145,34 @@ def _compiled(spec: Any) -> tuple[Any, str]:
     return compile(declared, byte_vocabulary()).matcher(), f" (keys checked in declared order: any order stopped at {why})"
 
 
+def _walk(m: Any, data: bytes) -> tuple[int, str] | None:
+    """Advance ``m`` byte by byte through ``data`` and EOS; None if all is accepted, else the
+    position of the first refused byte (``m`` left just before it) and why."""
+    from guided.errors import ConstraintViolation
+
+    for pos, b in enumerate(data):
+        try:
+            m.advance(b)
+        except ConstraintViolation:
+            return pos, f"unexpected {_describe(b)!r}"
+    if not m.accepts_eos():
+        return len(data), "the text ends too early"
+    return None
+
+
+def _any_order(spec: Any) -> bool:
+    from guided.frontends.jsonschema import JsonSchema
+
+    return isinstance(spec, JsonSchema) and spec.property_order == "any"
+
+
 def validate(text: str | bytes, spec: Any = None, *, schema: Any = None, json_schema: Any = None, regex: Any = None,
              grammar: Any = None, format: str | None = None) -> ValidationResult:
     """Check ``text`` against ``spec`` (a `guided.Regex`, `guided.Grammar`, `guided.JsonSchema`, a
     Pydantic model class, a JSON Schema dict, `guided.Xml`, `guided.Tools`, or the same keywords as
     `guided.generate`); the `ValidationResult` locates the first error."""
+    from guided.compiler import compile
+
     if not isinstance(text, (str, bytes, bytearray, memoryview)):
         from guided.errors import UsageError
 
@@ -162,9 +185,16 @@ def validate(text: str | bytes, spec: Any = None, *, schema: Any = None, json_sc
         data = data.rstrip(b" \t\r\n")
     shown = data.decode("utf-8", "replace")
     m, order_note = _compiled(spec_)
-    from guided.errors import ConstraintViolation
-
-    def located(pos: int, why: str) -> ValidationResult:
+    failed = _walk(m, data)
+    if failed is not None and not order_note and _any_order(spec_):
+        # Any key order is the right reading, but a union of objects may lose a document in it
+        # that the declared order keeps (and the other way round): either accepting is a valid
+        # document, since neither grammar accepts an invalid one.
+        declared = compile(spec_.with_options(property_order="declared"), byte_vocabulary()).matcher()
+        if _walk(declared, data) is None:
+            m, failed = declared, None
+    if failed is not None:
+        pos, why = failed
         before = data[:pos].decode("utf-8", "replace")
         offset = len(before)
         line = before.count("\n") + 1
@@ -174,14 +204,6 @@ def validate(text: str | bytes, spec: Any = None, *, schema: Any = None, json_sc
         return ValidationResult(False, shown, offset, line, column, expected,
                                 f"{why} at offset {offset} (line {line}, column {column}): {context!r}; "
                                 f"expected one of: {', '.join(expected[:24]) or 'nothing'}{order_note}")
-
-    for pos, b in enumerate(data):
-        try:
-            m.advance(b)
-        except ConstraintViolation:
-            return located(pos, f"unexpected {_describe(b)!r}")
-    if not m.accepts_eos():
-        return located(len(data), "the text ends too early")
     try:
         value = parse(shown)
     except Exception as exc:  # noqa: BLE001 - validators beyond the grammar (Pydantic, tool arguments)
