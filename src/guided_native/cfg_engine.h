@@ -26,6 +26,8 @@
 
 namespace guided_native {
 
+class CfgCloser;  // closing.h: lower bounds and budget masks
+
 struct Config {
   const StackNode* stack = nullptr;  // nullptr: finished (after EOS)
   int32_t lex = 0;  // 0: dead
@@ -56,6 +58,7 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
   }
 
   const TokenTrie& trie() const { return *trie_; }
+  CfgCloser& closer();  // made on first use (closing.h)
   bool is_ignored(int32_t terminal) const { return ignored_[terminal] != 0; }
   bool counting() const { return counting_; }
   Parser& parser() { return parser_; }
@@ -455,6 +458,8 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
   StripedMap<std::pair<uint64_t, int32_t>, std::string, PairHash> forced_;
   std::once_flag eos_once_;
   WordsPtr eos_;
+  std::once_flag closer_once_;
+  std::shared_ptr<CfgCloser> closer_;
 };
 
 // One sequence's position in a grammar: the configuration after each consumed token.
@@ -484,7 +489,10 @@ class CfgMatcher : public HistoryMatcher<CfgGrammar, Config, CfgMatcher> {
     push(c);
   }
 
-  Words budget_words(int64_t) const override { throw std::logic_error("budget masks of grammars are not native yet"); }
+  Words budget_words(int64_t remaining) const override;  // closing.h
+  int64_t closing_lower_bound() const;  // closing.h
 };
 
 }  // namespace guided_native
+
+#include "closing.h"  // CfgGrammar::closer, CfgMatcher::budget_words

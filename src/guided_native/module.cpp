@@ -204,7 +204,8 @@ NB_MODULE(_native, m) {
       .def("copy", &Matcher::clone)
       .def_prop_ro("num_tokens", &Matcher::num_tokens);
   nb::class_<RegexMatcher, Matcher>(m, "RegexMatcher").def_prop_ro("state", &RegexMatcher::state);
-  nb::class_<CfgMatcher, Matcher>(m, "CfgMatcher");
+  nb::class_<CfgMatcher, Matcher>(m, "CfgMatcher")
+      .def("closing_lower_bound", &CfgMatcher::closing_lower_bound, nb::call_guard<nb::gil_scoped_release>());
 
   nb::class_<RegexGrammar>(m, "RegexGrammar")
       .def("matcher", [](std::shared_ptr<RegexGrammar> g) { return std::make_unique<RegexMatcher>(std::move(g)); })
@@ -228,6 +229,7 @@ NB_MODULE(_native, m) {
              return out;
            })
       .def_prop_ro("lexer_states", [](CfgGrammar& g) { return g.lexer().size(); })
+      .def_prop_ro("counting", &CfgGrammar::counting, "Has counted terminals (budget masks not native for them).")
       .def_prop_ro("stack_nodes", [](CfgGrammar& g) { return g.parser().num_nodes(); })
       .def_prop_ro("full_walks", &CfgGrammar::full_walks,
                    "Lexer states whose data took a walk of the whole trie.")
