@@ -496,5 +496,17 @@ NB_MODULE(_native, m) {
       "guided.ir.lalr.lalr_tables' construction on integer rules (lhs, rhs with terminal t as t and nonterminal A "
       "as bias + A, the start nonterminal, priorities or [], check called now and then or None) as (actions, gotos, "
       "kernels, conflicts, collisions, end_state).");
+  m.def("closing_limits", [] {
+    nb::dict d;  // tests/test_native_closing.py: must be guided.engine.tuning's
+    d["MANDATORY_MAX_SYMBOLS"] = ClosingLimits::kMandatoryMaxSymbols;
+    d["MANDATORY_MAX_STATES"] = ClosingLimits::kMandatoryMaxStates;
+    d["CLOSER_SEARCH_LIMIT"] = ClosingLimits::kCloserSearchLimit;
+    d["REQUIRED_SEARCH_STACKS"] = ClosingLimits::kRequiredSearchStacks;
+    d["CLOSING_REFINE_TOKENS"] = ClosingLimits::kRefineTokens;
+    d["CLOSING_REFINE_ADVANCING"] = ClosingLimits::kRefineAdvancing;
+    d["CLOSING_SEARCH_TOKENS"] = ClosingLimits::kSearchTokens;
+    d["ADVANCES_MEMO"] = SubsequenceCover::kAdvancesMemo;
+    return d;
+  });
   m.def("hardware_threads", [] { return std::thread::hardware_concurrency(); });
 }
