@@ -264,7 +264,8 @@ class NativeCfgGrammar:
         return {"full": self._native.full_walks, "derived": self._native.derived_walks}
 
     def reference(self):
-        """The Python engine on the same IR (for what the core does not compute yet: budget masks)."""
+        """The Python engine on the same IR (for what the core does not compute yet: the verified
+        completions, and budget masks where terminals are counted)."""
         if self._reference is None:
             from guided.engine.cfg import CfgGrammar
 

@@ -457,7 +457,11 @@ class CfgCloser {
     Parser& parser = g_.parser();
     Subsequence out;
     std::vector<const StackNode*> frontier{following};
-    while (!frontier.empty() && out.size() < ClosingLimits::kMandatoryMaxSymbols) {
+    // Terminals that match the empty string add no symbol: the rounds are bounded too (where the
+    // Python engine would go on shifting them for ever; valid IR's terminals are never empty).
+    for (size_t rounds = 0; !frontier.empty() && out.size() < ClosingLimits::kMandatoryMaxSymbols &&
+                            rounds < ClosingLimits::kMandatoryMaxStates;
+         ++rounds) {
       int32_t term;
       std::vector<const StackNode*> next;
       if (!next_mandatory(frontier, term, next)) break;
