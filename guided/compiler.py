@@ -123,17 +123,19 @@ def resolve_engine(engine: str | None = None) -> str:
 
 def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine: str | None = None) -> CompiledGrammar:
     """The engine that compiles ``ir`` for ``vocab``: automata for a DFA, the CFG engine for a
-    `CfgIR`, the XML engine for one with matched names, the unique-items engine (Python only: the
-    native core has none yet, so ``engine="native"`` gets it too) for one with unique items, the
-    item-counts engine for one with item counts;
-    ``engine`` as in `compile` (a `CfgIR` that parses by Earley always gets the Python engine)."""
+    `CfgIR`, the XML engine for one with matched names, the unique-items engine for one with
+    unique items, the item-counts engine for one with item counts;
+    ``engine`` as in `compile` (a `CfgIR` that parses by Earley gets the native core as a plain CFG;
+    beside unique items or item counts, which validation refuses, the Python engine)."""
     engine = resolve_engine(engine)
     if isinstance(ir, ByteDFA):
         if engine == "native":
             return native.NativeRegexGrammar(ir, vocab, source=source)
         return AutomatonGrammar(ir, vocab, source=source)
     if ir.unique_items is not None:
-        # The native core has no unique-items engine yet: the Python one, whatever was asked.
+        # Unique items (rule 9): native over LALR(1) tables (never beside item counts or matched names).
+        if engine == "native" and not ir.earley and ir.item_counts is None and ir.matched_names is None:
+            return native.NativeUniqueGrammar(ir, vocab)
         return UniqueGrammar(ir, vocab)
     if ir.item_counts is not None:
         # Item counts (minItems/maxItems counted at run time, rule 12): native over LALR(1) tables.
@@ -146,11 +148,10 @@ def engine_for(ir: ByteDFA | CfgIR, vocab: Vocabulary, source: str = "", engine:
         if engine == "native" and not any(t.count is not None for t in ir.terminals):
             return native.NativeXmlGrammar(ir, vocab)
         return XmlGrammar(ir, vocab)
-    if engine == "native" and not ir.earley:
+    if engine == "native":
+        # Grammars whose LALR(1) tables have conflicts parse by Earley (`guided.ir.cfg` rule 10),
+        # natively too (src/guided_native/earley.h).
         return native.NativeCfgGrammar(ir, vocab)
-    # Grammars whose LALR(1) tables have conflicts parse by Earley (`guided.ir.cfg` rule 10),
-    # which only the Python engine does: they compile there whatever ``engine`` asks
-    # (``grammar.engine`` says "python").
     return CfgGrammar(ir, vocab)
 
 

@@ -72,7 +72,9 @@ def _every_spelling(spec: Any, model_class: bool) -> Any:
     from guided.frontends.tools import Tools
 
     if isinstance(spec, JsonSchema):
-        relaxed = {"canonical": False}
+        # JSON objects are unordered: keys in any order (`_compiled` falls back to the declared
+        # order where an object has too many properties for that).
+        relaxed: dict[str, Any] = {"canonical": False, "property_order": "any"}
         if model_class:
             relaxed["closed"] = False  # accept what model_validate_json accepts
         return spec.with_options(**relaxed)
@@ -124,13 +126,30 @@ def _expected(mask) -> list[str]:
     return out
 
 
+def _compiled(spec: Any) -> tuple[Any, str]:
+    """A matcher of ``spec`` on the byte vocabulary, and a note for failure messages: a schema
+    that cannot be compiled with keys in any order (``property_order="any"`` tracks which keys
+    are written, so it is bounded: `guided.errors.LimitExceeded`) is checked with keys in
+    declared order instead, and the note says where any order stopped."""
+    from guided.compiler import compile
+    from guided.errors import LimitExceeded
+    from guided.frontends.jsonschema import JsonSchema
+
+    try:
+        return compile(spec, byte_vocabulary()).matcher(), ""
+    except LimitExceeded as exc:
+        if not isinstance(spec, JsonSchema) or spec.property_order != "any":
+            raise
+        why = str(exc)
+    declared = spec.with_options(property_order="declared")
+    return compile(declared, byte_vocabulary()).matcher(), f" (keys checked in declared order: any order stopped at {why})"
+
+
 def validate(text: str | bytes, spec: Any = None, *, schema: Any = None, json_schema: Any = None, regex: Any = None,
              grammar: Any = None, format: str | None = None) -> ValidationResult:
     """Check ``text`` against ``spec`` (a `guided.Regex`, `guided.Grammar`, `guided.JsonSchema`, a
     Pydantic model class, a JSON Schema dict, `guided.Xml`, `guided.Tools`, or the same keywords as
     `guided.generate`); the `ValidationResult` locates the first error."""
-    from guided.compiler import compile
-
     if not isinstance(text, (str, bytes, bytearray, memoryview)):
         from guided.errors import UsageError
 
@@ -142,7 +161,7 @@ def validate(text: str | bytes, spec: Any = None, *, schema: Any = None, json_sc
         # written by others may end with whitespace, which XML ignores there.
         data = data.rstrip(b" \t\r\n")
     shown = data.decode("utf-8", "replace")
-    m = compile(spec_, byte_vocabulary()).matcher()
+    m, order_note = _compiled(spec_)
     from guided.errors import ConstraintViolation
 
     def located(pos: int, why: str) -> ValidationResult:
@@ -154,7 +173,7 @@ def validate(text: str | bytes, spec: Any = None, *, schema: Any = None, json_sc
         context = shown[max(0, offset - 20):offset] + "⟨here⟩" + shown[offset:offset + 20]
         return ValidationResult(False, shown, offset, line, column, expected,
                                 f"{why} at offset {offset} (line {line}, column {column}): {context!r}; "
-                                f"expected one of: {', '.join(expected[:24]) or 'nothing'}")
+                                f"expected one of: {', '.join(expected[:24]) or 'nothing'}{order_note}")
 
     for pos, b in enumerate(data):
         try:

@@ -30,6 +30,7 @@ from guided.frontends.jsonschema import terminals as _terminals
 from guided.ir import ByteDFA, CfgIR, Count, Terminal
 from guided.ir.cfg import END
 from guided.ir.reference import Reference, accepts, is_prefix
+from tests.reference_walks import piece_vocabulary, walk_with_reference
 
 # Characters spelt every way JSON allows: (decoded text, spelling in the JSON text).
 SPELLINGS = [
@@ -186,11 +187,18 @@ print(time.perf_counter() - t, peak)
     assert seconds < 5, seconds  # typically well under 0.1 s; generous on a loaded machine
 
 
-def _unrolled(spec, vocab, monkeypatch):
-    with monkeypatch.context() as mp:
-        mp.setattr(_terminals, "COUNTED_FROM", 10 ** 9)
-        mp.setattr(_terminals, "COUNTED_CLASS_FROM", 10 ** 9)
-        ir = spec.to_ir()
+def _ir_counting_from(spec, plain: int, classes: int | None = None) -> CfgIR:
+    """``spec``'s IR with string lengths counted past ``plain`` characters (`COUNTED_FROM`), and
+    class repeats past ``classes`` (`COUNTED_CLASS_FROM`; default: the module's)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_terminals, "COUNTED_FROM", plain)
+        if classes is not None:
+            mp.setattr(_terminals, "COUNTED_CLASS_FROM", classes)
+        return spec.to_ir()
+
+
+def _unrolled(spec, vocab):
+    ir = _ir_counting_from(spec, 10 ** 9, 10 ** 9)
     assert not any(t.count is not None for t in ir.terminals)
     return engine_for(ir, vocab)
 
@@ -207,14 +215,14 @@ SCHEMAS = [
 
 
 @pytest.mark.parametrize("schema", SCHEMAS, ids=range(len(SCHEMAS)))
-def test_masks_equal_the_unrolled_automaton(schema, smollm2_vocab, smollm2_tokenizer, monkeypatch):
+def test_masks_equal_the_unrolled_automaton(schema, smollm2_vocab, smollm2_tokenizer):
     """Walks toward and past the bounds: every mask of the counted grammar (Python engine, as
     routed by `guided.compile`) equals the unrolled one's (native where built), bit for bit."""
     vocab = smollm2_vocab
     spec = guided.JsonSchema(schema)
     counted = guided.compile(spec, vocab, cache=False, engine="python")
     assert isinstance(counted, CfgGrammar) and counted.counting is not None
-    plain = _unrolled(spec, vocab, monkeypatch)
+    plain = _unrolled(spec, vocab)
     engines = [counted, plain]
     if native.available():  # the native core's counted terminals, bit for bit too
         engines.append(guided.compile(spec, vocab, cache=False, engine="native"))
@@ -291,15 +299,13 @@ SMALL = [_schema(2, 5), _schema(0, 1), _schema(3, None), _schema(1, 1),
 
 
 @pytest.mark.parametrize("schema", SMALL, ids=range(len(SMALL)))
-def test_small_bounds_counted_equal_unrolled(schema, smollm2_vocab, monkeypatch):
+def test_small_bounds_counted_equal_unrolled(schema, smollm2_vocab):
     """Bounds below the cap (every distance exact) count right too: every length is counted here
     (`COUNTED_FROM` 0), masks compared with the unrolled automaton's along random walks."""
     vocab = smollm2_vocab
     spec = guided.JsonSchema(schema)
-    plain = _unrolled(spec, vocab, monkeypatch)
-    with monkeypatch.context() as mp:
-        mp.setattr(_terminals, "COUNTED_FROM", 0)
-        ir = spec.to_ir()
+    plain = _unrolled(spec, vocab)
+    ir = _ir_counting_from(spec, 0)
     assert any(t.count is not None for t in ir.terminals)
     engines = [plain, CfgGrammar(ir, vocab)] + ([native.NativeCfgGrammar(ir, vocab)] if native.available() else [])
     rng = random.Random(json.dumps(schema))
@@ -335,34 +341,12 @@ def test_capped_counts_agree_with_the_reference(seed):
     schema = rng.choice([_schema(lo, hi), {"type": "object", "properties": {"k": _schema(lo, hi)}},
                          {"type": "array", "items": {"type": ["string", "null"], "minLength": lo,
                                                      **({"maxLength": hi} if hi is not None else {})}}])
-    vocab = guided.Vocabulary.from_token_bytes(PIECES + [b"<eos>"], eos_token_ids=[len(PIECES)])
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_terminals, "COUNTED_FROM", 0)
-        ir = guided.JsonSchema(schema).to_ir()
+    vocab = piece_vocabulary(PIECES)
+    ir = _ir_counting_from(guided.JsonSchema(schema), 0)
     if not any(t.count is not None for t in ir.terminals):
         return  # the normaliser made it something else (a constant)
     engines = [CfgGrammar(ir, vocab)] + ([native.NativeCfgGrammar(ir, vocab)] if native.available() else [])
-    ref = Reference(ir)
-    for walk in range(4):
-        matchers = [g.matcher() for g in engines]
-        pos = ref.start()
-        for step in range(40):
-            expected = np.zeros(vocab.size, bool)
-            for t, piece in enumerate(PIECES):
-                after = ref.walk(pos, piece)
-                expected[t] = after is not None and ref.is_viable(after)
-            expected[len(PIECES)] = ref.accepts_end(pos)
-            for m in matchers:
-                assert np.array_equal(m.mask(), expected), (schema, type(m).__name__, walk, step)
-            allowed = np.flatnonzero(expected)
-            if allowed.size == 0:
-                break
-            t = int(rng.choice(allowed))
-            if t == len(PIECES):
-                break
-            for m in matchers:
-                m.advance(t)
-            pos = ref.walk(pos, PIECES[t])
+    walk_with_reference(ir, PIECES, engines, rng, walks=4, steps=40, what=schema)
 
 
 CLASS_PATTERNS = [
@@ -375,7 +359,7 @@ CLASS_PATTERNS = [
 
 
 @pytest.mark.parametrize("schema", CLASS_PATTERNS, ids=range(len(CLASS_PATTERNS)))
-def test_class_repeats_counted_as_unrolled(schema, monkeypatch):
+def test_class_repeats_counted_as_unrolled(schema):
     """A pattern repeating one character class is a count over the class's string automaton:
     the reference accepts (and keeps viable) exactly what the unrolled automaton does, on
     random texts with escapes, multi-byte and astral characters, around the bounds.  (The
@@ -383,10 +367,7 @@ def test_class_repeats_counted_as_unrolled(schema, monkeypatch):
     before a final newline.)"""
     ir = guided.JsonSchema(schema).to_ir()
     assert any(t.count is not None for t in ir.terminals)
-    with monkeypatch.context() as mp:
-        mp.setattr(_terminals, "COUNTED_FROM", 10 ** 9)
-        mp.setattr(_terminals, "COUNTED_CLASS_FROM", 10 ** 9)
-        unrolled = guided.JsonSchema(schema).to_ir()
+    unrolled = _ir_counting_from(guided.JsonSchema(schema), 10 ** 9, 10 ** 9)
     assert not any(t.count is not None for t in unrolled.terminals)
     rng = random.Random(json.dumps(schema))
     alphabet = ["a", "b", "Z", "0", "9", "_", "-", "é", "😀", "\n", '"', "\\", " "]

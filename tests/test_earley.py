@@ -234,9 +234,9 @@ def _vocab(texts: list[str], oracle: Oracle) -> tuple[guided.Vocabulary, list[st
 
 
 def _check(name: str, text: str, seeds: list[str], samples: int = 8, mutations: int = 3,
-           parser: str = "auto") -> int:
-    """Every text (seeds, sampled sentences, their mutations) and every mask along it agree with
-    the oracle; returns the number of sentences among the texts."""
+           parser: str = "auto", engine: str = "python") -> int:
+    """Every text (seeds, sampled sentences, their mutations) and every mask along it (on
+    ``engine``) agree with the oracle; returns the number of sentences among the texts."""
     ir = Grammar(text, parser=parser).to_ir()
     assert ir.earley, f"{name}: expected LALR(1) conflicts"
     assert CfgIR.from_bytes(ir.to_bytes()).rule_rhs == ir.rule_rhs
@@ -247,8 +247,8 @@ def _check(name: str, text: str, seeds: list[str], samples: int = 8, mutations: 
     alphabet = "".join(sorted({c for s in sentences for c in s} | set("ab1 ")))
     texts = list(dict.fromkeys(sentences + [m for s in sentences for m in _mutations(s, alphabet, rng, mutations)]))
     vocab, tokens = _vocab(texts, oracle)
-    grammar = guided.compile(Grammar(text, parser=parser), vocab, engine="python")
-    assert grammar.engine == "python"
+    grammar = guided.compile(Grammar(text, parser=parser), vocab, engine=engine)
+    assert grammar.engine == engine
     for s in seeds:
         assert oracle.run(s)[1], f"{name}: seed {s!r} is no sentence for the oracle"
     accepted = 0
@@ -319,12 +319,17 @@ def test_random_grammars_by_earley_against_lark():
     assert compared >= 40 and sentences >= 100, (compared, sentences)
 
 
-def test_protocol_on_earley():
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_protocol_on_earley(engine):
     """Rollback, copy, forced bytes, closing and budget masks on an Earley grammar."""
+    from guided.engine import native
+
+    if engine == "native" and not native.available():
+        pytest.skip("the native core is not built")
     text = 'start: x "a" "b"\nx: "a" |'
     vocab = guided.Vocabulary.from_token_bytes([b"a", b"b", b"ab", b"aa", b"<eos>"], eos_token_ids=[4])
-    g = guided.compile(Grammar(text), vocab)  # the default engine: Earley grammars go to Python
-    assert g.engine == "python"
+    g = guided.compile(Grammar(text), vocab, engine=engine)
+    assert g.engine == engine
     m = g.matcher()
     m.advance(0)
     c = m.copy()

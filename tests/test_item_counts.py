@@ -29,8 +29,9 @@ from guided.frontends.jsonschema import rules as _rules
 from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
 from guided.ir import CfgIR, ItemCounts, UniqueItems
 from guided.ir import serialize
-from guided.ir.reference import Reference, accepts, is_prefix
+from guided.ir.reference import accepts, is_prefix
 from tests import fuzzing as F
+from tests.reference_walks import piece_vocabulary, walk_with_reference
 from tests.test_ir import _body, _rewrite
 
 
@@ -107,11 +108,11 @@ PIECES = [b"[", b"]", b",", b"1", b"12", b"1,", b",1", b"1]", b"],", b"[1", b"[]
           b"1,2,", b",[", b"[[", b"]]]", b'"a"', b'"', b"a", b"null", b"true"]
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_engine_agrees_with_the_reference(seed):
-    """Every mask of the Python engine equals the reference recogniser's verdict on every token
-    (tokens of several items and brackets, so that one token crosses the bounds), along random
-    walks, for random small bounds, nested arrays included."""
+@pytest.mark.parametrize("seed", range(12))
+def test_engines_agree_with_the_reference(seed):
+    """Every mask of the Python engine and of the native core (where built) equals the reference
+    recogniser's verdict on every token (tokens of several items and brackets, so that one token
+    crosses the bounds), along random walks, for random small bounds, nested arrays included."""
     rng = random.Random(seed)
     lo = rng.randint(0, 4)
     hi = rng.choice([None, lo + rng.randint(0, 3)])
@@ -121,27 +122,9 @@ def test_engine_agrees_with_the_reference(seed):
     ir = _ir(schema, 0)
     if ir.item_counts is None:
         return  # maxItems 0: unrolled
-    vocab = guided.Vocabulary.from_token_bytes(PIECES + [b"<eos>"], eos_token_ids=[len(PIECES)])
-    g = CountsGrammar(ir, vocab)
-    ref = Reference(ir)
-    for walk in range(5):
-        m = g.matcher()
-        pos = ref.start()
-        for step in range(30):
-            expected = np.zeros(vocab.size, bool)
-            for t, piece in enumerate(PIECES):
-                after = ref.walk(pos, piece)
-                expected[t] = after is not None and ref.is_viable(after)
-            expected[len(PIECES)] = ref.accepts_end(pos)
-            assert np.array_equal(m.mask(), expected), (schema, walk, step)
-            allowed = np.flatnonzero(expected)
-            if allowed.size == 0:
-                break
-            t = int(rng.choice(allowed))
-            if t == len(PIECES):
-                break
-            m.advance(t)
-            pos = ref.walk(pos, PIECES[t])
+    vocab = piece_vocabulary(PIECES)
+    engines = [CountsGrammar(ir, vocab)] + ([native.NativeCountsGrammar(ir, vocab)] if native.available() else [])
+    walk_with_reference(ir, PIECES, engines, rng, walks=5, steps=30, what=schema)
 
 
 BOUNDS = [(0, 260), (260, None), (259, 265), (300, 300), (1, 400)]
@@ -171,13 +154,15 @@ def test_arrays_around_the_bounds_as_json_schema(lo, hi, data):
         assert is_prefix(ir, text[:-1]) == (hi is None or n <= hi)
 
 
-def test_python_engine_on_whole_documents():
-    """The engine accepts (token by token, a byte a token) exactly the documents `jsonschema`
+@pytest.mark.parametrize("engine", ["python", pytest.param("native", marks=pytest.mark.skipif(
+    not native.available(), reason="the native core is not built"))])
+def test_whole_documents_as_json_schema(engine):
+    """Each engine accepts (token by token, a byte a token) exactly the documents `jsonschema`
     validates, at and around both bounds, and refuses the one byte that breaks a bound."""
     vocab = guided.Vocabulary.from_token_bytes([bytes([b]) for b in range(128)] + [b"<eos>"], eos_token_ids=[128])
     schema = _ints(300, 310)
-    g = engine_for(_ir(schema), vocab, engine="python")
-    assert isinstance(g, CountsGrammar)
+    g = engine_for(_ir(schema), vocab, engine=engine)
+    assert isinstance(g, CountsGrammar if engine == "python" else native.NativeCountsGrammar)
     for n in (0, 299, 300, 305, 310, 311):
         m = g.matcher()
         text = json.dumps(list(range(n))).encode()

@@ -437,35 +437,6 @@ def test_compiled_determinize_and_minimize_equal_python():
         core.dfa_minimize(np.zeros((2, 256), np.int32), np.array([False]), 1, 8, 1.0)
 
 
-@pytest.mark.filterwarnings("ignore::guided.UnknownFormatWarning")  # MaskBench schemas have some
-@pytest.mark.skipif(not MASKBENCH.is_dir(), reason="shared MaskBench data not present")
-def test_schema_ir_is_the_same_with_compiled_kernels():
-    """Whole JSON Schema compilations give the same serialised IR with the compiled automaton
-    kernels (trim, products, subset construction, minimisation) as with the numpy/Python code (a
-    sample of the shared MaskBench schemas)."""
-    from guided.ir import dfa as dfa_mod
-    from guided.ir.serialize import to_bytes
-
-    saved = dfa_mod.CompiledKernels.lent()
-    assert all(saved), "the core lends every automaton kernel"
-    compared = 0
-    try:
-        for path in maskbench_sample(60):
-            schema = json.loads(path.read_text())["schema"]
-            out = []
-            for kernels in ((), saved):
-                dfa_mod.lend_kernels(*kernels)
-                try:
-                    out.append(to_bytes(guided.JsonSchema(schema).to_ir(), compress=False))
-                except GuidedError as exc:
-                    out.append(type(exc).__name__)
-            assert out[0] == out[1], path.name
-            compared += isinstance(out[0], bytes)
-    finally:
-        dfa_mod.lend_kernels(*saved)
-    assert compared >= 40
-
-
 def _tables_in_order(t) -> tuple:
     """Every field of LALR `Tables`, dicts as their item lists: the order is compared too (it is
     the serialised IR's)."""
@@ -564,20 +535,28 @@ def test_compiled_lalr_tables_equal_python():
 
 @pytest.mark.filterwarnings("ignore::guided.UnknownFormatWarning")  # MaskBench schemas have some
 @pytest.mark.skipif(not MASKBENCH.is_dir(), reason="shared MaskBench data not present")
-def test_schema_ir_is_the_same_with_compiled_lalr():
-    """JSON Schema compilations give the same serialised IR with the compiled LALR(1)
-    construction as with `lalr_tables`' Python code (the automaton kernels lent in both)."""
+@pytest.mark.parametrize("compiled", ["kernels", "lalr"])
+def test_schema_ir_is_the_same_with_compiled_code(compiled):
+    """Whole JSON Schema compilations give the same serialised IR with compiled code as with the
+    numpy/Python code (a sample of the shared MaskBench schemas): ``kernels``, the automaton
+    kernels (trim, products, subset construction, minimisation) against none lent; ``lalr``, the
+    LALR(1) construction against `lalr_tables`' Python code (the automaton kernels lent in both)."""
     from guided.ir import dfa as dfa_mod
     from guided.ir.serialize import to_bytes
 
     saved = dfa_mod.CompiledKernels.lent()
-    assert saved[4] is not None
+    if compiled == "kernels":
+        assert all(saved), "the core lends every automaton kernel"
+        pair = ((), saved)
+    else:
+        assert saved[4] is not None
+        pair = (saved[:4], saved)
     compared = 0
     try:
         for path in maskbench_sample(60):
             schema = json.loads(path.read_text())["schema"]
             out = []
-            for kernels in (saved[:4], saved):
+            for kernels in pair:
                 dfa_mod.lend_kernels(*kernels)
                 try:
                     out.append(to_bytes(guided.JsonSchema(schema).to_ir(), compress=False))
@@ -651,18 +630,26 @@ def maskbench_sample(count: int) -> list[Path]:
     return files[::step][:count]
 
 
+def _both_engines(spec, vocab) -> tuple | None:
+    """``spec`` compiled by the Python engine and by the native core; None where the Python
+    engine refuses it, after checking that the native core refuses it with the same error."""
+    try:
+        py = guided.compile(spec, vocab, engine="python", cache=False)
+    except GuidedError as e:
+        with pytest.raises(type(e)):
+            guided.compile(spec, vocab, engine="native", cache=False)
+        return None
+    return py, guided.compile(spec, vocab, engine="native", cache=False)
+
+
 @pytest.mark.skipif(not MASKBENCH.is_dir(), reason="shared MaskBench data not present")
 @pytest.mark.parametrize("path", maskbench_sample(40), ids=lambda p: p.stem)
 def test_maskbench_schemas_agree(path, smollm2_tokenizer, smollm2_vocab):
     case = json.loads(path.read_text())
-    spec = guided.JsonSchema(case["schema"])
-    try:
-        py = guided.compile(spec, smollm2_vocab, engine="python", cache=False)
-    except GuidedError as e:
-        with pytest.raises(type(e)):
-            guided.compile(spec, smollm2_vocab, engine="native", cache=False)
+    both = _both_engines(guided.JsonSchema(case["schema"]), smollm2_vocab)
+    if both is None:
         return
-    nat = guided.compile(spec, smollm2_vocab, engine="native", cache=False)
+    py, nat = both
     rng = random.Random(path.stem)
     for i, test in enumerate(case["tests"][:4]):
         text = json.dumps(test["data"], ensure_ascii=False)
@@ -707,14 +694,10 @@ def _schemas():
 def test_generated_schemas_agree(schema, data, smollm2_tokenizer, smollm2_vocab):
     from hypothesis_jsonschema import from_schema
 
-    spec = guided.JsonSchema(schema)
-    try:
-        py = guided.compile(spec, smollm2_vocab, engine="python", cache=False)
-    except GuidedError as e:
-        with pytest.raises(type(e)):
-            guided.compile(spec, smollm2_vocab, engine="native", cache=False)
+    both = _both_engines(guided.JsonSchema(schema), smollm2_vocab)
+    if both is None:
         return
-    nat = guided.compile(spec, smollm2_vocab, engine="native", cache=False)
+    py, nat = both
     instance = data.draw(from_schema(schema))
     text = json.dumps(instance, ensure_ascii=False)
     ids = tokenize(smollm2_tokenizer, smollm2_vocab, text)

@@ -3,7 +3,8 @@
 
 Oracles: the Python engine's masks, bit for bit, along random walks over a real vocabulary
 (SmolLM2's), with copies and rollbacks on the way; the reference recogniser's verdict on every
-token of a small vocabulary whose tokens cross the bounds; `jsonschema` for whole documents.
+token of a small vocabulary whose tokens cross the bounds and `jsonschema` on whole documents
+(both engines at once, in tests/test_item_counts.py).
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ import guided
 from guided.compiler import engine_for
 from guided.engine import native
 from guided.engine.counts import CountsGrammar
-from guided.frontends.jsonschema import rules as _rules
 from guided.ir import CfgIR
-from guided.ir.reference import Reference
-from tests.test_item_counts import PIECES, SMALL, _ints, _ir
+from tests.test_item_counts import SMALL, _ints, _ir
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="the native core is not built")
 
@@ -110,42 +109,6 @@ def test_large_bounds_native_equal_python(schema, reach, smollm2_vocab):
     assert most >= reach  # the walks met the bounds
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_native_agrees_with_the_reference(seed):
-    """Every native mask equals the reference recogniser's verdict on every token (tokens of
-    several items and brackets, so that one token crosses a bound), along random walks."""
-    rng = random.Random(seed)
-    lo = rng.randint(0, 4)
-    hi = rng.choice([None, lo + rng.randint(0, 3)])
-    inner = rng.choice([{"type": "integer"}, {"type": ["integer", "string"]},
-                        _ints(rng.randint(0, 2), rng.choice([None, 2, 3])), {}])
-    schema = {"type": "array", "items": inner, "minItems": lo, **({"maxItems": hi} if hi is not None else {})}
-    ir = _ir(schema, 0)
-    if ir.item_counts is None:
-        return  # maxItems 0: unrolled
-    vocab = guided.Vocabulary.from_token_bytes(PIECES + [b"<eos>"], eos_token_ids=[len(PIECES)])
-    g = native.NativeCountsGrammar(ir, vocab)
-    ref = Reference(ir)
-    for walk in range(5):
-        m = g.matcher()
-        pos = ref.start()
-        for step in range(30):
-            expected = np.zeros(vocab.size, bool)
-            for t, piece in enumerate(PIECES):
-                after = ref.walk(pos, piece)
-                expected[t] = after is not None and ref.is_viable(after)
-            expected[len(PIECES)] = ref.accepts_end(pos)
-            assert np.array_equal(m.mask(), expected), (schema, walk, step)
-            allowed = np.flatnonzero(expected)
-            if allowed.size == 0:
-                break
-            t = int(rng.choice(allowed))
-            if t == len(PIECES):
-                break
-            m.advance(t)
-            pos = ref.walk(pos, PIECES[t])
-
-
 def test_exact_bounds_on_a_long_array():
     """minItems 300, maxItems 302: "]" only from 300 items on, "," only below 302; a token past
     the bounds raises a guided error; rollback across the bound restores it."""
@@ -174,30 +137,6 @@ def test_exact_bounds_on_a_long_array():
     assert m.is_finished()
     ok = json.loads(b"[" + b"1," * 299 + b"1]")
     jsonschema.validate(ok, _ints(300, 302))
-
-
-def test_whole_documents_as_json_schema():
-    """The native engine accepts (a byte a token) exactly the documents `jsonschema` validates, at
-    and around both bounds, and refuses the one byte that breaks a bound."""
-    vocab = guided.Vocabulary.from_token_bytes([bytes([b]) for b in range(128)] + [b"<eos>"], eos_token_ids=[128])
-    schema = _ints(300, 310)
-    g = engine_for(_ir(schema), vocab, engine="native")
-    assert isinstance(g, native.NativeCountsGrammar)
-    for n in (0, 299, 300, 305, 310, 311):
-        m = g.matcher()
-        text = json.dumps(list(range(n))).encode()
-        refused = None  # where the first byte the mask refuses is
-        for i, b in enumerate(text):
-            if not m.mask()[b]:
-                refused = i
-                break
-            m.advance(b)
-        valid = jsonschema.Draft202012Validator(schema).is_valid(list(range(n)))
-        assert (refused is None and m.accepts_eos()) == valid, n
-        if n < 300:
-            assert refused == len(text) - 1  # at the "]"
-        if n == 311:
-            assert refused == len(json.dumps(list(range(310)))) - 1  # at the 310th item's ","
 
 
 def test_routing_native_when_asked(smollm2_vocab):
@@ -262,9 +201,7 @@ def test_malformed_item_counts_refused_by_the_core():
 
 def test_threshold_unchanged_for_plain_grammars(smollm2_vocab):
     """An IR without item counts keeps the plain native CFG grammar (no counts on its path)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_rules, "COUNTED_ITEMS_FROM", 10 ** 9)
-        ir = guided.JsonSchema(_ints(2, 4)).to_ir()
+    ir = _ir(_ints(2, 4), 10 ** 9)
     assert isinstance(engine_for(ir, smollm2_vocab, engine="native"), native.NativeCfgGrammar)
 
 

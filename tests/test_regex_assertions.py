@@ -288,11 +288,15 @@ def test_negative_lookaround_without_the_u_flag_is_refused():
 
 
 def test_lark_terminals_refuse_assertions():
-    """A terminal's lookaround or boundary would look at the text around the terminal."""
+    """A terminal's lookaround, boundary or anchor would look at the text around the terminal; an
+    edge anchor too (Lark checks `^`/`$` against the whole text: `start: A B` with `A: /a$/`
+    rejects "ab", so compiling it as `a` would accept what Lark rejects)."""
     vocab = Vocabulary.from_token_bytes([bytes([b]) for b in range(256)] + [b"<eos>"], eos_token_ids=[256])
-    for terminal, what in (("/a\\b/", "word boundary"), ("/(?!b)a/", "lookahead"), ("/a$b?/", "'\\$'")):
+    for terminal, what in (("/a\\b/", "word boundary"), ("/(?!b)a/", "lookahead"), ("/a$b?/", "'\\$'"),
+                           ("/a$/", "'\\$'"), ("/^a/", "'\\^'"), ("/a\\Z/", "Z"), ("/\\Aa/", "A")):
         with pytest.raises(GrammarError, match=what):
-            guided.compile(Grammar(f"start: A\nA: {terminal}"), vocab)
+            guided.compile(Grammar(f"start: A \"b\"\nA: {terminal}"), vocab)
+    assert guided.validate("ab", Grammar('start: A "b"\nA: /a/')).ok  # the unanchored terminal
 
 
 # --- token masks -----------------------------------------------------------------------------

@@ -37,6 +37,29 @@ def test_validate_ok_and_expected():
     assert "]" in r.expected and "," in r.expected and "the text ends too early" in r.message
 
 
+def test_validate_accepts_keys_in_any_order_as_jsonschema_does():
+    """JSON objects are unordered: `validate` agrees with `jsonschema` on every key order, and where
+    an object has too many properties for any order it says the order was checked as declared."""
+    import itertools
+    import json
+
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"},
+                                               "c": {"type": "boolean"}},
+              "required": ["a", "b"], "additionalProperties": False}
+    values = {"a": 1, "b": "x", "c": True}
+    for n in range(4):
+        for keys in itertools.permutations(values, n):
+            text = json.dumps({k: values[k] for k in keys})
+            assert validate(text, json_schema=schema).ok == jsonschema.Draft202012Validator(schema).is_valid(
+                json.loads(text)), text
+    wide = {"type": "object", "properties": {k: {"type": "integer"} for k in "abcdefghij"}}
+    assert validate('{"a": 1, "j": 2}', json_schema=wide).ok
+    r = validate('{"j": 1, "a": 2}', json_schema=wide)
+    assert not r.ok and "keys checked in declared order: any order stopped at #: property_order='any'" in r.message
+
+
 def test_scripted_model_follows_the_script_under_constraints():
     model = ScriptedModel(['{"city": "Oslo"}', "not json at all"])
     regex = r'\{"city": "[A-Za-z]+"\}'

@@ -230,13 +230,14 @@ def test_ir_round_trip_and_validation():
         replace(ir, unique_items=UniqueItems(open_states=frozenset(), item_rules=frozenset([len(ir.rules)]))).validate()
 
 
-def test_native_asked_gets_the_python_unique_engine():
+def test_routing_by_engine():
+    """Python asked: the Python unique-items engine; native asked: the core's (tests/test_native_unique.py)."""
     from guided.engine import native
 
-    engines = ["python"] + (["native"] if native.available() else [])
-    for engine in engines:
-        g = guided.compile(guided.JsonSchema(SCHEMAS["integer"]), BYTES, engine=engine)
-        assert isinstance(g, UniqueGrammar)
+    assert isinstance(guided.compile(guided.JsonSchema(SCHEMAS["integer"]), BYTES, engine="python"), UniqueGrammar)
+    if native.available():
+        g = guided.compile(guided.JsonSchema(SCHEMAS["integer"]), BYTES, engine="native")
+        assert isinstance(g, native.NativeUniqueGrammar)
 
 
 def test_matcher_copy_rollback_and_helpers():
@@ -279,11 +280,16 @@ def test_counted_strings_inside_unique_items_keep_their_bounds():
     5,001-character string under maxLength 5,000 was once accepted)."""
     schema = {"type": "array", "uniqueItems": True,
               "items": {"type": "object", "properties": {"s": {"type": "string", "minLength": 300, "maxLength": 5000}}}}
-    grammar = guided.compile(guided.JsonSchema(schema), BYTES)
-    assert isinstance(grammar, UniqueGrammar)
-    assert any(t.count is not None for t in grammar.ir.terminals)
+    from guided.engine import native
+
+    grammars = [guided.compile(guided.JsonSchema(schema), BYTES, engine="python")]
+    if native.available():
+        grammars.append(guided.compile(guided.JsonSchema(schema), BYTES, engine="native"))
+    assert isinstance(grammars[0], UniqueGrammar)
+    assert any(t.count is not None for t in grammars[0].ir.terminals)
     for value in ([{"s": "a" * 300}, {"s": "a" * 300 + "d"}], [{"s": "a" * 300}, {"s": "a" * 300}],
                   [{"s": "x" * 5001}], [{"s": "x" * 5000}], [{"s": "x" * 299}], [{"s": "é" * 5000}]):
         text = json.dumps(value, ensure_ascii=False).encode()
-        assert _engine_accepts(grammar, text) == jsonschema.Draft202012Validator(schema).is_valid(value)
-        assert accepts(grammar.ir, text) == jsonschema.Draft202012Validator(schema).is_valid(value)
+        for grammar in grammars:
+            assert _engine_accepts(grammar, text) == jsonschema.Draft202012Validator(schema).is_valid(value)
+        assert accepts(grammars[0].ir, text) == jsonschema.Draft202012Validator(schema).is_valid(value)

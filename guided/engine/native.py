@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from guided.engine.automaton import AutomatonGrammar
     from guided.engine.cfg import CfgGrammar
     from guided.engine.counts import CountsGrammar
+    from guided.engine.unique import UniqueGrammar
     from guided.engine.xml import XmlGrammar
 
 FINISHED = -1  # `guided.engine.automaton.FINISHED`: the regex state after EOS
@@ -78,8 +79,8 @@ if _native is not None:
                      determinize=getattr(_native, "nfa_determinize", None), minimize=getattr(_native, "dfa_minimize", None),
                      lalr=getattr(_native, "lalr_build", None))
 
-__all__ = ["NativeCfgGrammar", "NativeCountsGrammar", "NativeMatcher", "NativeRegexGrammar", "NativeXmlGrammar", "available", "fill_bitmasks",
-           "lower_cfg"]
+__all__ = ["NativeCfgGrammar", "NativeCountsGrammar", "NativeMatcher", "NativeRegexGrammar", "NativeUniqueGrammar",
+           "NativeXmlGrammar", "available", "fill_bitmasks", "lower_cfg"]
 
 
 def available() -> bool:
@@ -160,12 +161,11 @@ def lower_cfg(ir: CfgIR) -> dict[str, Any]:
     """`CfgIR` as the arguments `guided._native.cfg_grammar` takes: the IR's own flat tables
     (`CfgIR.flat`: CSR rows, END as terminal id ``len(terminals)``) and its scalars.
 
-    The only place that reads the IR's layout, so a change of the IR is adapted here.
+    The only place that reads the IR's layout, so a change of the IR is adapted here.  A grammar
+    parsed by Earley (`guided.ir.cfg` rule 10) also gets its rules' right-hand sides, CSR
+    (``rhs_offsets``/``rhs_symbols``, as `guided.ir.serialize` stores them), for
+    `guided._native.earley_grammar`, and no counted terminals (rule 10 has none).
     """
-    if ir.earley:
-        raise SpecError("the native core parses by LALR(1) tables only: this grammar's tables have conflicts "
-                        "and it parses by Earley (guided.ir.cfg rule 10); compile it with engine='python' "
-                        "(guided.compile does so by itself)")
     n_terms = len(ir.terminals)
     for t in ir.ignore:
         if not 0 <= t < n_terms:
@@ -181,8 +181,20 @@ def lower_cfg(ir: CfgIR) -> dict[str, Any]:
         end_state=int(ir.end_state),
         nesting_states=sorted(ir.nesting_states),
         max_nesting=int(ir.max_nesting),
-        counted=[],
+        **(_earley_rules(ir) if ir.earley else {"counted": []}),
     )
+
+
+def _earley_rules(ir: CfgIR) -> dict[str, np.ndarray]:
+    """Rule 10's right-hand sides as CSR arrays (the core checks every length and symbol)."""
+    try:
+        offsets = np.cumsum([0] + [len(rhs) for rhs in ir.rule_rhs], dtype=np.int64)
+        symbols = np.array([s for rhs in ir.rule_rhs for s in rhs], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise SpecError(f"malformed IR: rule_rhs is not rows of integers ({e})") from None
+    if symbols.size and not (-(2 ** 31) <= int(symbols.min()) and int(symbols.max()) < 2 ** 31):
+        raise SpecError("malformed IR: rule_rhs has a symbol out of range")
+    return {"rhs_offsets": offsets, "rhs_symbols": symbols.astype(np.int32)}
 
 
 class NativeRegexGrammar:
@@ -222,7 +234,10 @@ class NativeRegexGrammar:
 
 
 def _core_cfg(ir: CfgIR, vocab: Vocabulary, max_lexer_states: int):
-    """The core's `CfgGrammar` of ``ir``'s tables (its item counts, if any, left to the caller)."""
+    """The core's `CfgGrammar` of ``ir``'s tables (its item counts, if any, left to the caller), or
+    its `EarleyGrammar` for a grammar parsed by Earley (`guided.ir.cfg` rule 10)."""
+    if ir.earley and any(t.count is not None for t in ir.terminals):
+        raise SpecError("malformed IR: a grammar parsed by Earley (guided.ir.cfg rule 10) has no counted terminals")
     if any(t.count is not None for t in ir.terminals):
         # Counted terminals (`guided.ir.Count`): the core reads their capped expansions and the
         # tables that put a configuration back on its exact count (`guided.engine.cfg.counting`).
@@ -233,6 +248,9 @@ def _core_cfg(ir: CfgIR, vocab: Vocabulary, max_lexer_states: int):
         args["counted"] = counting.native_tables()
     else:
         args = lower_cfg(ir)
+    if ir.earley:  # rule 10: the core's Earley table stands where its LR stacks stand
+        return _require().earley_grammar(native_trie(vocab), native_shared(vocab), max_lexer_states=max_lexer_states,
+                                         **args)
     return _require().cfg_grammar(native_trie(vocab), native_shared(vocab), max_lexer_states=max_lexer_states, **args)
 
 
@@ -248,15 +266,30 @@ class NativeCfgGrammar:
                             "(guided.compile does so by itself)")
         self.ir = ir
         self.vocab = vocab
+        self._max_lexer_states = max_lexer_states
         self._native = _core_cfg(ir, vocab, max_lexer_states)
         self._reference: CfgGrammar | None = None
 
     def __repr__(self) -> str:
-        return (f"NativeCfgGrammar({self.ir.source!r}, lr_states={self.ir.num_states}, "
+        parser = "earley" if self.ir.earley else f"lr_states={self.ir.num_states}"
+        return (f"NativeCfgGrammar({self.ir.source!r}, {parser}, "
                 f"lexer_states={self._native.lexer_states} built, vocab={self.vocab.size})")
 
     def matcher(self) -> "NativeMatcher":
+        if self.ir.earley:
+            self._restart_when_full()
         return NativeMatcher(self, self._native.matcher())
+
+    def _restart_when_full(self) -> None:
+        """The core keeps every Earley column while its grammar lives (matchers and later columns
+        point to them), and columns are rarely shared between texts (origins differ): past
+        `INTERN_LIMIT` columns, new matchers get a fresh core grammar, as the Python engine restarts
+        its table (`guided.engine.cfg.earley`).  That costs cache misses only (the lexer data shared
+        per vocabulary stays), and the old core grammar is freed with its last matcher."""
+        from guided.engine import tuning
+
+        if self._native.stack_nodes >= tuning.INTERN_LIMIT:
+            self._native = _core_cfg(self.ir, self.vocab, self._max_lexer_states)
 
     def walk_stats(self) -> dict[str, int]:
         """Lexer states met so far whose data took a walk of the whole trie (``full``) or only of the
@@ -310,6 +343,45 @@ class NativeCountsGrammar:
             from guided.engine.counts import CountsGrammar
 
             self._reference = CountsGrammar(self.ir, self.vocab)
+            _lend_walk(self.vocab)
+        return self._reference
+
+
+class NativeUniqueGrammar:
+    """A `CfgIR` with unique items (`guided.ir.UniqueItems`, rule 9) compiled by the native core."""
+
+    engine = "native"
+
+    def __init__(self, ir: CfgIR, vocab: Vocabulary, *, max_lexer_states: int = 200_000):
+        unique = ir.unique_items
+        if unique is None:
+            raise SpecError(f"NativeUniqueGrammar needs a CfgIR with unique_items ({ir.source[:80]!r} has none)")
+        if ir.item_counts is not None or ir.matched_names is not None:
+            raise SpecError("malformed IR: unique_items cannot be combined with item_counts or matched_names")
+        try:  # the core checks every index; here only that they are numbers
+            sets = [sorted(int(x) for x in s) for s in (unique.open_states, unique.item_rules)]
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"malformed IR: unique_items is not sets of integers ({e})") from None
+        if any(not -(2 ** 31) <= x < 2 ** 31 for s in sets for x in s):
+            raise SpecError("malformed IR: unique_items has a state or rule out of range")
+        self.ir = ir
+        self.vocab = vocab
+        cfg = _core_cfg(ir, vocab, max_lexer_states)
+        self._native = _require().unique_grammar(cfg, *sets, int(unique.COMPLETIONS))
+        self._reference: UniqueGrammar | None = None
+
+    def __repr__(self) -> str:
+        return f"NativeUniqueGrammar({self.ir.source!r}, lr_states={self.ir.num_states}, vocab={self.vocab.size})"
+
+    def matcher(self) -> "NativeMatcher":
+        return NativeMatcher(self, self._native.matcher())
+
+    def reference(self):
+        """The Python engine on the same IR (for what the core does not compute yet: budget masks)."""
+        if self._reference is None:
+            from guided.engine.unique import UniqueGrammar
+
+            self._reference = UniqueGrammar(self.ir, self.vocab)
             _lend_walk(self.vocab)
         return self._reference
 
@@ -414,10 +486,10 @@ class NativeMatcher:
     # Budget-aware closing (`guided.engine.closing`).  LALR grammars without counted terminals
     # answer the budget mask and the closing lower bound in the core (src/guided_native/closing.h,
     # bit for bit the Python engine's).  The rest is not native yet: a regex is bounded by the
-    # Python engine on the same DFA at the core's state; item counts, XML, counted terminals and
-    # every grammar's verified completions (closing distance and tokens) by a Python twin matcher
-    # that follows the tokens (advanced only by the tokens since its last use, so steps cost no
-    # replay), with the native mask as the plain mask (the same bits as the Python mask).
+    # Python engine on the same DFA at the core's state; Earley grammars, item counts, unique items,
+    # XML, counted terminals and every grammar's verified completions (closing distance and tokens)
+    # by a Python twin matcher that follows the tokens (advanced only by the tokens since its last
+    # use, so steps cost no replay), with the native mask as the plain mask (the same bits).
 
     def _regex_state(self) -> int:
         state = self._m.state
@@ -426,7 +498,7 @@ class NativeMatcher:
     def _native_closing(self) -> bool:
         """Are the budget mask and the lower bound native for this grammar?"""
         g = self.grammar
-        return isinstance(g, NativeCfgGrammar) and not g._native.counting
+        return isinstance(g, NativeCfgGrammar) and not g.ir.earley and not g._native.counting
 
     def budget_mask(self, remaining: int) -> np.ndarray:
         g = self.grammar
@@ -438,10 +510,10 @@ class NativeMatcher:
             return unpack(self._m.budget_words(remaining), g.vocab.size)
         config = self._twin_matcher()._history[0]
         plain = unpack(self._m.words(), g.vocab.size) if config is not None and remaining >= 1 else None
-        if isinstance(g, NativeCountsGrammar):
+        if isinstance(g, (NativeCountsGrammar, NativeUniqueGrammar)):
             from guided.engine.cfg.matcher import budget_allowed
 
-            ref = g.reference()  # the CFG's bounds, with the counts' own end of sequence (as CountsMatcher)
+            ref = g.reference()  # the CFG's bounds, with the checks' own end of sequence (as CheckedStackMatcher)
             allowed = budget_allowed(ref.cfg, None if config is None else (config.stack, config.lex), plain,
                                      remaining)
             if config is not None:

@@ -17,8 +17,8 @@ such a terminal).  Inside a long string item, a step walks none.
 
 The completion helpers (`closing_distance`, `closing_tokens`, `forced_bytes`, `budget_mask`'s
 bound) are the CFG's: they ignore uniqueness, so a shortest completion they propose may repeat an
-item (masks never allow it).  The native core has no unique-items engine yet: `guided.compiler`
-compiles such an IR with this one whatever engine is asked for.
+item (masks never allow it).  The native core's twin (`guided.engine.native.NativeUniqueGrammar`,
+src/guided_native/unique_engine.h) is held to this engine mask for mask.
 
 >>> import guided
 >>> vocab = guided.Vocabulary.from_token_bytes([b"[", b"]", b"1", b"2", b",", b" ", b"<eos>"], eos_token_ids=[6])

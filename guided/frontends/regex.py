@@ -31,7 +31,8 @@ its message), backreferences, the lookaheads inside lookbehinds above, anchors u
 conditionals, Unicode property classes ``\\p{...}``, the flags ``(?a)``, ``(?L)``, ``(?x)``,
 and the noncharacters U+FDD0 to U+FDDF (used internally).  Comments ``(?#...)`` are ignored, as
 ``re`` ignores them.  `regex_to_dfa(..., assertions=False)` (Lark terminals) refuses every
-zero-width assertion but a leading ``^`` and a trailing ``$``.
+zero-width assertion, edge anchors included: Lark checks a terminal's ``^`` and ``$`` against
+the whole text, not the terminal's own match.
 
 Limits (`guided.errors.LimitExceeded`, fast): groups nested deeper than ``max_nesting``; a
 pattern whose automaton must have more than ``max_states`` states (a shortest or longest match
@@ -56,6 +57,7 @@ from dataclasses import dataclass
 from interegular import patterns as _ip
 
 from guided.errors import LimitExceeded, RegexError, UsageError
+from guided.ir.cfg import CfgIR
 from guided.ir.dfa import (
     DEAD,
     MAX_UNICODE,
@@ -100,8 +102,16 @@ class Regex:
             raise UsageError(f"guided.Regex takes a pattern string, got {type(self.pattern).__name__}{hint}")
         check_limits(self, max_states=int, max_seconds=float, max_nesting=int)
 
-    def to_ir(self) -> ByteDFA:
-        """The intermediate form: a trimmed byte DFA (`regex_to_dfa`)."""
+    def to_ir(self) -> ByteDFA | CfgIR:
+        """The intermediate form: a trimmed byte DFA (`regex_to_dfa`); for a pattern whose one
+        large repeat (``x[0-9]{1,100000}y``) can be counted exactly, a one-terminal grammar
+        counting it instead of unrolling it (`guided.frontends.regex_counted`)."""
+        from guided.frontends.regex_counted import counted_regex_ir, has_large_repeat
+
+        if has_large_repeat(self.pattern):
+            counted = counted_regex_ir(self)
+            if counted is not None:
+                return counted
         return regex_to_dfa(self)
 
 
@@ -173,7 +183,9 @@ def regex_to_nfa(pattern: str, limits: Limits | None = None, max_nesting: int = 
 
 def _build(pattern: str, limits: Limits, max_nesting: int, assertions: bool = True) -> "_Builder":
     """The builder holding ``pattern``'s NFA (its accepting state added) and its guarded moves."""
-    body = _check_and_normalise(pattern, max_nesting, assertions=assertions)
+    # A grammar terminal's edge anchors are not implied by a full match: Lark reads `^` and `$`
+    # there at the ends of the whole text, so they are refused like the other assertions.
+    body = _check_and_normalise(pattern, max_nesting, edges=assertions, assertions=assertions)
     _check_python_syntax(pattern)
     tree = parse_tree(body, pattern, limits, max_nesting)
     nfa = ByteNFA()

@@ -63,7 +63,7 @@ from guided.frontends.jsonschema._formats import FORMATS, is_unknown
 from guided.frontends.jsonschema.errors import InvalidSchema, SchemaTooLarge, UnknownFormatWarning, UnsupportedSchema
 from guided.frontends.jsonschema.normalise import ANNOTATIONS, json_equal
 from guided.frontends.jsonschema.options import Options
-from guided.frontends.jsonschema.terminals import Terminals
+from guided.frontends.jsonschema.terminals import StringSpec, Terminals
 from guided.frontends.lark import Grammar, lark_to_ir
 from guided.frontends.regex import Regex, check_limits, regex_to_dfa
 from guided.ir import CfgIR, MatchedNames
@@ -498,7 +498,7 @@ class _Builder:
         return self.json_terminals.num_dfa(None if lo is None else str(lo), lo_x, None if hi is None else str(hi), hi_x,
                                     mult, ptr)
 
-    def string_description(self, node: dict, ptr: str) -> tuple:
+    def string_description(self, node: dict, ptr: str) -> StringSpec:
         """The JSON Schema front-end's description of a string's constraints (``Terminals.string_content``)."""
         patterns, formats = [], []
         if "pattern" in node:
@@ -524,7 +524,7 @@ class _Builder:
             max_len = None if node.get("maxLength") is None else int(node["maxLength"])
         except (TypeError, ValueError):
             raise InvalidSchema(ptr, "minLength", "lengths must be integers") from None
-        return (tuple(patterns), min_len, max_len, tuple(formats), ())
+        return StringSpec(tuple(patterns), min_len, max_len, tuple(formats))
 
     def term(self, shape: _Shape, attribute: bool) -> tuple[str | None, bool]:
         """(the terminal of a scalar's non-empty XML text, None where it has none; whether the text

@@ -325,10 +325,9 @@ def canonical_json(text: bytes):
     (False, False)
     """
     import json
-    from decimal import Decimal
 
     try:
-        value = json.loads(text, parse_float=Decimal, parse_int=Decimal,
+        value = json.loads(text, parse_float=_JsonNumber, parse_int=_JsonNumber,
                            parse_constant=lambda c: ("const", c))
     except (ValueError, UnicodeDecodeError, RecursionError):
         return ("bytes", bytes(text))
@@ -338,8 +337,8 @@ def canonical_json(text: bytes):
             return _CANONICAL_NULL
         if v is True or v is False:
             return ("bool", v)
-        if isinstance(v, Decimal):
-            return ("number", v)  # Decimal compares and hashes by value: 1 == 1.0 == 1E0
+        if isinstance(v, _JsonNumber):
+            return v.key
         if isinstance(v, str):
             return ("string", v)
         if isinstance(v, list):
@@ -349,6 +348,24 @@ def canonical_json(text: bytes):
         return ("other", repr(v))
 
     return canon(value)
+
+
+class _JsonNumber:
+    """A JSON number literal read exactly, at any exponent (`decimal.Decimal` refuses exponents
+    past about 10**18): ``key`` is (sign, significant digits, exponent) with no leading or
+    trailing zero digit, so equal values have equal keys (``1``, ``1.0``, ``10e-1``; ``-0`` is 0)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, literal: str):
+        mantissa, _, exponent = literal.lower().partition("e")
+        sign = -1 if mantissa.startswith("-") else 1
+        whole, _, fraction = mantissa.lstrip("+-").partition(".")
+        digits = (whole + fraction).lstrip("0")
+        power = int(exponent or 0) - len(fraction)
+        stripped = digits.rstrip("0")
+        power += len(digits) - len(stripped)
+        self.key = ("number", 0, "", 0) if not stripped else ("number", sign, stripped, power)
 
 
 @dataclass(frozen=True, eq=False)

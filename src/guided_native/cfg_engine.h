@@ -1,6 +1,8 @@
-// Context-free constraints: the greedy contextual lexer over the LALR(1) parser, as token masks.
+// Context-free constraints: the greedy contextual lexer over the parser, as token masks.
 //
-// A configuration is (interned parser stack, lexer state).  A mask is assembled from parts:
+// The parser is the LALR(1) parser (parser.h) or, for grammars whose tables have conflicts, the
+// Earley table (earley.h): a template parameter, whose nodes (stacks or columns) are interned
+// alike.  A configuration is (interned parser stack, lexer state).  A mask is assembled from parts:
 // - what the lexer state alone decides (`LexemeInfo`, per lexer state, shared by every stack):
 //   the tokens whose bytes all extend the current lexeme ("inside"), the tokens whose first byte
 //   ends it ("after end", then allowed exactly where the next configuration allows them), and the
@@ -12,12 +14,16 @@
 // feed that to the parser and start the next lexeme) and the final configuration is viable.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "lexeme_walks.h"
 #include "counting.h"
+#include "earley.h"
 #include "lexer.h"
 #include "matcher.h"
 #include "parser.h"
@@ -26,27 +32,54 @@
 
 namespace guided_native {
 
-class CfgCloser;  // closing.h: lower bounds and budget masks
+class CfgCloser;  // closing.h: lower bounds and budget masks of LALR grammars
 
-struct Config {
-  const StackNode* stack = nullptr;  // nullptr: finished (after EOS)
+// The parser tables the engine runs on: the LALR(1) parser's interned stacks (parser.h) or, for
+// grammars whose tables have conflicts, the Earley table's interned columns (earley.h).  Both
+// give a node with a `uid`, `root()`, `feed(node, terminal)` (null: a syntax error) and
+// `can_end(node)`; they differ in how a node names its lexer context and whether the parser can
+// refuse a terminal its lexer context holds (LALR(1) lookaheads can; an Earley column cannot).
+// A template parameter, so the LALR path compiles exactly as before.
+template <typename Table>
+struct StackTableTraits;
+template <>
+struct StackTableTraits<Parser> {
+  using Node = StackNode;
+  static constexpr bool kEarley = false;
+};
+template <>
+struct StackTableTraits<EarleyTable> {
+  using Node = Column;
+  static constexpr bool kEarley = true;
+};
+
+template <typename Node>
+struct ConfigT {
+  const Node* stack = nullptr;  // nullptr: finished (after EOS)
   int32_t lex = 0;  // 0: dead
   int32_t count = -1;  // counted terminals: the pending lexeme's exact count (-1: none kept)
   explicit operator bool() const { return lex != 0; }
 };
+using Config = ConfigT<StackNode>;
 
-class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
+template <typename Table>
+class CfgGrammarT : public std::enable_shared_from_this<CfgGrammarT<Table>> {
  public:
+  using Node = typename StackTableTraits<Table>::Node;
+  using Config = ConfigT<Node>;
+  static constexpr bool kEarley = StackTableTraits<Table>::kEarley;
   static constexpr size_t kMaskCacheSize = 4096;
   static constexpr int kMaxNestedMasks = 256;
 
-  CfgGrammar(std::shared_ptr<const TokenTrie> trie, std::shared_ptr<SharedLexemes> shared,
-             std::vector<Terminal> terminals, std::vector<int32_t> ignore,
-             bool ignore_repeats, const std::vector<int32_t>& no_ignore_states, ParseTables tables,
-             int32_t max_lexer_states)
+  // `table_args`: what the table takes beside `tables` (the Earley table: its right-hand sides).
+  template <typename... TableArgs>
+  CfgGrammarT(std::shared_ptr<const TokenTrie> trie, std::shared_ptr<SharedLexemes> shared,
+              std::vector<Terminal> terminals, std::vector<int32_t> ignore,
+              bool ignore_repeats, const std::vector<int32_t>& no_ignore_states, ParseTables tables,
+              int32_t max_lexer_states, TableArgs&&... table_args)
       : trie_(std::move(trie)),
         shared_(std::move(shared)),
-        parser_(std::move(tables)),
+        parser_(std::move(tables), std::forward<TableArgs>(table_args)...),
         lexer_(terminals, members(parser_.tables(), terminals.size(), ignore, no_ignore_states, false, ignore_repeats),
                members(parser_.tables(), terminals.size(), ignore, no_ignore_states, true, ignore_repeats),
                max_lexer_states),
@@ -54,6 +87,10 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
         masks_(kMaskCacheSize / decltype(masks_)::kStripes) {
     ignored_.assign(terminals.size(), 0);
     for (int32_t t : ignore) ignored_[t] = 1;  // range checked by members()
+    ignore_ = ignore;
+    std::sort(ignore_.begin(), ignore_.end());
+    ignore_.erase(std::unique(ignore_.begin(), ignore_.end()), ignore_.end());
+    ignore_repeats_ = ignore_repeats;
     all_accepted_ = std::make_unique<std::vector<uint64_t>>();
   }
 
@@ -61,12 +98,37 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
   CfgCloser& closer();  // made on first use (closing.h)
   bool is_ignored(int32_t terminal) const { return ignored_[terminal] != 0; }
   bool counting() const { return counting_; }
-  Parser& parser() { return parser_; }
+  bool is_counted(int32_t terminal) const { return counting_ && counted_[terminal] != nullptr; }
+  Table& parser() { return parser_; }
   Lexer& lexer() { return lexer_; }
 
   Config initial() {
-    const StackNode* root = parser_.root();
-    return Config{root, lexer_.start(root->state, false), 0};
+    const Node* root = parser_.root();
+    return Config{root, boundary(root, false), 0};
+  }
+
+  // The lexer state at a lexeme boundary on `stack` (`after_ignore`: the lexeme just ended was
+  // an ignored one).  An Earley column's context is the terminals some item expects next plus
+  // the ignored ones (guided.ir.cfg rule 10: no_ignore_states does not apply), made on first use
+  // and kept in the column.
+  int32_t boundary(const Node* stack, bool after_ignore) {
+    if constexpr (kEarley) {
+      std::atomic<int32_t>& slot = stack->lex_start[after_ignore ? 1 : 0];
+      int32_t id = slot.load(std::memory_order_acquire);
+      if (id) return id;
+      const std::vector<int32_t>& expected = stack->scans.symbols;
+      std::vector<int32_t> members;
+      if (after_ignore && !ignore_repeats_) {
+        members = expected;
+      } else {
+        std::set_union(expected.begin(), expected.end(), ignore_.begin(), ignore_.end(), std::back_inserter(members));
+      }
+      id = lexer_.context_start(members);
+      slot.store(id, std::memory_order_release);
+      return id;
+    } else {
+      return lexer_.start(stack->state, after_ignore);
+    }
   }
 
   // Counted terminals (counting.h), indexed by terminal (null: not counted); before any state.
@@ -127,9 +189,9 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
     const int32_t term = lexer_.chosen(c.lex);
     if (term < 0) return Config{};
     const bool ignored = ignored_[term] != 0;
-    const StackNode* stack = ignored ? c.stack : parser_.feed(c.stack, term);
+    const Node* stack = ignored ? c.stack : parser_.feed(c.stack, term);
     if (stack == nullptr) return Config{};
-    const int32_t start = lexer_.start(stack->state, ignored);
+    const int32_t start = boundary(stack, ignored);
     const int32_t t = lexer_.next(start, b);
     if (!t) return Config{};
     return counting_ ? recount(start, 0, Config{stack, t}, b) : Config{stack, t};
@@ -137,7 +199,16 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
 
   // The terminals of the stack's lexer the parser really accepts (LALR(1) lookaheads merged from
   // other contexts make exceptions); `all_accepted()` when that is all of them.
-  const std::vector<uint64_t>* accepted(const StackNode* stack) {
+  const std::vector<uint64_t>* accepted(const Node* stack) {
+    if constexpr (kEarley) {
+      return all_accepted_.get();  // every expected terminal can be shifted by some parse
+    } else {
+      return lookahead_accepted(stack);
+    }
+  }
+
+ private:
+  const std::vector<uint64_t>* lookahead_accepted(const Node* stack) {
     const std::vector<uint64_t>* found;
     if (accepted_.find(stack->uid, found)) return found;
     const std::vector<int32_t>& members = lexer_.members(stack->state);
@@ -157,6 +228,8 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
     return accepted_.insert(stack->uid, result);
   }
 
+ public:
+
   bool is_viable(Config c) {
     if (!c.lex) return false;
     const std::vector<uint64_t>* acc = accepted(c.stack);
@@ -170,7 +243,7 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
     if (lexer_.is_start(c.lex)) return parser_.can_end(c.stack);
     const int32_t term = lexer_.chosen(c.lex);
     if (term < 0) return false;
-    const StackNode* stack = ignored_[term] ? c.stack : parser_.feed(c.stack, term);
+    const Node* stack = ignored_[term] ? c.stack : parser_.feed(c.stack, term);
     return stack != nullptr && parser_.can_end(stack);
   }
 
@@ -343,7 +416,7 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
 
   // A configuration within one mask's walks: the lexer state numbered in the walk's `LexTable`.
   struct WalkConfig {
-    const StackNode* stack = nullptr;
+    const Node* stack = nullptr;
     int32_t lex = 0;  // local; 0 dead
     explicit operator bool() const { return lex != 0; }
   };
@@ -373,9 +446,9 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
     const int32_t term = lexer_.chosen(c.lex);
     if (term >= 0 && info->after_end) {
       const bool ignored = ignored_[term] != 0;
-      const StackNode* following = ignored ? c.stack : parser_.feed(c.stack, term);
+      const Node* following = ignored ? c.stack : parser_.feed(c.stack, term);
       if (following != nullptr) {
-        WordsPtr next = words(Config{following, lexer_.start(following->state, ignored)}, nested + 1);
+        WordsPtr next = words(Config{following, boundary(following, ignored)}, nested + 1);
         const Words& after = *info->after_end;
         for (int32_t k = 0; k < n_words; ++k) w[k] |= after[k] & (*next)[k];
       }
@@ -389,13 +462,13 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
       // Crossings met in the walks, memoised here: (stack uid, terminal) -> next lexeme's start.
       std::unordered_map<uint64_t, WalkConfig> starts;
       const uint64_t width = static_cast<uint64_t>(lexer_.num_terminals()) + 1;
-      auto start_after = [&](const StackNode* stack, int32_t finished) -> WalkConfig {
+      auto start_after = [&](const Node* stack, int32_t finished) -> WalkConfig {
         auto [it, fresh] = starts.emplace(stack->uid * width + static_cast<uint64_t>(finished), WalkConfig{});
         if (fresh) {
           const bool ignored = ignored_[finished] != 0;
-          const StackNode* following = ignored ? stack : parser_.feed(stack, finished);
+          const Node* following = ignored ? stack : parser_.feed(stack, finished);
           if (following != nullptr)
-            it->second = WalkConfig{following, table.local(lexer_.start(following->state, ignored))};
+            it->second = WalkConfig{following, table.local(boundary(following, ignored))};
         }
         return it->second;
       };
@@ -410,7 +483,7 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
         return n ? WalkConfig{start.stack, n} : WalkConfig{};
       };
       // The stacks a walk meets are few: their accepted terminals are looked up once each.
-      std::unordered_map<const StackNode*, const std::vector<uint64_t>*> accepted_of;
+      std::unordered_map<const Node*, const std::vector<uint64_t>*> accepted_of;
       auto on_token = [&](const TrieNode& n, WalkConfig end) {
         auto [it, fresh] = accepted_of.emplace(end.stack, nullptr);
         if (fresh) it->second = accepted(end.stack);
@@ -443,10 +516,12 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
   std::atomic<size_t> full_walks_{0}, derived_walks_{0};
   std::shared_ptr<const TokenTrie> trie_;
   std::shared_ptr<SharedLexemes> shared_;
-  Parser parser_;
+  Table parser_;
   Lexer lexer_;
   LexemeWalks walks_;
   std::vector<uint8_t> ignored_;
+  std::vector<int32_t> ignore_;  // the ignored terminals, ascending
+  bool ignore_repeats_ = true;
   std::unique_ptr<std::vector<uint64_t>> all_accepted_;
   std::mutex owned_mu_;
   std::deque<std::unique_ptr<std::vector<uint64_t>>> owned_accepted_;
@@ -463,9 +538,17 @@ class CfgGrammar : public std::enable_shared_from_this<CfgGrammar> {
 };
 
 // One sequence's position in a grammar: the configuration after each consumed token.
-class CfgMatcher : public HistoryMatcher<CfgGrammar, Config, CfgMatcher> {
+template <typename Table>
+class CfgMatcherT : public HistoryMatcher<CfgGrammarT<Table>, typename CfgGrammarT<Table>::Config, CfgMatcherT<Table>> {
+  using Base = HistoryMatcher<CfgGrammarT<Table>, typename CfgGrammarT<Table>::Config, CfgMatcherT<Table>>;
+  using Config = typename CfgGrammarT<Table>::Config;
+  using Base::g_;
+  using Base::history_;
+  using Base::num_tokens;
+  using Base::push;
+
  public:
-  using HistoryMatcher::HistoryMatcher;
+  using Base::Base;
 
   void advance(int64_t token) override {
     Config c = history_.back();
@@ -492,6 +575,11 @@ class CfgMatcher : public HistoryMatcher<CfgGrammar, Config, CfgMatcher> {
   Words budget_words(int64_t remaining) const override;  // closing.h
   int64_t closing_lower_bound() const;  // closing.h
 };
+
+using CfgGrammar = CfgGrammarT<Parser>;  // LALR(1) grammars
+using CfgMatcher = CfgMatcherT<Parser>;
+using EarleyGrammar = CfgGrammarT<EarleyTable>;  // grammars parsed by Earley (guided.ir.cfg rule 10)
+using EarleyMatcher = CfgMatcherT<EarleyTable>;
 
 }  // namespace guided_native
 

@@ -916,21 +916,40 @@ inline Words cfg_budget_words(CfgGrammar& g, CfgCloser& closer, Config c, int64_
 
 namespace guided_native {
 
-inline CfgCloser& CfgGrammar::closer() {
+template <>
+inline CfgCloser& CfgGrammarT<Parser>::closer() {
   std::call_once(closer_once_, [this] { closer_ = std::make_shared<CfgCloser>(*this); });
   return *closer_;
 }
 
-inline Words CfgMatcher::budget_words(int64_t remaining) const {
+template <>
+inline Words CfgMatcherT<Parser>::budget_words(int64_t remaining) const {
   if (g_->counting()) throw std::logic_error("budget masks of counted terminals are not native yet");
   return cfg_budget_words(*g_, g_->closer(), history_.back(), remaining);
 }
 
 // `Closer.lower_bound` with the search (0 after end of sequence).
-inline int64_t CfgMatcher::closing_lower_bound() const {
+template <>
+inline int64_t CfgMatcherT<Parser>::closing_lower_bound() const {
   if (g_->counting()) throw std::logic_error("closing bounds of counted terminals are not native yet");
   const Config c = history_.back();
   return CfgGrammar::finished(c) ? 0 : g_->closer().lower_bound(c, true);
+}
+
+// Earley grammars (`guided.engine.cfg.closing.EarleyCloser`): still the Python engine's.
+template <>
+inline CfgCloser& CfgGrammarT<EarleyTable>::closer() {
+  throw std::logic_error("closing of grammars parsed by Earley is not native yet");
+}
+
+template <>
+inline Words CfgMatcherT<EarleyTable>::budget_words(int64_t) const {
+  throw std::logic_error("budget masks of grammars parsed by Earley are not native yet");
+}
+
+template <>
+inline int64_t CfgMatcherT<EarleyTable>::closing_lower_bound() const {
+  throw std::logic_error("closing bounds of grammars parsed by Earley are not native yet");
 }
 
 }  // namespace guided_native

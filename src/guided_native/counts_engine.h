@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cfg_engine.h"
+#include "first_bytes.h"
 
 namespace guided_native {
 
@@ -94,8 +95,8 @@ class CountsGrammar {
         any_open_ = true;
       }
     }
-    holds_checked_ = holding(checked_);
-    holds_open_ = holding(opens_);
+    holds_checked_ = tokens_holding_first_bytes(*cfg_, checked_);
+    holds_open_ = tokens_holding_first_bytes(*cfg_, opens_);
     holds_both_ = holds_checked_;
     for (size_t k = 0; k < holds_both_.size(); ++k) holds_both_[k] &= holds_open_[k];
     const TokenTrie& trie = cfg_->trie();
@@ -110,6 +111,7 @@ class CountsGrammar {
 
   CountsConfig initial() { return CountsConfig{cfg_->initial(), nullptr}; }
   static bool finished(const CountsConfig& c) { return c.cfg.stack == nullptr; }  // after end of sequence
+  static CountsConfig after_end(const CountsConfig&) { return CountsConfig{}; }
 
   // -- rule 12 ----------------------------------------------------------------------------------
 
@@ -230,30 +232,6 @@ class CountsGrammar {
  private:
   enum : uint8_t { kPlain, kOpen, kSeparator, kClose };
 
-  // Packed: the text tokens holding a byte that a lexeme of one of `terminals` may start with.
-  Words holding(const std::vector<uint64_t>& terminals) const {
-    Lexer& lexer = cfg_->lexer();
-    bool first[256] = {};
-    for (int32_t t = 0; t < lexer.num_terminals(); ++t) {
-      if (!((terminals[t >> 6] >> (t & 63)) & 1u)) continue;
-      const ByteDfa& dfa = *lexer.terminal(t).dfa;
-      if (dfa.initial() == 0) continue;
-      for (int b = 0; b < 256; ++b) first[b] = first[b] || dfa.next(dfa.initial(), static_cast<uint8_t>(b)) != 0;
-    }
-    const TokenTrie& trie = cfg_->trie();
-    Words out(static_cast<size_t>(trie.n_words()), 0);
-    const std::vector<TrieNode>& nodes = trie.nodes();
-    for (uint32_t i = 0; i < nodes.size(); ++i)
-      trie.for_each_token(i, [&](int32_t id) {
-        for (unsigned char b : trie.bytes(id))
-          if (first[b]) {
-            set_bit(out.data(), id);
-            break;
-          }
-      });
-    return out;
-  }
-
   // May the pending lexeme of `lex` still end as a checked terminal?
   bool may_be_checked(int32_t lex) {
     Lexer& lexer = cfg_->lexer();
@@ -350,23 +328,7 @@ class CountsMatcher : public HistoryMatcher<CountsGrammar, CountsConfig, CountsM
  public:
   using HistoryMatcher::HistoryMatcher;
 
-  void advance(int64_t token) override {
-    const CountsConfig& c = history_.back();
-    const TokenTrie& trie = g_->trie();
-    if (trie.is_eos(token)) {
-      if (c.cfg.stack != nullptr && !g_->accepts_end(c))
-        violation("end of sequence is not allowed here: the text is incomplete (after " +
-                  std::to_string(num_tokens()) + " tokens)");
-      push(CountsConfig{});
-      return;
-    }
-    if (c.cfg.stack == nullptr) violation("token " + std::to_string(token) + " after end of sequence");
-    CountsConfig next = c;
-    if (!g_->walk(next, trie.text(token, num_tokens())))
-      violation("token " + std::to_string(token) + " leaves the grammar after " + std::to_string(num_tokens()) +
-                " tokens");
-    push(std::move(next));
-  }
+  void advance(int64_t token) override { advance_walking(token, "the text is incomplete", "leaves the grammar"); }
 
   Words budget_words(int64_t) const override { throw std::logic_error("budget masks of grammars are not native yet"); }
 };

@@ -110,10 +110,20 @@ class Lexer {
     std::lock_guard<std::mutex> lock(mu_);
     id = set_start_[set].load(std::memory_order_relaxed);
     if (id) return id;
-    Components comps;
-    for (int32_t t : sets_[set]) comps.emplace_back(t, terms_[t].dfa->initial());
-    id = new_union(comps, /*is_start=*/true);
+    id = new_start(sets_[set]);
     set_start_[set].store(id, std::memory_order_release);
+    return id;
+  }
+
+  // The lexer state at a lexeme boundary where the candidates are `members` (ascending, in
+  // range): a parser context beyond the tables' states (an Earley column, guided.ir.cfg rule 10).
+  // One start state per distinct set; the caller keeps the id.
+  int32_t context_start(const std::vector<int32_t>& members) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = context_starts_.find(members);
+    if (it != context_starts_.end()) return it->second;
+    const int32_t id = new_start(members);
+    context_starts_.emplace(members, id);
     return id;
   }
 
@@ -187,6 +197,13 @@ class Lexer {
       block_base_[term] = base;
     }
     return base + s;
+  }
+
+  // A start state over the terminals `set` (lock held).
+  int32_t new_start(const std::vector<int32_t>& set) {
+    Components comps;
+    for (int32_t t : set) comps.emplace_back(t, terms_[t].dfa->initial());
+    return new_union(comps, /*is_start=*/true);
   }
 
   int32_t new_union(const Components& comps, bool is_start) {
@@ -310,6 +327,7 @@ class Lexer {
   std::unordered_map<Components, int32_t, ComponentsHash> unions_;
   std::unordered_map<int32_t, Components> pending_;
   std::unordered_map<int32_t, Components> comps_of_;  // union and start states, where kept
+  std::map<std::vector<int32_t>, int32_t> context_starts_;  // `context_start`'s states
 
  public:
   bool keep_components_ = false;  // set before any state is built (counted terminals need them)

@@ -100,6 +100,27 @@ class HistoryMatcher : public Matcher {
   }
 
  protected:
+  // `advance` of the grammars whose configurations walk a token's bytes (item counts, XML, unique
+  // items): end of sequence where the grammar accepts it (`incomplete` says what is unfinished
+  // otherwise), else the token's bytes walked from the last configuration (`leaves` says what
+  // the token would leave).  `Grammar` provides walk(c, bytes) and after_end(c) besides.
+  void advance_walking(int64_t token, const char* incomplete, const char* leaves) {
+    const Conf& c = history_.back();
+    const auto& trie = g_->trie();
+    if (trie.is_eos(token)) {
+      if (!g_->finished(c) && !g_->accepts_end(c))
+        violation(std::string("end of sequence is not allowed here: ") + incomplete + " (after " +
+                  std::to_string(num_tokens()) + " tokens)");
+      push(g_->after_end(c));
+      return;
+    }
+    if (g_->finished(c)) violation("token " + std::to_string(token) + " after end of sequence");
+    Conf next = c;
+    if (!g_->walk(next, trie.text(token, num_tokens())))
+      violation("token " + std::to_string(token) + " " + leaves + " after " + std::to_string(num_tokens()) + " tokens");
+    push(std::move(next));
+  }
+
   void push(Conf c) {
     history_.push_back(std::move(c));
     current_at_ = 0;

@@ -23,6 +23,7 @@
 #include "dfa_ops.h"
 #include "lalr_build.h"
 #include "regex_engine.h"
+#include "unique_engine.h"
 #include "xml_engine.h"
 
 namespace nb = nanobind;
@@ -298,6 +299,67 @@ NB_MODULE(_native, m) {
       nb::arg("n_nonterminals"), nb::arg("start_state"), nb::arg("end_state"), nb::arg("nesting_states"),
       nb::arg("max_nesting"), nb::arg("max_lexer_states"), nb::arg("counted") = CountedArgs{});
 
+  // Grammars parsed by Earley (guided.ir.cfg rule 10, earley.h): cfg_grammar's tables (checked,
+  // their rules read) with the rules' right-hand sides; no counted terminals (rule 10 has none).
+  nb::class_<EarleyMatcher, Matcher>(m, "EarleyMatcher");
+  nb::class_<EarleyGrammar>(m, "EarleyGrammar")
+      .def("matcher",
+           [](std::shared_ptr<EarleyGrammar> g) {
+             std::unique_ptr<EarleyMatcher> out;
+             {
+               nb::gil_scoped_release release;
+               out = std::make_unique<EarleyMatcher>(std::move(g));
+             }
+             return out;
+           })
+      .def_prop_ro("lexer_states", [](EarleyGrammar& g) { return g.lexer().size(); })
+      .def_prop_ro("stack_nodes", [](EarleyGrammar& g) { return g.parser().num_nodes(); }, "Earley columns interned.")
+      .def_prop_ro("full_walks", &EarleyGrammar::full_walks)
+      .def_prop_ro("derived_walks", &EarleyGrammar::derived_walks);
+  m.def(
+      "earley_grammar",
+      [](std::shared_ptr<TokenTrie> trie, std::shared_ptr<SharedLexemes> shared,
+         std::vector<std::tuple<std::shared_ptr<ByteDfa>, int32_t, bool, int32_t>> terms, const std::vector<int32_t>& ignore,
+         bool ignore_repeats, const std::vector<int32_t>& no_ignore_states, Int64s action_offsets, Int32s action_symbols,
+         Int32s action_values, Int64s goto_offsets, Int32s goto_symbols, Int32s goto_values, Int32s rule_lhs,
+         Int32s rule_len, int32_t n_nonterminals, int32_t start_state, int32_t end_state,
+         const std::vector<int32_t>& nesting_states, int32_t max_nesting, int32_t max_lexer_states, Int64s rhs_offsets,
+         Int32s rhs_symbols) {
+        if (!trie) throw nb::type_error("expected a TokenTrie");
+        std::vector<Terminal> terminals;
+        for (auto& [dfa, priority, is_string, order] : terms) {
+          if (!dfa) throw nb::type_error("terminal without a ByteDfa");
+          terminals.push_back(Terminal{dfa, priority, is_string, order});
+        }
+        ParseTables t;
+        t.n_states = static_cast<int32_t>(action_offsets.shape(0)) - 1;
+        t.n_terminals = static_cast<int32_t>(terminals.size());
+        t.n_nonterminals = n_nonterminals;
+        t.action_offsets = int64s(action_offsets);
+        t.action_symbols = int32s(action_symbols);
+        t.action_values = int32s(action_values);
+        t.goto_offsets = int64s(goto_offsets);
+        t.goto_symbols = int32s(goto_symbols);
+        t.goto_values = int32s(goto_values);
+        if (rule_lhs.shape(0) != rule_len.shape(0)) invalid("malformed IR: rule arrays differ in length");
+        for (size_t r = 0; r < rule_lhs.shape(0); ++r) t.rules.emplace_back(rule_lhs.data()[r], rule_len.data()[r]);
+        t.start_state = start_state;
+        t.end_state = end_state;
+        t.nesting.assign(std::max(t.n_states, 0), 0);
+        if (!nesting_states.empty() || max_nesting != 0) invalid("malformed IR: an Earley grammar takes no nesting bound");
+        EarleyRules rules{int64s(rhs_offsets), int32s(rhs_symbols)};
+        nb::gil_scoped_release release;
+        return std::make_shared<EarleyGrammar>(std::move(trie), std::move(shared), std::move(terminals), ignore,
+                                               ignore_repeats, no_ignore_states, std::move(t), max_lexer_states,
+                                               std::move(rules));
+      },
+      nb::arg("trie"), nb::arg("shared").none(), nb::arg("terminals"), nb::arg("ignore"), nb::arg("ignore_repeats"),
+      nb::arg("no_ignore_states"), nb::arg("action_offsets"), nb::arg("action_symbols"), nb::arg("action_values"),
+      nb::arg("goto_offsets"), nb::arg("goto_symbols"), nb::arg("goto_values"), nb::arg("rule_lhs"),
+      nb::arg("rule_len"), nb::arg("n_nonterminals"), nb::arg("start_state"), nb::arg("end_state"),
+      nb::arg("nesting_states"), nb::arg("max_nesting"), nb::arg("max_lexer_states"), nb::arg("rhs_offsets"),
+      nb::arg("rhs_symbols"));
+
   nb::class_<CountsMatcher, Matcher>(m, "CountsMatcher");
   nb::class_<CountsGrammar>(m, "CountsGrammar").def("matcher", [](std::shared_ptr<CountsGrammar> g) {
     std::unique_ptr<CountsMatcher> out;
@@ -352,6 +414,39 @@ NB_MODULE(_native, m) {
       },
       nb::arg("cfg"), nb::arg("risk"), nb::arg("name"), nb::arg("open_start"), nb::arg("open_end"),
       nb::arg("empty_end"), nb::arg("close_start"), nb::arg("unique_attributes"));
+
+  nb::class_<UniqueMatcher, Matcher>(m, "UniqueMatcher");
+  nb::class_<UniqueGrammar>(m, "UniqueGrammar").def("matcher", [](std::shared_ptr<UniqueGrammar> g) {
+    std::unique_ptr<UniqueMatcher> out;
+    {
+      nb::gil_scoped_release release;
+      out = std::make_unique<UniqueMatcher>(std::move(g));
+    }
+    return out;
+  });
+  m.def(
+      "unique_grammar",
+      [](std::shared_ptr<CfgGrammar> cfg, const std::vector<int32_t>& open_states, const std::vector<int32_t>& item_rules,
+         int64_t completions) {
+        if (!cfg) throw nb::type_error("expected a CfgGrammar");
+        nb::gil_scoped_release release;
+        return std::make_shared<UniqueGrammar>(std::move(cfg), open_states, item_rules, completions);
+      },
+      nb::arg("cfg"), nb::arg("open_states"), nb::arg("item_rules"), nb::arg("completions"),
+      "Unique items (guided.ir.UniqueItems) over a CfgGrammar; `completions` is UniqueItems.COMPLETIONS.");
+  m.def(
+      "canonical_value",
+      [](nb::bytes text) {
+        const std::string in(text.c_str(), text.size());
+        std::string out;
+        {
+          nb::gil_scoped_release release;
+          out = canonical_value(in);
+        }
+        return nb::bytes(out.data(), out.size());
+      },
+      nb::arg("text"),
+      "The core's canonical encoding of a JSON text: equal for two texts iff guided.ir.canonical_json's values are.");
 
   m.def(
       "fill_bitmasks",

@@ -195,6 +195,12 @@ class XmlGrammar : public std::enable_shared_from_this<XmlGrammar> {
   }
 
   static bool finished(const XmlConfig& c) { return c.cfg.stack == nullptr; }  // after end of sequence
+  // After end of sequence: the CFG part finished, the rest kept as it was.
+  static XmlConfig after_end(const XmlConfig& c) {
+    XmlConfig done = c;
+    done.cfg = Config{};
+    return done;
+  }
 
   bool accepts_end(const XmlConfig& c) { return c.names->parent == nullptr && cfg_->accepts_end(c.cfg); }
 
@@ -406,25 +412,7 @@ class XmlMatcher : public HistoryMatcher<XmlGrammar, XmlConfig, XmlMatcher> {
  public:
   using HistoryMatcher::HistoryMatcher;
 
-  void advance(int64_t token) override {
-    const XmlConfig& c = history_.back();
-    const TokenTrie& trie = g_->trie();
-    if (trie.is_eos(token)) {
-      if (c.cfg.stack != nullptr && !g_->accepts_end(c))
-        violation("end of sequence is not allowed here: the XML is incomplete (after " + std::to_string(num_tokens()) +
-                  " tokens)");
-      XmlConfig done = c;
-      done.cfg = Config{};
-      push(std::move(done));
-      return;
-    }
-    if (c.cfg.stack == nullptr) violation("token " + std::to_string(token) + " after end of sequence");
-    XmlConfig next = c;
-    if (!g_->walk(next, trie.text(token, num_tokens())))
-      violation("token " + std::to_string(token) + " leaves well-formed XML after " + std::to_string(num_tokens()) +
-                " tokens");
-    push(std::move(next));
-  }
+  void advance(int64_t token) override { advance_walking(token, "the XML is incomplete", "leaves well-formed XML"); }
 
   Words budget_words(int64_t) const override { throw std::logic_error("budget masks of XML are not native yet"); }
 };

@@ -1,6 +1,7 @@
 """Fuzz target for the native core (atheris over the Python API): random vocabularies, random and
-often malformed IR (byte DFAs, LALR tables, XML's matched names, item counts), random token sequences, rollbacks, copies
-and bitmask buffers; the compile path's automaton kernels (trim, products, subset construction, minimisation) on random
+often malformed IR (byte DFAs, LALR tables, Earley right-hand sides, XML's matched names, item counts, unique items), random token sequences,
+rollbacks, copies and bitmask buffers; the core's canonical JSON values against `guided.ir.canonical_json` on random
+JSON-like texts; the compile path's automaton kernels (trim, products, subset construction, minimisation) on random
 and malformed automata.  Every outcome must be a mask or a clean Python exception (a `guided.GuidedError`,
 ``ValueError``, ``IndexError`` or ``TypeError``): never a crash, a hang or a sanitizer report.
 
@@ -84,6 +85,26 @@ def random_tables(src: Source, n_terms: int, sound: bool):
     return actions, gotos, rules, n_nt, n_states
 
 
+def random_earley(src: Source, n_terms: int, rules: list, n_nt: int, sound: bool):
+    """Rule 10's right-hand sides of ``rules`` ((lhs, length) rows) as CSR (offsets, symbols), terminals
+    more often than nonterminals so that some grammars can finish; unsound: a symbol or an offset
+    out of range, or one offset missing."""
+    offsets, symbols = [0], []
+    for _, length in rules:
+        for _ in range(max(length, 0)):
+            symbols.append(src.int(0, n_terms - 1) if src.chance(60) else ~src.int(0, n_nt - 1))
+        offsets.append(len(symbols))
+    if not sound and src.chance(60):
+        which = src.int(0, 2)
+        if which == 0 and symbols:
+            symbols[src.int(0, len(symbols) - 1)] = src.int(-n_nt - 3, n_terms + 3)
+        elif which == 1:
+            offsets[src.int(0, len(offsets) - 1)] = src.int(-1, len(symbols) + 2)
+        else:
+            offsets.pop()
+    return np.array(offsets, np.int64), np.array(symbols, np.int32)
+
+
 def random_counts(src: Source, n_states: int, n_rules: int, sound: bool):
     """`counts_grammar`'s arguments: each state open (random bounds), separator, close or plain."""
     bounds, separators, closes = [], [], []
@@ -101,6 +122,45 @@ def random_counts(src: Source, n_states: int, n_rules: int, sound: bool):
         [bounds, separators, closes, rules][src.int(0, 3)].append(
             (src.int(-2, n_states + 2), src.int(-2, 3), src.int(-2, 3)) if src.chance(25) else src.int(-2, n_states + 2))
     return bounds, rules, separators, closes
+
+
+def random_unique(src: Source, n_states: int, n_rules: int, sound: bool):
+    """`unique_grammar`'s arguments: random open states and item rules, a small completions limit."""
+    states = [s for s in range(n_states) if src.chance(30)]
+    rules = [r for r in range(n_rules) if src.chance(50)]
+    limit = src.int(0, 8)
+    if not sound and src.chance(50):
+        which = src.int(0, 2)
+        if which == 0:
+            states.append(src.int(-2, n_states + 2))
+        elif which == 1:
+            rules.append(src.int(-2, n_rules + 2))
+        else:
+            limit = src.int(-3, -1)
+    return states, rules, limit
+
+
+JSONISH = b'[]{}",:0123456789.eE-+ \\tfalsenrunNIuA\xc3\xa9\xed\xa0\x00'
+
+
+def canonical_values(core, src: Source) -> None:
+    """Two JSON-like texts (the second often the first slightly changed): the core's canonical values
+    are equal exactly where `canonical_json`'s are (where Decimal can read the numbers)."""
+    import decimal
+
+    from guided.ir import canonical_json
+
+    a = bytes(JSONISH[src.int(0, len(JSONISH) - 1)] for _ in range(src.int(0, 24)))
+    if src.chance(60) and a:
+        i = src.int(0, len(a) - 1)
+        b = a[:i] + bytes([JSONISH[src.int(0, len(JSONISH) - 1)]]) + a[i + (1 if src.chance(50) else 0):]
+    else:
+        b = bytes(JSONISH[src.int(0, len(JSONISH) - 1)] for _ in range(src.int(0, 24)))
+    try:
+        python = canonical_json(a) == canonical_json(b)
+    except decimal.InvalidOperation:  # an exponent past Decimal's range: Python has no answer
+        return
+    assert (core.canonical_value(a) == core.canonical_value(b)) == python, (a, b)
 
 
 def csr(rows):
@@ -216,6 +276,9 @@ def one_input(src: Source) -> None:
     if src.chance(20):
         automaton_kernels(core, src, alphabet, sound)
         return
+    if src.chance(10):
+        canonical_values(core, src)
+        return
     try:
         if src.chance(30):
             table, accepting, initial = random_dfa(src, alphabet, sound)
@@ -230,6 +293,19 @@ def one_input(src: Source) -> None:
             ao, asym, aval = csr(actions)
             go, gsym, gval = csr(gotos)
             ignore = [t for t in range(n_terms) if src.chance(20)]
+            if src.chance(30):  # parsed by Earley (rule 10): the tables' rules with right-hand sides
+                if sound:
+                    rules[0] = (0, rules[0][1])  # the start symbol has a rule
+                offsets, symbols = random_earley(src, n_terms, rules, n_nt, sound)
+                grammar = core.earley_grammar(
+                    trie, shared, terms, ignore, src.chance(50), [s for s in range(n_states) if src.chance(20)],
+                    ao, asym, aval, go, gsym, gval,
+                    np.array([r[0] for r in rules], np.int32), np.array([r[1] for r in rules], np.int32),
+                    n_nt, src.int(0, n_states - 1), src.int(0, n_states - 1),
+                    [] if sound else [s for s in range(n_states) if src.chance(10)], 0 if sound else src.int(0, 1),
+                    src.int(2, 64), offsets, symbols)
+                exercise(grammar.matcher(), src, len(tokens))
+                return
             grammar = core.cfg_grammar(
                 trie, shared, terms, ignore, src.chance(50), [s for s in range(n_states) if src.chance(20)],
                 ao, asym, aval, go, gsym, gval,
@@ -244,6 +320,8 @@ def one_input(src: Source) -> None:
                 grammar = core.xml_grammar(grammar, risk, *(src.int(lo, hi) for _ in range(5)), src.chance(70))
             elif src.chance(40):  # item counts over it (rule 12), on random states and rules
                 grammar = core.counts_grammar(grammar, *random_counts(src, n_states, len(rules), sound))
+            elif src.chance(50):  # unique items over it (rule 9), on random states and rules
+                grammar = core.unique_grammar(grammar, *random_unique(src, n_states, len(rules), sound))
     except EXPECTED:
         return
     try:
@@ -254,8 +332,8 @@ def one_input(src: Source) -> None:
 
 
 def main() -> None:
-    global one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, random_rules
-    global automaton_kernels
+    global one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, random_rules, random_earley
+    global automaton_kernels, random_unique, canonical_values
     if "--replay" in sys.argv:
         n = int(sys.argv[sys.argv.index("--replay") + 1])
         for seed in range(n):
@@ -266,8 +344,9 @@ def main() -> None:
 
     # Coverage of this harness's branches (which inputs were refused where) guides the fuzzer;
     # the core itself is compiled by gcc without coverage hooks, with the sanitizers.
-    for fn in (one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, random_rules, automaton_kernels,
-               Source.int, Source.chance):
+    for fn in (one_input, exercise, random_dfa, random_tables, random_counts, random_nfa, random_rules, random_earley,
+               automaton_kernels,
+               random_unique, canonical_values, Source.int, Source.chance):
         atheris.instrument_func(fn)
     atheris.Setup(sys.argv, lambda data: one_input(Source(data)))
     atheris.Fuzz()

@@ -4,8 +4,9 @@ A flat schema has no in-place applicator left (``$ref``, ``allOf``, ``anyOf``, `
 ``if``/``then``/``else``, dependencies): they are resolved, merged (``allOf`` as intersection of
 keywords), distributed (unions) and negated (De Morgan) here, so that the rule emitter sees only
 keywords it can turn into grammar rules directly.  Subschemas under ``properties``, ``items`` and
-the like stay raw: they are normalised when the emitter reaches them.  The scalar part of a flat
-schema is read into a terminal description (`Normaliser.scalar_key`) for the terminal builder.
+the like stay raw: they are normalised when the emitter reaches them.  What the emitter reads of a
+flat schema is typed: its object and array keywords as `ObjectPart` and `ArrayPart`, its scalar
+part as a terminal description (`Normaliser.scalar_key`) for the terminal builder.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from guided.frontends.jsonschema._exact import exact_validator_class
 from guided.frontends.jsonschema._formats import DRAFT3_UNENFORCED, FORMATS, UNENFORCED
 from guided.frontends.jsonschema.errors import InvalidSchema, SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.options import Options
-from guided.frontends.jsonschema.terminals import BOOLEAN, NULL, Terminals
+from guided.frontends.jsonschema.terminals import BOOLEAN, NULL, IntegerRange, NumberRange, StringSpec, Terminals
 from guided.ir import dfa_ops as _dfa
 
 if TYPE_CHECKING:
@@ -60,25 +61,6 @@ KNOWN = STRING_KW | NUMBER_KW | OBJECT_KW | ARRAY_KW | {
     "$dynamicRef", "$recursiveRef"} | ANNOTATIONS
 
 ANY = object()  # marker: the unconstrained values of a scalar type (`Normaliser.scalar_key`)
-
-SOME = "$guided:someKey"
-"""A flat schema's own keyword (never in a user's schema: ``$`` names are the specification's):
-a tuple of `SomeKey`, each a key the object must have; what negating ``additionalProperties``,
-``patternProperties`` or ``propertyNames`` leaves."""
-
-
-DEPENDS = "$guided:dependentRequired"
-"""A flat schema's own keyword (``property_order="any"`` only): a tuple of ``(name, names)``, each
-an object with key ``name`` must also have every key of ``names`` (``dependentRequired``, and
-draft 7's ``dependencies`` with a list).  The any-order object rules know which keys are written,
-so they check it where the object closes; otherwise it is a union of "absent" and "present"
-objects, whose keys overlap."""
-
-CONTAINS_FROM = "$guided:containsFrom"
-"""A flat schema's own keyword: ``(n, schema)``, its ``contains`` counts only the items from
-position ``n`` on (what negating the items after a tuple leaves); ``schema`` is the same
-constraint as a plain JSON Schema."""
-
 
 @dataclass(frozen=True, eq=False)
 class SomeKey:
@@ -188,7 +170,9 @@ class Flat(Mapping[str, Any]):
     came from, and what ``allOf`` and ``not`` added that one keyword cannot hold.
 
     It reads as the mapping of its keywords (``flat.get("minimum")``); it is never changed (the
-    passes make new ones).  Property and item subschemas in ``keywords`` are raw schemas.
+    passes make new ones).  Property and item subschemas in ``keywords`` are raw schemas.  The
+    rule emitter reads its object and array keywords as typed parts (`object_part`,
+    `array_part`), its scalar ones as terminal descriptions (`Normaliser.scalar_key`).
     """
 
     keywords: Mapping[str, Any]
@@ -197,6 +181,17 @@ class Flat(Mapping[str, Any]):
     patterns: tuple[str, ...] = ()  # further ``pattern``s (from allOf branches): all must match
     formats: tuple[str, ...] = ()  # further ``format``s, likewise
     negated: tuple[Flat, ...] = ()  # scalar schemas the value must not match (from ``not``)
+    # Keys the object must have, each in a region of keys (what negating additionalProperties,
+    # patternProperties or propertyNames leaves).
+    witnesses: tuple[SomeKey, ...] = ()
+    # (name, names): an object with key ``name`` also has every key of ``names`` (dependentRequired,
+    # and draft 7's dependencies with a list), property_order="any" only: the any-order object
+    # rules know which keys are written, so they check it where the object closes; otherwise it is
+    # a union of "absent" and "present" objects, whose keys overlap.
+    depends: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # (n, schema): ``contains`` counts only the items from position n on (what negating the items
+    # after a tuple leaves); ``schema`` is the same constraint as a plain JSON Schema.
+    contains_from: tuple[int, dict] | None = None
 
     # The mapping methods go straight to the keywords' dict: normalising reads them in its
     # innermost loops, where the generic `Mapping` ones (through __getitem__) cost 8% of compile time.
@@ -226,11 +221,104 @@ class Flat(Mapping[str, Any]):
 
     def with_keywords(self, keywords: Mapping[str, Any]) -> Flat:
         """The same flat schema with other keywords."""
-        return Flat(keywords, self.resolver, self.pointer, self.patterns, self.formats, self.negated)
+        return replace(self, keywords=keywords)
 
     def without(self, *names: str) -> Flat:
         """The same flat schema less some keywords."""
         return self.with_keywords({k: v for k, v in self.keywords.items() if k not in names})
+
+    @property
+    def enumerated(self) -> bool:
+        """Whether it lists its values (``enum`` or ``const``): the emitter writes each one."""
+        return "enum" in self.keywords or "const" in self.keywords
+
+    @property
+    def declared_types(self) -> set[str]:
+        """The type names its ``type`` keyword lists (none without one; `Normaliser.types_of`
+        says which types its values may have)."""
+        declared = self.keywords.get("type")
+        if declared is None:
+            return set()
+        return set(declared if isinstance(declared, list) else [declared])
+
+    def object_part(self) -> ObjectPart:
+        """Its object keywords, read once (see `ObjectPart`)."""
+        props = self.keywords.get("properties", {})
+        if not isinstance(props, dict):
+            raise UnsupportedSchema(self.pointer, "properties", "must be an object")
+        max_p = self.keywords.get("maxProperties")
+        return ObjectPart(
+            properties=props,
+            required=tuple(dict.fromkeys(self.keywords.get("required", []))),
+            pattern_properties=self.keywords.get("patternProperties", {}) or {},
+            additional=self.keywords.get("additionalProperties"),
+            property_names=self.keywords.get("propertyNames"),
+            min_properties=int(self.keywords.get("minProperties", 0)),
+            max_properties=int(max_p) if max_p is not None else None,
+            witnesses=self.witnesses,
+            depends=self.depends)
+
+    def array_part(self) -> ArrayPart:
+        """Its array keywords, read once (see `ArrayPart`)."""
+        kw = self.keywords
+        items = kw.get("items", True)
+        prefix = kw.get("prefixItems", [])
+        if isinstance(items, list):  # draft 4-2019 tuple form
+            prefix, items = items, kw.get("additionalItems", True)
+        max_i = kw.get("maxItems")
+        contains = kw.get("contains")
+        max_c = kw.get("maxContains") if contains is not None else None
+        return ArrayPart(
+            prefix=tuple(prefix),
+            items=items,
+            min_items=int(kw.get("minItems", 0)),
+            max_items=int(max_i) if max_i is not None else None,
+            unique=kw.get("uniqueItems") is True,
+            contains=contains,
+            min_contains=int(kw.get("minContains", 1)) if contains is not None else 1,
+            max_contains=int(max_c) if max_c is not None else None,
+            contains_from=self.contains_from[0] if self.contains_from is not None else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPart:
+    """The object keywords of a flat schema, as the rule emitter builds an object from them.
+
+    Subschemas stay raw (the emitter normalises each when it reaches it).  Absent keywords are
+    read as the specification reads them, except ``additional``: None when absent, since the
+    emitter's ``closed`` option decides what an absent one means.
+    """
+
+    properties: Mapping[str, Any]  # name -> schema, in schema order (the order the output follows)
+    required: tuple[str, ...]  # without repeats, in order
+    pattern_properties: Mapping[str, Any]  # pattern -> schema
+    additional: Any  # additionalProperties, None when absent
+    property_names: Any  # the propertyNames schema, None when absent
+    min_properties: int
+    max_properties: int | None
+    witnesses: tuple[SomeKey, ...]  # keys the object must have (`Flat.witnesses`)
+    depends: tuple[tuple[str, tuple[str, ...]], ...]  # (name, names it needs), `Flat.depends`
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayPart:
+    """The array keywords of a flat schema, as the rule emitter builds an array from them: the
+    tuple form of drafts 4 to 2019-09 (``items`` an array, then ``additionalItems``) and 2020-12's
+    (``prefixItems``, then ``items``) read alike.  Subschemas stay raw."""
+
+    prefix: tuple[Any, ...]  # the schemas of the first items, position by position
+    items: Any  # the schema of every item after them (True: any value)
+    min_items: int
+    max_items: int | None
+    unique: bool  # uniqueItems is true
+    contains: Any  # the contains schema, None when absent
+    min_contains: int  # (1 when contains is absent)
+    max_contains: int | None
+    contains_from: int  # contains counts the items from this position on (`Flat.contains_from`)
+
+    def without_contains(self) -> ArrayPart:
+        """The same array keywords less ``contains`` (and its counts)."""
+        return replace(self, contains=None, min_contains=1, max_contains=None)
 
 
 # Drafts before 7 have no if/then/else: there they are unknown keywords, which constrain nothing
@@ -418,7 +506,7 @@ class Normaliser:
                                     self.flat(dep, resolver, dptr, depth + 1), ptr)
             alts = self.conj(alts, absent + present, ptr)
         if required_deps:
-            alts = self.conj(alts, [Flat({DEPENDS: tuple(required_deps)}, resolver, ptr)], ptr)
+            alts = self.conj(alts, [Flat({}, resolver, ptr, depends=tuple(required_deps))], ptr)
         return alts
 
     def lookup(self, resolver, ref: str, ptr: str):
@@ -662,7 +750,9 @@ class Normaliser:
         return out
 
     def negate_object(self, f: Flat, ptr: str) -> list:
-        obj = lambda **kw: Flat({"type": "object", **kw}, f.resolver, ptr)  # noqa: E731
+        def obj(witnesses: tuple[SomeKey, ...] = (), **kw: Any) -> Flat:
+            return Flat({"type": "object", **kw}, f.resolver, ptr, witnesses=witnesses)
+
         if "enum" in f or "const" in f:
             # the objects among the values the schema allows, each ruled out: a key missing, a
             # key with another value, or a key beyond the value's (a witness key)
@@ -676,8 +766,8 @@ class Normaliser:
                         other.append(obj(properties={**same, k: False}, required=list(same)))
                         other.append(obj(properties={**same, k: {"not": {"const": v}}}, required=[*same, k]))
                         same[k] = {"const": v}
-                    other.append(obj(properties=same, required=list(same),
-                                     **{SOME: (SomeKey("additional", False, tuple(value)),)}))
+                    other.append(obj((SomeKey("additional", False, tuple(value)),), properties=same,
+                                     required=list(same)))
                     out = self.conj(out, other, ptr)
             return out
         out = []
@@ -687,17 +777,17 @@ class Normaliser:
             if sub is True or sub == {}:
                 continue
             out.append(obj(required=[k], properties={k: {"not": sub}}))
-        for name, needed in f.get(DEPENDS, ()):  # the key without one of the keys it needs
+        for name, needed in f.depends:  # the key without one of the keys it needs
             out.extend(obj(required=[name], properties={k: False}) for k in needed if k != name)
         if f.get("minProperties", 0) > 0:
             out.append(obj(maxProperties=int(f["minProperties"]) - 1))
         if f.get("maxProperties") is not None:
             out.append(obj(minProperties=int(f["maxProperties"]) + 1))
-        if SOME in f:
+        if f.witnesses:
             self.unsupported(ptr, "not", "negating a negated 'additionalProperties', 'patternProperties' or "
                                          "'propertyNames' is not supported")
         # Some key whose value fails its schema (or whose name fails propertyNames): the
-        # emitter's object rules carry a flag for the witness key (`SOME`).
+        # emitter's object rules carry a flag for the witness key (`Flat.witnesses`).
         props = f.get("properties") or {}
         patterns = f.get("patternProperties") or {}
         additional = f.get("additionalProperties", True)
@@ -710,13 +800,15 @@ class Normaliser:
         names = f.get("propertyNames", True)
         if names is not True and names != {}:
             some.append(SomeKey("names", names))
-        out.extend(obj(**{SOME: (sk,)}) for sk in some)
+        out.extend(obj((sk,)) for sk in some)
         if "unevaluatedProperties" in f and f["unevaluatedProperties"] not in (True, {}):
             self.unsupported(ptr, "not", "negating 'unevaluatedProperties' is not supported")
         return out
 
     def negate_array(self, f: Flat, ptr: str) -> list:
-        arr = lambda **kw: Flat({"type": "array", **kw}, f.resolver, ptr)  # noqa: E731
+        def arr(**kw: Any) -> Flat:
+            return Flat({"type": "array", **kw}, f.resolver, ptr)
+
         if "enum" in f or "const" in f:
             # the arrays among the values the schema allows, each ruled out at the first position
             # where it differs: an end, another item, or more items (disjoint alternatives, told
@@ -761,13 +853,13 @@ class Normaliser:
             if prefix:
                 rest_key = "additionalItems" if prefix_key == "items" else "items"
                 plain = {"not": {prefix_key: [True] * len(prefix), rest_key: rest}}
-                out.append(arr(**{prefix_key: list(prefix), "minItems": len(prefix) + 1, "contains": {"not": rest},
-                                  CONTAINS_FROM: (len(prefix), plain)}))
+                out.append(replace(arr(**{prefix_key: list(prefix), "minItems": len(prefix) + 1,
+                                          "contains": {"not": rest}}), contains_from=(len(prefix), plain)))
             else:
                 out.append(arr(contains={"not": rest}))
         # contains: fewer matching items than minContains (none: every item fails it), or more
         # than maxContains
-        if CONTAINS_FROM in f:
+        if f.contains_from is not None:
             self.unsupported(ptr, "not", "negating a negated 'items' after a tuple is not supported")
         elif "contains" in f:
             contains = f["contains"]
@@ -840,8 +932,6 @@ class Normaliser:
                     props[name] = {"allOf": [props[name], s]} if name in props else s
                 # keys of b not described by a fall under a's additionalProperties (and vice versa)
                 out[k] = props
-            elif k in (SOME, DEPENDS):
-                out[k] = tuple(va) + tuple(vb)
             elif k == "items" and (isinstance(va, list) or isinstance(vb, list)):
                 # draft 4-2019 tuples: position by position, then the rest
                 rest_a = ak.get("additionalItems", True) if isinstance(va, list) else va
@@ -850,10 +940,9 @@ class Normaliser:
                 out[k] = [{"allOf": [va[i] if isinstance(va, list) and i < len(va) else rest_a,
                                      vb[i] if isinstance(vb, list) and i < len(vb) else rest_b]} for i in range(n)]
                 out["additionalItems"] = {"allOf": [rest_a, rest_b]}
-            elif k == CONTAINS_FROM and not json_equal(va, vb):
-                self.unsupported(ptr, "contains", "cannot combine the negations of two item tuples' rest in allOf")
             elif k == "contains" and not json_equal(va, vb) and \
-                    any(c in ak or c in bk for c in ("minContains", "maxContains", CONTAINS_FROM)):
+                    (any(c in ak or c in bk for c in ("minContains", "maxContains"))
+                     or a.contains_from is not None or b.contains_from is not None):
                 # counted: one count of items matching both is not two counts
                 self.unsupported(ptr, k, "cannot combine two different 'contains' keywords in allOf where one is "
                                          "counted (minContains/maxContains, or only after an item tuple)")
@@ -873,6 +962,9 @@ class Normaliser:
                 pass  # equal, an annotation, or an unknown keyword (which constrains nothing)
             else:
                 self.unsupported(ptr, k, f"cannot combine two '{k}' keywords in allOf")
+        contains_from = a.contains_from if a.contains_from is not None else b.contains_from
+        if a.contains_from is not None and b.contains_from is not None and a.contains_from != b.contains_from:
+            self.unsupported(ptr, "contains", "cannot combine the negations of two item tuples' rest in allOf")
         for lower in (True, False):
             self.merge_bounds(a, b, out, lower)
         # cross-object keys: properties of one side under the other's additionalProperties
@@ -897,7 +989,7 @@ class Normaliser:
         if "prefixItems" in bk and "prefixItems" not in ak and "items" in ak:
             out["prefixItems"] = [{"allOf": [x, ak["items"]]} for x in bk["prefixItems"]]
         return Flat(out, a.resolver, a.pointer, tuple(patterns + list(b.patterns)), tuple(formats + list(b.formats)),
-                    a.negated + b.negated)
+                    a.negated + b.negated, a.witnesses + b.witnesses, a.depends + b.depends, contains_from)
 
     def bounds(self, flat: Flat, lower: bool) -> list[tuple[Decimal, bool]]:
         """The (value, exclusive) bounds on one side, read as the schema's draft reads them.
@@ -1010,7 +1102,7 @@ class Normaliser:
                 return None
             if not pats and not fmts and min_len == 0 and max_len is None:
                 return ANY
-            return ("string", (tuple(pats), min_len, max_len, tuple(sorted(set(fmts))), ()))
+            return ("string", StringSpec(tuple(pats), min_len, max_len, tuple(sorted(set(fmts)))))
         if t == "number":
             is_int = "number" not in types and "integer" in types
             if not ({"number", "integer"} & types):
@@ -1035,12 +1127,11 @@ class Normaliser:
             if is_int:
                 ilo = None if lo is None else (math.floor(lo) + 1 if lo_x else math.ceil(lo))
                 ihi = None if hi is None else (math.ceil(hi) - 1 if hi_x else math.floor(hi))
-                return ("int", ilo, ihi, mult, self.opts.int_fraction)
+                return ("int", IntegerRange(ilo, ihi, mult, self.opts.int_fraction))
             if lo is None and hi is None and mult is None:
                 return ANY
-            if mult is not None and mult[1] == 0 and mult[0] >= 1 and False:
-                pass
-            return ("num", None if lo is None else str(lo), lo_x, None if hi is None else str(hi), hi_x, mult)
+            return ("num", NumberRange(None if lo is None else str(lo), lo_x, None if hi is None else str(hi), hi_x,
+                                       mult))
         return None
 
     def enum_kept(self, flat: Flat) -> list:
@@ -1051,7 +1142,8 @@ class Normaliser:
         if not isinstance(values, list):
             raise UnsupportedSchema(ptr, "enum", "must be an array")
         others = {k: v for k, v in flat.items() if k not in ("enum", "const") and k not in ANNOTATIONS}
-        extra = flat.patterns or flat.formats or flat.negated
+        extra = (flat.patterns or flat.formats or flat.negated or flat.witnesses or flat.depends
+                 or flat.contains_from is not None)
         # `jsonschema` reads formats as annotations; asserted ones are checked here, by the same
         # automata a string with that format compiles to.
         formats = ([flat["format"]] if isinstance(flat.get("format"), str) else []) + list(flat.formats)
@@ -1069,7 +1161,7 @@ class Normaliser:
             keep = [v for v in keep if valid(v)]
         if asserted:
             keep = [v for v in keep if not isinstance(v, str) or all(
-                self.terminals.bare(("string", ((), 0, None, (f,), ()))).fullmatch(
+                self.terminals.bare(("string", StringSpec(formats=(f,)))).fullmatch(
                     json.dumps(v, ensure_ascii=False).encode()) for f in asserted)]
         return keep
 
@@ -1101,12 +1193,12 @@ def _accepts_resolver(cls) -> bool:
 def plain_schema(flat: Flat) -> dict:
     """A flat schema back as a plain JSON Schema (for the jsonschema validator)."""
     out = dict(flat.keywords)
-    all_of: list[dict] = [sk.plain() for sk in out.pop(SOME, ())]
+    all_of: list[dict] = [sk.plain() for sk in flat.witnesses]
     # in every draft's words (draft 7 has no dependentRequired, 2020-12 no list dependencies)
     all_of.extend({"anyOf": [{"not": {"required": [name]}}, {"required": list(needed)}]}
-                  for name, needed in out.pop(DEPENDS, ()))
-    if CONTAINS_FROM in out:
-        all_of.append(out.pop(CONTAINS_FROM)[1])
+                  for name, needed in flat.depends)
+    if flat.contains_from is not None:
+        all_of.append(flat.contains_from[1])
         out.pop("contains", None)
     all_of.extend({"pattern": p} for p in flat.patterns)
     all_of.extend({"format": f} for f in flat.formats)

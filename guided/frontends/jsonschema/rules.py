@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from guided.errors import GuidedError, LimitExceeded, RegexError
 from guided.frontends.jsonschema import _strings
@@ -27,9 +27,7 @@ from guided.frontends.jsonschema.errors import SchemaTooLarge, UnsupportedSchema
 from guided.frontends.jsonschema.normalise import (
     ANNOTATIONS,
     ANY,
-    CONTAINS_FROM,
-    DEPENDS,
-    SOME,
+    ArrayPart,
     Flat,
     NamePattern,
     Normaliser,
@@ -44,6 +42,7 @@ from guided.frontends.jsonschema.terminals import (
     BOOLEAN,
     NULL,
     Description,
+    StringSpec,
     Terminals,
     key_type,
     number_key,
@@ -243,7 +242,7 @@ class RuleEmitter:
 
     def flat_value(self, flat: Flat) -> tuple[list, list]:
         """(terminal descriptions, nonterminal symbols) for one flat schema."""
-        if "enum" in flat or "const" in flat:
+        if flat.enumerated:
             return self.finite(flat)
         types = self.n.types_of(flat)
         nots = flat.negated
@@ -281,7 +280,7 @@ class RuleEmitter:
         types = self.n.types_of(a) & ({"number", "integer"} if t == "number" else {t})
         if not types:
             return None
-        if "enum" in a or "const" in a:  # the values are checked against the negations too
+        if a.enumerated:  # the values are checked against the negations too
             tk, _ = self.finite(a)
             keys = [k for k in tk if key_type(k) == t]
             if not keys:
@@ -306,8 +305,7 @@ class RuleEmitter:
         ptr = flat.pointer
         keep = self.n.enum_kept(flat)
         # Under drafts 3 and 4 a value typed "integer" (not "number") may not be written 1.0.
-        declared = flat.get("type")
-        declared = set(declared if isinstance(declared, list) else [declared])
+        declared = flat.declared_types
         integer_only = not self.opts.int_fraction and "integer" in declared and "number" not in declared
         terms: list[Description] = []
         nts: list[str] = []
@@ -406,26 +404,23 @@ class RuleEmitter:
 
     def object_value(self, flat: Flat) -> str | None:
         g, ptr, res = self.g, flat.pointer, flat.resolver
-        props_schema = flat.get("properties", {})
-        if not isinstance(props_schema, dict):
-            raise UnsupportedSchema(ptr, "properties", "must be an object")
-        required = list(dict.fromkeys(flat.get("required", [])))
-        patterns = flat.get("patternProperties", {}) or {}
-        additional = flat.get("additionalProperties", None)
+        part = flat.object_part()
+        props_schema = part.properties
+        required = list(part.required)
+        patterns = part.pattern_properties
+        additional = part.additional
         # Closed by the option (generation's default), an object still holds the keys its schema
         # names: a required key without a property schema takes any value (else nothing fits).
         named_any = additional is None and self.opts.closed
         if additional is None:
             additional = False if self.opts.closed else True
         names = list(props_schema)
-        depends = flat.get(DEPENDS, ())
+        depends = part.depends
         for r in required + [n for name, needed in depends for n in (name, *needed)]:
             if r not in names:
                 names.append(r)
-        pnames = flat.get("propertyNames")
-        min_p = int(flat.get("minProperties", 0))
-        max_p = flat.get("maxProperties")
-        max_p = int(max_p) if max_p is not None else None
+        pnames = part.property_names
+        min_p, max_p = part.min_properties, part.max_properties
         if max_p is not None and max_p < min_p:
             return None
         compiled_patterns = [NamePattern(p, self.opts.max_states) for p in patterns]
@@ -433,7 +428,7 @@ class RuleEmitter:
         # propertyNames): the rules carry a flag per witness, set by a key of its region whose
         # value matches `SomeKey.value`; the region's other keys match `SomeKey.other` (so that
         # the cases never overlap).  The object closes only once every flag is set.
-        some = flat.get(SOME, ())
+        some = part.witnesses
         if len(some) > MAX_WITNESSES:
             self.n.unsupported(ptr, "not", f"more than {MAX_WITNESSES} negated 'additionalProperties', "
                                            f"'patternProperties' or 'propertyNames' on one object")
@@ -469,8 +464,7 @@ class RuleEmitter:
                     parts.append(patterns[p])
             if not parts:
                 parts.append(True if named_any else additional)
-            if pnames is not None and not self.n.validates(name, pnames if not isinstance(pnames, dict) else pnames,
-                                                         res):
+            if pnames is not None and not self.n.validates(name, pnames, res):
                 parts.append(False)
             sub_ptr = f"{ptr}/properties/{_esc(name)}"
             inside = [j for j, wit in enumerate(witnesses) if wit.contains(name)]
@@ -500,7 +494,7 @@ class RuleEmitter:
         if extras_allowed and (max_p is None or max_p > 0):
             pattern_keys = []
             for p, sub in patterns.items():
-                k: Description = ("string", ((p,), 0, None, (), defined_names))
+                k: Description = ("string", StringSpec(patterns=(p,), excluded=defined_names))
                 try:
                     self.t.bare(k, ptr)
                 except RegexError as exc:
@@ -534,7 +528,7 @@ class RuleEmitter:
                         continue
                     extras.append((("dfa", region), [sub for _, _, sub in in_all], f"{ptr}/patternProperties"))
             if additional is not False:
-                k = ("string", ((), 0, None, (), defined_names))
+                k = ("string", StringSpec(excluded=defined_names))
                 if pn_key is not None:
                     k = ("dfa", _dfa.intersect(self.t.bare(k), self.t.bare(pn_key), self.opts.max_states))
                 for _, pk, _ in pattern_keys:
@@ -621,7 +615,7 @@ class RuleEmitter:
         flags): each defined key can be written once, in any order, with additional keys before,
         between and after them; the object closes once every required one is written.  Exact,
         and 2**n states for n defined properties, hence the bound `MAX_ANY_ORDER`.  ``depends``
-        (`normalise.DEPENDS`) is checked where the object closes: each key written has the keys it
+        (`normalise.Flat.depends`) is checked where the object closes: each key written has the keys it
         needs (a key that cannot be written at all has no bit, and nothing needing it closes).
         """
         g, n = self.g, len(defined)
@@ -681,8 +675,9 @@ class RuleEmitter:
             alts = [replace(a.without("format"), formats=()) for a in alts]
         keys = []
         for a in alts:
-            if "enum" in a or "const" in a:
-                for v in (a["enum"] if "enum" in a else [a["const"]]):
+            values = self.n.finite_values([a])
+            if values is not None:
+                for v in values:
                     if isinstance(v, str) and self.n.validates(v, plain_schema(a), a.resolver):
                         keys.append(("strlit", v))
                 continue
@@ -705,35 +700,31 @@ class RuleEmitter:
             return None
         return union(keys)
 
-    def array_value(self, flat: Flat) -> str | None:
+    def array_value(self, flat: Flat, part: ArrayPart | None = None) -> str | None:
+        """The array symbol of a flat schema (None: no array matches it); ``part``: its array
+        keywords, where the caller changed them (default: `Flat.array_part`)."""
         g, ptr, res = self.g, flat.pointer, flat.resolver
-        items = flat.get("items", True)
-        prefix = flat.get("prefixItems", [])
-        if isinstance(items, list):  # draft 4-2019 tuple form
-            prefix = items
-            items = flat.get("additionalItems", True)
-        min_i = int(flat.get("minItems", 0))
-        max_i = flat.get("maxItems")
-        max_i = int(max_i) if max_i is not None else None
+        part = flat.array_part() if part is None else part
+        prefix, items = part.prefix, part.items
+        min_i, max_i = part.min_items, part.max_items
         if max_i is not None and max_i < min_i:
             return None
         unique = False
-        if flat.get("uniqueItems") is True and (max_i is None or max_i > 1):
-            small = self.unique_array(flat, prefix, items, min_i, max_i)
+        if part.unique and (max_i is None or max_i > 1):
+            small = self.unique_array(flat, part, min_i, max_i)
             if small is not False:
                 return small
-            if "contains" in flat:
+            if part.contains is not None:
                 self.n.unsupported(ptr, "uniqueItems", "uniqueItems together with contains is not supported")
             else:
                 # Checked at run time (`guided.ir.UniqueItems`): each item is wrapped in a rule of
                 # its own, whose reductions the engine compares with the array's earlier items.
                 unique = True
-                max_i = self.unique_bound(flat, prefix, items, max_i)
+                max_i = self.unique_bound(flat, part, max_i)
                 if max_i is not None and max_i < min_i:
                     return None
-        contains = flat.get("contains")
-        if contains is not None:
-            return self.array_contains(flat, prefix, items, min_i, max_i, contains)
+        if part.contains is not None:
+            return self.array_contains(flat, part, min_i, max_i)
         prefix_syms = []
         for i, sub in enumerate(prefix):
             prefix_syms.append(self.one(self.value(sub, res, f"{ptr}/prefixItems/{i}"), ptr))
@@ -772,12 +763,12 @@ class RuleEmitter:
 
         bounded = max_i is not None
         for k in range(0, cap + 1):
-            if bounded and k > max_i:
+            if max_i is not None and k > max_i:
                 break
             lhs = A(k)
             if k >= min_i:
                 g.rule(lhs, (close,), ptr)
-            if bounded and k + 1 > max_i:
+            if max_i is not None and k + 1 > max_i:
                 continue
             sym = prefix_syms[k] if k < len(prefix_syms) else item_sym
             if sym is None:
@@ -853,13 +844,13 @@ class RuleEmitter:
         self.g.counted_arrays.append(counted)
         return arr
 
-    def unique_bound(self, flat, prefix, items, max_i):
+    def unique_bound(self, flat: Flat, part: ArrayPart, max_i: int | None) -> int | None:
         """maxItems for unique items of a finite domain: at most as many items as distinct values,
         so that once every value is used the separator is refused (no dead end there)."""
-        if prefix or items is True:
+        if part.prefix or part.items is True:
             return max_i
         try:
-            alts = self.n.flat(items, flat.resolver, f"{flat.pointer}/items")
+            alts = self.n.flat(part.items, flat.resolver, f"{flat.pointer}/items")
         except GuidedError:
             return max_i
         values: list[Any] = []
@@ -882,13 +873,13 @@ class RuleEmitter:
             return max_i  # too many to count items up to: unbounded (exhausting them is a dead end)
         return len(keep) if max_i is None else min(max_i, len(keep))
 
-    def unique_array(self, flat, prefix, items, min_i, max_i):
+    def unique_array(self, flat: Flat, part: ArrayPart, min_i: int, max_i: int | None) -> str | Literal[False]:
         """uniqueItems over a finite set of scalar item values: track the subset used (False: not applicable)."""
         g, ptr, res = self.g, flat.pointer, flat.resolver
-        if prefix or "contains" in flat or items is True:
+        if part.prefix or part.contains is not None or part.items is True:
             return False
         try:
-            alts = self.n.flat(items, res, f"{ptr}/items")
+            alts = self.n.flat(part.items, res, f"{ptr}/items")
         except GuidedError:
             return False
         values = self.n.finite_values(alts) if alts else None
@@ -936,14 +927,13 @@ class RuleEmitter:
         g.rule(arr, (g.term(("lit", b"[")), A(0)), ptr)
         return arr
 
-    def array_contains(self, flat, prefix, items, min_i, max_i, contains):
-        """``contains``: each item (of ``prefix``, then ``items``) split into those that match it
+    def array_contains(self, flat: Flat, part: ArrayPart, min_i: int, max_i: int | None) -> str | None:
+        """``contains``: each item (of the prefix, then the rest) split into those that match it
         and those that do not (its negation), counted in the array chain."""
         g, ptr, res = self.g, flat.pointer, flat.resolver
         cptr = f"{ptr}/contains"
-        min_c = int(flat.get("minContains", 1))
-        max_c = flat.get("maxContains")
-        max_c = int(max_c) if max_c is not None else None
+        prefix, items, contains = part.prefix, part.items, part.contains
+        min_c, max_c = part.min_contains, part.max_contains
         contains_alts = self.n.flat(contains, res, cptr)
         saved = self.opts.lenient
         self.opts.lenient = False
@@ -952,9 +942,9 @@ class RuleEmitter:
         except (UnsupportedSchema, SchemaTooLarge) as exc:
             self.opts.lenient = saved
             if min_c == 0 and max_c is None:
-                return self.array_value(flat.without("contains"))
+                return self.array_value(flat, part.without_contains())
             self.n.unsupported(cptr, "contains", f"the items that do not match 'contains' cannot be expressed ({exc})")
-            return self.array_value(flat.without("contains"))
+            return self.array_value(flat, part.without_contains())
         finally:
             self.opts.lenient = saved
 
@@ -965,7 +955,7 @@ class RuleEmitter:
                     self.one(self.alts_symbols(self.n.conj(alts, not_contains, cptr), cptr), cptr))
 
         # position by position through prefixItems (each counts when it matches contains), then the rest
-        count_from = flat.get(CONTAINS_FROM, (0, None))[0]
+        count_from = part.contains_from
         positions = [split(sub, f"{ptr}/prefixItems/{i}") if i >= count_from else
                      (None, self.one(self.value(sub, res, f"{ptr}/prefixItems/{i}"), ptr))
                      for i, sub in enumerate(prefix)]
@@ -1035,13 +1025,13 @@ class SomeRegion:
     def __init__(self, some: SomeKey, emitter: RuleEmitter, res, ptr: str):
         self.some, self.emitter, self.res, self.ptr = some, emitter, res, ptr
         t, max_states = emitter.t, emitter.opts.max_states
-        any_key: Description = ("string", ((), 0, None, (), ()))
+        any_key: Description = ANY_STRING
         if some.kind == "additional":
-            key: Description = ("string", ((), 0, None, (), tuple(sorted(set(some.names)))))
+            key: Description = ("string", StringSpec(excluded=tuple(sorted(set(some.names)))))
             for p in some.patterns:
-                key = ("minus", key, ("string", ((p,), 0, None, (), ())))
+                key = ("minus", key, ("string", StringSpec(patterns=(p,))))
         elif some.kind == "pattern":
-            key = ("string", ((some.patterns[0],), 0, None, (), ()))
+            key = ("string", StringSpec(patterns=(some.patterns[0],)))
         else:
             allowed = emitter.key_content(some.schema, res, f"{ptr}/propertyNames", formats=False)
             key = any_key if allowed is None else ("minus", any_key, allowed)

@@ -2,9 +2,8 @@
 `ByteDFA`, cached across schemas by description.
 
 A description names a lexeme class, never a schema: ``("lit", b"null")``, ``("alt", (b"true",
-b"false"))``, ``("strlit", text)``, ``("string", (patterns, min_len, max_len, formats,
-excluded_literals))``, ``("key", description)`` (a key with its colon), ``("int", lo, hi, mult,
-fraction)``, ``("num", lo, lo_exclusive, hi, hi_exclusive, mult)``, ``("numlit", ...)`` (one enum
+b"false"))``, ``("strlit", text)``, ``("string", StringSpec)``, ``("key", description)`` (a key
+with its colon), ``("int", IntegerRange)``, ``("num", NumberRange)``, ``("numlit", ...)`` (one enum
 number, see `number_key`), ``("union", descriptions)``, ``("minus", kept, removed)``, ``("regex",
 pattern)`` and ``("dfa", automaton)``.  The rule emitter (`guided.frontends.jsonschema.rules`)
 makes them; `Terminals` builds them (strings through `._strings`, numbers through `._numbers`).
@@ -17,7 +16,7 @@ import math
 import re
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -34,10 +33,43 @@ from guided.ir.dfa import ByteDFA
 
 Description = tuple[Any, ...]  # a terminal description, as above (hashable: the cache key)
 
+
+# The constraints of the scalar descriptions, named.  Tuples (NamedTuple): hashed and compared as
+# the plain tuples they replace, and `union` orders descriptions by their text, which names change
+# only where the same class sits in both descriptions compared (so unions keep their order).
+class StringSpec(NamedTuple):
+    """What the content of a ``("string", spec)`` terminal's strings satisfies, all of it."""
+
+    patterns: tuple[str, ...] = ()  # ECMA-262 patterns, each searched in the content
+    min_length: int = 0  # in characters, as JSON Schema counts them
+    max_length: int | None = None
+    formats: tuple[str, ...] = ()  # names in `_formats.FORMATS`
+    excluded: tuple[str, ...] = ()  # texts the string is not (an object's other keys: the names it defines)
+
+
+class IntegerRange(NamedTuple):
+    """The integers of an ``("int", range)`` terminal: bounds inclusive (None: unbounded)."""
+
+    lo: int | None
+    hi: int | None
+    multiple: tuple[int, int] | None  # multipleOf as (p, q), p / 10**q (`_numbers.decimal_ratio`)
+    fraction: bool  # also written with a zero fraction (1.0): not under drafts 3 and 4
+
+
+class NumberRange(NamedTuple):
+    """The numbers of a ``("num", range)`` terminal (bounds as decimal text; None: unbounded)."""
+
+    lo: str | None = None
+    lo_exclusive: bool = False
+    hi: str | None = None
+    hi_exclusive: bool = False
+    multiple: tuple[int, int] | None = None  # as `IntegerRange.multiple`
+
+
 NULL: Description = ("lit", b"null")
 BOOLEAN: Description = ("alt", (b"true", b"false"))
-ANY_STRING: Description = ("string", ((), 0, None, (), ()))
-ANY_NUMBER: Description = ("num", None, False, None, False, None)
+ANY_STRING: Description = ("string", StringSpec())
+ANY_NUMBER: Description = ("num", NumberRange())
 
 
 
@@ -141,7 +173,7 @@ class Terminals:
                 dfa = _cache_put(_BARE_CACHE, name, _dfa.union_dfas(
                     [self.exact(k, pointer) for k in key[1]], self.opts.max_states))
             return dfa
-        if kind == "num" and key[1:] == (None, False, None, False, None):
+        if kind == "num" and key[1] == NumberRange():
             return _regex(_numbers.PLAIN_NUMBER)
         if kind == "numlit":
             r = _numbers.literal(Decimal(key[1]), key[2])
@@ -190,13 +222,15 @@ class Terminals:
                 own = _regex(r) if r is not None else _dfa.EMPTY
             return _dfa.union_dfas([own] + extra, self.opts.max_states)
         if kind == "int":
-            return self.int_dfa(key[1], key[2], key[3], key[4], pointer)
+            i: IntegerRange = key[1]
+            return self.int_dfa(i.lo, i.hi, i.multiple, i.fraction, pointer)
         if kind == "num":
-            return self.num_dfa(key[1], key[2], key[3], key[4], key[5], pointer)
+            n: NumberRange = key[1]
+            return self.num_dfa(n.lo, n.lo_exclusive, n.hi, n.hi_exclusive, n.multiple, pointer)
         raise AssertionError(key)
 
 
-    def string_content(self, c: tuple, pointer: str, chars: _strings.Spelling | None = None) -> ByteDFA:
+    def string_content(self, c: StringSpec, pointer: str, chars: _strings.Spelling | None = None) -> ByteDFA:
         """The content of strings under a ``("string", c)`` description, each character spelt by
         ``chars`` (default: JSON's spellings, all or the canonical one as the options say; the XML
         front-end passes its own)."""
@@ -229,8 +263,8 @@ class Terminals:
         # smallest first: cheaper products
         parts.sort(key=lambda d: d.num_states)
         out = parts[0]
-        for p in parts[1:]:
-            out = _dfa.intersect(out, p, ms, what=f"string constraints at {pointer or '#'}")
+        for part in parts[1:]:
+            out = _dfa.intersect(out, part, ms, what=f"string constraints at {pointer or '#'}")
         if literals_out:
             # every JSON spelling of the excluded values goes (exclusion is only made for JSON)
             assert chars in (_strings.add_json_chars, _strings.add_canonical_json_chars)
