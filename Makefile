@@ -40,7 +40,7 @@ $(ASAN_SO): $(VENV)/.dev CMakeLists.txt $(wildcard src/guided_native/*)
 	cmake --build build/asan
 
 test-native-asan: $(ASAN_SO)
-	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_native_api.py tests/test_native_counts.py tests/test_native_unique.py tests/test_native_earley.py
+	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_native_api.py tests/test_native_counts.py tests/test_native_unique.py tests/test_native_earley.py tests/test_native_closing.py
 
 # Coverage-guided fuzzing needs atheris' coverage hooks, which the preloaded gcc sanitizer runtime
 # shadows: so the corpus grows against the release build first, then every unit of it is replayed

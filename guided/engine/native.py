@@ -297,7 +297,8 @@ class NativeCfgGrammar:
         return {"full": self._native.full_walks, "derived": self._native.derived_walks}
 
     def reference(self):
-        """The Python engine on the same IR (for what the core does not compute yet: budget masks)."""
+        """The Python engine on the same IR (for what the core does not compute yet: the verified
+        completions, and budget masks where terminals are counted)."""
         if self._reference is None:
             from guided.engine.cfg import CfgGrammar
 
@@ -482,24 +483,31 @@ class NativeMatcher:
     def forced_bytes(self) -> bytes:
         return self._m.forced_bytes()
 
-    # Budget-aware closing (`guided.engine.closing`): the token bounds are not native yet.  A
-    # regex is bounded by the Python engine on the same DFA at the core's state; a grammar by a
-    # Python twin matcher that follows the tokens (advanced only by the tokens since its last
-    # use, so steps cost no replay), with the native mask as the plain mask (the same bits as
-    # the Python mask, so no Python mask is computed for `budget_mask`).
+    # Budget-aware closing (`guided.engine.closing`).  LALR grammars without counted terminals
+    # answer the budget mask and the closing lower bound in the core (src/guided_native/closing.h,
+    # bit for bit the Python engine's).  The rest is not native yet: a regex is bounded by the
+    # Python engine on the same DFA at the core's state; Earley grammars, item counts, unique items,
+    # XML, counted terminals and every grammar's verified completions (closing distance and tokens)
+    # by a Python twin matcher that follows the tokens (advanced only by the tokens since its last
+    # use, so steps cost no replay), with the native mask as the plain mask (the same bits).
 
     def _regex_state(self) -> int:
         state = self._m.state
         return FINISHED if state < 0 else int(state)
 
+    def _native_closing(self) -> bool:
+        """Are the budget mask and the lower bound native for this grammar?"""
+        g = self.grammar
+        return isinstance(g, NativeCfgGrammar) and not g.ir.earley and not g._native.counting
+
     def budget_mask(self, remaining: int) -> np.ndarray:
         g = self.grammar
         if isinstance(g, NativeRegexGrammar):
             return g.reference().budget_allowed(self._regex_state(), remaining)
-        # Grammars: the token bounds are not native yet.  A Python twin matcher follows the tokens
-        # (advanced only by the tokens since its last use, so steps cost no replay) and bounds
-        # them; the candidates are the native mask (the same bits as the Python mask), so no
-        # Python mask is ever computed here.
+        if self._native_closing():
+            # Past the bounds' range every bound fits: clamped, so the core's int64 never overflows.
+            remaining = max(0, min(count_of(remaining, "budget_mask(remaining)"), 2 ** 62 + 1))
+            return unpack(self._m.budget_words(remaining), g.vocab.size)
         config = self._twin_matcher()._history[0]
         plain = unpack(self._m.words(), g.vocab.size) if config is not None and remaining >= 1 else None
         if isinstance(g, (NativeCountsGrammar, NativeUniqueGrammar)):
@@ -524,6 +532,8 @@ class NativeMatcher:
         if isinstance(g, NativeRegexGrammar):
             state = self._regex_state()
             return 0 if state == FINISHED else g.reference().lower_bound(state)
+        if self._native_closing():
+            return self._m.closing_lower_bound()
         return self._twin_matcher().closing_lower_bound()
 
     def closing_distance(self) -> int:

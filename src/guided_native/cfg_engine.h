@@ -32,6 +32,8 @@
 
 namespace guided_native {
 
+class CfgCloser;  // closing.h: lower bounds and budget masks of LALR grammars
+
 // The parser tables the engine runs on: the LALR(1) parser's interned stacks (parser.h) or, for
 // grammars whose tables have conflicts, the Earley table's interned columns (earley.h).  Both
 // give a node with a `uid`, `root()`, `feed(node, terminal)` (null: a syntax error) and
@@ -93,6 +95,7 @@ class CfgGrammarT : public std::enable_shared_from_this<CfgGrammarT<Table>> {
   }
 
   const TokenTrie& trie() const { return *trie_; }
+  CfgCloser& closer();  // made on first use (closing.h)
   bool is_ignored(int32_t terminal) const { return ignored_[terminal] != 0; }
   bool counting() const { return counting_; }
   bool is_counted(int32_t terminal) const { return counting_ && counted_[terminal] != nullptr; }
@@ -530,6 +533,8 @@ class CfgGrammarT : public std::enable_shared_from_this<CfgGrammarT<Table>> {
   StripedMap<std::pair<uint64_t, int32_t>, std::string, PairHash> forced_;
   std::once_flag eos_once_;
   WordsPtr eos_;
+  std::once_flag closer_once_;
+  std::shared_ptr<CfgCloser> closer_;
 };
 
 // One sequence's position in a grammar: the configuration after each consumed token.
@@ -567,7 +572,8 @@ class CfgMatcherT : public HistoryMatcher<CfgGrammarT<Table>, typename CfgGramma
     push(c);
   }
 
-  Words budget_words(int64_t) const override { throw std::logic_error("budget masks of grammars are not native yet"); }
+  Words budget_words(int64_t remaining) const override;  // closing.h
+  int64_t closing_lower_bound() const;  // closing.h
 };
 
 using CfgGrammar = CfgGrammarT<Parser>;  // LALR(1) grammars
@@ -576,3 +582,5 @@ using EarleyGrammar = CfgGrammarT<EarleyTable>;  // grammars parsed by Earley (g
 using EarleyMatcher = CfgMatcherT<EarleyTable>;
 
 }  // namespace guided_native
+
+#include "closing.h"  // CfgGrammar::closer, CfgMatcher::budget_words

@@ -205,7 +205,8 @@ NB_MODULE(_native, m) {
       .def("copy", &Matcher::clone)
       .def_prop_ro("num_tokens", &Matcher::num_tokens);
   nb::class_<RegexMatcher, Matcher>(m, "RegexMatcher").def_prop_ro("state", &RegexMatcher::state);
-  nb::class_<CfgMatcher, Matcher>(m, "CfgMatcher");
+  nb::class_<CfgMatcher, Matcher>(m, "CfgMatcher")
+      .def("closing_lower_bound", &CfgMatcher::closing_lower_bound, nb::call_guard<nb::gil_scoped_release>());
 
   nb::class_<RegexGrammar>(m, "RegexGrammar")
       .def("matcher", [](std::shared_ptr<RegexGrammar> g) { return std::make_unique<RegexMatcher>(std::move(g)); })
@@ -229,6 +230,7 @@ NB_MODULE(_native, m) {
              return out;
            })
       .def_prop_ro("lexer_states", [](CfgGrammar& g) { return g.lexer().size(); })
+      .def_prop_ro("counting", &CfgGrammar::counting, "Has counted terminals (budget masks not native for them).")
       .def_prop_ro("stack_nodes", [](CfgGrammar& g) { return g.parser().num_nodes(); })
       .def_prop_ro("full_walks", &CfgGrammar::full_walks,
                    "Lexer states whose data took a walk of the whole trie.")
@@ -589,5 +591,17 @@ NB_MODULE(_native, m) {
       "guided.ir.lalr.lalr_tables' construction on integer rules (lhs, rhs with terminal t as t and nonterminal A "
       "as bias + A, the start nonterminal, priorities or [], check called now and then or None) as (actions, gotos, "
       "kernels, conflicts, collisions, end_state).");
+  m.def("closing_limits", [] {
+    nb::dict d;  // tests/test_native_closing.py: must be guided.engine.tuning's
+    d["MANDATORY_MAX_SYMBOLS"] = ClosingLimits::kMandatoryMaxSymbols;
+    d["MANDATORY_MAX_STATES"] = ClosingLimits::kMandatoryMaxStates;
+    d["CLOSER_SEARCH_LIMIT"] = ClosingLimits::kCloserSearchLimit;
+    d["REQUIRED_SEARCH_STACKS"] = ClosingLimits::kRequiredSearchStacks;
+    d["CLOSING_REFINE_TOKENS"] = ClosingLimits::kRefineTokens;
+    d["CLOSING_REFINE_ADVANCING"] = ClosingLimits::kRefineAdvancing;
+    d["CLOSING_SEARCH_TOKENS"] = ClosingLimits::kSearchTokens;
+    d["ADVANCES_MEMO"] = SubsequenceCover::kAdvancesMemo;
+    return d;
+  });
   m.def("hardware_threads", [] { return std::thread::hardware_concurrency(); });
 }

@@ -193,6 +193,10 @@ def exercise(matcher, src: Source, vocab_size: int) -> None:
                 matcher.accepts_eos(), matcher.is_finished(), matcher.forced_bytes()
             elif op == 8:
                 matcher.words()
+                if isinstance(matcher, native._require().CfgMatcher) and src.chance(50):
+                    # budget masks and closing bounds of grammars (closing.h)
+                    matcher.budget_words(src.int(-2, 70))
+                    matcher.closing_lower_bound()
             else:
                 buf = np.zeros((2, words), np.int32)
                 native._require().fill_bitmasks([matcher, matcher], buf, src.int(1, 3))
