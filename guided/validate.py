@@ -73,7 +73,7 @@ def _every_spelling(spec: Any, model_class: bool) -> Any:
 
     if isinstance(spec, JsonSchema):
         # JSON objects are unordered: keys in any order (`_compiled` falls back to the declared
-        # order where an object has too many properties for that).
+        # order where the any-order compile passes a limit, `validate` tries it where it refuses).
         relaxed: dict[str, Any] = {"canonical": False, "property_order": "any"}
         if model_class:
             relaxed["closed"] = False  # accept what model_validate_json accepts
