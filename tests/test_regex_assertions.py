@@ -425,3 +425,12 @@ def test_many_unanchored_alternatives_share_their_loops():
     assert d.num_states < 1000
     assert d.fullmatch(b"xx-zh-cn") and d.fullmatch(b"de") and not d.fullmatch(b"zh") and not d.fullmatch(b"")
     assert _ecma()("en|de|ru|pt|nl|fr|it|es|pl|uk|zh-cn")
+
+
+@pytest.mark.parametrize("pattern,at", [("(?=){2}", 4), ("(?=a){2}a", 5), ("(?!b)*a", 5), ("(?<=a)?b", 6), ("x(?<!y){1,3}", 7)])
+def test_a_quantified_lookaround_is_refused_where_it_is(pattern, at):
+    """`re` repeats a lookaround; interegular would read the quantifier after one as literal text
+    (`(?=a){2}a` became "a lookahead, then {2}a"), so it is refused, naming the quantifier."""
+    with pytest.raises(RegexError, match="a quantifier on a lookaround") as info:
+        guided.Regex(pattern).to_ir()
+    assert info.value.position == at

@@ -851,6 +851,9 @@ _OCTAL = re.compile(r"\\(0[0-7]{0,2}|[1-7][0-7]{2})")
 _CLASS_OCTAL = re.compile(r"\\([0-7]{1,3})")
 
 
+_QUANTIFIER_AFTER = re.compile(r"[*+?]|\{\d*(?:,\d*)?\}")
+
+
 def _check_and_normalise(pattern: str, max_nesting: int = 40, dialect: str = "python", edges: bool = True,
                          assertions: bool = True) -> str:
     """Refuse unsupported constructs with their position; strip outer anchors and comments;
@@ -971,7 +974,12 @@ def _check_and_normalise(pattern: str, max_nesting: int = 40, dialect: str = "py
             continue
         elif c == ")":
             depth -= 1
-            if groups and groups.pop() == "atomic":
+            closed = groups.pop() if groups else "group"
+            if closed in ("ahead", "behind") and _QUANTIFIER_AFTER.match(pattern, i + 1):
+                # re repeats a lookaround; the parser underneath would read "{2}" after one as text.
+                raise RegexError("a quantifier on a lookaround is not supported (a lookaround reads nothing: "
+                                 "write it once, or drop it where it may be skipped)", pattern, i + 1)
+            if closed == "atomic":
                 # (?>X) went out as (?:(?:X)<mark>): the mark makes the construction read X atomically.
                 opened = atomic_starts.pop()
                 lazy = _LAZY.search(pattern, opened, i) is not None
