@@ -133,12 +133,11 @@ def _compiled(spec: Any) -> tuple[Any, str]:
     declared order instead, and the note says where any order stopped."""
     from guided.compiler import compile
     from guided.errors import LimitExceeded
-    from guided.frontends.jsonschema import JsonSchema
 
     try:
         return compile(spec, byte_vocabulary()).matcher(), ""
     except LimitExceeded as exc:
-        if not isinstance(spec, JsonSchema) or spec.property_order != "any":
+        if not _any_order(spec):
             raise
         why = str(exc)
     declared = spec.with_options(property_order="declared")
